@@ -1,0 +1,16 @@
+"""The `cmet` command: one entry point, one sub-module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from cmet_cli import conformance_cmd, emotions_cmd, models_cmd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Emotion editing for talking-face videos.")
+app.command("conformance")(conformance_cmd.conformance)
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(emotions_cmd.app, name="emotions")
+
+
+if __name__ == "__main__":
+    app()

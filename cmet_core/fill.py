@@ -1,0 +1,93 @@
+"""The deterministic weight-fill rule `cmet-fill-v1` (conformance kit RULE.md) and state digests.
+
+It gives our modules the same synthetic weights the kit's goldens were made with, from key
+names and shapes alone, so conformance needs neither the official checkpoints nor its code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import torch
+from torch import nn
+
+ModelKind = Literal["edtalk", "connector"]
+Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
+
+
+def _fan_in_scale(shape: torch.Size) -> float:
+    return 1.0 / math.sqrt(shape[1] * math.prod(shape[2:]))
+
+
+def edtalk_rule(key: str, shape: torch.Size) -> Fill:
+    last = key.rsplit(".", 1)[-1]
+    if last == "kernel":
+        return None
+    if key.endswith(".modulation.bias"):
+        return 1.0, 0.1
+    if last == "bias":
+        return 0.0, 0.05
+    if ".fineadainresblock." in key:
+        return 0.0, _fan_in_scale(shape)
+    if key.startswith("dec.to_flows.") and key.endswith(".conv.weight"):
+        return 0.0, 0.1
+    if key.startswith("dec.to_rgb") and key.endswith(".conv.0.weight"):
+        return 0.0, 0.15
+    return 0.0, 1.0
+
+
+def connector_rule(key: str, shape: torch.Size) -> Fill:
+    last = key.rsplit(".", 1)[-1]
+    if last in ("pe", "num_batches_tracked"):
+        return None
+    if last == "running_var":
+        return 1.0, 0.1
+    if last == "running_mean":
+        return 0.0, 0.1
+    if len(shape) >= 2:
+        return 0.0, _fan_in_scale(shape)
+    if last == "weight":
+        return 1.0, 0.1
+    return 0.0, 0.1
+
+
+RULES = {"edtalk": edtalk_rule, "connector": connector_rule}
+
+
+@torch.no_grad()
+def fill_module(module: nn.Module, kind: ModelKind) -> None:
+    """Fill every floating-point tensor of `module` in place per `cmet-fill-v1`."""
+    rule = RULES[kind]
+    sd = module.state_dict(keep_vars=True)
+    for key in sorted(sd):
+        t = sd[key]
+        if not t.is_floating_point():
+            continue
+        fill = rule(key, t.shape)
+        if fill is None:
+            continue
+        a, s = fill
+        g = torch.Generator(device="cpu")
+        g.manual_seed(zlib.crc32(key.encode("utf-8")))
+        z = torch.randn(tuple(t.shape), generator=g, dtype=torch.float32)
+        t.copy_(z * s + a)
+
+
+def state_digest(state: Mapping[str, torch.Tensor], exclude: Iterable[str] = ()) -> str:
+    """SHA-256 over sorted keys of utf8(key) + the raw little-endian bytes of each contiguous tensor."""
+    skip = set(exclude)
+    h = hashlib.sha256()
+    for key in sorted(state):
+        if key in skip:
+            continue
+        h.update(key.encode("utf-8"))
+        h.update(tensor_bytes(state[key]))
+    return h.hexdigest()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().numpy().tobytes()

@@ -1,0 +1,39 @@
+"""The one settings object of the model library, read from `CMET_*` environment variables.
+
+Service and worker settings extend this class rather than reading the environment themselves.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".cache" / "cmet"
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CMET_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="All local state lives under here.")
+    models_dir: Path | None = Field(default=None, description="Model sets; defaults to DATA_DIR/models.")
+    test_data: Path = Field(
+        default=Path(__file__).resolve().parent.parent.parent / "shared" / "data",
+        description="Real fixtures for tests and benchmarks (never copied into the project).",
+    )
+    device: str = Field(default="auto", description="'auto', 'cpu' or a torch device string such as 'cuda:0'.")
+    num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CoreSettings:
+    return CoreSettings()

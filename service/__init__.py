@@ -1,0 +1,1 @@
+"""service: see ARCHITECTURE in README; filled by later issues."""

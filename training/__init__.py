@@ -1,0 +1,1 @@
+"""training: see ARCHITECTURE in README; filled by later issues."""

@@ -1,0 +1,1 @@
+"""worker: see ARCHITECTURE in README; filled by later issues."""
