@@ -9,17 +9,13 @@ import typer
 from cmet_core.settings import get_settings
 
 
-def _default_kit() -> Path:
-    return get_settings().test_data.parent / "conformance"
-
-
 def conformance(
-    kit: Path = typer.Option(None, "--kit", help="Kit folder (default: the shared conformance kit beside the test data)."),
+    kit: Path = typer.Option(None, "--kit", help="Kit folder (default: setting CMET_CONFORMANCE_KIT)."),
 ) -> None:
     """Exit 0 when every golden group matches; one line per group with its max error."""
     from cmet_core.conformance import KitError, kit_fingerprint, run_kit
 
-    kit = kit or _default_kit()
+    kit = kit or get_settings().conformance_kit
     failed = 0
     try:
         typer.echo(f"kit {kit} ({kit_fingerprint(kit)})" if kit.is_dir() else f"kit {kit}")

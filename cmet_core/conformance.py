@@ -261,5 +261,7 @@ def kit_fingerprint(kit: Path) -> str:
     """Short digest of the kit's files, printed so a report says which kit it checked."""
     h = hashlib.sha256()
     for name in KIT_FILES:
-        h.update((Path(kit) / name).read_bytes())
+        path = Path(kit) / name
+        if path.is_file():
+            h.update(path.read_bytes())
     return h.hexdigest()[:12]

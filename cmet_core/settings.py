@@ -25,6 +25,10 @@ class CoreSettings(BaseSettings):
         default=Path(__file__).resolve().parent.parent.parent / "shared" / "data",
         description="Real fixtures for tests and benchmarks (never copied into the project).",
     )
+    conformance_kit: Path = Field(
+        default=Path(__file__).resolve().parent.parent.parent / "shared" / "conformance",
+        description="Conformance kit checked by `cmet conformance` when no --kit is given.",
+    )
     device: str = Field(default="auto", description="'auto', 'cpu' or a torch device string such as 'cuda:0'.")
     num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")

@@ -43,6 +43,12 @@ class EDTalkConfig:
     max_channels: int = 512
     adain_hidden: int = 128
 
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.size & (self.size - 1):
+            raise ValueError(f"EDTalk size must be a power of two >= 8, got {self.size}")
+        if self.style_dim < self.lip_dim + self.pose_dim + self.exp_dim:
+            raise ValueError("EDTalk style_dim must be at least lip_dim + pose_dim + exp_dim (the QR basis needs it)")
+
     def channels(self, resolution: int) -> int:
         return min(self.max_channels, self.channel_base * self.channel_multiplier // resolution)
 
@@ -55,7 +61,7 @@ class EDTalkConfig:
         return asdict(self)
 
 
-TINY_EDTALK = EDTalkConfig(size=32, style_dim=32, channel_base=256, max_channels=32, adain_hidden=16)
+TINY_EDTALK = EDTalkConfig(size=32, style_dim=64, channel_base=256, max_channels=32, adain_hidden=16)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""The published goldens, through the same code path as `cmet conformance`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cmet_cli.main import app
+from cmet_core.conformance import KIT_FILES
+
+
+def test_cli_matches_every_golden(conformance_kit: Path) -> None:
+    result = CliRunner().invoke(app, ["conformance", "--kit", str(conformance_kit)])
+    lines = [ln for ln in result.output.splitlines() if ln.startswith(("ok", "FAIL"))]
+    assert result.exit_code == 0, result.output
+    groups = {ln.split()[1] for ln in lines}
+    assert {"edtalk.filled_digest", "edtalk.v_img.reference", "edtalk.v_img.fast_batched", "edtalk.av_img",
+            "connector.filled_digest", "connector.loop", "connector.schedule"} <= groups
+    assert all(ln.startswith("ok") and "max_abs=" in ln for ln in lines)
+
+
+def test_incomplete_kit_is_a_clear_error(conformance_kit: Path, tmp_path: Path) -> None:
+    for name in KIT_FILES[:-1]:
+        shutil.copy(conformance_kit / name, tmp_path / name)
+    result = CliRunner().invoke(app, ["conformance", "--kit", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "missing tolerances.json" in result.output
+    assert "Traceback" not in result.output
