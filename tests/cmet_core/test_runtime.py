@@ -1,0 +1,49 @@
+"""The chunked runner gives the generator's own results for any batch size and option on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cmet_core.fill import fill_module
+from cmet_core.models.edtalk import TINY_EDTALK, Generator
+from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+
+
+def _gen() -> Generator:
+    gen = Generator(TINY_EDTALK).eval()
+    fill_module(gen, "edtalk")
+    return gen
+
+
+@pytest.mark.parametrize(
+    "options",
+    [RuntimeOptions(device="cpu", batch=3), RuntimeOptions(device="cpu", channels_last=True), RuntimeOptions(device="cpu", precision="bf16")],
+    ids=["batch3", "channels_last", "bf16"],
+)
+def test_runner_matches_direct_calls(options: RuntimeOptions) -> None:
+    size = TINY_EDTALK.size
+    frames = torch.rand(7, 3, size, size) * 2 - 1
+    src = torch.rand(1, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        ref_gen = _gen()
+        m = ref_gen.encode_motion(frames)
+        expected = ref_gen.render(ref_gen.prepare_source(src), m.lip, m.pose, m.exp)
+    runner = EDTalkRunner(_gen(), options)
+    got_m = runner.encode_motion(frames)
+    got = runner.render(runner.prepare_source(src), got_m.lip, got_m.pose, got_m.exp)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    tol = 0.25 if options.precision == "bf16" else 1e-4
+    torch.testing.assert_close(got, expected, atol=tol, rtol=0)
+
+
+def test_fp16_needs_cuda() -> None:
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        EDTalkRunner(_gen(), RuntimeOptions(device="cpu", precision="fp16"))
+
+
+def test_cuda_request_without_cuda_is_clear() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        EDTalkRunner(_gen(), RuntimeOptions(device="cuda:0"))
