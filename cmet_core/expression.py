@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cmet_core.models.connector import Connector, run_windows
@@ -23,3 +24,34 @@ def official_schedule(connector: Connector, ed_neu: torch.Tensor, speech: torch.
     while exp.shape[0] < lip_len:
         exp = torch.cat([exp, exp.flip(0)])
     return pred, exp[:lip_len]
+
+
+def _interp(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return np.stack([np.interp(at, times, values[:, j]) for j in range(values.shape[1])], axis=1)
+
+
+def expression_track(
+    connector: Connector, ed_neu: torch.Tensor, times_s: np.ndarray, speech: torch.Tensor, model_fps: float = 25.0
+) -> torch.Tensor:
+    """Edited expression coefficients for every input frame, for any length from one frame up.
+
+    The connector was trained on 25 fps windows, so the frames' own coefficients are resampled
+    onto a 25 fps timeline, padded to whole windows by repeating the last frame, run through the
+    autoregressive loop, and the predicted deltas are interpolated back to each frame's own time
+    and added to that frame's coefficients. A 25 fps clip maps one to one; nothing is dropped.
+    """
+    t = connector.cfg.window
+    times = np.asarray(times_s, dtype=np.float64)
+    if times.ndim != 1 or times.shape[0] != ed_neu.shape[0] or times.shape[0] == 0:
+        raise ValueError("expression_track needs one timestamp per frame and at least one frame")
+    span = float(times[-1] - times[0])
+    steps = int(np.floor(span * model_fps + 1e-6)) + 1
+    model_times = times[0] + np.arange(steps) / model_fps
+    values = ed_neu.detach().cpu().double().numpy()
+    on_grid = values if steps == len(times) and np.allclose(model_times, times) else _interp(times, values, model_times)
+    padded = np.concatenate([on_grid, np.repeat(on_grid[-1:], (-steps) % t, axis=0)])
+    grid = torch.from_numpy(padded).to(ed_neu.dtype)
+    _, delta = run_windows(connector, grid.to(speech.device), speech)
+    delta_grid = delta[:steps].detach().cpu().double().numpy()
+    delta_frames = delta_grid if on_grid is values else _interp(model_times, delta_grid, times)
+    return ed_neu + torch.from_numpy(delta_frames).to(ed_neu)

@@ -1,0 +1,1 @@
+"""Media in and out: video through PyAV, audio through PyAV + soxr."""

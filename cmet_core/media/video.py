@@ -1,0 +1,232 @@
+"""Video in and out through PyAV: probing, streaming decode (rotation applied), H.264/AAC mp4 out.
+
+Frames stream one at a time so memory does not grow with clip length; the writer copies each
+input frame's timestamp, so the output keeps the input's frame count, frame rate (constant or
+variable) and duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+
+class MediaError(ValueError):
+    """A user's file that cannot be edited; `code` is machine-readable, the message names the file."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # as displayed, rotation applied
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    frame_count: int
+    duration_s: float
+    rotation: int
+    video_codec: str
+    has_audio: bool
+
+
+@dataclass
+class DecodedFrame:
+    index: int
+    pts: int | None
+    time_s: float
+    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise MediaError("not_found", f"{path}: no such file")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError("not_media", f"{path}: not a media file PyAV can read ({exc})") from None
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def _first_frame_geometry(path: Path) -> tuple[int, int, int]:
+    """Rotation and upright size come from the first decoded frame (the display matrix is per frame)."""
+    with _open(path) as container:
+        try:
+            first = next(container.decode(video=0), None)
+        except av.error.FFmpegError:
+            first = None
+    if first is None:
+        raise MediaError("decode_failed", f"{path}: no frame of the video stream decodes")
+    rotation = int(first.rotation or 0)
+    if round(rotation / 90) % 2:
+        return rotation, first.height, first.width
+    return rotation, first.width, first.height
+
+
+def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
+    """Reads the header and counts frames by demuxing (no decode); refuses what cannot be edited."""
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError("no_video_stream", f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        count = 0
+        first_pts: int | None = None
+        last_end = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                count += 1
+                first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
+                last_end = max(last_end, packet.pts + (packet.duration or 0))
+        except av.error.FFmpegError as exc:
+            raise MediaError("decode_failed", f"{path}: the video stream is corrupt ({exc})") from None
+        if count == 0:
+            raise MediaError("zero_frames", f"{path}: the video stream has no frames")
+        tb = stream.time_base or Fraction(1, 90000)
+        fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+        duration = float((last_end - (first_pts or 0)) * tb) if last_end else count / float(fps)
+        rotation, w, h = _first_frame_geometry(path)
+        info = VideoInfo(
+            path=path,
+            width=w,
+            height=h,
+            fps=Fraction(fps),
+            time_base=Fraction(tb),
+            frame_count=count,
+            duration_s=duration,
+            rotation=rotation,
+            video_codec=stream.codec_context.name,
+            has_audio=bool(container.streams.audio),
+        )
+    if max_duration_s is not None and info.duration_s > max_duration_s:
+        raise MediaError("too_long", f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s")
+    return info
+
+
+def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or Fraction(1, 90000)
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
+                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=_upright(frame))
+        except av.error.FFmpegError as exc:
+            raise MediaError("decode_failed", f"{path}: decoding failed ({exc})") from None
+
+
+class VideoWriter:
+    """H.264 (yuv420p) + AAC mp4 with faststart; audio is taken from `audio_from` and interleaved.
+
+    Odd frame sizes are padded by one edge pixel, because yuv420p needs even dimensions.
+    """
+
+    def __init__(self, path: Path | str, like: VideoInfo, audio_from: Path | None = None, crf: int = 18) -> None:
+        self.path = Path(path)
+        self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self.video = self.container.add_stream("libx264", rate=like.fps)
+        self.video.width = like.width + like.width % 2
+        self.video.height = like.height + like.height % 2
+        self.video.pix_fmt = "yuv420p"
+        self.video.time_base = like.time_base
+        self.video.codec_context.time_base = like.time_base
+        self.video.options = {"crf": str(crf), "preset": "medium"}
+        self.time_base = like.time_base
+        self.frame_period = 1 / like.fps
+        self._next_index = 0
+        self._audio: _AudioTranscoder | None = None
+        if audio_from is not None and like.has_audio:
+            self._audio = _AudioTranscoder(Path(audio_from), self.container)
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        h, w = image.shape[:2]
+        if (w, h) != (self.video.width, self.video.height):
+            image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = pts if pts is not None else round(self._next_index * self.frame_period / self.time_base)
+        frame.time_base = self.time_base
+        self._next_index += 1
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+        if self._audio is not None:
+            self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
+
+    def close(self) -> None:
+        for packet in self.video.encode(None):
+            self.container.mux(packet)
+        if self._audio is not None:
+            self._audio.pump(until_s=None)
+            self._audio.close()
+        self.container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.container.close()
+            self.path.unlink(missing_ok=True)
+
+
+class _AudioTranscoder:
+    """Streams the input's first audio track into AAC, a little ahead of the video, for interleaving."""
+
+    def __init__(self, source: Path, out: av.container.OutputContainer) -> None:
+        self.input = av.open(str(source), mode="r")
+        in_stream = self.input.streams.audio[0]
+        rate = in_stream.rate or 48000
+        layout = in_stream.layout.name if in_stream.layout and in_stream.channels <= 2 else "stereo"
+        self.stream = out.add_stream("aac", rate=rate, layout=layout)
+        self.stream.options = {"b": "160k"} if layout == "stereo" else {"b": "96k"}
+        self.out = out
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        self.frames = self.input.decode(in_stream)
+        self.done = False
+
+    def pump(self, until_s: float | None) -> None:
+        while not self.done:
+            try:
+                frame = next(self.frames, None)
+            except av.error.FFmpegError as exc:
+                raise MediaError("decode_failed", f"{self.input.name}: audio decoding failed ({exc})") from None
+            if frame is None:
+                self._encode(self.resampler.resample(None))
+                self._mux(self.stream.encode(None))
+                self.done = True
+                return
+            self._encode(self.resampler.resample(frame))
+            if until_s is not None and frame.time is not None and frame.time > until_s:
+                return
+
+    def _encode(self, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            self._mux(self.stream.encode(frame))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self.out.mux(packet)
+
+    def close(self) -> None:
+        self.input.close()
