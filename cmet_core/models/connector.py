@@ -32,7 +32,9 @@ class ConnectorConfig:
         return asdict(self)
 
 
-TINY_CONNECTOR = ConnectorConfig(hidden=64, layers=2, heads=2, ffn=64, speech_dim=32, max_positions=16)
+# Tiny, but it reads real emotion2vec+ large vectors (1024-d), so the built-in emotion library
+# and libraries users build work unchanged on tiny sets.
+TINY_CONNECTOR = ConnectorConfig(hidden=64, layers=2, heads=2, ffn=64, speech_dim=1024, max_positions=16)
 
 # (cin, cout, kernel, stride, padding, residual) of the 13 blocks; the last two widths follow `hidden`.
 _BLOCKS_HEAD: tuple[tuple[int, int, int, int, int, bool], ...] = (

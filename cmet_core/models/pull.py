@@ -1,0 +1,186 @@
+"""`cmet models pull`: download the published weights from the Hugging Face hub into a model set.
+
+Where the files live (one table, `OFFICIAL_FILES`), as published by the authors:
+* `coldhyuk/C-MET` (linked from the C-MET README; C-MET's `demo.py` downloads
+  `pretrained_weights/EDTalk.pt` and `checkpoints/_epoch_2105_checkpoint_step000200000.pth` from it;
+  the repo also hosts `Audio2Lip.pt`, which our pipeline does not use);
+* `emotion2vec/emotion2vec_plus_large`, funasr's hub id for emotion2vec+ large (`config.yaml`,
+  `model.pt`, and `tokens.txt`, from which funasr sizes the model's 9-class head).
+
+Which architecture a file is converted to is *declared*, not guessed: a `PullSpec` pairs each
+file with its config (the official spec uses the published configs). Shapes cannot tell
+everything (the connector's head count and window leave no trace in its state dict), and the
+strict load after conversion checks the declaration against the file. A spec can be given as a
+JSON file (`cmet models pull --spec`), for a mirror with other names or a small test set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cmet_core.models.checkpoints import Source, read_json_model, sha256_file
+from cmet_core.models.connector import ConnectorConfig
+from cmet_core.models.convert import convert_connector, convert_edtalk, import_emotion2vec
+from cmet_core.models.edtalk import EDTalkConfig
+from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.registry import finish_set, staged_set
+from cmet_core.settings import get_settings
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class HubFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo_id: str
+    filename: str
+    revision: str = "main"
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="Pin: refuse any other content.")
+
+
+OFFICIAL_FILES: dict[str, HubFile] = {
+    "edtalk": HubFile(repo_id="coldhyuk/C-MET", filename="pretrained_weights/EDTalk.pt"),
+    "connector": HubFile(repo_id="coldhyuk/C-MET", filename="checkpoints/_epoch_2105_checkpoint_step000200000.pth"),
+    "emotion2vec_config": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="config.yaml"),
+    "emotion2vec_weights": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="model.pt"),
+    "emotion2vec_tokens": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="tokens.txt"),
+}
+
+
+class ModelPull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: HubFile
+    name: str
+    version: str = "1.0.0"
+    config: dict[str, Any]
+
+
+class Emotion2vecPull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config_file: HubFile
+    weights_file: HubFile
+    extra_files: list[HubFile] = Field(default_factory=list, description="Copied beside them, e.g. tokens.txt.")
+    name: str = "emotion2vec-plus-large"
+    version: str = "1.0.0"
+
+
+class PullSpec(BaseModel):
+    """What to download and how to convert it into one set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "official"
+    version: str = "1.0.0"
+    description: str = "published C-MET, EDTalk and emotion2vec+ large weights"
+    edtalk: ModelPull
+    connector: ModelPull
+    emotion2vec: Emotion2vecPull
+
+
+OFFICIAL_SPEC = PullSpec(
+    edtalk=ModelPull(file=OFFICIAL_FILES["edtalk"], name="edtalk", config=EDTalkConfig().to_dict()),
+    connector=ModelPull(file=OFFICIAL_FILES["connector"], name="cmet-connector", config=ConnectorConfig().to_dict()),
+    emotion2vec=Emotion2vecPull(
+        config_file=OFFICIAL_FILES["emotion2vec_config"],
+        weights_file=OFFICIAL_FILES["emotion2vec_weights"],
+        extra_files=[OFFICIAL_FILES["emotion2vec_tokens"]],
+    ),
+)
+
+
+def _config(factory: Callable[..., Any], values: dict[str, Any], kind: str) -> Any:
+    try:
+        return factory(**values)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"pull spec: the {kind} config is invalid: {exc}") from None
+
+
+def load_spec(path: Path) -> PullSpec:
+    return read_json_model(Path(path), PullSpec, "pull spec")
+
+
+def resolve_endpoint(endpoint: str | None = None) -> str | None:
+    """Explicit argument, then setting `CMET_HF_ENDPOINT`, then `HF_ENDPOINT` (read now, not at import)."""
+    return endpoint or get_settings().hf_endpoint or os.environ.get("HF_ENDPOINT") or None
+
+
+def download(file: HubFile, *, endpoint: str | None, cache_dir: Path | None, token: str | None = None) -> tuple[Path, Source]:
+    """Fetch one file into the hub cache, pinned to the commit the hub reports, and check its digest."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{file.repo_id}/{file.filename}@{file.revision} from {endpoint or 'huggingface.co'}"
+    try:
+        url = hf_hub_url(file.repo_id, file.filename, revision=file.revision, endpoint=endpoint)
+        meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+        commit = meta.commit_hash or file.revision
+        local = Path(
+            hf_hub_download(
+                file.repo_id, file.filename, revision=commit, endpoint=endpoint, cache_dir=cache_dir, token=token
+            )
+        )
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        raise ModelLoadError(f"cannot download {where}: not found on the hub ({type(exc).__name__})") from None
+    except HfHubHTTPError as exc:
+        raise ModelLoadError(f"cannot download {where}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # httpx / OS / offline errors: all mean "no file", say which and why
+        raise ModelLoadError(f"cannot download {where} (network needed): {type(exc).__name__}: {exc}") from None
+    digest = sha256_file(local)
+    if file.sha256 is not None and digest != file.sha256:
+        raise ModelLoadError(f"{where}: sha256 {digest[:16]}... is not the pinned {file.sha256[:16]}...")
+    etag = (meta.etag or "").lower()
+    if _SHA256.fullmatch(etag) and etag != digest:
+        raise ModelLoadError(f"{where}: downloaded file's sha256 {digest[:16]}... differs from the hub's {etag[:16]}...")
+    source = Source(kind="hub", repo_id=file.repo_id, filename=file.filename, revision=commit, url=url, sha256=digest)
+    return local, source
+
+
+def pull(
+    root: Path | None = None,
+    spec: PullSpec = OFFICIAL_SPEC,
+    *,
+    endpoint: str | None = None,
+    cache_dir: Path | None = None,
+    token: str | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Download, verify and convert the files of `spec` into the set `root/spec.name`; returns its path."""
+    say = progress or (lambda _msg: None)
+    root = Path(root) if root is not None else get_settings().resolved_models_dir
+    endpoint = resolve_endpoint(endpoint)
+    cache = cache_dir or (Path(os.environ["HF_HUB_CACHE"]) if os.environ.get("HF_HUB_CACHE") else None)
+    dest = root / spec.name
+    ed_config = _config(EDTalkConfig, spec.edtalk.config, "edtalk")
+    con_config = _config(ConnectorConfig, spec.connector.config, "connector")
+    with staged_set(dest, force) as stage:
+        say(f"downloading {spec.edtalk.file.repo_id}/{spec.edtalk.file.filename}")
+        path, source = download(spec.edtalk.file, endpoint=endpoint, cache_dir=cache, token=token)
+        say("converting EDTalk")
+        convert_edtalk(path, stage, config=ed_config, name=spec.edtalk.name, version=spec.edtalk.version, source=source)
+        say(f"downloading {spec.connector.file.repo_id}/{spec.connector.file.filename}")
+        path, source = download(spec.connector.file, endpoint=endpoint, cache_dir=cache, token=token)
+        say("converting connector")
+        convert_connector(path, stage, config=con_config, name=spec.connector.name, version=spec.connector.version, source=source)
+        e2v = spec.emotion2vec
+        say(f"downloading {e2v.weights_file.repo_id}/{e2v.config_file.filename}, {e2v.weights_file.filename}")
+        conf_path, _ = download(e2v.config_file, endpoint=endpoint, cache_dir=cache, token=token)
+        weights_path, source = download(e2v.weights_file, endpoint=endpoint, cache_dir=cache, token=token)
+        extra = [download(f, endpoint=endpoint, cache_dir=cache, token=token)[0] for f in e2v.extra_files]
+        import_emotion2vec(conf_path, weights_path, stage, name=e2v.name, version=e2v.version, source=source, extra=extra)
+        say("verifying")
+        finish_set(stage, spec.name, spec.version, spec.description)
+    return dest
