@@ -10,17 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cmet_cli.console import fail
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
     from cmet_core.emotions import EmotionLibrary
 
 app = typer.Typer(no_args_is_help=True, help="Built-in and custom emotions.")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def _table(library: EmotionLibrary, title: str) -> Table:
@@ -42,7 +38,7 @@ def list_emotions(
     try:
         library = EmotionLibrary.load(library_file) if library_file else load_builtin_library()
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     Console().print(_table(library, str(library_file or builtin_library_path())))
 
 
@@ -61,5 +57,5 @@ def build(
         library = build_library(root, created_at=stamp)
         library.save(out)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     Console().print(_table(library, f"wrote {out}"))

@@ -5,34 +5,18 @@ Every failure is one message on stderr and exit code 1 (2 for bad usage), never 
 
 from __future__ import annotations
 
-import sys
-import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cmet_cli.console import fail, out, run, say
 from cmet_core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Model sets: pull, make-tiny, list, verify.")
 
 _DIR_HELP = "Models dir holding sets, or one set (default: setting CMET_MODELS_DIR, else CMET_DATA_DIR/models)."
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _say(message: str) -> None:
-    Console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
-
-
-def _out() -> Console:
-    """Tables at full width when piped (rich would assume 80 columns and fold every cell)."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _root(directory: Path | None) -> Path:
@@ -47,27 +31,6 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _run(action, *args, **kwargs):  # type: ignore[no-untyped-def]
-    """Call a library function, turning its errors into a message and exit code 1."""
-    from cmet_core.models.convert import CheckpointWarning
-    from cmet_core.models.errors import ModelLoadError
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CheckpointWarning)
-            result = action(*args, **kwargs)
-        for w in caught:
-            if issubclass(w.category, CheckpointWarning):
-                _say(f"warning: {w.message}")
-        return result
-    except ModelLoadError as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)) from None
-    except Exception as exc:  # a bug, but the CLI still answers with one line, not a traceback
-        raise _fail(f"unexpected {type(exc).__name__}: {exc} (please report this)") from None
-
-
 @app.command("pull")
 def pull_cmd(
     directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
@@ -78,21 +41,21 @@ def pull_cmd(
     """Download the published weights (needs network), verify and convert them into DIR/official."""
     from cmet_core.models.pull import OFFICIAL_SPEC, load_spec, pull
 
-    spec = _run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
-    dest = _run(pull, _root(directory), spec, endpoint=endpoint, force=force, progress=_say)
+    spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
+    dest = run(pull, _root(directory), spec, endpoint=endpoint, force=force, progress=say)
     typer.echo(f"model set {spec.name} {spec.version} written to {dest}")
 
 
 @app.command("make-tiny")
 def make_tiny_cmd(
-    directory: Path = typer.Argument(..., help="Folder of the new set."),
+    directory: Path = typer.Argument(None, help="Folder of the new set (default: MODELS_DIR/tiny)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
     from cmet_core.models.registry import make_tiny_set
 
-    dest = _run(make_tiny_set, directory, seed, force=force)
+    dest = run(make_tiny_set, directory if directory is not None else _root(None) / "tiny", seed, force=force)
     typer.echo(f"tiny model set (seed {seed}) written to {dest}")
 
 
@@ -104,7 +67,7 @@ def make_filled_cmd(
     """Write full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks; emotion2vec is tiny)."""
     from cmet_core.models.registry import make_filled_set
 
-    dest = _run(make_filled_set, directory, force=force)
+    dest = run(make_filled_set, directory, force=force)
     typer.echo(f"filled model set written to {dest}")
 
 
@@ -119,7 +82,7 @@ def convert_cmd(
     """Build a set from official files already on disk (published configs)."""
     from cmet_core.models.registry import convert_set
 
-    dest = _run(convert_set, directory, edtalk, connector, emotion2vec, force=force)
+    dest = run(convert_set, directory, edtalk, connector, emotion2vec, force=force)
     typer.echo(f"model set written to {dest}")
 
 
@@ -130,17 +93,17 @@ def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> N
 
     root = _root(directory)
     if not discover_sets(root):
-        raise _fail(no_set_message(root))
-    rows, problems = _run(list_models, root)
+        raise fail(no_set_message(root))
+    rows, problems = run(list_models, root)
     table = Table(title=f"model sets in {root}")
     for column in ("set", "kind", "name", "version", "size", "source", "sha256"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for r in rows:
         cells = (f"{r.set_name} {r.set_version}", r.kind, r.name, r.version, _size(r.size), r.source, r.sha256[:12])
         table.add_row(*(escape(c) for c in cells))
-    _out().print(table)
+    out().print(table)
     for problem in problems:
-        _say(f"error: {problem}")
+        say(f"error: {problem}")
     raise typer.Exit(1 if problems else 0)
 
 
@@ -155,10 +118,10 @@ def verify_cmd(
     root = _root(directory)
     sets = discover_sets(root)
     if not sets:
-        raise _fail(no_set_message(root))
+        raise fail(no_set_message(root))
     failed = 0
     for set_dir in sets:
-        report = _run(verify_set, set_dir, load=not no_load)
+        report = run(verify_set, set_dir, load=not no_load)
         title = f"{set_dir}" + (f" ({report.manifest.name} {report.manifest.version})" if report.manifest else "")
         table = Table(title=title)
         for column in ("kind", "name", "status", "detail"):
@@ -166,7 +129,7 @@ def verify_cmd(
         for check in report.checks:
             status = "[green]ok[/green]" if check.status == "ok" else "[red]FAILED[/red]"
             table.add_row(escape(check.kind), escape(check.name), status, escape(check.detail))
-        _out().print(table)
+        out().print(table)
         failed += not report.ok
     typer.echo(f"{len(sets) - failed} of {len(sets)} model set(s) verified" + (f"; {failed} failed" if failed else ""))
     raise typer.Exit(1 if failed else 0)

@@ -23,3 +23,11 @@ def conformance_kit() -> Path:
     if not (kit / "golden_edtalk.npz").is_file():
         pytest.skip(f"conformance kit not found at {kit} (set CMET_CONFORMANCE_KIT)")
     return kit
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny random model set (`cmet models make-tiny`) shared by the whole run."""
+    from cmet_core.models.registry import make_tiny_set
+
+    return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny", seed=0)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from cmet_core.media.sample import write_clip
+
+
+def _tone(t: np.ndarray) -> np.ndarray:
+    return 0.2 * np.sin(2 * np.pi * 440 * t)
 
 
 def make_video(
@@ -21,32 +25,11 @@ def make_video(
 ) -> Path:
     """A clip whose frame i has a left-to-right gradient plus a bright square at column i (motion to check)."""
     w, h = size
-    with av.open(str(path), mode="w") as out:
-        v = out.add_stream(codec, rate=fps)
-        v.width, v.height, v.pix_fmt = w, h, pix_fmt
-        if rotation:
-            v.set_display_rotation(rotation)
-        a = out.add_stream("aac", rate=16000, layout="mono") if audio else None
-        for i in range(frames):
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
-            img[: h // 4, (i * 3) % max(w - 4, 1) : (i * 3) % max(w - 4, 1) + 4] = 255
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for p in v.encode(frame):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
-        if a is not None:
-            samples = int(16000 * frames / fps)
-            t = np.arange(samples) / 16000
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-            af = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            af.sample_rate = 16000
-            af.pts = 0
-            for p in a.encode(af):
-                out.mux(p)
-            for p in a.encode(None):
-                out.mux(p)
-    return path
+
+    def draw(i: int) -> np.ndarray:
+        img = np.zeros((h, w, 3), np.uint8)
+        img[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+        img[: h // 4, (i * 3) % max(w - 4, 1) : (i * 3) % max(w - 4, 1) + 4] = 255
+        return img
+
+    return write_clip(path, draw, frames, fps, _tone if audio else None, rotation, codec, pix_fmt)

@@ -16,13 +16,11 @@ from types import TracebackType
 import av
 import numpy as np
 
+from cmet_core.errors import InputError
 
-class MediaError(ValueError):
-    """A user's file that cannot be edited; `code` is machine-readable, the message names the file."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class MediaError(InputError):
+    """A user's media file that cannot be edited; the message names the file."""
 
 
 @dataclass(frozen=True)

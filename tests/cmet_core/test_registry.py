@@ -123,11 +123,6 @@ def run_cli(*args: str) -> tuple[int, str]:
 # Round trip
 
 
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny", seed=0)
-
-
 def test_make_tiny_round_trip(tiny_set: Path) -> None:
     manifest = read_set(tiny_set)
     assert set(manifest.models) == {"edtalk", "connector", "emotion2vec"}

@@ -1,0 +1,61 @@
+"""How every `cmet` command talks: one-line errors on stderr with fixed exit codes, never a traceback.
+
+Exit codes: 0 done, 1 our side failed (models, disk, a bug), 2 the user's input or usage is wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def say(message: str) -> None:
+    Console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def out() -> Console:
+    """Tables at full width when piped (rich would assume 80 columns and fold every cell)."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def run(action: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a library function, turning its errors into one message and an exit code."""
+    from cmet_core.errors import InputError
+    from cmet_core.models.convert import CheckpointWarning
+    from cmet_core.models.errors import ModelLoadError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointWarning)
+            result = action(*args, **kwargs)
+        for w in caught:
+            if issubclass(w.category, CheckpointWarning):
+                say(f"warning: {w.message}")
+        return result
+    except InputError as exc:
+        raise fail(f"[{exc.code}] {exc}", EXIT_BAD_INPUT) from None
+    except ModelLoadError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except Exception as exc:  # a bug, but the CLI still answers with one line, not a traceback
+        raise fail(f"unexpected {type(exc).__name__}: {exc} (please report this)") from None

@@ -1,0 +1,149 @@
+"""`cmet edit`: the product's main job on one machine, no server needed.
+
+`--speech` and `--neutral-speech` take several files after one flag (`--speech a.wav b.wav`),
+which click cannot express; `ManyValuesCommand` rewrites that form into repeated flags first.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from typer.core import TyperCommand
+
+from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+
+_MANY = ("--speech", "--neutral-speech")
+
+
+def spread_values(args: list[str], flags: tuple[str, ...] = _MANY) -> list[str]:
+    """`--speech a.wav b.wav` -> `--speech a.wav --speech b.wav`; values end at the next `-` token."""
+    rewritten: list[str] = []
+    current: str | None = None  # the many-valued flag whose values are being read
+    first_value = False
+    for arg in args:
+        if arg in flags:
+            current, first_value = arg, True
+        elif arg.startswith("-"):
+            current = None
+        elif current is not None:
+            if not first_value:
+                rewritten.append(current)
+            first_value = False
+        rewritten.append(arg)
+    return rewritten
+
+
+class ManyValuesCommand(TyperCommand):
+    """Lets `--speech a.wav b.wav` mean `--speech a.wav --speech b.wav` (INPUT goes before such flags)."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        return super().parse_args(ctx, spread_values(args))
+
+
+def _face_box(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        x0, y0, x1, y1 = (float(p) for p in parts)
+    except ValueError:
+        raise fail(f"--face-box must be four numbers x0,y0,x1,y1, got {text!r}", EXIT_BAD_INPUT) from None
+    return x0, y0, x1, y1
+
+
+def _validated(model, **values):  # type: ignore[no-untyped-def]
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise fail(problems, EXIT_BAD_INPUT) from None
+
+
+def _summary(result, stages: tuple[str, ...]) -> Table:  # type: ignore[no-untyped-def]
+    table = Table()
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("frames/s", justify="right")
+    for stage in stages:
+        seconds = result.stage_seconds.get(stage, 0.0)
+        table.add_row(stage, f"{seconds:.2f}", f"{result.frames / seconds:.1f}" if seconds > 0 else "-")
+    table.add_row("total", f"{result.total_seconds:.2f}", f"{result.frames / max(result.total_seconds, 1e-9):.1f}")
+    return table
+
+
+def _facts(result) -> str:  # type: ignore[no-untyped-def]
+    face = "input was a face crop (no paste-back)" if result.face_crop_input else "face cropped and pasted back"
+    share = 100 * result.network_seconds / max(result.total_seconds, 1e-9)
+    return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
+
+
+def edit(
+    input_path: Path = typer.Argument(None, metavar="INPUT", help="Talking-face video; default: a generated sample clip."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."),
+    emotion: str = typer.Option(None, "--emotion", "-e", help="A library emotion, e.g. happy, sarcastic."),
+    blend: str = typer.Option(None, "--blend", help="A weighted mix, e.g. happy=0.6,surprised=0.4."),
+    speech: list[Path] = typer.Option(None, "--speech", help="Speech clips whose emotion to take (several after one flag)."),
+    neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
+    intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
+    models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
+    library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
+    face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
+    face_box: str = typer.Option(None, "--face-box", help="Edit the face overlapping x0,y0,x1,y1."),
+    source_frame: int = typer.Option(None, "--source-frame", help="Frame giving the identity (default: first frontal face)."),
+    max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
+) -> None:
+    """Give a talking-face video another facial emotion: same words, lips and head motion."""
+    from cmet_core.models.registry import select_set
+    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.options import EditOptions
+    from cmet_core.pipeline import STAGES, Editor
+    from cmet_core.settings import get_settings
+    from cmet_core.targets import EmotionTarget
+
+    if emotion is not None and blend is not None:
+        raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
+    target = _validated(
+        EmotionTarget,
+        emotion=emotion if emotion is not None else blend,
+        speech=tuple(speech or ()),
+        neutral_speech=tuple(neutral_speech or ()),
+        intensity=intensity,
+    )
+    options = _validated(
+        EditOptions, face_index=face_index, face_box=_face_box(face_box), source_frame=source_frame, max_duration_s=max_duration
+    )
+    with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
+        if input_path is None:
+            from cmet_core.media.sample import write_sample_clip
+
+            input_path = write_sample_clip(Path(scratch) / "sample.mp4")
+            say("no INPUT given: editing a generated 2 s sample face clip")
+            output = output if output is not None else Path("sample.edited.mp4")
+        if output is None:
+            label = (target.emotion or "speech").split("=")[0].split(",")[0]
+            output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
+        runtime = RuntimeOptions(device=device or get_settings().device)
+        set_dir = run(select_set, models)
+        say(f"models: {set_dir}")
+        editor = run(Editor.load, set_dir, runtime, library)
+        with Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+        ) as bars:
+            tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES if stage != "expression"}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage in tasks:
+                    bars.update(tasks[stage], completed=done, total=max(total, done))
+
+            result = run(editor.edit, input_path, output, target, options, progress)
+    out().print(_summary(result, STAGES))
+    typer.echo(_facts(result))
+    typer.echo(f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, {result.width}x{result.height}")

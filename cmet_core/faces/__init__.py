@@ -1,0 +1,24 @@
+"""Faces: detect, track, crop to EDTalk's framing, paste the rendered face back."""
+
+from cmet_core.faces.boxes import CropBox, NoFaceError, crop_boxes, missing_ranges
+from cmet_core.faces.detect import Box, Detection, FaceDetector
+from cmet_core.faces.track import FaceSelection, select_source_frame, track
+from cmet_core.faces.warp import FACE_SIZE, crop_face, feather_mask, is_face_crop, paste_back
+
+__all__ = [
+    "FACE_SIZE",
+    "Box",
+    "CropBox",
+    "Detection",
+    "FaceDetector",
+    "FaceSelection",
+    "NoFaceError",
+    "crop_boxes",
+    "crop_face",
+    "feather_mask",
+    "is_face_crop",
+    "missing_ranges",
+    "paste_back",
+    "select_source_frame",
+    "track",
+]

@@ -1,0 +1,237 @@
+"""edit(): one talking-face video in, the same video with another facial emotion out.
+
+The clip is decoded three times instead of being held in memory, so peak memory does not grow
+with its length (decoding runs at several hundred frames per second, far faster than the
+networks): once to find and track the face, once to encode every frame's motion, once to render
+and paste back. Between passes only small per-frame records are kept (a crop box, 36 motion
+coefficients, a timestamp).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmet_core import faces
+from cmet_core.emotions import EmotionLibrary, load_builtin_library
+from cmet_core.errors import InputError
+from cmet_core.expression import expression_track
+from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, probe, read_frames
+from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.models.registry import ModelSet, load_set
+from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.options import EditOptions
+from cmet_core.targets import EmotionTarget, semantic_vector
+
+STAGES = ("faces", "encode", "expression", "render")
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): called as each stage advances; `total` is the frame count."""
+
+
+@dataclass
+class EditResult:
+    output: Path
+    frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+    source_frame: int
+    face_crop_input: bool
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    network_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.stage_seconds.values())
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 RGB crops -> (N,3,H,W) float in [-1,1], the generator's input range."""
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return batch / 127.5 - 1.0
+
+
+def _to_images(batch: torch.Tensor) -> np.ndarray:
+    """(N,3,H,W) about [-1,1] -> uint8 RGB; a fixed mapping, so frames of one clip never flicker in level."""
+    return ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _chunks(frames: Iterator[DecodedFrame], size: int) -> Iterator[list[DecodedFrame]]:
+    chunk: list[DecodedFrame] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@contextmanager
+def _atomic_output(dst: Path) -> Iterator[Path]:
+    """Write beside `dst` and rename at the end: a failed edit never leaves a half-written video."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield partial
+        os.replace(partial, dst)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class Editor:
+    """The loaded models of one set, reused across edits (a worker keeps one per device)."""
+
+    def __init__(self, models: ModelSet, runtime: RuntimeOptions = RuntimeOptions(), library: EmotionLibrary | None = None) -> None:
+        self.models = models
+        self.runner = EDTalkRunner(models.edtalk, runtime)
+        self.connector = models.connector.eval().to(self.runner.device)
+        self.library = library if library is not None else load_builtin_library()
+        self.face_size = models.edtalk.cfg.size
+        self._speech = None
+
+    @classmethod
+    def load(cls, set_dir: Path | None = None, runtime: RuntimeOptions = RuntimeOptions(), library: Path | None = None) -> Editor:
+        return cls(load_set(set_dir), runtime, EmotionLibrary.load(library) if library is not None else None)
+
+    def _embed(self, clips: list[Path]) -> np.ndarray:
+        """emotion2vec+ embeddings; the encoder (and funasr) load on the first speech target only."""
+        if self._speech is None:
+            from cmet_core.models.speech import SpeechEncoder
+
+            self._speech = SpeechEncoder(self.models.emotion2vec_dir, device=self.runner.device)
+        return self._speech.embed(clips)
+
+    def vector(self, target: EmotionTarget) -> np.ndarray:
+        return semantic_vector(target, self.library, self._embed)
+
+    def edit(
+        self, src: Path | str, dst: Path | str, target: EmotionTarget, options: EditOptions = EditOptions(), progress: Progress | None = None
+    ) -> EditResult:
+        return _Edit(self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None)).run()
+
+
+class _Edit:
+    """One edit's state across its passes; `run` reads top to bottom as the stages happen."""
+
+    def __init__(self, editor: Editor, src: Path, dst: Path, target: EmotionTarget, options: EditOptions, progress: Progress) -> None:
+        self.editor, self.src, self.dst, self.target, self.options, self.progress = editor, src, dst, target, options, progress
+        self.runner = editor.runner
+        self.seconds: dict[str, float] = {}
+        self.network = 0.0
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    @contextmanager
+    def _network(self) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.network += time.perf_counter() - start
+
+    def run(self) -> EditResult:
+        info = probe(self.src, self.options.max_duration_s)
+        with self._stage("expression"), self._network():
+            vector = self.editor.vector(self.target)
+        crop_input = faces.is_face_crop(info.width, info.height)
+        with self._stage("faces"):
+            boxes, source_index = self._faces(info, crop_input)
+        with self._stage("encode"):
+            motion, times, source = self._encode(info, boxes, source_index)
+        with self._stage("expression"), self._network():
+            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
+            with torch.inference_mode():
+                exp = expression_track(self.editor.connector, motion.exp.to(self.runner.device), times, speech).cpu()
+        with self._stage("render"), _atomic_output(self.dst) as partial:
+            self._render(info, boxes, crop_input, source, motion, exp, partial)
+        return EditResult(
+            output=self.dst,
+            frames=len(boxes),
+            fps=float(info.fps),
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            source_frame=source_index,
+            face_crop_input=crop_input,
+            stage_seconds=self.seconds,
+            network_seconds=self.network,
+        )
+
+    # -- pass 1: where the face is ---------------------------------------------------------
+    def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
+        detections: list[list[faces.Detection]] = []
+        with faces.FaceDetector() as detector:
+            for frame in read_frames(self.src):
+                detections.append(detector.detect(frame.image))
+                self.progress("faces", len(detections), info.frame_count)
+        n = len(detections)
+        track = faces.track(detections, (info.width, info.height), self.options.face_selection())
+        if crop_input:
+            # Already EDTalk's crop: the whole frame goes to the model and comes back whole.
+            boxes = [faces.CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
+        else:
+            boxes = faces.crop_boxes(track, max_missing=self.options.max_missing_faces)
+        return boxes, self._source_index(detections, track, n)
+
+    def _source_index(self, detections: list[list[faces.Detection]], track: list[faces.Box | None], n: int) -> int:
+        chosen = self.options.source_frame
+        if chosen is None:
+            return faces.select_source_frame(detections, track)
+        if not 0 <= chosen < n:
+            raise InputError("bad_source_frame", f"source frame {chosen} is outside the clip (frames 0-{n - 1})")
+        return chosen
+
+    # -- pass 2: every frame's motion ------------------------------------------------------
+    def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
+        return [faces.crop_face(f.image, boxes[f.index], self.editor.face_size) for f in chunk]
+
+    def _encode(self, info: VideoInfo, boxes: list[faces.CropBox], source_index: int) -> tuple[Motion, np.ndarray, SourceCache]:
+        parts: list[Motion] = []
+        times: list[float] = []
+        source_crop: np.ndarray | None = None
+        for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
+            if chunk[-1].index >= len(boxes):
+                raise InputError("decode_failed", f"{self.src}: decoding gave more frames than the first pass")
+            crops = self._crops(chunk, boxes)
+            if chunk[0].index <= source_index <= chunk[-1].index:
+                source_crop = crops[source_index - chunk[0].index]
+            with self._network():
+                parts.append(self.runner.encode_motion(_to_tensor(crops)))
+            times += [f.time_s for f in chunk]
+            self.progress("encode", len(times), len(boxes))
+        if source_crop is None or len(times) != len(boxes):
+            raise InputError("decode_failed", f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}")
+        with self._network():
+            source = self.runner.prepare_source(_to_tensor([source_crop]))
+        motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
+        return motion, np.asarray(times), source
+
+    # -- pass 3: render, paste back, write -------------------------------------------------
+    def _render(
+        self, info: VideoInfo, boxes: list[faces.CropBox], crop_input: bool, source: SourceCache, motion: Motion, exp: torch.Tensor, out: Path
+    ) -> None:
+        size = self.editor.face_size
+        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
+        done = 0
+        with VideoWriter(out, like=info, audio_from=self.src if info.has_audio else None, crf=self.options.crf) as writer:
+            for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
+                a, b = chunk[0].index, chunk[-1].index + 1
+                with self._network():
+                    rendered = _to_images(self.runner.render(source, motion.lip[a:b], motion.pose[a:b], exp[a:b]))
+                for frame, face in zip(chunk, rendered):
+                    writer.write(faces.paste_back(frame.image, face, boxes[frame.index], mask=mask), frame.pts)
+                done += len(chunk)
+                self.progress("render", done, len(boxes))

@@ -1,0 +1,92 @@
+"""`cmet edit` as a user runs it: flags, the embedded sample, summary, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cmet_cli.edit_cmd import spread_values
+from cmet_cli.main import app
+from cmet_core.media.sample import write_sample_clip
+from cmet_core.media.video import probe
+
+runner = CliRunner()
+
+
+def _edit(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["edit", *args])
+    return result.exit_code, result.output
+
+
+def test_speech_takes_several_files_after_one_flag() -> None:
+    args = ["in.mp4", "--speech", "a.wav", "b.wav", "-o", "out.mp4", "--neutral-speech", "n.wav", "m.wav"]
+    assert spread_values(args) == [
+        "in.mp4", "--speech", "a.wav", "--speech", "b.wav", "-o", "out.mp4", "--neutral-speech", "n.wav", "--neutral-speech", "m.wav"
+    ]
+
+
+def test_edit_named_emotion(tiny_set: Path, tmp_path: Path) -> None:
+    src = write_sample_clip(tmp_path / "in.mp4", seconds=0.4)
+    code, out = _edit(str(src), "--emotion", "sarcastic", "--intensity", "1.2", "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set))
+    assert code == 0, out
+    assert "10 frames" in out and "render" in out and "total" in out
+    assert probe(tmp_path / "o.mp4").frame_count == 10
+
+
+def test_edit_blend_and_default_output_name(tiny_set: Path, tmp_path: Path) -> None:
+    src = write_sample_clip(tmp_path / "talk.mp4", seconds=0.2)
+    code, out = _edit(str(src), "--blend", "happy=0.6,surprised=0.4", "--models", str(tiny_set))
+    assert code == 0, out
+    assert (tmp_path / "talk.happy.mp4").is_file()
+
+
+def test_edit_speech_clips(tiny_set: Path, tmp_path: Path, test_data: Path) -> None:
+    src = write_sample_clip(tmp_path / "in.mp4", seconds=0.2)
+    angry = sorted((test_data / "speech" / "MEAD" / "angry").glob("*.wav"))
+    neutral = sorted((test_data / "speech" / "MEAD" / "neutral").glob("*.wav"))
+    code, out = _edit(
+        str(src), "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set), "--speech", *map(str, angry), "--neutral-speech", *map(str, neutral)
+    )
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--emotion", "furious"], "[unknown_emotion]"),
+        (["--emotion", "happy", "--intensity", "7"], "intensity"),
+        (["--emotion", "happy", "--blend", "sad=1"], "not both"),
+        ([], "exactly one"),
+        (["--emotion", "happy", "--face-box", "1,2,3"], "four numbers"),
+        (["--emotion", "happy=x"], "[bad_emotion]"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(tiny_set: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    src = write_sample_clip(tmp_path / "in.mp4", seconds=0.2)
+    code, out = _edit(str(src), "--models", str(tiny_set), *args)
+    assert code == 2 and needle in out and "Traceback" not in out
+
+
+def test_bad_input_file_exits_2(tiny_set: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    code, out = _edit(str(tmp_path / "notes.txt"), "--emotion", "happy", "--models", str(tiny_set))
+    assert code == 2 and "[not_media]" in out and "Traceback" not in out
+
+
+def test_no_models_says_what_to_fetch(tmp_path: Path) -> None:
+    code, out = _edit("--emotion", "happy", "--models", str(tmp_path / "none"))
+    assert code == 1 and "cmet models pull" in out and "make-tiny" in out
+
+
+def test_installed_entry_point_edits_the_embedded_sample(tiny_set: Path, tmp_path: Path) -> None:
+    """The README's first command, minus the install: `cmet edit` with no INPUT."""
+    cmet = Path(sys.executable).with_name("cmet")
+    proc = subprocess.run(
+        [str(cmet), "edit", "--emotion", "happy", "--models", str(tiny_set)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sample" in proc.stderr and probe(tmp_path / "sample.edited.mp4").frame_count == 50
