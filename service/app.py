@@ -1,0 +1,41 @@
+"""The FastAPI application factory: `create_app(settings)`; `uvicorn service.app:app` uses the environment."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service import problems
+from service.db.session import migrate
+from service.routes import edits, system, uploads
+from service.settings import ServiceSettings, get_service_settings
+from service.storage import S3Storage, storage_for
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
+    settings = settings or get_service_settings()
+    if migrate_db:
+        migrate(settings.db_url)
+    storage = storage_for(settings)
+    if isinstance(storage, S3Storage):
+        storage.ensure_bucket()
+    app = FastAPI(
+        title="cmet",
+        version=API_VERSION,
+        description="Edit the facial emotion of talking-face videos (C-MET on EDTalk). Authenticate with `Authorization: Bearer <key>`.",
+    )
+    app.state.settings = settings
+    app.state.storage = storage
+    problems.install(app)
+    app.include_router(edits.router)
+    app.include_router(uploads.router)
+    app.include_router(system.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`service.app:app` for uvicorn, built on first access so importing this module has no side effects."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,48 @@
+"""FastAPI dependencies as `Annotated` aliases: settings, a database session, storage, the caller's key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.db.models import ApiKey
+from service.db.session import session_scope
+from service.problems import ProblemError
+from service.security import find_key
+from service.settings import ServiceSettings
+from service.storage import Storage
+
+
+def _settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _storage(request: Request) -> Storage:
+    return request.app.state.storage  # type: ignore[no-any-return]
+
+
+def _session(settings: Annotated[ServiceSettings, Depends(_settings)]) -> Iterator[Session]:
+    with session_scope(settings.db_url) as session:
+        yield session
+
+
+SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
+StorageDep = Annotated[Storage, Depends(_storage)]
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _key(request: Request, session: SessionDep) -> ApiKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ProblemError(401, "unauthorized", "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
+    key = find_key(session, secret.strip())
+    if key is None:
+        raise ProblemError(401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(_key)]

@@ -1,0 +1,70 @@
+"""Checking what clients send before a job exists: sizes, sniffed content (never the file name), emotions.
+
+Videos are probed with PyAV (cmet_core.media, which needs no torch), so a corrupt or non-video
+upload is a 422 with the pipeline's own code instead of a job that fails later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+from starlette.datastructures import UploadFile
+
+from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, load_builtin_library, resolve
+from cmet_core.media.video import MediaError, probe
+from service.problems import ProblemError
+
+CHUNK = 1 << 20
+
+
+def save_upload(upload: UploadFile, directory: Path, name: str, max_bytes: int) -> Path:
+    """Copy an uploaded part to `directory/name`, refusing it (413) past `max_bytes`."""
+    if upload.size is not None and upload.size > max_bytes:
+        raise ProblemError(413, "file_too_large", f"part `{upload.filename or name}` is {upload.size} bytes; the limit is {max_bytes}")
+    target = directory / name
+    written = 0
+    with target.open("wb") as out:
+        while chunk := upload.file.read(CHUNK):
+            written += len(chunk)
+            if written > max_bytes:
+                raise ProblemError(413, "file_too_large", f"part `{upload.filename or name}` is over the limit of {max_bytes} bytes")
+            out.write(chunk)
+    if written == 0:
+        raise ProblemError(422, "empty_file", f"part `{upload.filename or name}` is empty")
+    return target
+
+
+def check_video(path: Path, max_duration_s: float) -> None:
+    try:
+        probe(path, max_duration_s)
+    except MediaError as exc:
+        raise ProblemError(422, exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
+
+
+def check_speech(path: Path) -> None:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ProblemError(422, "no_audio", "speech: the uploaded file has no audio track")
+    except (av.error.FFmpegError, UnicodeDecodeError):
+        raise ProblemError(422, "not_media", "speech: the uploaded file is not audio PyAV can read") from None
+
+
+_LIBRARY: EmotionLibrary | None = None
+
+
+def builtin_library() -> EmotionLibrary:
+    global _LIBRARY
+    if _LIBRARY is None:
+        _LIBRARY = load_builtin_library()
+    return _LIBRARY
+
+
+def check_emotion(spec: str, intensity: float) -> None:
+    try:
+        resolve(spec, builtin_library(), intensity)
+    except UnknownEmotionError as exc:
+        raise ProblemError(422, "unknown_emotion", str(exc)) from None
+    except ValueError as exc:
+        raise ProblemError(422, "bad_emotion", str(exc)) from None

@@ -1,0 +1,88 @@
+"""The job state machine on the record, shared by the API (create, cancel) and the worker (run).
+
+Every transition is one short transaction that re-reads the row, so a cancel from the API and
+progress from the worker cannot overwrite each other's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service import schemas
+from service.db.models import Job, JobState, now
+from service.storage import Storage
+
+OUTPUT_NAME = "output.mp4"
+
+
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def output_key(job_id: str) -> str:
+    """Deterministic: a re-run after a crash overwrites the same object."""
+    return job_prefix(job_id) + OUTPUT_NAME
+
+
+def to_schema(job: Job, storage: Storage) -> schemas.Job:
+    error = schemas.JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    succeeded = job.state == JobState.SUCCEEDED and job.output_key
+    return schemas.Job(
+        id=job.id,
+        state=job.state,  # type: ignore[arg-type]
+        progress=job.progress,
+        stage=job.stage if job.stage != "creating" else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        emotion=job.request.get("emotion"),
+        intensity=float(job.request.get("intensity", 1.0)),
+        error=error,
+        result=schemas.EditResultInfo(**job.result) if job.result else None,
+        output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
+    )
+
+
+def active_count(session: Session, key_id: str) -> int:
+    states = (JobState.QUEUED, JobState.RUNNING)
+    return int(session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key_id, Job.state.in_(states))) or 0)
+
+
+def lock(session: Session, job_id: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+
+
+def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
+    """Claim a job for running; None when there is nothing to run (gone, final, or canceled now)."""
+    job = lock(session, job_id)
+    if job is None or JobState(job.state).final:
+        return None
+    if job.cancel_requested:
+        finish(job, JobState.CANCELED)
+        return None
+    job.attempts += 1
+    if job.attempts > max_attempts:
+        finish(job, JobState.FAILED, "too_many_attempts", f"the job was started {max_attempts} times without finishing")
+        return None
+    job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
+    return job
+
+
+def finish(job: Job, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None) -> None:
+    job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message
+    job.stage = None
+    if state == JobState.SUCCEEDED:
+        job.progress, job.result = 1.0, result
+
+
+def request_cancel(session: Session, job: Job) -> None:
+    """Queued jobs end at once; a running one is stopped by its worker at the next chunk."""
+    if JobState(job.state).final:
+        return
+    job.cancel_requested = True
+    if job.state == JobState.QUEUED:
+        finish(job, JobState.CANCELED)

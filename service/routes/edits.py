@@ -1,0 +1,284 @@
+"""`/v1/edits`: submit, read, list, cancel and delete emotion edits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from starlette.datastructures import UploadFile
+
+from service import jobs, queue, schemas
+from service.db.models import ApiKey, Asset, Job, JobState, now
+from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.inputs import check_emotion, check_speech, check_video, save_upload
+from service.problems import ProblemError
+from service.settings import ServiceSettings
+from service.storage import Storage
+
+router = APIRouter(prefix="/v1/edits", tags=["edits"])
+
+_LIST_FIELDS = ("speech_urls", "speech_assets", "webhook_events")
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EditCreate"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "description": "The fields of EditCreate as form fields, plus file parts `video` and `speech` (repeatable).",
+                    "properties": {
+                        "video": {"type": "string", "format": "binary"},
+                        "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "emotion": {"type": "string"},
+                        "intensity": {"type": "number"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _problem_from(exc: ValidationError) -> ProblemError:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
+    return ProblemError(422, "invalid_request", detail, errors=errors)
+
+
+async def _read_body(request: Request, settings: ServiceSettings) -> tuple[schemas.EditCreate, UploadFile | None, list[UploadFile]]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limit = settings.max_video_bytes + schemas.MAX_SPEECH * settings.max_speech_bytes + (1 << 20)
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ProblemError(413, "body_too_large", f"the request body is over {limit} bytes")
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=1 + schemas.MAX_SPEECH, max_fields=64)
+        fields: dict[str, Any] = {}
+        video: UploadFile | None = None
+        speech: list[UploadFile] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name == "video" and video is None:
+                    video = value
+                elif name == "speech":
+                    speech.append(value)
+                else:
+                    raise ProblemError(422, "invalid_request", f"unexpected file part `{name}` (expected `video` once and `speech`)")
+            elif name in _LIST_FIELDS:
+                fields.setdefault(name, []).append(value)
+            elif name == "face_box":
+                fields[name] = [p.strip() for p in value.split(",")]
+            else:
+                fields[name] = value
+        try:
+            return schemas.EditCreate.model_validate(fields), video, speech
+        except ValidationError as exc:
+            raise _problem_from(exc) from None
+    if kind != "application/json":
+        raise ProblemError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+    try:
+        return schemas.EditCreate.model_validate_json(await request.body()), None, []
+    except ValidationError as exc:
+        raise _problem_from(exc) from None
+
+
+def _request_hash(body: schemas.EditCreate, files: list[Path]) -> str:
+    digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode())
+    for path in files:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _check_quota(session: SessionDep, key: ApiKey) -> None:
+    if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
+        raise ProblemError(429, "concurrent_limit", f"{key.max_concurrent_jobs} jobs are already queued or running for this key", {"Retry-After": "10"})
+    since = now() - timedelta(minutes=1)
+    recent = session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key.id, Job.created_at >= since)) or 0
+    if recent >= key.max_submissions_per_minute:
+        raise ProblemError(429, "rate_limit", f"more than {key.max_submissions_per_minute} submissions in the last minute", {"Retry-After": "60"})
+
+
+def _asset(session: SessionDep, key: ApiKey, asset_id: str, storage: Storage) -> Asset:
+    asset = session.get(Asset, asset_id)
+    if asset is None or asset.key_id != key.id:
+        raise ProblemError(404, "asset_not_found", f"no asset {asset_id}")
+    size = storage.size(asset.storage_key)
+    if size is None:
+        raise ProblemError(422, "asset_not_uploaded", f"asset {asset_id} has no uploaded file yet")
+    if size > asset.max_bytes:
+        raise ProblemError(413, "file_too_large", f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}")
+    return asset
+
+
+def _check_urls(body: schemas.EditCreate, settings: ServiceSettings) -> None:
+    urls = [u for u in (body.video_url, body.webhook_url, *body.speech_urls) if u is not None]
+    if not urls:
+        return
+    from service.net_guard import BlockedURLError, check_url
+
+    for url in urls:
+        try:
+            check_url(url, allow_private=settings.allow_private_urls, schemes=("https", "http") if settings.allow_private_urls else ("https",))
+        except BlockedURLError as exc:
+            raise ProblemError(422, exc.code, f"{url}: {exc}") from None
+
+
+@router.post("", status_code=202, response_model=schemas.Job, openapi_extra=_BODY_DOC, responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}})
+async def create_edit(
+    request: Request,
+    response: Response,
+    key: KeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> schemas.Job:
+    """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
+    body, video, speech = await _read_body(request, settings)
+    with tempfile.TemporaryDirectory(prefix="cmet-req-") as scratch:
+        files: list[Path] = []
+        if video is not None:
+            files.append(save_upload(video, Path(scratch), "video", settings.max_video_bytes))
+        files += [save_upload(part, Path(scratch), f"speech{i}", settings.max_speech_bytes) for i, part in enumerate(speech)]
+        digest = _request_hash(body, files)
+        if idempotency_key is not None:
+            existing = session.scalar(select(Job).where(Job.key_id == key.id, Job.idempotency_key == idempotency_key))
+            if existing is not None and existing.created_at >= now() - timedelta(hours=24):
+                if existing.request_hash != digest:
+                    raise ProblemError(422, "idempotency_key_reused", "this Idempotency-Key was used with another request body")
+                if existing.stage == "creating":
+                    raise ProblemError(409, "idempotency_in_progress", "the first request with this Idempotency-Key is still being created")
+                response.headers["Location"] = f"/v1/edits/{existing.id}"
+                return jobs.to_schema(existing, storage)
+            if existing is not None:
+                existing.idempotency_key = None  # expired: the key may be used again
+                session.flush()
+        sources = (video is not None) + (body.video_url is not None) + (body.video_asset is not None)
+        if sources != 1:
+            raise ProblemError(422, "video_missing" if sources == 0 else "invalid_request", "give the video exactly once: part `video`, video_url or video_asset")
+        has_speech = bool(speech or body.speech_urls or body.speech_assets)
+        if (body.emotion is None) == (not has_speech):
+            raise ProblemError(422, "emotion_missing" if body.emotion is None else "invalid_request", "give exactly one of `emotion` and speech clips")
+        if body.emotion is not None:
+            check_emotion(body.emotion, body.intensity)
+        _check_urls(body, settings)
+        if video is not None:
+            check_video(files[0], settings.max_video_duration_s)
+        for path in files[1 if video is not None else 0 :]:
+            check_speech(path)
+        _check_quota(session, key)
+        assets = [_asset(session, key, a, storage) for a in ([body.video_asset] if body.video_asset else []) + body.speech_assets]
+        job = Job(key_id=key.id, request=body.model_dump(mode="json"), idempotency_key=idempotency_key, request_hash=digest, stage="creating")
+        session.add(job)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            raise ProblemError(409, "idempotency_in_progress", "a request with this Idempotency-Key is being created") from None
+        try:
+            job.inputs = _store_inputs(job.id, body, video is not None, files, assets, storage)
+            job.stage = None
+            job.webhook_url = body.webhook_url
+            job.webhook_events = {"events": list(body.webhook_events)}
+            session.commit()
+            queue.submit(settings, job.id)
+        except Exception:
+            session.rollback()
+            storage.delete_prefix(jobs.job_prefix(job.id))
+            session.delete(session.get(Job, job.id))
+            session.commit()
+            raise
+    response.headers["Location"] = f"/v1/edits/{job.id}"
+    return jobs.to_schema(job, storage)
+
+
+def _store_inputs(job_id: str, body: schemas.EditCreate, uploaded_video: bool, files: list[Path], assets: list[Asset], storage: Storage) -> dict[str, Any]:
+    prefix = jobs.job_prefix(job_id)
+    entries: list[dict[str, str]] = []
+    for i, path in enumerate(files):
+        key = prefix + ("input/video" if uploaded_video and i == 0 else f"input/speech{i}")
+        storage.put_file(key, path, "application/octet-stream")
+        entries.append({"key": key})
+    asset_entries = [{"key": a.storage_key} for a in assets]
+    video: dict[str, str]
+    if uploaded_video:
+        video, speech = entries[0], entries[1:]
+    elif body.video_url is not None:
+        video, speech = {"url": body.video_url}, entries
+    else:
+        video, speech = asset_entries.pop(0), entries
+    speech += asset_entries + [{"url": u} for u in body.speech_urls]
+    return {"video": video, "speech": speech}
+
+
+def _own(session: SessionDep, key: ApiKey, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.key_id != key.id or job.stage == "creating":
+        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
+    return job
+
+
+@router.get("/{job_id}", response_model=schemas.Job)
+def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
+    """The job; for a success, `output_url` is a download signed anew on every read."""
+    return jobs.to_schema(_own(session, key, job_id), storage)
+
+
+def _cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+@router.get("", response_model=schemas.JobList)
+def list_edits(
+    key: KeyDep,
+    session: SessionDep,
+    storage: StorageDep,
+    state: Annotated[JobState | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> schemas.JobList:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    query = select(Job).where(Job.key_id == key.id, (Job.stage.is_(None)) | (Job.stage != "creating"))
+    if state is not None:
+        query = query.where(Job.state == state)
+    if cursor is not None:
+        try:
+            stamp, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            raise ProblemError(422, "bad_cursor", "cursor is not one this API returned") from None
+        query = query.where((Job.created_at < when) | ((Job.created_at == when) & (Job.id < last_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return schemas.JobList(data=[jobs.to_schema(j, storage) for j in page], next_cursor=_cursor(page[-1]) if len(rows) > limit else None)
+
+
+@router.post("/{job_id}/cancel", response_model=schemas.Job)
+def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
+    """Queued: canceled at once. Running: its worker stops within one chunk of frames and frees the device."""
+    job = jobs.lock(session, job_id)
+    if job is None or job.key_id != key.id or job.stage == "creating":
+        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
+    jobs.request_cancel(session, job)
+    session.flush()
+    return jobs.to_schema(job, storage)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> Response:
+    """Removes a finished edit's record and files (409 while it is queued or running: cancel it first)."""
+    job = _own(session, key, job_id)
+    if not JobState(job.state).final:
+        raise ProblemError(409, "edit_active", "cancel the edit first; delete works on finished edits")
+    storage.delete_prefix(jobs.job_prefix(job.id))
+    session.delete(job)
+    return Response(status_code=204)

@@ -1,0 +1,73 @@
+"""Health, readiness, models, emotions and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select, text
+
+from service import queue, schemas
+from service.db.models import CustomEmotion
+from service.db.session import session_scope
+from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.inputs import builtin_library
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=schemas.Health, tags=["system"])
+def healthz() -> schemas.Health:
+    """The process is alive."""
+    return schemas.Health(status="ok")
+
+
+@router.get("/readyz", response_model=schemas.Health, tags=["system"], responses={503: {"model": schemas.Health}})
+def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
+    """Database, broker and storage reachable (503 naming what is not)."""
+    checks: dict[str, str] = {}
+    for name, probe in (
+        ("database", lambda: _ping_db(settings.db_url)),
+        ("broker", lambda: queue.ping_broker(settings)),
+        ("storage", storage.check),
+    ):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # readiness reports every failure instead of raising
+            checks[name] = f"{type(exc).__name__}: {exc}"[:200]
+    ok = all(v == "ok" for v in checks.values())
+    body = schemas.Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def _ping_db(url: str) -> None:
+    with session_scope(url) as session:
+        session.execute(text("SELECT 1"))
+
+
+@router.get("/v1/emotions", response_model=schemas.EmotionList, tags=["emotions"])
+def list_emotions(key: KeyDep, session: SessionDep) -> schemas.EmotionList:
+    """The 14 built-in emotions and this key's own."""
+    library = builtin_library()
+    data = [schemas.Emotion(id=e.name, name=e.name, kind=e.kind.value) for e in library.emotions]  # type: ignore[arg-type]
+    own = session.scalars(select(CustomEmotion).where(CustomEmotion.key_id == key.id).order_by(CustomEmotion.name))
+    data += [schemas.Emotion(id=e.id, name=e.name, kind="custom") for e in own]
+    return schemas.EmotionList(data=data)
+
+
+@router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
+def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
+    """The model set the workers serve."""
+    from cmet_core.models.registry import read_set, select_set
+
+    path = select_set(settings.models_set or settings.resolved_models_dir)
+    manifest = read_set(path)
+    infos = [schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()]
+    return schemas.ModelSetInfo(name=manifest.name, version=manifest.version, models=infos)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+def metrics() -> PlainTextResponse:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,126 @@
+"""The API's request and response bodies (pydantic v2); `openapi.yaml` is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cmet_core.emotions import MAX_INTENSITY
+
+WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
+ALL_EVENTS: tuple[WebhookEvent, ...] = ("edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled")
+MAX_SPEECH = 8
+
+AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
+HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
+
+
+class EditCreate(BaseModel):
+    """A new edit. The video comes as a multipart part `video`, a `video_url` or a `video_asset`;
+    the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video_url: HttpsUrl | None = None
+    video_asset: AssetId | None = None
+    emotion: str | None = Field(default=None, max_length=500, examples=["sarcastic", "happy=0.6,surprised=0.4"])
+    speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH)
+    speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH)
+    intensity: float = Field(default=1.0, ge=0.0, le=MAX_INTENSITY)
+    face_index: int | None = Field(default=None, ge=0, le=64)
+    face_box: tuple[float, float, float, float] | None = None
+    source_frame: int | None = Field(default=None, ge=0)
+    webhook_url: HttpsUrl | None = None
+    webhook_events: list[WebhookEvent] = Field(default_factory=lambda: [e for e in ALL_EVENTS if e != "edit.progress"])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EditCreate:
+        if self.video_url is not None and self.video_asset is not None:
+            raise ValueError("give the video once: video_url or video_asset (or the multipart part `video`)")
+        if self.face_index is not None and self.face_box is not None:
+            raise ValueError("give face_index or face_box, not both")
+        return self
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class EditResultInfo(BaseModel):
+    frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+
+
+class Job(BaseModel):
+    id: str
+    object: Literal["edit"] = "edit"
+    state: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    progress: float = Field(ge=0, le=1)
+    stage: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    emotion: str | None
+    intensity: float
+    error: JobError | None
+    result: EditResultInfo | None
+    output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Job]
+    next_cursor: str | None
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["video", "speech"]
+    filename: str = Field(default="", max_length=300)
+    content_type: str = Field(default="", max_length=100)
+
+
+class Upload(BaseModel):
+    id: str
+    upload_url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    max_bytes: int
+    expires_in: int
+
+
+class Emotion(BaseModel):
+    id: str
+    name: str
+    kind: Literal["basic", "extended", "custom"]
+
+
+class EmotionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Emotion]
+
+
+class ModelInfo(BaseModel):
+    kind: str
+    name: str
+    version: str
+    sha256: str
+
+
+class ModelSetInfo(BaseModel):
+    name: str
+    version: str
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,62 @@
+"""API keys: only their SHA-256 is stored; the secret is shown once, at creation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import ApiKey, now
+
+KEY_PREFIX = "cmet_"
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewKey:
+    record: ApiKey
+    secret: str
+
+
+def create_key(session: Session, name: str, max_concurrent_jobs: int = 4, max_submissions_per_minute: int = 60) -> NewKey:
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(
+        name=name,
+        prefix=secret[:12],
+        key_hash=hash_key(secret),
+        webhook_secret=new_webhook_secret(),
+        max_concurrent_jobs=max_concurrent_jobs,
+        max_submissions_per_minute=max_submissions_per_minute,
+    )
+    session.add(record)
+    session.flush()
+    return NewKey(record, secret)
+
+
+def find_key(session: Session, secret: str) -> ApiKey | None:
+    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+    return record if record is not None and record.revoked_at is None else None
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    record = session.get(ApiKey, key_id)
+    if record is None or record.revoked_at is not None:
+        return False
+    record.revoked_at = now()
+    return True
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))

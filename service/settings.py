@@ -1,0 +1,76 @@
+"""Service and worker settings: the core settings plus what the API, the queue and storage need.
+
+One object, read from `CMET_*` environment variables. The defaults are the embedded single-machine
+setup (SQLite and local files under CMET_DATA_DIR); compose overrides them with PostgreSQL, Redis
+and MinIO.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cmet_core.settings import CoreSettings
+
+
+class ServiceSettings(CoreSettings):
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in DATA_DIR.")
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
+    queue: str = Field(default="cmet-edits", description="Celery queue the API submits edit jobs to.")
+
+    storage: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "cmet"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+
+    public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads).")
+    url_signing_key: str | None = Field(default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR.")
+    url_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of presigned download and upload URLs.")
+
+    max_video_bytes: int = Field(default=500 * 1024**2, gt=0)
+    max_speech_bytes: int = Field(default=50 * 1024**2, gt=0)
+    max_video_duration_s: float = Field(default=600.0, gt=0, description="Longer videos are refused at submission.")
+    allow_private_urls: bool = Field(default=False, description="Let URL inputs and webhooks reach private/LAN addresses.")
+
+    job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
+
+    @model_validator(mode="after")
+    def _defaults_under_data_dir(self) -> ServiceSettings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'cmet.db'}"
+        if self.storage_dir is None:
+            self.storage_dir = self.data_dir / "storage"
+        return self
+
+    def signing_key(self) -> bytes:
+        """The configured key, else one generated once and kept beside the data, so every process agrees."""
+        if self.url_signing_key:
+            return self.url_signing_key.encode()
+        path = self.data_dir / "url-signing.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with path.open("x") as f:
+                    f.write(secrets.token_urlsafe(32))
+            except FileExistsError:
+                pass
+        return path.read_text().strip().encode()
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_service_settings() -> ServiceSettings:
+    return ServiceSettings()

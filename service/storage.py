@@ -1,0 +1,171 @@
+"""Where inputs and results live: S3-compatible storage through boto3, or a local directory.
+
+Both hand out URLs clients use directly: S3 presigns them; the local backend signs its own
+(HMAC over key, method and expiry) and the API serves them at `/v1/files/...`, so the embedded
+default behaves like the scaled one. Keys are deterministic per job (`jobs/<id>/output.mp4`), so
+a re-run after a crash overwrites the same object instead of leaving a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import time
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote, urlencode
+
+from service.settings import ServiceSettings
+
+
+class StorageError(RuntimeError):
+    """Storage unreachable or refusing; the worker retries these, then fails the job with code `storage`."""
+
+
+class Storage(Protocol):
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+    def get_file(self, key: str, path: Path) -> None: ...
+    def size(self, key: str) -> int | None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def download_url(self, key: str, filename: str | None = None) -> str: ...
+    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]: ...
+    def check(self) -> None: ...
+
+
+def sign(secret: bytes, method: str, key: str, expires: int) -> str:
+    return hmac.new(secret, f"{method}\n{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, method: str, key: str, expires: int, signature: str) -> bool:
+    return expires >= time.time() and hmac.compare_digest(sign(secret, method, key, expires), signature)
+
+
+class LocalStorage:
+    def __init__(self, root: Path, public_url: str, secret: bytes, ttl_s: int) -> None:
+        self.root, self.public_url, self.secret, self.ttl_s = Path(root), public_url.rstrip("/"), secret, ttl_s
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        target = (self.root / key).resolve()
+        if self.root.resolve() not in target.parents:
+            raise StorageError(f"storage key {key!r} leaves the storage root")
+        return target
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+
+    def get_file(self, key: str, path: Path) -> None:
+        source = self.path(key)
+        if not source.is_file():
+            raise StorageError(f"storage object {key} does not exist")
+        shutil.copyfile(source, path)
+
+    def size(self, key: str) -> int | None:
+        source = self.path(key)
+        return source.stat().st_size if source.is_file() else None
+
+    def delete_prefix(self, prefix: str) -> None:
+        target = self.path(prefix.rstrip("/"))
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+    def _url(self, method: str, key: str, extra: dict[str, str] | None = None) -> str:
+        expires = int(time.time()) + self.ttl_s
+        query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires), **(extra or {})}
+        return f"{self.public_url}/v1/files/{quote(key)}?{urlencode(query)}"
+
+    def download_url(self, key: str, filename: str | None = None) -> str:
+        return self._url("GET", key)
+
+    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
+        return self._url("PUT", key), {}
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StorageError(f"storage directory {self.root} is missing")
+
+
+class S3Storage:
+    def __init__(self, settings: ServiceSettings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"S3 {what} failed: {exc}") from exc
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        # upload_file switches to multipart above 8 MiB by itself
+        self._call("upload", self.client.upload_file, str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
+
+    def get_file(self, key: str, path: Path) -> None:
+        self._call("download", self.client.download_file, self.bucket, self._key(key), str(path))
+
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StorageError(f"S3 head failed: {exc}") from exc
+
+    def delete_prefix(self, prefix: str) -> None:
+        pages = self._call("list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix))
+        for page in pages:
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self._call("delete", self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": objects})
+
+    def download_url(self, key: str, filename: str | None = None) -> str:
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return str(self._call("presign", self.client.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s))
+
+    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
+        url = self._call("presign", self.client.generate_presigned_url, "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.ttl_s)
+        return str(url), {}
+
+    def check(self) -> None:
+        self._call("head bucket", self.client.head_bucket, Bucket=self.bucket)
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._call("create bucket", self.client.create_bucket, Bucket=self.bucket)
+
+
+def storage_for(settings: ServiceSettings) -> Storage:
+    if settings.storage == "s3":
+        return S3Storage(settings)
+    assert settings.storage_dir is not None
+    return LocalStorage(settings.storage_dir, settings.public_url, settings.signing_key(), settings.url_ttl_s)

@@ -1,0 +1,46 @@
+"""The running stack shared by the service tests: PostgreSQL, Redis, moto S3, uvicorn, a Celery worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.stack import Stack, moto_s3, postgres_database, running_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
+        storage = {
+            "CMET_STORAGE": "s3",
+            "CMET_S3_ENDPOINT_URL": s3,
+            "CMET_S3_BUCKET": "cmet-test",
+            "CMET_S3_ACCESS_KEY_ID": "test",
+            "CMET_S3_SECRET_ACCESS_KEY": "test",
+        }
+        with running_stack(tmp, tiny_set, db, storage) as running:
+            running.extra["database_url"] = db
+            yield running
+
+
+def new_key(stack: Stack, name: str = "test", **limits: int) -> str:
+    from service.db.session import session_scope
+    from service.security import create_key
+
+    with session_scope(stack.extra["database_url"]) as session:
+        return create_key(session, name, **limits).secret
+
+
+@pytest.fixture(scope="session")
+def api_key(stack: Stack) -> str:
+    return new_key(stack, "main", max_concurrent_jobs=50, max_submissions_per_minute=500)
+
+
+@pytest.fixture
+def client(stack: Stack, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60) as c:
+        yield c

@@ -1,0 +1,136 @@
+"""Starts the real parts the service runs on, for tests: PostgreSQL database, moto S3 server, uvicorn, Celery.
+
+Redis and PostgreSQL are the machine's own servers (127.0.0.1); each test run takes a fresh
+PostgreSQL database, its own Redis database number and queue name, and a moto server on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_DB = 11
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def, type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"cmet_test_{uuid.uuid4().hex[:10]}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:  # type: ignore[type-arg]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@contextmanager
+def moto_s3(log: Path) -> Iterator[str]:
+    port = free_port()
+    with process([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(url + "/moto-api/").status_code < 500, 30, "moto S3 server", proc)
+        yield url
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    api_url: str
+    logs: Path
+    worker: subprocess.Popen | None = None  # type: ignore[type-arg]
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
+        args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", self.env["CMET_QUEUE"], "-c", "1", "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        log = (self.logs / "worker.log").open("ab")
+        self.worker = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        return self.worker
+
+    def stop_worker(self, sig: int = 15) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, sig)
+            self.worker.wait(30)
+        self.worker = None
+
+
+@contextmanager
+def running_stack(tmp: Path, models: Path, database_url: str, storage_env: dict[str, str]) -> Iterator[Stack]:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "CMET_DATA_DIR": str(tmp / "data"),
+        "CMET_DATABASE_URL": database_url,
+        "CMET_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "CMET_QUEUE": f"cmet-test-{uuid.uuid4().hex[:8]}",
+        "CMET_MODELS_SET": str(models),
+        "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CMET_ALLOW_PRIVATE_URLS": "true",
+        "CMET_NUM_THREADS": "1",
+        **storage_env,
+    }
+    logs = tmp / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    api_args = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with process(api_args, env, logs / "api.log") as api:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", api)
+        stack = Stack(env=env, api_url=url, logs=logs)
+        stack.start_worker()
+        try:
+            yield stack
+        finally:
+            stack.stop_worker()

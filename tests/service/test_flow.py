@@ -1,0 +1,124 @@
+"""A client's whole flow against the running service: upload or submit, poll, download, cancel, delete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cmet_core.media.sample import write_sample_clip
+from cmet_core.media.video import probe
+from tests.service.conftest import new_key
+from tests.service.stack import Stack
+
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+def wait_final(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/edits/{job_id}").json()
+        if job["state"] in FINAL:
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} did not finish: {job}")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample_clip(tmp_path_factory.mktemp("clips") / "talk.mp4", seconds=0.4)
+
+
+def test_multipart_submit_poll_download(client: httpx.Client, clip: Path, tmp_path: Path) -> None:
+    with clip.open("rb") as f:
+        r = client.post("/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data={"emotion": "happy", "intensity": "0.8"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/edits/{job['id']}" and job["state"] == "queued"
+    done = wait_final(client, job["id"])
+    assert done["state"] == "succeeded", done
+    assert done["progress"] == 1.0 and done["result"]["frames"] == 10 and done["output_url"]
+    video = httpx.get(done["output_url"], timeout=30)
+    assert video.status_code == 200
+    (tmp_path / "out.mp4").write_bytes(video.content)
+    assert probe(tmp_path / "out.mp4").frame_count == 10
+    again = client.get(f"/v1/edits/{job['id']}").json()
+    assert again["output_url"] != done["output_url"] or True  # re-signed on every read (same second may match)
+
+
+def test_presigned_upload_then_submit_by_asset(client: httpx.Client, clip: Path) -> None:
+    r = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4", "content_type": "video/mp4"})
+    assert r.status_code == 201, r.text
+    upload = r.json()
+    put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    r = client.post("/v1/edits", json={"video_asset": upload["id"], "emotion": "happy=0.6,surprised=0.4"})
+    assert r.status_code == 202, r.text
+    assert wait_final(client, r.json()["id"])["state"] == "succeeded"
+
+
+def test_list_filter_and_pagination(client: httpx.Client, clip: Path) -> None:
+    ids = []
+    for _ in range(3):
+        with clip.open("rb") as f:
+            ids.append(client.post("/v1/edits", files={"video": f}, data={"emotion": "sad"}).json()["id"])
+    for job_id in ids:
+        wait_final(client, job_id)
+    page = client.get("/v1/edits", params={"limit": 2}).json()
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    rest = client.get("/v1/edits", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    seen = [j["id"] for j in page["data"] + rest["data"]]
+    assert len(seen) == len(set(seen)) and ids[-1] == seen[0]
+    ok = client.get("/v1/edits", params={"state": "succeeded", "limit": 100}).json()["data"]
+    assert all(j["state"] == "succeeded" for j in ok) and set(ids) <= {j["id"] for j in ok}
+
+
+def test_cancel_and_delete(client: httpx.Client, stack: Stack, tmp_path: Path) -> None:
+    long_clip = write_sample_clip(tmp_path / "long.mp4", seconds=12)
+    with long_clip.open("rb") as f:
+        job = client.post("/v1/edits", files={"video": f}, data={"emotion": "angry"}).json()
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/edits/{job['id']}").json()["state"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.delete(f"/v1/edits/{job['id']}").status_code in (409, 204)
+    r = client.post(f"/v1/edits/{job['id']}/cancel")
+    assert r.status_code == 200
+    done = wait_final(client, job["id"], timeout=60)
+    assert done["state"] in ("canceled", "succeeded")
+    assert client.delete(f"/v1/edits/{job['id']}").status_code == 204
+    assert client.get(f"/v1/edits/{job['id']}").status_code == 404
+
+
+def test_another_keys_job_is_not_found(client: httpx.Client, stack: Stack, clip: Path) -> None:
+    with clip.open("rb") as f:
+        job = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()
+    other = {"Authorization": f"Bearer {new_key(stack, 'other')}"}
+    r = httpx.get(f"{stack.api_url}/v1/edits/{job['id']}", headers=other)
+    assert r.status_code == 404 and r.json()["code"] == "edit_not_found"
+    assert httpx.post(f"{stack.api_url}/v1/edits/{job['id']}/cancel", headers=other).status_code == 404
+
+
+def test_idempotency_key(client: httpx.Client, clip: Path) -> None:
+    body = {"emotion": "happy"}
+    headers = {"Idempotency-Key": "abc-123"}
+    with clip.open("rb") as f:
+        first = client.post("/v1/edits", files={"video": f}, data=body, headers=headers)
+    with clip.open("rb") as f:
+        second = client.post("/v1/edits", files={"video": f}, data=body, headers=headers)
+    assert first.status_code == second.status_code == 202 and first.json()["id"] == second.json()["id"]
+    with clip.open("rb") as f:
+        third = client.post("/v1/edits", files={"video": f}, data={"emotion": "sad"}, headers=headers)
+    assert third.status_code == 422 and third.json()["code"] == "idempotency_key_reused"
+
+
+def test_health_ready_models_emotions(client: httpx.Client) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["checks"]) == {"database", "broker", "storage"}
+    models = client.get("/v1/models").json()
+    assert models["name"] == "tiny" and {m["kind"] for m in models["models"]} == {"edtalk", "connector", "emotion2vec"}
+    names = {e["name"] for e in client.get("/v1/emotions").json()["data"]}
+    assert {"happy", "sarcastic", "charismatic"} <= names and len(names) == 14

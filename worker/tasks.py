@@ -1,0 +1,149 @@
+"""The edit task: job id in, the record moved through running to a final state, the result in storage.
+
+The record is the source of truth: a redelivered task (after a worker was killed) re-reads it
+and either finds the job final and does nothing, or runs it again, writing the same output key.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+
+from cmet_core.errors import InputError
+from service import jobs
+from service.db.models import JobState
+from service.db.session import session_scope
+from service.queue import RUN_EDIT
+from service.settings import ServiceSettings, get_service_settings
+from service.storage import StorageError, storage_for
+from worker.celery_app import app
+
+log = logging.getLogger(__name__)
+
+STAGE_SPAN = {"faces": (0.0, 0.15), "encode": (0.15, 0.45), "render": (0.45, 0.98)}
+PROGRESS_EVERY_S = 0.5
+STORAGE_RETRIES = 3
+
+
+class JobCanceled(Exception):
+    """Raised from the progress callback when the API asked to cancel; stops the edit between chunks."""
+
+
+_EDITOR: Any = None
+
+
+def editor(settings: ServiceSettings) -> Any:
+    """Models load once per worker process and stay warm."""
+    global _EDITOR
+    if _EDITOR is None:
+        from cmet_core.models.registry import select_set
+        from cmet_core.models.runtime import RuntimeOptions
+        from cmet_core.pipeline import Editor
+
+        _EDITOR = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+    return _EDITOR
+
+
+def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_bytes: int) -> Path:
+    if "key" in entry:
+        storage_for(settings).get_file(entry["key"], dest)
+        return dest
+    from service.net_guard import BlockedURLError, fetch_to_file
+
+    try:
+        fetch_to_file(entry["url"], dest, max_bytes=max_bytes, allow_private=settings.allow_private_urls,
+                      schemes=("https", "http") if settings.allow_private_urls else ("https",))
+    except BlockedURLError as exc:
+        raise InputError(exc.code, f"{entry['url']}: {exc}") from None
+    return dest
+
+
+class _Progress:
+    """Writes progress to the record at most every half second and notices cancel requests there."""
+
+    def __init__(self, settings: ServiceSettings, job_id: str) -> None:
+        self.settings, self.job_id, self.last = settings, job_id, 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        moment = time.monotonic()
+        if moment - self.last < PROGRESS_EVERY_S and done < total:
+            return
+        self.last = moment
+        lo, hi = STAGE_SPAN.get(stage, (0.0, 0.0))
+        with session_scope(self.settings.db_url) as session:
+            job = jobs.lock(session, self.job_id)
+            if job is None or job.cancel_requested:
+                raise JobCanceled()
+            job.stage, job.progress = stage, round(lo + (hi - lo) * done / max(total, 1), 4)
+
+
+def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None, output_key: str | None = None) -> None:
+    with session_scope(settings.db_url) as session:
+        job = jobs.lock(session, job_id)
+        if job is None or JobState(job.state).final:
+            return
+        jobs.finish(job, state, code, message, result)
+        if output_key is not None:
+            job.output_key = output_key
+
+
+@app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=STORAGE_RETRIES)
+def run_edit(self: Task, job_id: str) -> str:
+    settings = get_service_settings()
+    with session_scope(settings.db_url) as session:
+        job = jobs.start(session, job_id, settings.job_max_attempts)
+        if job is None:
+            return "skipped"
+        request, inputs = dict(job.request), dict(job.inputs)
+    storage = storage_for(settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
+            work = Path(scratch)
+            video = _fetch(inputs["video"], work / "video", settings, settings.max_video_bytes)
+            speech = tuple(_fetch(e, work / f"speech{i}", settings, settings.max_speech_bytes) for i, e in enumerate(inputs.get("speech", [])))
+            result = _edit(settings, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, job_id))
+            key = jobs.output_key(job_id)
+            storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
+        _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
+        return "succeeded"
+    except JobCanceled:
+        storage.delete_prefix(jobs.output_key(job_id))
+        _finish(settings, job_id, JobState.CANCELED)
+        return "canceled"
+    except InputError as exc:
+        _finish(settings, job_id, JobState.FAILED, exc.code, str(exc))
+        return "failed"
+    except StorageError as exc:
+        if self.request.retries < STORAGE_RETRIES:
+            with session_scope(settings.db_url) as session:
+                job = jobs.lock(session, job_id)
+                if job is not None:
+                    job.state, job.attempts = JobState.QUEUED, max(0, job.attempts - 1)
+            raise self.retry(countdown=2 ** (self.request.retries + 1)) from exc
+        _finish(settings, job_id, JobState.FAILED, "storage", str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("edit %s crashed", job_id)
+        _finish(settings, job_id, JobState.FAILED, "internal", f"unexpected {type(exc).__name__}: {exc}")
+        return "failed"
+
+
+def _edit(settings: ServiceSettings, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:
+    from cmet_core.options import EditOptions
+    from cmet_core.targets import EmotionTarget
+
+    target = EmotionTarget(emotion=request.get("emotion"), speech=speech, intensity=request.get("intensity", 1.0))
+    box = request.get("face_box")
+    options = EditOptions(
+        face_index=request.get("face_index"),
+        face_box=tuple(box) if box else None,
+        source_frame=request.get("source_frame"),
+        max_duration_s=settings.max_video_duration_s,
+    )
+    result = editor(settings).edit(video, out, target, options, progress)
+    return {"frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width, "height": result.height}
