@@ -86,3 +86,10 @@ def request_cancel(session: Session, job: Job) -> None:
     job.cancel_requested = True
     if job.state == JobState.QUEUED:
         finish(job, JobState.CANCELED)
+
+
+def unfinished_ids(session: Session) -> list[str]:
+    """Jobs a restart must hand to the queue again: queued or running when the processes stopped."""
+    states = (JobState.QUEUED, JobState.RUNNING)
+    rows = session.scalars(select(Job.id).where(Job.state.in_(states), (Job.stage.is_(None)) | (Job.stage != "creating")))
+    return list(rows)

@@ -1,25 +1,44 @@
-"""Submitting job ids to the workers' queue by task name, so the API never imports the worker (or torch)."""
+"""Submitting job ids to the workers' queue by task name, so the API never imports the worker (or torch).
+
+Redis is the broker of deployments. The embedded default (`cmet serve`) uses kombu's
+`filesystem://` transport under CMET_DATA_DIR instead, so one machine needs no server; it
+can lose a message when a process dies, which the startup reconciler covers from the job records.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from celery import Celery
 
 from service.settings import ServiceSettings
 
 RUN_EDIT = "cmet.run_edit"
+VISIBILITY_TIMEOUT_S = 10
+
+
+def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
+    if broker_url.startswith("filesystem://"):
+        folder = data_dir / "broker"
+        (folder / "queue").mkdir(parents=True, exist_ok=True)
+        return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"), "store_processed": False, "polling_interval": 0.05}
+    # a killed worker's unacknowledged job is visible again within about 15 s (defaults: about 100 s)
+    return {"visibility_timeout": VISIBILITY_TIMEOUT_S, "unacked_restore_interval": 2, "unacked_restore_throttle": 1}
 
 
 @lru_cache(maxsize=4)
-def _client(broker_url: str) -> Celery:
-    return Celery("cmet-api", broker=broker_url, set_as_current=False)
+def _client(broker_url: str, data_dir: Path) -> Celery:
+    app = Celery("cmet-api", broker=broker_url, set_as_current=False)
+    app.conf.broker_transport_options = broker_options(broker_url, data_dir)
+    return app
 
 
 def submit(settings: ServiceSettings, job_id: str) -> None:
-    _client(settings.broker_url).send_task(RUN_EDIT, args=[job_id], queue=settings.queue)
+    _client(settings.broker_url, settings.data_dir).send_task(RUN_EDIT, args=[job_id], queue=settings.queue)
 
 
 def ping_broker(settings: ServiceSettings) -> None:
-    with _client(settings.broker_url).connection_for_write() as conn:
+    with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)

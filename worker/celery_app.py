@@ -1,17 +1,12 @@
-"""The workers' Celery app: late acks so a killed worker's job comes back, one job prefetched at a time.
-
-Broker transport options make a killed worker's unacknowledged job visible again within about
-15 s (ENVIRONMENT.md measured about 100 s with the defaults).
-"""
+"""The workers' Celery app: late acks so a killed worker's job comes back, one job prefetched at a time."""
 
 from __future__ import annotations
 
 from celery import Celery
 
-from service.queue import RUN_EDIT
+from service.queue import RUN_EDIT, broker_options
 from service.settings import get_service_settings
 
-VISIBILITY_TIMEOUT_S = 10
 TASK_TIME_LIMIT_S = 3600
 
 
@@ -27,11 +22,7 @@ def make_app() -> Celery:
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            "unacked_restore_interval": 2,
-            "unacked_restore_throttle": 1,
-        },
+        broker_transport_options=broker_options(settings.broker_url, settings.data_dir),
         worker_hijack_root_logger=False,
     )
     return app

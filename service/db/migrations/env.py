@@ -1,16 +1,12 @@
-"""Alembic environment: the URL comes from the caller's config (see `session.migrate`)."""
+"""Alembic environment: runs on the connection `session.migrate` hands over (same engine as the app)."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from service.db.models import Base
 
-url = context.config.get_main_option("sqlalchemy.url")
-engine = create_engine(url)
-with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=url.startswith("sqlite"))
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,60 @@
+"""`cmet serve`: the whole API and one worker on this machine, with no server to install.
+
+SQLite, local storage and kombu's filesystem broker live under CMET_DATA_DIR (shared with
+`cmet keys`). The worker is a child process; jobs left unfinished by an earlier run are queued
+again at start, so nothing a user sent is lost when the machine stops. Docker compose is the
+scaled path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from cmet_cli.console import run, say
+
+
+def serve(
+    port: int = typer.Option(8000, "--port", help="Port of the API on 127.0.0.1 (or --host)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    models: Path = typer.Option(None, "--models", help="Model set the worker serves (default: the models dir's choice)."),
+) -> None:
+    """Start the REST API and a worker (SQLite, local files, no broker server)."""
+    import uvicorn
+
+    from cmet_core.models.registry import select_set
+    from service import queue
+    from service.app import create_app
+    from service.db.session import session_scope
+    from service.jobs import unfinished_ids
+    from service.settings import ServiceSettings
+
+    overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
+    models_set = run(select_set, models if models is not None else None)
+    overrides["CMET_MODELS_SET"] = str(models_set)
+    os.environ.update(overrides)
+    settings = ServiceSettings()
+    app = run(create_app, settings)
+    with session_scope(settings.db_url) as session:
+        leftover = unfinished_ids(session)
+    for job_id in leftover:
+        queue.submit(settings, job_id)
+    if leftover:
+        say(f"queued {len(leftover)} unfinished job(s) again")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning"],
+        env=dict(os.environ),
+    )
+    say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} (create a key with `cmet keys create --name me`)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
