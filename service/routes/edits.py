@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service import jobs, queue, schemas
 from service.db.models import ApiKey, Asset, Job, JobState, now
@@ -61,7 +62,10 @@ async def _read_body(request: Request, settings: ServiceSettings) -> tuple[schem
     if int(request.headers.get("content-length") or 0) > limit:
         raise ProblemError(413, "body_too_large", f"the request body is over {limit} bytes")
     if kind == "multipart/form-data":
-        form = await request.form(max_files=1 + schemas.MAX_SPEECH, max_fields=64)
+        try:
+            form = await request.form(max_files=1 + schemas.MAX_SPEECH, max_fields=64)
+        except HTTPException as exc:  # starlette's multipart limits
+            raise ProblemError(422, "invalid_request", str(exc.detail)) from None
         fields: dict[str, Any] = {}
         video: UploadFile | None = None
         speech: list[UploadFile] = []

@@ -1,0 +1,177 @@
+"""The bad-input corpus: every case gets its documented 4xx status and code, and leaves nothing behind.
+
+The app runs in-process (SQLite, local storage, strict URL policy: no private addresses); the
+queue is real Redis, but only the few valid set-up requests ever reach it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from cmet_core.media.sample import write_sample_clip
+from service.app import create_app
+from service.db.models import Job
+from service.db.session import session_scope
+from service.security import create_key
+from service.settings import ServiceSettings
+from tests.media_factory import make_video
+
+MAX_VIDEO = 2_000_000
+
+
+class Corpus:
+    def __init__(self, client: TestClient, settings: ServiceSettings, key: str, other_key: str, files: dict[str, bytes]) -> None:
+        self.client, self.settings, self.key, self.other_key, self.files = client, settings, key, other_key, files
+
+    def post(self, key: str | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
+        headers = kwargs.pop("headers", {})
+        if key is not None or "Authorization" not in headers:
+            headers.setdefault("Authorization", f"Bearer {key or self.key}")
+        return self.client.post("/v1/edits", headers=headers, **kwargs)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Iterator[Corpus]:
+    tmp = tmp_path_factory.mktemp("corpus")
+    settings = ServiceSettings(
+        data_dir=tmp / "data",
+        broker_url="redis://127.0.0.1:6379/11",
+        queue=f"cmet-corpus-{uuid.uuid4().hex[:8]}",
+        max_video_bytes=MAX_VIDEO,
+        max_speech_bytes=1_000_000,
+        allow_private_urls=False,
+        public_url="http://testserver",
+    )
+    app = create_app(settings)
+    with session_scope(settings.db_url) as session:
+        key = create_key(session, "corpus", max_concurrent_jobs=100, max_submissions_per_minute=1000).secret
+        other = create_key(session, "other").secret
+    video = write_sample_clip(tmp / "ok.mp4", seconds=0.2).read_bytes()
+    silent = make_video(tmp / "small.mp4", frames=3, audio=False).read_bytes()
+    files = {
+        "video": video,
+        "truncated": video[: len(video) // 3],
+        "wav": (test_data / "video" / "mead_W009_038.wav").read_bytes()[:400_000],
+        "text": b"this is not a video at all\n" * 10,
+        "big": b"\x00" * (MAX_VIDEO + 10),
+        "silent": silent,
+    }
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Corpus(client, settings, key, other, files)
+
+
+def _jobs(settings: ServiceSettings) -> int:
+    with session_scope(settings.db_url) as session:
+        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def _stored(settings: ServiceSettings) -> int:
+    root = settings.storage_dir
+    return sum(1 for p in root.rglob("*") if p.is_file()) if root and root.exists() else 0
+
+
+def _asset(c: Corpus, key: str | None = None, upload: bool = True) -> str:
+    r = c.client.post("/v1/uploads", headers=c.auth(key), json={"kind": "video"})
+    assert r.status_code == 201
+    body = r.json()
+    if upload:
+        assert c.client.put(body["upload_url"].replace("http://testserver", ""), content=c.files["video"]).status_code == 200
+    return str(body["id"])
+
+
+Case = Callable[[Corpus], Any]
+
+CASES: list[tuple[str, Case, int, str]] = [
+    ("no auth header", lambda c: c.client.post("/v1/edits", json={"emotion": "happy"}), 401, "unauthorized"),
+    ("unknown key", lambda c: c.post(key="cmet_nope", json={"emotion": "happy"}), 401, "unauthorized"),
+    ("basic auth scheme", lambda c: c.client.post("/v1/edits", headers={"Authorization": "Basic abc"}, json={}), 401, "unauthorized"),
+    ("text/plain body", lambda c: c.post(content=b"emotion=happy", headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+    ("malformed JSON", lambda c: c.post(content=b"{not json", headers={"Content-Type": "application/json"}), 422, "invalid_request"),
+    ("JSON array", lambda c: c.post(json=[1, 2]), 422, "invalid_request"),
+    ("empty JSON object", lambda c: c.post(json={}), 422, "video_missing"),
+    ("unknown field", lambda c: c.post(json={"emotion": "happy", "colour": "red"}), 422, "invalid_request"),
+    ("intensity not a number", lambda c: c.post(json={"emotion": "happy", "intensity": "abc"}), 422, "invalid_request"),
+    ("intensity too high", lambda c: c.post(json={"emotion": "happy", "intensity": 5}), 422, "invalid_request"),
+    ("negative intensity", lambda c: c.post(json={"emotion": "happy", "intensity": -1}), 422, "invalid_request"),
+    ("huge emotion string", lambda c: c.post(json={"emotion": "h" * 5000}), 422, "invalid_request"),
+    ("unknown emotion", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "furious"}), 422, "unknown_emotion"),
+    ("blend weight not a number", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=x"}), 422, "bad_emotion"),
+    ("blend over max intensity", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=2,sad=2"}), 422, "bad_emotion"),
+    ("no emotion, no speech", lambda c: c.post(files={"video": c.files["video"]}), 422, "emotion_missing"),
+    ("no video", lambda c: c.post(json={"emotion": "happy"}), 422, "video_missing"),
+    ("video part and asset", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "video_asset": _asset(c)}), 422, "invalid_request"),
+    ("url and asset", lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "video_asset": "ast_" + "0" * 32}), 422, "invalid_request"),
+    ("malformed asset id", lambda c: c.post(json={"emotion": "happy", "video_asset": "../../etc/passwd"}), 422, "invalid_request"),
+    ("unknown asset", lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32}), 404, "asset_not_found"),
+    ("another key's asset", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, c.other_key)}), 404, "asset_not_found"),
+    ("asset never uploaded", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, upload=False)}), 422, "asset_not_uploaded"),
+    ("text file as video", lambda c: c.post(files={"video": ("a.mp4", c.files["text"], "video/mp4")}, data={"emotion": "happy"}), 422, "not_media"),
+    ("empty video part", lambda c: c.post(files={"video": ("a.mp4", b"", "video/mp4")}, data={"emotion": "happy"}), 422, "empty_file"),
+    ("audio file as video", lambda c: c.post(files={"video": ("a.mp4", c.files["wav"], "video/mp4")}, data={"emotion": "happy"}), 422, "no_video_stream"),
+    ("truncated mp4", lambda c: c.post(files={"video": ("a.mp4", c.files["truncated"], "video/mp4")}, data={"emotion": "happy"}), 422, "not_media"),
+    ("video over the size limit", lambda c: c.post(files={"video": ("a.mp4", c.files["big"], "video/mp4")}, data={"emotion": "happy"}), 413, "file_too_large"),
+    ("unexpected file part", lambda c: c.post(files={"video": c.files["video"], "poster": c.files["video"]}, data={"emotion": "happy"}), 422, "invalid_request"),
+    ("text file as speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["text"]))]), 422, "not_media"),
+    ("video file as speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["silent"]))]), 422, "no_audio"),
+    ("emotion and speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["wav"]))], data={"emotion": "happy"}), 422, "invalid_request"),
+    ("too many speech parts", lambda c: c.post(files=[("video", c.files["video"])] + [("speech", ("s.wav", b"x"))] * 9), 422, "invalid_request"),
+    ("face index and box", lambda c: c.post(json={"emotion": "happy", "face_index": 0, "face_box": [0, 0, 9, 9], "video_asset": "ast_" + "0" * 32}), 422, "invalid_request"),
+    ("face box of two numbers", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "1,2"}), 422, "invalid_request"),
+    ("negative face index", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}), 422, "invalid_request"),
+    ("unknown webhook event", lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.exploded"]}), 422, "invalid_request"),
+    ("body over the size limit", lambda c: c.post(content=b"{}", headers={"Content-Type": "application/json", "Content-Length": str(10**10)}), 413, "body_too_large"),
+    ("unknown job", lambda c: c.client.get("/v1/edits/edt_" + "0" * 32, headers=c.auth()), 404, "edit_not_found"),
+    ("cancel unknown job", lambda c: c.client.post("/v1/edits/edt_nope/cancel", headers=c.auth()), 404, "edit_not_found"),
+    ("delete unknown job", lambda c: c.client.delete("/v1/edits/edt_nope", headers=c.auth()), 404, "edit_not_found"),
+    ("list with a forged cursor", lambda c: c.client.get("/v1/edits", params={"cursor": "!!!"}, headers=c.auth()), 422, "bad_cursor"),
+    ("list limit too large", lambda c: c.client.get("/v1/edits", params={"limit": 1000}, headers=c.auth()), 422, "invalid_request"),
+    ("list unknown state", lambda c: c.client.get("/v1/edits", params={"state": "exploded"}, headers=c.auth()), 422, "invalid_request"),
+    ("upload of unknown kind", lambda c: c.client.post("/v1/uploads", headers=c.auth(), json={"kind": "image"}), 422, "invalid_request"),
+    ("forged download signature", lambda c: c.client.get("/v1/files/jobs/x/output.mp4", params={"expires": 9999999999, "signature": "00"}), 403, "bad_signature"),
+    ("expired upload URL", lambda c: c.client.put("/v1/files/assets/x/y", params={"expires": 1, "signature": "00"}, content=b"x"), 403, "bad_signature"),
+    ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
+]
+
+
+@pytest.mark.parametrize(("name", "case", "status", "code"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input(corpus: Corpus, name: str, case: Case, status: int, code: str) -> None:
+    jobs_before, stored_before = _jobs(corpus.settings), _stored(corpus.settings)
+    response = case(corpus)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] == code and problem["status"] == status and problem["detail"]
+    assert _jobs(corpus.settings) == jobs_before, "a refused request left a job record"
+    uploads = name in ("video part and asset", "another key's asset", "asset never uploaded")
+    assert uploads or _stored(corpus.settings) == stored_before, "a refused request left files"
+
+
+def test_idempotency_misuse(corpus: Corpus) -> None:
+    headers = {**corpus.auth(), "Idempotency-Key": "corpus-1"}
+    first = corpus.client.post("/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "happy"})
+    assert first.status_code == 202
+    other_body = corpus.client.post("/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "sad"})
+    assert other_body.status_code == 422 and other_body.json()["code"] == "idempotency_key_reused"
+    other_key = corpus.client.post("/v1/edits", headers={**corpus.auth(corpus.other_key), "Idempotency-Key": "corpus-1"}, files={"video": corpus.files["video"]}, data={"emotion": "sad"})
+    assert other_key.status_code == 202 and other_key.json()["id"] != first.json()["id"]  # keys are scoped per API key
+    peek = corpus.client.get(f"/v1/edits/{first.json()['id']}", headers=corpus.auth(corpus.other_key))
+    assert peek.status_code == 404
+
+
+def test_quota_gives_429_with_retry_after(corpus: Corpus) -> None:
+    with session_scope(corpus.settings.db_url) as session:
+        tight = create_key(session, "tight", max_concurrent_jobs=1).secret
+    ok = corpus.client.post("/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"})
+    assert ok.status_code == 202
+    again = corpus.client.post("/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"})
+    assert again.status_code == 429 and again.json()["code"] == "concurrent_limit" and int(again.headers["retry-after"]) > 0
