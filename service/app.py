@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from service import problems
 from service.db.session import migrate
 from service.openapi import customize
-from service.routes import edits, system, uploads
+from service.routes import deliveries, edits, system, uploads
 from service.settings import ServiceSettings, get_service_settings
 from service.storage import S3Storage, storage_for
 
@@ -31,6 +31,7 @@ def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = Tr
     problems.install(app)
     customize(app)
     app.include_router(edits.router)
+    app.include_router(deliveries.router)
     app.include_router(uploads.router)
     app.include_router(system.router)
     return app

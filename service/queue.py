@@ -35,8 +35,13 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
+def send(settings: ServiceSettings, task: str, record_id: str) -> None:
+    """Queue `task` for one record id: messages carry ids only, the record is the truth."""
+    _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue)
+
+
 def submit(settings: ServiceSettings, job_id: str) -> None:
-    _client(settings.broker_url, settings.data_dir).send_task(RUN_EDIT, args=[job_id], queue=settings.queue)
+    send(settings, RUN_EDIT, job_id)
 
 
 def ping_broker(settings: ServiceSettings) -> None:

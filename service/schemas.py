@@ -124,3 +124,26 @@ class ModelSetInfo(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class DeliveryAttempt(BaseModel):
+    at: datetime
+    status: int | None = Field(description="HTTP status the receiver answered; null when the call failed.")
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    event: WebhookEvent
+    msg_id: str = Field(description="The `webhook-id` header: the same for every attempt and replay of this event.")
+    state: Literal["pending", "sending", "succeeded", "failed", "disabled"]
+    url: str
+    attempts: list[DeliveryAttempt]
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class WebhookDeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookDelivery]

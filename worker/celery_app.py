@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from service.queue import RUN_EDIT, broker_options
 from service.settings import get_service_settings
@@ -29,3 +30,10 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+@worker_ready.connect
+def _start_sweeper(**_: object) -> None:
+    from worker import sweeper
+
+    sweeper.start()

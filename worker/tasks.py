@@ -15,12 +15,12 @@ from typing import Any
 from celery import Task
 
 from cmet_core.errors import InputError
-from service import jobs
+from service import jobs, webhooks
 from service.db.models import JobState
 from service.db.session import session_scope
 from service.queue import RUN_EDIT
 from service.settings import ServiceSettings, get_service_settings
-from service.storage import StorageError, storage_for
+from service.storage import Storage, StorageError, storage_for
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_byt
 class _Progress:
     """Writes progress to the record at most every half second and notices cancel requests there."""
 
-    def __init__(self, settings: ServiceSettings, job_id: str) -> None:
-        self.settings, self.job_id, self.last = settings, job_id, 0.0
+    def __init__(self, settings: ServiceSettings, storage: Storage, job_id: str) -> None:
+        self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         moment = time.monotonic()
@@ -79,7 +79,10 @@ class _Progress:
             job = jobs.lock(session, self.job_id)
             if job is None or job.cancel_requested:
                 raise JobCanceled()
+            before = int(job.progress * 10)
             job.stage, job.progress = stage, round(lo + (hi - lo) * done / max(total, 1), 4)
+            event = webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
+        webhooks.dispatch(self.settings, [event])
 
 
 def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None, output_key: str | None = None) -> None:
@@ -90,23 +93,32 @@ def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str |
         jobs.finish(job, state, code, message, result)
         if output_key is not None:
             job.output_key = output_key
+        event = webhooks.emit(session, job, f"edit.{state.value}", storage_for(settings))
+    webhooks.dispatch(settings, [event])
+
+
+@app.task(name=webhooks.DELIVER, acks_late=True)
+def deliver_webhook(delivery_id: str) -> str:
+    return webhooks.deliver(get_service_settings(), delivery_id)
 
 
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=STORAGE_RETRIES)
 def run_edit(self: Task, job_id: str) -> str:
     settings = get_service_settings()
+    storage = storage_for(settings)
     with session_scope(settings.db_url) as session:
         job = jobs.start(session, job_id, settings.job_max_attempts)
         if job is None:
             return "skipped"
         request, inputs = dict(job.request), dict(job.inputs)
-    storage = storage_for(settings)
+        running = webhooks.emit(session, job, "edit.running", storage)
+    webhooks.dispatch(settings, [running])
     try:
         with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
             work = Path(scratch)
             video = _fetch(inputs["video"], work / "video", settings, settings.max_video_bytes)
             speech = tuple(_fetch(e, work / f"speech{i}", settings, settings.max_speech_bytes) for i, e in enumerate(inputs.get("speech", [])))
-            result = _edit(settings, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, job_id))
+            result = _edit(settings, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, storage, job_id))
             key = jobs.output_key(job_id)
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)

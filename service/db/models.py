@@ -116,3 +116,30 @@ class CustomEmotion(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     clips: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+class WebhookDelivery(Base):
+    """One webhook message and its attempts; `msg_id` is deterministic so a re-run job sends each event once."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whd"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    event: Mapped[str] = mapped_column(String(32))
+    msg_id: Mapped[str] = mapped_column(String(120), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING, index=True)
+    attempts: Mapped[dict[str, Any]] = mapped_column(JSON, default=lambda: {"items": []})
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=now, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from service import jobs, queue, schemas
+from service import jobs, queue, schemas, webhooks
 from service.db.models import ApiKey, Asset, Job, JobState, now
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import check_emotion, check_speech, check_video, save_upload
@@ -267,13 +267,15 @@ def list_edits(
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.Job)
-def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
+def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> schemas.Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames and frees the device."""
     job = jobs.lock(session, job_id)
     if job is None or job.key_id != key.id or job.stage == "creating":
         raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
     jobs.request_cancel(session, job)
-    session.flush()
+    event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
+    session.commit()
+    webhooks.dispatch(settings, [event])
     return jobs.to_schema(job, storage)
 
 

@@ -28,11 +28,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[
 
 
 def new_key(stack: Stack, name: str = "test", **limits: int) -> str:
+    return new_key_and_webhook_secret(stack, name, **limits)[0]
+
+
+def new_key_and_webhook_secret(stack: Stack, name: str = "test", **limits: int) -> tuple[str, str]:
     from service.db.session import session_scope
     from service.security import create_key
 
     with session_scope(stack.extra["database_url"]) as session:
-        return create_key(session, name, **limits).secret
+        made = create_key(session, name, **limits)
+        return made.secret, made.record.webhook_secret
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,146 @@
+"""Webhook events: recorded as deliveries on the job's record, sent signed, retried on a schedule.
+
+Deliveries are rows, not queue messages waiting hours for their turn (a Redis broker would
+redeliver a task held past its visibility timeout). A row due for an attempt is claimed by one
+conditional UPDATE, so the sweeper, the first dispatch and a replay can race without sending
+twice. Message ids are deterministic per job and event: a job re-run after a crash sends each
+event once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service import jobs
+from service.db.models import ApiKey, DeliveryState, Job, WebhookDelivery, now
+from service.db.session import session_scope
+from service.settings import ServiceSettings
+from service.storage import Storage
+
+DELIVER = "cmet.deliver_webhook"
+MAX_RETRY_AFTER_S = 24 * 3600.0
+_rng = random.SystemRandom()
+
+
+def _msg_id(job: Job, event: str) -> str:
+    suffix = f"_{int(job.progress * 10)}" if event == "edit.progress" else ""
+    return f"msg_{job.id.removeprefix('edt_')}_{event.removeprefix('edit.')}{suffix}"
+
+
+def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None:
+    """Record `event` for `job` if it subscribed; returns the delivery id to dispatch after commit."""
+    wanted = (job.webhook_events or {}).get("events", [])
+    if not job.webhook_url or event not in wanted:
+        return None
+    msg_id = _msg_id(job, event)
+    if session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.msg_id == msg_id)) is not None:
+        return None
+    data = jobs.to_schema(job, storage).model_dump(mode="json")
+    delivery = WebhookDelivery(
+        job_id=job.id, key_id=job.key_id, event=event, msg_id=msg_id, url=job.webhook_url,
+        payload={"type": event, "timestamp": now().isoformat(), "data": data},
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery.id
+
+
+def dispatch(settings: ServiceSettings, delivery_ids: list[str | None]) -> None:
+    from service.queue import send
+
+    for delivery_id in delivery_ids:
+        if delivery_id is not None:
+            send(settings, DELIVER, delivery_id)
+
+
+def _claim(settings: ServiceSettings, delivery_id: str) -> bool:
+    with session_scope(settings.db_url) as session:
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now())
+            .values(state=DeliveryState.SENDING, next_attempt_at=None)
+        )
+        return claimed.rowcount == 1  # type: ignore[attr-defined]
+
+
+def deliver(settings: ServiceSettings, delivery_id: str) -> str:
+    """One attempt, if the delivery is due; records it and schedules the next or ends the delivery."""
+    from service.net_guard import BlockedURLError, post_json
+    from service.webhook_signing import headers as signed_headers
+    from service.webhook_signing import retry_after_seconds, retry_schedule
+
+    if not _claim(settings, delivery_id):
+        return "not due"
+    with session_scope(settings.db_url) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        key = session.get(ApiKey, delivery.key_id) if delivery else None
+        if delivery is None or key is None:
+            return "gone"
+        url, msg_id, body = delivery.url, delivery.msg_id, json.dumps(delivery.payload, separators=(",", ":")).encode()
+        secret = key.webhook_secret
+    started, status, error, retry_after = time.monotonic(), None, None, None
+    schemes = ("https", "http") if settings.allow_private_urls else ("https",)
+    try:
+        result = post_json(url, body, signed_headers(secret, msg_id, int(time.time()), body), allow_private=settings.allow_private_urls, schemes=schemes)
+        status = result.status_code
+        retry_after = retry_after_seconds(result.headers.get("retry-after"))
+    except BlockedURLError as exc:
+        error = f"{exc.code}: {exc}"
+    attempt: dict[str, Any] = {"at": now().isoformat(), "status": status, "error": error, "duration_ms": round(1000 * (time.monotonic() - started))}
+    with session_scope(settings.db_url) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return "gone"
+        items = [*delivery.attempts.get("items", []), attempt]
+        delivery.attempts = {"items": items}
+        if status is not None and 200 <= status < 300:
+            delivery.state = DeliveryState.SUCCEEDED
+        elif status == 410:
+            _disable(session, delivery.job_id)
+        else:
+            wait = retry_schedule(len(items), _rng)
+            if wait is None:
+                delivery.state = DeliveryState.FAILED
+            else:
+                wait = max(wait, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
+                delivery.state, delivery.next_attempt_at = DeliveryState.PENDING, now() + timedelta(seconds=wait)
+        return str(delivery.state)
+
+
+def _disable(session: Session, job_id: str) -> None:
+    """410 Gone: the subscriber wants no more calls for this job."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.webhook_events = {"events": [], "disabled": "410 Gone"}
+    session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.job_id == job_id, WebhookDelivery.state.in_((DeliveryState.PENDING, DeliveryState.SENDING))).values(state=DeliveryState.DISABLED, next_attempt_at=None)
+    )
+
+
+STALE_SENDING_S = 120
+
+
+def due(settings: ServiceSettings, limit: int = 100) -> list[str]:
+    """Deliveries whose next attempt is due; one left `sending` by a killed worker counts as due again."""
+    with session_scope(settings.db_url) as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.state == DeliveryState.SENDING, WebhookDelivery.updated_at < now() - timedelta(seconds=STALE_SENDING_S))
+            .values(state=DeliveryState.PENDING, next_attempt_at=now())
+        )
+        rows = session.scalars(
+            select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now()).limit(limit)
+        )
+        return list(rows)
+
+
+def replay(session: Session, delivery: WebhookDelivery) -> None:
+    """Send again now (same message id, so the receiver can tell it is the same event)."""
+    delivery.state, delivery.next_attempt_at = DeliveryState.PENDING, now()

@@ -1,0 +1,69 @@
+"""A local webhook receiver for tests: records every call, verifies its Standard Webhooks signature,
+and answers with the statuses a test scripts (then 200)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from service.webhook_signing import WebhookVerificationError, verify
+
+
+@dataclass
+class Call:
+    headers: dict[str, str]
+    body: dict[str, Any]
+    verified: bool
+    answered: int
+
+
+@dataclass
+class Receiver:
+    secret: str
+    url: str = ""
+    script: list[int] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def events(self, status: int = 200) -> list[str]:
+        with self.lock:
+            return [c.body["type"] for c in self.calls if c.answered == status]
+
+
+@contextmanager
+def webhook_receiver(secret: str) -> Iterator[Receiver]:
+    receiver = Receiver(secret)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                verify(receiver.secret, headers, raw)
+                verified = True
+            except WebhookVerificationError:
+                verified = False
+            with receiver.lock:
+                status = receiver.script.pop(0) if receiver.script else 200
+                receiver.calls.append(Call(headers, json.loads(raw), verified, status))
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()

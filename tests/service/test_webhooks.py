@@ -1,0 +1,98 @@
+"""Signed webhooks end to end: events as they happen, retries on the schedule, 410, records and replay."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cmet_core.media.sample import write_sample_clip
+from tests.service.conftest import new_key_and_webhook_secret
+from tests.service.receiver import Receiver, webhook_receiver
+from tests.service.stack import Stack
+from tests.service.test_flow import wait_final
+
+
+@pytest.fixture(scope="module")
+def hooked(stack: Stack) -> tuple[httpx.Client, str]:
+    secret, webhook_secret = new_key_and_webhook_secret(stack, "hooks", max_concurrent_jobs=20, max_submissions_per_minute=100)
+    return httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60), webhook_secret
+
+
+def _submit(client: httpx.Client, clip: Path, url: str, events: list[str] | None = None) -> str:
+    data: dict[str, object] = {"emotion": "happy", "webhook_url": url}
+    if events:
+        data["webhook_events"] = events
+    with clip.open("rb") as f:
+        r = client.post("/v1/edits", files={"video": f}, data=data)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def _until(check, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_events_arrive_signed_once_each(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, webhook_secret = hooked
+    clip = write_sample_clip(tmp_path / "a.mp4", seconds=0.4)
+    with webhook_receiver(webhook_secret) as hook:
+        job_id = _submit(client, clip, hook.url)
+        assert wait_final(client, job_id)["state"] == "succeeded"
+        _until(lambda: "edit.succeeded" in hook.events())
+        time.sleep(1.5)
+        assert hook.events() == ["edit.running", "edit.succeeded"]
+        assert all(c.verified for c in hook.calls)
+        done = hook.calls[-1].body
+        assert done["data"]["id"] == job_id and done["data"]["output_url"]
+        assert len({c.headers["webhook-id"] for c in hook.calls}) == 2
+    records = client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
+    assert [(d["event"], d["state"], len(d["attempts"])) for d in records] == [("edit.running", "succeeded", 1), ("edit.succeeded", "succeeded", 1)]
+
+
+def test_failed_delivery_is_retried_then_replayed(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, webhook_secret = hooked
+    clip = write_sample_clip(tmp_path / "b.mp4", seconds=0.2)
+    with webhook_receiver(webhook_secret) as hook:
+        hook.script = [503]
+        job_id = _submit(client, clip, hook.url, ["edit.succeeded"])
+        wait_final(client, job_id)
+        _until(lambda: hook.events(503) == ["edit.succeeded"])
+        first = time.monotonic()
+        _until(lambda: hook.events(200) == ["edit.succeeded"], timeout=30)
+        waited = time.monotonic() - first
+        assert 3.0 < waited < 9.0, waited  # the schedule's first step: 5 s +- 20%
+        (record,) = client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
+        assert record["state"] == "succeeded" and [a["status"] for a in record["attempts"]] == [503, 200]
+        replayed = client.post(f"/v1/edits/{job_id}/webhook-deliveries/{record['id']}/replay")
+        assert replayed.status_code == 202
+        _until(lambda: hook.events(200) == ["edit.succeeded"] * 2)
+        assert hook.calls[-1].headers["webhook-id"] == hook.calls[0].headers["webhook-id"]
+
+
+def test_410_disables_the_webhook(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, webhook_secret = hooked
+    clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2)
+    with webhook_receiver(webhook_secret) as hook:
+        hook.script = [410]
+        job_id = _submit(client, clip, hook.url)
+        wait_final(client, job_id)
+        time.sleep(2)
+        assert hook.events(410) == ["edit.running"] and hook.events(200) == []
+    states = {d["event"]: d["state"] for d in client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]}
+    # the job may finish before the 410 comes back: its later event is then recorded but never sent
+    assert states.get("edit.running") == "disabled" and states.get("edit.succeeded", "disabled") == "disabled"
+
+
+def test_webhook_to_a_private_address_is_refused_up_front(stack: Stack, hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The test stack allows private targets (LAN mode); the metadata address stays refused even then."""
+    client, _ = hooked
+    clip = write_sample_clip(tmp_path / "d.mp4", seconds=0.2)
+    with clip.open("rb") as f:
+        r = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy", "webhook_url": "http://169.254.169.254/latest"})
+    assert r.status_code == 422 and r.json()["code"].startswith("url_")
