@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -11,13 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import ApiKey, now
+from service.webhook_signing import new_secret
 
 KEY_PREFIX = "cmet_"
-
-
-def new_webhook_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` and base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def hash_key(secret: str) -> str:
@@ -36,7 +31,7 @@ def create_key(session: Session, name: str, max_concurrent_jobs: int = 4, max_su
         name=name,
         prefix=secret[:12],
         key_hash=hash_key(secret),
-        webhook_secret=new_webhook_secret(),
+        webhook_secret=new_secret(),
         max_concurrent_jobs=max_concurrent_jobs,
         max_submissions_per_minute=max_submissions_per_minute,
     )
