@@ -122,3 +122,24 @@ def test_health_ready_models_emotions(client: httpx.Client) -> None:
     assert models["name"] == "tiny" and {m["kind"] for m in models["models"]} == {"edtalk", "connector", "emotion2vec"}
     names = {e["name"] for e in client.get("/v1/emotions").json()["data"]}
     assert {"happy", "sarcastic", "charismatic"} <= names and len(names) == 14
+
+
+def test_video_by_url(client: httpx.Client, clip: Path) -> None:
+    """The worker fetches the URL through the SSRF guard (the test stack allows LAN targets)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(clip.parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        ok = client.post("/v1/edits", json={"video_url": f"{base}/{clip.name}", "emotion": "surprised"})
+        missing = client.post("/v1/edits", json={"video_url": f"{base}/nothing.mp4", "emotion": "surprised"})
+        assert ok.status_code == missing.status_code == 202
+        assert wait_final(client, ok.json()["id"])["state"] == "succeeded"
+        failed = wait_final(client, missing.json()["id"])
+        assert failed["state"] == "failed" and failed["error"]["code"].startswith("url_")
+    finally:
+        server.shutdown()

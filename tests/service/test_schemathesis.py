@@ -1,0 +1,42 @@
+"""Schemathesis against the app in-process: generated requests from openapi.yaml's schema get no 5xx
+and responses that conform to it (status codes, content types, bodies)."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import positive_data_acceptance
+
+from service.app import create_app
+from service.db.session import session_scope
+from service.security import create_key
+from service.settings import ServiceSettings
+
+_scratch = Path(tempfile.mkdtemp(prefix="cmet-schemathesis-"))
+_settings = ServiceSettings(
+    data_dir=_scratch,
+    broker_url="redis://127.0.0.1:6379/11",
+    queue=f"cmet-fuzz-{uuid.uuid4().hex[:8]}",
+    public_url="http://localhost",
+)
+app = create_app(_settings)
+with session_scope(_settings.db_url) as _session:
+    KEY = create_key(_session, "fuzz", max_concurrent_jobs=1000, max_submissions_per_minute=100000).secret
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+    if case.path == "/v1/models":
+        pytest.skip("needs a model set on disk; covered by the end-to-end tests")
+    # Not checked: that every schema-valid body is accepted. Some rules span the JSON fields and the
+    # multipart file parts (the video exactly once, emotion or speech), which a schema cannot say;
+    # those requests get a documented 422 problem, which the other checks still validate.
+    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, excluded_checks=[positive_data_acceptance])
