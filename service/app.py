@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service import problems
+from service import metrics, problems
 from service.db.session import migrate
 from service.openapi import customize
 from service.routes import deliveries, edits, system, uploads
@@ -29,6 +29,7 @@ def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = Tr
     app.state.settings = settings
     app.state.storage = storage
     problems.install(app)
+    metrics.install(app)
     customize(app)
     app.include_router(edits.router)
     app.include_router(deliveries.router)

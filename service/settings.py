@@ -40,6 +40,7 @@ class ServiceSettings(CoreSettings):
     max_video_duration_s: float = Field(default=600.0, gt=0, description="Longer videos are refused at submission.")
     allow_private_urls: bool = Field(default=False, description="Let URL inputs and webhooks reach private/LAN addresses.")
 
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
     models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
 

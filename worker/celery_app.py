@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from celery import Celery
 from celery.signals import worker_ready
 
 from service.queue import RUN_EDIT, broker_options
-from service.settings import get_service_settings
+from service.settings import ServiceSettings, get_service_settings
 
 TASK_TIME_LIMIT_S = 3600
 
 
+def _metrics_dir(settings: ServiceSettings) -> None:
+    """prometheus-client's multiprocess mode needs its folder before any metric exists (so, before the
+    prefork children): one folder per worker process tree, emptied at start."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        folder = settings.data_dir / "metrics" / f"worker-{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 def make_app() -> Celery:
     settings = get_service_settings()
+    _metrics_dir(settings)
     app = Celery("cmet-worker", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
         task_acks_late=True,
@@ -33,7 +47,10 @@ app = make_app()
 
 
 @worker_ready.connect
-def _start_sweeper(**_: object) -> None:
-    from worker import sweeper
+def _start_helpers(**_: object) -> None:
+    from worker import metrics, sweeper
 
     sweeper.start()
+    port = get_service_settings().worker_metrics_port
+    if port:
+        metrics.serve(port)

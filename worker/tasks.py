@@ -21,6 +21,7 @@ from service.db.session import session_scope
 from service.queue import RUN_EDIT
 from service.settings import ServiceSettings, get_service_settings
 from service.storage import Storage, StorageError, storage_for
+from worker import metrics
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def editor(settings: ServiceSettings) -> Any:
         from cmet_core.models.runtime import RuntimeOptions
         from cmet_core.pipeline import Editor
 
-        _EDITOR = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+        with metrics.MODEL_LOAD.time():
+            _EDITOR = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+        metrics.record_gpu_memory()
     return _EDITOR
 
 
@@ -93,13 +96,17 @@ def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str |
         jobs.finish(job, state, code, message, result)
         if output_key is not None:
             job.output_key = output_key
+        metrics.JOBS.labels(state=state.value).inc()
         event = webhooks.emit(session, job, f"edit.{state.value}", storage_for(settings))
     webhooks.dispatch(settings, [event])
 
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
 def deliver_webhook(delivery_id: str) -> str:
-    return webhooks.deliver(get_service_settings(), delivery_id)
+    outcome = webhooks.deliver(get_service_settings(), delivery_id)
+    if outcome in ("succeeded", "failed", "disabled", "pending"):
+        metrics.WEBHOOKS.labels(outcome="retry_scheduled" if outcome == "pending" else outcome).inc()
+    return outcome
 
 
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=STORAGE_RETRIES)
@@ -111,6 +118,8 @@ def run_edit(self: Task, job_id: str) -> str:
         if job is None:
             return "skipped"
         request, inputs = dict(job.request), dict(job.inputs)
+        if job.attempts == 1:
+            metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
         running = webhooks.emit(session, job, "edit.running", storage)
     webhooks.dispatch(settings, [running])
     try:
@@ -158,4 +167,7 @@ def _edit(settings: ServiceSettings, request: dict[str, Any], video: Path, speec
         max_duration_s=settings.max_video_duration_s,
     )
     result = editor(settings).edit(video, out, target, options, progress)
+    for stage, seconds in result.stage_seconds.items():
+        metrics.STAGE.labels(stage=stage).observe(seconds)
+    metrics.FRAMES.inc(result.frames)
     return {"frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width, "height": result.height}

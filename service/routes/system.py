@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 
-from service import queue, schemas
+from service import metrics, queue, schemas
 from service.db.models import CustomEmotion
 from service.db.session import session_scope
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
@@ -66,8 +67,6 @@ def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     return schemas.ModelSetInfo(name=manifest.name, version=manifest.version, models=infos)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
-def metrics() -> PlainTextResponse:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-    return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", include_in_schema=False)
+def metrics_page() -> Response:
+    return metrics.page()

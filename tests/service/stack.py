@@ -120,6 +120,7 @@ def running_stack(tmp: Path, models: Path, database_url: str, storage_env: dict[
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CMET_ALLOW_PRIVATE_URLS": "true",
         "CMET_NUM_THREADS": "1",
+        "CMET_WORKER_METRICS_PORT": str(free_port()),
         **storage_env,
     }
     logs = tmp / "logs"
