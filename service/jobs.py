@@ -6,6 +6,7 @@ progress from the worker cannot overwrite each other's state.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -56,11 +57,34 @@ def lock(session: Session, job_id: str) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
 
 
+LEASE_S = 10.0
+
+
+class JobBusy(Exception):
+    """Another worker holds the job's lease (a duplicate message); try again after `retry_in` seconds."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"job leased for {retry_in:.1f} s more")
+        self.retry_in = retry_in
+
+
+def renew_lease(session: Session, job_id: str) -> None:
+    job = lock(session, job_id)
+    if job is not None and job.state == JobState.RUNNING:
+        job.lease_until = now() + timedelta(seconds=LEASE_S)
+
+
 def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
-    """Claim a job for running; None when there is nothing to run (gone, final, or canceled now)."""
+    """Claim a job for running; None when there is nothing to run (gone, final, or canceled now).
+
+    A running job whose lease is still fresh belongs to a live worker: JobBusy. One whose lease
+    lapsed lost its worker (killed, machine gone) and is taken over: the attempt is counted.
+    """
     job = lock(session, job_id)
     if job is None or JobState(job.state).final:
         return None
+    if job.state == JobState.RUNNING and job.lease_until is not None and job.lease_until > now():
+        raise JobBusy((job.lease_until - now()).total_seconds() + 0.5)
     if job.cancel_requested:
         finish(job, JobState.CANCELED)
         return None
@@ -69,6 +93,7 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
         finish(job, JobState.FAILED, "too_many_attempts", f"the job was started {max_attempts} times without finishing")
         return None
     job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
+    job.lease_until = now() + timedelta(seconds=LEASE_S)
     return job
 
 
@@ -88,8 +113,19 @@ def request_cancel(session: Session, job: Job) -> None:
         finish(job, JobState.CANCELED)
 
 
-def unfinished_ids(session: Session) -> list[str]:
-    """Jobs a restart must hand to the queue again: queued or running when the processes stopped."""
-    states = (JobState.QUEUED, JobState.RUNNING)
-    rows = session.scalars(select(Job.id).where(Job.state.in_(states), (Job.stage.is_(None)) | (Job.stage != "creating")))
+def unfinished_ids(session: Session, idle_for_s: float = 0.0) -> list[str]:
+    """Jobs that may have lost their queue message: queued, or running with a lapsed lease,
+    and untouched for `idle_for_s` (0: all of them, as after a restart of everything)."""
+    cutoff = now() - timedelta(seconds=idle_for_s)
+    queued = (Job.state == JobState.QUEUED) & ((Job.stage.is_(None)) | (Job.stage != "creating"))
+    orphaned = (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < cutoff))
+    rows = session.scalars(select(Job.id).where(queued | orphaned, Job.updated_at <= cutoff).order_by(Job.created_at))
     return list(rows)
+
+
+def touch(session: Session, job_ids: list[str]) -> None:
+    """Mark jobs as just re-queued, so the next reconciliation leaves them alone for a while."""
+    for job_id in job_ids:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.updated_at = now()

@@ -47,3 +47,12 @@ def submit(settings: ServiceSettings, job_id: str) -> None:
 def ping_broker(settings: ServiceSettings) -> None:
     with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def waiting_messages(settings: ServiceSettings) -> int:
+    """Messages waiting in the edit queue (not counting ones a worker holds unacknowledged)."""
+    with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue=settings.queue, passive=True).message_count)
+        except conn.channel_errors:  # kombu's Redis transport forgets an empty queue: nothing waits
+            return 0

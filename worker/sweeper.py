@@ -1,8 +1,14 @@
-"""A thread in each worker's main process that hands due webhook retries to the queue.
+"""A thread in each worker's main process: hands due webhook retries to the queue and re-queues
+jobs whose message was lost.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
-`service.webhooks`); this loop is what wakes them. Several workers may sweep at once: the
-delivery task claims its row atomically, so a doubly queued retry is sent once.
+`service.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
+so a doubly queued retry is sent once.
+
+A broker restart (Redis without persistence, or a failover) loses waiting messages; the job
+records do not. When the queue is empty but records say jobs have waited for a while (or run
+with a lapsed lease), they are submitted again. A duplicate message is harmless: a final job is
+skipped and a live one's lease turns the duplicate away.
 """
 
 from __future__ import annotations
@@ -10,20 +16,40 @@ from __future__ import annotations
 import logging
 import threading
 
-from service import webhooks
-from service.settings import get_service_settings
+from service import jobs, queue, webhooks
+from service.db.session import session_scope
+from service.settings import ServiceSettings, get_service_settings
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
+RECONCILE_EVERY = 5
+IDLE_BEFORE_REQUEUE_S = 15.0
+
+
+def reconcile(settings: ServiceSettings) -> list[str]:
+    if queue.waiting_messages(settings) > 0:
+        return []
+    with session_scope(settings.db_url) as session:
+        lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S)
+        jobs.touch(session, lost)
+    for job_id in lost:
+        queue.submit(settings, job_id)
+    if lost:
+        log.warning("re-queued %d job(s) whose queue message was lost", len(lost))
+    return lost
 
 
 def _loop(stop: threading.Event) -> None:
     settings = get_service_settings()
+    rounds = 0
     while not stop.wait(SWEEP_EVERY_S):
+        rounds += 1
         try:
             webhooks.dispatch(settings, list(webhooks.due(settings)))
+            if rounds % RECONCILE_EVERY == 0:
+                reconcile(settings)
         except Exception:  # a database or broker hiccup must not end the loop
-            log.exception("webhook sweep failed; retrying")
+            log.exception("sweep failed; retrying")
 
 
 def start() -> threading.Event:

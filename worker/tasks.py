@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,27 @@ def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_byt
     return dest
 
 
+class _Heartbeat:
+    """Renews the job's lease while the edit runs, whatever the stage is doing."""
+
+    def __init__(self, settings: ServiceSettings, job_id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(settings, job_id), daemon=True)
+        self._thread.start()
+
+    def _beat(self, settings: ServiceSettings, job_id: str) -> None:
+        while not self._stop.wait(jobs.LEASE_S / 4):
+            try:
+                with session_scope(settings.db_url) as session:
+                    jobs.renew_lease(session, job_id)
+            except Exception:  # a missed beat only shortens the lease
+                log.warning("lease renewal of %s failed", job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class _Progress:
     """Writes progress to the record at most every half second and notices cancel requests there."""
 
@@ -113,15 +135,19 @@ def deliver_webhook(delivery_id: str) -> str:
 def run_edit(self: Task, job_id: str) -> str:
     settings = get_service_settings()
     storage = storage_for(settings)
-    with session_scope(settings.db_url) as session:
-        job = jobs.start(session, job_id, settings.job_max_attempts)
-        if job is None:
-            return "skipped"
-        request, inputs = dict(job.request), dict(job.inputs)
-        if job.attempts == 1:
-            metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
-        running = webhooks.emit(session, job, "edit.running", storage)
+    try:
+        with session_scope(settings.db_url) as session:
+            job = jobs.start(session, job_id, settings.job_max_attempts)
+            if job is None:
+                return "skipped"
+            request, inputs = dict(job.request), dict(job.inputs)
+            if job.attempts == 1 and job.started_at is not None:
+                metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
+            running = webhooks.emit(session, job, "edit.running", storage)
+    except jobs.JobBusy as busy:
+        raise self.retry(countdown=busy.retry_in, max_retries=None) from None
     webhooks.dispatch(settings, [running])
+    heartbeat = _Heartbeat(settings, job_id)
     try:
         with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
             work = Path(scratch)
@@ -152,6 +178,8 @@ def run_edit(self: Task, job_id: str) -> str:
         log.exception("edit %s crashed", job_id)
         _finish(settings, job_id, JobState.FAILED, "internal", f"unexpected {type(exc).__name__}: {exc}")
         return "failed"
+    finally:
+        heartbeat.stop()
 
 
 def _edit(settings: ServiceSettings, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Faults with real processes: a worker killed with SIGKILL mid-job, and Redis losing its queue."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from cmet_core.media.sample import write_sample_clip
+from tests.service.conftest import new_key_and_webhook_secret
+from tests.service.receiver import webhook_receiver
+from tests.service.stack import Stack
+from tests.service.test_flow import wait_final
+
+
+def _objects(stack: Stack, prefix: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=stack.env["CMET_S3_ENDPOINT_URL"], aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["CMET_S3_BUCKET"], Prefix=prefix).get("Contents", [])]
+
+
+def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Path) -> None:
+    secret, webhook_secret = new_key_and_webhook_secret(stack, "faults", max_concurrent_jobs=5)
+    client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+    clip = write_sample_clip(tmp_path / "long.mp4", seconds=30)
+    with webhook_receiver(webhook_secret) as hook:
+        with clip.open("rb") as f:
+            job_id = client.post("/v1/edits", files={"video": f}, data={"emotion": "sad", "webhook_url": hook.url}).json()["id"]
+        deadline = time.monotonic() + 120
+        while (job := client.get(f"/v1/edits/{job_id}").json())["progress"] < 0.2:
+            assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
+            time.sleep(0.05)
+        stack.stop_worker(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert client.get(f"/v1/edits/{job_id}").json()["state"] == "running"
+        stack.start_worker()
+        picked_up = None
+        while picked_up is None:
+            job = client.get(f"/v1/edits/{job_id}").json()
+            if job["state"] in ("succeeded", "failed") or job["stage"] == "faces" or job["progress"] < 0.2:
+                picked_up = time.monotonic() - killed_at
+            assert time.monotonic() - killed_at < 90, "the job was not picked up again"
+            time.sleep(0.05)
+        done = wait_final(client, job_id, timeout=180)
+        assert done["state"] == "succeeded", done
+        time.sleep(2)
+        assert hook.events().count("edit.succeeded") == 1
+    print(f"\npick-up after SIGKILL: {picked_up:.1f} s")
+    assert picked_up < 30
+    assert [k for k in _objects(stack, f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [f"jobs/{job_id}/output.mp4"]
+
+
+@pytest.mark.usefixtures("stack")
+def test_queued_jobs_survive_a_lost_queue(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
+    """Redis here keeps nothing on disk, so a restart loses every waiting message: the reconciler
+    re-enqueues queued jobs from their records."""
+    import redis
+
+    clip = write_sample_clip(tmp_path / "q.mp4", seconds=0.2)
+    stack.stop_worker()
+    ids = []
+    for _ in range(3):
+        with clip.open("rb") as f:
+            ids.append(client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"])
+    redis.Redis(host="127.0.0.1", port=6379, db=int(stack.env["CMET_BROKER_URL"].rsplit("/", 1)[-1])).flushdb()
+    stack.start_worker()
+    for job_id in ids:
+        assert wait_final(client, job_id, timeout=120)["state"] == "succeeded"
