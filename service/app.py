@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service import metrics, problems
 from service.db.session import migrate
+from service.deps import reject_unknown_query
 from service.openapi import customize
 from service.routes import deliveries, edits, system, uploads
 from service.settings import ServiceSettings, get_service_settings
@@ -25,6 +26,7 @@ def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = Tr
         title="cmet",
         version=API_VERSION,
         description="Edit the facial emotion of talking-face videos (C-MET on EDTalk). Authenticate with `Authorization: Bearer <key>`.",
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.storage = storage

@@ -46,3 +46,15 @@ def _key(request: Request, session: SessionDep) -> ApiKey:
 
 
 KeyDep = Annotated[ApiKey, Depends(_key)]
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt query parameter (`?stat=failed`) is an error, not a silently unfiltered list."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in dependant.query_params} | {p.alias for d in dependant.dependencies for p in d.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ProblemError(422, "invalid_request", f"unknown query parameter(s): {', '.join(unknown)[:200]}")

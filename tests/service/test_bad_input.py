@@ -135,6 +135,7 @@ CASES: list[tuple[str, Case, int, str]] = [
     ("delete unknown job", lambda c: c.client.delete("/v1/edits/edt_nope", headers=c.auth()), 404, "edit_not_found"),
     ("list with a forged cursor", lambda c: c.client.get("/v1/edits", params={"cursor": "!!!"}, headers=c.auth()), 422, "bad_cursor"),
     ("list limit too large", lambda c: c.client.get("/v1/edits", params={"limit": 1000}, headers=c.auth()), 422, "invalid_request"),
+    ("misspelt query parameter", lambda c: c.client.get("/v1/edits", params={"stat": "failed"}, headers=c.auth()), 422, "invalid_request"),
     ("list unknown state", lambda c: c.client.get("/v1/edits", params={"state": "exploded"}, headers=c.auth()), 422, "invalid_request"),
     ("upload of unknown kind", lambda c: c.client.post("/v1/uploads", headers=c.auth(), json={"kind": "image"}), 422, "invalid_request"),
     ("forged download signature", lambda c: c.client.get("/v1/files/jobs/x/output.mp4", params={"expires": 9999999999, "signature": "00"}), 403, "bad_signature"),
