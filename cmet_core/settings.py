@@ -17,7 +17,7 @@ def _default_data_dir() -> Path:
 
 
 class CoreSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CMET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CMET_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="All local state lives under here.")
     models_dir: Path | None = Field(default=None, description="Model sets; defaults to DATA_DIR/models.")

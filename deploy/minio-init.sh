@@ -9,7 +9,7 @@ set -eu
 : "${MINIO_ROOT_USER:?}" "${MINIO_ROOT_PASSWORD:?}" "${CMET_S3_BUCKET:?}" "${CMET_S3_ACCESS_KEY_ID:?}" "${CMET_S3_SECRET_ACCESS_KEY:?}"
 url="${MINIO_URL:-http://minio:9000}"
 bucket="$CMET_S3_BUCKET"
-policy=cmet-service
+policy=cmet-bucket-rw
 
 tries=0
 until mc alias set cmet "$url" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null; do

@@ -35,9 +35,10 @@ def save_upload(upload: UploadFile, directory: Path, name: str, max_bytes: int) 
     return target
 
 
-def check_video(path: Path, max_duration_s: float) -> None:
+def check_video(path: Path, max_duration_s: float) -> float:
+    """The clip's duration in seconds, or a 422 naming what is wrong with it."""
     try:
-        probe(path, max_duration_s)
+        return probe(path, max_duration_s).duration_s
     except MediaError as exc:
         raise ProblemError(422, exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
 

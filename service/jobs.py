@@ -114,18 +114,30 @@ def request_cancel(session: Session, job: Job) -> None:
 
 
 def unfinished_ids(session: Session, idle_for_s: float = 0.0) -> list[str]:
-    """Jobs that may have lost their queue message: queued, or running with a lapsed lease,
-    and untouched for `idle_for_s` (0: all of them, as after a restart of everything)."""
+    """Queued jobs untouched for `idle_for_s` (0: all, as after a restart of everything), and
+    running ones whose lease lapsed. Both may have lost their queue message."""
     cutoff = now() - timedelta(seconds=idle_for_s)
-    queued = (Job.state == JobState.QUEUED) & ((Job.stage.is_(None)) | (Job.stage != "creating"))
-    orphaned = (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < cutoff))
-    rows = session.scalars(select(Job.id).where(queued | orphaned, Job.updated_at <= cutoff).order_by(Job.created_at))
+    queued = (Job.state == JobState.QUEUED) & ((Job.stage.is_(None)) | (Job.stage != "creating")) & (Job.updated_at <= cutoff)
+    rows = session.scalars(select(Job.id).where(queued | _orphaned()).order_by(Job.created_at))
     return list(rows)
 
 
-def touch(session: Session, job_ids: list[str]) -> None:
-    """Mark jobs as just re-queued, so the next reconciliation leaves them alone for a while."""
+def _orphaned():  # type: ignore[no-untyped-def]
+    return (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < now()))
+
+
+def orphaned_ids(session: Session) -> list[str]:
+    """Running jobs whose worker stopped renewing the lease: killed, or its machine gone."""
+    return list(session.scalars(select(Job.id).where(_orphaned())))
+
+
+def requeued(session: Session, job_ids: list[str]) -> None:
+    """Mark jobs as handed to the queue again: an orphaned running job goes back to `queued`
+    (its attempt stays counted), and the next reconciliation leaves them alone for a while."""
     for job_id in job_ids:
-        job = session.get(Job, job_id)
-        if job is not None:
-            job.updated_at = now()
+        job = lock(session, job_id)
+        if job is None:
+            continue
+        job.updated_at = now()
+        if job.state == JobState.RUNNING:
+            job.state, job.stage, job.lease_until = JobState.QUEUED, None, None

@@ -16,7 +16,17 @@ from celery import Celery
 from service.settings import ServiceSettings
 
 RUN_EDIT = "cmet.run_edit"
-VISIBILITY_TIMEOUT_S = 10
+MAX_TASK_S = 3600
+VISIBILITY_TIMEOUT_S = MAX_TASK_S + 300
+"""Above the longest task, so Redis never hands a running job to a second worker. A killed
+worker's job is found sooner through its lapsed lease on the record (worker.sweeper)."""
+
+
+def time_limits(duration_s: float | None) -> tuple[int, int]:
+    """(soft, hard) seconds for an edit of a clip this long: about 20 s per input second on a
+    CPU with full-size models, plus loading, capped at MAX_TASK_S; unknown lengths get the cap."""
+    hard = MAX_TASK_S if duration_s is None else int(min(MAX_TASK_S, 300 + 20 * duration_s))
+    return hard - 30, hard
 
 
 def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
@@ -24,7 +34,6 @@ def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
         folder = data_dir / "broker"
         (folder / "queue").mkdir(parents=True, exist_ok=True)
         return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"), "store_processed": False, "polling_interval": 0.05}
-    # a killed worker's unacknowledged job is visible again within about 15 s (defaults: about 100 s)
     return {"visibility_timeout": VISIBILITY_TIMEOUT_S, "unacked_restore_interval": 2, "unacked_restore_throttle": 1}
 
 
@@ -35,13 +44,14 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
-def send(settings: ServiceSettings, task: str, record_id: str) -> None:
+def send(settings: ServiceSettings, task: str, record_id: str, **options: Any) -> None:
     """Queue `task` for one record id: messages carry ids only, the record is the truth."""
-    _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue)
+    _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue, **options)
 
 
-def submit(settings: ServiceSettings, job_id: str) -> None:
-    send(settings, RUN_EDIT, job_id)
+def submit(settings: ServiceSettings, job_id: str, duration_s: float | None = None) -> None:
+    soft, hard = time_limits(duration_s)
+    send(settings, RUN_EDIT, job_id, soft_time_limit=soft, time_limit=hard)
 
 
 def ping_broker(settings: ServiceSettings) -> None:

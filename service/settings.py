@@ -25,6 +25,7 @@ class ServiceSettings(CoreSettings):
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = Field(default=None, description="Endpoint clients reach for presigned URLs, when it differs (compose: MinIO behind a proxy).")
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
     s3_region: str = "us-east-1"

@@ -13,7 +13,7 @@ import hmac
 import shutil
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from service.settings import ServiceSettings
@@ -98,14 +98,17 @@ class S3Storage:
         from botocore.config import Config
 
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
-        )
+        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+
+        def client(endpoint: str | None) -> Any:
+            return boto3.client(
+                "s3", endpoint_url=endpoint, region_name=settings.s3_region, aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=settings.s3_secret_access_key, config=config,
+            )
+
+        self.client = client(settings.s3_endpoint_url)
+        # presigned URLs are signed for the host clients use (a signature covers the host)
+        self.signer = client(settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else self.client
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -146,10 +149,10 @@ class S3Storage:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return str(self._call("presign", self.client.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s))
+        return str(self._call("presign", self.signer.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s))
 
     def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
-        url = self._call("presign", self.client.generate_presigned_url, "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.ttl_s)
+        url = self._call("presign", self.signer.generate_presigned_url, "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.ttl_s)
         return str(url), {}
 
     def check(self) -> None:

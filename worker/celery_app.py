@@ -8,10 +8,8 @@ import shutil
 from celery import Celery
 from celery.signals import worker_ready
 
-from service.queue import RUN_EDIT, broker_options
+from service.queue import MAX_TASK_S, RUN_EDIT, broker_options
 from service.settings import ServiceSettings, get_service_settings
-
-TASK_TIME_LIMIT_S = 3600
 
 
 def _metrics_dir(settings: ServiceSettings) -> None:
@@ -34,13 +32,21 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         task_routes={RUN_EDIT: {"queue": settings.queue}},
-        task_time_limit=TASK_TIME_LIMIT_S,
-        task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
+        task_time_limit=MAX_TASK_S,
+        task_soft_time_limit=MAX_TASK_S - 30,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings.broker_url, settings.data_dir),
         worker_hijack_root_logger=False,
     )
+    check_visibility(app)
     return app
+
+
+def check_visibility(app: Celery) -> None:
+    """Refuse to start when Redis could hand a still-running job to a second worker."""
+    timeout = (app.conf.broker_transport_options or {}).get("visibility_timeout")
+    if timeout is not None and timeout <= app.conf.task_time_limit:
+        raise RuntimeError(f"broker visibility_timeout {timeout} s must exceed the task time limit {app.conf.task_time_limit} s")
 
 
 app = make_app()

@@ -22,16 +22,16 @@ from service.settings import ServiceSettings, get_service_settings
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
-RECONCILE_EVERY = 5
+RECONCILE_EVERY = 3
 IDLE_BEFORE_REQUEUE_S = 15.0
 
 
 def reconcile(settings: ServiceSettings) -> list[str]:
-    if queue.waiting_messages(settings) > 0:
-        return []
+    """Orphaned running jobs always; queued ones only when the queue is empty (else their message may just be waiting)."""
     with session_scope(settings.db_url) as session:
-        lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S)
-        jobs.touch(session, lost)
+        queue_empty = queue.waiting_messages(settings) == 0
+        lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S) if queue_empty else jobs.orphaned_ids(session)
+        jobs.requeued(session, lost)
     for job_id in lost:
         queue.submit(settings, job_id)
     if lost:

@@ -175,8 +175,7 @@ async def create_edit(
         if body.emotion is not None:
             check_emotion(body.emotion, body.intensity)
         _check_urls(body, settings)
-        if video is not None:
-            check_video(files[0], settings.max_video_duration_s)
+        duration = check_video(files[0], settings.max_video_duration_s) if video is not None else None
         for path in files[1 if video is not None else 0 :]:
             check_speech(path)
         _check_quota(session, key)
@@ -194,7 +193,7 @@ async def create_edit(
             job.webhook_url = body.webhook_url
             job.webhook_events = {"events": list(body.webhook_events)}
             session.commit()
-            queue.submit(settings, job.id)
+            queue.submit(settings, job.id, duration)
         except Exception:
             session.rollback()
             storage.delete_prefix(jobs.job_prefix(job.id))
