@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cmet_cli import conformance_cmd, edit_cmd, emotions_cmd, keys_cmd, models_cmd, serve_cmd
+from cmet_cli import conformance_cmd, edit_cmd, emotions_cmd, keys_cmd, models_cmd, serve_cmd, worker_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Emotion editing for talking-face videos.")
 app.command("edit", cls=edit_cmd.ManyValuesCommand)(edit_cmd.edit)
@@ -13,6 +13,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(emotions_cmd.app, name="emotions")
 app.add_typer(keys_cmd.app, name="keys")
 app.command("serve")(serve_cmd.serve)
+app.command("worker")(worker_cmd.worker)
 
 
 if __name__ == "__main__":

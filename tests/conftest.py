@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cmet_core.settings import get_settings
+
+if TYPE_CHECKING:
+    from tests.service.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +36,22 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cmet_core.models.registry import make_tiny_set
 
     return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator["Stack"]:
+    """The running service (PostgreSQL, Redis, moto S3, uvicorn, a Celery worker) shared by the run."""
+    from tests.service.stack import moto_s3, postgres_database, running_stack
+
+    tmp = tmp_path_factory.mktemp("stack")
+    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
+        storage = {
+            "CMET_STORAGE": "s3",
+            "CMET_S3_ENDPOINT_URL": s3,
+            "CMET_S3_BUCKET": "cmet-test",
+            "CMET_S3_ACCESS_KEY_ID": "test",
+            "CMET_S3_SECRET_ACCESS_KEY": "test",
+        }
+        with running_stack(tmp, tiny_set, db, storage) as running:
+            running.extra["database_url"] = db
+            yield running

@@ -1,7 +1,8 @@
 """Faces: detect, track, crop to EDTalk's framing, paste the rendered face back."""
 
-from cmet_core.faces.boxes import CropBox, NoFaceError, crop_boxes, missing_ranges
-from cmet_core.faces.detect import Box, Detection, FaceDetector
+from cmet_core.faces.detect import Detection, FaceDetector
+from cmet_core.faces.framing import NoFaceError, crop_boxes
+from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
 from cmet_core.faces.warp import FACE_SIZE, crop_face, feather_mask, is_face_crop, paste_back
 
@@ -17,7 +18,6 @@ __all__ = [
     "crop_face",
     "feather_mask",
     "is_face_crop",
-    "missing_ranges",
     "paste_back",
     "select_source_frame",
     "track",

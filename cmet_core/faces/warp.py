@@ -1,9 +1,11 @@
-"""Cutting the face crop out of a frame and putting the rendered face back.
+"""Cutting the face crop out of a frame and blending the rendered face back in.
 
-OpenCV (installed with mediapipe) does the resampling: `warpAffine` for sub-pixel placement,
-`INTER_AREA` when shrinking so large frames do not alias. Parts of a crop past the frame border
-are edge-replicated rather than black: EDTalk never saw black bars in training, and the pasted
-face only uses what lies inside the frame anyway.
+OpenCV (installed with mediapipe, as opencv-contrib-python) does the resampling: one bilinear
+`warpAffine` places pixels with sub-pixel accuracy, preceded by an `INTER_AREA` shrink whenever the
+result is smaller than the source, so shrinking a large frame (or the face into a small box) averages
+instead of aliasing. Parts of a crop past the frame border are edge-replicated, not black: EDTalk
+never saw black bars in training (its crops are clamped to the frame), a hard black edge would pull
+on its motion encoder, and paste-back only keeps what lies inside the frame anyway.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import math
 
 import numpy as np
 
-from cmet_core.faces.boxes import CropBox
+from cmet_core.faces.framing import FACE_DROP_IN_CROP
+from cmet_core.faces.geometry import CropBox
 
 FACE_SIZE = 256
+MASK_HALF_WIDTH = 0.38
+MASK_HALF_HEIGHT = 0.42
+"""The mask's ellipse, in crop sides, around where the face sits in a crop (`framing`): at the default margin it
+is 1 over the whole face box and a little below it (an opening jaw), and it reaches 0 inside the crop border."""
 
 
 def is_face_crop(width: int, height: int) -> bool:
@@ -22,55 +29,78 @@ def is_face_crop(width: int, height: int) -> bool:
     return width == FACE_SIZE and height == FACE_SIZE
 
 
-def crop_face(image: np.ndarray, box: CropBox, size: int = FACE_SIZE) -> np.ndarray:
-    """The square `box` of `image` as a size x size uint8 RGB crop."""
+def _place(src: np.ndarray, scale: float, offset: tuple[float, float], size: tuple[int, int], border: int) -> np.ndarray:
+    """`src` resampled onto a canvas of `size` (w, h) where each source pixel is `scale` canvas pixels wide and
+    the source's top-left corner lands at `offset` (pixel edges, not centres, so crop and paste-back invert)."""
     import cv2
 
-    side = max(1, math.ceil(box.side))
-    scale = box.side / side
-    # crop at (about) native resolution with the sub-pixel offset, then shrink with area averaging
-    m = np.array([[scale, 0, box.x0], [0, scale, box.y0]], dtype=np.float64)
-    native = cv2.warpAffine(
-        image, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
-    if side == size:
-        return native
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(native, (size, size), interpolation=interpolation)
+    sx = sy = scale
+    if scale < 1:
+        h, w = src.shape[:2]
+        nw, nh = max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))
+        src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
+        sx, sy = scale * w / nw, scale * h / nh
+    m = np.array([[sx, 0.0, offset[0] + 0.5 * sx - 0.5], [0.0, sy, offset[1] + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def feather_mask(size: int = FACE_SIZE, inner: float = 0.75) -> np.ndarray:
-    """1 over the face, falling smoothly to 0 well inside the crop border.
+def _span(start: float, end: float, limit: int) -> tuple[int, int]:
+    """The whole pixels [a, b) of 0..limit that the continuous span touches, never empty."""
+    a = min(max(math.floor(start), 0), limit - 1)
+    return a, min(max(math.ceil(end), a + 1), limit)
 
-    An ellipse around where the face sits in an EDTalk crop (see `boxes`), so hair, background
-    and body keep the input's pixels and the seam runs through a smooth ramp, not a line.
+
+def crop_face(image: np.ndarray, box: CropBox, size: int = FACE_SIZE) -> np.ndarray:
+    """The square `box` of an (H, W, 3) uint8 frame as a size x size uint8 crop."""
+    import cv2
+
+    h, w = image.shape[:2]
+    # read only the box's region (a pixel more for bilinear); its edge is the frame's edge wherever the box leaves the frame
+    x0, x1 = _span(box.x0 - 1, box.x1 + 1, w)
+    y0, y1 = _span(box.y0 - 1, box.y1 + 1, h)
+    scale = size / box.side
+    offset = ((x0 - box.x0) * scale, (y0 - box.y0) * scale)
+    return _place(image[y0:y1, x0:x1], scale, offset, (size, size), cv2.BORDER_REPLICATE)
+
+
+def feather_mask(size: int = FACE_SIZE, margin: float = 0.25) -> np.ndarray:
+    """A float32 size x size blend weight: 1 over the face, a smooth ramp over the outer `margin` of an ellipse
+    around it, 0 outside that and along the whole crop border.
+
+    So hair, background and body keep the input's pixels and the seam runs through a ramp, not a line.
     """
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
     yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size
-    r = np.sqrt(((xx - 0.5) / 0.38) ** 2 + ((yy - 0.56) / 0.44) ** 2)
-    t = np.clip((1.0 - r) / (1.0 - inner), 0.0, 1.0)
+    r = np.sqrt(((xx - 0.5) / MASK_HALF_WIDTH) ** 2 + ((yy - 0.5 - FACE_DROP_IN_CROP) / MASK_HALF_HEIGHT) ** 2)
+    t = np.clip((1.0 - r) / margin, 0.0, 1.0)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
 def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarray | None = None) -> np.ndarray:
-    """A new frame with `face` blended into `box`; pixels outside the box's footprint are untouched."""
+    """A new frame with the square uint8 `face` resized into `box` and blended by `mask` (default: feathered).
+
+    Pixels outside the box's footprint, and wherever the mask is 0, are bit-identical to `image`.
+    """
     import cv2
 
-    h, w = image.shape[:2]
     size = face.shape[0]
-    mask = feather_mask(size) if mask is None else mask
-    x0, y0 = max(0, math.floor(box.x0)), max(0, math.floor(box.y0))
-    x1, y1 = min(w, math.ceil(box.x0 + box.side)), min(h, math.ceil(box.y0 + box.side))
+    if face.shape != (size, size, 3) or face.dtype != np.uint8:
+        raise ValueError(f"expected a square (N, N, 3) uint8 face, got {face.shape} {face.dtype}")
+    mask = feather_mask(size) if mask is None else mask.astype(np.float32, copy=False)
+    if mask.shape != (size, size):
+        raise ValueError(f"mask must be {size}x{size} like the face, got {mask.shape}")
+    h, w = image.shape[:2]
     out = image.copy()
+    x0, x1 = max(0, math.floor(box.x0)), min(w, math.ceil(box.x1))
+    y0, y1 = max(0, math.floor(box.y0)), min(h, math.ceil(box.y1))
     if x1 <= x0 or y1 <= y0:
         return out
     scale = box.side / size
-    # face pixel (u, v) lands at frame (x0_box + u*scale, ...); expressed relative to the ROI origin
-    m = np.array([[scale, 0, box.x0 - x0], [0, scale, box.y0 - y0]], dtype=np.float64)
-    flags = cv2.INTER_LINEAR
+    offset = (box.x0 - x0, box.y0 - y0)
     roi_size = (x1 - x0, y1 - y0)
-    face_roi = cv2.warpAffine(face, m, roi_size, flags=flags, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    alpha = cv2.warpAffine(mask, m, roi_size, flags=flags, borderMode=cv2.BORDER_REPLICATE)[..., None]
+    rendered = _place(face, scale, offset, roi_size, cv2.BORDER_REPLICATE).astype(np.float32)
+    alpha = _place(mask, scale, offset, roi_size, cv2.BORDER_CONSTANT)[..., None]
     roi = out[y0:y1, x0:x1].astype(np.float32)
-    blended = roi + alpha * (face_roi - roi)
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(np.rint(roi + alpha * (rendered - roi)), 0, 255).astype(np.uint8)
     return out

@@ -8,23 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.stack import Stack, moto_s3, postgres_database, running_stack
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
-    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
-        storage = {
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": s3,
-            "CMET_S3_BUCKET": "cmet-test",
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
-        }
-        with running_stack(tmp, tiny_set, db, storage) as running:
-            running.extra["database_url"] = db
-            yield running
+from tests.service.stack import Stack
 
 
 def new_key(stack: Stack, name: str = "test", **limits: int) -> str:
