@@ -104,7 +104,7 @@ class Editor:
     def load(cls, set_dir: Path | None = None, runtime: RuntimeOptions = RuntimeOptions(), library: Path | None = None) -> Editor:
         return cls(load_set(set_dir), runtime, EmotionLibrary.load(library) if library is not None else None)
 
-    def _embed(self, clips: list[Path]) -> np.ndarray:
+    def embed_speech(self, clips: list[Path]) -> np.ndarray:
         """emotion2vec+ embeddings; the encoder (and funasr) load on the first speech target only."""
         if self._speech is None:
             from cmet_core.models.speech import SpeechEncoder
@@ -112,20 +112,30 @@ class Editor:
             self._speech = SpeechEncoder(self.models.emotion2vec_dir, device=self.runner.device)
         return self._speech.embed(clips)
 
-    def vector(self, target: EmotionTarget) -> np.ndarray:
-        return semantic_vector(target, self.library, self._embed)
+    def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
+        """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
+        return semantic_vector(target, library or self.library, self.embed_speech)
 
     def edit(
-        self, src: Path | str, dst: Path | str, target: EmotionTarget, options: EditOptions = EditOptions(), progress: Progress | None = None
+        self,
+        src: Path | str,
+        dst: Path | str,
+        target: EmotionTarget,
+        options: EditOptions = EditOptions(),
+        progress: Progress | None = None,
+        library: EmotionLibrary | None = None,
     ) -> EditResult:
-        return _Edit(self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None)).run()
+        return _Edit(self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None), library).run()
 
 
 class _Edit:
     """One edit's state across its passes; `run` reads top to bottom as the stages happen."""
 
-    def __init__(self, editor: Editor, src: Path, dst: Path, target: EmotionTarget, options: EditOptions, progress: Progress) -> None:
+    def __init__(
+        self, editor: Editor, src: Path, dst: Path, target: EmotionTarget, options: EditOptions, progress: Progress, library: EmotionLibrary | None
+    ) -> None:
         self.editor, self.src, self.dst, self.target, self.options, self.progress = editor, src, dst, target, options, progress
+        self.library = library
         self.runner = editor.runner
         self.seconds: dict[str, float] = {}
         self.network = 0.0
@@ -145,7 +155,7 @@ class _Edit:
     def run(self) -> EditResult:
         info = probe(self.src, self.options.max_duration_s)
         with self._stage("expression"), self._network():
-            vector = self.editor.vector(self.target)
+            vector = self.editor.vector(self.target, self.library)
         crop_input = faces.is_face_crop(info.width, info.height)
         with self._stage("faces"):
             boxes, source_index = self._faces(info, crop_input)
@@ -178,12 +188,12 @@ class _Edit:
                 detections.append(detector.detect(frame.image))
                 self.progress("faces", len(detections), info.frame_count)
         n = len(detections)
-        track = faces.track(detections, (info.width, info.height), self.options.face_selection())
+        track = faces.track(detections, self.options.face_selection(), frame_size=(info.width, info.height))
         if crop_input:
             # Already EDTalk's crop: the whole frame goes to the model and comes back whole.
             boxes = [faces.CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
         else:
-            boxes = faces.crop_boxes(track, max_missing=self.options.max_missing_faces)
+            boxes = faces.crop_boxes(track, (info.width, info.height), max_missing=self.options.max_missing_faces)
         return boxes, self._source_index(detections, track, n)
 
     def _source_index(self, detections: list[list[faces.Detection]], track: list[faces.Box | None], n: int) -> int:

@@ -26,6 +26,8 @@ import numpy as np
 from cmet_core.faces.geometry import Box
 
 Model = Literal["auto", "short", "full"]
+_SHORT_RANGE, _FULL_RANGE = 0, 1  # MediaPipe's `model_selection` values
+_GRAPHS = {"short": (_SHORT_RANGE,), "full": (_FULL_RANGE,), "auto": (_SHORT_RANGE, _FULL_RANGE)}
 
 # protobuf's deprecation warning fires inside MediaPipe's result conversion: the library's business, not the user's
 warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated", category=UserWarning)
@@ -86,7 +88,9 @@ class FaceDetector:
     """Finds faces in RGB frames of any size; a context manager because MediaPipe holds native graphs."""
 
     def __init__(self, min_score: float = 0.5, model: Model = "auto") -> None:
-        selections = {"short": (0,), "full": (1,), "auto": (0, 1)}[model]
+        selections = _GRAPHS.get(model)
+        if selections is None:
+            raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
         with _native_stderr_silenced():
             from mediapipe.python.solutions import face_detection
 
@@ -106,7 +110,7 @@ class FaceDetector:
         for selection, graph in self._models:
             found = graph.process(small).detections
             if found:
-                return [_detection(d, w, h, full_range=selection == 1) for d in found]
+                return [_detection(d, w, h, full_range=selection == _FULL_RANGE) for d in found]
         return []
 
     def close(self) -> None:
