@@ -8,7 +8,7 @@ from service import metrics, problems
 from service.db.session import migrate
 from service.deps import reject_unknown_query
 from service.openapi import customize
-from service.routes import deliveries, edits, system, uploads
+from service.routes import deliveries, edits, emotions, system, uploads
 from service.settings import ServiceSettings, get_service_settings
 from service.storage import S3Storage, storage_for
 
@@ -36,6 +36,7 @@ def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = Tr
     app.include_router(edits.router)
     app.include_router(deliveries.router)
     app.include_router(uploads.router)
+    app.include_router(emotions.router)
     app.include_router(system.router)
     return app
 

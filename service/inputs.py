@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 from starlette.datastructures import UploadFile
 
-from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, load_builtin_library, resolve
+from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
 from cmet_core.media.video import MediaError, probe
 from service.problems import ProblemError
 
@@ -52,19 +52,9 @@ def check_speech(path: Path) -> None:
         raise ProblemError(422, "not_media", "speech: the uploaded file is not audio PyAV can read") from None
 
 
-_LIBRARY: EmotionLibrary | None = None
-
-
-def builtin_library() -> EmotionLibrary:
-    global _LIBRARY
-    if _LIBRARY is None:
-        _LIBRARY = load_builtin_library()
-    return _LIBRARY
-
-
-def check_emotion(spec: str, intensity: float) -> None:
+def check_emotion(spec: str, intensity: float, library: EmotionLibrary) -> None:
     try:
-        resolve(spec, builtin_library(), intensity)
+        resolve(spec, library, intensity)
     except UnknownEmotionError as exc:
         raise ProblemError(422, "unknown_emotion", str(exc)) from None
     except ValueError as exc:

@@ -20,7 +20,7 @@ ROOT_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 PUBLIC_PATHS = ("/healthz", "/readyz")
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-_SUBMIT_ERRORS = {"409": "The first request with this Idempotency-Key is still being created", "413": "A file or the body is over its size limit", "415": "Neither JSON nor multipart"}
+_SUBMIT_ERRORS = {"409": "A conflicting request (Idempotency-Key in use, or the name taken)", "413": "A file or the body is over its size limit", "415": "Neither JSON nor multipart"}
 _ERRORS = {"401": "Missing, unknown or revoked API key", "404": "Not found (or another key's resource)", "422": "Invalid request", "429": "Quota exceeded; see Retry-After"}
 
 
@@ -51,7 +51,7 @@ def customize(app: FastAPI) -> None:
                     continue
                 for status, text in _ERRORS.items():
                     responses[status] = {"description": text, "content": _PROBLEM}
-                if path == "/v1/edits" and "requestBody" in operation:
+                if path in ("/v1/edits", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}
         doc["security"] = [{"bearer": []}]

@@ -101,6 +101,8 @@ class Emotion(BaseModel):
     id: str
     name: str
     kind: Literal["basic", "extended", "custom"]
+    state: Literal["pending", "ready", "failed"] = Field(description="Custom emotions are built by a worker from their clips.")
+    error: JobError | None = None
 
 
 class EmotionList(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Task
 
 from cmet_core.errors import InputError
-from service import jobs, webhooks
+from service import emotions, jobs, webhooks
 from service.db.models import JobState
 from service.db.session import session_scope
 from service.queue import RUN_EDIT
@@ -140,7 +140,7 @@ def run_edit(self: Task, job_id: str) -> str:
             job = jobs.start(session, job_id, settings.job_max_attempts)
             if job is None:
                 return "skipped"
-            request, inputs = dict(job.request), dict(job.inputs)
+            request, inputs, key_id = dict(job.request), dict(job.inputs), job.key_id
             if job.attempts == 1 and job.started_at is not None:
                 metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
             running = webhooks.emit(session, job, "edit.running", storage)
@@ -153,7 +153,7 @@ def run_edit(self: Task, job_id: str) -> str:
             work = Path(scratch)
             video = _fetch(inputs["video"], work / "video", settings, settings.max_video_bytes)
             speech = tuple(_fetch(e, work / f"speech{i}", settings, settings.max_speech_bytes) for i, e in enumerate(inputs.get("speech", [])))
-            result = _edit(settings, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, storage, job_id))
+            result = _edit(settings, key_id, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, storage, job_id))
             key = jobs.output_key(job_id)
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
@@ -182,11 +182,13 @@ def run_edit(self: Task, job_id: str) -> str:
         heartbeat.stop()
 
 
-def _edit(settings: ServiceSettings, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:
+def _edit(settings: ServiceSettings, key_id: str, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:
     from cmet_core.options import EditOptions
     from cmet_core.targets import EmotionTarget
 
     target = EmotionTarget(emotion=request.get("emotion"), speech=speech, intensity=request.get("intensity", 1.0))
+    with session_scope(settings.db_url) as session:
+        library = emotions.library_for_key(session, key_id)
     box = request.get("face_box")
     options = EditOptions(
         face_index=request.get("face_index"),
@@ -194,8 +196,44 @@ def _edit(settings: ServiceSettings, request: dict[str, Any], video: Path, speec
         source_frame=request.get("source_frame"),
         max_duration_s=settings.max_video_duration_s,
     )
-    result = editor(settings).edit(video, out, target, options, progress)
+    result = editor(settings).edit(video, out, target, options, progress, library)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
     return {"frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width, "height": result.height}
+
+
+@app.task(name=emotions.BUILD, acks_late=True)
+def build_emotion(emotion_id: str) -> str:
+    """Embed a registered emotion's clips, store its library entry, delete the clips."""
+    from cmet_core.emotions import load_builtin_library
+    from service.db.models import CustomEmotion
+
+    settings = get_service_settings()
+    storage = storage_for(settings)
+    with session_scope(settings.db_url) as session:
+        row = session.get(CustomEmotion, emotion_id)
+        if row is None or row.state != "pending":
+            return "skipped"
+        name, keys = row.name, list(row.clips.get("keys", []))
+    code, message, entry = None, None, None
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"cmet-{emotion_id}-") as scratch:
+            paths = []
+            for i, key in enumerate(keys):
+                paths.append(Path(scratch) / f"speech{i}")
+                storage.get_file(key, paths[-1])
+            embeddings = editor(settings).embed_speech(paths)
+        library = load_builtin_library()
+        entry = library.add_from_embeddings(name, list(embeddings), [Path(k).name for k in keys], source_set="api").model_dump(mode="json")
+    except InputError as exc:
+        code, message = exc.code, str(exc)
+    except ValueError as exc:
+        code, message = "bad_speech", str(exc)
+    with session_scope(settings.db_url) as session:
+        row = session.get(CustomEmotion, emotion_id)
+        if row is None:
+            return "deleted"
+        row.state, row.entry, row.error_code, row.error_message = ("ready" if entry else "failed"), entry, code, message
+    storage.delete_prefix(f"emotions/{emotion_id}/")
+    return "ready" if entry else "failed"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -106,7 +106,8 @@ class Job(Base):
 
 
 class CustomEmotion(Base):
-    """A named emotion a key registered from speech clips; its vector is stored, the clips are not kept."""
+    """A named emotion a key registered from speech clips: a worker embeds the clips, stores the
+    library entry (vector, digest, provenance) and deletes the clips."""
 
     __tablename__ = "emotions"
     __table_args__ = (UniqueConstraint("key_id", "name", name="uq_emotions_key_name"),)
@@ -114,8 +115,11 @@ class CustomEmotion(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("emo"))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-    clips: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    clips: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    entry: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=now)
 
 

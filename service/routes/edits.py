@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from service import jobs, queue, schemas, webhooks
+from service import emotions, jobs, queue, schemas, webhooks
 from service.db.models import ApiKey, Asset, Job, JobState, now
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import check_emotion, check_speech, check_video, save_upload
@@ -173,7 +173,8 @@ async def create_edit(
         if (body.emotion is None) == (not has_speech):
             raise ProblemError(422, "emotion_missing" if body.emotion is None else "invalid_request", "give exactly one of `emotion` and speech clips")
         if body.emotion is not None:
-            check_emotion(body.emotion, body.intensity)
+            body = body.model_copy(update={"emotion": emotions.resolve_id(session, key.id, body.emotion)})
+            check_emotion(body.emotion, body.intensity, emotions.library_for_key(session, key.id))
         _check_urls(body, settings)
         duration = check_video(files[0], settings.max_video_duration_s) if video is not None else None
         for path in files[1 if video is not None else 0 :]:

@@ -1,17 +1,15 @@
-"""Health, readiness, models, emotions and metrics."""
+"""Health, readiness, models and metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi import Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from service import metrics, queue, schemas
-from service.db.models import CustomEmotion
 from service.db.session import session_scope
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
-from service.inputs import builtin_library
+from service.deps import KeyDep, SettingsDep, StorageDep
 
 router = APIRouter()
 
@@ -44,16 +42,6 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
 def _ping_db(url: str) -> None:
     with session_scope(url) as session:
         session.execute(text("SELECT 1"))
-
-
-@router.get("/v1/emotions", response_model=schemas.EmotionList, tags=["emotions"])
-def list_emotions(key: KeyDep, session: SessionDep) -> schemas.EmotionList:
-    """The 14 built-in emotions and this key's own."""
-    library = builtin_library()
-    data = [schemas.Emotion(id=e.name, name=e.name, kind=e.kind.value) for e in library.emotions]  # type: ignore[arg-type]
-    own = session.scalars(select(CustomEmotion).where(CustomEmotion.key_id == key.id).order_by(CustomEmotion.name))
-    data += [schemas.Emotion(id=e.id, name=e.name, kind="custom") for e in own]
-    return schemas.EmotionList(data=data)
 
 
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
