@@ -69,3 +69,23 @@ def test_queued_jobs_survive_a_lost_queue(stack: Stack, client: httpx.Client, tm
     stack.start_worker()
     for job_id in ids:
         assert wait_final(client, job_id, timeout=120)["state"] == "succeeded"
+
+
+def test_unreachable_storage_fails_with_a_storage_code(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
+    """The worker cannot reach S3: it retries with backoff (2, 4, 8 s), then the job fails with `storage`."""
+    clip = write_sample_clip(tmp_path / "s.mp4", seconds=0.2)
+    stack.stop_worker()
+    healthy_env = stack.env
+    stack.env = {**healthy_env, "CMET_S3_ENDPOINT_URL": "http://127.0.0.1:9"}  # discard port: connection refused
+    try:
+        stack.start_worker()
+        with clip.open("rb") as f:
+            job_id = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"]
+        started = time.monotonic()
+        done = wait_final(client, job_id, timeout=120)
+        assert done["state"] == "failed" and done["error"]["code"] == "storage", done
+        assert time.monotonic() - started > 10  # it retried before giving up
+    finally:
+        stack.stop_worker()
+        stack.env = healthy_env
+        stack.start_worker()
