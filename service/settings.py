@@ -42,6 +42,8 @@ class ServiceSettings(CoreSettings):
     allow_private_urls: bool = Field(default=False, description="Let URL inputs and webhooks reach private/LAN addresses.")
 
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
+    batch_max: int = Field(default=8, ge=1, le=256, description="Most frames per batched EDTalk forward across a worker's jobs.")
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait for other jobs' frames before a forward runs.")
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
     models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
 

@@ -47,8 +47,14 @@ def editor(settings: ServiceSettings) -> Any:
         from cmet_core.models.runtime import RuntimeOptions
         from cmet_core.pipeline import Editor
 
+        from worker.batcher import BatchingRunner, BatchPolicy
+
         with metrics.MODEL_LOAD.time():
-            _EDITOR = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+            loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+        # jobs running in this process's threads share the models; their frames share forwards
+        policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
+        loaded.runner = BatchingRunner(loaded.runner, policy, observe=lambda model, rows: metrics.BATCH.labels(model=model).observe(rows))
+        _EDITOR = loaded
         metrics.record_gpu_memory()
     return _EDITOR
 

@@ -107,12 +107,21 @@ class EDTalkRunner:
         return Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
 
     def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
-        """Images (N,3,H,W) float32 on the CPU, about [-1,1]."""
+        """Images (N,3,H,W) float32 on the CPU, about [-1,1].
+
+        `source` is one identity for every row, or one per row (batch N): a batcher mixes jobs.
+        """
+        per_row = source.wa.shape[0] > 1
         out: list[torch.Tensor] = []
         with self._context():
             for a, b in self._chunks(lip.shape[0]):
                 rows = [self._pad(t[a:b].to(self.device)) for t in (lip, pose, exp)]
-                latent, e = self.gen.latents(source.wa, *rows, q=self.q)
-                img = self._decode(latent, source.feats, e, normed=source.normed)
+                src = _source_rows(source, a, b, self._pad) if per_row else source
+                latent, e = self.gen.latents(src.wa, *rows, q=self.q)
+                img = self._decode(latent, src.feats, e, normed=src.normed)
                 out.append(img[: b - a].float().cpu())
         return torch.cat(out)
+
+
+def _source_rows(source: SourceCache, a: int, b: int, pad: Callable[[torch.Tensor], torch.Tensor]) -> SourceCache:
+    return SourceCache(wa=pad(source.wa[a:b]), feats=[pad(f[a:b]) for f in source.feats], normed=[pad(n[a:b]) for n in source.normed])

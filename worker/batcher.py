@@ -1,0 +1,123 @@
+"""Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
+
+Jobs run in threads of one worker process and share its models. Their calls to the EDTalk
+encoder and renderer go through one queue per model: a serving thread takes the first waiting
+request, gathers more until `max_batch` rows or `max_wait_ms` have passed, runs them as one
+forward and hands each job its rows. `BatchingRunner` has the runner's interface, so the
+pipeline does not know it is batched. Rows rendered against different identity sources share a
+batch: each row carries its own source features.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.models.runtime import EDTalkRunner
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch: int = 8
+    max_wait_ms: float = 5.0
+
+
+@dataclass
+class _Request:
+    rows: int
+    payload: Any
+    future: Future[Any] = field(default_factory=Future)
+
+
+class _Model:
+    """One model's queue and serving thread; `run(payloads)` does the batched forward and returns per-request results."""
+
+    def __init__(self, name: str, policy: BatchPolicy, run: Callable[[list[Any]], list[Any]], observe: Callable[[str, int], None]) -> None:
+        self.name, self.policy, self.run, self.observe = name, policy, run, observe
+        self.requests: queue.Queue[_Request] = queue.Queue()
+        threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True).start()
+
+    def submit(self, rows: int, payload: Any) -> Any:
+        request = _Request(rows, payload)
+        self.requests.put(request)
+        return request.future.result()
+
+    def _gather(self) -> list[_Request]:
+        batch = [self.requests.get()]
+        rows = batch[0].rows
+        deadline = time.monotonic() + self.policy.max_wait_ms / 1000
+        while rows < self.policy.max_batch:
+            try:
+                nxt = self.requests.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            batch.append(nxt)
+            rows += nxt.rows
+        return batch
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._gather()
+            self.observe(self.name, sum(r.rows for r in batch))
+            try:
+                results = self.run([r.payload for r in batch])
+            except BaseException as exc:  # every waiting job learns of the failure
+                for r in batch:
+                    r.future.set_exception(exc)
+                continue
+            for r, result in zip(batch, results):
+                r.future.set_result(result)
+
+
+def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    return list(torch.split(t, sizes))
+
+
+class BatchingRunner:
+    """An `EDTalkRunner` whose encode and render calls are batched with other threads' calls."""
+
+    def __init__(self, runner: EDTalkRunner, policy: BatchPolicy = BatchPolicy(), observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
+        self.runner = runner
+        self.device = runner.device
+        self._encoder = _Model("edtalk_encoder", policy, self._encode_many, observe)
+        self._renderer = _Model("edtalk_renderer", policy, self._render_many, observe)
+
+    def prepare_source(self, source: torch.Tensor) -> SourceCache:
+        return self.runner.prepare_source(source)
+
+    def encode_motion(self, frames: torch.Tensor) -> Motion:
+        return self._encoder.submit(frames.shape[0], frames)  # type: ignore[no-any-return]
+
+    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
+        return self._renderer.submit(lip.shape[0], (source, lip, pose, exp))  # type: ignore[no-any-return]
+
+    def _encode_many(self, payloads: list[torch.Tensor]) -> list[Motion]:
+        sizes = [p.shape[0] for p in payloads]
+        motion = self.runner.encode_motion(torch.cat(payloads))
+        parts = [_split(getattr(motion, f), sizes) for f in ("lip", "pose", "exp", "wa")]
+        return [Motion(*(p[i] for p in parts)) for i in range(len(sizes))]
+
+    def _render_many(self, payloads: list[tuple[SourceCache, torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        sizes = [p[1].shape[0] for p in payloads]
+        if len(payloads) == 1:
+            return [self.runner.render(*payloads[0])]
+
+        def per_row(get: Callable[[SourceCache], torch.Tensor]) -> torch.Tensor:
+            return torch.cat([get(src).expand(n, *get(src).shape[1:]) for (src, *_), n in zip(payloads, sizes)])
+
+        levels = len(payloads[0][0].feats)
+        source = SourceCache(
+            wa=per_row(lambda s: s.wa),
+            feats=[per_row(lambda s, i=i: s.feats[i]) for i in range(levels)],
+            normed=[per_row(lambda s, i=i: s.normed[i]) for i in range(len(payloads[0][0].normed))],
+        )
+        images = self.runner.render(source, *(torch.cat([p[k] for p in payloads]) for k in (1, 2, 3)))
+        return _split(images, sizes)
