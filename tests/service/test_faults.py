@@ -89,3 +89,25 @@ def test_unreachable_storage_fails_with_a_storage_code(stack: Stack, client: htt
         stack.stop_worker()
         stack.env = healthy_env
         stack.start_worker()
+
+
+def test_cancel_reaches_a_running_job_and_removes_its_files(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
+    clip = write_sample_clip(tmp_path / "long.mp4", seconds=30)
+    with clip.open("rb") as f:
+        job_id = client.post("/v1/edits", files={"video": f}, data={"emotion": "angry"}).json()["id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/edits/{job_id}").json()["progress"] < 0.2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    asked = time.monotonic()
+    assert client.post(f"/v1/edits/{job_id}/cancel").status_code == 200
+    done = wait_final(client, job_id, timeout=60)
+    took = time.monotonic() - asked
+    print(f"\ncancel of a running job took {took:.2f} s")
+    assert done["state"] == "canceled" and took < 10
+    assert [k for k in _objects(stack, f"jobs/{job_id}/") if "/input/" not in k] == []
+    # the slot is free: the next job runs
+    small = write_sample_clip(tmp_path / "small.mp4", seconds=0.2)
+    with small.open("rb") as f:
+        nxt = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"]
+    assert wait_final(client, nxt)["state"] == "succeeded"
