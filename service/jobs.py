@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import schemas
-from service.db.models import Job, JobState, now
+from service.db.models import Job, JobState, WorkerBeat, now
 from service.storage import Storage
 
 OUTPUT_NAME = "output.mp4"
@@ -141,3 +141,20 @@ def requeued(session: Session, job_ids: list[str]) -> None:
         job.updated_at = now()
         if job.state == JobState.RUNNING:
             job.state, job.stage, job.lease_until = JobState.QUEUED, None, None
+
+
+WORKER_FRESH_S = 30.0
+
+
+def worker_beat(session: Session, name: str) -> None:
+    beat = session.get(WorkerBeat, name)
+    if beat is None:
+        session.add(WorkerBeat(name=name, seen_at=now()))
+    else:
+        beat.seen_at = now()
+
+
+def workers_seen(session: Session) -> int:
+    """Workers alive in the last WORKER_FRESH_S seconds."""
+    since = now() - timedelta(seconds=WORKER_FRESH_S)
+    return int(session.scalar(select(func.count()).select_from(WorkerBeat).where(WorkerBeat.seen_at >= since)) or 0)

@@ -14,6 +14,8 @@ skipped and a live one's lease turns the duplicate away.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 from service import jobs, queue, webhooks
@@ -41,6 +43,7 @@ def reconcile(settings: ServiceSettings) -> list[str]:
 
 def _loop(stop: threading.Event) -> None:
     settings = get_service_settings()
+    name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = 0
     while not stop.wait(SWEEP_EVERY_S):
         rounds += 1
@@ -48,6 +51,8 @@ def _loop(stop: threading.Event) -> None:
             webhooks.dispatch(settings, list(webhooks.due(settings)))
             if rounds % RECONCILE_EVERY == 0:
                 reconcile(settings)
+                with session_scope(settings.db_url) as session:
+                    jobs.worker_beat(session, name)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 

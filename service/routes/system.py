@@ -7,7 +7,7 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service import metrics, queue, schemas
+from service import jobs, metrics, queue, schemas
 from service.db.session import session_scope
 from service.deps import KeyDep, SettingsDep, StorageDep
 
@@ -22,12 +22,13 @@ def healthz() -> schemas.Health:
 
 @router.get("/readyz", response_model=schemas.Health, tags=["system"], responses={503: {"model": schemas.Health}})
 def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
-    """Database, broker and storage reachable (503 naming what is not)."""
+    """Database, broker and storage reachable and a worker seen recently (503 naming what is not)."""
     checks: dict[str, str] = {}
     for name, probe in (
         ("database", lambda: _ping_db(settings.db_url)),
         ("broker", lambda: queue.ping_broker(settings)),
         ("storage", storage.check),
+        ("workers", lambda: _workers(settings.db_url)),
     ):
         try:
             probe()
@@ -37,6 +38,12 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     ok = all(v == "ok" for v in checks.values())
     body = schemas.Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def _workers(url: str) -> None:
+    with session_scope(url) as session:
+        if jobs.workers_seen(session) == 0:
+            raise RuntimeError(f"no worker seen in the last {jobs.WORKER_FRESH_S:.0f} s")
 
 
 def _ping_db(url: str) -> None:

@@ -115,9 +115,11 @@ def test_idempotency_key(client: httpx.Client, clip: Path) -> None:
 
 def test_health_ready_models_emotions(client: httpx.Client) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    ready = client.get("/readyz")
+    deadline = time.monotonic() + 30
+    while (ready := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the worker's first beat comes a few seconds after it starts
     assert ready.status_code == 200, ready.text
-    assert set(ready.json()["checks"]) == {"database", "broker", "storage"}
+    assert set(ready.json()["checks"]) == {"database", "broker", "storage", "workers"}
     models = client.get("/v1/models").json()
     assert models["name"] == "tiny" and {m["kind"] for m in models["models"]} == {"edtalk", "connector", "emotion2vec"}
     names = {e["name"] for e in client.get("/v1/emotions").json()["data"]}
