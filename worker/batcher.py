@@ -1,7 +1,7 @@
 """Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
 
 Jobs run in threads of one worker process and share its models. Their calls to the EDTalk
-encoder and renderer go through one queue per model: a serving thread takes the first waiting
+encoder and renderer and to emotion2vec+ go through one queue per model: a serving thread takes the first waiting
 request, gathers more until `max_batch` rows or `max_wait_ms` have passed, runs them as one
 forward and hands each job its rows. `BatchingRunner` has the runner's interface, so the
 pipeline does not know it is batched. Rows rendered against different identity sources share a
@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cmet_core.models.edtalk import Motion, SourceCache
@@ -121,3 +123,20 @@ class BatchingRunner:
         )
         images = self.runner.render(source, *(torch.cat([p[k] for p in payloads]) for k in (1, 2, 3)))
         return _split(images, sizes)
+
+
+class SpeechBatcher:
+    """emotion2vec+ over the speech clips of concurrent jobs in shared forwards; call it like
+    `Editor.embed_speech` (clips in, one embedding row per clip out)."""
+
+    def __init__(self, embed: Callable[[list[Path]], np.ndarray], policy: BatchPolicy, observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
+        self._embed = embed
+        self._model = _Model("emotion2vec", policy, self._embed_many, observe)
+
+    def __call__(self, clips: list[Path]) -> np.ndarray:
+        return self._model.submit(len(clips), list(clips))  # type: ignore[no-any-return]
+
+    def _embed_many(self, payloads: list[list[Path]]) -> list[np.ndarray]:
+        rows = self._embed([clip for clips in payloads for clip in clips])
+        bounds = np.cumsum([0] + [len(c) for c in payloads])
+        return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

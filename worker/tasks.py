@@ -47,13 +47,17 @@ def editor(settings: ServiceSettings) -> Any:
         from cmet_core.models.runtime import RuntimeOptions
         from cmet_core.pipeline import Editor
 
-        from worker.batcher import BatchingRunner, BatchPolicy
+        from worker.batcher import BatchingRunner, BatchPolicy, SpeechBatcher
 
         with metrics.MODEL_LOAD.time():
             loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
         # jobs running in this process's threads share the models; their frames share forwards
         policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
-        loaded.runner = BatchingRunner(loaded.runner, policy, observe=lambda model, rows: metrics.BATCH.labels(model=model).observe(rows))
+        def observe(model: str, rows: int) -> None:
+            metrics.BATCH.labels(model=model).observe(rows)
+
+        loaded.runner = BatchingRunner(loaded.runner, policy, observe)
+        loaded.embed_speech = SpeechBatcher(loaded.embed_speech, policy, observe)  # type: ignore[method-assign]
         _EDITOR = loaded
         metrics.record_gpu_memory()
     return _EDITOR

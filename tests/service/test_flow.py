@@ -145,3 +145,12 @@ def test_video_by_url(client: httpx.Client, clip: Path) -> None:
         assert failed["state"] == "failed" and failed["error"]["code"].startswith("url_")
     finally:
         server.shutdown()
+
+
+def test_emotion_from_the_clients_speech(client: httpx.Client, clip: Path, test_data: Path) -> None:
+    clips = sorted((test_data / "speech" / "MEAD" / "surprised").glob("*.wav"))
+    with clip.open("rb") as f:
+        parts = [("video", ("talk.mp4", f.read(), "video/mp4"))] + [("speech", (p.name, p.read_bytes(), "audio/wav")) for p in clips]
+    r = client.post("/v1/edits", files=parts, data={"intensity": "1.5"})
+    assert r.status_code == 202, r.text
+    assert wait_final(client, r.json()["id"])["state"] == "succeeded"

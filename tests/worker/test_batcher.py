@@ -40,3 +40,26 @@ def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
         torch.testing.assert_close(got[i][1], images, atol=1e-4, rtol=1e-4)
     assert max(n for model, n in seen if model == "edtalk_encoder") == 9  # three jobs in one forward
     assert max(n for model, n in seen if model == "edtalk_renderer") == 9
+
+
+def test_speech_clips_of_concurrent_jobs_share_a_forward(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from worker.batcher import SpeechBatcher
+
+    calls: list[int] = []
+
+    def embed(clips: list) -> np.ndarray:  # stands in for emotion2vec+: one row per clip, derived from its name
+        calls.append(len(clips))
+        return np.array([[float(str(c)[-1])] * 4 for c in clips], dtype=np.float32)
+
+    batcher = SpeechBatcher(embed, BatchPolicy(max_batch=8, max_wait_ms=200))
+    got: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, batcher([f"clip{i}", f"clip{i + 3}"]))) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == [6]
+    for i in range(3):
+        assert got[i][:, 0].tolist() == [float(i), float(i + 3)]
