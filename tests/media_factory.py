@@ -33,3 +33,12 @@ def make_video(
         return img
 
     return write_clip(path, draw, frames, fps, _tone if audio else None, rotation, codec, pix_fmt)
+
+
+def make_audio(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """A WAV tone: audio only, no video stream."""
+    import soundfile
+
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(str(path), _tone(t).astype(np.float32), rate)
+    return path

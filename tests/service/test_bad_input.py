@@ -21,7 +21,7 @@ from service.db.models import Job
 from service.db.session import session_scope
 from service.security import create_key
 from service.settings import ServiceSettings
-from tests.media_factory import make_video
+from tests.media_factory import make_audio, make_video
 
 MAX_VIDEO = 2_000_000
 
@@ -41,7 +41,7 @@ class Corpus:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Iterator[Corpus]:
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     tmp = tmp_path_factory.mktemp("corpus")
     settings = ServiceSettings(
         data_dir=tmp / "data",
@@ -61,7 +61,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Iterato
     files = {
         "video": video,
         "truncated": video[: len(video) // 3],
-        "wav": (test_data / "video" / "mead_W009_038.wav").read_bytes()[:400_000],
+        "wav": make_audio(tmp / "tone.wav").read_bytes(),
         "text": b"this is not a video at all\n" * 10,
         "big": b"\x00" * (MAX_VIDEO + 10),
         "silent": silent,
