@@ -101,7 +101,7 @@ def edit(
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion."""
-    from cmet_core.models.registry import select_set
+    from cmet_core.models.sets import select_set
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import STAGES, Editor

@@ -89,7 +89,8 @@ def convert_cmd(
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
     """Sets and their models: name, version, kind, size, source."""
-    from cmet_core.models.registry import discover_sets, list_models, no_set_message
+    from cmet_core.models.registry import list_models
+    from cmet_core.models.sets import discover_sets, no_set_message
 
     root = _root(directory)
     if not discover_sets(root):
@@ -113,7 +114,8 @@ def verify_cmd(
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
-    from cmet_core.models.registry import discover_sets, no_set_message, verify_set
+    from cmet_core.models.registry import verify_set
+    from cmet_core.models.sets import discover_sets, no_set_message
 
     root = _root(directory)
     sets = discover_sets(root)

@@ -26,7 +26,7 @@ def serve(
     """Start the REST API and a worker (SQLite, local files, no broker server)."""
     import uvicorn
 
-    from cmet_core.models.registry import select_set
+    from cmet_core.models.sets import select_set
     from service import queue
     from service.app import create_app
     from service.db.session import session_scope

@@ -43,7 +43,7 @@ def editor(settings: ServiceSettings) -> Any:
     """Models load once per worker process and stay warm."""
     global _EDITOR
     if _EDITOR is None:
-        from cmet_core.models.registry import select_set
+        from cmet_core.models.sets import select_set
         from cmet_core.models.runtime import RuntimeOptions
         from cmet_core.pipeline import Editor
 

@@ -24,7 +24,11 @@ from typing import Any
 
 import torch
 
-from cmet_core.models.checkpoints import (
+from cmet_core.models.checkpoints import write_model
+from cmet_core.models.connector import ConnectorConfig
+from cmet_core.models.edtalk import EDTalkConfig
+from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import (
     Kind,
     ModelManifest,
     Source,
@@ -32,11 +36,7 @@ from cmet_core.models.checkpoints import (
     now_utc,
     sha256_file,
     write_manifest,
-    write_model,
 )
-from cmet_core.models.connector import ConnectorConfig
-from cmet_core.models.edtalk import EDTalkConfig
-from cmet_core.models.errors import ModelLoadError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = b"\x80"

@@ -21,7 +21,6 @@ from cmet_core.models.layers import (
     ConvLayer,
     EqualConv2d,
     EqualLinear,
-    FusedLeakyReLU,
     ModulatedConv2d,
     ResBlock,
     StyledConv,

@@ -24,11 +24,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmet_core.models.checkpoints import Source, read_json_model, sha256_file
 from cmet_core.models.connector import ConnectorConfig
-from cmet_core.models.convert import convert_connector, convert_edtalk, import_emotion2vec
+from cmet_core.models.convert import (
+    convert_connector,
+    convert_edtalk,
+    import_emotion2vec,
+)
 from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import Source, read_json_model, sha256_file
 from cmet_core.models.registry import finish_set, staged_set
 from cmet_core.settings import get_settings
 

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmet_core.models.speech import CONFIG_FILE, DEFAULT_SCOPE_MAP, EMOTION2VEC_LABELS, TOKENS_FILE, WEIGHTS_FILE
+from cmet_core.models.speech import (
+    CONFIG_FILE,
+    DEFAULT_SCOPE_MAP,
+    EMOTION2VEC_LABELS,
+    TOKENS_FILE,
+    WEIGHTS_FILE,
+)
 
 
 def _model_conf(embed_dim: int, depth: int, heads: int, prenet_depth: int, conv_dim: int, mlp_ratio: float) -> dict[str, Any]:

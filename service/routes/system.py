@@ -54,7 +54,7 @@ def _ping_db(url: str) -> None:
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
 def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve."""
-    from cmet_core.models.registry import read_set, select_set
+    from cmet_core.models.sets import read_set, select_set
 
     path = select_set(settings.models_set or settings.resolved_models_dir)
     manifest = read_set(path)

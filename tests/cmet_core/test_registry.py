@@ -21,15 +21,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cmet_core.models.checkpoints import (
-    SET_MANIFEST,
-    ModelManifest,
-    Source,
-    load_connector,
-    load_edtalk,
-    sha256_file,
-    write_model,
-)
+from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector
 from cmet_core.models.convert import (
     CheckpointWarning,
@@ -40,17 +32,22 @@ from cmet_core.models.convert import (
 )
 from cmet_core.models.edtalk import TINY_EDTALK, Generator
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import (
+    SET_MANIFEST,
+    ModelManifest,
+    Source,
+    sha256_file,
+)
 from cmet_core.models.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pull
 from cmet_core.models.registry import (
     TINY_EMOTION2VEC,
     list_models,
     load_set,
     make_tiny_set,
-    read_set,
-    select_set,
     verify_set,
     write_set_manifest,
 )
+from cmet_core.models.sets import read_set, select_set
 
 try:
     from cmet_cli.main import app as cli_app

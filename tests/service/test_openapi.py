@@ -7,3 +7,31 @@ from service.openapi import ROOT_FILE, render
 
 def test_openapi_yaml_is_current() -> None:
     assert ROOT_FILE.read_text() == render(), "openapi.yaml is stale: run `python -m service.openapi`"
+
+
+def test_the_api_never_imports_torch(tiny_set, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ARCHITECTURE: the service process stays free of torch (and of the face detector), even when
+    it reads the model set for GET /v1/models."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from fastapi.testclient import TestClient
+from service.app import create_app
+from service.db.session import session_scope
+from service.security import create_key
+from service.settings import ServiceSettings
+settings = ServiceSettings(data_dir={str(tmp_path)!r}, models_set={str(tiny_set)!r})
+app = create_app(settings)
+with session_scope(settings.db_url) as s:
+    key = create_key(s, "t").secret
+client = TestClient(app)
+assert client.get("/v1/models", headers={{"Authorization": "Bearer " + key}}).status_code == 200
+assert client.get("/v1/emotions", headers={{"Authorization": "Bearer " + key}}).status_code == 200
+heavy = sorted(m for m in ("torch", "mediapipe", "cv2", "funasr") if m in sys.modules)
+print(heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
