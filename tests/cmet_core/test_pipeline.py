@@ -210,3 +210,18 @@ def test_timestamps_of_a_variable_rate_clip_are_kept(editor: Editor, tmp_path: P
     times_in = [round(f.time_s, 3) for f in read_frames(src)]
     times_out = [round(f.time_s, 3) for f in read_frames(tmp_path / "out.mp4")]
     assert times_out == times_in
+
+
+@pytest.mark.slow
+def test_full_size_models_on_a_few_frames(request: pytest.FixtureRequest, test_data: Path, tmp_path: Path) -> None:
+    """Full-size (rule-filled) EDTalk and connector through the whole pipeline on 3 uncropped frames."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("full-size models (about 30 s on CPU); run with -m slow")
+    from cmet_core.models.registry import make_filled_set
+
+    frames = _frames(test_data / "video" / "obama_uncropped.mp4", 3)
+    src = write_clip(tmp_path / "three.mp4", lambda i: frames[i].astype(np.uint8), 3)
+    editor = Editor.load(make_filled_set(tmp_path / "filled"))
+    result = editor.edit(src, tmp_path / "out.mp4", HAPPY)
+    assert result.frames == 3 and result.network_seconds > 0
+    _same_timing(src, tmp_path / "out.mp4")
