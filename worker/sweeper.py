@@ -44,15 +44,15 @@ def reconcile(settings: ServiceSettings) -> list[str]:
 def _loop(stop: threading.Event) -> None:
     settings = get_service_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
-    rounds = 0
+    rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
     while not stop.wait(SWEEP_EVERY_S):
         rounds += 1
         try:
             webhooks.dispatch(settings, list(webhooks.due(settings)))
             if rounds % RECONCILE_EVERY == 0:
-                reconcile(settings)
                 with session_scope(settings.db_url) as session:
                     jobs.worker_beat(session, name)
+                reconcile(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 

@@ -46,8 +46,10 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         assert download.status_code == 200 and download.content[4:8] == b"ftyp"
         tampered = job["output_url"].replace("signature=", "signature=0")
         assert httpx.get(tampered).status_code == 403
-        ready = httpx.get(url + "/readyz").json()
-        assert ready["checks"]["broker"] == "ok" and ready["checks"]["workers"] == "ok", ready
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(url + "/readyz")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready.json()["checks"]["broker"] == "ok" and ready.json()["checks"]["workers"] == "ok", ready.text
 
     assert _keys(env, "revoke", key_id).returncode == 0
     assert _keys(env, "revoke", key_id).returncode == 2
