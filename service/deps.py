@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiKey
+from service import jobs
+from service.db.models import ApiKey, Job
 from service.db.session import session_scope
 from service.problems import ProblemError
 from service.security import find_key
@@ -58,3 +59,11 @@ def reject_unknown_query(request: Request) -> None:
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise ProblemError(422, "invalid_request", f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+
+
+def owned_job(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
+    """The caller's job, else 404 (another key's id looks exactly like a missing one)."""
+    job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
+    if job is None or job.key_id != key.id or job.stage == "creating":
+        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
+    return job

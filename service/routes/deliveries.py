@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from service import schemas, webhooks
-from service.db.models import Job, WebhookDelivery
-from service.deps import KeyDep, SessionDep, SettingsDep
+from service.db.models import WebhookDelivery
+from service.deps import KeyDep, SessionDep, SettingsDep, owned_job
 from service.problems import ProblemError
 
 router = APIRouter(prefix="/v1/edits/{job_id}/webhook-deliveries", tags=["webhooks"])
@@ -21,17 +21,10 @@ def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
     )
 
 
-def _job(session: SessionDep, key: KeyDep, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.key_id != key.id or job.stage == "creating":
-        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
-    return job
-
-
 @router.get("", response_model=schemas.WebhookDeliveryList)
 def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.WebhookDeliveryList:
     """Every event recorded for this edit, oldest first, with its attempts."""
-    _job(session, key, job_id)
+    owned_job(session, key, job_id)
     rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.created_at, WebhookDelivery.id))
     return schemas.WebhookDeliveryList(data=[_schema(d) for d in rows])
 
@@ -39,7 +32,7 @@ def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.We
 @router.post("/{delivery_id}/replay", status_code=202, response_model=schemas.WebhookDelivery)
 def replay_delivery(job_id: str, delivery_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep) -> schemas.WebhookDelivery:
     """Send the event again now, whatever its state (the same `webhook-id`)."""
-    _job(session, key, job_id)
+    owned_job(session, key, job_id)
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.job_id != job_id:
         raise ProblemError(404, "delivery_not_found", f"no webhook delivery {delivery_id} for edit {job_id}")

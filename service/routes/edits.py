@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 from service import emotions, jobs, queue, schemas, webhooks
 from service.db.models import ApiKey, Asset, Job, JobState, now
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep, owned_job
 from service.inputs import check_emotion, check_speech, check_video, save_upload
 from service.problems import ProblemError
 from service.settings import ServiceSettings
@@ -224,17 +224,10 @@ def _store_inputs(job_id: str, body: schemas.EditCreate, uploaded_video: bool, f
     return {"video": video, "speech": speech}
 
 
-def _own(session: SessionDep, key: ApiKey, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.key_id != key.id or job.stage == "creating":
-        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
-    return job
-
-
 @router.get("/{job_id}", response_model=schemas.Job)
 def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
     """The job; for a success, `output_url` is a download signed anew on every read."""
-    return jobs.to_schema(_own(session, key, job_id), storage)
+    return jobs.to_schema(owned_job(session, key, job_id), storage)
 
 
 def _cursor(job: Job) -> str:
@@ -269,9 +262,7 @@ def list_edits(
 @router.post("/{job_id}/cancel", response_model=schemas.Job)
 def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> schemas.Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames and frees the device."""
-    job = jobs.lock(session, job_id)
-    if job is None or job.key_id != key.id or job.stage == "creating":
-        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
+    job = owned_job(session, key, job_id, lock=True)
     jobs.request_cancel(session, job)
     event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
     session.commit()
@@ -282,7 +273,7 @@ def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, settings: Setting
 @router.delete("/{job_id}", status_code=204)
 def delete_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> Response:
     """Removes a finished edit's record and files (409 while it is queued or running: cancel it first)."""
-    job = _own(session, key, job_id)
+    job = owned_job(session, key, job_id)
     if not JobState(job.state).final:
         raise ProblemError(409, "edit_active", "cancel the edit first; delete works on finished edits")
     storage.delete_prefix(jobs.job_prefix(job.id))
