@@ -32,6 +32,7 @@ def serve(
     from service.db.session import session_scope
     from service.jobs import unfinished_ids
     from service.settings import ServiceSettings
+    from worker.supervisor import die_with_parent
 
     overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
     models_set = run(select_set, models if models is not None else None)
@@ -48,6 +49,7 @@ def serve(
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning"],
         env=dict(os.environ),
+        preexec_fn=die_with_parent,
     )
     say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} (create a key with `cmet keys create --name me`)")
     try:

@@ -16,6 +16,17 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
 
 
+def die_with_parent() -> None:
+    """Linux: a child gets SIGTERM when its parent dies, even by SIGKILL, so no worker is orphaned."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Child:
     slot: DeviceSlot
@@ -27,7 +38,7 @@ class Child:
     started: float = 0.0
 
     def start(self, say: Callable[[str], None]) -> None:
-        self.proc = subprocess.Popen(self.args, env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(self.args, env=self.env, start_new_session=True, preexec_fn=die_with_parent)
         self.started = time.monotonic()
         say(f"worker {self.slot.name} started (pid {self.proc.pid})")
 

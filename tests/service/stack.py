@@ -7,6 +7,7 @@ PostgreSQL database, its own Redis database number and queue name, and a moto se
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,11 +67,11 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             yield proc
         finally:
             if proc.poll() is None:
-                proc.terminate()
+                os.killpg(proc.pid, signal.SIGTERM)  # the whole group: a `cmet serve` takes its worker along
                 try:
-                    proc.wait(10)
+                    proc.wait(20)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
 
 
