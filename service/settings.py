@@ -70,6 +70,11 @@ class ServiceSettings(CoreSettings):
         return path.read_text().strip().encode()
 
     @property
+    def url_schemes(self) -> tuple[str, ...]:
+        """Plain http only where private (LAN) targets are allowed; the internet gets https."""
+        return ("https", "http") if self.allow_private_urls else ("https",)
+
+    @property
     def db_url(self) -> str:
         assert self.database_url is not None
         return self.database_url

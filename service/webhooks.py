@@ -86,9 +86,8 @@ def deliver(settings: ServiceSettings, delivery_id: str) -> str:
         url, msg_id, body = delivery.url, delivery.msg_id, json.dumps(delivery.payload, separators=(",", ":")).encode()
         secret = key.webhook_secret
     started, status, error, retry_after = time.monotonic(), None, None, None
-    schemes = ("https", "http") if settings.allow_private_urls else ("https",)
     try:
-        result = post_json(url, body, signed_headers(secret, msg_id, int(time.time()), body), allow_private=settings.allow_private_urls, schemes=schemes)
+        result = post_json(url, body, signed_headers(secret, msg_id, int(time.time()), body), allow_private=settings.allow_private_urls, schemes=settings.url_schemes)
         status = result.status_code
         retry_after = retry_after_seconds(result.headers.get("retry-after"))
     except BlockedURLError as exc:

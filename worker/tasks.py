@@ -37,30 +37,36 @@ class JobCanceled(Exception):
 
 
 _EDITOR: Any = None
+_EDITOR_LOCK = threading.Lock()
 
 
 def editor(settings: ServiceSettings) -> Any:
-    """Models load once per worker process and stay warm."""
+    """Models load once per worker process and stay warm (once, even when jobs start in several threads)."""
     global _EDITOR
-    if _EDITOR is None:
-        from cmet_core.models.sets import select_set
-        from cmet_core.models.runtime import RuntimeOptions
-        from cmet_core.pipeline import Editor
+    with _EDITOR_LOCK:
+        return _EDITOR if _EDITOR is not None else _load_editor(settings)
 
-        from worker.batcher import BatchingRunner, BatchPolicy, SpeechBatcher
 
-        with metrics.MODEL_LOAD.time():
-            loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
-        # jobs running in this process's threads share the models; their frames share forwards
-        policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
-        def observe(model: str, rows: int) -> None:
-            metrics.BATCH.labels(model=model).observe(rows)
+def _load_editor(settings: ServiceSettings) -> Any:
+    global _EDITOR
+    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.models.sets import select_set
+    from cmet_core.pipeline import Editor
+    from worker.batcher import BatchingRunner, BatchPolicy, SpeechBatcher
 
-        loaded.runner = BatchingRunner(loaded.runner, policy, observe)
-        loaded.embed_speech = SpeechBatcher(loaded.embed_speech, policy, observe)  # type: ignore[method-assign]
-        _EDITOR = loaded
-        metrics.record_gpu_memory()
-    return _EDITOR
+    with metrics.MODEL_LOAD.time():
+        loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+    # jobs running in this process's threads share the models; their frames share forwards
+    policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
+
+    def observe(model: str, rows: int) -> None:
+        metrics.BATCH.labels(model=model).observe(rows)
+
+    loaded.runner = BatchingRunner(loaded.runner, policy, observe)  # type: ignore[assignment]
+    loaded.embed_speech = SpeechBatcher(loaded.embed_speech, policy, observe)  # type: ignore[method-assign]
+    _EDITOR = loaded
+    metrics.record_gpu_memory()
+    return loaded
 
 
 def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_bytes: int) -> Path:
@@ -71,7 +77,7 @@ def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_byt
 
     try:
         fetch_to_file(entry["url"], dest, max_bytes=max_bytes, allow_private=settings.allow_private_urls,
-                      schemes=("https", "http") if settings.allow_private_urls else ("https",))
+                      schemes=settings.url_schemes)
     except BlockedURLError as exc:
         raise InputError(exc.code, f"{entry['url']}: {exc}") from None
     return dest

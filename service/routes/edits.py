@@ -131,7 +131,7 @@ def _check_urls(body: schemas.EditCreate, settings: ServiceSettings) -> None:
 
     for url in urls:
         try:
-            check_url(url, allow_private=settings.allow_private_urls, schemes=("https", "http") if settings.allow_private_urls else ("https",))
+            check_url(url, allow_private=settings.allow_private_urls, schemes=settings.url_schemes)
         except BlockedURLError as exc:
             raise ProblemError(422, exc.code, f"{url}: {exc}") from None
 
