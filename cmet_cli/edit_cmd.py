@@ -99,8 +99,13 @@ def edit(
     source_frame: int = typer.Option(None, "--source-frame", help="Frame giving the identity (default: first frontal face)."),
     max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
+    connector: str = typer.Option(
+        None, "--connector", help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own)."
+    ),
+    registry: str = typer.Option(None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."),
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion."""
+    from cmet_core.models.connector_registry import choose, open_registry
     from cmet_core.models.sets import select_set
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.options import EditOptions
@@ -132,8 +137,10 @@ def edit(
             output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
         runtime = RuntimeOptions(device=device or get_settings().device)
         set_dir = run(select_set, models)
-        say(f"models: {set_dir}")
-        editor = run(Editor.load, set_dir, runtime, library)
+        selection = connector if connector is not None else get_settings().connector_version
+        choice = run(choose, selection, run(open_registry, registry)) if selection is not None else None
+        editor = run(Editor.load, set_dir, runtime, library, choice)
+        say(f"models: {set_dir}; connector {editor.connector_label}" + (f" from {choice.registry.where}" if choice else ""))
         with Progress(
             TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
         ) as bars:

@@ -26,6 +26,7 @@ from cmet_core.errors import InputError
 from cmet_core.expression import expression_track
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, probe, read_frames
 from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.models.connector_registry import ConnectorChoice
 from cmet_core.models.registry import ModelSet, load_set
 from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
 from cmet_core.options import EditOptions
@@ -49,6 +50,7 @@ class EditResult:
     face_crop_input: bool
     stage_seconds: dict[str, float] = field(default_factory=dict)
     network_seconds: float = 0.0
+    connector: str = ""
 
     @property
     def total_seconds(self) -> float:
@@ -101,8 +103,21 @@ class Editor:
         self._speech = None
 
     @classmethod
-    def load(cls, set_dir: Path | None = None, runtime: RuntimeOptions = RuntimeOptions(), library: Path | None = None) -> Editor:
-        return cls(load_set(set_dir), runtime, EmotionLibrary.load(library) if library is not None else None)
+    def load(
+        cls, set_dir: Path | None = None, runtime: RuntimeOptions = RuntimeOptions(), library: Path | None = None,
+        connector: ConnectorChoice | None = None,
+    ) -> Editor:
+        """`connector` serves a registry version instead of the set's own connector."""
+        return cls(load_set(set_dir, connector=connector), runtime, EmotionLibrary.load(library) if library is not None else None)
+
+    @property
+    def connector_label(self) -> str:
+        return self.models.connector_label
+
+    def use_connector(self, choice: ConnectorChoice) -> None:
+        """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
+        self.models.use_connector(choice)
+        self.connector = self.models.connector.eval().to(self.runner.device)
 
     def embed_speech(self, clips: list[Path]) -> np.ndarray:
         """emotion2vec+ embeddings; the encoder (and funasr) load on the first speech target only."""
@@ -127,12 +142,18 @@ class Editor:
     ) -> EditResult:
         return _Edit(self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None), library).run()
 
+    def expression_weights(self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None) -> np.ndarray:
+        """Every frame's EDTalk expression weights (frames x exp_dim), found and cropped as an edit
+        would: the visual side of training data (what the official `compute_alpha_D` gives)."""
+        return _Edit(self, Path(src), Path(src), None, options, progress or (lambda stage, done, total: None), None).expression()
+
 
 class _Edit:
     """One edit's state across its passes; `run` reads top to bottom as the stages happen."""
 
     def __init__(
-        self, editor: Editor, src: Path, dst: Path, target: EmotionTarget, options: EditOptions, progress: Progress, library: EmotionLibrary | None
+        self, editor: Editor, src: Path, dst: Path, target: EmotionTarget | None, options: EditOptions, progress: Progress,
+        library: EmotionLibrary | None,
     ) -> None:
         self.editor, self.src, self.dst, self.target, self.options, self.progress = editor, src, dst, target, options, progress
         self.library = library
@@ -152,7 +173,15 @@ class _Edit:
         yield
         self.network += time.perf_counter() - start
 
+    def expression(self) -> np.ndarray:
+        info = probe(self.src, self.options.max_duration_s)
+        boxes, source_index = self._faces(info, faces.is_face_crop(info.width, info.height))
+        motion, _, _ = self._encode(info, boxes, source_index)
+        return motion.exp.numpy()
+
     def run(self) -> EditResult:
+        assert self.target is not None
+        connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
         info = probe(self.src, self.options.max_duration_s)
         with self._stage("expression"), self._network():
             vector = self.editor.vector(self.target, self.library)
@@ -164,7 +193,7 @@ class _Edit:
         with self._stage("expression"), self._network():
             speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
             with torch.inference_mode():
-                exp = expression_track(self.editor.connector, motion.exp.to(self.runner.device), times, speech).cpu()
+                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial)
         return EditResult(
@@ -178,6 +207,7 @@ class _Edit:
             face_crop_input=crop_input,
             stage_seconds=self.seconds,
             network_seconds=self.network,
+            connector=connector_label,
         )
 
     # -- pass 1: where the face is ---------------------------------------------------------

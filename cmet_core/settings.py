@@ -32,10 +32,26 @@ class CoreSettings(BaseSettings):
     device: str = Field(default="auto", description="'auto', 'cpu' or a torch device string such as 'cuda:0'.")
     num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
+    registry: str | None = Field(
+        default=None, description="Connector registry: a directory or s3://bucket/prefix; default DATA_DIR/registry."
+    )
+    connector_version: str | None = Field(
+        default=None,
+        description="Connector served from the registry: 'latest' or a version; unset serves the model set's own.",
+    )
+    # S3 connection (the registry here; the service's storage too)
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
 
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @property
+    def resolved_registry(self) -> str:
+        return self.registry if self.registry is not None else str(self.data_dir / "registry")
 
 
 @lru_cache(maxsize=1)

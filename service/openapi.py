@@ -51,6 +51,8 @@ def customize(app: FastAPI) -> None:
                     continue
                 for status, text in _ERRORS.items():
                     responses[status] = {"description": text, "content": _PROBLEM}
+                if path == "/v1/models":
+                    responses["503"] = {"description": "No model set or registry connector can be read", "content": _PROBLEM}
                 if path in ("/v1/edits", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}

@@ -55,6 +55,7 @@ class EditResultInfo(BaseModel):
     duration_s: float
     width: int
     height: int
+    connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
 
 
 class Job(BaseModel):
@@ -117,10 +118,25 @@ class ModelInfo(BaseModel):
     sha256: str
 
 
+class ServedConnector(BaseModel):
+    """The connector the workers serve: the set's own, or a registry version (pinned or `latest`)."""
+
+    selection: str = Field(description="'set' (the model set's own), 'latest', or the pinned version.")
+    name: str
+    version: str
+    sha256: str
+    registry: str | None = Field(default=None, description="Where registry versions come from; null for the set's own.")
+    source: str = Field(description="How the weights came to be (trained, converted file, hub, ...).")
+    training_steps: int | None = None
+    parent: str | None = Field(default=None, description="Registry version training started from.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation figures recorded at export.")
+
+
 class ModelSetInfo(BaseModel):
     name: str
     version: str
     models: list[ModelInfo]
+    connector: ServedConnector
 
 
 class Health(BaseModel):

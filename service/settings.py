@@ -24,13 +24,9 @@ class ServiceSettings(CoreSettings):
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
-    s3_endpoint_url: str | None = None
     s3_public_endpoint_url: str | None = Field(default=None, description="Endpoint clients reach for presigned URLs, when it differs (compose: MinIO behind a proxy).")
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
 
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads).")
     url_signing_key: str | None = Field(default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR.")

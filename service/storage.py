@@ -94,21 +94,12 @@ class LocalStorage:
 
 class S3Storage:
     def __init__(self, settings: ServiceSettings) -> None:
-        import boto3
-        from botocore.config import Config
+        from cmet_core.models.s3 import s3_client
 
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
-        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-
-        def client(endpoint: str | None) -> Any:
-            return boto3.client(
-                "s3", endpoint_url=endpoint, region_name=settings.s3_region, aws_access_key_id=settings.s3_access_key_id,
-                aws_secret_access_key=settings.s3_secret_access_key, config=config,
-            )
-
-        self.client = client(settings.s3_endpoint_url)
+        self.client = s3_client(settings)
         # presigned URLs are signed for the host clients use (a signature covers the host)
-        self.signer = client(settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else self.client
+        self.signer = s3_client(settings, settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else self.client
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -10,21 +10,13 @@ L = L_rec(i->j) + L_rec(j->i) + w_cnt * L_cnt + w_dir * L_dir, with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    contrastive: float = 0.1
-    directional: float = 0.05
-
-
-def reconstruction(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(predicted, target)
+def reconstruction(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    return F.l1_loss(predicted, target) if kind == "l1" else F.mse_loss(predicted, target)
 
 
 def directional(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:

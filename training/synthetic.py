@@ -1,166 +1,208 @@
 """A synthetic benchmark on the REAL emotion2vec+ features: can the connector turn speech vectors
 of emotions it never saw into the right facial change?
 
-Ground truth comes from a fixed hidden nonlinear map H (a seeded random two-layer network) from
-speech semantic vectors (clip embedding minus its speaker's neutral mean) to 10-d expression
-directions, plus per-speaker variation (a gain on the change) and a neutral expression track
-(a smooth random walk). Training sees the 8 basic MEAD emotions only; evaluation asks for the
-6 extended (gemini) emotions and MELD's sarcasm, whose vectors are taken against the MEAD
-neutral mean as the built-in library takes them, and scores the cosine between the mean
-predicted change and H of their vector.
+Ground truth:
+* speech: each MEAD clip's emotion2vec+ embedding minus its speaker's neutral mean;
+* face: a fixed hidden nonlinear map H (a seeded random two-layer tanh network, its inputs scaled
+  so the tanh is well out of its linear range) turns a speech vector into a 10-d expression
+  change; each speaker adds a gain on that change and a neutral expression of their own, and every
+  pair rides on a neutral expression track (a smooth random walk).
+
+Training sees the 8 basic MEAD emotions only (neutral included), as single clips and as random
+weighted blends of three clips, whose truth is H of the blend: blends fill the space between the
+basic emotions, where the unseen ones lie. Evaluation: held-out MEAD clips, and the 6 extended
+emotions (Gemini TTS clips) plus MELD's sarcasm, never seen, whose vectors are taken against the
+MEAD neutral mean as the built-in emotion library takes them. The goal figure is the mean over the
+6 extended emotions of the cosine between the mean predicted change and H of their vector.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cmet_core.emotions import list_features
-from cmet_core.models.connector import Connector, ConnectorConfig
-from training.losses import LossWeights, TokenContrast, directional, reconstruction
+from training.config import SyntheticDataConfig, TrainConfig
+from training.data import PairBatch, fingerprint, step_generator
 
-BASIC = ("angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
-UNSEEN = {("gemini", e) for e in ("charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic")} | {("MELD", "sarcastic")}
-SMALL_CONNECTOR = ConnectorConfig(hidden=64, layers=2, heads=2, ffn=128, dropout=0.0, speech_dim=1024, max_positions=16)
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    steps: int = 400
-    batch: int = 64
-    lr: float = 2e-3
-    weights: LossWeights = LossWeights()
-    seed: int = 0
+BASIC = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+EXTENDED = ("charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic")
+UNSEEN = tuple(f"gemini/{e}" for e in EXTENDED) + ("MELD/sarcastic",)
+GOAL = 0.9
 
 
-def _load(root: Path, folder: str, emotion: str) -> dict[str, list[np.ndarray]]:
-    """Embeddings by speaker (the file-name prefix, e.g. M003)."""
-    out: dict[str, list[np.ndarray]] = {}
-    for path in list_features(root / folder / emotion):
-        out.setdefault(path.name.split("_")[0], []).append(np.load(path).astype(np.float64).reshape(-1))
-    return out
+def _load(root: Path, folder: str, emotion: str) -> list[tuple[str, str, np.ndarray]]:
+    """(speaker, file name, embedding) of every feature file; the speaker is the name's prefix (M003_...)."""
+    return [(p.name.split("_")[0], p.name, np.load(p).astype(np.float64).reshape(-1)) for p in list_features(root / folder / emotion)]
 
 
 class HiddenMap:
     """The fixed nonlinear speech -> face map that defines the ground truth."""
 
-    def __init__(self, seed: int, scale: float) -> None:
+    def __init__(self, seed: int, units: int, dim: int, scale: float) -> None:
         g = np.random.default_rng(1000 + seed)
-        self.w1 = g.standard_normal((64, 1024)) / math.sqrt(1024)
-        self.w2 = g.standard_normal((10, 64)) / math.sqrt(64)
+        self.w1 = torch.from_numpy(g.standard_normal((units, dim)) / math.sqrt(dim))
+        self.w2 = torch.from_numpy(g.standard_normal((10, units)) / math.sqrt(units))
         self.scale = scale
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        return (self.w2 @ np.tanh(self.w1 @ (v / self.scale))).astype(np.float32)
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """(N,dim) float64 -> (N,10) float32."""
+        return (torch.tanh(v @ self.w1.T / self.scale) @ self.w2.T).float()
+
+
+def _tracks(g: torch.Generator, n: int, frames: int) -> torch.Tensor:
+    steps = 0.05 * torch.randn(n, frames, 10, generator=g)
+    return 0.3 * torch.randn(n, 1, 10, generator=g) + steps.cumsum(1)
 
 
 @dataclass
-class Data:
-    train_vectors: np.ndarray  # (N,1024) clip vectors of basic emotions
-    train_gain: np.ndarray  # (N,) per-speaker gain
-    unseen: dict[str, np.ndarray]  # name -> (1024,) vector
-    truth: HiddenMap
+class _Clips:
+    vectors: torch.Tensor  # (N,dim) float64
+    speaker: torch.Tensor  # (N,) speaker index
+    emotion: list[str]
 
 
-def build(root: Path, seed: int) -> Data:
-    neutral = _load(root, "MEAD", "neutral")
-    neutral_mean = {s: np.mean(v, axis=0) for s, v in neutral.items()}
-    everyone = np.mean([v for vs in neutral.values() for v in vs], axis=0)
-    g = np.random.default_rng(seed)
-    gains = {s: float(g.uniform(0.8, 1.2)) for s in neutral_mean}
-    vectors, gain = [], []
-    for emotion in BASIC:
-        for speaker, clips in _load(root, "MEAD", emotion).items():
-            for clip in clips:
-                vectors.append(clip - neutral_mean[speaker])
-                gain.append(gains[speaker])
-    train = np.stack(vectors)
-    unseen = {f"{folder}/{e}": np.mean([c for cs in _load(root, folder, e).values() for c in cs], axis=0) - everyone for folder, e in sorted(UNSEEN)}
-    scale = float(np.median(np.linalg.norm(train, axis=1))) / math.sqrt(1024) * 4
-    return Data(train, np.array(gain), unseen, HiddenMap(seed, scale))
+class SyntheticPairs:
+    """Pairs neutral -> emotion with synthetic expressions; a PairSource for the trainer."""
+
+    def __init__(self, root: Path, seed: int, window: int, cfg: SyntheticDataConfig = SyntheticDataConfig(), teacher_forcing: float = 0.5) -> None:
+        self.seed, self.window, self.cfg, self.teacher_forcing = seed, window, cfg, teacher_forcing
+        g = np.random.default_rng(seed)
+        rows = {e: _load(root, "MEAD", e) for e in BASIC}
+        if not all(rows.values()):
+            raise ValueError(f"{root} lacks MEAD feature folders for {', '.join(e for e, r in rows.items() if not r)}")
+        speakers = sorted({s for r in rows.values() for s, _, _ in r})
+        train, held = [], []
+        for emotion in BASIC:
+            order = g.permutation(len(rows[emotion]))
+            cut = max(1, round(len(order) * cfg.held_out_share))
+            held += [(emotion, *rows[emotion][k]) for k in sorted(order[:cut])]
+            train += [(emotion, *rows[emotion][k]) for k in sorted(order[cut:])]
+        neutral = defaultdict(list)
+        for emotion, speaker, _, vec in train:
+            if emotion == "neutral":
+                neutral[speaker].append(vec)
+        self.neutral_mean = {s: np.mean(neutral[s], axis=0) for s in speakers}
+        everyone = np.mean([v for vs in neutral.values() for v in vs], axis=0)
+        self.gain = torch.from_numpy(1 + g.uniform(-cfg.gain_spread, cfg.gain_spread, len(speakers))).float()
+        self.offset = torch.from_numpy(g.normal(0, 0.3, (len(speakers), 10))).float()
+        self.train = self._clips(train, speakers)
+        self.held = self._clips(held, speakers)
+        self.unseen = {name: np.mean([v for _, _, v in _load(root, *name.split("/"))], axis=0) - everyone for name in UNSEEN}
+        self.truth = HiddenMap(seed, cfg.hidden_units, everyone.shape[0], 1.0)
+        self.truth.scale = float((self.train.vectors @ self.truth.w1.T).std()) / cfg.nonlinearity
+        self.fingerprint = fingerprint([f"synthetic|{seed}|{cfg.model_dump_json()}"] + sorted(f"{e}|{s}|{n}" for e, s, n, _ in train + held))
+
+    def _clips(self, rows: list, speakers: list[str]) -> _Clips:
+        vectors = torch.from_numpy(np.stack([vec - self.neutral_mean[s] for _, s, _, vec in rows]))
+        return _Clips(vectors, torch.tensor([speakers.index(s) for _, s, _, _ in rows]), [e for e, _, _, _ in rows])
+
+    def _pairs(self, g: torch.Generator, speech: torch.Tensor, speaker: torch.Tensor, gain: torch.Tensor, emotions: list[str], forcing: float) -> PairBatch:
+        n, t = speech.shape[0], self.window
+        change = (gain[:, None] * self.truth(speech))[:, None].expand(n, t, 10)
+        exp_i = self.offset[speaker][:, None] + _tracks(g, n, t)
+        forced = (torch.rand(n, generator=g) < forcing).float()[:, None, None]
+        return PairBatch(change * forced, speech.float()[:, None], exp_i, exp_i + change, ["neutral"] * n, emotions)
+
+    def train_batch(self, step: int, size: int) -> PairBatch:
+        g = step_generator(self.seed, step)
+        clips = self.train
+        idx = torch.randint(0, len(clips.emotion), (size, 3), generator=g)
+        weights = torch.rand(size, 3, generator=g, dtype=torch.float64)
+        single = torch.rand(size, generator=g) >= self.cfg.blend_share
+        weights[single] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+        weights = weights / weights.sum(1, keepdim=True)
+        speech = (weights[..., None] * clips.vectors[idx]).sum(1)
+        gain = (weights.float() * self.gain[clips.speaker[idx]]).sum(1)
+        emotions = [clips.emotion[int(k)] if s else "blend" for k, s in zip(idx[:, 0], single)]
+        return self._pairs(g, speech, clips.speaker[idx[:, 0]], gain, emotions, self.teacher_forcing)
+
+    def reference_batch(self, size: int) -> PairBatch:
+        """Single training clips (no blends), for the centroids of `centroid_acc`."""
+        g = step_generator(self.seed, -2)
+        idx = torch.arange(size) % len(self.train.emotion)
+        return self._pairs(g, self.train.vectors[idx], self.train.speaker[idx], self.gain[self.train.speaker[idx]], [self.train.emotion[int(k)] for k in idx], 0.0)
+
+    def eval_batches(self, pairs: int) -> dict[str, PairBatch]:
+        g = step_generator(self.seed, -1)
+        idx = torch.arange(pairs) % len(self.held.emotion)
+        held = self._pairs(g, self.held.vectors[idx], self.held.speaker[idx], self.gain[self.held.speaker[idx]], [self.held.emotion[int(k)] for k in idx], 0.0)
+        per = max(1, pairs // len(self.unseen))
+        names = [name for name in self.unseen for _ in range(per)]
+        speech = torch.from_numpy(np.stack([self.unseen[name] for name in names]))
+        speaker = torch.randint(0, len(self.gain), (len(names),), generator=g)
+        unseen = self._pairs(g, speech, speaker, torch.ones(len(names)), names, 0.0)
+        return {"held_out": held, "unseen": unseen}
 
 
-def _tracks(g: torch.Generator, batch: int, frames: int) -> torch.Tensor:
-    """Neutral expression tracks: smooth random walks."""
-    steps = 0.05 * torch.randn(batch, frames, 10, generator=g)
-    return torch.randn(batch, 1, 10, generator=g) * 0.5 + steps.cumsum(1)
+def goal_figure(metrics: dict[str, float]) -> float:
+    """Mean cosine over the 6 extended emotions (MELD's sarcasm is reported beside it)."""
+    return float(np.mean([metrics[f"unseen/emotion_cos/gemini/{e}"] for e in EXTENDED]))
 
 
-def _blend_batch(g: torch.Generator, vectors: torch.Tensor, gains: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half the batch: single clips; half: random weighted blends of three clips (their truth is H of
-    the blend). Blends teach the connector the space between the basic emotions, which is where the
-    unseen ones lie; without them it learns seven clusters and maps new vectors onto them."""
-    idx = torch.randint(0, len(vectors), (batch, 3), generator=g)
-    weights = torch.rand(batch, 3, generator=g)
-    weights[: batch // 2] = torch.tensor([1.0, 0.0, 0.0])
-    weights = weights / weights.sum(1, keepdim=True)
-    return (weights[..., None] * vectors[idx]).sum(1), (weights * gains[idx]).sum(1)
+VARIANTS = {"recon": (0.0, 0.0), "recon+cnt": (0.1, 0.0), "recon+cnt+dir": (0.1, 0.05)}
 
 
-def train(data: Data, cfg: SyntheticConfig, use_contrastive: bool, use_directional: bool) -> Connector:
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    model = Connector(SMALL_CONNECTOR)
-    contrast = TokenContrast(SMALL_CONNECTOR.hidden)
-    params = list(model.parameters()) + (list(contrast.parameters()) if use_contrastive else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    vectors = torch.from_numpy(data.train_vectors).float()
-    gains = torch.from_numpy(data.train_gain).float()
-    t = SMALL_CONNECTOR.window
-    model.train()
-    for _ in range(cfg.steps):
-        speech_np, gain = _blend_batch(g, vectors, gains, cfg.batch)
-        speech = speech_np.unsqueeze(1)
-        direction = torch.from_numpy(np.stack([data.truth(v) for v in speech_np.double().numpy()]))
-        change = (gain[:, None] * direction).unsqueeze(1).expand(-1, t, -1)
-        exp_i = _tracks(g, cfg.batch, t)
-        exp_j = exp_i + change
-        zeros = torch.zeros_like(exp_i)
-        fwd = model.run(zeros, speech, exp_i)
-        bwd = model.run(zeros, -speech, exp_j)
-        d_ij, d_ji = fwd.delta.reshape(cfg.batch, t, 10), bwd.delta.reshape(cfg.batch, t, 10)
-        loss = reconstruction(exp_i + d_ij, exp_j) + reconstruction(exp_j + d_ji, exp_i)
-        if use_contrastive:
-            loss = loss + cfg.weights.contrastive * (contrast(fwd.speech_emb, change) + contrast(bwd.speech_emb, -change)) / 2
-        if use_directional:
-            loss = loss + cfg.weights.directional * directional(d_ij, d_ji)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-    return model.eval()
+@dataclass
+class BenchmarkRow:
+    variant: str
+    seed: int
+    unseen_cos: float
+    meld_sarcastic_cos: float
+    held_out_cos: float
+    held_out_recon: float
+    held_out_centroid_acc: float
 
 
-@torch.no_grad()
-def cosines(model: Connector, data: Data, vectors: dict[str, np.ndarray], seed: int = 123) -> dict[str, float]:
-    """Per vector: cosine of the mean predicted change (over neutral tracks) with the truth."""
-    g = torch.Generator().manual_seed(seed)
-    t = model.cfg.window
-    out = {}
-    for name, v in vectors.items():
-        exp = _tracks(g, 32, t)
-        speech = torch.from_numpy(v).float().expand(32, 1, -1)
-        delta = model.run(torch.zeros_like(exp), speech, exp).delta.reshape(32, t, 10).mean((0, 1))
-        out[name] = float(F.cosine_similarity(delta, torch.from_numpy(data.truth(v)), dim=0))
-    return out
+def _one(cfg_json: str, seed: int, variant: str, run_dir: Path, threads: int | None, progress: bool) -> BenchmarkRow:
+    """One (variant, seed) run with the real trainer; top-level so a process pool can run it."""
+    from training.sources import open_source
+    from training.trainer import Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig.model_validate_json(cfg_json)
+    w_cnt, w_dir = VARIANTS[variant]
+    cfg = cfg.model_copy(update={"seed": seed, "loss": cfg.loss.model_copy(update={"contrastive": w_cnt, "directional": w_dir})})
+    m = Trainer(cfg, open_source(cfg), run_dir, progress=progress).train().metrics
+    return BenchmarkRow(variant, seed, goal_figure(m), m["unseen/emotion_cos/MELD/sarcastic"], m["held_out/direction_cos"],
+                        m["held_out/recon_l1"], m["held_out/centroid_acc"])
 
 
-VARIANTS = {"recon": (False, False), "recon+cnt": (True, False), "recon+cnt+dir": (True, True)}
+def run_benchmark(cfg: TrainConfig, seeds: list[int], variants: list[str], out_dir: Path | None = None, jobs: int = 1) -> list[BenchmarkRow]:
+    """Every (variant, seed), `jobs` at a time in spawned processes of one thread each; runs go under `out_dir`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if cfg.data.layout != "synthetic":
+        raise ValueError(f"the synthetic benchmark needs a synthetic config, not layout {cfg.data.layout!r}")
+    with tempfile.TemporaryDirectory(prefix="cmet-synthetic-") as scratch:
+        base = Path(out_dir) if out_dir is not None else Path(scratch)
+        runs = [(cfg.model_dump_json(), seed, variant, base / f"{variant}-seed{seed}") for variant in variants for seed in seeds]
+        if jobs == 1:
+            return [_one(*run, None, True) for run in runs]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_one, *zip(*runs), [1] * len(runs), [False] * len(runs)))
 
 
-def ablation(root: Path, seeds: list[int], cfg: SyntheticConfig) -> dict[str, list[float]]:
-    """Mean unseen-emotion cosine per variant and seed."""
-    results: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        data = build(root, seed)
-        for variant, (cnt, dirn) in VARIANTS.items():
-            model = train(data, SyntheticConfig(cfg.steps, cfg.batch, cfg.lr, cfg.weights, seed), cnt, dirn)
-            results[variant].append(float(np.mean(list(cosines(model, data, data.unseen).values()))))
-    return results
+def summarise(rows: list[BenchmarkRow]) -> list[str]:
+    """Mean +- std over seeds per variant, then every run."""
+    lines = [f"{'variant':<15} {'unseen cos (6 ext.)':>22} {'MELD sarcasm':>14} {'held-out cos':>14} {'held-out L1':>13} {'centroid acc':>13}"]
+    for variant in dict.fromkeys(r.variant for r in rows):
+        mine = [r for r in rows if r.variant == variant]
+
+        def stat(field: str) -> str:
+            values = np.array([getattr(r, field) for r in mine])
+            return f"{values.mean():.3f} +- {values.std():.3f}"
+
+        lines.append(f"{variant:<15} {stat('unseen_cos'):>22} {stat('meld_sarcastic_cos'):>14} {stat('held_out_cos'):>14} "
+                     f"{stat('held_out_recon'):>13} {stat('held_out_centroid_acc'):>13}")
+    lines.append(f"over {len(set(r.seed for r in rows))} seeds; per run:")
+    lines += [f"  {r.variant:<15} seed {r.seed}: unseen {r.unseen_cos:.3f}, MELD {r.meld_sarcastic_cos:.3f}, held-out {r.held_out_cos:.3f}" for r in rows]
+    return lines

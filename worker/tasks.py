@@ -16,6 +16,8 @@ from typing import Any
 from celery import Task
 
 from cmet_core.errors import InputError
+from cmet_core.models.connector_registry import LATEST
+from cmet_core.models.errors import ModelLoadError
 from service import emotions, jobs, webhooks
 from service.db.models import JobState
 from service.db.session import session_scope
@@ -41,21 +43,46 @@ _EDITOR_LOCK = threading.Lock()
 
 
 def editor(settings: ServiceSettings) -> Any:
-    """Models load once per worker process and stay warm (once, even when jobs start in several threads)."""
+    """Models load once per worker process and stay warm (once, even when jobs start in several threads).
+
+    A worker serving the registry's `latest` connector looks again at every job and switches when
+    a newer version has been published; jobs already running keep the connector they started with.
+    """
     global _EDITOR
     with _EDITOR_LOCK:
-        return _EDITOR if _EDITOR is not None else _load_editor(settings)
+        if _EDITOR is None:
+            return _load_editor(settings)
+        if settings.connector_version == LATEST:
+            _follow_latest(_EDITOR)
+        return _EDITOR
+
+
+def _follow_latest(loaded: Any) -> None:
+    from cmet_core.models.connector_registry import choose
+
+    try:
+        choice = choose(LATEST)
+    except ModelLoadError:  # registry unreachable or emptied: keep serving what is loaded
+        log.warning("cannot look up the latest connector; keeping %s", loaded.connector_label, exc_info=True)
+        return
+    current = loaded.models.connector_choice
+    if choice is not None and (current is None or current.version != choice.version):
+        with metrics.MODEL_LOAD.time():
+            loaded.use_connector(choice)
+        log.info("now serving connector %s", loaded.connector_label)
 
 
 def _load_editor(settings: ServiceSettings) -> Any:
     global _EDITOR
+    from cmet_core.models.connector_registry import choose
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.models.sets import select_set
     from cmet_core.pipeline import Editor
     from worker.batcher import BatchingRunner, BatchPolicy, SpeechBatcher
 
     with metrics.MODEL_LOAD.time():
-        loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device))
+        choice = choose(settings.connector_version)
+        loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device), connector=choice)
     # jobs running in this process's threads share the models; their frames share forwards
     policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
 
@@ -216,7 +243,8 @@ def _edit(settings: ServiceSettings, key_id: str, request: dict[str, Any], video
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
-    return {"frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width, "height": result.height}
+    return {"frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width, "height": result.height,
+            "connector": result.connector}
 
 
 @app.task(name=emotions.BUILD, acks_late=True)

@@ -19,6 +19,7 @@ from cmet_core.models.manifests import (
     Kind,
     ModelManifest,
     Source,
+    TrainingRecord,
     atomic_path,
     now_utc,
     read_model_manifest,
@@ -125,6 +126,7 @@ def write_model(
     source: Source,
     stem: str | None = None,
     origin: str | None = None,
+    training: TrainingRecord | None = None,
 ) -> Path:
     """Write `<stem>.safetensors` and its manifest after checking the state fits the config.
 
@@ -154,6 +156,7 @@ def write_model(
         config=dict(config),
         source=source,
         created_at=now_utc(),
+        training=training,
     )
     mpath = dest_dir / f"{stem}.json"
     write_manifest(manifest, mpath)

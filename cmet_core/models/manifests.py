@@ -56,6 +56,20 @@ def _check_semver(value: str) -> str:
     return value
 
 
+def is_semver(value: str) -> bool:
+    return _SEMVER.fullmatch(value) is not None
+
+
+def semver_key(value: str) -> tuple:
+    """Sort key by SemVer 2.0 precedence: a pre-release sorts before its release; build metadata is
+    ignored for precedence but breaks ties, so the order is total."""
+    core, _, build = value.partition("+")
+    core, _, pre = core.partition("-")
+    major, minor, patch = (int(p) for p in core.split("."))
+    pre_key: tuple = (1,) if not pre else (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
+    return (major, minor, patch, pre_key, build)
+
+
 # ----------------------------------------------------------------------------------------------
 # Manifests
 
@@ -65,7 +79,7 @@ class Source(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["hub", "file", "make-tiny", "cmet-fill-v1"]
+    kind: Literal["hub", "file", "make-tiny", "cmet-fill-v1", "trained"]
     repo_id: str | None = None
     filename: str | None = None
     revision: str | None = Field(default=None, description="Hub commit the file was resolved to.")
@@ -82,7 +96,21 @@ class Source(BaseModel):
             return f"file:{self.path}"
         if self.kind == "make-tiny":
             return f"make-tiny seed={self.seed}"
+        if self.kind == "trained":
+            return f"trained seed={self.seed}"
         return self.kind
+
+
+class TrainingRecord(BaseModel):
+    """How a trained connector was made, so a served version can be traced back and compared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(description="The whole training configuration, as data.")
+    data_fingerprint: str = Field(pattern=_SHA256, description="Digest of the training data (clip list and feature digests).")
+    metrics: dict[str, float] = Field(default_factory=dict, description="The last evaluation's figures.")
+    steps: int = Field(ge=0)
+    parent: str | None = Field(default=None, description="Registry version training started from, if any.")
 
 
 class ModelManifest(BaseModel):
@@ -102,6 +130,7 @@ class ModelManifest(BaseModel):
     config: dict[str, Any]
     source: Source
     created_at: datetime
+    training: TrainingRecord | None = None
 
     @field_validator("version")
     @classmethod

@@ -28,6 +28,7 @@ import torch
 
 from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
+from cmet_core.models.connector_registry import ConnectorChoice
 from cmet_core.models.convert import import_emotion2vec
 from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
@@ -316,22 +317,47 @@ def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
 
 @dataclass
 class ModelSet:
-    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder."""
+    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder.
+
+    `connector_choice` is set when the connector came from the registry instead of the set."""
 
     path: Path
     manifest: SetManifest
     edtalk: Generator
     connector: Connector
     emotion2vec_dir: Path
+    connector_choice: ConnectorChoice | None = None
+    configs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def connector_label(self) -> str:
+        """name@version of the connector that serves."""
+        if self.connector_choice is not None:
+            return f"{self.connector_choice.manifest.name}@{self.connector_choice.version}"
+        entry = self.manifest.models["connector"]
+        return f"{entry.name}@{entry.version}"
+
+    def use_connector(self, choice: ConnectorChoice) -> None:
+        """Serve a registry connector instead of the current one, once it is known to fit the set."""
+        connector = load_connector(choice.registry.local_weights(choice.version))
+        problems = _compatibility({**self.configs, "connector": connector.cfg.to_dict()})
+        if problems:
+            raise ModelLoadError(f"registry connector {choice.version} does not fit set {self.manifest.name}: " + "; ".join(c.detail for c in problems))
+        self.connector, self.connector_choice = connector, choice
 
 
-def load_set(set_dir: Path | None = None, *, verify: bool = True) -> ModelSet:
-    """Load the set at `set_dir` (default: the one `select_set` picks in the models dir)."""
+def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
+    """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
+    replaces the set's own connector with a registry version."""
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)
-    _, ed_weights = model_manifest(path, manifest, "edtalk")
-    _, con_weights = model_manifest(path, manifest, "connector")
+    ed, ed_weights = model_manifest(path, manifest, "edtalk")
+    con, con_weights = model_manifest(path, manifest, "connector")
     e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
     if verify:
         verify_digest(e2v, e2v_dir)
-    return ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir)
+    configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
+    models = ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir, configs=configs)
+    if connector is not None:
+        models.use_connector(connector)
+    return models

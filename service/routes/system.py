@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service import jobs, metrics, queue, schemas
+from service.problems import ProblemError
 from service.db.session import session_scope
 from service.deps import KeyDep, SettingsDep, StorageDep
 
@@ -53,13 +54,36 @@ def _ping_db(url: str) -> None:
 
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
 def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
-    """The model set the workers serve."""
-    from cmet_core.models.sets import read_set, select_set
+    """The model set the workers serve, and which connector: the set's own or a registry version."""
+    from cmet_core.models.connector_registry import choose
+    from cmet_core.models.errors import ModelLoadError
+    from cmet_core.models.sets import model_manifest, read_set, select_set
 
-    path = select_set(settings.models_set or settings.resolved_models_dir)
-    manifest = read_set(path)
+    try:
+        path = select_set(settings.models_set or settings.resolved_models_dir)
+        manifest = read_set(path)
+        choice = choose(settings.connector_version)
+        connector = choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0]
+    except ModelLoadError as exc:
+        raise ProblemError(503, "models_unavailable", str(exc)) from None
     infos = [schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()]
-    return schemas.ModelSetInfo(name=manifest.name, version=manifest.version, models=infos)
+    if choice is not None:
+        infos = [i for i in infos if i.kind != "connector"] + [
+            schemas.ModelInfo(kind="connector", name=connector.name, version=connector.version, sha256=connector.sha256)
+        ]
+    training = connector.training
+    served = schemas.ServedConnector(
+        selection=choice.selection if choice is not None else "set",
+        name=connector.name,
+        version=connector.version,
+        sha256=connector.sha256,
+        registry=choice.registry.where if choice is not None else None,
+        source=connector.source.summary(),
+        training_steps=training.steps if training else None,
+        parent=training.parent if training else None,
+        metrics=training.metrics if training else {},
+    )
+    return schemas.ModelSetInfo(name=manifest.name, version=manifest.version, models=infos, connector=served)
 
 
 @router.get("/metrics", include_in_schema=False)

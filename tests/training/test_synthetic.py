@@ -1,4 +1,5 @@
-"""The synthetic benchmark on the real emotion2vec+ features, small enough for CI."""
+"""The synthetic benchmark on the real emotion2vec+ features, CI-sized: the paper's loss must
+predict the directions of the 6 extended emotions it never saw with mean cosine >= 0.9."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from training.config import load_config
 from training.losses import TokenContrast, directional
-from training.synthetic import SyntheticConfig, build, cosines, train
+from training.synthetic import EXTENDED, GOAL, SyntheticPairs, run_benchmark, summarise
 
 
 def test_losses_behave() -> None:
@@ -19,12 +21,22 @@ def test_losses_behave() -> None:
     assert contrast(speech, visual).item() > 0
 
 
-def test_the_benchmark_runs_end_to_end(test_data: Path) -> None:
-    """A short run of the synthetic benchmark on the real features: data, training, scoring.
-    (Its quality is what `cmet-train synthetic` reports; the 0.9 goal is not met yet.)"""
-    torch.set_num_threads(1)
-    data = build(test_data / "e2v", seed=0)
-    assert len(data.unseen) == 7 and len(data.train_vectors) > 100
-    model = train(data, SyntheticConfig(steps=20, batch=16), use_contrastive=True, use_directional=True)
-    got = cosines(model, data, data.unseen)
-    assert set(got) == set(data.unseen) and all(-1.0 <= c <= 1.0 for c in got.values())
+def test_synthetic_pairs_hold_out_the_extended_emotions(test_data: Path) -> None:
+    source = SyntheticPairs(test_data / "e2v", seed=0, window=5)
+    trained = set(source.train.emotion)
+    assert trained == {"angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"}
+    assert not trained & set(EXTENDED)
+    batch = source.train_batch(7, 16)
+    again = source.train_batch(7, 16)
+    assert torch.equal(batch.exp_j, again.exp_j) and torch.equal(batch.speech, again.speech)  # a pure function of (seed, step)
+    unseen = source.eval_batches(70)["unseen"]
+    assert {e.split("/")[1] for e in unseen.emotion_j} == set(EXTENDED)
+
+
+def test_ci_benchmark_meets_the_goal(test_data: Path, tmp_path: Path) -> None:
+    cfg = load_config("synthetic-ci", [f"data.synthetic.features={test_data / 'e2v'}"])
+    rows = run_benchmark(cfg, [0], ["recon+cnt+dir"], tmp_path)
+    print("\n" + "\n".join(summarise(rows)))
+    (row,) = rows
+    assert row.unseen_cos >= GOAL, f"unseen-emotion cosine {row.unseen_cos:.3f} < {GOAL}"
+    assert row.held_out_cos > 0.8
