@@ -80,3 +80,15 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: config") and "optim.lr" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_autocast_choice_and_a_forced_bf16_run_on_the_cpu(test_data: Path, tmp_path: Path) -> None:
+    """bf16 autocast, the default on CUDA, runs the same loop; on the CPU it is off unless forced.
+    (No CUDA device here: the CUDA choice is checked as a decision, not run.)"""
+    from training.trainer import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    cfg = tiny_config(test_data / "e2v", amp="bf16", device="cpu", schedule={"steps": 3, "warmup_steps": 0}, eval={"every": 3, "pairs": 16})
+    result = Trainer(cfg, open_source(cfg), tmp_path / "run").train()
+    assert all(loss == loss and abs(loss) < 1e3 for _, loss in result.losses)  # finite
