@@ -51,12 +51,13 @@ def train(
 ) -> None:
     """Train the connector (resumes an interrupted run exactly)."""
     from training.config import load_config
+    from training.export import start_from
     from training.sources import open_source
     from training.trainer import Trainer
 
     _threads(threads)
     cfg = _run(load_config, config, overrides)
-    init_state, parent = _run(_initial, cfg.model.init)
+    init_state, parent = _run(start_from, cfg.model.init)
     trainer = _run(Trainer, cfg, _run(open_source, cfg), run, progress=True, init_state=init_state, parent=parent)
     if not resume and trainer.checkpoints():
         typer.echo(f"error: {run} already holds checkpoints; pass --resume or use a new folder", err=True)
@@ -67,18 +68,6 @@ def train(
     typer.echo(f"trained {result.step} steps into {run}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<40} {value:.4f}")
-
-
-def _initial(selection: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The registry connector a run starts from (its parent), if the config names one."""
-    if selection is None:
-        return None, None
-    from cmet_core.models.checkpoints import load_connector
-    from cmet_core.models.connector_registry import choose
-
-    choice = choose(selection)
-    assert choice is not None
-    return load_connector(choice.registry.local_weights(choice.version)).state_dict(), choice.version
 
 
 @app.command("evaluate")

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from cmet_core.models.checkpoints import write_model
-from cmet_core.models.connector_registry import Registry
+from cmet_core.models.checkpoints import load_connector, write_model
+from cmet_core.models.connector_registry import Registry, choose
 from cmet_core.models.convert import convert_connector
 from cmet_core.models.manifests import ModelManifest, Source, TrainingRecord, semver_key
 from training.model import connector_config
 from training.trainer import final_state, read_run
 
 Bump = Literal["major", "minor", "patch"]
+
+
+def start_from(selection: str | None, registry: Registry | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The registry connector a run starts from and its version (the run's parent), if any."""
+    if selection is None:
+        return None, None
+    choice = choose(selection, registry)
+    assert choice is not None
+    return load_connector(choice.registry.local_weights(choice.version)).state_dict(), choice.version
 
 
 def next_version(registry: Registry, bump: Bump = "minor") -> str:

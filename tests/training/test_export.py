@@ -178,3 +178,19 @@ def test_the_service_serves_and_shows_the_registry_connector(trained_run: Path, 
                     done = wait_final(client, r.json()["id"])
                     assert done["state"] == "succeeded" and done["result"]["connector"] == f"test-connector@{expected}", json.dumps(done)
                     export_run(trained_run, registry)
+
+
+def test_a_run_started_from_a_version_records_it_as_its_parent(trained_run: Path, test_data: Path, tmp_path: Path) -> None:
+    from training.export import start_from
+
+    registry = DirectoryRegistry(tmp_path / "registry")
+    export_run(trained_run, registry)
+    state, parent = start_from(LATEST, registry)
+    assert parent == "0.1.0" and state is not None
+    cfg = tiny_config(test_data / "e2v", model={"connector": TINY_CONNECTOR, "init": LATEST}, schedule={"steps": 2, "warmup_steps": 0},
+                      eval={"every": 2, "pairs": 16})
+    trainer = Trainer(cfg, open_source(cfg), tmp_path / "run", init_state=state, parent=parent)
+    assert all(torch.equal(v, state[k]) for k, v in trainer.model.connector.state_dict().items())  # starts from the parent's weights
+    trainer.train()
+    child = export_run(tmp_path / "run", registry)
+    assert child.version == "0.2.0" and child.training is not None and child.training.parent == "0.1.0"

@@ -92,3 +92,31 @@ def test_autocast_choice_and_a_forced_bf16_run_on_the_cpu(test_data: Path, tmp_p
     cfg = tiny_config(test_data / "e2v", amp="bf16", device="cpu", schedule={"steps": 3, "warmup_steps": 0}, eval={"every": 3, "pairs": 16})
     result = Trainer(cfg, open_source(cfg), tmp_path / "run").train()
     assert all(loss == loss and abs(loss) < 1e3 for _, loss in result.losses)  # finite
+
+
+def test_cli_run_killed_mid_training_resumes_to_the_same_curve(test_data: Path, tmp_path: Path) -> None:
+    """`cmet-train train` as a user runs it: SIGKILL after a checkpoint, the same command again
+    finishes the run, and its log equals an uninterrupted run's (one CPU thread on both sides)."""
+    import json
+    import os
+    import signal
+    import time
+
+    cfg = tiny_config(test_data / "e2v", schedule={"steps": 40, "warmup_steps": 2}, eval={"every": 20, "pairs": 16},
+                      checkpoint={"every": 10, "keep": 2})
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_data()))
+    cmd = [sys.executable, "-m", "training.cli", "train", "--run", str(tmp_path / "cli"), "--config", str(tmp_path / "cfg.json"), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cli" / "checkpoints" / "step-00000020.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resumed at step" in again.stdout and "trained 40 steps" in again.stdout
+
+    torch.set_num_threads(1)
+    Trainer(cfg, open_source(cfg), tmp_path / "whole").train()
+    assert _curve(tmp_path / "cli") == _curve(tmp_path / "whole")
