@@ -75,10 +75,12 @@ def renew_lease(session: Session, job_id: str) -> None:
 
 
 def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
-    """Claim a job for running; None when there is nothing to run (gone, final, or canceled now).
+    """Claim a job for running; None when there is nothing to run (gone or already final).
 
     A running job whose lease is still fresh belongs to a live worker: JobBusy. One whose lease
-    lapsed lost its worker (killed, machine gone) and is taken over: the attempt is counted.
+    lapsed lost its worker (killed, machine gone) and is taken over: the attempt is counted. A
+    job this call ends instead (cancel requested, attempts used up) is returned in its final
+    state, so the caller tells its subscriber like of any other end.
     """
     job = lock(session, job_id)
     if job is None or JobState(job.state).final:
@@ -87,11 +89,11 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
         raise JobBusy((job.lease_until - now()).total_seconds() + 0.5)
     if job.cancel_requested:
         finish(job, JobState.CANCELED)
-        return None
+        return job
     job.attempts += 1
     if job.attempts > max_attempts:
         finish(job, JobState.FAILED, "too_many_attempts", f"the job was started {max_attempts} times without finishing")
-        return None
+        return job
     job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
     job.lease_until = now() + timedelta(seconds=LEASE_S)
     return job

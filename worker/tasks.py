@@ -183,13 +183,21 @@ def run_edit(self: Task, job_id: str) -> str:
             job = jobs.start(session, job_id, settings.job_max_attempts)
             if job is None:
                 return "skipped"
-            request, inputs, key_id = dict(job.request), dict(job.inputs), job.key_id
-            if job.attempts == 1 and job.started_at is not None:
-                metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
-            running = webhooks.emit(session, job, "edit.running", storage)
+            state = JobState(job.state)
+            if state.final:  # ended by start: canceled meanwhile, or out of attempts
+                metrics.JOBS.labels(state=state.value).inc()
+                event = webhooks.emit(session, job, f"edit.{state.value}", storage)
+            else:
+                request, inputs, key_id = dict(job.request), dict(job.inputs), job.key_id
+                if job.attempts == 1 and job.started_at is not None:
+                    metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
+                event = webhooks.emit(session, job, "edit.running", storage)
     except jobs.JobBusy as busy:
         raise self.retry(countdown=busy.retry_in, max_retries=None) from None
-    webhooks.dispatch(settings, [running])
+    webhooks.dispatch(settings, [event])
+    if state.final:
+        return state.value
+
     heartbeat = _Heartbeat(settings, job_id)
     try:
         with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:

@@ -96,3 +96,29 @@ def test_webhook_to_a_private_address_is_refused_up_front(stack: Stack, hooked, 
     with clip.open("rb") as f:
         r = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy", "webhook_url": "http://169.254.169.254/latest"})
     assert r.status_code == 422 and r.json()["code"].startswith("url_")
+
+
+def test_a_job_out_of_attempts_fails_and_says_so(hooked, stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A job whose worker died on every attempt ends `failed` with `too_many_attempts` when it is
+    picked up once more, and its subscriber hears `edit.failed` like of any other end."""
+    from service.db.models import Job
+    from service.db.session import session_scope
+
+    client, webhook_secret = hooked
+    clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2)
+    stack.stop_worker()
+    try:
+        with webhook_receiver(webhook_secret) as hook:
+            job_id = _submit(client, clip, hook.url)
+            with session_scope(stack.extra["database_url"]) as session:
+                job = session.get(Job, job_id)
+                assert job is not None and job.state == "queued"
+                job.attempts = 3  # the default CMET_JOB_MAX_ATTEMPTS, all used up
+            stack.start_worker()
+            done = wait_final(client, job_id)
+            assert (done["state"], done["error"]["code"]) == ("failed", "too_many_attempts"), done
+            _until(lambda: "edit.failed" in hook.events())
+            assert hook.events() == ["edit.failed"] and hook.calls[0].verified
+    finally:
+        if stack.worker is None:
+            stack.start_worker()
