@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from cmet_core.errors import InputError
 from cmet_core.models.connector_registry import LATEST
@@ -131,14 +132,23 @@ class _Heartbeat:
         self._thread.join(5)
 
 
-class _Progress:
-    """Writes progress to the record at most every half second and notices cancel requests there."""
+class JobTimedOut(Exception):
+    """The edit ran past its soft time limit; raised from the progress callback between chunks."""
 
-    def __init__(self, settings: ServiceSettings, storage: Storage, job_id: str) -> None:
+
+class _Progress:
+    """Writes progress to the record at most every half second, notices cancel requests there, and
+    enforces the soft time limit: Celery's thread and solo pools (batching workers, `cmet serve`)
+    never enforce time limits themselves, so the edit checks its own deadline at every chunk."""
+
+    def __init__(self, settings: ServiceSettings, storage: Storage, job_id: str, limit_s: float) -> None:
         self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
+        self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         moment = time.monotonic()
+        if moment > self.deadline:
+            raise JobTimedOut(f"the edit ran past its time limit of {self.limit_s:.0f} s (stage {stage}, {done}/{total} frames)")
         if moment - self.last < PROGRESS_EVERY_S and done < total:
             return
         self.last = moment
@@ -174,6 +184,12 @@ def deliver_webhook(delivery_id: str) -> str:
     return outcome
 
 
+def _soft_limit(task: Task) -> float:
+    """The soft limit the API scaled to this clip's length (message header), else the app's default."""
+    limits = task.request.timelimit or (None, None)
+    return float(limits[1] or app.conf.task_soft_time_limit)
+
+
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=STORAGE_RETRIES)
 def run_edit(self: Task, job_id: str) -> str:
     settings = get_service_settings()
@@ -204,7 +220,8 @@ def run_edit(self: Task, job_id: str) -> str:
             work = Path(scratch)
             video = _fetch(inputs["video"], work / "video", settings, settings.max_video_bytes)
             speech = tuple(_fetch(e, work / f"speech{i}", settings, settings.max_speech_bytes) for i, e in enumerate(inputs.get("speech", [])))
-            result = _edit(settings, key_id, request, video, speech, work / jobs.OUTPUT_NAME, _Progress(settings, storage, job_id))
+            progress = _Progress(settings, storage, job_id, _soft_limit(self))
+            result = _edit(settings, key_id, request, video, speech, work / jobs.OUTPUT_NAME, progress)
             key = jobs.output_key(job_id)
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
@@ -213,6 +230,10 @@ def run_edit(self: Task, job_id: str) -> str:
         storage.delete_prefix(jobs.output_key(job_id))
         _finish(settings, job_id, JobState.CANCELED)
         return "canceled"
+    except (JobTimedOut, SoftTimeLimitExceeded) as exc:
+        storage.delete_prefix(jobs.output_key(job_id))
+        _finish(settings, job_id, JobState.FAILED, "timeout", str(exc) or f"the edit ran past its time limit of {_soft_limit(self):.0f} s")
+        return "failed"
     except InputError as exc:
         _finish(settings, job_id, JobState.FAILED, exc.code, str(exc))
         return "failed"

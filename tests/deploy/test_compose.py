@@ -114,6 +114,8 @@ def test_workers_reserve_one_gpu_each_and_run_celery(env_source: str) -> None:
         command = svc["command"]
         assert command[:4] == ["celery", "-A", "worker.celery_app", "worker"], name
         assert command[command.index("-Q") + 1] == "${CMET_QUEUE:-cmet-edits}" == worker_env["CMET_QUEUE"], name
+        # concurrent jobs as threads of one process, so the dynamic batcher sees all their frames
+        assert command[command.index("--pool") + 1] == "threads" and int(_interpolate(command[command.index("-c") + 1], env)) >= 2, name
         assert "ping" in " ".join(svc["healthcheck"]["test"]), name
         assert svc["build"]["dockerfile"] == "deploy/Dockerfile.worker", name
         assert svc.get("hostname") == name, f"{name}: a stable celery node name"
