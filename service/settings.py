@@ -12,9 +12,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.settings import CoreSettings
+
+
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec"]
+
+
+class ModelBatching(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch: int = Field(ge=1, le=256)
+    max_wait_ms: float = Field(ge=0, le=1000)
 
 
 class ServiceSettings(CoreSettings):
@@ -38,8 +48,12 @@ class ServiceSettings(CoreSettings):
     allow_private_urls: bool = Field(default=False, description="Let URL inputs and webhooks reach private/LAN addresses.")
 
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
-    batch_max: int = Field(default=8, ge=1, le=256, description="Most frames per batched EDTalk forward across a worker's jobs.")
-    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait for other jobs' frames before a forward runs.")
+    batch_max: int = Field(default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs.")
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait for other jobs' rows before a forward runs.")
+    batch_models: dict[BatchedModel, ModelBatching] = Field(
+        default_factory=dict,
+        description='Per-model overrides of batch_max/batch_wait_ms, as JSON: {"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}.',
+    )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
     models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
 
@@ -64,6 +78,11 @@ class ServiceSettings(CoreSettings):
             except FileExistsError:
                 pass
         return path.read_text().strip().encode()
+
+    def batching(self, model: BatchedModel) -> tuple[int, float]:
+        """(max rows, max wait in ms) of one model's dynamic batcher."""
+        own = self.batch_models.get(model)
+        return (own.max_batch, own.max_wait_ms) if own is not None else (self.batch_max, self.batch_wait_ms)
 
     @property
     def url_schemes(self) -> tuple[str, ...]:

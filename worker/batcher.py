@@ -86,11 +86,13 @@ def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 class BatchingRunner:
     """An `EDTalkRunner` whose encode and render calls are batched with other threads' calls."""
 
-    def __init__(self, runner: EDTalkRunner, policy: BatchPolicy = BatchPolicy(), observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
+    def __init__(self, runner: EDTalkRunner, policy: BatchPolicy = BatchPolicy(), observe: Callable[[str, int], None] = lambda model, rows: None,
+                 renderer_policy: BatchPolicy | None = None) -> None:
+        """`policy` batches the encoder, and the renderer too unless `renderer_policy` is given."""
         self.runner = runner
         self.device = runner.device
         self._encoder = _Model("edtalk_encoder", policy, self._encode_many, observe)
-        self._renderer = _Model("edtalk_renderer", policy, self._render_many, observe)
+        self._renderer = _Model("edtalk_renderer", renderer_policy or policy, self._render_many, observe)
 
     def prepare_source(self, source: torch.Tensor) -> SourceCache:
         return self.runner.prepare_source(source)

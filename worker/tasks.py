@@ -23,7 +23,7 @@ from service import emotions, jobs, webhooks
 from service.db.models import JobState
 from service.db.session import session_scope
 from service.queue import RUN_EDIT
-from service.settings import ServiceSettings, get_service_settings
+from service.settings import BatchedModel, ServiceSettings, get_service_settings
 from service.storage import Storage, StorageError, storage_for
 from worker import metrics
 from worker.celery_app import app
@@ -85,13 +85,15 @@ def _load_editor(settings: ServiceSettings) -> Any:
         choice = choose(settings.connector_version)
         loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device), connector=choice)
     # jobs running in this process's threads share the models; their frames share forwards
-    policy = BatchPolicy(settings.batch_max, settings.batch_wait_ms)
+    def policy(model: BatchedModel) -> BatchPolicy:
+        return BatchPolicy(*settings.batching(model))
+
 
     def observe(model: str, rows: int) -> None:
         metrics.BATCH.labels(model=model).observe(rows)
 
-    loaded.runner = BatchingRunner(loaded.runner, policy, observe)  # type: ignore[assignment]
-    loaded.embed_speech = SpeechBatcher(loaded.embed_speech, policy, observe)  # type: ignore[method-assign]
+    loaded.runner = BatchingRunner(loaded.runner, policy("edtalk_encoder"), observe, policy("edtalk_renderer"))  # type: ignore[assignment]
+    loaded.embed_speech = SpeechBatcher(loaded.embed_speech, policy("emotion2vec"), observe)  # type: ignore[method-assign]
     _EDITOR = loaded
     metrics.record_gpu_memory()
     return loaded
