@@ -135,7 +135,7 @@ def edit(
         if output is None:
             label = (target.emotion or "speech").split("=")[0].split(",")[0]
             output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
-        runtime = RuntimeOptions(device=device or get_settings().device)
+        runtime = RuntimeOptions.from_settings(get_settings(), device)
         set_dir = run(select_set, models)
         selection = connector if connector is not None else get_settings().connector_version
         choice = run(choose, selection, run(open_registry, registry)) if selection is not None else None
@@ -144,7 +144,7 @@ def edit(
         with Progress(
             TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
         ) as bars:
-            tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES if stage != "expression"}
+            tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage in tasks:

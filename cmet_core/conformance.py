@@ -247,13 +247,13 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
 
     gen = Generator().eval()
     fill_module(gen, "edtalk")
-    yield _digest_group("edtalk.filled_digest", gen, edm, exclude_pe=False)
+    yield from _guarded("edtalk.filled_digest", lambda: iter([_digest_group("edtalk.filled_digest", gen, edm, exclude_pe=False)]))
     yield from _guarded("edtalk", lambda: _edtalk_groups(gen, ge, tols))
     del gen
 
     con = Connector().eval()
     fill_module(con, "connector")
-    yield _digest_group("connector.filled_digest", con, cnm, exclude_pe=True)
+    yield from _guarded("connector.filled_digest", lambda: iter([_digest_group("connector.filled_digest", con, cnm, exclude_pe=True)]))
     yield from _guarded("connector", lambda: _connector_groups(con, gc, tols))
 
 

@@ -26,6 +26,8 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from cmet_core.errors import InputError
+
 EMBEDDING_MODEL = "iic/emotion2vec_plus_large"
 EMBEDDING_DIM = 1024
 LIBRARY_FORMAT = "cmet-emotions-v1"
@@ -460,16 +462,16 @@ class EmotionLibrary(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> EmotionLibrary:
-        """Read and verify every digest; raises ValueError with the reason."""
+        """Read and verify every digest; a user's bad file is an InputError (code `bad_library`) with the reason."""
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"cannot read emotion library {path}: {exc.strerror or exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError("bad_library", f"cannot read emotion library {path}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
             problems = "; ".join(_describe(err) for err in exc.errors(include_url=False))
-            raise ValueError(f"invalid emotion library {path}: {problems}") from None
+            raise InputError("bad_library", f"invalid emotion library {path}: {problems}") from None
 
 
 def _describe(error: ErrorDetails) -> str:

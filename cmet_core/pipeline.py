@@ -194,6 +194,7 @@ class _Edit:
             speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
             with torch.inference_mode():
                 exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
+            self.progress("expression", len(boxes), len(boxes))
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial)
         return EditResult(

@@ -67,7 +67,9 @@ def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, d
     todo = _todo(find_clips(layout, root), lambda c: c.video, lambda c: c.exp_path, report)
     if not todo:
         return report
-    editor = Editor.load(select_set(models), RuntimeOptions(device=_device(device), batch=batch))
+    from cmet_core.settings import get_settings
+
+    editor = Editor.load(select_set(models), RuntimeOptions.from_settings(get_settings(), device, batch))
     options = EditOptions(chunk_frames=min(batch, 256))
     for clip in tqdm(todo, desc="visual", unit="clip"):
         assert clip.video is not None

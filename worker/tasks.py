@@ -30,7 +30,7 @@ from worker.celery_app import app
 
 log = logging.getLogger(__name__)
 
-STAGE_SPAN = {"faces": (0.0, 0.15), "encode": (0.15, 0.45), "render": (0.45, 0.98)}
+STAGE_SPAN = {"faces": (0.0, 0.15), "encode": (0.15, 0.45), "expression": (0.45, 0.45), "render": (0.45, 0.98)}
 PROGRESS_EVERY_S = 0.5
 STORAGE_RETRIES = 3
 
@@ -83,7 +83,7 @@ def _load_editor(settings: ServiceSettings) -> Any:
 
     with metrics.MODEL_LOAD.time():
         choice = choose(settings.connector_version)
-        loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions(device=settings.device), connector=choice)
+        loaded = Editor.load(select_set(settings.models_set or settings.resolved_models_dir), RuntimeOptions.from_settings(settings), connector=choice)
     # jobs running in this process's threads share the models; their frames share forwards
     def policy(model: BatchedModel) -> BatchPolicy:
         return BatchPolicy(*settings.batching(model))

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 
 from cmet_core.models.edtalk import Generator, Motion, SourceCache
+from cmet_core.settings import CoreSettings
 
 Precision = Literal["fp32", "bf16", "fp16"]
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
@@ -39,6 +40,12 @@ class RuntimeOptions:
     compile: CompileMode = "off"
     batch: int | None = None
     tf32: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings, device: str | None = None, batch: int | None = None) -> RuntimeOptions:
+        """The options the CMET_* settings name (device and batch overridable, e.g. by a CLI flag)."""
+        return cls(device=device or settings.device, precision=settings.precision, channels_last=settings.channels_last,
+                   compile=settings.compile, batch=batch or settings.render_batch)
 
     def batch_for(self, device: torch.device) -> int:
         """Frames per forward: 1 on CPU, where bigger batches measured 10-40% slower per frame."""

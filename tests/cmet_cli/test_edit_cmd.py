@@ -63,6 +63,7 @@ def test_edit_speech_clips(tiny_set: Path, tmp_path: Path, test_data: Path) -> N
         ([], "exactly one"),
         (["--emotion", "happy", "--face-box", "1,2,3"], "four numbers"),
         (["--emotion", "happy=x"], "[bad_emotion]"),
+        (["--emotion", "happy", "--library", "/no/such/library.json"], "[bad_library]"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(tiny_set: Path, tmp_path: Path, args: list[str], needle: str) -> None:

@@ -47,3 +47,14 @@ def test_cuda_request_without_cuda_is_clear() -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="CUDA is not available"):
         EDTalkRunner(_gen(), RuntimeOptions(device="cuda:0"))
+
+
+def test_runtime_options_come_from_the_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The product (cmet edit, workers, prep) reaches every generator option through CMET_* settings."""
+    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.settings import CoreSettings
+
+    for name, value in {"CMET_PRECISION": "bf16", "CMET_CHANNELS_LAST": "true", "CMET_COMPILE": "reduce-overhead", "CMET_RENDER_BATCH": "4"}.items():
+        monkeypatch.setenv(name, value)
+    options = RuntimeOptions.from_settings(CoreSettings(), device="cpu")
+    assert (options.device, options.precision, options.channels_last, options.compile, options.batch) == ("cpu", "bf16", True, "reduce-overhead", 4)
