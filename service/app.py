@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from service import metrics, problems
+from service.body_limit import BodyLimit
 from service.db.session import migrate
 from service.deps import reject_unknown_query
 from service.openapi import customize
@@ -31,6 +32,7 @@ def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = Tr
     app.state.settings = settings
     app.state.storage = storage
     problems.install(app)
+    app.add_middleware(BodyLimit, settings=settings)
     metrics.install(app)
     customize(app)
     app.include_router(edits.router)

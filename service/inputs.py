@@ -52,6 +52,39 @@ def check_speech(path: Path) -> None:
         raise ProblemError(422, "not_media", "speech: the uploaded file is not audio PyAV can read") from None
 
 
+SNIFF_BYTES = 512
+
+
+def _container(head: bytes) -> str | None:
+    """The container a file's first bytes announce, or None for anything that is not media."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"WAVE"):
+        return "avi" if head[8:12] == b"AVI " else "wav"
+    if head.startswith(b"FLV"):
+        return "flv"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if head.startswith(b"\x00\x00\x01\xba") or (len(head) > 188 and head[0] == head[188] == 0x47):  # PS pack, TS sync bytes
+        return "mpeg"
+    return None
+
+
+def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
+    """An uploaded asset's first bytes must announce a media container of its kind (a full probe
+    needs the whole file, which the worker has; this catches text, images and archives at once)."""
+    container = _container(head)
+    audio_only = {"wav", "flac", "mp3"}
+    if container is None or (kind == "video" and container in audio_only):
+        raise ProblemError(422, "not_media", f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file")
+
+
 def check_emotion(spec: str, intensity: float, library: EmotionLibrary) -> None:
     try:
         resolve(spec, library, intensity)

@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -303,34 +304,65 @@ def fetch_to_file(url: str, dest: Path, *, max_bytes: int, allow_private: bool =
     part = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + total_timeout
     try:
-        with _client(allow_private, schemes, timeout) as client:
-            for hop in range(max_redirects + 1):
-                with client.stream("GET", current) as response:
-                    if response.is_redirect:
-                        if hop == max_redirects:
-                            raise BlockedURLError("url_too_many_redirects", f"more than {max_redirects} redirects")
-                        current = current.join(response.headers["location"])
-                        continue
-                    if not response.is_success:
-                        raise BlockedURLError("url_fetch_failed", f"{current} answered HTTP {response.status_code}")
-                    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                    if encoding != "identity":
-                        # We asked for identity; decoding gzip/br/zstd would let a tiny body inflate
-                        # past max_bytes in memory before any check sees it.
-                        raise BlockedURLError("url_fetch_failed", f"{current} sent a {encoding}-encoded body")
-                    declared = response.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > max_bytes:
-                        raise BlockedURLError("url_too_large", f"the response is {declared} bytes; the limit is {max_bytes}")
-                    size = _save(response, part, max_bytes, deadline)
-                    os.replace(part, dest)
-                    return FetchResult(dest, size, response.headers.get("content-type"), str(current))
+        with _client(allow_private, schemes, timeout) as client, _follow(client, current, max_redirects) as (response, current):
+            _check_declared(response, current, max_bytes)
+            size = _save(response, part, max_bytes, deadline)
+            os.replace(part, dest)
+            return FetchResult(dest, size, response.headers.get("content-type"), str(current))
     except _HTTPX_ERRORS as exc:  # network errors arrive mapped already; a local disk error stays itself
         part.unlink(missing_ok=True)
         raise BlockedURLError("url_fetch_failed", f"fetching {current} failed: {exc!r}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    raise AssertionError("unreachable")  # the loop returns or raises on every path
+
+
+def probe_url(url: str, *, max_bytes: int, allow_private: bool = False, schemes: Sequence[str] = ("https",),
+              timeout: float = 5.0, max_redirects: int = 5) -> None:
+    """What `fetch_to_file` would meet, without the body: every redirect hop checked, the final
+    answer a success, the declared size within `max_bytes`. Lets the API refuse a bad URL input
+    (a redirect to a private address, a 404, a file too big) at submission; the worker checks again
+    when it fetches, since DNS and servers may change in between."""
+    current = _parse(url)
+    check_url(str(current), allow_private=allow_private, schemes=schemes)
+    try:
+        with _client(allow_private, schemes, timeout) as client, _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current):
+            total = response.headers.get("content-range", "").rpartition("/")[2]
+            if response.status_code == 206 and total.isdigit() and int(total) > max_bytes:
+                raise BlockedURLError("url_too_large", f"the file is {total} bytes; the limit is {max_bytes}")
+            if response.status_code != 206:
+                _check_declared(response, current, max_bytes)
+    except _HTTPX_ERRORS as exc:
+        raise BlockedURLError("url_fetch_failed", f"fetching {current} failed: {exc!r}") from None
+
+
+@contextmanager
+def _follow(client: httpx.Client, current: httpx.URL, max_redirects: int,
+            headers: Mapping[str, str] | None = None) -> Iterator[tuple[httpx.Response, httpx.URL]]:
+    """The final (non-redirect, successful) streamed response and its URL; each hop is checked by the transport."""
+    for hop in range(max_redirects + 1):
+        with client.stream("GET", current, headers=headers) as response:
+            if response.is_redirect:
+                if hop == max_redirects:
+                    raise BlockedURLError("url_too_many_redirects", f"more than {max_redirects} redirects")
+                current = current.join(response.headers["location"])
+                continue
+            if not response.is_success:
+                raise BlockedURLError("url_fetch_failed", f"{current} answered HTTP {response.status_code}")
+            yield response, current
+            return
+    raise AssertionError("unreachable")  # the loop yields or raises on every path
+
+
+def _check_declared(response: httpx.Response, url: httpx.URL, max_bytes: int) -> None:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        # We asked for identity; decoding gzip/br/zstd would let a tiny body inflate past
+        # max_bytes in memory before any check sees it.
+        raise BlockedURLError("url_fetch_failed", f"{url} sent a {encoding}-encoded body")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BlockedURLError("url_too_large", f"the response is {declared} bytes; the limit is {max_bytes}")
 
 
 def post_json(url: str, body: bytes, headers: Mapping[str, str] | None = None, *, allow_private: bool = False,

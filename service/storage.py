@@ -27,6 +27,7 @@ class Storage(Protocol):
     def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
     def size(self, key: str) -> int | None: ...
+    def head(self, key: str, n: int) -> bytes: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def download_url(self, key: str, filename: str | None = None) -> str: ...
     def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]: ...
@@ -68,6 +69,11 @@ class LocalStorage:
     def size(self, key: str) -> int | None:
         source = self.path(key)
         return source.stat().st_size if source.is_file() else None
+
+    def head(self, key: str, n: int) -> bytes:
+        """The first `n` bytes of an object (content sniffing without a download)."""
+        with self.path(key).open("rb") as f:
+            return f.read(n)
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path(prefix.rstrip("/"))
@@ -128,6 +134,10 @@ class S3Storage:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise StorageError(f"S3 head failed: {exc}") from exc
+
+    def head(self, key: str, n: int) -> bytes:
+        body = self._call("read", self.client.get_object, Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{n - 1}")
+        return bytes(body["Body"].read())
 
     def delete_prefix(self, prefix: str) -> None:
         pages = self._call("list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix))

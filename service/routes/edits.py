@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,12 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from service import emotions, jobs, queue, schemas, webhooks
 from service.db.models import ApiKey, Asset, Job, JobState, now
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep, owned_job
-from service.inputs import check_emotion, check_speech, check_video, save_upload
+from service.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, save_upload, sniff_asset
 from service.problems import ProblemError
 from service.settings import ServiceSettings
 from service.storage import Storage
@@ -58,9 +60,6 @@ def _problem_from(exc: ValidationError) -> ProblemError:
 
 async def _read_body(request: Request, settings: ServiceSettings) -> tuple[schemas.EditCreate, UploadFile | None, list[UploadFile]]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limit = settings.max_video_bytes + schemas.MAX_SPEECH * settings.max_speech_bytes + (1 << 20)
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise ProblemError(413, "body_too_large", f"the request body is over {limit} bytes")
     if kind == "multipart/form-data":
         try:
             form = await request.form(max_files=1 + schemas.MAX_SPEECH, max_fields=64)
@@ -98,20 +97,29 @@ async def _read_body(request: Request, settings: ServiceSettings) -> tuple[schem
 def _request_hash(body: schemas.EditCreate, files: list[Path]) -> str:
     digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode())
     for path in files:
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        with path.open("rb") as f:  # in chunks: a part may be hundreds of MB
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
 
 
 def _check_quota(session: SessionDep, key: ApiKey) -> None:
+    """Concurrent jobs and submissions per minute. The key's row stays locked until the job is
+    inserted (PostgreSQL), so two submissions at once cannot both take the last slot."""
+    session.execute(select(ApiKey.id).where(ApiKey.id == key.id).with_for_update())
     if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
+        # when a running job ends is unknown: a short, fixed wait
         raise ProblemError(429, "concurrent_limit", f"{key.max_concurrent_jobs} jobs are already queued or running for this key", {"Retry-After": "10"})
-    since = now() - timedelta(minutes=1)
-    recent = session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key.id, Job.created_at >= since)) or 0
+    moment = now()
+    window = select(Job.created_at).where(Job.key_id == key.id, Job.created_at >= moment - timedelta(minutes=1))
+    recent = session.scalar(select(func.count()).select_from(window.subquery())) or 0
     if recent >= key.max_submissions_per_minute:
-        raise ProblemError(429, "rate_limit", f"more than {key.max_submissions_per_minute} submissions in the last minute", {"Retry-After": "60"})
+        # a slot frees when the submission that puts the key at its limit leaves the one-minute window
+        freeing = session.scalar(window.order_by(Job.created_at).offset(recent - key.max_submissions_per_minute).limit(1))
+        wait = math.ceil((freeing + timedelta(minutes=1) - moment).total_seconds()) if freeing is not None else 60
+        raise ProblemError(429, "rate_limit", f"more than {key.max_submissions_per_minute} submissions in the last minute", {"Retry-After": str(max(1, wait))})
 
 
-def _asset(session: SessionDep, key: ApiKey, asset_id: str, storage: Storage) -> Asset:
+def _asset(session: SessionDep, key: ApiKey, asset_id: str, storage: Storage, kind: str) -> Asset:
     asset = session.get(Asset, asset_id)
     if asset is None or asset.key_id != key.id:
         raise ProblemError(404, "asset_not_found", f"no asset {asset_id}")
@@ -120,20 +128,27 @@ def _asset(session: SessionDep, key: ApiKey, asset_id: str, storage: Storage) ->
         raise ProblemError(422, "asset_not_uploaded", f"asset {asset_id} has no uploaded file yet")
     if size > asset.max_bytes:
         raise ProblemError(413, "file_too_large", f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}")
+    sniff_asset(storage.head(asset.storage_key, SNIFF_BYTES), kind, asset_id)
     return asset
 
 
 def _check_urls(body: schemas.EditCreate, settings: ServiceSettings) -> None:
-    urls = [u for u in (body.video_url, body.webhook_url, *body.speech_urls) if u is not None]
-    if not urls:
-        return
-    from service.net_guard import BlockedURLError, check_url
+    """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
+    fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
+    from service.net_guard import BlockedURLError, check_url, probe_url
 
-    for url in urls:
+    policy = {"allow_private": settings.allow_private_urls, "schemes": settings.url_schemes}
+    inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None] + [(u, settings.max_speech_bytes) for u in body.speech_urls]
+    for url, max_bytes in inputs:
         try:
-            check_url(url, allow_private=settings.allow_private_urls, schemes=settings.url_schemes)
+            probe_url(url, max_bytes=max_bytes, **policy)  # type: ignore[arg-type]
         except BlockedURLError as exc:
-            raise ProblemError(422, exc.code, f"{url}: {exc}") from None
+            raise ProblemError(413 if exc.code == "url_too_large" else 422, exc.code, f"{url}: {exc}") from None
+    if body.webhook_url is not None:
+        try:
+            check_url(body.webhook_url, **policy)  # type: ignore[arg-type]
+        except BlockedURLError as exc:
+            raise ProblemError(422, exc.code, f"{body.webhook_url}: {exc}") from None
 
 
 @router.post("", status_code=202, response_model=schemas.Job, openapi_extra=_BODY_DOC, responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}})
@@ -175,12 +190,13 @@ async def create_edit(
         if body.emotion is not None:
             body = body.model_copy(update={"emotion": emotions.resolve_id(session, key.id, body.emotion)})
             check_emotion(body.emotion, body.intensity, emotions.library_for_key(session, key.id))
-        _check_urls(body, settings)
+        await run_in_threadpool(_check_urls, body, settings)
         duration = check_video(files[0], settings.max_video_duration_s) if video is not None else None
         for path in files[1 if video is not None else 0 :]:
             check_speech(path)
         _check_quota(session, key)
-        assets = [_asset(session, key, a, storage) for a in ([body.video_asset] if body.video_asset else []) + body.speech_assets]
+        assets = [_asset(session, key, a, storage, "video") for a in ([body.video_asset] if body.video_asset else [])]
+        assets += [_asset(session, key, a, storage, "speech") for a in body.speech_assets]
         job = Job(key_id=key.id, request=body.model_dump(mode="json"), idempotency_key=idempotency_key, request_hash=digest, stage="creating")
         session.add(job)
         try:

@@ -80,13 +80,21 @@ def _stored(settings: ServiceSettings) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file()) if root and root.exists() else 0
 
 
-def _asset(c: Corpus, key: str | None = None, upload: bool = True) -> str:
+def _asset(c: Corpus, key: str | None = None, upload: bool = True, content: str = "video") -> str:
     r = c.client.post("/v1/uploads", headers=c.auth(key), json={"kind": "video"})
     assert r.status_code == 201
     body = r.json()
     if upload:
-        assert c.client.put(body["upload_url"].replace("http://testserver", ""), content=c.files["video"]).status_code == 200
+        assert c.client.put(body["upload_url"].replace("http://testserver", ""), content=c.files[content]).status_code == 200
     return str(body["id"])
+
+
+def _chunked(size: int):  # type: ignore[no-untyped-def]
+    """A body sent without Content-Length (chunked), so only counting the bytes can stop it."""
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(size // (1 << 20) + 1):
+            yield b"\x00" * (1 << 20)
+    return chunks()
 
 
 Case = Callable[[Corpus], Any]
@@ -130,6 +138,17 @@ CASES: list[tuple[str, Case, int, str]] = [
     ("negative face index", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}), 422, "invalid_request"),
     ("unknown webhook event", lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.exploded"]}), 422, "invalid_request"),
     ("body over the size limit", lambda c: c.post(content=b"{}", headers={"Content-Type": "application/json", "Content-Length": str(10**10)}), 413, "body_too_large"),
+    ("chunked body over the size limit", lambda c: c.post(content=_chunked(12 << 20), headers={"Content-Type": "multipart/form-data; boundary=x"}), 413, "body_too_large"),
+    ("chunked JSON over 1 MiB to uploads", lambda c: c.client.post("/v1/uploads", headers={**c.auth(), "Content-Type": "application/json"}, content=_chunked(2 << 20)), 413, "body_too_large"),
+    ("chunked body over the limit to emotions", lambda c: c.client.post("/v1/emotions", headers={**c.auth(), "Content-Type": "multipart/form-data; boundary=x"}, content=_chunked(10 << 20)), 413, "body_too_large"),
+    ("loopback video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://127.0.0.1/a.mp4"}), 422, "url_private_address"),
+    ("private video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://10.0.0.7/a.mp4"}), 422, "url_private_address"),
+    ("cloud metadata URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://169.254.169.254/latest/meta-data/"}), 422, "url_private_address"),
+    ("plain http video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "http://example.com/a.mp4"}), 422, "url_scheme"),
+    ("credentials in a URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://user:pw@example.com/a.mp4"}), 422, "url_host"),
+    ("IPv6 loopback speech URL", lambda c: c.post(files={"video": c.files["video"]}, data={"speech_urls": "https://[::1]/a.wav"}), 422, "url_private_address"),
+    ("webhook to a LAN address", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "webhook_url": "https://192.168.1.10/hook"}), 422, "url_private_address"),
+    ("text file uploaded as a video asset", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, content="text")}), 422, "not_media"),
     ("unknown job", lambda c: c.client.get("/v1/edits/edt_" + "0" * 32, headers=c.auth()), 404, "edit_not_found"),
     ("cancel unknown job", lambda c: c.client.post("/v1/edits/edt_nope/cancel", headers=c.auth()), 404, "edit_not_found"),
     ("delete unknown job", lambda c: c.client.delete("/v1/edits/edt_nope", headers=c.auth()), 404, "edit_not_found"),
@@ -153,7 +172,7 @@ def test_bad_input(corpus: Corpus, name: str, case: Case, status: int, code: str
     problem = response.json()
     assert problem["code"] == code and problem["status"] == status and problem["detail"]
     assert _jobs(corpus.settings) == jobs_before, "a refused request left a job record"
-    uploads = name in ("video part and asset", "another key's asset", "asset never uploaded")
+    uploads = name in ("video part and asset", "another key's asset", "asset never uploaded", "text file uploaded as a video asset")
     assert uploads or _stored(corpus.settings) == stored_before, "a refused request left files"
 
 
@@ -176,3 +195,45 @@ def test_quota_gives_429_with_retry_after(corpus: Corpus) -> None:
     assert ok.status_code == 202
     again = corpus.client.post("/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"})
     assert again.status_code == 429 and again.json()["code"] == "concurrent_limit" and int(again.headers["retry-after"]) > 0
+
+
+def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> None:
+    """A URL that redirects to a cloud-metadata address, or answers 404, or is too large, is a 4xx at
+    submission: the API follows it as the worker would (every hop checked). Private targets are
+    allowed here (LAN self-hosting), so the test server on 127.0.0.1 can be reached; metadata never is."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/to-metadata":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            elif self.path == "/huge.mp4":
+                self.send_response(200)
+                self.send_header("Content-Length", str(MAX_VIDEO * 10))
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = ServiceSettings(data_dir=tmp_path / "data", broker_url="redis://127.0.0.1:6379/11", queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
+                               max_video_bytes=MAX_VIDEO, allow_private_urls=True, public_url="http://testserver")
+    app = create_app(settings)
+    with session_scope(settings.db_url) as session:
+        key = create_key(session, "lan").secret
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for path, status, code in (("/to-metadata", 422, "url_private_address"), ("/missing.mp4", 422, "url_fetch_failed"),
+                                       ("/huge.mp4", 413, "url_too_large")):
+                r = client.post("/v1/edits", headers={"Authorization": f"Bearer {key}"}, json={"emotion": "happy", "video_url": base + path})
+                assert (r.status_code, r.json()["code"]) == (status, code), r.text
+            assert _jobs(settings) == 0
+    finally:
+        server.shutdown()

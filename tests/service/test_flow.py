@@ -48,15 +48,33 @@ def test_multipart_submit_poll_download(client: httpx.Client, clip: Path, tmp_pa
     assert again["output_url"] != done["output_url"] or True  # re-signed on every read (same second may match)
 
 
-def test_presigned_upload_then_submit_by_asset(client: httpx.Client, clip: Path) -> None:
-    r = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4", "content_type": "video/mp4"})
-    assert r.status_code == 201, r.text
-    upload = r.json()
-    put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
-    assert put.status_code == 200, put.text
-    r = client.post("/v1/edits", json={"video_asset": upload["id"], "emotion": "happy=0.6,surprised=0.4"})
-    assert r.status_code == 202, r.text
-    assert wait_final(client, r.json()["id"])["state"] == "succeeded"
+def test_whole_flow_upload_submit_webhook_download(stack: Stack, clip: Path, tmp_path: Path) -> None:
+    """A user's whole flow: presigned upload, submit by asset with a webhook, the signed
+    `edit.succeeded` arrives, its output URL downloads the edited video."""
+    from tests.service.conftest import new_key_and_webhook_secret
+    from tests.service.receiver import webhook_receiver
+
+    secret, webhook_secret = new_key_and_webhook_secret(stack, "flow")
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client, \
+            webhook_receiver(webhook_secret) as hook:
+        r = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4", "content_type": "video/mp4"})
+        assert r.status_code == 201, r.text
+        upload = r.json()
+        put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
+        assert put.status_code == 200, put.text
+        r = client.post("/v1/edits", json={"video_asset": upload["id"], "emotion": "happy=0.6,surprised=0.4", "webhook_url": hook.url,
+                                            "webhook_events": ["edit.succeeded", "edit.failed"]})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 120
+        while "edit.succeeded" not in hook.events():
+            assert time.monotonic() < deadline and "edit.failed" not in hook.events(), hook.events()
+            time.sleep(0.2)
+        (call,) = hook.calls
+        assert call.verified and call.body["data"]["id"] == r.json()["id"] and call.body["data"]["state"] == "succeeded"
+        video = httpx.get(call.body["data"]["output_url"], timeout=30)
+        assert video.status_code == 200
+        (tmp_path / "out.mp4").write_bytes(video.content)
+        assert probe(tmp_path / "out.mp4").frame_count == 10
 
 
 def test_list_filter_and_pagination(client: httpx.Client, clip: Path) -> None:
@@ -127,22 +145,38 @@ def test_health_ready_models_emotions(client: httpx.Client) -> None:
 
 
 def test_video_by_url(client: httpx.Client, clip: Path) -> None:
-    """The worker fetches the URL through the SSRF guard (the test stack allows LAN targets)."""
+    """The API follows the URL at submission (a dead one is a 422 at once); the worker fetches it
+    through the SSRF guard again (the test stack allows LAN targets), so a file gone by then fails the job."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(clip.parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/gone-later.mp4":  # there for the API's probe (a range request), gone for the worker
+                if "Range" in self.headers:
+                    self.send_response(206)
+                    self.send_header("Content-Range", "bytes 0-0/1000")
+                    self.send_header("Content-Length", "1")
+                    self.end_headers()
+                    self.wfile.write(b"\x00")
+                else:
+                    self.send_error(404)
+                return
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(clip.parent)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         ok = client.post("/v1/edits", json={"video_url": f"{base}/{clip.name}", "emotion": "surprised"})
         missing = client.post("/v1/edits", json={"video_url": f"{base}/nothing.mp4", "emotion": "surprised"})
-        assert ok.status_code == missing.status_code == 202
+        gone = client.post("/v1/edits", json={"video_url": f"{base}/gone-later.mp4", "emotion": "surprised"})
+        assert ok.status_code == gone.status_code == 202, (ok.text, gone.text)
+        assert (missing.status_code, missing.json()["code"]) == (422, "url_fetch_failed")
         assert wait_final(client, ok.json()["id"])["state"] == "succeeded"
-        failed = wait_final(client, missing.json()["id"])
-        assert failed["state"] == "failed" and failed["error"]["code"].startswith("url_")
+        failed = wait_final(client, gone.json()["id"])
+        assert failed["state"] == "failed" and failed["error"]["code"] == "url_fetch_failed"
     finally:
         server.shutdown()
 

@@ -1,0 +1,77 @@
+"""Request body limits counted as the bytes arrive.
+
+A `Content-Length` check alone lets a chunked body (no length) or one that lies about its length
+be spooled to disk or read into memory in full before anything refuses it. This ASGI middleware
+refuses a declared length over the route's limit at once and stops any body the moment it passes
+the limit, whatever the route does with it; the app answers 413 `body_too_large`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service import schemas
+from service.settings import ServiceSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SMALL_BODY = 1 << 20  # JSON bodies and form fields
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over {limit} bytes")
+        self.limit = limit
+
+
+def limit_for(settings: ServiceSettings, method: str, path: str) -> int:
+    """Bytes a request to this route may send."""
+    if method == "POST" and path.rstrip("/") == "/v1/edits":
+        return settings.max_video_bytes + schemas.MAX_SPEECH * settings.max_speech_bytes + SMALL_BODY
+    if method == "POST" and path.rstrip("/") == "/v1/emotions":
+        return schemas.MAX_SPEECH * settings.max_speech_bytes + SMALL_BODY
+    if method == "PUT" and path.startswith("/v1/files/"):  # signed local uploads; each asset checks its own limit too
+        return max(settings.max_video_bytes, settings.max_speech_bytes)
+    return SMALL_BODY
+
+
+class BodyLimit:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: ServiceSettings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = limit_for(self.settings, scope["method"], scope["path"])
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(scope, send, limit)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+    from service.problems import problem_response
+
+    response = problem_response(413, "body_too_large", str(BodyTooLarge(limit)), {"Connection": "close"})
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
