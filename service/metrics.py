@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 REQUESTS = Counter("cmet_http_requests_total", "API requests.", ["method", "route", "status"])
 LATENCY = Histogram("cmet_http_request_duration_seconds", "API request latency.", ["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -35,9 +37,39 @@ def install(app: FastAPI) -> None:
         return response
 
 
-def page() -> Response:
+class JobStates:
+    """`cmet_jobs{state}`: jobs in each state now, counted from the job records at scrape time (the
+    records are the truth; a counter kept by processes would miss jobs no process touched)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import func, select
+
+        from service.db.models import Job, JobState
+        from service.db.session import session_scope
+
+        family = GaugeMetricFamily("cmet_jobs", "Edit jobs in each state, from the job records.", labels=["state"])
+        with session_scope(self.db_url) as session:
+            counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+        for state in JobState:
+            family.add_metric([state.value], float(counts.get(state.value, 0)))
+        yield family
+
+
+def page(db_url: str) -> Response:
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    else:
+        registry.register(_Default())
+    registry.register(JobStates(db_url))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Default:
+    """This process's own metrics (single-process mode)."""
+
+    def collect(self) -> Iterator[Any]:
+        return REGISTRY.collect()

@@ -87,5 +87,5 @@ def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics_page() -> Response:
-    return metrics.page()
+def metrics_page(settings: SettingsDep) -> Response:
+    return metrics.page(settings.db_url)

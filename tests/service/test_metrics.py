@@ -31,6 +31,8 @@ def test_api_and_worker_metrics(stack: Stack, client: httpx.Client, tmp_path) ->
     assert api.status_code == 200
     assert 'cmet_http_requests_total{method="POST",route="/v1/edits",status="202"}' in api.text
     assert 'route="/v1/edits/{job_id}"' in api.text and job["id"] not in api.text
+    succeeded = next(line for line in api.text.splitlines() if line.startswith('cmet_jobs{state="succeeded"}'))
+    assert float(succeeded.split()[-1]) >= 1  # jobs by state, counted from the records
     _promtool(api.text)
 
     port = stack.env["CMET_WORKER_METRICS_PORT"]
