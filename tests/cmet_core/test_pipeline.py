@@ -64,7 +64,7 @@ def test_uncropped_clip_keeps_frames_fps_duration_and_audio(uncropped) -> None: 
     _same_timing(src, dst)
     assert _audio_streams(dst) == 1
     assert result.frames == probe(src).frame_count and not result.face_crop_input
-    assert set(stages) == {"faces", "encode", "render"}
+    assert set(stages) == {"faces", "encode", "expression", "render"}
     assert set(result.stage_seconds) == {"faces", "encode", "expression", "render"}
 
 
