@@ -192,8 +192,9 @@ def _soft_limit(task: Task) -> float:
     return float(limits[1] or app.conf.task_soft_time_limit)
 
 
-@app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=STORAGE_RETRIES)
-def run_edit(self: Task, job_id: str) -> str:
+@app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
+    """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
     settings = get_service_settings()
     storage = storage_for(settings)
     try:
@@ -240,12 +241,12 @@ def run_edit(self: Task, job_id: str) -> str:
         _finish(settings, job_id, JobState.FAILED, exc.code, str(exc))
         return "failed"
     except StorageError as exc:
-        if self.request.retries < STORAGE_RETRIES:
+        if storage_attempt < STORAGE_RETRIES:  # counted apart from JobBusy's retries, which wait for a live lease
             with session_scope(settings.db_url) as session:
                 job = jobs.lock(session, job_id)
                 if job is not None:
-                    job.state, job.attempts = JobState.QUEUED, max(0, job.attempts - 1)
-            raise self.retry(countdown=2 ** (self.request.retries + 1)) from exc
+                    job.state, job.attempts, job.stage = JobState.QUEUED, max(0, job.attempts - 1), None
+            raise self.retry(countdown=2 ** (storage_attempt + 1), kwargs={"storage_attempt": storage_attempt + 1}, max_retries=None) from exc
         _finish(settings, job_id, JobState.FAILED, "storage", str(exc))
         return "failed"
     except Exception as exc:

@@ -36,7 +36,8 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver(secret: str) -> Iterator[Receiver]:
+def webhook_receiver(secret: str, port: int = 0) -> Iterator[Receiver]:
+    """A receiver that verifies signatures; `port` 0 picks a free one (a fixed one brings a receiver back up)."""
     receiver = Receiver(secret)
 
     class Handler(BaseHTTPRequestHandler):
@@ -58,7 +59,7 @@ def webhook_receiver(secret: str) -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -75,6 +75,30 @@ def test_failed_delivery_is_retried_then_replayed(hooked, tmp_path: Path) -> Non
         assert hook.calls[-1].headers["webhook-id"] == hook.calls[0].headers["webhook-id"]
 
 
+def test_receiver_down_is_retried_until_it_answers(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Nothing listens at the webhook's address (connection refused): the attempt is recorded and
+    retried on the schedule; once a receiver is up there, the next attempt delivers."""
+    from tests.service.stack import free_port
+
+    client, webhook_secret = hooked
+    clip = write_sample_clip(tmp_path / "e.mp4", seconds=0.2)
+    port = free_port()
+    job_id = _submit(client, clip, f"http://127.0.0.1:{port}/hook", ["edit.succeeded"])
+    wait_final(client, job_id)
+
+    def attempts() -> list:  # type: ignore[type-arg]
+        records = client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
+        return records[0]["attempts"] if records else []
+
+    _until(lambda: len(attempts()) >= 1)
+    (refused,) = attempts()
+    assert refused["status"] is None and refused["error"]
+    with webhook_receiver(webhook_secret, port) as hook:
+        _until(lambda: hook.events(200) == ["edit.succeeded"], timeout=30)
+    (record,) = client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
+    assert record["state"] == "succeeded" and [a["status"] for a in record["attempts"]] == [None, 200]
+
+
 def test_410_disables_the_webhook(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     client, webhook_secret = hooked
     clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2)
