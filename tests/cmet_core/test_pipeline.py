@@ -225,3 +225,31 @@ def test_full_size_models_on_a_few_frames(request: pytest.FixtureRequest, test_d
     result = editor.edit(src, tmp_path / "out.mp4", HAPPY)
     assert result.frames == 3 and result.network_seconds > 0
     _same_timing(src, tmp_path / "out.mp4")
+
+
+def _transcode(src: Path, dst: Path, video_codec: str, audio_codec: str) -> Path:
+    """The same clip in another container and codecs (PyAV, as a client's encoder would write it)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin, ain = inp.streams.video[0], inp.streams.audio[0]
+        vout = out.add_stream(video_codec, rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+        aout = out.add_stream(audio_codec, rate=ain.rate)
+        for frame in inp.decode(vin):
+            out.mux(vout.encode(frame.reformat(format="yuv420p")))
+        out.mux(vout.encode())
+        inp.seek(0)
+        for frame in inp.decode(inp.streams.audio[0]):
+            frame.pts = None
+            out.mux(aout.encode(frame))
+        out.mux(aout.encode())
+    return dst
+
+
+@pytest.mark.parametrize(("suffix", "video_codec", "audio_codec"), [("webm", "libvpx-vp9", "libopus"), ("mkv", "mpeg4", "aac")])
+def test_other_containers_and_codecs(editor: Editor, tmp_path: Path, suffix: str, video_codec: str, audio_codec: str) -> None:
+    src = _transcode(write_sample_clip(tmp_path / "talk.mp4", seconds=0.6), tmp_path / f"talk.{suffix}", video_codec, audio_codec)
+    result = editor.edit(src, tmp_path / "out.mp4", HAPPY)
+    _same_timing(src, result.output)
+    assert _audio_streams(result.output) == 1
+    with av.open(str(result.output)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
