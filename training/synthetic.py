@@ -141,6 +141,20 @@ class SyntheticPairs:
         return {"held_out": held, "unseen": unseen}
 
 
+def linear_reference(source: SyntheticPairs, pairs: int = 20000, ridge: float = 1e-2) -> float:
+    """The goal figure of a ridge regression from speech vector to change on the same training
+    draws: how far a linear map gets, to read the connector's figure against."""
+    batch = source.train_batch(0, pairs)
+    x = batch.speech[:, 0].double()
+    y = (batch.exp_j - batch.exp_i)[:, 0].double()
+    w = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
+    cosines = []
+    for e in EXTENDED:
+        v = torch.from_numpy(source.unseen[f"gemini/{e}"])[None]
+        cosines.append(float(torch.nn.functional.cosine_similarity(v @ w, source.truth(v).double(), dim=1)))
+    return float(np.mean(cosines))
+
+
 def goal_figure(metrics: dict[str, float]) -> float:
     """Mean cosine over the 6 extended emotions (MELD's sarcasm is reported beside it)."""
     return float(np.mean([metrics[f"unseen/emotion_cos/gemini/{e}"] for e in EXTENDED]))

@@ -120,3 +120,13 @@ def test_cli_run_killed_mid_training_resumes_to_the_same_curve(test_data: Path, 
     torch.set_num_threads(1)
     Trainer(cfg, open_source(cfg), tmp_path / "whole").train()
     assert _curve(tmp_path / "cli") == _curve(tmp_path / "whole")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "held_out/direction_cos" in cli("evaluate", str(tmp_path / "cli"))
+    registry = str(tmp_path / "registry")
+    assert "published test-connector 0.1.0" in cli("export", str(tmp_path / "cli"), "--registry", registry)
+    assert "latest -> 0.1.0" in cli("registry", "--registry", registry)
