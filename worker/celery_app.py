@@ -6,7 +6,7 @@ import os
 import shutil
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from service.queue import MAX_TASK_S, RUN_EDIT, broker_options
 from service.settings import ServiceSettings, get_service_settings
@@ -53,10 +53,35 @@ app = make_app()
 
 
 @worker_ready.connect
-def _start_helpers(**_: object) -> None:
+def _start_helpers(sender: object = None, **_: object) -> None:
     from worker import metrics, sweeper
 
     sweeper.start()
     port = get_service_settings().worker_metrics_port
     if port:
         metrics.serve(port)
+    if not type(getattr(sender, "pool", None)).__module__.endswith(".prefork"):
+        _warm_models()  # solo and thread pools run jobs in this process
+
+
+@worker_process_init.connect
+def _warm_prefork_child(**_: object) -> None:
+    _warm_models()
+
+
+def _warm_models() -> None:
+    """Load the models in the background as the job process starts, so the first job finds them warm
+    (one that arrives sooner waits on the same lock). In a thread: a prefork child that blocks in
+    its init for long is killed by Celery."""
+    import logging
+    import threading
+
+    def load() -> None:
+        from worker.tasks import editor
+
+        try:
+            editor(get_service_settings())
+        except Exception:  # a job reports the same failure with its code; here it is only logged
+            logging.getLogger(__name__).warning("loading the models at start failed", exc_info=True)
+
+    threading.Thread(target=load, name="warm-models", daemon=True).start()
