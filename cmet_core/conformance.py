@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -245,16 +246,16 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    gen = Generator().eval()
-    fill_module(gen, "edtalk")
-    yield from _guarded("edtalk.filled_digest", lambda: iter([_digest_group("edtalk.filled_digest", gen, edm, exclude_pe=False)]))
-    yield from _guarded("edtalk", lambda: _edtalk_groups(gen, ge, tols))
-    del gen
+    yield from _model_checks("edtalk", Generator().eval(), edm, lambda gen: _edtalk_groups(gen, ge, tols), exclude_pe=False)
+    yield from _model_checks("connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True)
 
-    con = Connector().eval()
-    fill_module(con, "connector")
-    yield from _guarded("connector.filled_digest", lambda: iter([_digest_group("connector.filled_digest", con, cnm, exclude_pe=True)]))
-    yield from _guarded("connector", lambda: _connector_groups(con, gc, tols))
+
+def _model_checks(name: str, module: torch.nn.Module, manifest: dict, groups: Callable[[Any], Iterator[GroupResult]],
+                  exclude_pe: bool) -> Iterator[GroupResult]:
+    """Fill one model by the rule, check its digest, then its golden groups; the model is freed after."""
+    fill_module(module, name)
+    yield from _guarded(f"{name}.filled_digest", lambda: iter([_digest_group(f"{name}.filled_digest", module, manifest, exclude_pe)]))
+    yield from _guarded(name, lambda: groups(module))
 
 
 def kit_fingerprint(kit: Path) -> str:

@@ -13,7 +13,7 @@ import hmac
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from service.settings import ServiceSettings

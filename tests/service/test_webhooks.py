@@ -10,7 +10,7 @@ import pytest
 
 from cmet_core.media.sample import write_sample_clip
 from tests.service.conftest import new_key_and_webhook_secret
-from tests.service.receiver import Receiver, webhook_receiver
+from tests.service.receiver import webhook_receiver
 from tests.service.stack import Stack
 from tests.service.test_flow import wait_final
 
