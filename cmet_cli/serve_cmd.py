@@ -22,6 +22,9 @@ def serve(
     port: int = typer.Option(8000, "--port", help="Port of the API on 127.0.0.1 (or --host)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     models: Path = typer.Option(None, "--models", help="Model set the worker serves (default: the models dir's choice)."),
+    connector: str = typer.Option(
+        None, "--connector", help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own)."
+    ),
 ) -> None:
     """Start the REST API and a worker (SQLite, local files, no broker server)."""
     import uvicorn
@@ -37,6 +40,11 @@ def serve(
     overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
+    if connector is not None:
+        from cmet_core.models.connector_registry import choose
+
+        run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
+        overrides["CMET_CONNECTOR_VERSION"] = connector
     os.environ.update(overrides)
     settings = ServiceSettings()
     app = run(create_app, settings)

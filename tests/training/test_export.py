@@ -194,3 +194,12 @@ def test_a_run_started_from_a_version_records_it_as_its_parent(trained_run: Path
     trainer.train()
     child = export_run(tmp_path / "run", registry)
     assert child.version == "0.2.0" and child.training is not None and child.training.parent == "0.1.0"
+
+
+def test_serve_refuses_a_connector_the_registry_lacks(tiny_set: Path, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "CMET_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run([sys.executable, "-m", "cmet_cli.main", "serve", "--models", str(tiny_set), "--connector", "latest"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "holds no connector yet" in proc.stderr and "Traceback" not in proc.stderr
