@@ -83,6 +83,11 @@ def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, d
     return report
 
 
+def _wav(clip: Clip) -> Path:
+    assert clip.wav is not None  # `_todo` keeps only clips that have one
+    return clip.wav
+
+
 def _chunks(items: list[Clip], size: int) -> Iterator[list[Clip]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -105,12 +110,12 @@ def prep_speech(root: Path, layout: str, models: Path | None, batch: int = 8, de
     with tqdm(total=len(todo), desc="speech", unit="clip") as bar:
         for group in _chunks(todo, batch):
             try:
-                embeddings = encoder.embed([c.wav for c in group])
+                embeddings = encoder.embed([_wav(c) for c in group])
             except ValueError:
                 embeddings = None  # one bad clip: embed the group one by one to find it
             for k, clip in enumerate(group):
                 try:
-                    vector = embeddings[k] if embeddings is not None else encoder.embed([clip.wav])[0]
+                    vector = embeddings[k] if embeddings is not None else encoder.embed([_wav(clip)])[0]
                 except ValueError as exc:  # InputError included
                     report.failed.append(f"{clip.wav}: {exc}")
                     continue
