@@ -7,9 +7,11 @@ and either finds the job final and does nothing, or runs it again, writing the s
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +194,41 @@ def _soft_limit(task: Task) -> float:
     return float(limits[1] or app.conf.task_soft_time_limit)
 
 
+def _hard_limit(task: Task) -> float:
+    limits = task.request.timelimit or (None, None)
+    return float(limits[0] or app.conf.task_time_limit)
+
+
+HARD_LIMIT_GRACE_S = 10.0
+
+
+class _HardLimit:
+    """The last resort for an edit stuck where the soft limit cannot see it (inside one forward or a
+    decode): past the hard limit plus a grace, `expire` runs. Under prefork Celery kills the child at
+    the hard limit first; thread and solo pools have nothing else."""
+
+    def __init__(self, limit_s: float, expire: Callable[[], None]) -> None:
+        self._timer = threading.Timer(limit_s + HARD_LIMIT_GRACE_S, expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _expire_stuck_job(settings: ServiceSettings, job_id: str, limit_s: float) -> None:
+    """Fail the job for good (its client learns why), then end the process: a thread cannot be
+    stopped. Other jobs of this process come back through their lapsed leases; the supervisor or
+    the container's restart policy starts the worker again."""
+    try:
+        storage_for(settings).delete_prefix(jobs.output_key(job_id))
+        _finish(settings, job_id, JobState.FAILED, "timeout", f"the edit was stuck past its hard time limit of {limit_s:.0f} s")
+    finally:
+        log.critical("edit %s stuck past its hard time limit; restarting the worker process", job_id)
+        logging.shutdown()
+        os._exit(70)
+
+
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
     """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
@@ -218,6 +255,8 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
         return state.value
 
     heartbeat = _Heartbeat(settings, job_id)
+    hard = _hard_limit(self)
+    watchdog = _HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, hard))
     try:
         with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
             work = Path(scratch)
@@ -254,6 +293,7 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
         _finish(settings, job_id, JobState.FAILED, "internal", f"unexpected {type(exc).__name__}: {exc}")
         return "failed"
     finally:
+        watchdog.cancel()
         heartbeat.stop()
 
 

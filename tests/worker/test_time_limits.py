@@ -17,3 +17,47 @@ def test_progress_stops_an_edit_past_its_deadline(tmp_path) -> None:  # type: ig
     time.sleep(0.1)
     with pytest.raises(JobTimedOut, match="time limit of 0 s"):
         progress("render", 3, 10)
+
+
+def test_hard_limit_fires_once_past_its_grace_and_not_after_cancel(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The watchdog of a stuck edit (thread and solo pools); here `expire` records instead of failing
+    the job and ending the process."""
+    import threading
+
+    import worker.tasks as tasks
+
+    monkeypatch.setattr(tasks, "HARD_LIMIT_GRACE_S", 0.0)
+    fired = threading.Event()
+    tasks._HardLimit(0.05, fired.set)
+    assert fired.wait(2)
+    quiet = threading.Event()
+    tasks._HardLimit(0.2, quiet.set).cancel()
+    assert not quiet.wait(0.4)
+
+
+def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`_expire_stuck_job` in a real process: the job record ends `failed` with `timeout`, and the
+    process exits (code 70) so its supervisor starts a fresh one."""
+    import subprocess
+    import sys
+
+    from service.db.models import ApiKey, Job
+    from service.db.session import migrate, session_scope
+
+    settings = ServiceSettings(data_dir=tmp_path)
+    migrate(settings.db_url)
+    with session_scope(settings.db_url) as session:
+        key = ApiKey(name="t", prefix="p", key_hash="h" * 64, webhook_secret="whsec_x")
+        session.add(key)
+        session.flush()
+        job = Job(key_id=key.id, request={}, state="running")
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    code = f"import worker.tasks as t; from service.settings import ServiceSettings; t._expire_stuck_job(ServiceSettings(), {job_id!r}, 300)"
+    proc = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "CMET_DATA_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 70, proc.stderr
+    with session_scope(settings.db_url) as session:
+        done = session.get(Job, job_id)
+        assert done is not None and (done.state, done.error_code) == ("failed", "timeout")
