@@ -35,7 +35,6 @@ def serve(
     from service.db.session import session_scope
     from service.jobs import unfinished_ids
     from service.settings import ServiceSettings
-    from worker.supervisor import die_with_parent
 
     overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
     models_set = run(select_set, models if models is not None else None)
@@ -54,17 +53,49 @@ def serve(
         queue.submit(settings, job_id)
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning"],
-        env=dict(os.environ),
-        preexec_fn=die_with_parent,
+    worker = _KeptWorker(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning"]
     )
     say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} (create a key with `cmet keys create --name me`)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
-        worker.terminate()
+        worker.stop()
+
+
+class _KeptWorker:
+    """The embedded worker, started again when it exits (a crash, or the watchdog of a stuck job)."""
+
+    def __init__(self, args: list[str]) -> None:
+        import threading
+
+        from worker.supervisor import die_with_parent
+
+        self.args, self.preexec = args, die_with_parent
+        self.stopping = threading.Event()
+        self.proc = self._start()
+        threading.Thread(target=self._keep, name="keep-worker", daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:  # type: ignore[type-arg]
+        return subprocess.Popen(self.args, env=dict(os.environ), preexec_fn=self.preexec)
+
+    def _keep(self) -> None:
+        import time
+
+        delay = 1.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            code = self.proc.wait()
+            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)  # back off only while it keeps dying
+            if self.stopping.wait(delay):
+                return
+            say(f"worker exited with {code}; starting it again")
+            self.proc = self._start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.proc.terminate()
         try:
-            worker.wait(15)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            self.proc.kill()

@@ -51,5 +51,16 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
             time.sleep(0.5)
         assert ready.json()["checks"]["broker"] == "ok" and ready.json()["checks"]["workers"] == "ok", ready.text
 
+        # the embedded worker dies (kill -9): serve starts it again and the next edit runs
+        (worker_pid,) = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "celery"], capture_output=True, text=True).stdout.split()
+        os.kill(int(worker_pid), 9)
+        with clip.open("rb") as f:
+            r = httpx.post(url + "/v1/edits", headers=auth, files={"video": f}, data={"emotion": "happy"}, timeout=60)
+        deadline = time.monotonic() + 120
+        while (job := httpx.get(f"{url}/v1/edits/{r.json()['id']}", headers=auth).json())["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert job["state"] == "succeeded", (job, (tmp_path / "serve.log").read_text()[-3000:])
+        assert "starting it again" in (tmp_path / "serve.log").read_text()
+
     assert _keys(env, "revoke", key_id).returncode == 0
     assert _keys(env, "revoke", key_id).returncode == 2
