@@ -66,11 +66,15 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+def too_large_response(limit: int) -> Any:
+    """The one answer to a body over its limit, whichever layer noticed it."""
     from service.problems import problem_response
 
-    response = problem_response(413, "body_too_large", str(BodyTooLarge(limit)), {"Connection": "close"})
-    await response(scope, _no_body, send)
+    return problem_response(413, "body_too_large", str(BodyTooLarge(limit)), {"Connection": "close"})
+
+
+async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+    await too_large_response(limit)(scope, _no_body, send)
 
 
 async def _no_body() -> Message:

@@ -51,7 +51,7 @@ def _allowed_methods(request: Request) -> set[str]:
 
 
 def install(app: FastAPI) -> None:
-    from service.body_limit import BodyTooLarge
+    from service.body_limit import BodyTooLarge, too_large_response
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -59,7 +59,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return problem_response(413, "body_too_large", str(exc), {"Connection": "close"})
+        return too_large_response(exc.limit)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,7 +70,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors while reading a JSON body
-            return problem_response(413, "body_too_large", str(exc.__cause__), {"Connection": "close"})
+            return too_large_response(exc.__cause__.limit)
         if exc.status_code == 400:  # an unparseable body: the same answer as any other invalid request
             return problem_response(422, "invalid_request", str(exc.detail))
         headers = dict(getattr(exc, "headers", None) or {})

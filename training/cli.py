@@ -150,9 +150,9 @@ def synthetic(
     Exits 1 when the paper's loss (recon+cnt+dir, or the last variant run) misses the goal."""
     import numpy as np
 
-    from cmet_core.settings import get_settings
     from training.config import load_config
-    from training.synthetic import GOAL, VARIANTS, SyntheticPairs, linear_reference, run_benchmark, summarise
+    from training.sources import open_source
+    from training.synthetic import GOAL, VARIANTS, linear_reference, run_benchmark, summarise
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -163,8 +163,7 @@ def synthetic(
     rows = _run(run_benchmark, cfg, list(range(seeds)), names, out, jobs)
     for line in summarise(rows):
         typer.echo(line)
-    linear = [linear_reference(SyntheticPairs(cfg.data.synthetic.features or get_settings().test_data / "e2v", seed, cfg.data.window, cfg.data.synthetic))
-              for seed in range(seeds)]
+    linear = [linear_reference(open_source(cfg.model_copy(update={"seed": seed}))) for seed in range(seeds)]  # type: ignore[arg-type]
     typer.echo(f"reference: a linear ridge map on the same draws reaches {np.mean(linear):.3f} +- {np.std(linear):.3f} "
                f"({', '.join(f'{v:.3f}' for v in linear)})")
     scored = "recon+cnt+dir" if "recon+cnt+dir" in names else names[-1]

@@ -239,17 +239,17 @@ class ClipPairs:
             [self.clips[p.j].emotion for p in pairs],
         )
 
-    def train_batch(self, step: int, size: int) -> PairBatch:
+    def _sample(self, pairs: list[Pair], step: int, size: int) -> PairBatch:
+        """`size` pairs drawn with the generator of `step` (negative steps: the fixed evaluation draws)."""
         g = step_generator(self.seed, step)
-        idx = torch.randint(0, len(self.train_pairs), (size,), generator=g).tolist()
-        return self._batch([self.train_pairs[k] for k in idx], g)
+        idx = torch.randint(0, len(pairs), (size,), generator=g).tolist()
+        return self._batch([pairs[k] for k in idx], g)
+
+    def train_batch(self, step: int, size: int) -> PairBatch:
+        return self._sample(self.train_pairs, step, size)
 
     def reference_batch(self, size: int) -> PairBatch:
-        g = step_generator(self.seed, -2)
-        idx = torch.randint(0, len(self.train_pairs), (size,), generator=g).tolist()
-        return self._batch([self.train_pairs[k] for k in idx], g)
+        return self._sample(self.train_pairs, -2, size)
 
     def eval_batches(self, pairs: int) -> dict[str, PairBatch]:
-        g = step_generator(self.seed, -1)
-        idx = torch.randint(0, len(self.eval_pairs), (pairs,), generator=g).tolist()
-        return {"held_out": self._batch([self.eval_pairs[k] for k in idx], g)}
+        return {"held_out": self._sample(self.eval_pairs, -1, pairs)}

@@ -125,14 +125,16 @@ class SyntheticPairs:
 
     def reference_batch(self, size: int) -> PairBatch:
         """Single training clips (no blends), for the centroids of `centroid_acc`."""
-        g = step_generator(self.seed, -2)
-        idx = torch.arange(size) % len(self.train.emotion)
-        return self._pairs(g, self.train.vectors[idx], self.train.speaker[idx], self.gain[self.train.speaker[idx]], [self.train.emotion[int(k)] for k in idx], 0.0)
+        return self._of_clips(step_generator(self.seed, -2), self.train, size)
+
+    def _of_clips(self, g: torch.Generator, clips: _Clips, size: int) -> PairBatch:
+        """`size` single clips in order (repeated as needed), no teacher forcing: a fixed evaluation draw."""
+        idx = torch.arange(size) % len(clips.emotion)
+        return self._pairs(g, clips.vectors[idx], clips.speaker[idx], self.gain[clips.speaker[idx]], [clips.emotion[int(k)] for k in idx], 0.0)
 
     def eval_batches(self, pairs: int) -> dict[str, PairBatch]:
         g = step_generator(self.seed, -1)
-        idx = torch.arange(pairs) % len(self.held.emotion)
-        held = self._pairs(g, self.held.vectors[idx], self.held.speaker[idx], self.gain[self.held.speaker[idx]], [self.held.emotion[int(k)] for k in idx], 0.0)
+        held = self._of_clips(g, self.held, pairs)
         per = max(1, pairs // len(self.unseen))
         names = [name for name in self.unseen for _ in range(per)]
         speech = torch.from_numpy(np.stack([self.unseen[name] for name in names]))

@@ -69,7 +69,8 @@ def _follow_latest(loaded: Any) -> None:
         log.warning("cannot look up the latest connector; keeping %s", loaded.connector_label, exc_info=True)
         return
     current = loaded.models.connector_choice
-    if choice is not None and (current is None or current.version != choice.version):
+    assert choice is not None  # a selection always resolves or raises
+    if current is None or current.version != choice.version:
         with metrics.MODEL_LOAD.time():
             loaded.use_connector(choice)
         log.info("now serving connector %s", loaded.connector_label)
@@ -175,9 +176,14 @@ def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str |
         jobs.finish(job, state, code, message, result)
         if output_key is not None:
             job.output_key = output_key
-        metrics.JOBS.labels(state=state.value).inc()
-        event = webhooks.emit(session, job, f"edit.{state.value}", storage_for(settings))
+        event = _ended(session, job, storage_for(settings))
     webhooks.dispatch(settings, [event])
+
+
+def _ended(session: Any, job: Any, storage: Storage) -> str | None:
+    """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
+    metrics.JOBS.labels(state=job.state).inc()
+    return webhooks.emit(session, job, f"edit.{job.state}", storage)
 
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
@@ -188,15 +194,10 @@ def deliver_webhook(delivery_id: str) -> str:
     return outcome
 
 
-def _soft_limit(task: Task) -> float:
-    """The soft limit the API scaled to this clip's length (message header), else the app's default."""
-    limits = task.request.timelimit or (None, None)
-    return float(limits[1] or app.conf.task_soft_time_limit)
-
-
-def _hard_limit(task: Task) -> float:
-    limits = task.request.timelimit or (None, None)
-    return float(limits[0] or app.conf.task_time_limit)
+def _limits(task: Task) -> tuple[float, float]:
+    """(soft, hard) seconds: what the API scaled to this clip's length (message header), else the app's defaults."""
+    hard, soft = task.request.timelimit or (None, None)
+    return float(soft or app.conf.task_soft_time_limit), float(hard or app.conf.task_time_limit)
 
 
 HARD_LIMIT_GRACE_S = 10.0
@@ -241,8 +242,7 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
                 return "skipped"
             state = JobState(job.state)
             if state.final:  # ended by start: canceled meanwhile, or out of attempts
-                metrics.JOBS.labels(state=state.value).inc()
-                event = webhooks.emit(session, job, f"edit.{state.value}", storage)
+                event = _ended(session, job, storage)
             else:
                 request, inputs, key_id = dict(job.request), dict(job.inputs), job.key_id
                 if job.attempts == 1 and job.started_at is not None:
@@ -255,14 +255,14 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
         return state.value
 
     heartbeat = _Heartbeat(settings, job_id)
-    hard = _hard_limit(self)
+    soft, hard = _limits(self)
     watchdog = _HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, hard))
     try:
         with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
             work = Path(scratch)
             video = _fetch(inputs["video"], work / "video", settings, settings.max_video_bytes)
             speech = tuple(_fetch(e, work / f"speech{i}", settings, settings.max_speech_bytes) for i, e in enumerate(inputs.get("speech", [])))
-            progress = _Progress(settings, storage, job_id, _soft_limit(self))
+            progress = _Progress(settings, storage, job_id, soft)
             result = _edit(settings, key_id, request, video, speech, work / jobs.OUTPUT_NAME, progress)
             key = jobs.output_key(job_id)
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
@@ -274,7 +274,7 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
         return "canceled"
     except (JobTimedOut, SoftTimeLimitExceeded) as exc:
         storage.delete_prefix(jobs.output_key(job_id))
-        _finish(settings, job_id, JobState.FAILED, "timeout", str(exc) or f"the edit ran past its time limit of {_soft_limit(self):.0f} s")
+        _finish(settings, job_id, JobState.FAILED, "timeout", str(exc) or f"the edit ran past its time limit of {soft:.0f} s")
         return "failed"
     except InputError as exc:
         _finish(settings, job_id, JobState.FAILED, exc.code, str(exc))

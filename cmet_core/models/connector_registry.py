@@ -34,7 +34,6 @@ from cmet_core.models.manifests import (
 from cmet_core.settings import CoreSettings, get_settings
 
 KIND_DIR = "connector"
-WEIGHTS = "connector.safetensors"
 MANIFEST = "connector.json"
 LATEST = "latest"
 
@@ -60,6 +59,10 @@ def _check_version(version: str) -> str:
     return version
 
 
+def _unknown(version: str, where: str, versions: list[str]) -> ModelLoadError:
+    return ModelLoadError(f"connector version {version} is not in the registry {where} (versions: {', '.join(versions) or 'none'})")
+
+
 def _publishable(manifest_path: Path) -> tuple[ModelManifest, Path]:
     manifest, weights = read_model_manifest(manifest_path, "connector")
     verify_digest(manifest, weights)
@@ -81,13 +84,10 @@ class DirectoryRegistry:
         found = [p.name for p in base.iterdir() if is_semver(p.name) and (p / MANIFEST).is_file()]
         return sorted(found, key=semver_key)
 
-    def _unknown(self, version: str) -> ModelLoadError:
-        return ModelLoadError(f"connector version {version} is not in the registry {self.where} (versions: {', '.join(self.versions()) or 'none'})")
-
     def manifest(self, version: str) -> ModelManifest:
         path = self._dir(version) / MANIFEST
         if not path.is_file():
-            raise self._unknown(version)
+            raise _unknown(version, self.where, self.versions())
         return read_model_manifest(path, "connector")[0]
 
     def local_weights(self, version: str) -> Path:
@@ -160,9 +160,7 @@ class S3Registry:
         try:
             body = self._call("reading a manifest", self.client.get_object, Bucket=self.bucket, Key=self._key(version, MANIFEST))
         except FileNotFoundError:
-            raise ModelLoadError(
-                f"connector version {version} is not in the registry {self.where} (versions: {', '.join(self.versions()) or 'none'})"
-            ) from None
+            raise _unknown(version, self.where, self.versions()) from None
         try:
             return ModelManifest.model_validate_json(body["Body"].read())
         except ValueError as exc:
@@ -218,7 +216,7 @@ def resolve(registry: Registry, selection: str) -> str:
     if selection != LATEST:
         _check_version(selection)
         if selection not in versions:
-            raise ModelLoadError(f"connector version {selection} is not in the registry {registry.where} (versions: {', '.join(versions) or 'none'})")
+            raise _unknown(selection, registry.where, versions)
         return selection
     if not versions:
         raise ModelLoadError(
