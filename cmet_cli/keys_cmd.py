@@ -12,10 +12,10 @@ app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
 
 
 def _db_url() -> str:
-    from service.db.session import migrate
-    from service.settings import get_service_settings
+    from cmet_jobs.db.session import migrate
+    from cmet_jobs.settings import get_jobs_settings
 
-    url = get_service_settings().db_url
+    url = get_jobs_settings().db_url
     run(migrate, url)
     return url
 
@@ -27,8 +27,8 @@ def create_cmd(
     per_minute: int = typer.Option(60, "--per-minute", min=1, help="Submissions per minute."),
 ) -> None:
     """Create a key; its secret is printed once and only its hash is stored."""
-    from service.db.session import session_scope
-    from service.security import create_key
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import create_key
 
     with session_scope(_db_url()) as session:
         new = create_key(session, name, max_concurrent, per_minute)
@@ -41,8 +41,8 @@ def create_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """Keys with their prefix, limits and state (never the secret)."""
-    from service.db.session import session_scope
-    from service.security import list_keys
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import list_keys
 
     table = Table()
     for column in ("id", "name", "prefix", "concurrent", "per minute", "created", "state"):
@@ -57,8 +57,8 @@ def list_cmd() -> None:
 @app.command("revoke")
 def revoke_cmd(key_id: str = typer.Argument(..., help="The key's id (from `cmet keys list`).")) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    from service.db.session import session_scope
-    from service.security import revoke_key
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import revoke_key
 
     with session_scope(_db_url()) as session:
         if not revoke_key(session, key_id):

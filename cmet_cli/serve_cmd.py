@@ -30,11 +30,11 @@ def serve(
     import uvicorn
 
     from cmet_core.models.sets import select_set
-    from service import queue
+    from cmet_jobs import queue
     from service.app import create_app
-    from service.db.session import session_scope
-    from service.jobs import unfinished_ids
-    from service.settings import ServiceSettings
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.jobs import unfinished_ids
+    from cmet_jobs.settings import JobsSettings
 
     overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
     models_set = run(select_set, models if models is not None else None)
@@ -45,7 +45,7 @@ def serve(
         run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
         overrides["CMET_CONNECTOR_VERSION"] = connector
     os.environ.update(overrides)
-    settings = ServiceSettings()
+    settings = JobsSettings()
     app = run(create_app, settings)
     with session_scope(settings.db_url) as session:
         leftover = unfinished_ids(session)

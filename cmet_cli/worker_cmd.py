@@ -12,11 +12,11 @@ def worker(
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="Jobs at once per device."),
 ) -> None:
     """Start and supervise the workers; a crashed one is restarted, Ctrl-C stops them all."""
-    from service.settings import get_service_settings
+    from cmet_jobs.settings import get_jobs_settings
     from worker.devices import count_gpus, plan
     from worker.supervisor import supervise
 
-    settings = get_service_settings()
+    settings = get_jobs_settings()
     try:
         slots = plan(devices, count_gpus())
     except ValueError as exc:

@@ -6,18 +6,18 @@ from fastapi import Depends, FastAPI
 
 from service import metrics, problems
 from service.body_limit import BodyLimit
-from service.db.session import migrate
+from cmet_jobs.db.session import migrate
 from service.deps import reject_unknown_query
 from service.openapi import customize
 from service.routes import deliveries, edits, emotions, system, uploads
-from service.settings import ServiceSettings, get_service_settings
-from service.storage import S3Storage, storage_for
+from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from cmet_jobs.storage import S3Storage, storage_for
 
 API_VERSION = "1.0.0"
 
 
-def create_app(settings: ServiceSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
-    settings = settings or get_service_settings()
+def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
+    settings = settings or get_jobs_settings()
     if migrate_db:
         migrate(settings.db_url)
     storage = storage_for(settings)

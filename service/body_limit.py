@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from service import schemas
-from service.settings import ServiceSettings
+from cmet_jobs import schemas
+from cmet_jobs.settings import JobsSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,7 +28,7 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-def limit_for(settings: ServiceSettings, method: str, path: str) -> int:
+def limit_for(settings: JobsSettings, method: str, path: str) -> int:
     """Bytes a request to this route may send."""
     if method == "POST" and path.rstrip("/") == "/v1/edits":
         return settings.max_video_bytes + schemas.MAX_SPEECH * settings.max_speech_bytes + SMALL_BODY
@@ -40,7 +40,7 @@ def limit_for(settings: ServiceSettings, method: str, path: str) -> int:
 
 
 class BodyLimit:
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: ServiceSettings) -> None:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: JobsSettings) -> None:
         self.app, self.settings = app, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

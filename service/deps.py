@@ -8,16 +8,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service import jobs
-from service.db.models import ApiKey, Job
-from service.db.session import session_scope
-from service.problems import ProblemError
-from service.security import find_key
-from service.settings import ServiceSettings
-from service.storage import Storage
+from cmet_jobs import jobs
+from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.errors import ProblemError
+from cmet_jobs.keys import find_key
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import Storage
 
 
-def _settings(request: Request) -> ServiceSettings:
+def _settings(request: Request) -> JobsSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
@@ -25,12 +25,12 @@ def _storage(request: Request) -> Storage:
     return request.app.state.storage  # type: ignore[no-any-return]
 
 
-def _session(settings: Annotated[ServiceSettings, Depends(_settings)]) -> Iterator[Session]:
+def _session(settings: Annotated[JobsSettings, Depends(_settings)]) -> Iterator[Session]:
     with session_scope(settings.db_url) as session:
         yield session
 
 
-SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
+SettingsDep = Annotated[JobsSettings, Depends(_settings)]
 StorageDep = Annotated[Storage, Depends(_storage)]
 SessionDep = Annotated[Session, Depends(_session)]
 

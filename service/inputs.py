@@ -1,19 +1,12 @@
-"""Checking what clients send before a job exists: sizes, sniffed content (never the file name), emotions.
-
-Videos are probed with PyAV (cmet_core.media, which needs no torch), so a corrupt or non-video
-upload is a 422 with the pipeline's own code instead of a job that fails later.
-"""
+"""Saving multipart parts to disk with their size limits, as they arrive."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import av
 from starlette.datastructures import UploadFile
 
-from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
-from cmet_core.media.video import MediaError, probe
-from service.problems import ProblemError
+from cmet_jobs.errors import ProblemError
 
 CHUNK = 1 << 20
 
@@ -33,62 +26,3 @@ def save_upload(upload: UploadFile, directory: Path, name: str, max_bytes: int) 
     if written == 0:
         raise ProblemError(422, "empty_file", f"part `{upload.filename or name}` is empty")
     return target
-
-
-def check_video(path: Path, max_duration_s: float) -> float:
-    """The clip's duration in seconds, or a 422 naming what is wrong with it."""
-    try:
-        return probe(path, max_duration_s).duration_s
-    except MediaError as exc:
-        raise ProblemError(422, exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
-
-
-def check_speech(path: Path) -> None:
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise ProblemError(422, "no_audio", "speech: the uploaded file has no audio track")
-    except (av.error.FFmpegError, UnicodeDecodeError):
-        raise ProblemError(422, "not_media", "speech: the uploaded file is not audio PyAV can read") from None
-
-
-SNIFF_BYTES = 512
-
-
-def _container(head: bytes) -> str | None:
-    """The container a file's first bytes announce, or None for anything that is not media."""
-    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
-        return "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "matroska"
-    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"WAVE"):
-        return "avi" if head[8:12] == b"AVI " else "wav"
-    if head.startswith(b"FLV"):
-        return "flv"
-    if head.startswith(b"OggS"):
-        return "ogg"
-    if head.startswith(b"fLaC"):
-        return "flac"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "mp3"
-    if head.startswith(b"\x00\x00\x01\xba") or (len(head) > 188 and head[0] == head[188] == 0x47):  # PS pack, TS sync bytes
-        return "mpeg"
-    return None
-
-
-def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
-    """An uploaded asset's first bytes must announce a media container of its kind (a full probe
-    needs the whole file, which the worker has; this catches text, images and archives at once)."""
-    container = _container(head)
-    audio_only = {"wav", "flac", "mp3"}
-    if container is None or (kind == "video" and container in audio_only):
-        raise ProblemError(422, "not_media", f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file")
-
-
-def check_emotion(spec: str, intensity: float, library: EmotionLibrary) -> None:
-    try:
-        resolve(spec, library, intensity)
-    except UnknownEmotionError as exc:
-        raise ProblemError(422, "unknown_emotion", str(exc)) from None
-    except ValueError as exc:
-        raise ProblemError(422, "bad_emotion", str(exc)) from None

@@ -47,8 +47,8 @@ class JobStates:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from sqlalchemy import func, select
 
-        from service.db.models import Job, JobState
-        from service.db.session import session_scope
+        from cmet_jobs.db.models import Job, JobState
+        from cmet_jobs.db.session import session_scope
 
         family = GaugeMetricFamily("cmet_jobs", "Edit jobs in each state, from the job records.", labels=["state"])
         with session_scope(self.db_url) as session:

@@ -31,7 +31,7 @@ def customize(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         from service.problems import Problem
-        from service.schemas import EditCreate
+        from cmet_jobs.schemas import EditCreate
 
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = doc.setdefault("components", {})
@@ -65,10 +65,10 @@ def customize(app: FastAPI) -> None:
 
 def render() -> str:
     from service.app import create_app
-    from service.settings import ServiceSettings
+    from cmet_jobs.settings import JobsSettings
 
     with tempfile.TemporaryDirectory() as scratch:
-        app = create_app(ServiceSettings(data_dir=Path(scratch), url_signing_key="schema"), migrate_db=False)
+        app = create_app(JobsSettings(data_dir=Path(scratch), url_signing_key="schema"), migrate_db=False)
         return yaml.safe_dump(app.openapi(), sort_keys=False, allow_unicode=True, width=120)
 
 

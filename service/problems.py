@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from cmet_jobs.errors import ProblemError
+
 log = logging.getLogger("cmet.api")
 
 PROBLEM_TYPE = "https://cmet.dev/problems/"
@@ -24,12 +26,6 @@ class Problem(BaseModel):
     code: str
     detail: str
     errors: list[dict[str, Any]] | None = None
-
-
-class ProblemError(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers, self.errors = status, code, detail, headers, errors
 
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal error", 503: "Unavailable"}

@@ -8,11 +8,11 @@ import shutil
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from service.queue import MAX_TASK_S, RUN_EDIT, broker_options
-from service.settings import ServiceSettings, get_service_settings
+from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT, broker_options
+from cmet_jobs.settings import JobsSettings, get_jobs_settings
 
 
-def _metrics_dir(settings: ServiceSettings) -> None:
+def _metrics_dir(settings: JobsSettings) -> None:
     """prometheus-client's multiprocess mode needs its folder before any metric exists (so, before the
     prefork children): one folder per worker process tree, emptied at start."""
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -23,7 +23,7 @@ def _metrics_dir(settings: ServiceSettings) -> None:
 
 
 def make_app() -> Celery:
-    settings = get_service_settings()
+    settings = get_jobs_settings()
     _metrics_dir(settings)
     app = Celery("cmet-worker", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
@@ -57,7 +57,7 @@ def _start_helpers(sender: object = None, **_: object) -> None:
     from worker import metrics, sweeper
 
     sweeper.start()
-    port = get_service_settings().worker_metrics_port
+    port = get_jobs_settings().worker_metrics_port
     if port:
         metrics.serve(port)
     if not type(getattr(sender, "pool", None)).__module__.endswith(".prefork"):
@@ -80,7 +80,7 @@ def _warm_models() -> None:
         from worker.tasks import editor
 
         try:
-            editor(get_service_settings())
+            editor(get_jobs_settings())
         except Exception:  # a job reports the same failure with its code; here it is only logged
             logging.getLogger(__name__).warning("loading the models at start failed", exc_info=True)
 

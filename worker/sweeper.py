@@ -2,7 +2,7 @@
 jobs whose message was lost.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
-`service.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
+`cmet_jobs.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
 so a doubly queued retry is sent once.
 
 A broker restart (Redis without persistence, or a failover) loses waiting messages; the job
@@ -18,9 +18,9 @@ import os
 import socket
 import threading
 
-from service import jobs, queue, webhooks
-from service.db.session import session_scope
-from service.settings import ServiceSettings, get_service_settings
+from cmet_jobs import jobs, queue, webhooks
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.settings import JobsSettings, get_jobs_settings
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
@@ -28,7 +28,7 @@ RECONCILE_EVERY = 3
 IDLE_BEFORE_REQUEUE_S = 15.0
 
 
-def reconcile(settings: ServiceSettings) -> list[str]:
+def reconcile(settings: JobsSettings) -> list[str]:
     """Orphaned running jobs always; queued ones only when the queue is empty (else their message may just be waiting)."""
     with session_scope(settings.db_url) as session:
         queue_empty = queue.waiting_messages(settings) == 0
@@ -42,7 +42,7 @@ def reconcile(settings: ServiceSettings) -> list[str]:
 
 
 def _loop(stop: threading.Event) -> None:
-    settings = get_service_settings()
+    settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
     while not stop.wait(SWEEP_EVERY_S):

@@ -21,12 +21,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from cmet_core.errors import InputError
 from cmet_core.models.connector_registry import LATEST
 from cmet_core.models.errors import ModelLoadError
-from service import emotions, jobs, webhooks
-from service.db.models import JobState
-from service.db.session import session_scope
-from service.queue import RUN_EDIT
-from service.settings import BatchedModel, ServiceSettings, get_service_settings
-from service.storage import Storage, StorageError, storage_for
+from cmet_jobs import emotions, jobs, webhooks
+from cmet_jobs.db.models import JobState
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.queue import RUN_EDIT
+from cmet_jobs.settings import BatchedModel, JobsSettings, get_jobs_settings
+from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics
 from worker.celery_app import app
 
@@ -45,7 +45,7 @@ _EDITOR: Any = None
 _EDITOR_LOCK = threading.Lock()
 
 
-def editor(settings: ServiceSettings) -> Any:
+def editor(settings: JobsSettings) -> Any:
     """Models load once per worker process and stay warm (once, even when jobs start in several threads).
 
     A worker serving the registry's `latest` connector looks again at every job and switches when
@@ -76,7 +76,7 @@ def _follow_latest(loaded: Any) -> None:
         log.info("now serving connector %s", loaded.connector_label)
 
 
-def _load_editor(settings: ServiceSettings) -> Any:
+def _load_editor(settings: JobsSettings) -> Any:
     global _EDITOR
     from cmet_core.models.connector_registry import choose
     from cmet_core.models.runtime import RuntimeOptions
@@ -102,11 +102,11 @@ def _load_editor(settings: ServiceSettings) -> Any:
     return loaded
 
 
-def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_bytes: int) -> Path:
+def _fetch(entry: dict[str, str], dest: Path, settings: JobsSettings, max_bytes: int) -> Path:
     if "key" in entry:
         storage_for(settings).get_file(entry["key"], dest)
         return dest
-    from service.net_guard import BlockedURLError, fetch_to_file
+    from cmet_jobs.net_guard import BlockedURLError, fetch_to_file
 
     try:
         fetch_to_file(entry["url"], dest, max_bytes=max_bytes, allow_private=settings.allow_private_urls,
@@ -119,12 +119,12 @@ def _fetch(entry: dict[str, str], dest: Path, settings: ServiceSettings, max_byt
 class _Heartbeat:
     """Renews the job's lease while the edit runs, whatever the stage is doing."""
 
-    def __init__(self, settings: ServiceSettings, job_id: str) -> None:
+    def __init__(self, settings: JobsSettings, job_id: str) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(settings, job_id), daemon=True)
         self._thread.start()
 
-    def _beat(self, settings: ServiceSettings, job_id: str) -> None:
+    def _beat(self, settings: JobsSettings, job_id: str) -> None:
         while not self._stop.wait(jobs.LEASE_S / 4):
             try:
                 with session_scope(settings.db_url) as session:
@@ -146,7 +146,7 @@ class _Progress:
     enforces the soft time limit: Celery's thread and solo pools (batching workers, `cmet serve`)
     never enforce time limits themselves, so the edit checks its own deadline at every chunk."""
 
-    def __init__(self, settings: ServiceSettings, storage: Storage, job_id: str, limit_s: float) -> None:
+    def __init__(self, settings: JobsSettings, storage: Storage, job_id: str, limit_s: float) -> None:
         self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
         self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
 
@@ -168,7 +168,7 @@ class _Progress:
         webhooks.dispatch(self.settings, [event])
 
 
-def _finish(settings: ServiceSettings, job_id: str, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None, output_key: str | None = None) -> None:
+def _finish(settings: JobsSettings, job_id: str, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None, output_key: str | None = None) -> None:
     with session_scope(settings.db_url) as session:
         job = jobs.lock(session, job_id)
         if job is None or JobState(job.state).final:
@@ -188,7 +188,7 @@ def _ended(session: Any, job: Any, storage: Storage) -> str | None:
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
 def deliver_webhook(delivery_id: str) -> str:
-    outcome = webhooks.deliver(get_service_settings(), delivery_id)
+    outcome = webhooks.deliver(get_jobs_settings(), delivery_id)
     if outcome in ("succeeded", "failed", "disabled", "pending"):
         metrics.WEBHOOKS.labels(outcome="retry_scheduled" if outcome == "pending" else outcome).inc()
     return outcome
@@ -217,7 +217,7 @@ class _HardLimit:
         self._timer.cancel()
 
 
-def _expire_stuck_job(settings: ServiceSettings, job_id: str, limit_s: float) -> None:
+def _expire_stuck_job(settings: JobsSettings, job_id: str, limit_s: float) -> None:
     """Fail the job for good (its client learns why), then end the process: a thread cannot be
     stopped. Other jobs of this process come back through their lapsed leases; the supervisor or
     the container's restart policy starts the worker again."""
@@ -233,7 +233,7 @@ def _expire_stuck_job(settings: ServiceSettings, job_id: str, limit_s: float) ->
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
     """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
-    settings = get_service_settings()
+    settings = get_jobs_settings()
     storage = storage_for(settings)
     try:
         with session_scope(settings.db_url) as session:
@@ -297,7 +297,7 @@ def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
         heartbeat.stop()
 
 
-def _edit(settings: ServiceSettings, key_id: str, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:
+def _edit(settings: JobsSettings, key_id: str, request: dict[str, Any], video: Path, speech: tuple[Path, ...], out: Path, progress: _Progress) -> dict[str, Any]:
     from cmet_core.options import EditOptions
     from cmet_core.targets import EmotionTarget
 
@@ -323,9 +323,9 @@ def _edit(settings: ServiceSettings, key_id: str, request: dict[str, Any], video
 def build_emotion(emotion_id: str) -> str:
     """Embed a registered emotion's clips, store its library entry, delete the clips."""
     from cmet_core.emotions import load_builtin_library
-    from service.db.models import CustomEmotion
+    from cmet_jobs.db.models import CustomEmotion
 
-    settings = get_service_settings()
+    settings = get_jobs_settings()
     storage = storage_for(settings)
     with session_scope(settings.db_url) as session:
         row = session.get(CustomEmotion, emotion_id)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from service import schemas, webhooks
-from service.db.models import WebhookDelivery
+from cmet_jobs import schemas, webhooks
+from cmet_jobs.db.models import WebhookDelivery
 from service.deps import KeyDep, SessionDep, SettingsDep, owned_job
-from service.problems import ProblemError
+from cmet_jobs.errors import ProblemError
 
 router = APIRouter(prefix="/v1/edits/{job_id}/webhook-deliveries", tags=["webhooks"])
 

@@ -19,13 +19,14 @@ from starlette.datastructures import UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from service import emotions, jobs, queue, schemas, webhooks
-from service.db.models import ApiKey, Asset, Job, JobState, now
+from cmet_jobs import emotions, jobs, queue, schemas, webhooks
+from cmet_jobs.db.models import ApiKey, Asset, Job, JobState, now
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep, owned_job
-from service.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, save_upload, sniff_asset
-from service.problems import ProblemError
-from service.settings import ServiceSettings
-from service.storage import Storage
+from cmet_jobs.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, sniff_asset
+from service.inputs import save_upload
+from cmet_jobs.errors import ProblemError
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import Storage
 
 router = APIRouter(prefix="/v1/edits", tags=["edits"])
 
@@ -58,7 +59,7 @@ def _problem_from(exc: ValidationError) -> ProblemError:
     return ProblemError(422, "invalid_request", detail, errors=errors)
 
 
-async def _read_body(request: Request, settings: ServiceSettings) -> tuple[schemas.EditCreate, UploadFile | None, list[UploadFile]]:
+async def _read_body(request: Request, settings: JobsSettings) -> tuple[schemas.EditCreate, UploadFile | None, list[UploadFile]]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -132,10 +133,10 @@ def _asset(session: SessionDep, key: ApiKey, asset_id: str, storage: Storage, ki
     return asset
 
 
-def _check_urls(body: schemas.EditCreate, settings: ServiceSettings) -> None:
+def _check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
     fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
-    from service.net_guard import BlockedURLError, check_url, probe_url
+    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
 
     policy = {"allow_private": settings.allow_private_urls, "schemes": settings.url_schemes}
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None] + [(u, settings.max_speech_bytes) for u in body.speech_urls]

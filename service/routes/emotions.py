@@ -13,12 +13,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from cmet_core.emotions import load_builtin_library
-from service import queue, schemas
-from service.db.models import CustomEmotion
+from cmet_jobs import queue, schemas
+from cmet_jobs.db.models import CustomEmotion
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
-from service.emotions import BUILD
-from service.inputs import check_speech, save_upload
-from service.problems import ProblemError
+from cmet_jobs.emotions import BUILD
+from cmet_jobs.inputs import check_speech
+from service.inputs import save_upload
+from cmet_jobs.errors import ProblemError
 
 router = APIRouter(prefix="/v1/emotions", tags=["emotions"])
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")

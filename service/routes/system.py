@@ -7,9 +7,10 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service import jobs, metrics, queue, schemas
-from service.problems import ProblemError
-from service.db.session import session_scope
+from cmet_jobs import jobs, queue, schemas
+from service import metrics
+from cmet_jobs.errors import ProblemError
+from cmet_jobs.db.session import session_scope
 from service.deps import KeyDep, SettingsDep, StorageDep
 
 router = APIRouter()

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from service import schemas
-from service.db.models import Asset
+from cmet_jobs import schemas
+from cmet_jobs.db.models import Asset
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
-from service.problems import ProblemError
-from service.storage import LocalStorage, verify
+from cmet_jobs.errors import ProblemError
+from cmet_jobs.storage import LocalStorage, verify
 
 router = APIRouter(tags=["uploads"])
 

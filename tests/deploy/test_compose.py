@@ -220,11 +220,11 @@ def test_env_example_documents_every_variable_with_the_compose_default() -> None
 
 
 def test_service_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CMET_* variables compose gives the API and the workers are fields of ServiceSettings and parse."""
-    from service.settings import ServiceSettings
+    """The CMET_* variables compose gives the API and the workers are fields of JobsSettings and parse."""
+    from cmet_jobs.settings import JobsSettings
 
     env = _example_env_with_secrets()
-    fields = set(ServiceSettings.model_fields)
+    fields = set(JobsSettings.model_fields)
     services = _services()
     for name in ["api", "migrate", *_workers(services)]:
         rendered = {k: _interpolate(v, env) for k, v in _environment(services[name]).items()}
@@ -235,7 +235,7 @@ def test_service_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
                 patch.delenv(key)
             for key, value in rendered.items():
                 patch.setenv(key, value)
-            settings = ServiceSettings()  # parsed from the environment, as in the containers
+            settings = JobsSettings()  # parsed from the environment, as in the containers
         assert settings.storage == "s3" and str(settings.data_dir) == "/var/lib/cmet"
         assert settings.db_url.startswith("postgresql+psycopg://") and "@postgres:5432/" in settings.db_url
         assert settings.broker_url.startswith("redis://:") and settings.broker_url.endswith("@redis:6379/0")

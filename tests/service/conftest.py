@@ -15,8 +15,8 @@ def new_key(stack: Stack, name: str = "test", **limits: int) -> str:
 
 
 def new_key_and_webhook_secret(stack: Stack, name: str = "test", **limits: int) -> tuple[str, str]:
-    from service.db.session import session_scope
-    from service.security import create_key
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import create_key
 
     with session_scope(stack.extra["database_url"]) as session:
         made = create_key(session, name, **limits)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from service.webhook_signing import WebhookVerificationError, verify
+from cmet_jobs.webhook_signing import WebhookVerificationError, verify
 
 
 @dataclass

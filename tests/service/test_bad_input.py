@@ -17,17 +17,17 @@ from sqlalchemy import func, select
 
 from cmet_core.media.sample import write_sample_clip
 from service.app import create_app
-from service.db.models import Job
-from service.db.session import session_scope
-from service.security import create_key
-from service.settings import ServiceSettings
+from cmet_jobs.db.models import Job
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.keys import create_key
+from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio, make_video
 
 MAX_VIDEO = 2_000_000
 
 
 class Corpus:
-    def __init__(self, client: TestClient, settings: ServiceSettings, key: str, other_key: str, files: dict[str, bytes]) -> None:
+    def __init__(self, client: TestClient, settings: JobsSettings, key: str, other_key: str, files: dict[str, bytes]) -> None:
         self.client, self.settings, self.key, self.other_key, self.files = client, settings, key, other_key, files
 
     def post(self, key: str | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ class Corpus:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     tmp = tmp_path_factory.mktemp("corpus")
-    settings = ServiceSettings(
+    settings = JobsSettings(
         data_dir=tmp / "data",
         broker_url="redis://127.0.0.1:6379/11",
         queue=f"cmet-corpus-{uuid.uuid4().hex[:8]}",
@@ -70,12 +70,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         yield Corpus(client, settings, key, other, files)
 
 
-def _jobs(settings: ServiceSettings) -> int:
+def _jobs(settings: JobsSettings) -> int:
     with session_scope(settings.db_url) as session:
         return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 
 
-def _stored(settings: ServiceSettings) -> int:
+def _stored(settings: JobsSettings) -> int:
     root = settings.storage_dir
     return sum(1 for p in root.rglob("*") if p.is_file()) if root and root.exists() else 0
 
@@ -223,7 +223,7 @@ def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> No
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings = ServiceSettings(data_dir=tmp_path / "data", broker_url="redis://127.0.0.1:6379/11", queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
+    settings = JobsSettings(data_dir=tmp_path / "data", broker_url="redis://127.0.0.1:6379/11", queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
                                max_video_bytes=MAX_VIDEO, allow_private_urls=True, public_url="http://testserver")
     app = create_app(settings)
     with session_scope(settings.db_url) as session:

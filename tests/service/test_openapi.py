@@ -19,10 +19,10 @@ def test_the_api_never_imports_torch(tiny_set, tmp_path) -> None:  # type: ignor
 import sys
 from fastapi.testclient import TestClient
 from service.app import create_app
-from service.db.session import session_scope
-from service.security import create_key
-from service.settings import ServiceSettings
-settings = ServiceSettings(data_dir={str(tmp_path)!r}, models_set={str(tiny_set)!r})
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.keys import create_key
+from cmet_jobs.settings import JobsSettings
+settings = JobsSettings(data_dir={str(tmp_path)!r}, models_set={str(tiny_set)!r})
 app = create_app(settings)
 with session_scope(settings.db_url) as s:
     key = create_key(s, "t").secret

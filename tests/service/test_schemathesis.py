@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from service.app import create_app
-from service.db.session import session_scope
-from service.security import create_key
-from service.settings import ServiceSettings
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.keys import create_key
+from cmet_jobs.settings import JobsSettings
 
 _scratch = Path(tempfile.mkdtemp(prefix="cmet-schemathesis-"))
-_settings = ServiceSettings(
+_settings = JobsSettings(
     data_dir=_scratch,
     broker_url="redis://127.0.0.1:6379/11",
     queue=f"cmet-fuzz-{uuid.uuid4().hex[:8]}",

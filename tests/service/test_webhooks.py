@@ -125,8 +125,8 @@ def test_webhook_to_a_private_address_is_refused_up_front(stack: Stack, hooked, 
 def test_a_job_out_of_attempts_fails_and_says_so(hooked, stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A job whose worker died on every attempt ends `failed` with `too_many_attempts` when it is
     picked up once more, and its subscriber hears `edit.failed` like of any other end."""
-    from service.db.models import Job
-    from service.db.session import session_scope
+    from cmet_jobs.db.models import Job
+    from cmet_jobs.db.session import session_scope
 
     client, webhook_secret = hooked
     clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2)

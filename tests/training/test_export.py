@@ -129,7 +129,7 @@ def test_official_checkpoint_imports_as_a_version(tmp_path: Path) -> None:
 def test_a_worker_following_latest_switches_when_a_version_is_published(trained_run: Path, tiny_set: Path, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.tasks as tasks
-    from service.settings import ServiceSettings
+    from cmet_jobs.settings import JobsSettings
 
     registry = tmp_path / "registry"
     export_run(trained_run, DirectoryRegistry(registry))
@@ -138,7 +138,7 @@ def test_a_worker_following_latest_switches_when_a_version_is_published(trained_
 
     get_settings.cache_clear()
     monkeypatch.setattr(tasks, "_EDITOR", None)
-    settings = ServiceSettings(data_dir=tmp_path / "data", models_set=tiny_set, registry=str(registry), connector_version=LATEST, device="cpu")
+    settings = JobsSettings(data_dir=tmp_path / "data", models_set=tiny_set, registry=str(registry), connector_version=LATEST, device="cpu")
     try:
         assert tasks.editor(settings).connector_label == "test-connector@0.1.0"
         export_run(trained_run, DirectoryRegistry(registry))

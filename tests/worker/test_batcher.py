@@ -67,10 +67,10 @@ def test_speech_clips_of_concurrent_jobs_share_a_forward(tmp_path) -> None:  # t
 
 
 def test_each_model_has_its_own_batching_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from service.settings import ServiceSettings
+    from cmet_jobs.settings import JobsSettings
 
     monkeypatch.setenv("CMET_BATCH_MAX", "12")
     monkeypatch.setenv("CMET_BATCH_MODELS", '{"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}')
-    settings = ServiceSettings()
+    settings = JobsSettings()
     assert settings.batching("emotion2vec") == (4, 20.0)
     assert settings.batching("edtalk_encoder") == settings.batching("edtalk_renderer") == (12, 5.0)

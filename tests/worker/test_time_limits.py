@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from service.settings import ServiceSettings
+from cmet_jobs.settings import JobsSettings
 from worker.tasks import JobTimedOut, _Progress
 
 
 def test_progress_stops_an_edit_past_its_deadline(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = ServiceSettings(data_dir=tmp_path)
+    settings = JobsSettings(data_dir=tmp_path)
     progress = _Progress(settings, storage=None, job_id="edt_x", limit_s=0.05)  # type: ignore[arg-type]
     time.sleep(0.1)
     with pytest.raises(JobTimedOut, match="time limit of 0 s"):
@@ -41,10 +41,10 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
     import subprocess
     import sys
 
-    from service.db.models import ApiKey, Job
-    from service.db.session import migrate, session_scope
+    from cmet_jobs.db.models import ApiKey, Job
+    from cmet_jobs.db.session import migrate, session_scope
 
-    settings = ServiceSettings(data_dir=tmp_path)
+    settings = JobsSettings(data_dir=tmp_path)
     migrate(settings.db_url)
     with session_scope(settings.db_url) as session:
         key = ApiKey(name="t", prefix="p", key_hash="h" * 64, webhook_secret="whsec_x")
@@ -54,7 +54,7 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
         session.add(job)
         session.flush()
         job_id = job.id
-    code = f"import worker.tasks as t; from service.settings import ServiceSettings; t._expire_stuck_job(ServiceSettings(), {job_id!r}, 300)"
+    code = f"import worker.tasks as t; from cmet_jobs.settings import JobsSettings; t._expire_stuck_job(JobsSettings(), {job_id!r}, 300)"
     proc = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "CMET_DATA_DIR": str(tmp_path)},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 70, proc.stderr

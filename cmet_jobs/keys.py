@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiKey, now
-from service.webhook_signing import new_secret
+from cmet_jobs.db.models import ApiKey, now
+from cmet_jobs.webhook_signing import new_secret
 
 KEY_PREFIX = "cmet_"
 

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from service import net_guard
-from service.net_guard import BlockedURLError, address_problem, check_url, fetch_to_file, post_json
+from cmet_jobs import net_guard
+from cmet_jobs.net_guard import BlockedURLError, address_problem, check_url, fetch_to_file, post_json
 
 BODY = bytes(range(256)) * 40  # 10240 bytes
 class _Options(TypedDict):
@@ -317,7 +317,7 @@ def test_connection_is_pinned_to_the_checked_address(srv: Served, tmp_path: Path
         fetch_to_file(f"http://rebind.test:{port}/host", tmp_path / "x", max_bytes=100, **LOCAL)
     assert srv.requests == []
     lookups.clear()
-    monkeypatch.setattr("service.net_guard.check_url", lambda *a, **k: [])  # skip the up-front check
+    monkeypatch.setattr("cmet_jobs.net_guard.check_url", lambda *a, **k: [])  # skip the up-front check
     result = fetch_to_file(f"http://rebind.test:{port}/host", tmp_path / "x", max_bytes=100, timeout=2.0, **LOCAL)
     assert result.path.read_text() == f"rebind.test:{port}" and lookups == ["rebind.test"]
 

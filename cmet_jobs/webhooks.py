@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import jobs
-from service.db.models import ApiKey, DeliveryState, Job, WebhookDelivery, now
-from service.db.session import session_scope
-from service.settings import ServiceSettings
-from service.storage import Storage
+from cmet_jobs import jobs
+from cmet_jobs.db.models import ApiKey, DeliveryState, Job, WebhookDelivery, now
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import Storage
 
 DELIVER = "cmet.deliver_webhook"
 MAX_RETRY_AFTER_S = 24 * 3600.0
@@ -52,15 +52,15 @@ def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None
     return delivery.id
 
 
-def dispatch(settings: ServiceSettings, delivery_ids: list[str | None]) -> None:
-    from service.queue import send
+def dispatch(settings: JobsSettings, delivery_ids: list[str | None]) -> None:
+    from cmet_jobs.queue import send
 
     for delivery_id in delivery_ids:
         if delivery_id is not None:
             send(settings, DELIVER, delivery_id)
 
 
-def _claim(settings: ServiceSettings, delivery_id: str) -> bool:
+def _claim(settings: JobsSettings, delivery_id: str) -> bool:
     with session_scope(settings.db_url) as session:
         claimed = session.execute(
             update(WebhookDelivery)
@@ -70,11 +70,11 @@ def _claim(settings: ServiceSettings, delivery_id: str) -> bool:
         return claimed.rowcount == 1  # type: ignore[attr-defined]
 
 
-def deliver(settings: ServiceSettings, delivery_id: str) -> str:
+def deliver(settings: JobsSettings, delivery_id: str) -> str:
     """One attempt, if the delivery is due; records it and schedules the next or ends the delivery."""
-    from service.net_guard import BlockedURLError, post_json
-    from service.webhook_signing import headers as signed_headers
-    from service.webhook_signing import retry_after_seconds, retry_schedule
+    from cmet_jobs.net_guard import BlockedURLError, post_json
+    from cmet_jobs.webhook_signing import headers as signed_headers
+    from cmet_jobs.webhook_signing import retry_after_seconds, retry_schedule
 
     if not _claim(settings, delivery_id):
         return "not due"
@@ -126,7 +126,7 @@ def _disable(session: Session, job_id: str) -> None:
 STALE_SENDING_S = 120
 
 
-def due(settings: ServiceSettings, limit: int = 100) -> list[str]:
+def due(settings: JobsSettings, limit: int = 100) -> list[str]:
     """Deliveries whose next attempt is due; one left `sending` by a killed worker counts as due again."""
     with session_scope(settings.db_url) as session:
         session.execute(

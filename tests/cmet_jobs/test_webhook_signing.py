@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from service.webhook_signing import (
+from cmet_jobs.webhook_signing import (
     MAX_ATTEMPTS,
     RETRY_DELAYS_S,
     WebhookVerificationError,

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from service.settings import ServiceSettings
+from cmet_jobs.settings import JobsSettings
 
 RUN_EDIT = "cmet.run_edit"
 MAX_TASK_S = 3600
@@ -47,22 +47,22 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
-def send(settings: ServiceSettings, task: str, record_id: str, **options: Any) -> None:
+def send(settings: JobsSettings, task: str, record_id: str, **options: Any) -> None:
     """Queue `task` for one record id: messages carry ids only, the record is the truth."""
     _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue, **options)
 
 
-def submit(settings: ServiceSettings, job_id: str, duration_s: float | None = None) -> None:
+def submit(settings: JobsSettings, job_id: str, duration_s: float | None = None) -> None:
     soft, hard = time_limits(duration_s)
     send(settings, RUN_EDIT, job_id, soft_time_limit=soft, time_limit=hard)
 
 
-def ping_broker(settings: ServiceSettings) -> None:
+def ping_broker(settings: JobsSettings) -> None:
     with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-def waiting_messages(settings: ServiceSettings) -> int:
+def waiting_messages(settings: JobsSettings) -> int:
     """Messages waiting in the edit queue (not counting ones a worker holds unacknowledged)."""
     with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
         try:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cmet_core.emotions import EmotionEntry, EmotionLibrary, load_builtin_library
-from service.db.models import CustomEmotion
+from cmet_jobs.db.models import CustomEmotion
 
 BUILD = "cmet.build_emotion"
 

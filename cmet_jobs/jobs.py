@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import schemas
-from service.db.models import Job, JobState, WorkerBeat, now
-from service.storage import Storage
+from cmet_jobs import schemas
+from cmet_jobs.db.models import Job, JobState, WorkerBeat, now
+from cmet_jobs.storage import Storage
 
 OUTPUT_NAME = "output.mp4"
 

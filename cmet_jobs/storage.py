@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
-from service.settings import ServiceSettings
+from cmet_jobs.settings import JobsSettings
 
 
 class StorageError(RuntimeError):
@@ -99,7 +99,7 @@ class LocalStorage:
 
 
 class S3Storage:
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: JobsSettings) -> None:
         from cmet_core.models.s3 import s3_client
 
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
@@ -168,7 +168,7 @@ class S3Storage:
             self._call("create bucket", self.client.create_bucket, Bucket=self.bucket)
 
 
-def storage_for(settings: ServiceSettings) -> Storage:
+def storage_for(settings: JobsSettings) -> Storage:
     if settings.storage == "s3":
         return S3Storage(settings)
     assert settings.storage_dir is not None

@@ -27,7 +27,7 @@ class ModelBatching(BaseModel):
     max_wait_ms: float = Field(ge=0, le=1000)
 
 
-class ServiceSettings(CoreSettings):
+class JobsSettings(CoreSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in DATA_DIR.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
     queue: str = Field(default="cmet-edits", description="Celery queue the API submits edit jobs to.")
@@ -58,7 +58,7 @@ class ServiceSettings(CoreSettings):
     models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
 
     @model_validator(mode="after")
-    def _defaults_under_data_dir(self) -> ServiceSettings:
+    def _defaults_under_data_dir(self) -> JobsSettings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'cmet.db'}"
         if self.storage_dir is None:
@@ -96,5 +96,5 @@ class ServiceSettings(CoreSettings):
 
 
 @lru_cache(maxsize=1)
-def get_service_settings() -> ServiceSettings:
-    return ServiceSettings()
+def get_jobs_settings() -> JobsSettings:
+    return JobsSettings()
