@@ -1,15 +1,8 @@
-"""Model sets: a folder with the three models that work together and a `models.json` naming them.
+"""Building model sets: make-tiny, make-filled, convert from official files, and verify.
 
-Layout of a set (see `checkpoints` for the model format)::
-
-    SET/models.json                                  set manifest: name, version, the three entries
-    SET/edtalk.safetensors      SET/edtalk.json      EDTalk generator
-    SET/connector.safetensors   SET/connector.json   C-MET connector
-    SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
-
-The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
-set. Sets are written into a hidden staging folder beside their destination and renamed into
-place only after they verify, so an interrupted pull or make-tiny never leaves a half set.
+Sets are written into a hidden staging folder beside their destination and renamed into place
+only after they verify, so an interrupted pull or make-tiny never leaves a half set. Reading and
+loading sets is `sets`.
 """
 
 from __future__ import annotations
@@ -22,13 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
-from cmet_core.models.connector_registry import ConnectorChoice
 from cmet_core.models.convert import import_emotion2vec
 from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
@@ -45,16 +37,15 @@ from cmet_core.models.manifests import (
     write_manifest,
 )
 from cmet_core.models.sets import (
-    discover_sets,
+    Check,
+    compatibility,
     is_set,
     model_manifest,
     read_set,
-    select_set,
 )
 
 # One shallow block as wide as emotion2vec+ large (1024-d, the connector's speech_dim): about 50 MB.
 TINY_EMOTION2VEC: dict[str, Any] = {"embed_dim": TINY_CONNECTOR.speech_dim, "depth": 1, "prenet_depth": 0, "heads": 16, "mlp_ratio": 1.0}
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,18 +185,7 @@ def convert_set(
 
 
 # ----------------------------------------------------------------------------------------------
-# Verifying, listing, loading
-
-
-@dataclass
-class Check:
-    kind: str
-    name: str
-    status: Literal["ok", "failed"]
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.kind} {self.name}: {self.detail}"
+# Verifying
 
 
 @dataclass
@@ -268,96 +248,5 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
             report.checks.append(Check(kind, entry.name, "failed", str(exc)))
         except OSError as exc:
             report.checks.append(Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}"))
-    report.checks.extend(_compatibility(configs))
+    report.checks.extend(compatibility(configs))
     return report
-
-
-def _compatibility(configs: dict[str, dict]) -> list[Check]:
-    """The three models must agree on the sizes they pass to each other."""
-    checks: list[Check] = []
-    ed, con, e2v = configs.get("edtalk"), configs.get("connector"), configs.get("emotion2vec")
-    if ed and con and ed.get("exp_dim") != con.get("exp_dim"):
-        msg = f"connector exp_dim {con.get('exp_dim')} differs from EDTalk exp_dim {ed.get('exp_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
-    if con and e2v and e2v.get("embed_dim") is not None and e2v["embed_dim"] != con.get("speech_dim"):
-        msg = f"emotion2vec embed_dim {e2v['embed_dim']} differs from connector speech_dim {con.get('speech_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
-    return checks
-
-
-@dataclass
-class ModelRow:
-    set_name: str
-    set_version: str
-    kind: str
-    name: str
-    version: str
-    size: int
-    source: str
-    sha256: str
-
-
-def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
-    """Rows for every model of every set under `root`, and messages for sets that cannot be read."""
-    rows: list[ModelRow] = []
-    problems: list[str] = []
-    for set_dir in discover_sets(root):
-        try:
-            manifest = read_set(set_dir)
-            for kind in KINDS:
-                model, _ = model_manifest(set_dir, manifest, kind)
-                summary = model.source.summary()
-                label = set_dir.name if set_dir.name == manifest.name else f"{set_dir.name} ({manifest.name})"
-                row = ModelRow(label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256)
-                rows.append(row)
-        except ModelLoadError as exc:
-            problems.append(str(exc))
-    return rows, problems
-
-
-@dataclass
-class ModelSet:
-    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder.
-
-    `connector_choice` is set when the connector came from the registry instead of the set."""
-
-    path: Path
-    manifest: SetManifest
-    edtalk: Generator
-    connector: Connector
-    emotion2vec_dir: Path
-    connector_choice: ConnectorChoice | None = None
-    configs: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def connector_label(self) -> str:
-        """name@version of the connector that serves."""
-        if self.connector_choice is not None:
-            return f"{self.connector_choice.manifest.name}@{self.connector_choice.version}"
-        entry = self.manifest.models["connector"]
-        return f"{entry.name}@{entry.version}"
-
-    def use_connector(self, choice: ConnectorChoice) -> None:
-        """Serve a registry connector instead of the current one, once it is known to fit the set."""
-        connector = load_connector(choice.registry.local_weights(choice.version))
-        problems = _compatibility({**self.configs, "connector": connector.cfg.to_dict()})
-        if problems:
-            raise ModelLoadError(f"registry connector {choice.version} does not fit set {self.manifest.name}: " + "; ".join(c.detail for c in problems))
-        self.connector, self.connector_choice = connector, choice
-
-
-def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
-    """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
-    replaces the set's own connector with a registry version."""
-    path = Path(set_dir) if set_dir is not None else select_set()
-    manifest = read_set(path)
-    ed, ed_weights = model_manifest(path, manifest, "edtalk")
-    con, con_weights = model_manifest(path, manifest, "connector")
-    e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
-    if verify:
-        verify_digest(e2v, e2v_dir)
-    configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
-    models = ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir, configs=configs)
-    if connector is not None:
-        models.use_connector(connector)
-    return models
