@@ -34,7 +34,7 @@ from cmet_core.settings import get_settings
 if TYPE_CHECKING:
     from cmet_core.models.connector import Connector
     from cmet_core.models.edtalk import Generator
-    from cmet_core.models.connector_registry import ConnectorChoice
+    from cmet_core.models.registry import ConnectorChoice
 
 _LOOSE_WEIGHTS = ("*.pt", "*.pth", "*.safetensors", "*.bin", "*.ckpt")
 
