@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         if args.models is None:
-            from cmet_core.models.registry import make_tiny_set
+            from cmet_core.models.build import make_tiny_set
 
             args.models = make_tiny_set(root / "tiny")
         clip = write_sample_clip(root / "clip.mp4", seconds=args.seconds)

@@ -60,7 +60,7 @@ def _peak_rss_mib(src: Path, dst: Path, models: Path) -> tuple[float, str]:
 
 
 def memory() -> None:
-    from cmet_core.models.registry import make_tiny_set
+    from cmet_core.models.build import make_tiny_set
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -78,7 +78,7 @@ def memory() -> None:
 def overhead(seconds: float, models: Path | None) -> None:
     import torch
 
-    from cmet_core.models.registry import make_filled_set
+    from cmet_core.models.build import make_filled_set
     from cmet_core.pipeline import Editor
     from cmet_core.targets import EmotionTarget
 

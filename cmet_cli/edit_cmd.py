@@ -105,7 +105,7 @@ def edit(
     registry: str = typer.Option(None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."),
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion."""
-    from cmet_core.models.connector_registry import choose, open_registry
+    from cmet_core.models.registry import choose, open_registry
     from cmet_core.models.sets import select_set
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.options import EditOptions

@@ -53,7 +53,7 @@ def make_tiny_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
-    from cmet_core.models.registry import make_tiny_set
+    from cmet_core.models.build import make_tiny_set
 
     dest = run(make_tiny_set, directory if directory is not None else _root(None) / "tiny", seed, force=force)
     typer.echo(f"tiny model set (seed {seed}) written to {dest}")
@@ -65,7 +65,7 @@ def make_filled_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Write full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks; emotion2vec is tiny)."""
-    from cmet_core.models.registry import make_filled_set
+    from cmet_core.models.build import make_filled_set
 
     dest = run(make_filled_set, directory, force=force)
     typer.echo(f"filled model set written to {dest}")
@@ -80,7 +80,7 @@ def convert_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
-    from cmet_core.models.registry import convert_set
+    from cmet_core.models.build import convert_set
 
     dest = run(convert_set, directory, edtalk, connector, emotion2vec, force=force)
     typer.echo(f"model set written to {dest}")
@@ -89,8 +89,7 @@ def convert_cmd(
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
     """Sets and their models: name, version, kind, size, source."""
-    from cmet_core.models.registry import list_models
-    from cmet_core.models.sets import discover_sets, no_set_message
+    from cmet_core.models.sets import discover_sets, list_models, no_set_message
 
     root = _root(directory)
     if not discover_sets(root):
@@ -114,7 +113,7 @@ def verify_cmd(
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
-    from cmet_core.models.registry import verify_set
+    from cmet_core.models.build import verify_set
     from cmet_core.models.sets import discover_sets, no_set_message
 
     root = _root(directory)

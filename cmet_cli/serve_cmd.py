@@ -40,7 +40,7 @@ def serve(
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
     if connector is not None:
-        from cmet_core.models.connector_registry import choose
+        from cmet_core.models.registry import choose
 
         run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
         overrides["CMET_CONNECTOR_VERSION"] = connector

@@ -86,7 +86,7 @@ def mean_embedding(embeddings: Sequence[np.ndarray]) -> np.ndarray:
     return np.array([math.fsum(col) for col in rows.T.tolist()], dtype=np.float64) / len(rows)
 
 
-def semantic_vector(target: Sequence[np.ndarray], neutral: Sequence[np.ndarray]) -> np.ndarray:
+def difference_of_means(target: Sequence[np.ndarray], neutral: Sequence[np.ndarray]) -> np.ndarray:
     """mean(target) - mean(neutral) as float32 (1024,), computed in float64 (SPEC §6, no normalisation)."""
     return (mean_embedding(target) - mean_embedding(neutral)).astype(np.float32)
 
@@ -253,7 +253,7 @@ def official_vector(neutral_dir: Path, target_dir: Path, n: int = 10, seed: int 
     rng = random.Random(seed)
     neutral_files, neutral = load_folder(neutral_dir, n, rng)
     target_files, target = load_folder(target_dir, n, rng)
-    return SampledVector(semantic_vector(target, neutral), [p.name for p in neutral_files], [p.name for p in target_files])
+    return SampledVector(difference_of_means(target, neutral), [p.name for p in neutral_files], [p.name for p in target_files])
 
 
 # ---------------------------------------------------------------------------------------------

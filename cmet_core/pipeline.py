@@ -26,8 +26,8 @@ from cmet_core.errors import InputError
 from cmet_core.expression import expression_track
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, probe, read_frames
 from cmet_core.models.edtalk import Motion, SourceCache
-from cmet_core.models.connector_registry import ConnectorChoice
-from cmet_core.models.registry import ModelSet, load_set
+from cmet_core.models.registry import ConnectorChoice
+from cmet_core.models.sets import ModelSet, load_set
 from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
 from cmet_core.options import EditOptions
 from cmet_core.targets import EmotionTarget, semantic_vector

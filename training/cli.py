@@ -93,7 +93,7 @@ def export(
     bump: str = typer.Option("minor", "--bump", help="major, minor or patch, when no --version is given."),
 ) -> None:
     """Publish a run's newest checkpoint as a registry version."""
-    from cmet_core.models.connector_registry import open_registry
+    from cmet_core.models.registry import open_registry
     from training.export import export_run
 
     if bump not in ("major", "minor", "patch"):
@@ -111,7 +111,7 @@ def import_official_cmd(
     version: str = typer.Option("1.0.0", "--version"),
 ) -> None:
     """Add the official C-MET connector to the registry as a version of its own."""
-    from cmet_core.models.connector_registry import open_registry
+    from cmet_core.models.registry import open_registry
     from training.export import import_official
 
     reg = _run(open_registry, registry)
@@ -122,7 +122,7 @@ def import_official_cmd(
 @app.command("registry")
 def registry_list(registry: str = _REGISTRY) -> None:
     """List the registry's connector versions (newest last) and what `latest` resolves to."""
-    from cmet_core.models.connector_registry import LATEST, open_registry, resolve
+    from cmet_core.models.registry import LATEST, open_registry, resolve
 
     reg = _run(open_registry, registry)
     versions = _run(reg.versions)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cmet_core.models.checkpoints import load_connector, write_model
-from cmet_core.models.connector_registry import Registry, choose
+from cmet_core.models.registry import Registry, choose
 from cmet_core.models.convert import convert_connector
 from cmet_core.models.manifests import ModelManifest, Source, TrainingRecord, semver_key
 from training.model import connector_config

@@ -19,7 +19,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cmet_core.errors import InputError
-from cmet_core.models.connector_registry import LATEST
+from cmet_core.models.registry import LATEST
 from cmet_core.models.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, webhooks
 from cmet_jobs.db.models import JobState
@@ -61,7 +61,7 @@ def editor(settings: JobsSettings) -> Any:
 
 
 def _follow_latest(loaded: Any) -> None:
-    from cmet_core.models.connector_registry import choose
+    from cmet_core.models.registry import choose
 
     try:
         choice = choose(LATEST)
@@ -78,7 +78,7 @@ def _follow_latest(loaded: Any) -> None:
 
 def _load_editor(settings: JobsSettings) -> Any:
     global _EDITOR
-    from cmet_core.models.connector_registry import choose
+    from cmet_core.models.registry import choose
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.models.sets import select_set
     from cmet_core.pipeline import Editor

@@ -33,7 +33,7 @@ from cmet_core.models.convert import (
 from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import Source, read_json_model, sha256_file
-from cmet_core.models.registry import finish_set, staged_set
+from cmet_core.models.build import finish_set, staged_set
 from cmet_core.settings import get_settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,363 +1,245 @@
-"""Model sets: a folder with the three models that work together and a `models.json` naming them.
+"""The connector registry: versioned connector checkpoints (trained or imported) and which one serves.
 
-Layout of a set (see `checkpoints` for the model format)::
+Layout, the same in a directory and under an S3 prefix::
 
-    SET/models.json                                  set manifest: name, version, the three entries
-    SET/edtalk.safetensors      SET/edtalk.json      EDTalk generator
-    SET/connector.safetensors   SET/connector.json   C-MET connector
-    SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
+    REGISTRY/connector/<version>/connector.safetensors
+    REGISTRY/connector/<version>/connector.json     our model manifest; `training` says how it was made
 
-The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
-set. Sets are written into a hidden staging folder beside their destination and renamed into
-place only after they verify, so an interrupted pull or make-tiny never leaves a half set.
+A version is published by writing its weights first and its manifest last, so a version without
+a manifest is an unfinished upload and is not listed. Versions never change once published:
+publishing an existing one is refused. Torch-free: the API reads the registry to say what serves.
+
+What serves is a *selection*: `latest` (the highest version by SemVer precedence, pre-releases
+excluded), a pinned version, or nothing (the model set's own connector).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
-import torch
-
-from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
-from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
-from cmet_core.models.connector_registry import ConnectorChoice
-from cmet_core.models.convert import import_emotion2vec
-from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
-    KINDS,
-    SET_MANIFEST,
-    Kind,
-    SetEntry,
-    SetManifest,
-    Source,
-    now_utc,
+    ModelManifest,
+    is_semver,
     read_model_manifest,
+    semver_key,
+    sha256_file,
     verify_digest,
-    write_manifest,
 )
-from cmet_core.models.sets import (
-    discover_sets,
-    is_set,
-    model_manifest,
-    read_set,
-    select_set,
-)
+from cmet_core.settings import CoreSettings, get_settings
 
-# One shallow block as wide as emotion2vec+ large (1024-d, the connector's speech_dim): about 50 MB.
-TINY_EMOTION2VEC: dict[str, Any] = {"embed_dim": TINY_CONNECTOR.speech_dim, "depth": 1, "prenet_depth": 0, "heads": 16, "mlp_ratio": 1.0}
+KIND_DIR = "connector"
+MANIFEST = "connector.json"
+LATEST = "latest"
 
 
+class Registry(Protocol):
+    where: str
 
-# ----------------------------------------------------------------------------------------------
-# Writing sets
+    def versions(self) -> list[str]:
+        """Published versions, lowest first."""
+
+    def manifest(self, version: str) -> ModelManifest: ...
+
+    def local_weights(self, version: str) -> Path:
+        """A verified local copy of the version's weights (with its manifest beside it)."""
+
+    def publish(self, manifest_path: Path) -> ModelManifest:
+        """Add the model at `manifest_path` (manifest + weights beside it) under its own version."""
 
 
-@contextmanager
-def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
-    """A staging folder that replaces `dest` atomically (a rename) when the block succeeds."""
-    dest = Path(dest).absolute()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        if not force:
-            raise ModelLoadError(f"{dest} already exists and is not empty; pass --force to replace it")
-        if not is_set(dest):
-            raise ModelLoadError(f"{dest} exists but is not a model set; refusing to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        yield stage
+def _check_version(version: str) -> str:
+    if not is_semver(version):
+        raise ModelLoadError(f"{version!r} is not a version (MAJOR.MINOR.PATCH) or {LATEST!r}")
+    return version
+
+
+def _unknown(version: str, where: str, versions: list[str]) -> ModelLoadError:
+    return ModelLoadError(f"connector version {version} is not in the registry {where} (versions: {', '.join(versions) or 'none'})")
+
+
+def _publishable(manifest_path: Path) -> tuple[ModelManifest, Path]:
+    manifest, weights = read_model_manifest(manifest_path, "connector")
+    verify_digest(manifest, weights)
+    return manifest, weights
+
+
+class DirectoryRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.where = str(self.root)
+
+    def _dir(self, version: str) -> Path:
+        return self.root / KIND_DIR / _check_version(version)
+
+    def versions(self) -> list[str]:
+        base = self.root / KIND_DIR
+        if not base.is_dir():
+            return []
+        found = [p.name for p in base.iterdir() if is_semver(p.name) and (p / MANIFEST).is_file()]
+        return sorted(found, key=semver_key)
+
+    def manifest(self, version: str) -> ModelManifest:
+        path = self._dir(version) / MANIFEST
+        if not path.is_file():
+            raise _unknown(version, self.where, self.versions())
+        return read_model_manifest(path, "connector")[0]
+
+    def local_weights(self, version: str) -> Path:
+        manifest = self.manifest(version)
+        weights = self._dir(version) / manifest.file
+        verify_digest(manifest, weights)
+        return weights
+
+    def publish(self, manifest_path: Path) -> ModelManifest:
+        manifest, weights = _publishable(manifest_path)
+        dest = self._dir(manifest.version)
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-            dest.rename(old)
-            stage.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            stage.rename(dest)
-    finally:
-        if stage.exists():
+            raise ModelLoadError(f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", suffix=".partial", dir=dest.parent))
+        try:
+            shutil.copyfile(weights, stage / manifest.file)
+            shutil.copyfile(manifest_path, stage / MANIFEST)
+            try:
+                os.rename(stage, dest)
+            except OSError:
+                raise ModelLoadError(f"connector version {manifest.version} was published to {self.where} meanwhile") from None
+        finally:
             shutil.rmtree(stage, ignore_errors=True)
+        return manifest
 
 
-def write_set_manifest(set_dir: Path, name: str, version: str, description: str = "") -> SetManifest:
-    """Describe the three models already in `set_dir` in its `models.json`."""
-    entries: dict[Kind, SetEntry] = {}
-    for kind in KINDS:
-        model, _ = read_model_manifest(Path(set_dir) / f"{kind}.json", kind)
-        entries[kind] = SetEntry(manifest=f"{kind}.json", name=model.name, version=model.version, sha256=model.sha256)
-    manifest = SetManifest(name=name, version=version, description=description, created_at=now_utc(), models=entries)
-    write_manifest(manifest, Path(set_dir) / SET_MANIFEST)
-    return manifest
+class S3Registry:
+    """A registry under `s3://bucket/prefix`; downloads are cached by digest and verified."""
 
+    def __init__(self, bucket: str, prefix: str, settings: CoreSettings) -> None:
+        from cmet_core.models.s3 import s3_client
 
-def finish_set(stage: Path, name: str, version: str, description: str) -> SetManifest:
-    """Write the set manifest and refuse to publish a set that does not verify."""
-    manifest = write_set_manifest(stage, name, version, description)
-    report = verify_set(stage)
-    if not report.ok:
-        raise ModelLoadError(f"the new set {name} does not verify: " + "; ".join(c.line() for c in report.failures))
-    return manifest
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.client = s3_client(settings)
+        self.cache = settings.data_dir / "cache" / "registry"
 
+    def _key(self, version: str, name: str) -> str:
+        parts = [self.prefix, KIND_DIR, _check_version(version), name]
+        return "/".join(p for p in parts if p)
 
-def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny", **sizes: Any) -> Path:
-    """A small random emotion2vec (funasr layout) made by the speech module, described by our manifest."""
-    from cmet_core.models.speech_tiny import make_tiny_emotion2vec
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
 
-    scratch = Path(tempfile.mkdtemp(prefix=".e2v-", dir=stage))
-    try:
-        made = Path(make_tiny_emotion2vec(scratch / "emotion2vec", seed=seed, **sizes))
-        extra = sorted(p for p in made.iterdir() if p.is_file() and p.name not in ("config.yaml", "model.pt"))
-        return import_emotion2vec(
-            made / "config.yaml",
-            made / "model.pt",
-            stage,
-            name=name,
-            version=f"0.1.0+seed.{seed}",
-            source=Source(kind="make-tiny", seed=seed),
-            extra=extra,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny") -> Path:
-    """A complete random set with the tiny configs: fast enough for tests and development."""
-    with staged_set(dest, force) as stage:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen, con = Generator(TINY_EDTALK), Connector(TINY_CONNECTOR)
-        source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
-        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-tiny", version=version, config=TINY_EDTALK.to_dict(), source=source)
-        write_model(
-            con.state_dict(), stage, kind="connector", name="connector-tiny", version=version, config=TINY_CONNECTOR.to_dict(), source=source
-        )
-        add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
-        finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
-    return Path(dest)
-
-
-def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
-    """Full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks without official weights).
-
-    The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
-    published one, so its vectors fit the connector's `speech_dim` of 1024.
-    """
-    from cmet_core.fill import fill_module
-
-    with staged_set(dest, force) as stage:
-        gen, con = Generator(EDTalkConfig()), Connector(ConnectorConfig())
-        fill_module(gen, "edtalk")
-        fill_module(con, "connector")
-        source = Source(kind="cmet-fill-v1")
-        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-filled", version="1.0.0", config=gen.cfg.to_dict(), source=source)
-        write_model(
-            con.state_dict(), stage, kind="connector", name="connector-filled", version="1.0.0", config=con.cfg.to_dict(), source=source
-        )
-        add_tiny_emotion2vec(
-            stage, seed, name="emotion2vec-random", embed_dim=con.cfg.speech_dim, depth=1, prenet_depth=0
-        )
-        finish_set(stage, name, "1.0.0", "full-size models filled by cmet-fill-v1; emotion2vec is shallow and random")
-    return Path(dest)
-
-
-def convert_set(
-    dest: Path,
-    edtalk_pt: Path,
-    connector_pth: Path,
-    emotion2vec_dir: Path,
-    *,
-    force: bool = False,
-    name: str = "official",
-    version: str = "1.0.0",
-) -> Path:
-    """A set from official files already on disk (e.g. downloaded by hand).
-
-    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`.
-    """
-    from cmet_core.models.convert import convert_connector, convert_edtalk
-
-    e2v = Path(emotion2vec_dir)
-    with staged_set(dest, force) as stage:
-        convert_edtalk(Path(edtalk_pt), stage, version=version)
-        convert_connector(Path(connector_pth), stage, version=version)
-        tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []
-        import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
-        finish_set(stage, name, version, "converted from local official files")
-    return Path(dest)
-
-
-# ----------------------------------------------------------------------------------------------
-# Verifying, listing, loading
-
-
-@dataclass
-class Check:
-    kind: str
-    name: str
-    status: Literal["ok", "failed"]
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.kind} {self.name}: {self.detail}"
-
-
-@dataclass
-class SetReport:
-    path: Path
-    manifest: SetManifest | None
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if c.status == "failed"]
-
-    @property
-    def ok(self) -> bool:
-        return self.manifest is not None and not self.failures
-
-
-def check_emotion2vec(directory: Path) -> str:
-    """Load the dir through funasr when it is installed; the speech module checks the tensors arrived."""
-    if importlib.util.find_spec("funasr") is None:
-        return "files verified; load check skipped (funasr not installed: pip install 'cmet[speech]')"
-    from cmet_core.models.speech import SpeechEncoder
-
-    try:
-        SpeechEncoder(directory, device="cpu")
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # funasr raises many types; the message is what matters here
-        raise ModelLoadError(f"emotion2vec at {directory} does not load through funasr: {exc}") from None
-    return "files verified; loaded through funasr"
-
-
-def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
-    """Re-hash every file and strictly load every model; never raises for a bad set, reports it."""
-    set_dir = Path(set_dir)
-    try:
-        manifest = read_set(set_dir)
-    except ModelLoadError as exc:
-        return SetReport(set_dir, None, [Check("set", set_dir.name, "failed", str(exc))])
-    report = SetReport(set_dir, manifest)
-    configs: dict[str, dict] = {}
-    for kind in KINDS:
-        entry = manifest.models[kind]
         try:
-            model, weights = model_manifest(set_dir, manifest, kind)
-            verify_digest(model, weights)
-            configs[kind] = model.config
-            if not load:
-                detail = "sha256 ok"
-            elif kind == "edtalk":
-                load_edtalk(weights, verify=False)
-                detail = "sha256 ok; strict load ok"
-            elif kind == "connector":
-                load_connector(weights, verify=False)
-                detail = "sha256 ok; strict load ok"
-            else:
-                detail = check_emotion2vec(weights)
-            report.checks.append(Check(kind, entry.name, "ok", detail))
-        except ModelLoadError as exc:
-            report.checks.append(Check(kind, entry.name, "failed", str(exc)))
-        except OSError as exc:
-            report.checks.append(Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}"))
-    report.checks.extend(_compatibility(configs))
-    return report
+            return fn(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(kwargs.get("Key", "")) from None
+            raise ModelLoadError(f"registry {self.where}: {what} failed: {exc}") from None
+        except BotoCoreError as exc:
+            raise ModelLoadError(f"registry {self.where}: {what} failed: {exc}") from None
+
+    def versions(self) -> list[str]:
+        base = "/".join(p for p in (self.prefix, KIND_DIR) if p) + "/"
+        found: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("listing", self.client.list_objects_v2, Bucket=self.bucket, Prefix=base, **token)
+            for obj in page.get("Contents", []):
+                version, _, name = obj["Key"][len(base) :].partition("/")
+                if name == MANIFEST and is_semver(version):
+                    found.append(version)
+            if not page.get("IsTruncated"):
+                return sorted(found, key=semver_key)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def manifest(self, version: str) -> ModelManifest:
+        try:
+            body = self._call("reading a manifest", self.client.get_object, Bucket=self.bucket, Key=self._key(version, MANIFEST))
+        except FileNotFoundError:
+            raise _unknown(version, self.where, self.versions()) from None
+        try:
+            return ModelManifest.model_validate_json(body["Body"].read())
+        except ValueError as exc:
+            raise ModelLoadError(f"registry {self.where}: the manifest of {version} is invalid: {exc}") from None
+
+    def local_weights(self, version: str) -> Path:
+        manifest = self.manifest(version)
+        local = self.cache / manifest.sha256
+        weights = local / manifest.file
+        if not weights.is_file() or sha256_file(weights) != manifest.sha256:
+            local.mkdir(parents=True, exist_ok=True)
+            partial = local / f".{manifest.file}.partial"
+            try:
+                self._call("download", self.client.download_file, Bucket=self.bucket, Key=self._key(version, manifest.file), Filename=str(partial))
+            except FileNotFoundError:
+                raise ModelLoadError(f"registry {self.where}: version {version} has a manifest but no {manifest.file}") from None
+            os.replace(partial, weights)
+            (local / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
+        verify_digest(manifest, weights)
+        return weights
+
+    def publish(self, manifest_path: Path) -> ModelManifest:
+        manifest, weights = _publishable(manifest_path)
+        try:
+            self._call("checking", self.client.head_object, Bucket=self.bucket, Key=self._key(manifest.version, MANIFEST))
+        except FileNotFoundError:
+            pass
+        else:
+            raise ModelLoadError(f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another")
+        self._call("upload", self.client.upload_file, Filename=str(weights), Bucket=self.bucket, Key=self._key(manifest.version, manifest.file))
+        self._call(
+            "upload", self.client.put_object, Bucket=self.bucket, Key=self._key(manifest.version, MANIFEST),
+            Body=Path(manifest_path).read_bytes(), ContentType="application/json",
+        )
+        return manifest
 
 
-def _compatibility(configs: dict[str, dict]) -> list[Check]:
-    """The three models must agree on the sizes they pass to each other."""
-    checks: list[Check] = []
-    ed, con, e2v = configs.get("edtalk"), configs.get("connector"), configs.get("emotion2vec")
-    if ed and con and ed.get("exp_dim") != con.get("exp_dim"):
-        msg = f"connector exp_dim {con.get('exp_dim')} differs from EDTalk exp_dim {ed.get('exp_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
-    if con and e2v and e2v.get("embed_dim") is not None and e2v["embed_dim"] != con.get("speech_dim"):
-        msg = f"emotion2vec embed_dim {e2v['embed_dim']} differs from connector speech_dim {con.get('speech_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
-    return checks
+def open_registry(location: str | Path | None = None, settings: CoreSettings | None = None) -> Registry:
+    """The registry at `location` (a directory or s3://bucket/prefix); default: the `registry` setting."""
+    settings = settings or get_settings()
+    where = str(location) if location is not None else settings.resolved_registry
+    if where.startswith("s3://"):
+        bucket, _, prefix = where.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ModelLoadError(f"registry {where!r} names no bucket")
+        return S3Registry(bucket, prefix, settings)
+    return DirectoryRegistry(Path(where))
 
 
-@dataclass
-class ModelRow:
-    set_name: str
-    set_version: str
-    kind: str
-    name: str
+def resolve(registry: Registry, selection: str) -> str:
+    """`latest` -> the highest released version (pre-releases only when nothing else exists); else the pin itself."""
+    versions = registry.versions()
+    if selection != LATEST:
+        _check_version(selection)
+        if selection not in versions:
+            raise _unknown(selection, registry.where, versions)
+        return selection
+    if not versions:
+        raise ModelLoadError(
+            f"the registry {registry.where} holds no connector yet; publish one with `cmet-train export` or `cmet-train import-official`"
+        )
+    released = [v for v in versions if "-" not in v.partition("+")[0]]
+    return (released or versions)[-1]
+
+
+@dataclass(frozen=True)
+class ConnectorChoice:
+    """Which registry connector serves: the selection as configured and what it resolved to."""
+
+    selection: str
     version: str
-    size: int
-    source: str
-    sha256: str
+    registry: Registry
+    manifest: ModelManifest
 
 
-def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
-    """Rows for every model of every set under `root`, and messages for sets that cannot be read."""
-    rows: list[ModelRow] = []
-    problems: list[str] = []
-    for set_dir in discover_sets(root):
-        try:
-            manifest = read_set(set_dir)
-            for kind in KINDS:
-                model, _ = model_manifest(set_dir, manifest, kind)
-                summary = model.source.summary()
-                label = set_dir.name if set_dir.name == manifest.name else f"{set_dir.name} ({manifest.name})"
-                row = ModelRow(label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256)
-                rows.append(row)
-        except ModelLoadError as exc:
-            problems.append(str(exc))
-    return rows, problems
-
-
-@dataclass
-class ModelSet:
-    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder.
-
-    `connector_choice` is set when the connector came from the registry instead of the set."""
-
-    path: Path
-    manifest: SetManifest
-    edtalk: Generator
-    connector: Connector
-    emotion2vec_dir: Path
-    connector_choice: ConnectorChoice | None = None
-    configs: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def connector_label(self) -> str:
-        """name@version of the connector that serves."""
-        if self.connector_choice is not None:
-            return f"{self.connector_choice.manifest.name}@{self.connector_choice.version}"
-        entry = self.manifest.models["connector"]
-        return f"{entry.name}@{entry.version}"
-
-    def use_connector(self, choice: ConnectorChoice) -> None:
-        """Serve a registry connector instead of the current one, once it is known to fit the set."""
-        connector = load_connector(choice.registry.local_weights(choice.version))
-        problems = _compatibility({**self.configs, "connector": connector.cfg.to_dict()})
-        if problems:
-            raise ModelLoadError(f"registry connector {choice.version} does not fit set {self.manifest.name}: " + "; ".join(c.detail for c in problems))
-        self.connector, self.connector_choice = connector, choice
-
-
-def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
-    """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
-    replaces the set's own connector with a registry version."""
-    path = Path(set_dir) if set_dir is not None else select_set()
-    manifest = read_set(path)
-    ed, ed_weights = model_manifest(path, manifest, "edtalk")
-    con, con_weights = model_manifest(path, manifest, "connector")
-    e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
-    if verify:
-        verify_digest(e2v, e2v_dir)
-    configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
-    models = ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir, configs=configs)
-    if connector is not None:
-        models.use_connector(connector)
-    return models
+def choose(selection: str | None, registry: Registry | None = None) -> ConnectorChoice | None:
+    """Resolve the configured selection (None: the model set's own connector, no registry involved)."""
+    if selection is None:
+        return None
+    registry = registry or open_registry()
+    version = resolve(registry, selection)
+    return ConnectorChoice(selection, version, registry, registry.manifest(version))

@@ -1,16 +1,40 @@
-"""Finding and reading model sets on disk, without torch (the service reads them too).
+"""Model sets: a folder with the three models that work together and a `models.json` naming them.
 
-A models dir holds one folder per set; a set is a folder with a `models.json` naming its three
-models (see `registry` for writing and loading them).
+Layout of a set (see `checkpoints` for the model format)::
+
+    SET/models.json                                  set manifest: name, version, the three entries
+    SET/edtalk.safetensors      SET/edtalk.json      EDTalk generator
+    SET/connector.safetensors   SET/connector.json   C-MET connector
+    SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
+
+The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
+set. This module finds, reads and loads sets; importing it does not import torch (the service
+reads sets too), only `load_set` does. Writing and verifying sets is `build`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import SET_MANIFEST, Kind, ModelManifest, SetManifest, read_json_model, read_model_manifest
+from cmet_core.models.manifests import (
+    KINDS,
+    SET_MANIFEST,
+    Kind,
+    ModelManifest,
+    SetManifest,
+    read_json_model,
+    read_model_manifest,
+    verify_digest,
+)
 from cmet_core.settings import get_settings
+
+if TYPE_CHECKING:
+    from cmet_core.models.connector import Connector
+    from cmet_core.models.edtalk import Generator
+    from cmet_core.models.registry import ConnectorChoice
 
 _LOOSE_WEIGHTS = ("*.pt", "*.pth", "*.safetensors", "*.bin", "*.ckpt")
 
@@ -89,3 +113,113 @@ def model_manifest(set_dir: Path, manifest: SetManifest, kind: Kind) -> tuple[Mo
             f"{Path(set_dir) / entry.manifest} does not belong to set {manifest.name}: its sha256 differs from {SET_MANIFEST}"
         )
     return model, weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Listing, loading
+
+
+@dataclass
+class ModelRow:
+    set_name: str
+    set_version: str
+    kind: str
+    name: str
+    version: str
+    size: int
+    source: str
+    sha256: str
+
+
+def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
+    """Rows for every model of every set under `root`, and messages for sets that cannot be read."""
+    rows: list[ModelRow] = []
+    problems: list[str] = []
+    for set_dir in discover_sets(root):
+        try:
+            manifest = read_set(set_dir)
+            for kind in KINDS:
+                model, _ = model_manifest(set_dir, manifest, kind)
+                summary = model.source.summary()
+                label = set_dir.name if set_dir.name == manifest.name else f"{set_dir.name} ({manifest.name})"
+                row = ModelRow(label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256)
+                rows.append(row)
+        except ModelLoadError as exc:
+            problems.append(str(exc))
+    return rows, problems
+
+
+@dataclass
+class Check:
+    kind: str
+    name: str
+    status: Literal["ok", "failed"]
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.kind} {self.name}: {self.detail}"
+
+
+def compatibility(configs: dict[str, dict]) -> list[Check]:
+    """The three models must agree on the sizes they pass to each other."""
+    checks: list[Check] = []
+    ed, con, e2v = configs.get("edtalk"), configs.get("connector"), configs.get("emotion2vec")
+    if ed and con and ed.get("exp_dim") != con.get("exp_dim"):
+        msg = f"connector exp_dim {con.get('exp_dim')} differs from EDTalk exp_dim {ed.get('exp_dim')}"
+        checks.append(Check("set", "compatibility", "failed", msg))
+    if con and e2v and e2v.get("embed_dim") is not None and e2v["embed_dim"] != con.get("speech_dim"):
+        msg = f"emotion2vec embed_dim {e2v['embed_dim']} differs from connector speech_dim {con.get('speech_dim')}"
+        checks.append(Check("set", "compatibility", "failed", msg))
+    return checks
+
+
+@dataclass
+class ModelSet:
+    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder.
+
+    `connector_choice` is set when the connector came from the registry instead of the set."""
+
+    path: Path
+    manifest: SetManifest
+    edtalk: Generator
+    connector: Connector
+    emotion2vec_dir: Path
+    connector_choice: ConnectorChoice | None = None
+    configs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def connector_label(self) -> str:
+        """name@version of the connector that serves."""
+        if self.connector_choice is not None:
+            return f"{self.connector_choice.manifest.name}@{self.connector_choice.version}"
+        entry = self.manifest.models["connector"]
+        return f"{entry.name}@{entry.version}"
+
+    def use_connector(self, choice: ConnectorChoice) -> None:
+        """Serve a registry connector instead of the current one, once it is known to fit the set."""
+        from cmet_core.models.checkpoints import load_connector
+
+        connector = load_connector(choice.registry.local_weights(choice.version))
+        problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()})
+        if problems:
+            raise ModelLoadError(f"registry connector {choice.version} does not fit set {self.manifest.name}: " + "; ".join(c.detail for c in problems))
+        self.connector, self.connector_choice = connector, choice
+
+
+def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
+    """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
+    replaces the set's own connector with a registry version."""
+    from cmet_core.models.checkpoints import load_connector, load_edtalk
+
+    path = Path(set_dir) if set_dir is not None else select_set()
+    manifest = read_set(path)
+    ed, ed_weights = model_manifest(path, manifest, "edtalk")
+    con, con_weights = model_manifest(path, manifest, "connector")
+    e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
+    if verify:
+        verify_digest(e2v, e2v_dir)
+    configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
+    models = ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir, configs=configs)
+    if connector is not None:
+        models.use_connector(connector)
+    return models

@@ -27,6 +27,7 @@ from cmet_core.emotions import (
     blend,
     build_library,
     builtin_library_path,
+    difference_of_means,
     list_features,
     load_builtin_library,
     load_features,
@@ -37,7 +38,6 @@ from cmet_core.emotions import (
     resolve,
     scale,
     select_files,
-    semantic_vector,
     vector_sha256,
 )
 
@@ -76,10 +76,10 @@ def test_official_draw_reproduces_the_kit_golden(e2v_root: Path, conformance_kit
     np.testing.assert_allclose(got.vector, golden["real_e2v"].reshape(-1), rtol=0, atol=1e-6)
 
 
-def test_semantic_vector_is_the_difference_of_means() -> None:
+def test_difference_of_means_is_target_mean_minus_neutral_mean() -> None:
     rng = np.random.default_rng(1)
     target, neutral = rng.normal(size=(5, EMBEDDING_DIM)), rng.normal(size=(7, EMBEDDING_DIM))
-    vec = semantic_vector(list(target.astype(np.float32)), list(neutral.astype(np.float32)))
+    vec = difference_of_means(list(target.astype(np.float32)), list(neutral.astype(np.float32)))
     assert vec.dtype == np.float32 and vec.shape == (EMBEDDING_DIM,)
     expected = target.astype(np.float32).astype(np.float64).mean(0) - neutral.astype(np.float32).astype(np.float64).mean(0)
     np.testing.assert_allclose(vec, expected, rtol=0, atol=1e-6)
@@ -88,13 +88,13 @@ def test_semantic_vector_is_the_difference_of_means() -> None:
 def test_same_clips_in_another_order_give_the_same_vector(e2v_root: Path) -> None:
     _, target = load_folder(e2v_root / "MEAD" / "sad")
     _, neutral = load_folder(e2v_root / "MEAD" / "neutral")
-    ref = semantic_vector(target, neutral)
+    ref = difference_of_means(target, neutral)
     for seed in range(3):
         rng = random.Random(seed)
         t, n = target[:], neutral[:]
         rng.shuffle(t)
         rng.shuffle(n)
-        assert semantic_vector(t, n).tobytes() == ref.tobytes()
+        assert difference_of_means(t, n).tobytes() == ref.tobytes()
 
 
 def test_folder_selection_is_sorted_and_seeded(e2v_root: Path) -> None:

@@ -217,7 +217,7 @@ def test_full_size_models_on_a_few_frames(request: pytest.FixtureRequest, test_d
     """Full-size (rule-filled) EDTalk and connector through the whole pipeline on 3 uncropped frames."""
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("full-size models (about 30 s on CPU); run with -m slow")
-    from cmet_core.models.registry import make_filled_set
+    from cmet_core.models.build import make_filled_set
 
     frames = _frames(test_data / "video" / "obama_uncropped.mp4", 3)
     src = write_clip(tmp_path / "three.mp4", lambda i: frames[i].astype(np.uint8), 3)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cmet_core.models.connector import Connector, ConnectorConfig
-from cmet_core.models.connector_registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
+from cmet_core.models.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.pipeline import Editor
 from cmet_core.settings import CoreSettings

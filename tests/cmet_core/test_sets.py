@@ -39,15 +39,13 @@ from cmet_core.models.manifests import (
     sha256_file,
 )
 from cmet_core.models.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pull
-from cmet_core.models.registry import (
+from cmet_core.models.build import (
     TINY_EMOTION2VEC,
-    list_models,
-    load_set,
     make_tiny_set,
     verify_set,
     write_set_manifest,
 )
-from cmet_core.models.sets import read_set, select_set
+from cmet_core.models.sets import list_models, load_set, read_set, select_set
 
 try:
     from cmet_cli.main import app as cli_app
@@ -171,7 +169,7 @@ def test_make_filled_matches_the_conformance_kit(request: pytest.FixtureRequest,
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("full-size models (about 10 s); run with -m slow")
     from cmet_core.fill import state_digest
-    from cmet_core.models.registry import make_filled_set
+    from cmet_core.models.build import make_filled_set
 
     loaded = load_set(make_filled_set(tmp_path / "filled"))
     kit = {m: json.loads((conformance_kit / f"{m}_manifest.json").read_text()) for m in ("edtalk_gen", "cmet_connector")}

@@ -1,0 +1,252 @@
+"""Building model sets: make-tiny, make-filled, convert from official files, and verify.
+
+Sets are written into a hidden staging folder beside their destination and renamed into place
+only after they verify, so an interrupted pull or make-tiny never leaves a half set. Reading and
+loading sets is `sets`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
+from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
+from cmet_core.models.convert import import_emotion2vec
+from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
+from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import (
+    KINDS,
+    SET_MANIFEST,
+    Kind,
+    SetEntry,
+    SetManifest,
+    Source,
+    now_utc,
+    read_model_manifest,
+    verify_digest,
+    write_manifest,
+)
+from cmet_core.models.sets import (
+    Check,
+    compatibility,
+    is_set,
+    model_manifest,
+    read_set,
+)
+
+# One shallow block as wide as emotion2vec+ large (1024-d, the connector's speech_dim): about 50 MB.
+TINY_EMOTION2VEC: dict[str, Any] = {"embed_dim": TINY_CONNECTOR.speech_dim, "depth": 1, "prenet_depth": 0, "heads": 16, "mlp_ratio": 1.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing sets
+
+
+@contextmanager
+def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
+    """A staging folder that replaces `dest` atomically (a rename) when the block succeeds."""
+    dest = Path(dest).absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        if not force:
+            raise ModelLoadError(f"{dest} already exists and is not empty; pass --force to replace it")
+        if not is_set(dest):
+            raise ModelLoadError(f"{dest} exists but is not a model set; refusing to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        yield stage
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+            dest.rename(old)
+            stage.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            stage.rename(dest)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_set_manifest(set_dir: Path, name: str, version: str, description: str = "") -> SetManifest:
+    """Describe the three models already in `set_dir` in its `models.json`."""
+    entries: dict[Kind, SetEntry] = {}
+    for kind in KINDS:
+        model, _ = read_model_manifest(Path(set_dir) / f"{kind}.json", kind)
+        entries[kind] = SetEntry(manifest=f"{kind}.json", name=model.name, version=model.version, sha256=model.sha256)
+    manifest = SetManifest(name=name, version=version, description=description, created_at=now_utc(), models=entries)
+    write_manifest(manifest, Path(set_dir) / SET_MANIFEST)
+    return manifest
+
+
+def finish_set(stage: Path, name: str, version: str, description: str) -> SetManifest:
+    """Write the set manifest and refuse to publish a set that does not verify."""
+    manifest = write_set_manifest(stage, name, version, description)
+    report = verify_set(stage)
+    if not report.ok:
+        raise ModelLoadError(f"the new set {name} does not verify: " + "; ".join(c.line() for c in report.failures))
+    return manifest
+
+
+def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny", **sizes: Any) -> Path:
+    """A small random emotion2vec (funasr layout) made by the speech module, described by our manifest."""
+    from cmet_core.models.speech_tiny import make_tiny_emotion2vec
+
+    scratch = Path(tempfile.mkdtemp(prefix=".e2v-", dir=stage))
+    try:
+        made = Path(make_tiny_emotion2vec(scratch / "emotion2vec", seed=seed, **sizes))
+        extra = sorted(p for p in made.iterdir() if p.is_file() and p.name not in ("config.yaml", "model.pt"))
+        return import_emotion2vec(
+            made / "config.yaml",
+            made / "model.pt",
+            stage,
+            name=name,
+            version=f"0.1.0+seed.{seed}",
+            source=Source(kind="make-tiny", seed=seed),
+            extra=extra,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny") -> Path:
+    """A complete random set with the tiny configs: fast enough for tests and development."""
+    with staged_set(dest, force) as stage:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gen, con = Generator(TINY_EDTALK), Connector(TINY_CONNECTOR)
+        source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
+        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-tiny", version=version, config=TINY_EDTALK.to_dict(), source=source)
+        write_model(
+            con.state_dict(), stage, kind="connector", name="connector-tiny", version=version, config=TINY_CONNECTOR.to_dict(), source=source
+        )
+        add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
+        finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
+    return Path(dest)
+
+
+def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
+    """Full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks without official weights).
+
+    The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
+    published one, so its vectors fit the connector's `speech_dim` of 1024.
+    """
+    from cmet_core.fill import fill_module
+
+    with staged_set(dest, force) as stage:
+        gen, con = Generator(EDTalkConfig()), Connector(ConnectorConfig())
+        fill_module(gen, "edtalk")
+        fill_module(con, "connector")
+        source = Source(kind="cmet-fill-v1")
+        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-filled", version="1.0.0", config=gen.cfg.to_dict(), source=source)
+        write_model(
+            con.state_dict(), stage, kind="connector", name="connector-filled", version="1.0.0", config=con.cfg.to_dict(), source=source
+        )
+        add_tiny_emotion2vec(
+            stage, seed, name="emotion2vec-random", embed_dim=con.cfg.speech_dim, depth=1, prenet_depth=0
+        )
+        finish_set(stage, name, "1.0.0", "full-size models filled by cmet-fill-v1; emotion2vec is shallow and random")
+    return Path(dest)
+
+
+def convert_set(
+    dest: Path,
+    edtalk_pt: Path,
+    connector_pth: Path,
+    emotion2vec_dir: Path,
+    *,
+    force: bool = False,
+    name: str = "official",
+    version: str = "1.0.0",
+) -> Path:
+    """A set from official files already on disk (e.g. downloaded by hand).
+
+    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`.
+    """
+    from cmet_core.models.convert import convert_connector, convert_edtalk
+
+    e2v = Path(emotion2vec_dir)
+    with staged_set(dest, force) as stage:
+        convert_edtalk(Path(edtalk_pt), stage, version=version)
+        convert_connector(Path(connector_pth), stage, version=version)
+        tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []
+        import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
+        finish_set(stage, name, version, "converted from local official files")
+    return Path(dest)
+
+
+# ----------------------------------------------------------------------------------------------
+# Verifying
+
+
+@dataclass
+class SetReport:
+    path: Path
+    manifest: SetManifest | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not self.failures
+
+
+def check_emotion2vec(directory: Path) -> str:
+    """Load the dir through funasr when it is installed; the speech module checks the tensors arrived."""
+    if importlib.util.find_spec("funasr") is None:
+        return "files verified; load check skipped (funasr not installed: pip install 'cmet[speech]')"
+    from cmet_core.models.speech import SpeechEncoder
+
+    try:
+        SpeechEncoder(directory, device="cpu")
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # funasr raises many types; the message is what matters here
+        raise ModelLoadError(f"emotion2vec at {directory} does not load through funasr: {exc}") from None
+    return "files verified; loaded through funasr"
+
+
+def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
+    """Re-hash every file and strictly load every model; never raises for a bad set, reports it."""
+    set_dir = Path(set_dir)
+    try:
+        manifest = read_set(set_dir)
+    except ModelLoadError as exc:
+        return SetReport(set_dir, None, [Check("set", set_dir.name, "failed", str(exc))])
+    report = SetReport(set_dir, manifest)
+    configs: dict[str, dict] = {}
+    for kind in KINDS:
+        entry = manifest.models[kind]
+        try:
+            model, weights = model_manifest(set_dir, manifest, kind)
+            verify_digest(model, weights)
+            configs[kind] = model.config
+            if not load:
+                detail = "sha256 ok"
+            elif kind == "edtalk":
+                load_edtalk(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
+            elif kind == "connector":
+                load_connector(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
+            else:
+                detail = check_emotion2vec(weights)
+            report.checks.append(Check(kind, entry.name, "ok", detail))
+        except ModelLoadError as exc:
+            report.checks.append(Check(kind, entry.name, "failed", str(exc)))
+        except OSError as exc:
+            report.checks.append(Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}"))
+    report.checks.extend(compatibility(configs))
+    return report
