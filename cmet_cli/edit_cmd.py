@@ -105,9 +105,6 @@ def edit(
     registry: str = typer.Option(None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."),
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion."""
-    from cmet_core.models.registry import choose, open_registry
-    from cmet_core.models.sets import select_set
-    from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import STAGES, Editor
     from cmet_core.settings import get_settings
@@ -135,12 +132,11 @@ def edit(
         if output is None:
             label = (target.emotion or "speech").split("=")[0].split(",")[0]
             output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
-        runtime = RuntimeOptions.from_settings(get_settings(), device)
-        set_dir = run(select_set, models)
-        selection = connector if connector is not None else get_settings().connector_version
-        choice = run(choose, selection, run(open_registry, registry)) if selection is not None else None
-        editor = run(Editor.load, set_dir, runtime, library, choice)
-        say(f"models: {set_dir}; connector {editor.connector_label}" + (f" from {choice.registry.where}" if choice else ""))
+        editor = run(
+            Editor.from_settings, get_settings(), models=models, device=device, library=library, connector=connector, registry=registry
+        )
+        choice = editor.models.connector_choice
+        say(f"models: {editor.models.path}; connector {editor.connector_label}" + (f" from {choice.registry.where}" if choice else ""))
         with Progress(
             TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
         ) as bars:

@@ -31,10 +31,10 @@ def serve(
 
     from cmet_core.models.sets import select_set
     from cmet_jobs import queue
-    from service.app import create_app
     from cmet_jobs.db.session import session_scope
     from cmet_jobs.jobs import unfinished_ids
     from cmet_jobs.settings import JobsSettings
+    from service.app import create_app
 
     overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
     models_set = run(select_set, models if models is not None else None)

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from cmet_core.errors import InputError
+from cmet_core.errors import ErrorCode, InputError
 
 EMBEDDING_MODEL = "iic/emotion2vec_plus_large"
 EMBEDDING_DIM = 1024
@@ -466,12 +466,12 @@ class EmotionLibrary(BaseModel):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError("bad_library", f"cannot read emotion library {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise InputError(ErrorCode.BAD_LIBRARY, f"cannot read emotion library {path}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
             problems = "; ".join(_describe(err) for err in exc.errors(include_url=False))
-            raise InputError("bad_library", f"invalid emotion library {path}: {problems}") from None
+            raise InputError(ErrorCode.BAD_LIBRARY, f"invalid emotion library {path}: {problems}") from None
 
 
 def _describe(error: ErrorDetails) -> str:

@@ -1,15 +1,163 @@
-"""The error type for anything wrong with what a user sent, as opposed to a fault of ours.
+"""Error codes and the error type for anything wrong with what a user sent (as opposed to a fault of ours).
 
-Every layer above maps it the same way: the CLI prints the message and exits with code 2, the
-service answers HTTP 4xx with `code`, the worker fails the job without retrying it.
+`ErrorCode` is the one catalogue of machine-readable codes: the CLI prints `[code]` and exits 2
+for a user's fault, the API answers problem+json with the code's HTTP status, a failed job
+carries its code. Every layer maps an `InputError` the same way.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every code a client, an operator or a script may see; `status` and `meaning` come from the catalogue."""
+
+    # the input media
+    NOT_FOUND = "not_found"
+    NOT_MEDIA = "not_media"
+    NO_VIDEO_STREAM = "no_video_stream"
+    ZERO_FRAMES = "zero_frames"
+    TOO_LONG = "too_long"
+    DECODE_FAILED = "decode_failed"
+    NO_AUDIO = "no_audio"
+    EMPTY_FILE = "empty_file"
+    FILE_TOO_LARGE = "file_too_large"
+    # faces
+    NO_FACE = "no_face"
+    BAD_FACE_SELECTION = "bad_face_selection"
+    BAD_SOURCE_FRAME = "bad_source_frame"
+    # the emotion target
+    UNKNOWN_EMOTION = "unknown_emotion"
+    BAD_EMOTION = "bad_emotion"
+    BAD_SPEECH = "bad_speech"
+    BAD_LIBRARY = "bad_library"
+    # the request
+    INVALID_REQUEST = "invalid_request"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BODY_TOO_LARGE = "body_too_large"
+    VIDEO_MISSING = "video_missing"
+    EMOTION_MISSING = "emotion_missing"
+    SPEECH_MISSING = "speech_missing"
+    BAD_CURSOR = "bad_cursor"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
+    # who asks, and how often
+    UNAUTHORIZED = "unauthorized"
+    BAD_SIGNATURE = "bad_signature"
+    CONCURRENT_LIMIT = "concurrent_limit"
+    RATE_LIMIT = "rate_limit"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    # records
+    EDIT_NOT_FOUND = "edit_not_found"
+    EDIT_ACTIVE = "edit_active"
+    ASSET_NOT_FOUND = "asset_not_found"
+    ASSET_NOT_UPLOADED = "asset_not_uploaded"
+    EMOTION_NOT_FOUND = "emotion_not_found"
+    EMOTION_EXISTS = "emotion_exists"
+    BAD_EMOTION_NAME = "bad_emotion_name"
+    DELIVERY_NOT_FOUND = "delivery_not_found"
+    # URL inputs and webhooks
+    URL_SCHEME = "url_scheme"
+    URL_HOST = "url_host"
+    URL_UNRESOLVABLE = "url_unresolvable"
+    URL_PRIVATE_ADDRESS = "url_private_address"
+    URL_TOO_MANY_REDIRECTS = "url_too_many_redirects"
+    URL_FETCH_FAILED = "url_fetch_failed"
+    URL_TOO_LARGE = "url_too_large"
+    # our side
+    TIMEOUT = "timeout"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    STORAGE = "storage"
+    MODELS_UNAVAILABLE = "models_unavailable"
+    INTERNAL = "internal"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of an answer with this code (a job's failure carries the code only)."""
+        return _CATALOGUE[self][0]
+
+    @property
+    def meaning(self) -> str:
+        return _CATALOGUE[self][1]
+
+    @property
+    def users_fault(self) -> bool:
+        """Fix the input and try again (4xx), as opposed to a fault of ours or of the moment (5xx)."""
+        return self.status < 500
+
+
+_CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.NOT_FOUND: (404, "no such file or path"),
+    ErrorCode.NOT_MEDIA: (422, "the file is not audio or video that PyAV can read"),
+    ErrorCode.NO_VIDEO_STREAM: (422, "the file has no video stream"),
+    ErrorCode.ZERO_FRAMES: (422, "the video stream has no frames"),
+    ErrorCode.TOO_LONG: (422, "the video is longer than the limit"),
+    ErrorCode.DECODE_FAILED: (422, "the video or audio is corrupt or decodes inconsistently"),
+    ErrorCode.NO_AUDIO: (422, "a speech clip has no audio track"),
+    ErrorCode.EMPTY_FILE: (422, "an uploaded part is empty"),
+    ErrorCode.FILE_TOO_LARGE: (413, "an uploaded part or asset is over its size limit"),
+    ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
+    ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
+    ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
+    ErrorCode.UNKNOWN_EMOTION: (422, "the emotion is not in the library"),
+    ErrorCode.BAD_EMOTION: (422, "the emotion or blend is malformed"),
+    ErrorCode.BAD_SPEECH: (422, "speech clips cannot be embedded (too short, silent, unreadable)"),
+    ErrorCode.BAD_LIBRARY: (422, "the emotion library file is unreadable or invalid"),
+    ErrorCode.INVALID_REQUEST: (422, "the request's fields fail validation"),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "the body is not of a content type this endpoint takes"),
+    ErrorCode.BODY_TOO_LARGE: (413, "the request body is over the limit"),
+    ErrorCode.VIDEO_MISSING: (422, "no video was given"),
+    ErrorCode.EMOTION_MISSING: (422, "neither an emotion nor speech clips were given"),
+    ErrorCode.SPEECH_MISSING: (422, "a custom emotion needs at least one speech clip"),
+    ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
+    ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
+    ErrorCode.UNAUTHORIZED: (401, "the API key is missing, unknown or revoked"),
+    ErrorCode.BAD_SIGNATURE: (403, "a signed link is invalid or has expired"),
+    ErrorCode.CONCURRENT_LIMIT: (429, "the key has its maximum of jobs queued or running"),
+    ErrorCode.RATE_LIMIT: (429, "the key sent too many submissions in the last minute"),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "the Idempotency-Key was used with another request body"),
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
+    ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
+    ErrorCode.EDIT_ACTIVE: (409, "the edit is still queued or running"),
+    ErrorCode.ASSET_NOT_FOUND: (404, "no such asset for this key"),
+    ErrorCode.ASSET_NOT_UPLOADED: (422, "the asset's file was not uploaded yet"),
+    ErrorCode.EMOTION_NOT_FOUND: (404, "no such custom emotion for this key"),
+    ErrorCode.EMOTION_EXISTS: (409, "the key already has an emotion of this name"),
+    ErrorCode.BAD_EMOTION_NAME: (422, "the emotion name is malformed or taken by a built-in one"),
+    ErrorCode.DELIVERY_NOT_FOUND: (404, "no such webhook delivery for this edit"),
+    ErrorCode.URL_SCHEME: (422, "the URL's scheme is not allowed"),
+    ErrorCode.URL_HOST: (422, "the URL has no valid host, or carries credentials"),
+    ErrorCode.URL_UNRESOLVABLE: (422, "the URL's host does not resolve"),
+    ErrorCode.URL_PRIVATE_ADDRESS: (422, "the URL leads to a private, loopback or metadata address"),
+    ErrorCode.URL_TOO_MANY_REDIRECTS: (422, "the URL redirects too often"),
+    ErrorCode.URL_FETCH_FAILED: (422, "fetching the URL failed or it answered an error"),
+    ErrorCode.URL_TOO_LARGE: (413, "the file at the URL is over the size limit"),
+    ErrorCode.TIMEOUT: (504, "the edit ran past its time limit"),
+    ErrorCode.TOO_MANY_ATTEMPTS: (500, "the job was started too often without finishing"),
+    ErrorCode.STORAGE: (503, "the object store failed after retries"),
+    ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
+    ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),
+}
 
 
 class InputError(ValueError):
     """A user's input that cannot be edited; `code` is machine-readable, the message says what to change."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def catalogue_table() -> str:
+    """The catalogue as a Markdown table (README and OpenAPI show this, so they list every code)."""
+    rows = [f"| `{code.value}` | {code.status} | {code.meaning} |" for code in ErrorCode]
+    return "\n".join(["| code | HTTP status | meaning |", "|---|---|---|", *rows])
+
+
+ErrorCode.__doc__ = "Every machine-readable error code, its HTTP status and meaning:\n\n" + catalogue_table()
+
+if __name__ == "__main__":
+    print(catalogue_table())

@@ -1,37 +1,43 @@
 """How an edit runs, beyond what emotion it aims at: face choice, identity frame, limits.
 
-One pydantic model shared by the CLI, the service's request schema and the worker, so each
-option is defined and validated in exactly one place.
+Each user-facing option is defined once here (`FaceChoice`) and reused by the CLI, the API's
+request schema and the job's `EditSpec`, so the rules and limits cannot disagree.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
 
 DEFAULT_MAX_DURATION_S = 600.0
+MAX_FACE_INDEX = 64
+
+FaceIndex = Annotated[
+    int,
+    Field(ge=0, le=MAX_FACE_INDEX, description="Edit the i-th face from the left (in the first frame showing faces)."),
+]
+FaceBox = Annotated[
+    tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat],
+    Field(description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame)."),
+]
+SourceFrame = Annotated[int, Field(ge=0, description="Frame whose face is the identity source.")]
 
 
-class EditOptions(BaseModel):
+class FaceChoice(BaseModel):
+    """Which face an edit changes and which frame gives its identity; default: the largest, most
+    central face and the first confident frontal frame."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    face_index: int | None = Field(
-        default=None, ge=0, description="Edit the i-th face from the left (in the first frame showing faces); default: the largest, most central."
-    )
-    face_box: tuple[float, float, float, float] | None = Field(
-        default=None, description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame)."
-    )
-    source_frame: int | None = Field(
-        default=None, ge=0, description="Frame whose face is the identity source; default: the first confident frontal face."
-    )
-    max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
-    max_missing_faces: float = Field(default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged).")
-    crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
-    chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
+    face_index: FaceIndex | None = None
+    face_box: FaceBox | None = None
+    source_frame: SourceFrame | None = None
 
     @model_validator(mode="after")
-    def _one_face_choice(self) -> EditOptions:
+    def _one_face_choice(self) -> FaceChoice:
         if self.face_index is not None and self.face_box is not None:
             raise ValueError("give face_index or face_box, not both")
         if self.face_box is not None:
@@ -43,3 +49,12 @@ class EditOptions(BaseModel):
     def face_selection(self) -> faces.FaceSelection:
         box = faces.Box(*self.face_box) if self.face_box is not None else None
         return faces.FaceSelection(index=self.face_index, box=box)
+
+
+class EditOptions(FaceChoice):
+    """The face choice plus what the operator (not the user) sets: limits and encoding."""
+
+    max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
+    max_missing_faces: float = Field(default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged).")
+    crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
+    chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")

@@ -10,27 +10,33 @@ coefficients, a timestamp).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
-from cmet_core.errors import InputError
+from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, probe, read_frames
 from cmet_core.models.edtalk import Motion, SourceCache
-from cmet_core.models.registry import ConnectorChoice
-from cmet_core.models.sets import ModelSet, load_set
+from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
-from cmet_core.targets import EmotionTarget, semantic_vector
+from cmet_core.settings import CoreSettings
+from cmet_core.targets import Embed, EmotionTarget, semantic_vector
+
+if TYPE_CHECKING:
+    from cmet_core.models.speech import SpeechEncoder
 
 STAGES = ("faces", "encode", "expression", "render")
 
@@ -91,16 +97,60 @@ def _atomic_output(dst: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-class Editor:
-    """The loaded models of one set, reused across edits (a worker keeps one per device)."""
+class Runner(Protocol):
+    """What the pipeline asks of EDTalk: `EDTalkRunner`, or a server's batching wrapper around one."""
 
-    def __init__(self, models: ModelSet, runtime: RuntimeOptions = RuntimeOptions(), library: EmotionLibrary | None = None) -> None:
+    device: torch.device
+
+    def prepare_source(self, source: torch.Tensor) -> SourceCache: ...
+
+    def encode_motion(self, frames: torch.Tensor) -> Motion: ...
+
+    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor: ...
+
+
+class Batching(Protocol):
+    """How a server shares forwards across the edits it runs at once (the worker's dynamic batcher)."""
+
+    def runner(self, runner: EDTalkRunner) -> Runner: ...
+
+    def embed(self, embed: Embed) -> Embed: ...
+
+
+class LazySpeechEncoder:
+    """emotion2vec+ embeddings; the encoder (and funasr, slow to import) load on the first speech target only."""
+
+    def __init__(self, model_dir: Path, device: torch.device) -> None:
+        self.model_dir, self.device = model_dir, device
+        self._encoder: SpeechEncoder | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, clips: Sequence[Path]) -> np.ndarray:
+        with self._lock:
+            if self._encoder is None:
+                from cmet_core.models.speech import SpeechEncoder
+
+                self._encoder = SpeechEncoder(self.model_dir, device=self.device)
+        return self._encoder.embed(list(clips))
+
+
+class Editor:
+    """The loaded models of one set, reused across edits (a worker keeps one per device).
+
+    `runner` and `embed` default to the plain EDTalk runner and the lazy emotion2vec+ encoder; a
+    server passes its batching wrappers instead (see `from_settings`).
+    """
+
+    def __init__(
+        self, models: ModelSet, runtime: RuntimeOptions = RuntimeOptions(), library: EmotionLibrary | None = None, *,
+        runner: Runner | None = None, embed: Embed | None = None,
+    ) -> None:
         self.models = models
-        self.runner = EDTalkRunner(models.edtalk, runtime)
+        self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
         self.connector = models.connector.eval().to(self.runner.device)
         self.library = library if library is not None else load_builtin_library()
         self.face_size = models.edtalk.cfg.size
-        self._speech = None
+        self.embed_speech: Embed = embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.runner.device)
 
     @classmethod
     def load(
@@ -110,6 +160,24 @@ class Editor:
         """`connector` serves a registry version instead of the set's own connector."""
         return cls(load_set(set_dir, connector=connector), runtime, EmotionLibrary.load(library) if library is not None else None)
 
+    @classmethod
+    def from_settings(
+        cls, settings: CoreSettings, *, models: Path | None = None, device: str | None = None, batch: int | None = None,
+        library: Path | None = None, connector: str | None = None, registry: str | None = None, batching: Batching | None = None,
+    ) -> Editor:
+        """The editor the settings describe (runtime options, connector selection and registry), each
+        overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here."""
+        runtime = RuntimeOptions.from_settings(settings, device, batch)
+        selection = connector if connector is not None else settings.connector_version
+        choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
+        model_set = load_set(select_set(models), connector=choice)
+        runner: Runner = EDTalkRunner(model_set.edtalk, runtime)
+        embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, runner.device)
+        if batching is not None:
+            runner, embed = batching.runner(runner), batching.embed(embed)
+        lib = EmotionLibrary.load(library) if library is not None else None
+        return cls(model_set, runtime, lib, runner=runner, embed=embed)
+
     @property
     def connector_label(self) -> str:
         return self.models.connector_label
@@ -118,14 +186,6 @@ class Editor:
         """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
         self.models.use_connector(choice)
         self.connector = self.models.connector.eval().to(self.runner.device)
-
-    def embed_speech(self, clips: list[Path]) -> np.ndarray:
-        """emotion2vec+ embeddings; the encoder (and funasr) load on the first speech target only."""
-        if self._speech is None:
-            from cmet_core.models.speech import SpeechEncoder
-
-            self._speech = SpeechEncoder(self.models.emotion2vec_dir, device=self.runner.device)
-        return self._speech.embed(clips)
 
     def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
@@ -232,7 +292,7 @@ class _Edit:
         if chosen is None:
             return faces.select_source_frame(detections, track)
         if not 0 <= chosen < n:
-            raise InputError("bad_source_frame", f"source frame {chosen} is outside the clip (frames 0-{n - 1})")
+            raise InputError(ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})")
         return chosen
 
     # -- pass 2: every frame's motion ------------------------------------------------------
@@ -245,7 +305,7 @@ class _Edit:
         source_crop: np.ndarray | None = None
         for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
             if chunk[-1].index >= len(boxes):
-                raise InputError("decode_failed", f"{self.src}: decoding gave more frames than the first pass")
+                raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave more frames than the first pass")
             crops = self._crops(chunk, boxes)
             if chunk[0].index <= source_index <= chunk[-1].index:
                 source_crop = crops[source_index - chunk[0].index]
@@ -254,7 +314,7 @@ class _Edit:
             times += [f.time_s for f in chunk]
             self.progress("encode", len(times), len(boxes))
         if source_crop is None or len(times) != len(boxes):
-            raise InputError("decode_failed", f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}")
+            raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}")
         with self._network():
             source = self.runner.prepare_source(_to_tensor([source_crop]))
         motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))

@@ -9,29 +9,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.emotions import MAX_INTENSITY, EmotionLibrary, UnknownEmotionError, mean_embedding, resolve, scale
-from cmet_core.errors import InputError
+from cmet_core.errors import ErrorCode, InputError
 
-MAX_SPEECH_CLIPS = 32
+MAX_SPEECH_CLIPS = 8
+"""Speech clips per target (and neutral clips beside them), in the CLI, the API and a job alike."""
 
 Embed = Callable[[Sequence[Path]], np.ndarray]
 
+EmotionSpec = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=500, description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.",
+        examples=["sarcastic", "happy=0.6,surprised=0.4"],
+    ),
+]
+Intensity = Annotated[float, Field(ge=0.0, le=MAX_INTENSITY, description="0 keeps the input's emotion, 1 as recorded.")]
 
-class EmotionTarget(BaseModel):
-    """`emotion` ("sarcastic" or "happy=0.6,surprised=0.4") or `speech` clips, never both."""
+
+class EmotionChoice(BaseModel):
+    """The named part of a target, as a user gives it: an emotion or blend (or none, for speech) and how strongly."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    emotion: str | None = Field(default=None, description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.")
+    emotion: EmotionSpec | None = None
+    intensity: Intensity = 1.0
+
+
+class EmotionTarget(EmotionChoice):
+    """`emotion` ("sarcastic" or "happy=0.6,surprised=0.4") or `speech` clips, never both."""
+
     speech: tuple[Path, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS, description="Speech clips carrying the emotion.")
     neutral_speech: tuple[Path, ...] = Field(
         default=(), max_length=MAX_SPEECH_CLIPS, description="The same speaker speaking neutrally; default: the library's neutral mean."
     )
-    intensity: float = Field(default=1.0, ge=0.0, le=MAX_INTENSITY, description="0 keeps the input's emotion, 1 as recorded.")
 
     @model_validator(mode="after")
     def _one_source(self) -> EmotionTarget:
@@ -52,14 +68,14 @@ def semantic_vector(target: EmotionTarget, library: EmotionLibrary, embed: Embed
         try:
             return resolve(target.emotion, library, target.intensity)
         except UnknownEmotionError as exc:
-            raise InputError("unknown_emotion", str(exc)) from None
+            raise InputError(ErrorCode.UNKNOWN_EMOTION, str(exc)) from None
         except ValueError as exc:
-            raise InputError("bad_emotion", str(exc)) from None
+            raise InputError(ErrorCode.BAD_EMOTION, str(exc)) from None
     try:
         emotional = mean_embedding(list(embed(list(target.speech))))
         neutral = mean_embedding(list(embed(list(target.neutral_speech)))) if target.neutral_speech else library.neutral.mean
     except InputError:
         raise
     except ValueError as exc:
-        raise InputError("bad_speech", str(exc)) from None
+        raise InputError(ErrorCode.BAD_SPEECH, str(exc)) from None
     return scale(emotional - neutral, target.intensity)

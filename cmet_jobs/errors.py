@@ -1,11 +1,25 @@
-"""A refused request: what the API answers as problem+json and the CLI and worker report by its code."""
+"""A refused request: the API answers it as problem+json with its code's HTTP status.
+
+The domain functions (`cmet_jobs.edits`, `uploads`, `emotions`) raise it without knowing HTTP;
+the code comes from the one catalogue, `cmet_core.errors.ErrorCode`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cmet_core.errors import ErrorCode
 
-class ProblemError(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None) -> None:
+
+class RequestError(Exception):
+    """`code` says what is wrong (and gives the status), `detail` what to change; `headers` such as Retry-After."""
+
+    def __init__(
+        self, code: ErrorCode, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail, self.headers, self.errors = status, code, detail, headers, errors
+        self.code, self.detail, self.headers, self.errors = code, detail, headers, errors
+
+    @property
+    def status(self) -> int:
+        return self.code.status

@@ -11,24 +11,26 @@ from pathlib import Path
 import av
 
 from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
+from cmet_core.errors import ErrorCode
 from cmet_core.media.video import MediaError, probe
-from cmet_jobs.errors import ProblemError
+from cmet_jobs.errors import RequestError
+
 
 def check_video(path: Path, max_duration_s: float) -> float:
     """The clip's duration in seconds, or a 422 naming what is wrong with it."""
     try:
         return probe(path, max_duration_s).duration_s
     except MediaError as exc:
-        raise ProblemError(422, exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
+        raise RequestError(exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
 
 
 def check_speech(path: Path) -> None:
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise ProblemError(422, "no_audio", "speech: the uploaded file has no audio track")
+                raise RequestError(ErrorCode.NO_AUDIO, "speech: the uploaded file has no audio track")
     except (av.error.FFmpegError, UnicodeDecodeError):
-        raise ProblemError(422, "not_media", "speech: the uploaded file is not audio PyAV can read") from None
+        raise RequestError(ErrorCode.NOT_MEDIA, "speech: the uploaded file is not audio PyAV can read") from None
 
 
 SNIFF_BYTES = 512
@@ -61,13 +63,13 @@ def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
     container = _container(head)
     audio_only = {"wav", "flac", "mp3"}
     if container is None or (kind == "video" and container in audio_only):
-        raise ProblemError(422, "not_media", f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file")
+        raise RequestError(ErrorCode.NOT_MEDIA, f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file")
 
 
 def check_emotion(spec: str, intensity: float, library: EmotionLibrary) -> None:
     try:
         resolve(spec, library, intensity)
     except UnknownEmotionError as exc:
-        raise ProblemError(422, "unknown_emotion", str(exc)) from None
+        raise RequestError(ErrorCode.UNKNOWN_EMOTION, str(exc)) from None
     except ValueError as exc:
-        raise ProblemError(422, "bad_emotion", str(exc)) from None
+        raise RequestError(ErrorCode.BAD_EMOTION, str(exc)) from None

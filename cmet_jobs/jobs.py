@@ -7,14 +7,19 @@ progress from the worker cannot overwrite each other's state.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from cmet_core.errors import ErrorCode
 from cmet_jobs import schemas
-from cmet_jobs.db.models import Job, JobState, WorkerBeat, now
+from cmet_jobs.db.models import Job, WorkerBeat, now
+from cmet_jobs.spec import EditSpec
+from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 OUTPUT_NAME = "output.mp4"
 
@@ -28,20 +33,29 @@ def output_key(job_id: str) -> str:
     return job_prefix(job_id) + OUTPUT_NAME
 
 
+def spec_of(job: Job) -> EditSpec:
+    return EditSpec.model_validate(job.spec)
+
+
+def visible(query: Select[T]) -> Select[T]:
+    """Only jobs a client or a worker may see: not those still being created by the API."""
+    return query.where(Job.state != JobState.CREATING)
+
+
 def to_schema(job: Job, storage: Storage) -> schemas.Job:
     error = schemas.JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         id=job.id,
-        state=job.state,  # type: ignore[arg-type]
+        state=job.state,
         progress=job.progress,
-        stage=job.stage if job.stage != "creating" else None,
+        stage=job.stage,
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        emotion=job.request.get("emotion"),
-        intensity=float(job.request.get("intensity", 1.0)),
+        emotion=job.spec.get("emotion"),
+        intensity=float(job.spec.get("intensity", 1.0)),
         error=error,
         result=schemas.EditResultInfo(**job.result) if job.result else None,
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
@@ -83,7 +97,7 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
     state, so the caller tells its subscriber like of any other end.
     """
     job = lock(session, job_id)
-    if job is None or JobState(job.state).final:
+    if job is None or job.state == JobState.CREATING or job.state.final:
         return None
     if job.state == JobState.RUNNING and job.lease_until is not None and job.lease_until > now():
         raise JobBusy((job.lease_until - now()).total_seconds() + 0.5)
@@ -92,23 +106,33 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
         return job
     job.attempts += 1
     if job.attempts > max_attempts:
-        finish(job, JobState.FAILED, "too_many_attempts", f"the job was started {max_attempts} times without finishing")
+        finish(job, JobState.FAILED, ErrorCode.TOO_MANY_ATTEMPTS, f"the job was started {max_attempts} times without finishing")
         return job
     job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
     job.lease_until = now() + timedelta(seconds=LEASE_S)
     return job
 
 
-def finish(job: Job, state: JobState, code: str | None = None, message: str | None = None, result: dict[str, Any] | None = None) -> None:
+def finish(
+    job: Job, state: JobState, code: ErrorCode | None = None, message: str | None = None, result: dict[str, Any] | None = None
+) -> None:
+    assert state.final, state
     job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message
     job.stage = None
     if state == JobState.SUCCEEDED:
         job.progress, job.result = 1.0, result
 
 
+def retry_later(session: Session, job_id: str) -> None:
+    """Hand a running job back to the queue without counting the attempt (a transient storage fault)."""
+    job = lock(session, job_id)
+    if job is not None and job.state == JobState.RUNNING:
+        job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
+
+
 def request_cancel(session: Session, job: Job) -> None:
     """Queued jobs end at once; a running one is stopped by its worker at the next chunk."""
-    if JobState(job.state).final:
+    if job.state.final:
         return
     job.cancel_requested = True
     if job.state == JobState.QUEUED:
@@ -119,12 +143,12 @@ def unfinished_ids(session: Session, idle_for_s: float = 0.0) -> list[str]:
     """Queued jobs untouched for `idle_for_s` (0: all, as after a restart of everything), and
     running ones whose lease lapsed. Both may have lost their queue message."""
     cutoff = now() - timedelta(seconds=idle_for_s)
-    queued = (Job.state == JobState.QUEUED) & ((Job.stage.is_(None)) | (Job.stage != "creating")) & (Job.updated_at <= cutoff)
+    queued = (Job.state == JobState.QUEUED) & (Job.updated_at <= cutoff)
     rows = session.scalars(select(Job.id).where(queued | _orphaned()).order_by(Job.created_at))
     return list(rows)
 
 
-def _orphaned():  # type: ignore[no-untyped-def]
+def _orphaned() -> ColumnElement[bool]:
     return (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < now()))
 
 

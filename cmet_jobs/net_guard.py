@@ -28,12 +28,10 @@ from typing import Any, Final
 import httpcore
 import httpx
 
+from cmet_core.errors import ErrorCode
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ERROR_CODES: Final = frozenset({
-    "url_scheme", "url_host", "url_private_address", "url_unresolvable",
-    "url_too_many_redirects", "url_too_large", "url_fetch_failed",
-})
 
 # Refused even with allow_private: these hand out credentials of the machine's cloud role.
 METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(ipaddress.ip_address(a) for a in (
@@ -65,8 +63,7 @@ USER_AGENT: Final = "cmet"
 class BlockedURLError(ValueError):
     """A URL the guard refused or could not fetch; `code` is the stable problem+json code."""
 
-    def __init__(self, code: str, message: str) -> None:
-        assert code in ERROR_CODES, code
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -139,12 +136,12 @@ def _target(url: httpx.URL, schemes: Sequence[str]) -> tuple[str, int]:
     """(ASCII host, port) of a URL the guard accepts syntactically."""
     allowed = tuple(s.lower() for s in schemes)
     if url.scheme not in allowed:
-        raise BlockedURLError("url_scheme", f"scheme {url.scheme or '(none)'!r} is not allowed; use {' or '.join(allowed)}")
+        raise BlockedURLError(ErrorCode.URL_SCHEME, f"scheme {url.scheme or '(none)'!r} is not allowed; use {' or '.join(allowed)}")
     if url.userinfo:
-        raise BlockedURLError("url_host", "credentials in the URL are not allowed")
+        raise BlockedURLError(ErrorCode.URL_HOST, "credentials in the URL are not allowed")
     host = url.raw_host.decode("ascii")
     if not host:
-        raise BlockedURLError("url_host", "the URL has no host")
+        raise BlockedURLError(ErrorCode.URL_HOST, "the URL has no host")
     return host, url.port or _DEFAULT_PORTS.get(url.scheme, 443)
 
 
@@ -152,7 +149,7 @@ def _parse(url: str | httpx.URL) -> httpx.URL:
     try:
         return url if isinstance(url, httpx.URL) else httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise BlockedURLError("url_host", f"not a valid URL: {exc}") from None
+        raise BlockedURLError(ErrorCode.URL_HOST, f"not a valid URL: {exc}") from None
 
 
 def _resolve_checked(host: str, port: int, allow_private: bool) -> list[IPAddress]:
@@ -160,7 +157,7 @@ def _resolve_checked(host: str, port: int, allow_private: bool) -> list[IPAddres
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
-        raise BlockedURLError("url_unresolvable", f"cannot resolve {host}: {exc}") from None
+        raise BlockedURLError(ErrorCode.URL_UNRESOLVABLE, f"cannot resolve {host}: {exc}") from None
     addresses: list[IPAddress] = []
     for family, _, _, _, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
@@ -169,11 +166,11 @@ def _resolve_checked(host: str, port: int, allow_private: bool) -> list[IPAddres
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise BlockedURLError("url_unresolvable", f"{host} has no IPv4 or IPv6 address")
+        raise BlockedURLError(ErrorCode.URL_UNRESOLVABLE, f"{host} has no IPv4 or IPv6 address")
     for address in addresses:
         problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
-            raise BlockedURLError("url_private_address", f"{host} resolves to {address}, a {problem}")
+            raise BlockedURLError(ErrorCode.URL_PRIVATE_ADDRESS, f"{host} resolves to {address}, a {problem}")
     return addresses
 
 
@@ -224,7 +221,7 @@ class _GuardedStream(httpx.SyncByteStream):
         try:
             yield from self._inner
         except _NETWORK_ERRORS as exc:
-            raise BlockedURLError("url_fetch_failed", f"reading the response failed: {exc!r}") from None
+            raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"reading the response failed: {exc!r}") from None
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
@@ -261,7 +258,7 @@ class _GuardedTransport(httpx.BaseTransport):
         try:
             response = self._pool.handle_request(core)
         except _NETWORK_ERRORS as exc:
-            raise BlockedURLError("url_fetch_failed", f"{host}:{port}: {exc!r}") from None
+            raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"{host}:{port}: {exc!r}") from None
         assert isinstance(response.stream, Iterable)
         return httpx.Response(status_code=response.status, headers=response.headers,
                               stream=_GuardedStream(response.stream), extensions=response.extensions)
@@ -283,9 +280,9 @@ def _save(response: httpx.Response, part: Path, max_bytes: int, deadline: float)
         for chunk in response.iter_raw():
             size += len(chunk)
             if size > max_bytes:
-                raise BlockedURLError("url_too_large", f"the response is larger than {max_bytes} bytes")
+                raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the response is larger than {max_bytes} bytes")
             if time.monotonic() > deadline:
-                raise BlockedURLError("url_fetch_failed", "the download took too long")
+                raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, "the download took too long")
             out.write(chunk)
     return size
 
@@ -311,7 +308,7 @@ def fetch_to_file(url: str, dest: Path, *, max_bytes: int, allow_private: bool =
             return FetchResult(dest, size, response.headers.get("content-type"), str(current))
     except _HTTPX_ERRORS as exc:  # network errors arrive mapped already; a local disk error stays itself
         part.unlink(missing_ok=True)
-        raise BlockedURLError("url_fetch_failed", f"fetching {current} failed: {exc!r}") from None
+        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"fetching {current} failed: {exc!r}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -329,11 +326,11 @@ def probe_url(url: str, *, max_bytes: int, allow_private: bool = False, schemes:
         with _client(allow_private, schemes, timeout) as client, _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current):
             total = response.headers.get("content-range", "").rpartition("/")[2]
             if response.status_code == 206 and total.isdigit() and int(total) > max_bytes:
-                raise BlockedURLError("url_too_large", f"the file is {total} bytes; the limit is {max_bytes}")
+                raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the file is {total} bytes; the limit is {max_bytes}")
             if response.status_code != 206:
                 _check_declared(response, current, max_bytes)
     except _HTTPX_ERRORS as exc:
-        raise BlockedURLError("url_fetch_failed", f"fetching {current} failed: {exc!r}") from None
+        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"fetching {current} failed: {exc!r}") from None
 
 
 @contextmanager
@@ -344,11 +341,11 @@ def _follow(client: httpx.Client, current: httpx.URL, max_redirects: int,
         with client.stream("GET", current, headers=headers) as response:
             if response.is_redirect:
                 if hop == max_redirects:
-                    raise BlockedURLError("url_too_many_redirects", f"more than {max_redirects} redirects")
+                    raise BlockedURLError(ErrorCode.URL_TOO_MANY_REDIRECTS, f"more than {max_redirects} redirects")
                 current = current.join(response.headers["location"])
                 continue
             if not response.is_success:
-                raise BlockedURLError("url_fetch_failed", f"{current} answered HTTP {response.status_code}")
+                raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"{current} answered HTTP {response.status_code}")
             yield response, current
             return
     raise AssertionError("unreachable")  # the loop yields or raises on every path
@@ -359,10 +356,10 @@ def _check_declared(response: httpx.Response, url: httpx.URL, max_bytes: int) ->
     if encoding != "identity":
         # We asked for identity; decoding gzip/br/zstd would let a tiny body inflate past
         # max_bytes in memory before any check sees it.
-        raise BlockedURLError("url_fetch_failed", f"{url} sent a {encoding}-encoded body")
+        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"{url} sent a {encoding}-encoded body")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise BlockedURLError("url_too_large", f"the response is {declared} bytes; the limit is {max_bytes}")
+        raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the response is {declared} bytes; the limit is {max_bytes}")
 
 
 def post_json(url: str, body: bytes, headers: Mapping[str, str] | None = None, *, allow_private: bool = False,
@@ -384,4 +381,4 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str] | None = None, *
                     break
             return PostResult(response.status_code, response.headers, bytes(received))
     except _NETWORK_ERRORS as exc:
-        raise BlockedURLError("url_fetch_failed", f"calling {url} failed: {exc!r}") from None
+        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"calling {url} failed: {exc!r}") from None

@@ -7,45 +7,41 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.emotions import MAX_INTENSITY
+from cmet_core.errors import ErrorCode
+from cmet_core.options import FaceChoice
+from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
+from cmet_jobs.states import DeliveryState, EmotionState
 
 WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
 ALL_EVENTS: tuple[WebhookEvent, ...] = ("edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled")
-MAX_SPEECH = 8
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
 
 
-class EditCreate(BaseModel):
+class EditCreate(EmotionChoice, FaceChoice):
     """A new edit. The video comes as a multipart part `video`, a `video_url` or a `video_asset`;
-    the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips."""
+    the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips. The
+    options (emotion, intensity, face choice, source frame) are `cmet_core`'s own definitions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     video_url: HttpsUrl | None = None
     video_asset: AssetId | None = None
-    emotion: str | None = Field(default=None, max_length=500, examples=["sarcastic", "happy=0.6,surprised=0.4"])
-    speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH)
-    speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH)
-    intensity: float = Field(default=1.0, ge=0.0, le=MAX_INTENSITY)
-    face_index: int | None = Field(default=None, ge=0, le=64)
-    face_box: tuple[float, float, float, float] | None = None
-    source_frame: int | None = Field(default=None, ge=0)
+    speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+    speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=lambda: [e for e in ALL_EVENTS if e != "edit.progress"])
 
     @model_validator(mode="after")
-    def _consistent(self) -> EditCreate:
+    def _one_video_reference(self) -> EditCreate:
         if self.video_url is not None and self.video_asset is not None:
             raise ValueError("give the video once: video_url or video_asset (or the multipart part `video`)")
-        if self.face_index is not None and self.face_box is not None:
-            raise ValueError("give face_index or face_box, not both")
         return self
 
 
 class JobError(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -102,7 +98,7 @@ class Emotion(BaseModel):
     id: str
     name: str
     kind: Literal["basic", "extended", "custom"]
-    state: Literal["pending", "ready", "failed"] = Field(description="Custom emotions are built by a worker from their clips.")
+    state: EmotionState = Field(description="Custom emotions are built by a worker from their clips.")
     error: JobError | None = None
 
 
@@ -155,7 +151,7 @@ class WebhookDelivery(BaseModel):
     id: str
     event: WebhookEvent
     msg_id: str = Field(description="The `webhook-id` header: the same for every attempt and replay of this event.")
-    state: Literal["pending", "sending", "succeeded", "failed", "disabled"]
+    state: DeliveryState
     url: str
     attempts: list[DeliveryAttempt]
     next_attempt_at: datetime | None

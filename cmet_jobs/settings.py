@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.settings import CoreSettings
 
-
 BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec"]
 
 

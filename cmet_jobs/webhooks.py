@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cmet_jobs import jobs
-from cmet_jobs.db.models import ApiKey, DeliveryState, Job, WebhookDelivery, now
+from cmet_jobs.db.models import ApiKey, Job, WebhookDelivery, now
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings
+from cmet_jobs.states import DeliveryState
 from cmet_jobs.storage import Storage
 
 DELIVER = "cmet.deliver_webhook"

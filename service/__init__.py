@@ -1,1 +1,1 @@
-"""service: see ARCHITECTURE in README; filled by later issues."""
+"""service: the FastAPI layer only (routes, request parsing, problem+json, API metrics); the job domain is `cmet_jobs`."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
+from cmet_jobs.db.session import migrate
+from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, problems
 from service.body_limit import BodyLimit
-from cmet_jobs.db.session import migrate
 from service.deps import reject_unknown_query
 from service.openapi import customize
 from service.routes import deliveries, edits, emotions, system, uploads
-from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.storage import S3Storage, storage_for
 
 API_VERSION = "1.0.0"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cmet_jobs import schemas
+from cmet_core.errors import ErrorCode
+from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs.settings import JobsSettings
 
 Scope = MutableMapping[str, Any]
@@ -31,9 +32,9 @@ class BodyTooLarge(Exception):
 def limit_for(settings: JobsSettings, method: str, path: str) -> int:
     """Bytes a request to this route may send."""
     if method == "POST" and path.rstrip("/") == "/v1/edits":
-        return settings.max_video_bytes + schemas.MAX_SPEECH * settings.max_speech_bytes + SMALL_BODY
+        return settings.max_video_bytes + MAX_SPEECH_CLIPS * settings.max_speech_bytes + SMALL_BODY
     if method == "POST" and path.rstrip("/") == "/v1/emotions":
-        return schemas.MAX_SPEECH * settings.max_speech_bytes + SMALL_BODY
+        return MAX_SPEECH_CLIPS * settings.max_speech_bytes + SMALL_BODY
     if method == "PUT" and path.startswith("/v1/files/"):  # signed local uploads; each asset checks its own limit too
         return max(settings.max_video_bytes, settings.max_speech_bytes)
     return SMALL_BODY
@@ -70,7 +71,7 @@ def too_large_response(limit: int) -> Any:
     """The one answer to a body over its limit, whichever layer noticed it."""
     from service.problems import problem_response
 
-    return problem_response(413, "body_too_large", str(BodyTooLarge(limit)), {"Connection": "close"})
+    return problem_response(ErrorCode.BODY_TOO_LARGE, str(BodyTooLarge(limit)), {"Connection": "close"})
 
 
 async def _refuse(scope: Scope, send: Send, limit: int) -> None:

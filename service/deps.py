@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from cmet_jobs import jobs
-from cmet_jobs.db.models import ApiKey, Job
+from cmet_core.errors import ErrorCode
+from cmet_jobs.db.models import ApiKey
 from cmet_jobs.db.session import session_scope
-from cmet_jobs.errors import ProblemError
+from cmet_jobs.errors import RequestError
 from cmet_jobs.keys import find_key
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import Storage
@@ -39,10 +39,10 @@ def _key(request: Request, session: SessionDep) -> ApiKey:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise ProblemError(401, "unauthorized", "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
+        raise RequestError(ErrorCode.UNAUTHORIZED, "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
     key = find_key(session, secret.strip())
     if key is None:
-        raise ProblemError(401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        raise RequestError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
     return key
 
 
@@ -58,12 +58,4 @@ def reject_unknown_query(request: Request) -> None:
     known = {p.alias for p in dependant.query_params} | {p.alias for d in dependant.dependencies for p in d.query_params}
     unknown = sorted(set(request.query_params) - known)
     if unknown:
-        raise ProblemError(422, "invalid_request", f"unknown query parameter(s): {', '.join(unknown)[:200]}")
-
-
-def owned_job(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
-    """The caller's job, else 404 (another key's id looks exactly like a missing one)."""
-    job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
-    if job is None or job.key_id != key.id or job.stage == "creating":
-        raise ProblemError(404, "edit_not_found", f"no edit {job_id}")
-    return job
+        raise RequestError(ErrorCode.INVALID_REQUEST, f"unknown query parameter(s): {', '.join(unknown)[:200]}")

@@ -13,8 +13,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 REQUESTS = Counter("cmet_http_requests_total", "API requests.", ["method", "route", "status"])
@@ -47,8 +54,9 @@ class JobStates:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from sqlalchemy import func, select
 
-        from cmet_jobs.db.models import Job, JobState
+        from cmet_jobs.db.models import Job
         from cmet_jobs.db.session import session_scope
+        from cmet_jobs.states import JobState
 
         family = GaugeMetricFamily("cmet_jobs", "Edit jobs in each state, from the job records.", labels=["state"])
         with session_scope(self.db_url) as session:

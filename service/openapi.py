@@ -30,8 +30,8 @@ def customize(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        from service.problems import Problem
         from cmet_jobs.schemas import EditCreate
+        from service.problems import Problem
 
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = doc.setdefault("components", {})
@@ -64,8 +64,8 @@ def customize(app: FastAPI) -> None:
 
 
 def render() -> str:
-    from service.app import create_app
     from cmet_jobs.settings import JobsSettings
+    from service.app import create_app
 
     with tempfile.TemporaryDirectory() as scratch:
         app = create_app(JobsSettings(data_dir=Path(scratch), url_signing_key="schema"), migrate_db=False)

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from cmet_jobs.errors import ProblemError
+from cmet_core.errors import ErrorCode
+from cmet_jobs.errors import RequestError
 
 log = logging.getLogger("cmet.api")
 
@@ -31,7 +32,12 @@ class Problem(BaseModel):
 _TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal error", 503: "Unavailable"}
 
 
-def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem_response(
+    code: ErrorCode, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None,
+    status: int | None = None,
+) -> JSONResponse:
+    """`status` overrides the code's own only for errors raised by the framework (`http_error`)."""
+    status = code.status if status is None else status
     body = Problem(type=PROBLEM_TYPE + code, title=_TITLES.get(status, "Error"), status=status, code=code, detail=detail, errors=errors)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type="application/problem+json")
 
@@ -49,9 +55,9 @@ def _allowed_methods(request: Request) -> set[str]:
 def install(app: FastAPI) -> None:
     from service.body_limit import BodyTooLarge, too_large_response
 
-    @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, exc.headers, exc.errors)
+    @app.exception_handler(RequestError)
+    async def _problem(_: Request, exc: RequestError) -> JSONResponse:
+        return problem_response(exc.code, exc.detail, exc.headers, exc.errors)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
@@ -61,21 +67,21 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-        return problem_response(422, "invalid_request", detail or "invalid request", errors=errors)
+        return problem_response(ErrorCode.INVALID_REQUEST, detail or "invalid request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors while reading a JSON body
             return too_large_response(exc.__cause__.limit)
         if exc.status_code == 400:  # an unparseable body: the same answer as any other invalid request
-            return problem_response(422, "invalid_request", str(exc.detail))
+            return problem_response(ErrorCode.INVALID_REQUEST, str(exc.detail))
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem_response(exc.status_code, code, str(exc.detail), headers)
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
+        return problem_response(code, str(exc.detail), headers, status=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(500, "internal", f"unexpected {type(exc).__name__}; the error was logged")
+        return problem_response(ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}; the error was logged")

@@ -58,8 +58,6 @@ def _device(device: str | None) -> str:
 
 def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, device: str | None = None) -> PrepReport:
     """EDTalk's expression weights of every frame of every clip's video (faces found and cropped as an edit does)."""
-    from cmet_core.models.runtime import RuntimeOptions
-    from cmet_core.models.sets import select_set
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import Editor
 
@@ -69,7 +67,7 @@ def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, d
         return report
     from cmet_core.settings import get_settings
 
-    editor = Editor.load(select_set(models), RuntimeOptions.from_settings(get_settings(), device, batch))
+    editor = Editor.from_settings(get_settings(), models=models, device=device, batch=batch)
     options = EditOptions(chunk_frames=min(batch, 256))
     for clip in tqdm(todo, desc="visual", unit="clip"):
         assert clip.video is not None

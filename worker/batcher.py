@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ import torch
 
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import EDTalkRunner
+from cmet_jobs.settings import BatchedModel
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,28 @@ class SpeechBatcher:
     """emotion2vec+ over the speech clips of concurrent jobs in shared forwards; call it like
     `Editor.embed_speech` (clips in, one embedding row per clip out)."""
 
-    def __init__(self, embed: Callable[[list[Path]], np.ndarray], policy: BatchPolicy, observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
+    def __init__(self, embed: Callable[[Sequence[Path]], np.ndarray], policy: BatchPolicy, observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
         self._embed = embed
         self._model = _Model("emotion2vec", policy, self._embed_many, observe)
 
-    def __call__(self, clips: list[Path]) -> np.ndarray:
+    def __call__(self, clips: Sequence[Path]) -> np.ndarray:
         return self._model.submit(len(clips), list(clips))  # type: ignore[no-any-return]
 
     def _embed_many(self, payloads: list[list[Path]]) -> list[np.ndarray]:
         rows = self._embed([clip for clips in payloads for clip in clips])
         bounds = np.cumsum([0] + [len(c) for c in payloads])
         return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class WorkerBatching:
+    """The worker's `Batching` for `Editor.from_settings`: each model's policy from the settings,
+    every batch's size observed (the Prometheus histogram)."""
+
+    def __init__(self, policy: Callable[[BatchedModel], BatchPolicy], observe: Callable[[str, int], None]) -> None:
+        self._policy, self._observe = policy, observe
+
+    def runner(self, runner: EDTalkRunner) -> BatchingRunner:
+        return BatchingRunner(runner, self._policy("edtalk_encoder"), self._observe, self._policy("edtalk_renderer"))
+
+    def embed(self, embed: Callable[[Sequence[Path]], np.ndarray]) -> SpeechBatcher:
+        return SpeechBatcher(embed, self._policy("emotion2vec"), self._observe)

@@ -77,10 +77,10 @@ def _warm_models() -> None:
     import threading
 
     def load() -> None:
-        from worker.tasks import editor
+        from worker.models import EDITOR
 
         try:
-            editor(get_jobs_settings())
+            EDITOR.get(get_jobs_settings())
         except Exception:  # a job reports the same failure with its code; here it is only logged
             logging.getLogger(__name__).warning("loading the models at start failed", exc_info=True)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 JOBS = Counter("cmet_jobs_total", "Edit jobs that reached a state in a worker.", ["state"])
 QUEUE_WAIT = Histogram("cmet_queue_wait_seconds", "From submission to a worker starting the job.", buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cmet_core.errors import ErrorCode
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.media.video import MediaError
 
@@ -36,7 +37,7 @@ class NoFaceError(MediaError):
     def __init__(self, frames: list[tuple[int, int]], total: int, max_missing: float) -> None:
         self.frames = frames
         if total == 0:
-            super().__init__("no_face", "no face found: the clip has no frames")
+            super().__init__(ErrorCode.NO_FACE, "no face found: the clip has no frames")
             return
         missing = sum(b - a + 1 for a, b in frames)
         named = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in frames[:_RANGES_NAMED])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cmet_core.errors import InputError
+from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.detect import Detection
 from cmet_core.faces.geometry import Box
 
@@ -39,7 +39,7 @@ def _prominence(d: Detection, frame_size: tuple[int, int] | None) -> float:
 
 
 def _bad_selection(message: str) -> InputError:
-    return InputError("bad_face_selection", message)
+    return InputError(ErrorCode.BAD_FACE_SELECTION, message)
 
 
 def _first_face(faces: list[Detection], selection: FaceSelection, frame_size: tuple[int, int] | None) -> Detection:

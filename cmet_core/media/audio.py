@@ -17,6 +17,7 @@ import av
 import numpy as np
 import soxr
 
+from cmet_core.errors import ErrorCode
 from cmet_core.media.video import MediaError
 
 AudioSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
@@ -51,7 +52,7 @@ def _open(source: AudioSource, name: str) -> av.container.InputContainer:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise AudioDecodeError("not_found", f"{name}: no such file")
+            raise AudioDecodeError(ErrorCode.NOT_FOUND, f"{name}: no such file")
         target: str | BinaryIO = str(path)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         target = io.BytesIO(bytes(source))
@@ -60,7 +61,7 @@ def _open(source: AudioSource, name: str) -> av.container.InputContainer:
     try:
         return av.open(target, mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, EOFError) as exc:
-        raise AudioDecodeError("not_media", f"{name}: not a media file PyAV can read ({exc})") from None
+        raise AudioDecodeError(ErrorCode.NOT_MEDIA, f"{name}: not a media file PyAV can read ({exc})") from None
 
 
 def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
@@ -97,7 +98,7 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
     with _open(source, name) as container:
         if not container.streams.audio:
             kinds = ", ".join(s.type for s in container.streams) or "none"
-            raise AudioDecodeError("no_audio", f"{name}: has no audio stream (streams: {kinds})")
+            raise AudioDecodeError(ErrorCode.NO_AUDIO, f"{name}: has no audio stream (streams: {kinds})")
         stream = container.streams.audio[0]
         try:
             for frame in container.decode(stream):
@@ -111,7 +112,7 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
                 if max_seconds is not None and read_s >= max_seconds:
                     break
         except av.error.FFmpegError as exc:
-            raise AudioDecodeError("decode_failed", f"{name}: the audio stream does not decode ({exc})") from None
+            raise AudioDecodeError(ErrorCode.DECODE_FAILED, f"{name}: the audio stream does not decode ({exc})") from None
     pieces = []
     for rate, chunks in runs:
         mono = np.concatenate(chunks)
@@ -120,5 +121,5 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
     if max_seconds is not None:
         audio = audio[: int(round(max_seconds * target_sr))]
     if audio.size == 0:
-        raise AudioDecodeError("empty_audio", f"{name}: the audio stream holds no samples")
+        raise AudioDecodeError(ErrorCode.EMPTY_AUDIO, f"{name}: the audio stream holds no samples")
     return np.ascontiguousarray(audio, dtype=np.float32)

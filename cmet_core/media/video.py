@@ -16,7 +16,7 @@ from types import TracebackType
 import av
 import numpy as np
 
-from cmet_core.errors import InputError
+from cmet_core.errors import ErrorCode, InputError
 
 
 class MediaError(InputError):
@@ -47,11 +47,11 @@ class DecodedFrame:
 
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
-        raise MediaError("not_found", f"{path}: no such file")
+        raise MediaError(ErrorCode.NOT_FOUND, f"{path}: no such file")
     try:
         return av.open(str(path), mode="r")
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError("not_media", f"{path}: not a media file PyAV can read ({exc})") from None
+        raise MediaError(ErrorCode.NOT_MEDIA, f"{path}: not a media file PyAV can read ({exc})") from None
 
 
 def _upright(frame: av.VideoFrame) -> np.ndarray:
@@ -69,7 +69,7 @@ def _first_frame_geometry(path: Path) -> tuple[int, int, int]:
         except av.error.FFmpegError:
             first = None
     if first is None:
-        raise MediaError("decode_failed", f"{path}: no frame of the video stream decodes")
+        raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: no frame of the video stream decodes")
     rotation = int(first.rotation or 0)
     if round(rotation / 90) % 2:
         return rotation, first.height, first.width
@@ -81,7 +81,7 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
     path = Path(path)
     with _open(path) as container:
         if not container.streams.video:
-            raise MediaError("no_video_stream", f"{path}: has no video stream")
+            raise MediaError(ErrorCode.NO_VIDEO_STREAM, f"{path}: has no video stream")
         stream = container.streams.video[0]
         count = 0
         first_pts: int | None = None
@@ -94,9 +94,9 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
                 first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
                 last_end = max(last_end, packet.pts + (packet.duration or 0))
         except av.error.FFmpegError as exc:
-            raise MediaError("decode_failed", f"{path}: the video stream is corrupt ({exc})") from None
+            raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: the video stream is corrupt ({exc})") from None
         if count == 0:
-            raise MediaError("zero_frames", f"{path}: the video stream has no frames")
+            raise MediaError(ErrorCode.ZERO_FRAMES, f"{path}: the video stream has no frames")
         tb = stream.time_base or Fraction(1, 90000)
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
         duration = float((last_end - (first_pts or 0)) * tb) if last_end else count / float(fps)
@@ -114,7 +114,7 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
             has_audio=bool(container.streams.audio),
         )
     if max_duration_s is not None and info.duration_s > max_duration_s:
-        raise MediaError("too_long", f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s")
+        raise MediaError(ErrorCode.TOO_LONG, f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s")
     return info
 
 
@@ -130,7 +130,7 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
                 yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=_upright(frame))
         except av.error.FFmpegError as exc:
-            raise MediaError("decode_failed", f"{path}: decoding failed ({exc})") from None
+            raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 
 
 class VideoWriter:
@@ -208,7 +208,7 @@ class _AudioTranscoder:
             try:
                 frame = next(self.frames, None)
             except av.error.FFmpegError as exc:
-                raise MediaError("decode_failed", f"{self.input.name}: audio decoding failed ({exc})") from None
+                raise MediaError(ErrorCode.DECODE_FAILED, f"{self.input.name}: audio decoding failed ({exc})") from None
             if frame is None:
                 self._encode(self.resampler.resample(None))
                 self._mux(self.stream.encode(None))

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmet_core.models.build import finish_set, staged_set
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.convert import (
     convert_connector,
@@ -33,7 +34,6 @@ from cmet_core.models.convert import (
 from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import Source, read_json_model, sha256_file
-from cmet_core.models.build import finish_set, staged_set
 from cmet_core.settings import get_settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -8,8 +8,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
 
 def now() -> datetime:
@@ -34,16 +37,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def final(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+def _enum(kind: type[StrEnum]) -> SAEnum:
+    """A state column: the enum's values as plain strings (no database enum type, so a new state needs no DDL)."""
+    return SAEnum(kind, native_enum=False, create_constraint=False, length=16, values_callable=lambda k: [m.value for m in k])
 
 
 class ApiKey(Base):
@@ -83,11 +79,11 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("edt"))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
-    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.CREATING, index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The job's `EditSpec` as JSON (`cmet_jobs.spec.EditSpec.model_validate` reads it back)."""
     output_key: Mapped[str | None] = mapped_column(String(300), default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -115,20 +111,12 @@ class CustomEmotion(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("emo"))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[EmotionState] = mapped_column(_enum(EmotionState), default=EmotionState.PENDING)
     clips: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     entry: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=now)
-
-
-class DeliveryState(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DISABLED = "disabled"
 
 
 class WebhookDelivery(Base):
@@ -143,7 +131,7 @@ class WebhookDelivery(Base):
     msg_id: Mapped[str] = mapped_column(String(120), unique=True)
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING, index=True)
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState), default=DeliveryState.PENDING, index=True)
     attempts: Mapped[dict[str, Any]] = mapped_column(JSON, default=lambda: {"items": []})
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=now, index=True)
     created_at: Mapped[datetime] = mapped_column(default=now)

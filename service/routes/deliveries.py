@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from cmet_jobs import schemas, webhooks
+from cmet_core.errors import ErrorCode
+from cmet_jobs import edits, schemas, webhooks
 from cmet_jobs.db.models import WebhookDelivery
-from service.deps import KeyDep, SessionDep, SettingsDep, owned_job
-from cmet_jobs.errors import ProblemError
+from cmet_jobs.errors import RequestError
+from service.deps import KeyDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/v1/edits/{job_id}/webhook-deliveries", tags=["webhooks"])
 
@@ -24,7 +25,7 @@ def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
 @router.get("", response_model=schemas.WebhookDeliveryList)
 def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.WebhookDeliveryList:
     """Every event recorded for this edit, oldest first, with its attempts."""
-    owned_job(session, key, job_id)
+    edits.owned(session, key, job_id)
     rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.created_at, WebhookDelivery.id))
     return schemas.WebhookDeliveryList(data=[_schema(d) for d in rows])
 
@@ -32,10 +33,10 @@ def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.We
 @router.post("/{delivery_id}/replay", status_code=202, response_model=schemas.WebhookDelivery)
 def replay_delivery(job_id: str, delivery_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep) -> schemas.WebhookDelivery:
     """Send the event again now, whatever its state (the same `webhook-id`)."""
-    owned_job(session, key, job_id)
+    edits.owned(session, key, job_id)
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.job_id != job_id:
-        raise ProblemError(404, "delivery_not_found", f"no webhook delivery {delivery_id} for edit {job_id}")
+        raise RequestError(ErrorCode.DELIVERY_NOT_FOUND, f"no webhook delivery {delivery_id} for edit {job_id}")
     webhooks.replay(session, delivery)
     session.commit()
     webhooks.dispatch(settings, [delivery.id])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi import Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs, queue, schemas
-from service import metrics
-from cmet_jobs.errors import ProblemError
 from cmet_jobs.db.session import session_scope
+from cmet_jobs.errors import RequestError
+from service import metrics
 from service.deps import KeyDep, SettingsDep, StorageDep
 
 router = APIRouter()
@@ -56,8 +56,8 @@ def _ping_db(url: str) -> None:
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
 def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
-    from cmet_core.models.registry import choose
     from cmet_core.models.errors import ModelLoadError
+    from cmet_core.models.registry import choose
     from cmet_core.models.sets import model_manifest, read_set, select_set
 
     try:
@@ -66,7 +66,7 @@ def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
         choice = choose(settings.connector_version)
         connector = choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0]
     except ModelLoadError as exc:
-        raise ProblemError(503, "models_unavailable", str(exc)) from None
+        raise RequestError(ErrorCode.MODELS_UNAVAILABLE, str(exc)) from None
     infos = [schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()]
     if choice is not None:
         infos = [i for i in infos if i.kind != "connector"] + [

@@ -21,6 +21,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cmet_core.models.build import (
+    TINY_EMOTION2VEC,
+    make_tiny_set,
+    verify_set,
+    write_set_manifest,
+)
 from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector
 from cmet_core.models.convert import (
@@ -39,12 +45,6 @@ from cmet_core.models.manifests import (
     sha256_file,
 )
 from cmet_core.models.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pull
-from cmet_core.models.build import (
-    TINY_EMOTION2VEC,
-    make_tiny_set,
-    verify_set,
-    write_set_manifest,
-)
 from cmet_core.models.sets import list_models, load_set, read_set, select_set
 
 try:

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from cmet_core.media.sample import write_sample_clip
-from service.app import create_app
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
+from service.app import create_app
 from tests.media_factory import make_audio, make_video
 
 MAX_VIDEO = 2_000_000

@@ -12,10 +12,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
-from service.app import create_app
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
+from service.app import create_app
 
 _scratch = Path(tempfile.mkdtemp(prefix="cmet-schemathesis-"))
 _settings = JobsSettings(

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from cmet_core.models.connector import Connector, ConnectorConfig
-from cmet_core.models.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
 from cmet_core.pipeline import Editor
 from cmet_core.settings import CoreSettings
 from cmet_core.targets import EmotionTarget
@@ -128,8 +128,8 @@ def test_official_checkpoint_imports_as_a_version(tmp_path: Path) -> None:
 
 def test_a_worker_following_latest_switches_when_a_version_is_published(trained_run: Path, tiny_set: Path, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.tasks as tasks
     from cmet_jobs.settings import JobsSettings
+    from worker.models import WorkerEditor
 
     registry = tmp_path / "registry"
     export_run(trained_run, DirectoryRegistry(registry))
@@ -137,12 +137,12 @@ def test_a_worker_following_latest_switches_when_a_version_is_published(trained_
     from cmet_core.settings import get_settings
 
     get_settings.cache_clear()
-    monkeypatch.setattr(tasks, "_EDITOR", None)
+    editor = WorkerEditor()
     settings = JobsSettings(data_dir=tmp_path / "data", models_set=tiny_set, registry=str(registry), connector_version=LATEST, device="cpu")
     try:
-        assert tasks.editor(settings).connector_label == "test-connector@0.1.0"
+        assert editor.get(settings).connector_label == "test-connector@0.1.0"
         export_run(trained_run, DirectoryRegistry(registry))
-        assert tasks.editor(settings).connector_label == "test-connector@0.2.0"
+        assert editor.get(settings).connector_label == "test-connector@0.2.0"
     finally:
         get_settings.cache_clear()
 

@@ -13,7 +13,7 @@ import torch
 from tests.training.helpers import tiny_config
 from training.config import ConfigError, load_config
 from training.sources import open_source
-from training.trainer import TrainError, Trainer
+from training.trainer import Trainer, TrainError
 
 
 def _curve(run: Path) -> list[tuple[str, str, str, str]]:

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from cmet_jobs.settings import JobsSettings
-from worker.tasks import JobTimedOut, _Progress
+from worker.guards import JobTimedOut, Progress
 
 
 def test_progress_stops_an_edit_past_its_deadline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = JobsSettings(data_dir=tmp_path)
-    progress = _Progress(settings, storage=None, job_id="edt_x", limit_s=0.05)  # type: ignore[arg-type]
+    progress = Progress(settings, storage=None, job_id="edt_x", limit_s=0.05)  # type: ignore[arg-type]
     time.sleep(0.1)
     with pytest.raises(JobTimedOut, match="time limit of 0 s"):
         progress("render", 3, 10)
@@ -24,14 +24,14 @@ def test_hard_limit_fires_once_past_its_grace_and_not_after_cancel(monkeypatch) 
     the job and ending the process."""
     import threading
 
-    import worker.tasks as tasks
+    import worker.guards as guards
 
-    monkeypatch.setattr(tasks, "HARD_LIMIT_GRACE_S", 0.0)
+    monkeypatch.setattr(guards, "HARD_LIMIT_GRACE_S", 0.0)
     fired = threading.Event()
-    tasks._HardLimit(0.05, fired.set)
+    guards.HardLimit(0.05, fired.set)
     assert fired.wait(2)
     quiet = threading.Event()
-    tasks._HardLimit(0.2, quiet.set).cancel()
+    guards.HardLimit(0.2, quiet.set).cancel()
     assert not quiet.wait(0.4)
 
 
@@ -43,6 +43,7 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
 
     from cmet_jobs.db.models import ApiKey, Job
     from cmet_jobs.db.session import migrate, session_scope
+    from cmet_jobs.states import JobState
 
     settings = JobsSettings(data_dir=tmp_path)
     migrate(settings.db_url)
@@ -50,7 +51,7 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
         key = ApiKey(name="t", prefix="p", key_hash="h" * 64, webhook_secret="whsec_x")
         session.add(key)
         session.flush()
-        job = Job(key_id=key.id, request={}, state="running")
+        job = Job(key_id=key.id, spec={}, state=JobState.RUNNING)
         session.add(job)
         session.flush()
         job_id = job.id

@@ -1,0 +1,251 @@
+"""Edits as the API offers them, without HTTP: submit, list, cancel, delete.
+
+`submit` is the whole way from a parsed request to a queued job: idempotency, the source rules,
+the emotion, the URL and media checks, the quota, the record, the stored inputs and the queue
+message, undone together when any step after the insert fails. Routes parse and call these.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cmet_core.errors import ErrorCode
+from cmet_jobs import emotions, jobs, queue, schemas, webhooks
+from cmet_jobs.db.models import ApiKey, Asset, Job, now
+from cmet_jobs.errors import RequestError
+from cmet_jobs.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, sniff_asset
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.spec import EditSpec, InputRef
+from cmet_jobs.states import JobState
+from cmet_jobs.storage import Storage
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A parsed edit request: the body, the files that came as parts (saved locally) and its Idempotency-Key."""
+
+    body: schemas.EditCreate
+    video_file: Path | None = None
+    speech_files: tuple[Path, ...] = ()
+    idempotency_key: str | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        return ([self.video_file] if self.video_file is not None else []) + list(self.speech_files)
+
+
+def request_hash(submission: Submission) -> str:
+    digest = hashlib.sha256(json.dumps(submission.body.model_dump(mode="json"), sort_keys=True).encode())
+    for path in submission.files:
+        with path.open("rb") as f:  # in chunks: a part may be hundreds of MB
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
+    """The job a same-key, same-body request made within the window; an older one frees the key."""
+    if idempotency_key is None:
+        return None
+    existing = session.scalar(select(Job).where(Job.key_id == key.id, Job.idempotency_key == idempotency_key))
+    if existing is None:
+        return None
+    if existing.created_at < now() - IDEMPOTENCY_WINDOW:
+        existing.idempotency_key = None
+        session.flush()
+        return None
+    if existing.request_hash != digest:
+        raise RequestError(ErrorCode.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with another request body")
+    if existing.state == JobState.CREATING:
+        raise RequestError(ErrorCode.IDEMPOTENCY_IN_PROGRESS, "the first request with this Idempotency-Key is still being created")
+    return existing
+
+
+def _check_sources(submission: Submission) -> None:
+    body = submission.body
+    sources = (submission.video_file is not None) + (body.video_url is not None) + (body.video_asset is not None)
+    if sources != 1:
+        code = ErrorCode.VIDEO_MISSING if sources == 0 else ErrorCode.INVALID_REQUEST
+        raise RequestError(code, "give the video exactly once: part `video`, video_url or video_asset")
+    has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
+    if (body.emotion is None) == (not has_speech):
+        code = ErrorCode.EMOTION_MISSING if body.emotion is None else ErrorCode.INVALID_REQUEST
+        raise RequestError(code, "give exactly one of `emotion` and speech clips")
+
+
+def check_quota(session: Session, key: ApiKey) -> None:
+    """Concurrent jobs and submissions per minute. The key's row stays locked until the job is
+    inserted (PostgreSQL), so two submissions at once cannot both take the last slot."""
+    session.execute(select(ApiKey.id).where(ApiKey.id == key.id).with_for_update())
+    if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
+        # when a running job ends is unknown: a short, fixed wait
+        raise RequestError(
+            ErrorCode.CONCURRENT_LIMIT, f"{key.max_concurrent_jobs} jobs are already queued or running for this key", {"Retry-After": "10"}
+        )
+    moment = now()
+    window = select(Job.created_at).where(Job.key_id == key.id, Job.created_at >= moment - timedelta(minutes=1))
+    recent = session.scalar(select(func.count()).select_from(window.subquery())) or 0
+    if recent >= key.max_submissions_per_minute:
+        # a slot frees when the submission that puts the key at its limit leaves the one-minute window
+        freeing = session.scalar(window.order_by(Job.created_at).offset(recent - key.max_submissions_per_minute).limit(1))
+        wait = math.ceil((freeing + timedelta(minutes=1) - moment).total_seconds()) if freeing is not None else 60
+        raise RequestError(
+            ErrorCode.RATE_LIMIT, f"more than {key.max_submissions_per_minute} submissions in the last minute", {"Retry-After": str(max(1, wait))}
+        )
+
+
+def _asset(session: Session, key: ApiKey, asset_id: str, storage: Storage, kind: str) -> Asset:
+    asset = session.get(Asset, asset_id)
+    if asset is None or asset.key_id != key.id:
+        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"no asset {asset_id}")
+    size = storage.size(asset.storage_key)
+    if size is None:
+        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"asset {asset_id} has no uploaded file yet")
+    if size > asset.max_bytes:
+        raise RequestError(ErrorCode.FILE_TOO_LARGE, f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}")
+    sniff_asset(storage.head(asset.storage_key, SNIFF_BYTES), kind, asset_id)
+    return asset
+
+
+def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
+    """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
+    fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
+    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
+
+    schemes = settings.url_schemes
+    inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
+    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls]
+    for url, max_bytes in inputs:
+        try:
+            probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
+        except BlockedURLError as exc:
+            raise RequestError(exc.code, f"{url}: {exc}") from None
+    if body.webhook_url is not None:
+        try:
+            check_url(body.webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
+        except BlockedURLError as exc:
+            raise RequestError(exc.code, f"{body.webhook_url}: {exc}") from None
+
+
+def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> Job:
+    """Queue an edit, or return the job an identical earlier request with the same Idempotency-Key made."""
+    digest = request_hash(submission)
+    replayed = _replayed(session, key, submission.idempotency_key, digest)
+    if replayed is not None:
+        return replayed
+    _check_sources(submission)
+    body = submission.body
+    if body.emotion is not None:
+        body = body.model_copy(update={"emotion": emotions.resolve_id(session, key.id, body.emotion)})
+        check_emotion(body.emotion, body.intensity, emotions.library_for_key(session, key.id))
+    check_urls(body, settings)
+    duration = check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
+    for path in submission.speech_files:
+        check_speech(path)
+    check_quota(session, key)
+    video_asset = [_asset(session, key, body.video_asset, storage, "video")] if body.video_asset else []
+    speech_assets = [_asset(session, key, a, storage, "speech") for a in body.speech_assets]
+    job = Job(
+        key_id=key.id, state=JobState.CREATING, spec={}, idempotency_key=submission.idempotency_key, request_hash=digest,
+        webhook_url=body.webhook_url, webhook_events={"events": list(body.webhook_events)},
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise RequestError(ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created") from None
+    try:
+        spec = _store_inputs(job.id, body, submission, video_asset + speech_assets, storage)
+        job.spec = spec.model_dump(mode="json")
+        job.state = JobState.QUEUED
+        session.commit()
+        queue.submit(settings, job.id, duration)
+    except Exception:
+        session.rollback()
+        storage.delete_prefix(jobs.job_prefix(job.id))
+        session.delete(session.get(Job, job.id))
+        session.commit()
+        raise
+    return job
+
+
+def _store_inputs(job_id: str, body: schemas.EditCreate, submission: Submission, assets: list[Asset], storage: Storage) -> EditSpec:
+    """Uploaded parts go to the job's prefix; the spec refers to them, to assets and to URLs."""
+    prefix = jobs.job_prefix(job_id)
+    stored: list[InputRef] = []
+    for i, path in enumerate(submission.files):
+        name = "input/video" if submission.video_file is not None and i == 0 else f"input/speech{i}"
+        storage.put_file(prefix + name, path, "application/octet-stream")
+        stored.append(InputRef(key=prefix + name))
+    from_assets = [InputRef(key=a.storage_key) for a in assets]
+    if submission.video_file is not None:
+        video, speech = stored[0], stored[1:]
+    elif body.video_url is not None:
+        video, speech = InputRef(url=body.video_url), stored
+    else:
+        video, speech = from_assets.pop(0), stored
+    speech += from_assets + [InputRef(url=u) for u in body.speech_urls]
+    return EditSpec(
+        video=video, speech=tuple(speech), emotion=body.emotion, intensity=body.intensity,
+        face_index=body.face_index, face_box=body.face_box, source_frame=body.source_frame,
+    )
+
+
+def _cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def list_page(session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    """One page of the key's visible jobs, newest first, and the cursor of the next page (None at the end)."""
+    query = jobs.visible(select(Job)).where(Job.key_id == key.id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if cursor is not None:
+        try:
+            stamp, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            raise RequestError(ErrorCode.BAD_CURSOR, "cursor is not one this API returned") from None
+        query = query.where((Job.created_at < when) | ((Job.created_at == when) & (Job.id < last_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, (_cursor(page[-1]) if len(rows) > limit else None)
+
+
+def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
+    """The caller's visible job, else 404 (another key's id looks exactly like a missing one)."""
+    job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
+    if job is None or job.key_id != key.id or job.state == JobState.CREATING:
+        raise RequestError(ErrorCode.EDIT_NOT_FOUND, f"no edit {job_id}")
+    return job
+
+
+def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str) -> Job:
+    """Queued: canceled at once. Running: its worker stops within one chunk of frames."""
+    job = owned(session, key, job_id, lock=True)
+    jobs.request_cancel(session, job)
+    event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
+    session.commit()
+    webhooks.dispatch(settings, [event])
+    return job
+
+
+def delete(session: Session, storage: Storage, key: ApiKey, job_id: str) -> None:
+    """A finished edit's record and files; a queued or running one must be canceled first."""
+    job = owned(session, key, job_id)
+    if not job.state.final:
+        raise RequestError(ErrorCode.EDIT_ACTIVE, "cancel the edit first; delete works on finished edits")
+    storage.delete_prefix(jobs.job_prefix(job.id))
+    session.delete(job)

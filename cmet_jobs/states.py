@@ -1,0 +1,37 @@
+"""The states of jobs, custom emotions and webhook deliveries: one enum each, for records and schemas alike."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """`creating` while the API stores a new job's inputs (invisible to clients and workers), then
+    queued, running and one of the three final states."""
+
+    CREATING = "creating"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+
+
+class EmotionState(StrEnum):
+    """A custom emotion is `pending` until a worker embedded its clips, then `ready` or `failed`."""
+
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DISABLED = "disabled"

@@ -1,0 +1,96 @@
+"""What watches a running edit: its lease, its progress and cancel requests, its time limits.
+
+Celery's thread and solo pools (batching workers, `cmet serve`) never enforce time limits, so
+the edit checks its own soft deadline at every chunk and a timer catches one stuck inside a
+forward or a decode.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from cmet_jobs import jobs, webhooks
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import Storage
+
+log = logging.getLogger(__name__)
+
+STAGE_SPAN = {"faces": (0.0, 0.15), "encode": (0.15, 0.45), "expression": (0.45, 0.45), "render": (0.45, 0.98)}
+PROGRESS_EVERY_S = 0.5
+
+
+class JobCanceled(Exception):
+    """Raised from the progress callback when the API asked to cancel; stops the edit between chunks."""
+
+
+class Heartbeat:
+    """Renews the job's lease while the edit runs, whatever the stage is doing."""
+
+    def __init__(self, settings: JobsSettings, job_id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(settings, job_id), daemon=True)
+        self._thread.start()
+
+    def _beat(self, settings: JobsSettings, job_id: str) -> None:
+        while not self._stop.wait(jobs.LEASE_S / 4):
+            try:
+                with session_scope(settings.db_url) as session:
+                    jobs.renew_lease(session, job_id)
+            except Exception:  # a missed beat only shortens the lease
+                log.warning("lease renewal of %s failed", job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class JobTimedOut(Exception):
+    """The edit ran past its soft time limit; raised from the progress callback between chunks."""
+
+
+class Progress:
+    """Writes progress to the record at most every half second, notices cancel requests there, and
+    enforces the soft time limit: Celery's thread and solo pools (batching workers, `cmet serve`)
+    never enforce time limits themselves, so the edit checks its own deadline at every chunk."""
+
+    def __init__(self, settings: JobsSettings, storage: Storage, job_id: str, limit_s: float) -> None:
+        self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
+        self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        moment = time.monotonic()
+        if moment > self.deadline:
+            raise JobTimedOut(f"the edit ran past its time limit of {self.limit_s:.0f} s (stage {stage}, {done}/{total} frames)")
+        if moment - self.last < PROGRESS_EVERY_S and done < total:
+            return
+        self.last = moment
+        lo, hi = STAGE_SPAN.get(stage, (0.0, 0.0))
+        with session_scope(self.settings.db_url) as session:
+            job = jobs.lock(session, self.job_id)
+            if job is None or job.cancel_requested:
+                raise JobCanceled()
+            before = int(job.progress * 10)
+            job.stage, job.progress = stage, round(lo + (hi - lo) * done / max(total, 1), 4)
+            event = webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
+        webhooks.dispatch(self.settings, [event])
+
+
+HARD_LIMIT_GRACE_S = 10.0
+
+
+class HardLimit:
+    """The last resort for an edit stuck where the soft limit cannot see it (inside one forward or a
+    decode): past the hard limit plus a grace, `expire` runs. Under prefork Celery kills the child at
+    the hard limit first; thread and solo pools have nothing else."""
+
+    def __init__(self, limit_s: float, expire: Callable[[], None]) -> None:
+        self._timer = threading.Timer(limit_s + HARD_LIMIT_GRACE_S, expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
