@@ -5,8 +5,17 @@ from __future__ import annotations
 import typer
 
 from cmet_cli import conformance_cmd, edit_cmd, emotions_cmd, keys_cmd, models_cmd, serve_cmd, worker_cmd
+from cmet_core.logs import configure
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Emotion editing for talking-face videos.")
+SERVICES = ("serve", "worker")  # they log at CMET_LOG_LEVEL; the one-shot commands only warn unless it is set
+
+
+@app.callback()
+def _configure_logging(ctx: typer.Context) -> None:
+    configure(default_level=None if ctx.invoked_subcommand in SERVICES else "WARNING")
+
+
 app.command("edit", cls=edit_cmd.ManyValuesCommand)(edit_cmd.edit)
 app.command("conformance")(conformance_cmd.conformance)
 app.add_typer(models_cmd.app, name="models")

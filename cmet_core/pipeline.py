@@ -9,6 +9,7 @@ coefficients, a timestamp).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,8 @@ from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
+
+log = logging.getLogger(__name__)
 
 STAGES = ("faces", "encode", "expression", "render")
 
@@ -225,7 +228,9 @@ class _Edit:
     def _stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         yield
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        log.info("stage %s took %.2f s", name, seconds, extra={"stage": name, "seconds": round(seconds, 3)})
 
     @contextmanager
     def _network(self) -> Iterator[None]:
@@ -257,6 +262,12 @@ class _Edit:
             self.progress("expression", len(boxes), len(boxes))
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial)
+        total = sum(self.seconds.values())
+        facts = {"frames": len(boxes), "seconds": round(total, 3), "network_seconds": round(self.network, 3)}
+        log.info(
+            "edited %d frames in %.2f s (network %.2f s) with connector %s",
+            len(boxes), total, self.network, connector_label, extra={**facts, "connector": connector_label},
+        )
         return EditResult(
             output=self.dst,
             frames=len(boxes),

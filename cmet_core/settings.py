@@ -38,6 +38,10 @@ class CoreSettings(BaseSettings):
     )
     render_batch: int | None = Field(default=None, ge=1, le=256, description="Frames per EDTalk forward; default 8 on CUDA, 1 on the CPU.")
     num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."
+    )
+    log_level: str = Field(default="INFO", description="Root log level (DEBUG, INFO, WARNING, ...).")
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
     registry: str | None = Field(
         default=None, description="Connector registry: a directory or s3://bucket/prefix; default DATA_DIR/registry."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
+from cmet_core.logs import configure
 from cmet_jobs.db.session import migrate
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.storage import S3Storage, storage_for
@@ -17,6 +18,7 @@ API_VERSION = "1.0.0"
 
 
 def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
+    configure()
     settings = settings or get_jobs_settings()
     if migrate_db:
         migrate(settings.db_url)

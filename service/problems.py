@@ -56,7 +56,9 @@ def install(app: FastAPI) -> None:
     from service.body_limit import BodyTooLarge, too_large_response
 
     @app.exception_handler(RequestError)
-    async def _problem(_: Request, exc: RequestError) -> JSONResponse:
+    async def _problem(request: Request, exc: RequestError) -> JSONResponse:
+        why = {"code": exc.code.value, "status": exc.status}
+        log.info("refused %s %s: %s %s", request.method, request.url.path, exc.status, exc.code.value, extra=why)
         return problem_response(exc.code, exc.detail, exc.headers, exc.errors)
 
     @app.exception_handler(BodyTooLarge)
@@ -64,9 +66,11 @@ def install(app: FastAPI) -> None:
         return too_large_response(exc.limit)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        why = {"code": ErrorCode.INVALID_REQUEST.value, "status": ErrorCode.INVALID_REQUEST.status}
+        log.info("refused %s %s: 422 invalid_request (%s)", request.method, request.url.path, detail, extra=why)
         return problem_response(ErrorCode.INVALID_REQUEST, detail or "invalid request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready
 
+from cmet_core.logs import configure
 from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT, broker_options
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 
@@ -50,6 +52,13 @@ def check_visibility(app: Celery) -> None:
 
 
 app = make_app()
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Our one handler instead of Celery's (a receiver here stops Celery installing its own); the level is
+    the worker's `-l` unless CMET_LOG_LEVEL is set. Celery's own lines ("... ready.") reach it via root."""
+    configure(default_level=logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel)
 
 
 @worker_ready.connect
