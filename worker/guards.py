@@ -7,6 +7,7 @@ forward or a decode.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -32,7 +33,8 @@ class Heartbeat:
 
     def __init__(self, settings: JobsSettings, job_id: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(settings, job_id), daemon=True)
+        # in the job's logging context (its lines carry the job id)
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._beat, settings, job_id), daemon=True)
         self._thread.start()
 
     def _beat(self, settings: JobsSettings, job_id: str) -> None:

@@ -20,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.logs import job_context
 from cmet_jobs import emotions, jobs, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import session_scope
@@ -168,6 +169,11 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
 @app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
     """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
+    with job_context(job_id):
+        return _run_edit(self, job_id, storage_attempt)
+
+
+def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
     settings = get_jobs_settings()
     storage = storage_for(settings)
     try:
@@ -226,6 +232,11 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
 @app.task(name=emotions.BUILD, acks_late=True)
 def build_emotion(emotion_id: str) -> str:
     """Embed a registered emotion's clips, store its library entry, delete the clips."""
+    with job_context(emotion_id):
+        return _build_emotion(emotion_id)
+
+
+def _build_emotion(emotion_id: str) -> str:
     from cmet_core.emotions import load_builtin_library
     from cmet_jobs.db.models import CustomEmotion
     from cmet_jobs.states import EmotionState
