@@ -114,7 +114,9 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
             has_audio=bool(container.streams.audio),
         )
     if max_duration_s is not None and info.duration_s > max_duration_s:
-        raise MediaError("too_long", f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s")
+        raise MediaError(
+            "too_long", f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s"
+        )
     return info
 
 
@@ -180,7 +182,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -222,7 +226,7 @@ class _AudioTranscoder:
         for frame in frames:
             self._mux(self.stream.encode(frame))
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet[av.AudioStream]]) -> None:
         for packet in packets:
             self.out.mux(packet)
 

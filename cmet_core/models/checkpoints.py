@@ -28,7 +28,6 @@ from cmet_core.models.manifests import (
     write_manifest,
 )
 
-
 # ----------------------------------------------------------------------------------------------
 # State dicts
 
