@@ -57,10 +57,16 @@ def main() -> None:
         batched = Editor.load(args.models, RuntimeOptions(device=args.device, batch=args.batch))
         batched.runner = BatchingRunner(batched.runner, BatchPolicy(args.batch, args.wait_ms))  # type: ignore[assignment]
         run(plain, clip, root, 1)  # warm-up (detector, caches)
-        print(f"device {plain.runner.device}, clip {args.seconds:g} s, max batch {args.batch}, max wait {args.wait_ms:g} ms")
+        print(
+            f"device {plain.runner.device}, clip {args.seconds:g} s, "
+            f"max batch {args.batch}, max wait {args.wait_ms:g} ms"
+        )
         for k in (1, 2, 4):
             without, with_ = run(plain, clip, root, k), run(batched, clip, root, k)
-            print(f"K={k}: without batcher {without:7.1f} frames/s, with {with_:7.1f} frames/s, ratio {with_ / without:.2f}")
+            print(
+                f"K={k}: without batcher {without:7.1f} frames/s, with {with_:7.1f} frames/s, "
+                f"ratio {with_ / without:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,13 @@ def make_input(path: Path, seconds: float, fps: int = 25) -> Path:
     """The uncropped Obama clip, looped back and forth to `seconds` (no jump cut for the tracker)."""
     frames = [f.image for f in read_frames(get_settings().test_data / "video" / "obama_uncropped.mp4")]
     order = frames + frames[::-1]
-    return write_clip(path, lambda i: order[i % len(order)], round(seconds * fps), fps, audio=lambda t: 0.1 * np.sin(2 * np.pi * 220 * t))
+    return write_clip(
+        path,
+        lambda i: order[i % len(order)],
+        round(seconds * fps),
+        fps,
+        audio=lambda t: 0.1 * np.sin(2 * np.pi * 220 * t),
+    )
 
 
 def _child(src: str, dst: str, models: str) -> None:
@@ -49,7 +55,9 @@ def _child(src: str, dst: str, models: str) -> None:
 def _peak_rss_mib(src: Path, dst: Path, models: Path) -> tuple[float, str]:
     """Runs one edit in a new process; its peak RSS comes from wait4's rusage (kernel-measured)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.edit_pipeline", "_child", str(src), str(dst), str(models)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.edit_pipeline", "_child", str(src), str(dst), str(models)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     output = proc.stdout.read() if proc.stdout else ""
@@ -95,7 +103,10 @@ def overhead(seconds: float, models: Path | None) -> None:
         wall = time.perf_counter() - start
     outside = wall - result.network_seconds
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())
-    print(f"{result.frames} frames {result.width}x{result.height}, wall {wall:.1f} s ({wall / result.frames:.2f} s/frame): {stages}")
+    print(
+        f"{result.frames} frames {result.width}x{result.height}, wall {wall:.1f} s "
+        f"({wall / result.frames:.2f} s/frame): {stages}"
+    )
     print(f"networks {result.network_seconds:.1f} s, outside the networks {outside:.1f} s")
     print(f"share of wall time outside the networks: {outside / wall:.3f} (goal <= 0.10)")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -82,7 +82,10 @@ def main() -> None:
     diff = (ref_img - fast_img).abs()
     print(f"device cpu, threads {args.threads}, frames {args.frames}, fast batch {args.batch}")
     print(f"reference  {t_ref:7.3f} s/frame  {ref_gflop:7.1f} GFLOP/frame")
-    print(f"fast path  {t_fast:7.3f} s/frame  {fast_gflop:7.1f} GFLOP/frame (+{fast_one - fast_gflop:.1f} GFLOP once per clip for the source)")
+    print(
+        f"fast path  {t_fast:7.3f} s/frame  {fast_gflop:7.1f} GFLOP/frame "
+        f"(+{fast_one - fast_gflop:.1f} GFLOP once per clip for the source)"
+    )
     print(f"ratio fast/reference: time {t_fast / t_ref:.3f}  (target <= 0.45)")
     print(f"image agreement: max abs {diff.max():.2e}, mean abs {diff.mean():.2e}")
 

@@ -34,7 +34,10 @@ def candidates(device: torch.device, skip_compile: bool) -> list[tuple[str, Runt
         if not skip_compile:
             rows += [
                 ("fp16 compile", RuntimeOptions(device=d, batch=8, precision="fp16", compile="default")),
-                ("fp16 compile+cudagraphs", RuntimeOptions(device=d, batch=8, precision="fp16", compile="reduce-overhead")),
+                (
+                    "fp16 compile+cudagraphs",
+                    RuntimeOptions(device=d, batch=8, precision="fp16", compile="reduce-overhead"),
+                ),
             ]
         return rows
     rows = [
@@ -76,18 +79,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
     frames, src = load_frames(args.frames)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{args.threads} threads'}), frames {args.frames}")
-    base_t, base_img = None, None
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{args.threads} threads"
+    print(f"device {device} ({where}), frames {args.frames}")
+    base_t: float | None = None
+    base_img: torch.Tensor | None = None
     for name, options in candidates(device, args.skip_compile):
         try:
             t, img = run(options, frames, src)
         except Exception as exc:  # a backend that cannot run an option is a result, not a crash
             print(f"{name:<26} unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
             continue
-        if base_t is None:
+        if base_t is None or base_img is None:
             base_t, base_img = t, img
         diff = (img - base_img).abs()
-        print(f"{name:<26} {t:8.4f} s/frame  ratio {t / base_t:5.2f}  vs baseline max {diff.max():.1e} mean {diff.mean():.1e}")
+        print(
+            f"{name:<26} {t:8.4f} s/frame  ratio {t / base_t:5.2f}  "
+            f"vs baseline max {diff.max():.1e} mean {diff.mean():.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ which click cannot express; `ManyValuesCommand` rewrites that form into repeated
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,7 +19,13 @@ from typer.core import TyperCommand
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 
+if TYPE_CHECKING:
+    from typer._click import Context  # typer vendors click; its commands take this Context
+
+    from cmet_core.pipeline import EditResult
+
 _MANY = ("--speech", "--neutral-speech")
+_T = TypeVar("_T")
 
 
 def spread_values(args: list[str], flags: tuple[str, ...] = _MANY) -> list[str]:
@@ -41,7 +49,7 @@ def spread_values(args: list[str], flags: tuple[str, ...] = _MANY) -> list[str]:
 class ManyValuesCommand(TyperCommand):
     """Lets `--speech a.wav b.wav` mean `--speech a.wav --speech b.wav` (INPUT goes before such flags)."""
 
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, spread_values(args))
 
 
@@ -58,7 +66,7 @@ def _face_box(text: str | None) -> tuple[float, float, float, float] | None:
     return x0, y0, x1, y1
 
 
-def _validated(model, **values):  # type: ignore[no-untyped-def]
+def _validated(model: Callable[..., _T], **values: Any) -> _T:
     try:
         return model(**values)
     except ValidationError as exc:
@@ -66,7 +74,7 @@ def _validated(model, **values):  # type: ignore[no-untyped-def]
         raise fail(problems, EXIT_BAD_INPUT) from None
 
 
-def _summary(result, stages: tuple[str, ...]) -> Table:  # type: ignore[no-untyped-def]
+def _summary(result: EditResult, stages: tuple[str, ...]) -> Table:
     table = Table()
     table.add_column("stage")
     table.add_column("seconds", justify="right")
@@ -78,31 +86,43 @@ def _summary(result, stages: tuple[str, ...]) -> Table:  # type: ignore[no-untyp
     return table
 
 
-def _facts(result) -> str:  # type: ignore[no-untyped-def]
+def _facts(result: EditResult) -> str:
     face = "input was a face crop (no paste-back)" if result.face_crop_input else "face cropped and pasted back"
     share = 100 * result.network_seconds / max(result.total_seconds, 1e-9)
     return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
 
 
 def edit(
-    input_path: Path = typer.Argument(None, metavar="INPUT", help="Talking-face video; default: a generated sample clip."),
-    output: Path = typer.Option(None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."),
+    input_path: Path = typer.Argument(
+        None, metavar="INPUT", help="Talking-face video; default: a generated sample clip."
+    ),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."
+    ),
     emotion: str = typer.Option(None, "--emotion", "-e", help="A library emotion, e.g. happy, sarcastic."),
     blend: str = typer.Option(None, "--blend", help="A weighted mix, e.g. happy=0.6,surprised=0.4."),
-    speech: list[Path] = typer.Option(None, "--speech", help="Speech clips whose emotion to take (several after one flag)."),
+    speech: list[Path] = typer.Option(
+        None, "--speech", help="Speech clips whose emotion to take (several after one flag)."
+    ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
     face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
     face_box: str = typer.Option(None, "--face-box", help="Edit the face overlapping x0,y0,x1,y1."),
-    source_frame: int = typer.Option(None, "--source-frame", help="Frame giving the identity (default: first frontal face)."),
+    source_frame: int = typer.Option(
+        None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
+    ),
     max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
-        None, "--connector", help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own)."
+        None,
+        "--connector",
+        help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own).",
     ),
-    registry: str = typer.Option(None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."),
+    registry: str = typer.Option(
+        None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."
+    ),
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion."""
     from cmet_core.options import EditOptions
@@ -120,7 +140,11 @@ def edit(
         intensity=intensity,
     )
     options = _validated(
-        EditOptions, face_index=face_index, face_box=_face_box(face_box), source_frame=source_frame, max_duration_s=max_duration
+        EditOptions,
+        face_index=face_index,
+        face_box=_face_box(face_box),
+        source_frame=source_frame,
+        max_duration_s=max_duration,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
@@ -138,7 +162,11 @@ def edit(
         choice = editor.models.connector_choice
         say(f"models: {editor.models.path}; connector {editor.connector_label}" + (f" from {choice.registry.where}" if choice else ""))
         with Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
         ) as bars:
             tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
 
@@ -149,4 +177,7 @@ def edit(
             result = run(editor.edit, input_path, output, target, options, progress)
     out().print(_summary(result, STAGES))
     typer.echo(_facts(result))
-    typer.echo(f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, {result.width}x{result.height}")
+    typer.echo(
+        f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "
+        f"{result.width}x{result.height}"
+    )

@@ -14,6 +14,8 @@ from cmet_cli.console import fail
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
     from cmet_core.emotions import EmotionLibrary
 
 app = typer.Typer(no_args_is_help=True, help="Built-in and custom emotions.")
@@ -21,10 +23,14 @@ app = typer.Typer(no_args_is_help=True, help="Built-in and custom emotions.")
 
 def _table(library: EmotionLibrary, title: str) -> Table:
     table = Table(title=title)
-    for column, justify in (("name", "left"), ("kind", "left"), ("set", "left"), ("N", "right"), ("norm", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("name", "left"), ("kind", "left"), ("set", "left"), ("N", "right"), ("norm", "right"),
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for entry in library.emotions:
-        table.add_row(entry.name, entry.kind.value, entry.provenance.source_set, str(entry.provenance.n), f"{entry.norm:.3f}")
+        p = entry.provenance
+        table.add_row(entry.name, entry.kind.value, p.source_set, str(p.n), f"{entry.norm:.3f}")
     return table
 
 
@@ -44,9 +50,13 @@ def list_emotions(
 
 @app.command("build")
 def build(
-    e2v_root: Path = typer.Option(None, "--e2v-root", help="Folder with MEAD/ and gemini/ feature sets (default: CMET_TEST_DATA/e2v)."),
+    e2v_root: Path = typer.Option(
+        None, "--e2v-root", help="Folder with MEAD/ and gemini/ feature sets (default: CMET_TEST_DATA/e2v)."
+    ),
     out: Path = typer.Option(..., "--out", help="Library JSON to write, e.g. cmet_core/data/emotions_builtin.json."),
-    created_at: datetime = typer.Option(None, "--created-at", help="UTC timestamp to record (default: now), for reproducible files."),
+    created_at: datetime = typer.Option(
+        None, "--created-at", help="UTC timestamp to record (default: now), for reproducible files."
+    ),
 ) -> None:
     """Regenerate the built-in library from emotion2vec+ feature folders."""
     from cmet_core.emotions import build_library

@@ -50,7 +50,16 @@ def list_cmd() -> None:
     with session_scope(_db_url()) as session:
         for k in list_keys(session):
             state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-            table.add_row(*(escape(str(c)) for c in (k.id, k.name, k.prefix + "...", k.max_concurrent_jobs, k.max_submissions_per_minute, f"{k.created_at:%Y-%m-%d %H:%M}", state)))
+            cells = (
+                k.id,
+                k.name,
+                k.prefix + "...",
+                k.max_concurrent_jobs,
+                k.max_submissions_per_minute,
+                f"{k.created_at:%Y-%m-%d %H:%M}",
+                state,
+            )
+            table.add_row(*(escape(str(c)) for c in cells))
     out().print(table)
 
 

@@ -24,18 +24,23 @@ def _root(directory: Path | None) -> Path:
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 @app.command("pull")
 def pull_cmd(
     directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
-    spec_file: Path = typer.Option(None, "--spec", help="A pull spec JSON (hub files and configs); default: the official one."),
-    endpoint: str = typer.Option(None, "--endpoint", help="Hub endpoint or mirror (default: CMET_HF_ENDPOINT, then HF_ENDPOINT)."),
+    spec_file: Path = typer.Option(
+        None, "--spec", help="A pull spec JSON (hub files and configs); default: the official one."
+    ),
+    endpoint: str = typer.Option(
+        None, "--endpoint", help="Hub endpoint or mirror (default: CMET_HF_ENDPOINT, then HF_ENDPOINT)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing set of the same name."),
 ) -> None:
     """Download the published weights (needs network), verify and convert them into DIR/official."""

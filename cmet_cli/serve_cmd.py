@@ -21,9 +21,13 @@ from cmet_cli.console import run, say
 def serve(
     port: int = typer.Option(8000, "--port", help="Port of the API on 127.0.0.1 (or --host)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    models: Path = typer.Option(None, "--models", help="Model set the worker serves (default: the models dir's choice)."),
+    models: Path = typer.Option(
+        None, "--models", help="Model set the worker serves (default: the models dir's choice)."
+    ),
     connector: str = typer.Option(
-        None, "--connector", help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own)."
+        None,
+        "--connector",
+        help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own).",
     ),
 ) -> None:
     """Start the REST API and a worker (SQLite, local files, no broker server)."""
@@ -36,7 +40,10 @@ def serve(
     from cmet_jobs.settings import JobsSettings
     from service.app import create_app
 
-    overrides = {"CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"), "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}")}
+    overrides = {
+        "CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"),
+        "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}"),
+    }
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
     if connector is not None:
@@ -54,9 +61,15 @@ def serve(
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
     worker = _KeptWorker(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning"]
+        [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning",
+        ]
     )
-    say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} (create a key with `cmet keys create --name me`)")
+    say(
+        f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} "
+        "(create a key with `cmet keys create --name me`)"
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
@@ -76,7 +89,7 @@ class _KeptWorker:
         self.proc = self._start()
         threading.Thread(target=self._keep, name="keep-worker", daemon=True).start()
 
-    def _start(self) -> subprocess.Popen:  # type: ignore[type-arg]
+    def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self.args, env=dict(os.environ), preexec_fn=self.preexec)
 
     def _keep(self) -> None:
@@ -86,7 +99,8 @@ class _KeptWorker:
         while not self.stopping.is_set():
             started = time.monotonic()
             code = self.proc.wait()
-            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)  # back off only while it keeps dying
+            # back off only while it keeps dying
+            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)
             if self.stopping.wait(delay):
                 return
             say(f"worker exited with {code}; starting it again")

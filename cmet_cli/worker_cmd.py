@@ -21,5 +21,6 @@ def worker(
         slots = plan(devices, count_gpus())
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    say(f"devices: {', '.join(s.name for s in slots)}; queue {settings.queue}; broker {settings.broker_url.split('@')[-1]}")
+    names = ", ".join(s.name for s in slots)
+    say(f"devices: {names}; queue {settings.queue}; broker {settings.broker_url.split('@')[-1]}")
     supervise(slots, settings.queue, concurrency, settings.worker_metrics_port, say)

@@ -11,13 +11,13 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from cmet_core.expression import official_schedule
-from cmet_core.fill import fill_module, state_digest
+from cmet_core.fill import ModelKind, fill_module, state_digest
 from cmet_core.models.connector import Connector, run_windows, sinusoid_table
 from cmet_core.models.edtalk import Generator
 
@@ -28,6 +28,10 @@ KIT_FILES = (
     "golden_connector.npz",
     "tolerances.json",
 )
+
+
+Manifest = dict[str, Any]
+_M = TypeVar("_M", bound=torch.nn.Module)
 
 
 class KitError(ValueError):
@@ -83,11 +87,16 @@ class _Group:
         if self.failures:
             return GroupResult(self.name, False, self.max_abs, "; ".join(self.failures[:3]))
         t = self.tol
-        limit = f"max<={t.max_abs:g} mean<={t.mean_abs:g}" if t.max_abs is not None else f"atol={t.atol:g} rtol={t.rtol:g}"
+        if t.max_abs is not None:
+            limit = f"max<={t.max_abs:g} mean<={t.mean_abs:g}"
+        else:
+            limit = f"atol={t.atol:g} rtol={t.rtol:g}"
         return GroupResult(self.name, True, self.max_abs, limit)
 
 
-def _load_kit(kit: Path) -> tuple[dict, dict, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Tolerance]]:
+def _load_kit(
+    kit: Path,
+) -> tuple[Manifest, Manifest, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Tolerance]]:
     missing = [f for f in KIT_FILES if not (kit / f).is_file()]
     if missing:
         raise KitError(f"{kit}: not a conformance kit, missing {', '.join(missing)}")
@@ -109,7 +118,7 @@ def _frames(u8: np.ndarray) -> torch.Tensor:
     return ((x - 0.5) * 2.0).contiguous()
 
 
-def _digest_group(name: str, module: torch.nn.Module, manifest: dict, exclude_pe: bool) -> GroupResult:
+def _digest_group(name: str, module: torch.nn.Module, manifest: Manifest, exclude_pe: bool) -> GroupResult:
     sd = module.state_dict()
     mkeys = {k["key"]: k for k in manifest["keys"]}
     if set(sd) != set(mkeys):
@@ -123,7 +132,10 @@ def _digest_group(name: str, module: torch.nn.Module, manifest: dict, exclude_pe
         ref = sinusoid_table(*sd[pe_keys[0]].shape[1:])
         pe_err = max(float((sd[k] - ref).abs().max()) for k in pe_keys)
         full = state_digest(sd) == manifest["filled_state_dict_sha256"]
-        detail = f"sha256 without pe {'matches' if ok else 'DIFFERS'}; pe by value <=1e-6; full digest {'matches' if full else 'differs (CPU-dependent pe bits)'}"
+        detail = (
+            f"sha256 without pe {'matches' if ok else 'DIFFERS'}; pe by value <=1e-6; "
+            f"full digest {'matches' if full else 'differs (CPU-dependent pe bits)'}"
+        )
         return GroupResult(name, ok and pe_err <= 1e-6, pe_err, detail)
     ok = state_digest(sd) == manifest["filled_state_dict_sha256"]
     return GroupResult(name, ok, 0.0, f"sha256 {'matches' if ok else 'DIFFERS'} ({len(sd)} keys)")
@@ -138,7 +150,10 @@ def _edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tol
     wa, _ = gen.encode(frames)
     motion = gen.motion(wa)
     exp, pose, lip = gen.compute_alpha_D(frames)
-    for key, val in (("alpha_exp", exp), ("alpha_pose", pose), ("alpha_lip", lip), ("frames_enc_wa", wa), ("frames_fc_shared", gen.fc(wa))):
+    for key, val in (
+        ("alpha_exp", exp), ("alpha_pose", pose), ("alpha_lip", lip),
+        ("frames_enc_wa", wa), ("frames_fc_shared", gen.fc(wa)),
+    ):
         grp.compare(key, val, g[key])
     src = gen.prepare_source(source)
     grp.compare("src_wa", src.wa, g["src_wa"])
@@ -246,15 +261,21 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    yield from _model_checks("edtalk", Generator().eval(), edm, lambda gen: _edtalk_groups(gen, ge, tols), exclude_pe=False)
-    yield from _model_checks("connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True)
+    yield from _model_checks(
+        "edtalk", Generator().eval(), edm, lambda gen: _edtalk_groups(gen, ge, tols), exclude_pe=False
+    )
+    yield from _model_checks(
+        "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
+    )
 
 
-def _model_checks(name: str, module: torch.nn.Module, manifest: dict, groups: Callable[[Any], Iterator[GroupResult]],
-                  exclude_pe: bool) -> Iterator[GroupResult]:
+def _model_checks(
+    name: ModelKind, module: _M, manifest: Manifest, groups: Callable[[_M], Iterator[GroupResult]], exclude_pe: bool
+) -> Iterator[GroupResult]:
     """Fill one model by the rule, check its digest, then its golden groups; the model is freed after."""
     fill_module(module, name)
-    yield from _guarded(f"{name}.filled_digest", lambda: iter([_digest_group(f"{name}.filled_digest", module, manifest, exclude_pe)]))
+    digest = f"{name}.filled_digest"
+    yield from _guarded(digest, lambda: iter([_digest_group(digest, module, manifest, exclude_pe)]))
     yield from _guarded(name, lambda: groups(module))
 
 

@@ -8,7 +8,9 @@ import torch
 from cmet_core.models.connector import Connector, run_windows
 
 
-def official_schedule(connector: Connector, ed_neu: torch.Tensor, speech: torch.Tensor, lip_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def official_schedule(
+    connector: Connector, ed_neu: torch.Tensor, speech: torch.Tensor, lip_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The published inference.py schedule (§7.2 steps 3-7), kept to prove conformance.
 
     Drops frames past a multiple of the window, drops the last 20 predictions and ping-pong

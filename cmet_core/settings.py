@@ -31,12 +31,18 @@ class CoreSettings(BaseSettings):
         description="Conformance kit checked by `cmet conformance` when no --kit is given.",
     )
     device: str = Field(default="auto", description="'auto', 'cpu' or a torch device string such as 'cuda:0'.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(default="fp32", description="EDTalk compute precision (autocast); fp16 needs CUDA.")
-    channels_last: bool = Field(default=False, description="EDTalk convolutions in channels-last memory layout (pays on CUDA).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="EDTalk compute precision (autocast); fp16 needs CUDA."
+    )
+    channels_last: bool = Field(
+        default=False, description="EDTalk convolutions in channels-last memory layout (pays on CUDA)."
+    )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
         default="off", description="torch.compile mode for EDTalk; 'reduce-overhead' adds CUDA graphs."
     )
-    render_batch: int | None = Field(default=None, ge=1, le=256, description="Frames per EDTalk forward; default 8 on CUDA, 1 on the CPU.")
+    render_batch: int | None = Field(
+        default=None, ge=1, le=256, description="Frames per EDTalk forward; default 8 on CUDA, 1 on the CPU."
+    )
     num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import typer
 
@@ -44,7 +44,9 @@ def _threads(threads: int | None) -> None:
 @app.command("train")
 def train(
     run: Path = typer.Option(..., "--run", help="Run folder: checkpoints, metrics.csv, config.json."),
-    config: str = typer.Option("mead", "--config", help="A config file or the name of a shipped one (training/configs)."),
+    config: str = typer.Option(
+        "mead", "--config", help="A config file or the name of a shipped one (training/configs)."
+    ),
     overrides: list[str] = _SET,
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the run's newest checkpoint."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
@@ -100,7 +102,7 @@ def export(
         typer.echo("error: --bump takes major, minor or patch", err=True)
         raise typer.Exit(2)
     reg = _run(open_registry, registry)
-    manifest = _run(export_run, run, reg, version, bump)  # type: ignore[arg-type]
+    manifest = _run(export_run, run, reg, version, bump)
     typer.echo(f"published {manifest.name} {manifest.version} ({manifest.sha256[:12]}) to {reg.where}")
 
 
@@ -152,7 +154,7 @@ def synthetic(
 
     from training.config import load_config
     from training.sources import open_source
-    from training.synthetic import GOAL, VARIANTS, linear_reference, run_benchmark, summarise
+    from training.synthetic import GOAL, VARIANTS, SyntheticPairs, linear_reference, run_benchmark, summarise
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -163,7 +165,11 @@ def synthetic(
     rows = _run(run_benchmark, cfg, list(range(seeds)), names, out, jobs)
     for line in summarise(rows):
         typer.echo(line)
-    linear = [linear_reference(open_source(cfg.model_copy(update={"seed": seed}))) for seed in range(seeds)]  # type: ignore[arg-type]
+    # the benchmark's configs name the synthetic layout, whose pair source is SyntheticPairs
+    linear = [
+        linear_reference(cast(SyntheticPairs, open_source(cfg.model_copy(update={"seed": seed}))))
+        for seed in range(seeds)
+    ]
     typer.echo(f"reference: a linear ridge map on the same draws reaches {np.mean(linear):.3f} +- {np.std(linear):.3f} "
                f"({', '.join(f'{v:.3f}' for v in linear)})")
     scored = "recon+cnt+dir" if "recon+cnt+dir" in names else names[-1]
@@ -179,7 +185,9 @@ def _prep_command(kind: str, unit: str, batch_default: int, doc: str) -> None:
     def command(
         root: Path = typer.Argument(..., help="Dataset root."),
         layout: str = typer.Option("mead", "--layout", help="mead or crema-d"),
-        models: Path = typer.Option(None, "--models", help="Model set to encode with (default: the models dir's choice)."),
+        models: Path = typer.Option(
+            None, "--models", help="Model set to encode with (default: the models dir's choice)."
+        ),
         batch: int = typer.Option(batch_default, "--batch", min=1, help=f"{unit} per forward."),
         device: str = typer.Option(None, "--device", help="Default: CMET_DEVICE."),
     ) -> None:
@@ -192,7 +200,12 @@ def _prep_command(kind: str, unit: str, batch_default: int, doc: str) -> None:
     app.command(f"prep-{kind}")(command)
 
 
-_prep_command("visual", "Frames", 32, "EDTalk expression weights of every clip's frames (NNN_ED_exp.npy); skips clips already done.")
+_prep_command(
+    "visual",
+    "Frames",
+    32,
+    "EDTalk expression weights of every clip's frames (NNN_ED_exp.npy); skips clips already done.",
+)
 _prep_command("speech", "Clips", 8, "emotion2vec+ utterance features of every clip's wav; skips clips already done.")
 
 if __name__ == "__main__":

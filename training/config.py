@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +28,16 @@ class SyntheticDataConfig(_Section):
 
     features: Path | None = Field(default=None, description="emotion2vec+ feature folders; default CMET_TEST_DATA/e2v.")
     hidden_units: int = Field(default=64, ge=1, description="Width of the hidden speech -> face map.")
-    nonlinearity: float = Field(default=1.0, gt=0, description="Std of the map's tanh inputs over the training vectors (0.25: nearly linear).")
+    nonlinearity: float = Field(
+        default=1.0, gt=0, description="Std of the map's tanh inputs over the training vectors (0.25: nearly linear)."
+    )
     gain_spread: float = Field(default=0.2, ge=0, lt=1, description="Per-speaker gain on the change, 1 +- this.")
-    blend_share: float = Field(default=0.5, ge=0, le=1, description="Share of training pairs whose vector blends three clips.")
-    held_out_share: float = Field(default=0.2, gt=0, lt=1, description="Share of basic-emotion clips kept for evaluation.")
+    blend_share: float = Field(
+        default=0.5, ge=0, le=1, description="Share of training pairs whose vector blends three clips."
+    )
+    held_out_share: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of basic-emotion clips kept for evaluation."
+    )
 
 
 class DataConfig(_Section):
@@ -41,9 +48,10 @@ class DataConfig(_Section):
     emotions: tuple[str, ...] | None = Field(default=None, description="Emotions to train on; default all in the data.")
     teacher_forcing: float = Field(
         default=0.5, gt=0, le=1,
-        description="Share of windows whose reference is the previous window's true change (the rest get zeros, as a clip's "
-        "first window does). Above 0: a batch of all-zero references has no variance for the reference encoder's "
-        "batch norms, whose gradients then blow up to about 1e15 and gradient clipping stops all learning.",
+        description="Share of windows whose reference is the previous window's true change (the rest get zeros, "
+        "as a clip's first window does). Above 0: a batch of all-zero references has no variance for the "
+        "reference encoder's batch norms, whose gradients then blow up to about 1e15 and gradient clipping stops all "
+        "learning.",
     )
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
 
@@ -55,10 +63,14 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    connector: dict[str, Any] = Field(default_factory=dict, description="ConnectorConfig fields; missing ones take the published values.")
+    connector: dict[str, Any] = Field(
+        default_factory=dict, description="ConnectorConfig fields; missing ones take the published values."
+    )
     contrast_dim: int = Field(default=64, ge=1, description="Width of the contrastive token space.")
     temperature: float = Field(default=0.1, gt=0)
-    init: str | None = Field(default=None, description="Registry version (or 'latest') to start from; recorded as the parent.")
+    init: str | None = Field(
+        default=None, description="Registry version (or 'latest') to start from; recorded as the parent."
+    )
 
 
 class OptimConfig(_Section):
@@ -156,7 +168,7 @@ def find_config(name_or_path: str | Path) -> Path:
     raise ConfigError(f"no config file {name_or_path!r} (shipped configs: {shipped})")
 
 
-def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
+def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     path = find_config(name_or_path)
     try:
         raw = path.read_bytes()

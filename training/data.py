@@ -94,7 +94,14 @@ def crema_d_clips(root: Path) -> list[Clip]:
             continue
         wav = root / "AudioWAV" / f"{stem}.wav"
         clips.append(
-            Clip(m["actor"], m["sentence"], CREMA_EMOTIONS[m["emotion"]], m["level"], _media(root / "VideoFlash", stem), wav if wav.is_file() else None)
+            Clip(
+                m["actor"],
+                m["sentence"],
+                CREMA_EMOTIONS[m["emotion"]],
+                m["level"],
+                _media(root / "VideoFlash", stem),
+                wav if wav.is_file() else None,
+            )
         )
     return clips
 
@@ -123,7 +130,9 @@ def make_pairs(clips: list[Clip]) -> list[Pair]:
     pairs = []
     for key in sorted(groups):
         members = groups[key]
-        pairs += [Pair(a, b) for n, a in enumerate(members) for b in members[n + 1 :] if clips[a].emotion != clips[b].emotion]
+        pairs += [
+            Pair(a, b) for n, a in enumerate(members) for b in members[n + 1 :] if clips[a].emotion != clips[b].emotion
+        ]
     return pairs
 
 
@@ -140,7 +149,14 @@ class PairBatch:
     emotion_j: list[str]
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(self.ref.to(device), self.speech.to(device), self.exp_i.to(device), self.exp_j.to(device), self.emotion_i, self.emotion_j)
+        return PairBatch(
+            self.ref.to(device),
+            self.speech.to(device),
+            self.exp_i.to(device),
+            self.exp_j.to(device),
+            self.emotion_i,
+            self.emotion_j,
+        )
 
     @property
     def size(self) -> int:
@@ -196,14 +212,16 @@ class ClipPairs:
         self.eval_pairs = [p for p in pairs if usable[p.i].speaker in held]
         if not self.train_pairs:
             raise ValueError(
-                f"no training pairs: {len(usable)} of {len(clips)} clips have both features (run `cmet-train prep-visual` and "
-                "`prep-speech`), and a pair needs one speaker and sentence in two emotions"
+                f"no training pairs: {len(usable)} of {len(clips)} clips have both features "
+                "(run `cmet-train prep-visual` and `prep-speech`), and a pair needs one speaker and sentence in two "
+                "emotions"
             )
         if not self.eval_pairs:
             raise ValueError("no evaluation pairs: name held-out speakers in data.held_out_speakers")
         self.fingerprint = fingerprint(
-            f"{c.speaker}|{c.sentence}|{c.emotion}|{c.level}|{hashlib.sha256(f.exp.tobytes() + f.e2v.tobytes()).hexdigest()}"
-            for c, f in zip(usable, self.features)
+            f"{c.speaker}|{c.sentence}|{c.emotion}|{c.level}|"
+            f"{hashlib.sha256(f.exp.tobytes() + f.e2v.tobytes()).hexdigest()}"
+            for c, f in zip(usable, self.features, strict=True)
         )
 
     @staticmethod

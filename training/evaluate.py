@@ -24,7 +24,7 @@ from training.model import TrainModel, step_losses
 
 
 def _labels(batch: PairBatch) -> list[str]:
-    return [f"{a}->{b}" for a, b in zip(batch.emotion_i, batch.emotion_j)]
+    return [f"{a}->{b}" for a, b in zip(batch.emotion_i, batch.emotion_j, strict=False)]
 
 
 def _centroids(batch: PairBatch) -> dict[str, torch.Tensor]:
@@ -36,7 +36,9 @@ def _centroids(batch: PairBatch) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: TrainModel, sets: dict[str, PairBatch], reference: PairBatch, weights: LossConfig, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: TrainModel, sets: dict[str, PairBatch], reference: PairBatch, weights: LossConfig, device: torch.device
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     centroids = _centroids(reference)
@@ -54,12 +56,13 @@ def evaluate(model: TrainModel, sets: dict[str, PairBatch], reference: PairBatch
         known = [k for k, label in enumerate(labels) if label in centroids]
         if table is not None and known:
             sims = F.cosine_similarity(predicted[known, None, :], table[None], dim=-1)
-            hits = sum(names[int(c)] == labels[k] for k, c in zip(known, sims.argmax(1)))
+            hits = sum(names[int(c)] == labels[k] for k, c in zip(known, sims.argmax(1), strict=True))
             out[f"{split}/centroid_acc"] = hits / len(known)
         by_emotion: dict[str, list[int]] = defaultdict(list)
         for k, emotion in enumerate(batch.emotion_j):
             by_emotion[emotion].append(k)
         for emotion, idx in sorted(by_emotion.items()):
-            out[f"{split}/emotion_cos/{emotion}"] = float(F.cosine_similarity(predicted[idx].mean(0), true[idx].mean(0), dim=0))
+            cos = F.cosine_similarity(predicted[idx].mean(0), true[idx].mean(0), dim=0)
+            out[f"{split}/emotion_cos/{emotion}"] = float(cos)
     model.train(was_training)
     return out

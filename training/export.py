@@ -47,7 +47,11 @@ def export_run(run_dir: Path, registry: Registry, version: str | None = None, bu
     state = final_state(run_dir)
     connector = {k.removeprefix("connector."): v for k, v in state["model"].items() if k.startswith("connector.")}
     record = TrainingRecord(
-        config=cfg.to_data(), data_fingerprint=data_fingerprint, metrics=dict(state["last_eval"]), steps=int(state["step"]), parent=parent
+        config=cfg.to_data(),
+        data_fingerprint=data_fingerprint,
+        metrics=dict(state["last_eval"]),
+        steps=int(state["step"]),
+        parent=parent,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-export-") as scratch:
         manifest_path = write_model(
@@ -61,4 +65,5 @@ def export_run(run_dir: Path, registry: Registry, version: str | None = None, bu
 def import_official(pth: Path, registry: Registry, version: str = "1.0.0") -> ModelManifest:
     """The published C-MET connector `.pth`, strictly loaded, as a registry version of its own."""
     with tempfile.TemporaryDirectory(prefix="cmet-import-") as scratch:
-        return registry.publish(convert_connector(Path(pth), Path(scratch), name="cmet-connector-official", version=version))
+        manifest_path = convert_connector(Path(pth), Path(scratch), name="cmet-connector-official", version=version)
+        return registry.publish(manifest_path)

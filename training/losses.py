@@ -30,7 +30,9 @@ class TokenContrast(nn.Module):
 
     def __init__(self, hidden: int, exp_dim: int = 10, dim: int = 64, temperature: float = 0.1) -> None:
         super().__init__()
-        self.visual = nn.Sequential(nn.Conv1d(exp_dim, dim, kernel_size=3, padding=1), nn.GELU(), nn.Conv1d(dim, dim, kernel_size=3, padding=1))
+        self.visual = nn.Sequential(
+            nn.Conv1d(exp_dim, dim, kernel_size=3, padding=1), nn.GELU(), nn.Conv1d(dim, dim, kernel_size=3, padding=1)
+        )
         self.audio = nn.Linear(hidden, dim)
         self.temperature = temperature
 

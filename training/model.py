@@ -25,7 +25,8 @@ class TrainModel(nn.Module):
     def __init__(self, cfg: ModelConfig, window: int) -> None:
         super().__init__()
         self.connector = Connector(connector_config(cfg, window))
-        self.contrast = TokenContrast(self.connector.cfg.hidden, self.connector.cfg.exp_dim, cfg.contrast_dim, cfg.temperature)
+        con = self.connector.cfg
+        self.contrast = TokenContrast(con.hidden, con.exp_dim, cfg.contrast_dim, cfg.temperature)
 
 
 @dataclass

@@ -38,7 +38,9 @@ def _save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _todo(clips: list[Clip], media: Callable[[Clip], Path | None], target: Callable[[Clip], Path], report: PrepReport) -> list[Clip]:
+def _todo(
+    clips: list[Clip], media: Callable[[Clip], Path | None], target: Callable[[Clip], Path], report: PrepReport
+) -> list[Clip]:
     todo = []
     for clip in clips:
         if media(clip) is None:

@@ -39,7 +39,10 @@ GOAL = 0.9
 
 def _load(root: Path, folder: str, emotion: str) -> list[tuple[str, str, np.ndarray]]:
     """(speaker, file name, embedding) of every feature file; the speaker is the name's prefix (M003_...)."""
-    return [(p.name.split("_")[0], p.name, np.load(p).astype(np.float64).reshape(-1)) for p in list_features(root / folder / emotion)]
+    return [
+        (p.name.split("_")[0], p.name, np.load(p).astype(np.float64).reshape(-1))
+        for p in list_features(root / folder / emotion)
+    ]
 
 
 class HiddenMap:
@@ -71,7 +74,14 @@ class _Clips:
 class SyntheticPairs:
     """Pairs neutral -> emotion with synthetic expressions; a PairSource for the trainer."""
 
-    def __init__(self, root: Path, seed: int, window: int, cfg: SyntheticDataConfig = SyntheticDataConfig(), teacher_forcing: float = 0.5) -> None:
+    def __init__(
+        self,
+        root: Path,
+        seed: int,
+        window: int,
+        cfg: SyntheticDataConfig = SyntheticDataConfig(),
+        teacher_forcing: float = 0.5,
+    ) -> None:
         self.seed, self.window, self.cfg, self.teacher_forcing = seed, window, cfg, teacher_forcing
         g = np.random.default_rng(seed)
         rows = {e: _load(root, "MEAD", e) for e in BASIC}
@@ -94,16 +104,28 @@ class SyntheticPairs:
         self.offset = torch.from_numpy(g.normal(0, 0.3, (len(speakers), 10))).float()
         self.train = self._clips(train, speakers)
         self.held = self._clips(held, speakers)
-        self.unseen = {name: np.mean([v for _, _, v in _load(root, *name.split("/"))], axis=0) - everyone for name in UNSEEN}
+        self.unseen = {
+            name: np.mean([v for _, _, v in _load(root, *name.split("/"))], axis=0) - everyone for name in UNSEEN
+        }
         self.truth = HiddenMap(seed, cfg.hidden_units, everyone.shape[0], 1.0)
         self.truth.scale = float((self.train.vectors @ self.truth.w1.T).std()) / cfg.nonlinearity
-        self.fingerprint = fingerprint([f"synthetic|{seed}|{cfg.model_dump_json()}"] + sorted(f"{e}|{s}|{n}" for e, s, n, _ in train + held))
+        self.fingerprint = fingerprint(
+            [f"synthetic|{seed}|{cfg.model_dump_json()}"] + sorted(f"{e}|{s}|{n}" for e, s, n, _ in train + held)
+        )
 
     def _clips(self, rows: list, speakers: list[str]) -> _Clips:
         vectors = torch.from_numpy(np.stack([vec - self.neutral_mean[s] for _, s, _, vec in rows]))
         return _Clips(vectors, torch.tensor([speakers.index(s) for _, s, _, _ in rows]), [e for e, _, _, _ in rows])
 
-    def _pairs(self, g: torch.Generator, speech: torch.Tensor, speaker: torch.Tensor, gain: torch.Tensor, emotions: list[str], forcing: float) -> PairBatch:
+    def _pairs(
+        self,
+        g: torch.Generator,
+        speech: torch.Tensor,
+        speaker: torch.Tensor,
+        gain: torch.Tensor,
+        emotions: list[str],
+        forcing: float,
+    ) -> PairBatch:
         n, t = speech.shape[0], self.window
         change = (gain[:, None] * self.truth(speech))[:, None].expand(n, t, 10)
         exp_i = self.offset[speaker][:, None] + _tracks(g, n, t)
@@ -120,7 +142,7 @@ class SyntheticPairs:
         weights = weights / weights.sum(1, keepdim=True)
         speech = (weights[..., None] * clips.vectors[idx]).sum(1)
         gain = (weights.float() * self.gain[clips.speaker[idx]]).sum(1)
-        emotions = [clips.emotion[int(k)] if s else "blend" for k, s in zip(idx[:, 0], single)]
+        emotions = [clips.emotion[int(k)] if s else "blend" for k, s in zip(idx[:, 0], single, strict=True)]
         return self._pairs(g, speech, clips.speaker[idx[:, 0]], gain, emotions, self.teacher_forcing)
 
     def reference_batch(self, size: int) -> PairBatch:
@@ -130,7 +152,9 @@ class SyntheticPairs:
     def _of_clips(self, g: torch.Generator, clips: _Clips, size: int) -> PairBatch:
         """`size` single clips in order (repeated as needed), no teacher forcing: a fixed evaluation draw."""
         idx = torch.arange(size) % len(clips.emotion)
-        return self._pairs(g, clips.vectors[idx], clips.speaker[idx], self.gain[clips.speaker[idx]], [clips.emotion[int(k)] for k in idx], 0.0)
+        speaker = clips.speaker[idx]
+        emotions = [clips.emotion[int(k)] for k in idx]
+        return self._pairs(g, clips.vectors[idx], speaker, self.gain[speaker], emotions, 0.0)
 
     def eval_batches(self, pairs: int) -> dict[str, PairBatch]:
         g = step_generator(self.seed, -1)
@@ -185,13 +209,23 @@ def _one(cfg_json: str, seed: int, variant: str, run_dir: Path, threads: int | N
         torch.set_num_threads(threads)
     cfg = TrainConfig.model_validate_json(cfg_json)
     w_cnt, w_dir = VARIANTS[variant]
-    cfg = cfg.model_copy(update={"seed": seed, "loss": cfg.loss.model_copy(update={"contrastive": w_cnt, "directional": w_dir})})
+    loss = cfg.loss.model_copy(update={"contrastive": w_cnt, "directional": w_dir})
+    cfg = cfg.model_copy(update={"seed": seed, "loss": loss})
     m = Trainer(cfg, open_source(cfg), run_dir, progress=progress).train().metrics
-    return BenchmarkRow(variant, seed, goal_figure(m), m["unseen/emotion_cos/MELD/sarcastic"], m["held_out/direction_cos"],
-                        m["held_out/recon_l1"], m["held_out/centroid_acc"])
+    return BenchmarkRow(
+        variant,
+        seed,
+        goal_figure(m),
+        m["unseen/emotion_cos/MELD/sarcastic"],
+        m["held_out/direction_cos"],
+        m["held_out/recon_l1"],
+        m["held_out/centroid_acc"],
+    )
 
 
-def run_benchmark(cfg: TrainConfig, seeds: list[int], variants: list[str], out_dir: Path | None = None, jobs: int = 1) -> list[BenchmarkRow]:
+def run_benchmark(
+    cfg: TrainConfig, seeds: list[int], variants: list[str], out_dir: Path | None = None, jobs: int = 1
+) -> list[BenchmarkRow]:
     """Every (variant, seed), `jobs` at a time in spawned processes of one thread each; runs go under `out_dir`."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -200,25 +234,39 @@ def run_benchmark(cfg: TrainConfig, seeds: list[int], variants: list[str], out_d
         raise ValueError(f"the synthetic benchmark needs a synthetic config, not layout {cfg.data.layout!r}")
     with tempfile.TemporaryDirectory(prefix="cmet-synthetic-") as scratch:
         base = Path(out_dir) if out_dir is not None else Path(scratch)
-        runs = [(cfg.model_dump_json(), seed, variant, base / f"{variant}-seed{seed}") for variant in variants for seed in seeds]
+        runs = [
+            (cfg.model_dump_json(), seed, variant, base / f"{variant}-seed{seed}")
+            for variant in variants
+            for seed in seeds
+        ]
         if jobs == 1:
             return [_one(*run, None, True) for run in runs]
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_one, *zip(*runs), [1] * len(runs), [False] * len(runs)))
+            return list(pool.map(_one, *zip(*runs, strict=True), [1] * len(runs), [False] * len(runs)))
 
 
 def summarise(rows: list[BenchmarkRow]) -> list[str]:
     """Mean +- std over seeds per variant, then every run."""
-    lines = [f"{'variant':<15} {'unseen cos (6 ext.)':>22} {'MELD sarcasm':>14} {'held-out cos':>14} {'held-out L1':>13} {'centroid acc':>13}"]
+    lines = [
+        f"{'variant':<15} {'unseen cos (6 ext.)':>22} {'MELD sarcasm':>14} {'held-out cos':>14} {'held-out L1':>13} "
+        f"{'centroid acc':>13}"
+    ]
+
+    def stat(runs: list[BenchmarkRow], field: str) -> str:
+        values = np.array([getattr(r, field) for r in runs])
+        return f"{values.mean():.3f} +- {values.std():.3f}"
+
     for variant in dict.fromkeys(r.variant for r in rows):
         mine = [r for r in rows if r.variant == variant]
-
-        def stat(field: str) -> str:
-            values = np.array([getattr(r, field) for r in mine])
-            return f"{values.mean():.3f} +- {values.std():.3f}"
-
-        lines.append(f"{variant:<15} {stat('unseen_cos'):>22} {stat('meld_sarcastic_cos'):>14} {stat('held_out_cos'):>14} "
-                     f"{stat('held_out_recon'):>13} {stat('held_out_centroid_acc'):>13}")
+        lines.append(
+            f"{variant:<15} {stat(mine, 'unseen_cos'):>22} {stat(mine, 'meld_sarcastic_cos'):>14} "
+            f"{stat(mine, 'held_out_cos'):>14} {stat(mine, 'held_out_recon'):>13} "
+            f"{stat(mine, 'held_out_centroid_acc'):>13}"
+        )
     lines.append(f"over {len(set(r.seed for r in rows))} seeds; per run:")
-    lines += [f"  {r.variant:<15} seed {r.seed}: unseen {r.unseen_cos:.3f}, MELD {r.meld_sarcastic_cos:.3f}, held-out {r.held_out_cos:.3f}" for r in rows]
+    lines += [
+        f"  {r.variant:<15} seed {r.seed}: unseen {r.unseen_cos:.3f}, MELD {r.meld_sarcastic_cos:.3f}, "
+        f"held-out {r.held_out_cos:.3f}"
+        for r in rows
+    ]
     return lines

@@ -227,7 +227,10 @@ class Trainer:
             result.losses.append((self.step, scalars["loss"]))
             if self.step % cfg.log_every == 0 or self.step == end:
                 rows = [(self.step, "train", k, v) for k, v in scalars.items()]
-                rows += [(self.step, "train", "grad_norm", float(grad_norm)), (self.step, "train", "lr", float(self.scheduler.get_last_lr()[0]))]
+                rows += [
+                    (self.step, "train", "grad_norm", float(grad_norm)),
+                    (self.step, "train", "lr", float(self.scheduler.get_last_lr()[0])),
+                ]
                 self._log(rows)
                 bar.set_postfix(loss=f"{scalars['loss']:.4f}")
             if self.step % cfg.eval.every == 0 or self.step == cfg.schedule.steps:

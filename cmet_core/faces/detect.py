@@ -95,7 +95,8 @@ class FaceDetector:
             from mediapipe.python.solutions import face_detection
 
             self._models = [
-                (s, face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)) for s in selections
+                (s, face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score))
+                for s in selections
             ]
             blank = np.zeros((64, 64, 3), np.uint8)
             for _, graph in self._models:
@@ -120,7 +121,9 @@ class FaceDetector:
     def __enter__(self) -> FaceDetector:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -139,4 +142,6 @@ def _detection(d: Any, w: int, h: int, full_range: bool) -> Detection:
     rel = d.location_data.relative_bounding_box
     box = Box(rel.xmin * w, rel.ymin * h, (rel.xmin + rel.width) * w, (rel.ymin + rel.height) * h)
     keypoints = [(k.x * w, k.y * h) for k in d.location_data.relative_keypoints]
-    return Detection(box=_as_short_range(box) if full_range else box, score=float(d.score[0]), frontal=_frontal(keypoints))
+    return Detection(
+        box=_as_short_range(box) if full_range else box, score=float(d.score[0]), frontal=_frontal(keypoints)
+    )

@@ -92,4 +92,4 @@ def crop_boxes(
     w, h = frame_size
     cx = np.clip(_smooth(cx, window), 0, w)
     cy = np.clip(_smooth(cy, window) - FACE_DROP_IN_CROP * side, 0, h)
-    return [CropBox(float(x), float(y), side) for x, y in zip(cx, cy)]
+    return [CropBox(float(x), float(y), side) for x, y in zip(cx, cy, strict=True)]

@@ -34,7 +34,7 @@ def _prominence(d: Detection, frame_size: tuple[int, int] | None) -> float:
     if frame_size is None:
         return d.box.area
     w, h = frame_size
-    off = (((d.box.cx - w / 2) / w) ** 2 + ((d.box.cy - h / 2) / h) ** 2) ** 0.5
+    off: float = (((d.box.cx - w / 2) / w) ** 2 + ((d.box.cy - h / 2) / h) ** 2) ** 0.5
     return d.box.area * (1.0 - min(1.0, off))
 
 
@@ -46,7 +46,9 @@ def _first_face(faces: list[Detection], selection: FaceSelection, frame_size: tu
     if selection.index is not None:
         ordered = sorted(faces, key=lambda d: d.box.cx)
         if not 0 <= selection.index < len(ordered):
-            raise _bad_selection(f"face index {selection.index} asked for, but the first frame with faces shows {len(ordered)}")
+            raise _bad_selection(
+                f"face index {selection.index} asked for, but the first frame with faces shows {len(ordered)}"
+            )
         return ordered[selection.index]
     if selection.box is not None:
         wanted = selection.box

@@ -29,7 +29,9 @@ def is_face_crop(width: int, height: int) -> bool:
     return width == FACE_SIZE and height == FACE_SIZE
 
 
-def _place(src: np.ndarray, scale: float, offset: tuple[float, float], size: tuple[int, int], border: int) -> np.ndarray:
+def _place(
+    src: np.ndarray, scale: float, offset: tuple[float, float], size: tuple[int, int], border: int
+) -> np.ndarray:
     """`src` resampled onto a canvas of `size` (w, h) where each source pixel is `scale` canvas pixels wide and
     the source's top-left corner lands at `offset` (pixel edges, not centres, so crop and paste-back invert)."""
     import cv2
@@ -55,7 +57,8 @@ def crop_face(image: np.ndarray, box: CropBox, size: int = FACE_SIZE) -> np.ndar
     import cv2
 
     h, w = image.shape[:2]
-    # read only the box's region (a pixel more for bilinear); its edge is the frame's edge wherever the box leaves the frame
+    # read only the box's region (a pixel more for bilinear); its edge is the frame's edge wherever the box
+    # leaves the frame
     x0, x1 = _span(box.x0 - 1, box.x1 + 1, w)
     y0, y1 = _span(box.y0 - 1, box.y1 + 1, h)
     scale = size / box.side
@@ -74,7 +77,8 @@ def feather_mask(size: int = FACE_SIZE, margin: float = 0.25) -> np.ndarray:
     yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size
     r = np.sqrt(((xx - 0.5) / MASK_HALF_WIDTH) ** 2 + ((yy - 0.5 - FACE_DROP_IN_CROP) / MASK_HALF_HEIGHT) ** 2)
     t = np.clip((1.0 - r) / margin, 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    smoothstep: np.ndarray = t * t * (3 - 2 * t)
+    return smoothstep.astype(np.float32)
 
 
 def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarray | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -72,12 +72,17 @@ def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     if not frame.format.is_planar:
         data = data.reshape(-1, channels).T  # packed: (1, samples*channels) interleaved
     base = fmt[:-1] if fmt.endswith("p") else fmt
+    samples: np.ndarray
     if base in _INT_SCALE:
         offset, scale = _INT_SCALE[base]
-        samples = (data.astype(np.float64 if base == "s64" else np.float32) - offset) / scale
+        work: type[np.floating[Any]] = np.float64 if base == "s64" else np.float32
+        samples = (data.astype(work) - offset) / scale
     else:
         samples = data
-    return samples.mean(axis=0, dtype=np.float64).astype(np.float32) if channels > 1 else samples[0].astype(np.float32)
+    mono: np.ndarray = (
+        samples.mean(axis=0, dtype=np.float64).astype(np.float32) if channels > 1 else samples[0].astype(np.float32)
+    )
+    return mono
 
 
 def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: float | None = None) -> np.ndarray:
@@ -116,7 +121,9 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
     pieces = []
     for rate, chunks in runs:
         mono = np.concatenate(chunks)
-        pieces.append(mono if rate == target_sr else soxr.resample(mono, rate, target_sr).astype(np.float32, copy=False))
+        pieces.append(
+            mono if rate == target_sr else soxr.resample(mono, rate, target_sr).astype(np.float32, copy=False)
+        )
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     if max_seconds is not None:
         audio = audio[: int(round(max_seconds * target_sr))]

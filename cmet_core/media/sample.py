@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -31,7 +32,7 @@ def write_clip(
     first = draw(0)
     h, w = first.shape[:2]
     with av.open(str(path), mode="w") as out:
-        video = out.add_stream(codec, rate=fps)
+        video = cast(av.VideoStream, out.add_stream(codec, rate=fps))  # `codec` names a video encoder
         video.width, video.height, video.pix_fmt = w, h, pix_fmt
         if rotation:
             video.set_display_rotation(rotation)
@@ -52,7 +53,8 @@ def write_clip(
 
 def _mouth_opening(t: np.ndarray) -> np.ndarray:
     """Syllable-like envelope, about four syllables a second."""
-    return np.clip(np.sin(2 * np.pi * 2.1 * t) * np.sin(2 * np.pi * 0.7 * t + 0.5), 0, 1)
+    envelope: np.ndarray = np.clip(np.sin(2 * np.pi * 2.1 * t) * np.sin(2 * np.pi * 0.7 * t + 0.5), 0, 1)
+    return envelope
 
 
 def _face(i: int, fps: int, size: int) -> np.ndarray:

@@ -180,7 +180,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -222,7 +224,7 @@ class _AudioTranscoder:
         for frame in frames:
             self._mux(self.stream.encode(frame))
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet[av.AudioStream]]) -> None:
         for packet in packets:
             self.out.mux(packet)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ _BLOCKS_HEAD: tuple[tuple[int, int, int, int, int, bool], ...] = (
 def _encoder_blocks(hidden: int) -> list[tuple[int, int, int, int, int, bool]]:
     blocks = list(_BLOCKS_HEAD)
     widths = [32, 64, 128, 256, 512, hidden]
-    for cin, cout in zip(widths[:-1], widths[1:]):
+    for cin, cout in pairwise(widths):
         blocks.append((cin, cout, 1, 1, 0, False))
     return blocks
 
@@ -65,10 +66,11 @@ class ConvBlock(nn.Module):
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv_block(x)
+        out: torch.Tensor = self.conv_block(x)
         if self.residual:
             out = out + x
-        return self.act(out)
+        activated: torch.Tensor = self.act(out)
+        return activated
 
 
 def _scalar_sequence_encoder(hidden: int) -> nn.Sequential:
@@ -89,7 +91,8 @@ class SpeakerEncoder(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(F.gelu(self.proj(x.squeeze(1)))).unsqueeze(1)
+        normed: torch.Tensor = self.norm(F.gelu(self.proj(x.squeeze(1))))
+        return normed.unsqueeze(1)
 
 
 def sinusoid_table(positions: int, dim: int) -> torch.Tensor:
@@ -103,6 +106,8 @@ def sinusoid_table(positions: int, dim: int) -> torch.Tensor:
 
 
 class PositionTable(nn.Module):
+    pe: torch.Tensor
+
     def __init__(self, positions: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("pe", sinusoid_table(positions, dim))
@@ -110,6 +115,8 @@ class PositionTable(nn.Module):
 
 class FusionTransformer(nn.Module):
     """Token assembly (ref, speaker, expression) with position and modality embeddings, then a post-norm encoder."""
+
+    modality_ids: torch.Tensor
 
     def __init__(self, cfg: ConnectorConfig) -> None:
         super().__init__()
@@ -121,17 +128,20 @@ class FusionTransformer(nn.Module):
             cfg.hidden, cfg.heads, cfg.ffn, cfg.dropout, activation="relu", batch_first=True, norm_first=False
         )
         self.transformer_encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.register_buffer("modality_ids", torch.tensor([1] * cfg.window + [2] + [3] * cfg.window), persistent=False)
+        modality_ids = torch.tensor([1] * cfg.window + [2] + [3] * cfg.window)
+        self.register_buffer("modality_ids", modality_ids, persistent=False)
         self.token_dropout = nn.Dropout(cfg.dropout)
 
     def tokens(self, ref: torch.Tensor, speaker: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
         t = self.window
         ref = ref + self.position_r.pe[:, :t]
         exp = exp + self.position_e.pe[:, :t]
-        return torch.cat([ref, speaker, exp], dim=1) + self.modality(self.modality_ids)
+        modality: torch.Tensor = self.modality(self.modality_ids)
+        return torch.cat([ref, speaker, exp], dim=1) + modality
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.transformer_encoder(self.token_dropout(tokens))
+        encoded: torch.Tensor = self.transformer_encoder(self.token_dropout(tokens))
+        return encoded
 
 
 class Projector(nn.Module):
@@ -140,7 +150,8 @@ class Projector(nn.Module):
         self.projector = nn.Sequential(nn.Linear(hidden, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(x)
+        projected: torch.Tensor = self.projector(x)
+        return projected
 
 
 @dataclass
@@ -166,14 +177,17 @@ class Connector(nn.Module):
 
     def _embed_sequence(self, encoder: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        out = encoder(x.reshape(b * t, 1, d)).squeeze(-1)
-        return self.Norm(out).reshape(b, t, -1)
+        out: torch.Tensor = encoder(x.reshape(b * t, 1, d)).squeeze(-1)
+        normed: torch.Tensor = self.Norm(out)
+        return normed.reshape(b, t, -1)
 
     def run(self, ref: torch.Tensor, speech: torch.Tensor, exp: torch.Tensor) -> ConnectorOutput:
         """ref (B,T,exp), speech (B,1,speech_dim), exp (B,T,exp) -> deltas and the internals."""
         t = self.cfg.window
         if ref.shape[1] != t or exp.shape[1] != t:
-            raise ValueError(f"connector windows must be exactly {t} frames, got {ref.shape[1]} and {exp.shape[1]}")
+            raise ValueError(
+                f"connector windows must be exactly {t} frames, got {ref.shape[1]} and {exp.shape[1]}"
+            )
         ref_emb = self._embed_sequence(self.ref_encoder, ref)
         speech_emb = self.speaker_encoder(speech)
         exp_emb = self._embed_sequence(self.exp_encoder, exp)
@@ -197,9 +211,9 @@ def run_windows(connector: Connector, exp: torch.Tensor, speech: torch.Tensor) -
     if n % t:
         raise ValueError(f"run_windows needs a multiple of {t} frames, got {n}")
     ref = exp.new_zeros(1, t, exp.shape[1])
-    deltas = []
+    deltas: list[torch.Tensor] = []
     for i in range(0, n, t):
-        delta = connector(ref, speech, exp[None, i : i + t])
+        delta: torch.Tensor = connector(ref, speech, exp[None, i : i + t])
         deltas.append(delta)
         ref = delta[None]
     delta_all = torch.cat(deltas) if deltas else exp.new_zeros(0, exp.shape[1])

@@ -52,6 +52,8 @@ def _placeholder(qualified: str) -> tuple[type, str]:
 
     class Inert:
         __slots__ = ("args", "state")
+        args: tuple[Any, ...]
+        state: Any
 
         def __new__(cls, *args: Any, **kwargs: Any) -> Inert:
             obj = object.__new__(cls)
@@ -85,7 +87,9 @@ def read_torch_checkpoint(path: Path) -> Any:
         raise ModelLoadError(f"checkpoint {path} is empty")
     is_zip = head == _ZIP_MAGIC
     if not is_zip and not head.startswith(_PICKLE_MAGIC):
-        raise ModelLoadError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}, not a zip or pickle header)")
+        raise ModelLoadError(
+            f"{path} is not a PyTorch checkpoint (it starts with {head!r}, not a zip or pickle header)"
+        )
 
     def load() -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
@@ -118,7 +122,9 @@ def read_torch_checkpoint(path: Path) -> Any:
 def extract_state(checkpoint: Any, key: str, path: Path, what: str) -> dict[str, torch.Tensor]:
     """The state dict stored under `key`, or a message saying what the file holds instead."""
     if not isinstance(checkpoint, Mapping):
-        raise ModelLoadError(f"{path} is not a {what} checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
+        raise ModelLoadError(
+            f"{path} is not a {what} checkpoint: it holds a {type(checkpoint).__name__}, not a dict"
+        )
     if key not in checkpoint:
         found = ", ".join(repr(k) for k in list(checkpoint)[:8]) or "nothing"
         raise ModelLoadError(f"{path} is not a {what} checkpoint: no {key!r} entry (top-level keys: {found})")
@@ -133,7 +139,15 @@ def _source_for(path: Path, source: Source | None) -> Source:
 
 
 def _convert(
-    src: Path, dest_dir: Path, kind: Kind, key: str, what: str, config: Mapping[str, Any], name: str, version: str, source: Source | None
+    src: Path,
+    dest_dir: Path,
+    kind: Kind,
+    key: str,
+    what: str,
+    config: Mapping[str, Any],
+    name: str,
+    version: str,
+    source: Source | None,
 ) -> Path:
     from cmet_core.models.checkpoints import load_module
 
@@ -169,7 +183,9 @@ def convert_connector(
     source: Source | None = None,
 ) -> Path:
     """C-MET `*.pth` (`{"state_dict": ..., "optimizer": ...}`) -> `connector.safetensors` + manifest."""
-    return _convert(src, dest_dir, "connector", "state_dict", "C-MET connector", config.to_dict(), name, version, source)
+    return _convert(
+        src, dest_dir, "connector", "state_dict", "C-MET connector", config.to_dict(), name, version, source
+    )
 
 
 def read_emotion2vec_config(path: Path) -> dict[str, Any]:

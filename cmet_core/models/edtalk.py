@@ -11,7 +11,9 @@ Two ways to render share the same modules:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +48,9 @@ class EDTalkConfig:
         if self.size < 8 or self.size & (self.size - 1):
             raise ValueError(f"EDTalk size must be a power of two >= 8, got {self.size}")
         if self.style_dim < self.lip_dim + self.pose_dim + self.exp_dim:
-            raise ValueError("EDTalk style_dim must be at least lip_dim + pose_dim + exp_dim (the QR basis needs it)")
+            raise ValueError(
+                "EDTalk style_dim must be at least lip_dim + pose_dim + exp_dim (the QR basis needs it)"
+            )
 
     def channels(self, resolution: int) -> int:
         return min(self.max_channels, self.channel_base * self.channel_multiplier // resolution)
@@ -105,7 +109,8 @@ class Direction(nn.Module):
 
 
 def _mlp(style_dim: int, out_dim: int, depth: int) -> nn.Sequential:
-    return nn.Sequential(*[EqualLinear(style_dim, style_dim) for _ in range(depth - 1)], EqualLinear(style_dim, out_dim))
+    hidden = [EqualLinear(style_dim, style_dim) for _ in range(depth - 1)]
+    return nn.Sequential(*hidden, EqualLinear(style_dim, out_dim))
 
 
 @dataclass
@@ -133,7 +138,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x) + self.bias
+        out: torch.Tensor = self.conv(x) + self.bias
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -168,7 +173,7 @@ class ToFlow(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor, skip: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        raw = self.conv(x, style) + self.bias
+        raw: torch.Tensor = self.conv(x, style) + self.bias
         if skip is not None:
             raw = raw + self.upsample(skip)
         h, w = raw.shape[-2:]
@@ -192,7 +197,8 @@ class ADAIN(nn.Module):
         h = self.mlp_shared(z)
         gamma = self.mlp_gamma(h)[:, :, None, None]
         beta = self.mlp_beta(h)[:, :, None, None]
-        return normed * (1 + gamma) + beta
+        out: torch.Tensor = normed * (1 + gamma) + beta
+        return out
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.modulate(F.instance_norm(x, eps=1e-5), z)
@@ -255,6 +261,10 @@ class Synthesis(nn.Module):
             self.fineadainresblock.append(EEM(cout, cfg.style_dim, cfg.adain_hidden))
             cin = cout
 
+    def eems(self) -> Iterable[EEM]:
+        """The expression embedding modules, coarsest first (`fineadainresblock` holds only EEMs)."""
+        return cast("Iterable[EEM]", self.fineadainresblock)
+
     def forward(
         self,
         latent: torch.Tensor,
@@ -271,7 +281,7 @@ class Synthesis(nn.Module):
         x = self.conv1(self.input(latent.shape[0]), latent)
         rgb: torch.Tensor | None = None
         raw: torch.Tensor | None = None
-        for k, eem in enumerate(self.fineadainresblock):
+        for k, eem in enumerate(self.eems()):
             x = self.convs[2 * k](x, latent)
             x = self.convs[2 * k + 1](x, latent)
             if normed is None:
@@ -317,7 +327,8 @@ class Generator(nn.Module):
 
     # -- encoding --------------------------------------------------------------------------
     def encode(self, images: torch.Tensor, with_feats: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.enc.net_app(images, with_feats=with_feats)
+        encoded: tuple[torch.Tensor, list[torch.Tensor]] = self.enc.net_app(images, with_feats=with_feats)
+        return encoded
 
     def motion(self, wa: torch.Tensor) -> Motion:
         h = self.fc(wa)
@@ -348,7 +359,12 @@ class Generator(nn.Module):
         return self.direction_qr()[0]
 
     def latents(
-        self, wa_src: torch.Tensor, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor, q: torch.Tensor | None = None
+        self,
+        wa_src: torch.Tensor,
+        lip: torch.Tensor,
+        pose: torch.Tensor,
+        exp: torch.Tensor,
+        q: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The driven latent `wa_src + alpha_D Q^T` and the expression latent `e` (SPEC §3.4)."""
         q = self.direction_basis() if q is None else q
@@ -361,7 +377,7 @@ class Generator(nn.Module):
     # -- rendering -------------------------------------------------------------------------
     def prepare_source(self, source: torch.Tensor) -> SourceCache:
         wa, feats = self.encode(source, with_feats=True)
-        normed = [eem.source_part(f) for eem, f in zip(self.dec.fineadainresblock, feats)]
+        normed = [eem.source_part(f) for eem, f in zip(self.dec.eems(), feats, strict=True)]
         return SourceCache(wa=wa, feats=feats, normed=normed)
 
     def render(
@@ -375,7 +391,8 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """Fast path: render a batch of frames from coefficients against a prepared source."""
         latent, e = self.latents(source.wa, lip, pose, exp, q)
-        return self.dec(latent, source.feats, e, normed=source.normed, trace=trace)
+        frames: torch.Tensor = self.dec(latent, source.feats, e, normed=source.normed, trace=trace)
+        return frames
 
     def render_reference(
         self, source: torch.Tensor, lip_img: torch.Tensor, pose_img: torch.Tensor, exp: torch.Tensor
@@ -385,4 +402,5 @@ class Generator(nn.Module):
         lip = self.motion(self.encode(lip_img)[0]).lip
         pose = self.motion(self.encode(pose_img)[0]).pose
         latent, e = self.latents(wa, lip, pose, exp)
-        return self.dec(latent, feats, e)
+        frames: torch.Tensor = self.dec(latent, feats, e)
+        return frames

@@ -43,6 +43,8 @@ def upfirdn(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]
 class Blur(nn.Module):
     """FIR blur without resampling; `kernel` is a persistent buffer because the checkpoint has it."""
 
+    kernel: torch.Tensor
+
     def __init__(self, pad: tuple[int, int], scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("kernel", fir_kernel(scale))
@@ -54,6 +56,8 @@ class Blur(nn.Module):
 
 class Upsample(nn.Module):
     """2x upsampling through the FIR kernel (x4 to keep the mean), used on ToRGB/ToFlow skips."""
+
+    kernel: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,14 +133,17 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(cin, cout, 1, downsample=True, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
-        return (out + self.skip(x)) / SQRT2
+        out: torch.Tensor = self.conv2(self.conv1(x))
+        skip: torch.Tensor = self.skip(x)
+        return (out + skip) / SQRT2
 
 
 class ModulatedConv2d(nn.Module):
     """Per-sample modulated (and optionally demodulated) convolution, applied as a grouped conv."""
 
-    def __init__(self, cin: int, cout: int, k: int, style_dim: int, demodulate: bool = True, upsample: bool = False) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: int, style_dim: int, demodulate: bool = True, upsample: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(1, cout, cin, k, k))
         self.modulation = EqualLinear(style_dim, cin, bias_init=1.0)
@@ -162,7 +169,8 @@ class ModulatedConv2d(nn.Module):
             weight = weight.transpose(1, 2).reshape(batch * self.cin, self.cout, self.k, self.k)
             out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=batch)
             out = out.reshape(batch, self.cout, out.shape[-2], out.shape[-1])
-            return self.blur(out)
+            blurred: torch.Tensor = self.blur(out)
+            return blurred
         weight = weight.reshape(batch * self.cout, self.cin, self.k, self.k)
         out = F.conv2d(x, weight, padding=self.k // 2, groups=batch)
         return out.reshape(batch, self.cout, h, w)
@@ -187,4 +195,5 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(cout)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style)))
+        out: torch.Tensor = self.activate(self.noise(self.conv(x, style)))
+        return out

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -37,8 +37,8 @@ from cmet_core.models.errors import ModelLoadError
 
 Kind = Literal["edtalk", "connector", "emotion2vec"]
 KINDS: tuple[Kind, ...] = ("edtalk", "connector", "emotion2vec")
-MODEL_FORMAT = "cmet-model/1"
-SET_FORMAT = "cmet-model-set/1"
+MODEL_FORMAT: Final = "cmet-model/1"
+SET_FORMAT: Final = "cmet-model-set/1"
 SET_MANIFEST = "models.json"
 
 _SEMVER = re.compile(
@@ -60,13 +60,20 @@ def is_semver(value: str) -> bool:
     return _SEMVER.fullmatch(value) is not None
 
 
-def semver_key(value: str) -> tuple:
+# (major, minor, patch, pre-release key, build): the pre-release key is (1,) for a release, else
+# (0, one (kind, number, text) triple per dot-separated identifier)
+SemverKey = tuple[int, int, int, tuple[int | tuple[int, int, str], ...], str]
+
+
+def semver_key(value: str) -> SemverKey:
     """Sort key by SemVer 2.0 precedence: a pre-release sorts before its release; build metadata is
     ignored for precedence but breaks ties, so the order is total."""
     core, _, build = value.partition("+")
     core, _, pre = core.partition("-")
     major, minor, patch = (int(p) for p in core.split("."))
-    pre_key: tuple = (1,) if not pre else (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
+    pre_key: tuple[int | tuple[int, int, str], ...] = (
+        (1,) if not pre else (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
+    )
     return (major, minor, patch, pre_key, build)
 
 
@@ -107,7 +114,9 @@ class TrainingRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     config: dict[str, Any] = Field(description="The whole training configuration, as data.")
-    data_fingerprint: str = Field(pattern=_SHA256, description="Digest of the training data (clip list and feature digests).")
+    data_fingerprint: str = Field(
+        pattern=_SHA256, description="Digest of the training data (clip list and feature digests)."
+    )
     metrics: dict[str, float] = Field(default_factory=dict, description="The last evaluation's figures.")
     steps: int = Field(ge=0)
     parent: str | None = Field(default=None, description="Registry version training started from, if any.")
@@ -122,7 +131,9 @@ class ModelManifest(BaseModel):
     name: str = Field(pattern=_NAME)
     version: str
     kind: Kind
-    file: str = Field(pattern=_PLAIN_FILE, description="The weights beside this manifest: a file, or a dir for emotion2vec.")
+    file: str = Field(
+        pattern=_PLAIN_FILE, description="The weights beside this manifest: a file, or a dir for emotion2vec."
+    )
     sha256: str = Field(pattern=_SHA256, description="Of the file; for a directory, of its sorted file digests.")
     size: int = Field(ge=0, description="Bytes, all files together.")
     files: dict[str, str] | None = Field(default=None, description="Directory models: relative path -> sha256.")
@@ -192,7 +203,10 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def read_json_model(path: Path, model: type[BaseModel], what: str) -> Any:
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def read_json_model(path: Path, model: type[_Model], what: str) -> _Model:
     """Parse a manifest, turning every failure into a ModelLoadError that names the file."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,7 @@ from cmet_core.models.manifests import Source, read_json_model, sha256_file
 from cmet_core.settings import get_settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_Config = TypeVar("_Config")
 
 
 class HubFile(BaseModel):
@@ -100,7 +101,7 @@ OFFICIAL_SPEC = PullSpec(
 )
 
 
-def _config(factory: Callable[..., Any], values: dict[str, Any], kind: str) -> Any:
+def _config(factory: Callable[..., _Config], values: dict[str, Any], kind: str) -> _Config:
     try:
         return factory(**values)
     except (TypeError, ValueError) as exc:
@@ -116,7 +117,9 @@ def resolve_endpoint(endpoint: str | None = None) -> str | None:
     return endpoint or get_settings().hf_endpoint or os.environ.get("HF_ENDPOINT") or None
 
 
-def download(file: HubFile, *, endpoint: str | None, cache_dir: Path | None, token: str | None = None) -> tuple[Path, Source]:
+def download(
+    file: HubFile, *, endpoint: str | None, cache_dir: Path | None, token: str | None = None
+) -> tuple[Path, Source]:
     """Fetch one file into the hub cache, pinned to the commit the hub reports, and check its digest."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (
@@ -147,7 +150,9 @@ def download(file: HubFile, *, endpoint: str | None, cache_dir: Path | None, tok
         raise ModelLoadError(f"{where}: sha256 {digest[:16]}... is not the pinned {file.sha256[:16]}...")
     etag = (meta.etag or "").lower()
     if _SHA256.fullmatch(etag) and etag != digest:
-        raise ModelLoadError(f"{where}: downloaded file's sha256 {digest[:16]}... differs from the hub's {etag[:16]}...")
+        raise ModelLoadError(
+            f"{where}: downloaded file's sha256 {digest[:16]}... differs from the hub's {etag[:16]}..."
+        )
     source = Source(kind="hub", repo_id=file.repo_id, filename=file.filename, revision=commit, url=url, sha256=digest)
     return local, source
 
@@ -178,13 +183,17 @@ def pull(
         say(f"downloading {spec.connector.file.repo_id}/{spec.connector.file.filename}")
         path, source = download(spec.connector.file, endpoint=endpoint, cache_dir=cache, token=token)
         say("converting connector")
-        convert_connector(path, stage, config=con_config, name=spec.connector.name, version=spec.connector.version, source=source)
+        convert_connector(
+            path, stage, config=con_config, name=spec.connector.name, version=spec.connector.version, source=source
+        )
         e2v = spec.emotion2vec
         say(f"downloading {e2v.weights_file.repo_id}/{e2v.config_file.filename}, {e2v.weights_file.filename}")
         conf_path, _ = download(e2v.config_file, endpoint=endpoint, cache_dir=cache, token=token)
         weights_path, source = download(e2v.weights_file, endpoint=endpoint, cache_dir=cache, token=token)
         extra = [download(f, endpoint=endpoint, cache_dir=cache, token=token)[0] for f in e2v.extra_files]
-        import_emotion2vec(conf_path, weights_path, stage, name=e2v.name, version=e2v.version, source=source, extra=extra)
+        import_emotion2vec(
+            conf_path, weights_path, stage, name=e2v.name, version=e2v.version, source=source, extra=extra
+        )
         say("verifying")
         finish_set(stage, spec.name, spec.version, spec.description)
     return dest

@@ -42,7 +42,9 @@ class RuntimeOptions:
     tf32: bool = False
 
     @classmethod
-    def from_settings(cls, settings: CoreSettings, device: str | None = None, batch: int | None = None) -> RuntimeOptions:
+    def from_settings(
+        cls, settings: CoreSettings, device: str | None = None, batch: int | None = None
+    ) -> RuntimeOptions:
         """The options the CMET_* settings name (device and batch overridable, e.g. by a CLI flag)."""
         return cls(device=device or settings.device, precision=settings.precision, channels_last=settings.channels_last,
                    compile=settings.compile, batch=batch or settings.render_batch)
@@ -122,13 +124,15 @@ class EDTalkRunner:
         out: list[torch.Tensor] = []
         with self._context():
             for a, b in self._chunks(lip.shape[0]):
-                rows = [self._pad(t[a:b].to(self.device)) for t in (lip, pose, exp)]
+                lip_r, pose_r, exp_r = (self._pad(t[a:b].to(self.device)) for t in (lip, pose, exp))
                 src = _source_rows(source, a, b, self._pad) if per_row else source
-                latent, e = self.gen.latents(src.wa, *rows, q=self.q)
+                latent, e = self.gen.latents(src.wa, lip_r, pose_r, exp_r, q=self.q)
                 img = self._decode(latent, src.feats, e, normed=src.normed)
                 out.append(img[: b - a].float().cpu())
         return torch.cat(out)
 
 
 def _source_rows(source: SourceCache, a: int, b: int, pad: Callable[[torch.Tensor], torch.Tensor]) -> SourceCache:
-    return SourceCache(wa=pad(source.wa[a:b]), feats=[pad(f[a:b]) for f in source.feats], normed=[pad(n[a:b]) for n in source.normed])
+    return SourceCache(
+        wa=pad(source.wa[a:b]), feats=[pad(f[a:b]) for f in source.feats], normed=[pad(n[a:b]) for n in source.normed]
+    )

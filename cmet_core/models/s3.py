@@ -6,17 +6,22 @@ network; the edit pipeline itself only sees local paths.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cmet_core.settings import CoreSettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # types only: boto3-stubs[s3], in the dev extra
 
-def s3_client(settings: CoreSettings, endpoint_url: str | None = None) -> Any:
+
+def s3_client(settings: CoreSettings, endpoint_url: str | None = None) -> S3Client:
     """A boto3 S3 client with SigV4, bounded retries and timeouts; `endpoint_url` overrides the setting."""
     import boto3
     from botocore.config import Config
 
-    config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    config = Config(
+        signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60
+    )
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url or settings.s3_endpoint_url,

@@ -77,9 +77,12 @@ def _read_config(path: Path) -> dict[str, Any]:
         found = data.get("model") if isinstance(data, dict) else type(data).__name__
         raise ModelLoadError(f"{path} is not an emotion2vec config: `model` is {found!r}, not 'Emotion2vec'")
     conf = data.get("model_conf")
-    audio = conf.get("modalities", {}).get("audio") if isinstance(conf, dict) and isinstance(conf.get("modalities"), dict) else None
-    if not isinstance(audio, dict):
-        raise ModelLoadError(f"{path} has no `model_conf.modalities.audio` section; funasr's Emotion2vec needs the full model_conf")
+    modalities = conf.get("modalities") if isinstance(conf, dict) else None
+    audio = modalities.get("audio") if isinstance(modalities, dict) else None
+    if not isinstance(conf, dict) or not isinstance(audio, dict):
+        raise ModelLoadError(
+            f"{path} has no `model_conf.modalities.audio` section; funasr's Emotion2vec needs the full model_conf"
+        )
     if not isinstance(conf.get("embed_dim"), int):
         raise ModelLoadError(f"{path}: `model_conf.embed_dim` is missing or not an integer")
     return data
@@ -111,7 +114,9 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{path} is truncated, corrupt or not a weights-only PyTorch checkpoint: {detail}") from None
+        raise ModelLoadError(
+            f"{path} is truncated, corrupt or not a weights-only PyTorch checkpoint: {detail}"
+        ) from None
     state: Any = checkpoint
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, Mapping) and key in state:
@@ -145,7 +150,7 @@ def _digest(tensors: Sequence[tuple[str, torch.Tensor]]) -> str:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
@@ -157,7 +162,9 @@ class WeightCheck:
     digest: str
 
 
-def verify_loaded(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], scope_map: Sequence[str], path: Path) -> WeightCheck:
+def verify_loaded(
+    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], scope_map: Sequence[str], path: Path
+) -> WeightCheck:
     """Refuse a model whose tensors are not exactly the file's: missing, unused, reshaped or different."""
     state = model.state_dict()
     mapping = {k: _source_key(k, weights, scope_map) for k in state}
@@ -186,18 +193,28 @@ def verify_loaded(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], s
     want = _digest([(k, weights[mapping[k]].to(state[k].dtype)) for k in names])
     if got != want:
         differ = [k for k in names if not torch.equal(state[k].cpu(), weights[mapping[k]].to(state[k].dtype))]
-        raise ModelLoadError(f"{path}: after loading, the model's tensors differ from the file's (digest mismatch): {few(differ)}")
+        raise ModelLoadError(
+            f"{path}: after loading, the model's tensors differ from the file's (digest mismatch): {few(differ)}"
+        )
     return WeightCheck(num_tensors=len(names), digest=want)
 
 
-def _drop_untrained_decoder(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], scope_map: Sequence[str]) -> None:
+def _audio_encoder(model: torch.nn.Module) -> Any:
+    """funasr's AUDIO modality encoder; funasr is untyped, so its attributes are unknown to mypy."""
+    encoders: Any = model.modality_encoders
+    return encoders["AUDIO"]
+
+
+def _drop_untrained_decoder(
+    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], scope_map: Sequence[str]
+) -> None:
     """Remove the pretraining decoder when the file has no weights for it (the published case).
 
     Inference never calls it, and left in place it would be the one randomly initialised part;
     without it the model holds exactly the file's tensors. Passing `model_conf` to `AutoModel` to
     drop it is not an option: funasr then skips reading config.yaml altogether.
     """
-    audio = model.modality_encoders["AUDIO"]
+    audio = _audio_encoder(model)
     if getattr(audio, "decoder", None) is None:
         return
     keys = [f"modality_encoders.AUDIO.decoder.{k}" for k in audio.decoder.state_dict()]
@@ -273,15 +290,18 @@ class SpeechEncoder:
         self._lock = threading.Lock()
         self.model, self.verified = self._load()
         self.model.to(self.device).eval()
-        self._audio = self.model.modality_encoders["AUDIO"]
-        self._normalize = bool(self.model.cfg.get("normalize", False))
-        self.dim = int(self.model.cfg.get("embed_dim"))
+        self._audio = _audio_encoder(self.model)
+        emotion2vec: Any = self.model  # funasr's Emotion2vec, untyped beyond nn.Module
+        self._normalize = bool(emotion2vec.cfg.get("normalize", False))
+        self.dim = int(emotion2vec.cfg.get("embed_dim"))
         self.min_samples = self._min_samples()
 
     def _load(self) -> tuple[torch.nn.Module, WeightCheck]:
         directory = self.model_dir
         if not directory.is_dir():
-            raise ModelLoadError(f"emotion2vec model directory {directory} does not exist (nothing is downloaded here)")
+            raise ModelLoadError(
+                f"emotion2vec model directory {directory} does not exist (nothing is downloaded here)"
+            )
         config = _read_config(directory / CONFIG_FILE)
         weights_path = directory / WEIGHTS_FILE
         weights = _read_weights(weights_path)
@@ -290,7 +310,9 @@ class SpeechEncoder:
             try:
                 from funasr import AutoModel
             except ImportError as exc:
-                raise ModelLoadError(f"cannot load {directory}: funasr is not installed (pip install 'cmet[speech]'): {exc}") from None
+                raise ModelLoadError(
+                    f"cannot load {directory}: funasr is not installed (pip install 'cmet[speech]'): {exc}"
+                ) from None
             try:
                 auto = AutoModel(
                     model=str(directory),
@@ -314,7 +336,9 @@ class SpeechEncoder:
         model = auto.model
         _drop_untrained_decoder(model, weights, scope_map)
         check = verify_loaded(model, weights, scope_map, weights_path)
-        log.info("emotion2vec %s loaded: %d tensors verified, sha256 %s", directory, check.num_tensors, check.digest[:16])
+        log.info(
+            "emotion2vec %s loaded: %d tensors verified, sha256 %s", directory, check.num_tensors, check.digest[:16]
+        )
         return model, check
 
     def _min_samples(self) -> int:
@@ -331,7 +355,9 @@ class SpeechEncoder:
         limit = int(round(self.max_seconds * SAMPLE_RATE))
         if isinstance(clip, np.ndarray):
             if clip.ndim != 1 or not np.issubdtype(clip.dtype, np.floating):
-                raise ValueError(f"clip {index}: arrays must be 1-D float mono 16 kHz samples, got {clip.dtype} {clip.shape}")
+                raise ValueError(
+                    f"clip {index}: arrays must be 1-D float mono 16 kHz samples, got {clip.dtype} {clip.shape}"
+                )
             audio = np.array(clip[:limit], dtype=np.float32)  # a copy: never hold on to the caller's buffer
         else:
             audio = load_audio(clip, SAMPLE_RATE, max_seconds=self.max_seconds)[:limit]
@@ -400,8 +426,9 @@ class SpeechEncoder:
             source[row, : len(clip)] = wav
             padding[row, len(clip) :] = True
         sample_padding = padding.to(self.device) if bool(padding.any()) else None
+        emotion2vec: Any = self.model  # funasr's Emotion2vec, untyped beyond nn.Module
         with self._zero_padded_frames(sample_padding):
-            out = self.model.extract_features(source.to(self.device), padding_mask=sample_padding)
+            out = emotion2vec.extract_features(source.to(self.device), padding_mask=sample_padding)
         x: torch.Tensor = out["x"]
         frame_padding: torch.Tensor | None = out["padding_mask"]
         if frame_padding is None or not bool(frame_padding.any()):

@@ -22,7 +22,9 @@ from cmet_core.models.speech import (
 )
 
 
-def _model_conf(embed_dim: int, depth: int, heads: int, prenet_depth: int, conv_dim: int, mlp_ratio: float) -> dict[str, Any]:
+def _model_conf(
+    embed_dim: int, depth: int, heads: int, prenet_depth: int, conv_dim: int, mlp_ratio: float
+) -> dict[str, Any]:
     """`model_conf` with every key of the published emotion2vec config (funasr has no defaults)."""
     return {
         "loss_beta": 0.0,
@@ -131,7 +133,9 @@ def _model_conf(embed_dim: int, depth: int, heads: int, prenet_depth: int, conv_
     }
 
 
-def _tiny_shapes(conf: Mapping[str, Any], conv_layers: Sequence[tuple[int, int, int]], vocab: int) -> list[tuple[str, tuple[int, ...], str]]:
+def _tiny_shapes(
+    conf: Mapping[str, Any], conv_layers: Sequence[tuple[int, int, int]], vocab: int
+) -> list[tuple[str, tuple[int, ...], str]]:
     """(key, shape, role) of every tensor funasr's Emotion2vec holds for `conf`, decoder left out.
 
     Written from the module structure so that making a tiny model needs no funasr; the load check
@@ -145,7 +149,10 @@ def _tiny_shapes(conf: Mapping[str, Any], conv_layers: Sequence[tuple[int, int, 
     in_dim = 1
     for i, (dim, kernel, _stride) in enumerate(conv_layers):
         out.append((f"{enc}.local_encoder.conv_layers.{i}.0.weight", (dim, in_dim, kernel), "weight"))
-        out += [(f"{enc}.local_encoder.conv_layers.{i}.2.1.weight", (dim,), "norm"), (f"{enc}.local_encoder.conv_layers.{i}.2.1.bias", (dim,), "bias")]
+        out += [
+            (f"{enc}.local_encoder.conv_layers.{i}.2.1.weight", (dim,), "norm"),
+            (f"{enc}.local_encoder.conv_layers.{i}.2.1.bias", (dim,), "bias"),
+        ]
         in_dim = dim
     out += [
         (f"{enc}.project_features.1.weight", (in_dim,), "norm"),
@@ -156,7 +163,11 @@ def _tiny_shapes(conf: Mapping[str, Any], conv_layers: Sequence[tuple[int, int, 
     kernel = max(3, audio["conv_pos_width"] // audio["conv_pos_depth"])
     for j in range(audio["conv_pos_depth"]):
         out += [
-            (f"{enc}.relative_positional_encoder.{j + 1}.0.weight", (d, d // audio["conv_pos_groups"], kernel), "weight"),
+            (
+                f"{enc}.relative_positional_encoder.{j + 1}.0.weight",
+                (d, d // audio["conv_pos_groups"], kernel),
+                "weight",
+            ),
             (f"{enc}.relative_positional_encoder.{j + 1}.0.bias", (d,), "bias"),
         ]
 
