@@ -157,10 +157,19 @@ def edit(
             label = (target.emotion or "speech").split("=")[0].split(",")[0]
             output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
         editor = run(
-            Editor.from_settings, get_settings(), models=models, device=device, library=library, connector=connector, registry=registry
+            Editor.from_settings,
+            get_settings(),
+            models=models,
+            device=device,
+            library=library,
+            connector=connector,
+            registry=registry,
         )
         choice = editor.models.connector_choice
-        say(f"models: {editor.models.path}; connector {editor.connector_label}" + (f" from {choice.registry.where}" if choice else ""))
+        say(
+            f"models: {editor.models.path}; connector {editor.connector_label}"
+            + (f" from {choice.registry.where}" if choice else "")
+        )
         with Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),

@@ -24,7 +24,11 @@ app = typer.Typer(no_args_is_help=True, help="Built-in and custom emotions.")
 def _table(library: EmotionLibrary, title: str) -> Table:
     table = Table(title=title)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("name", "left"), ("kind", "left"), ("set", "left"), ("N", "right"), ("norm", "right"),
+        ("name", "left"),
+        ("kind", "left"),
+        ("set", "left"),
+        ("N", "right"),
+        ("norm", "right"),
     )
     for column, justify in columns:
         table.add_column(column, justify=justify)

@@ -62,8 +62,20 @@ def serve(
         say(f"queued {len(leftover)} unfinished job(s) again")
     worker = _KeptWorker(
         [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            "-Q", settings.queue, "-c", "1", "--pool", "solo", "-l", "warning",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "-Q",
+            settings.queue,
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "-l",
+            "warning",
         ]
     )
     say(

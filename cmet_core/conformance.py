@@ -151,8 +151,11 @@ def _edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tol
     motion = gen.motion(wa)
     exp, pose, lip = gen.compute_alpha_D(frames)
     for key, val in (
-        ("alpha_exp", exp), ("alpha_pose", pose), ("alpha_lip", lip),
-        ("frames_enc_wa", wa), ("frames_fc_shared", gen.fc(wa)),
+        ("alpha_exp", exp),
+        ("alpha_pose", pose),
+        ("alpha_lip", lip),
+        ("frames_enc_wa", wa),
+        ("frames_fc_shared", gen.fc(wa)),
     ):
         grp.compare(key, val, g[key])
     src = gen.prepare_source(source)
@@ -182,8 +185,14 @@ def _edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tol
     latent, e = gen.latents(src.wa, v_lip, v_pose, exp_rows)
     alpha_d = torch.cat([v_lip, v_pose, exp_rows], -1)
     for key, val in (
-        ("v_lip_wa", wa[lip_i]), ("v_pose_wa", wa[pose_i]), ("v_alpha_lip", v_lip), ("v_alpha_pose", v_pose),
-        ("v_alpha_D", alpha_d), ("v_e", e), ("v_dirD", latent - src.wa), ("v_latent", latent),
+        ("v_lip_wa", wa[lip_i]),
+        ("v_pose_wa", wa[pose_i]),
+        ("v_alpha_lip", v_lip),
+        ("v_alpha_pose", v_pose),
+        ("v_alpha_D", alpha_d),
+        ("v_e", e),
+        ("v_dirD", latent - src.wa),
+        ("v_latent", latent),
     ):
         grp.compare(key, val, g[key])
     yield grp.result()
@@ -222,8 +231,12 @@ def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, 
     grp = _Group("connector.single", tols["connector_single_batch"])
     out = con.run(t["single_ref"], t["single_e2v"], t["single_ed_neu"])
     for key, val in (
-        ("single_out", out.delta), ("single_ref_emb", out.ref_emb), ("single_e2v_emb", out.speech_emb),
-        ("single_ed_neu_emb", out.exp_emb), ("single_tokens_in", out.tokens_in), ("single_tokens_out", out.tokens_out),
+        ("single_out", out.delta),
+        ("single_ref_emb", out.ref_emb),
+        ("single_e2v_emb", out.speech_emb),
+        ("single_ed_neu_emb", out.exp_emb),
+        ("single_tokens_in", out.tokens_in),
+        ("single_tokens_out", out.tokens_out),
     ):
         grp.compare(key, val, g[key])
     yield grp.result()

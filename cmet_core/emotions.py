@@ -230,7 +230,9 @@ def load_features(files: Sequence[Path]) -> list[np.ndarray]:
     return out
 
 
-def load_folder(folder: Path, n: int | None = None, seed: int | random.Random = 0) -> tuple[list[Path], list[np.ndarray]]:
+def load_folder(
+    folder: Path, n: int | None = None, seed: int | random.Random = 0
+) -> tuple[list[Path], list[np.ndarray]]:
     """The selected files of a feature folder and their embeddings."""
     files = select_files(list_features(folder), n, seed)
     return files, load_features(files)
@@ -253,7 +255,9 @@ def official_vector(neutral_dir: Path, target_dir: Path, n: int = 10, seed: int 
     rng = random.Random(seed)
     neutral_files, neutral = load_folder(neutral_dir, n, rng)
     target_files, target = load_folder(target_dir, n, rng)
-    return SampledVector(difference_of_means(target, neutral), [p.name for p in neutral_files], [p.name for p in target_files])
+    return SampledVector(
+        difference_of_means(target, neutral), [p.name for p in neutral_files], [p.name for p in target_files]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +266,9 @@ def official_vector(neutral_dir: Path, target_dir: Path, n: int = 10, seed: int 
 
 def _check_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise ValueError(f"emotion name {name!r} must be lower-case letters, digits, '_' or '-', starting with a letter")
+        raise ValueError(
+            f"emotion name {name!r} must be lower-case letters, digits, '_' or '-', starting with a letter"
+        )
     return name
 
 
@@ -311,7 +317,9 @@ class EmotionEntry(BaseModel):
     @classmethod
     def create(cls, name: str, kind: EmotionKind, vector: np.ndarray, provenance: Provenance) -> EmotionEntry:
         vec = np.asarray(vector, dtype=np.float32).reshape(EMBEDDING_DIM)
-        return cls(name=name, kind=kind, vector_b64=_encode(vec, "<f4"), sha256=vector_sha256(vec), provenance=provenance)
+        return cls(
+            name=name, kind=kind, vector_b64=_encode(vec, "<f4"), sha256=vector_sha256(vec), provenance=provenance
+        )
 
     @property
     def vector(self) -> np.ndarray:
@@ -385,7 +393,9 @@ class EmotionLibrary(BaseModel):
 
     def _check_entry(self, entry: EmotionEntry) -> None:
         if entry.provenance.embedding_model != self.embedding_model:
-            raise ValueError(f"emotion {entry.name!r} uses {entry.provenance.embedding_model}, library uses {self.embedding_model}")
+            raise ValueError(
+                f"emotion {entry.name!r} uses {entry.provenance.embedding_model}, library uses {self.embedding_model}"
+            )
         if entry.provenance.neutral_sha256 != self.neutral.sha256:
             raise ValueError(f"emotion {entry.name!r} was taken against another neutral reference")
 
@@ -466,7 +476,9 @@ class EmotionLibrary(BaseModel):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(ErrorCode.BAD_LIBRARY, f"cannot read emotion library {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise InputError(
+                ErrorCode.BAD_LIBRARY, f"cannot read emotion library {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
@@ -502,7 +514,9 @@ def build_library(e2v_root: Path, created_at: datetime | None = None) -> Emotion
     """
     stamp = created_at or datetime.now(UTC)
     neutral_files, neutral = load_folder(e2v_root / BASIC_SET / NEUTRAL)
-    reference = NeutralReference.create(BASIC_SET, [f"{NEUTRAL}/{p.name}" for p in neutral_files], mean_embedding(neutral))
+    reference = NeutralReference.create(
+        BASIC_SET, [f"{NEUTRAL}/{p.name}" for p in neutral_files], mean_embedding(neutral)
+    )
     library = EmotionLibrary(neutral=reference)
     plan = [(n, BASIC_SET, EmotionKind.BASIC) for n in BASIC_EMOTIONS]
     plan += [(n, EXTENDED_SET, EmotionKind.EXTENDED) for n in EXTENDED_EMOTIONS]

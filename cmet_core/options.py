@@ -55,6 +55,8 @@ class EditOptions(FaceChoice):
     """The face choice plus what the operator (not the user) sets: limits and encoding."""
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
-    max_missing_faces: float = Field(default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged).")
+    max_missing_faces: float = Field(
+        default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged)."
+    )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")

@@ -145,28 +145,50 @@ class Editor:
     """
 
     def __init__(
-        self, models: ModelSet, runtime: RuntimeOptions = RuntimeOptions(), library: EmotionLibrary | None = None, *,
-        runner: Runner | None = None, embed: Embed | None = None,
+        self,
+        models: ModelSet,
+        runtime: RuntimeOptions = RuntimeOptions(),
+        library: EmotionLibrary | None = None,
+        *,
+        runner: Runner | None = None,
+        embed: Embed | None = None,
     ) -> None:
         self.models = models
         self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
         self.connector = models.connector.eval().to(self.runner.device)
         self.library = library if library is not None else load_builtin_library()
         self.face_size = models.edtalk.cfg.size
-        self.embed_speech: Embed = embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.runner.device)
+        self.embed_speech: Embed = (
+            embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.runner.device)
+        )
 
     @classmethod
     def load(
-        cls, set_dir: Path | None = None, runtime: RuntimeOptions = RuntimeOptions(), library: Path | None = None,
+        cls,
+        set_dir: Path | None = None,
+        runtime: RuntimeOptions = RuntimeOptions(),
+        library: Path | None = None,
         connector: ConnectorChoice | None = None,
     ) -> Editor:
         """`connector` serves a registry version instead of the set's own connector."""
-        return cls(load_set(set_dir, connector=connector), runtime, EmotionLibrary.load(library) if library is not None else None)
+        return cls(
+            load_set(set_dir, connector=connector),
+            runtime,
+            EmotionLibrary.load(library) if library is not None else None,
+        )
 
     @classmethod
     def from_settings(
-        cls, settings: CoreSettings, *, models: Path | None = None, device: str | None = None, batch: int | None = None,
-        library: Path | None = None, connector: str | None = None, registry: str | None = None, batching: Batching | None = None,
+        cls,
+        settings: CoreSettings,
+        *,
+        models: Path | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        library: Path | None = None,
+        connector: str | None = None,
+        registry: str | None = None,
+        batching: Batching | None = None,
     ) -> Editor:
         """The editor the settings describe (runtime options, connector selection and registry), each
         overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here."""
@@ -203,22 +225,41 @@ class Editor:
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
     ) -> EditResult:
-        return _Edit(self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None), library).run()
+        return _Edit(
+            self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None), library
+        ).run()
 
-    def expression_weights(self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None) -> np.ndarray:
+    def expression_weights(
+        self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
+    ) -> np.ndarray:
         """Every frame's EDTalk expression weights (frames x exp_dim), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
-        return _Edit(self, Path(src), Path(src), None, options, progress or (lambda stage, done, total: None), None).expression()
+        return _Edit(
+            self, Path(src), Path(src), None, options, progress or (lambda stage, done, total: None), None
+        ).expression()
 
 
 class _Edit:
     """One edit's state across its passes; `run` reads top to bottom as the stages happen."""
 
     def __init__(
-        self, editor: Editor, src: Path, dst: Path, target: EmotionTarget | None, options: EditOptions, progress: Progress,
+        self,
+        editor: Editor,
+        src: Path,
+        dst: Path,
+        target: EmotionTarget | None,
+        options: EditOptions,
+        progress: Progress,
         library: EmotionLibrary | None,
     ) -> None:
-        self.editor, self.src, self.dst, self.target, self.options, self.progress = editor, src, dst, target, options, progress
+        self.editor, self.src, self.dst, self.target, self.options, self.progress = (
+            editor,
+            src,
+            dst,
+            target,
+            options,
+            progress,
+        )
         self.library = library
         self.runner = editor.runner
         self.seconds: dict[str, float] = {}
@@ -266,7 +307,11 @@ class _Edit:
         facts = {"frames": len(boxes), "seconds": round(total, 3), "network_seconds": round(self.network, 3)}
         log.info(
             "edited %d frames in %.2f s (network %.2f s) with connector %s",
-            len(boxes), total, self.network, connector_label, extra={**facts, "connector": connector_label},
+            len(boxes),
+            total,
+            self.network,
+            connector_label,
+            extra={**facts, "connector": connector_label},
         )
         return EditResult(
             output=self.dst,
@@ -303,14 +348,18 @@ class _Edit:
         if chosen is None:
             return faces.select_source_frame(detections, track)
         if not 0 <= chosen < n:
-            raise InputError(ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})")
+            raise InputError(
+                ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})"
+            )
         return chosen
 
     # -- pass 2: every frame's motion ------------------------------------------------------
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
         return [faces.crop_face(f.image, boxes[f.index], self.editor.face_size) for f in chunk]
 
-    def _encode(self, info: VideoInfo, boxes: list[faces.CropBox], source_index: int) -> tuple[Motion, np.ndarray, SourceCache]:
+    def _encode(
+        self, info: VideoInfo, boxes: list[faces.CropBox], source_index: int
+    ) -> tuple[Motion, np.ndarray, SourceCache]:
         parts: list[Motion] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
@@ -325,7 +374,9 @@ class _Edit:
             times += [f.time_s for f in chunk]
             self.progress("encode", len(times), len(boxes))
         if source_crop is None or len(times) != len(boxes):
-            raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}")
+            raise InputError(
+                ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
+            )
         with self._network():
             source = self.runner.prepare_source(_to_tensor([source_crop]))
         motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
@@ -333,12 +384,21 @@ class _Edit:
 
     # -- pass 3: render, paste back, write -------------------------------------------------
     def _render(
-        self, info: VideoInfo, boxes: list[faces.CropBox], crop_input: bool, source: SourceCache, motion: Motion, exp: torch.Tensor, out: Path
+        self,
+        info: VideoInfo,
+        boxes: list[faces.CropBox],
+        crop_input: bool,
+        source: SourceCache,
+        motion: Motion,
+        exp: torch.Tensor,
+        out: Path,
     ) -> None:
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
         done = 0
-        with VideoWriter(out, like=info, audio_from=self.src if info.has_audio else None, crf=self.options.crf) as writer:
+        with VideoWriter(
+            out, like=info, audio_from=self.src if info.has_audio else None, crf=self.options.crf
+        ) as writer:
             for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
                 a, b = chunk[0].index, chunk[-1].index + 1
                 with self._network():

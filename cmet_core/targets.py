@@ -25,7 +25,9 @@ Embed = Callable[[Sequence[Path]], np.ndarray]
 EmotionSpec = Annotated[
     str,
     Field(
-        min_length=1, max_length=500, description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.",
+        min_length=1,
+        max_length=500,
+        description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.",
         examples=["sarcastic", "happy=0.6,surprised=0.4"],
     ),
 ]
@@ -44,9 +46,13 @@ class EmotionChoice(BaseModel):
 class EmotionTarget(EmotionChoice):
     """`emotion` ("sarcastic" or "happy=0.6,surprised=0.4") or `speech` clips, never both."""
 
-    speech: tuple[Path, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS, description="Speech clips carrying the emotion.")
+    speech: tuple[Path, ...] = Field(
+        default=(), max_length=MAX_SPEECH_CLIPS, description="Speech clips carrying the emotion."
+    )
     neutral_speech: tuple[Path, ...] = Field(
-        default=(), max_length=MAX_SPEECH_CLIPS, description="The same speaker speaking neutrally; default: the library's neutral mean."
+        default=(),
+        max_length=MAX_SPEECH_CLIPS,
+        description="The same speaker speaking neutrally; default: the library's neutral mean.",
     )
 
     @model_validator(mode="after")
@@ -73,7 +79,9 @@ def semantic_vector(target: EmotionTarget, library: EmotionLibrary, embed: Embed
             raise InputError(ErrorCode.BAD_EMOTION, str(exc)) from None
     try:
         emotional = mean_embedding(list(embed(list(target.speech))))
-        neutral = mean_embedding(list(embed(list(target.neutral_speech)))) if target.neutral_speech else library.neutral.mean
+        neutral = (
+            mean_embedding(list(embed(list(target.neutral_speech)))) if target.neutral_speech else library.neutral.mean
+        )
     except InputError:
         raise
     except ValueError as exc:

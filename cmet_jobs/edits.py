@@ -68,7 +68,9 @@ def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest
     if existing.request_hash != digest:
         raise RequestError(ErrorCode.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with another request body")
     if existing.state == JobState.CREATING:
-        raise RequestError(ErrorCode.IDEMPOTENCY_IN_PROGRESS, "the first request with this Idempotency-Key is still being created")
+        raise RequestError(
+            ErrorCode.IDEMPOTENCY_IN_PROGRESS, "the first request with this Idempotency-Key is still being created"
+        )
     return existing
 
 
@@ -91,17 +93,23 @@ def check_quota(session: Session, key: ApiKey) -> None:
     if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
         # when a running job ends is unknown: a short, fixed wait
         raise RequestError(
-            ErrorCode.CONCURRENT_LIMIT, f"{key.max_concurrent_jobs} jobs are already queued or running for this key", {"Retry-After": "10"}
+            ErrorCode.CONCURRENT_LIMIT,
+            f"{key.max_concurrent_jobs} jobs are already queued or running for this key",
+            {"Retry-After": "10"},
         )
     moment = now()
     window = select(Job.created_at).where(Job.key_id == key.id, Job.created_at >= moment - timedelta(minutes=1))
     recent = session.scalar(select(func.count()).select_from(window.subquery())) or 0
     if recent >= key.max_submissions_per_minute:
         # a slot frees when the submission that puts the key at its limit leaves the one-minute window
-        freeing = session.scalar(window.order_by(Job.created_at).offset(recent - key.max_submissions_per_minute).limit(1))
+        freeing = session.scalar(
+            window.order_by(Job.created_at).offset(recent - key.max_submissions_per_minute).limit(1)
+        )
         wait = math.ceil((freeing + timedelta(minutes=1) - moment).total_seconds()) if freeing is not None else 60
         raise RequestError(
-            ErrorCode.RATE_LIMIT, f"more than {key.max_submissions_per_minute} submissions in the last minute", {"Retry-After": str(max(1, wait))}
+            ErrorCode.RATE_LIMIT,
+            f"more than {key.max_submissions_per_minute} submissions in the last minute",
+            {"Retry-After": str(max(1, wait))},
         )
 
 
@@ -113,7 +121,9 @@ def _asset(session: Session, key: ApiKey, asset_id: str, storage: Storage, kind:
     if size is None:
         raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"asset {asset_id} has no uploaded file yet")
     if size > asset.max_bytes:
-        raise RequestError(ErrorCode.FILE_TOO_LARGE, f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}")
+        raise RequestError(
+            ErrorCode.FILE_TOO_LARGE, f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}"
+        )
     sniff_asset(storage.head(asset.storage_key, SNIFF_BYTES), kind, asset_id)
     return asset
 
@@ -150,22 +160,31 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         body = body.model_copy(update={"emotion": emotions.resolve_id(session, key.id, body.emotion)})
         check_emotion(body.emotion, body.intensity, emotions.library_for_key(session, key.id))
     check_urls(body, settings)
-    duration = check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
+    duration = (
+        check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
+    )
     for path in submission.speech_files:
         check_speech(path)
     check_quota(session, key)
     video_asset = [_asset(session, key, body.video_asset, storage, "video")] if body.video_asset else []
     speech_assets = [_asset(session, key, a, storage, "speech") for a in body.speech_assets]
     job = Job(
-        key_id=key.id, state=JobState.CREATING, spec={}, idempotency_key=submission.idempotency_key, request_hash=digest,
-        webhook_url=body.webhook_url, webhook_events={"events": list(body.webhook_events)},
+        key_id=key.id,
+        state=JobState.CREATING,
+        spec={},
+        idempotency_key=submission.idempotency_key,
+        request_hash=digest,
+        webhook_url=body.webhook_url,
+        webhook_events={"events": list(body.webhook_events)},
     )
     session.add(job)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise RequestError(ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created") from None
+        raise RequestError(
+            ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
+        ) from None
     try:
         spec = _store_inputs(job.id, body, submission, video_asset + speech_assets, storage)
         job.spec = spec.model_dump(mode="json")
@@ -181,7 +200,9 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     return job
 
 
-def _store_inputs(job_id: str, body: schemas.EditCreate, submission: Submission, assets: list[Asset], storage: Storage) -> EditSpec:
+def _store_inputs(
+    job_id: str, body: schemas.EditCreate, submission: Submission, assets: list[Asset], storage: Storage
+) -> EditSpec:
     """Uploaded parts go to the job's prefix; the spec refers to them, to assets and to URLs."""
     prefix = jobs.job_prefix(job_id)
     stored: list[InputRef] = []
@@ -198,8 +219,13 @@ def _store_inputs(job_id: str, body: schemas.EditCreate, submission: Submission,
         video, speech = from_assets.pop(0), stored
     speech += from_assets + [InputRef(url=u) for u in body.speech_urls]
     return EditSpec(
-        video=video, speech=tuple(speech), emotion=body.emotion, intensity=body.intensity,
-        face_index=body.face_index, face_box=body.face_box, source_frame=body.source_frame,
+        video=video,
+        speech=tuple(speech),
+        emotion=body.emotion,
+        intensity=body.intensity,
+        face_index=body.face_index,
+        face_box=body.face_box,
+        source_frame=body.source_frame,
     )
 
 
@@ -207,7 +233,9 @@ def _cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
 
 
-def list_page(session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+def list_page(
+    session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
     """One page of the key's visible jobs, newest first, and the cursor of the next page (None at the end)."""
     query = jobs.visible(select(Job)).where(Job.key_id == key.id)
     if state is not None:

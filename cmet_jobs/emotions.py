@@ -32,7 +32,9 @@ BUILD = "cmet.build_emotion"
 
 def library_for_key(session: Session, key_id: str) -> EmotionLibrary:
     library = load_builtin_library()
-    for row in session.scalars(select(CustomEmotion).where(CustomEmotion.key_id == key_id, CustomEmotion.state == EmotionState.READY)):
+    for row in session.scalars(
+        select(CustomEmotion).where(CustomEmotion.key_id == key_id, CustomEmotion.state == EmotionState.READY)
+    ):
         if row.entry is not None:
             library.add(EmotionEntry.model_validate(row.entry))
     return library
@@ -50,7 +52,8 @@ def resolve_id(session: Session, key_id: str, spec: str) -> str:
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise RequestError(
-            ErrorCode.BAD_EMOTION_NAME, "`name` must be lower-case letters, digits, '_' or '-', starting with a letter (at most 64)"
+            ErrorCode.BAD_EMOTION_NAME,
+            "`name` must be lower-case letters, digits, '_' or '-', starting with a letter (at most 64)",
         )
     if name in load_builtin_library():
         raise RequestError(ErrorCode.BAD_EMOTION_NAME, f"{name!r} is a built-in emotion")
@@ -82,7 +85,9 @@ def register(
 
 
 def own(session: Session, key: ApiKey) -> list[CustomEmotion]:
-    return list(session.scalars(select(CustomEmotion).where(CustomEmotion.key_id == key.id).order_by(CustomEmotion.name)))
+    return list(
+        session.scalars(select(CustomEmotion).where(CustomEmotion.key_id == key.id).order_by(CustomEmotion.name))
+    )
 
 
 def forget(session: Session, storage: Storage, key: ApiKey, emotion_id: str) -> None:

@@ -15,7 +15,11 @@ class RequestError(Exception):
     """`code` says what is wrong (and gives the status), `detail` what to change; `headers` such as Retry-After."""
 
     def __init__(
-        self, code: ErrorCode, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None
+        self,
+        code: ErrorCode,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.code, self.detail, self.headers, self.errors = code, detail, headers, errors

@@ -52,7 +52,9 @@ def _container(head: bytes) -> str | None:
         return "flac"
     if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"
-    if head.startswith(b"\x00\x00\x01\xba") or (len(head) > 188 and head[0] == head[188] == 0x47):  # PS pack, TS sync bytes
+    if head.startswith(b"\x00\x00\x01\xba") or (
+        len(head) > 188 and head[0] == head[188] == 0x47
+    ):  # PS pack, TS sync bytes
         return "mpeg"
     return None
 
@@ -63,7 +65,9 @@ def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
     container = _container(head)
     audio_only = {"wav", "flac", "mp3"}
     if container is None or (kind == "video" and container in audio_only):
-        raise RequestError(ErrorCode.NOT_MEDIA, f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file")
+        raise RequestError(
+            ErrorCode.NOT_MEDIA, f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file"
+        )
 
 
 def check_emotion(spec: str, intensity: float, library: EmotionLibrary) -> None:

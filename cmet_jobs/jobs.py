@@ -64,7 +64,9 @@ def to_schema(job: Job, storage: Storage) -> schemas.Job:
 
 def active_count(session: Session, key_id: str) -> int:
     states = (JobState.QUEUED, JobState.RUNNING)
-    return int(session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key_id, Job.state.in_(states))) or 0)
+    return int(
+        session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key_id, Job.state.in_(states))) or 0
+    )
 
 
 def lock(session: Session, job_id: str) -> Job | None:
@@ -106,7 +108,12 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
         return job
     job.attempts += 1
     if job.attempts > max_attempts:
-        finish(job, JobState.FAILED, ErrorCode.TOO_MANY_ATTEMPTS, f"the job was started {max_attempts} times without finishing")
+        finish(
+            job,
+            JobState.FAILED,
+            ErrorCode.TOO_MANY_ATTEMPTS,
+            f"the job was started {max_attempts} times without finishing",
+        )
         return job
     job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
     job.lease_until = now() + timedelta(seconds=LEASE_S)
@@ -114,7 +121,11 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
 
 
 def finish(
-    job: Job, state: JobState, code: ErrorCode | None = None, message: str | None = None, result: dict[str, Any] | None = None
+    job: Job,
+    state: JobState,
+    code: ErrorCode | None = None,
+    message: str | None = None,
+    result: dict[str, Any] | None = None,
 ) -> None:
     assert state.final, state
     job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message

@@ -25,7 +25,9 @@ class NewKey:
     secret: str
 
 
-def create_key(session: Session, name: str, max_concurrent_jobs: int = 4, max_submissions_per_minute: int = 60) -> NewKey:
+def create_key(
+    session: Session, name: str, max_concurrent_jobs: int = 4, max_submissions_per_minute: int = 60
+) -> NewKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
         name=name,

@@ -34,14 +34,17 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 # Refused even with allow_private: these hand out credentials of the machine's cloud role.
-METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254",  # AWS, GCP, Azure, OCI, OpenStack, DigitalOcean
-    "169.254.170.2",  # AWS ECS task credentials
-    "169.254.170.23",  # AWS EKS pod identity agent
-    "fd00:ec2::254",  # AWS IMDS over IPv6
-    "fd00:ec2::23",  # AWS EKS pod identity agent over IPv6
-    "100.100.100.200",  # Alibaba Cloud
-))
+METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OCI, OpenStack, DigitalOcean
+        "169.254.170.2",  # AWS ECS task credentials
+        "169.254.170.23",  # AWS EKS pod identity agent
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "fd00:ec2::23",  # AWS EKS pod identity agent over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
 
 # Not public, yet not `is_private` in Python 3.11's tables.
 _EXTRA_NON_PUBLIC: Final = (
@@ -54,8 +57,13 @@ _IPV4_COMPAT: Final = ipaddress.ip_network("::/96")  # deprecated IPv4-compatibl
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HTTPX_ERRORS: Final = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _NETWORK_ERRORS: Final = (
-    *_HTTPX_ERRORS, httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError,
+    *_HTTPX_ERRORS,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    OSError,
 )
 USER_AGENT: Final = "cmet"
 
@@ -136,7 +144,9 @@ def _target(url: httpx.URL, schemes: Sequence[str]) -> tuple[str, int]:
     """(ASCII host, port) of a URL the guard accepts syntactically."""
     allowed = tuple(s.lower() for s in schemes)
     if url.scheme not in allowed:
-        raise BlockedURLError(ErrorCode.URL_SCHEME, f"scheme {url.scheme or '(none)'!r} is not allowed; use {' or '.join(allowed)}")
+        raise BlockedURLError(
+            ErrorCode.URL_SCHEME, f"scheme {url.scheme or '(none)'!r} is not allowed; use {' or '.join(allowed)}"
+        )
     if url.userinfo:
         raise BlockedURLError(ErrorCode.URL_HOST, "credentials in the URL are not allowed")
     host = url.raw_host.decode("ascii")
@@ -191,8 +201,14 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
         self.pins: dict[tuple[str, int], list[IPAddress]] = {}
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         addresses = self.pins.get((host, port))
         if not addresses:
             raise httpcore.ConnectError(f"{host}:{port} was not checked")
@@ -205,8 +221,9 @@ class _PinnedBackend(httpcore.NetworkBackend):
         assert error is not None
         raise error
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("unix sockets are not allowed")
 
     def sleep(self, seconds: float) -> None:
@@ -240,8 +257,9 @@ class _GuardedTransport(httpx.BaseTransport):
     def __init__(self, *, allow_private: bool, schemes: Sequence[str]) -> None:
         self._allow_private, self._schemes = allow_private, tuple(schemes)
         self._backend = _PinnedBackend()
-        self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=self._backend,
-                                             max_connections=4)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=_ssl_context(), network_backend=self._backend, max_connections=4
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
@@ -249,8 +267,12 @@ class _GuardedTransport(httpx.BaseTransport):
         self._backend.pins[(host, port)] = _resolve_checked(host, port, self._allow_private)
         core = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
-                             target=request.url.raw_path),
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
             headers=request.headers.raw,
             content=request.stream,
             extensions=request.extensions,
@@ -260,8 +282,12 @@ class _GuardedTransport(httpx.BaseTransport):
         except _NETWORK_ERRORS as exc:
             raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"{host}:{port}: {exc!r}") from None
         assert isinstance(response.stream, Iterable)
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=_GuardedStream(response.stream), extensions=response.extensions)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_GuardedStream(response.stream),
+            extensions=response.extensions,
+        )
 
     def close(self) -> None:
         self._pool.close()
@@ -269,9 +295,13 @@ class _GuardedTransport(httpx.BaseTransport):
 
 def _client(allow_private: bool, schemes: Sequence[str], timeout: float) -> httpx.Client:
     # trust_env=False: no proxy from the environment (it would bypass the pinning) and no ~/.netrc.
-    return httpx.Client(transport=_GuardedTransport(allow_private=allow_private, schemes=schemes),
-                        timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False,
-                        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    return httpx.Client(
+        transport=_GuardedTransport(allow_private=allow_private, schemes=schemes),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+    )
 
 
 def _save(response: httpx.Response, part: Path, max_bytes: int, deadline: float) -> int:
@@ -287,9 +317,17 @@ def _save(response: httpx.Response, part: Path, max_bytes: int, deadline: float)
     return size
 
 
-def fetch_to_file(url: str, dest: Path, *, max_bytes: int, allow_private: bool = False,
-                  schemes: Sequence[str] = ("https",), timeout: float = 30.0, max_redirects: int = 5,
-                  total_timeout: float = 600.0) -> FetchResult:
+def fetch_to_file(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    allow_private: bool = False,
+    schemes: Sequence[str] = ("https",),
+    timeout: float = 30.0,
+    max_redirects: int = 5,
+    total_timeout: float = 600.0,
+) -> FetchResult:
     """GET `url` into `dest`, following up to `max_redirects` redirects, each hop checked and pinned.
 
     The body goes to `dest.part` first and is renamed when complete, so `dest` never holds a partial
@@ -301,7 +339,10 @@ def fetch_to_file(url: str, dest: Path, *, max_bytes: int, allow_private: bool =
     part = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + total_timeout
     try:
-        with _client(allow_private, schemes, timeout) as client, _follow(client, current, max_redirects) as (response, current):
+        with (
+            _client(allow_private, schemes, timeout) as client,
+            _follow(client, current, max_redirects) as (response, current),
+        ):
             _check_declared(response, current, max_bytes)
             size = _save(response, part, max_bytes, deadline)
             os.replace(part, dest)
@@ -314,8 +355,15 @@ def fetch_to_file(url: str, dest: Path, *, max_bytes: int, allow_private: bool =
         raise
 
 
-def probe_url(url: str, *, max_bytes: int, allow_private: bool = False, schemes: Sequence[str] = ("https",),
-              timeout: float = 5.0, max_redirects: int = 5) -> None:
+def probe_url(
+    url: str,
+    *,
+    max_bytes: int,
+    allow_private: bool = False,
+    schemes: Sequence[str] = ("https",),
+    timeout: float = 5.0,
+    max_redirects: int = 5,
+) -> None:
     """What `fetch_to_file` would meet, without the body: every redirect hop checked, the final
     answer a success, the declared size within `max_bytes`. Lets the API refuse a bad URL input
     (a redirect to a private address, a 404, a file too big) at submission; the worker checks again
@@ -323,7 +371,10 @@ def probe_url(url: str, *, max_bytes: int, allow_private: bool = False, schemes:
     current = _parse(url)
     check_url(str(current), allow_private=allow_private, schemes=schemes)
     try:
-        with _client(allow_private, schemes, timeout) as client, _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current):
+        with (
+            _client(allow_private, schemes, timeout) as client,
+            _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current),
+        ):
             total = response.headers.get("content-range", "").rpartition("/")[2]
             if response.status_code == 206 and total.isdigit() and int(total) > max_bytes:
                 raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the file is {total} bytes; the limit is {max_bytes}")
@@ -334,8 +385,9 @@ def probe_url(url: str, *, max_bytes: int, allow_private: bool = False, schemes:
 
 
 @contextmanager
-def _follow(client: httpx.Client, current: httpx.URL, max_redirects: int,
-            headers: Mapping[str, str] | None = None) -> Iterator[tuple[httpx.Response, httpx.URL]]:
+def _follow(
+    client: httpx.Client, current: httpx.URL, max_redirects: int, headers: Mapping[str, str] | None = None
+) -> Iterator[tuple[httpx.Response, httpx.URL]]:
     """The final (non-redirect, successful) streamed response and its URL; each hop is checked by the transport."""
     for hop in range(max_redirects + 1):
         with client.stream("GET", current, headers=headers) as response:
@@ -362,9 +414,16 @@ def _check_declared(response: httpx.Response, url: httpx.URL, max_bytes: int) ->
         raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the response is {declared} bytes; the limit is {max_bytes}")
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str] | None = None, *, allow_private: bool = False,
-              schemes: Sequence[str] = ("https",), timeout: float = 10.0,
-              max_response_bytes: int = 64 * 1024) -> PostResult:
+def post_json(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    allow_private: bool = False,
+    schemes: Sequence[str] = ("https",),
+    timeout: float = 10.0,
+    max_response_bytes: int = 64 * 1024,
+) -> PostResult:
     """POST a webhook body through the same guard. Redirects are returned, not followed: a 3xx is not
     2xx, so the caller counts it as a failed delivery (following it could turn a public URL into a
     private one, and would re-send a signed body to a host the subscriber never named)."""
@@ -372,8 +431,10 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str] | None = None, *
     sent = httpx.Headers(headers or {})
     sent.setdefault("Content-Type", "application/json")
     try:
-        with _client(allow_private, schemes, timeout) as client, \
-                client.stream("POST", url, content=body, headers=sent) as response:
+        with (
+            _client(allow_private, schemes, timeout) as client,
+            client.stream("POST", url, content=body, headers=sent) as response,
+        ):
             received = bytearray()
             for chunk in response.iter_raw():
                 received += chunk[: max_response_bytes - len(received)]

@@ -35,8 +35,13 @@ def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
         (folder / "queue").mkdir(parents=True, exist_ok=True)
         (folder / "control").mkdir(parents=True, exist_ok=True)
         # control_folder too: kombu's default is ./control, a folder in whatever directory the process started in
-        return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"), "control_folder": str(folder / "control"),
-                "store_processed": False, "polling_interval": 0.05}
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
     return {"visibility_timeout": VISIBILITY_TIMEOUT_S, "unacked_restore_interval": 2, "unacked_restore_throttle": 1}
 
 

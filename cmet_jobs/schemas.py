@@ -13,7 +13,13 @@ from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
 from cmet_jobs.states import DeliveryState, EmotionState
 
 WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
-ALL_EVENTS: tuple[WebhookEvent, ...] = ("edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled")
+ALL_EVENTS: tuple[WebhookEvent, ...] = (
+    "edit.running",
+    "edit.progress",
+    "edit.succeeded",
+    "edit.failed",
+    "edit.canceled",
+)
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]

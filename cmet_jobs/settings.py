@@ -33,28 +33,43 @@ class JobsSettings(CoreSettings):
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
-    s3_public_endpoint_url: str | None = Field(default=None, description="Endpoint clients reach for presigned URLs, when it differs (compose: MinIO behind a proxy).")
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint clients reach for presigned URLs, when it differs (compose: MinIO behind a proxy).",
+    )
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
 
-    public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads).")
-    url_signing_key: str | None = Field(default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads)."
+    )
+    url_signing_key: str | None = Field(
+        default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR."
+    )
     url_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of presigned download and upload URLs.")
 
     max_video_bytes: int = Field(default=500 * 1024**2, gt=0)
     max_speech_bytes: int = Field(default=50 * 1024**2, gt=0)
     max_video_duration_s: float = Field(default=600.0, gt=0, description="Longer videos are refused at submission.")
-    allow_private_urls: bool = Field(default=False, description="Let URL inputs and webhooks reach private/LAN addresses.")
+    allow_private_urls: bool = Field(
+        default=False, description="Let URL inputs and webhooks reach private/LAN addresses."
+    )
 
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
-    batch_max: int = Field(default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs.")
-    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait for other jobs' rows before a forward runs.")
+    batch_max: int = Field(
+        default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."
+    )
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="Longest wait for other jobs' rows before a forward runs."
+    )
     batch_models: dict[BatchedModel, ModelBatching] = Field(
         default_factory=dict,
         description='Per-model overrides of batch_max/batch_wait_ms, as JSON: {"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}.',
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
-    models_set: Path | None = Field(default=None, description="Model set the worker serves; default: the models dir's choice.")
+    models_set: Path | None = Field(
+        default=None, description="Model set the worker serves; default: the models dir's choice."
+    )
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> JobsSettings:

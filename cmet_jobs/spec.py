@@ -52,5 +52,8 @@ class EditSpec(EmotionChoice, FaceChoice):
 
     def options(self, max_duration_s: float) -> EditOptions:
         return EditOptions(
-            face_index=self.face_index, face_box=self.face_box, source_frame=self.source_frame, max_duration_s=max_duration_s
+            face_index=self.face_index,
+            face_box=self.face_box,
+            source_frame=self.source_frame,
+            max_duration_s=max_duration_s,
         )

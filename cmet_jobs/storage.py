@@ -105,7 +105,9 @@ class S3Storage:
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
         self.client = s3_client(settings)
         # presigned URLs are signed for the host clients use (a signature covers the host)
-        self.signer = s3_client(settings, settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else self.client
+        self.signer = (
+            s3_client(settings, settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else self.client
+        )
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -120,7 +122,14 @@ class S3Storage:
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         # upload_file switches to multipart above 8 MiB by itself
-        self._call("upload", self.client.upload_file, str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
+        self._call(
+            "upload",
+            self.client.upload_file,
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"ContentType": content_type},
+        )
 
     def get_file(self, key: str, path: Path) -> None:
         self._call("download", self.client.download_file, self.bucket, self._key(key), str(path))
@@ -136,11 +145,15 @@ class S3Storage:
             raise StorageError(f"S3 head failed: {exc}") from exc
 
     def head(self, key: str, n: int) -> bytes:
-        body = self._call("read", self.client.get_object, Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{n - 1}")
+        body = self._call(
+            "read", self.client.get_object, Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{n - 1}"
+        )
         return bytes(body["Body"].read())
 
     def delete_prefix(self, prefix: str) -> None:
-        pages = self._call("list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix))
+        pages = self._call(
+            "list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix)
+        )
         for page in pages:
             objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
@@ -150,10 +163,18 @@ class S3Storage:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return str(self._call("presign", self.signer.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s))
+        return str(
+            self._call("presign", self.signer.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s)
+        )
 
     def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
-        url = self._call("presign", self.signer.generate_presigned_url, "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.ttl_s)
+        url = self._call(
+            "presign",
+            self.signer.generate_presigned_url,
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=self.ttl_s,
+        )
         return str(url), {}
 
     def check(self) -> None:

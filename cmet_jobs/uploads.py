@@ -21,7 +21,12 @@ class NewUpload:
 
 
 def new_upload(
-    session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, kind: Literal["video", "speech"], filename: str,
+    session: Session,
+    settings: JobsSettings,
+    storage: Storage,
+    key: ApiKey,
+    kind: Literal["video", "speech"],
+    filename: str,
     content_type: str,
 ) -> NewUpload:
     """An asset record and the URL to PUT its file to, limited to the size of its kind."""

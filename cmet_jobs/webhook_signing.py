@@ -74,7 +74,9 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
         raise ValueError("a webhook id is non-empty and has no whitespace")
     if timestamp < 0:
         raise ValueError("a webhook timestamp is seconds since the epoch")
-    return f"{SIGNATURE_VERSION}," + base64.b64encode(_digest(decode_secret(secret), msg_id, timestamp, body)).decode("ascii")
+    return f"{SIGNATURE_VERSION}," + base64.b64encode(_digest(decode_secret(secret), msg_id, timestamp, body)).decode(
+        "ascii"
+    )
 
 
 def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
@@ -86,8 +88,14 @@ def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, 
     }
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
-           now: float | None = None) -> None:
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> None:
     """Raise WebhookVerificationError unless a `v1` signature in the headers matches and the
     timestamp is within `tolerance_s` of `now` (either way: a future stamp is as suspect as an old one)."""
     key = decode_secret(secret)

@@ -45,7 +45,11 @@ def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None
         return None
     data = jobs.to_schema(job, storage).model_dump(mode="json")
     delivery = WebhookDelivery(
-        job_id=job.id, key_id=job.key_id, event=event, msg_id=msg_id, url=job.webhook_url,
+        job_id=job.id,
+        key_id=job.key_id,
+        event=event,
+        msg_id=msg_id,
+        url=job.webhook_url,
         payload={"type": event, "timestamp": now().isoformat(), "data": data},
     )
     session.add(delivery)
@@ -65,7 +69,11 @@ def _claim(settings: JobsSettings, delivery_id: str) -> bool:
     with session_scope(settings.db_url) as session:
         claimed = session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now())
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.state == DeliveryState.PENDING,
+                WebhookDelivery.next_attempt_at <= now(),
+            )
             .values(state=DeliveryState.SENDING, next_attempt_at=None)
         )
         return claimed.rowcount == 1  # type: ignore[attr-defined]
@@ -88,12 +96,23 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
         secret = key.webhook_secret
     started, status, error, retry_after = time.monotonic(), None, None, None
     try:
-        result = post_json(url, body, signed_headers(secret, msg_id, int(time.time()), body), allow_private=settings.allow_private_urls, schemes=settings.url_schemes)
+        result = post_json(
+            url,
+            body,
+            signed_headers(secret, msg_id, int(time.time()), body),
+            allow_private=settings.allow_private_urls,
+            schemes=settings.url_schemes,
+        )
         status = result.status_code
         retry_after = retry_after_seconds(result.headers.get("retry-after"))
     except BlockedURLError as exc:
         error = f"{exc.code}: {exc}"
-    attempt: dict[str, Any] = {"at": now().isoformat(), "status": status, "error": error, "duration_ms": round(1000 * (time.monotonic() - started))}
+    attempt: dict[str, Any] = {
+        "at": now().isoformat(),
+        "status": status,
+        "error": error,
+        "duration_ms": round(1000 * (time.monotonic() - started)),
+    }
     with session_scope(settings.db_url) as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
@@ -120,7 +139,11 @@ def _disable(session: Session, job_id: str) -> None:
     if job is not None:
         job.webhook_events = {"events": [], "disabled": "410 Gone"}
     session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.job_id == job_id, WebhookDelivery.state.in_((DeliveryState.PENDING, DeliveryState.SENDING))).values(state=DeliveryState.DISABLED, next_attempt_at=None)
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.job_id == job_id, WebhookDelivery.state.in_((DeliveryState.PENDING, DeliveryState.SENDING))
+        )
+        .values(state=DeliveryState.DISABLED, next_attempt_at=None)
     )
 
 
@@ -132,11 +155,16 @@ def due(settings: JobsSettings, limit: int = 100) -> list[str]:
     with session_scope(settings.db_url) as session:
         session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.state == DeliveryState.SENDING, WebhookDelivery.updated_at < now() - timedelta(seconds=STALE_SENDING_S))
+            .where(
+                WebhookDelivery.state == DeliveryState.SENDING,
+                WebhookDelivery.updated_at < now() - timedelta(seconds=STALE_SENDING_S),
+            )
             .values(state=DeliveryState.PENDING, next_attempt_at=now())
         )
         rows = session.scalars(
-            select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now()).limit(limit)
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now())
+            .limit(limit)
         )
         return list(rows)
 

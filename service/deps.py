@@ -39,7 +39,9 @@ def _key(request: Request, session: SessionDep) -> ApiKey:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise RequestError(ErrorCode.UNAUTHORIZED, "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
+        raise RequestError(
+            ErrorCode.UNAUTHORIZED, "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"}
+        )
     key = find_key(session, secret.strip())
     if key is None:
         raise RequestError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
@@ -55,7 +57,9 @@ def reject_unknown_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {p.alias for p in dependant.query_params} | {p.alias for d in dependant.dependencies for p in d.query_params}
+    known = {p.alias for p in dependant.query_params} | {
+        p.alias for d in dependant.dependencies for p in d.query_params
+    }
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise RequestError(ErrorCode.INVALID_REQUEST, f"unknown query parameter(s): {', '.join(unknown)[:200]}")

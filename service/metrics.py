@@ -25,7 +25,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 REQUESTS = Counter("cmet_http_requests_total", "API requests.", ["method", "route", "status"])
-LATENCY = Histogram("cmet_http_request_duration_seconds", "API request latency.", ["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LATENCY = Histogram(
+    "cmet_http_request_duration_seconds",
+    "API request latency.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 def _route(request: Request) -> str:

@@ -29,17 +29,41 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-_TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal error", 503: "Unavailable"}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Unavailable",
+}
 
 
 def problem_response(
-    code: ErrorCode, detail: str, headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None,
+    code: ErrorCode,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
     status: int | None = None,
 ) -> JSONResponse:
     """`status` overrides the code's own only for errors raised by the framework (`http_error`)."""
     status = code.status if status is None else status
-    body = Problem(type=PROBLEM_TYPE + code, title=_TITLES.get(status, "Error"), status=status, code=code, detail=detail, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type="application/problem+json")
+    body = Problem(
+        type=PROBLEM_TYPE + code,
+        title=_TITLES.get(status, "Error"),
+        status=status,
+        code=code,
+        detail=detail,
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type="application/problem+json"
+    )
 
 
 def _allowed_methods(request: Request) -> set[str]:
@@ -75,7 +99,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors while reading a JSON body
+        if exc.status_code == 400 and isinstance(
+            exc.__cause__, BodyTooLarge
+        ):  # FastAPI wraps errors while reading a JSON body
             return too_large_response(exc.__cause__.limit)
         if exc.status_code == 400:  # an unparseable body: the same answer as any other invalid request
             return problem_response(ErrorCode.INVALID_REQUEST, str(exc.detail))

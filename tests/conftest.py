@@ -39,7 +39,7 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator["Stack"]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
     """The running service (PostgreSQL, Redis, moto S3, uvicorn, a Celery worker) shared by the run."""
     from tests.service.stack import moto_s3, postgres_database, running_stack
 

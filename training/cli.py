@@ -170,8 +170,10 @@ def synthetic(
         linear_reference(cast(SyntheticPairs, open_source(cfg.model_copy(update={"seed": seed}))))
         for seed in range(seeds)
     ]
-    typer.echo(f"reference: a linear ridge map on the same draws reaches {np.mean(linear):.3f} +- {np.std(linear):.3f} "
-               f"({', '.join(f'{v:.3f}' for v in linear)})")
+    typer.echo(
+        f"reference: a linear ridge map on the same draws reaches {np.mean(linear):.3f} +- {np.std(linear):.3f} "
+        f"({', '.join(f'{v:.3f}' for v in linear)})"
+    )
     scored = "recon+cnt+dir" if "recon+cnt+dir" in names else names[-1]
     mean = sum(r.unseen_cos for r in rows if r.variant == scored) / seeds
     typer.echo(f"goal: {scored} unseen-emotion cosine {mean:.3f} {'>=' if mean >= GOAL else '<'} {GOAL}")

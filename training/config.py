@@ -47,7 +47,9 @@ class DataConfig(_Section):
     held_out_speakers: tuple[str, ...] = Field(default=(), description="Speakers kept out of training for evaluation.")
     emotions: tuple[str, ...] | None = Field(default=None, description="Emotions to train on; default all in the data.")
     teacher_forcing: float = Field(
-        default=0.5, gt=0, le=1,
+        default=0.5,
+        gt=0,
+        le=1,
         description="Share of windows whose reference is the previous window's true change (the rest get zeros, "
         "as a clip's first window does). Above 0: a batch of all-zero references has no variance for the "
         "reference encoder's batch norms, whose gradients then blow up to about 1e15 and gradient clipping stops all "

@@ -198,8 +198,16 @@ class _Features:
 class ClipPairs:
     """Pairs of a real layout, with their features loaded once (they are small: 10 floats a frame)."""
 
-    def __init__(self, clips: list[Clip], *, seed: int, window: int, held_out_speakers: Iterable[str] = (),
-                 emotions: Iterable[str] | None = None, teacher_forcing: float = 0.5) -> None:
+    def __init__(
+        self,
+        clips: list[Clip],
+        *,
+        seed: int,
+        window: int,
+        held_out_speakers: Iterable[str] = (),
+        emotions: Iterable[str] | None = None,
+        teacher_forcing: float = 0.5,
+    ) -> None:
         allowed = set(emotions) if emotions is not None else None
         usable = [c for c in clips if c.has_features and (allowed is None or c.emotion in allowed)]
         self.clips = usable

@@ -55,9 +55,15 @@ def export_run(run_dir: Path, registry: Registry, version: str | None = None, bu
     )
     with tempfile.TemporaryDirectory(prefix="cmet-export-") as scratch:
         manifest_path = write_model(
-            connector, Path(scratch), kind="connector", name=cfg.name, version=version or next_version(registry, bump),
-            config=connector_config(cfg.model, cfg.data.window).to_dict(), source=Source(kind="trained", seed=cfg.seed),
-            origin=f"run {run_dir}", training=record,
+            connector,
+            Path(scratch),
+            kind="connector",
+            name=cfg.name,
+            version=version or next_version(registry, bump),
+            config=connector_config(cfg.model, cfg.data.window).to_dict(),
+            source=Source(kind="trained", seed=cfg.seed),
+            origin=f"run {run_dir}",
+            training=record,
         )
         return registry.publish(manifest_path)
 

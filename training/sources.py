@@ -16,6 +16,10 @@ def open_source(cfg: TrainConfig) -> PairSource:
         return SyntheticPairs(root, cfg.seed, d.window, d.synthetic, d.teacher_forcing)
     assert d.root is not None
     return ClipPairs(
-        find_clips(d.layout, d.root), seed=cfg.seed, window=d.window, held_out_speakers=d.held_out_speakers,
-        emotions=d.emotions, teacher_forcing=d.teacher_forcing,
+        find_clips(d.layout, d.root),
+        seed=cfg.seed,
+        window=d.window,
+        held_out_speakers=d.held_out_speakers,
+        emotions=d.emotions,
+        teacher_forcing=d.teacher_forcing,
     )

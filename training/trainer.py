@@ -82,8 +82,16 @@ class RunResult:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, source: PairSource, run_dir: Path, *, progress: bool = False,
-                 init_state: dict[str, torch.Tensor] | None = None, parent: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        source: PairSource,
+        run_dir: Path,
+        *,
+        progress: bool = False,
+        init_state: dict[str, torch.Tensor] | None = None,
+        parent: str | None = None,
+    ) -> None:
         self.cfg, self.source, self.run_dir, self.progress = cfg, source, Path(run_dir), progress
         self.device = pick_device(cfg.device)
         self.dtype = autocast_dtype(cfg.amp, self.device)

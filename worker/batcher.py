@@ -43,7 +43,9 @@ class _Request:
 class _Model:
     """One model's queue and serving thread; `run(payloads)` does the batched forward and returns per-request results."""
 
-    def __init__(self, name: str, policy: BatchPolicy, run: Callable[[list[Any]], list[Any]], observe: Callable[[str, int], None]) -> None:
+    def __init__(
+        self, name: str, policy: BatchPolicy, run: Callable[[list[Any]], list[Any]], observe: Callable[[str, int], None]
+    ) -> None:
         self.name, self.policy, self.run, self.observe = name, policy, run, observe
         self.requests: queue.Queue[_Request] = queue.Queue()
         threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True).start()
@@ -87,8 +89,13 @@ def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 class BatchingRunner:
     """An `EDTalkRunner` whose encode and render calls are batched with other threads' calls."""
 
-    def __init__(self, runner: EDTalkRunner, policy: BatchPolicy = BatchPolicy(), observe: Callable[[str, int], None] = lambda model, rows: None,
-                 renderer_policy: BatchPolicy | None = None) -> None:
+    def __init__(
+        self,
+        runner: EDTalkRunner,
+        policy: BatchPolicy = BatchPolicy(),
+        observe: Callable[[str, int], None] = lambda model, rows: None,
+        renderer_policy: BatchPolicy | None = None,
+    ) -> None:
         """`policy` batches the encoder, and the renderer too unless `renderer_policy` is given."""
         self.runner = runner
         self.device = runner.device
@@ -110,7 +117,9 @@ class BatchingRunner:
         parts = [_split(getattr(motion, f), sizes) for f in ("lip", "pose", "exp", "wa")]
         return [Motion(*(p[i] for p in parts)) for i in range(len(sizes))]
 
-    def _render_many(self, payloads: list[tuple[SourceCache, torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    def _render_many(
+        self, payloads: list[tuple[SourceCache, torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> list[torch.Tensor]:
         sizes = [p[1].shape[0] for p in payloads]
         if len(payloads) == 1:
             return [self.runner.render(*payloads[0])]
@@ -132,7 +141,12 @@ class SpeechBatcher:
     """emotion2vec+ over the speech clips of concurrent jobs in shared forwards; call it like
     `Editor.embed_speech` (clips in, one embedding row per clip out)."""
 
-    def __init__(self, embed: Callable[[Sequence[Path]], np.ndarray], policy: BatchPolicy, observe: Callable[[str, int], None] = lambda model, rows: None) -> None:
+    def __init__(
+        self,
+        embed: Callable[[Sequence[Path]], np.ndarray],
+        policy: BatchPolicy,
+        observe: Callable[[str, int], None] = lambda model, rows: None,
+    ) -> None:
         self._embed = embed
         self._model = _Model("emotion2vec", policy, self._embed_many, observe)
 

@@ -48,7 +48,9 @@ def check_visibility(app: Celery) -> None:
     """Refuse to start when Redis could hand a still-running job to a second worker."""
     timeout = (app.conf.broker_transport_options or {}).get("visibility_timeout")
     if timeout is not None and timeout <= app.conf.task_time_limit:
-        raise RuntimeError(f"broker visibility_timeout {timeout} s must exceed the task time limit {app.conf.task_time_limit} s")
+        raise RuntimeError(
+            f"broker visibility_timeout {timeout} s must exceed the task time limit {app.conf.task_time_limit} s"
+        )
 
 
 app = make_app()

@@ -63,9 +63,21 @@ def plan(spec: str, available: int) -> list[DeviceSlot]:
 
 def command(slot: DeviceSlot, shared_queue: str, concurrency: int) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "-Q", ",".join(slot.queues(shared_queue)), "-c", str(concurrency),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-Q",
+        ",".join(slot.queues(shared_queue)),
+        "-c",
+        str(concurrency),
         # several jobs at once run as threads of one process: one copy of the models, batched forwards
-        "--pool", "threads" if concurrency > 1 else "prefork",
-        "-n", f"cmet-{slot.name}@%h", "-l", "info",
+        "--pool",
+        "threads" if concurrency > 1 else "prefork",
+        "-n",
+        f"cmet-{slot.name}@%h",
+        "-l",
+        "info",
     ]

@@ -34,7 +34,9 @@ class Heartbeat:
     def __init__(self, settings: JobsSettings, job_id: str) -> None:
         self._stop = threading.Event()
         # in the job's logging context (its lines carry the job id)
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._beat, settings, job_id), daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._beat, settings, job_id), daemon=True
+        )
         self._thread.start()
 
     def _beat(self, settings: JobsSettings, job_id: str) -> None:
@@ -66,7 +68,9 @@ class Progress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         moment = time.monotonic()
         if moment > self.deadline:
-            raise JobTimedOut(f"the edit ran past its time limit of {self.limit_s:.0f} s (stage {stage}, {done}/{total} frames)")
+            raise JobTimedOut(
+                f"the edit ran past its time limit of {self.limit_s:.0f} s (stage {stage}, {done}/{total} frames)"
+            )
         if moment - self.last < PROGRESS_EVERY_S and done < total:
             return
         self.last = moment
@@ -77,7 +81,9 @@ class Progress:
                 raise JobCanceled()
             before = int(job.progress * 10)
             job.stage, job.progress = stage, round(lo + (hi - lo) * done / max(total, 1), 4)
-            event = webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
+            event = (
+                webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
+            )
         webhooks.dispatch(self.settings, [event])
 
 

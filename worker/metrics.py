@@ -13,12 +13,30 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 JOBS = Counter("cmet_jobs_total", "Edit jobs that reached a state in a worker.", ["state"])
-QUEUE_WAIT = Histogram("cmet_queue_wait_seconds", "From submission to a worker starting the job.", buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600))
-STAGE = Histogram("cmet_stage_duration_seconds", "Seconds per pipeline stage of one job.", ["stage"], buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900))
+QUEUE_WAIT = Histogram(
+    "cmet_queue_wait_seconds",
+    "From submission to a worker starting the job.",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+STAGE = Histogram(
+    "cmet_stage_duration_seconds",
+    "Seconds per pipeline stage of one job.",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
+)
 FRAMES = Counter("cmet_frames_processed_total", "Video frames edited.")
-MODEL_LOAD = Histogram("cmet_model_load_seconds", "Loading a model set into a worker.", buckets=(0.5, 1, 2, 5, 10, 30, 60, 120))
-GPU_MEMORY = Gauge("cmet_gpu_memory_bytes", "CUDA memory allocated by this worker's models.", ["device"], multiprocess_mode="livemax")
-BATCH = Histogram("cmet_batch_size", "Frames per batched model forward, across concurrent jobs.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64))
+MODEL_LOAD = Histogram(
+    "cmet_model_load_seconds", "Loading a model set into a worker.", buckets=(0.5, 1, 2, 5, 10, 30, 60, 120)
+)
+GPU_MEMORY = Gauge(
+    "cmet_gpu_memory_bytes", "CUDA memory allocated by this worker's models.", ["device"], multiprocess_mode="livemax"
+)
+BATCH = Histogram(
+    "cmet_batch_size",
+    "Frames per batched model forward, across concurrent jobs.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 WEBHOOKS = Counter("cmet_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"])
 
 

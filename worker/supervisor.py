@@ -43,9 +43,20 @@ class Child:
         say(f"worker {self.slot.name} started (pid {self.proc.pid})")
 
 
-def supervise(slots: list[DeviceSlot], shared_queue: str, concurrency: int, base_port: int, say: Callable[[str], None], poll_s: float = 0.5) -> None:
+def supervise(
+    slots: list[DeviceSlot],
+    shared_queue: str,
+    concurrency: int,
+    base_port: int,
+    say: Callable[[str], None],
+    poll_s: float = 0.5,
+) -> None:
     children = [
-        Child(slot, command(slot, shared_queue, concurrency), {**os.environ, **slot.environment(base_port + i if base_port else 0)})
+        Child(
+            slot,
+            command(slot, shared_queue, concurrency),
+            {**os.environ, **slot.environment(base_port + i if base_port else 0)},
+        )
         for i, slot in enumerate(slots)
     ]
     stopping = False
@@ -65,7 +76,7 @@ def supervise(slots: list[DeviceSlot], shared_queue: str, concurrency: int, base
                 code = child.proc.returncode
                 stable = time.monotonic() - child.started > 60
                 child.restarts = 0 if stable else child.restarts + 1
-                delay = min(MAX_BACKOFF_S, 2.0 ** child.restarts - 1)
+                delay = min(MAX_BACKOFF_S, 2.0**child.restarts - 1)
                 say(f"worker {child.slot.name} exited with {code}; restarting in {delay:.0f} s")
                 child.proc, child.next_start = None, time.monotonic() + delay
             if child.proc is None and not stopping and time.monotonic() >= child.next_start:

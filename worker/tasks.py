@@ -47,15 +47,22 @@ def _fetch(ref: InputRef, dest: Path, settings: JobsSettings, max_bytes: int) ->
 
     assert ref.url is not None
     try:
-        fetch_to_file(ref.url, dest, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=settings.url_schemes)
+        fetch_to_file(
+            ref.url, dest, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=settings.url_schemes
+        )
     except BlockedURLError as exc:
         raise InputError(exc.code, f"{ref.url}: {exc}") from None
     return dest
 
 
 def _finish(
-    settings: JobsSettings, job_id: str, state: JobState, code: ErrorCode | None = None, message: str | None = None,
-    result: dict[str, Any] | None = None, output_key: str | None = None,
+    settings: JobsSettings,
+    job_id: str,
+    state: JobState,
+    code: ErrorCode | None = None,
+    message: str | None = None,
+    result: dict[str, Any] | None = None,
+    output_key: str | None = None,
 ) -> None:
     with session_scope(settings.db_url) as session:
         job = jobs.lock(session, job_id)
@@ -94,7 +101,13 @@ def _expire_stuck_job(settings: JobsSettings, job_id: str, limit_s: float) -> No
     the container's restart policy starts the worker again."""
     try:
         storage_for(settings).delete_prefix(jobs.output_key(job_id))
-        _finish(settings, job_id, JobState.FAILED, ErrorCode.TIMEOUT, f"the edit was stuck past its hard time limit of {limit_s:.0f} s")
+        _finish(
+            settings,
+            job_id,
+            JobState.FAILED,
+            ErrorCode.TIMEOUT,
+            f"the edit was stuck past its hard time limit of {limit_s:.0f} s",
+        )
     finally:
         log.critical("edit %s stuck past its hard time limit; restarting the worker process", job_id)
         logging.shutdown()
@@ -112,7 +125,9 @@ class Ending:
 
 
 def _timed_out(exc: BaseException, soft_s: float) -> Ending:
-    return Ending(JobState.FAILED, ErrorCode.TIMEOUT, str(exc) or f"the edit ran past its time limit of {soft_s:.0f} s", True)
+    return Ending(
+        JobState.FAILED, ErrorCode.TIMEOUT, str(exc) or f"the edit ran past its time limit of {soft_s:.0f} s", True
+    )
 
 
 def _input(exc: BaseException, _: float) -> Ending:
@@ -125,7 +140,9 @@ def _crashed(exc: BaseException, _: float) -> Ending:
     return Ending(JobState.FAILED, ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}: {exc}")
 
 
-ENDINGS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[BaseException, float], Ending]], ...] = (
+ENDINGS: tuple[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[BaseException, float], Ending]], ...
+] = (
     (JobCanceled, lambda exc, soft: Ending(JobState.CANCELED, drop_output=True)),
     ((JobTimedOut, SoftTimeLimitExceeded), _timed_out),
     (InputError, _input),
@@ -201,7 +218,9 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
             with session_scope(settings.db_url) as session:
                 jobs.retry_later(session, job_id)
             countdown = 2 ** (storage_attempt + 1)
-            raise self.retry(countdown=countdown, kwargs={"storage_attempt": storage_attempt + 1}, max_retries=None) from exc
+            raise self.retry(
+                countdown=countdown, kwargs={"storage_attempt": storage_attempt + 1}, max_retries=None
+            ) from exc
         ending = ending_for(exc, soft)
         if ending.drop_output:
             storage.delete_prefix(jobs.output_key(job_id))
@@ -215,7 +234,9 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
 def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progress) -> dict[str, Any]:
     spec = claimed.spec
     video = _fetch(spec.video, work / "video", settings, settings.max_video_bytes)
-    speech = [_fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)]
+    speech = [
+        _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
+    ]
     with session_scope(settings.db_url) as session:
         library = emotions.library_for_key(session, claimed.key_id)
     target, options = spec.target(speech), spec.options(settings.max_video_duration_s)
@@ -224,8 +245,12 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
     return {
-        "frames": result.frames, "fps": result.fps, "duration_s": result.duration_s, "width": result.width,
-        "height": result.height, "connector": result.connector,
+        "frames": result.frames,
+        "fps": result.fps,
+        "duration_s": result.duration_s,
+        "width": result.width,
+        "height": result.height,
+        "connector": result.connector,
     }
 
 
@@ -259,7 +284,9 @@ def _build_emotion(emotion_id: str) -> str:
                 storage.get_file(key, paths[-1])
             embeddings = EDITOR.get(settings).embed_speech(paths)
         library = load_builtin_library()
-        entry = library.add_from_embeddings(name, list(embeddings), [Path(k).name for k in keys], source_set="api").model_dump(mode="json")
+        entry = library.add_from_embeddings(
+            name, list(embeddings), [Path(k).name for k in keys], source_set="api"
+        ).model_dump(mode="json")
     except InputError as exc:
         code, message = exc.code, str(exc)
     except ValueError as exc:

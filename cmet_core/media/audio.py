@@ -117,7 +117,9 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
                 if max_seconds is not None and read_s >= max_seconds:
                     break
         except av.error.FFmpegError as exc:
-            raise AudioDecodeError(ErrorCode.DECODE_FAILED, f"{name}: the audio stream does not decode ({exc})") from None
+            raise AudioDecodeError(
+                ErrorCode.DECODE_FAILED, f"{name}: the audio stream does not decode ({exc})"
+            ) from None
     pieces = []
     for rate, chunks in runs:
         mono = np.concatenate(chunks)

@@ -114,7 +114,9 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
             has_audio=bool(container.streams.audio),
         )
     if max_duration_s is not None and info.duration_s > max_duration_s:
-        raise MediaError(ErrorCode.TOO_LONG, f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s")
+        raise MediaError(
+            ErrorCode.TOO_LONG, f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s"
+        )
     return info
 
 

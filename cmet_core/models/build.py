@@ -45,7 +45,13 @@ from cmet_core.models.sets import (
 )
 
 # One shallow block as wide as emotion2vec+ large (1024-d, the connector's speech_dim): about 50 MB.
-TINY_EMOTION2VEC: dict[str, Any] = {"embed_dim": TINY_CONNECTOR.speech_dim, "depth": 1, "prenet_depth": 0, "heads": 16, "mlp_ratio": 1.0}
+TINY_EMOTION2VEC: dict[str, Any] = {
+    "embed_dim": TINY_CONNECTOR.speech_dim,
+    "depth": 1,
+    "prenet_depth": 0,
+    "heads": 16,
+    "mlp_ratio": 1.0,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,9 +131,23 @@ def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str =
             torch.manual_seed(seed)
             gen, con = Generator(TINY_EDTALK), Connector(TINY_CONNECTOR)
         source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
-        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-tiny", version=version, config=TINY_EDTALK.to_dict(), source=source)
         write_model(
-            con.state_dict(), stage, kind="connector", name="connector-tiny", version=version, config=TINY_CONNECTOR.to_dict(), source=source
+            gen.state_dict(),
+            stage,
+            kind="edtalk",
+            name="edtalk-tiny",
+            version=version,
+            config=TINY_EDTALK.to_dict(),
+            source=source,
+        )
+        write_model(
+            con.state_dict(),
+            stage,
+            kind="connector",
+            name="connector-tiny",
+            version=version,
+            config=TINY_CONNECTOR.to_dict(),
+            source=source,
         )
         add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
         finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
@@ -147,9 +167,23 @@ def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", se
         fill_module(gen, "edtalk")
         fill_module(con, "connector")
         source = Source(kind="cmet-fill-v1")
-        write_model(gen.state_dict(), stage, kind="edtalk", name="edtalk-filled", version="1.0.0", config=gen.cfg.to_dict(), source=source)
         write_model(
-            con.state_dict(), stage, kind="connector", name="connector-filled", version="1.0.0", config=con.cfg.to_dict(), source=source
+            gen.state_dict(),
+            stage,
+            kind="edtalk",
+            name="edtalk-filled",
+            version="1.0.0",
+            config=gen.cfg.to_dict(),
+            source=source,
+        )
+        write_model(
+            con.state_dict(),
+            stage,
+            kind="connector",
+            name="connector-filled",
+            version="1.0.0",
+            config=con.cfg.to_dict(),
+            source=source,
         )
         add_tiny_emotion2vec(
             stage, seed, name="emotion2vec-random", embed_dim=con.cfg.speech_dim, depth=1, prenet_depth=0
@@ -247,6 +281,8 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
         except ModelLoadError as exc:
             report.checks.append(Check(kind, entry.name, "failed", str(exc)))
         except OSError as exc:
-            report.checks.append(Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}"))
+            report.checks.append(
+                Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}")
+            )
     report.checks.extend(compatibility(configs))
     return report

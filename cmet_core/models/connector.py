@@ -77,10 +77,7 @@ def _scalar_sequence_encoder(hidden: int) -> nn.Sequential:
     """Treats each 10-d coefficient vector as a 1-channel signal and maps it to one `hidden` token."""
     blocks = _encoder_blocks(hidden)
     return nn.Sequential(
-        *[
-            ConvBlock(*spec, act=nn.Tanh() if i == len(blocks) - 1 else nn.ReLU())
-            for i, spec in enumerate(blocks)
-        ]
+        *[ConvBlock(*spec, act=nn.Tanh() if i == len(blocks) - 1 else nn.ReLU()) for i, spec in enumerate(blocks)]
     )
 
 
@@ -185,9 +182,7 @@ class Connector(nn.Module):
         """ref (B,T,exp), speech (B,1,speech_dim), exp (B,T,exp) -> deltas and the internals."""
         t = self.cfg.window
         if ref.shape[1] != t or exp.shape[1] != t:
-            raise ValueError(
-                f"connector windows must be exactly {t} frames, got {ref.shape[1]} and {exp.shape[1]}"
-            )
+            raise ValueError(f"connector windows must be exactly {t} frames, got {ref.shape[1]} and {exp.shape[1]}")
         ref_emb = self._embed_sequence(self.ref_encoder, ref)
         speech_emb = self.speaker_encoder(speech)
         exp_emb = self._embed_sequence(self.exp_encoder, exp)

@@ -122,9 +122,7 @@ def read_torch_checkpoint(path: Path) -> Any:
 def extract_state(checkpoint: Any, key: str, path: Path, what: str) -> dict[str, torch.Tensor]:
     """The state dict stored under `key`, or a message saying what the file holds instead."""
     if not isinstance(checkpoint, Mapping):
-        raise ModelLoadError(
-            f"{path} is not a {what} checkpoint: it holds a {type(checkpoint).__name__}, not a dict"
-        )
+        raise ModelLoadError(f"{path} is not a {what} checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
     if key not in checkpoint:
         found = ", ".join(repr(k) for k in list(checkpoint)[:8]) or "nothing"
         raise ModelLoadError(f"{path} is not a {what} checkpoint: no {key!r} entry (top-level keys: {found})")
@@ -153,7 +151,13 @@ def _convert(
 
     state = extract_state(read_torch_checkpoint(src), key, Path(src), what)
     mpath = write_model(
-        state, dest_dir, kind=kind, name=name, version=version, config=config, source=_source_for(src, source),
+        state,
+        dest_dir,
+        kind=kind,
+        name=name,
+        version=version,
+        config=config,
+        source=_source_for(src, source),
         origin=f"{src} (entry {key!r})",
     )
     load_module(mpath, kind)

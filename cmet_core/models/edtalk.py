@@ -48,9 +48,7 @@ class EDTalkConfig:
         if self.size < 8 or self.size & (self.size - 1):
             raise ValueError(f"EDTalk size must be a power of two >= 8, got {self.size}")
         if self.style_dim < self.lip_dim + self.pose_dim + self.exp_dim:
-            raise ValueError(
-                "EDTalk style_dim must be at least lip_dim + pose_dim + exp_dim (the QR basis needs it)"
-            )
+            raise ValueError("EDTalk style_dim must be at least lip_dim + pose_dim + exp_dim (the QR basis needs it)")
 
     def channels(self, resolution: int) -> int:
         return min(self.max_channels, self.channel_base * self.channel_multiplier // resolution)

@@ -60,7 +60,9 @@ def _check_version(version: str) -> str:
 
 
 def _unknown(version: str, where: str, versions: list[str]) -> ModelLoadError:
-    return ModelLoadError(f"connector version {version} is not in the registry {where} (versions: {', '.join(versions) or 'none'})")
+    return ModelLoadError(
+        f"connector version {version} is not in the registry {where} (versions: {', '.join(versions) or 'none'})"
+    )
 
 
 def _publishable(manifest_path: Path) -> tuple[ModelManifest, Path]:
@@ -100,7 +102,9 @@ class DirectoryRegistry:
         manifest, weights = _publishable(manifest_path)
         dest = self._dir(manifest.version)
         if dest.exists():
-            raise ModelLoadError(f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another")
+            raise ModelLoadError(
+                f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another"
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", suffix=".partial", dir=dest.parent))
         try:
@@ -109,7 +113,9 @@ class DirectoryRegistry:
             try:
                 os.rename(stage, dest)
             except OSError:
-                raise ModelLoadError(f"connector version {manifest.version} was published to {self.where} meanwhile") from None
+                raise ModelLoadError(
+                    f"connector version {manifest.version} was published to {self.where} meanwhile"
+                ) from None
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         return manifest
@@ -158,7 +164,9 @@ class S3Registry:
 
     def manifest(self, version: str) -> ModelManifest:
         try:
-            body = self._call("reading a manifest", self.client.get_object, Bucket=self.bucket, Key=self._key(version, MANIFEST))
+            body = self._call(
+                "reading a manifest", self.client.get_object, Bucket=self.bucket, Key=self._key(version, MANIFEST)
+            )
         except FileNotFoundError:
             raise _unknown(version, self.where, self.versions()) from None
         try:
@@ -174,26 +182,50 @@ class S3Registry:
             local.mkdir(parents=True, exist_ok=True)
             partial = local / f".{manifest.file}.partial"
             try:
-                self._call("download", self.client.download_file, Bucket=self.bucket, Key=self._key(version, manifest.file), Filename=str(partial))
+                self._call(
+                    "download",
+                    self.client.download_file,
+                    Bucket=self.bucket,
+                    Key=self._key(version, manifest.file),
+                    Filename=str(partial),
+                )
             except FileNotFoundError:
-                raise ModelLoadError(f"registry {self.where}: version {version} has a manifest but no {manifest.file}") from None
+                raise ModelLoadError(
+                    f"registry {self.where}: version {version} has a manifest but no {manifest.file}"
+                ) from None
             os.replace(partial, weights)
-            (local / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
+            (local / MANIFEST).write_text(
+                manifest.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8"
+            )
         verify_digest(manifest, weights)
         return weights
 
     def publish(self, manifest_path: Path) -> ModelManifest:
         manifest, weights = _publishable(manifest_path)
         try:
-            self._call("checking", self.client.head_object, Bucket=self.bucket, Key=self._key(manifest.version, MANIFEST))
+            self._call(
+                "checking", self.client.head_object, Bucket=self.bucket, Key=self._key(manifest.version, MANIFEST)
+            )
         except FileNotFoundError:
             pass
         else:
-            raise ModelLoadError(f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another")
-        self._call("upload", self.client.upload_file, Filename=str(weights), Bucket=self.bucket, Key=self._key(manifest.version, manifest.file))
+            raise ModelLoadError(
+                f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another"
+            )
         self._call(
-            "upload", self.client.put_object, Bucket=self.bucket, Key=self._key(manifest.version, MANIFEST),
-            Body=Path(manifest_path).read_bytes(), ContentType="application/json",
+            "upload",
+            self.client.upload_file,
+            Filename=str(weights),
+            Bucket=self.bucket,
+            Key=self._key(manifest.version, manifest.file),
+        )
+        self._call(
+            "upload",
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(manifest.version, MANIFEST),
+            Body=Path(manifest_path).read_bytes(),
+            ContentType="application/json",
         )
         return manifest
 

@@ -46,8 +46,13 @@ class RuntimeOptions:
         cls, settings: CoreSettings, device: str | None = None, batch: int | None = None
     ) -> RuntimeOptions:
         """The options the CMET_* settings name (device and batch overridable, e.g. by a CLI flag)."""
-        return cls(device=device or settings.device, precision=settings.precision, channels_last=settings.channels_last,
-                   compile=settings.compile, batch=batch or settings.render_batch)
+        return cls(
+            device=device or settings.device,
+            precision=settings.precision,
+            channels_last=settings.channels_last,
+            compile=settings.compile,
+            batch=batch or settings.render_batch,
+        )
 
     def batch_for(self, device: torch.device) -> int:
         """Frames per forward: 1 on CPU, where bigger batches measured 10-40% slower per frame."""

@@ -142,7 +142,9 @@ def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
                 model, _ = model_manifest(set_dir, manifest, kind)
                 summary = model.source.summary()
                 label = set_dir.name if set_dir.name == manifest.name else f"{set_dir.name} ({manifest.name})"
-                row = ModelRow(label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256)
+                row = ModelRow(
+                    label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256
+                )
                 rows.append(row)
         except ModelLoadError as exc:
             problems.append(str(exc))
@@ -202,7 +204,10 @@ class ModelSet:
         connector = load_connector(choice.registry.local_weights(choice.version))
         problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()})
         if problems:
-            raise ModelLoadError(f"registry connector {choice.version} does not fit set {self.manifest.name}: " + "; ".join(c.detail for c in problems))
+            raise ModelLoadError(
+                f"registry connector {choice.version} does not fit set {self.manifest.name}: "
+                + "; ".join(c.detail for c in problems)
+            )
         self.connector, self.connector_choice = connector, choice
 
 
@@ -219,7 +224,14 @@ def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: Con
     if verify:
         verify_digest(e2v, e2v_dir)
     configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
-    models = ModelSet(path, manifest, load_edtalk(ed_weights, verify=verify), load_connector(con_weights, verify=verify), e2v_dir, configs=configs)
+    models = ModelSet(
+        path,
+        manifest,
+        load_edtalk(ed_weights, verify=verify),
+        load_connector(con_weights, verify=verify),
+        e2v_dir,
+        configs=configs,
+    )
     if connector is not None:
         models.use_connector(connector)
     return models

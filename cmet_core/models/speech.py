@@ -299,9 +299,7 @@ class SpeechEncoder:
     def _load(self) -> tuple[torch.nn.Module, WeightCheck]:
         directory = self.model_dir
         if not directory.is_dir():
-            raise ModelLoadError(
-                f"emotion2vec model directory {directory} does not exist (nothing is downloaded here)"
-            )
+            raise ModelLoadError(f"emotion2vec model directory {directory} does not exist (nothing is downloaded here)")
         config = _read_config(directory / CONFIG_FILE)
         weights_path = directory / WEIGHTS_FILE
         weights = _read_weights(weights_path)

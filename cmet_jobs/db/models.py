@@ -39,7 +39,9 @@ class Base(DeclarativeBase):
 
 def _enum(kind: type[StrEnum]) -> SAEnum:
     """A state column: the enum's values as plain strings (no database enum type, so a new state needs no DDL)."""
-    return SAEnum(kind, native_enum=False, create_constraint=False, length=16, values_callable=lambda k: [m.value for m in k])
+    return SAEnum(
+        kind, native_enum=False, create_constraint=False, length=16, values_callable=lambda k: [m.value for m in k]
+    )
 
 
 class ApiKey(Base):

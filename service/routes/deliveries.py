@@ -16,9 +16,14 @@ router = APIRouter(prefix="/v1/edits/{job_id}/webhook-deliveries", tags=["webhoo
 
 def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
     return schemas.WebhookDelivery(
-        id=d.id, event=d.event, msg_id=d.msg_id, state=d.state, url=d.url,  # type: ignore[arg-type]
+        id=d.id,
+        event=d.event,
+        msg_id=d.msg_id,
+        state=d.state,
+        url=d.url,  # type: ignore[arg-type]
         attempts=[schemas.DeliveryAttempt(**a) for a in d.attempts.get("items", [])],
-        next_attempt_at=d.next_attempt_at, created_at=d.created_at,
+        next_attempt_at=d.next_attempt_at,
+        created_at=d.created_at,
     )
 
 
@@ -26,12 +31,18 @@ def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
 def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.WebhookDeliveryList:
     """Every event recorded for this edit, oldest first, with its attempts."""
     edits.owned(session, key, job_id)
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.created_at, WebhookDelivery.id))
+    rows = session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.job_id == job_id)
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+    )
     return schemas.WebhookDeliveryList(data=[_schema(d) for d in rows])
 
 
 @router.post("/{delivery_id}/replay", status_code=202, response_model=schemas.WebhookDelivery)
-def replay_delivery(job_id: str, delivery_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep) -> schemas.WebhookDelivery:
+def replay_delivery(
+    job_id: str, delivery_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep
+) -> schemas.WebhookDelivery:
     """Send the event again now, whatever its state (the same `webhook-id`)."""
     edits.owned(session, key, job_id)
     delivery = session.get(WebhookDelivery, delivery_id)

@@ -69,7 +69,9 @@ async def _read_body(request: Request) -> tuple[schemas.EditCreate, UploadFile |
                 elif name == "speech":
                     speech.append(value)
                 else:
-                    raise RequestError(ErrorCode.INVALID_REQUEST, f"unexpected file part `{name}` (expected `video` once and `speech`)")
+                    raise RequestError(
+                        ErrorCode.INVALID_REQUEST, f"unexpected file part `{name}` (expected `video` once and `speech`)"
+                    )
             elif name in _LIST_FIELDS:
                 fields.setdefault(name, []).append(value)
             elif name == "face_box":
@@ -97,7 +99,10 @@ def _save_parts(
 
 
 @router.post(
-    "", status_code=202, response_model=schemas.Job, openapi_extra=_BODY_DOC,
+    "",
+    status_code=202,
+    response_model=schemas.Job,
+    openapi_extra=_BODY_DOC,
     responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
 )
 async def create_edit(
@@ -140,7 +145,9 @@ def list_edits(
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.Job)
-def cancel_edit(job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> schemas.Job:
+def cancel_edit(
+    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> schemas.Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames and frees the device."""
     return jobs.to_schema(edits.cancel(session, settings, storage, key, job_id), storage)
 

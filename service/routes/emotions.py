@@ -31,7 +31,12 @@ _BODY_DOC = {
                     "required": ["name", "speech"],
                     "properties": {
                         "name": {"type": "string", "pattern": emotions.NAME.pattern},
-                        "speech": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": MAX_SPEECH_CLIPS},
+                        "speech": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": MAX_SPEECH_CLIPS,
+                        },
                     },
                 }
             }
@@ -48,13 +53,17 @@ def _custom(row: CustomEmotion) -> schemas.Emotion:
 @router.get("", response_model=schemas.EmotionList)
 def list_emotions(key: KeyDep, session: SessionDep) -> schemas.EmotionList:
     """The 14 built-in emotions and this key's own."""
-    data = [schemas.Emotion(id=e.name, name=e.name, kind=e.kind.value, state=EmotionState.READY)
-            for e in load_builtin_library().emotions]
+    data = [
+        schemas.Emotion(id=e.name, name=e.name, kind=e.kind.value, state=EmotionState.READY)
+        for e in load_builtin_library().emotions
+    ]
     return schemas.EmotionList(data=data + [_custom(row) for row in emotions.own(session, key)])
 
 
 @router.post("", status_code=202, response_model=schemas.Emotion, openapi_extra=_BODY_DOC)
-async def create_emotion(request: Request, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> schemas.Emotion:
+async def create_emotion(
+    request: Request, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> schemas.Emotion:
     """Register a named emotion from speech clips (multipart: `name`, `speech` parts). A worker embeds
     them; the emotion is usable once its state is `ready`, by name or id, alone or in blends."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
@@ -67,7 +76,10 @@ async def create_emotion(request: Request, key: KeyDep, session: SessionDep, set
     clips = [v for k, v in form.multi_items() if k == "speech" and isinstance(v, UploadFile)]
     with tempfile.TemporaryDirectory(prefix="cmet-emo-") as scratch:
         paths = await run_in_threadpool(
-            lambda: [save_upload(clip, Path(scratch), f"speech{i}", settings.max_speech_bytes) for i, clip in enumerate(clips)]
+            lambda: [
+                save_upload(clip, Path(scratch), f"speech{i}", settings.max_speech_bytes)
+                for i, clip in enumerate(clips)
+            ]
         )
         row = await run_in_threadpool(emotions.register, session, settings, storage, key, name, paths)
     return _custom(row)

@@ -67,7 +67,9 @@ def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
         connector = choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0]
     except ModelLoadError as exc:
         raise RequestError(ErrorCode.MODELS_UNAVAILABLE, str(exc)) from None
-    infos = [schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()]
+    infos = [
+        schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()
+    ]
     if choice is not None:
         infos = [i for i in infos if i.kind != "connector"] + [
             schemas.ModelInfo(kind="connector", name=connector.name, version=connector.version, sha256=connector.sha256)

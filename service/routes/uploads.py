@@ -18,10 +18,14 @@ router = APIRouter(tags=["uploads"])
 
 
 @router.post("/v1/uploads", status_code=201, response_model=schemas.Upload)
-def create_upload(body: schemas.UploadCreate, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> schemas.Upload:
+def create_upload(
+    body: schemas.UploadCreate, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> schemas.Upload:
     """An asset id and a URL to PUT the file to; then pass the id as `video_asset` or in `speech_assets`."""
     new = uploads.new_upload(session, settings, storage, key, body.kind, body.filename, body.content_type)
-    return schemas.Upload(id=new.asset.id, upload_url=new.url, headers=new.headers, max_bytes=new.max_bytes, expires_in=settings.url_ttl_s)
+    return schemas.Upload(
+        id=new.asset.id, upload_url=new.url, headers=new.headers, max_bytes=new.max_bytes, expires_in=settings.url_ttl_s
+    )
 
 
 def _local(storage: StorageDep) -> LocalStorage:
@@ -31,7 +35,9 @@ def _local(storage: StorageDep) -> LocalStorage:
 
 
 @router.get("/v1/files/{key:path}", include_in_schema=False)
-def download(key: str, storage: StorageDep, expires: Annotated[int, Query()], signature: Annotated[str, Query(max_length=128)]) -> FileResponse:
+def download(
+    key: str, storage: StorageDep, expires: Annotated[int, Query()], signature: Annotated[str, Query(max_length=128)]
+) -> FileResponse:
     local = _local(storage)
     if not verify(local.secret, "GET", key, expires, signature):
         raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")
@@ -42,7 +48,14 @@ def download(key: str, storage: StorageDep, expires: Annotated[int, Query()], si
 
 
 @router.put("/v1/files/{key:path}", include_in_schema=False)
-async def upload(key: str, request: Request, storage: StorageDep, session: SessionDep, expires: Annotated[int, Query()], signature: Annotated[str, Query(max_length=128)]) -> Response:
+async def upload(
+    key: str,
+    request: Request,
+    storage: StorageDep,
+    session: SessionDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> Response:
     local = _local(storage)
     if not verify(local.secret, "PUT", key, expires, signature):
         raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")

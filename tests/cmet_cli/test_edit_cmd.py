@@ -25,13 +25,33 @@ def _edit(*args: str) -> tuple[int, str]:
 def test_speech_takes_several_files_after_one_flag() -> None:
     args = ["in.mp4", "--speech", "a.wav", "b.wav", "-o", "out.mp4", "--neutral-speech", "n.wav", "m.wav"]
     assert spread_values(args) == [
-        "in.mp4", "--speech", "a.wav", "--speech", "b.wav", "-o", "out.mp4", "--neutral-speech", "n.wav", "--neutral-speech", "m.wav"
+        "in.mp4",
+        "--speech",
+        "a.wav",
+        "--speech",
+        "b.wav",
+        "-o",
+        "out.mp4",
+        "--neutral-speech",
+        "n.wav",
+        "--neutral-speech",
+        "m.wav",
     ]
 
 
 def test_edit_named_emotion(tiny_set: Path, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "in.mp4", seconds=0.4)
-    code, out = _edit(str(src), "--emotion", "sarcastic", "--intensity", "1.2", "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set))
+    code, out = _edit(
+        str(src),
+        "--emotion",
+        "sarcastic",
+        "--intensity",
+        "1.2",
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "--models",
+        str(tiny_set),
+    )
     assert code == 0, out
     assert "10 frames" in out and "render" in out and "total" in out
     assert probe(tmp_path / "o.mp4").frame_count == 10
@@ -49,7 +69,15 @@ def test_edit_speech_clips(tiny_set: Path, tmp_path: Path, test_data: Path) -> N
     angry = sorted((test_data / "speech" / "MEAD" / "angry").glob("*.wav"))
     neutral = sorted((test_data / "speech" / "MEAD" / "neutral").glob("*.wav"))
     code, out = _edit(
-        str(src), "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set), "--speech", *map(str, angry), "--neutral-speech", *map(str, neutral)
+        str(src),
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "--models",
+        str(tiny_set),
+        "--speech",
+        *map(str, angry),
+        "--neutral-speech",
+        *map(str, neutral),
     )
     assert code == 0, out
 
@@ -87,7 +115,11 @@ def test_installed_entry_point_edits_the_embedded_sample(tiny_set: Path, tmp_pat
     """The README's first command, minus the install: `cmet edit` with no INPUT."""
     cmet = Path(sys.executable).with_name("cmet")
     proc = subprocess.run(
-        [str(cmet), "edit", "--emotion", "happy", "--models", str(tiny_set)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [str(cmet), "edit", "--emotion", "happy", "--models", str(tiny_set)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "sample" in proc.stderr and probe(tmp_path / "sample.edited.mp4").frame_count == 50

@@ -16,8 +16,15 @@ def test_cli_matches_every_golden(conformance_kit: Path) -> None:
     lines = [ln for ln in result.output.splitlines() if ln.startswith(("ok", "FAIL"))]
     assert result.exit_code == 0, result.output
     groups = {ln.split()[1] for ln in lines}
-    assert {"edtalk.filled_digest", "edtalk.v_img.reference", "edtalk.v_img.fast_batched", "edtalk.av_img",
-            "connector.filled_digest", "connector.loop", "connector.schedule"} <= groups
+    assert {
+        "edtalk.filled_digest",
+        "edtalk.v_img.reference",
+        "edtalk.v_img.fast_batched",
+        "edtalk.av_img",
+        "connector.filled_digest",
+        "connector.loop",
+        "connector.schedule",
+    } <= groups
     assert all(ln.startswith("ok") and "max_abs=" in ln for ln in lines)
 
 

@@ -57,10 +57,14 @@ def synthetic() -> EmotionLibrary:
     """A small library on random embeddings, so the maths tests need no fixtures."""
     rng = np.random.default_rng(0)
     neutral = rng.normal(size=(6, EMBEDDING_DIM)).astype(np.float32)
-    library = EmotionLibrary(neutral=NeutralReference.create("synthetic", [f"n{i}.npy" for i in range(6)], mean_embedding(neutral)))
+    library = EmotionLibrary(
+        neutral=NeutralReference.create("synthetic", [f"n{i}.npy" for i in range(6)], mean_embedding(neutral))
+    )
     for name in ("happy", "surprised", "sad"):
         feats = rng.normal(loc=0.3, size=(4, EMBEDDING_DIM)).astype(np.float32)
-        library.add_from_embeddings(name, list(feats), [f"{name}{i}.npy" for i in range(4)], "synthetic", created_at=STAMP)
+        library.add_from_embeddings(
+            name, list(feats), [f"{name}{i}.npy" for i in range(4)], "synthetic", created_at=STAMP
+        )
     return library
 
 
@@ -81,7 +85,9 @@ def test_difference_of_means_is_target_mean_minus_neutral_mean() -> None:
     target, neutral = rng.normal(size=(5, EMBEDDING_DIM)), rng.normal(size=(7, EMBEDDING_DIM))
     vec = difference_of_means(list(target.astype(np.float32)), list(neutral.astype(np.float32)))
     assert vec.dtype == np.float32 and vec.shape == (EMBEDDING_DIM,)
-    expected = target.astype(np.float32).astype(np.float64).mean(0) - neutral.astype(np.float32).astype(np.float64).mean(0)
+    expected = target.astype(np.float32).astype(np.float64).mean(0) - neutral.astype(np.float32).astype(
+        np.float64
+    ).mean(0)
     np.testing.assert_allclose(vec, expected, rtol=0, atol=1e-6)
 
 
@@ -139,7 +145,9 @@ def test_shipped_library_equals_a_fresh_build(e2v_root: Path) -> None:
     shipped, fresh = load_builtin_library(), build_library(e2v_root)
     assert shipped.neutral.model_dump() == fresh.neutral.model_dump()
     for a, b in zip(shipped.emotions, fresh.emotions, strict=True):
-        assert a.model_dump(exclude={"provenance": {"created_at"}}) == b.model_dump(exclude={"provenance": {"created_at"}})
+        assert a.model_dump(exclude={"provenance": {"created_at"}}) == b.model_dump(
+            exclude={"provenance": {"created_at"}}
+        )
 
 
 def test_a_custom_emotion_from_the_same_clips_equals_the_builtin(e2v_root: Path, tmp_path: Path) -> None:
@@ -290,8 +298,7 @@ def test_basic_emotion_centroids_classify_held_out_clips(e2v_root: Path, capsys:
     with capsys.disabled():
         print(
             f"\nnearest-centroid (cosine, raw e2v) on held-out halves: accuracy {accuracy:.1%} ({correct}/{total}), "
-            f"mean per-class recall {mean_recall:.1%}; "
-            + ", ".join(f"{k} {v:.0%}" for k, v in recalls.items())
+            f"mean per-class recall {mean_recall:.1%}; " + ", ".join(f"{k} {v:.0%}" for k, v in recalls.items())
         )
     assert accuracy >= 0.40
     assert mean_recall >= 0.40
@@ -314,7 +321,9 @@ def test_cli_list_and_errors(tmp_path: Path) -> None:
 
 def test_cli_build_writes_a_loadable_library(e2v_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "lib.json"
-    result = CliRunner().invoke(app, ["build", "--e2v-root", str(e2v_root), "--out", str(out), "--created-at", "2026-01-01"])
+    result = CliRunner().invoke(
+        app, ["build", "--e2v-root", str(e2v_root), "--out", str(out), "--created-at", "2026-01-01"]
+    )
     assert result.exit_code == 0, result.output
     library = EmotionLibrary.load(out)
     assert len(library) == 14 and library.get("happy").provenance.created_at == STAMP

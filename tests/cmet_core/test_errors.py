@@ -24,7 +24,9 @@ def test_input_errors_carry_a_catalogued_code() -> None:
 
 
 def test_the_readme_lists_the_catalogue() -> None:
-    assert catalogue_table() in (ROOT / "README.md").read_text(), "README's error table is stale: python -m cmet_core.errors"
+    assert catalogue_table() in (ROOT / "README.md").read_text(), (
+        "README's error table is stale: python -m cmet_core.errors"
+    )
 
 
 def test_the_contract_lists_every_code() -> None:

@@ -56,7 +56,9 @@ def obama_boxes(obama: Clip) -> list[faces.CropBox]:
 
 @pytest.fixture(scope="module")
 def fixture_crops(test_data: Path) -> dict[str, np.ndarray]:
-    paths = sorted((test_data / "faces").glob("*_crop.png")) + sorted((test_data / "faces").glob("*_identity_source.jpg"))
+    paths = sorted((test_data / "faces").glob("*_crop.png")) + sorted(
+        (test_data / "faces").glob("*_identity_source.jpg")
+    )
     return {p.name: _image(p) for p in paths}
 
 
@@ -177,7 +179,9 @@ def test_feather_mask_is_one_on_the_face_and_zero_at_the_border() -> None:
     assert mask[0].max() == 0 and mask[-1].max() == 0 and mask[:, 0].max() == 0 and mask[:, -1].max() == 0
     assert mask[128, 10] < 0.05  # beside the face (hair, background) the input stays
     ramp = lambda m: ((m > 0.05) & (m < 0.95)).mean()  # noqa: E731
-    assert 0.05 < ramp(mask) and ramp(faces.feather_mask(margin=0.1)) < ramp(mask) < ramp(faces.feather_mask(margin=0.5))
+    assert 0.05 < ramp(mask) and ramp(faces.feather_mask(margin=0.1)) < ramp(mask) < ramp(
+        faces.feather_mask(margin=0.5)
+    )
     with pytest.raises(ValueError):
         faces.feather_mask(margin=0)
 

@@ -14,7 +14,9 @@ from cmet_core.models.connector import TINY_CONNECTOR, Connector, run_windows
 from cmet_core.models.edtalk import TINY_EDTALK, Generator
 
 
-@pytest.mark.parametrize(("factory", "manifest"), [(Generator, "edtalk_gen_manifest.json"), (Connector, "cmet_connector_manifest.json")])
+@pytest.mark.parametrize(
+    ("factory", "manifest"), [(Generator, "edtalk_gen_manifest.json"), (Connector, "cmet_connector_manifest.json")]
+)
 def test_published_configuration_matches_manifest(factory, manifest: str, conformance_kit: Path) -> None:
     keys = json.loads((conformance_kit / manifest).read_text())["keys"]
     sd = factory().state_dict()
@@ -43,7 +45,9 @@ def test_fast_path_equals_reference_render(tiny_gen: Generator) -> None:
     frames = torch.rand(3, 3, size, size) * 2 - 1
     src = torch.rand(1, 3, size, size) * 2 - 1
     exp = torch.randn(3, TINY_EDTALK.exp_dim) * 0.3
-    ref = torch.cat([tiny_gen.render_reference(src, frames[i : i + 1], frames[i : i + 1], exp[i : i + 1]) for i in range(3)])
+    ref = torch.cat(
+        [tiny_gen.render_reference(src, frames[i : i + 1], frames[i : i + 1], exp[i : i + 1]) for i in range(3)]
+    )
     m = tiny_gen.encode_motion(frames)
     fast = tiny_gen.render(tiny_gen.prepare_source(src), m.lip, m.pose, exp)
     assert fast.shape == (3, 3, size, size)

@@ -105,7 +105,10 @@ def test_clip_without_audio(editor: Editor, tmp_path: Path) -> None:
 
 def test_rotated_stream_comes_out_upright(test_data: Path, editor: Editor, tmp_path: Path) -> None:
     """A phone-style file: pixels stored sideways plus a display rotation; the output is upright."""
-    upright = [np.pad(f.astype(np.uint8), ((0, 50), (0, 0), (0, 0)), mode="edge") for f in _frames(test_data / "video" / "obama_uncropped.mp4", 8)]
+    upright = [
+        np.pad(f.astype(np.uint8), ((0, 50), (0, 0), (0, 0)), mode="edge")
+        for f in _frames(test_data / "video" / "obama_uncropped.mp4", 8)
+    ]
     src = write_clip(tmp_path / "rotated.mp4", lambda i: np.ascontiguousarray(np.rot90(upright[i], -1)), 8, rotation=90)
     info = probe(src)
     assert (info.width, info.height) == (450, 500)
@@ -245,9 +248,15 @@ def _transcode(src: Path, dst: Path, video_codec: str, audio_codec: str) -> Path
     return dst
 
 
-@pytest.mark.parametrize(("suffix", "video_codec", "audio_codec"), [("webm", "libvpx-vp9", "libopus"), ("mkv", "mpeg4", "aac")])
-def test_other_containers_and_codecs(editor: Editor, tmp_path: Path, suffix: str, video_codec: str, audio_codec: str) -> None:
-    src = _transcode(write_sample_clip(tmp_path / "talk.mp4", seconds=0.6), tmp_path / f"talk.{suffix}", video_codec, audio_codec)
+@pytest.mark.parametrize(
+    ("suffix", "video_codec", "audio_codec"), [("webm", "libvpx-vp9", "libopus"), ("mkv", "mpeg4", "aac")]
+)
+def test_other_containers_and_codecs(
+    editor: Editor, tmp_path: Path, suffix: str, video_codec: str, audio_codec: str
+) -> None:
+    src = _transcode(
+        write_sample_clip(tmp_path / "talk.mp4", seconds=0.6), tmp_path / f"talk.{suffix}", video_codec, audio_codec
+    )
     result = editor.edit(src, tmp_path / "out.mp4", HAPPY)
     _same_timing(src, result.output)
     assert _audio_streams(result.output) == 1

@@ -18,7 +18,11 @@ def _gen() -> Generator:
 
 @pytest.mark.parametrize(
     "options",
-    [RuntimeOptions(device="cpu", batch=3), RuntimeOptions(device="cpu", channels_last=True), RuntimeOptions(device="cpu", precision="bf16")],
+    [
+        RuntimeOptions(device="cpu", batch=3),
+        RuntimeOptions(device="cpu", channels_last=True),
+        RuntimeOptions(device="cpu", precision="bf16"),
+    ],
     ids=["batch3", "channels_last", "bf16"],
 )
 def test_runner_matches_direct_calls(options: RuntimeOptions) -> None:
@@ -54,7 +58,18 @@ def test_runtime_options_come_from_the_settings(monkeypatch) -> None:  # type: i
     from cmet_core.models.runtime import RuntimeOptions
     from cmet_core.settings import CoreSettings
 
-    for name, value in {"CMET_PRECISION": "bf16", "CMET_CHANNELS_LAST": "true", "CMET_COMPILE": "reduce-overhead", "CMET_RENDER_BATCH": "4"}.items():
+    for name, value in {
+        "CMET_PRECISION": "bf16",
+        "CMET_CHANNELS_LAST": "true",
+        "CMET_COMPILE": "reduce-overhead",
+        "CMET_RENDER_BATCH": "4",
+    }.items():
         monkeypatch.setenv(name, value)
     options = RuntimeOptions.from_settings(CoreSettings(), device="cpu")
-    assert (options.device, options.precision, options.channels_last, options.compile, options.batch) == ("cpu", "bf16", True, "reduce-overhead", 4)
+    assert (options.device, options.precision, options.channels_last, options.compile, options.batch) == (
+        "cpu",
+        "bf16",
+        True,
+        "reduce-overhead",
+        4,
+    )

@@ -98,11 +98,33 @@ def handmade_set(directory: Path) -> Path:
     """A set assembled piece by piece (write_model, import_emotion2vec, write_set_manifest)."""
     directory.mkdir(parents=True)
     src = Source(kind="make-tiny", seed=1)
-    write_model(tiny_state("edtalk"), directory, kind="edtalk", name="e", version="0.1.0", config=TINY_EDTALK.to_dict(), source=src)
-    write_model(tiny_state("connector"), directory, kind="connector", name="c", version="0.1.0", config=TINY_CONNECTOR.to_dict(), source=src)
+    write_model(
+        tiny_state("edtalk"),
+        directory,
+        kind="edtalk",
+        name="e",
+        version="0.1.0",
+        config=TINY_EDTALK.to_dict(),
+        source=src,
+    )
+    write_model(
+        tiny_state("connector"),
+        directory,
+        kind="connector",
+        name="c",
+        version="0.1.0",
+        config=TINY_CONNECTOR.to_dict(),
+        source=src,
+    )
     e2v = fake_emotion2vec(directory.parent / f"{directory.name}-e2v-src")
     import_emotion2vec(
-        e2v / "config.yaml", e2v / "model.pt", directory, name="e2v", version="0.1.0", source=src, extra=[e2v / "tokens.txt"]
+        e2v / "config.yaml",
+        e2v / "model.pt",
+        directory,
+        name="e2v",
+        version="0.1.0",
+        source=src,
+        extra=[e2v / "tokens.txt"],
     )
     write_set_manifest(directory, "handmade", "0.1.0")
     return directory
@@ -148,7 +170,9 @@ def test_tiny_connector_speech_dim_matches_tiny_emotion2vec(tiny_set: Path) -> N
 
 
 def test_tiny_emotion2vec_loads_through_funasr(tiny_set: Path) -> None:
-    pytest.importorskip("funasr", reason="funasr not installed: emotion2vec load checks need `pip install cmet[speech]`")
+    pytest.importorskip(
+        "funasr", reason="funasr not installed: emotion2vec load checks need `pip install cmet[speech]`"
+    )
     report = verify_set(tiny_set)
     assert "loaded through funasr" in next(c.detail for c in report.checks if c.kind == "emotion2vec")
 
@@ -165,14 +189,18 @@ def test_make_tiny_refuses_to_overwrite(tiny_set: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_make_filled_matches_the_conformance_kit(request: pytest.FixtureRequest, tmp_path: Path, conformance_kit: Path) -> None:
+def test_make_filled_matches_the_conformance_kit(
+    request: pytest.FixtureRequest, tmp_path: Path, conformance_kit: Path
+) -> None:
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("full-size models (about 10 s); run with -m slow")
     from cmet_core.fill import state_digest
     from cmet_core.models.build import make_filled_set
 
     loaded = load_set(make_filled_set(tmp_path / "filled"))
-    kit = {m: json.loads((conformance_kit / f"{m}_manifest.json").read_text()) for m in ("edtalk_gen", "cmet_connector")}
+    kit = {
+        m: json.loads((conformance_kit / f"{m}_manifest.json").read_text()) for m in ("edtalk_gen", "cmet_connector")
+    }
     assert state_digest(loaded.edtalk.state_dict()) == kit["edtalk_gen"]["filled_state_dict_sha256"]
     pe = [k for k in loaded.connector.state_dict() if k.endswith(".pe")]
     digest = state_digest(loaded.connector.state_dict(), exclude=pe)
@@ -187,7 +215,10 @@ def test_convert_official_edtalk_and_connector(tmp_path: Path) -> None:
     gen_state, con_state = tiny_state("edtalk"), tiny_state("connector")
     torch.save({"gen": gen_state}, tmp_path / "EDTalk.pt")
     optimizer = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
-    torch.save({"state_dict": con_state, "optimizer": optimizer, "global_step": 200000, "global_epoch": 2105}, tmp_path / "c.pth")
+    torch.save(
+        {"state_dict": con_state, "optimizer": optimizer, "global_step": 200000, "global_epoch": 2105},
+        tmp_path / "c.pth",
+    )
     ed = load_edtalk(convert_edtalk(tmp_path / "EDTalk.pt", tmp_path / "out", config=TINY_EDTALK))
     con = load_connector(convert_connector(tmp_path / "c.pth", tmp_path / "out", config=TINY_CONNECTOR))
     assert all(torch.equal(ed.state_dict()[k], v) for k, v in gen_state.items())
@@ -227,11 +258,17 @@ def _write(path: Path, payload: object) -> Path:
     [
         (lambda p: p.write_bytes(b""), "is empty"),
         (lambda p: p.write_text("not a checkpoint at all"), "not a PyTorch checkpoint"),
-        (lambda p: (_write(p, {"gen": tiny_state("edtalk")}), p.write_bytes(p.read_bytes()[:5000])), "truncated or corrupt"),
+        (
+            lambda p: (_write(p, {"gen": tiny_state("edtalk")}), p.write_bytes(p.read_bytes()[:5000])),
+            "truncated or corrupt",
+        ),
         (lambda p: _write(p, [torch.ones(2)]), "holds a list, not a dict"),
         (lambda p: _write(p, {"generator": tiny_state("edtalk")}), "no 'gen' entry .*'generator'"),
         (lambda p: _write(p, {"gen": dict(list(tiny_state("edtalk").items())[2:])}), "2 missing keys: enc.net_app"),
-        (lambda p: _write(p, {"gen": {**tiny_state("edtalk"), "extra.w": torch.ones(1)}}), "1 unexpected keys: extra.w"),
+        (
+            lambda p: _write(p, {"gen": {**tiny_state("edtalk"), "extra.w": torch.ones(1)}}),
+            "1 unexpected keys: extra.w",
+        ),
         (lambda p: _write(p, {"gen": tiny_state("connector")}), "missing keys.*unexpected keys"),
         (
             lambda p: _write(p, {"gen": {**tiny_state("edtalk"), "direction_exp.weight": torch.ones(64, 11)}}),
@@ -264,7 +301,12 @@ def test_config_that_does_not_match_weights(tmp_path: Path) -> None:
 @pytest.fixture
 def converted(tmp_path: Path) -> Path:
     return write_model(
-        tiny_state("edtalk"), tmp_path / "m", kind="edtalk", name="e", version="0.1.0", config=TINY_EDTALK.to_dict(),
+        tiny_state("edtalk"),
+        tmp_path / "m",
+        kind="edtalk",
+        name="e",
+        version="0.1.0",
+        config=TINY_EDTALK.to_dict(),
         source=Source(kind="make-tiny", seed=1),
     )
 
@@ -338,7 +380,9 @@ def test_broken_sets_are_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_no_model_set_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"no model set at .*; run `cmet models pull --dir .*` \(needs network.*make-tiny"):
+    with pytest.raises(
+        ModelLoadError, match=r"no model set at .*; run `cmet models pull --dir .*` \(needs network.*make-tiny"
+    ):
         select_set(tmp_path / "empty")
     loose = tmp_path / "loose"
     loose.mkdir()
@@ -425,9 +469,13 @@ def _bytes(payload: object, tmp_path: Path, name: str) -> bytes:
 def fake_hub(tmp_path: Path) -> Iterator[FakeHub]:
     e2v = fake_emotion2vec(tmp_path / "e2v-published")
     files = {
-        (OFFICIAL_FILES["edtalk"].repo_id, OFFICIAL_FILES["edtalk"].filename): _bytes({"gen": tiny_state("edtalk")}, tmp_path, "g.pt"),
+        (OFFICIAL_FILES["edtalk"].repo_id, OFFICIAL_FILES["edtalk"].filename): _bytes(
+            {"gen": tiny_state("edtalk")}, tmp_path, "g.pt"
+        ),
         (OFFICIAL_FILES["connector"].repo_id, OFFICIAL_FILES["connector"].filename): _bytes(
-            {"state_dict": tiny_state("connector"), "optimizer": {}, "global_step": 1, "global_epoch": 1}, tmp_path, "c.pth"
+            {"state_dict": tiny_state("connector"), "optimizer": {}, "global_step": 1, "global_epoch": 1},
+            tmp_path,
+            "c.pth",
         ),
         (OFFICIAL_FILES["emotion2vec_config"].repo_id, "config.yaml"): (e2v / "config.yaml").read_bytes(),
         (OFFICIAL_FILES["emotion2vec_weights"].repo_id, "model.pt"): (e2v / "model.pt").read_bytes(),
@@ -463,7 +511,10 @@ def test_pull_from_fake_hub(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pyte
     assert all(torch.equal(loaded.connector.state_dict()[k], v) for k, v in tiny_state("connector").items())
     source = ModelManifest.model_validate_json((dest / "edtalk.json").read_text()).source
     assert (source.kind, source.repo_id, source.filename, source.revision) == (
-        "hub", "coldhyuk/C-MET", "pretrained_weights/EDTalk.pt", FAKE_COMMIT,
+        "hub",
+        "coldhyuk/C-MET",
+        "pretrained_weights/EDTalk.pt",
+        FAKE_COMMIT,
     )
     assert source.url is not None and source.url.startswith(fake_hub.url)
 

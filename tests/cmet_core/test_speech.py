@@ -42,7 +42,11 @@ def offline() -> Iterator[list[str]]:
     in a bare `try/except`); the module fails if anything tried.
     """
     attempts: list[str] = []
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def connect(self: socket.socket, address: Any) -> Any:
         if self.family == getattr(socket, "AF_UNIX", None) or _is_local(address):
@@ -180,11 +184,15 @@ def test_batch_equals_one_by_one_and_funasr_inference(encoder: SpeechEncoder) ->
     for i in range(len(clips)):
         assert _rel(batched[i], single[i]) < 1e-4, f"clip {i}"
     order = [5, 2, 0, 4, 1, 3]
-    np.testing.assert_allclose(encoder.embed([clips[i] for i in order]), batched[order], rtol=0, atol=1e-4 * np.abs(batched).max())
+    np.testing.assert_allclose(
+        encoder.embed([clips[i] for i in order]), batched[order], rtol=0, atol=1e-4 * np.abs(batched).max()
+    )
     # funasr's own single-clip inference (whole-clip layer norm, extract_features, mean) agrees.
     with torch.no_grad():
         for i in (1, 4):
-            result, _ = encoder.model.inference([torch.from_numpy(clips[i])], key=["clip"], device="cpu", granularity="utterance")
+            result, _ = encoder.model.inference(
+                [torch.from_numpy(clips[i])], key=["clip"], device="cpu", granularity="utterance"
+            )
             assert _rel(batched[i], result[0]["feats"]) < 1e-4
     assert np.min([np.linalg.norm(batched[i] - batched[j]) for i in range(6) for j in range(i)]) > 1e-3
 
@@ -282,17 +290,31 @@ BROKEN = {
     "no model.pt": (lambda d: (d / "model.pt").unlink(), r"{d} has no model\.pt \(the weights\)"),
     "empty model.pt": (lambda d: (d / "model.pt").write_bytes(b""), r"{d}/model\.pt is empty"),
     "truncated model.pt": (_truncate, r"{d}/model\.pt is truncated, corrupt or not a weights-only"),
-    "missing key": (_drop_key, r"{d}/model\.pt does not fit .*1 model tensors are not in the file: blocks\.1\.mlp\.fc2\.bias"),
-    "extra key": (_extra_key, r"{d}/model\.pt does not fit .*1 file tensors have no place in the model: d2v_model\.leftover\.weight"),
-    "shape mismatch": (_reshape, r"{d}/model\.pt does not fit .*shapes differ: proj\.weight \(model \(9, 32\), file \(5, 32\)\)"),
+    "missing key": (
+        _drop_key,
+        r"{d}/model\.pt does not fit .*1 model tensors are not in the file: blocks\.1\.mlp\.fc2\.bias",
+    ),
+    "extra key": (
+        _extra_key,
+        r"{d}/model\.pt does not fit .*1 file tensors have no place in the model: d2v_model\.leftover\.weight",
+    ),
+    "shape mismatch": (
+        _reshape,
+        r"{d}/model\.pt does not fit .*shapes differ: proj\.weight \(model \(9, 32\), file \(5, 32\)\)",
+    ),
     "other key prefix": (_other_prefix, r"{d}/model\.pt does not fit .*75 model tensors are not in the file"),
-    "other model": (lambda d: _rewrite_config(d, lambda c: c.update(model="Paraformer")), r"{d}/config\.yaml is not an emotion2vec config"),
+    "other model": (
+        lambda d: _rewrite_config(d, lambda c: c.update(model="Paraformer")),
+        r"{d}/config\.yaml is not an emotion2vec config",
+    ),
     "no audio modality": (
         lambda d: _rewrite_config(d, lambda c: c["model_conf"].pop("modalities")),
         r"{d}/config\.yaml has no `model_conf\.modalities\.audio`",
     ),
     "funasr cannot build it": (
-        lambda d: _rewrite_config(d, lambda c: c["model_conf"]["modalities"]["audio"].update(feature_encoder_spec="[(32, 10")),
+        lambda d: _rewrite_config(
+            d, lambda c: c["model_conf"]["modalities"]["audio"].update(feature_encoder_spec="[(32, 10")
+        ),
         r"funasr could not build emotion2vec from {d}: SyntaxError",
     ),
     "embed_dim disagrees": (
@@ -313,14 +335,18 @@ def test_broken_directories_are_refused(tiny_dir: Path, tmp_path: Path, case: st
 
 
 def test_missing_directory_is_refused_without_a_download(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"emotion2vec model directory .*/absent does not exist \(nothing is downloaded"):
+    with pytest.raises(
+        ModelLoadError, match=r"emotion2vec model directory .*/absent does not exist \(nothing is downloaded"
+    ):
         SpeechEncoder(tmp_path / "absent", device="cpu")
 
 
 def test_values_that_differ_after_loading_are_refused(encoder: SpeechEncoder, tiny_dir: Path) -> None:
     weights = _state(tiny_dir)
     weights["d2v_model.blocks.0.attn.proj.bias"] = weights["d2v_model.blocks.0.attn.proj.bias"] + 1e-3
-    with pytest.raises(ModelLoadError, match=r"model\.pt: after loading, the model's tensors differ .*: blocks\.0\.attn\.proj\.bias"):
+    with pytest.raises(
+        ModelLoadError, match=r"model\.pt: after loading, the model's tensors differ .*: blocks\.0\.attn\.proj\.bias"
+    ):
         verify_loaded(encoder.model, weights, ["d2v_model.", "none"], tiny_dir / "model.pt")
 
 
@@ -344,8 +370,13 @@ def test_published_model_reproduces_the_official_features(request: pytest.Fixtur
     model_dir = _published_model_dir()
     data = get_settings().test_data
     if model_dir is None:
-        pytest.skip(f"no 1024-d emotion2vec in a model set under {get_settings().resolved_models_dir} (run `cmet models pull`)")
-    pairs = [(w, data / "e2v" / w.relative_to(data / "speech").with_suffix(".npy")) for w in sorted((data / "speech").glob("*/*/*.wav"))]
+        pytest.skip(
+            f"no 1024-d emotion2vec in a model set under {get_settings().resolved_models_dir} (run `cmet models pull`)"
+        )
+    pairs = [
+        (w, data / "e2v" / w.relative_to(data / "speech").with_suffix(".npy"))
+        for w in sorted((data / "speech").glob("*/*/*.wav"))
+    ]
     pairs = [(w, f) for w, f in pairs if f.is_file()][:8]
     if not pairs:
         pytest.skip(f"no speech clip with an official feature under {data}")

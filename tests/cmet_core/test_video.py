@@ -19,13 +19,21 @@ def _roundtrip(src: Path, dst: Path) -> None:
             writer.write(frame.image, frame.pts)
 
 
-@pytest.mark.parametrize("name", ["obama_uncropped.mp4", "edtalk_expression_source_cropped.mp4", "hdtf_RD_Radio1_000_5_cropped.mp4"])
+@pytest.mark.parametrize(
+    "name", ["obama_uncropped.mp4", "edtalk_expression_source_cropped.mp4", "hdtf_RD_Radio1_000_5_cropped.mp4"]
+)
 def test_real_clips_keep_frames_fps_duration_and_audio(test_data: Path, tmp_path: Path, name: str) -> None:
     src = test_data / "video" / name
     out = tmp_path / "out.mp4"
     _roundtrip(src, out)
     a, b = probe(src), probe(out)
-    assert (b.frame_count, b.fps, b.width, b.height, b.has_audio) == (a.frame_count, a.fps, a.width, a.height, a.has_audio)
+    assert (b.frame_count, b.fps, b.width, b.height, b.has_audio) == (
+        a.frame_count,
+        a.fps,
+        a.width,
+        a.height,
+        a.has_audio,
+    )
     assert abs(b.duration_s - a.duration_s) < 1.0 / float(a.fps)
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264"

@@ -23,6 +23,8 @@ from cmet_jobs import net_guard
 from cmet_jobs.net_guard import BlockedURLError, address_problem, check_url, fetch_to_file, post_json
 
 BODY = bytes(range(256)) * 40  # 10240 bytes
+
+
 class _Options(TypedDict):
     allow_private: bool
     schemes: tuple[str, ...]
@@ -133,41 +135,79 @@ def closed_port() -> int:
 
 # -- check_url -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", [
-    "http://example.com/video.mp4",  # plain http is off by default
-    "ftp://example.com/video.mp4",
-    "file:///etc/passwd",
-    "gopher://127.0.0.1:6379/_INFO",
-    "javascript:alert(1)",
-    "example.com/video.mp4",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/video.mp4",  # plain http is off by default
+        "ftp://example.com/video.mp4",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "javascript:alert(1)",
+        "example.com/video.mp4",
+    ],
+)
 def test_refuses_schemes(url: str) -> None:
     with pytest.raises(BlockedURLError) as err:
         check_url(url)
     assert err.value.code == "url_scheme"
 
 
-@pytest.mark.parametrize("url", [
-    "https://user:pw@example.com/", "https://user@example.com/", "https:///path", "https://",
-    "https://0177.0.0.1/",  # octal loopback in dotted-quad shape: httpx itself rejects it as an invalid IPv4
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pw@example.com/",
+        "https://user@example.com/",
+        "https:///path",
+        "https://",
+        "https://0177.0.0.1/",  # octal loopback in dotted-quad shape: httpx itself rejects it as an invalid IPv4
+    ],
+)
 def test_refuses_credentials_and_empty_hosts(url: str) -> None:
     with pytest.raises(BlockedURLError) as err:
         check_url(url)
     assert err.value.code == "url_host"
 
 
-@pytest.mark.parametrize("host", [
-    # loopback, in every spelling getaddrinfo accepts
-    "127.0.0.1", "localhost", "[::1]", "2130706433", "0x7f000001", "127.1", "0x7f.1", "127.255.255.254",
-    # private, shared, link-local, metadata
-    "10.1.2.3", "192.168.1.1", "172.16.0.1", "172.31.255.255", "100.64.0.1", "169.254.1.1",
-    "169.254.169.254", "[fd00:ec2::254]", "100.100.100.200", "[fc00::1]", "[fe80::1]",
-    # IPv4 reached through IPv6 forms: mapped, 6to4, NAT64
-    "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::ffff:169.254.169.254]", "[2002:7f00:1::]", "[64:ff9b::a00:1]",
-    # unspecified, multicast, reserved
-    "0.0.0.0", "[::]", "224.0.0.1", "[ff02::1]", "240.0.0.1", "255.255.255.255",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        # loopback, in every spelling getaddrinfo accepts
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "0x7f.1",
+        "127.255.255.254",
+        # private, shared, link-local, metadata
+        "10.1.2.3",
+        "192.168.1.1",
+        "172.16.0.1",
+        "172.31.255.255",
+        "100.64.0.1",
+        "169.254.1.1",
+        "169.254.169.254",
+        "[fd00:ec2::254]",
+        "100.100.100.200",
+        "[fc00::1]",
+        "[fe80::1]",
+        # IPv4 reached through IPv6 forms: mapped, 6to4, NAT64
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[::ffff:169.254.169.254]",
+        "[2002:7f00:1::]",
+        "[64:ff9b::a00:1]",
+        # unspecified, multicast, reserved
+        "0.0.0.0",
+        "[::]",
+        "224.0.0.1",
+        "[ff02::1]",
+        "240.0.0.1",
+        "255.255.255.255",
+    ],
+)
 def test_refuses_non_public_addresses(host: str) -> None:
     with pytest.raises(BlockedURLError) as err:
         check_url(f"https://{host}/x")
@@ -224,6 +264,7 @@ def test_address_problem_names_the_reason() -> None:
 
 # -- fetch_to_file against a real server on 127.0.0.1 ---------------------------------------------
 
+
 def test_fetch_saves_the_body(srv: Served, tmp_path: Path) -> None:
     result = fetch_to_file(f"{srv.url}/ok", tmp_path / "in.mp4", max_bytes=len(BODY), **LOCAL)
     assert result.path.read_bytes() == BODY and result.size == len(BODY)
@@ -247,8 +288,12 @@ def test_fetch_over_the_limit_leaves_no_file(srv: Served, tmp_path: Path, path: 
 
 def test_fetch_refuses_a_redirect_to_metadata_at_the_hop(srv: Served, tmp_path: Path) -> None:
     with pytest.raises(BlockedURLError) as err:
-        fetch_to_file(f"{srv.url}/redirect?to=http://169.254.169.254/latest/meta-data/", tmp_path / "in.mp4",
-                      max_bytes=1000, **LOCAL)
+        fetch_to_file(
+            f"{srv.url}/redirect?to=http://169.254.169.254/latest/meta-data/",
+            tmp_path / "in.mp4",
+            max_bytes=1000,
+            **LOCAL,
+        )
     assert err.value.code == "url_private_address" and "169.254.169.254" in str(err.value)
     assert srv.paths() == ["/redirect?to=http://169.254.169.254/latest/meta-data/"]
     assert list(tmp_path.iterdir()) == []
@@ -278,12 +323,15 @@ def test_fetch_without_allow_private_never_reaches_the_server(srv: Served, tmp_p
     assert srv.requests == []
 
 
-@pytest.mark.parametrize("path,code", [
-    ("/missing", "url_fetch_failed"),  # 404
-    ("/slow", "url_fetch_failed"),  # past the read timeout
-    ("/gzip", "url_fetch_failed"),  # compressed although identity was asked: no decompression bombs
-    ("/redirect?to=http://[::1", "url_fetch_failed"),  # a Location that is no URL
-])
+@pytest.mark.parametrize(
+    "path,code",
+    [
+        ("/missing", "url_fetch_failed"),  # 404
+        ("/slow", "url_fetch_failed"),  # past the read timeout
+        ("/gzip", "url_fetch_failed"),  # compressed although identity was asked: no decompression bombs
+        ("/redirect?to=http://[::1", "url_fetch_failed"),  # a Location that is no URL
+    ],
+)
 def test_fetch_failures(srv: Served, tmp_path: Path, path: str, code: str) -> None:
     with pytest.raises(BlockedURLError) as err:
         fetch_to_file(f"{srv.url}{path}", tmp_path / "x", max_bytes=100, timeout=0.2, **LOCAL)
@@ -297,7 +345,9 @@ def test_fetch_from_a_closed_port_fails(tmp_path: Path) -> None:
     assert err.value.code == "url_fetch_failed"
 
 
-def test_connection_is_pinned_to_the_checked_address(srv: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_is_pinned_to_the_checked_address(
+    srv: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # DNS rebinding: the name answers 127.0.0.1 to the check, then the metadata address. The connection
     # must use the checked answer (no second lookup of the name) and still send the name as Host.
     real = socket.getaddrinfo
@@ -339,9 +389,30 @@ def test_https_keeps_the_name_for_sni_and_certificate_checks(tmp_path: Path, mon
     # Pinning connects to the checked IP, but TLS must still see the URL's name: SNI says it and the
     # certificate is checked against it (a certificate for another name fails).
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=pinned.test",
-                    "-addext", "subjectAltName=DNS:pinned.test"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pinned.test",
+            "-addext",
+            "subjectAltName=DNS:pinned.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     names: list[str | None] = []
@@ -358,9 +429,14 @@ def test_https_keeps_the_name_for_sni_and_certificate_checks(tmp_path: Path, mon
 
 # -- post_json (webhooks) --------------------------------------------------------------------------
 
+
 def test_post_json_delivers(srv: Served) -> None:
-    result = post_json(f"{srv.url}/hook", b'{"type":"edit.succeeded"}', {"webhook-id": "msg_1", "content-type": "application/json"},
-                       **LOCAL)
+    result = post_json(
+        f"{srv.url}/hook",
+        b'{"type":"edit.succeeded"}',
+        {"webhook-id": "msg_1", "content-type": "application/json"},
+        **LOCAL,
+    )
     assert result.status_code == 204 and result.is_success
     method, path, headers, body = srv.requests[0]
     assert (method, path, body) == ("POST", "/hook", b'{"type":"edit.succeeded"}')

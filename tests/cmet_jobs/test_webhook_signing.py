@@ -38,8 +38,12 @@ BODY = b'{"type":"edit.succeeded","data":{"id":"ed_1"}}'
 
 def test_reference_vector() -> None:
     assert sign(REF_SECRET, REF_ID, REF_TS, REF_BODY) == REF_SIGNATURE
-    verify(REF_SECRET, {"webhook-id": REF_ID, "webhook-timestamp": str(REF_TS), "webhook-signature": REF_SIGNATURE},
-           REF_BODY, now=REF_TS)
+    verify(
+        REF_SECRET,
+        {"webhook-id": REF_ID, "webhook-timestamp": str(REF_TS), "webhook-signature": REF_SIGNATURE},
+        REF_BODY,
+        now=REF_TS,
+    )
 
 
 def test_hand_computed_vector() -> None:
@@ -88,15 +92,18 @@ def test_multiple_signatures() -> None:
         verify(SECRET, {**base, "webhook-signature": f"{other} v2,{good[3:]}"}, BODY, now=NOW)
 
 
-@pytest.mark.parametrize("drop,value,message", [
-    ("webhook-id", None, "webhook-id"),
-    ("webhook-timestamp", None, "webhook-timestamp"),
-    ("webhook-signature", None, "webhook-signature"),
-    ("webhook-timestamp", "soon", "webhook-timestamp"),
-    ("webhook-timestamp", "-5", "webhook-timestamp"),
-    ("webhook-timestamp", "1e9", "webhook-timestamp"),
-    ("webhook-signature", "", "webhook-signature"),
-])
+@pytest.mark.parametrize(
+    "drop,value,message",
+    [
+        ("webhook-id", None, "webhook-id"),
+        ("webhook-timestamp", None, "webhook-timestamp"),
+        ("webhook-signature", None, "webhook-signature"),
+        ("webhook-timestamp", "soon", "webhook-timestamp"),
+        ("webhook-timestamp", "-5", "webhook-timestamp"),
+        ("webhook-timestamp", "1e9", "webhook-timestamp"),
+        ("webhook-signature", "", "webhook-signature"),
+    ],
+)
 def test_missing_or_bad_headers(drop: str, value: str | None, message: str) -> None:
     sent = headers(SECRET, "msg_1", NOW, BODY)
     if value is None:
@@ -123,8 +130,12 @@ def test_secret_format() -> None:
     assert secret.startswith("whsec_") and len(decode_secret(secret)) == 32
     assert len(decode_secret(new_secret(24))) == 24 and len(decode_secret(new_secret(64))) == 64
     assert new_secret() != new_secret()
-    for bad in ["whsec_not base64!", "whsec_" + base64.b64encode(b"x" * 23).decode(),
-                "whsec_" + base64.b64encode(b"x" * 65).decode(), "whsec_"]:
+    for bad in [
+        "whsec_not base64!",
+        "whsec_" + base64.b64encode(b"x" * 23).decode(),
+        "whsec_" + base64.b64encode(b"x" * 65).decode(),
+        "whsec_",
+    ]:
         with pytest.raises(ValueError, match="webhook secret"):
             decode_secret(bad)
     with pytest.raises(ValueError):

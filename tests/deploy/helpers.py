@@ -19,12 +19,36 @@ DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 DOCKERFILES = {"api": DEPLOY / "Dockerfile.api", "worker": DEPLOY / "Dockerfile.worker"}
 
-SECRETS = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "CMET_S3_SECRET_ACCESS_KEY", "GRAFANA_ADMIN_PASSWORD"}
-REQUIRED_SERVICES = {"api", "migrate", "models", "worker-gpu0", "worker-gpu1", "redis", "postgres", "minio", "minio-init", "prometheus", "grafana"}
+SECRETS = {
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "CMET_S3_SECRET_ACCESS_KEY",
+    "GRAFANA_ADMIN_PASSWORD",
+}
+REQUIRED_SERVICES = {
+    "api",
+    "migrate",
+    "models",
+    "worker-gpu0",
+    "worker-gpu1",
+    "redis",
+    "postgres",
+    "minio",
+    "minio-init",
+    "prometheus",
+    "grafana",
+}
 # the panels the dashboard must have, by the metric each one plots
 DASHBOARD_METRICS = {
-    "cmet_jobs_total", "cmet_queue_wait_seconds", "cmet_stage_duration_seconds", "cmet_frames_processed_total",
-    "cmet_gpu_memory_bytes", "cmet_webhook_deliveries_total", "cmet_http_requests_total", "cmet_http_request_duration_seconds",
+    "cmet_jobs_total",
+    "cmet_queue_wait_seconds",
+    "cmet_stage_duration_seconds",
+    "cmet_frames_processed_total",
+    "cmet_gpu_memory_bytes",
+    "cmet_webhook_deliveries_total",
+    "cmet_http_requests_total",
+    "cmet_http_request_duration_seconds",
 }
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -129,12 +153,31 @@ def _code_metrics() -> dict[str, tuple[str, set[str]]]:
     return found
 
 
-_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"}
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def _promql_metrics(expr: str) -> tuple[set[str], set[str]]:
     """(metric names, grouping label names) of a PromQL expression (enough for the dashboard's)."""
-    grouping = {label.strip() for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr) for label in group.split(",") if label.strip()}
+    grouping = {
+        label.strip()
+        for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
+        for label in group.split(",")
+        if label.strip()
+    }
     stripped = re.sub(r"\{[^}]*\}", " ", expr)  # label matchers
     stripped = re.sub(r"\[[^\]]*\]", " ", stripped)  # range selectors, $__rate_interval
     stripped = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", stripped)
@@ -194,7 +237,9 @@ def _sanitized_env(**extra: str) -> dict[str, str]:
     return {**keep, **extra}
 
 
-def _run_stubbed(script: Path, stubs: dict[str, str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_stubbed(
+    script: Path, stubs: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in stubs.items():

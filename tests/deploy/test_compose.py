@@ -71,7 +71,9 @@ def test_depends_on_waits_on_conditions() -> None:
             if condition == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, which has no healthcheck"
             else:
-                assert condition == "service_completed_successfully" and dep in one_shots, f"{name} -> {dep}: {condition}"
+                assert condition == "service_completed_successfully" and dep in one_shots, (
+                    f"{name} -> {dep}: {condition}"
+                )
             assert "profiles" not in services[dep], f"{name} depends on {dep}, which only runs under a profile"
     api_deps = services["api"]["depends_on"]
     assert {"postgres", "redis", "minio-init", "migrate"} <= set(api_deps)
@@ -115,7 +117,10 @@ def test_workers_reserve_one_gpu_each_and_run_celery(env_source: str) -> None:
         assert command[:4] == ["celery", "-A", "worker.celery_app", "worker"], name
         assert command[command.index("-Q") + 1] == "${CMET_QUEUE:-cmet-edits}" == worker_env["CMET_QUEUE"], name
         # concurrent jobs as threads of one process, so the dynamic batcher sees all their frames
-        assert command[command.index("--pool") + 1] == "threads" and int(_interpolate(command[command.index("-c") + 1], env)) >= 2, name
+        assert (
+            command[command.index("--pool") + 1] == "threads"
+            and int(_interpolate(command[command.index("-c") + 1], env)) >= 2
+        ), name
         assert "ping" in " ".join(svc["healthcheck"]["test"]), name
         assert svc["build"]["dockerfile"] == "deploy/Dockerfile.worker", name
         assert svc.get("hostname") == name, f"{name}: a stable celery node name"
@@ -211,7 +216,9 @@ def test_env_example_documents_every_variable_with_the_compose_default() -> None
         else:
             assert ops == {":-"}, f"{name} needs a default (${{{name}:-...}}), has {ops}"
             defaults = {arg for _, arg in uses}
-            assert defaults == {example[name]}, f"{name}: compose default(s) {defaults} vs .env.example {example[name]!r}"
+            assert defaults == {example[name]}, (
+                f"{name}: compose default(s) {defaults} vs .env.example {example[name]!r}"
+            )
     # every secret is required somewhere and documented with a comment line above it
     text = ENV_EXAMPLE.read_text().splitlines()
     for name in SECRETS:

@@ -38,12 +38,16 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     services = _services()
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     static = {t: job for job in jobs.values() for sc in job.get("static_configs", []) for t in sc["targets"]}
-    dns = {(name, sd["port"]): job for job in jobs.values() for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    dns = {
+        (name, sd["port"]): job for job in jobs.values() for sd in job.get("dns_sd_configs", []) for name in sd["names"]
+    }
     assert "api:8000" in static and static["api:8000"].get("metrics_path", "/metrics") == "/metrics"
     for name, svc in _workers(services).items():
         port = int(_environment(svc)["CMET_WORKER_METRICS_PORT"])
         aliases = set(svc["networks"]["default"]["aliases"])
-        assert f"{name}:{port}" in static or any((alias, port) in dns for alias in aliases), f"prometheus does not scrape {name}"
+        assert f"{name}:{port}" in static or any((alias, port) in dns for alias in aliases), (
+            f"prometheus does not scrape {name}"
+        )
     assert ("./deploy/prometheus.yml", "/etc/prometheus/prometheus.yml", "ro") in _named_mounts(services["prometheus"])
 
 
@@ -52,7 +56,9 @@ def test_dashboard_uses_only_metrics_the_code_defines() -> None:
     assert DASHBOARD_METRICS <= set(metrics), f"the code no longer defines {DASHBOARD_METRICS - set(metrics)}"
     assert all(name.startswith("cmet_") for name in metrics)
     exposed = _exposed_names(metrics)
-    datasource_uids = {ds["uid"] for f in DATASOURCES.glob("*.yml") for ds in yaml.safe_load(f.read_text())["datasources"]}
+    datasource_uids = {
+        ds["uid"] for f in DATASOURCES.glob("*.yml") for ds in yaml.safe_load(f.read_text())["datasources"]
+    }
     files = sorted(DASHBOARDS.glob("*.json"))
     assert files, "no dashboard in deploy/grafana/dashboards"
     plotted = set()
@@ -93,7 +99,9 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck(kind: str) -> Non
     assert users, f"{kind}: no USER in the final stage"
     user = users[-1].split(":")[0]
     assert user not in ("root", "0"), f"{kind} runs as {user}"
-    assert any(line.startswith("HEALTHCHECK ") and " CMD " in f" {line} " for line in lines[last_from:]), f"{kind}: no HEALTHCHECK"
+    assert any(line.startswith("HEALTHCHECK ") and " CMD " in f" {line} " for line in lines[last_from:]), (
+        f"{kind}: no HEALTHCHECK"
+    )
     assert any(line.startswith(("CMD ", "ENTRYPOINT ")) for line in lines[last_from:])
 
 
@@ -102,7 +110,9 @@ def test_dockerfile_installs_the_project_as_pyproject_says(kind: str) -> None:
     lines, args = _dockerfile(kind)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     torch_pin = next(r for r in pyproject["project"]["dependencies"] if r.startswith("torch"))
-    assert torch_pin == f"torch=={args['TORCH_VERSION']}", f"{kind}: TORCH_VERSION {args['TORCH_VERSION']} vs pyproject {torch_pin}"
+    assert torch_pin == f"torch=={args['TORCH_VERSION']}", (
+        f"{kind}: TORCH_VERSION {args['TORCH_VERSION']} vs pyproject {torch_pin}"
+    )
     # every package of the project is copied into the image, and every COPY source exists
     copied = set()
     for line in lines:
@@ -118,7 +128,10 @@ def test_dockerfile_installs_the_project_as_pyproject_says(kind: str) -> None:
     requirements = _requirements_module().requirements
     extras = args["CMET_EXTRAS"].split()
     names = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0].lower() for r in requirements(ROOT / "pyproject.toml", extras)}
-    needed = {"api": {"fastapi", "uvicorn", "prometheus-client", "psycopg", "celery", "boto3"}, "worker": {"funasr", "celery", "prometheus-client", "psycopg", "boto3"}}[kind]
+    needed = {
+        "api": {"fastapi", "uvicorn", "prometheus-client", "psycopg", "celery", "boto3"},
+        "worker": {"funasr", "celery", "prometheus-client", "psycopg", "boto3"},
+    }[kind]
     assert needed <= names, f"{kind}: extras {extras} lack {needed - names}"
 
 
@@ -138,7 +151,13 @@ def test_api_image_is_slim_and_worker_image_is_cuda() -> None:
         patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
         assert patterns[0] == "*", f"{ignore.name} starts by leaving everything out"
         allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-        sources = {s.rstrip("/") for line in lines if line.startswith("COPY ") and "--from=" not in line for s in line.split()[1:-1] if not s.startswith("--")}
+        sources = {
+            s.rstrip("/")
+            for line in lines
+            if line.startswith("COPY ") and "--from=" not in line
+            for s in line.split()[1:-1]
+            if not s.startswith("--")
+        }
         assert sources == allowed, f"{ignore.name}: re-included {sorted(allowed)} vs copied {sorted(sources)}"
 
 
@@ -162,14 +181,22 @@ exit 0
 """
 
 _MINIO_ENV = {
-    "MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "root-secret", "CMET_S3_BUCKET": "my-bucket",
-    "CMET_S3_ACCESS_KEY_ID": "cmet-service", "CMET_S3_SECRET_ACCESS_KEY": "service-secret",
+    "MINIO_ROOT_USER": "root",
+    "MINIO_ROOT_PASSWORD": "root-secret",
+    "CMET_S3_BUCKET": "my-bucket",
+    "CMET_S3_ACCESS_KEY_ID": "cmet-service",
+    "CMET_S3_SECRET_ACCESS_KEY": "service-secret",
 }
 
 
 def test_minio_init_creates_the_bucket_and_a_bucket_scoped_user(tmp_path: Path) -> None:
     log, policy = tmp_path / "mc.log", tmp_path / "policy.json"
-    done = _run_stubbed(DEPLOY / "minio-init.sh", {"mc": _MC_STUB}, {**_MINIO_ENV, "STUB_LOG": str(log), "STUB_POLICY": str(policy)}, tmp_path)
+    done = _run_stubbed(
+        DEPLOY / "minio-init.sh",
+        {"mc": _MC_STUB},
+        {**_MINIO_ENV, "STUB_LOG": str(log), "STUB_POLICY": str(policy)},
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     assert calls[0] == "alias set cmet http://minio:9000 root root-secret"
@@ -179,16 +206,28 @@ def test_minio_init_creates_the_bucket_and_a_bucket_scoped_user(tmp_path: Path) 
     statements = json.loads(policy.read_text())["Statement"]
     resources = {r for s in statements for r in s["Resource"]}
     assert resources == {"arn:aws:s3:::my-bucket", "arn:aws:s3:::my-bucket/*"}
-    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= {a for s in statements for a in s["Action"]}
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= {
+        a for s in statements for a in s["Action"]
+    }
 
 
 def test_minio_init_is_idempotent_and_fails_loudly(tmp_path: Path) -> None:
-    env = {**_MINIO_ENV, "STUB_LOG": str(tmp_path / "mc.log"), "STUB_POLICY": str(tmp_path / "p.json"), "ATTACH_FAILS": "1"}
+    env = {
+        **_MINIO_ENV,
+        "STUB_LOG": str(tmp_path / "mc.log"),
+        "STUB_POLICY": str(tmp_path / "p.json"),
+        "ATTACH_FAILS": "1",
+    }
     again = _run_stubbed(DEPLOY / "minio-init.sh", {"mc": _MC_STUB}, {**env, "USER_POLICY": "cmet-bucket-rw"}, tmp_path)
     assert again.returncode == 0, again.stderr  # a re-run: the policy is attached already
     broken = _run_stubbed(DEPLOY / "minio-init.sh", {"mc": _MC_STUB}, env, tmp_path)
     assert broken.returncode == 1 and "could not attach" in broken.stderr
-    missing = _run_stubbed(DEPLOY / "minio-init.sh", {"mc": _MC_STUB}, {k: v for k, v in env.items() if k != "CMET_S3_SECRET_ACCESS_KEY"}, tmp_path)
+    missing = _run_stubbed(
+        DEPLOY / "minio-init.sh",
+        {"mc": _MC_STUB},
+        {k: v for k, v in env.items() if k != "CMET_S3_SECRET_ACCESS_KEY"},
+        tmp_path,
+    )
     assert missing.returncode != 0
 
 
@@ -207,7 +246,9 @@ exit 0
         ("1", "bogus", 2, None),
     ],
 )
-def test_models_init_keeps_a_verified_set_else_writes_one(tmp_path: Path, verify_rc: str, source: str, rc: int, expected: str | None) -> None:
+def test_models_init_keeps_a_verified_set_else_writes_one(
+    tmp_path: Path, verify_rc: str, source: str, rc: int, expected: str | None
+) -> None:
     log = tmp_path / "cmet.log"
     env = {"STUB_LOG": str(log), "VERIFY_RC": verify_rc, "CMET_MODELS_SOURCE": source, "CMET_MODELS_DIR": "/models"}
     done = _run_stubbed(DEPLOY / "models-init.sh", {"cmet": _CMET_STUB}, env, tmp_path)

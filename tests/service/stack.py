@@ -78,7 +78,9 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 @contextmanager
 def moto_s3(log: Path) -> Iterator[str]:
     port = free_port()
-    with process([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log) as proc:
+    with process(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log
+    ) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(url + "/moto-api/").status_code < 500, 30, "moto S3 server", proc)
         yield url
@@ -93,9 +95,29 @@ class Stack:
     extra: dict[str, str] = field(default_factory=dict)
 
     def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
-        args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", self.env["CMET_QUEUE"], "-c", "1", "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "-Q",
+            self.env["CMET_QUEUE"],
+            "-c",
+            "1",
+            "--pool",
+            "prefork",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
         log = (self.logs / "worker.log").open("ab")
-        self.worker = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.worker = subprocess.Popen(
+            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         return self.worker
 
     def stop_worker(self, sig: int = 15) -> None:
@@ -126,7 +148,18 @@ def running_stack(tmp: Path, models: Path, database_url: str, storage_env: dict[
     }
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    api_args = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    api_args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "service.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     with process(api_args, env, logs / "api.log") as api:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", api)

@@ -27,7 +27,9 @@ MAX_VIDEO = 2_000_000
 
 
 class Corpus:
-    def __init__(self, client: TestClient, settings: JobsSettings, key: str, other_key: str, files: dict[str, bytes]) -> None:
+    def __init__(
+        self, client: TestClient, settings: JobsSettings, key: str, other_key: str, files: dict[str, bytes]
+    ) -> None:
         self.client, self.settings, self.key, self.other_key, self.files = client, settings, key, other_key, files
 
     def post(self, key: str | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -85,15 +87,20 @@ def _asset(c: Corpus, key: str | None = None, upload: bool = True, content: str 
     assert r.status_code == 201
     body = r.json()
     if upload:
-        assert c.client.put(body["upload_url"].replace("http://testserver", ""), content=c.files[content]).status_code == 200
+        assert (
+            c.client.put(body["upload_url"].replace("http://testserver", ""), content=c.files[content]).status_code
+            == 200
+        )
     return str(body["id"])
 
 
 def _chunked(size: int):  # type: ignore[no-untyped-def]
     """A body sent without Content-Length (chunked), so only counting the bytes can stop it."""
+
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(size // (1 << 20) + 1):
             yield b"\x00" * (1 << 20)
+
     return chunks()
 
 
@@ -102,9 +109,24 @@ Case = Callable[[Corpus], Any]
 CASES: list[tuple[str, Case, int, str]] = [
     ("no auth header", lambda c: c.client.post("/v1/edits", json={"emotion": "happy"}), 401, "unauthorized"),
     ("unknown key", lambda c: c.post(key="cmet_nope", json={"emotion": "happy"}), 401, "unauthorized"),
-    ("basic auth scheme", lambda c: c.client.post("/v1/edits", headers={"Authorization": "Basic abc"}, json={}), 401, "unauthorized"),
-    ("text/plain body", lambda c: c.post(content=b"emotion=happy", headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
-    ("malformed JSON", lambda c: c.post(content=b"{not json", headers={"Content-Type": "application/json"}), 422, "invalid_request"),
+    (
+        "basic auth scheme",
+        lambda c: c.client.post("/v1/edits", headers={"Authorization": "Basic abc"}, json={}),
+        401,
+        "unauthorized",
+    ),
+    (
+        "text/plain body",
+        lambda c: c.post(content=b"emotion=happy", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "malformed JSON",
+        lambda c: c.post(content=b"{not json", headers={"Content-Type": "application/json"}),
+        422,
+        "invalid_request",
+    ),
     ("JSON array", lambda c: c.post(json=[1, 2]), 422, "invalid_request"),
     ("empty JSON object", lambda c: c.post(json={}), 422, "video_missing"),
     ("unknown field", lambda c: c.post(json={"emotion": "happy", "colour": "red"}), 422, "invalid_request"),
@@ -112,53 +134,282 @@ CASES: list[tuple[str, Case, int, str]] = [
     ("intensity too high", lambda c: c.post(json={"emotion": "happy", "intensity": 5}), 422, "invalid_request"),
     ("negative intensity", lambda c: c.post(json={"emotion": "happy", "intensity": -1}), 422, "invalid_request"),
     ("huge emotion string", lambda c: c.post(json={"emotion": "h" * 5000}), 422, "invalid_request"),
-    ("unknown emotion", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "furious"}), 422, "unknown_emotion"),
-    ("blend weight not a number", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=x"}), 422, "bad_emotion"),
-    ("blend over max intensity", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=2,sad=2"}), 422, "bad_emotion"),
+    (
+        "unknown emotion",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "furious"}),
+        422,
+        "unknown_emotion",
+    ),
+    (
+        "blend weight not a number",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=x"}),
+        422,
+        "bad_emotion",
+    ),
+    (
+        "blend over max intensity",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy=2,sad=2"}),
+        422,
+        "bad_emotion",
+    ),
     ("no emotion, no speech", lambda c: c.post(files={"video": c.files["video"]}), 422, "emotion_missing"),
     ("no video", lambda c: c.post(json={"emotion": "happy"}), 422, "video_missing"),
-    ("video part and asset", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "video_asset": _asset(c)}), 422, "invalid_request"),
-    ("url and asset", lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "video_asset": "ast_" + "0" * 32}), 422, "invalid_request"),
-    ("malformed asset id", lambda c: c.post(json={"emotion": "happy", "video_asset": "../../etc/passwd"}), 422, "invalid_request"),
-    ("unknown asset", lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32}), 404, "asset_not_found"),
-    ("another key's asset", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, c.other_key)}), 404, "asset_not_found"),
-    ("asset never uploaded", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, upload=False)}), 422, "asset_not_uploaded"),
-    ("text file as video", lambda c: c.post(files={"video": ("a.mp4", c.files["text"], "video/mp4")}, data={"emotion": "happy"}), 422, "not_media"),
-    ("empty video part", lambda c: c.post(files={"video": ("a.mp4", b"", "video/mp4")}, data={"emotion": "happy"}), 422, "empty_file"),
-    ("audio file as video", lambda c: c.post(files={"video": ("a.mp4", c.files["wav"], "video/mp4")}, data={"emotion": "happy"}), 422, "no_video_stream"),
-    ("truncated mp4", lambda c: c.post(files={"video": ("a.mp4", c.files["truncated"], "video/mp4")}, data={"emotion": "happy"}), 422, "not_media"),
-    ("video over the size limit", lambda c: c.post(files={"video": ("a.mp4", c.files["big"], "video/mp4")}, data={"emotion": "happy"}), 413, "file_too_large"),
-    ("unexpected file part", lambda c: c.post(files={"video": c.files["video"], "poster": c.files["video"]}, data={"emotion": "happy"}), 422, "invalid_request"),
-    ("text file as speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["text"]))]), 422, "not_media"),
-    ("video file as speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["silent"]))]), 422, "no_audio"),
-    ("emotion and speech", lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["wav"]))], data={"emotion": "happy"}), 422, "invalid_request"),
-    ("too many speech parts", lambda c: c.post(files=[("video", c.files["video"])] + [("speech", ("s.wav", b"x"))] * 9), 422, "invalid_request"),
-    ("face index and box", lambda c: c.post(json={"emotion": "happy", "face_index": 0, "face_box": [0, 0, 9, 9], "video_asset": "ast_" + "0" * 32}), 422, "invalid_request"),
-    ("face box of two numbers", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "1,2"}), 422, "invalid_request"),
-    ("negative face index", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}), 422, "invalid_request"),
-    ("unknown webhook event", lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.exploded"]}), 422, "invalid_request"),
-    ("body over the size limit", lambda c: c.post(content=b"{}", headers={"Content-Type": "application/json", "Content-Length": str(10**10)}), 413, "body_too_large"),
-    ("chunked body over the size limit", lambda c: c.post(content=_chunked(12 << 20), headers={"Content-Type": "multipart/form-data; boundary=x"}), 413, "body_too_large"),
-    ("chunked JSON over 1 MiB to uploads", lambda c: c.client.post("/v1/uploads", headers={**c.auth(), "Content-Type": "application/json"}, content=_chunked(2 << 20)), 413, "body_too_large"),
-    ("chunked body over the limit to emotions", lambda c: c.client.post("/v1/emotions", headers={**c.auth(), "Content-Type": "multipart/form-data; boundary=x"}, content=_chunked(10 << 20)), 413, "body_too_large"),
-    ("loopback video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://127.0.0.1/a.mp4"}), 422, "url_private_address"),
-    ("private video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://10.0.0.7/a.mp4"}), 422, "url_private_address"),
-    ("cloud metadata URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://169.254.169.254/latest/meta-data/"}), 422, "url_private_address"),
-    ("plain http video URL", lambda c: c.post(json={"emotion": "happy", "video_url": "http://example.com/a.mp4"}), 422, "url_scheme"),
-    ("credentials in a URL", lambda c: c.post(json={"emotion": "happy", "video_url": "https://user:pw@example.com/a.mp4"}), 422, "url_host"),
-    ("IPv6 loopback speech URL", lambda c: c.post(files={"video": c.files["video"]}, data={"speech_urls": "https://[::1]/a.wav"}), 422, "url_private_address"),
-    ("webhook to a LAN address", lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "webhook_url": "https://192.168.1.10/hook"}), 422, "url_private_address"),
-    ("text file uploaded as a video asset", lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, content="text")}), 422, "not_media"),
+    (
+        "video part and asset",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "video_asset": _asset(c)}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "url and asset",
+        lambda c: c.post(
+            json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "video_asset": "ast_" + "0" * 32}
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
+        "malformed asset id",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": "../../etc/passwd"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown asset",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32}),
+        404,
+        "asset_not_found",
+    ),
+    (
+        "another key's asset",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, c.other_key)}),
+        404,
+        "asset_not_found",
+    ),
+    (
+        "asset never uploaded",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, upload=False)}),
+        422,
+        "asset_not_uploaded",
+    ),
+    (
+        "text file as video",
+        lambda c: c.post(files={"video": ("a.mp4", c.files["text"], "video/mp4")}, data={"emotion": "happy"}),
+        422,
+        "not_media",
+    ),
+    (
+        "empty video part",
+        lambda c: c.post(files={"video": ("a.mp4", b"", "video/mp4")}, data={"emotion": "happy"}),
+        422,
+        "empty_file",
+    ),
+    (
+        "audio file as video",
+        lambda c: c.post(files={"video": ("a.mp4", c.files["wav"], "video/mp4")}, data={"emotion": "happy"}),
+        422,
+        "no_video_stream",
+    ),
+    (
+        "truncated mp4",
+        lambda c: c.post(files={"video": ("a.mp4", c.files["truncated"], "video/mp4")}, data={"emotion": "happy"}),
+        422,
+        "not_media",
+    ),
+    (
+        "video over the size limit",
+        lambda c: c.post(files={"video": ("a.mp4", c.files["big"], "video/mp4")}, data={"emotion": "happy"}),
+        413,
+        "file_too_large",
+    ),
+    (
+        "unexpected file part",
+        lambda c: c.post(files={"video": c.files["video"], "poster": c.files["video"]}, data={"emotion": "happy"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "text file as speech",
+        lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["text"]))]),
+        422,
+        "not_media",
+    ),
+    (
+        "video file as speech",
+        lambda c: c.post(files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["silent"]))]),
+        422,
+        "no_audio",
+    ),
+    (
+        "emotion and speech",
+        lambda c: c.post(
+            files=[("video", c.files["video"]), ("speech", ("s.wav", c.files["wav"]))], data={"emotion": "happy"}
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
+        "too many speech parts",
+        lambda c: c.post(files=[("video", c.files["video"])] + [("speech", ("s.wav", b"x"))] * 9),
+        422,
+        "invalid_request",
+    ),
+    (
+        "face index and box",
+        lambda c: c.post(
+            json={"emotion": "happy", "face_index": 0, "face_box": [0, 0, 9, 9], "video_asset": "ast_" + "0" * 32}
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
+        "face box of two numbers",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "1,2"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "negative face index",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown webhook event",
+        lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.exploded"]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "body over the size limit",
+        lambda c: c.post(content=b"{}", headers={"Content-Type": "application/json", "Content-Length": str(10**10)}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "chunked body over the size limit",
+        lambda c: c.post(content=_chunked(12 << 20), headers={"Content-Type": "multipart/form-data; boundary=x"}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "chunked JSON over 1 MiB to uploads",
+        lambda c: c.client.post(
+            "/v1/uploads", headers={**c.auth(), "Content-Type": "application/json"}, content=_chunked(2 << 20)
+        ),
+        413,
+        "body_too_large",
+    ),
+    (
+        "chunked body over the limit to emotions",
+        lambda c: c.client.post(
+            "/v1/emotions",
+            headers={**c.auth(), "Content-Type": "multipart/form-data; boundary=x"},
+            content=_chunked(10 << 20),
+        ),
+        413,
+        "body_too_large",
+    ),
+    (
+        "loopback video URL",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://127.0.0.1/a.mp4"}),
+        422,
+        "url_private_address",
+    ),
+    (
+        "private video URL",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://10.0.0.7/a.mp4"}),
+        422,
+        "url_private_address",
+    ),
+    (
+        "cloud metadata URL",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://169.254.169.254/latest/meta-data/"}),
+        422,
+        "url_private_address",
+    ),
+    (
+        "plain http video URL",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "http://example.com/a.mp4"}),
+        422,
+        "url_scheme",
+    ),
+    (
+        "credentials in a URL",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://user:pw@example.com/a.mp4"}),
+        422,
+        "url_host",
+    ),
+    (
+        "IPv6 loopback speech URL",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"speech_urls": "https://[::1]/a.wav"}),
+        422,
+        "url_private_address",
+    ),
+    (
+        "webhook to a LAN address",
+        lambda c: c.post(
+            files={"video": c.files["video"]}, data={"emotion": "happy", "webhook_url": "https://192.168.1.10/hook"}
+        ),
+        422,
+        "url_private_address",
+    ),
+    (
+        "text file uploaded as a video asset",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": _asset(c, content="text")}),
+        422,
+        "not_media",
+    ),
     ("unknown job", lambda c: c.client.get("/v1/edits/edt_" + "0" * 32, headers=c.auth()), 404, "edit_not_found"),
-    ("cancel unknown job", lambda c: c.client.post("/v1/edits/edt_nope/cancel", headers=c.auth()), 404, "edit_not_found"),
+    (
+        "cancel unknown job",
+        lambda c: c.client.post("/v1/edits/edt_nope/cancel", headers=c.auth()),
+        404,
+        "edit_not_found",
+    ),
     ("delete unknown job", lambda c: c.client.delete("/v1/edits/edt_nope", headers=c.auth()), 404, "edit_not_found"),
-    ("list with a forged cursor", lambda c: c.client.get("/v1/edits", params={"cursor": "!!!"}, headers=c.auth()), 422, "bad_cursor"),
-    ("list limit too large", lambda c: c.client.get("/v1/edits", params={"limit": 1000}, headers=c.auth()), 422, "invalid_request"),
-    ("misspelt query parameter", lambda c: c.client.get("/v1/edits", params={"stat": "failed"}, headers=c.auth()), 422, "invalid_request"),
-    ("list unknown state", lambda c: c.client.get("/v1/edits", params={"state": "exploded"}, headers=c.auth()), 422, "invalid_request"),
-    ("upload of unknown kind", lambda c: c.client.post("/v1/uploads", headers=c.auth(), json={"kind": "image"}), 422, "invalid_request"),
-    ("forged download signature", lambda c: c.client.get("/v1/files/jobs/x/output.mp4", params={"expires": 9999999999, "signature": "00"}), 403, "bad_signature"),
-    ("expired upload URL", lambda c: c.client.put("/v1/files/assets/x/y", params={"expires": 1, "signature": "00"}, content=b"x"), 403, "bad_signature"),
+    (
+        "list with a forged cursor",
+        lambda c: c.client.get("/v1/edits", params={"cursor": "!!!"}, headers=c.auth()),
+        422,
+        "bad_cursor",
+    ),
+    (
+        "list limit too large",
+        lambda c: c.client.get("/v1/edits", params={"limit": 1000}, headers=c.auth()),
+        422,
+        "invalid_request",
+    ),
+    (
+        "misspelt query parameter",
+        lambda c: c.client.get("/v1/edits", params={"stat": "failed"}, headers=c.auth()),
+        422,
+        "invalid_request",
+    ),
+    (
+        "list unknown state",
+        lambda c: c.client.get("/v1/edits", params={"state": "exploded"}, headers=c.auth()),
+        422,
+        "invalid_request",
+    ),
+    (
+        "upload of unknown kind",
+        lambda c: c.client.post("/v1/uploads", headers=c.auth(), json={"kind": "image"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "forged download signature",
+        lambda c: c.client.get("/v1/files/jobs/x/output.mp4", params={"expires": 9999999999, "signature": "00"}),
+        403,
+        "bad_signature",
+    ),
+    (
+        "expired upload URL",
+        lambda c: c.client.put("/v1/files/assets/x/y", params={"expires": 1, "signature": "00"}, content=b"x"),
+        403,
+        "bad_signature",
+    ),
     ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
 ]
 
@@ -172,17 +423,31 @@ def test_bad_input(corpus: Corpus, name: str, case: Case, status: int, code: str
     problem = response.json()
     assert problem["code"] == code and problem["status"] == status and problem["detail"]
     assert _jobs(corpus.settings) == jobs_before, "a refused request left a job record"
-    uploads = name in ("video part and asset", "another key's asset", "asset never uploaded", "text file uploaded as a video asset")
+    uploads = name in (
+        "video part and asset",
+        "another key's asset",
+        "asset never uploaded",
+        "text file uploaded as a video asset",
+    )
     assert uploads or _stored(corpus.settings) == stored_before, "a refused request left files"
 
 
 def test_idempotency_misuse(corpus: Corpus) -> None:
     headers = {**corpus.auth(), "Idempotency-Key": "corpus-1"}
-    first = corpus.client.post("/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "happy"})
+    first = corpus.client.post(
+        "/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "happy"}
+    )
     assert first.status_code == 202
-    other_body = corpus.client.post("/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "sad"})
+    other_body = corpus.client.post(
+        "/v1/edits", headers=headers, files={"video": corpus.files["video"]}, data={"emotion": "sad"}
+    )
     assert other_body.status_code == 422 and other_body.json()["code"] == "idempotency_key_reused"
-    other_key = corpus.client.post("/v1/edits", headers={**corpus.auth(corpus.other_key), "Idempotency-Key": "corpus-1"}, files={"video": corpus.files["video"]}, data={"emotion": "sad"})
+    other_key = corpus.client.post(
+        "/v1/edits",
+        headers={**corpus.auth(corpus.other_key), "Idempotency-Key": "corpus-1"},
+        files={"video": corpus.files["video"]},
+        data={"emotion": "sad"},
+    )
     assert other_key.status_code == 202 and other_key.json()["id"] != first.json()["id"]  # keys are scoped per API key
     peek = corpus.client.get(f"/v1/edits/{first.json()['id']}", headers=corpus.auth(corpus.other_key))
     assert peek.status_code == 404
@@ -191,10 +456,18 @@ def test_idempotency_misuse(corpus: Corpus) -> None:
 def test_quota_gives_429_with_retry_after(corpus: Corpus) -> None:
     with session_scope(corpus.settings.db_url) as session:
         tight = create_key(session, "tight", max_concurrent_jobs=1).secret
-    ok = corpus.client.post("/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"})
+    ok = corpus.client.post(
+        "/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"}
+    )
     assert ok.status_code == 202
-    again = corpus.client.post("/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"})
-    assert again.status_code == 429 and again.json()["code"] == "concurrent_limit" and int(again.headers["retry-after"]) > 0
+    again = corpus.client.post(
+        "/v1/edits", headers=corpus.auth(tight), files={"video": corpus.files["video"]}, data={"emotion": "happy"}
+    )
+    assert (
+        again.status_code == 429
+        and again.json()["code"] == "concurrent_limit"
+        and int(again.headers["retry-after"]) > 0
+    )
 
 
 def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> None:
@@ -223,16 +496,29 @@ def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> No
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings = JobsSettings(data_dir=tmp_path / "data", broker_url="redis://127.0.0.1:6379/11", queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
-                               max_video_bytes=MAX_VIDEO, allow_private_urls=True, public_url="http://testserver")
+    settings = JobsSettings(
+        data_dir=tmp_path / "data",
+        broker_url="redis://127.0.0.1:6379/11",
+        queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
+        max_video_bytes=MAX_VIDEO,
+        allow_private_urls=True,
+        public_url="http://testserver",
+    )
     app = create_app(settings)
     with session_scope(settings.db_url) as session:
         key = create_key(session, "lan").secret
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
-            for path, status, code in (("/to-metadata", 422, "url_private_address"), ("/missing.mp4", 422, "url_fetch_failed"),
-                                       ("/huge.mp4", 413, "url_too_large")):
-                r = client.post("/v1/edits", headers={"Authorization": f"Bearer {key}"}, json={"emotion": "happy", "video_url": base + path})
+            for path, status, code in (
+                ("/to-metadata", 422, "url_private_address"),
+                ("/missing.mp4", 422, "url_fetch_failed"),
+                ("/huge.mp4", 413, "url_too_large"),
+            ):
+                r = client.post(
+                    "/v1/edits",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"emotion": "happy", "video_url": base + path},
+                )
                 assert (r.status_code, r.json()["code"]) == (status, code), r.text
             assert _jobs(settings) == 0
     finally:

@@ -19,7 +19,9 @@ def test_register_use_and_delete_a_custom_emotion(client: httpx.Client, test_dat
     emotion = r.json()
     assert emotion["kind"] == "custom" and emotion["state"] == "pending"
     deadline = time.monotonic() + 120
-    while (state := next(e for e in client.get("/v1/emotions").json()["data"] if e["id"] == emotion["id"])["state"]) == "pending":
+    while (
+        state := next(e for e in client.get("/v1/emotions").json()["data"] if e["id"] == emotion["id"])["state"]
+    ) == "pending":
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert state == "ready"

@@ -18,7 +18,13 @@ from tests.service.test_flow import wait_final
 
 
 def _objects(stack: Stack, prefix: str) -> list[str]:
-    s3 = boto3.client("s3", endpoint_url=stack.env["CMET_S3_ENDPOINT_URL"], aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.env["CMET_S3_ENDPOINT_URL"],
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
     return [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["CMET_S3_BUCKET"], Prefix=prefix).get("Contents", [])]
 
 
@@ -28,7 +34,9 @@ def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Pa
     clip = write_sample_clip(tmp_path / "long.mp4", seconds=30)
     with webhook_receiver(webhook_secret) as hook:
         with clip.open("rb") as f:
-            job_id = client.post("/v1/edits", files={"video": f}, data={"emotion": "sad", "webhook_url": hook.url}).json()["id"]
+            job_id = client.post(
+                "/v1/edits", files={"video": f}, data={"emotion": "sad", "webhook_url": hook.url}
+            ).json()["id"]
         deadline = time.monotonic() + 120
         while (job := client.get(f"/v1/edits/{job_id}").json())["progress"] < 0.2:
             assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
@@ -50,7 +58,9 @@ def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Pa
         assert hook.events().count("edit.succeeded") == 1
     print(f"\npick-up after SIGKILL: {picked_up:.1f} s")
     assert picked_up < 30
-    assert [k for k in _objects(stack, f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [f"jobs/{job_id}/output.mp4"]
+    assert [k for k in _objects(stack, f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [
+        f"jobs/{job_id}/output.mp4"
+    ]
 
 
 @pytest.mark.usefixtures("stack")

@@ -33,7 +33,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_multipart_submit_poll_download(client: httpx.Client, clip: Path, tmp_path: Path) -> None:
     with clip.open("rb") as f:
-        r = client.post("/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data={"emotion": "happy", "intensity": "0.8"})
+        r = client.post(
+            "/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data={"emotion": "happy", "intensity": "0.8"}
+        )
     assert r.status_code == 202, r.text
     job = r.json()
     assert r.headers["location"] == f"/v1/edits/{job['id']}" and job["state"] == "queued"
@@ -45,7 +47,9 @@ def test_multipart_submit_poll_download(client: httpx.Client, clip: Path, tmp_pa
     (tmp_path / "out.mp4").write_bytes(video.content)
     assert probe(tmp_path / "out.mp4").frame_count == 10
     again = client.get(f"/v1/edits/{job['id']}").json()
-    assert httpx.get(again["output_url"], timeout=30).content == video.content  # signed anew on each read, still the same file
+    assert (
+        httpx.get(again["output_url"], timeout=30).content == video.content
+    )  # signed anew on each read, still the same file
 
 
 def test_whole_flow_upload_submit_webhook_download(stack: Stack, clip: Path, tmp_path: Path) -> None:
@@ -55,15 +59,24 @@ def test_whole_flow_upload_submit_webhook_download(stack: Stack, clip: Path, tmp
     from tests.service.receiver import webhook_receiver
 
     secret, webhook_secret = new_key_and_webhook_secret(stack, "flow")
-    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client, \
-            webhook_receiver(webhook_secret) as hook:
+    with (
+        httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client,
+        webhook_receiver(webhook_secret) as hook,
+    ):
         r = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4", "content_type": "video/mp4"})
         assert r.status_code == 201, r.text
         upload = r.json()
         put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
         assert put.status_code == 200, put.text
-        r = client.post("/v1/edits", json={"video_asset": upload["id"], "emotion": "happy=0.6,surprised=0.4", "webhook_url": hook.url,
-                                            "webhook_events": ["edit.succeeded", "edit.failed"]})
+        r = client.post(
+            "/v1/edits",
+            json={
+                "video_asset": upload["id"],
+                "emotion": "happy=0.6,surprised=0.4",
+                "webhook_url": hook.url,
+                "webhook_events": ["edit.succeeded", "edit.failed"],
+            },
+        )
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 120
         while "edit.succeeded" not in hook.events():
@@ -184,7 +197,9 @@ def test_video_by_url(client: httpx.Client, clip: Path) -> None:
 def test_emotion_from_the_clients_speech(client: httpx.Client, clip: Path, test_data: Path) -> None:
     clips = sorted((test_data / "speech" / "MEAD" / "surprised").glob("*.wav"))
     with clip.open("rb") as f:
-        parts = [("video", ("talk.mp4", f.read(), "video/mp4"))] + [("speech", (p.name, p.read_bytes(), "audio/wav")) for p in clips]
+        parts = [("video", ("talk.mp4", f.read(), "video/mp4"))] + [
+            ("speech", (p.name, p.read_bytes(), "audio/wav")) for p in clips
+        ]
     r = client.post("/v1/edits", files=parts, data={"intensity": "1.5"})
     assert r.status_code == 202, r.text
     assert wait_final(client, r.json()["id"])["state"] == "succeeded"

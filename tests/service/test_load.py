@@ -27,7 +27,13 @@ def test_200_submissions(stack: Stack, tmp_path: Path) -> None:
     def submit(i: int) -> tuple[int, float, str | None]:
         time.sleep(max(0.0, start + i * SPREAD_S / SUBMISSIONS - time.monotonic()))
         began = time.monotonic()
-        r = httpx.post(f"{stack.api_url}/v1/edits", headers=headers, files={"video": ("v.mp4", clip)}, data={"emotion": "happy"}, timeout=60)
+        r = httpx.post(
+            f"{stack.api_url}/v1/edits",
+            headers=headers,
+            files={"video": ("v.mp4", clip)},
+            data={"emotion": "happy"},
+            timeout=60,
+        )
         return r.status_code, time.monotonic() - began, r.json().get("id") if r.status_code == 202 else None
 
     with ThreadPoolExecutor(16) as pool:

@@ -46,6 +46,11 @@ def test_api_and_worker_metrics(stack: Stack, client: httpx.Client, tmp_path) ->
             pass
         assert time.monotonic() < deadline, "worker metrics not served"
         time.sleep(0.2)
-    for name in ("cmet_queue_wait_seconds_bucket", "cmet_stage_duration_seconds_bucket", "cmet_frames_processed_total", "cmet_model_load_seconds_count"):
+    for name in (
+        "cmet_queue_wait_seconds_bucket",
+        "cmet_stage_duration_seconds_bucket",
+        "cmet_frames_processed_total",
+        "cmet_model_load_seconds_count",
+    ):
         assert name in worker, name
     _promtool(worker)

@@ -21,7 +21,10 @@ def _keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {"CMET_DATA_DIR": str(tmp_path / "data"), "CMET_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
+        "CMET_DATA_DIR": str(tmp_path / "data"),
+        "CMET_NUM_THREADS": "1",
+    }
     made = _keys(env, "create", "--name", "me")
     assert made.returncode == 0, made.stderr
     secret = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
@@ -35,11 +38,16 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
         auth = {"Authorization": f"Bearer {secret}"}
         with clip.open("rb") as f:
-            r = httpx.post(url + "/v1/edits", headers=auth, files={"video": f}, data={"emotion": "sarcastic"}, timeout=60)
+            r = httpx.post(
+                url + "/v1/edits", headers=auth, files={"video": f}, data={"emotion": "sarcastic"}, timeout=60
+            )
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 120
-        while (job := httpx.get(f"{url}/v1/edits/{job_id}", headers=auth).json())["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        while (job := httpx.get(f"{url}/v1/edits/{job_id}", headers=auth).json())["state"] not in (
+            "succeeded",
+            "failed",
+        ) and time.monotonic() < deadline:
             time.sleep(0.3)
         assert job["state"] == "succeeded", (job, (tmp_path / "serve.log").read_text()[-3000:])
         download = httpx.get(job["output_url"], timeout=30)
@@ -52,12 +60,17 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         assert ready.json()["checks"]["broker"] == "ok" and ready.json()["checks"]["workers"] == "ok", ready.text
 
         # the embedded worker dies (kill -9): serve starts it again and the next edit runs
-        (worker_pid,) = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "celery"], capture_output=True, text=True).stdout.split()
+        (worker_pid,) = subprocess.run(
+            ["pgrep", "-P", str(proc.pid), "-f", "celery"], capture_output=True, text=True
+        ).stdout.split()
         os.kill(int(worker_pid), 9)
         with clip.open("rb") as f:
             r = httpx.post(url + "/v1/edits", headers=auth, files={"video": f}, data={"emotion": "happy"}, timeout=60)
         deadline = time.monotonic() + 120
-        while (job := httpx.get(f"{url}/v1/edits/{r.json()['id']}", headers=auth).json())["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        while (job := httpx.get(f"{url}/v1/edits/{r.json()['id']}", headers=auth).json())["state"] not in (
+            "succeeded",
+            "failed",
+        ) and time.monotonic() < deadline:
             time.sleep(0.3)
         assert job["state"] == "succeeded", (job, (tmp_path / "serve.log").read_text()[-3000:])
         assert "starting it again" in (tmp_path / "serve.log").read_text()

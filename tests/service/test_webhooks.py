@@ -17,8 +17,12 @@ from tests.service.test_flow import wait_final
 
 @pytest.fixture(scope="module")
 def hooked(stack: Stack) -> tuple[httpx.Client, str]:
-    secret, webhook_secret = new_key_and_webhook_secret(stack, "hooks", max_concurrent_jobs=20, max_submissions_per_minute=100)
-    return httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60), webhook_secret
+    secret, webhook_secret = new_key_and_webhook_secret(
+        stack, "hooks", max_concurrent_jobs=20, max_submissions_per_minute=100
+    )
+    return httpx.Client(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60
+    ), webhook_secret
 
 
 def _submit(client: httpx.Client, clip: Path, url: str, events: list[str] | None = None) -> str:
@@ -52,7 +56,10 @@ def test_events_arrive_signed_once_each(hooked, tmp_path: Path) -> None:  # type
         assert done["data"]["id"] == job_id and done["data"]["output_url"]
         assert len({c.headers["webhook-id"] for c in hook.calls}) == 2
     records = client.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
-    assert [(d["event"], d["state"], len(d["attempts"])) for d in records] == [("edit.running", "succeeded", 1), ("edit.succeeded", "succeeded", 1)]
+    assert [(d["event"], d["state"], len(d["attempts"])) for d in records] == [
+        ("edit.running", "succeeded", 1),
+        ("edit.succeeded", "succeeded", 1),
+    ]
 
 
 def test_failed_delivery_is_retried_then_replayed(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -118,7 +125,9 @@ def test_webhook_to_a_private_address_is_refused_up_front(stack: Stack, hooked, 
     client, _ = hooked
     clip = write_sample_clip(tmp_path / "d.mp4", seconds=0.2)
     with clip.open("rb") as f:
-        r = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy", "webhook_url": "http://169.254.169.254/latest"})
+        r = client.post(
+            "/v1/edits", files={"video": f}, data={"emotion": "happy", "webhook_url": "http://169.254.169.254/latest"}
+        )
     assert r.status_code == 422 and r.json()["code"].startswith("url_")
 
 

@@ -14,7 +14,14 @@ from training.sources import open_source
 from training.trainer import Trainer
 
 
-def _write_clip(folder: Path, stem: str, frames: int, rng: np.random.Generator, video_suffix: str = ".mp4", wav_folder: Path | None = None) -> None:
+def _write_clip(
+    folder: Path,
+    stem: str,
+    frames: int,
+    rng: np.random.Generator,
+    video_suffix: str = ".mp4",
+    wav_folder: Path | None = None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}{video_suffix}").write_bytes(b"")  # features are what training reads
     np.save(folder / f"{stem}_ED_exp.npy", rng.normal(size=(frames, 10)).astype(np.float32))
@@ -53,7 +60,10 @@ def test_crema_d_names_parse(tmp_path: Path) -> None:
     (tmp_path / "AudioWAV" / "README.wav").write_bytes(b"")  # not a CREMA-D name: ignored
     clips = crema_d_clips(tmp_path)
     assert [(c.speaker, c.sentence, c.emotion, c.level) for c in clips] == [
-        ("1001", "DFA", "angry", "XX"), ("1001", "DFA", "neutral", "XX"), ("1001", "IEO", "happy", "HI"), ("1002", "DFA", "sad", "LO")
+        ("1001", "DFA", "angry", "XX"),
+        ("1001", "DFA", "neutral", "XX"),
+        ("1001", "IEO", "happy", "HI"),
+        ("1002", "DFA", "sad", "LO"),
     ]
     assert [(clips[p.i].emotion, clips[p.j].emotion) for p in make_pairs(clips)] == [("angry", "neutral")]
 
@@ -83,7 +93,12 @@ def test_missing_features_and_no_held_out_speakers_say_what_to_do(tmp_path: Path
 
 def test_training_runs_on_the_mead_layout(tmp_path: Path) -> None:
     root = mead_tree(tmp_path / "MEAD")
-    cfg = tiny_config(data={"layout": "mead", "root": str(root), "held_out_speakers": ["W015"]}, schedule={"steps": 4, "warmup_steps": 0},
-                      eval={"every": 4, "pairs": 8})
+    cfg = tiny_config(
+        data={"layout": "mead", "root": str(root), "held_out_speakers": ["W015"]},
+        schedule={"steps": 4, "warmup_steps": 0},
+        eval={"every": 4, "pairs": 8},
+    )
     result = Trainer(cfg, open_source(cfg), tmp_path / "run").train()
-    assert result.step == 4 and {"held_out/recon_l1", "held_out/direction_cos", "held_out/centroid_acc"} <= set(result.metrics)
+    assert result.step == 4 and {"held_out/recon_l1", "held_out/direction_cos", "held_out/centroid_acc"} <= set(
+        result.metrics
+    )

@@ -28,7 +28,9 @@ def test_synthetic_pairs_hold_out_the_extended_emotions(test_data: Path) -> None
     assert not trained & set(EXTENDED)
     batch = source.train_batch(7, 16)
     again = source.train_batch(7, 16)
-    assert torch.equal(batch.exp_j, again.exp_j) and torch.equal(batch.speech, again.speech)  # a pure function of (seed, step)
+    assert torch.equal(batch.exp_j, again.exp_j) and torch.equal(
+        batch.speech, again.speech
+    )  # a pure function of (seed, step)
     unseen = source.eval_batches(70)["unseen"]
     assert {e.split("/")[1] for e in unseen.emotion_j} == set(EXTENDED)
 

@@ -37,7 +37,12 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(test_data: Path, tmp_pat
     assert [v for s, v in resumed.losses] == [v for s, v in whole.losses][4:]
     for (name, a), b in zip(whole_state(tmp_path / "whole").items(), whole_state(tmp_path / "cut").values()):
         assert torch.equal(a, b), name
-    assert set(resumed.metrics) >= {"held_out/recon_l1", "held_out/direction_cos", "held_out/centroid_acc", "unseen/emotion_cos/gemini/sarcastic"}
+    assert set(resumed.metrics) >= {
+        "held_out/recon_l1",
+        "held_out/direction_cos",
+        "held_out/centroid_acc",
+        "unseen/emotion_cos/gemini/sarcastic",
+    }
 
 
 def whole_state(run: Path) -> dict[str, torch.Tensor]:
@@ -75,8 +80,21 @@ def test_shipped_configs_validate_and_errors_name_the_field(tmp_path: Path) -> N
 
 def test_cli_reports_bad_config_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "training.cli", "train", "--run", str(tmp_path / "r"), "--config", "synthetic", "--set", "optim.lr=-1"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            "--run",
+            str(tmp_path / "r"),
+            "--config",
+            "synthetic",
+            "--set",
+            "optim.lr=-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: config") and "optim.lr" in proc.stderr and "Traceback" not in proc.stderr
@@ -88,8 +106,18 @@ def test_autocast_choice_and_a_forced_bf16_run_on_the_cpu(test_data: Path, tmp_p
     from training.trainer import autocast_dtype
 
     cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None and autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
-    cfg = tiny_config(test_data / "e2v", amp="bf16", device="cpu", schedule={"steps": 3, "warmup_steps": 0}, eval={"every": 3, "pairs": 16})
+    assert (
+        autocast_dtype("auto", cpu) is None
+        and autocast_dtype("off", cpu) is None
+        and autocast_dtype("bf16", cpu) is torch.bfloat16
+    )
+    cfg = tiny_config(
+        test_data / "e2v",
+        amp="bf16",
+        device="cpu",
+        schedule={"steps": 3, "warmup_steps": 0},
+        eval={"every": 3, "pairs": 16},
+    )
     result = Trainer(cfg, open_source(cfg), tmp_path / "run").train()
     assert all(loss == loss and abs(loss) < 1e3 for _, loss in result.losses)  # finite
 
@@ -102,10 +130,25 @@ def test_cli_run_killed_mid_training_resumes_to_the_same_curve(test_data: Path, 
     import signal
     import time
 
-    cfg = tiny_config(test_data / "e2v", schedule={"steps": 40, "warmup_steps": 2}, eval={"every": 20, "pairs": 16},
-                      checkpoint={"every": 10, "keep": 2})
+    cfg = tiny_config(
+        test_data / "e2v",
+        schedule={"steps": 40, "warmup_steps": 2},
+        eval={"every": 20, "pairs": 16},
+        checkpoint={"every": 10, "keep": 2},
+    )
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_data()))
-    cmd = [sys.executable, "-m", "training.cli", "train", "--run", str(tmp_path / "cli"), "--config", str(tmp_path / "cfg.json"), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "train",
+        "--run",
+        str(tmp_path / "cli"),
+        "--config",
+        str(tmp_path / "cfg.json"),
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "cli" / "checkpoints" / "step-00000020.pt").exists():
@@ -122,7 +165,9 @@ def test_cli_run_killed_mid_training_resumes_to_the_same_curve(test_data: Path, 
     assert _curve(tmp_path / "cli") == _curve(tmp_path / "whole")
 
     def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 

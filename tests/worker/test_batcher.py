@@ -16,7 +16,9 @@ def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
     torch.manual_seed(0)
     runner = EDTalkRunner(Generator(TINY_EDTALK), RuntimeOptions(device="cpu", batch=16))
     seen: list[tuple[str, int]] = []
-    batcher = BatchingRunner(runner, BatchPolicy(max_batch=16, max_wait_ms=200), observe=lambda m, n: seen.append((m, n)))
+    batcher = BatchingRunner(
+        runner, BatchPolicy(max_batch=16, max_wait_ms=200), observe=lambda m, n: seen.append((m, n))
+    )
     size = TINY_EDTALK.size
     jobs = [torch.rand(3, 3, size, size) * 2 - 1 for _ in range(3)]
     sources = [runner.prepare_source(torch.rand(1, 3, size, size) * 2 - 1) for _ in range(3)]
@@ -56,7 +58,9 @@ def test_speech_clips_of_concurrent_jobs_share_a_forward(tmp_path) -> None:  # t
 
     batcher = SpeechBatcher(embed, BatchPolicy(max_batch=8, max_wait_ms=200))
     got: dict[int, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, batcher([f"clip{i}", f"clip{i + 3}"]))) for i in range(3)]
+    threads = [
+        threading.Thread(target=lambda i=i: got.__setitem__(i, batcher([f"clip{i}", f"clip{i + 3}"]))) for i in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -42,7 +42,9 @@ def test_crashed_worker_is_restarted(stack: Stack, tmp_path: Path) -> None:
     env = {**stack.env, "CMET_QUEUE": "cmet-supervisor-test", "CMET_WORKER_METRICS_PORT": "0"}
     log = (tmp_path / "supervisor.log").open("w+")
     cmet = str(Path(sys.executable).with_name("cmet"))
-    sup = subprocess.Popen([cmet, "worker", "--devices", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    sup = subprocess.Popen(
+        [cmet, "worker", "--devices", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
     def pids() -> list[int]:
         log.flush()

@@ -16,7 +16,11 @@ depends_on = None
 
 _OPTIONS = ("emotion", "intensity", "face_index", "face_box", "source_frame")
 _jobs = sa.table(
-    "jobs", sa.column("id", sa.String), sa.column("request", sa.JSON), sa.column("inputs", sa.JSON), sa.column("spec", sa.JSON)
+    "jobs",
+    sa.column("id", sa.String),
+    sa.column("request", sa.JSON),
+    sa.column("inputs", sa.JSON),
+    sa.column("spec", sa.JSON),
 )
 
 
