@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.sets import load_set
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
 from worker.batcher import BatchingRunner, BatchPolicy
@@ -53,9 +54,11 @@ def main() -> None:
 
             args.models = make_tiny_set(root / "tiny")
         clip = write_sample_clip(root / "clip.mp4", seconds=args.seconds)
-        plain = Editor.load(args.models, RuntimeOptions(device=args.device, batch=args.batch))
-        batched = Editor.load(args.models, RuntimeOptions(device=args.device, batch=args.batch))
-        batched.runner = BatchingRunner(batched.runner, BatchPolicy(args.batch, args.wait_ms))  # type: ignore[assignment]
+        runtime = RuntimeOptions(device=args.device, batch=args.batch)
+        plain = Editor.load(args.models, runtime)
+        models = load_set(args.models)
+        runner = BatchingRunner(EDTalkRunner(models.edtalk, runtime), BatchPolicy(args.batch, args.wait_ms))
+        batched = Editor(models, runtime, runner=runner)
         run(plain, clip, root, 1)  # warm-up (detector, caches)
         print(
             f"device {plain.runner.device}, clip {args.seconds:g} s, "

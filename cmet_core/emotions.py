@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -29,8 +29,8 @@ from pydantic_core import ErrorDetails
 from cmet_core.errors import ErrorCode, InputError
 
 EMBEDDING_MODEL = "iic/emotion2vec_plus_large"
-EMBEDDING_DIM = 1024
-LIBRARY_FORMAT = "cmet-emotions-v1"
+EMBEDDING_DIM: Final = 1024
+LIBRARY_FORMAT: Final = "cmet-emotions-v1"
 NEUTRAL = "neutral"
 BASIC_EMOTIONS: tuple[str, ...] = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 EXTENDED_EMOTIONS: tuple[str, ...] = ("charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic")
@@ -88,7 +88,8 @@ def mean_embedding(embeddings: Sequence[np.ndarray]) -> np.ndarray:
 
 def difference_of_means(target: Sequence[np.ndarray], neutral: Sequence[np.ndarray]) -> np.ndarray:
     """mean(target) - mean(neutral) as float32 (1024,), computed in float64 (SPEC §6, no normalisation)."""
-    return (mean_embedding(target) - mean_embedding(neutral)).astype(np.float32)
+    difference: np.ndarray = (mean_embedding(target) - mean_embedding(neutral)).astype(np.float32)
+    return difference
 
 
 def vector_sha256(vector: np.ndarray) -> str:

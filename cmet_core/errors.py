@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     TOO_LONG = "too_long"
     DECODE_FAILED = "decode_failed"
     NO_AUDIO = "no_audio"
+    EMPTY_AUDIO = "empty_audio"
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
     # faces
@@ -96,6 +97,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_LONG: (422, "the video is longer than the limit"),
     ErrorCode.DECODE_FAILED: (422, "the video or audio is corrupt or decodes inconsistently"),
     ErrorCode.NO_AUDIO: (422, "a speech clip has no audio track"),
+    ErrorCode.EMPTY_AUDIO: (422, "the audio stream holds no samples"),
     ErrorCode.EMPTY_FILE: (422, "an uploaded part is empty"),
     ErrorCode.FILE_TOO_LARGE: (413, "an uploaded part or asset is over its size limit"),
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),

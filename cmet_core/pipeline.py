@@ -47,6 +47,10 @@ Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as each stage advances; `total` is the frame count."""
 
 
+def _no_progress(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
 @dataclass
 class EditResult:
     output: Path
@@ -196,10 +200,11 @@ class Editor:
         selection = connector if connector is not None else settings.connector_version
         choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
         model_set = load_set(select_set(models), connector=choice)
-        runner: Runner = EDTalkRunner(model_set.edtalk, runtime)
-        embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, runner.device)
+        plain = EDTalkRunner(model_set.edtalk, runtime)
+        runner: Runner = plain if batching is None else batching.runner(plain)
+        embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, plain.device)
         if batching is not None:
-            runner, embed = batching.runner(runner), batching.embed(embed)
+            embed = batching.embed(embed)
         lib = EmotionLibrary.load(library) if library is not None else None
         return cls(model_set, runtime, lib, runner=runner, embed=embed)
 
@@ -225,18 +230,14 @@ class Editor:
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
     ) -> EditResult:
-        return _Edit(
-            self, Path(src), Path(dst), target, options, progress or (lambda stage, done, total: None), library
-        ).run()
+        return _Edit(self, Path(src), Path(dst), target, options, progress or _no_progress, library).run()
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
     ) -> np.ndarray:
         """Every frame's EDTalk expression weights (frames x exp_dim), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
-        return _Edit(
-            self, Path(src), Path(src), None, options, progress or (lambda stage, done, total: None), None
-        ).expression()
+        return _Edit(self, Path(src), Path(src), None, options, progress or _no_progress, None).expression()
 
 
 class _Edit:
@@ -282,7 +283,7 @@ class _Edit:
     def expression(self) -> np.ndarray:
         info = probe(self.src, self.options.max_duration_s)
         boxes, source_index = self._faces(info, faces.is_face_crop(info.width, info.height))
-        motion, _, _ = self._encode(info, boxes, source_index)
+        motion, _, _ = self._encode(boxes, source_index)
         return motion.exp.numpy()
 
     def run(self) -> EditResult:
@@ -295,7 +296,7 @@ class _Edit:
         with self._stage("faces"):
             boxes, source_index = self._faces(info, crop_input)
         with self._stage("encode"):
-            motion, times, source = self._encode(info, boxes, source_index)
+            motion, times, source = self._encode(boxes, source_index)
         with self._stage("expression"), self._network():
             speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
             with torch.inference_mode():
@@ -357,9 +358,7 @@ class _Edit:
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
         return [faces.crop_face(f.image, boxes[f.index], self.editor.face_size) for f in chunk]
 
-    def _encode(
-        self, info: VideoInfo, boxes: list[faces.CropBox], source_index: int
-    ) -> tuple[Motion, np.ndarray, SourceCache]:
+    def _encode(self, boxes: list[faces.CropBox], source_index: int) -> tuple[Motion, np.ndarray, SourceCache]:
         parts: list[Motion] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
@@ -403,7 +402,7 @@ class _Edit:
                 a, b = chunk[0].index, chunk[-1].index + 1
                 with self._network():
                     rendered = _to_images(self.runner.render(source, motion.lip[a:b], motion.pose[a:b], exp[a:b]))
-                for frame, face in zip(chunk, rendered):
+                for frame, face in zip(chunk, rendered, strict=True):
                     writer.write(faces.paste_back(frame.image, face, boxes[frame.index], mask=mask), frame.pts)
                 done += len(chunk)
                 self.progress("render", done, len(boxes))

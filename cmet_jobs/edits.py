@@ -157,8 +157,9 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     _check_sources(submission)
     body = submission.body
     if body.emotion is not None:
-        body = body.model_copy(update={"emotion": emotions.resolve_id(session, key.id, body.emotion)})
-        check_emotion(body.emotion, body.intensity, emotions.library_for_key(session, key.id))
+        emotion = emotions.resolve_id(session, key.id, body.emotion)
+        check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
+        body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
     duration = (
         check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
@@ -263,7 +264,7 @@ def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> 
 def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str) -> Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames."""
     job = owned(session, key, job_id, lock=True)
-    jobs.request_cancel(session, job)
+    jobs.request_cancel(job)
     event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
     session.commit()
     webhooks.dispatch(settings, [event])

@@ -19,7 +19,7 @@ from cmet_jobs.spec import EditSpec
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 
-T = TypeVar("T", bound=tuple[Any, ...])
+T = TypeVar("T")
 
 OUTPUT_NAME = "output.mp4"
 
@@ -43,7 +43,7 @@ def visible(query: Select[T]) -> Select[T]:
 
 
 def to_schema(job: Job, storage: Storage) -> schemas.Job:
-    error = schemas.JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    error = schemas.job_error(job.error_code, job.error_message)
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         id=job.id,
@@ -141,7 +141,7 @@ def retry_later(session: Session, job_id: str) -> None:
         job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
 
 
-def request_cancel(session: Session, job: Job) -> None:
+def request_cancel(job: Job) -> None:
     """Queued jobs end at once; a running one is stopped by its worker at the next chunk."""
     if job.state.final:
         return

@@ -71,6 +71,7 @@ def waiting_messages(settings: JobsSettings) -> int:
     """Messages waiting in the edit queue (not counting ones a worker holds unacknowledged)."""
     with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
         try:
-            return int(conn.default_channel.queue_declare(queue=settings.queue, passive=True).message_count)
+            channel = conn.default_channel  # kombu's stubs type it as StdChannel, which lacks queue_declare
+            return int(channel.queue_declare(queue=settings.queue, passive=True).message_count)  # type: ignore[attr-defined]
         except conn.channel_errors:  # kombu's Redis transport forgets an empty queue: nothing waits
             return 0

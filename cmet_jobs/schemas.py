@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cmet_core.errors import ErrorCode
 from cmet_core.options import FaceChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
-from cmet_jobs.states import DeliveryState, EmotionState
+from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
 WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
 ALL_EVENTS: tuple[WebhookEvent, ...] = (
@@ -25,6 +25,10 @@ AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_012
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
 
 
+def _default_events() -> list[WebhookEvent]:
+    return [e for e in ALL_EVENTS if e != "edit.progress"]
+
+
 class EditCreate(EmotionChoice, FaceChoice):
     """A new edit. The video comes as a multipart part `video`, a `video_url` or a `video_asset`;
     the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips. The
@@ -37,7 +41,7 @@ class EditCreate(EmotionChoice, FaceChoice):
     speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
     speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
     webhook_url: HttpsUrl | None = None
-    webhook_events: list[WebhookEvent] = Field(default_factory=lambda: [e for e in ALL_EVENTS if e != "edit.progress"])
+    webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
@@ -49,6 +53,11 @@ class EditCreate(EmotionChoice, FaceChoice):
 class JobError(BaseModel):
     code: ErrorCode
     message: str
+
+
+def job_error(code: str | None, message: str | None) -> JobError | None:
+    """The error of a record (job or custom emotion) that has one."""
+    return JobError(code=ErrorCode(code), message=message or "") if code else None
 
 
 class EditResultInfo(BaseModel):
@@ -63,7 +72,7 @@ class EditResultInfo(BaseModel):
 class Job(BaseModel):
     id: str
     object: Literal["edit"] = "edit"
-    state: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    state: JobState = Field(description="Never `creating`: a job is visible once its inputs are stored.")
     progress: float = Field(ge=0, le=1)
     stage: str | None
     created_at: datetime

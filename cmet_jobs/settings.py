@@ -64,7 +64,10 @@ class JobsSettings(CoreSettings):
     )
     batch_models: dict[BatchedModel, ModelBatching] = Field(
         default_factory=dict,
-        description='Per-model overrides of batch_max/batch_wait_ms, as JSON: {"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}.',
+        description=(
+            "Per-model overrides of batch_max/batch_wait_ms, as JSON: "
+            '{"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}.'
+        ),
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
     models_set: Path | None = Field(

@@ -53,7 +53,7 @@ class LocalStorage:
             raise StorageError(f"storage key {key!r} leaves the storage root")
         return target
 
-    def put_file(self, key: str, path: Path, content_type: str) -> None:
+    def put_file(self, key: str, path: Path, content_type: str) -> None:  # noqa: ARG002 (Storage's signature; files on disk have no type)
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -87,10 +87,10 @@ class LocalStorage:
         query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires), **(extra or {})}
         return f"{self.public_url}/v1/files/{quote(key)}?{urlencode(query)}"
 
-    def download_url(self, key: str, filename: str | None = None) -> str:
+    def download_url(self, key: str, filename: str | None = None) -> str:  # noqa: ARG002 (Storage's signature)
         return self._url("GET", key)
 
-    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
+    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:  # noqa: ARG002 (Storage's signature; the size is checked on receipt)
         return self._url("PUT", key), {}
 
     def check(self) -> None:
@@ -167,7 +167,7 @@ class S3Storage:
             self._call("presign", self.signer.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s)
         )
 
-    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:
+    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:  # noqa: ARG002 (Storage's signature; the size is checked on receipt)
         url = self._call(
             "presign",
             self.signer.generate_presigned_url,

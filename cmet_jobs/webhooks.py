@@ -13,9 +13,9 @@ import json
 import random
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from cmet_jobs import jobs
@@ -76,7 +76,7 @@ def _claim(settings: JobsSettings, delivery_id: str) -> bool:
             )
             .values(state=DeliveryState.SENDING, next_attempt_at=None)
         )
-        return claimed.rowcount == 1  # type: ignore[attr-defined]
+        return bool(cast("CursorResult[Any]", claimed).rowcount == 1)  # an UPDATE's result is a cursor result
 
 
 def deliver(settings: JobsSettings, delivery_id: str) -> str:
@@ -169,6 +169,6 @@ def due(settings: JobsSettings, limit: int = 100) -> list[str]:
         return list(rows)
 
 
-def replay(session: Session, delivery: WebhookDelivery) -> None:
+def replay(delivery: WebhookDelivery) -> None:
     """Send again now (same message id, so the receiver can tell it is the same event)."""
     delivery.state, delivery.next_attempt_at = DeliveryState.PENDING, now()

@@ -1,1 +1,2 @@
-"""service: the FastAPI layer only (routes, request parsing, problem+json, API metrics); the job domain is `cmet_jobs`."""
+"""service: the FastAPI layer only (routes, request parsing, problem+json, API metrics); the job domain is
+`cmet_jobs`."""

@@ -28,7 +28,10 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     app = FastAPI(
         title="cmet",
         version=API_VERSION,
-        description="Edit the facial emotion of talking-face videos (C-MET on EDTalk). Authenticate with `Authorization: Bearer <key>`.",
+        description=(
+            "Edit the facial emotion of talking-face videos (C-MET on EDTalk). "
+            "Authenticate with `Authorization: Bearer <key>`."
+        ),
         dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings

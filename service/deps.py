@@ -18,11 +18,13 @@ from cmet_jobs.storage import Storage
 
 
 def _settings(request: Request) -> JobsSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: JobsSettings = request.app.state.settings
+    return settings
 
 
 def _storage(request: Request) -> Storage:
-    return request.app.state.storage  # type: ignore[no-any-return]
+    storage: Storage = request.app.state.storage
+    return storage
 
 
 def _session(settings: Annotated[JobsSettings, Depends(_settings)]) -> Iterator[Session]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -67,7 +67,7 @@ class JobStates:
         with session_scope(self.db_url) as session:
             counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
         for state in JobState:
-            family.add_metric([state.value], float(counts.get(state.value, 0)))
+            family.add_metric([state.value], float(counts.get(state, 0)))
         yield family
 
 
@@ -84,5 +84,5 @@ def page(db_url: str) -> Response:
 class _Default:
     """This process's own metrics (single-process mode)."""
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterable[Any]:
         return REGISTRY.collect()

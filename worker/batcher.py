@@ -41,7 +41,8 @@ class _Request:
 
 
 class _Model:
-    """One model's queue and serving thread; `run(payloads)` does the batched forward and returns per-request results."""
+    """One model's queue and serving thread; `run(payloads)` does the batched forward and returns per-request
+    results."""
 
     def __init__(
         self, name: str, policy: BatchPolicy, run: Callable[[list[Any]], list[Any]], observe: Callable[[str, int], None]
@@ -78,7 +79,7 @@ class _Model:
                 for r in batch:
                     r.future.set_exception(exc)
                 continue
-            for r, result in zip(batch, results):
+            for r, result in zip(batch, results, strict=True):
                 r.future.set_result(result)
 
 
@@ -93,7 +94,7 @@ class BatchingRunner:
         self,
         runner: EDTalkRunner,
         policy: BatchPolicy = BatchPolicy(),
-        observe: Callable[[str, int], None] = lambda model, rows: None,
+        observe: Callable[[str, int], None] = lambda _model, _rows: None,
         renderer_policy: BatchPolicy | None = None,
     ) -> None:
         """`policy` batches the encoder, and the renderer too unless `renderer_policy` is given."""
@@ -106,10 +107,12 @@ class BatchingRunner:
         return self.runner.prepare_source(source)
 
     def encode_motion(self, frames: torch.Tensor) -> Motion:
-        return self._encoder.submit(frames.shape[0], frames)  # type: ignore[no-any-return]
+        motion: Motion = self._encoder.submit(frames.shape[0], frames)
+        return motion
 
     def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
-        return self._renderer.submit(lip.shape[0], (source, lip, pose, exp))  # type: ignore[no-any-return]
+        images: torch.Tensor = self._renderer.submit(lip.shape[0], (source, lip, pose, exp))
+        return images
 
     def _encode_many(self, payloads: list[torch.Tensor]) -> list[Motion]:
         sizes = [p.shape[0] for p in payloads]
@@ -125,15 +128,21 @@ class BatchingRunner:
             return [self.runner.render(*payloads[0])]
 
         def per_row(get: Callable[[SourceCache], torch.Tensor]) -> torch.Tensor:
-            return torch.cat([get(src).expand(n, *get(src).shape[1:]) for (src, *_), n in zip(payloads, sizes)])
+            return torch.cat(
+                [get(src).expand(n, *get(src).shape[1:]) for (src, *_), n in zip(payloads, sizes, strict=True)]
+            )
 
-        levels = len(payloads[0][0].feats)
+        def nth(levels: Callable[[SourceCache], list[torch.Tensor]], i: int) -> Callable[[SourceCache], torch.Tensor]:
+            return lambda s: levels(s)[i]
+
+        first = payloads[0][0]
         source = SourceCache(
             wa=per_row(lambda s: s.wa),
-            feats=[per_row(lambda s, i=i: s.feats[i]) for i in range(levels)],
-            normed=[per_row(lambda s, i=i: s.normed[i]) for i in range(len(payloads[0][0].normed))],
+            feats=[per_row(nth(lambda s: s.feats, i)) for i in range(len(first.feats))],
+            normed=[per_row(nth(lambda s: s.normed, i)) for i in range(len(first.normed))],
         )
-        images = self.runner.render(source, *(torch.cat([p[k] for p in payloads]) for k in (1, 2, 3)))
+        lip, pose, exp = (torch.cat(parts) for parts in zip(*(p[1:] for p in payloads), strict=True))
+        images = self.runner.render(source, lip, pose, exp)
         return _split(images, sizes)
 
 
@@ -145,18 +154,19 @@ class SpeechBatcher:
         self,
         embed: Callable[[Sequence[Path]], np.ndarray],
         policy: BatchPolicy,
-        observe: Callable[[str, int], None] = lambda model, rows: None,
+        observe: Callable[[str, int], None] = lambda _model, _rows: None,
     ) -> None:
         self._embed = embed
         self._model = _Model("emotion2vec", policy, self._embed_many, observe)
 
     def __call__(self, clips: Sequence[Path]) -> np.ndarray:
-        return self._model.submit(len(clips), list(clips))  # type: ignore[no-any-return]
+        rows: np.ndarray = self._model.submit(len(clips), list(clips))
+        return rows
 
     def _embed_many(self, payloads: list[list[Path]]) -> list[np.ndarray]:
         rows = self._embed([clip for clips in payloads for clip in clips])
         bounds = np.cumsum([0] + [len(c) for c in payloads])
-        return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class WorkerBatching:

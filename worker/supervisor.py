@@ -32,7 +32,7 @@ class Child:
     slot: DeviceSlot
     args: list[str]
     env: dict[str, str]
-    proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+    proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
     started: float = 0.0
@@ -61,7 +61,7 @@ def supervise(
     ]
     stopping = False
 
-    def _stop(signum: int, _frame: object) -> None:
+    def _stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 

@@ -29,7 +29,8 @@ IDLE_BEFORE_REQUEUE_S = 15.0
 
 
 def reconcile(settings: JobsSettings) -> list[str]:
-    """Orphaned running jobs always; queued ones only when the queue is empty (else their message may just be waiting)."""
+    """Orphaned running jobs always; queued ones only when the queue is empty (else their message may just be
+    waiting)."""
     with session_scope(settings.db_url) as session:
         queue_empty = queue.waiting_messages(settings) == 0
         lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S) if queue_empty else jobs.orphaned_ids(session)

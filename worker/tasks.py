@@ -143,10 +143,10 @@ def _crashed(exc: BaseException, _: float) -> Ending:
 ENDINGS: tuple[
     tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[BaseException, float], Ending]], ...
 ] = (
-    (JobCanceled, lambda exc, soft: Ending(JobState.CANCELED, drop_output=True)),
+    (JobCanceled, lambda _exc, _soft: Ending(JobState.CANCELED, drop_output=True)),
     ((JobTimedOut, SoftTimeLimitExceeded), _timed_out),
     (InputError, _input),
-    (StorageError, lambda exc, soft: Ending(JobState.FAILED, ErrorCode.STORAGE, str(exc))),
+    (StorageError, lambda exc, _soft: Ending(JobState.FAILED, ErrorCode.STORAGE, str(exc))),
     (Exception, _crashed),
 )
 """Exception kinds to final states, first match wins (storage errors are retried before they end here)."""

@@ -43,7 +43,7 @@ class NoFaceError(MediaError):
         named = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in frames[:_RANGES_NAMED])
         more = ", ..." if len(frames) > _RANGES_NAMED else ""
         super().__init__(
-            "no_face",
+            ErrorCode.NO_FACE,
             f"no face found in frames {named}{more} ({missing} of {total} frames; at most {max_missing:.0%} may miss)",
         )
 

@@ -260,7 +260,7 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
     except ModelLoadError as exc:
         return SetReport(set_dir, None, [Check("set", set_dir.name, "failed", str(exc))])
     report = SetReport(set_dir, manifest)
-    configs: dict[str, dict] = {}
+    configs: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
         entry = manifest.models[kind]
         try:

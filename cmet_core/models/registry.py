@@ -103,7 +103,8 @@ class DirectoryRegistry:
         dest = self._dir(manifest.version)
         if dest.exists():
             raise ModelLoadError(
-                f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another"
+                f"connector version {manifest.version} already exists in {self.where}; versions never "
+                "change, pick another"
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", suffix=".partial", dir=dest.parent))
@@ -210,7 +211,8 @@ class S3Registry:
             pass
         else:
             raise ModelLoadError(
-                f"connector version {manifest.version} already exists in {self.where}; versions never change, pick another"
+                f"connector version {manifest.version} already exists in {self.where}; versions never "
+                "change, pick another"
             )
         self._call(
             "upload",
@@ -252,7 +254,8 @@ def resolve(registry: Registry, selection: str) -> str:
         return selection
     if not versions:
         raise ModelLoadError(
-            f"the registry {registry.where} holds no connector yet; publish one with `cmet-train export` or `cmet-train import-official`"
+            f"the registry {registry.where} holds no connector yet; publish one with `cmet-train "
+            "export` or `cmet-train import-official`"
         )
     released = [v for v in versions if "-" not in v.partition("+")[0]]
     return (released or versions)[-1]

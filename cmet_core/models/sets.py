@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
@@ -110,7 +110,8 @@ def model_manifest(set_dir: Path, manifest: SetManifest, kind: Kind) -> tuple[Mo
     model, weights = read_model_manifest(Path(set_dir) / entry.manifest, kind)
     if model.sha256 != entry.sha256:
         raise ModelLoadError(
-            f"{Path(set_dir) / entry.manifest} does not belong to set {manifest.name}: its sha256 differs from {SET_MANIFEST}"
+            f"{Path(set_dir) / entry.manifest} does not belong to set {manifest.name}: its sha256 "
+            f"differs from {SET_MANIFEST}"
         )
     return model, weights
 
@@ -162,7 +163,7 @@ class Check:
         return f"{self.kind} {self.name}: {self.detail}"
 
 
-def compatibility(configs: dict[str, dict]) -> list[Check]:
+def compatibility(configs: dict[str, dict[str, Any]]) -> list[Check]:
     """The three models must agree on the sizes they pass to each other."""
     checks: list[Check] = []
     ed, con, e2v = configs.get("edtalk"), configs.get("connector"), configs.get("emotion2vec")
@@ -187,7 +188,7 @@ class ModelSet:
     connector: Connector
     emotion2vec_dir: Path
     connector_choice: ConnectorChoice | None = None
-    configs: dict[str, dict] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def connector_label(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -17,10 +19,10 @@ router = APIRouter(prefix="/v1/edits/{job_id}/webhook-deliveries", tags=["webhoo
 def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
     return schemas.WebhookDelivery(
         id=d.id,
-        event=d.event,
+        event=cast(schemas.WebhookEvent, d.event),  # recorded from that Literal by webhooks.emit
         msg_id=d.msg_id,
         state=d.state,
-        url=d.url,  # type: ignore[arg-type]
+        url=d.url,
         attempts=[schemas.DeliveryAttempt(**a) for a in d.attempts.get("items", [])],
         next_attempt_at=d.next_attempt_at,
         created_at=d.created_at,
@@ -48,7 +50,7 @@ def replay_delivery(
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.job_id != job_id:
         raise RequestError(ErrorCode.DELIVERY_NOT_FOUND, f"no webhook delivery {delivery_id} for edit {job_id}")
-    webhooks.replay(session, delivery)
+    webhooks.replay(delivery)
     session.commit()
     webhooks.dispatch(settings, [delivery.id])
     return _schema(delivery)

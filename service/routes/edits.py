@@ -32,7 +32,8 @@ _BODY_DOC = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "description": "The fields of EditCreate as form fields, plus file parts `video` and `speech` (repeatable).",
+                    "description": "The fields of EditCreate as form fields, plus file parts `video` "
+                    "and `speech` (repeatable).",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},

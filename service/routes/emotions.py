@@ -46,7 +46,7 @@ _BODY_DOC = {
 
 
 def _custom(row: CustomEmotion) -> schemas.Emotion:
-    error = schemas.JobError(code=row.error_code, message=row.error_message or "") if row.error_code else None
+    error = schemas.job_error(row.error_code, row.error_message)
     return schemas.Emotion(id=row.id, name=row.name, kind="custom", state=row.state, error=error)
 
 

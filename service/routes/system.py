@@ -54,7 +54,7 @@ def _ping_db(url: str) -> None:
 
 
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
-def models(key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
+def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
     from cmet_core.models.errors import ModelLoadError
     from cmet_core.models.registry import choose

@@ -108,7 +108,7 @@ def test_frontal_is_one_for_a_frontal_face_and_drops_as_the_head_turns(
 def test_the_face_is_tracked_through_the_whole_uncropped_clip(obama: Clip) -> None:
     tracked = faces.track(obama[1])
     assert all(box is not None for box in tracked)
-    assert min(a.iou(b) for a, b in zip(tracked, tracked[1:])) > 0.5  # type: ignore[union-attr]
+    assert min(a.iou(b) for a, b in zip(tracked, tracked[1:], strict=False)) > 0.5  # type: ignore[union-attr]
 
 
 def test_crop_boxes_are_steady_with_one_side(obama: Clip, obama_boxes: list[faces.CropBox]) -> None:

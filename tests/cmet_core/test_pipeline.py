@@ -55,7 +55,7 @@ def uncropped(test_data: Path, editor: Editor, tmp_path_factory: pytest.TempPath
     src = test_data / "video" / "obama_uncropped.mp4"
     dst = tmp_path_factory.mktemp("out") / "obama.happy.mp4"
     stages: list[str] = []
-    result = editor.edit(src, dst, HAPPY, progress=lambda stage, done, total: stages.append(stage))
+    result = editor.edit(src, dst, HAPPY, progress=lambda stage, _done, _total: stages.append(stage))
     return src, dst, (result, stages)
 
 
@@ -72,7 +72,7 @@ def test_uncropped_clip_is_pasted_back_only_around_the_face(uncropped) -> None: 
     src, dst, _ = uncropped
     before, after = _frames(src, 20), _frames(dst, 20)
     assert after[0].shape == before[0].shape == (450, 450, 3)
-    diff = np.stack([np.abs(a - b).mean(-1) for a, b in zip(before, after)])  # (frames, H, W)
+    diff = np.stack([np.abs(a - b).mean(-1) for a, b in zip(before, after, strict=True)])  # (frames, H, W)
     # the frame's top corners are far from the face: only re-encoding noise there
     assert diff[:, :60, :60].mean() < 2.0 and diff[:, :60, -60:].mean() < 2.0
     # the face itself was replaced by the (random) tiny model's output
@@ -97,7 +97,7 @@ def test_very_short_clips(editor: Editor, tmp_path: Path, frames: int) -> None:
 
 def test_clip_without_audio(editor: Editor, tmp_path: Path) -> None:
     face = _frames(write_sample_clip(tmp_path / "face.mp4", seconds=0.2), 1)[0].astype(np.uint8)
-    src = write_clip(tmp_path / "silent.mp4", lambda i: face, 5)
+    src = write_clip(tmp_path / "silent.mp4", lambda _i: face, 5)
     editor.edit(src, tmp_path / "out.mp4", HAPPY)
     assert _audio_streams(tmp_path / "out.mp4") == 0
     _same_timing(src, tmp_path / "out.mp4")

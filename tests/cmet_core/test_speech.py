@@ -201,7 +201,7 @@ def test_batching_needs_the_padded_frames_zeroed(encoder: SpeechEncoder, monkeyp
     """Guards the test above: without zeroing, padding leaks through the positional convolutions."""
     clips = [_speechlike(0.3, 7), _speechlike(2.5, 8)]
     exact = encoder.embed([clips[0]])[0]
-    monkeypatch.setattr(SpeechEncoder, "_zero_padded_frames", lambda self, mask: contextlib.nullcontext())
+    monkeypatch.setattr(SpeechEncoder, "_zero_padded_frames", lambda _self, _mask: contextlib.nullcontext())
     assert _rel(encoder.embed(clips)[0], exact) > 1e-3
 
 

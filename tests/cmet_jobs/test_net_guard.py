@@ -235,7 +235,7 @@ def test_public_names_pass_and_any_private_answer_refuses(monkeypatch: pytest.Mo
 
     flips = iter([["93.184.215.14"], ["127.0.0.1"]])  # rebinding: public for the check, loopback at connect
 
-    def fake(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    def fake(host: str, port: Any, *_: Any, **__: Any) -> list[Any]:
         found = next(flips) if host == "flip.test" else answers.get(host)
         if found is None:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -367,7 +367,7 @@ def test_connection_is_pinned_to_the_checked_address(
         fetch_to_file(f"http://rebind.test:{port}/host", tmp_path / "x", max_bytes=100, **LOCAL)
     assert srv.requests == []
     lookups.clear()
-    monkeypatch.setattr("cmet_jobs.net_guard.check_url", lambda *a, **k: [])  # skip the up-front check
+    monkeypatch.setattr("cmet_jobs.net_guard.check_url", lambda *_, **__: [])  # skip the up-front check
     result = fetch_to_file(f"http://rebind.test:{port}/host", tmp_path / "x", max_bytes=100, timeout=2.0, **LOCAL)
     assert result.path.read_text() == f"rebind.test:{port}" and lookups == ["rebind.test"]
 
@@ -416,7 +416,7 @@ def test_https_keeps_the_name_for_sni_and_certificate_checks(tmp_path: Path, mon
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     names: list[str | None] = []
-    server_ctx.sni_callback = lambda sock, name, ctx: names.append(name)
+    server_ctx.sni_callback = lambda _sock, name, _ctx: names.append(name)
     _resolve_to_loopback(monkeypatch, {"pinned.test", "other.test"})
     monkeypatch.setattr(net_guard, "_ssl_context", lambda: ssl.create_default_context(cafile=str(cert)))
     with serving(Served(""), tls=server_ctx) as port:

@@ -178,7 +178,7 @@ def test_no_latest_or_untagged_images(env_source: str) -> None:
         for line in lines:
             if line.startswith("FROM "):
                 image = line.split()[1]
-                image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+                image = re.sub(r"\$\{(\w+)\}", lambda m, args=args: args[m.group(1)], image)
                 assert ":" in image and not image.endswith(":latest"), f"{kind}: FROM {image}"
         for name, value in args.items():
             if name.endswith("_IMAGE"):

@@ -82,7 +82,8 @@ def test_dashboard_uses_only_metrics_the_code_defines() -> None:
 
 def test_promql_parser_of_the_dashboard_check() -> None:
     names, grouping = _promql_metrics(
-        'histogram_quantile(0.95, sum by (le, stage) (rate(cmet_stage_duration_seconds_bucket{job="x"}[$__rate_interval])))'
+        "histogram_quantile(0.95, sum by (le, stage) "
+        '(rate(cmet_stage_duration_seconds_bucket{job="x"}[$__rate_interval])))'
         " / on (stage) sum(up) * 2"
     )
     assert names == {"cmet_stage_duration_seconds_bucket", "up"} and grouping == {"le", "stage"}
@@ -161,7 +162,7 @@ def test_api_image_is_slim_and_worker_image_is_cuda() -> None:
         assert sources == allowed, f"{ignore.name}: re-included {sorted(allowed)} vs copied {sorted(sources)}"
 
 
-def test_requirements_script(tmp_path: Path) -> None:
+def test_requirements_script() -> None:
     requirements = _requirements_module().requirements
     reqs = requirements(ROOT / "pyproject.toml", ["service", "worker"])
     assert reqs[0].startswith("torch==") and len(reqs) == len(set(reqs))

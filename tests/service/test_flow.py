@@ -106,7 +106,8 @@ def test_list_filter_and_pagination(client: httpx.Client, clip: Path) -> None:
     assert all(j["state"] == "succeeded" for j in ok) and set(ids) <= {j["id"] for j in ok}
 
 
-def test_cancel_and_delete(client: httpx.Client, stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("stack")
+def test_cancel_and_delete(client: httpx.Client, tmp_path: Path) -> None:
     long_clip = write_sample_clip(tmp_path / "long.mp4", seconds=12)
     with long_clip.open("rb") as f:
         job = client.post("/v1/edits", files={"video": f}, data={"emotion": "angry"}).json()

@@ -60,7 +60,8 @@ def test_200_submissions(stack: Stack, tmp_path: Path) -> None:
     drained_in = time.monotonic() - start
     print(
         f"\nload: {len(ids)} accepted, {statuses.count(429)} x 429, 0 x 5xx, submitted in {submitted_in:.1f} s; "
-        f"submit latency p50 {1000 * np.percentile(latencies, 50):.0f} ms, p99 {1000 * np.percentile(latencies, 99):.0f} ms; "
+        f"submit latency p50 {1000 * np.percentile(latencies, 50):.0f} ms, "
+        f"p99 {1000 * np.percentile(latencies, 99):.0f} ms; "
         f"all final after {drained_in:.0f} s"
     )
     assert not pending, f"{len(pending)} jobs not succeeded: {states}"

@@ -120,7 +120,8 @@ def test_410_disables_the_webhook(hooked, tmp_path: Path) -> None:  # type: igno
     assert states.get("edit.running") == "disabled" and states.get("edit.succeeded", "disabled") == "disabled"
 
 
-def test_webhook_to_a_private_address_is_refused_up_front(stack: Stack, hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.usefixtures("stack")
+def test_webhook_to_a_private_address_is_refused_up_front(hooked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The test stack allows private targets (LAN mode); the metadata address stays refused even then."""
     client, _ = hooked
     clip = write_sample_clip(tmp_path / "d.mp4", seconds=0.2)

@@ -35,7 +35,9 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(test_data: Path, tmp_pat
 
     assert _curve(tmp_path / "cut") == _curve(tmp_path / "whole")  # every logged loss and eval figure, bit for bit
     assert [v for s, v in resumed.losses] == [v for s, v in whole.losses][4:]
-    for (name, a), b in zip(whole_state(tmp_path / "whole").items(), whole_state(tmp_path / "cut").values()):
+    for (name, a), b in zip(
+        whole_state(tmp_path / "whole").items(), whole_state(tmp_path / "cut").values(), strict=True
+    ):
         assert torch.equal(a, b), name
     assert set(resumed.metrics) >= {
         "held_out/recon_l1",

@@ -23,7 +23,7 @@ def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
     jobs = [torch.rand(3, 3, size, size) * 2 - 1 for _ in range(3)]
     sources = [runner.prepare_source(torch.rand(1, 3, size, size) * 2 - 1) for _ in range(3)]
     expected = []
-    for frames, source in zip(jobs, sources):
+    for frames, source in zip(jobs, sources, strict=True):
         m = runner.encode_motion(frames)
         expected.append((m, runner.render(source, m.lip, m.pose, m.exp)))
     got: dict[int, tuple] = {}
@@ -45,7 +45,7 @@ def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
     assert max(n for model, n in seen if model == "edtalk_renderer") == 9
 
 
-def test_speech_clips_of_concurrent_jobs_share_a_forward(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_speech_clips_of_concurrent_jobs_share_a_forward() -> None:
     import numpy as np
 
     from worker.batcher import SpeechBatcher

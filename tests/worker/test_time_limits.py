@@ -55,7 +55,10 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
         session.add(job)
         session.flush()
         job_id = job.id
-    code = f"import worker.tasks as t; from cmet_jobs.settings import JobsSettings; t._expire_stuck_job(JobsSettings(), {job_id!r}, 300)"
+    code = (
+        "import worker.tasks as t; from cmet_jobs.settings import JobsSettings; "
+        f"t._expire_stuck_job(JobsSettings(), {job_id!r}, 300)"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={**__import__("os").environ, "CMET_DATA_DIR": str(tmp_path)},
