@@ -8,21 +8,35 @@ the source does not reinstall every dependency (the layer of dependencies stays 
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
 from pathlib import Path
 
 
 def requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    """Core dependencies and the extras' own, with extras that name the project (`cmet[jobs]`) expanded."""
     project = tomllib.loads(Path(pyproject).read_text())["project"]
     optional = project.get("optional-dependencies", {})
-    unknown = [e for e in extras if e not in optional]
-    if unknown:
-        raise SystemExit(f"unknown extra(s) {', '.join(unknown)}; pyproject has {', '.join(optional)}")
     out: list[str] = []
-    for req in [*project.get("dependencies", []), *(r for e in extras for r in optional[e])]:
-        if req not in out:
-            out.append(req)
+
+    def add(reqs: list[str]) -> None:
+        for req in reqs:
+            own = re.fullmatch(rf"{re.escape(project['name'])}\[([\w,\s-]+)\]", req)
+            if own is not None:
+                expand([e.strip() for e in own.group(1).split(",")])
+            elif req not in out:
+                out.append(req)
+
+    def expand(names: list[str]) -> None:
+        unknown = [e for e in names if e not in optional]
+        if unknown:
+            raise SystemExit(f"unknown extra(s) {', '.join(unknown)}; pyproject has {', '.join(optional)}")
+        for name in names:
+            add(optional[name])
+
+    add(project.get("dependencies", []))
+    expand(extras)
     return out
 
 

@@ -17,10 +17,12 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
+from cmet_core.models.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import session_scope
@@ -125,9 +127,9 @@ class Ending:
 
 
 def _timed_out(exc: BaseException, soft_s: float) -> Ending:
-    return Ending(
-        JobState.FAILED, ErrorCode.TIMEOUT, str(exc) or f"the edit ran past its time limit of {soft_s:.0f} s", True
-    )
+    """Our own limit says where the edit was; Celery's (prefork) says nothing useful (`SoftTimeLimitExceeded()`)."""
+    message = str(exc) if isinstance(exc, JobTimedOut) else f"the edit ran past its time limit of {soft_s:.0f} s"
+    return Ending(JobState.FAILED, ErrorCode.TIMEOUT, message, True)
 
 
 def _input(exc: BaseException, _: float) -> Ending:
@@ -147,6 +149,7 @@ ENDINGS: tuple[
     ((JobTimedOut, SoftTimeLimitExceeded), _timed_out),
     (InputError, _input),
     (StorageError, lambda exc, _soft: Ending(JobState.FAILED, ErrorCode.STORAGE, str(exc))),
+    (ModelLoadError, lambda exc, _soft: Ending(JobState.FAILED, ErrorCode.MODELS_UNAVAILABLE, str(exc))),
     (Exception, _crashed),
 )
 """Exception kinds to final states, first match wins (storage errors are retried before they end here)."""
@@ -177,8 +180,12 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
         else:
             if job.attempts == 1 and job.started_at is not None:
                 metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
-            event = webhooks.emit(session, job, "edit.running", storage)
-            claimed = _Claimed(jobs.spec_of(job), job.key_id)
+            try:
+                claimed = _Claimed(jobs.spec_of(job), job.key_id)
+                event = webhooks.emit(session, job, "edit.running", storage)
+            except ValidationError as exc:  # a record no worker can run: end it, never loop on it
+                jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
+                event, claimed = _ended(session, job, storage), job.state
     webhooks.dispatch(settings, [event])
     return claimed
 

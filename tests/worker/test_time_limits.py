@@ -41,20 +41,14 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
     import subprocess
     import sys
 
-    from cmet_jobs.db.models import ApiKey, Job
+    from cmet_jobs.db.models import Job
     from cmet_jobs.db.session import migrate, session_scope
     from cmet_jobs.states import JobState
+    from tests.records import make_job
 
     settings = JobsSettings(data_dir=tmp_path)
     migrate(settings.db_url)
-    with session_scope(settings.db_url) as session:
-        key = ApiKey(name="t", prefix="p", key_hash="h" * 64, webhook_secret="whsec_x")
-        session.add(key)
-        session.flush()
-        job = Job(key_id=key.id, spec={}, state=JobState.RUNNING)
-        session.add(job)
-        session.flush()
-        job_id = job.id
+    job_id = make_job(settings.db_url, spec={}, state=JobState.RUNNING)
     code = (
         "import worker.tasks as t; from cmet_jobs.settings import JobsSettings; "
         f"t._expire_stuck_job(JobsSettings(), {job_id!r}, 300)"
