@@ -12,11 +12,18 @@ import hashlib
 import hmac
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from cmet_jobs.settings import JobsSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StorageError(RuntimeError):
@@ -112,7 +119,7 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -155,7 +162,7 @@ class S3Storage:
             "list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix)
         )
         for page in pages:
-            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
                 self._call("delete", self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": objects})
 
