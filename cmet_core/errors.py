@@ -72,6 +72,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
 
     @property
@@ -141,6 +143,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_MANY_ATTEMPTS: (500, "the job was started too often without finishing"),
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
+    ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
+    ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),
     ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),
 }
 

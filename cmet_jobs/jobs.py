@@ -134,6 +134,12 @@ def finish(
         job.progress, job.result = 1.0, result
 
 
+def abandoned_creations(session: Session, older_than_s: float) -> list[str]:
+    """Jobs whose API process died while creating them (inputs half stored, never queued)."""
+    cutoff = now() - timedelta(seconds=older_than_s)
+    return list(session.scalars(select(Job.id).where(Job.state == JobState.CREATING, Job.created_at < cutoff)))
+
+
 def retry_later(session: Session, job_id: str) -> None:
     """Hand a running job back to the queue without counting the attempt (a transient storage fault)."""
     job = lock(session, job_id)

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
+from cmet_core.errors import ErrorCode
+from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 
 RUN_EDIT = "cmet.run_edit"
@@ -52,9 +55,20 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
+RETRY_AFTER_S = 5
+
+
 def send(settings: JobsSettings, task: str, record_id: str, **options: Any) -> None:
-    """Queue `task` for one record id: messages carry ids only, the record is the truth."""
-    _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue, **options)
+    """Queue `task` for one record id: messages carry ids only, the record is the truth. A broker
+    that cannot be reached (after Celery's own publish retries) is a 503 `queue_unavailable`."""
+    try:
+        _client(settings.broker_url, settings.data_dir).send_task(
+            task, args=[record_id], queue=settings.queue, **options
+        )
+    except OperationalError as exc:
+        raise RequestError(
+            ErrorCode.QUEUE_UNAVAILABLE, f"the job queue cannot be reached ({exc})", {"Retry-After": str(RETRY_AFTER_S)}
+        ) from exc
 
 
 def submit(settings: JobsSettings, job_id: str, duration_s: float | None = None) -> None:

@@ -69,6 +69,9 @@ class JobsSettings(CoreSettings):
             '{"emotion2vec": {"max_batch": 4, "max_wait_ms": 20}}.'
         ),
     )
+    creating_timeout_s: float = Field(
+        default=600.0, gt=0, description="A job still being created after this long lost its API process: removed."
+    )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
     models_set: Path | None = Field(
         default=None, description="Model set the worker serves; default: the models dir's choice."

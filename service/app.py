@@ -11,6 +11,7 @@ from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, problems
 from service.body_limit import BodyLimit
 from service.deps import reject_unknown_query
+from service.inputs import sweep_scratch
 from service.openapi import customize
 from service.routes import deliveries, edits, emotions, system, uploads
 
@@ -22,6 +23,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     settings = settings or get_jobs_settings()
     if migrate_db:
         migrate(settings.db_url)
+    sweep_scratch()  # parts saved by an API process that was killed mid-request
     storage = storage_for(settings)
     if isinstance(storage, S3Storage):
         storage.ensure_bucket()

@@ -9,11 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs.errors import RequestError
+from cmet_jobs.queue import RETRY_AFTER_S
 
 log = logging.getLogger("cmet.api")
 
@@ -84,6 +87,13 @@ def install(app: FastAPI) -> None:
         why = {"code": exc.code.value, "status": exc.status}
         log.info("refused %s %s: %s %s", request.method, request.url.path, exc.status, exc.code.value, extra=why)
         return problem_response(exc.code, exc.detail, exc.headers, exc.errors)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(SATimeoutError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        code = ErrorCode.DATABASE_UNAVAILABLE
+        return problem_response(code, "the job database cannot be reached", {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from cmet_jobs import jobs, webhooks
-from cmet_jobs.db.session import session_scope
+from cmet_jobs.db.session import DATABASE_ERRORS, session_scope
+from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import Storage
 
@@ -73,7 +74,19 @@ class Progress:
             )
         if moment - self.last < PROGRESS_EVERY_S and done < total:
             return
+        try:
+            event = self._record(stage, done, total)
+        except DATABASE_ERRORS as exc:  # the database is away: the edit goes on, a later chunk writes again
+            log.warning("progress of %s not recorded: %s", self.job_id, exc)
+            return
         self.last = moment
+        try:
+            webhooks.dispatch(self.settings, [event])
+        except RequestError as exc:  # the broker is away: the sweeper sends the recorded delivery when due
+            log.warning("progress webhook of %s not queued: %s", self.job_id, exc)
+
+    def _record(self, stage: str, done: int, total: int) -> str | None:
+        """Progress and stage on the record; a cancel request found there stops the edit."""
         lo, hi = STAGE_SPAN.get(stage, (0.0, 0.0))
         with session_scope(self.settings.db_url) as session:
             job = jobs.lock(session, self.job_id)
@@ -81,10 +94,9 @@ class Progress:
                 raise JobCanceled()
             before = int(job.progress * 10)
             job.stage, job.progress = stage, round(lo + (hi - lo) * done / max(total, 1), 4)
-            event = (
+            return (
                 webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
             )
-        webhooks.dispatch(self.settings, [event])
 
 
 HARD_LIMIT_GRACE_S = 10.0

@@ -21,6 +21,8 @@ import threading
 from cmet_jobs import jobs, queue, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from cmet_jobs.states import JobState
+from cmet_jobs.storage import storage_for
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
@@ -42,6 +44,22 @@ def reconcile(settings: JobsSettings) -> list[str]:
     return lost
 
 
+def remove_abandoned_creations(settings: JobsSettings) -> list[str]:
+    """Records and stored inputs of jobs whose API process died mid-submission (state `creating`)."""
+    storage = storage_for(settings)
+    with session_scope(settings.db_url) as session:
+        abandoned = jobs.abandoned_creations(session, settings.creating_timeout_s)
+    for job_id in abandoned:
+        storage.delete_prefix(jobs.job_prefix(job_id))
+        with session_scope(settings.db_url) as session:
+            job = jobs.lock(session, job_id)
+            if job is not None and job.state == JobState.CREATING:
+                session.delete(job)
+    if abandoned:
+        log.warning("removed %d job(s) left half-created by a dead API process", len(abandoned))
+    return abandoned
+
+
 def _loop(stop: threading.Event) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
@@ -54,6 +72,7 @@ def _loop(stop: threading.Event) -> None:
                 with session_scope(settings.db_url) as session:
                     jobs.worker_beat(session, name)
                 reconcile(settings)
+                remove_abandoned_creations(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 

@@ -20,12 +20,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, webhooks
+from cmet_jobs import emotions, jobs, queue, webhooks
 from cmet_jobs.db.models import Job
-from cmet_jobs.db.session import session_scope
+from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
+from cmet_jobs.errors import RequestError
 from cmet_jobs.queue import RUN_EDIT
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef
@@ -66,15 +68,23 @@ def _finish(
     result: dict[str, Any] | None = None,
     output_key: str | None = None,
 ) -> None:
-    with session_scope(settings.db_url) as session:
-        job = jobs.lock(session, job_id)
-        if job is None or job.state.final:
-            return
-        jobs.finish(job, state, code, message, result)
-        if output_key is not None:
-            job.output_key = output_key
-        event = _ended(session, job, storage_for(settings))
-    webhooks.dispatch(settings, [event])
+    """Record the job's end, waiting for a database that is away; the webhook goes out after the commit."""
+
+    def record() -> str | None:
+        with session_scope(settings.db_url) as session:
+            job = jobs.lock(session, job_id)
+            if job is None or job.state.final:
+                return None
+            jobs.finish(job, state, code, message, result)
+            if output_key is not None:
+                job.output_key = output_key
+            return _ended(session, job, storage_for(settings))
+
+    event = retrying(record, f"recording the end of {job_id}")
+    try:
+        webhooks.dispatch(settings, [event])
+    except RequestError as exc:  # the broker is away: the sweeper sends the recorded delivery when due
+        log.warning("webhook of %s not queued: %s", job_id, exc)
 
 
 def _ended(session: Session, job: Job, storage: Storage) -> str | None:
@@ -204,6 +214,9 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
         claimed = _claim(settings, storage, job_id)
     except jobs.JobBusy as busy:
         raise self.retry(countdown=busy.retry_in, max_retries=None) from None
+    except DATABASE_ERRORS as exc:  # the record cannot be read yet: the message comes back later
+        log.warning("the database is unavailable; job %s tried again in %d s", job_id, queue.RETRY_AFTER_S)
+        raise self.retry(countdown=queue.RETRY_AFTER_S, max_retries=None) from exc
     if not isinstance(claimed, _Claimed):
         return "skipped" if claimed is None else claimed.value
 
@@ -244,8 +257,12 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
     speech = [
         _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
     ]
-    with session_scope(settings.db_url) as session:
-        library = emotions.library_for_key(session, claimed.key_id)
+
+    def read_library() -> EmotionLibrary:
+        with session_scope(settings.db_url) as session:
+            return emotions.library_for_key(session, claimed.key_id)
+
+    library = retrying(read_library, "reading the emotion library")
     target, options = spec.target(speech), spec.options(settings.max_video_duration_s)
     result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
     for stage, seconds in result.stage_seconds.items():

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -61,3 +68,24 @@ def migrate(url: str) -> None:
     with engine_for(url).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+T = TypeVar("T")
+DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, SATimeoutError)
+"""What a database that is away (restarting, failing over, unreachable) raises."""
+
+
+def retrying(action: Callable[[], T], what: str, within_s: float = 300.0) -> T:
+    """`action()`, tried again while the database is away, for up to `within_s`: a worker that
+    finished an edit keeps its result and records it once the database answers again."""
+    deadline = time.monotonic() + within_s
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except DATABASE_ERRORS:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database is unavailable while %s; trying again in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)

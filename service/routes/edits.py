@@ -19,7 +19,7 @@ from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
-from service.inputs import save_upload
+from service.inputs import save_upload, scratch_prefix
 
 router = APIRouter(prefix="/v1/edits", tags=["edits"])
 
@@ -117,7 +117,7 @@ async def create_edit(
 ) -> schemas.Job:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
     body, video, speech = await _read_body(request)
-    with tempfile.TemporaryDirectory(prefix="cmet-req-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         saved, clips = await run_in_threadpool(_save_parts, video, speech, Path(scratch), settings)
         submission = edits.Submission(body, saved, clips, idempotency_key)
         job = await run_in_threadpool(edits.submit, session, settings, storage, key, submission)

@@ -18,7 +18,7 @@ from cmet_jobs.db.models import CustomEmotion
 from cmet_jobs.errors import RequestError
 from cmet_jobs.states import EmotionState
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
-from service.inputs import save_upload
+from service.inputs import save_upload, scratch_prefix
 
 router = APIRouter(prefix="/v1/emotions", tags=["emotions"])
 _BODY_DOC = {
@@ -74,7 +74,7 @@ async def create_emotion(
         raise RequestError(ErrorCode.INVALID_REQUEST, str(exc.detail)) from None
     name = emotions.check_name(form.get("name"))
     clips = [v for k, v in form.multi_items() if k == "speech" and isinstance(v, UploadFile)]
-    with tempfile.TemporaryDirectory(prefix="cmet-emo-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("emo")) as scratch:
         paths = await run_in_threadpool(
             lambda: [
                 save_upload(clip, Path(scratch), f"speech{i}", settings.max_speech_bytes)

@@ -93,6 +93,28 @@ class Stack:
     logs: Path
     worker: subprocess.Popen | None = None  # type: ignore[type-arg]
     extra: dict[str, str] = field(default_factory=dict)
+    api: subprocess.Popen | None = None  # type: ignore[type-arg]
+
+    def start_api(self) -> subprocess.Popen:  # type: ignore[type-arg]
+        port = self.api_url.rsplit(":", 1)[-1]
+        args = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", port]
+        log = (self.logs / "api.log").open("ab")
+        self.api = subprocess.Popen(
+            [*args, "--log-level", "warning"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_until(lambda: httpx.get(self.api_url + "/healthz").status_code == 200, 60, "API server", self.api)
+        return self.api
+
+    def stop_api(self, sig: int = 15) -> None:
+        if self.api is not None and self.api.poll() is None:
+            os.killpg(self.api.pid, sig)
+            self.api.wait(30)
+        self.api = None
 
     def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
         args = [
@@ -128,16 +150,21 @@ class Stack:
 
 
 @contextmanager
-def running_stack(tmp: Path, models: Path, database_url: str, storage_env: dict[str, str]) -> Iterator[Stack]:
-    import redis
+def running_stack(
+    tmp: Path, models: Path, database_url: str, storage_env: dict[str, str], broker_url: str | None = None
+) -> Iterator[Stack]:
+    """`broker_url`: a private Redis (fault tests); default the machine's, in a database of its own."""
+    if broker_url is None:
+        import redis
 
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+        broker_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     port = free_port()
     env = {
         **os.environ,
         "CMET_DATA_DIR": str(tmp / "data"),
         "CMET_DATABASE_URL": database_url,
-        "CMET_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "CMET_BROKER_URL": broker_url,
         "CMET_QUEUE": f"cmet-test-{uuid.uuid4().hex[:8]}",
         "CMET_MODELS_SET": str(models),
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -148,24 +175,11 @@ def running_stack(tmp: Path, models: Path, database_url: str, storage_env: dict[
     }
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    api_args = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "service.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    with process(api_args, env, logs / "api.log") as api:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", api)
-        stack = Stack(env=env, api_url=url, logs=logs)
+    stack = Stack(env=env, api_url=f"http://127.0.0.1:{port}", logs=logs)
+    stack.start_api()
+    try:
         stack.start_worker()
-        try:
-            yield stack
-        finally:
-            stack.stop_worker()
+        yield stack
+    finally:
+        stack.stop_worker()
+        stack.stop_api()
