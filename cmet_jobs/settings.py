@@ -51,10 +51,18 @@ class JobsSettings(CoreSettings):
     max_video_bytes: int = Field(default=500 * 1024**2, gt=0)
     max_speech_bytes: int = Field(default=50 * 1024**2, gt=0)
     max_video_duration_s: float = Field(default=600.0, gt=0, description="Longer videos are refused at submission.")
+    max_json_bytes: int = Field(
+        default=1 << 20, gt=0, description="Largest JSON (or other non-file) request body; file uploads have their own."
+    )
     allow_private_urls: bool = Field(
         default=False, description="Let URL inputs and webhooks reach private/LAN addresses."
     )
 
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
+    )
+    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     batch_max: int = Field(
         default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."

@@ -269,6 +269,12 @@ CASES: list[tuple[str, Case, int, str]] = [
         "invalid_request",
     ),
     (
+        "empty Idempotency-Key",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy"}, headers={"Idempotency-Key": ""}),
+        422,
+        "invalid_request",
+    ),
+    (
         "negative face index",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}),
         422,
@@ -289,6 +295,18 @@ CASES: list[tuple[str, Case, int, str]] = [
     (
         "chunked body over the size limit",
         lambda c: c.post(content=_chunked(12 << 20), headers={"Content-Type": "multipart/form-data; boundary=x"}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "JSON over 1 MiB to edits",
+        lambda c: c.post(content=b"{" + b" " * (2 << 20) + b"}", headers={"Content-Type": "application/json"}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "chunked JSON over 1 MiB to edits",
+        lambda c: c.post(content=_chunked(2 << 20), headers={"Content-Type": "application/json"}),
         413,
         "body_too_large",
     ),
