@@ -161,8 +161,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
-    duration = (
-        check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
+    video = (
+        check_video(submission.video_file, settings.edit_options(body)) if submission.video_file is not None else None
     )
     for path in submission.speech_files:
         check_speech(path)
@@ -191,7 +191,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
-        queue.submit(settings, job.id, duration)
+        queue.submit(settings, job.id, video)
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))

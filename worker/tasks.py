@@ -246,7 +246,7 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
     ]
     with session_scope(settings.db_url) as session:
         library = emotions.library_for_key(session, claimed.key_id)
-    target, options = spec.target(speech), spec.options(settings.max_video_duration_s)
+    target, options = spec.target(speech), spec.options(settings)
     result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)

@@ -1,5 +1,5 @@
 """The API process at its edges, as a hostile or careless client meets it: body limits by content
-type, abandoned uploads, 405s and HEAD, the metrics token.
+type, abandoned uploads, 405s and HEAD, the metrics token, the work of a clip.
 
 One real uvicorn (the app on a fresh PostgreSQL database, local storage, the queue on Redis) and
 no worker: nothing here needs a job to run. Requests go over raw sockets where the test must
@@ -22,6 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cmet_core.media.sample import write_sample_clip
+from cmet_core.media.video import probe
+from cmet_jobs.queue import time_limits
+from tests.media_factory import make_dense_video
 from tests.service.stack import free_port, postgres_database, process, wait_until
 
 MB = 1 << 20
@@ -120,6 +124,12 @@ def _reset_peak(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _submit(api: Api, key: str, clip: bytes) -> httpx.Response:
+    return httpx.post(
+        api.url + "/v1/edits", headers=api.auth(key), files={"video": ("c.mp4", clip)}, data={"emotion": "happy"}
+    )
 
 
 # --- item 3: each content type has its own body limit ---------------------------------------------
@@ -264,3 +274,34 @@ def test_no_metrics_page_without_a_token_and_docs_as_set(tmp_path: Path, docs: b
         assert client.get("/metrics").status_code == 404
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == (200 if docs else 404), path
+
+
+# --- item 4: the work of a clip is limited at submission, and sets the time limits ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("frames", "seconds", "code"), [(40_000, 2.0, "too_many_frames"), (35_000, 1.0, "too_many_pixels")]
+)
+def test_a_tiny_clip_with_very_many_frames_is_refused_at_submission(
+    api: Api, tmp_path: Path, frames: int, seconds: float, code: str
+) -> None:
+    dense = make_dense_video(tmp_path / "dense.mp4", frames=frames, seconds=seconds).read_bytes()
+    before = httpx.get(api.url + "/v1/edits", headers=api.auth()).json()["data"]
+    r = _submit(api, api.key, dense)
+    assert (r.status_code, r.json()["code"]) == (422, code), r.text
+    assert httpx.get(api.url + "/v1/edits", headers=api.auth()).json()["data"] == before
+
+
+def test_time_limits_follow_the_frames_and_pixels_of_the_upload(api: Api, tmp_path: Path) -> None:
+    """The queue message of an upload's edit carries limits from its probe (a URL's gets the cap)."""
+    import redis
+
+    clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2)
+    job = _submit(api, api.key, clip.read_bytes())
+    assert job.status_code == 202, job.text
+    info = probe(clip)
+    queued = redis.Redis(host="127.0.0.1", port=6379, db=11).lrange(api.env["CMET_QUEUE"], 0, -1)
+    mine = [m for m in map(json.loads, queued) if job.json()["id"] in m["headers"]["argsrepr"]]
+    soft, hard = time_limits(info.frame_count, info.width * info.height)
+    assert len(mine) == 1 and mine[0]["headers"]["timelimit"] == [hard, soft]
+    assert hard < time_limits(None, None)[1]
