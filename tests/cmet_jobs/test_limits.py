@@ -1,13 +1,21 @@
 """The limits a submission and an edit run under: time limits from the work, the deployment's
-input limits in every edit's options."""
+input limits in every edit's options, and the per-minute rate counted from submissions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from cmet_core.errors import ErrorCode
+from cmet_jobs import edits
+from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs.db.session import migrate, session_scope
+from cmet_jobs.errors import RequestError
 from cmet_jobs.queue import LOAD_S, MAX_TASK_S, time_limits
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
+from cmet_jobs.states import JobState
 
 
 def test_time_limits_grow_with_frames_and_pixels_not_seconds() -> None:
@@ -27,3 +35,21 @@ def test_every_edit_runs_with_the_deployments_input_limits(tmp_path: Path) -> No
     options = spec.options(settings)
     assert (options.max_duration_s, options.max_frames, options.max_pixels_per_second) == (12, 300, 1e6)
     assert (options.face_index, options.face_box, options.source_frame) == (1, None, 7)
+
+
+def test_the_rate_counts_submissions_not_job_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    migrate(url)
+    with session_scope(url) as session:
+        key = ApiKey(name="t", prefix="p", key_hash="h" * 64, webhook_secret="whsec_x", max_submissions_per_minute=2)
+        session.add(key)
+    for _ in range(2):
+        with session_scope(url) as session:
+            key = session.get(ApiKey, key.id)
+            edits.check_quota(session, key)
+            session.add(Job(key_id=key.id, state=JobState.SUCCEEDED, spec={}))
+    with session_scope(url) as session:
+        session.query(Job).delete()  # deleting the jobs frees nothing
+    with session_scope(url) as session, pytest.raises(RequestError) as refused:
+        edits.check_quota(session, session.get(ApiKey, key.id))
+    assert refused.value.code == ErrorCode.RATE_LIMIT and 1 <= int(refused.value.headers["Retry-After"]) <= 60

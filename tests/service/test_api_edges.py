@@ -1,5 +1,5 @@
 """The API process at its edges, as a hostile or careless client meets it: body limits by content
-type, abandoned uploads, 405s and HEAD, the metrics token, the work of a clip.
+type, abandoned uploads, 405s and HEAD, the metrics token, the per-minute rate, the work of a clip.
 
 One real uvicorn (the app on a fresh PostgreSQL database, local storage, the queue on Redis) and
 no worker: nothing here needs a job to run. Requests go over raw sockets where the test must
@@ -274,6 +274,24 @@ def test_no_metrics_page_without_a_token_and_docs_as_set(tmp_path: Path, docs: b
         assert client.get("/metrics").status_code == 404
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == (200 if docs else 404), path
+
+
+# --- item 5: the per-minute rate counts submissions ---------------------------------------------------------
+
+
+def test_deleting_jobs_frees_no_submissions_in_the_minute(api: Api, tmp_path: Path) -> None:
+    clip = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
+    key = api.new_key(max_concurrent_jobs=10, max_submissions_per_minute=2)
+    for _ in range(2):
+        job = _submit(api, key, clip)
+        assert job.status_code == 202, job.text
+        edit = f"{api.url}/v1/edits/{job.json()['id']}"
+        assert httpx.post(edit + "/cancel", headers=api.auth(key)).json()["state"] == "canceled"
+        assert httpx.delete(edit, headers=api.auth(key)).status_code == 204
+    assert httpx.get(api.url + "/v1/edits", headers=api.auth(key)).json()["data"] == []
+    again = _submit(api, key, clip)
+    assert (again.status_code, again.json()["code"]) == (429, "rate_limit"), again.text
+    assert 1 <= int(again.headers["retry-after"]) <= 60
 
 
 # --- item 4: the work of a clip is limited at submission, and sets the time limits ---------------------------
