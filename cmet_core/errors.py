@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     NO_VIDEO_STREAM = "no_video_stream"
     ZERO_FRAMES = "zero_frames"
     TOO_LONG = "too_long"
+    TOO_MANY_FRAMES = "too_many_frames"
+    TOO_MANY_PIXELS = "too_many_pixels"
     DECODE_FAILED = "decode_failed"
     NO_AUDIO = "no_audio"
     EMPTY_AUDIO = "empty_audio"
@@ -97,6 +99,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.NO_VIDEO_STREAM: (422, "the file has no video stream"),
     ErrorCode.ZERO_FRAMES: (422, "the video stream has no frames"),
     ErrorCode.TOO_LONG: (422, "the video is longer than the limit"),
+    ErrorCode.TOO_MANY_FRAMES: (422, "the video has more frames than the limit"),
+    ErrorCode.TOO_MANY_PIXELS: (422, "the video has more width x height x frame rate than the limit"),
     ErrorCode.DECODE_FAILED: (422, "the video or audio is corrupt or decodes inconsistently"),
     ErrorCode.NO_AUDIO: (422, "a speech clip has no audio track"),
     ErrorCode.EMPTY_AUDIO: (422, "the audio stream holds no samples"),

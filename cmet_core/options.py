@@ -6,13 +6,18 @@ request schema and the job's `EditSpec`, so the rules and limits cannot disagree
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.video import VideoInfo, probe
 
 DEFAULT_MAX_DURATION_S = 600.0
+DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
+DEFAULT_MAX_PIXELS_PER_SECOND = 1920 * 1080 * 60  # 1080p at 60 fps
 MAX_FACE_INDEX = 64
 
 FaceIndex = Annotated[
@@ -55,8 +60,25 @@ class EditOptions(FaceChoice):
     """The face choice plus what the operator (not the user) sets: limits and encoding."""
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
+    max_frames: int = Field(default=DEFAULT_MAX_FRAMES, gt=0, description="Inputs with more frames are refused.")
+    max_pixels_per_second: float = Field(
+        default=DEFAULT_MAX_PIXELS_PER_SECOND,
+        gt=0,
+        description="Inputs with more width x height x frame rate are refused.",
+    )
     max_missing_faces: float = Field(
         default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged)."
     )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
+
+    def probe(self, path: Path) -> VideoInfo:
+        """The input's probe under these limits, with `source_frame` checked against its frames: the
+        API refuses an upload with it at submission, the pipeline any input before decoding."""
+        info = probe(path, self.max_duration_s, self.max_frames, self.max_pixels_per_second)
+        if self.source_frame is not None and self.source_frame >= info.frame_count:
+            raise InputError(
+                ErrorCode.BAD_SOURCE_FRAME,
+                f"source frame {self.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
+            )
+        return info

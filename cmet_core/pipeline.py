@@ -27,7 +27,7 @@ from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
-from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, probe, read_frames
+from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
@@ -281,7 +281,7 @@ class _Edit:
         self.network += time.perf_counter() - start
 
     def expression(self) -> np.ndarray:
-        info = probe(self.src, self.options.max_duration_s)
+        info = self.options.probe(self.src)
         boxes, source_index = self._faces(info, faces.is_face_crop(info.width, info.height))
         motion, _, _ = self._encode(boxes, source_index)
         return motion.exp.numpy()
@@ -289,7 +289,7 @@ class _Edit:
     def run(self) -> EditResult:
         assert self.target is not None
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
-        info = probe(self.src, self.options.max_duration_s)
+        info = self.options.probe(self.src)
         with self._stage("expression"), self._network():
             vector = self.editor.vector(self.target, self.library)
         crop_input = faces.is_face_crop(info.width, info.height)

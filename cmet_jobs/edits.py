@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import emotions, jobs, queue, schemas, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, Job, now
+from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, sniff_asset
 from cmet_jobs.settings import JobsSettings
@@ -86,9 +87,14 @@ def _check_sources(submission: Submission) -> None:
         raise RequestError(code, "give exactly one of `emotion` and speech clips")
 
 
+RATE_WINDOW = timedelta(minutes=1)
+
+
 def check_quota(session: Session, key: ApiKey) -> None:
     """Concurrent jobs and submissions per minute. The key's row stays locked until the job is
-    inserted (PostgreSQL), so two submissions at once cannot both take the last slot."""
+    inserted (PostgreSQL), so two submissions at once cannot both take the last slot. The rate
+    counts a stamp per accepted submission, never job rows, so deleting jobs frees no quota; the
+    stamp commits with the job (a request refused later leaves none)."""
     session.execute(select(ApiKey.id).where(ApiKey.id == key.id).with_for_update())
     if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
         # when a running job ends is unknown: a short, fixed wait
@@ -98,19 +104,22 @@ def check_quota(session: Session, key: ApiKey) -> None:
             {"Retry-After": "10"},
         )
     moment = now()
-    window = select(Job.created_at).where(Job.key_id == key.id, Job.created_at >= moment - timedelta(minutes=1))
+    mine = SubmissionStamp.key_id == key.id
+    session.execute(sa.delete(SubmissionStamp).where(mine, SubmissionStamp.at < moment - RATE_WINDOW))
+    window = select(SubmissionStamp.at).where(mine, SubmissionStamp.at >= moment - RATE_WINDOW)
     recent = session.scalar(select(func.count()).select_from(window.subquery())) or 0
     if recent >= key.max_submissions_per_minute:
         # a slot frees when the submission that puts the key at its limit leaves the one-minute window
         freeing = session.scalar(
-            window.order_by(Job.created_at).offset(recent - key.max_submissions_per_minute).limit(1)
+            window.order_by(SubmissionStamp.at).offset(recent - key.max_submissions_per_minute).limit(1)
         )
-        wait = math.ceil((freeing + timedelta(minutes=1) - moment).total_seconds()) if freeing is not None else 60
+        wait = math.ceil((freeing + RATE_WINDOW - moment).total_seconds()) if freeing is not None else 60
         raise RequestError(
             ErrorCode.RATE_LIMIT,
             f"more than {key.max_submissions_per_minute} submissions in the last minute",
             {"Retry-After": str(max(1, wait))},
         )
+    session.add(SubmissionStamp(key_id=key.id, at=moment))
 
 
 def _asset(session: Session, key: ApiKey, asset_id: str, storage: Storage, kind: str) -> Asset:
@@ -161,8 +170,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
-    duration = (
-        check_video(submission.video_file, settings.max_video_duration_s) if submission.video_file is not None else None
+    video = (
+        check_video(submission.video_file, settings.edit_options(body)) if submission.video_file is not None else None
     )
     for path in submission.speech_files:
         check_speech(path)
@@ -191,7 +200,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
-        queue.submit(settings, job.id, duration)
+        queue.submit(settings, job.id, video)
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))

@@ -11,16 +11,18 @@ from pathlib import Path
 import av
 
 from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
-from cmet_core.errors import ErrorCode
-from cmet_core.media.video import MediaError, probe
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.video import VideoInfo
+from cmet_core.options import EditOptions
 from cmet_jobs.errors import RequestError
 
 
-def check_video(path: Path, max_duration_s: float) -> float:
-    """The clip's duration in seconds, or a 422 naming what is wrong with it."""
+def check_video(path: Path, options: EditOptions) -> VideoInfo:
+    """The clip's probe, or a 422 naming what is wrong with it, which limit it passes, or that
+    `source_frame` lies past its end (the worker checks URL and asset inputs the same way)."""
     try:
-        return probe(path, max_duration_s).duration_s
-    except MediaError as exc:
+        return options.probe(path)
+    except InputError as exc:
         raise RequestError(exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -18,6 +18,9 @@ from cmet_core.errors import ErrorCode
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 
+if TYPE_CHECKING:
+    from cmet_core.media.video import VideoInfo
+
 RUN_EDIT = "cmet.run_edit"
 MAX_TASK_S = 3600
 VISIBILITY_TIMEOUT_S = MAX_TASK_S + 300
@@ -25,10 +28,24 @@ VISIBILITY_TIMEOUT_S = MAX_TASK_S + 300
 worker's job is found sooner through its lapsed lease on the record (worker.sweeper)."""
 
 
-def time_limits(duration_s: float | None) -> tuple[int, int]:
-    """(soft, hard) seconds for an edit of a clip this long: about 20 s per input second on a
-    CPU with full-size models, plus loading, capped at MAX_TASK_S; unknown lengths get the cap."""
-    hard = MAX_TASK_S if duration_s is None else int(min(MAX_TASK_S, 300 + 20 * duration_s))
+LOAD_S = 300
+"""Fixed part of an edit's time: loading models, fetching inputs, the expression stage."""
+FRAME_S = 0.8
+"""Model work per frame on a CPU with full-size models (EDTalk on its 256x256 crop), whatever the
+frame's size: the old rule's 20 s per input second at 25 fps."""
+PIXELS_PER_S = 20e6
+"""Work that grows with the frame's size: decoding, face detection, paste-back and encoding."""
+
+
+def time_limits(frames: int | None, pixels_per_frame: int | None) -> tuple[int, int]:
+    """(soft, hard) seconds for an edit of `frames` frames of `pixels_per_frame` pixels (from the
+    probe): LOAD_S + frames x (FRAME_S + pixels_per_frame / PIXELS_PER_S), capped at MAX_TASK_S.
+    The work grows with frames and pixels, not with seconds: a 2 s clip may hold 100,000 frames.
+    Unknown (URL and asset inputs, re-queued jobs) gets the cap."""
+    if frames is None or pixels_per_frame is None:
+        hard = MAX_TASK_S
+    else:
+        hard = int(min(MAX_TASK_S, LOAD_S + frames * (FRAME_S + pixels_per_frame / PIXELS_PER_S)))
     return hard - 30, hard
 
 
@@ -71,8 +88,10 @@ def send(settings: JobsSettings, task: str, record_id: str, **options: Any) -> N
         ) from exc
 
 
-def submit(settings: JobsSettings, job_id: str, duration_s: float | None = None) -> None:
-    soft, hard = time_limits(duration_s)
+def submit(settings: JobsSettings, job_id: str, video: VideoInfo | None = None) -> None:
+    """Queue an edit with time limits scaled to its video's probe (None: not probed yet, the cap)."""
+    frames, pixels = (video.frame_count, video.width * video.height) if video is not None else (None, None)
+    soft, hard = time_limits(frames, pixels)
     send(settings, RUN_EDIT, job_id, soft_time_limit=soft, time_limit=hard)
 
 

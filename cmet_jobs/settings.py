@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions, FaceChoice
 from cmet_core.settings import CoreSettings
 
 BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec"]
@@ -51,10 +52,26 @@ class JobsSettings(CoreSettings):
     max_video_bytes: int = Field(default=500 * 1024**2, gt=0)
     max_speech_bytes: int = Field(default=50 * 1024**2, gt=0)
     max_video_duration_s: float = Field(default=600.0, gt=0, description="Longer videos are refused at submission.")
+    max_video_frames: int = Field(
+        default=DEFAULT_MAX_FRAMES, gt=0, description="Videos with more frames are refused (10 min at 60 fps)."
+    )
+    max_pixels_per_second: float = Field(
+        default=DEFAULT_MAX_PIXELS_PER_SECOND,
+        gt=0,
+        description="Videos with more width x height x frame rate are refused (1080p at 60 fps).",
+    )
+    max_json_bytes: int = Field(
+        default=1 << 20, gt=0, description="Largest JSON (or other non-file) request body; file uploads have their own."
+    )
     allow_private_urls: bool = Field(
         default=False, description="Let URL inputs and webhooks reach private/LAN addresses."
     )
 
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
+    )
+    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     batch_max: int = Field(
         default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."
@@ -98,6 +115,17 @@ class JobsSettings(CoreSettings):
             except FileExistsError:
                 pass
         return path.read_text().strip().encode()
+
+    def edit_options(self, choice: FaceChoice) -> EditOptions:
+        """A request's or a job's face choice with this deployment's input limits: the API checks
+        uploads with them at submission, the worker runs every edit with them."""
+        chosen = {name: getattr(choice, name) for name in FaceChoice.model_fields}
+        return EditOptions(
+            **chosen,
+            max_duration_s=self.max_video_duration_s,
+            max_frames=self.max_video_frames,
+            max_pixels_per_second=self.max_pixels_per_second,
+        )
 
     def batching(self, model: BatchedModel) -> tuple[int, float]:
         """(max rows, max wait in ms) of one model's dynamic batcher."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.options import EditOptions, FaceChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
+from cmet_jobs.settings import JobsSettings
 
 
 class InputRef(BaseModel):
@@ -50,10 +51,5 @@ class EditSpec(EmotionChoice, FaceChoice):
         """The target with the speech clips fetched to local paths (in the order of `speech`)."""
         return EmotionTarget(emotion=self.emotion, intensity=self.intensity, speech=tuple(speech))
 
-    def options(self, max_duration_s: float) -> EditOptions:
-        return EditOptions(
-            face_index=self.face_index,
-            face_box=self.face_box,
-            source_frame=self.source_frame,
-            max_duration_s=max_duration_s,
-        )
+    def options(self, settings: JobsSettings) -> EditOptions:
+        return settings.edit_options(self)

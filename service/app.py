@@ -11,6 +11,7 @@ from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, problems
 from service.body_limit import BodyLimit
 from service.deps import reject_unknown_query
+from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
 from service.routes import deliveries, edits, emotions, system, uploads
@@ -35,10 +36,14 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
             "Authenticate with `Authorization: Bearer <key>`."
         ),
         dependencies=[Depends(reject_unknown_query)],
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
     app.state.storage = storage
     problems.install(app)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, settings=settings)
     metrics.install(app)
     customize(app)

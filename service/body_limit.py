@@ -1,9 +1,13 @@
-"""Request body limits counted as the bytes arrive.
+"""Request body limits counted as the bytes arrive, by route and content type.
 
 A `Content-Length` check alone lets a chunked body (no length) or one that lies about its length
 be spooled to disk or read into memory in full before anything refuses it. This ASGI middleware
-refuses a declared length over the route's limit at once and stops any body the moment it passes
-the limit, whatever the route does with it; the app answers 413 `body_too_large`.
+refuses a declared length over the limit at once and stops any body the moment it passes the
+limit, whatever the route does with it; the app answers 413 `body_too_large`.
+
+Only the routes that take files get the file limits, and only for the content type that carries
+files (multipart for submissions, the raw body of a signed upload); a JSON body, or anything else,
+to any route gets `max_json_bytes` (about 1 MB), so it is never read whole past that.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-SMALL_BODY = 1 << 20  # JSON bodies and form fields
+FORM_FIELDS = 1 << 20  # room for the form fields beside the file parts of a multipart body
 
 
 class BodyTooLarge(Exception):
@@ -29,15 +33,17 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-def limit_for(settings: JobsSettings, method: str, path: str) -> int:
-    """Bytes a request to this route may send."""
-    if method == "POST" and path.rstrip("/") == "/v1/edits":
-        return settings.max_video_bytes + MAX_SPEECH_CLIPS * settings.max_speech_bytes + SMALL_BODY
-    if method == "POST" and path.rstrip("/") == "/v1/emotions":
-        return MAX_SPEECH_CLIPS * settings.max_speech_bytes + SMALL_BODY
+def limit_for(settings: JobsSettings, method: str, path: str, content_type: str) -> int:
+    """Bytes a request to this route with this content type may send."""
+    route = path.rstrip("/")
+    multipart = content_type.split(";")[0].strip().lower() == "multipart/form-data"
+    if method == "POST" and route == "/v1/edits" and multipart:
+        return settings.max_video_bytes + MAX_SPEECH_CLIPS * settings.max_speech_bytes + FORM_FIELDS
+    if method == "POST" and route == "/v1/emotions" and multipart:
+        return MAX_SPEECH_CLIPS * settings.max_speech_bytes + FORM_FIELDS
     if method == "PUT" and path.startswith("/v1/files/"):  # signed local uploads; each asset checks its own limit too
         return max(settings.max_video_bytes, settings.max_speech_bytes)
-    return SMALL_BODY
+    return settings.max_json_bytes
 
 
 class BodyLimit:
@@ -48,8 +54,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = limit_for(self.settings, scope["method"], scope["path"])
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        limit = limit_for(self.settings, scope["method"], scope["path"], _header(scope, b"content-type"))
+        declared = _header(scope, b"content-length") or "0"
         if declared.isdigit() and int(declared) > limit:
             await _refuse(scope, send, limit)
             return
@@ -65,6 +71,12 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of a header, as starlette's `request.headers` reads it (a second
+    Content-Type must not choose the limit while the route reads the first)."""
+    return next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == name), "")
 
 
 def too_large_response(limit: int) -> Any:

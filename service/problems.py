@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cmet_core.errors import ErrorCode
@@ -69,14 +70,26 @@ def problem_response(
     )
 
 
+CLIENT_GONE = 499
+"""Status recorded (metrics, access log) for a request whose client left before its body was in;
+nobody receives it (nginx's convention)."""
+
+
+def _client_gone(request: Request) -> Response:
+    """An abandoned upload is a normal event: one info line, no traceback, nothing to answer."""
+    log.info("client left during %s %s before its body was in", request.method, request.url.path)
+    return Response(status_code=CLIENT_GONE)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> set[str]:
-    """Every method of every route on this path (starlette's own 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return methods
+    """Every method some route answers on this path: each is tried against the app's routes, so
+    included routers (which expose no `methods` of their own) count too; HEAD goes with GET."""
+    routes = request.app.routes
+    allowed = {m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)}
+    return allowed | ({"HEAD"} if "GET" in allowed else set())
 
 
 def install(app: FastAPI) -> None:
@@ -99,6 +112,10 @@ def install(app: FastAPI) -> None:
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
         return too_large_response(exc.limit)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        return _client_gone(request)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
@@ -108,11 +125,13 @@ def install(app: FastAPI) -> None:
         return problem_response(ErrorCode.INVALID_REQUEST, detail or "invalid request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(
             exc.__cause__, BodyTooLarge
         ):  # FastAPI wraps errors while reading a JSON body
             return too_large_response(exc.__cause__.limit)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ClientDisconnect):
+            return _client_gone(request)
         if exc.status_code == 400:  # an unparseable body: the same answer as any other invalid request
             return problem_response(ErrorCode.INVALID_REQUEST, str(exc.detail))
         headers = dict(getattr(exc, "headers", None) or {})

@@ -42,3 +42,35 @@ def make_audio(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
     t = np.arange(int(seconds * rate)) / rate
     soundfile.write(str(path), _tone(t).astype(np.float32), rate)
     return path
+
+
+def make_dense_video(path: Path, frames: int, seconds: float, size: tuple[int, int] = (64, 64)) -> Path:
+    """A small file with very many frames: one H.264 key frame, then one tiny all-skip frame muxed
+    `frames - 1` times, all within `seconds` (tens of thousands of frames in well under 1 MB and 1 s)."""
+    from fractions import Fraction
+
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"g": str(frames + 1), "bf": "0"}
+        stream.time_base = Fraction(1, 1_000_000)
+        gray = np.full((h, w, 3), 128, np.uint8)
+        encoded = []
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(gray, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            encoded += list(stream.encode(frame))
+        encoded += list(stream.encode(None))
+        key, skip = bytes(encoded[0]), bytes(encoded[1])
+        step = Fraction(seconds) / frames / stream.time_base
+        for i in range(frames):
+            packet = av.Packet(key if i == 0 else skip)
+            packet.stream, packet.time_base = stream, stream.time_base
+            packet.pts = packet.dts = int(i * step)
+            packet.duration = max(1, int(step))
+            packet.is_keyframe = i == 0
+            out.mux(packet)
+    return path

@@ -263,7 +263,7 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
             return emotions.library_for_key(session, claimed.key_id)
 
     library = retrying(read_library, "reading the emotion library")
-    target, options = spec.target(speech), spec.options(settings.max_video_duration_s)
+    target, options = spec.target(speech), spec.options(settings)
     result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)

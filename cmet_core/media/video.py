@@ -36,6 +36,18 @@ class VideoInfo:
     video_codec: str
     has_audio: bool
 
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second to decode: the declared rate, or the packets' own where they are denser
+        (a file may declare 25 fps and hold 100,000 frames in 2 s). (n - 1) / duration never
+        exceeds the true rate, whether or not the last packet carries its duration."""
+        packets = (self.frame_count - 1) / self.duration_s if self.frame_count > 1 and self.duration_s > 0 else 0.0
+        return max(float(self.fps), packets)
+
+    @property
+    def pixels_per_second(self) -> float:
+        return self.width * self.height * self.frame_rate
+
 
 @dataclass
 class DecodedFrame:
@@ -76,8 +88,14 @@ def _first_frame_geometry(path: Path) -> tuple[int, int, int]:
     return rotation, first.width, first.height
 
 
-def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
-    """Reads the header and counts frames by demuxing (no decode); refuses what cannot be edited."""
+def probe(
+    path: Path | str,
+    max_duration_s: float | None = None,
+    max_frames: int | None = None,
+    max_pixels_per_second: float | None = None,
+) -> VideoInfo:
+    """Reads the header and counts frames by demuxing (no decode); refuses what cannot be edited,
+    and what is over the limits given: the work of an edit grows with frames and pixels, not seconds."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.video:
@@ -91,6 +109,8 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
                 if packet.size == 0 or packet.pts is None:
                     continue
                 count += 1
+                if max_frames is not None and count > max_frames:  # stop demuxing: the rest cannot matter
+                    raise MediaError(ErrorCode.TOO_MANY_FRAMES, f"{path}: more than the limit of {max_frames} frames")
                 first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
                 last_end = max(last_end, packet.pts + (packet.duration or 0))
         except av.error.FFmpegError as exc:
@@ -116,6 +136,12 @@ def probe(path: Path | str, max_duration_s: float | None = None) -> VideoInfo:
     if max_duration_s is not None and info.duration_s > max_duration_s:
         raise MediaError(
             ErrorCode.TOO_LONG, f"{path}: {info.duration_s:.1f} s is longer than the limit of {max_duration_s:g} s"
+        )
+    if max_pixels_per_second is not None and info.pixels_per_second > max_pixels_per_second:
+        raise MediaError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"{path}: {info.width}x{info.height} at {info.frame_rate:.4g} frames/s is {info.pixels_per_second:.4g} "
+            f"pixels/s, over the limit of {max_pixels_per_second:.4g}",
         )
     return info
 

@@ -103,6 +103,18 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class SubmissionStamp(Base):
+    """One accepted submission of a key: the per-minute rate counts these, so deleting jobs frees
+    no quota. Stamps older than the window are deleted as the next submission is checked."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_key_at", "key_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=now)
+
+
 class CustomEmotion(Base):
     """A named emotion a key registered from speech clips: a worker embeds the clips, stores the
     library entry (vector, digest, provenance) and deletes the clips."""

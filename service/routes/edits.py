@@ -113,7 +113,7 @@ async def create_edit(
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> schemas.Job:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
     body, video, speech = await _read_body(request)

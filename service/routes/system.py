@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -90,5 +92,16 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics_page(settings: SettingsDep) -> Response:
+def metrics_page(request: Request, settings: SettingsDep) -> Response:
+    """Prometheus' page, for the bearer of `CMET_METRICS_TOKEN` only: it counts every key's jobs.
+    Without a token set the public API has no such page (404)."""
+    if not settings.metrics_token:
+        raise RequestError(ErrorCode.NOT_FOUND, "Not Found")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.metrics_token.encode()):
+        raise RequestError(
+            ErrorCode.UNAUTHORIZED,
+            "send the metrics token as `Authorization: Bearer <token>`",
+            {"WWW-Authenticate": "Bearer"},
+        )
     return metrics.page(settings.db_url)

@@ -6,6 +6,7 @@ promises (frames, timing, audio, geometry, paste-back, errors), not how the face
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditOptions
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
-from tests.media_factory import make_video
+from tests.media_factory import make_dense_video, make_video
 
 HAPPY = EmotionTarget(emotion="happy")
 
@@ -192,6 +193,19 @@ def test_too_long_input_is_refused(editor: Editor, tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(max_duration_s=0.5))
     assert caught.value.code == "too_long"
+
+
+def test_too_much_work_is_refused_before_any_frame_is_decoded(editor: Editor, tmp_path: Path) -> None:
+    """The worker's line of defence for URL and asset inputs (the API probes only uploads)."""
+    dense = make_dense_video(tmp_path / "dense.mp4", frames=40_000, seconds=2.0)
+    start = time.perf_counter()
+    with pytest.raises(InputError) as caught:
+        editor.edit(dense, tmp_path / "out.mp4", HAPPY)
+    assert caught.value.code == "too_many_frames" and time.perf_counter() - start < 10
+    src = write_sample_clip(tmp_path / "in.mp4", seconds=0.2)
+    with pytest.raises(InputError) as caught:
+        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(max_pixels_per_second=1000))
+    assert caught.value.code == "too_many_pixels"
 
 
 def test_timestamps_of_a_variable_rate_clip_are_kept(editor: Editor, tmp_path: Path) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from cmet_core.media.video import MediaError, VideoWriter, probe, read_frames
-from tests.media_factory import make_video
+from cmet_core.errors import InputError
+from cmet_core.media.video import MediaError, VideoInfo, VideoWriter, probe, read_frames
+from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions
+from tests.media_factory import make_dense_video, make_video
 
 
 def _roundtrip(src: Path, dst: Path) -> None:
@@ -102,3 +105,40 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as err:
         probe(tmp_path / "missing.mp4")
     assert err.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("frames", "seconds", "code"), [(40_000, 2.0, "too_many_frames"), (35_000, 1.0, "too_many_pixels")]
+)
+def test_the_work_of_a_clip_is_limited_not_only_its_length(
+    tmp_path: Path, frames: int, seconds: float, code: str
+) -> None:
+    """A 64x64 clip of a few seconds can hold tens of thousands of frames: the default options
+    refuse it from the probe (demuxing only), before any frame is decoded."""
+    dense = make_dense_video(tmp_path / "dense.mp4", frames=frames, seconds=seconds)
+    assert dense.stat().st_size < 1_000_000
+    info = probe(dense)  # no limits given: it is a valid clip
+    assert (info.width, info.height, info.frame_count) == (64, 64, frames)
+    assert info.duration_s == pytest.approx(seconds, rel=0.01)
+    with pytest.raises(MediaError) as err:
+        EditOptions().probe(dense)
+    assert err.value.code == code
+
+
+def test_default_limits_pass_ten_minutes_of_1080p_at_60_fps(tmp_path: Path) -> None:
+    for last_packet_has_duration in (True, False):  # some containers leave it out: (n - 1) frame times
+        frames = 10 * 60 * 60
+        duration = (frames if last_packet_has_duration else frames - 1) / 60
+        info = VideoInfo(tmp_path, 1920, 1080, Fraction(60), Fraction(1, 60), frames, duration, 0, "h264", True)
+        assert info.frame_count <= DEFAULT_MAX_FRAMES
+        assert info.pixels_per_second <= DEFAULT_MAX_PIXELS_PER_SECOND
+    ntsc = VideoInfo(tmp_path, 1920, 1080, Fraction(60000, 1001), Fraction(1, 60000), 35_964, 600.0, 0, "h264", True)
+    assert ntsc.pixels_per_second <= DEFAULT_MAX_PIXELS_PER_SECOND
+
+
+def test_source_frame_is_checked_against_the_probe(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "ten.mp4", frames=10)
+    assert EditOptions(source_frame=9).probe(clip).frame_count == 10
+    with pytest.raises(InputError) as err:
+        EditOptions(source_frame=10).probe(clip)
+    assert err.value.code == "bad_source_frame" and "frames 0-9" in str(err.value)

@@ -15,6 +15,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus.yml"
+METRICS_TOKEN_FILE = "/run/cmet/metrics-token"  # written by the prometheus service's entrypoint
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 DOCKERFILES = {"api": DEPLOY / "Dockerfile.api", "worker": DEPLOY / "Dockerfile.worker"}
@@ -25,6 +26,7 @@ SECRETS = {
     "MINIO_ROOT_PASSWORD",
     "CMET_S3_SECRET_ACCESS_KEY",
     "GRAFANA_ADMIN_PASSWORD",
+    "CMET_METRICS_TOKEN",
 }
 REQUIRED_SERVICES = {
     "api",

@@ -16,6 +16,7 @@ from tests.deploy.helpers import (
     DATASOURCES,
     DEPLOY,
     DOCKERFILES,
+    METRICS_TOKEN_FILE,
     PROMETHEUS,
     ROOT,
     _code_metrics,
@@ -42,6 +43,13 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
         (name, sd["port"]): job for job in jobs.values() for sd in job.get("dns_sd_configs", []) for name in sd["names"]
     }
     assert "api:8000" in static and static["api:8000"].get("metrics_path", "/metrics") == "/metrics"
+    # the API's /metrics answers only its token: prometheus gets the same variable and writes the file it reads
+    assert static["api:8000"]["authorization"] == {"type": "Bearer", "credentials_file": METRICS_TOKEN_FILE}
+    prometheus = services["prometheus"]
+    token = _environment(services["api"])["CMET_METRICS_TOKEN"]
+    assert _environment(prometheus)["CMET_METRICS_TOKEN"] == token and token.startswith("${CMET_METRICS_TOKEN:?")
+    assert METRICS_TOKEN_FILE in " ".join(prometheus["entrypoint"])
+    assert str(Path(METRICS_TOKEN_FILE).parent) in prometheus["tmpfs"]
     for name, svc in _workers(services).items():
         port = int(_environment(svc)["CMET_WORKER_METRICS_PORT"])
         aliases = set(svc["networks"]["default"]["aliases"])

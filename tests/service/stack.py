@@ -171,6 +171,7 @@ def running_stack(
         "CMET_ALLOW_PRIVATE_URLS": "true",
         "CMET_NUM_THREADS": "1",
         "CMET_WORKER_METRICS_PORT": str(free_port()),
+        "CMET_METRICS_TOKEN": uuid.uuid4().hex,
         **storage_env,
     }
     logs = tmp / "logs"

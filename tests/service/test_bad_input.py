@@ -21,7 +21,7 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
-from tests.media_factory import make_audio, make_video
+from tests.media_factory import make_audio, make_dense_video, make_video
 
 MAX_VIDEO = 2_000_000
 
@@ -67,6 +67,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         "text": b"this is not a video at all\n" * 10,
         "big": b"\x00" * (MAX_VIDEO + 10),
         "silent": silent,
+        "dense": make_dense_video(tmp / "dense.mp4", frames=40_000, seconds=2.0).read_bytes(),
     }
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Corpus(client, settings, key, other, files)
@@ -269,6 +270,63 @@ CASES: list[tuple[str, Case, int, str]] = [
         "invalid_request",
     ),
     (
+        "face box with NaN",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "nan,0,9,9"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "face box with NaN in JSON",
+        lambda c: c.post(
+            content=b'{"emotion": "happy", "video_asset": "ast_' + b"0" * 32 + b'", "face_box": [NaN, 0, 9, 9]}',
+            headers={"Content-Type": "application/json"},
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
+        "face box with infinity",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "0,0,inf,9"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "inverted face box",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "9,9,0,0"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "zero-area face box",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_box": "5,0,5,9"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "zero-area face box in JSON",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32, "face_box": [0, 4, 9, 4]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "source frame past the clip",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "source_frame": "1000"}),
+        422,
+        "bad_source_frame",
+    ),
+    (
+        "empty Idempotency-Key",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy"}, headers={"Idempotency-Key": ""}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "clip with 40,000 frames in 2 s",
+        lambda c: c.post(files={"video": ("d.mp4", c.files["dense"], "video/mp4")}, data={"emotion": "happy"}),
+        422,
+        "too_many_frames",
+    ),
+    (
         "negative face index",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "face_index": "-1"}),
         422,
@@ -289,6 +347,18 @@ CASES: list[tuple[str, Case, int, str]] = [
     (
         "chunked body over the size limit",
         lambda c: c.post(content=_chunked(12 << 20), headers={"Content-Type": "multipart/form-data; boundary=x"}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "JSON over 1 MiB to edits",
+        lambda c: c.post(content=b"{" + b" " * (2 << 20) + b"}", headers={"Content-Type": "application/json"}),
+        413,
+        "body_too_large",
+    ),
+    (
+        "chunked JSON over 1 MiB to edits",
+        lambda c: c.post(content=_chunked(2 << 20), headers={"Content-Type": "application/json"}),
         413,
         "body_too_large",
     ),

@@ -27,7 +27,10 @@ def test_api_and_worker_metrics(stack: Stack, client: httpx.Client, tmp_path) ->
     with clip.open("rb") as f:
         job = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()
     assert wait_final(client, job["id"])["state"] == "succeeded"
-    api = client.get("/metrics")
+    # every key's job counts: not for API keys or anonymous callers, only the metrics token's bearer
+    assert client.get("/metrics").status_code == 401
+    assert httpx.get(stack.api_url + "/metrics").status_code == 401
+    api = client.get("/metrics", headers={"Authorization": f"Bearer {stack.env['CMET_METRICS_TOKEN']}"})
     assert api.status_code == 200
     assert 'cmet_http_requests_total{method="POST",route="/v1/edits",status="202"}' in api.text
     assert 'route="/v1/edits/{job_id}"' in api.text and job["id"] not in api.text
