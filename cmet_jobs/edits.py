@@ -272,9 +272,11 @@ def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
 
 
 def delete(session: Session, storage: Storage, key: ApiKey, job_id: str) -> None:
-    """A finished edit's record and files; a queued or running one must be canceled first."""
+    """A finished edit's record and files; a queued or running one must be canceled first. The files
+    go first: a failure leaves the record, and deleting again finishes the job."""
     job = owned(session, key, job_id)
     if not job.state.final:
         raise RequestError(ErrorCode.EDIT_ACTIVE, "cancel the edit first; delete works on finished edits")
     storage.delete_prefix(jobs.job_prefix(job.id))
     session.delete(job)
+    session.commit()

@@ -36,4 +36,5 @@ def new_upload(
     session.flush()
     asset.storage_key = f"assets/{key.id}/{asset.id}"
     url, headers = storage.upload_url(asset.storage_key, max_bytes)
+    session.commit()  # before the answer: the client PUTs to the URL at once
     return NewUpload(asset, url, headers, max_bytes)
