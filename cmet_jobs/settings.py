@@ -55,6 +55,16 @@ class JobsSettings(CoreSettings):
         default=False, description="Let URL inputs and webhooks reach private/LAN addresses."
     )
 
+    submission_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "API threads for submissions' heavy work (saving, probing, hashing, storing uploads); more "
+            "submissions wait for one, while reads keep their own threads."
+        ),
+    )
+
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     batch_max: int = Field(
         default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."

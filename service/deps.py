@@ -51,6 +51,7 @@ def _key(request: Request, session: SessionDep) -> ApiKey:
             ErrorCode.UNAUTHORIZED, "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"}
         )
     key = find_key(session, secret.strip())
+    session.commit()  # ends the read: a request waiting for a submission thread holds no pooled connection
     if key is None:
         raise RequestError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
     return key

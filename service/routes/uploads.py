@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, BinaryIO
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import schemas, uploads
 from cmet_jobs.db.models import Asset
 from cmet_jobs.errors import RequestError
 from cmet_jobs.storage import LocalStorage, verify
+from service import offload
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 
 router = APIRouter(tags=["uploads"])
+WRITE_BYTES = 1 << 20  # an upload reaches the disk in pieces this big, each written on a submission thread
 
 
 @router.post("/v1/uploads", status_code=201, response_model=schemas.Upload)
@@ -47,6 +52,34 @@ def download(
     return FileResponse(path, media_type="video/mp4" if key.endswith(".mp4") else "application/octet-stream")
 
 
+def _receiving(session: Session, local: LocalStorage, key: str, expires: int, signature: str) -> tuple[Asset, BinaryIO]:
+    """The asset a signed PUT is for, and its `.partial` file opened for writing."""
+    if not verify(local.secret, "PUT", key, expires, signature):
+        raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")
+    asset = session.get(Asset, key.rsplit("/", 1)[-1])
+    if asset is None or asset.storage_key != key:
+        raise RequestError(ErrorCode.NOT_FOUND, "no such upload")
+    partial = _partial(local, key)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    return asset, partial.open("wb")
+
+
+def _partial(local: LocalStorage, key: str) -> Path:
+    target = local.path(key)
+    return target.with_name(target.name + ".partial")
+
+
+def _received(out: BinaryIO, rest: bytes, local: LocalStorage, key: str) -> None:
+    with out:
+        out.write(rest)
+    _partial(local, key).replace(local.path(key))
+
+
+def _abandoned(out: BinaryIO, local: LocalStorage, key: str) -> None:
+    out.close()
+    _partial(local, key).unlink(missing_ok=True)
+
+
 @router.put("/v1/files/{key:path}", include_in_schema=False)
 async def upload(
     key: str,
@@ -56,23 +89,23 @@ async def upload(
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
 ) -> Response:
+    """The local backend's presigned PUT: streamed to a `.partial` file, renamed when complete. The
+    database and the disk are used on the submission threads, never on the event loop."""
     local = _local(storage)
-    if not verify(local.secret, "PUT", key, expires, signature):
-        raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")
-    asset = session.get(Asset, key.rsplit("/", 1)[-1])
-    if asset is None or asset.storage_key != key:
-        raise RequestError(ErrorCode.NOT_FOUND, "no such upload")
-    target = local.path(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    written = 0
-    with partial.open("wb") as out:
+    asset, out = await offload.heavy(request, _receiving, session, local, key, expires, signature)
+    written, pending = 0, bytearray()
+    try:
         async for chunk in request.stream():
             written += len(chunk)
             if written > asset.max_bytes:
-                out.close()
-                partial.unlink(missing_ok=True)
                 raise RequestError(ErrorCode.FILE_TOO_LARGE, f"the limit for this upload is {asset.max_bytes} bytes")
-            out.write(chunk)
-    partial.replace(target)
+            pending += chunk
+            if len(pending) >= WRITE_BYTES:
+                data, pending = bytes(pending), bytearray()
+                await offload.heavy(request, out.write, data)
+        await offload.heavy(request, _received, out, bytes(pending), local, key)
+    except BaseException:
+        with anyio.CancelScope(shield=True):  # also when the client went away and the request is cancelled
+            await offload.heavy(request, _abandoned, out, local, key)
+        raise
     return Response(status_code=200)

@@ -4,10 +4,14 @@ every 2xx is durable and visible to the very next request, and reads stay fast w
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,8 +21,10 @@ from cmet_core.media.sample import write_sample_clip
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
+from tests.media_factory import make_many_packets
 from tests.service.stack import free_port, process, wait_until
 
+SUBMISSION_THREADS = 8
 CLIENTS = 4
 ROUNDS = 30  # per client: 120 rounds of each race, every one must hold
 
@@ -45,6 +51,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "CMET_DATA_DIR": str(tmp / "data"),
         "CMET_BROKER_URL": "filesystem://",
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CMET_ALLOW_PRIVATE_URLS": "true",  # the slow URL server below is on 127.0.0.1
+        "CMET_SUBMISSION_THREADS": str(SUBMISSION_THREADS),
     }
     args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
     with process(args, env, tmp / "api.log") as proc:
@@ -97,3 +105,86 @@ def test_cancel_and_delete_are_seen_by_the_next_request(api: Api, clip: bytes) -
         return problems
 
     assert _in_parallel(api, one_round) == []
+
+
+def _reads_during(api: Api, submissions: list[Callable[[], httpx.Response]]) -> tuple[list[float], list[int]]:
+    """Another key's `GET /v1/edits`, back to back, timed while `submissions` run at once; and their statuses."""
+    statuses: list[int] = []
+    with api.client(api.key("reader"), timeout=30) as reader, ThreadPoolExecutor(len(submissions)) as pool:
+        assert reader.get("/v1/edits").status_code == 200  # connection open before the clock starts
+        running = [pool.submit(s) for s in submissions]
+        latencies = []
+        while not all(f.done() for f in running):
+            start = time.monotonic()
+            assert reader.get("/v1/edits").status_code == 200
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.01)
+        statuses = [f.result().status_code for f in running]
+    return latencies, statuses
+
+
+def _report(what: str, latencies: list[float]) -> str:
+    figure = (
+        f"{what}: {len(latencies)} reads, worst {max(latencies) * 1000:.0f} ms, "
+        f"median {statistics.median(latencies) * 1000:.0f} ms"
+    )
+    print(figure)
+    return figure
+
+
+def test_reads_stay_fast_while_a_million_packet_clip_is_submitted(api: Api, tmp_path: Path) -> None:
+    """The issue's case: a 13 MB mp4 with a million packets takes seconds to save, hash, probe and store."""
+    heavy = make_many_packets(tmp_path / "heavy.mp4").read_bytes()
+    secret = api.key("heavy")
+
+    def submit() -> httpx.Response:
+        with api.client(secret, timeout=120) as client:
+            return client.post("/v1/edits", files={"video": ("heavy.mp4", heavy)}, data={"emotion": "happy"})
+
+    latencies, statuses = _reads_during(api, [submit])
+    figure = _report("during a million-packet submission", latencies)
+    assert statuses[0] in (202, 422), statuses  # 422 where a frame limit refuses it after the probe
+    assert max(latencies) < 1.0, figure
+
+
+@pytest.fixture
+def slow_url() -> Iterator[str]:
+    """A video URL whose server takes HOLD_S to answer: each submission naming it holds a thread that long."""
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(HOLD_S)
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes 0-0/1000")
+            self.send_header("Content-Length", "1")
+            self.end_headers()
+            self.wfile.write(b"\x00")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/talk.mp4"
+    finally:
+        server.shutdown()
+
+
+HOLD_S = 2.0
+FLOOD = 48  # more than the 40 threads of the default pool, six times the submission threads
+
+
+def test_a_flood_of_submissions_queues_while_reads_go_on(api: Api, slow_url: str) -> None:
+    """Submissions wait for one of SUBMISSION_THREADS threads; reads never wait behind them."""
+    secret = api.key("flood")
+
+    def submit() -> httpx.Response:
+        with api.client(secret, timeout=120) as client:
+            return client.post("/v1/edits", json={"video_url": slow_url, "emotion": "happy"})
+
+    latencies, statuses = _reads_during(api, [submit] * FLOOD)
+    figure = _report(f"during {FLOOD} submissions held {HOLD_S:g} s each", latencies)
+    assert statuses == [202] * FLOOD, statuses
+    assert max(latencies) < 1.0, figure
