@@ -55,6 +55,11 @@ class JobsSettings(CoreSettings):
         default=False, description="Let URL inputs and webhooks reach private/LAN addresses."
     )
 
+    asset_retention_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="An uploaded asset no new edit used for this long is deleted (record and file).",
+    )
     submission_threads: int = Field(
         default=4,
         ge=1,

@@ -33,6 +33,35 @@ def create_upload(
     )
 
 
+@router.get("/v1/uploads", response_model=schemas.AssetList)
+def list_uploads(
+    key: KeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> schemas.AssetList:
+    """This key's assets, newest first, with their size; pass `next_cursor` back as `cursor` for the next page."""
+    page, next_cursor = uploads.list_page(session, key, limit, cursor)
+    return schemas.AssetList(data=[uploads.to_schema(a, storage, settings) for a in page], next_cursor=next_cursor)
+
+
+@router.get("/v1/uploads/{asset_id}", response_model=schemas.Asset)
+def get_upload(
+    asset_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> schemas.Asset:
+    """The asset: whether its file was uploaded, its size, when it expires."""
+    return uploads.to_schema(uploads.owned(session, key, asset_id), storage, settings)
+
+
+@router.delete("/v1/uploads/{asset_id}", status_code=204)
+def delete_upload(asset_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> Response:
+    """Deletes the asset's record and file; edits already accepted with it keep their own copies."""
+    uploads.delete(session, storage, key, asset_id)
+    return Response(status_code=204)
+
+
 def _local(storage: StorageDep) -> LocalStorage:
     if not isinstance(storage, LocalStorage):
         raise RequestError(ErrorCode.NOT_FOUND, "files are served by the object store in this deployment")

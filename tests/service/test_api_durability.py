@@ -18,13 +18,16 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
+from cmet_jobs import jobs
+from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
-from tests.media_factory import make_many_packets
+from tests.media_factory import make_audio, make_many_packets
 from tests.service.stack import free_port, process, wait_until
 
 SUBMISSION_THREADS = 8
+MAX_SPEECH_BYTES = 1_000_000
 CLIENTS = 4
 ROUNDS = 30  # per client: 120 rounds of each race, every one must hold
 
@@ -53,6 +56,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CMET_ALLOW_PRIVATE_URLS": "true",  # the slow URL server below is on 127.0.0.1
         "CMET_SUBMISSION_THREADS": str(SUBMISSION_THREADS),
+        "CMET_MAX_SPEECH_BYTES": str(MAX_SPEECH_BYTES),
     }
     args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
     with process(args, env, tmp / "api.log") as proc:
@@ -83,7 +87,13 @@ def test_an_upload_url_works_the_moment_it_is_handed_out(api: Api, clip: bytes) 
         made = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4"})
         assert made.status_code == 201, made.text
         put = client.put(made.json()["upload_url"], content=clip)
-        return [] if put.status_code == 200 else [f"PUT right after POST /v1/uploads: {put.status_code} {put.text}"]
+        if put.status_code != 200:
+            return [f"PUT right after POST /v1/uploads: {put.status_code} {put.text}"]
+        asset = f"/v1/uploads/{made.json()['id']}"
+        assert client.get(asset).json()["size"] == len(clip)
+        assert client.delete(asset).status_code == 204
+        seen = client.get(asset)
+        return [] if seen.status_code == 404 else [f"GET right after DELETE {asset}: {seen.status_code}"]
 
     assert _in_parallel(api, one_round) == []
 
@@ -105,6 +115,60 @@ def test_cancel_and_delete_are_seen_by_the_next_request(api: Api, clip: bytes) -
         return problems
 
     assert _in_parallel(api, one_round) == []
+
+
+def test_an_emotion_is_listed_and_forgotten_at_once(api: Api, tmp_path: Path) -> None:
+    speech = make_audio(tmp_path / "tone.wav", seconds=0.5).read_bytes()
+    names = iter(range(CLIENTS * ROUNDS))
+    lock = threading.Lock()
+
+    def one_round(client: httpx.Client) -> list[str]:
+        with lock:
+            name = f"calm-{next(names)}"
+        made = client.post("/v1/emotions", data={"name": name}, files={"speech": ("tone.wav", speech)})
+        assert made.status_code == 202, made.text
+        problems = []
+        if made.json()["id"] not in {e["id"] for e in client.get("/v1/emotions").json()["data"]}:
+            problems.append(f"{name} not listed right after POST")
+        assert client.delete(f"/v1/emotions/{made.json()['id']}").status_code == 204
+        if made.json()["id"] in {e["id"] for e in client.get("/v1/emotions").json()["data"]}:
+            problems.append(f"{name} still listed right after DELETE")
+        return problems
+
+    assert _in_parallel(api, one_round) == []
+
+
+def test_an_accepted_edit_keeps_the_asset_it_was_given(api: Api, clip: bytes) -> None:
+    """The job runs on a copy taken when it was accepted: a new PUT to the asset's URL changes the
+    asset (and what the next submission sees), never the queued job."""
+    with api.client(api.key("assets")) as client:
+        made = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4"}).json()
+        assert client.put(made["upload_url"], content=clip).status_code == 200
+        job = client.post("/v1/edits", json={"video_asset": made["id"], "emotion": "happy"})
+        assert job.status_code == 202, job.text
+        png = b"\x89PNG\r\n\x1a\n" + bytes(2000)
+        assert client.put(made["upload_url"], content=png).status_code == 200
+        assert client.get(f"/v1/uploads/{made['id']}").json()["size"] == len(png)
+        again = client.post("/v1/edits", json={"video_asset": made["id"], "emotion": "happy"})
+        assert (again.status_code, again.json()["code"]) == (422, "not_media")
+        assert client.delete(f"/v1/uploads/{made['id']}").status_code == 204
+    with session_scope(api.settings.db_url) as session:
+        job_row = session.get(Job, job.json()["id"])
+        assert job_row is not None
+        stored = jobs.spec_of(job_row).video.key
+    assert stored == f"jobs/{job_row.id}/input/video"
+    assert (api.settings.storage_dir / stored).read_bytes() == clip  # type: ignore[operator]
+
+
+def test_an_upload_over_its_limit_is_refused_and_leaves_no_file(api: Api) -> None:
+    with api.client(api.key("big")) as client:
+        made = client.post("/v1/uploads", json={"kind": "speech"}).json()
+        put = client.put(made["upload_url"], content=bytes(MAX_SPEECH_BYTES + 1))
+        assert (put.status_code, put.json()["code"]) == (413, "file_too_large")
+        asset = client.get(f"/v1/uploads/{made['id']}").json()
+    assert asset["uploaded"] is False and asset["size"] is None
+    folder = api.settings.storage_dir / "assets"  # type: ignore[operator]
+    assert not [p for p in folder.rglob("*") if made["id"] in p.name]
 
 
 def _reads_during(api: Api, submissions: list[Callable[[], httpx.Response]]) -> tuple[list[float], list[int]]:
