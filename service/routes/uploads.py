@@ -81,16 +81,18 @@ def download(
     return FileResponse(path, media_type="video/mp4" if key.endswith(".mp4") else "application/octet-stream")
 
 
-def _receiving(session: Session, local: LocalStorage, key: str, expires: int, signature: str) -> tuple[Asset, BinaryIO]:
-    """The asset a signed PUT is for, and its `.partial` file opened for writing."""
+def _receiving(session: Session, local: LocalStorage, key: str, expires: int, signature: str) -> tuple[int, BinaryIO]:
+    """The size limit of the asset a signed PUT is for, and its `.partial` file opened for writing."""
     if not verify(local.secret, "PUT", key, expires, signature):
         raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")
     asset = session.get(Asset, key.rsplit("/", 1)[-1])
     if asset is None or asset.storage_key != key:
         raise RequestError(ErrorCode.NOT_FOUND, "no such upload")
+    max_bytes = asset.max_bytes
+    session.close()  # the upload may take minutes: it holds no pooled connection meanwhile
     partial = _partial(local, key)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    return asset, partial.open("wb")
+    return max_bytes, partial.open("wb")
 
 
 def _partial(local: LocalStorage, key: str) -> Path:
@@ -121,13 +123,13 @@ async def upload(
     """The local backend's presigned PUT: streamed to a `.partial` file, renamed when complete. The
     database and the disk are used on the submission threads, never on the event loop."""
     local = _local(storage)
-    asset, out = await offload.heavy(request, _receiving, session, local, key, expires, signature)
+    max_bytes, out = await offload.heavy(request, _receiving, session, local, key, expires, signature)
     written, pending = 0, bytearray()
     try:
         async for chunk in request.stream():
             written += len(chunk)
-            if written > asset.max_bytes:
-                raise RequestError(ErrorCode.FILE_TOO_LARGE, f"the limit for this upload is {asset.max_bytes} bytes")
+            if written > max_bytes:
+                raise RequestError(ErrorCode.FILE_TOO_LARGE, f"the limit for this upload is {max_bytes} bytes")
             pending += chunk
             if len(pending) >= WRITE_BYTES:
                 data, pending = bytes(pending), bytearray()

@@ -252,3 +252,26 @@ def test_a_flood_of_submissions_queues_while_reads_go_on(api: Api, slow_url: str
     figure = _report(f"during {FLOOD} submissions held {HOLD_S:g} s each", latencies)
     assert statuses == [202] * FLOOD, statuses
     assert max(latencies) < 1.0, figure
+
+
+def test_slow_uploads_hold_no_database_connection(api: Api) -> None:
+    """More PUTs arriving slowly than the database pool has connections (15 for SQLite): reads go on."""
+    secret = api.key("slow-uploads")
+    with api.client(secret) as client:
+        urls = [client.post("/v1/uploads", json={"kind": "video"}).json()["upload_url"] for _ in range(UPLOADS)]
+
+    def dribble() -> Iterator[bytes]:
+        for _ in range(10):
+            time.sleep(HOLD_S / 10)
+            yield bytes(1000)
+
+    def put(url: str) -> Callable[[], httpx.Response]:
+        return lambda: httpx.put(url, content=dribble(), timeout=60)
+
+    latencies, statuses = _reads_during(api, [put(u) for u in urls])
+    figure = _report(f"during {UPLOADS} uploads of {HOLD_S:g} s each", latencies)
+    assert statuses == [200] * UPLOADS, statuses
+    assert max(latencies) < 1.0, figure
+
+
+UPLOADS = 24
