@@ -7,12 +7,11 @@ message, undone together when any step after the insert fails. Routes parse and 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import emotions, jobs, queue, schemas, webhooks
+from cmet_jobs import emotions, jobs, paging, queue, schemas, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
-from cmet_jobs.inputs import SNIFF_BYTES, check_emotion, check_speech, check_video, sniff_asset
+from cmet_jobs.inputs import check_emotion, check_speech, check_video
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobState
@@ -122,21 +121,6 @@ def check_quota(session: Session, key: ApiKey) -> None:
     session.add(SubmissionStamp(key_id=key.id, at=moment))
 
 
-def _asset(session: Session, key: ApiKey, asset_id: str, storage: Storage, kind: str) -> Asset:
-    asset = session.get(Asset, asset_id)
-    if asset is None or asset.key_id != key.id:
-        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"no asset {asset_id}")
-    size = storage.size(asset.storage_key)
-    if size is None:
-        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"asset {asset_id} has no uploaded file yet")
-    if size > asset.max_bytes:
-        raise RequestError(
-            ErrorCode.FILE_TOO_LARGE, f"asset {asset_id} is {size} bytes; the limit is {asset.max_bytes}"
-        )
-    sniff_asset(storage.head(asset.storage_key, SNIFF_BYTES), kind, asset_id)
-    return asset
-
-
 def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
     fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
@@ -176,8 +160,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     for path in submission.speech_files:
         check_speech(path)
     check_quota(session, key)
-    video_asset = [_asset(session, key, body.video_asset, storage, "video")] if body.video_asset else []
-    speech_assets = [_asset(session, key, a, storage, "speech") for a in body.speech_assets]
+    video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
+    speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
     job = Job(
         key_id=key.id,
         state=JobState.CREATING,
@@ -196,7 +180,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset + speech_assets, storage)
+        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, storage)
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
@@ -211,23 +195,35 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
 
 
 def _store_inputs(
-    job_id: str, body: schemas.EditCreate, submission: Submission, assets: list[Asset], storage: Storage
+    job_id: str,
+    body: schemas.EditCreate,
+    submission: Submission,
+    video_asset: Asset | None,
+    speech_assets: list[Asset],
+    storage: Storage,
 ) -> EditSpec:
-    """Uploaded parts go to the job's prefix; the spec refers to them, to assets and to URLs."""
-    prefix = jobs.job_prefix(job_id)
-    stored: list[InputRef] = []
-    for i, path in enumerate(submission.files):
-        name = "input/video" if submission.video_file is not None and i == 0 else f"input/speech{i}"
+    """Parts and assets are copied under the job's prefix and the spec refers to those copies (and to
+    URLs): the job runs on what it was accepted with, whatever later happens to an asset."""
+    prefix = jobs.job_prefix(job_id) + "input/"
+
+    def part(path: Path, name: str) -> InputRef:
         storage.put_file(prefix + name, path, "application/octet-stream")
-        stored.append(InputRef(key=prefix + name))
-    from_assets = [InputRef(key=a.storage_key) for a in assets]
+        return InputRef(key=prefix + name)
+
+    def copy(asset: Asset, name: str, kind: str) -> InputRef:
+        uploads.snapshot(storage, asset, prefix + name, kind)
+        return InputRef(key=prefix + name)
+
     if submission.video_file is not None:
-        video, speech = stored[0], stored[1:]
-    elif body.video_url is not None:
-        video, speech = InputRef(url=body.video_url), stored
+        video = part(submission.video_file, "video")
+    elif video_asset is not None:
+        video = copy(video_asset, "video", "video")
     else:
-        video, speech = from_assets.pop(0), stored
-    speech += from_assets + [InputRef(url=u) for u in body.speech_urls]
+        assert body.video_url is not None  # _check_sources: the video came exactly once
+        video = InputRef(url=body.video_url)
+    speech = [part(path, f"speech{i}") for i, path in enumerate(submission.speech_files)]
+    speech += [copy(asset, f"speech{len(speech) + i}", "speech") for i, asset in enumerate(speech_assets)]
+    speech += [InputRef(url=u) for u in body.speech_urls]
     return EditSpec(
         video=video,
         speech=tuple(speech),
@@ -239,10 +235,6 @@ def _store_inputs(
     )
 
 
-def _cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
-
-
 def list_page(
     session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
@@ -250,16 +242,7 @@ def list_page(
     query = jobs.visible(select(Job)).where(Job.key_id == key.id)
     if state is not None:
         query = query.where(Job.state == state)
-    if cursor is not None:
-        try:
-            stamp, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            raise RequestError(ErrorCode.BAD_CURSOR, "cursor is not one this API returned") from None
-        query = query.where((Job.created_at < when) | ((Job.created_at == when) & (Job.id < last_id)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return page, (_cursor(page[-1]) if len(rows) > limit else None)
+    return paging.page(session, query, (Job.created_at, Job.id), limit, cursor)
 
 
 def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
@@ -281,9 +264,11 @@ def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
 
 
 def delete(session: Session, storage: Storage, key: ApiKey, job_id: str) -> None:
-    """A finished edit's record and files; a queued or running one must be canceled first."""
+    """A finished edit's record and files; a queued or running one must be canceled first. The files
+    go first: a failure leaves the record, and deleting again finishes the job."""
     job = owned(session, key, job_id)
     if not job.state.final:
         raise RequestError(ErrorCode.EDIT_ACTIVE, "cancel the edit first; delete works on finished edits")
     storage.delete_prefix(jobs.job_prefix(job.id))
     session.delete(job)
+    session.commit()

@@ -97,3 +97,4 @@ def forget(session: Session, storage: Storage, key: ApiKey, emotion_id: str) -> 
         raise RequestError(ErrorCode.EMOTION_NOT_FOUND, f"no emotion {emotion_id}")
     storage.delete_prefix(f"emotions/{row.id}/")
     session.delete(row)
+    session.commit()

@@ -109,6 +109,28 @@ class Upload(BaseModel):
     expires_in: int
 
 
+class Asset(BaseModel):
+    """An uploaded asset. Edits copy it when they are accepted, so changing or deleting it later
+    does not touch them; it is deleted once no new edit used it for the retention period."""
+
+    id: str
+    object: Literal["asset"] = "asset"
+    filename: str
+    content_type: str
+    max_bytes: int
+    uploaded: bool = Field(description="Whether a file was PUT to the upload URL.")
+    size: int | None = Field(description="Bytes of the uploaded file; null until one is uploaded.")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="When an edit last named it.")
+    expires_at: datetime = Field(description="When it is deleted unless an edit names it before then.")
+
+
+class AssetList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Asset]
+    next_cursor: str | None
+
+
 class Emotion(BaseModel):
     id: str
     name: str

@@ -72,6 +72,21 @@ class JobsSettings(CoreSettings):
         description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
     )
     docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
+    asset_retention_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="An uploaded asset no new edit used for this long is deleted (record and file).",
+    )
+    submission_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "API threads for submissions' heavy work (saving, probing, hashing, storing uploads); more "
+            "submissions wait for one, while reads keep their own threads."
+        ),
+    )
+
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     batch_max: int = Field(
         default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."

@@ -33,6 +33,7 @@ class StorageError(RuntimeError):
 class Storage(Protocol):
     def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
+    def copy(self, source: str, key: str) -> None: ...
     def size(self, key: str) -> int | None: ...
     def head(self, key: str, n: int) -> bytes: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -72,6 +73,13 @@ class LocalStorage:
         if not source.is_file():
             raise StorageError(f"storage object {key} does not exist")
         shutil.copyfile(source, path)
+
+    def copy(self, source: str, key: str) -> None:
+        """The object at `source` as it is now, kept under `key` too (a job's snapshot of an asset)."""
+        path = self.path(source)
+        if not path.is_file():
+            raise StorageError(f"storage object {source} does not exist")
+        self.put_file(key, path, "application/octet-stream")
 
     def size(self, key: str) -> int | None:
         source = self.path(key)
@@ -140,6 +148,16 @@ class S3Storage:
 
     def get_file(self, key: str, path: Path) -> None:
         self._call("download", self.client.download_file, self.bucket, self._key(key), str(path))
+
+    def copy(self, source: str, key: str) -> None:
+        # a server-side copy (multipart above 8 MiB by itself): the bytes never pass through the API
+        self._call(
+            "copy",
+            self.client.copy,
+            {"Bucket": self.bucket, "Key": self._key(source)},
+            self.bucket,
+            self._key(key),
+        )
 
     def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError

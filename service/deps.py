@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs.db.models import ApiKey
-from cmet_jobs.db.session import session_scope
+from cmet_jobs.db.session import new_session
 from cmet_jobs.errors import RequestError
 from cmet_jobs.keys import find_key
 from cmet_jobs.settings import JobsSettings
@@ -28,13 +28,19 @@ def _storage(request: Request) -> Storage:
 
 
 def _session(settings: Annotated[JobsSettings, Depends(_settings)]) -> Iterator[Session]:
-    with session_scope(settings.db_url) as session:
+    """A request's session, which never commits by itself: whatever a route changes, its `cmet_jobs`
+    function commits before returning, so a 2xx is durable and the next request sees it. Closed
+    (anything uncommitted rolled back) as the route returns, before the answer is sent."""
+    session = new_session(settings.db_url)
+    try:
         yield session
+    finally:
+        session.close()
 
 
 SettingsDep = Annotated[JobsSettings, Depends(_settings)]
 StorageDep = Annotated[Storage, Depends(_storage)]
-SessionDep = Annotated[Session, Depends(_session)]
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
 def _key(request: Request, session: SessionDep) -> ApiKey:
@@ -45,6 +51,7 @@ def _key(request: Request, session: SessionDep) -> ApiKey:
             ErrorCode.UNAUTHORIZED, "send your API key as `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"}
         )
     key = find_key(session, secret.strip())
+    session.commit()  # ends the read: a request waiting for a submission thread holds no pooled connection
     if key is None:
         raise RequestError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
     return key

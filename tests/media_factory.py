@@ -74,3 +74,24 @@ def make_dense_video(path: Path, frames: int, seconds: float, size: tuple[int, i
             packet.is_keyframe = i == 0
             out.mux(packet)
     return path
+
+
+def make_many_packets(path: Path, packets: int = 1_000_000, fps: int = 16_000) -> Path:
+    """A 16x16 mp4 whose first frame decodes and whose other `packets - 1` are one tiny packet each
+    (about 12 bytes a packet): cheap to make, slow to demux (the probe counts every packet)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        frames = [av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24") for _ in range(2)]
+        for pts, frame in enumerate(frames):
+            frame.pts = pts
+        first, repeat = [p for f in [*frames, None] for p in stream.encode(f)][:2]
+        out.mux(first)
+        data = bytes(repeat)
+        for pts in range(1, packets):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.duration = stream, pts, pts, 1
+            out.mux(packet)
+    return path

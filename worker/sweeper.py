@@ -1,5 +1,5 @@
-"""A thread in each worker's main process: hands due webhook retries to the queue and re-queues
-jobs whose message was lost.
+"""A thread in each worker's main process: hands due webhook retries to the queue, re-queues
+jobs whose message was lost, and deletes assets unused for the retention period.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
 `cmet_jobs.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 
-from cmet_jobs import jobs, queue, webhooks
+from cmet_jobs import jobs, queue, uploads, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.states import JobState
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
 RECONCILE_EVERY = 3
 IDLE_BEFORE_REQUEUE_S = 15.0
+SWEEP_ASSETS_EVERY = 60  # rounds: about a minute
 
 
 def reconcile(settings: JobsSettings) -> list[str]:
@@ -60,6 +61,15 @@ def remove_abandoned_creations(settings: JobsSettings) -> list[str]:
     return abandoned
 
 
+def sweep_assets(settings: JobsSettings) -> int:
+    """Assets no new edit used for `asset_retention_s`, deleted (edits keep their own copies)."""
+    with session_scope(settings.db_url) as session:
+        swept = uploads.sweep_expired(session, storage_for(settings), settings.asset_retention_s)
+    if swept:
+        log.info("deleted %d asset(s) unused for %d s", swept, settings.asset_retention_s)
+    return swept
+
+
 def _loop(stop: threading.Event) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
@@ -73,6 +83,8 @@ def _loop(stop: threading.Event) -> None:
                     jobs.worker_beat(session, name)
                 reconcile(settings)
                 remove_abandoned_creations(settings)
+            if rounds % SWEEP_ASSETS_EVERY == 0:
+                sweep_assets(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 

@@ -59,9 +59,12 @@ class ApiKey(Base):
 
 
 class Asset(Base):
-    """A file a client uploaded (presigned PUT) to use as a video or speech input."""
+    """A file a client uploaded (presigned PUT) to use as a video or speech input. A job copies it
+    under its own prefix when it is accepted; the asset itself is kept for reuse until it has gone
+    unused for the retention period (`JobsSettings.asset_retention_s`)."""
 
     __tablename__ = "assets"
+    __table_args__ = (Index("ix_assets_key_created", "key_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ast"))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
@@ -70,6 +73,7 @@ class Asset(Base):
     declared_type: Mapped[str] = mapped_column(String(100), default="")
     max_bytes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=now)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Job(Base):

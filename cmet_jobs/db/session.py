@@ -44,10 +44,15 @@ def _factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
 
 
+def new_session(url: str) -> Session:
+    """A session that commits only when told to (the API's: each change commits before its answer)."""
+    return _factory(url)()
+
+
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """One unit of work: committed when the block ends normally, rolled back otherwise."""
-    session = _factory(url)()
+    session = new_session(url)
     try:
         yield session
         session.commit()

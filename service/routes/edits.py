@@ -8,16 +8,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
 from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs import edits, jobs, schemas
+from cmet_jobs.db.models import ApiKey, Job
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
+from cmet_jobs.storage import Storage
+from service import offload
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 
@@ -91,12 +94,24 @@ async def _read_body(request: Request) -> tuple[schemas.EditCreate, UploadFile |
         raise _invalid(exc) from None
 
 
-def _save_parts(
-    video: UploadFile | None, speech: list[UploadFile], scratch: Path, settings: JobsSettings
-) -> tuple[Path | None, tuple[Path, ...]]:
-    saved = save_upload(video, scratch, "video", settings.max_video_bytes) if video is not None else None
-    clips = tuple(save_upload(part, scratch, f"speech{i}", settings.max_speech_bytes) for i, part in enumerate(speech))
-    return saved, clips
+def _submit(
+    session: Session,
+    settings: JobsSettings,
+    storage: Storage,
+    key: ApiKey,
+    body: schemas.EditCreate,
+    video: UploadFile | None,
+    speech: list[UploadFile],
+    idempotency_key: str | None,
+) -> Job:
+    """The parts saved to a scratch folder (size limits, empty parts refused), then `edits.submit`."""
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
+        folder = Path(scratch)
+        saved = save_upload(video, folder, "video", settings.max_video_bytes) if video is not None else None
+        clips = tuple(
+            save_upload(part, folder, f"speech{i}", settings.max_speech_bytes) for i, part in enumerate(speech)
+        )
+        return edits.submit(session, settings, storage, key, edits.Submission(body, saved, clips, idempotency_key))
 
 
 @router.post(
@@ -117,10 +132,7 @@ async def create_edit(
 ) -> schemas.Job:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
     body, video, speech = await _read_body(request)
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
-        saved, clips = await run_in_threadpool(_save_parts, video, speech, Path(scratch), settings)
-        submission = edits.Submission(body, saved, clips, idempotency_key)
-        job = await run_in_threadpool(edits.submit, session, settings, storage, key, submission)
+    job = await offload.heavy(request, _submit, session, settings, storage, key, body, video, speech, idempotency_key)
     response.headers["Location"] = f"/v1/edits/{job.id}"
     return jobs.to_schema(job, storage)
 

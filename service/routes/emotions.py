@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -14,9 +14,12 @@ from cmet_core.emotions import load_builtin_library
 from cmet_core.errors import ErrorCode
 from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs import emotions, schemas
-from cmet_jobs.db.models import CustomEmotion
+from cmet_jobs.db.models import ApiKey, CustomEmotion
 from cmet_jobs.errors import RequestError
+from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import EmotionState
+from cmet_jobs.storage import Storage
+from service import offload
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 
@@ -74,15 +77,15 @@ async def create_emotion(
         raise RequestError(ErrorCode.INVALID_REQUEST, str(exc.detail)) from None
     name = emotions.check_name(form.get("name"))
     clips = [v for k, v in form.multi_items() if k == "speech" and isinstance(v, UploadFile)]
+    return _custom(await offload.heavy(request, _register, session, settings, storage, key, name, clips))
+
+
+def _register(
+    session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, name: str, clips: list[UploadFile]
+) -> CustomEmotion:
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("emo")) as scratch:
-        paths = await run_in_threadpool(
-            lambda: [
-                save_upload(clip, Path(scratch), f"speech{i}", settings.max_speech_bytes)
-                for i, clip in enumerate(clips)
-            ]
-        )
-        row = await run_in_threadpool(emotions.register, session, settings, storage, key, name, paths)
-    return _custom(row)
+        paths = [save_upload(c, Path(scratch), f"speech{i}", settings.max_speech_bytes) for i, c in enumerate(clips)]
+        return emotions.register(session, settings, storage, key, name, paths)
 
 
 @router.delete("/{emotion_id}", status_code=204)

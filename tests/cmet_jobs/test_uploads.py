@@ -1,0 +1,110 @@
+"""Assets without HTTP, on SQLite and local storage: jobs' snapshots, and the sweep of unused assets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cmet_core.errors import ErrorCode
+from cmet_core.media.sample import write_sample_clip
+from cmet_jobs import uploads
+from cmet_jobs.db.models import ApiKey, Asset, now
+from cmet_jobs.db.session import migrate, session_scope
+from cmet_jobs.errors import RequestError
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import LocalStorage, storage_for
+from tests.records import new_key
+from worker.sweeper import sweep_assets
+
+RETENTION_S = 3600
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> JobsSettings:
+    made = JobsSettings(data_dir=tmp_path / "data", asset_retention_s=RETENTION_S, public_url="http://cmet.test")
+    migrate(made.db_url)
+    return made
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_sample_clip(tmp_path / "talk.mp4", seconds=0.2)
+
+
+def _asset(
+    settings: JobsSettings, key_id: str, file: Path | None, age_s: float = 0, used_s: float | None = None
+) -> str:
+    """An asset made `age_s` ago (last used `used_s` ago), with `file` uploaded to it."""
+    storage = storage_for(settings)
+    with session_scope(settings.db_url) as session:
+        key = session.get(ApiKey, key_id)
+        assert key is not None
+        asset = uploads.new_upload(session, settings, storage, key, "video", "talk.mp4", "video/mp4").asset
+        asset.created_at = now() - timedelta(seconds=age_s)
+        asset.last_used_at = None if used_s is None else now() - timedelta(seconds=used_s)
+        if file is not None:
+            storage.put_file(asset.storage_key, file, "video/mp4")
+        return asset.id
+
+
+def _left(settings: JobsSettings) -> set[str]:
+    with session_scope(settings.db_url) as session:
+        return {a.id for a in session.query(Asset)}
+
+
+def test_unused_assets_are_swept_after_the_retention(settings: JobsSettings, clip: Path) -> None:
+    key = new_key(settings.db_url)
+    stale = _asset(settings, key, clip, age_s=RETENTION_S + 60)
+    _asset(settings, key, None, age_s=RETENTION_S + 60)  # never uploaded
+    used_lately = _asset(settings, key, clip, age_s=RETENTION_S + 60, used_s=600)
+    fresh = _asset(settings, key, clip)
+    storage = storage_for(settings)
+    storage.copy(f"assets/{key}/{stale}", "jobs/edt_x/input/video")  # a job's snapshot of the stale one
+
+    assert sweep_assets(settings) == 2  # what the workers' sweeper runs every minute
+    assert _left(settings) == {used_lately, fresh}
+    assert storage.size(f"assets/{key}/{stale}") is None
+    assert storage.size(f"assets/{key}/{used_lately}") == storage.size(f"assets/{key}/{fresh}") == clip.stat().st_size
+    assert storage.size("jobs/edt_x/input/video") == clip.stat().st_size  # edits keep their copies
+    assert sweep_assets(settings) == 0
+
+
+def test_using_an_asset_starts_its_retention_again(settings: JobsSettings, clip: Path) -> None:
+    key_id = new_key(settings.db_url)
+    asset_id = _asset(settings, key_id, clip, age_s=RETENTION_S + 60)  # due for the sweep
+    storage = storage_for(settings)
+    with session_scope(settings.db_url) as session:
+        key = session.get(ApiKey, key_id)
+        assert key is not None
+        uploads.usable(session, storage, key, asset_id, "video")
+    with session_scope(settings.db_url) as session:
+        asset = session.get(Asset, asset_id)
+        assert asset is not None and asset.last_used_at is not None
+        assert uploads.expires_at(asset, RETENTION_S) > now() + timedelta(seconds=RETENTION_S - 5)
+    assert sweep_assets(settings) == 0 and _left(settings) == {asset_id}
+
+
+def test_a_snapshot_is_checked_again_and_outlives_a_new_put(settings: JobsSettings, clip: Path, tmp_path: Path) -> None:
+    key_id = new_key(settings.db_url)
+    asset_id = _asset(settings, key_id, clip)
+    storage = storage_for(settings)
+    assert isinstance(storage, LocalStorage)
+    png = tmp_path / "image.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    with session_scope(settings.db_url) as session:
+        key = session.get(ApiKey, key_id)
+        assert key is not None
+        asset = uploads.usable(session, storage, key, asset_id, "video")
+        uploads.snapshot(storage, asset, "jobs/edt_a/input/video", "video")
+        storage.put_file(asset.storage_key, png, "image/png")  # a PUT after the job was accepted
+        assert storage.path("jobs/edt_a/input/video").read_bytes() == clip.read_bytes()
+        # a PUT between the check and the copy: the copy is what is checked, and refused
+        with pytest.raises(RequestError) as refused:
+            uploads.snapshot(storage, asset, "jobs/edt_b/input/video", "video")
+        assert refused.value.code is ErrorCode.NOT_MEDIA
+        storage.delete_prefix(asset.storage_key)
+        with pytest.raises(RequestError) as gone:
+            uploads.snapshot(storage, asset, "jobs/edt_c/input/video", "video")
+        assert gone.value.code is ErrorCode.ASSET_NOT_FOUND
