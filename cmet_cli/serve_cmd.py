@@ -1,21 +1,24 @@
-"""`cmet serve`: the whole API and one worker on this machine, with no server to install.
+"""`cmet serve`: the whole API and its workers on this machine, with no server to install.
 
 SQLite, local storage and kombu's filesystem broker live under CMET_DATA_DIR (shared with
-`cmet keys`). The worker is a child process; jobs left unfinished by an earlier run are queued
-again at start, so nothing a user sent is lost when the machine stops. Docker compose is the
-scaled path.
+`cmet keys`). The edit worker and the webhook worker are child processes; jobs left unfinished
+by an earlier run are queued again at start, so nothing a user sent is lost when the machine
+stops. Docker compose is the scaled path.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cmet_cli.console import run, say
+
+if TYPE_CHECKING:
+    from cmet_jobs.settings import JobsSettings
+    from worker.supervisor import Supervisor
 
 
 def serve(
@@ -30,7 +33,7 @@ def serve(
         help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own).",
     ),
 ) -> None:
-    """Start the REST API and a worker (SQLite, local files, no broker server)."""
+    """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
     import uvicorn
 
     from cmet_core.models.sets import select_set
@@ -60,24 +63,7 @@ def serve(
         queue.submit(settings, job_id)
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
-    worker = _KeptWorker(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            settings.queue,
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "-l",
-            "warning",
-        ]
-    )
+    workers = _workers(settings)
     say(
         f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} "
         "(create a key with `cmet keys create --name me`)"
@@ -85,43 +71,27 @@ def serve(
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
-        worker.stop()
+        workers.stop(15.0)
 
 
-class _KeptWorker:
-    """The embedded worker, started again when it exits (a crash, or the watchdog of a stuck job)."""
+def _workers(settings: JobsSettings) -> Supervisor:
+    """The embedded edit worker (one job at a time, in its main process) and a webhook worker (no models),
+    started again when one exits (a crash, or the watchdog of a stuck job)."""
+    import threading
 
-    def __init__(self, args: list[str]) -> None:
-        import threading
+    from worker.devices import WEBHOOK_ENV, celery_worker, webhook_command
+    from worker.supervisor import Child, Supervisor
 
-        from worker.supervisor import die_with_parent
-
-        self.args, self.preexec = args, die_with_parent
-        self.stopping = threading.Event()
-        self.proc = self._start()
-        threading.Thread(target=self._keep, name="keep-worker", daemon=True).start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.args, env=dict(os.environ), preexec_fn=self.preexec)
-
-    def _keep(self) -> None:
-        import time
-
-        delay = 1.0
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            code = self.proc.wait()
-            # back off only while it keeps dying
-            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)
-            if self.stopping.wait(delay):
-                return
-            say(f"worker exited with {code}; starting it again")
-            self.proc = self._start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+    edits = celery_worker([settings.queue], 1, "solo", "cmet-edits", "warning")
+    webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, "warning")
+    supervisor = Supervisor(
+        [
+            Child("edits", edits, dict(os.environ)),
+            # the edit worker serves the metrics port: one process can hold it
+            Child("webhooks", webhooks, {**os.environ, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}),
+        ],
+        say,
+    )
+    supervisor.start()
+    threading.Thread(target=supervisor.keep, name="keep-workers", daemon=True).start()
+    return supervisor

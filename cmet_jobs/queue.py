@@ -52,9 +52,12 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
-def send(settings: JobsSettings, task: str, record_id: str, **options: Any) -> None:
-    """Queue `task` for one record id: messages carry ids only, the record is the truth."""
-    _client(settings.broker_url, settings.data_dir).send_task(task, args=[record_id], queue=settings.queue, **options)
+def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | None = None, **options: Any) -> None:
+    """Queue `task` for one record id (on the edit queue unless named): messages carry ids only, the record
+    is the truth."""
+    _client(settings.broker_url, settings.data_dir).send_task(
+        task, args=[record_id], queue=queue_name or settings.queue, **options
+    )
 
 
 def submit(settings: JobsSettings, job_id: str, duration_s: float | None = None) -> None:

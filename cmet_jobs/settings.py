@@ -30,6 +30,20 @@ class JobsSettings(CoreSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in DATA_DIR.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
     queue: str = Field(default="cmet-edits", description="Celery queue the API submits edit jobs to.")
+    webhook_queue: str = Field(
+        default="cmet-webhooks",
+        description="Celery queue of webhook deliveries, for webhook workers only: a slow receiver holds no edit up.",
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries a webhook worker sends at once (threads, no models)."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Deadline of one delivery attempt (connect, send, the whole answer); past it the attempt "
+        "failed and is retried on the schedule.",
+    )
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
@@ -73,6 +87,12 @@ class JobsSettings(CoreSettings):
     models_set: Path | None = Field(
         default=None, description="Model set the worker serves; default: the models dir's choice."
     )
+
+    @model_validator(mode="after")
+    def _webhooks_apart(self) -> JobsSettings:
+        if self.webhook_queue == self.queue:
+            raise ValueError("webhook_queue must differ from queue: deliveries never wait behind edits")
+        return self
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> JobsSettings:

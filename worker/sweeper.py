@@ -1,5 +1,5 @@
-"""A thread in each worker's main process: hands due webhook retries to the queue and re-queues
-jobs whose message was lost.
+"""A thread in each worker's main process: a webhook worker hands due webhook retries to the
+queue; an edit worker re-queues jobs whose message was lost.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
 `cmet_jobs.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
@@ -42,23 +42,25 @@ def reconcile(settings: JobsSettings) -> list[str]:
     return lost
 
 
-def _loop(stop: threading.Event) -> None:
+def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
     while not stop.wait(SWEEP_EVERY_S):
         rounds += 1
         try:
-            webhooks.dispatch(settings, list(webhooks.due(settings)))
-            if rounds % RECONCILE_EVERY == 0:
+            if webhooks_too:
+                webhooks.dispatch(settings, list(webhooks.due(settings)))
+            if edits and rounds % RECONCILE_EVERY == 0:
                 with session_scope(settings.db_url) as session:
-                    jobs.worker_beat(session, name)
+                    jobs.worker_beat(session, name)  # readiness counts edit workers only
                 reconcile(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 
 
-def start() -> threading.Event:
+def start(*, edits: bool = True, webhooks: bool = True) -> threading.Event:
+    """Sweep what this worker serves: edit jobs' records, webhook deliveries, or both."""
     stop = threading.Event()
-    threading.Thread(target=_loop, args=(stop,), name="cmet-webhook-sweeper", daemon=True).start()
+    threading.Thread(target=_loop, args=(stop, edits, webhooks), name="cmet-sweeper", daemon=True).start()
     return stop

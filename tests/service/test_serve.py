@@ -59,9 +59,9 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
             time.sleep(0.5)
         assert ready.json()["checks"]["broker"] == "ok" and ready.json()["checks"]["workers"] == "ok", ready.text
 
-        # the embedded worker dies (kill -9): serve starts it again and the next edit runs
+        # the embedded edit worker dies (kill -9): serve starts it again and the next edit runs
         (worker_pid,) = subprocess.run(
-            ["pgrep", "-P", str(proc.pid), "-f", "celery"], capture_output=True, text=True
+            ["pgrep", "-P", str(proc.pid), "-f", "cmet-edits@"], capture_output=True, text=True
         ).stdout.split()
         os.kill(int(worker_pid), 9)
         with clip.open("rb") as f:
@@ -73,7 +73,7 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         ) and time.monotonic() < deadline:
             time.sleep(0.3)
         assert job["state"] == "succeeded", (job, (tmp_path / "serve.log").read_text()[-3000:])
-        assert "starting it again" in (tmp_path / "serve.log").read_text()
+        assert "worker edits exited with -9; restarting" in (tmp_path / "serve.log").read_text()
 
     assert _keys(env, "revoke", key_id).returncode == 0
     assert _keys(env, "revoke", key_id).returncode == 2
