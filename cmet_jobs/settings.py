@@ -84,6 +84,11 @@ class JobsSettings(CoreSettings):
         ),
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="Root of the workers' per-job scratch folders, swept of orphaned ones (a killed worker's); "
+        "default: DATA_DIR/scratch.",
+    )
     models_set: Path | None = Field(
         default=None, description="Model set the worker serves; default: the models dir's choice."
     )
@@ -100,6 +105,8 @@ class JobsSettings(CoreSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'cmet.db'}"
         if self.storage_dir is None:
             self.storage_dir = self.data_dir / "storage"
+        if self.scratch_dir is None:
+            self.scratch_dir = self.data_dir / "scratch"
         return self
 
     def signing_key(self) -> bytes:
@@ -125,6 +132,11 @@ class JobsSettings(CoreSettings):
     def url_schemes(self) -> tuple[str, ...]:
         """Plain http only where private (LAN) targets are allowed; the internet gets https."""
         return ("https", "http") if self.allow_private_urls else ("https",)
+
+    @property
+    def scratch_root(self) -> Path:
+        assert self.scratch_dir is not None
+        return self.scratch_dir
 
     @property
     def db_url(self) -> str:

@@ -1,5 +1,6 @@
 """A thread in each worker's main process: a webhook worker hands due webhook retries to the
-queue; an edit worker re-queues jobs whose message was lost.
+queue; an edit worker re-queues jobs whose message was lost and removes orphaned scratch folders
+(a killed worker's, see `worker.scratch`), at start and then every `SCRATCH_EVERY` rounds.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
 `cmet_jobs.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
@@ -21,10 +22,12 @@ import threading
 from cmet_jobs import jobs, queue, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from worker import scratch
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
 RECONCILE_EVERY = 3
+SCRATCH_EVERY = 30
 IDLE_BEFORE_REQUEUE_S = 15.0
 
 
@@ -46,8 +49,12 @@ def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
+    if edits:
+        _sweep_scratch(settings)
     while not stop.wait(SWEEP_EVERY_S):
         rounds += 1
+        if edits and rounds % SCRATCH_EVERY == 0:
+            _sweep_scratch(settings)
         try:
             if webhooks_too:
                 webhooks.dispatch(settings, list(webhooks.due(settings)))
@@ -57,6 +64,13 @@ def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
                 reconcile(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
+
+
+def _sweep_scratch(settings: JobsSettings) -> None:
+    try:
+        scratch.sweep(settings.scratch_root)
+    except OSError:  # a folder that cannot be read or removed now may be next time
+        log.warning("sweeping the scratch folders failed", exc_info=True)
 
 
 def start(*, edits: bool = True, webhooks: bool = True) -> threading.Event:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
-from worker import metrics
+from worker import metrics, scratch
 from worker.celery_app import app
 from worker.guards import HardLimit, Heartbeat, JobCanceled, JobTimedOut, Progress
 from worker.models import EDITOR
@@ -211,8 +210,7 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
     soft, hard = _limits(self)
     watchdog = HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, hard))
     try:
-        with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
-            work = Path(scratch)
+        with scratch.job_folder(settings.scratch_root, job_id) as work:
             progress = Progress(settings, storage, job_id, soft)
             result = _edit(settings, claimed, work, progress)
             key = jobs.output_key(job_id)
@@ -284,10 +282,10 @@ def _build_emotion(emotion_id: str) -> str:
     message: str | None = None
     entry: dict[str, Any] | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix=f"cmet-{emotion_id}-") as scratch:
+        with scratch.job_folder(settings.scratch_root, emotion_id) as work:
             paths = []
             for i, key in enumerate(keys):
-                paths.append(Path(scratch) / f"speech{i}")
+                paths.append(work / f"speech{i}")
                 storage.get_file(key, paths[-1])
             embeddings = EDITOR.get(settings).embed_speech(paths)
         library = load_builtin_library()
