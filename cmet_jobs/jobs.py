@@ -135,7 +135,8 @@ def finish(
 
 
 def retry_later(session: Session, job_id: str) -> None:
-    """Hand a running job back to the queue without counting the attempt (a transient storage fault)."""
+    """Hand a running job back to the queue without counting the attempt (a transient storage fault, or
+    a worker that is stopping)."""
     job = lock(session, job_id)
     if job is not None and job.state == JobState.RUNNING:
         job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None

@@ -84,6 +84,12 @@ class JobsSettings(CoreSettings):
         ),
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    job_handback_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="After SIGTERM, how long a running edit may go on before it is handed back to the queue "
+        "(at its next chunk, the attempt not counted), so a worker stops within docker stop's 10 s.",
+    )
     scratch_dir: Path | None = Field(
         default=None,
         description="Root of the workers' per-job scratch folders, swept of orphaned ones (a killed worker's); "

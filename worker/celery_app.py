@@ -7,7 +7,7 @@ import os
 import shutil
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
 from cmet_core.logs import configure
 from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT, broker_options
@@ -89,6 +89,14 @@ def _start_helpers(sender: object = None, **_: object) -> None:
 def _warm_prefork_child(**_: object) -> None:
     if roles(app)[0]:
         _warm_models()
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: object) -> None:
+    """SIGTERM (warm shutdown): the jobs of this process get a short grace, then hand themselves back."""
+    from worker.guards import SHUTDOWN
+
+    SHUTDOWN.begin()
 
 
 def _warm_models() -> None:

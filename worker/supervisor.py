@@ -85,8 +85,10 @@ class Supervisor:
     def begin_stop(self) -> None:
         """No more restarts; SIGTERM to each worker's main process: Celery's warm shutdown stops taking
         jobs, and a prefork pool's children finish theirs (signalled directly they would die at once)."""
+        if self._stopping.is_set():
+            return  # once: a second signal may arrive while the first is handled
+        self._stopping.set()
         with self._lock:
-            self._stopping.set()
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is None:
                     child.proc.send_signal(signal.SIGTERM)

@@ -32,7 +32,7 @@ from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
-from worker.guards import HardLimit, Heartbeat, JobCanceled, JobTimedOut, Progress
+from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
 from worker.models import EDITOR
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,12 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
         return JobState.SUCCEEDED.value
+    except JobHandedBack as stopping:
+        # queued again on the record (the lease freed, the attempt not counted) and in the queue
+        with session_scope(settings.db_url) as session:
+            jobs.retry_later(session, job_id)
+        log.info("handed back to the queue: %s", stopping)
+        raise self.retry(countdown=1, max_retries=None) from None
     except Exception as exc:
         if isinstance(exc, StorageError) and storage_attempt < STORAGE_RETRIES:
             # counted apart from JobBusy's retries, which wait for a live lease
