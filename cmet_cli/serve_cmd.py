@@ -1,21 +1,38 @@
-"""`cmet serve`: the whole API and one worker on this machine, with no server to install.
+"""`cmet serve`: the whole API and its workers on this machine, with no server to install.
 
 SQLite, local storage and kombu's filesystem broker live under CMET_DATA_DIR (shared with
-`cmet keys`). The worker is a child process; jobs left unfinished by an earlier run are queued
-again at start, so nothing a user sent is lost when the machine stops. Docker compose is the
-scaled path.
+`cmet keys`). The edit worker and the webhook worker are child processes; jobs left unfinished
+by an earlier run are queued again at start, so nothing a user sent is lost when the machine
+stops. Docker compose is the scaled path.
+
+SIGTERM (or Ctrl-C) stops everything within `STOP_WITHIN_S`, inside `docker stop`'s 10 s: the API
+stops accepting and finishes its requests (`API_GRACE_S`), the workers take no new job, a running
+edit gets `job_handback_s` to finish and is then handed back to the queue (run again at the next
+start, its attempt not counted); a worker still running at the bound is killed, its job coming
+back through its lapsed lease. The exit status is 0.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import subprocess
+import signal
 import sys
+import time
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from cmet_cli.console import run, say
+
+if TYPE_CHECKING:
+    from cmet_jobs.settings import JobsSettings
+    from worker.supervisor import Supervisor
+
+API_GRACE_S = 3
+STOP_WITHIN_S = 7.5
 
 
 def serve(
@@ -30,7 +47,7 @@ def serve(
         help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own).",
     ),
 ) -> None:
-    """Start the REST API and a worker (SQLite, local files, no broker server)."""
+    """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
     import uvicorn
 
     from cmet_core.models.sets import select_set
@@ -60,68 +77,70 @@ def serve(
         queue.submit(settings, job_id)
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
-    worker = _KeptWorker(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            settings.queue,
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "-l",
-            "warning",
-        ]
-    )
+    workers = _workers(settings)
+    stop = _Stop(workers)
     say(
         f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} "
         "(create a key with `cmet keys create --name me`)"
     )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stop.begin()  # the workers start stopping now, while the API finishes its requests
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=API_GRACE_S)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        Server(config).run()
     finally:
-        worker.stop()
+        stop.begin()
+        workers.finish_stop(stop.at + STOP_WITHIN_S)
+        say(f"stopped in {time.monotonic() - stop.at:.1f} s")
+    # Nothing is left to clean up (requests answered, workers reaped, every commit done); tearing down
+    # the interpreter's modules would take another second of a busy machine, past the bound.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-class _KeptWorker:
-    """The embedded worker, started again when it exits (a crash, or the watchdog of a stuck job)."""
+class _Stop:
+    """The moment stopping began; the workers are told at once, in parallel with the API's shutdown."""
 
-    def __init__(self, args: list[str]) -> None:
-        import threading
+    def __init__(self, workers: Supervisor) -> None:
+        self.workers, self.at = workers, 0.0
+        # also our handlers outside uvicorn's (before it starts; and the signal uvicorn raises again
+        # once it is done lands here instead of killing the process before the workers are stopped)
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
 
-        from worker.supervisor import die_with_parent
+    def begin(self) -> None:
+        if not self.at:
+            self.at = time.monotonic()
+            self.workers.begin_stop()
 
-        self.args, self.preexec = args, die_with_parent
-        self.stopping = threading.Event()
-        self.proc = self._start()
-        threading.Thread(target=self._keep, name="keep-worker", daemon=True).start()
+    def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.begin()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.args, env=dict(os.environ), preexec_fn=self.preexec)
 
-    def _keep(self) -> None:
-        import time
+def _workers(settings: JobsSettings) -> Supervisor:
+    """The embedded edit worker (one job at a time, in its main process) and a webhook worker (no models),
+    started again when one exits (a crash, or the watchdog of a stuck job)."""
+    import threading
 
-        delay = 1.0
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            code = self.proc.wait()
-            # back off only while it keeps dying
-            delay = 1.0 if time.monotonic() - started > 60 else min(30.0, delay * 2)
-            if self.stopping.wait(delay):
-                return
-            say(f"worker exited with {code}; starting it again")
-            self.proc = self._start()
+    from worker.devices import WEBHOOK_ENV, celery_worker, webhook_command
+    from worker.supervisor import Child, Supervisor
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+    edits = celery_worker([settings.queue], 1, "solo", "cmet-edits", "warning")
+    webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, "warning")
+    supervisor = Supervisor(
+        [
+            Child("edits", edits, dict(os.environ)),
+            # the edit worker serves the metrics port: one process can hold it
+            Child("webhooks", webhooks, {**os.environ, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}),
+        ],
+        say,
+    )
+    supervisor.start()
+    threading.Thread(target=supervisor.keep, name="keep-workers", daemon=True).start()
+    return supervisor

@@ -141,7 +141,8 @@ def abandoned_creations(session: Session, older_than_s: float) -> list[str]:
 
 
 def retry_later(session: Session, job_id: str) -> None:
-    """Hand a running job back to the queue without counting the attempt (a transient storage fault)."""
+    """Hand a running job back to the queue without counting the attempt (a transient storage fault, or
+    a worker that is stopping)."""
     job = lock(session, job_id)
     if job is not None and job.state == JobState.RUNNING:
         job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None

@@ -194,11 +194,58 @@ def check_url(url: str, *, allow_private: bool = False, schemes: Sequence[str] =
     return _resolve_checked(host, port, allow_private)
 
 
+class _Deadline:
+    """One deadline for a whole exchange: every connect, read and write waits at most until it.
+
+    httpx's timeouts bound each socket operation alone, so a server sending one byte at a time
+    could hold a caller for ever; clamping each operation's timeout to what is left bounds the sum.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def clamp(self, timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error(f"the deadline of {self.seconds:g} s passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner, self._deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class _PinnedBackend(httpcore.NetworkBackend):
     """Connects to the addresses the transport checked for (host, port), never to a fresh lookup."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: _Deadline) -> None:
         self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
         self.pins: dict[tuple[str, int], list[IPAddress]] = {}
 
     def connect_tcp(
@@ -215,7 +262,9 @@ class _PinnedBackend(httpcore.NetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
+                wait = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+                stream = self._inner.connect_tcp(str(address), port, wait, local_address, socket_options)
+                return _DeadlineStream(stream, self._deadline)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
@@ -252,9 +301,9 @@ def _ssl_context() -> ssl.SSLContext:
 class _GuardedTransport(httpx.BaseTransport):
     """Checks every request's URL right before sending it and pins the connection to what it checked."""
 
-    def __init__(self, *, allow_private: bool, schemes: Sequence[str]) -> None:
+    def __init__(self, *, allow_private: bool, schemes: Sequence[str], deadline: _Deadline) -> None:
         self._allow_private, self._schemes = allow_private, tuple(schemes)
-        self._backend = _PinnedBackend()
+        self._backend = _PinnedBackend(deadline)
         self._pool = httpcore.ConnectionPool(
             ssl_context=_ssl_context(), network_backend=self._backend, max_connections=4
         )
@@ -291,10 +340,12 @@ class _GuardedTransport(httpx.BaseTransport):
         self._pool.close()
 
 
-def _client(allow_private: bool, schemes: Sequence[str], timeout: float) -> httpx.Client:
+def _client(
+    allow_private: bool, schemes: Sequence[str], timeout: float, deadline: _Deadline | None = None
+) -> httpx.Client:
     # trust_env=False: no proxy from the environment (it would bypass the pinning) and no ~/.netrc.
     return httpx.Client(
-        transport=_GuardedTransport(allow_private=allow_private, schemes=schemes),
+        transport=_GuardedTransport(allow_private=allow_private, schemes=schemes, deadline=deadline or _Deadline(None)),
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
@@ -302,14 +353,14 @@ def _client(allow_private: bool, schemes: Sequence[str], timeout: float) -> http
     )
 
 
-def _save(response: httpx.Response, part: Path, max_bytes: int, deadline: float) -> int:
+def _save(response: httpx.Response, part: Path, max_bytes: int, deadline: _Deadline) -> int:
     size = 0
     with part.open("wb") as out:
         for chunk in response.iter_raw():
             size += len(chunk)
             if size > max_bytes:
                 raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the response is larger than {max_bytes} bytes")
-            if time.monotonic() > deadline:
+            if deadline.passed():
                 raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, "the download took too long")
             out.write(chunk)
     return size
@@ -335,10 +386,10 @@ def fetch_to_file(
     current = _parse(url)
     check_url(str(current), allow_private=allow_private, schemes=schemes)  # fail before any socket opens
     part = dest.with_name(dest.name + ".part")
-    deadline = time.monotonic() + total_timeout
+    deadline = _Deadline(total_timeout)
     try:
         with (
-            _client(allow_private, schemes, timeout) as client,
+            _client(allow_private, schemes, timeout, deadline) as client,
             _follow(client, current, max_redirects) as (response, current),
         ):
             _check_declared(response, current, max_bytes)
@@ -420,17 +471,22 @@ def post_json(
     allow_private: bool = False,
     schemes: Sequence[str] = ("https",),
     timeout: float = 10.0,
+    total_timeout: float = 10.0,
     max_response_bytes: int = 64 * 1024,
 ) -> PostResult:
     """POST a webhook body through the same guard. Redirects are returned, not followed: a 3xx is not
     2xx, so the caller counts it as a failed delivery (following it could turn a public URL into a
-    private one, and would re-send a signed body to a host the subscriber never named)."""
+    private one, and would re-send a signed body to a host the subscriber never named).
+
+    `total_timeout` bounds the whole call (connect, send, the whole response): a receiver that
+    answers 200 and then trickles its body fails the call at that deadline, as a dead one would."""
     check_url(url, allow_private=allow_private, schemes=schemes)
     sent = httpx.Headers(headers or {})
     sent.setdefault("Content-Type", "application/json")
+    deadline = _Deadline(total_timeout)
     try:
         with (
-            _client(allow_private, schemes, timeout) as client,
+            _client(allow_private, schemes, timeout, deadline) as client,
             client.stream("POST", url, content=body, headers=sent) as response,
         ):
             received = bytearray()
@@ -439,5 +495,11 @@ def post_json(
                 if len(received) >= max_response_bytes:
                     break
             return PostResult(response.status_code, response.headers, bytes(received))
-    except _NETWORK_ERRORS as exc:
+    except (*_NETWORK_ERRORS, BlockedURLError) as exc:
+        if deadline.passed():
+            raise BlockedURLError(
+                ErrorCode.URL_FETCH_FAILED, f"{url} did not answer in full within {total_timeout:g} s"
+            ) from None
+        if isinstance(exc, BlockedURLError):
+            raise
         raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"calling {url} failed: {exc!r}") from None

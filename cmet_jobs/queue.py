@@ -75,12 +75,13 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
 RETRY_AFTER_S = 5
 
 
-def send(settings: JobsSettings, task: str, record_id: str, **options: Any) -> None:
-    """Queue `task` for one record id: messages carry ids only, the record is the truth. A broker
-    that cannot be reached (after Celery's own publish retries) is a 503 `queue_unavailable`."""
+def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | None = None, **options: Any) -> None:
+    """Queue `task` for one record id (on the edit queue unless named): messages carry ids only, the record
+    is the truth. A broker that cannot be reached (after Celery's own publish retries) is a 503
+    `queue_unavailable`."""
     try:
         _client(settings.broker_url, settings.data_dir).send_task(
-            task, args=[record_id], queue=settings.queue, **options
+            task, args=[record_id], queue=queue_name or settings.queue, **options
         )
     except OperationalError as exc:
         raise RequestError(

@@ -31,6 +31,20 @@ class JobsSettings(CoreSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in DATA_DIR.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
     queue: str = Field(default="cmet-edits", description="Celery queue the API submits edit jobs to.")
+    webhook_queue: str = Field(
+        default="cmet-webhooks",
+        description="Celery queue of webhook deliveries, for webhook workers only: a slow receiver holds no edit up.",
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries a webhook worker sends at once (threads, no models)."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Deadline of one delivery attempt (connect, send, the whole answer); past it the attempt "
+        "failed and is retried on the schedule.",
+    )
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
@@ -105,9 +119,26 @@ class JobsSettings(CoreSettings):
         default=600.0, gt=0, description="A job still being created after this long lost its API process: removed."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    job_handback_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="After SIGTERM, how long a running edit may go on before it is handed back to the queue "
+        "(at its next chunk, the attempt not counted), so a worker stops within docker stop's 10 s.",
+    )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="Root of the workers' per-job scratch folders, swept of orphaned ones (a killed worker's); "
+        "default: DATA_DIR/scratch.",
+    )
     models_set: Path | None = Field(
         default=None, description="Model set the worker serves; default: the models dir's choice."
     )
+
+    @model_validator(mode="after")
+    def _webhooks_apart(self) -> JobsSettings:
+        if self.webhook_queue == self.queue:
+            raise ValueError("webhook_queue must differ from queue: deliveries never wait behind edits")
+        return self
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> JobsSettings:
@@ -115,6 +146,8 @@ class JobsSettings(CoreSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'cmet.db'}"
         if self.storage_dir is None:
             self.storage_dir = self.data_dir / "storage"
+        if self.scratch_dir is None:
+            self.scratch_dir = self.data_dir / "scratch"
         return self
 
     def signing_key(self) -> bytes:
@@ -151,6 +184,11 @@ class JobsSettings(CoreSettings):
     def url_schemes(self) -> tuple[str, ...]:
         """Plain http only where private (LAN) targets are allowed; the internet gets https."""
         return ("https", "http") if self.allow_private_urls else ("https",)
+
+    @property
+    def scratch_root(self) -> Path:
+        assert self.scratch_dir is not None
+        return self.scratch_dir
 
     @property
     def db_url(self) -> str:

@@ -58,11 +58,13 @@ def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None
 
 
 def dispatch(settings: JobsSettings, delivery_ids: list[str | None]) -> None:
+    """Queue deliveries on their own queue, never the edit queue: webhook workers send them (several
+    at once, each within `webhook_timeout_s`), so a slow receiver holds up no one's edit."""
     from cmet_jobs.queue import send
 
     for delivery_id in delivery_ids:
         if delivery_id is not None:
-            send(settings, DELIVER, delivery_id)
+            send(settings, DELIVER, delivery_id, settings.webhook_queue)
 
 
 def _claim(settings: JobsSettings, delivery_id: str) -> bool:
@@ -102,6 +104,8 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
             signed_headers(secret, msg_id, int(time.time()), body),
             allow_private=settings.allow_private_urls,
             schemes=settings.url_schemes,
+            timeout=settings.webhook_timeout_s,
+            total_timeout=settings.webhook_timeout_s,
         )
         status = result.status_code
         retry_after = retry_after_seconds(result.headers.get("retry-after"))

@@ -7,11 +7,12 @@ import os
 import shutil
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
 from cmet_core.logs import configure
 from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT, broker_options
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from cmet_jobs.webhooks import DELIVER
 
 
 def _metrics_dir(settings: JobsSettings) -> None:
@@ -33,7 +34,7 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
-        task_routes={RUN_EDIT: {"queue": settings.queue}},
+        task_routes={RUN_EDIT: {"queue": settings.queue}, DELIVER: {"queue": settings.webhook_queue}},
         task_time_limit=MAX_TASK_S,
         task_soft_time_limit=MAX_TASK_S - 30,
         broker_connection_retry_on_startup=True,
@@ -63,21 +64,39 @@ def _setup_logging(loglevel: int | str | None = None, **_: object) -> None:
     configure(default_level=logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel)
 
 
+def roles(celery: Celery) -> tuple[bool, bool]:
+    """(runs edits, sends webhooks): what this worker does, read from the queues it consumes (`-Q`).
+    A webhook worker (`cmet worker --webhooks`) consumes only the webhook queue: it never loads models."""
+    webhook_queue = get_jobs_settings().webhook_queue
+    consumed = set(celery.amqp.queues.consume_from)
+    return bool(consumed - {webhook_queue}), webhook_queue in consumed
+
+
 @worker_ready.connect
 def _start_helpers(sender: object = None, **_: object) -> None:
     from worker import metrics, sweeper
 
-    sweeper.start()
+    edits, webhooks = roles(app)
+    sweeper.start(edits=edits, webhooks=webhooks)
     port = get_jobs_settings().worker_metrics_port
     if port:
         metrics.serve(port)
-    if not type(getattr(sender, "pool", None)).__module__.endswith(".prefork"):
+    if edits and not type(getattr(sender, "pool", None)).__module__.endswith(".prefork"):
         _warm_models()  # solo and thread pools run jobs in this process
 
 
 @worker_process_init.connect
 def _warm_prefork_child(**_: object) -> None:
-    _warm_models()
+    if roles(app)[0]:
+        _warm_models()
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: object) -> None:
+    """SIGTERM (warm shutdown): the jobs of this process get a short grace, then hand themselves back."""
+    from worker.guards import SHUTDOWN
+
+    SHUTDOWN.begin()
 
 
 def _warm_models() -> None:

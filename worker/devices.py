@@ -61,7 +61,7 @@ def plan(spec: str, available: int) -> list[DeviceSlot]:
     return [DeviceSlot(f"gpu{i}", i) for i in indices]
 
 
-def command(slot: DeviceSlot, shared_queue: str, concurrency: int) -> list[str]:
+def celery_worker(queues: list[str], concurrency: int, pool: str, name: str, loglevel: str = "info") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -70,14 +70,29 @@ def command(slot: DeviceSlot, shared_queue: str, concurrency: int) -> list[str]:
         "worker.celery_app",
         "worker",
         "-Q",
-        ",".join(slot.queues(shared_queue)),
+        ",".join(queues),
         "-c",
         str(concurrency),
-        # several jobs at once run as threads of one process: one copy of the models, batched forwards
         "--pool",
-        "threads" if concurrency > 1 else "prefork",
+        pool,
         "-n",
-        f"cmet-{slot.name}@%h",
+        f"{name}@%h",
         "-l",
-        "info",
+        loglevel,
     ]
+
+
+def command(slot: DeviceSlot, shared_queue: str, concurrency: int) -> list[str]:
+    # several jobs at once run as threads of one process: one copy of the models, batched forwards
+    pool = "threads" if concurrency > 1 else "prefork"
+    return celery_worker(slot.queues(shared_queue), concurrency, pool, f"cmet-{slot.name}")
+
+
+WEBHOOK_ENV = {"CUDA_VISIBLE_DEVICES": "", "CMET_DEVICE": "cpu"}
+"""A webhook worker touches no device."""
+
+
+def webhook_command(queue: str, concurrency: int, loglevel: str = "info") -> list[str]:
+    """The webhook worker: only the webhook queue, deliveries as threads (each waits on a network
+    answer, bounded by `webhook_timeout_s`), no models (`celery_app.roles`)."""
+    return celery_worker([queue], concurrency, "threads", "cmet-webhooks", loglevel)

@@ -57,6 +57,30 @@ class JobTimedOut(Exception):
     """The edit ran past its soft time limit; raised from the progress callback between chunks."""
 
 
+class JobHandedBack(Exception):
+    """The worker is stopping: the edit goes back to the queue (its attempt not counted) rather than
+    hold the stop up; raised from the progress callback between chunks."""
+
+
+class Shutdown:
+    """When this worker process was asked to stop (SIGTERM: Celery's warm shutdown takes no new job
+    and waits for the running ones). Jobs running in this process (solo and thread pools) get
+    `job_handback_s` to finish, then hand themselves back, so a stop fits `docker stop`'s 10 s."""
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+
+    def begin(self) -> None:
+        if self._at is None:
+            self._at = time.monotonic()
+
+    def hand_back_due(self, grace_s: float) -> bool:
+        return self._at is not None and time.monotonic() - self._at >= grace_s
+
+
+SHUTDOWN = Shutdown()
+
+
 class Progress:
     """Writes progress to the record at most every half second, notices cancel requests there, and
     enforces the soft time limit: Celery's thread and solo pools (batching workers, `cmet serve`)
@@ -67,6 +91,8 @@ class Progress:
         self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if SHUTDOWN.hand_back_due(self.settings.job_handback_s):
+            raise JobHandedBack(f"the worker is stopping (stage {stage}, {done}/{total} frames)")
         moment = time.monotonic()
         if moment > self.deadline:
             raise JobTimedOut(

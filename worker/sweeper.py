@@ -1,5 +1,7 @@
-"""A thread in each worker's main process: hands due webhook retries to the queue, re-queues
-jobs whose message was lost, and deletes assets unused for the retention period.
+"""A thread in each worker's main process: a webhook worker hands due webhook retries to the
+queue; an edit worker re-queues jobs whose message was lost, removes jobs a dead API left half
+created, deletes assets unused for the retention period, and removes orphaned scratch folders (a
+killed worker's, see `worker.scratch`), at start and then every `SCRATCH_EVERY` rounds.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
 `cmet_jobs.webhooks`); this loop is what wakes them. The delivery task claims its row atomically,
@@ -23,10 +25,12 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import storage_for
+from worker import scratch
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
 RECONCILE_EVERY = 3
+SCRATCH_EVERY = 30
 IDLE_BEFORE_REQUEUE_S = 15.0
 SWEEP_ASSETS_EVERY = 60  # rounds: about a minute
 
@@ -70,26 +74,39 @@ def sweep_assets(settings: JobsSettings) -> int:
     return swept
 
 
-def _loop(stop: threading.Event) -> None:
+def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
+    if edits:
+        _sweep_scratch(settings)
     while not stop.wait(SWEEP_EVERY_S):
         rounds += 1
+        if edits and rounds % SCRATCH_EVERY == 0:
+            _sweep_scratch(settings)
         try:
-            webhooks.dispatch(settings, list(webhooks.due(settings)))
-            if rounds % RECONCILE_EVERY == 0:
+            if webhooks_too:
+                webhooks.dispatch(settings, list(webhooks.due(settings)))
+            if edits and rounds % RECONCILE_EVERY == 0:
                 with session_scope(settings.db_url) as session:
-                    jobs.worker_beat(session, name)
+                    jobs.worker_beat(session, name)  # readiness counts edit workers only
                 reconcile(settings)
                 remove_abandoned_creations(settings)
-            if rounds % SWEEP_ASSETS_EVERY == 0:
+            if edits and rounds % SWEEP_ASSETS_EVERY == 0:
                 sweep_assets(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
 
 
-def start() -> threading.Event:
+def _sweep_scratch(settings: JobsSettings) -> None:
+    try:
+        scratch.sweep(settings.scratch_root)
+    except OSError:  # a folder that cannot be read or removed now may be next time
+        log.warning("sweeping the scratch folders failed", exc_info=True)
+
+
+def start(*, edits: bool = True, webhooks: bool = True) -> threading.Event:
+    """Sweep what this worker serves: edit jobs' records, webhook deliveries, or both."""
     stop = threading.Event()
-    threading.Thread(target=_loop, args=(stop,), name="cmet-webhook-sweeper", daemon=True).start()
+    threading.Thread(target=_loop, args=(stop, edits, webhooks), name="cmet-sweeper", daemon=True).start()
     return stop

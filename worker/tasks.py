@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,9 @@ from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
-from worker import metrics
+from worker import metrics, scratch
 from worker.celery_app import app
-from worker.guards import HardLimit, Heartbeat, JobCanceled, JobTimedOut, Progress
+from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
 from worker.models import EDITOR
 
 log = logging.getLogger(__name__)
@@ -224,14 +223,19 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
     soft, hard = _limits(self)
     watchdog = HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, hard))
     try:
-        with tempfile.TemporaryDirectory(prefix=f"cmet-{job_id}-") as scratch:
-            work = Path(scratch)
+        with scratch.job_folder(settings.scratch_root, job_id) as work:
             progress = Progress(settings, storage, job_id, soft)
             result = _edit(settings, claimed, work, progress)
             key = jobs.output_key(job_id)
             storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
         return JobState.SUCCEEDED.value
+    except JobHandedBack as stopping:
+        # queued again on the record (the lease freed, the attempt not counted) and in the queue
+        with session_scope(settings.db_url) as session:
+            jobs.retry_later(session, job_id)
+        log.info("handed back to the queue: %s", stopping)
+        raise self.retry(countdown=1, max_retries=None) from None
     except Exception as exc:
         if isinstance(exc, StorageError) and storage_attempt < STORAGE_RETRIES:
             # counted apart from JobBusy's retries, which wait for a live lease
@@ -301,10 +305,10 @@ def _build_emotion(emotion_id: str) -> str:
     message: str | None = None
     entry: dict[str, Any] | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix=f"cmet-{emotion_id}-") as scratch:
+        with scratch.job_folder(settings.scratch_root, emotion_id) as work:
             paths = []
             for i, key in enumerate(keys):
-                paths.append(Path(scratch) / f"speech{i}")
+                paths.append(work / f"speech{i}")
                 storage.get_file(key, paths[-1])
             embeddings = EDITOR.get(settings).embed_speech(paths)
         library = load_builtin_library()

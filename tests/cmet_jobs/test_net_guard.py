@@ -94,6 +94,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(204)
         elif self.path == "/hook-redirect":
             self._send(307, headers={"Location": "/hook"})
+        elif self.path == "/trickle":  # 200 at once, then one byte every 0.3 s (for at most 6 s)
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(20):
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:  # the caller hung up
+                    return
+                time.sleep(0.3)
         else:
             self._send(200, b"x" * 100_000)
 
@@ -452,6 +463,16 @@ def test_post_json_does_not_follow_redirects(srv: Served) -> None:
 def test_post_json_keeps_only_the_start_of_a_big_answer(srv: Served) -> None:
     result = post_json(f"{srv.url}/big", b"{}", max_response_bytes=1000, **LOCAL)
     assert result.status_code == 200 and result.body == b"x" * 1000
+
+
+def test_post_json_has_one_deadline_for_the_whole_answer(srv: Served) -> None:
+    """A receiver that answers 200 and then sends a byte every 0.3 s never trips a per-read timeout
+    (5 s here); the call's overall deadline ends it."""
+    started = time.monotonic()
+    with pytest.raises(BlockedURLError, match="did not answer in full within 1 s") as err:
+        post_json(f"{srv.url}/trickle", b"{}", timeout=5.0, total_timeout=1.0, **LOCAL)
+    took = time.monotonic() - started
+    assert err.value.code == "url_fetch_failed" and 1.0 <= took < 1.5, took
 
 
 def test_post_json_is_guarded(srv: Served) -> None:

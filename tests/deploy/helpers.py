@@ -34,6 +34,7 @@ REQUIRED_SERVICES = {
     "models",
     "worker-gpu0",
     "worker-gpu1",
+    "webhooks",
     "redis",
     "postgres",
     "minio",

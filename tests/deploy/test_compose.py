@@ -128,6 +128,33 @@ def test_workers_reserve_one_gpu_each_and_run_celery(env_source: str) -> None:
     assert len(set(device_ids)) == len(device_ids), f"two workers share a GPU: {device_ids}"
 
 
+def test_webhooks_have_their_own_worker_without_models_or_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deliveries run apart from the edits: the worker image with `cmet worker --webhooks`, its queue
+    the one the API and the edit workers send deliveries to, and not the edit queue."""
+    from cmet_jobs.settings import JobsSettings
+
+    services = _services()
+    hooks = services["webhooks"]
+    assert hooks["command"] == ["cmet", "worker", "--webhooks"]
+    assert hooks["image"] == _workers(services)["worker-gpu0"]["image"]
+    assert "deploy" not in hooks and "models" not in hooks["depends_on"], "no GPU, no models"
+    assert {"postgres", "redis", "migrate"} <= set(hooks["depends_on"])
+    assert "cmet-webhooks@$$HOSTNAME" in " ".join(hooks["healthcheck"]["test"]) and hooks["hostname"] == "webhooks"
+    assert "cmet-worker" in hooks["networks"]["default"]["aliases"], "prometheus scrapes its delivery counter"
+    env = _example_env_with_secrets()
+    rendered = {k: _interpolate(v, env) for k, v in _environment(hooks).items()}
+    with monkeypatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("CMET_")]:
+            patch.delenv(key)
+        for key, value in rendered.items():
+            patch.setenv(key, value)
+        settings = JobsSettings()
+    assert settings.webhook_queue == "cmet-webhooks" != settings.queue
+    assert settings.webhook_timeout_s == 10 and settings.webhook_concurrency == 8
+    for name in ["api", *_workers(services)]:
+        assert _environment(services[name])["CMET_WEBHOOK_QUEUE"] == _environment(hooks)["CMET_WEBHOOK_QUEUE"]
+
+
 def test_models_volume_is_filled_by_a_one_shot_and_mounted_read_only() -> None:
     services = _services()
     models = services["models"]

@@ -68,3 +68,46 @@ def webhook_receiver(secret: str, port: int = 0) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class SlowReceiver:
+    url: str = ""
+    calls: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def slow_receiver(every_s: float = 2.0, for_s: float = 60.0) -> Iterator[SlowReceiver]:
+    """A receiver that answers 200 at once, then trickles its declared body one byte every `every_s`
+    seconds (for at most `for_s`): never idle long enough for a per-read timeout."""
+    receiver = SlowReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            receiver.calls += 1  # one int, read by the test only to wait for the first call
+            self.send_response(200)
+            self.send_header("content-length", "1000")
+            self.end_headers()
+            for _ in range(int(for_s / every_s)):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:  # the caller gave up
+                    return
+                if receiver.stopped.wait(every_s):
+                    return
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stopped.set()
+        server.shutdown()
+        server.server_close()

@@ -1,4 +1,5 @@
-"""Starts the real parts the service runs on, for tests: PostgreSQL database, moto S3 server, uvicorn, Celery.
+"""Starts the real parts the service runs on, for tests: PostgreSQL database, moto S3 server, uvicorn, Celery
+(an edit worker and a webhook worker).
 
 Redis and PostgreSQL are the machine's own servers (127.0.0.1); each test run takes a fresh
 PostgreSQL database, its own Redis database number and queue name, and a moto server on a free port.
@@ -92,6 +93,7 @@ class Stack:
     api_url: str
     logs: Path
     worker: subprocess.Popen | None = None  # type: ignore[type-arg]
+    webhook_worker: subprocess.Popen | None = None  # type: ignore[type-arg]
     extra: dict[str, str] = field(default_factory=dict)
     api: subprocess.Popen | None = None  # type: ignore[type-arg]
 
@@ -115,6 +117,18 @@ class Stack:
             os.killpg(self.api.pid, sig)
             self.api.wait(30)
         self.api = None
+
+    def start_webhook_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
+        """The deliveries' own worker, with the command `cmet worker --webhooks` runs."""
+        from worker.devices import WEBHOOK_ENV, webhook_command
+
+        args = [*webhook_command(self.env["CMET_WEBHOOK_QUEUE"], 4), "--without-gossip", "--without-mingle"]
+        log = (self.logs / "webhooks.log").open("ab")
+        env = {**self.env, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}
+        self.webhook_worker = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        return self.webhook_worker
 
     def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
         args = [
@@ -148,6 +162,16 @@ class Stack:
             self.worker.wait(30)
         self.worker = None
 
+    def stop_webhook_worker(self) -> None:
+        if self.webhook_worker is not None and self.webhook_worker.poll() is None:
+            os.killpg(self.webhook_worker.pid, signal.SIGTERM)
+            try:
+                self.webhook_worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.webhook_worker.pid, signal.SIGKILL)
+                self.webhook_worker.wait()
+        self.webhook_worker = None
+
 
 @contextmanager
 def running_stack(
@@ -160,12 +184,14 @@ def running_stack(
         redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
         broker_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     port = free_port()
+    queue = f"cmet-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "CMET_DATA_DIR": str(tmp / "data"),
         "CMET_DATABASE_URL": database_url,
         "CMET_BROKER_URL": broker_url,
-        "CMET_QUEUE": f"cmet-test-{uuid.uuid4().hex[:8]}",
+        "CMET_QUEUE": queue,
+        "CMET_WEBHOOK_QUEUE": f"{queue}-webhooks",
         "CMET_MODELS_SET": str(models),
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CMET_ALLOW_PRIVATE_URLS": "true",
@@ -180,7 +206,9 @@ def running_stack(
     stack.start_api()
     try:
         stack.start_worker()
+        stack.start_webhook_worker()
         yield stack
     finally:
         stack.stop_worker()
+        stack.stop_webhook_worker()
         stack.stop_api()

@@ -44,6 +44,9 @@ def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Pa
         stack.stop_worker(signal.SIGKILL)
         killed_at = time.monotonic()
         assert client.get(f"/v1/edits/{job_id}").json()["state"] == "running"
+        scratch = Path(stack.env["CMET_DATA_DIR"]) / "scratch"
+        left = [p for p in scratch.glob(f"cmet-{job_id}-*") if p.is_dir()]
+        assert left, "the killed attempt's scratch folder (a copy of the input)"
         stack.start_worker()
         picked_up = None
         while picked_up is None:
@@ -56,6 +59,7 @@ def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Pa
         assert done["state"] == "succeeded", done
         time.sleep(2)
         assert hook.events().count("edit.succeeded") == 1
+        assert not [p for p in left if p.exists()], "swept by the next worker"
     print(f"\npick-up after SIGKILL: {picked_up:.1f} s")
     assert picked_up < 30
     assert [k for k in _objects(stack, f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [

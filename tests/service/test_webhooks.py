@@ -156,3 +156,43 @@ def test_a_job_out_of_attempts_fails_and_says_so(hooked, stack: Stack, tmp_path:
     finally:
         if stack.worker is None:
             stack.start_worker()
+
+
+def test_a_slow_receiver_holds_up_no_other_tenant(stack: Stack, tmp_path: Path) -> None:
+    """Key A's receiver answers 200 and then trickles a byte every 2 s. Deliveries have their own
+    queue and worker, so key B's plain edit runs as if nothing happened; A's attempt fails at the
+    deadline (CMET_WEBHOOK_TIMEOUT_S, 10 s) and is retried on the schedule."""
+    from tests.service.receiver import slow_receiver
+
+    limits = {"max_concurrent_jobs": 5, "max_submissions_per_minute": 50}
+    a_secret, _ = new_key_and_webhook_secret(stack, "slow-receiver", **limits)
+    b_secret, _ = new_key_and_webhook_secret(stack, "plain", **limits)
+    a = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {a_secret}"}, timeout=60)
+    b = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {b_secret}"}, timeout=60)
+    clip = write_sample_clip(tmp_path / "s.mp4", seconds=0.2)
+
+    def plain_edit() -> float:
+        started = time.monotonic()
+        with clip.open("rb") as f:
+            r = b.post("/v1/edits", files={"video": f}, data={"emotion": "happy"})
+        assert r.status_code == 202, r.text
+        assert wait_final(b, r.json()["id"], timeout=30)["state"] == "succeeded"
+        return time.monotonic() - started
+
+    alone = min(plain_edit(), plain_edit())  # the first may wait for a (re)started worker's models
+    with slow_receiver(every_s=2.0, for_s=60.0) as slow:
+        job_id = _submit(a, clip, slow.url, ["edit.running", "edit.succeeded"])
+        _until(lambda: slow.calls >= 1)  # a delivery is being trickled to now
+        beside = plain_edit()
+
+        def attempts() -> list:  # type: ignore[type-arg]
+            records = a.get(f"/v1/edits/{job_id}/webhook-deliveries").json()["data"]
+            return [attempt for record in records for attempt in record["attempts"]]
+
+        _until(lambda: len(attempts()) >= 1, timeout=30)
+    first = attempts()[0]
+    print(f"\nanother key's edit: {beside:.2f} s beside a slow receiver, {alone:.2f} s alone ({beside - alone:+.2f} s)")
+    assert beside < alone + 3.0, (beside, alone)
+    assert first["status"] is None and "did not answer in full within 10 s" in first["error"], first
+    assert 9_500 <= first["duration_ms"] < 12_000, first
+    assert "models loaded" not in (stack.logs / "webhooks.log").read_text()  # the webhook worker loads none
