@@ -32,7 +32,7 @@ from cmet_jobs.queue import MAX_TASK_S
 log = logging.getLogger(__name__)
 PREFIX = "cmet-"
 LOCK_SUFFIX = ".lock"
-LOCK_GRACE_S = 10.0
+LOCK_GRACE_S = 1.0  # the unlocked moment lasts microseconds; a restarted worker sweeps a killed one's at once
 LOCKLESS_AFTER_S = MAX_TASK_S + 600.0
 _NAME = re.compile(r"^cmet-[a-z]+_[0-9a-f]{32}-[0-9a-z_]+$")  # a record id: edt_<hex>, emo_<hex>
 
