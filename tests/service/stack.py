@@ -97,6 +97,20 @@ class Stack:
     extra: dict[str, str] = field(default_factory=dict)
     api: subprocess.Popen | None = None  # type: ignore[type-arg]
 
+    def objects(self, prefix: str = "") -> list[str]:
+        """Keys in the stack's S3 bucket (moto) under `prefix`."""
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.env["CMET_S3_ENDPOINT_URL"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+        listing = s3.list_objects_v2(Bucket=self.env["CMET_S3_BUCKET"], Prefix=prefix)
+        return [o["Key"] for o in listing.get("Contents", [])]
+
     def start_api(self) -> subprocess.Popen:  # type: ignore[type-arg]
         port = self.api_url.rsplit(":", 1)[-1]
         args = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", port]

@@ -6,7 +6,6 @@ import signal
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
@@ -15,17 +14,6 @@ from tests.service.conftest import new_key_and_webhook_secret
 from tests.service.receiver import webhook_receiver
 from tests.service.stack import Stack
 from tests.service.test_flow import wait_final
-
-
-def _objects(stack: Stack, prefix: str) -> list[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.env["CMET_S3_ENDPOINT_URL"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["CMET_S3_BUCKET"], Prefix=prefix).get("Contents", [])]
 
 
 def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Path) -> None:
@@ -62,7 +50,7 @@ def test_sigkill_mid_job_completes_once_after_restart(stack: Stack, tmp_path: Pa
         assert not [p for p in left if p.exists()], "swept by the next worker"
     print(f"\npick-up after SIGKILL: {picked_up:.1f} s")
     assert picked_up < 30
-    assert [k for k in _objects(stack, f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [
+    assert [k for k in stack.objects(f"jobs/{job_id}/") if not k.split("/")[-2] == "input"] == [
         f"jobs/{job_id}/output.mp4"
     ]
 
@@ -119,7 +107,7 @@ def test_cancel_reaches_a_running_job_and_removes_its_files(stack: Stack, client
     took = time.monotonic() - asked
     print(f"\ncancel of a running job took {took:.2f} s")
     assert done["state"] == "canceled" and took < 10
-    assert [k for k in _objects(stack, f"jobs/{job_id}/") if "/input/" not in k] == []
+    assert [k for k in stack.objects(f"jobs/{job_id}/") if "/input/" not in k] == []
     # the slot is free: the next job runs
     small = write_sample_clip(tmp_path / "small.mp4", seconds=0.2)
     with small.open("rb") as f:

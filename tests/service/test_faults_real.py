@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
@@ -41,17 +40,6 @@ def stack_on(tmp: Path, tiny_set: Path, database_url: str, broker_url: str | Non
         with running_stack(tmp, tiny_set, database_url, storage, broker_url) as stack:
             stack.extra["database_url"] = database_url
             yield stack
-
-
-def _objects(stack: Stack, prefix: str = "") -> list[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.env["CMET_S3_ENDPOINT_URL"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["CMET_S3_BUCKET"], Prefix=prefix).get("Contents", [])]
 
 
 def _completions(stack: Stack, job_id: str) -> int:
@@ -118,7 +106,7 @@ def test_postgres_stopped_for_20_s_mid_job(tmp_path: Path, tiny_set: Path) -> No
         done = wait_final(client, job_id, timeout=300)
         with session_scope(database.url) as session:
             rows = session.query(Job).count()
-        objects = _objects(stack)
+        objects = stack.objects()
     print(
         f"\npostgres down 20 s: the running edit ended {done['state']}; answers meanwhile "
         f"{[r.status_code for r in during]}; API ready {recovered_in:.1f} s after the restart; {rows} job record(s)"
@@ -213,7 +201,7 @@ def _leftovers(stack: Stack, db: str) -> tuple[list[str], list[str]]:
     with session_scope(db) as session:
         rows = {job.id: job.state for job in session.query(Job)}
     half = [job_id for job_id, state in rows.items() if state == "creating"]
-    orphans = [key for key in _objects(stack, "jobs/") if key.split("/")[1] not in rows or key.split("/")[1] in half]
+    orphans = [key for key in stack.objects("jobs/") if key.split("/")[1] not in rows or key.split("/")[1] in half]
     return half, orphans
 
 
