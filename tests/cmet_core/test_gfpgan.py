@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmet_core.conformance import GFPGAN_DIR, run_gfpgan_kit
+from cmet_core.conformance import GFPGAN_DIR, KitError, run_gfpgan_kit
 from cmet_core.fill import fill_module
 from cmet_core.models.gfpgan import GFPGAN, GFPGANConfig, face_to_tensor, restore_face, tensor_to_face
 
@@ -100,3 +100,9 @@ def test_kit_groups_match(gfpgan_kit: Path) -> None:
         "gfpgan.restored_u8",
     } == names
     assert all(r.passed for r in results), "\n".join(r.line() for r in results)
+
+
+def test_incomplete_gfpgan_kit_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "gfpgan_manifest.json").write_text("{}")
+    with pytest.raises(KitError, match="missing golden_gfpgan.npz, tolerances_gfpgan.json"):
+        list(run_gfpgan_kit(tmp_path))
