@@ -20,6 +20,7 @@ from cmet_core.expression import official_schedule
 from cmet_core.fill import ModelKind, fill_module, state_digest
 from cmet_core.models.connector import Connector, run_windows, sinusoid_table
 from cmet_core.models.edtalk import Generator
+from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, restore_face
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",
@@ -280,6 +281,8 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     yield from _model_checks(
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )
+    if (Path(kit) / GFPGAN_DIR).is_dir():
+        yield from run_gfpgan_kit(Path(kit) / GFPGAN_DIR)
 
 
 def _model_checks(
@@ -299,4 +302,84 @@ def kit_fingerprint(kit: Path) -> str:
         path = Path(kit) / name
         if path.is_file():
             h.update(path.read_bytes())
+    for name in GFPGAN_FILES:
+        path = Path(kit) / GFPGAN_DIR / name
+        if path.is_file():
+            h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+GFPGAN_DIR = "gfpgan"
+GFPGAN_FILES = ("gfpgan_manifest.json", "golden_gfpgan.npz", "tolerances_gfpgan.json")
+
+
+def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, Any]]:
+    missing = [f for f in GFPGAN_FILES if not (kit / f).is_file()]
+    if missing:
+        raise KitError(f"{kit}: not a GFPGAN kit, missing {', '.join(missing)}")
+    try:
+        manifest = json.loads((kit / GFPGAN_FILES[0]).read_text())
+        golden = dict(np.load(kit / GFPGAN_FILES[1]))
+        rec = json.loads((kit / GFPGAN_FILES[2]).read_text())["recommended_tolerances"]
+    except (ValueError, KeyError, OSError) as exc:
+        raise KitError(f"{kit}: unreadable GFPGAN kit file ({exc})") from exc
+    return manifest, golden, rec
+
+
+def _u8_group(name: str, ours: list[np.ndarray], ref: np.ndarray, max_abs: float, max_frac: float) -> GroupResult:
+    """uint8 faces: every value within `max_abs` levels, and at most `max_frac` of them differing at all."""
+    diff = np.abs(np.stack(ours).astype(np.int64) - ref.astype(np.int64))
+    worst, frac = float(diff.max()), float((diff > 0).mean())
+    ok = worst <= max_abs and frac <= max_frac
+    return GroupResult(name, ok, worst, f"{frac:.2e} of values differ (max<={max_abs:g}, frac<={max_frac:g})")
+
+
+def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
+    """One restore per stored face (batch 1, fixed noise), compared level by level."""
+    faces = g["input_u8_512"]
+    grp = _Group("gfpgan.net_input", Tolerance())
+    for i, face in enumerate(faces):
+        grp.compare(f"net_input[{i}]", face_to_tensor(face)[0], g["net_input"][i])
+    yield grp.result()
+
+    traces: list[dict[str, torch.Tensor]] = []
+    restored: list[np.ndarray] = []
+    for face in faces:
+        trace: dict[str, torch.Tensor] = {}
+        restored.append(restore_face(net, face, trace=trace))
+        traces.append(trace)
+
+    chm = rec["style_code_enc_sft_unet_dec_chmeans"]
+    full = rec["enc_final_feat_and_dec_rgbskip_full"]
+    levels = _Group("gfpgan.internals_per_level", Tolerance(atol=float(chm["atol"]), rtol=float(chm["rtol"])))
+    maps = _Group("gfpgan.internals_full_maps", Tolerance(atol=float(full["atol"])))
+    for key in sorted(g):
+        if key.endswith("_chmean") or key == "style_code":
+            group = levels
+        elif key == "enc_final_feat" or (key.startswith("dec_rgbskip") and key.endswith("_full")):
+            group = maps
+        else:
+            continue
+        for i, trace in enumerate(traces):
+            group.compare(f"{key}[{i}]", trace[key], g[key][i])
+    yield levels.result()
+    yield maps.result()
+
+    out = rec["net_output"]
+    grp = _Group("gfpgan.net_output", Tolerance(max_abs=float(out["max_abs"]), mean_abs=float(out["mean_abs"])))
+    grp.compare("net_output", torch.stack([t["net_output"] for t in traces]), g["net_output"])
+    yield grp.result()
+
+    u8 = rec["restored_u8"]
+    yield _u8_group(
+        "gfpgan.restored_u8", restored, g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
+    )
+
+
+@torch.no_grad()
+def run_gfpgan_kit(kit: Path) -> Iterator[GroupResult]:
+    """The GFPGAN v1.4 restorer (kit folder `gfpgan/`): digest, net input, internals, raw output, uint8 face."""
+    manifest, golden, rec = _load_gfpgan_kit(Path(kit))
+    yield from _model_checks(
+        "gfpgan", GFPGAN().eval(), manifest, lambda net: _gfpgan_groups(net, golden, rec), exclude_pe=False
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -15,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-ModelKind = Literal["edtalk", "connector"]
+ModelKind = Literal["edtalk", "connector", "gfpgan"]
 Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
 
 
@@ -55,7 +56,41 @@ def connector_rule(key: str, shape: torch.Size) -> Fill:
     return 0.0, 0.1
 
 
-RULES = {"edtalk": edtalk_rule, "connector": connector_rule}
+_STYLE_CONV = re.compile(r"stylegan_decoder\.(style_conv1|style_convs\.\d+)\.(weight|bias)")
+_TO_RGB_BIAS = re.compile(r"stylegan_decoder\.(to_rgb1|to_rgbs\.\d+)\.bias")
+_SFT_LAST = re.compile(r"condition_(scale|shift)\.\d+\.2\.(weight|bias)")
+
+
+def gfpgan_rule(key: str, shape: torch.Size) -> Fill:
+    """Table `gfpgan`, rows G1..G14 of RULE_gfpgan.md (first match wins; nothing is kept)."""
+    last = key.rsplit(".", 1)[-1]
+    if key.startswith("stylegan_decoder.noises.noise"):
+        return 0.0, 1.0
+    if key.endswith(".modulation.bias"):
+        return 1.0, 0.1
+    if key.endswith(".modulation.weight"):
+        return 0.0, _fan_in_scale(shape)
+    if key.endswith(".modulated_conv.weight"):
+        fan = math.prod(shape[2:])  # (1, C_out, C_in, k, k): the leading 1 is a batch axis
+        if key.startswith(("stylegan_decoder.to_rgb1.", "stylegan_decoder.to_rgbs.")):
+            return 0.0, 0.15 / math.sqrt(fan)
+        return 0.0, 1.0 / math.sqrt(fan)
+    if m := _STYLE_CONV.fullmatch(key):
+        return (0.0, 0.03) if m.group(2) == "weight" else (0.0, 0.05)
+    if _TO_RGB_BIAS.fullmatch(key):
+        return 0.0, 0.02
+    if key == "stylegan_decoder.constant_input.weight":
+        return 0.0, 1.0
+    if m := _SFT_LAST.fullmatch(key):
+        if m.group(2) == "weight":
+            return 0.0, 0.25 / math.sqrt(shape[1] * math.prod(shape[2:]))
+        return (1.0, 0.05) if m.group(1) == "scale" else (0.0, 0.05)
+    if last == "bias":
+        return 0.0, 0.05
+    return 0.0, _fan_in_scale(shape)
+
+
+RULES = {"edtalk": edtalk_rule, "connector": connector_rule, "gfpgan": gfpgan_rule}
 
 
 @torch.no_grad()
