@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-ModelKind = Literal["edtalk", "connector"]
+ModelKind = Literal["edtalk", "connector", "audio2lip"]
 Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
 
 
@@ -55,7 +55,14 @@ def connector_rule(key: str, shape: torch.Size) -> Fill:
     return 0.0, 0.1
 
 
-RULES = {"edtalk": edtalk_rule, "connector": connector_rule}
+def audio2lip_rule(key: str, shape: torch.Size) -> Fill:
+    """Table `audio2lip` (audio2lip/RULE_audio2lip.md): the connector's rows plus A4, the lip map's smaller scale."""
+    if key == "mapping.weight":
+        return 0.0, 0.25 * _fan_in_scale(shape)
+    return connector_rule(key, shape)
+
+
+RULES = {"edtalk": edtalk_rule, "connector": connector_rule, "audio2lip": audio2lip_rule}
 
 
 @torch.no_grad()

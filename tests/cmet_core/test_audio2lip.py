@@ -1,0 +1,104 @@
+"""Audio2Lip and its mel front end: a tiny network, strict loading, resampling, and the kit's goldens."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import torch
+
+from cmet_core.fill import fill_module
+from cmet_core.media import mel as melmod
+from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, smooth_lips, smoothing_kernel
+from cmet_core.settings import get_settings
+
+
+@pytest.fixture(scope="module")
+def a2l_kit() -> Path:
+    kit = get_settings().conformance_kit / "audio2lip"
+    if not (kit / "golden_audio2lip.npz").is_file():
+        pytest.skip(f"Audio2Lip conformance kit not found at {kit} (set CMET_CONFORMANCE_KIT)")
+    return kit
+
+
+def _tone(rate: int, seconds: float, channels: int = 1) -> np.ndarray:
+    """A 440 Hz + 1.3 kHz tone with a slow envelope, (channels, n) float32, channels slightly different."""
+    t = np.arange(int(rate * seconds)) / rate
+    env = 0.5 + 0.4 * np.sin(2 * np.pi * 1.5 * t)
+    rows = [
+        env * (0.3 * np.sin(2 * np.pi * 440 * t) + (0.1 + 0.05 * c) * np.sin(2 * np.pi * 1300 * t))
+        for c in range(channels)
+    ]
+    return np.stack(rows).astype(np.float32)
+
+
+def test_tiny_audio2lip_runs_and_fills() -> None:
+    net = Audio2Lip(TINY_AUDIO2LIP).eval()
+    fill_module(net, "audio2lip")
+    wav = _tone(16000, 0.5)[0]
+    windows = torch.from_numpy(melmod.lip_windows(wav))[:, None]
+    assert windows.shape == (12, 1, 80, 16)
+    with torch.no_grad():
+        lips = net(windows, 1, windows.shape[0])[0]
+        track = smooth_lips(lips)
+    assert lips.shape == track.shape == (12, 20)
+    assert torch.isfinite(track).all() and float(lips.std()) > 0
+    assert sum(p.numel() for p in net.parameters()) < 20_000
+
+
+def test_strict_load_round_trips() -> None:
+    src = Audio2Lip().eval()
+    fill_module(src, "audio2lip")
+    dst = Audio2Lip().eval()
+    dst.load_state_dict(src.state_dict(), strict=True)
+    x = torch.randn(3, 1, 80, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(src(x), dst(x))
+    partial = {k: v for k, v in src.state_dict().items() if not k.endswith("running_var")}
+    with pytest.raises(RuntimeError, match="running_var"):
+        dst.load_state_dict(partial, strict=True)
+
+
+def test_strict_load_takes_the_manifest_keys(a2l_kit: Path) -> None:
+    manifest = json.loads((a2l_kit / "audio2lip_manifest.json").read_text())
+    state = {k["key"]: torch.zeros(k["shape"], dtype=getattr(torch, k["dtype"])) for k in manifest["keys"]}
+    Audio2Lip().load_state_dict(state, strict=True)
+    assert len(state) == manifest["num_keys"] == 93
+
+
+def test_smoothing_zero_pads_the_edges() -> None:
+    k = smoothing_kernel()
+    assert np.allclose(k.numpy(), [0.27406862, 0.45186276, 0.27406862])
+    y = torch.ones(5, 2)
+    s = smooth_lips(y)
+    assert torch.allclose(s[0], k[1] + k[2]) and torch.allclose(s[-1], k[0] + k[1])
+    assert torch.allclose(s[2], torch.ones(2))
+
+
+def test_windows_truncate_and_clamp() -> None:
+    rows = melmod.window_rows(174, 557)
+    assert rows[:3, 0].tolist() == [0, 0, 0]  # starts -6, -3, 0: truncated toward zero, clamped
+    assert rows[0].tolist() == [0] * 6 + list(range(10))
+    assert rows[1].tolist() == [0] * 3 + list(range(13))
+    assert rows[173, -1] == 556
+
+
+def test_mel_of_a_48k_stereo_clip_is_resampled(tmp_path: Path) -> None:
+    stereo = _tone(48000, 1.0, channels=2)
+    path = tmp_path / "tone48k.wav"
+    soundfile.write(path, stereo.T, 48000, subtype="FLOAT")
+    wav = melmod.read_speech(path)
+    expect = soxr.resample(stereo.mean(axis=0, dtype=np.float32), 48000, 16000, quality="HQ")
+    assert wav.dtype == np.float32 and wav.shape == (math.ceil(stereo.shape[1] / 3),)
+    assert np.array_equal(wav, expect[: wav.shape[0]])
+    mel, frames = melmod.mel_spectrogram(wav)
+    assert frames == 25 and mel.shape == (81, 80)
+    native, _ = melmod.mel_spectrogram(_tone(16000, 1.0, channels=2).mean(axis=0, dtype=np.float32))
+    # away from the resampler's start/end transients the spectrum is the one of the clip made at 16 kHz
+    assert float(np.abs(mel - native)[2:-2].max()) < 1e-3
+    assert melmod.num_video_frames(stereo.shape[1]) == 75  # taken as 16 kHz, it would be three times too long
