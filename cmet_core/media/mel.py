@@ -132,11 +132,16 @@ def mel_spectrogram(wav: np.ndarray) -> tuple[np.ndarray, int]:
     return normalise_db(mel_amp).T, frames
 
 
-def window_rows(frames: int, mel_frames: int) -> np.ndarray:
-    """(T, 16) mel rows of each video frame's window: start trunc(16·(i-2)/5), rows clamped into [0, F-1]."""
+def window_starts(frames: int) -> np.ndarray:
+    """(T,) first mel row of each video frame's window: 80·(i-2)/25 truncated toward zero (-6, -3 for i = 0, 1)."""
     q = 16 * (np.arange(frames, dtype=np.int64) - 2)
-    starts = np.sign(q) * (np.abs(q) // 5)  # truncation toward zero, not floor
-    rows: np.ndarray = np.clip(starts[:, None] + np.arange(WINDOW, dtype=np.int64), 0, mel_frames - 1)
+    starts: np.ndarray = np.sign(q) * (np.abs(q) // 5)  # trunc(16·(i-2)/5), not floor
+    return starts
+
+
+def window_rows(frames: int, mel_frames: int) -> np.ndarray:
+    """(T, 16) mel rows of each window, clamped into [0, F-1] so the edges repeat the first or last frame."""
+    rows: np.ndarray = np.clip(window_starts(frames)[:, None] + np.arange(WINDOW), 0, mel_frames - 1)
     return rows
 
 

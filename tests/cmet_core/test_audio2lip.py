@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 import soundfile
 import soxr
 import torch
+from typer.testing import CliRunner
 
+from cmet_cli.main import app
+from cmet_core.conformance import KIT_FILES, run_audio2lip_kit
 from cmet_core.fill import fill_module
 from cmet_core.media import mel as melmod
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, smooth_lips, smoothing_kernel
@@ -102,3 +106,34 @@ def test_mel_of_a_48k_stereo_clip_is_resampled(tmp_path: Path) -> None:
     # away from the resampler's start/end transients the spectrum is the one of the clip made at 16 kHz
     assert float(np.abs(mel - native)[2:-2].max()) < 1e-3
     assert melmod.num_video_frames(stereo.shape[1]) == 75  # taken as 16 kHz, it would be three times too long
+
+
+def test_kit_groups_match(a2l_kit: Path) -> None:
+    results = {r.name: r for r in run_audio2lip_kit(a2l_kit.parent)}
+    assert set(results) == {
+        "audio2lip.filled_digest",
+        "audio2lip.mel",
+        "audio2lip.mel_windows",
+        "audio2lip.internals",
+        "audio2lip.output",
+        "audio2lip.lip_smooth",
+    }
+    assert all(r.passed for r in results.values()), [r.line() for r in results.values()]
+    assert results["audio2lip.mel"].max_abs < 1e-9 and results["audio2lip.output"].max_abs < 5e-5
+
+
+def test_kit_groups_catch_batchnorm_in_train_mode(a2l_kit: Path) -> None:
+    results = {r.name: r for r in run_audio2lip_kit(a2l_kit.parent, Audio2Lip().train())}
+    assert results["audio2lip.filled_digest"].passed and results["audio2lip.mel"].passed
+    assert not results["audio2lip.output"].passed and not results["audio2lip.lip_smooth"].passed
+
+
+def test_incomplete_audio2lip_folder_is_a_clear_error(conformance_kit: Path, a2l_kit: Path, tmp_path: Path) -> None:
+    for name in KIT_FILES:
+        shutil.copy(conformance_kit / name, tmp_path / name)
+    (tmp_path / "audio2lip").mkdir()
+    shutil.copy(a2l_kit / "audio2lip_manifest.json", tmp_path / "audio2lip")
+    result = CliRunner().invoke(app, ["conformance", "--kit", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "missing golden_audio2lip.npz, tolerances_audio2lip.json" in result.output
+    assert "Traceback" not in result.output and "ok " not in result.output
