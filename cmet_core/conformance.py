@@ -282,6 +282,11 @@ def _load_a2l_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str,
             "internals": _tolerance(rec["audio2lip_internals"]),
             "exact": Tolerance(),
         }
+        av = rec["av_alphas_and_schedule"]
+        tols["av_alphas"] = _tolerance(av["av_alpha_pose"])
+        tols["av_schedule"] = _tolerance(av["av_pred_exp / av_exp_per_frame / av_exp"])
+        img = rec["av_img"]
+        tols["av_img"] = Tolerance(max_abs=float(img["max_abs"]), mean_abs=float(img["mean_abs"]))
         for key, spec in rec["mel_float64_implementation"].items():
             if isinstance(spec, dict):
                 tols[key] = _tolerance(spec)
@@ -348,6 +353,43 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
     yield grp.result()
 
 
+def _a_mode_groups(
+    net: Audio2Lip, g: dict[str, np.ndarray], source_u8: np.ndarray, tols: dict[str, Tolerance]
+) -> Iterator[GroupResult]:
+    """A mode (`inference.py --opt A`): expression schedule from the pose video, then three renders.
+
+    Each stage starts from the kit's stored previous one; the lip alphas come from our own lip track.
+    The generator and connector are rule-filled afresh (their digests are the edtalk/connector groups').
+    """
+    gen, con = Generator().eval(), Connector().eval()
+    fill_module(gen, "edtalk")
+    fill_module(con, "connector")
+    frames_idx = torch.from_numpy(g["av_frame_idx"])
+    grp = _Group("audio2lip.av_schedule", tols["av_schedule"])
+    lip_len = int(g["av_lip_len"])
+    pred, per_frame = official_schedule(con, torch.from_numpy(g["av_ed_neu"]), torch.from_numpy(g["av_e2v"]), lip_len)
+    grp.compare("av_pred_exp", pred, g["av_pred_exp"])
+    grp.compare("av_exp_per_frame", per_frame, g["av_exp_per_frame"])
+    grp.compare("av_exp", per_frame[frames_idx], g["av_exp"])
+    wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
+    lips = smooth_lips(net(torch.from_numpy(mel.lip_windows(wav))[:, None])[0])
+    grp.compare("av_lip_alpha (our lip track)", lips[frames_idx], g["av_lip_alpha"], tols["outputs"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.av_alpha_pose", tols["av_alphas"])
+    pose = gen.compute_alpha_D(_frames(g["av_pose_frames_u8"]))[1]
+    grp.compare("av_alpha_pose", pose, g["av_alpha_pose"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.av_img", tols["av_img"])
+    src = gen.prepare_source(_frames(source_u8[None]))
+    lip_alpha, exp = torch.from_numpy(g["av_lip_alpha"]), torch.from_numpy(g["av_exp"])
+    for i in range(len(frames_idx)):
+        img = gen.render(src, lip_alpha[i : i + 1], pose[i : i + 1], exp[i : i + 1])
+        grp.compare(f"av_img[{i}] (frame {int(frames_idx[i])})", img[0], g["av_img"][i])
+    yield grp.result()
+
+
 def _guarded(name: str, groups: Callable[[], Iterator[GroupResult]]) -> Iterator[GroupResult]:
     """A missing golden key or a crash inside one model's checks is a failed group, not a traceback."""
     try:
@@ -372,24 +414,28 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )
     if a2l is not None:
-        yield from _a2l_checks(a2l, Audio2Lip().eval())
+        yield from _a2l_checks(a2l, Audio2Lip().eval(), ge["source_u8"])
 
 
 _A2LKit = tuple[Manifest, dict[str, np.ndarray], dict[str, Tolerance]]
 
 
 @torch.no_grad()
-def run_audio2lip_kit(kit: Path, net: Audio2Lip | None = None) -> Iterator[GroupResult]:
-    """The kit's `audio2lip/` groups alone: digest, mel, windows, internals, output, lip track.
+def run_audio2lip_kit(kit: Path, net: Audio2Lip | None = None, renders: bool = True) -> Iterator[GroupResult]:
+    """The kit's `audio2lip/` groups alone: digest, mel, windows, internals, output, lip track, then A mode.
 
-    `net` replaces the rule-filled default model (tests pass a broken one to see the groups fail).
+    `net` replaces the rule-filled default model (tests pass a broken one to see the groups fail);
+    `renders=False` leaves out the A-mode groups (the generator's renders take the most time).
     """
-    yield from _a2l_checks(_load_a2l_kit(Path(kit)), net if net is not None else Audio2Lip().eval())
+    source = _load_kit(Path(kit))[2]["source_u8"] if renders else None
+    yield from _a2l_checks(_load_a2l_kit(Path(kit)), net if net is not None else Audio2Lip().eval(), source)
 
 
-def _a2l_checks(loaded: _A2LKit, net: Audio2Lip) -> Iterator[GroupResult]:
+def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -> Iterator[GroupResult]:
     manifest, golden, tols = loaded
     yield from _model_checks("audio2lip", net, manifest, lambda m: _a2l_groups(m, golden, tols), exclude_pe=False)
+    if source_u8 is not None:
+        yield from _guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
 
 
 def _model_checks(

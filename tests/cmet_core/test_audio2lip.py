@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile
@@ -19,6 +21,7 @@ from cmet_core.conformance import KIT_FILES, run_audio2lip_kit
 from cmet_core.fill import fill_module
 from cmet_core.media import mel as melmod
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, smooth_lips, smoothing_kernel
+from cmet_core.models.edtalk import Generator
 from cmet_core.settings import get_settings
 
 
@@ -117,13 +120,16 @@ def test_kit_groups_match(a2l_kit: Path) -> None:
         "audio2lip.internals",
         "audio2lip.output",
         "audio2lip.lip_smooth",
+        "audio2lip.av_schedule",
+        "audio2lip.av_alpha_pose",
+        "audio2lip.av_img",
     }
     assert all(r.passed for r in results.values()), [r.line() for r in results.values()]
     assert results["audio2lip.mel"].max_abs < 1e-9 and results["audio2lip.output"].max_abs < 5e-5
 
 
 def test_kit_groups_catch_batchnorm_in_train_mode(a2l_kit: Path) -> None:
-    results = {r.name: r for r in run_audio2lip_kit(a2l_kit.parent, Audio2Lip().train())}
+    results = {r.name: r for r in run_audio2lip_kit(a2l_kit.parent, Audio2Lip().train(), renders=False)}
     assert results["audio2lip.filled_digest"].passed and results["audio2lip.mel"].passed
     assert not results["audio2lip.output"].passed and not results["audio2lip.lip_smooth"].passed
 
@@ -137,3 +143,25 @@ def test_incomplete_audio2lip_folder_is_a_clear_error(conformance_kit: Path, a2l
     assert result.exit_code == 2, result.output
     assert "missing golden_audio2lip.npz, tolerances_audio2lip.json" in result.output
     assert "Traceback" not in result.output and "ok " not in result.output
+
+
+def test_a_mode_expression_input_from_the_pose_video(a2l_kit: Path, test_data: Path) -> None:
+    """The kit stores `av_ed_neu`; here its last chunk of 8 (frames 168-174) is rebuilt from the decoded pose video.
+
+    Every frame's hash is checked; one chunk keeps the test at seconds (all 22 chunks take two minutes here),
+    and frames 0-7 are already the kit's `frames_u8`.
+    """
+    video = test_data / "video" / "mead_W009_038_cropped.mp4"
+    if not video.is_file():
+        pytest.skip(f"pose video {video} not found (set CMET_TEST_DATA)")
+    golden = np.load(a2l_kit / "golden_audio2lip.npz")
+    with av.open(str(video)) as container:
+        frames = [f.to_rgb().to_ndarray() for f in container.decode(video=0)]
+    hashes = [hashlib.sha256(np.ascontiguousarray(f).tobytes()).hexdigest() for f in frames]
+    assert hashes == list(golden["video_frame_sha256"])
+    gen = Generator().eval()
+    fill_module(gen, "edtalk")
+    x = ((torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0 - 0.5) * 2.0).contiguous()
+    with torch.no_grad():
+        ed_neu = gen.compute_alpha_D(x[168:])[0]
+    np.testing.assert_allclose(ed_neu.numpy(), golden["av_ed_neu"][168:], atol=1e-5, rtol=1e-5)
