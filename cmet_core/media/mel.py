@@ -11,7 +11,9 @@ end are clamped (the edge frames repeat), not padded.
 
 Input at another rate is averaged to mono in float32 and resampled with soxr "HQ", then cut or
 zero-padded to ceil(n * 16000 / rate) samples: what librosa >= 0.10 `load(path, sr=16000)` does
-(`resampler_audio2lip.json`; another resampler moves the lip track by up to 2e-3).
+(`resampler_audio2lip.json`; another resampler moves the lip track by up to 2e-3). `read_speech` reads
+through soundfile as the original does; `media.audio.load_audio` (PyAV, any container) averages
+channels in float64, which differs from this only in the last bit for more than two channels.
 """
 
 from __future__ import annotations

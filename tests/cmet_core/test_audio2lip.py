@@ -165,3 +165,22 @@ def test_a_mode_expression_input_from_the_pose_video(a2l_kit: Path, test_data: P
     with torch.no_grad():
         ed_neu = gen.compute_alpha_D(x[168:])[0]
     np.testing.assert_allclose(ed_neu.numpy(), golden["av_ed_neu"][168:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bug", "failing"),
+    [
+        ("floor", {"audio2lip.mel_windows", "audio2lip.output", "audio2lip.lip_smooth"}),
+        ("no_preemphasis", {"audio2lip.mel", "audio2lip.mel_windows", "audio2lip.output", "audio2lip.lip_smooth"}),
+    ],
+)
+def test_kit_groups_catch_front_end_bugs(
+    a2l_kit: Path, monkeypatch: pytest.MonkeyPatch, bug: str, failing: set[str]
+) -> None:
+    """Two of the kit's measured front-end bugs (start floored: 7e-2; no pre-emphasis: 0.24) fail their groups."""
+    if bug == "floor":
+        monkeypatch.setattr(melmod, "window_starts", lambda frames: (16 * (np.arange(frames) - 2)) // 5)
+    else:
+        monkeypatch.setattr(melmod, "preemphasis", lambda wav: np.asarray(wav, dtype=np.float64))
+    results = {r.name: r.passed for r in run_audio2lip_kit(a2l_kit.parent, renders=False)}
+    assert {name for name, ok in results.items() if not ok} == failing
