@@ -13,7 +13,7 @@ Input at another rate is averaged to mono in float32 and resampled with soxr "HQ
 zero-padded to ceil(n * 16000 / rate) samples: what librosa >= 0.10 `load(path, sr=16000)` does
 (`resampler_audio2lip.json`; another resampler moves the lip track by up to 2e-3). `read_speech` reads
 through soundfile as the original does; `media.audio.load_audio` (PyAV, any container) averages
-channels in float64, which differs from this only in the last bit for more than two channels.
+channels in float64: the same for one or two channels, a few float32 ulps off for more.
 """
 
 from __future__ import annotations
