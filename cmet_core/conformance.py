@@ -1,7 +1,8 @@
 """Golden checks behind `cmet conformance --kit DIR`: our modules, rule-filled, against the original's outputs.
 
 A kit is a folder in the format of `shared/conformance/`: two manifests, two golden npz files and
-`tolerances.json` with its `recommended_tolerances`. Every group is one line of the report.
+`tolerances.json` with its `recommended_tolerances`. When it holds the folder `audio2lip/`, Audio2Lip
+and its mel front end are checked too. Every group is one line of the report.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 
 from cmet_core.expression import official_schedule
 from cmet_core.fill import ModelKind, fill_module, state_digest
+from cmet_core.media import mel
+from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
 from cmet_core.models.connector import Connector, run_windows, sinusoid_table
 from cmet_core.models.edtalk import Generator
 from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, restore_face
@@ -29,6 +32,8 @@ KIT_FILES = (
     "golden_connector.npz",
     "tolerances.json",
 )
+A2L_DIR = "audio2lip"
+A2L_FILES = ("audio2lip_manifest.json", "golden_audio2lip.npz", "tolerances_audio2lip.json")
 
 
 Manifest = dict[str, Any]
@@ -66,8 +71,12 @@ class _Group:
         self.name, self.tol = name, tol
         self.max_abs = 0.0
         self.failures: list[str] = []
+        self.per_key = False
 
-    def compare(self, key: str, ours: torch.Tensor | np.ndarray, ref: np.ndarray) -> None:
+    def compare(self, key: str, ours: torch.Tensor | np.ndarray, ref: np.ndarray, tol: Tolerance | None = None) -> None:
+        """`tol` overrides the group's tolerance for this one key (the mel stages each have their own)."""
+        t = tol or self.tol
+        self.per_key |= tol is not None
         a = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
         a = a.reshape(ref.shape) if a.size == ref.size else a
         if a.shape != ref.shape:
@@ -77,11 +86,11 @@ class _Group:
         diff = np.abs(a.astype(np.float64) - ref.astype(np.float64))
         worst = float(diff.max()) if diff.size else 0.0
         self.max_abs = max(self.max_abs, worst)
-        if self.tol.max_abs is not None:
+        if t.max_abs is not None:
             mean = float(diff.mean())
-            if worst > self.tol.max_abs or mean > (self.tol.mean_abs or np.inf):
+            if worst > t.max_abs or mean > (t.mean_abs or np.inf):
                 self.failures.append(f"{key}: max {worst:.2e} mean {mean:.2e}")
-        elif np.any(diff > self.tol.atol + self.tol.rtol * np.abs(ref)):
+        elif np.any(diff > t.atol + t.rtol * np.abs(ref.astype(np.float64))):
             self.failures.append(f"{key}: max {worst:.2e}")
 
     def result(self) -> GroupResult:
@@ -91,7 +100,7 @@ class _Group:
         if t.max_abs is not None:
             limit = f"max<={t.max_abs:g} mean<={t.mean_abs:g}"
         else:
-            limit = f"atol={t.atol:g} rtol={t.rtol:g}"
+            limit = f"atol={t.atol:g} rtol={t.rtol:g}" + (" (and the kit's per-stage limits)" if self.per_key else "")
         return GroupResult(self.name, True, self.max_abs, limit)
 
 
@@ -260,6 +269,128 @@ def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, 
     yield grp.result()
 
 
+def _load_a2l_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, Tolerance]]:
+    folder = kit / A2L_DIR
+    missing = [f for f in A2L_FILES if not (folder / f).is_file()]
+    if missing:
+        raise KitError(f"{folder}: not an Audio2Lip kit, missing {', '.join(missing)}")
+    try:
+        manifest = json.loads((folder / A2L_FILES[0]).read_text())
+        golden = dict(np.load(folder / A2L_FILES[1]))
+        rec = json.loads((folder / A2L_FILES[2]).read_text())["recommended_tolerances"]
+        tols = {
+            "outputs": _tolerance(rec["audio2lip_outputs"]),
+            "internals": _tolerance(rec["audio2lip_internals"]),
+            "exact": Tolerance(),
+        }
+        av = rec["av_alphas_and_schedule"]
+        tols["av_alphas"] = _tolerance(av["av_alpha_pose"])
+        tols["av_schedule"] = _tolerance(av["av_pred_exp / av_exp_per_frame / av_exp"])
+        img = rec["av_img"]
+        tols["av_img"] = Tolerance(max_abs=float(img["max_abs"]), mean_abs=float(img["mean_abs"]))
+        for key, spec in rec["mel_float64_implementation"].items():
+            if isinstance(spec, dict):
+                tols[key] = _tolerance(spec)
+    except (ValueError, KeyError, OSError) as exc:
+        raise KitError(f"{folder}: unreadable kit file ({exc})") from exc
+    return manifest, golden, tols
+
+
+def _tolerance(spec: dict[str, Any]) -> Tolerance:
+    return Tolerance(atol=float(spec.get("atol", 0.0)), rtol=float(spec.get("rtol", 0.0)))
+
+
+def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+    exact = tols["exact"]
+    grp = _Group("audio2lip.mel", tols["orig_mel"])
+    wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
+    grp.compare("wav_float", wav, g["wav_float"], exact)
+    frames = mel.num_video_frames(wav.shape[0])
+    length = frames * mel.SAMPLES_PER_FRAME
+    grp.compare("num_frames", np.array(frames), g["num_frames"], exact)
+    grp.compare("wav_length", np.array(length), g["wav_length"], exact)
+    pre = mel.preemphasis(wav[:length])
+    grp.compare("preemph_wav", pre, g["preemph_wav"], tols["preemph_wav"])
+    mag = mel.stft_magnitude(g["preemph_wav"])
+    grp.compare("stft_mag", mag, g["stft_mag"], tols["stft_mag"])
+    grp.compare("mel_basis", mel.mel_basis(), g["mel_basis"], tols["mel_basis"])
+    grp.compare("mel_amp", mel.mel_basis() @ g["stft_mag"], g["mel_amp"], tols["mel_amp"])
+    grp.compare("orig_mel (from mel_amp)", mel.normalise_db(g["mel_amp"]).T, g["orig_mel"])
+    full, _ = mel.mel_spectrogram(wav)
+    grp.compare("orig_mel (end to end)", full, g["orig_mel"])
+    grp.compare("mel_frames", np.array(full.shape[0]), g["mel_frames"], exact)
+    yield grp.result()
+
+    grp = _Group("audio2lip.mel_windows", tols["indiv_mels"])
+    rows = mel.window_rows(frames, int(g["mel_frames"]))
+    grp.compare("mel_window_start", mel.window_starts(frames), g["mel_window_start"], exact)
+    grp.compare("mel_window_index", rows, g["mel_window_index"], exact)
+    grp.compare("indiv_mels (from orig_mel)", mel.mel_windows(g["orig_mel"], frames), g["indiv_mels"])
+    ours_windows = mel.mel_windows(full, frames)
+    grp.compare("indiv_mels (end to end)", ours_windows, g["indiv_mels"])
+    yield grp.result()
+
+    windows = torch.from_numpy(g["indiv_mels"])[:, None]
+    trace: list[torch.Tensor] = []
+    feat = net.features(windows, trace)
+    grp = _Group("audio2lip.internals", tols["internals"])
+    for j, block in enumerate(trace):
+        grp.compare(f"a2l_block{j}_chmean", block.mean(dim=(2, 3)), g[f"a2l_block{j}_chmean"])
+        if f"a2l_block{j}_frame10" in g:
+            grp.compare(f"a2l_block{j}_frame10", block[10], g[f"a2l_block{j}_frame10"])
+    grp.compare("a2l_feat512", feat, g["a2l_feat512"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.output", tols["outputs"])
+    out = net(windows, 1, windows.shape[0])[0]
+    grp.compare("a2l_out", out, g["a2l_out"])
+    e2e = net(torch.from_numpy(ours_windows)[:, None], 1, frames)[0]
+    grp.compare("a2l_out (from our mel)", e2e, g["a2l_out"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.lip_smooth", tols["outputs"])
+    grp.compare("lip_smooth (from a2l_out)", smooth_lips(torch.from_numpy(g["a2l_out"])), g["lip_smooth"])
+    grp.compare("lip_smooth (end to end)", smooth_lips(e2e), g["lip_smooth"])
+    yield grp.result()
+
+
+def _a_mode_groups(
+    net: Audio2Lip, g: dict[str, np.ndarray], source_u8: np.ndarray, tols: dict[str, Tolerance]
+) -> Iterator[GroupResult]:
+    """A mode (`inference.py --opt A`): expression schedule from the pose video, then three renders.
+
+    Each stage starts from the kit's stored previous one; the lip alphas come from our own lip track.
+    The generator and connector are rule-filled afresh (their digests are the edtalk/connector groups').
+    """
+    gen, con = Generator().eval(), Connector().eval()
+    fill_module(gen, "edtalk")
+    fill_module(con, "connector")
+    frames_idx = torch.from_numpy(g["av_frame_idx"])
+    grp = _Group("audio2lip.av_schedule", tols["av_schedule"])
+    lip_len = int(g["av_lip_len"])
+    pred, per_frame = official_schedule(con, torch.from_numpy(g["av_ed_neu"]), torch.from_numpy(g["av_e2v"]), lip_len)
+    grp.compare("av_pred_exp", pred, g["av_pred_exp"])
+    grp.compare("av_exp_per_frame", per_frame, g["av_exp_per_frame"])
+    grp.compare("av_exp", per_frame[frames_idx], g["av_exp"])
+    wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
+    lips = smooth_lips(net(torch.from_numpy(mel.lip_windows(wav))[:, None])[0])
+    grp.compare("av_lip_alpha (our lip track)", lips[frames_idx], g["av_lip_alpha"], tols["outputs"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.av_alpha_pose", tols["av_alphas"])
+    pose = gen.compute_alpha_D(_frames(g["av_pose_frames_u8"]))[1]
+    grp.compare("av_alpha_pose", pose, g["av_alpha_pose"])
+    yield grp.result()
+
+    grp = _Group("audio2lip.av_img", tols["av_img"])
+    src = gen.prepare_source(_frames(source_u8[None]))
+    lip_alpha, exp = torch.from_numpy(g["av_lip_alpha"]), torch.from_numpy(g["av_exp"])
+    for i in range(len(frames_idx)):
+        img = gen.render(src, lip_alpha[i : i + 1], pose[i : i + 1], exp[i : i + 1])
+        grp.compare(f"av_img[{i}] (frame {int(frames_idx[i])})", img[0], g["av_img"][i])
+    yield grp.result()
+
+
 def _guarded(name: str, groups: Callable[[], Iterator[GroupResult]]) -> Iterator[GroupResult]:
     """A missing golden key or a crash inside one model's checks is a failed group, not a traceback."""
     try:
@@ -270,8 +401,10 @@ def _guarded(name: str, groups: Callable[[], Iterator[GroupResult]]) -> Iterator
 
 @torch.no_grad()
 def run_kit(kit: Path) -> Iterator[GroupResult]:
-    """Build both models, fill them by the rule, check digests, then every golden group."""
+    """Build each model, fill it by the rule, check its digest, then every golden group (Audio2Lip if in the kit)."""
     edm, cnm, ge, gc, tols = _load_kit(Path(kit))
+    # loaded first, so a broken audio2lip/ folder is reported before minutes of EDTalk checks
+    a2l = _load_a2l_kit(Path(kit)) if (Path(kit) / A2L_DIR).is_dir() else None
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
@@ -281,8 +414,31 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     yield from _model_checks(
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )
+    if a2l is not None:
+        yield from _a2l_checks(a2l, Audio2Lip().eval(), ge["source_u8"])
     if (Path(kit) / GFPGAN_DIR).is_dir():
         yield from run_gfpgan_kit(Path(kit) / GFPGAN_DIR)
+
+
+_A2LKit = tuple[Manifest, dict[str, np.ndarray], dict[str, Tolerance]]
+
+
+@torch.no_grad()
+def run_audio2lip_kit(kit: Path, net: Audio2Lip | None = None, renders: bool = True) -> Iterator[GroupResult]:
+    """The kit's `audio2lip/` groups alone: digest, mel, windows, internals, output, lip track, then A mode.
+
+    `net` replaces the rule-filled default model (tests pass a broken one to see the groups fail);
+    `renders=False` leaves out the A-mode groups (the generator's renders take the most time).
+    """
+    source = _load_kit(Path(kit))[2]["source_u8"] if renders else None
+    yield from _a2l_checks(_load_a2l_kit(Path(kit)), net if net is not None else Audio2Lip().eval(), source)
+
+
+def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -> Iterator[GroupResult]:
+    manifest, golden, tols = loaded
+    yield from _model_checks("audio2lip", net, manifest, lambda m: _a2l_groups(m, golden, tols), exclude_pe=False)
+    if source_u8 is not None:
+        yield from _guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
 
 
 def _model_checks(
@@ -298,12 +454,9 @@ def _model_checks(
 def kit_fingerprint(kit: Path) -> str:
     """Short digest of the kit's files, printed so a report says which kit it checked."""
     h = hashlib.sha256()
-    for name in KIT_FILES:
+    extensions = (*(f"{A2L_DIR}/{f}" for f in A2L_FILES), *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES))
+    for name in (*KIT_FILES, *extensions):
         path = Path(kit) / name
-        if path.is_file():
-            h.update(path.read_bytes())
-    for name in GFPGAN_FILES:
-        path = Path(kit) / GFPGAN_DIR / name
         if path.is_file():
             h.update(path.read_bytes())
     return h.hexdigest()[:12]

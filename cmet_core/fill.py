@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-ModelKind = Literal["edtalk", "connector", "gfpgan"]
+ModelKind = Literal["edtalk", "connector", "gfpgan", "audio2lip"]
 Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
 
 
@@ -90,7 +90,14 @@ def gfpgan_rule(key: str, shape: torch.Size) -> Fill:
     return 0.0, _fan_in_scale(shape)
 
 
-RULES = {"edtalk": edtalk_rule, "connector": connector_rule, "gfpgan": gfpgan_rule}
+def audio2lip_rule(key: str, shape: torch.Size) -> Fill:
+    """Table `audio2lip` (audio2lip/RULE_audio2lip.md): the connector's rows plus A4, the lip map's smaller scale."""
+    if key == "mapping.weight":
+        return 0.0, 0.25 * _fan_in_scale(shape)
+    return connector_rule(key, shape)
+
+
+RULES = {"edtalk": edtalk_rule, "connector": connector_rule, "gfpgan": gfpgan_rule, "audio2lip": audio2lip_rule}
 
 
 @torch.no_grad()
