@@ -10,6 +10,9 @@ from typing import Any
 
 from cmet_core.errors import ErrorCode
 
+OUTAGE_RETRY_AFTER_S = 5
+"""How long a client (Retry-After) or a task (its retry) waits when the database or the broker is away."""
+
 
 class RequestError(Exception):
     """`code` says what is wrong (and gives the status), `detail` what to change; `headers` such as Retry-After."""

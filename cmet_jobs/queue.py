@@ -15,7 +15,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs.errors import RequestError
+from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S, RequestError
 from cmet_jobs.settings import JobsSettings
 
 if TYPE_CHECKING:
@@ -72,9 +72,6 @@ def _client(broker_url: str, data_dir: Path) -> Celery:
     return app
 
 
-RETRY_AFTER_S = 5
-
-
 def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | None = None, **options: Any) -> None:
     """Queue `task` for one record id (on the edit queue unless named): messages carry ids only, the record
     is the truth. A broker that cannot be reached (after Celery's own publish retries) is a 503
@@ -85,7 +82,9 @@ def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | No
         )
     except OperationalError as exc:
         raise RequestError(
-            ErrorCode.QUEUE_UNAVAILABLE, f"the job queue cannot be reached ({exc})", {"Retry-After": str(RETRY_AFTER_S)}
+            ErrorCode.QUEUE_UNAVAILABLE,
+            f"the job queue cannot be reached ({exc})",
+            {"Retry-After": str(OUTAGE_RETRY_AFTER_S)},
         ) from exc
 
 

@@ -10,6 +10,7 @@ event once.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from datetime import timedelta
@@ -24,6 +25,8 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import DeliveryState
 from cmet_jobs.storage import Storage
+
+log = logging.getLogger(__name__)
 
 DELIVER = "cmet.deliver_webhook"
 MAX_RETRY_AFTER_S = 24 * 3600.0
@@ -59,12 +62,18 @@ def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None
 
 def dispatch(settings: JobsSettings, delivery_ids: list[str | None]) -> None:
     """Queue deliveries on their own queue, never the edit queue: webhook workers send them (several
-    at once, each within `webhook_timeout_s`), so a slow receiver holds up no one's edit."""
+    at once, each within `webhook_timeout_s`), so a slow receiver holds up no one's edit. A broker
+    that is away loses nothing: the rows are due, and the webhook worker's sweeper queues them."""
+    from cmet_jobs.errors import RequestError
     from cmet_jobs.queue import send
 
     for delivery_id in delivery_ids:
-        if delivery_id is not None:
+        if delivery_id is None:
+            continue
+        try:
             send(settings, DELIVER, delivery_id, settings.webhook_queue)
+        except RequestError as exc:
+            log.warning("delivery %s not queued now (the sweeper sends it when due): %s", delivery_id, exc.detail)
 
 
 def _claim(settings: JobsSettings, delivery_id: str) -> bool:

@@ -16,8 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs.errors import RequestError
-from cmet_jobs.queue import RETRY_AFTER_S
+from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S, RequestError
 
 log = logging.getLogger("cmet.api")
 
@@ -106,7 +105,7 @@ def install(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
         code = ErrorCode.DATABASE_UNAVAILABLE
-        return problem_response(code, "the job database cannot be reached", {"Retry-After": str(RETRY_AFTER_S)})
+        return problem_response(code, "the job database cannot be reached", {"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

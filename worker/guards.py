@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from cmet_jobs import jobs, webhooks
 from cmet_jobs.db.session import DATABASE_ERRORS, session_scope
-from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import Storage
 
@@ -106,10 +105,7 @@ class Progress:
             log.warning("progress of %s not recorded: %s", self.job_id, exc)
             return
         self.last = moment
-        try:
-            webhooks.dispatch(self.settings, [event])
-        except RequestError as exc:  # the broker is away: the sweeper sends the recorded delivery when due
-            log.warning("progress webhook of %s not queued: %s", self.job_id, exc)
+        webhooks.dispatch(self.settings, [event])
 
     def _record(self, stage: str, done: int, total: int) -> str | None:
         """Progress and stage on the record; a cancel request found there stops the edit."""

@@ -23,10 +23,10 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, queue, webhooks
+from cmet_jobs import emotions, jobs, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
-from cmet_jobs.errors import RequestError
+from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef
@@ -79,11 +79,7 @@ def _finish(
                 job.output_key = output_key
             return _ended(session, job, storage_for(settings))
 
-    event = retrying(record, f"recording the end of {job_id}")
-    try:
-        webhooks.dispatch(settings, [event])
-    except RequestError as exc:  # the broker is away: the sweeper sends the recorded delivery when due
-        log.warning("webhook of %s not queued: %s", job_id, exc)
+    webhooks.dispatch(settings, [retrying(record, f"recording the end of {job_id}")])
 
 
 def _ended(session: Session, job: Job, storage: Storage) -> str | None:
@@ -214,8 +210,8 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
     except jobs.JobBusy as busy:
         raise self.retry(countdown=busy.retry_in, max_retries=None) from None
     except DATABASE_ERRORS as exc:  # the record cannot be read yet: the message comes back later
-        log.warning("the database is unavailable; job %s tried again in %d s", job_id, queue.RETRY_AFTER_S)
-        raise self.retry(countdown=queue.RETRY_AFTER_S, max_retries=None) from exc
+        log.warning("the database is unavailable; job %s tried again in %d s", job_id, OUTAGE_RETRY_AFTER_S)
+        raise self.retry(countdown=OUTAGE_RETRY_AFTER_S, max_retries=None) from exc
     if not isinstance(claimed, _Claimed):
         return "skipped" if claimed is None else claimed.value
 

@@ -111,25 +111,33 @@ class Stack:
         listing = s3.list_objects_v2(Bucket=self.env["CMET_S3_BUCKET"], Prefix=prefix)
         return [o["Key"] for o in listing.get("Contents", [])]
 
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
+        log = (self.logs / log_name).open("ab")
+        return subprocess.Popen(
+            args, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen | None, sig: int) -> None:  # type: ignore[type-arg]
+        """Signal the process group; one that outlives 30 s is killed."""
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
     def start_api(self) -> subprocess.Popen:  # type: ignore[type-arg]
         port = self.api_url.rsplit(":", 1)[-1]
         args = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", port]
-        log = (self.logs / "api.log").open("ab")
-        self.api = subprocess.Popen(
-            [*args, "--log-level", "warning"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        self.api = self._spawn([*args, "--log-level", "warning"], "api.log")
         wait_until(lambda: httpx.get(self.api_url + "/healthz").status_code == 200, 60, "API server", self.api)
         return self.api
 
     def stop_api(self, sig: int = 15) -> None:
-        if self.api is not None and self.api.poll() is None:
-            os.killpg(self.api.pid, sig)
-            self.api.wait(30)
+        self._stop(self.api, sig)
         self.api = None
 
     def start_webhook_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -137,53 +145,24 @@ class Stack:
         from worker.devices import WEBHOOK_ENV, webhook_command
 
         args = [*webhook_command(self.env["CMET_WEBHOOK_QUEUE"], 4), "--without-gossip", "--without-mingle"]
-        log = (self.logs / "webhooks.log").open("ab")
         env = {**self.env, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}
-        self.webhook_worker = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
+        self.webhook_worker = self._spawn(args, "webhooks.log", env)
         return self.webhook_worker
 
     def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            self.env["CMET_QUEUE"],
-            "-c",
-            "1",
-            "--pool",
-            "prefork",
-            "-l",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-        log = (self.logs / "worker.log").open("ab")
-        self.worker = subprocess.Popen(
-            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
+        """One edit worker, built as `cmet worker` builds them (one job at a time, prefork)."""
+        from worker.devices import celery_worker
+
+        args = celery_worker([self.env["CMET_QUEUE"]], 1, "prefork", "cmet-test")
+        self.worker = self._spawn([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"], "worker.log")
         return self.worker
 
     def stop_worker(self, sig: int = 15) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, sig)
-            self.worker.wait(30)
+        self._stop(self.worker, sig)
         self.worker = None
 
     def stop_webhook_worker(self) -> None:
-        if self.webhook_worker is not None and self.webhook_worker.poll() is None:
-            os.killpg(self.webhook_worker.pid, signal.SIGTERM)
-            try:
-                self.webhook_worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.webhook_worker.pid, signal.SIGKILL)
-                self.webhook_worker.wait()
+        self._stop(self.webhook_worker, signal.SIGTERM)
         self.webhook_worker = None
 
 
