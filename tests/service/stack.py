@@ -22,7 +22,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_DB = 11
+REDIS_DB = int(os.environ.get("CMET_TEST_REDIS_DB", "11"))
+"""The local Redis database the test stacks use; parallel runs on one machine each set their own."""
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 def free_port() -> int:
@@ -175,7 +177,7 @@ def running_stack(
         import redis
 
         redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
-        broker_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        broker_url = REDIS_URL
     port = free_port()
     queue = f"cmet-test-{uuid.uuid4().hex[:8]}"
     env = {

@@ -26,7 +26,7 @@ from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
 from cmet_jobs.queue import time_limits
 from tests.media_factory import make_dense_video
-from tests.service.stack import free_port, postgres_database, process, wait_until
+from tests.service.stack import REDIS_DB, REDIS_URL, free_port, postgres_database, process, wait_until
 
 MB = 1 << 20
 
@@ -64,7 +64,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "PYTHONUNBUFFERED": "1",
             "CMET_DATA_DIR": str(tmp / "data"),
             "CMET_DATABASE_URL": database_url,
-            "CMET_BROKER_URL": "redis://127.0.0.1:6379/11",
+            "CMET_BROKER_URL": REDIS_URL,
             "CMET_QUEUE": f"cmet-edges-{uuid.uuid4().hex[:8]}",
             "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "CMET_METRICS_TOKEN": uuid.uuid4().hex,
@@ -318,7 +318,7 @@ def test_time_limits_follow_the_frames_and_pixels_of_the_upload(api: Api, tmp_pa
     job = _submit(api, api.key, clip.read_bytes())
     assert job.status_code == 202, job.text
     info = probe(clip)
-    queued = redis.Redis(host="127.0.0.1", port=6379, db=11).lrange(api.env["CMET_QUEUE"], 0, -1)
+    queued = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).lrange(api.env["CMET_QUEUE"], 0, -1)
     mine = [m for m in map(json.loads, queued) if job.json()["id"] in m["headers"]["argsrepr"]]
     soft, hard = time_limits(info.frame_count, info.width * info.height)
     assert len(mine) == 1 and mine[0]["headers"]["timelimit"] == [hard, soft]

@@ -22,6 +22,7 @@ from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
 from tests.media_factory import make_audio, make_dense_video, make_video
+from tests.service.stack import REDIS_URL
 
 MAX_VIDEO = 2_000_000
 
@@ -47,7 +48,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     tmp = tmp_path_factory.mktemp("corpus")
     settings = JobsSettings(
         data_dir=tmp / "data",
-        broker_url="redis://127.0.0.1:6379/11",
+        broker_url=REDIS_URL,
         queue=f"cmet-corpus-{uuid.uuid4().hex[:8]}",
         max_video_bytes=MAX_VIDEO,
         max_speech_bytes=1_000_000,
@@ -568,7 +569,7 @@ def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> No
     base = f"http://127.0.0.1:{server.server_address[1]}"
     settings = JobsSettings(
         data_dir=tmp_path / "data",
-        broker_url="redis://127.0.0.1:6379/11",
+        broker_url=REDIS_URL,
         queue=f"cmet-lan-{uuid.uuid4().hex[:8]}",
         max_video_bytes=MAX_VIDEO,
         allow_private_urls=True,

@@ -16,11 +16,12 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
+from tests.service.stack import REDIS_URL
 
 _scratch = Path(tempfile.mkdtemp(prefix="cmet-schemathesis-"))
 _settings = JobsSettings(
     data_dir=_scratch,
-    broker_url="redis://127.0.0.1:6379/11",
+    broker_url=REDIS_URL,
     queue=f"cmet-fuzz-{uuid.uuid4().hex[:8]}",
     public_url="http://localhost",
 )
