@@ -41,13 +41,19 @@ def pull_cmd(
     endpoint: str = typer.Option(
         None, "--endpoint", help="Hub endpoint or mirror (default: CMET_HF_ENDPOINT, then HF_ENDPOINT)."
     ),
+    mirror: str = typer.Option(
+        None, "--mirror", help="Base URL serving GFPGANv1.4.pth instead of its GitHub release (same sha256)."
+    ),
+    no_restorer: bool = typer.Option(False, "--no-restorer", help="Leave out the optional face restorer."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set of the same name."),
 ) -> None:
     """Download the published weights (needs network), verify and convert them into DIR/official."""
     from cmet_core.models.pull import OFFICIAL_SPEC, load_spec, pull
 
     spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
-    dest = run(pull, _root(directory), spec, endpoint=endpoint, force=force, progress=say)
+    if no_restorer:
+        spec = spec.model_copy(update={"restorer": None})
+    dest = run(pull, _root(directory), spec, endpoint=endpoint, force=force, progress=say, mirror=mirror)
     typer.echo(f"model set {spec.name} {spec.version} written to {dest}")
 
 
@@ -82,18 +88,19 @@ def convert_cmd(
     edtalk: Path = typer.Option(..., "--edtalk", help="Official EDTalk.pt."),
     connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),
+    gfpgan: Path = typer.Option(None, "--gfpgan", help="Optional GFPGANv1.4.pth, the face restorer of --enhance."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
     from cmet_core.models.build import convert_set
 
-    dest = run(convert_set, directory, edtalk, connector, emotion2vec, force=force)
+    dest = run(convert_set, directory, edtalk, connector, emotion2vec, force=force, gfpgan_pth=gfpgan)
     typer.echo(f"model set written to {dest}")
 
 
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
-    """Sets and their models: name, version, kind, size, source."""
+    """Sets and their models: name, version, kind, size, source, and what is known of the weights' licence."""
     from cmet_core.models.sets import discover_sets, list_models, no_set_message
 
     root = _root(directory)
@@ -101,10 +108,19 @@ def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> N
         raise fail(no_set_message(root))
     rows, problems = run(list_models, root)
     table = Table(title=f"model sets in {root}")
-    for column in ("set", "kind", "name", "version", "size", "source", "sha256"):
+    for column in ("set", "kind", "name", "version", "size", "source", "sha256", "licence"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for r in rows:
-        cells = (f"{r.set_name} {r.set_version}", r.kind, r.name, r.version, _size(r.size), r.source, r.sha256[:12])
+        cells = (
+            f"{r.set_name} {r.set_version}",
+            r.kind,
+            r.name,
+            r.version,
+            _size(r.size),
+            r.source,
+            r.sha256[:12],
+            r.licence,
+        )
         table.add_row(*(escape(c) for c in cells))
     out().print(table)
     for problem in problems:

@@ -19,13 +19,15 @@ from typing import Any
 
 import torch
 
-from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
+from cmet_core.models.checkpoints import load_connector, load_edtalk, load_gfpgan, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
 from cmet_core.models.convert import import_emotion2vec
 from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN, GFPGANConfig
 from cmet_core.models.manifests import (
     KINDS,
+    OPTIONAL_KINDS,
     SET_MANIFEST,
     Kind,
     SetEntry,
@@ -84,9 +86,10 @@ def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
 
 
 def write_set_manifest(set_dir: Path, name: str, version: str, description: str = "") -> SetManifest:
-    """Describe the three models already in `set_dir` in its `models.json`."""
+    """Describe the three models already in `set_dir`, and the optional ones there, in its `models.json`."""
     entries: dict[Kind, SetEntry] = {}
-    for kind in KINDS:
+    present = [k for k in OPTIONAL_KINDS if (Path(set_dir) / f"{k}.json").is_file()]
+    for kind in (*KINDS, *present):
         model, _ = read_model_manifest(Path(set_dir) / f"{kind}.json", kind)
         entries[kind] = SetEntry(manifest=f"{kind}.json", name=model.name, version=model.version, sha256=model.sha256)
     manifest = SetManifest(name=name, version=version, description=description, created_at=now_utc(), models=entries)
@@ -124,13 +127,28 @@ def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny",
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny") -> Path:
-    """A complete random set with the tiny configs: fast enough for tests and development."""
+def add_restorer(stage: Path, net: GFPGAN, name: str, version: str, source: Source) -> Path:
+    """The optional face restorer of a set (`enhance`), written beside the other models."""
+    return write_model(
+        net.state_dict(), stage, kind="gfpgan", name=name, version=version, config=net.cfg.to_dict(), source=source
+    )
+
+
+def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny", restorer: bool = True) -> Path:
+    """A complete random set with the tiny configs: fast enough for tests and development.
+
+    `restorer=False` leaves out the optional face restorer (a set that cannot `enhance`)."""
     with staged_set(dest, force) as stage:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen, con = Generator(TINY_EDTALK), Connector(TINY_CONNECTOR)
+            tiny_restorer = GFPGAN(TINY_GFPGAN)
         source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
+        if restorer:
+            from cmet_core.fill import fill_module
+
+            fill_module(tiny_restorer, "gfpgan")  # the kit's rule: well-conditioned, seed-independent
+            add_restorer(stage, tiny_restorer, "gfpgan-tiny", version, source)
         write_model(
             gen.state_dict(),
             stage,
@@ -155,7 +173,8 @@ def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str =
 
 
 def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
-    """Full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks without official weights).
+    """Full-size EDTalk, connector and face restorer filled by rule cmet-fill-v1 (benchmarks without
+    official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
@@ -163,10 +182,12 @@ def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", se
     from cmet_core.fill import fill_module
 
     with staged_set(dest, force) as stage:
-        gen, con = Generator(EDTalkConfig()), Connector(ConnectorConfig())
+        gen, con, restorer = Generator(EDTalkConfig()), Connector(ConnectorConfig()), GFPGAN(GFPGANConfig())
         fill_module(gen, "edtalk")
         fill_module(con, "connector")
+        fill_module(restorer, "gfpgan")
         source = Source(kind="cmet-fill-v1")
+        add_restorer(stage, restorer, "gfpgan-filled", "1.4.0", source)
         write_model(
             gen.state_dict(),
             stage,
@@ -201,12 +222,14 @@ def convert_set(
     force: bool = False,
     name: str = "official",
     version: str = "1.0.0",
+    gfpgan_pth: Path | None = None,
 ) -> Path:
     """A set from official files already on disk (e.g. downloaded by hand).
 
-    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`.
+    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`;
+    `gfpgan_pth` the optional `GFPGANv1.4.pth`.
     """
-    from cmet_core.models.convert import convert_connector, convert_edtalk
+    from cmet_core.models.convert import convert_connector, convert_edtalk, convert_gfpgan
 
     e2v = Path(emotion2vec_dir)
     with staged_set(dest, force) as stage:
@@ -214,6 +237,8 @@ def convert_set(
         convert_connector(Path(connector_pth), stage, version=version)
         tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []
         import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
+        if gfpgan_pth is not None:
+            convert_gfpgan(Path(gfpgan_pth), stage)
         finish_set(stage, name, version, "converted from local official files")
     return Path(dest)
 
@@ -261,7 +286,7 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
         return SetReport(set_dir, None, [Check("set", set_dir.name, "failed", str(exc))])
     report = SetReport(set_dir, manifest)
     configs: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
+    for kind in manifest.kinds:
         entry = manifest.models[kind]
         try:
             model, weights = model_manifest(set_dir, manifest, kind)
@@ -274,6 +299,9 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
                 detail = "sha256 ok; strict load ok"
             elif kind == "connector":
                 load_connector(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
+            elif kind == "gfpgan":
+                load_gfpgan(weights, verify=False)
                 detail = "sha256 ok; strict load ok"
             else:
                 detail = check_emotion2vec(weights)

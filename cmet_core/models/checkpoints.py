@@ -15,6 +15,7 @@ import torch
 from cmet_core.models.connector import Connector, ConnectorConfig
 from cmet_core.models.edtalk import EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError, few
+from cmet_core.models.gfpgan import GFPGAN, GFPGANConfig
 from cmet_core.models.manifests import (
     Kind,
     ModelManifest,
@@ -70,6 +71,8 @@ def _build(kind: Kind, config: Mapping[str, Any], where: Path) -> torch.nn.Modul
             return Generator(EDTalkConfig(**config))
         if kind == "connector":
             return Connector(ConnectorConfig(**config))
+        if kind == "gfpgan":
+            return GFPGAN(GFPGANConfig(**config))
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"config of {where} cannot build a {kind} model: {exc}") from None
     raise ModelLoadError(f"{where}: {kind} models are not built from a state dict")
@@ -114,6 +117,13 @@ def load_connector(path: Path, *, verify: bool = True) -> Connector:
     return module
 
 
+def load_gfpgan(path: Path, *, verify: bool = True) -> GFPGAN:
+    """A GFPGAN v1.4 restorer from `gfpgan.safetensors` (or its manifest), in eval mode."""
+    module = load_module(path, "gfpgan", verify=verify)
+    assert isinstance(module, GFPGAN)
+    return module
+
+
 def write_model(
     state: Mapping[str, torch.Tensor],
     dest_dir: Path,
@@ -126,6 +136,7 @@ def write_model(
     stem: str | None = None,
     origin: str | None = None,
     training: TrainingRecord | None = None,
+    licence: str | None = None,
 ) -> Path:
     """Write `<stem>.safetensors` and its manifest after checking the state fits the config.
 
@@ -156,6 +167,7 @@ def write_model(
         source=source,
         created_at=now_utc(),
         training=training,
+        licence=licence,
     )
     mpath = dest_dir / f"{stem}.json"
     write_manifest(manifest, mpath)

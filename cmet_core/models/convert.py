@@ -3,6 +3,8 @@
 * `EDTalk.pt`: a torch pickle, a dict whose `gen` entry is the generator's state dict.
 * the C-MET connector `.pth`: a dict whose `state_dict` entry is the connector's state dict,
   next to `optimizer`, `global_step` and `global_epoch`, which we drop.
+* `GFPGANv1.4.pth`: a dict whose `params_ema` entry (the EMA weights GFPGANer loads) is the
+  restorer's state dict, its 15 noise buffers included; `params`, if present, is dropped.
 * emotion2vec+: `config.yaml` + `model.pt`, copied as they are (funasr must load them) after
   checking that both parse.
 
@@ -28,6 +30,8 @@ from cmet_core.models.checkpoints import write_model
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
+from cmet_core.models.gfpgan import GFPGANConfig
 from cmet_core.models.manifests import (
     Kind,
     ModelManifest,
@@ -146,6 +150,7 @@ def _convert(
     name: str,
     version: str,
     source: Source | None,
+    licence: str | None = None,
 ) -> Path:
     from cmet_core.models.checkpoints import load_module
 
@@ -159,6 +164,7 @@ def _convert(
         config=config,
         source=_source_for(src, source),
         origin=f"{src} (entry {key!r})",
+        licence=licence,
     )
     load_module(mpath, kind)
     return mpath
@@ -189,6 +195,22 @@ def convert_connector(
     """C-MET `*.pth` (`{"state_dict": ..., "optimizer": ...}`) -> `connector.safetensors` + manifest."""
     return _convert(
         src, dest_dir, "connector", "state_dict", "C-MET connector", config.to_dict(), name, version, source
+    )
+
+
+def convert_gfpgan(
+    src: Path,
+    dest_dir: Path,
+    *,
+    config: GFPGANConfig = GFPGANConfig(),
+    name: str = "gfpgan-v1.4",
+    version: str = "1.4.0",
+    source: Source | None = None,
+    licence: str | None = GFPGAN_LICENCE,
+) -> Path:
+    """`GFPGANv1.4.pth` (`{"params_ema": state_dict, ...}`) -> `gfpgan.safetensors` + manifest, loaded back strictly."""
+    return _convert(
+        src, dest_dir, "gfpgan", "params_ema", "GFPGAN restorer", config.to_dict(), name, version, source, licence
     )
 
 

@@ -10,7 +10,8 @@ consecutive video frames do not flicker.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ class GFPGANConfig:
     channel_multiplier: int = 2
     narrow: float = 1.0
     num_mlp: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @property
     def log_size(self) -> int:
@@ -52,6 +56,16 @@ class GFPGANConfig:
     def unet_channels(self, res: int) -> int:
         """Half the decoder's width, so the SFT conditions cover exactly half of its channels."""
         return self._width(res, self.narrow * 0.5)
+
+
+TINY_GFPGAN = GFPGANConfig(out_size=32, style_dim=16, narrow=1 / 32, num_mlp=2)
+"""A restorer of 32x32 faces with a few channels per level: tests and development (about 0.1 MB)."""
+
+LICENCE = (
+    "code Apache-2.0 with third-party notices (among them NVIDIA's non-commercial StyleGAN2 licence: "
+    "review before commercial use); the published weights carry no stated licence"
+)
+"""What the GFPGAN repository says about GFPGANv1.4.pth, shown by `cmet models list` (conformance kit README)."""
 
 
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:

@@ -35,8 +35,11 @@ from pydantic import (
 
 from cmet_core.models.errors import ModelLoadError
 
-Kind = Literal["edtalk", "connector", "emotion2vec"]
+Kind = Literal["edtalk", "connector", "emotion2vec", "gfpgan"]
 KINDS: tuple[Kind, ...] = ("edtalk", "connector", "emotion2vec")
+"""The models every set has."""
+OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan",)
+"""Models a set may have; a set without one still edits (the feature that needs it stays off)."""
 MODEL_FORMAT: Final = "cmet-model/1"
 SET_FORMAT: Final = "cmet-model-set/1"
 SET_MANIFEST = "models.json"
@@ -86,7 +89,7 @@ class Source(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["hub", "file", "make-tiny", "cmet-fill-v1", "trained"]
+    kind: Literal["hub", "url", "file", "make-tiny", "cmet-fill-v1", "trained"]
     repo_id: str | None = None
     filename: str | None = None
     revision: str | None = Field(default=None, description="Hub commit the file was resolved to.")
@@ -101,6 +104,8 @@ class Source(BaseModel):
             return f"hf:{self.repo_id}/{self.filename}{rev}"
         if self.kind == "file":
             return f"file:{self.path}"
+        if self.kind == "url":
+            return f"url:{self.url}"
         if self.kind == "make-tiny":
             return f"make-tiny seed={self.seed}"
         if self.kind == "trained":
@@ -142,6 +147,7 @@ class ModelManifest(BaseModel):
     source: Source
     created_at: datetime
     training: TrainingRecord | None = None
+    licence: str | None = Field(default=None, description="What is known of the weights' licence, for operators.")
 
     @field_validator("version")
     @classmethod
@@ -191,6 +197,11 @@ class SetManifest(BaseModel):
         if missing:
             raise ValueError(f"a model set needs edtalk, connector and emotion2vec; missing {', '.join(missing)}")
         return models
+
+    @property
+    def kinds(self) -> list[Kind]:
+        """The required models, then the optional ones this set has."""
+        return [k for k in (*KINDS, *OPTIONAL_KINDS) if k in self.models]
 
 
 def now_utc() -> datetime:

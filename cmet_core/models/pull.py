@@ -5,7 +5,10 @@ Where the files live (one table, `OFFICIAL_FILES`), as published by the authors:
   `pretrained_weights/EDTalk.pt` and `checkpoints/_epoch_2105_checkpoint_step000200000.pth` from it;
   the repo also hosts `Audio2Lip.pt`, which our pipeline does not use);
 * `emotion2vec/emotion2vec_plus_large`, funasr's hub id for emotion2vec+ large (`config.yaml`,
-  `model.pt`, and `tokens.txt`, from which funasr sizes the model's 9-class head).
+  `model.pt`, and `tokens.txt`, from which funasr sizes the model's 9-class head);
+* the optional face restorer `GFPGANv1.4.pth`, a GitHub release asset of TencentARC/GFPGAN (not
+  on the hub, so no hub digest to check it by): fetched from its release URL, or from a mirror
+  that serves the same file name, and pinned by its sha256 (`OFFICIAL_RESTORER`).
 
 Which architecture a file is converted to is *declared*, not guessed: a `PullSpec` pairs each
 file with its config (the official spec uses the published configs). Shapes cannot tell
@@ -16,8 +19,11 @@ JSON file (`cmet models pull --spec`), for a mirror with other names or a small 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,11 +35,14 @@ from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.convert import (
     convert_connector,
     convert_edtalk,
+    convert_gfpgan,
     import_emotion2vec,
 )
 from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import Source, read_json_model, sha256_file
+from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
+from cmet_core.models.gfpgan import GFPGANConfig
+from cmet_core.models.manifests import Source, atomic_path, read_json_model, sha256_file
 from cmet_core.settings import get_settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -56,6 +65,35 @@ OFFICIAL_FILES: dict[str, HubFile] = {
     "emotion2vec_weights": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="model.pt"),
     "emotion2vec_tokens": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="tokens.txt"),
 }
+
+
+class UrlFile(BaseModel):
+    """A file published at a plain URL (a release asset): always pinned, nothing else vouches for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://[^/]+/.*[^/]$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Pin: refuse any other content.")
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+OFFICIAL_RESTORER = UrlFile(
+    url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+    sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+)
+
+
+class RestorerPull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: UrlFile = OFFICIAL_RESTORER
+    name: str = "gfpgan-v1.4"
+    version: str = "1.4.0"
+    config: dict[str, Any] = Field(default_factory=lambda: GFPGANConfig().to_dict())
+    licence: str = GFPGAN_LICENCE
 
 
 class ModelPull(BaseModel):
@@ -88,6 +126,7 @@ class PullSpec(BaseModel):
     edtalk: ModelPull
     connector: ModelPull
     emotion2vec: Emotion2vecPull
+    restorer: RestorerPull | None = Field(default=None, description="The optional face restorer (`enhance`).")
 
 
 OFFICIAL_SPEC = PullSpec(
@@ -98,6 +137,8 @@ OFFICIAL_SPEC = PullSpec(
         weights_file=OFFICIAL_FILES["emotion2vec_weights"],
         extra_files=[OFFICIAL_FILES["emotion2vec_tokens"]],
     ),
+    restorer=RestorerPull(),
+    description="published C-MET, EDTalk and emotion2vec+ large weights, and the GFPGAN v1.4 face restorer",
 )
 
 
@@ -157,6 +198,47 @@ def download(
     return local, source
 
 
+def download_url(file: UrlFile, *, cache_dir: Path, mirror: str | None = None) -> tuple[Path, Source]:
+    """Fetch a pinned file from its URL (or `mirror`/<its file name>) into `cache_dir`, checked as it streams.
+
+    A cached copy with the pinned digest is used again; a file with another digest is never kept.
+    """
+    url = f"{mirror.rstrip('/')}/{file.filename}" if mirror else file.url
+    target = Path(cache_dir) / file.sha256[:16] / file.filename
+    if not target.is_file() or sha256_file(target) != file.sha256:
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as answer, atomic_path(target) as tmp, open(tmp, "wb") as out:
+                while chunk := answer.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                if digest.hexdigest() != file.sha256:
+                    raise ModelLoadError(
+                        f"{url}: sha256 {digest.hexdigest()[:16]}... is not the pinned {file.sha256[:16]}..."
+                    )
+        except urllib.error.HTTPError as exc:
+            raise ModelLoadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ModelLoadError(f"cannot download {url} (network needed): {type(exc).__name__}: {reason}") from None
+    return target, Source(kind="url", url=url, filename=file.filename, sha256=file.sha256)
+
+
+def pull_restorer(stage: Path, restorer: RestorerPull, *, cache_dir: Path, mirror: str | None = None) -> Path:
+    """Download the restorer and convert it (entry `params_ema`, strict) into `stage`; returns its manifest."""
+    config = _config(GFPGANConfig, restorer.config, "restorer")
+    path, source = download_url(restorer.file, cache_dir=cache_dir, mirror=mirror)
+    return convert_gfpgan(
+        path,
+        stage,
+        config=config,
+        name=restorer.name,
+        version=restorer.version,
+        source=source,
+        licence=restorer.licence,
+    )
+
+
 def pull(
     root: Path | None = None,
     spec: PullSpec = OFFICIAL_SPEC,
@@ -166,8 +248,11 @@ def pull(
     token: str | None = None,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    mirror: str | None = None,
 ) -> Path:
-    """Download, verify and convert the files of `spec` into the set `root/spec.name`; returns its path."""
+    """Download, verify and convert the files of `spec` into the set `root/spec.name`; returns its path.
+
+    `mirror` is a base URL serving the restorer's file under its own name, instead of its release URL."""
     say = progress or (lambda _msg: None)
     root = Path(root) if root is not None else get_settings().resolved_models_dir
     endpoint = resolve_endpoint(endpoint)
@@ -194,6 +279,9 @@ def pull(
         import_emotion2vec(
             conf_path, weights_path, stage, name=e2v.name, version=e2v.version, source=source, extra=extra
         )
+        if spec.restorer is not None:
+            say(f"downloading {mirror or spec.restorer.file.url}")
+            pull_restorer(stage, spec.restorer, cache_dir=cache or root / ".downloads", mirror=mirror)
         say("verifying")
         finish_set(stage, spec.name, spec.version, spec.description)
     return dest

@@ -6,6 +6,7 @@ Layout of a set (see `checkpoints` for the model format)::
     SET/edtalk.safetensors      SET/edtalk.json      EDTalk generator
     SET/connector.safetensors   SET/connector.json   C-MET connector
     SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
+    SET/gfpgan.safetensors      SET/gfpgan.json      optional: GFPGAN v1.4 face restorer (`enhance`)
 
 The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
 set. This module finds, reads and loads sets; importing it does not import torch (the service
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
-    KINDS,
     SET_MANIFEST,
     Kind,
     ModelManifest,
@@ -34,6 +34,7 @@ from cmet_core.settings import get_settings
 if TYPE_CHECKING:
     from cmet_core.models.connector import Connector
     from cmet_core.models.edtalk import Generator
+    from cmet_core.models.gfpgan import GFPGAN
     from cmet_core.models.registry import ConnectorChoice
 
 _LOOSE_WEIGHTS = ("*.pt", "*.pth", "*.safetensors", "*.bin", "*.ckpt")
@@ -130,6 +131,7 @@ class ModelRow:
     size: int
     source: str
     sha256: str
+    licence: str = "not recorded"
 
 
 def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
@@ -139,13 +141,15 @@ def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:
     for set_dir in discover_sets(root):
         try:
             manifest = read_set(set_dir)
-            for kind in KINDS:
+            for kind in manifest.kinds:
                 model, _ = model_manifest(set_dir, manifest, kind)
                 summary = model.source.summary()
                 label = set_dir.name if set_dir.name == manifest.name else f"{set_dir.name} ({manifest.name})"
                 row = ModelRow(
                     label, manifest.version, kind, model.name, model.version, model.size, summary, model.sha256
                 )
+                if model.licence:
+                    row.licence = model.licence
                 rows.append(row)
         except ModelLoadError as exc:
             problems.append(str(exc))
@@ -189,6 +193,8 @@ class ModelSet:
     emotion2vec_dir: Path
     connector_choice: ConnectorChoice | None = None
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    restorer: GFPGAN | None = None
+    """The optional face restorer; None in a set without one (then `enhance` stays off)."""
 
     @property
     def connector_label(self) -> str:
@@ -215,7 +221,7 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
-    from cmet_core.models.checkpoints import load_connector, load_edtalk
+    from cmet_core.models.checkpoints import load_connector, load_edtalk, load_gfpgan
 
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)
@@ -233,6 +239,9 @@ def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: Con
         e2v_dir,
         configs=configs,
     )
+    if "gfpgan" in manifest.models:
+        _, restorer_weights = model_manifest(path, manifest, "gfpgan")
+        models.restorer = load_gfpgan(restorer_weights, verify=verify)
     if connector is not None:
         models.use_connector(connector)
     return models
