@@ -19,13 +19,15 @@ from typing import Any
 
 import torch
 
-from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
+from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
+from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
 from cmet_core.models.convert import import_emotion2vec
 from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
     KINDS,
+    OPTIONAL_KINDS,
     SET_MANIFEST,
     Kind,
     SetEntry,
@@ -84,9 +86,10 @@ def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
 
 
 def write_set_manifest(set_dir: Path, name: str, version: str, description: str = "") -> SetManifest:
-    """Describe the three models already in `set_dir` in its `models.json`."""
+    """Describe the three models already in `set_dir`, and the optional ones it holds, in its `models.json`."""
     entries: dict[Kind, SetEntry] = {}
-    for kind in KINDS:
+    present = [k for k in OPTIONAL_KINDS if (Path(set_dir) / f"{k}.json").is_file()]
+    for kind in (*KINDS, *present):
         model, _ = read_model_manifest(Path(set_dir) / f"{kind}.json", kind)
         entries[kind] = SetEntry(manifest=f"{kind}.json", name=model.name, version=model.version, sha256=model.sha256)
     manifest = SetManifest(name=name, version=version, description=description, created_at=now_utc(), models=entries)
@@ -124,8 +127,21 @@ def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny",
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny") -> Path:
-    """A complete random set with the tiny configs: fast enough for tests and development."""
+def _randomise_batchnorm(module: torch.nn.Module) -> None:
+    """Running statistics away from (0, 1), so a tiny Audio2Lip's eval-mode BatchNorm does something."""
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.normal_(0.0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+
+
+def make_tiny_set(
+    dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny", audio2lip: bool = True
+) -> Path:
+    """A complete random set with the tiny configs: fast enough for tests and development.
+
+    `audio2lip=False` leaves out the optional Audio2Lip (a set that edits but cannot dub)."""
     with staged_set(dest, force) as stage:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -149,13 +165,27 @@ def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str =
             config=TINY_CONNECTOR.to_dict(),
             source=source,
         )
+        if audio2lip:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                a2l = Audio2Lip(TINY_AUDIO2LIP)
+                _randomise_batchnorm(a2l)
+            write_model(
+                a2l.state_dict(),
+                stage,
+                kind="audio2lip",
+                name="audio2lip-tiny",
+                version=version,
+                config=TINY_AUDIO2LIP.to_dict(),
+                source=source,
+            )
         add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
         finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
     return Path(dest)
 
 
 def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
-    """Full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks without official weights).
+    """Full-size EDTalk, connector and Audio2Lip filled by rule cmet-fill-v1 (benchmarks without official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
@@ -164,9 +194,20 @@ def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", se
 
     with staged_set(dest, force) as stage:
         gen, con = Generator(EDTalkConfig()), Connector(ConnectorConfig())
+        a2l = Audio2Lip(Audio2LipConfig())
         fill_module(gen, "edtalk")
         fill_module(con, "connector")
+        fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
+        write_model(
+            a2l.state_dict(),
+            stage,
+            kind="audio2lip",
+            name="audio2lip-filled",
+            version="1.0.0",
+            config=a2l.config.to_dict(),
+            source=source,
+        )
         write_model(
             gen.state_dict(),
             stage,
@@ -201,17 +242,21 @@ def convert_set(
     force: bool = False,
     name: str = "official",
     version: str = "1.0.0",
+    audio2lip_pt: Path | None = None,
 ) -> Path:
     """A set from official files already on disk (e.g. downloaded by hand).
 
-    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`.
+    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`;
+    `audio2lip_pt` (`Audio2Lip.pt`) is optional: without it the set edits but cannot dub.
     """
-    from cmet_core.models.convert import convert_connector, convert_edtalk
+    from cmet_core.models.convert import convert_audio2lip, convert_connector, convert_edtalk
 
     e2v = Path(emotion2vec_dir)
     with staged_set(dest, force) as stage:
         convert_edtalk(Path(edtalk_pt), stage, version=version)
         convert_connector(Path(connector_pth), stage, version=version)
+        if audio2lip_pt is not None:
+            convert_audio2lip(Path(audio2lip_pt), stage, version=version)
         tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []
         import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
         finish_set(stage, name, version, "converted from local official files")
@@ -261,7 +306,7 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
         return SetReport(set_dir, None, [Check("set", set_dir.name, "failed", str(exc))])
     report = SetReport(set_dir, manifest)
     configs: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
+    for kind in manifest.models:
         entry = manifest.models[kind]
         try:
             model, weights = model_manifest(set_dir, manifest, kind)
@@ -274,6 +319,9 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
                 detail = "sha256 ok; strict load ok"
             elif kind == "connector":
                 load_connector(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
+            elif kind == "audio2lip":
+                load_audio2lip(weights, verify=False)
                 detail = "sha256 ok; strict load ok"
             else:
                 detail = check_emotion2vec(weights)

@@ -3,6 +3,7 @@
 * `EDTalk.pt`: a torch pickle, a dict whose `gen` entry is the generator's state dict.
 * the C-MET connector `.pth`: a dict whose `state_dict` entry is the connector's state dict,
   next to `optimizer`, `global_step` and `global_epoch`, which we drop.
+* `Audio2Lip.pt`: a dict whose `audio2lip` entry is Audio2Lip's state dict (BatchNorm statistics included).
 * emotion2vec+: `config.yaml` + `model.pt`, copied as they are (funasr must load them) after
   checking that both parse.
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.checkpoints import write_model
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.edtalk import EDTalkConfig
@@ -190,6 +192,19 @@ def convert_connector(
     return _convert(
         src, dest_dir, "connector", "state_dict", "C-MET connector", config.to_dict(), name, version, source
     )
+
+
+def convert_audio2lip(
+    src: Path,
+    dest_dir: Path,
+    *,
+    config: Audio2LipConfig = Audio2LipConfig(),
+    name: str = "audio2lip",
+    version: str = "1.0.0",
+    source: Source | None = None,
+) -> Path:
+    """`Audio2Lip.pt` (`{"audio2lip": state_dict, ...}`) -> `audio2lip.safetensors` + manifest, loaded strictly."""
+    return _convert(src, dest_dir, "audio2lip", "audio2lip", "Audio2Lip", config.to_dict(), name, version, source)
 
 
 def read_emotion2vec_config(path: Path) -> dict[str, Any]:

@@ -35,8 +35,11 @@ from pydantic import (
 
 from cmet_core.models.errors import ModelLoadError
 
-Kind = Literal["edtalk", "connector", "emotion2vec"]
+Kind = Literal["edtalk", "connector", "emotion2vec", "audio2lip"]
 KINDS: tuple[Kind, ...] = ("edtalk", "connector", "emotion2vec")
+"""The members every set has; an edit needs these three."""
+OPTIONAL_KINDS: tuple[Kind, ...] = ("audio2lip",)
+"""Members a set may have: without Audio2Lip a set still edits, only dubbing (`lips: speech`) is refused."""
 MODEL_FORMAT: Final = "cmet-model/1"
 SET_FORMAT: Final = "cmet-model-set/1"
 SET_MANIFEST = "models.json"
@@ -168,7 +171,7 @@ class SetEntry(BaseModel):
 
 
 class SetManifest(BaseModel):
-    """`models.json` of a model set: the three models that work together."""
+    """`models.json` of a model set: the three models that work together, and the optional ones."""
 
     model_config = ConfigDict(extra="forbid")
 
