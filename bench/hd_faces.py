@@ -9,9 +9,10 @@ edit runs with `enhance: off` and `enhance: on`, full-size models, on the CPU:
 * sharpness of the face region: the variance of the Laplacian inside the detected face box, for the
   input frame and for the outputs with the restorer off and on (mean over the frames).
 
-Without `--models` the models are filled by rule cmet-fill-v1 (`make-filled`): then the timings and
-FLOP are real, but the sharpness figures only check the plumbing (a rule-filled restorer does not
-know faces). With `--models` naming a pulled set (`cmet models pull`) they are the real figures.
+Without `--models` the models are filled by rule cmet-fill-v1 (`make-filled`, a few minutes): then
+the timings and FLOP are real, but the sharpness figures only check the plumbing (a rule-filled
+restorer does not know faces). With `--models` naming a pulled set (`cmet models pull`) they are
+the real figures. The load average is printed too: on a shared machine it moves every timing.
 
     python -m bench.hd_faces [--frames 4] [--models DIR]
 """
@@ -19,6 +20,7 @@ know faces). With `--models` naming a pulled set (`cmet models pull`) they are t
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -102,6 +104,7 @@ def run(frames: int, models: Path | None) -> None:
     import torch
 
     from cmet_core.models.build import make_filled_set
+    from cmet_core.models.sets import model_manifest
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import Editor
     from cmet_core.targets import EmotionTarget
@@ -116,6 +119,7 @@ def run(frames: int, models: Path | None) -> None:
         editor = Editor.load(set_dir)
         if editor.restorer is None:
             raise SystemExit(f"{set_dir} has no face restorer")
+        filled = model_manifest(editor.models.path, editor.models.manifest, "gfpgan")[0].source.kind == "cmet-fill-v1"
         src = make_hd_input(root / "in.mp4", frames)
         print(f"models {set_dir} loaded, {frames}-frame 1920x1080 input made in {time.perf_counter() - start:.0f} s")
         boxes = face_boxes(src)
@@ -145,8 +149,9 @@ def run(frames: int, models: Path | None) -> None:
             "face sharpness (variance of the Laplacian in the face box): "
             + ", ".join(f"{k} {v:.1f}" for k, v in sharp.items())
             + f"; on/off {sharp['on'] / sharp['off']:.2f}"
-            + ("" if models is not None else " (rule-filled restorer: a plumbing check, not a quality figure)")
+            + (" (rule-filled restorer: a plumbing check, not a quality figure)" if filled else "")
         )
+        print("load average over 1, 5, 15 min: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
 
 
 def main() -> None:

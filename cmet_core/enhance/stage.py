@@ -30,8 +30,9 @@ Progress = Callable[[str, int, int], None]
 
 def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
     """Whether an edit restores its face: `on` (or `upscale` 2) needs the weights; `auto` wants them and a face
-    that spans more output pixels than the generator renders (else there is no detail to win)."""
-    if choice.enhance == "off":
+    that spans more output pixels than the generator renders (else there is no detail to win). Strength 0
+    without upscaling would only resample the face twice: that is off too."""
+    if choice.enhance == "off" or (choice.enhance_strength == 0 and choice.upscale == 1):
         return False
     if choice.enhance == "on" or choice.upscale != 1:
         if restorer is None:

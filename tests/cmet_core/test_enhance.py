@@ -151,3 +151,23 @@ def test_no_landmarks_anywhere_falls_back_to_the_crop_box(
         result = editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(enhance="on", upscale=2))
     assert result.frames == 5 and probe(tmp_path / "out.mp4").width == 512
     assert "no landmarks in 5 of 5 frames" in caplog.text
+
+
+def test_restorer_runtime_options_bf16_and_channels_last() -> None:
+    """The generator's switches apply to the restorer too (CPU bf16 autocast here; fp16 needs CUDA)."""
+    import torch
+
+    from cmet_core.enhance.restore import RestorerRunner
+    from cmet_core.fill import fill_module
+    from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN
+    from cmet_core.models.runtime import RuntimeOptions
+
+    net = GFPGAN(TINY_GFPGAN)
+    fill_module(net, "gfpgan")
+    faces = torch.rand(3, 3, 32, 32) * 2 - 1
+    plain = RestorerRunner(net, RuntimeOptions(device="cpu")).restore(faces)
+    fast = RestorerRunner(net, RuntimeOptions(device="cpu", precision="bf16", channels_last=True)).restore(faces)
+    assert fast.dtype == torch.float32 and fast.shape == plain.shape
+    assert (fast - plain).abs().mean() < 0.05
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        RestorerRunner(net, RuntimeOptions(device="cpu", precision="fp16"))
