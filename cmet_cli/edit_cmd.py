@@ -113,6 +113,11 @@ def edit(
     source_frame: int = typer.Option(
         None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
     ),
+    enhance: str = typer.Option(
+        "auto", "--enhance", help="Restore the face at the frame's resolution: auto, on or off (auto: where it helps)."
+    ),
+    enhance_strength: float = typer.Option(1.0, "--enhance-strength", help="0-1: how much of the restored face."),
+    upscale: int = typer.Option(1, "--upscale", help="2: a 256x256 face-crop input comes back at 512x512."),
     max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
@@ -144,6 +149,9 @@ def edit(
         face_index=face_index,
         face_box=_face_box(face_box),
         source_frame=source_frame,
+        enhance=enhance,
+        enhance_strength=enhance_strength,
+        upscale=upscale,
         max_duration_s=max_duration,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     NO_FACE = "no_face"
     BAD_FACE_SELECTION = "bad_face_selection"
     BAD_SOURCE_FRAME = "bad_source_frame"
+    # the face restorer
+    RESTORER_UNAVAILABLE = "restorer_unavailable"
+    BAD_UPSCALE = "bad_upscale"
     # the emotion target
     UNKNOWN_EMOTION = "unknown_emotion"
     BAD_EMOTION = "bad_emotion"
@@ -109,6 +112,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
+    ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
+    ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
     ErrorCode.UNKNOWN_EMOTION: (422, "the emotion is not in the library"),
     ErrorCode.BAD_EMOTION: (422, "the emotion or blend is malformed"),
     ErrorCode.BAD_SPEECH: (422, "speech clips cannot be embedded (too short, silent, unreadable)"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
+from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import VideoInfo, probe
 
@@ -31,9 +32,9 @@ FaceBox = Annotated[
 SourceFrame = Annotated[int, Field(ge=0, description="Frame whose face is the identity source.")]
 
 
-class FaceChoice(BaseModel):
+class FaceChoice(EnhanceChoice):
     """Which face an edit changes and which frame gives its identity; default: the largest, most
-    central face and the first confident frontal frame."""
+    central face and the first confident frontal frame. The restorer's options come with it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -76,6 +77,7 @@ class EditOptions(FaceChoice):
         """The input's probe under these limits, with `source_frame` checked against its frames: the
         API refuses an upload with it at submission, the pipeline any input before decoding."""
         info = probe(path, self.max_duration_s, self.max_frames, self.max_pixels_per_second)
+        self.check_upscale(info.width, info.height)
         if self.source_frame is not None and self.source_frame >= info.frame_count:
             raise InputError(
                 ErrorCode.BAD_SOURCE_FRAME,

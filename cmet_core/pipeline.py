@@ -25,6 +25,8 @@ import torch
 
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
+from cmet_core.enhance.restore import Restorer, RestorerRunner
+from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("faces", "encode", "expression", "render")
+STAGES = ("faces", "encode", "expression", "enhance", "render")
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as each stage advances; `total` is the frame count."""
@@ -123,6 +125,8 @@ class Batching(Protocol):
 
     def embed(self, embed: Embed) -> Embed: ...
 
+    def restorer(self, runner: RestorerRunner) -> Restorer: ...
+
 
 class LazySpeechEncoder:
     """emotion2vec+ embeddings; the encoder (and funasr, slow to import) load on the first speech target only."""
@@ -156,9 +160,13 @@ class Editor:
         *,
         runner: Runner | None = None,
         embed: Embed | None = None,
+        restorer: Restorer | None = None,
     ) -> None:
         self.models = models
         self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
+        if restorer is None and models.restorer is not None:
+            restorer = RestorerRunner(models.restorer, runtime)
+        self.restorer: Restorer | None = restorer
         self.connector = models.connector.eval().to(self.runner.device)
         self.library = library if library is not None else load_builtin_library()
         self.face_size = models.edtalk.cfg.size
@@ -203,10 +211,14 @@ class Editor:
         plain = EDTalkRunner(model_set.edtalk, runtime)
         runner: Runner = plain if batching is None else batching.runner(plain)
         embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, plain.device)
+        restorer: Restorer | None = None
+        if model_set.restorer is not None:
+            plain_restorer = RestorerRunner(model_set.restorer, runtime)
+            restorer = plain_restorer if batching is None else batching.restorer(plain_restorer)
         if batching is not None:
             embed = batching.embed(embed)
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, runner=runner, embed=embed)
+        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer)
 
     @property
     def connector_label(self) -> str:
@@ -302,8 +314,12 @@ class _Edit:
             with torch.inference_mode():
                 exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
             self.progress("expression", len(boxes), len(boxes))
+        enhancer = self._enhancer(boxes)
         with self._stage("render"), _atomic_output(self.dst) as partial:
-            self._render(info, boxes, crop_input, source, motion, exp, partial)
+            self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
+        if enhancer is not None:  # its forwards ran inside the render loop: count them as its own
+            self.seconds["render"] -= enhancer.restore_seconds
+            self.seconds["enhance"] += enhancer.restore_seconds
         total = sum(self.seconds.values())
         facts = {"frames": len(boxes), "seconds": round(total, 3), "network_seconds": round(self.network, 3)}
         log.info(
@@ -319,8 +335,8 @@ class _Edit:
             frames=len(boxes),
             fps=float(info.fps),
             duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
+            width=info.width * self.options.upscale if enhancer is not None else info.width,
+            height=info.height * self.options.upscale if enhancer is not None else info.height,
             source_frame=source_index,
             face_crop_input=crop_input,
             stage_seconds=self.seconds,
@@ -381,7 +397,20 @@ class _Edit:
         motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
         return motion, np.asarray(times), source
 
-    # -- pass 3: render, paste back, write -------------------------------------------------
+    # -- between: the restorer's landmarks, when it works on this edit ---------------------
+    def _enhancer(self, boxes: list[faces.CropBox]) -> Enhancer | None:
+        restorer = self.editor.restorer
+        if not wanted(self.options, restorer, boxes[0].side, self.editor.face_size):
+            return None
+        assert restorer is not None
+        enhancer = Enhancer(restorer, self.options)
+        with self._stage("enhance"):
+            enhancer.prepare(self.src, boxes, self.progress)
+        if enhancer.missing:
+            log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", enhancer.missing, len(boxes))
+        return enhancer
+
+    # -- pass 3: render, paste back, (restore), write --------------------------------------
     def _render(
         self,
         info: VideoInfo,
@@ -391,18 +420,27 @@ class _Edit:
         motion: Motion,
         exp: torch.Tensor,
         out: Path,
+        enhancer: Enhancer | None = None,
     ) -> None:
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
         done = 0
+        like = info if enhancer is None else enhancer.output_info(info)
         with VideoWriter(
-            out, like=info, audio_from=self.src if info.has_audio else None, crf=self.options.crf
+            out, like=like, audio_from=self.src if info.has_audio else None, crf=self.options.crf
         ) as writer:
             for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
                 a, b = chunk[0].index, chunk[-1].index + 1
                 with self._network():
                     rendered = _to_images(self.runner.render(source, motion.lip[a:b], motion.pose[a:b], exp[a:b]))
-                for frame, face in zip(chunk, rendered, strict=True):
-                    writer.write(faces.paste_back(frame.image, face, boxes[frame.index], mask=mask), frame.pts)
+                images = [
+                    faces.paste_back(f.image, face, boxes[f.index], mask=mask)
+                    for f, face in zip(chunk, rendered, strict=True)
+                ]
+                if enhancer is not None:
+                    with self._network():
+                        images = enhancer.apply(images, [f.index for f in chunk])
+                for frame, image in zip(chunk, images, strict=True):
+                    writer.write(image, frame.pts)
                 done += len(chunk)
                 self.progress("render", done, len(boxes))

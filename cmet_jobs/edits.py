@@ -232,6 +232,9 @@ def _store_inputs(
         face_index=body.face_index,
         face_box=body.face_box,
         source_frame=body.source_frame,
+        enhance=body.enhance,
+        enhance_strength=body.enhance_strength,
+        upscale=body.upscale,
     )
 
 

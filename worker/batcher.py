@@ -1,11 +1,12 @@
 """Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
 
 Jobs run in threads of one worker process and share its models. Their calls to the EDTalk
-encoder and renderer and to emotion2vec+ go through one queue per model: a serving thread takes the first waiting
-request, gathers more until `max_batch` rows or `max_wait_ms` have passed, runs them as one
-forward and hands each job its rows. `BatchingRunner` has the runner's interface, so the
-pipeline does not know it is batched. Rows rendered against different identity sources share a
-batch: each row carries its own source features.
+encoder and renderer, to emotion2vec+ and to the face restorer go through one queue per model:
+a serving thread takes the first waiting request, gathers more until `max_batch` rows or
+`max_wait_ms` have passed, runs them as one forward and hands each job its rows.
+`BatchingRunner` has the runner's interface, so the pipeline does not know it is batched. Rows
+rendered against different identity sources share a batch: each row carries its own source
+features.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmet_core.enhance.restore import RestorerRunner
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import EDTalkRunner
 from cmet_jobs.settings import BatchedModel
@@ -169,6 +171,27 @@ class SpeechBatcher:
         return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+class BatchingRestorer:
+    """A `RestorerRunner` whose aligned faces share forwards with other threads' faces (GFPGAN, 512 px)."""
+
+    def __init__(
+        self,
+        runner: RestorerRunner,
+        policy: BatchPolicy,
+        observe: Callable[[str, int], None] = lambda _model, _rows: None,
+    ) -> None:
+        self.runner = runner
+        self.device, self.size = runner.device, runner.size
+        self._model = _Model("gfpgan", policy, self._restore_many, observe)
+
+    def restore(self, faces: torch.Tensor) -> torch.Tensor:
+        restored: torch.Tensor = self._model.submit(faces.shape[0], faces)
+        return restored
+
+    def _restore_many(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+        return _split(self.runner.restore(torch.cat(payloads)), [p.shape[0] for p in payloads])
+
+
 class WorkerBatching:
     """The worker's `Batching` for `Editor.from_settings`: each model's policy from the settings,
     every batch's size observed (the Prometheus histogram)."""
@@ -181,3 +204,6 @@ class WorkerBatching:
 
     def embed(self, embed: Callable[[Sequence[Path]], np.ndarray]) -> SpeechBatcher:
         return SpeechBatcher(embed, self._policy("emotion2vec"), self._observe)
+
+    def restorer(self, runner: RestorerRunner) -> BatchingRestorer:
+        return BatchingRestorer(runner, self._policy("gfpgan"), self._observe)

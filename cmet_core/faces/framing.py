@@ -60,7 +60,7 @@ def _missing_ranges(track: Sequence[Box | None]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+def smooth_series(values: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
     """Centred moving average over an odd window; the ends are padded with their own value, so they do not drift."""
     half = window // 2
     if half == 0 or len(values) < 2:
@@ -90,6 +90,6 @@ def crop_boxes(
     cy = np.interp(frames, at, [b.cy for _, b in known])
     side = float(np.median([b.w for _, b in known])) / FACE_WIDTH_IN_CROP
     w, h = frame_size
-    cx = np.clip(_smooth(cx, window), 0, w)
-    cy = np.clip(_smooth(cy, window) - FACE_DROP_IN_CROP * side, 0, h)
+    cx = np.clip(smooth_series(cx, window), 0, w)
+    cy = np.clip(smooth_series(cy, window) - FACE_DROP_IN_CROP * side, 0, h)
     return [CropBox(float(x), float(y), side) for x, y in zip(cx, cy, strict=True)]

@@ -66,16 +66,24 @@ def crop_face(image: np.ndarray, box: CropBox, size: int = FACE_SIZE) -> np.ndar
     return _place(image[y0:y1, x0:x1], scale, offset, (size, size), cv2.BORDER_REPLICATE)
 
 
-def feather_mask(size: int = FACE_SIZE, margin: float = 0.25) -> np.ndarray:
+def feather_mask(
+    size: int = FACE_SIZE,
+    margin: float = 0.25,
+    *,
+    half_width: float = MASK_HALF_WIDTH,
+    half_height: float = MASK_HALF_HEIGHT,
+    drop: float = FACE_DROP_IN_CROP,
+) -> np.ndarray:
     """A float32 size x size blend weight: 1 over the face, a smooth ramp over the outer `margin` of an ellipse
     around it, 0 outside that and along the whole crop border.
 
     So hair, background and body keep the input's pixels and the seam runs through a ramp, not a line.
+    The ellipse (in sides, its centre `drop` below the middle) defaults to where the face sits in a crop.
     """
     if not 0 < margin <= 1:
         raise ValueError(f"margin must be in (0, 1], got {margin}")
     yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size
-    r = np.sqrt(((xx - 0.5) / MASK_HALF_WIDTH) ** 2 + ((yy - 0.5 - FACE_DROP_IN_CROP) / MASK_HALF_HEIGHT) ** 2)
+    r = np.sqrt(((xx - 0.5) / half_width) ** 2 + ((yy - 0.5 - drop) / half_height) ** 2)
     t = np.clip((1.0 - r) / margin, 0.0, 1.0)
     smoothstep: np.ndarray = t * t * (3 - 2 * t)
     return smoothstep.astype(np.float32)
@@ -103,8 +111,15 @@ def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarr
     scale = box.side / size
     offset = (box.x0 - x0, box.y0 - y0)
     roi_size = (x1 - x0, y1 - y0)
-    rendered = _place(face, scale, offset, roi_size, cv2.BORDER_REPLICATE).astype(np.float32)
-    alpha = _place(mask, scale, offset, roi_size, cv2.BORDER_CONSTANT)[..., None]
-    roi = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(np.rint(roi + alpha * (rendered - roi)), 0, 255).astype(np.uint8)
+    rendered = _place(face, scale, offset, roi_size, cv2.BORDER_REPLICATE)
+    alpha = _place(mask, scale, offset, roi_size, cv2.BORDER_CONSTANT)
+    out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], rendered, alpha)
+    return out
+
+
+def blend(under: np.ndarray, over: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 `under` + float `alpha` (H, W) x (`over` - `under`), rounded: where alpha is 0, `under` exactly."""
+    roi = under.astype(np.float32)
+    mixed = roi + alpha[..., None] * (over.astype(np.float32) - roi)
+    out: np.ndarray = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out

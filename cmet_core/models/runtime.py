@@ -6,6 +6,7 @@ the defaults are the conformance settings (float32, TF32 off, NCHW, eager).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,24 @@ from cmet_core.settings import CoreSettings
 Precision = Literal["fp32", "bf16", "fp16"]
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def inference(device: torch.device, precision: Precision) -> Iterator[None]:
+    """Inference mode, under autocast to bf16/fp16 unless the precision is fp32."""
+    with torch.inference_mode():
+        if precision == "fp32":
+            yield
+        else:
+            with torch.autocast(device.type, dtype=_DTYPES[precision]):
+                yield
+
+
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Conv weights in NHWC, which cuDNN's tensor-core kernels prefer (5-D modulated weights stay as they are)."""
+    for p in module.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -60,23 +79,26 @@ class RuntimeOptions:
             return self.batch
         return 8 if device.type == "cuda" else 1
 
+    def select(self) -> torch.device:
+        """The device these options name, refusing fp16 off CUDA and setting TF32 on it."""
+        device = select_device(self.device)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
+        return device
+
 
 class EDTalkRunner:
     """Encodes driving frames and renders against a prepared source, in fixed-size chunks."""
 
     def __init__(self, gen: Generator, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.options = options
-        self.device = select_device(options.device)
-        if options.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = options.tf32
-            torch.backends.cudnn.allow_tf32 = options.tf32
+        self.device = options.select()
         self.gen = gen.eval().to(self.device)
         if options.channels_last:
-            for p in self.gen.parameters():
-                if p.dim() == 4:
-                    p.data = p.data.contiguous(memory_format=torch.channels_last)
+            to_channels_last(self.gen)
         self.batch = options.batch_for(self.device)
         self.q = self.gen.direction_basis()
         self._encode: Callable[[torch.Tensor], Motion] = self.gen.encode_motion
@@ -85,14 +107,8 @@ class EDTalkRunner:
             self._encode = torch.compile(self.gen.encode_motion, mode=options.compile, dynamic=False)
             self._decode = torch.compile(self.gen.dec, mode=options.compile, dynamic=False)
 
-    @contextmanager
-    def _context(self) -> Iterator[None]:
-        with torch.inference_mode():
-            if self.options.precision == "fp32":
-                yield
-            else:
-                with torch.autocast(self.device.type, dtype=_DTYPES[self.options.precision]):
-                    yield
+    def _context(self) -> contextlib.AbstractContextManager[None]:
+        return inference(self.device, self.options.precision)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)

@@ -57,6 +57,16 @@ def test_edit_named_emotion(tiny_set: Path, tmp_path: Path) -> None:
     assert probe(tmp_path / "o.mp4").frame_count == 10
 
 
+def test_edit_with_the_restorer(tiny_set: Path, tmp_path: Path) -> None:
+    src = write_sample_clip(tmp_path / "in.mp4", seconds=0.2)
+    args = ("--emotion", "happy", "--enhance", "on", "--enhance-strength", "0.8", "--upscale", "2")
+    code, out = _edit(str(src), *args, "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set))
+    assert code == 0, out
+    assert "enhance" in out and "512x512" in out
+    code, out = _edit(str(src), "--emotion", "happy", "--enhance", "maybe", "--models", str(tiny_set))
+    assert code == 2 and "enhance" in out and "Traceback" not in out
+
+
 def test_edit_blend_and_default_output_name(tiny_set: Path, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "talk.mp4", seconds=0.2)
     code, out = _edit(str(src), "--blend", "happy=0.6,surprised=0.4", "--models", str(tiny_set))

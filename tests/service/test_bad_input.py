@@ -316,6 +316,26 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_source_frame",
     ),
     (
+        "enhance not a mode",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "enhance": "max"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "enhance strength above 1",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32, "enhance_strength": 1.5}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "upscale with the restorer off",
+        lambda c: c.post(
+            files={"video": c.files["video"]}, data={"emotion": "happy", "upscale": "2", "enhance": "off"}
+        ),
+        422,
+        "bad_upscale",
+    ),
+    (
         "empty Idempotency-Key",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy"}, headers={"Idempotency-Key": ""}),
         422,

@@ -52,6 +52,19 @@ def test_multipart_submit_poll_download(client: httpx.Client, clip: Path, tmp_pa
     )  # signed anew on each read, still the same file
 
 
+def test_enhanced_edit_comes_back_restored_at_twice_the_size(client: httpx.Client, clip: Path, tmp_path: Path) -> None:
+    """`enhance` through the API: the worker's batched restorer doubles the face crop and restores it."""
+    with clip.open("rb") as f:
+        data = {"emotion": "happy", "enhance": "on", "enhance_strength": "0.8", "upscale": "2"}
+        r = client.post("/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data=data)
+    assert r.status_code == 202, r.text
+    done = wait_final(client, r.json()["id"])
+    assert done["state"] == "succeeded", done
+    (tmp_path / "out.mp4").write_bytes(httpx.get(done["output_url"], timeout=30).content)
+    info = probe(tmp_path / "out.mp4")
+    assert (info.width, info.height, info.frame_count) == (512, 512, 10)
+
+
 def test_whole_flow_upload_submit_webhook_download(stack: Stack, clip: Path, tmp_path: Path) -> None:
     """A user's whole flow: presigned upload, submit by asset with a webhook, the signed
     `edit.succeeded` arrives, its output URL downloads the edited video."""

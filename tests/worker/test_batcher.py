@@ -78,3 +78,27 @@ def test_each_model_has_its_own_batching_settings(monkeypatch) -> None:  # type:
     settings = JobsSettings()
     assert settings.batching("emotion2vec") == (4, 20.0)
     assert settings.batching("edtalk_encoder") == settings.batching("edtalk_renderer") == (12, 5.0)
+
+
+def test_concurrent_jobs_faces_share_one_restorer_forward() -> None:
+    from cmet_core.enhance.restore import RestorerRunner
+    from cmet_core.fill import fill_module
+    from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN
+    from worker.batcher import BatchingRestorer
+
+    net = GFPGAN(TINY_GFPGAN)
+    fill_module(net, "gfpgan")
+    runner = RestorerRunner(net, RuntimeOptions(device="cpu", batch=16))
+    seen: list[tuple[str, int]] = []
+    batcher = BatchingRestorer(runner, BatchPolicy(max_batch=16, max_wait_ms=200), lambda m, n: seen.append((m, n)))
+    size = TINY_GFPGAN.out_size
+    jobs = [torch.rand(2, 3, size, size) * 2 - 1 for _ in range(3)]
+    got: dict[int, torch.Tensor] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, batcher.restore(jobs[i]))) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == [("gfpgan", 6)]  # three jobs' faces in one forward
+    for i, faces in enumerate(jobs):
+        torch.testing.assert_close(got[i], runner.restore(faces), atol=1e-4, rtol=0)

@@ -1,0 +1,96 @@
+"""The restorer's stage of an edit: decide, find the landmarks (a pass of its own), restore each chunk.
+
+It runs on the composited full-resolution frame, after the edited face is pasted back: the face is
+cut out aligned to the restorer's template, restored, and warped back with a feathered mask, so the
+edited face ends as sharp as the frame around it. The landmarks come from the input frames, in a
+decoding pass before rendering that keeps five points per frame (memory stays flat in clip
+length): the input's face has the sharp detail the mesh needs, the edit keeps the head's pose, and
+all points must be known before they can be smoothed over time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cmet_core.enhance.align import alignments
+from cmet_core.enhance.landmarks import Landmarker
+from cmet_core.enhance.options import EnhanceChoice
+from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.faces.geometry import CropBox
+from cmet_core.media.video import VideoInfo, read_frames
+
+Progress = Callable[[str, int, int], None]
+
+
+def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
+    """Whether an edit restores its face: `on` (or `upscale` 2) needs the weights; `auto` wants them and a face
+    that spans more output pixels than the generator renders (else there is no detail to win). Strength 0
+    without upscaling would only resample the face twice: that is off too."""
+    if choice.enhance == "off" or (choice.enhance_strength == 0 and choice.upscale == 1):
+        return False
+    if choice.enhance == "on" or choice.upscale != 1:
+        if restorer is None:
+            raise InputError(
+                ErrorCode.RESTORER_UNAVAILABLE,
+                "enhance on (or upscale 2) needs the face restorer, which this model set lacks; "
+                "use enhance auto or off, or pull a set with it (`cmet models pull`)",
+            )
+        return True
+    return restorer is not None and face_side * choice.upscale > face_size
+
+
+class Enhancer:
+    """One edit's restorer stage: `prepare` (the landmark pass), then `apply` to each chunk of composited frames."""
+
+    def __init__(self, restorer: Restorer, choice: EnhanceChoice) -> None:
+        self.restorer, self.choice = restorer, choice
+        self.size = restorer.size
+        self.mask = tile_mask(self.size)
+        self.matrices: list[np.ndarray] = []
+        self.missing = 0
+        self.restore_seconds = 0.0
+
+    def output_info(self, info: VideoInfo) -> VideoInfo:
+        u = self.choice.upscale
+        return dataclasses.replace(info, width=info.width * u, height=info.height * u)
+
+    def prepare(self, src: Path, boxes: Sequence[CropBox], progress: Progress) -> None:
+        points: list[np.ndarray | None] = []
+        with Landmarker() as landmarker:
+            for frame in read_frames(src):
+                if frame.index >= len(boxes):
+                    break
+                points.append(landmarker.five(frame.image, boxes[frame.index]))
+                progress("enhance", len(points), len(boxes))
+        points += [None] * (len(boxes) - len(points))
+        self.matrices, self.missing = alignments(points, boxes, self.size)
+
+    def apply(self, images: list[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
+        """The chunk's frames with their faces restored (upscaled first when asked): one restorer call."""
+        import cv2
+
+        start = time.perf_counter()
+        matrices = [self.matrices[i] for i in indices]
+        aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]
+        faces = restore_faces(self.restorer, aligned, self.choice.enhance_strength)
+        u = self.choice.upscale
+        out = []
+        for image, face, m in zip(images, faces, matrices, strict=True):
+            if u != 1:
+                image = cv2.resize(image, (image.shape[1] * u, image.shape[0] * u), interpolation=cv2.INTER_LANCZOS4)
+                m = _upscaled(m, u)
+            out.append(paste_aligned(image, face, m, self.mask))
+        self.restore_seconds += time.perf_counter() - start
+        return out
+
+
+def _upscaled(matrix: np.ndarray, u: int) -> np.ndarray:
+    """The frame -> square map for the frame resized u times (pixel centres: q = u p + (u - 1) / 2)."""
+    a = matrix[:, :2] / u
+    return np.hstack([a, matrix[:, 2:] - a @ np.full((2, 1), (u - 1) / 2)])
