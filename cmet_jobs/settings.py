@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions, FaceChoice
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec"]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec", "audio2lip"]
 
 
 class ModelBatching(BaseModel):

@@ -1,11 +1,11 @@
 """Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
 
-Jobs run in threads of one worker process and share its models. Their calls to the EDTalk
-encoder and renderer and to emotion2vec+ go through one queue per model: a serving thread takes the first waiting
-request, gathers more until `max_batch` rows or `max_wait_ms` have passed, runs them as one
-forward and hands each job its rows. `BatchingRunner` has the runner's interface, so the
-pipeline does not know it is batched. Rows rendered against different identity sources share a
-batch: each row carries its own source features.
+Jobs run in threads of one worker process and share its models. Their calls to the EDTalk encoder
+and renderer, to Audio2Lip and to emotion2vec+ go through one queue per model: a serving thread
+takes the first waiting request, gathers more until `max_batch` rows or `max_wait_ms` have passed,
+runs them as one forward and hands each job its rows. `BatchingRunner` has the runner's interface,
+so the pipeline does not know it is batched. Rows rendered against different identity sources share
+a batch: each row carries its own source features.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cmet_core.models.edtalk import Motion, SourceCache
-from cmet_core.models.runtime import EDTalkRunner
+from cmet_core.models.runtime import EDTalkRunner, LipForward
 from cmet_jobs.settings import BatchedModel
 
 
@@ -169,6 +169,25 @@ class SpeechBatcher:
         return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+class LipBatcher:
+    """Audio2Lip over the mel windows of concurrent dubs in shared forwards; call it like `Editor.lips`.
+
+    Every window is independent (eval-mode BatchNorm), so mixing jobs changes nothing but rounding."""
+
+    def __init__(
+        self, forward: LipForward, policy: BatchPolicy, observe: Callable[[str, int], None] = lambda _m, _r: None
+    ) -> None:
+        self._forward = forward
+        self._model = _Model("audio2lip", policy, self._forward_many, observe)
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        lips: torch.Tensor = self._model.submit(windows.shape[0], windows)
+        return lips
+
+    def _forward_many(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+        return _split(self._forward(torch.cat(payloads)), [p.shape[0] for p in payloads])
+
+
 class WorkerBatching:
     """The worker's `Batching` for `Editor.from_settings`: each model's policy from the settings,
     every batch's size observed (the Prometheus histogram)."""
@@ -181,3 +200,6 @@ class WorkerBatching:
 
     def embed(self, embed: Callable[[Sequence[Path]], np.ndarray]) -> SpeechBatcher:
         return SpeechBatcher(embed, self._policy("emotion2vec"), self._observe)
+
+    def lips(self, forward: LipForward) -> LipBatcher:
+        return LipBatcher(forward, self._policy("audio2lip"), self._observe)
