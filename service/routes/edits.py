@@ -94,6 +94,8 @@ async def _read_body(
                 fields[name] = [p.strip() for p in value.split(",")]
             else:
                 fields[name] = value
+        if len(speech) > MAX_SPEECH_CLIPS:
+            raise RequestError(ErrorCode.INVALID_REQUEST, f"at most {MAX_SPEECH_CLIPS} `speech` parts")
         try:
             return schemas.EditCreate.model_validate(fields), singles, speech
         except ValidationError as exc:
