@@ -145,7 +145,8 @@ class Dub(_Edit):
         max_pixels = self.options.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         info = None if self.photo else self.options.probe(self.src)
-        wav = read_track(self.speech_track, self.options.max_duration_s)
+        with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
+            wav = read_track(self.speech_track, self.options.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
         with self._stage("expression"), self._network():
             vector = self.editor.vector(self.target, self.library)
