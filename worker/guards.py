@@ -20,7 +20,13 @@ from cmet_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
 
-STAGE_SPAN = {"faces": (0.0, 0.15), "encode": (0.15, 0.45), "expression": (0.45, 0.45), "render": (0.45, 0.98)}
+STAGE_SPAN = {
+    "faces": (0.0, 0.15),
+    "encode": (0.15, 0.45),
+    "expression": (0.45, 0.45),
+    "lips": (0.45, 0.45),
+    "render": (0.45, 0.98),
+}
 PROGRESS_EVERY_S = 0.5
 
 
