@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def make_speech(path: Path, wav_16k: np.ndarray, rate: int = 44100, codec: str =
     layout = "stereo" if stereo else "mono"
     planes = np.stack([y, 0.5 * y] if stereo else [y]).astype(np.float32)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
+        stream = cast("av.AudioStream", out.add_stream(codec, rate=rate, layout=layout))  # an audio encoder
         fmt = stream.codec_context.codec.audio_formats[0].name if stream.codec_context.codec.audio_formats else "fltp"
         frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
         frame.sample_rate = rate
