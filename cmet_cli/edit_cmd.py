@@ -94,7 +94,7 @@ def _facts(result: EditResult) -> str:
 
 def edit(
     input_path: Path = typer.Argument(
-        None, metavar="INPUT", help="Talking-face video; default: a generated sample clip."
+        None, metavar="INPUT", help="Talking-face video, or a photo with --lips-from; default: a generated sample clip."
     ),
     output: Path = typer.Option(
         None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."
@@ -118,7 +118,16 @@ def edit(
     ),
     enhance_strength: float = typer.Option(1.0, "--enhance-strength", help="0-1: how much of the restored face."),
     upscale: int = typer.Option(1, "--upscale", help="2: a 256x256 face-crop input comes back at 512x512."),
-    max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
+    lips_from: Path = typer.Option(
+        None, "--lips-from", help="Dub: the lips speak this speech track, which becomes the output's audio."
+    ),
+    pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
+    pose_fill: str = typer.Option(
+        "bounce", "--pose-fill", help="Speech longer than the pose source: bounce, loop or hold."
+    ),
+    max_duration: float = typer.Option(
+        600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
+    ),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
         None,
@@ -129,7 +138,10 @@ def edit(
         None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."
     ),
 ) -> None:
-    """Give a talking-face video another facial emotion: same words, lips and head motion."""
+    """Give a talking-face video another facial emotion: same words, lips and head motion.
+
+    With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
+    and a photo INPUT is animated, its head moved by --pose-from or held still."""
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import STAGES, Editor
     from cmet_core.settings import get_settings
@@ -152,6 +164,8 @@ def edit(
         enhance=enhance,
         enhance_strength=enhance_strength,
         upscale=upscale,
+        lips="speech" if lips_from is not None else "video",
+        pose_fill=pose_fill,
         max_duration_s=max_duration,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
@@ -185,14 +199,17 @@ def edit(
             TimeElapsedColumn(),
             transient=False,
         ) as bars:
-            tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
+            shown = (*STAGES, "lips") if lips_from is not None else STAGES
+            tasks = {stage: bars.add_task(stage, total=None) for stage in shown}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage in tasks:
                     bars.update(tasks[stage], completed=done, total=max(total, done))
 
-            result = run(editor.edit, input_path, output, target, options, progress)
-    out().print(_summary(result, STAGES))
+            result = run(
+                editor.edit, input_path, output, target, options, progress, speech_track=lips_from, pose_video=pose_from
+            )
+    out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
     typer.echo(_facts(result))
     typer.echo(
         f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "

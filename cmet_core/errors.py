@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     EMPTY_AUDIO = "empty_audio"
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
+    SILENT_SPEECH = "silent_speech"
+    SPEECH_TOO_LONG = "speech_too_long"
+    SPEECH_TOO_SHORT = "speech_too_short"
+    BAD_PHOTO = "bad_photo"
     # faces
     NO_FACE = "no_face"
     BAD_FACE_SELECTION = "bad_face_selection"
@@ -45,6 +49,10 @@ class ErrorCode(StrEnum):
     VIDEO_MISSING = "video_missing"
     EMOTION_MISSING = "emotion_missing"
     SPEECH_MISSING = "speech_missing"
+    SPEECH_TRACK_MISSING = "speech_track_missing"
+    SPEECH_TRACK_UNUSED = "speech_track_unused"
+    PHOTO_NEEDS_SPEECH = "photo_needs_speech"
+    POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
     BAD_CURSOR = "bad_cursor"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
@@ -77,6 +85,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
+    LIPS_UNAVAILABLE = "lips_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
@@ -109,6 +118,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.EMPTY_AUDIO: (422, "the audio stream holds no samples"),
     ErrorCode.EMPTY_FILE: (422, "an uploaded part is empty"),
     ErrorCode.FILE_TOO_LARGE: (413, "an uploaded part or asset is over its size limit"),
+    ErrorCode.SILENT_SPEECH: (422, "the speech track holds only silence"),
+    ErrorCode.SPEECH_TOO_LONG: (422, "the speech track is longer than the limit"),
+    ErrorCode.SPEECH_TOO_SHORT: (422, "the speech track is shorter than one output frame (40 ms)"),
+    ErrorCode.BAD_PHOTO: (422, "the photo cannot be read or is over the pixel limit"),
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
@@ -124,6 +137,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.VIDEO_MISSING: (422, "no video was given"),
     ErrorCode.EMOTION_MISSING: (422, "neither an emotion nor speech clips were given"),
     ErrorCode.SPEECH_MISSING: (422, "a custom emotion needs at least one speech clip"),
+    ErrorCode.SPEECH_TRACK_MISSING: (422, "lips: speech needs a speech track"),
+    ErrorCode.SPEECH_TRACK_UNUSED: (422, "a speech track (or pose video) was given without lips: speech"),
+    ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
+    ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
     ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
@@ -152,6 +169,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_MANY_ATTEMPTS: (500, "the job was started too often without finishing"),
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
+    ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
     ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),
     ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),

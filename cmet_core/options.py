@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, FiniteFloat, model_validator
 from cmet_core import faces
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.lips import LipChoice
 from cmet_core.media.video import VideoInfo, probe
 
 DEFAULT_MAX_DURATION_S = 600.0
@@ -57,8 +58,8 @@ class FaceChoice(EnhanceChoice):
         return faces.FaceSelection(index=self.face_index, box=box)
 
 
-class EditOptions(FaceChoice):
-    """The face choice plus what the operator (not the user) sets: limits and encoding."""
+class EditOptions(LipChoice, FaceChoice):
+    """The face and lip choices plus what the operator (not the user) sets: limits and encoding."""
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
     max_frames: int = Field(default=DEFAULT_MAX_FRAMES, gt=0, description="Inputs with more frames are refused.")

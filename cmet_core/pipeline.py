@@ -9,6 +9,7 @@ coefficients, a timestamp).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -29,10 +30,12 @@ from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
+from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
+from cmet_core.models.connector import Connector
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.runtime import EDTalkRunner, LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.settings import CoreSettings
@@ -126,6 +129,7 @@ class Batching(Protocol):
     def embed(self, embed: Embed) -> Embed: ...
 
     def restorer(self, runner: RestorerRunner) -> Restorer: ...
+    def lips(self, forward: LipForward) -> LipForward: ...
 
 
 class LazySpeechEncoder:
@@ -161,12 +165,17 @@ class Editor:
         runner: Runner | None = None,
         embed: Embed | None = None,
         restorer: Restorer | None = None,
+        lips: LipForward | None = None,
     ) -> None:
         self.models = models
         self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
+        if lips is None and models.audio2lip is not None:
+            lips = LipRunner(models.audio2lip, self.runner.device)
+        self.lips = lips
+        """Audio2Lip for dubbing; None when the set has none (dubbing is then refused)."""
         self.connector = models.connector.eval().to(self.runner.device)
         self.library = library if library is not None else load_builtin_library()
         self.face_size = models.edtalk.cfg.size
@@ -215,10 +224,12 @@ class Editor:
         if model_set.restorer is not None:
             plain_restorer = RestorerRunner(model_set.restorer, runtime)
             restorer = plain_restorer if batching is None else batching.restorer(plain_restorer)
+        lips: LipForward | None = LipRunner(model_set.audio2lip, plain.device) if model_set.audio2lip else None
         if batching is not None:
             embed = batching.embed(embed)
+            lips = batching.lips(lips) if lips is not None else None
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer)
+        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer, lips=lips)
 
     @property
     def connector_label(self) -> str:
@@ -241,8 +252,19 @@ class Editor:
         options: EditOptions = EditOptions(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
+        *,
+        speech_track: Path | str | None = None,
+        pose_video: Path | str | None = None,
     ) -> EditResult:
-        return _Edit(self, Path(src), Path(dst), target, options, progress or _no_progress, library).run()
+        """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
+        animated that way, its head moved by `pose_video` or held still."""
+        src, dst, report = Path(src), Path(dst), progress or _no_progress
+        if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
+            from cmet_core.dubbing import Dub
+
+            track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
+            return Dub(self, src, dst, target, options, report, library, track, pose).run()
+        return _Edit(self, src, dst, target, options, report, library).run()
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
@@ -277,6 +299,8 @@ class _Edit:
         self.runner = editor.runner
         self.seconds: dict[str, float] = {}
         self.network = 0.0
+        self.frame_limit: int | None = None
+        """Frames of the input the passes read (a dub shorter than its video needs no more); None: all."""
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -305,15 +329,8 @@ class _Edit:
         with self._stage("expression"), self._network():
             vector = self.editor.vector(self.target, self.library)
         crop_input = faces.is_face_crop(info.width, info.height)
-        with self._stage("faces"):
-            boxes, source_index = self._faces(info, crop_input)
-        with self._stage("encode"):
-            motion, times, source = self._encode(boxes, source_index)
-        with self._stage("expression"), self._network():
-            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
-            with torch.inference_mode():
-                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
-            self.progress("expression", len(boxes), len(boxes))
+        boxes, source_index, motion, times, source = self._motion(info, crop_input)
+        exp = self._edited_expression(connector, vector, motion, times)
         enhancer = self._enhancer(boxes)
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
@@ -344,11 +361,36 @@ class _Edit:
             connector=connector_label,
         )
 
+    def _read(self) -> Iterator[DecodedFrame]:
+        frames = read_frames(self.src)
+        return frames if self.frame_limit is None else itertools.islice(frames, self.frame_limit)
+
+    def _motion(
+        self, info: VideoInfo, crop_input: bool
+    ) -> tuple[list[faces.CropBox], int, Motion, np.ndarray, SourceCache]:
+        """Passes 1 and 2: crop boxes, the identity frame, every frame's motion and time, the prepared source."""
+        with self._stage("faces"):
+            boxes, source_index = self._faces(info, crop_input)
+        with self._stage("encode"):
+            motion, times, source = self._encode(boxes, source_index)
+        return boxes, source_index, motion, times, source
+
+    def _edited_expression(
+        self, connector: Connector, vector: np.ndarray, motion: Motion, times: np.ndarray
+    ) -> torch.Tensor:
+        """Every frame's expression coefficients moved towards the target's semantic vector."""
+        with self._stage("expression"), self._network():
+            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
+            with torch.inference_mode():
+                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
+            self.progress("expression", len(times), len(times))
+        return exp
+
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
         detections: list[list[faces.Detection]] = []
         with faces.FaceDetector() as detector:
-            for frame in read_frames(self.src):
+            for frame in self._read():
                 detections.append(detector.detect(frame.image))
                 self.progress("faces", len(detections), info.frame_count)
         n = len(detections)
@@ -378,7 +420,7 @@ class _Edit:
         parts: list[Motion] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
-        for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
+        for chunk in _chunks(self._read(), self.options.chunk_frames):
             if chunk[-1].index >= len(boxes):
                 raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave more frames than the first pass")
             crops = self._crops(chunk, boxes)

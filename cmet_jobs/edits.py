@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cmet_core.errors import ErrorCode
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.lips import check_inputs
+from cmet_core.media.photo import is_photo
 from cmet_jobs import emotions, jobs, paging, queue, schemas, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
-from cmet_jobs.inputs import check_emotion, check_speech, check_video
+from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobState
@@ -40,10 +42,13 @@ class Submission:
     video_file: Path | None = None
     speech_files: tuple[Path, ...] = ()
     idempotency_key: str | None = None
+    speech_track_file: Path | None = None
+    pose_video_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        return ([self.video_file] if self.video_file is not None else []) + list(self.speech_files)
+        singles = (self.video_file, self.speech_track_file, self.pose_video_file)
+        return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
 
 
 def request_hash(submission: Submission) -> str:
@@ -84,6 +89,32 @@ def _check_sources(submission: Submission) -> None:
     if (body.emotion is None) == (not has_speech):
         code = ErrorCode.EMOTION_MISSING if body.emotion is None else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give exactly one of `emotion` and speech clips")
+
+
+def _check_dub(submission: Submission) -> bool | None:
+    """The lip rules of `cmet_core.lips`; whether the video is a photo (None: behind a URL or an
+    asset, so only the worker knows; a pose video then counts as saying it is one)."""
+    body = submission.body
+    parts = {"speech_track": submission.speech_track_file, "pose_video": submission.pose_video_file}
+    given = {
+        name: sum(ref is not None for ref in (part, getattr(body, f"{name}_url"), getattr(body, f"{name}_asset")))
+        for name, part in parts.items()
+    }
+    for name, count in given.items():
+        if count > 1:
+            message = f"give the {name} once: part `{name}`, {name}_url or {name}_asset"
+            raise RequestError(ErrorCode.INVALID_REQUEST, message)
+    photo = is_photo(submission.video_file) if submission.video_file is not None else None
+    try:
+        check_inputs(
+            body.lips,
+            photo=photo if photo is not None else bool(given["pose_video"]),
+            speech_track=bool(given["speech_track"]),
+            pose_video=bool(given["pose_video"]),
+        )
+    except InputError as exc:
+        raise RequestError(exc.code, str(exc)) from None
+    return photo
 
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -129,6 +160,8 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     schemes = settings.url_schemes
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls]
+    inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
+    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
     for url, max_bytes in inputs:
         try:
             probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
@@ -148,20 +181,36 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     if replayed is not None:
         return replayed
     _check_sources(submission)
+    photo = _check_dub(submission)
     body = submission.body
     if body.emotion is not None:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
-    video = (
-        check_video(submission.video_file, settings.edit_options(body)) if submission.video_file is not None else None
-    )
+    options = settings.edit_options(body)
+    video = None
+    if submission.video_file is not None:
+        if photo:
+            check_photo(submission.video_file, options)
+        else:
+            video = check_video(submission.video_file, options)
     for path in submission.speech_files:
         check_speech(path)
+    if submission.speech_track_file is not None:
+        check_speech_track(submission.speech_track_file, options.max_duration_s)
+    if submission.pose_video_file is not None:
+        check_video(submission.pose_video_file, options, "pose_video")
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
+    dub_assets = {
+        name: uploads.usable(session, storage, key, asset_id, kind) if asset_id else None
+        for name, asset_id, kind in (
+            ("speech_track", body.speech_track_asset, "speech"),
+            ("pose_video", body.pose_video_asset, "video"),
+        )
+    }
     job = Job(
         key_id=key.id,
         state=JobState.CREATING,
@@ -180,11 +229,11 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, storage)
+        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, dub_assets, storage)
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
-        queue.submit(settings, job.id, video)
+        queue.submit(settings, job.id, video if body.lips == "video" else None)  # a dub's work follows its speech
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))
@@ -200,6 +249,7 @@ def _store_inputs(
     submission: Submission,
     video_asset: Asset | None,
     speech_assets: list[Asset],
+    dub_assets: dict[str, Asset | None],
     storage: Storage,
 ) -> EditSpec:
     """Parts and assets are copied under the job's prefix and the spec refers to those copies (and to
@@ -224,9 +274,22 @@ def _store_inputs(
     speech = [part(path, f"speech{i}") for i, path in enumerate(submission.speech_files)]
     speech += [copy(asset, f"speech{len(speech) + i}", "speech") for i, asset in enumerate(speech_assets)]
     speech += [InputRef(url=u) for u in body.speech_urls]
+
+    def single(name: str, part_file: Path | None, kind: str) -> InputRef | None:
+        asset, url = dub_assets.get(name), getattr(body, f"{name}_url")
+        if part_file is not None:
+            return part(part_file, name)
+        if asset is not None:
+            return copy(asset, name, kind)
+        return InputRef(url=url) if url is not None else None
+
     return EditSpec(
         video=video,
         speech=tuple(speech),
+        speech_track=single("speech_track", submission.speech_track_file, "speech"),
+        pose_video=single("pose_video", submission.pose_video_file, "video"),
+        lips=body.lips,
+        pose_fill=body.pose_fill,
         emotion=body.emotion,
         intensity=body.intensity,
         face_index=body.face_index,

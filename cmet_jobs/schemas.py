@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.errors import ErrorCode
+from cmet_core.lips import LipChoice
 from cmet_core.options import FaceChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
@@ -29,10 +30,13 @@ def _default_events() -> list[WebhookEvent]:
     return [e for e in ALL_EVENTS if e != "edit.progress"]
 
 
-class EditCreate(EmotionChoice, FaceChoice):
-    """A new edit. The video comes as a multipart part `video`, a `video_url` or a `video_asset`;
-    the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips. The
-    options (emotion, intensity, face choice, source frame) are `cmet_core`'s own definitions."""
+class EditCreate(EmotionChoice, FaceChoice, LipChoice):
+    """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
+    `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id or
+    blend) or speech clips. To dub, `lips: "speech"` with a speech track (part `speech_track`,
+    `speech_track_url` or `speech_track_asset`); a photo's head motion from a pose video (part
+    `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion, intensity, face
+    choice, source frame, lips, pose fill) are `cmet_core`'s own definitions."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,13 +44,18 @@ class EditCreate(EmotionChoice, FaceChoice):
     video_asset: AssetId | None = None
     speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
     speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+    speech_track_url: HttpsUrl | None = None
+    speech_track_asset: AssetId | None = None
+    pose_video_url: HttpsUrl | None = None
+    pose_video_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
-        if self.video_url is not None and self.video_asset is not None:
-            raise ValueError("give the video once: video_url or video_asset (or the multipart part `video`)")
+        for name in ("video", "speech_track", "pose_video"):
+            if getattr(self, f"{name}_url") is not None and getattr(self, f"{name}_asset") is not None:
+                raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
         return self
 
 

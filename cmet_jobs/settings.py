@@ -14,10 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cmet_core.lips import LipChoice
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions, FaceChoice
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec", "gfpgan"]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec", "gfpgan", "audio2lip"]
 
 
 class ModelBatching(BaseModel):
@@ -167,7 +168,8 @@ class JobsSettings(CoreSettings):
     def edit_options(self, choice: FaceChoice) -> EditOptions:
         """A request's or a job's face choice with this deployment's input limits: the API checks
         uploads with them at submission, the worker runs every edit with them."""
-        chosen = {name: getattr(choice, name) for name in FaceChoice.model_fields}
+        fields = [*FaceChoice.model_fields, *(LipChoice.model_fields if isinstance(choice, LipChoice) else ())]
+        chosen = {name: getattr(choice, name) for name in fields}
         return EditOptions(
             **chosen,
             max_duration_s=self.max_video_duration_s,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cmet_core.lips import LipChoice
 from cmet_core.options import EditOptions, FaceChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
 from cmet_jobs.settings import JobsSettings
@@ -33,13 +34,15 @@ class InputRef(BaseModel):
         return self
 
 
-class EditSpec(EmotionChoice, FaceChoice):
+class EditSpec(EmotionChoice, FaceChoice, LipChoice):
     """The inputs, the target (emotion or speech clips, intensity) and the options of an edit."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    video: InputRef
+    video: InputRef = Field(description="The video, or the photo a dub animates.")
     speech: tuple[InputRef, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS)
+    speech_track: InputRef | None = Field(default=None, description="What the lips speak (`lips: speech`).")
+    pose_video: InputRef | None = Field(default=None, description="A photo's head motion.")
 
     @model_validator(mode="after")
     def _one_target(self) -> EditSpec:

@@ -262,9 +262,18 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         with session_scope(settings.db_url) as session:
             return emotions.library_for_key(session, claimed.key_id)
 
+    track, pose = (
+        _fetch(ref, work / name, settings, limit) if ref is not None else None
+        for ref, name, limit in (
+            (spec.speech_track, "speech_track", settings.max_speech_bytes),
+            (spec.pose_video, "pose_video", settings.max_video_bytes),
+        )
+    )
     library = retrying(read_library, "reading the emotion library")
     target, options = spec.target(speech), spec.options(settings)
-    result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
+    editor = EDITOR.get(settings)
+    output = work / jobs.OUTPUT_NAME
+    result = editor.edit(video, output, target, options, progress, library, speech_track=track, pose_video=pose)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)

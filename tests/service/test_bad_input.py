@@ -69,9 +69,39 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         "big": b"\x00" * (MAX_VIDEO + 10),
         "silent": silent,
         "dense": make_dense_video(tmp / "dense.mp4", frames=40_000, seconds=2.0).read_bytes(),
+        "photo": _jpeg(),
+        "long_flac": _long_flac(tmp / "long.flac", seconds=601),
     }
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Corpus(client, settings, key, other, files)
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 90, 60)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def _long_flac(path: Path, seconds: int) -> bytes:
+    """Digital silence as FLAC: ten minutes in a few kB, its length declared in the header."""
+    import numpy as np
+    import soundfile
+
+    soundfile.write(str(path), np.zeros(8000 * seconds, np.int16), 8000)
+    return path.read_bytes()
+
+
+def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-untyped-def]
+    """A multipart dub request: part `video` from the corpus, the other parts named by `*_part` fields."""
+    files = {"video": c.files[video]} | {
+        name.removesuffix("_part"): c.files[value] for name, value in fields.items() if name.endswith("_part")
+    }
+    data = {"emotion": "happy"} | {k: v for k, v in fields.items() if not k.endswith("_part")}
+    return c.post(files=files, data=data)
 
 
 def _jobs(settings: JobsSettings) -> int:
@@ -502,6 +532,41 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_signature",
     ),
     ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
+    ("photo without lips speech", lambda c: _dub(c, "photo"), 422, "photo_needs_speech"),
+    ("lips speech without a speech track", lambda c: _dub(c, lips="speech"), 422, "speech_track_missing"),
+    ("speech track without lips speech", lambda c: _dub(c, speech_track_part="wav"), 422, "speech_track_unused"),
+    (
+        "pose video with a video input",
+        lambda c: _dub(c, lips="speech", speech_track_part="wav", pose_video_part="video"),
+        422,
+        "pose_video_needs_photo",
+    ),
+    (
+        "speech track without an audio stream",
+        lambda c: _dub(c, lips="speech", speech_track_part="silent"),
+        422,
+        "no_audio",
+    ),
+    (
+        "speech track over the duration limit",
+        lambda c: _dub(c, lips="speech", speech_track_part="long_flac"),
+        422,
+        "speech_too_long",
+    ),
+    (
+        "speech track as URL and asset",
+        lambda c: c.post(
+            json={
+                "emotion": "happy",
+                "lips": "speech",
+                "speech_track_url": "https://example.com/a.wav",
+                "speech_track_asset": "ast_" + "0" * 32,
+            }
+        ),
+        422,
+        "invalid_request",
+    ),
+    ("unknown pose_fill", lambda c: _dub(c, lips="speech", pose_fill="spin"), 422, "invalid_request"),
 ]
 
 
