@@ -8,7 +8,7 @@ from cmet_core.logs import configure
 from cmet_jobs.db.session import migrate
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.storage import S3Storage, storage_for
-from service import metrics, offload, problems
+from service import metrics, offload, page, problems
 from service.body_limit import BodyLimit
 from service.deps import reject_unknown_query
 from service.head import HeadAsGet
@@ -54,6 +54,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     app.include_router(probes.router)
     app.include_router(emotions.router)
     app.include_router(system.router)
+    app.include_router(page.router)
     return app
 
 
