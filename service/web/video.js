@@ -91,6 +91,7 @@ export class VideoStep {
 
   fail(error) {
     $("video-status").textContent = "";
+    $("video-stage").hidden = true;
     showError($("video-error"), error);
     this.ready = false;
     this.onChange();

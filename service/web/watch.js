@@ -38,7 +38,7 @@ export class Watch {
     } catch (error) {
       if (error.name === "AbortError") return;
       $("job-line").textContent = error.code === "edit_not_found" ? "Edit not found." : "";
-      $("cancel").hidden = true;
+      $("job-meter").hidden = true;
       showError($("job-error"), error);
     }
   }
@@ -62,6 +62,7 @@ export class Watch {
 
   show(job) {
     const percent = Math.round(job.progress * 100);
+    $("job-meter").hidden = false;
     $("job-progress").value = job.progress;
     $("job-percent").textContent = `${percent} %`;
     const what = job.emotion || "speech";
