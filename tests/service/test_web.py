@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from cmet_core.media.video import probe
-from tests.service.stack import free_port, process, wait_until
+from tests.service.conftest import new_key
+from tests.service.stack import Stack, free_port, process, wait_until
 from tests.service.test_serve import CMET, _keys
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -229,3 +230,67 @@ def test_the_page_and_its_files_carry_a_strict_policy(served: Served) -> None:
         ).stdout
         == ""
     ), "nothing on the page loads from elsewhere"
+
+
+def upload_video(page: sync_api.Page, video: Path) -> None:
+    page.set_input_files("#video-file", str(video))
+    sync_api.expect(page.locator("#video-info")).to_be_visible(timeout=90_000)
+
+
+def test_a_blend_is_canceled_then_rerun_with_its_settings(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    expect = sync_api.expect
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    page.get_by_label("a blend").check()
+    expect(page.locator("#emotion-set")).to_be_hidden()
+    page.get_by_label("happy weight").fill("0.5")
+    page.get_by_label("sad weight").fill("0.3")
+    expect(page.locator("#blend-sum")).to_have_text("Weights add up to 0.80.")
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("happy=0.5,sad=0.3", timeout=30_000)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "canceled", timeout=60_000)
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    page.screenshot(path=served.shots / "10-canceled.png", full_page=True)
+
+    page.reload()  # the key stays for the tab; the page starts afresh
+    expect(page.locator("#app")).to_be_visible()
+    page.get_by_label("one emotion").check()
+    page.get_by_role("button", name="Re-run edit").first.click()
+    expect(page.get_by_label("a blend")).to_be_checked()
+    expect(page.get_by_label("happy weight")).to_have_value("0.5")
+    expect(page.get_by_label("sad weight")).to_have_value("0.3")
+    expect(page.locator("#submit")).to_be_focused()
+
+
+def test_the_page_works_on_the_scaled_stack(browser: sync_api.Browser, stack: Stack, test_data: Path) -> None:
+    """The compose shape (PostgreSQL, Redis, Celery, S3): the upload and the result cross to the object
+    store's origin, which the page's policy names."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    policy = httpx.get(stack.api_url + "/").headers["content-security-policy"]
+    assert stack.env["CMET_S3_ENDPOINT_URL"] in policy
+    page.goto(stack.api_url + "/")
+    page.get_by_label("API key").fill(new_key(stack, "browser"))
+    page.get_by_role("button", name="Use key").click()
+    upload_video(page, test_data / MEAD)
+    page.get_by_role("radio", name="sad", exact=True).check()
+    page.get_by_role("button", name="Edit the video").click()
+    sync_api.expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
+    page.wait_for_function("() => document.getElementById('after').readyState >= 2", timeout=30_000)
+    assert abs(page.locator("#after").evaluate("v => v.duration") - probe(test_data / MEAD).duration_s) < 0.04
+    assert page.locator("#download").get_attribute("href").startswith(stack.env["CMET_S3_ENDPOINT_URL"])
+    context.close()
+    assert blocked == []
+
+
+def test_the_wheel_ships_every_file_of_the_page() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
+    files = [p.relative_to(root / "service").as_posix() for p in (root / "service" / "web").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files
