@@ -68,6 +68,7 @@ export class VideoStep {
     try {
       this.asset = await upload(file, "video", (done) => (bar.value = done));
       bar.value = 1;
+      this.loadRecent();
       await this.measure(file.name);
     } catch (error) {
       this.fail(error);
