@@ -69,3 +69,43 @@ def test_events_of_another_key_or_without_a_key_are_refused(stack: Stack, client
     assert r.status_code == 401 and r.json()["code"] == "unauthorized"
     r = client.get("/v1/edits/job_missing/events")
     assert r.status_code == 404 and r.json()["code"] == "edit_not_found"
+
+
+def test_open_streams_hold_no_connection_or_thread(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
+    """More streams than the API's database pool (10 + 20) and its thread pool (40) hold, all open at
+    once on a job that waits: each gets its first event, and other requests are answered meanwhile."""
+    import threading
+    import time
+
+    long_clip = write_sample_clip(tmp_path / "long.mp4", seconds=8.0)
+    ids = []
+    for _ in range(2):  # the first keeps the one test worker busy, so the second waits in the queue
+        with long_clip.open("rb") as f:
+            ids.append(client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"])
+    streams, first_events = 45, threading.Barrier(45 + 1, timeout=60)
+    stop = threading.Event()
+
+    def follow() -> None:
+        with httpx.Client(base_url=stack.api_url, headers=client.headers, timeout=90) as own:
+            with own.stream("GET", f"/v1/edits/{ids[1]}/events") as r:
+                lines = r.iter_lines()
+                while not next(lines).startswith("data: "):
+                    pass
+                first_events.wait()
+                stop.wait(60)
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    try:
+        first_events.wait()  # every stream has its first event
+        started = time.monotonic()
+        assert client.get(f"/v1/edits/{ids[1]}").json()["state"] == "queued"
+        assert client.get("/v1/edits").status_code == 200
+        assert time.monotonic() - started < 5.0
+    finally:
+        stop.set()
+        for job_id in ids:
+            client.post(f"/v1/edits/{job_id}/cancel")
+    for t in threads:
+        t.join(30)
