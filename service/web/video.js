@@ -10,6 +10,7 @@ export class VideoStep {
   constructor(onChange) {
     this.onChange = onChange;
     this.asset = null;
+    this.turn = 0;
     this.ready = false;
     this.localUrl = null;
     this.probe = null;
@@ -65,14 +66,18 @@ export class VideoStep {
     bar.hidden = false;
     bar.value = 0;
     $("video-status").textContent = `Uploading ${file.name}…`;
+    const turn = ++this.turn; // a file chosen during this upload wins
     try {
-      this.asset = await upload(file, "video", (done) => (bar.value = done));
-      bar.value = 1;
-      this.loadRecent();
-      await this.measure(file.name);
+      const asset = await upload(file, "video", (done) => turn === this.turn && (bar.value = done));
+      if (turn !== this.turn) return;
+      this.asset = asset;
     } catch (error) {
-      this.fail(error);
+      if (turn === this.turn) this.fail(error);
+      return;
     }
+    bar.value = 1;
+    this.loadRecent();
+    await this.measure(file.name);
   }
 
   async pick(assetId) {
@@ -82,12 +87,9 @@ export class VideoStep {
     $("input-video").removeAttribute("src");
     $("video-stage").hidden = true;
     $("upload-progress").hidden = true;
+    this.turn += 1;
     this.asset = assetId;
-    try {
-      await this.measure($("recent").selectedOptions[0].textContent);
-    } catch (error) {
-      this.fail(error);
-    }
+    await this.measure($("recent").selectedOptions[0].textContent);
   }
 
   fail(error) {
@@ -98,18 +100,37 @@ export class VideoStep {
     this.onChange();
   }
 
+  /** The probe of the uploaded asset. Submitting is allowed once the upload is accepted: a worker busy
+   * with a long edit answers the probe late, and the edit checks the video itself anyway. */
   async measure(name) {
-    $("video-status").textContent = `Uploaded ${name}; looking at it…`;
-    await api(`/v1/uploads/${this.asset}/probe`, { method: "POST" });
-    const deadline = Date.now() + PROBE_WAIT_MS;
-    let answer;
-    for (;;) {
-      answer = await api(`/v1/uploads/${this.asset}/probe`);
-      if (answer.state !== "pending") break;
-      if (Date.now() > deadline) throw new ApiError(0, "probe_timeout", "no worker answered the probe in time");
-      await new Promise((r) => setTimeout(r, 400));
+    const asset = this.asset;
+    const current = () => this.asset === asset;
+    try {
+      await api(`/v1/uploads/${asset}/probe`, { method: "POST" });
+      if (!current()) return;
+      $("video-status").textContent = `Uploaded ${name}; a worker is looking at it (you may submit already)…`;
+      this.ready = true;
+      this.onChange();
+      const deadline = Date.now() + PROBE_WAIT_MS;
+      let answer;
+      for (;;) {
+        answer = await api(`/v1/uploads/${asset}/probe`);
+        if (!current()) return;
+        if (answer.state !== "pending") break;
+        if (Date.now() > deadline) {
+          $("video-status").textContent = `Uploaded ${name}; no worker looked at it yet (the edit checks it itself).`;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      if (answer.state === "failed") throw new ApiError(422, answer.error.code, answer.error.message);
+      this.show(name, answer);
+    } catch (error) {
+      if (current()) this.fail(error);
     }
-    if (answer.state === "failed") throw new ApiError(422, answer.error.code, answer.error.message);
+  }
+
+  show(name, answer) {
     this.probe = answer;
     $("info-length").textContent = `${seconds(answer.duration_s)} (${answer.frames} frames)`;
     $("info-fps").textContent = `${answer.fps.toFixed(2)} fps`;
@@ -118,9 +139,7 @@ export class VideoStep {
     $("info-face").textContent = `found in frame ${answer.face.frame}, ${Math.round(x1 - x0)} × ${Math.round(y1 - y0)} px`;
     $("video-info").hidden = false;
     $("video-status").textContent = `${name}: ready to edit.`;
-    this.ready = true;
     this.drawFace();
-    this.onChange();
   }
 
   /** The face box over the shown frame, in the element's own pixels (the video is letterboxed). */
