@@ -15,6 +15,9 @@ export class EmotionStep {
     }
     $("intensity").addEventListener("input", () => this.showIntensity());
     $("speech-files").addEventListener("change", () => this.onChange());
+    this.recordings = [];
+    this.recorder = null;
+    $("record").addEventListener("click", () => (this.recorder ? this.recorder.stop() : this.record()));
     $("custom-form").addEventListener("submit", (e) => {
       e.preventDefault();
       this.createCustom();
@@ -84,7 +87,7 @@ export class EmotionStep {
   valid() {
     if (this.mode === "emotion") return this.chosenEmotion() !== null;
     if (this.mode === "blend") return this.blendWeights().length > 0;
-    const n = $("speech-files").files.length;
+    const n = this.clips().length;
     return n > 0 && n <= MAX_CLIPS;
   }
 
@@ -96,8 +99,60 @@ export class EmotionStep {
       return { emotion: this.blendWeights().map(([name, w]) => `${name}=${w}`).join(","), intensity };
     }
     const assets = [];
-    for (const file of $("speech-files").files) assets.push(await upload(file, "speech"));
+    for (const file of this.clips()) assets.push(await upload(file, "speech"));
     return { speech_assets: assets, intensity };
+  }
+
+  /** The chosen speech files and the clips recorded here. */
+  clips() {
+    return [...$("speech-files").files, ...this.recordings];
+  }
+
+  /** Record a clip from the microphone until the button is pressed again. */
+  async record() {
+    const status = $("record-status");
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (error) {
+      status.textContent = `No microphone: ${error.message}`;
+      return;
+    }
+    const chunks = [];
+    const recorder = new MediaRecorder(stream);
+    this.recorder = recorder;
+    recorder.addEventListener("dataavailable", (e) => e.data.size && chunks.push(e.data));
+    recorder.addEventListener("stop", () => {
+      for (const track of stream.getTracks()) track.stop();
+      this.recorder = null;
+      $("record").textContent = "Record a clip";
+      $("record").setAttribute("aria-pressed", "false");
+      const type = (recorder.mimeType || "audio/webm").split(";")[0];
+      const clip = new File(chunks, `recording-${this.recordings.length + 1}.webm`, { type });
+      this.recordings.push(clip);
+      status.textContent = `Recorded ${clip.name}.`;
+      this.showRecordings();
+      this.onChange();
+    });
+    recorder.start();
+    $("record").textContent = "Stop recording";
+    $("record").setAttribute("aria-pressed", "true");
+    status.textContent = "Recording…";
+  }
+
+  showRecordings() {
+    $("recordings").replaceChildren(
+      ...this.recordings.map((clip) => {
+        const audio = el("audio", { controls: true, src: URL.createObjectURL(clip), "aria-label": clip.name });
+        const remove = el("button", { type: "button", text: "Remove", "aria-label": `Remove ${clip.name}` });
+        remove.addEventListener("click", () => {
+          this.recordings = this.recordings.filter((c) => c !== clip);
+          this.showRecordings();
+          this.onChange();
+        });
+        return el("li", {}, el("span", { text: clip.name }), audio, remove);
+      }),
+    );
   }
 
   /** Set the form from an earlier edit (re-run with changes). */

@@ -61,7 +61,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator
 def browser(served: Served) -> Iterator[sync_api.Browser]:  # noqa: ARG001 (the server first, so it outlives the browser)
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--autoplay-policy=no-user-gesture-required"]
+            executable_path=str(CHROMIUM),
+            headless=True,
+            # a generated tone as the microphone, allowed without a prompt
+            args=[
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
         )
         yield chromium
         chromium.close()
@@ -272,6 +279,23 @@ def test_a_blend_is_canceled_then_rerun_with_its_settings(page: sync_api.Page, s
     expect(page.get_by_label("happy weight")).to_have_value("0.5")
     expect(page.get_by_label("sad weight")).to_have_value("0.3")
     expect(page.locator("#submit")).to_be_focused()
+
+
+def test_a_clip_recorded_on_the_page_drives_a_speech_edit(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    expect = sync_api.expect
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    page.get_by_label("speech clips", exact=True).check()
+    expect(page.locator("#submit")).to_be_disabled()
+    page.get_by_role("button", name="Record a clip").click()
+    expect(page.locator("#record-status")).to_have_text("Recording…")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Stop recording").click()
+    expect(page.locator("#recordings li")).to_have_count(1)
+    page.screenshot(path=served.shots / "11-recorded.png", full_page=True)
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("(speech, intensity 1)", timeout=30_000)
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
 
 
 def test_the_page_works_on_the_scaled_stack(browser: sync_api.Browser, stack: Stack, test_data: Path) -> None:
