@@ -52,6 +52,8 @@ def _origin(url: str) -> str:
 
 
 def _serve(name: str, storage: StorageDep) -> FileResponse:
+    if name not in FILES:
+        raise RequestError(ErrorCode.NOT_FOUND, "no such file")
     # the origin signed URLs point at, from a URL signed for nothing (signing needs no network)
     storage_origin = _origin(storage.download_url("web/origin"))
     headers = {
@@ -70,6 +72,4 @@ def index(storage: StorageDep) -> FileResponse:
 
 @router.get("/web/{name}")
 def asset(name: str, storage: StorageDep) -> FileResponse:
-    if name not in FILES:
-        raise RequestError(ErrorCode.NOT_FOUND, "no such file")
     return _serve(name, storage)
