@@ -100,7 +100,7 @@ def test_open_streams_hold_no_connection_or_thread(stack: Stack, client: httpx.C
     try:
         first_events.wait()  # every stream has its first event
         started = time.monotonic()
-        assert client.get(f"/v1/edits/{ids[1]}").json()["state"] == "queued"
+        assert client.get(f"/v1/edits/{ids[1]}").json()["state"] in ("queued", "running")
         assert client.get("/v1/edits").status_code == 200
         assert time.monotonic() - started < 5.0
     finally:
