@@ -79,10 +79,8 @@ def serve(
         say(f"queued {len(leftover)} unfinished job(s) again")
     workers = _workers(settings)
     stop = _Stop(workers)
-    say(
-        f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} "
-        "(create a key with `cmet keys create --name me`)"
-    )
+    say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port}")
+    say(f"open http://{host}:{port}/ in a browser (create a key with `cmet keys create --name me`)")
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -207,3 +207,24 @@ class WebhookDelivery(BaseModel):
 class WebhookDeliveryList(BaseModel):
     object: Literal["list"] = "list"
     data: list[WebhookDelivery]
+
+
+class ProbeFace(BaseModel):
+    frame: int = Field(description="The first frame where the face the edit would take was found.")
+    box: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 in pixels of the upright frame.")
+
+
+class Probe(BaseModel):
+    """What an edit of an uploaded video would start from: `pending` until a worker measured it;
+    `failed` carries the code an edit of it would fail with (too long, not a video, no face, ...)."""
+
+    object: Literal["probe"] = "probe"
+    state: Literal["pending", "ready", "failed"]
+    duration_s: float | None = None
+    fps: float | None = None
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    has_audio: bool | None = None
+    face: ProbeFace | None = None
+    error: JobError | None = None

@@ -23,7 +23,7 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, webhooks
+from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
@@ -332,3 +332,12 @@ def _build_emotion(emotion_id: str) -> str:
         row.state, row.entry, row.error_code, row.error_message = state, entry, code, message
     storage.delete_prefix(f"emotions/{emotion_id}/")
     return state.value
+
+
+@app.task(name=probes.PROBE, acks_late=True)
+def probe_asset(asset_id: str) -> str:
+    """Measure an uploaded video and find its face; the answer goes to storage beside the asset."""
+    settings = get_jobs_settings()
+    storage = storage_for(settings)
+    with job_context(asset_id), scratch.job_folder(settings.scratch_root, asset_id) as work:
+        return probes.run(settings, storage, asset_id, work)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
 from cmet_core.targets import MAX_SPEECH_CLIPS
-from cmet_jobs import edits, jobs, schemas
+from cmet_jobs import edits, events, jobs, schemas
 from cmet_jobs.db.models import ApiKey, Job
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
@@ -167,6 +168,27 @@ async def create_edit(
 def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
     """The job; for a success, `output_url` is a download signed anew on every read."""
     return jobs.to_schema(edits.owned(session, key, job_id), storage)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events `state`, `progress` and, last, `result` (or `error` if the edit was "
+            "deleted), each with the job as JSON in `data`.",
+            "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+def edit_events(
+    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> StreamingResponse:
+    """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
+    edits.owned(session, key, job_id)
+    body = events.stream(settings.db_url, storage, key.id, job_id)
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
 
 
 @router.get("", response_model=schemas.JobList)
