@@ -34,7 +34,10 @@ from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.settings import CoreSettings
+from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.timeline import ClipTimeline
+from cmet_core.voice import VoiceSegment
 
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
@@ -64,6 +67,9 @@ class EditResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     network_seconds: float = 0.0
     connector: str = ""
+    timeline: ClipTimeline | None = None
+    voice: list[VoiceSegment] = field(default_factory=list)
+    """For `from_audio`: the segments found in the voice (`timeline` is what they applied)."""
 
     @property
     def total_seconds(self) -> float:
@@ -221,11 +227,19 @@ class Editor:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
         return semantic_vector(target, library or self.library, self.embed_speech)
 
+    def plan(
+        self, target: EditTarget, library: EmotionLibrary | None, video: Path, info: VideoInfo, options: EditOptions
+    ) -> SpeechPlan:
+        """What the connector reads for `target`: one vector, or a timeline (given, or found in the voice)."""
+        return plan_speech(
+            target, library or self.library, self.embed_speech, video, info, options.max_timeline_segments
+        )
+
     def edit(
         self,
         src: Path | str,
         dst: Path | str,
-        target: EmotionTarget,
+        target: EditTarget,
         options: EditOptions = EditOptions(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
@@ -248,7 +262,7 @@ class _Edit:
         editor: Editor,
         src: Path,
         dst: Path,
-        target: EmotionTarget | None,
+        target: EditTarget | None,
         options: EditOptions,
         progress: Progress,
         library: EmotionLibrary | None,
@@ -291,14 +305,14 @@ class _Edit:
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
         info = self.options.probe(self.src)
         with self._stage("expression"), self._network():
-            vector = self.editor.vector(self.target, self.library)
+            plan = self.editor.plan(self.target, self.library, self.src, info, self.options)
         crop_input = faces.is_face_crop(info.width, info.height)
         with self._stage("faces"):
             boxes, source_index = self._faces(info, crop_input)
         with self._stage("encode"):
             motion, times, source = self._encode(boxes, source_index)
         with self._stage("expression"), self._network():
-            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
+            speech = plan.condition(self.runner.device)
             with torch.inference_mode():
                 exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
             self.progress("expression", len(boxes), len(boxes))
@@ -326,6 +340,8 @@ class _Edit:
             stage_seconds=self.seconds,
             network_seconds=self.network,
             connector=connector_label,
+            timeline=plan.timeline,
+            voice=plan.voice,
         )
 
     # -- pass 1: where the face is ---------------------------------------------------------
