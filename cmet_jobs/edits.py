@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import emotions, jobs, paging, queue, schemas, uploads, webhooks
+from cmet_core.voice import FROM_AUDIO
+from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_speech, check_video
@@ -81,9 +82,10 @@ def _check_sources(submission: Submission) -> None:
         code = ErrorCode.VIDEO_MISSING if sources == 0 else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give the video exactly once: part `video`, video_url or video_asset")
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
-    if (body.emotion is None) == (not has_speech):
-        code = ErrorCode.EMOTION_MISSING if body.emotion is None else ErrorCode.INVALID_REQUEST
-        raise RequestError(code, "give exactly one of `emotion` and speech clips")
+    targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    if targets != 1:
+        code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
+        raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
 
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -128,7 +130,7 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
 
     schemes = settings.url_schemes
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
-    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls]
+    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     for url, max_bytes in inputs:
         try:
             probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
@@ -149,7 +151,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         return replayed
     _check_sources(submission)
     body = submission.body
-    if body.emotion is not None:
+    if body.emotion is not None and body.emotion != FROM_AUDIO:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
@@ -159,9 +161,13 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     )
     for path in submission.speech_files:
         check_speech(path)
+    timelines.check_voice(body, video)
+    if body.timeline is not None:
+        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body.timeline, settings, video)})
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
+    segment_assets = timelines.assets(session, storage, key, body.timeline)
     job = Job(
         key_id=key.id,
         state=JobState.CREATING,
@@ -180,7 +186,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, storage)
+        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, storage, segment_assets)
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
@@ -201,6 +207,7 @@ def _store_inputs(
     video_asset: Asset | None,
     speech_assets: list[Asset],
     storage: Storage,
+    segment_assets: dict[str, Asset],
 ) -> EditSpec:
     """Parts and assets are copied under the job's prefix and the spec refers to those copies (and to
     URLs): the job runs on what it was accepted with, whatever later happens to an asset."""
@@ -224,6 +231,11 @@ def _store_inputs(
     speech = [part(path, f"speech{i}") for i, path in enumerate(submission.speech_files)]
     speech += [copy(asset, f"speech{len(speech) + i}", "speech") for i, asset in enumerate(speech_assets)]
     speech += [InputRef(url=u) for u in body.speech_urls]
+    timeline = (
+        timelines.stored(body.timeline, segment_assets, lambda a, name: copy(a, name, "speech"))
+        if body.timeline is not None
+        else None
+    )
     return EditSpec(
         video=video,
         speech=tuple(speech),
@@ -232,6 +244,8 @@ def _store_inputs(
         face_index=body.face_index,
         face_box=body.face_box,
         source_frame=body.source_frame,
+        neutral=body.neutral,
+        timeline=timeline,
     )
 
 

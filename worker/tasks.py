@@ -263,7 +263,8 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
             return emotions.library_for_key(session, claimed.key_id)
 
     library = retrying(read_library, "reading the emotion library")
-    target, options = spec.target(speech), spec.options(settings)
+    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    options = spec.options(settings)
     result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
@@ -275,6 +276,7 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         "width": result.width,
         "height": result.height,
         "connector": result.connector,
+        **({"segments": [s.model_dump(mode="json") for s in result.voice]} if result.voice else {}),
     }
 
 
