@@ -196,6 +196,14 @@ CASES: list[tuple[str, Case, int, str]] = [
         "no_audio",
     ),
     (
+        "custom emotion named from_audio",
+        lambda c: c.client.post(
+            "/v1/emotions", headers=c.auth(), data={"name": "from_audio"}, files={"speech": c.files["wav"]}
+        ),
+        422,
+        "bad_emotion_name",
+    ),
+    (
         "neutral without from_audio",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "neutral": "self"}),
         422,
