@@ -15,7 +15,6 @@ from cmet_core.expression import expression_track
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.models.connector import Connector
-from cmet_core.models.sets import load_set
 from cmet_core.pipeline import Editor
 from cmet_core.speech_plan import schedule_of
 from cmet_core.targets import EmotionTarget
@@ -36,8 +35,13 @@ def _no_speech(_clips: object) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def connector(tiny_set: Path) -> Connector:
-    return load_set(tiny_set).connector.eval()
+def editor(tiny_set: Path) -> Editor:
+    return Editor.load(tiny_set)
+
+
+@pytest.fixture(scope="module")
+def connector(editor: Editor) -> Connector:
+    return editor.connector
 
 
 def _walk(frames: int, seed: int = 0) -> torch.Tensor:
@@ -176,7 +180,7 @@ def test_one_segment_over_the_whole_clip_is_the_plain_edit(connector: Connector)
     """The windows run as a whole-clip edit's do: same vector, same autoregressive loop, same deltas."""
     frames = 60
     timeline = _timeline({"start_s": 0, "end_s": frames / 25, "target": "sad"}, transition_s=0)
-    vector = torch.from_numpy(LIBRARY.vector("sad")).reshape(1, 1, -1)
+    vector = torch.from_numpy(LIBRARY.vector("sad").copy()).reshape(1, 1, -1)
     with torch.inference_mode():
         plain = expression_track(connector, _walk(frames), np.arange(frames) / 25, vector)
     assert torch.equal(_track(connector, timeline, frames), plain)
@@ -211,12 +215,11 @@ def test_transitions_take_the_jump_out_of_the_boundaries(connector: Connector) -
     assert soft["switch"] <= 1.1 * max(soft["inside"], hard["inside"])
 
 
-def test_an_edit_with_a_timeline_runs_and_reports_it(tiny_set: Path, tmp_path: Path) -> None:
+def test_an_edit_with_a_timeline_runs_and_reports_it(editor: Editor, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "in.mp4", seconds=1.2)
     timeline = _timeline(
         {"start_s": 0.2, "end_s": 0.6, "target": "angry"}, {"start_s": 0.6, "end_s": 1.2, "target": "happy"}
     )
-    editor = Editor.load(tiny_set)
     result = editor.edit(src, tmp_path / "out.mp4", timeline)
     assert result.timeline == timeline and probe(tmp_path / "out.mp4").frame_count == 30
     with pytest.raises(InputError) as caught:
@@ -231,11 +234,9 @@ def test_an_empty_schedule_reads_zero_vectors() -> None:
     assert schedule.vectors(np.zeros(3)).shape == (3, 1024) and not schedule.presence(np.zeros(3)).any()
 
 
-def test_from_audio_is_no_segment_target(tiny_set: Path, tmp_path: Path) -> None:
+def test_from_audio_is_no_segment_target(editor: Editor, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "in.mp4", seconds=0.4)
     with pytest.raises(InputError) as caught:
-        Editor.load(tiny_set).edit(
-            src, tmp_path / "out.mp4", _timeline({"start_s": 0, "end_s": 0.4, "target": "from_audio"})
-        )
+        editor.edit(src, tmp_path / "out.mp4", _timeline({"start_s": 0, "end_s": 0.4, "target": "from_audio"}))
     assert caught.value.code == ErrorCode.BAD_EMOTION
     assert EmotionTarget(emotion="from_audio").emotion == "from_audio"
