@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
 
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
@@ -106,6 +107,13 @@ def edit(
     ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
+    timeline: Path = typer.Option(
+        None, "--timeline", help="A plan JSON: segments {start_s, end_s, target, intensity}, as the API takes."
+    ),
+    neutral: str = typer.Option(
+        None, "--neutral", help="With --emotion from_audio: 'library' (default) or 'self' (the calmest window)."
+    ),
+    plan_out: Path = typer.Option(None, "--plan-out", help="With --emotion from_audio: write the found timeline here."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
     face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
@@ -149,13 +157,16 @@ def edit(
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
-    target = _validated(
-        EmotionTarget,
-        emotion=emotion if emotion is not None else blend,
-        speech=tuple(speech or ()),
-        neutral_speech=tuple(neutral_speech or ()),
-        intensity=intensity,
-    )
+    others = bool(blend is not None or speech or neutral_speech)
+    target = over_time(timeline, emotion, neutral, intensity, others, _validated)
+    if target is None:
+        target = _validated(
+            EmotionTarget,
+            emotion=emotion if emotion is not None else blend,
+            speech=tuple(speech or ()),
+            neutral_speech=tuple(neutral_speech or ()),
+            intensity=intensity,
+        )
     options = _validated(
         EditOptions,
         face_index=face_index,
@@ -167,6 +178,7 @@ def edit(
         lips="speech" if lips_from is not None else "video",
         pose_fill=pose_fill,
         max_duration_s=max_duration,
+        max_timeline_segments=get_settings().max_timeline_segments,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
@@ -176,8 +188,7 @@ def edit(
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
-            label = (target.emotion or "speech").split("=")[0].split(",")[0]
-            output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
+            output = input_path.with_name(f"{input_path.stem}.{output_label(target)}.mp4")
         editor = run(
             Editor.from_settings,
             get_settings(),
@@ -210,6 +221,12 @@ def edit(
                 editor.edit, input_path, output, target, options, progress, speech_track=lips_from, pose_video=pose_from
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
+    found = voice_table(result)
+    if found is not None:
+        out().print(found)
+        if plan_out is not None and (plan := timeline_json(result)) is not None:
+            plan_out.write_text(plan + "\n")
+            typer.echo(f"wrote the found timeline to {plan_out} (edit it, then pass it back with --timeline)")
     typer.echo(_facts(result))
     typer.echo(
         f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "

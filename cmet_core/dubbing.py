@@ -38,7 +38,7 @@ from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditOptions
 from cmet_core.pipeline import Editor, EditResult, Progress, _atomic_output, _Edit, _to_images, _to_tensor
-from cmet_core.targets import EmotionTarget
+from cmet_core.speech_plan import EditTarget
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 
@@ -118,7 +118,7 @@ class Dub(_Edit):
         editor: Editor,
         src: Path,
         dst: Path,
-        target: EmotionTarget,
+        target: EditTarget,
         options: EditOptions,
         progress: Progress,
         library: EmotionLibrary | None,
@@ -148,8 +148,10 @@ class Dub(_Edit):
         with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
             wav = read_track(self.speech_track, self.options.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
-        with self._stage("expression"), self._network():
-            vector = self.editor.vector(self.target, self.library)
+        with self._stage("expression"), self._network():  # a timeline or the voice over the speech's length
+            speech_plan = self.editor.plan(
+                self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.options
+            )
         if image is not None:
             boxes, crop_input, source, motion, times = self._photo_pose(image)
             source_index = 0
@@ -158,7 +160,7 @@ class Dub(_Edit):
             self.frame_limit = self._frames_needed(info)
             crop_input = faces.is_face_crop(info.width, info.height)
             boxes, source_index, motion, times, source = self._motion(info, crop_input)
-        exp = self._edited_expression(connector, vector, motion, times)
+        exp = self._edited_expression(connector, speech_plan, motion, times)
         lips = self._lip_track(wav)
         frames = plan(times, lips.shape[0], self.options.pose_fill, photo=image is not None)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]

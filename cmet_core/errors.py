@@ -42,6 +42,10 @@ class ErrorCode(StrEnum):
     BAD_EMOTION = "bad_emotion"
     BAD_SPEECH = "bad_speech"
     BAD_LIBRARY = "bad_library"
+    TIMELINE_BAD_TIMES = "timeline_bad_times"
+    TIMELINE_OVERLAP = "timeline_overlap"
+    TIMELINE_PAST_END = "timeline_past_end"
+    TIMELINE_TOO_MANY_SEGMENTS = "timeline_too_many_segments"
     # the request
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -114,7 +118,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_MANY_FRAMES: (422, "the video has more frames than the limit"),
     ErrorCode.TOO_MANY_PIXELS: (422, "the video has more width x height x frame rate than the limit"),
     ErrorCode.DECODE_FAILED: (422, "the video or audio is corrupt or decodes inconsistently"),
-    ErrorCode.NO_AUDIO: (422, "a speech clip has no audio track"),
+    ErrorCode.NO_AUDIO: (422, "a speech clip, or a video whose voice an edit follows, has no audio track"),
     ErrorCode.EMPTY_AUDIO: (422, "the audio stream holds no samples"),
     ErrorCode.EMPTY_FILE: (422, "an uploaded part is empty"),
     ErrorCode.FILE_TOO_LARGE: (413, "an uploaded part or asset is over its size limit"),
@@ -131,6 +135,13 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_EMOTION: (422, "the emotion or blend is malformed"),
     ErrorCode.BAD_SPEECH: (422, "speech clips cannot be embedded (too short, silent, unreadable)"),
     ErrorCode.BAD_LIBRARY: (422, "the emotion library file is unreadable or invalid"),
+    ErrorCode.TIMELINE_BAD_TIMES: (
+        422,
+        "a timeline time is negative, a segment does not end after it starts, or its keyframes leave it",
+    ),
+    ErrorCode.TIMELINE_OVERLAP: (422, "two timeline segments overlap"),
+    ErrorCode.TIMELINE_PAST_END: (422, "a timeline segment ends past the clip's end"),
+    ErrorCode.TIMELINE_TOO_MANY_SEGMENTS: (422, "the timeline has more segments than the limit"),
     ErrorCode.INVALID_REQUEST: (422, "the request's fields fail validation"),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "the body is not of a content type this endpoint takes"),
     ErrorCode.BODY_TOO_LARGE: (413, "the request body is over the limit"),

@@ -16,6 +16,7 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.lips import LipChoice
 from cmet_core.media.video import VideoInfo, probe
+from cmet_core.timeline import DEFAULT_MAX_SEGMENTS
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
@@ -73,6 +74,9 @@ class EditOptions(LipChoice, FaceChoice):
     )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
+    max_timeline_segments: int = Field(
+        default=DEFAULT_MAX_SEGMENTS, ge=1, description="Timelines with more segments are refused."
+    )
 
     def probe(self, path: Path) -> VideoInfo:
         """The input's probe under these limits, with `source_frame` checked against its frames: the

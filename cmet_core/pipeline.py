@@ -39,7 +39,10 @@ from cmet_core.models.runtime import EDTalkRunner, LipForward, LipRunner, Runtim
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.settings import CoreSettings
+from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.timeline import ClipTimeline
+from cmet_core.voice import VoiceSegment
 
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
@@ -69,6 +72,9 @@ class EditResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     network_seconds: float = 0.0
     connector: str = ""
+    timeline: ClipTimeline | None = None
+    voice: list[VoiceSegment] = field(default_factory=list)
+    """For `from_audio`: the segments found in the voice (`timeline` is what they applied)."""
 
     @property
     def total_seconds(self) -> float:
@@ -244,11 +250,33 @@ class Editor:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
         return semantic_vector(target, library or self.library, self.embed_speech)
 
+    def plan(
+        self,
+        target: EditTarget,
+        library: EmotionLibrary | None,
+        audio: Path,
+        duration_s: float,
+        options: EditOptions,
+        *,
+        has_audio: bool = True,
+    ) -> SpeechPlan:
+        """What the connector reads for `target`: one vector, or a timeline (given, or found in the voice
+        of `audio`) over an output of `duration_s`."""
+        return plan_speech(
+            target,
+            library or self.library,
+            self.embed_speech,
+            audio,
+            duration_s,
+            options.max_timeline_segments,
+            has_audio=has_audio,
+        )
+
     def edit(
         self,
         src: Path | str,
         dst: Path | str,
-        target: EmotionTarget,
+        target: EditTarget,
         options: EditOptions = EditOptions(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
@@ -282,7 +310,7 @@ class _Edit:
         editor: Editor,
         src: Path,
         dst: Path,
-        target: EmotionTarget | None,
+        target: EditTarget | None,
         options: EditOptions,
         progress: Progress,
         library: EmotionLibrary | None,
@@ -327,10 +355,12 @@ class _Edit:
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
         info = self.options.probe(self.src)
         with self._stage("expression"), self._network():
-            vector = self.editor.vector(self.target, self.library)
+            plan = self.editor.plan(
+                self.target, self.library, self.src, info.duration_s, self.options, has_audio=info.has_audio
+            )
         crop_input = faces.is_face_crop(info.width, info.height)
         boxes, source_index, motion, times, source = self._motion(info, crop_input)
-        exp = self._edited_expression(connector, vector, motion, times)
+        exp = self._edited_expression(connector, plan, motion, times)
         enhancer = self._enhancer(boxes)
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
@@ -359,6 +389,8 @@ class _Edit:
             stage_seconds=self.seconds,
             network_seconds=self.network,
             connector=connector_label,
+            timeline=plan.timeline,
+            voice=plan.voice,
         )
 
     def _read(self) -> Iterator[DecodedFrame]:
@@ -376,11 +408,12 @@ class _Edit:
         return boxes, source_index, motion, times, source
 
     def _edited_expression(
-        self, connector: Connector, vector: np.ndarray, motion: Motion, times: np.ndarray
+        self, connector: Connector, plan: SpeechPlan, motion: Motion, times: np.ndarray
     ) -> torch.Tensor:
-        """Every frame's expression coefficients moved towards the target's semantic vector."""
+        """Every frame's expression coefficients moved towards the target's semantic vector (one for the
+        clip, or the timeline's at each window's time)."""
         with self._stage("expression"), self._network():
-            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
+            speech = plan.condition(self.runner.device)
             with torch.inference_mode():
                 exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
             self.progress("expression", len(times), len(times))

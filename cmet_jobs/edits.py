@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
-from cmet_jobs import emotions, jobs, paging, queue, schemas, uploads, webhooks
+from cmet_core.voice import FROM_AUDIO
+from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
@@ -86,9 +87,10 @@ def _check_sources(submission: Submission) -> None:
         code = ErrorCode.VIDEO_MISSING if sources == 0 else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give the video exactly once: part `video`, video_url or video_asset")
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
-    if (body.emotion is None) == (not has_speech):
-        code = ErrorCode.EMOTION_MISSING if body.emotion is None else ErrorCode.INVALID_REQUEST
-        raise RequestError(code, "give exactly one of `emotion` and speech clips")
+    targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    if targets != 1:
+        code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
+        raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
 
 
 def _check_dub(submission: Submission) -> bool | None:
@@ -159,7 +161,7 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
 
     schemes = settings.url_schemes
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
-    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls]
+    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
     inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
     for url, max_bytes in inputs:
@@ -183,7 +185,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     _check_sources(submission)
     photo = _check_dub(submission)
     body = submission.body
-    if body.emotion is not None:
+    if body.emotion is not None and body.emotion != FROM_AUDIO:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
@@ -201,9 +203,14 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_speech_track(submission.speech_track_file, options.max_duration_s)
     if submission.pose_video_file is not None:
         check_video(submission.pose_video_file, options, "pose_video")
+    clip = video if body.lips == "video" else None  # a dub's timeline and voice are its speech track's
+    timelines.check_voice(body, clip)
+    if body.timeline is not None:
+        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body.timeline, settings, clip)})
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
+    segment_assets = timelines.assets(session, storage, key, body.timeline)
     dub_assets = {
         name: uploads.usable(session, storage, key, asset_id, kind) if asset_id else None
         for name, asset_id, kind in (
@@ -229,7 +236,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, dub_assets, storage)
+        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets)
         job.spec = spec.model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
@@ -251,6 +258,7 @@ def _store_inputs(
     speech_assets: list[Asset],
     dub_assets: dict[str, Asset | None],
     storage: Storage,
+    segment_assets: dict[str, Asset],
 ) -> EditSpec:
     """Parts and assets are copied under the job's prefix and the spec refers to those copies (and to
     URLs): the job runs on what it was accepted with, whatever later happens to an asset."""
@@ -283,6 +291,11 @@ def _store_inputs(
             return copy(asset, name, kind)
         return InputRef(url=url) if url is not None else None
 
+    timeline = (
+        timelines.stored(body.timeline, segment_assets, lambda a, name: copy(a, name, "speech"))
+        if body.timeline is not None
+        else None
+    )
     return EditSpec(
         video=video,
         speech=tuple(speech),
@@ -298,6 +311,8 @@ def _store_inputs(
         enhance=body.enhance,
         enhance_strength=body.enhance_strength,
         upscale=body.upscale,
+        neutral=body.neutral,
+        timeline=timeline,
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import schemas
+from cmet_jobs import schemas, timelines
 from cmet_jobs.db.models import Job, WorkerBeat, now
 from cmet_jobs.spec import EditSpec
 from cmet_jobs.states import JobState
@@ -56,6 +56,7 @@ def to_schema(job: Job, storage: Storage) -> schemas.Job:
         finished_at=job.finished_at,
         emotion=job.spec.get("emotion"),
         intensity=float(job.spec.get("intensity", 1.0)),
+        timeline=timelines.shown(job.spec),
         error=error,
         result=schemas.EditResultInfo(**job.result) if job.result else None,
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,

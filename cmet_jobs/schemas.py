@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cmet_core.errors import ErrorCode
 from cmet_core.lips import LipChoice
 from cmet_core.options import FaceChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
+from cmet_core.timeline import Timeline
+from cmet_core.voice import VoiceChoice, VoiceSegment
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
 WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
@@ -30,13 +33,57 @@ def _default_events() -> list[WebhookEvent]:
     return [e for e in ALL_EVENTS if e != "edit.progress"]
 
 
-class EditCreate(EmotionChoice, FaceChoice, LipChoice):
+class SegmentSpeech(BaseModel):
+    """A timeline segment's target taken from speech clips: uploaded assets and/or URLs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+    speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+
+    @model_validator(mode="after")
+    def _some_clip(self) -> SegmentSpeech:
+        if not self.speech_assets and not self.speech_urls:
+            raise ValueError("give speech_assets or speech_urls")
+        if len(self.speech_assets) + len(self.speech_urls) > MAX_SPEECH_CLIPS:
+            raise ValueError(f"at most {MAX_SPEECH_CLIPS} speech clips per segment")
+        return self
+
+
+class EditTimeline(Timeline[SegmentSpeech]):
+    """Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
+    (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
+    face keeps its own expression; edges fade over `transition_s`."""
+
+
+class ShownSpeech(BaseModel):
+    """A segment's speech target as a job shows it: how many clips it was taken from."""
+
+    speech_clips: int
+
+
+class AppliedTimeline(Timeline[ShownSpeech]):
+    """The timeline a job applies, as submitted (custom emotion ids resolved to names)."""
+
+
+def _json_text(value: Any) -> Any:
+    """A multipart form sends the timeline as a JSON string field."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"timeline is not valid JSON: {exc}") from None
+    return value
+
+
+class EditCreate(EmotionChoice, FaceChoice, LipChoice, VoiceChoice):
     """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
-    `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id or
-    blend) or speech clips. To dub, `lips: "speech"` with a speech track (part `speech_track`,
-    `speech_track_url` or `speech_track_asset`); a photo's head motion from a pose video (part
-    `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion, intensity, face
-    choice, source frame, lips, pose fill) are `cmet_core`'s own definitions."""
+    `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
+    blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
+    speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+    (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
+    pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
+    intensity, face choice, source frame, lips, pose fill, enhance) are `cmet_core`'s own definitions."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,6 +97,7 @@ class EditCreate(EmotionChoice, FaceChoice, LipChoice):
     pose_video_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
+    timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
@@ -76,6 +124,11 @@ class EditResultInfo(BaseModel):
     width: int
     height: int
     connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
+    segments: list[VoiceSegment] | None = Field(
+        default=None,
+        description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "
+        "are a `timeline` to submit back.",
+    )
 
 
 class Job(BaseModel):
@@ -90,6 +143,7 @@ class Job(BaseModel):
     finished_at: datetime | None
     emotion: str | None
     intensity: float
+    timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
     error: JobError | None
     result: EditResultInfo | None
     output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")

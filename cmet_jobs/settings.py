@@ -175,6 +175,7 @@ class JobsSettings(CoreSettings):
             max_duration_s=self.max_video_duration_s,
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
+            max_timeline_segments=self.max_timeline_segments,
         )
 
     def batching(self, model: BatchedModel) -> tuple[int, float]:

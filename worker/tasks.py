@@ -270,7 +270,8 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         )
     )
     library = retrying(read_library, "reading the emotion library")
-    target, options = spec.target(speech), spec.options(settings)
+    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    options = spec.options(settings)
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
     result = editor.edit(video, output, target, options, progress, library, speech_track=track, pose_video=pose)
@@ -284,6 +285,7 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         "width": result.width,
         "height": result.height,
         "connector": result.connector,
+        **({"segments": [s.model_dump(mode="json") for s in result.voice]} if result.voice else {}),
     }
 
 

@@ -47,6 +47,7 @@ _BODY_DOC = {
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
                         "intensity": {"type": "number"},
+                        "timeline": {"type": "string", "description": "An EditTimeline as JSON text."},
                     },
                 }
             },

@@ -6,6 +6,7 @@ queue is real Redis, but only the few valid set-up requests ever reach it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -138,6 +139,15 @@ def _chunked(size: int):  # type: ignore[no-untyped-def]
 
 Case = Callable[[Corpus], Any]
 
+
+def _plan(segments: list[tuple[float, float, str]]) -> dict[str, Any]:
+    return {"segments": [{"start_s": a, "end_s": b, "target": t} for a, b, t in segments or [(0, 0.1, "sad")]]}
+
+
+def _timeline_case(segments: list[tuple[float, float, str]]) -> Case:
+    return lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": json.dumps(_plan(segments))})
+
+
 CASES: list[tuple[str, Case, int, str]] = [
     ("no auth header", lambda c: c.client.post("/v1/edits", json={"emotion": "happy"}), 401, "unauthorized"),
     ("unknown key", lambda c: c.post(key="cmet_nope", json={"emotion": "happy"}), 401, "unauthorized"),
@@ -185,6 +195,50 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_emotion",
     ),
     ("no emotion, no speech", lambda c: c.post(files={"video": c.files["video"]}), 422, "emotion_missing"),
+    *(
+        (f"timeline: {name}", _timeline_case(segments), 422, code)
+        for name, segments, code in [
+            ("overlap", [(0.0, 0.15, "happy"), (0.1, 0.2, "sad")], "timeline_overlap"),
+            ("past the clip's end", [(0.0, 5.0, "happy")], "timeline_past_end"),
+            ("reversed", [(0.15, 0.05, "happy")], "timeline_bad_times"),
+            ("negative", [(-1.0, 0.1, "happy")], "timeline_bad_times"),
+            ("too many", [(i / 1000, (i + 1) / 1000, "sad") for i in range(65)], "timeline_too_many_segments"),
+            ("unknown emotion", [(0.0, 0.1, "furious")], "unknown_emotion"),
+            ("from_audio as a target", [(0.0, 0.1, "from_audio")], "bad_emotion"),
+        ]
+    ),
+    (
+        "timeline and emotion",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://x.example/v.mp4", "timeline": _plan([])}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "timeline not JSON",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": "{segments"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "from_audio on a video without audio",
+        lambda c: c.post(files={"video": c.files["silent"]}, data={"emotion": "from_audio"}),
+        422,
+        "no_audio",
+    ),
+    (
+        "custom emotion named from_audio",
+        lambda c: c.client.post(
+            "/v1/emotions", headers=c.auth(), data={"name": "from_audio"}, files={"speech": c.files["wav"]}
+        ),
+        422,
+        "bad_emotion_name",
+    ),
+    (
+        "neutral without from_audio",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "neutral": "self"}),
+        422,
+        "invalid_request",
+    ),
     ("no video", lambda c: c.post(json={"emotion": "happy"}), 422, "video_missing"),
     (
         "video part and asset",
