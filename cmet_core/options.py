@@ -56,8 +56,43 @@ class FaceChoice(BaseModel):
         return faces.FaceSelection(index=self.face_index, box=box)
 
 
-class EditOptions(FaceChoice):
-    """The face choice plus what the operator (not the user) sets: limits and encoding."""
+MAX_PREVIEW_S = 30.0
+"""Longest clip preview: a preview answers in seconds; longer windows are what a full edit is for."""
+
+PreviewSeconds = Annotated[
+    float,
+    Field(gt=0, le=MAX_PREVIEW_S, description="Render only this many seconds of the input (a clip preview)."),
+]
+PreviewStart = Annotated[
+    FiniteFloat, Field(ge=0, description="Where the clip preview's window starts, in seconds from the first frame.")
+]
+
+
+class ClipWindow(BaseModel):
+    """A clip preview: only the window [preview_start_s, preview_start_s + preview_s) is edited, with its audio."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preview_s: PreviewSeconds | None = None
+    preview_start_s: PreviewStart = 0.0
+
+    @model_validator(mode="after")
+    def _start_needs_length(self) -> ClipWindow:
+        if self.preview_s is None and self.preview_start_s != 0:
+            raise ValueError("preview_start_s needs preview_s (the window's length)")
+        return self
+
+    def check_window(self, info: VideoInfo) -> None:
+        """A window that starts at or past the clip's end holds no frame: refused before any work."""
+        if self.preview_s is not None and self.preview_start_s >= info.duration_s:
+            raise InputError(
+                ErrorCode.BAD_PREVIEW_WINDOW,
+                f"the preview starts at {self.preview_start_s:g} s, the clip is {info.duration_s:.2f} s long",
+            )
+
+
+class EditOptions(FaceChoice, ClipWindow):
+    """The face choice and clip window plus what the operator (not the user) sets: limits and encoding."""
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
     max_frames: int = Field(default=DEFAULT_MAX_FRAMES, gt=0, description="Inputs with more frames are refused.")
@@ -73,12 +108,13 @@ class EditOptions(FaceChoice):
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
 
     def probe(self, path: Path) -> VideoInfo:
-        """The input's probe under these limits, with `source_frame` checked against its frames: the
-        API refuses an upload with it at submission, the pipeline any input before decoding."""
+        """The input's probe under these limits, with `source_frame` and the preview window checked
+        against it: the API refuses an upload with them at submission, the pipeline any input before decoding."""
         info = probe(path, self.max_duration_s, self.max_frames, self.max_pixels_per_second)
         if self.source_frame is not None and self.source_frame >= info.frame_count:
             raise InputError(
                 ErrorCode.BAD_SOURCE_FRAME,
                 f"source frame {self.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
             )
+        self.check_window(info)
         return info

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,7 +27,10 @@ from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
+from cmet_core.images import to_images as _to_images
+from cmet_core.images import to_tensor as _to_tensor
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
+from cmet_core.media.window import clip_window
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
@@ -68,17 +71,6 @@ class EditResult:
     @property
     def total_seconds(self) -> float:
         return sum(self.stage_seconds.values())
-
-
-def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB crops -> (N,3,H,W) float in [-1,1], the generator's input range."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return batch / 127.5 - 1.0
-
-
-def _to_images(batch: torch.Tensor) -> np.ndarray:
-    """(N,3,H,W) about [-1,1] -> uint8 RGB; a fixed mapping, so frames of one clip never flicker in level."""
-    return ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _chunks(frames: Iterator[DecodedFrame], size: int) -> Iterator[list[DecodedFrame]]:
@@ -230,7 +222,11 @@ class Editor:
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
     ) -> EditResult:
-        return _Edit(self, Path(src), Path(dst), target, options, progress or _no_progress, library).run()
+        """With `options.preview_s`, only that window of `src` is edited (a clip preview)."""
+        with clip_window(Path(src), options, Path(dst).parent) as windowed:
+            edit = _Edit(self, windowed.src, Path(dst), target, windowed.options, progress or _no_progress, library)
+            done = edit.run()
+        return replace(done, source_frame=done.source_frame + windowed.first)
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
@@ -330,29 +326,16 @@ class _Edit:
 
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
-        detections: list[list[faces.Detection]] = []
-        with faces.FaceDetector() as detector:
-            for frame in read_frames(self.src):
-                detections.append(detector.detect(frame.image))
-                self.progress("faces", len(detections), info.frame_count)
-        n = len(detections)
-        track = faces.track(detections, self.options.face_selection(), frame_size=(info.width, info.height))
-        if crop_input:
-            # Already EDTalk's crop: the whole frame goes to the model and comes back whole.
-            boxes = [faces.CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
-        else:
-            boxes = faces.crop_boxes(track, (info.width, info.height), max_missing=self.options.max_missing_faces)
-        return boxes, self._source_index(detections, track, n)
-
-    def _source_index(self, detections: list[list[faces.Detection]], track: list[faces.Box | None], n: int) -> int:
-        chosen = self.options.source_frame
-        if chosen is None:
-            return faces.select_source_frame(detections, track)
-        if not 0 <= chosen < n:
-            raise InputError(
-                ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})"
-            )
-        return chosen
+        plan = faces.find_faces(
+            self.src,
+            info,
+            crop_input=crop_input,
+            selection=self.options.face_selection(),
+            max_missing=self.options.max_missing_faces,
+            source_frame=self.options.source_frame,
+            progress=lambda done, total: self.progress("faces", done, total),
+        )
+        return plan.boxes, plan.source_index
 
     # -- pass 2: every frame's motion ------------------------------------------------------
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
@@ -393,7 +376,7 @@ class _Edit:
         out: Path,
     ) -> None:
         size = self.editor.face_size
-        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
+        mask = faces.paste_mask(size, crop_input)
         done = 0
         with VideoWriter(
             out, like=info, audio_from=self.src if info.has_audio else None, crf=self.options.crf
