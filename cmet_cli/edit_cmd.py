@@ -114,6 +114,10 @@ def edit(
         None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
     ),
     max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
+    preview_s: float = typer.Option(
+        None, "--preview-s", help="A clip preview: edit only this many seconds (with their audio)."
+    ),
+    preview_start_s: float = typer.Option(0.0, "--preview-start-s", help="Where the clip preview starts (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
         None,
@@ -145,6 +149,8 @@ def edit(
         face_box=_face_box(face_box),
         source_frame=source_frame,
         max_duration_s=max_duration,
+        preview_s=preview_s,
+        preview_start_s=preview_start_s,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
