@@ -41,9 +41,9 @@ def preview(
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
 ) -> None:
     """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it."""
-    from cmet_core.options import EditOptions
+    from cmet_core.options import EditOptions, SheetChoice
     from cmet_core.pipeline import Editor
-    from cmet_core.preview import SheetChoice, contact_sheet
+    from cmet_core.preview import contact_sheet
     from cmet_core.settings import get_settings
 
     choice = _validated(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 from cmet_core import faces
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import VideoInfo, probe
+from cmet_core.targets import EmotionSpec, Intensity
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
@@ -89,6 +90,39 @@ class ClipWindow(BaseModel):
                 ErrorCode.BAD_PREVIEW_WINDOW,
                 f"the preview starts at {self.preview_start_s:g} s, the clip is {info.duration_s:.2f} s long",
             )
+
+
+MAX_SHEET_EMOTIONS = 8
+MAX_SHEET_INTENSITIES = 6
+DEFAULT_INTENSITIES = (0.5, 1.0, 1.5)
+"""A contact sheet's rows and columns at most (48 cells), and its columns unless asked otherwise."""
+
+SheetFrame = Annotated[int, Field(ge=0, description="Frame shown in every cell; default: the identity source frame.")]
+
+
+class SheetChoice(BaseModel):
+    """What a contact sheet shows: rows of emotions (names, blends or custom ids) by columns of intensities."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    emotions: tuple[EmotionSpec, ...] = Field(
+        min_length=1, max_length=MAX_SHEET_EMOTIONS, description="One row per emotion.", examples=[["happy", "sad"]]
+    )
+    intensities: tuple[Intensity, ...] = Field(
+        default=DEFAULT_INTENSITIES,
+        min_length=1,
+        max_length=MAX_SHEET_INTENSITIES,
+        description="One column per intensity.",
+    )
+    frame: SheetFrame | None = None
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> SheetChoice:
+        if len(set(self.emotions)) != len(self.emotions):
+            raise ValueError("emotions repeat: give each row once")
+        if len(set(self.intensities)) != len(self.intensities):
+            raise ValueError("intensities repeat: give each column once")
+        return self
 
 
 class EditOptions(FaceChoice, ClipWindow):

@@ -20,11 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary
@@ -32,17 +31,14 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
 from cmet_core.images import to_images, to_tensor
 from cmet_core.media.video import read_frames
-from cmet_core.options import EditOptions
-from cmet_core.targets import EmotionSpec, EmotionTarget, Intensity
+from cmet_core.options import EditOptions, SheetChoice
+from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from cmet_core.pipeline import Editor
 
-MAX_SHEET_EMOTIONS = 8
-MAX_SHEET_INTENSITIES = 6
-DEFAULT_INTENSITIES = (0.5, 1.0, 1.5)
 SETTLE_S = 1.0
 """How long the still frame is repeated for the connector: five of its 5-frame windows at 25 fps."""
 MODEL_FPS = 25.0
@@ -56,33 +52,6 @@ BACKGROUND = (24, 24, 24)
 INK = (235, 235, 235)
 
 Progress = Callable[[str, int, int], None]
-
-SheetFrame = Annotated[int, Field(ge=0, description="Frame shown in every cell; default: the identity source frame.")]
-
-
-class SheetChoice(BaseModel):
-    """What a contact sheet shows: rows of emotions (names, blends or custom ids) by columns of intensities."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    emotions: tuple[EmotionSpec, ...] = Field(
-        min_length=1, max_length=MAX_SHEET_EMOTIONS, description="One row per emotion.", examples=[["happy", "sad"]]
-    )
-    intensities: tuple[Intensity, ...] = Field(
-        default=DEFAULT_INTENSITIES,
-        min_length=1,
-        max_length=MAX_SHEET_INTENSITIES,
-        description="One column per intensity.",
-    )
-    frame: SheetFrame | None = None
-
-    @model_validator(mode="after")
-    def _no_repeats(self) -> SheetChoice:
-        if len(set(self.emotions)) != len(self.emotions):
-            raise ValueError("emotions repeat: give each row once")
-        if len(set(self.intensities)) != len(self.intensities):
-            raise ValueError("intensities repeat: give each column once")
-        return self
 
 
 @dataclass

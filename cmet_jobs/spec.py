@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.options import EditOptions, FaceChoice
+from cmet_core.options import ClipWindow, EditOptions, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
 from cmet_jobs.settings import JobsSettings
 
@@ -33,8 +33,9 @@ class InputRef(BaseModel):
         return self
 
 
-class EditSpec(EmotionChoice, FaceChoice):
-    """The inputs, the target (emotion or speech clips, intensity) and the options of an edit."""
+class EditSpec(EmotionChoice, FaceChoice, ClipWindow):
+    """The inputs, the target (emotion or speech clips, intensity) and the options of an edit (or of a
+    clip preview: `preview_s` set)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,6 +51,18 @@ class EditSpec(EmotionChoice, FaceChoice):
     def target(self, speech: Sequence[Path]) -> EmotionTarget:
         """The target with the speech clips fetched to local paths (in the order of `speech`)."""
         return EmotionTarget(emotion=self.emotion, intensity=self.intensity, speech=tuple(speech))
+
+    def options(self, settings: JobsSettings) -> EditOptions:
+        return settings.edit_options(self)
+
+
+class SheetSpec(SheetChoice, FaceChoice):
+    """A contact sheet: the video, the rows (emotions, resolved to library names or custom ids) and columns
+    (intensities), the frame and the face choice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    video: InputRef
 
     def options(self, settings: JobsSettings) -> EditOptions:
         return settings.edit_options(self)

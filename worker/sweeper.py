@@ -42,8 +42,9 @@ def reconcile(settings: JobsSettings) -> list[str]:
         queue_empty = queue.waiting_messages(settings) == 0
         lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S) if queue_empty else jobs.orphaned_ids(session)
         jobs.requeued(session, lost)
+        kinds = jobs.kinds(session, lost)
     for job_id in lost:
-        queue.submit(settings, job_id)
+        queue.submit(settings, job_id, kind=kinds[job_id])
     if lost:
         log.warning("re-queued %d job(s) whose queue message was lost", len(lost))
     return lost

@@ -20,9 +20,9 @@ from cmet_core.images import to_images, to_tensor
 from cmet_core.media.audio import load_audio
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.options import EditOptions
+from cmet_core.options import EditOptions, SheetChoice
 from cmet_core.pipeline import Editor
-from cmet_core.preview import CELL, HEADER_H, LABEL_W, ContactSheet, SheetChoice, contact_sheet
+from cmet_core.preview import CELL, HEADER_H, LABEL_W, ContactSheet, contact_sheet
 from cmet_core.targets import EmotionTarget
 
 EMOTIONS = ("happy", "sad", "sarcastic")
