@@ -55,6 +55,7 @@ def serve(
     from cmet_jobs.db.session import session_scope
     from cmet_jobs.jobs import unfinished_ids
     from cmet_jobs.settings import JobsSettings
+    from cmet_jobs.states import JobKind
     from service.app import create_app
 
     overrides = {
@@ -75,7 +76,7 @@ def serve(
         leftover = unfinished_ids(session)
         kinds = jobs.kinds(session, leftover)
     for job_id in leftover:
-        queue.submit(settings, job_id, kind=kinds[job_id])
+        queue.submit(settings, job_id, kind=kinds.get(job_id, JobKind.EDIT))
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
     workers = _workers(settings)

@@ -6,6 +6,7 @@ request schema and the job's `EditSpec`, so the rules and limits cannot disagree
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -140,6 +141,20 @@ class EditOptions(FaceChoice, ClipWindow):
     )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
+
+    def face_plan(
+        self, src: Path, info: VideoInfo, crop_input: bool, progress: Callable[[int, int], None]
+    ) -> faces.FacePlan:
+        """The face pass with this face choice, gap limit and source frame (an edit's and a contact sheet's)."""
+        return faces.find_faces(
+            src,
+            info,
+            crop_input=crop_input,
+            selection=self.face_selection(),
+            max_missing=self.max_missing_faces,
+            source_frame=self.source_frame,
+            progress=progress,
+        )
 
     def probe(self, path: Path) -> VideoInfo:
         """The input's probe under these limits, with `source_frame` and the preview window checked

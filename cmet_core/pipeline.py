@@ -326,14 +326,8 @@ class _Edit:
 
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
-        plan = faces.find_faces(
-            self.src,
-            info,
-            crop_input=crop_input,
-            selection=self.options.face_selection(),
-            max_missing=self.options.max_missing_faces,
-            source_frame=self.options.source_frame,
-            progress=lambda done, total: self.progress("faces", done, total),
+        plan = self.options.face_plan(
+            self.src, info, crop_input, lambda done, total: self.progress("faces", done, total)
         )
         return plan.boxes, plan.source_index
 

@@ -187,14 +187,8 @@ class _Sheet:
             }
         crop_input = faces.is_face_crop(info.width, info.height)
         with self._stage("faces"):
-            plan = faces.find_faces(
-                self.src,
-                info,
-                crop_input=crop_input,
-                selection=self.options.face_selection(),
-                max_missing=self.options.max_missing_faces,
-                source_frame=self.options.source_frame,
-                progress=lambda done, total: self.progress("faces", done, total),
+            plan = self.options.face_plan(
+                self.src, info, crop_input, lambda done, total: self.progress("faces", done, total)
             )
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):

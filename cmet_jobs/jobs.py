@@ -58,21 +58,27 @@ def visible(query: Select[T]) -> Select[T]:
     return query.where(Job.state != JobState.CREATING)
 
 
+def _record(job: Job) -> dict[str, Any]:
+    """What every job shows, whatever its kind: its id, state, progress, times and error."""
+    return {
+        "id": job.id,
+        "state": job.state,
+        "progress": job.progress,
+        "stage": job.stage,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "error": schemas.job_error(job.error_code, job.error_message),
+    }
+
+
 def to_schema(job: Job, storage: Storage) -> schemas.Job:
-    error = schemas.job_error(job.error_code, job.error_message)
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
-        id=job.id,
-        state=job.state,
-        progress=job.progress,
-        stage=job.stage,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
+        **_record(job),
         emotion=job.spec.get("emotion"),
         intensity=float(job.spec.get("intensity", 1.0)),
-        error=error,
         result=schemas.EditResultInfo(**job.result) if job.result else None,
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
         preview_s=job.spec.get("preview_s"),
@@ -94,16 +100,8 @@ def to_preview(job: Job, storage: Storage) -> schemas.Preview:
     ]
     emotions = spec.get("emotions", []) if sheet else [e for e in [spec.get("emotion")] if e is not None]
     return schemas.Preview(
-        id=job.id,
+        **_record(job),
         kind="sheet" if sheet else "clip",
-        state=job.state,
-        progress=job.progress,
-        stage=job.stage,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=schemas.job_error(job.error_code, job.error_message),
         emotions=emotions,
         intensities=[float(i) for i in spec.get("intensities", [])] if sheet else [float(spec.get("intensity", 1.0))],
         frame=result.get("frame") if sheet else None,

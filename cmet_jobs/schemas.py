@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,17 +23,7 @@ WebhookEvent = Literal[
     "preview.failed",
     "preview.canceled",
 ]
-ALL_EVENTS: tuple[WebhookEvent, ...] = (
-    "edit.running",
-    "edit.progress",
-    "edit.succeeded",
-    "edit.failed",
-    "edit.canceled",
-    "preview.running",
-    "preview.succeeded",
-    "preview.failed",
-    "preview.canceled",
-)
+ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 """Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]

@@ -23,7 +23,7 @@ import threading
 from cmet_jobs import jobs, queue, uploads, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.states import JobState
+from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import storage_for
 from worker import scratch
 
@@ -44,7 +44,7 @@ def reconcile(settings: JobsSettings) -> list[str]:
         jobs.requeued(session, lost)
         kinds = jobs.kinds(session, lost)
     for job_id in lost:
-        queue.submit(settings, job_id, kind=kinds[job_id])
+        queue.submit(settings, job_id, kind=kinds.get(job_id, JobKind.EDIT))
     if lost:
         log.warning("re-queued %d job(s) whose queue message was lost", len(lost))
     return lost

@@ -20,17 +20,9 @@ from tests.service.conftest import new_key, new_key_and_webhook_secret
 from tests.service.stack import Stack
 from tests.service.test_flow import wait_final
 
-FINAL = {"succeeded", "failed", "canceled"}
 
-
-def wait_preview(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/previews/{job_id}").json()
-        if job["state"] in FINAL:
-            return job  # type: ignore[no-any-return]
-        time.sleep(0.2)
-    raise TimeoutError(f"preview {job_id} did not finish: {job}")
+def wait_preview(client: httpx.Client, job_id: str) -> dict:  # type: ignore[type-arg]
+    return wait_final(client, job_id, path="/v1/previews")
 
 
 @pytest.fixture(scope="module")
