@@ -28,7 +28,6 @@ import torch
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.expression import expression_track
 from cmet_core.images import to_images, to_tensor
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditOptions, SheetChoice
@@ -203,10 +202,11 @@ class _Sheet:
             source_crop = faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             source = runner.prepare_source(to_tensor([source_crop]))
             self.progress("encode", 1, 1)
+        edited = [key for key in vectors if key[1] > 0]
         with self._stage("expression"):
-            exps = {key: self._settled(motion.exp, vector) for key, vector in vectors.items() if key[1] > 0}
-        keys = list(exps)
-        rows = torch.cat([motion.exp, *exps.values()])  # row 0: the frame's own expression, for intensity 0
+            exps = self._settled(motion.exp, [vectors[key] for key in edited])
+        own = 1 if any(i == 0 for i in choice.intensities) else 0  # a first row of the frame's own expression
+        rows = torch.cat([motion.exp, exps]) if own else exps
         with self._stage("render"):
             n = rows.shape[0]
             rendered = to_images(runner.render(source, motion.lip.repeat(n, 1), motion.pose.repeat(n, 1), rows))
@@ -214,7 +214,7 @@ class _Sheet:
             frame, box = images[index], plan.boxes[index]
             pasted = [faces.paste_back(frame, face, box, mask=mask) for face in rendered]
             self.progress("render", n, n)
-        at = {key: pasted[k + 1] for k, key in enumerate(keys)}
+        at = {key: pasted[own + k] for k, key in enumerate(edited)}
         grid = [
             [SheetCell(e, i, at[(e, i)] if i > 0 else pasted[0]) for i in choice.intensities] for e in choice.emotions
         ]
@@ -228,16 +228,20 @@ class _Sheet:
             stage_seconds=self.seconds,
         )
 
-    def _settled(self, exp: torch.Tensor, vector: np.ndarray) -> torch.Tensor:
-        """The frame's edited expression after `SETTLE_S` of itself (see the module's docstring)."""
-        device = self.editor.runner.device
-        steps = round(SETTLE_S * MODEL_FPS)
-        speech = torch.from_numpy(vector).to(device).reshape(1, 1, -1)
+    def _settled(self, exp: torch.Tensor, vectors: list[np.ndarray]) -> torch.Tensor:
+        """Each vector's edited expression of the frame after `SETTLE_S` of itself (see the module's
+        docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
+        if not vectors:
+            return exp[:0]
+        connector, device = self.editor.connector, self.editor.runner.device
+        t, n = connector.cfg.window, len(vectors)
+        window = exp.to(device).reshape(1, 1, -1).expand(n, t, -1).contiguous()
+        speech = torch.from_numpy(np.stack(vectors)).to(device).reshape(n, 1, -1)
+        ref = torch.zeros_like(window)
         with torch.inference_mode():
-            track = expression_track(
-                self.editor.connector, exp.repeat(steps, 1).to(device), np.arange(steps) / MODEL_FPS, speech
-            )
-        return track[-1:].cpu()
+            for _ in range(max(1, round(SETTLE_S * MODEL_FPS / t))):
+                ref = connector(ref, speech, window).reshape(n, t, -1)
+        return (exp.to(device) + ref[:, -1]).cpu()
 
 
 def _decode(src: Path, wanted: set[int]) -> dict[int, np.ndarray]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pydantic import ValidationError
 
@@ -98,6 +99,23 @@ def test_intensity_zero_is_the_unedited_frame(sheet: ContactSheet, editor: Edito
     face = to_images(editor.runner.render(source, motion.lip, motion.pose, motion.exp))[0]
     unedited = faces.paste_back(frame, face, box, mask=faces.paste_mask(size, crop_input=True))
     assert np.array_equal(zero[0], unedited)
+
+
+def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -> None:
+    """The batched settle of every cell equals the pipeline's expression track over a second of the still frame."""
+    from cmet_core.expression import expression_track
+    from cmet_core.preview import SETTLE_S, _Sheet
+
+    exp = torch.randn(1, 10, generator=torch.Generator().manual_seed(0))
+    vectors = [editor.vector(EmotionTarget(emotion=e)) for e in EMOTIONS]
+    sheet = _Sheet(editor, Path("unused"), SheetChoice(emotions=EMOTIONS), EditOptions(), None, lambda *_: None)
+    batched = sheet._settled(exp, vectors)
+    steps = round(SETTLE_S * 25)
+    for row, vector in zip(batched, vectors, strict=True):
+        speech = torch.from_numpy(vector).reshape(1, 1, -1)
+        with torch.inference_mode():
+            track = expression_track(editor.connector, exp.repeat(steps, 1), np.arange(steps) / 25, speech)
+        torch.testing.assert_close(row, track[-1], rtol=1e-5, atol=1e-5)
 
 
 def test_default_frame_is_the_identity_source_frame(editor: Editor, clip: Path) -> None:
