@@ -197,10 +197,13 @@ class _Sheet:
         size = self.editor.face_size
         with self._stage("encode"):
             images = _decode(self.src, {index, plan.source_index})
-            crop = faces.crop_face(images[index], plan.boxes[index], size)
-            motion = runner.encode_motion(to_tensor([crop]))
             source_crop = faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             source = runner.prepare_source(to_tensor([source_crop]))
+            if index == plan.source_index:  # the default: the source's own encoding gives the frame's motion
+                with torch.inference_mode():
+                    motion = self.editor.models.edtalk.motion(source.wa)
+            else:
+                motion = runner.encode_motion(to_tensor([faces.crop_face(images[index], plan.boxes[index], size)]))
             self.progress("encode", 1, 1)
         edited = [key for key in vectors if key[1] > 0]
         with self._stage("expression"):

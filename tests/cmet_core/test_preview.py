@@ -87,18 +87,21 @@ def test_cells_differ_by_emotion_and_intensity(sheet: ContactSheet) -> None:
         assert diff(row[1].image, row[3].image) > 0
 
 
+def _unedited(editor: Editor, clip: Path, index: int, source_index: int, box: faces.CropBox) -> np.ndarray:
+    """Frame `index` re-rendered with its own expression coefficients (delta zero), pasted back."""
+    frames = {f.index: f.image for f in read_frames(clip) if f.index in (index, source_index)}
+    size = editor.face_size
+    motion = editor.runner.encode_motion(to_tensor([faces.crop_face(frames[index], box, size)]))
+    source = editor.runner.prepare_source(to_tensor([faces.crop_face(frames[source_index], box, size)]))
+    face = to_images(editor.runner.render(source, motion.lip, motion.pose, motion.exp))[0]
+    return faces.paste_back(frames[index], face, box, mask=faces.paste_mask(size, crop_input=True))
+
+
 def test_intensity_zero_is_the_unedited_frame(sheet: ContactSheet, editor: Editor, clip: Path) -> None:
     """The frame re-rendered with its own expression coefficients (delta zero), whatever the emotion."""
     zero = [row[0].image for row in sheet.rows]
     assert all(np.array_equal(zero[0], z) for z in zero[1:])
-    frame = next(f.image for f in read_frames(clip) if f.index == 30)
-    size, box = editor.face_size, sheet.box
-    motion = editor.runner.encode_motion(to_tensor([faces.crop_face(frame, box, size)]))
-    source_image = next(f.image for f in read_frames(clip) if f.index == sheet.source_frame)
-    source = editor.runner.prepare_source(to_tensor([faces.crop_face(source_image, box, size)]))
-    face = to_images(editor.runner.render(source, motion.lip, motion.pose, motion.exp))[0]
-    unedited = faces.paste_back(frame, face, box, mask=faces.paste_mask(size, crop_input=True))
-    assert np.array_equal(zero[0], unedited)
+    assert np.array_equal(zero[0], _unedited(editor, clip, 30, sheet.source_frame, sheet.box))
 
 
 def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -> None:
@@ -119,10 +122,11 @@ def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -
 
 
 def test_default_frame_is_the_identity_source_frame(editor: Editor, clip: Path) -> None:
-    sheet = contact_sheet(
-        editor, clip, SheetChoice(emotions=("happy",), intensities=(1.0,)), EditOptions(source_frame=7)
-    )
+    """Encoded once: the source's own encoding gives the frame's motion, as encoding the frame again would."""
+    choice = SheetChoice(emotions=("happy",), intensities=(0.0, 1.0))
+    sheet = contact_sheet(editor, clip, choice, EditOptions(source_frame=7))
     assert sheet.frame == sheet.source_frame == 7
+    assert np.array_equal(sheet.rows[0][0].image, _unedited(editor, clip, 7, 7, sheet.box))
 
 
 def test_uncropped_input_keeps_its_pixels_away_from_the_face(editor: Editor, test_data: Path) -> None:
