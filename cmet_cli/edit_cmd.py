@@ -136,6 +136,10 @@ def edit(
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
     ),
+    preview_s: float = typer.Option(
+        None, "--preview-s", help="A clip preview: edit only this many seconds (with their audio)."
+    ),
+    preview_start_s: float = typer.Option(0.0, "--preview-start-s", help="Where the clip preview starts (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
         None,
@@ -179,6 +183,8 @@ def edit(
         pose_fill=pose_fill,
         max_duration_s=max_duration,
         max_timeline_segments=get_settings().max_timeline_segments,
+        preview_s=preview_s,
+        preview_start_s=preview_start_s,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:

@@ -27,6 +27,7 @@ import torch
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.images import to_images, to_tensor
 from cmet_core.lips import PlannedFrame, check_inputs, plan
 from cmet_core.media import mel
 from cmet_core.media.mel import FPS as LIP_FPS
@@ -37,7 +38,7 @@ from cmet_core.models.audio2lip import smooth_lips
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditOptions
-from cmet_core.pipeline import Editor, EditResult, Progress, _atomic_output, _Edit, _to_images, _to_tensor
+from cmet_core.pipeline import Editor, EditResult, Progress, _atomic_output, _Edit
 from cmet_core.speech_plan import EditTarget
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
@@ -209,9 +210,9 @@ class Dub(_Edit):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
         with self._stage("encode"), self._network():
-            source = self.runner.prepare_source(_to_tensor([crop]))
+            source = self.runner.prepare_source(to_tensor([crop]))
             if self.pose_video is None:
-                return [box], crop_input, source, self.runner.encode_motion(_to_tensor([crop])), np.zeros(1)
+                return [box], crop_input, source, self.runner.encode_motion(to_tensor([crop])), np.zeros(1)
         options = _pose_options(self.options)
         pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.progress, None)
         info = pose.options.probe(self.pose_video)
@@ -271,7 +272,7 @@ class Dub(_Edit):
                 pose = torch.tensor([f.pose for f in chunk])
                 lip = lips[torch.tensor([f.lip for f in chunk])]
                 with self._network():
-                    rendered = _to_images(self.runner.render(source, lip, motion.pose[pose], exp[pose]))
+                    rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[pose]))
                 for planned, face in zip(chunk, rendered, strict=True):
                     background = next(backgrounds)
                     writer.write(faces.paste_back(background, face, boxes[planned.background], mask=mask))

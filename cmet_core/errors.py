@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
     BAD_UPSCALE = "bad_upscale"
+    # previews
+    BAD_PREVIEW_FRAME = "bad_preview_frame"
+    BAD_PREVIEW_WINDOW = "bad_preview_window"
     # the emotion target
     UNKNOWN_EMOTION = "unknown_emotion"
     BAD_EMOTION = "bad_emotion"
@@ -70,6 +73,7 @@ class ErrorCode(StrEnum):
     # records
     EDIT_NOT_FOUND = "edit_not_found"
     EDIT_ACTIVE = "edit_active"
+    PREVIEW_NOT_FOUND = "preview_not_found"
     ASSET_NOT_FOUND = "asset_not_found"
     ASSET_NOT_UPLOADED = "asset_not_uploaded"
     EMOTION_NOT_FOUND = "emotion_not_found"
@@ -131,6 +135,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
+    ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
+    ErrorCode.BAD_PREVIEW_WINDOW: (422, "the preview window holds no frame of the clip, or not its source_frame"),
     ErrorCode.UNKNOWN_EMOTION: (422, "the emotion is not in the library"),
     ErrorCode.BAD_EMOTION: (422, "the emotion or blend is malformed"),
     ErrorCode.BAD_SPEECH: (422, "speech clips cannot be embedded (too short, silent, unreadable)"),
@@ -163,6 +169,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
     ErrorCode.EDIT_ACTIVE: (409, "the edit is still queued or running"),
+    ErrorCode.PREVIEW_NOT_FOUND: (404, "no such preview for this key"),
     ErrorCode.ASSET_NOT_FOUND: (404, "no such asset for this key"),
     ErrorCode.ASSET_NOT_UPLOADED: (422, "the asset's file was not uploaded yet"),
     ErrorCode.EMOTION_NOT_FOUND: (404, "no such custom emotion for this key"),

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,8 +30,11 @@ from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
+from cmet_core.images import to_images as _to_images
+from cmet_core.images import to_tensor as _to_tensor
 from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
+from cmet_core.media.window import clip_window
 from cmet_core.models.connector import Connector
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
@@ -79,17 +82,6 @@ class EditResult:
     @property
     def total_seconds(self) -> float:
         return sum(self.stage_seconds.values())
-
-
-def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB crops -> (N,3,H,W) float in [-1,1], the generator's input range."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return batch / 127.5 - 1.0
-
-
-def _to_images(batch: torch.Tensor) -> np.ndarray:
-    """(N,3,H,W) about [-1,1] -> uint8 RGB; a fixed mapping, so frames of one clip never flicker in level."""
-    return ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _chunks(frames: Iterator[DecodedFrame], size: int) -> Iterator[list[DecodedFrame]]:
@@ -285,14 +277,21 @@ class Editor:
         pose_video: Path | str | None = None,
     ) -> EditResult:
         """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
-        animated that way, its head moved by `pose_video` or held still."""
+        animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
+        only that window of `src` is edited (a clip preview)."""
         src, dst, report = Path(src), Path(dst), progress or _no_progress
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
+            if options.preview_s is not None:
+                raise InputError(
+                    ErrorCode.BAD_PREVIEW_WINDOW, "clip previews of dubs are not offered: dub a shorter speech track"
+                )
             from cmet_core.dubbing import Dub
 
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
             return Dub(self, src, dst, target, options, report, library, track, pose).run()
-        return _Edit(self, src, dst, target, options, report, library).run()
+        with clip_window(src, options, dst.parent) as windowed:
+            done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
+        return replace(done, source_frame=done.source_frame + windowed.first)
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
@@ -421,29 +420,10 @@ class _Edit:
 
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
-        detections: list[list[faces.Detection]] = []
-        with faces.FaceDetector() as detector:
-            for frame in self._read():
-                detections.append(detector.detect(frame.image))
-                self.progress("faces", len(detections), info.frame_count)
-        n = len(detections)
-        track = faces.track(detections, self.options.face_selection(), frame_size=(info.width, info.height))
-        if crop_input:
-            # Already EDTalk's crop: the whole frame goes to the model and comes back whole.
-            boxes = [faces.CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
-        else:
-            boxes = faces.crop_boxes(track, (info.width, info.height), max_missing=self.options.max_missing_faces)
-        return boxes, self._source_index(detections, track, n)
-
-    def _source_index(self, detections: list[list[faces.Detection]], track: list[faces.Box | None], n: int) -> int:
-        chosen = self.options.source_frame
-        if chosen is None:
-            return faces.select_source_frame(detections, track)
-        if not 0 <= chosen < n:
-            raise InputError(
-                ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})"
-            )
-        return chosen
+        plan = self.options.face_plan(
+            self.src, info, crop_input, lambda done, total: self.progress("faces", done, total), self.frame_limit
+        )
+        return plan.boxes, plan.source_index
 
     # -- pass 2: every frame's motion ------------------------------------------------------
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
@@ -498,7 +478,7 @@ class _Edit:
         enhancer: Enhancer | None = None,
     ) -> None:
         size = self.editor.face_size
-        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
+        mask = faces.paste_mask(size, crop_input)
         done = 0
         like = info if enhancer is None else enhancer.output_info(info)
         with VideoWriter(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,7 +32,7 @@ from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
-from cmet_jobs.states import JobState
+from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -52,7 +55,17 @@ class Submission:
         return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
 
 
-def request_hash(submission: Submission) -> str:
+class Hashed(Protocol):
+    """A parsed request whose body and files make its Idempotency-Key digest (an edit or a contact sheet)."""
+
+    @property
+    def body(self) -> BaseModel: ...
+
+    @property
+    def files(self) -> list[Path]: ...
+
+
+def request_hash(submission: Hashed) -> str:
     digest = hashlib.sha256(json.dumps(submission.body.model_dump(mode="json"), sort_keys=True).encode())
     for path in submission.files:
         with path.open("rb") as f:  # in chunks: a part may be hundreds of MB
@@ -60,7 +73,7 @@ def request_hash(submission: Submission) -> str:
     return digest.hexdigest()
 
 
-def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
+def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
     """The job a same-key, same-body request made within the window; an older one frees the key."""
     if idempotency_key is None:
         return None
@@ -80,12 +93,16 @@ def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest
     return existing
 
 
-def _check_sources(submission: Submission) -> None:
-    body = submission.body
-    sources = (submission.video_file is not None) + (body.video_url is not None) + (body.video_asset is not None)
+def check_one_video(video_file: Path | None, video_url: str | None, video_asset: str | None) -> None:
+    sources = (video_file is not None) + (video_url is not None) + (video_asset is not None)
     if sources != 1:
         code = ErrorCode.VIDEO_MISSING if sources == 0 else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give the video exactly once: part `video`, video_url or video_asset")
+
+
+def _check_sources(submission: Submission) -> None:
+    body = submission.body
+    check_one_video(submission.video_file, body.video_url, body.video_asset)
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
     targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
     if targets != 1:
@@ -157,31 +174,36 @@ def check_quota(session: Session, key: ApiKey) -> None:
 def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
     fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
-    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
-
-    schemes = settings.url_schemes
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
     inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
+    check_url_list(settings, inputs, body.webhook_url)
+
+
+def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhook_url: str | None) -> None:
+    """Input URLs (with their size limits) probed as the worker will fetch them, and the webhook's address."""
+    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
+
+    schemes = settings.url_schemes
     for url, max_bytes in inputs:
         try:
             probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
             raise RequestError(exc.code, f"{url}: {exc}") from None
-    if body.webhook_url is not None:
+    if webhook_url is not None:
         try:
-            check_url(body.webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
+            check_url(webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{body.webhook_url}: {exc}") from None
+            raise RequestError(exc.code, f"{webhook_url}: {exc}") from None
 
 
 def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> Job:
     """Queue an edit, or return the job an identical earlier request with the same Idempotency-Key made."""
     digest = request_hash(submission)
-    replayed = _replayed(session, key, submission.idempotency_key, digest)
-    if replayed is not None:
-        return replayed
+    earlier = replayed(session, key, submission.idempotency_key, digest)
+    if earlier is not None:
+        return earlier
     _check_sources(submission)
     photo = _check_dub(submission)
     body = submission.body
@@ -218,14 +240,50 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ("pose_video", body.pose_video_asset, "video"),
         )
     }
+    kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
+    frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
+    return create_job(
+        session,
+        key,
+        NewJob(kind, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)),
+        lambda job_id: _store_inputs(
+            job_id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets
+        ),
+        lambda job_id: queue.submit(settings, job_id, clip, kind, frames),  # a dub's work follows its speech
+        storage,
+    )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The record's fields a submission fixes before its inputs are stored."""
+
+    kind: JobKind
+    request_hash: str
+    idempotency_key: str | None
+    webhook_url: str | None
+    webhook_events: list[str]
+
+
+def create_job(
+    session: Session,
+    key: ApiKey,
+    new: NewJob,
+    store: Callable[[str], BaseModel],
+    send: Callable[[str], None],
+    storage: Storage,
+) -> Job:
+    """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
+    (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
     job = Job(
         key_id=key.id,
+        kind=new.kind,
         state=JobState.CREATING,
         spec={},
-        idempotency_key=submission.idempotency_key,
-        request_hash=digest,
-        webhook_url=body.webhook_url,
-        webhook_events={"events": list(body.webhook_events)},
+        idempotency_key=new.idempotency_key,
+        request_hash=new.request_hash,
+        webhook_url=new.webhook_url,
+        webhook_events={"events": new.webhook_events},
     )
     session.add(job)
     try:
@@ -236,11 +294,10 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets)
-        job.spec = spec.model_dump(mode="json")
+        job.spec = store(job.id).model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
-        queue.submit(settings, job.id, video if body.lips == "video" else None)  # a dub's work follows its speech
+        send(job.id)
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))
@@ -248,6 +305,21 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         session.commit()
         raise
     return job
+
+
+def store_video(
+    job_id: str, video_file: Path | None, video_asset: Asset | None, video_url: str | None, storage: Storage
+) -> InputRef:
+    """The video as the job keeps it: an uploaded part or an asset copied under the job's prefix, or its URL."""
+    prefix = jobs.job_prefix(job_id) + "input/"
+    if video_file is not None:
+        storage.put_file(prefix + "video", video_file, "application/octet-stream")
+        return InputRef(key=prefix + "video")
+    if video_asset is not None:
+        uploads.snapshot(storage, video_asset, prefix + "video", "video")
+        return InputRef(key=prefix + "video")
+    assert video_url is not None  # the sources were checked: the video came exactly once
+    return InputRef(url=video_url)
 
 
 def _store_inputs(
@@ -272,13 +344,7 @@ def _store_inputs(
         uploads.snapshot(storage, asset, prefix + name, kind)
         return InputRef(key=prefix + name)
 
-    if submission.video_file is not None:
-        video = part(submission.video_file, "video")
-    elif video_asset is not None:
-        video = copy(video_asset, "video", "video")
-    else:
-        assert body.video_url is not None  # _check_sources: the video came exactly once
-        video = InputRef(url=body.video_url)
+    video = store_video(job_id, submission.video_file, video_asset, body.video_url, storage)
     speech = [part(path, f"speech{i}") for i, path in enumerate(submission.speech_files)]
     speech += [copy(asset, f"speech{len(speech) + i}", "speech") for i, asset in enumerate(speech_assets)]
     speech += [InputRef(url=u) for u in body.speech_urls]
@@ -313,43 +379,69 @@ def _store_inputs(
         upscale=body.upscale,
         neutral=body.neutral,
         timeline=timeline,
+        preview_s=body.preview_s,
+        preview_start_s=body.preview_start_s,
     )
 
 
+@dataclass(frozen=True)
+class Family:
+    """The jobs one group of routes serves by id and lists: /v1/edits reads edits and clip previews (both
+    submitted there) and lists edits; /v1/previews reads and lists clip previews and contact sheets."""
+
+    served: tuple[JobKind, ...]
+    listed: tuple[JobKind, ...]
+    missing: ErrorCode
+    noun: str
+
+
+EDITS = Family((JobKind.EDIT, JobKind.CLIP), (JobKind.EDIT,), ErrorCode.EDIT_NOT_FOUND, "edit")
+PREVIEWS = Family((JobKind.CLIP, JobKind.SHEET), (JobKind.CLIP, JobKind.SHEET), ErrorCode.PREVIEW_NOT_FOUND, "preview")
+
+
 def list_page(
-    session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None
+    session: Session,
+    key: ApiKey,
+    state: JobState | None,
+    limit: int,
+    cursor: str | None,
+    family: Family = EDITS,
 ) -> tuple[list[Job], str | None]:
     """One page of the key's visible jobs, newest first, and the cursor of the next page (None at the end)."""
-    query = jobs.visible(select(Job)).where(Job.key_id == key.id)
+    query = jobs.visible(select(Job)).where(Job.key_id == key.id, Job.kind.in_(family.listed))
     if state is not None:
         query = query.where(Job.state == state)
     return paging.page(session, query, (Job.created_at, Job.id), limit, cursor)
 
 
-def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
+def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False, family: Family = EDITS) -> Job:
     """The caller's visible job, else 404 (another key's id looks exactly like a missing one)."""
     job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
-    if job is None or job.key_id != key.id or job.state == JobState.CREATING:
-        raise RequestError(ErrorCode.EDIT_NOT_FOUND, f"no edit {job_id}")
+    if job is None or job.key_id != key.id or job.state == JobState.CREATING or job.kind not in family.served:
+        raise RequestError(family.missing, f"no {family.noun} {job_id}")
     return job
 
 
-def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str) -> Job:
+def cancel(
+    session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str, family: Family = EDITS
+) -> Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames."""
-    job = owned(session, key, job_id, lock=True)
+    job = owned(session, key, job_id, lock=True, family=family)
     jobs.request_cancel(job)
-    event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
+    canceled = job.state == JobState.CANCELED
+    event = webhooks.emit(session, job, webhooks.event_name(job, "canceled"), storage) if canceled else None
     session.commit()
     webhooks.dispatch(settings, [event])
     return job
 
 
-def delete(session: Session, storage: Storage, key: ApiKey, job_id: str) -> None:
+def delete(session: Session, storage: Storage, key: ApiKey, job_id: str, family: Family = EDITS) -> None:
     """A finished edit's record and files; a queued or running one must be canceled first. The files
     go first: a failure leaves the record, and deleting again finishes the job."""
-    job = owned(session, key, job_id)
+    job = owned(session, key, job_id, family=family)
     if not job.state.final:
-        raise RequestError(ErrorCode.EDIT_ACTIVE, "cancel the edit first; delete works on finished edits")
+        noun = family.noun
+        raise RequestError(ErrorCode.EDIT_ACTIVE, f"cancel the {noun} first; delete works on finished {noun}s")
     storage.delete_prefix(jobs.job_prefix(job.id))
     session.delete(job)
     session.commit()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.lips import LipChoice
-from cmet_core.options import EditOptions, FaceChoice
+from cmet_core.options import ClipWindow, EditOptions, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
 from cmet_core.timeline import ClipTimeline, SpeechClips, Timeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceChoice
@@ -56,8 +56,9 @@ Fetch = Callable[[InputRef, str], Path]
 """fetch(ref, name): the input at `ref` as a local file called `name` in the job's folder."""
 
 
-class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice):
-    """The inputs, the target (emotion, speech clips or a timeline; intensity) and the options of an edit."""
+class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
+    """The inputs, the target (emotion, speech clips or a timeline; intensity) and the options of an edit
+    (or of a clip preview: `preview_s` set)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,6 +96,18 @@ class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice):
         timeline = self.timeline.retarget(ClipTimeline, local)
         assert isinstance(timeline, ClipTimeline)
         return timeline
+
+    def options(self, settings: JobsSettings) -> EditOptions:
+        return settings.edit_options(self)
+
+
+class SheetSpec(SheetChoice, FaceChoice):
+    """A contact sheet: the video, the rows (emotions, resolved to library names or custom ids) and columns
+    (intensities), the frame and the face choice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    video: InputRef
 
     def options(self, settings: JobsSettings) -> EditOptions:
         return settings.edit_options(self)

@@ -14,7 +14,7 @@ from service.deps import reject_unknown_query
 from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
-from service.routes import deliveries, edits, emotions, probes, system, uploads
+from service.routes import deliveries, edits, emotions, previews, probes, system, uploads
 
 API_VERSION = "1.0.0"
 
@@ -49,6 +49,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     metrics.install(app)
     customize(app)
     app.include_router(edits.router)
+    app.include_router(previews.router)
     app.include_router(deliveries.router)
     app.include_router(uploads.router)
     app.include_router(probes.router)

@@ -420,6 +420,69 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_upscale",
     ),
     (
+        "preview window past the clip",
+        lambda c: c.post(
+            files={"video": c.files["video"]}, data={"emotion": "happy", "preview_s": "1", "preview_start_s": "9"}
+        ),
+        422,
+        "bad_preview_window",
+    ),
+    (
+        "preview start without a length",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "preview_start_s": 1}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "preview longer than allowed",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "preview_s": 300}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "sheet frame past the clip",
+        lambda c: c.client.post(
+            "/v1/previews",
+            headers=c.auth(),
+            files={"video": c.files["video"]},
+            data={"emotions": "happy", "frame": "99"},
+        ),
+        422,
+        "bad_preview_frame",
+    ),
+    (
+        "sheet without emotions",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), json={"video_asset": "ast_" + "0" * 32}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "sheet with an unknown emotion",
+        lambda c: c.client.post(
+            "/v1/previews", headers=c.auth(), files={"video": c.files["video"]}, data={"emotions": ["happy", "glum"]}
+        ),
+        422,
+        "unknown_emotion",
+    ),
+    (
+        "sheet without a video",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), json={"emotions": ["happy"]}),
+        422,
+        "video_missing",
+    ),
+    (
+        "sheet as plain text",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), content=b"x", params={}),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "another key's preview",
+        lambda c: c.client.get("/v1/previews/edt_" + "0" * 32, headers=c.auth(c.other_key)),
+        404,
+        "preview_not_found",
+    ),
+    (
         "empty Idempotency-Key",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy"}, headers={"Idempotency-Key": ""}),
         422,

@@ -16,10 +16,11 @@ from tests.service.stack import Stack
 FINAL = {"succeeded", "failed", "canceled"}
 
 
-def wait_final(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+def wait_final(client: httpx.Client, job_id: str, timeout: float = 120, path: str = "/v1/edits") -> dict:  # type: ignore[type-arg]
+    """The job (read at `path`) once it is final."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/edits/{job_id}").json()
+        job = client.get(f"{path}/{job_id}").json()
         if job["state"] in FINAL:
             return job  # type: ignore[no-any-return]
         time.sleep(0.2)
