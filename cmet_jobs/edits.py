@@ -163,7 +163,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_speech(path)
     timelines.check_voice(body, video)
     if body.timeline is not None:
-        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body.timeline, settings, video)})
+        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, video)})
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
