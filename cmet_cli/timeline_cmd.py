@@ -37,6 +37,8 @@ def over_time(
     if timeline is not None:
         if emotion is not None or others:
             raise fail("give --timeline or an emotion (--emotion, --blend, --speech), not both", EXIT_BAD_INPUT)
+        if intensity != 1.0:
+            raise fail("a timeline's segments carry their own intensity: no --intensity", EXIT_BAD_INPUT)
         try:
             plan: ClipTimeline = validated(ClipTimeline.load, path=timeline)
         except InputError as exc:

@@ -228,7 +228,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     clip = video if body.lips == "video" else None  # a dub's timeline and voice are its speech track's
     timelines.check_voice(body, clip)
     if body.timeline is not None:
-        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body.timeline, settings, clip)})
+        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]

@@ -41,9 +41,13 @@ def speech_urls(timeline: schemas.EditTimeline | None) -> list[str]:
 
 
 def resolved(
-    session: Session, key: ApiKey, timeline: schemas.EditTimeline, settings: JobsSettings, video: VideoInfo | None
+    session: Session, key: ApiKey, body: schemas.EditCreate, settings: JobsSettings, video: VideoInfo | None
 ) -> schemas.EditTimeline:
-    """The timeline checked, its custom emotion ids replaced by their names (as `emotion` is)."""
+    """The body's timeline checked, its custom emotion ids replaced by their names (as `emotion` is)."""
+    timeline = body.timeline
+    assert timeline is not None
+    if body.intensity != 1.0:
+        raise RequestError(ErrorCode.INVALID_REQUEST, "a timeline's segments carry their own intensity: no `intensity`")
     try:
         timeline.check(settings.max_timeline_segments, video.duration_s if video is not None else None)
     except InputError as exc:

@@ -63,6 +63,8 @@ def test_timeline_flag_refusals(tmp_path: Path) -> None:
     assert code == 2 and "target" in out and "Traceback" not in out
     code, out = _edit("in.mp4", "--timeline", str(tmp_path / "bad.json"), "--emotion", "happy")
     assert code == 2 and "not both" in out
+    code, out = _edit("in.mp4", "--timeline", str(tmp_path / "bad.json"), "--intensity", "0.5")
+    assert code == 2 and "own intensity" in out
     code, out = _edit("in.mp4", "--emotion", "happy", "--neutral", "self")
     assert code == 2 and "from_audio" in out
     code, out = _edit("in.mp4", "--timeline", str(tmp_path / "missing.json"))

@@ -214,6 +214,12 @@ CASES: list[tuple[str, Case, int, str]] = [
         "invalid_request",
     ),
     (
+        "timeline and intensity",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": json.dumps(_plan([])), "intensity": "2"}),
+        422,
+        "invalid_request",
+    ),
+    (
         "timeline not JSON",
         lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": "{segments"}),
         422,
