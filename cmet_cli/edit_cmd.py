@@ -129,6 +129,11 @@ def edit(
     lips_from: Path = typer.Option(
         None, "--lips-from", help="Dub: the lips speak this speech track, which becomes the output's audio."
     ),
+    voice_from: Path = typer.Option(
+        None,
+        "--voice-from",
+        help="With --emotion from_audio: follow this speech track's voice (aligned to the video; the output's audio).",
+    ),
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
     pose_fill: str = typer.Option(
         "bounce", "--pose-fill", help="Speech longer than the pose source: bounce, loop or hold."
@@ -161,6 +166,8 @@ def edit(
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
+    if voice_from is not None and lips_from is not None:
+        raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
     others = bool(blend is not None or speech or neutral_speech)
     target = over_time(timeline, emotion, neutral, intensity, others, _validated)
     if target is None:
@@ -224,7 +231,14 @@ def edit(
                     bars.update(tasks[stage], completed=done, total=max(total, done))
 
             result = run(
-                editor.edit, input_path, output, target, options, progress, speech_track=lips_from, pose_video=pose_from
+                editor.edit,
+                input_path,
+                output,
+                target,
+                options,
+                progress,
+                speech_track=lips_from or voice_from,
+                pose_video=pose_from,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
     found = voice_table(result)

@@ -26,6 +26,7 @@ import torch
 
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary
+from cmet_core.enhance.stage import Enhancer
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.images import to_images, to_tensor
 from cmet_core.lips import PlannedFrame, check_inputs, plan
@@ -161,9 +162,12 @@ class Dub(_Edit):
             self.frame_limit = self._frames_needed(info)
             crop_input = faces.is_face_crop(info.width, info.height)
             boxes, source_index, motion, times, source = self._motion(info, crop_input)
-        exp = self._edited_expression(connector, speech_plan, motion, times)
         lips = self._lip_track(wav)
         frames = plan(times, lips.shape[0], self.options.pose_fill, photo=image is not None)
+        # The connector runs over the output's own frames and clock, so a timeline or the voice of the
+        # speech track lands where it is heard, whatever the pose fill repeats.
+        poses = torch.tensor([f.pose for f in frames])
+        exp = self._edited_expression(connector, speech_plan, motion.exp[poses], np.arange(len(frames)) / LIP_FPS)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
         like = VideoInfo(
             path=self.dst,
@@ -177,20 +181,28 @@ class Dub(_Edit):
             video_codec="h264",
             has_audio=True,
         )
+        enhancer = self._enhancer(boxes, [image] if image is not None else None)
+        if enhancer is not None:
+            like = enhancer.output_info(like)
         backgrounds = (
             itertools.repeat(image)
             if image is not None
             else FrameFeed(self.src, self.options.chunk_frames).frames([f.background for f in frames])
         )
         with self._stage("render"), _atomic_output(self.dst) as partial:
-            self._render_plan(like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial)
+            self._render_plan(
+                like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial, enhancer
+            )
+        if enhancer is not None:  # its forwards ran inside the render loop: count them as its own
+            self.seconds["render"] -= enhancer.restore_seconds
+            self.seconds["enhance"] += enhancer.restore_seconds
         return EditResult(
             output=self.dst,
             frames=len(frames),
             fps=float(LIP_FPS),
             duration_s=len(frames) / LIP_FPS,
-            width=width,
-            height=height,
+            width=like.width,
+            height=like.height,
             source_frame=source_index,
             face_crop_input=crop_input,
             stage_seconds=self.seconds,
@@ -262,6 +274,7 @@ class Dub(_Edit):
         lips: torch.Tensor,
         backgrounds: Iterator[np.ndarray],
         out: Path,
+        enhancer: Enhancer | None = None,
     ) -> None:
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
@@ -272,8 +285,14 @@ class Dub(_Edit):
                 pose = torch.tensor([f.pose for f in chunk])
                 lip = lips[torch.tensor([f.lip for f in chunk])]
                 with self._network():
-                    rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[pose]))
-                for planned, face in zip(chunk, rendered, strict=True):
-                    background = next(backgrounds)
-                    writer.write(faces.paste_back(background, face, boxes[planned.background], mask=mask))
+                    rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[a : a + len(chunk)]))
+                images = [
+                    faces.paste_back(next(backgrounds), face, boxes[planned.background], mask=mask)
+                    for planned, face in zip(chunk, rendered, strict=True)
+                ]
+                if enhancer is not None:
+                    with self._network():
+                        images = enhancer.apply(images, [planned.background for planned in chunk])
+                for image in images:
+                    writer.write(image)
                 self.progress("render", a + len(chunk), len(frames))

@@ -42,17 +42,22 @@ class LipChoice(BaseModel):
     pose_fill: PoseFill = "bounce"
 
 
-def check_inputs(lips: str, *, photo: bool, speech_track: bool, pose_video: bool) -> None:
-    """Refuse every combination of inputs that cannot make a dub (the same rules at submission and in the edit)."""
+def check_inputs(lips: str, *, photo: bool, speech_track: bool, pose_video: bool, follows_voice: bool = False) -> None:
+    """Refuse every combination of inputs that cannot make a dub (the same rules at submission and in the edit).
+
+    `follows_voice` (`emotion: "from_audio"`): a speech track with the video's own lips is the voice the
+    face follows, aligned to the video, and the output's audio."""
     if photo and lips != "speech":
         raise InputError(
             ErrorCode.PHOTO_NEEDS_SPEECH, "a photo has no lip motion of its own: give lips: speech and a speech track"
         )
     if lips == "speech" and not speech_track:
         raise InputError(ErrorCode.SPEECH_TRACK_MISSING, "lips: speech needs a speech track to follow")
-    if lips != "speech" and (speech_track or pose_video):
-        given = "a speech track" if speech_track else "a pose video"
-        raise InputError(ErrorCode.SPEECH_TRACK_UNUSED, f"{given} is only used with lips: speech")
+    if lips != "speech" and ((speech_track and not follows_voice) or pose_video):
+        given = "a pose video" if pose_video else "a speech track"
+        raise InputError(
+            ErrorCode.SPEECH_TRACK_UNUSED, f'{given} is only used with lips: speech (or emotion "from_audio")'
+        )
     if pose_video and not photo:
         raise InputError(
             ErrorCode.POSE_VIDEO_NEEDS_PHOTO, "a pose video drives a photo; a video input gives its own pose"

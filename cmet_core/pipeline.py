@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
 from cmet_core.images import to_images as _to_images
 from cmet_core.images import to_tensor as _to_tensor
+from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
 from cmet_core.media.window import clip_window
@@ -45,7 +46,7 @@ from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.timeline import ClipTimeline
-from cmet_core.voice import VoiceSegment
+from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceSegment
 
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
@@ -280,6 +281,8 @@ class Editor:
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
         only that window of `src` is edited (a clip preview)."""
         src, dst, report = Path(src), Path(dst), progress or _no_progress
+        if options.lips == "video" and speech_track is not None and pose_video is None:
+            return self._follow_track(src, dst, target, options, report, library, Path(speech_track))
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
             if options.preview_s is not None:
                 raise InputError(
@@ -292,6 +295,29 @@ class Editor:
         with clip_window(src, options, dst.parent) as windowed:
             done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
         return replace(done, source_frame=done.source_frame + windowed.first)
+
+    def _follow_track(
+        self,
+        src: Path,
+        dst: Path,
+        target: EditTarget,
+        options: EditOptions,
+        progress: Progress,
+        library: EmotionLibrary | None,
+        track: Path,
+    ) -> EditResult:
+        """The video's own lips, its face following the voice of `track` (aligned to it, e.g. a dub that
+        replaces its audio), which becomes the output's audio."""
+        voice = target if isinstance(target, FollowVoice) else None
+        if isinstance(target, EmotionTarget) and target.emotion == FROM_AUDIO:
+            voice = FollowVoice(intensity=target.intensity)
+        check_inputs(options.lips, photo=False, speech_track=True, pose_video=False, follows_voice=voice is not None)
+        assert voice is not None
+        if options.preview_s is not None:
+            raise InputError(ErrorCode.BAD_PREVIEW_WINDOW, "clip previews with a separate speech track are not offered")
+        edit = _Edit(self, src, dst, voice.model_copy(update={"audio": track}), options, progress, library)
+        edit.audio = track
+        return edit.run()
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
@@ -326,6 +352,8 @@ class _Edit:
         self.runner = editor.runner
         self.seconds: dict[str, float] = {}
         self.network = 0.0
+        self.audio: Path | None = None
+        """The output's audio instead of the input's own (a speech track the face follows); None: the input's."""
         self.frame_limit: int | None = None
         """Frames of the input the passes read (a dub shorter than its video needs no more); None: all."""
 
@@ -359,7 +387,7 @@ class _Edit:
             )
         crop_input = faces.is_face_crop(info.width, info.height)
         boxes, source_index, motion, times, source = self._motion(info, crop_input)
-        exp = self._edited_expression(connector, plan, motion, times)
+        exp = self._edited_expression(connector, plan, motion.exp, times)
         enhancer = self._enhancer(boxes)
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
@@ -407,14 +435,14 @@ class _Edit:
         return boxes, source_index, motion, times, source
 
     def _edited_expression(
-        self, connector: Connector, plan: SpeechPlan, motion: Motion, times: np.ndarray
+        self, connector: Connector, plan: SpeechPlan, exp_in: torch.Tensor, times: np.ndarray
     ) -> torch.Tensor:
-        """Every frame's expression coefficients moved towards the target's semantic vector (one for the
-        clip, or the timeline's at each window's time)."""
+        """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
+        semantic vector (one for the clip, or the timeline's at each window's time)."""
         with self._stage("expression"), self._network():
             speech = plan.condition(self.runner.device)
             with torch.inference_mode():
-                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
+                exp = expression_track(connector, exp_in.to(self.runner.device), times, speech).cpu()
             self.progress("expression", len(times), len(times))
         return exp
 
@@ -453,14 +481,16 @@ class _Edit:
         return motion, np.asarray(times), source
 
     # -- between: the restorer's landmarks, when it works on this edit ---------------------
-    def _enhancer(self, boxes: list[faces.CropBox]) -> Enhancer | None:
+    def _enhancer(self, boxes: list[faces.CropBox], frames: Iterable[np.ndarray] | None = None) -> Enhancer | None:
+        """The restorer's stage when it works on this edit, its landmarks found on the input's frames
+        (`frames`, else decoded from the input)."""
         restorer = self.editor.restorer
         if not wanted(self.options, restorer, boxes[0].side, self.editor.face_size):
             return None
         assert restorer is not None
         enhancer = Enhancer(restorer, self.options)
         with self._stage("enhance"):
-            enhancer.prepare(self.src, boxes, self.progress)
+            enhancer.prepare(self.src if frames is None else frames, boxes, self.progress)
         if enhancer.missing:
             log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", enhancer.missing, len(boxes))
         return enhancer
@@ -482,7 +512,10 @@ class _Edit:
         done = 0
         like = info if enhancer is None else enhancer.output_info(info)
         with VideoWriter(
-            out, like=like, audio_from=self.src if info.has_audio else None, crf=self.options.crf
+            out,
+            like=like if self.audio is None else replace(like, has_audio=True),
+            audio_from=self.audio or (self.src if info.has_audio else None),
+            crf=self.options.crf,
         ) as writer:
             for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
                 a, b = chunk[0].index, chunk[-1].index + 1

@@ -130,6 +130,7 @@ def _check_dub(submission: Submission) -> bool | None:
             photo=photo if photo is not None else bool(given["pose_video"]),
             speech_track=bool(given["speech_track"]),
             pose_video=bool(given["pose_video"]),
+            follows_voice=body.emotion == FROM_AUDIO,
         )
     except InputError as exc:
         raise RequestError(exc.code, str(exc)) from None
@@ -225,7 +226,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_speech_track(submission.speech_track_file, options.max_duration_s)
     if submission.pose_video_file is not None:
         check_video(submission.pose_video_file, options, "pose_video")
-    clip = video if body.lips == "video" else None  # a dub's timeline and voice are its speech track's
+    track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
+    clip = video if body.lips == "video" and not track else None  # else the voice is the speech track's
     timelines.check_voice(body, clip)
     if body.timeline is not None:
         body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
@@ -249,7 +251,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         lambda job_id: _store_inputs(
             job_id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets
         ),
-        lambda job_id: queue.submit(settings, job_id, clip, kind, frames),  # a dub's work follows its speech
+        lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
         storage,
     )
 

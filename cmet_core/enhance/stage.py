@@ -11,8 +11,9 @@ all points must be known before they can be smoothed over time.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +61,13 @@ class Enhancer:
         u = self.choice.upscale
         return dataclasses.replace(info, width=info.width * u, height=info.height * u)
 
-    def prepare(self, src: Path, boxes: Sequence[CropBox], progress: Progress) -> None:
+    def prepare(self, src: Path | Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
+        """The landmarks of the input frames of `src` (a video, or the frames themselves: a photo's one)."""
+        images = (f.image for f in read_frames(src)) if isinstance(src, Path) else iter(src)
         points: list[np.ndarray | None] = []
         with Landmarker() as landmarker:
-            for frame in read_frames(src):
-                if frame.index >= len(boxes):
-                    break
-                points.append(landmarker.five(frame.image, boxes[frame.index]))
+            for image in itertools.islice(images, len(boxes)):
+                points.append(landmarker.five(image, boxes[len(points)]))
                 progress("enhance", len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)

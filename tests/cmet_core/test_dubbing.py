@@ -235,3 +235,64 @@ def test_dubbing_errors(
         without.edit(video, tmp_path / "out.mp4", HAPPY, DUB, speech_track=track)
     assert err.value.code == ErrorCode.LIPS_UNAVAILABLE
     assert without.edit(video, tmp_path / "plain.mp4", HAPPY).frames == 4  # it still edits
+
+
+# -- a dub with the other features of an edit --------------------------------------------------
+
+
+def test_a_photo_dub_with_the_face_restored(
+    test_data: Path, editor: Editor, speech_16k: np.ndarray, tmp_path: Path
+) -> None:
+    """enhance on in a dub: the restorer's stage runs on every output frame of the photo."""
+    photo = test_data / "faces" / "uncropped_face.jpg"
+    track = tmp_path / "line.wav"
+    soundfile.write(str(track), speech_16k[: int(0.4 * 16000)], 16000)
+    options = EditOptions(lips="speech", enhance="on")
+    result = editor.edit(photo, tmp_path / "hd.mp4", HAPPY, options, speech_track=track)
+    assert result.frames == 10 and (result.width, result.height) == (840, 1024)
+    assert result.stage_seconds.get("enhance", 0) > 0
+    plain = editor.edit(
+        photo, tmp_path / "plain.mp4", HAPPY, EditOptions(lips="speech", enhance="off"), speech_track=track
+    )
+    restored, unrestored = (next(read_frames(p)).image.astype(int) for p in (result.output, plain.output))
+    assert np.abs(restored - unrestored).mean() > 0.1  # the face changed, the frame kept its size
+
+
+def test_a_dubs_timeline_follows_the_speech_clock(editor: Editor, speech_16k: np.ndarray, tmp_path: Path) -> None:
+    """A segment over the last 0.4 s of a 1 s dub of a 0.25 s video: edited where it is heard (the
+    video's own frames end at 0.25 s; bounce repeats them), and before it the input's own expression."""
+    from cmet_core.timeline import ClipTimeline
+
+    src = make_video(tmp_path / "short.mp4", frames=6, size=(256, 256))
+    track = tmp_path / "line.wav"
+    soundfile.write(str(track), speech_16k[:16000], 16000)
+
+    def late(target: str) -> ClipTimeline:
+        segment = {"start_s": 0.6, "end_s": 1.0, "target": target, "intensity": 2}
+        return ClipTimeline.model_validate({"transition_s": 0.0, "segments": [segment]})
+
+    angry = editor.edit(src, tmp_path / "a.mp4", late("angry"), DUB, speech_track=track)
+    happy = editor.edit(src, tmp_path / "h.mp4", late("happy"), DUB, speech_track=track)
+    assert angry.frames == happy.frames == 25
+    a, b = ([f.image.astype(int) for f in read_frames(p)] for p in (angry.output, happy.output))
+    before = max(np.abs(x - y).mean() for x, y in zip(a[:12], b[:12], strict=True))
+    inside = min(np.abs(x - y).mean() for x, y in zip(a[17:], b[17:], strict=True))
+    assert inside > 2.5 * before  # before: only the encoder's look-ahead (later frames) differs
+
+
+def test_following_a_separate_speech_track(test_data: Path, editor: Editor, line_mp3: Path, tmp_path: Path) -> None:
+    """emotion from_audio with a speech track and the video's own lips: the face follows that track's
+    voice, the video keeps its frames and length, and the track is the output's audio."""
+    src = test_data / "video" / "mead_W009_038_cropped.mp4"
+    short = tmp_path / "two_s.mp4"
+    with av.open(str(src)) as c:
+        rate = c.streams.video[0].average_rate
+    make_video(short, frames=int(1.3 * float(rate or 25)), size=(256, 256), audio=False)
+    result = editor.edit(short, tmp_path / "voice.mp4", EmotionTarget(emotion="from_audio"), speech_track=line_mp3)
+    assert result.voice and result.timeline is not None
+    out = probe(tmp_path / "voice.mp4")
+    assert out.frame_count == probe(short).frame_count and out.has_audio
+    assert _similarity(load_audio(tmp_path / "voice.mp4"), load_audio(line_mp3)) > 0.95
+    with pytest.raises(InputError) as unused:
+        editor.edit(short, tmp_path / "x.mp4", HAPPY, speech_track=line_mp3)
+    assert unused.value.code is ErrorCode.SPEECH_TRACK_UNUSED
