@@ -161,7 +161,8 @@ def edit(
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
             label = (target.emotion or "speech").split("=")[0].split(",")[0]
-            output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
+            kind = ".preview" if preview_s is not None else ""  # a preview never takes the full edit's name
+            output = input_path.with_name(f"{input_path.stem}.{label}{kind}.mp4")
         editor = run(
             Editor.from_settings,
             get_settings(),
