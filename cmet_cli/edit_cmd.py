@@ -201,7 +201,8 @@ def edit(
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
-            output = input_path.with_name(f"{input_path.stem}.{output_label(target)}.mp4")
+            kind = ".preview" if preview_s is not None else ""  # a preview never takes the full edit's name
+            output = input_path.with_name(f"{input_path.stem}.{output_label(target)}{kind}.mp4")
         editor = run(
             Editor.from_settings,
             get_settings(),

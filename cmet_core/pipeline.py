@@ -293,6 +293,8 @@ class Editor:
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
             return Dub(self, src, dst, target, options, report, library, track, pose).run()
         with clip_window(src, options, dst.parent) as windowed:
+            if isinstance(target, ClipTimeline) and windowed.duration_s is not None:
+                target = target.windowed(windowed.start_s, windowed.duration_s)
             done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
         return replace(done, source_frame=done.source_frame + windowed.first)
 

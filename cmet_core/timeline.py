@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
@@ -120,6 +120,29 @@ class Timeline(BaseModel, Generic[S]):
                     ErrorCode.TIMELINE_OVERLAP,
                     f"segments {a.start_s:g}-{a.end_s:g} s and {b.start_s:g}-{b.end_s:g} s overlap",
                 )
+
+    def windowed(self, start_s: float, length_s: float) -> Self:
+        """The timeline on a window of the clip from `start_s` for `length_s` (a clip preview): times
+        moved to the window's clock, segments outside it dropped, those it cuts cut with their
+        intensity there kept. No segment in the window is `bad_preview_window`."""
+        end_s = start_s + length_s
+        segments = []
+        for seg in self.segments:
+            a, b = max(seg.start_s, start_s), min(seg.end_s, end_s)
+            if b <= a:
+                continue
+            keys = [k for k in seg.keyframes if a < k.t_s < b]
+            if seg.keyframes:
+                at = seg.intensity_at(np.array([a, b]))
+                keys = [Keyframe(t_s=a, intensity=float(at[0])), *keys, Keyframe(t_s=b, intensity=float(at[1]))]
+            moved = tuple(Keyframe(t_s=k.t_s - start_s, intensity=k.intensity) for k in keys)
+            segments.append(seg.model_copy(update={"start_s": a - start_s, "end_s": b - start_s, "keyframes": moved}))
+        if not segments:
+            raise InputError(
+                ErrorCode.BAD_PREVIEW_WINDOW,
+                f"no timeline segment lies in the preview window {start_s:g}-{end_s:g} s: it would show no edit",
+            )
+        return self.model_copy(update={"segments": tuple(segments)})
 
     def retarget(self, into: type[Timeline[T]], speech: Callable[[S], T | str]) -> Timeline[T]:
         """The same timeline with each speech target replaced (named targets kept), e.g. API refs -> stored inputs."""

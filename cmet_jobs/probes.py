@@ -3,8 +3,9 @@
 A client (the web page) shows these next to the file, with the same error codes an edit of it
 would end with, before anything is submitted. Face detection runs a model (MediaPipe), which the
 API never does (its image has none), so the API queues `PROBE` for an edit worker by asset id, on
-the preview queue that every worker takes from first (a probe is seconds of work, like a preview); the worker stores the answer as JSON beside the asset in storage
-(`result_key`, under the asset's own key, so deleting or expiring the asset removes it too), and
+the preview queue that every worker takes from first (a probe is seconds of work, like a
+preview); the worker stores the answer as JSON beside the asset in storage (`result_key`, under
+the asset's own key, so deleting or expiring the asset removes it too), and
 `GET /v1/uploads/{id}/probe` reads it back: `pending` until it is there. No table is needed:
 the answer is a cache of a pure function of the file, and asking again recomputes it.
 """

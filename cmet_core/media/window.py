@@ -138,6 +138,10 @@ class Windowed:
     options: EditOptions
     first: int = 0
     """Index in the input of the first frame of `src`."""
+    start_s: float = 0.0
+    """Where `src` starts on the input's clock (seconds from its first frame)."""
+    duration_s: float | None = None
+    """The window's length; None: the whole input."""
 
 
 @contextmanager
@@ -161,4 +165,4 @@ def clip_window(src: Path, options: EditOptions, scratch: Path) -> Iterator[Wind
                 )
             source -= window.first
         mapped = options.model_copy(update={"preview_s": None, "preview_start_s": 0.0, "source_frame": source})
-        yield Windowed(window.path, mapped, window.first)
+        yield Windowed(window.path, mapped, window.first, window.start_s, window.duration_s)

@@ -67,3 +67,6 @@ def test_edit_preview_window(tiny_set: Path, clip: Path, tmp_path: Path) -> None
     assert info.frame_count == 10 and info.has_audio
     bad = runner.invoke(app, [*args[:-4], "--preview-start-s", "5", "-o", str(out), "--models", str(tiny_set)])
     assert bad.exit_code == 2 and "[bad_preview_window]" in bad.output
+    named = runner.invoke(app, [*args[:-2], "--models", str(tiny_set)])
+    assert named.exit_code == 0, named.output
+    assert probe(clip.with_name("in.happy.preview.mp4")).frame_count == 10

@@ -240,3 +240,32 @@ def test_from_audio_is_no_segment_target(editor: Editor, tmp_path: Path) -> None
         editor.edit(src, tmp_path / "out.mp4", _timeline({"start_s": 0, "end_s": 0.4, "target": "from_audio"}))
     assert caught.value.code == ErrorCode.BAD_EMOTION
     assert EmotionTarget(emotion="from_audio").emotion == "from_audio"
+
+
+def test_a_preview_window_moves_and_cuts_the_timeline() -> None:
+    """A clip preview of 2-5 s: times on the window's clock, the segment it cuts starts at its edge with
+    the intensity it had there, segments outside are dropped; a window with no segment is refused."""
+    plan = ClipTimeline.model_validate(
+        {
+            "transition_s": 0.2,
+            "segments": [
+                {"start_s": 0, "end_s": 1, "target": "sad"},
+                {
+                    "start_s": 1,
+                    "end_s": 4,
+                    "target": "happy",
+                    "keyframes": [{"t_s": 1, "intensity": 0}, {"t_s": 3, "intensity": 1}],
+                },
+                {"start_s": 4.5, "end_s": 9, "target": "angry", "intensity": 0.5},
+            ],
+        }
+    )
+    window = plan.windowed(2.0, 3.0)
+    assert [(s.target, s.start_s, s.end_s) for s in window.segments] == [("happy", 0.0, 2.0), ("angry", 2.5, 3.0)]
+    happy = window.segments[0]
+    assert [(k.t_s, k.intensity) for k in happy.keyframes] == [(0.0, 0.5), (1.0, 1.0), (2.0, 1.0)]
+    assert window.transition_s == 0.2 and window.segments[1].intensity == 0.5
+    window.check(64, 3.0)  # a valid timeline of the window's clip
+    with pytest.raises(InputError) as empty:
+        plan.windowed(9.5, 1.0)
+    assert empty.value.code is ErrorCode.BAD_PREVIEW_WINDOW
