@@ -138,6 +138,6 @@ def test_cli_list_shows_the_licence_status(published: Path, tmp_path: Path) -> N
     from cmet_core.models.build import write_set_manifest
 
     write_set_manifest(tmp_path / "tiny", "tiny", "0.1.0")
-    result = CliRunner().invoke(app, ["list", "--dir", str(tmp_path)], env={"COLUMNS": "400"})
+    result = CliRunner().invoke(app, ["list", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "no stated licence" in result.output and "Apache-2.0" in result.output
+    assert f"licence of gfpgan-v1.4: {LICENCE}" in result.output and "no stated licence" in LICENCE
