@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
 
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
@@ -94,7 +95,7 @@ def _facts(result: EditResult) -> str:
 
 def edit(
     input_path: Path = typer.Argument(
-        None, metavar="INPUT", help="Talking-face video; default: a generated sample clip."
+        None, metavar="INPUT", help="Talking-face video, or a photo with --lips-from; default: a generated sample clip."
     ),
     output: Path = typer.Option(
         None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."
@@ -106,6 +107,13 @@ def edit(
     ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
+    timeline: Path = typer.Option(
+        None, "--timeline", help="A plan JSON: segments {start_s, end_s, target, intensity}, as the API takes."
+    ),
+    neutral: str = typer.Option(
+        None, "--neutral", help="With --emotion from_audio: 'library' (default) or 'self' (the calmest window)."
+    ),
+    plan_out: Path = typer.Option(None, "--plan-out", help="With --emotion from_audio: write the found timeline here."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
     face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
@@ -118,7 +126,20 @@ def edit(
     ),
     enhance_strength: float = typer.Option(1.0, "--enhance-strength", help="0-1: how much of the restored face."),
     upscale: int = typer.Option(1, "--upscale", help="2: a 256x256 face-crop input comes back at 512x512."),
-    max_duration: float = typer.Option(600.0, "--max-duration", help="Refuse longer inputs (seconds)."),
+    lips_from: Path = typer.Option(
+        None, "--lips-from", help="Dub: the lips speak this speech track, which becomes the output's audio."
+    ),
+    pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
+    pose_fill: str = typer.Option(
+        "bounce", "--pose-fill", help="Speech longer than the pose source: bounce, loop or hold."
+    ),
+    max_duration: float = typer.Option(
+        600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
+    ),
+    preview_s: float = typer.Option(
+        None, "--preview-s", help="A clip preview: edit only this many seconds (with their audio)."
+    ),
+    preview_start_s: float = typer.Option(0.0, "--preview-start-s", help="Where the clip preview starts (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
         None,
@@ -129,7 +150,10 @@ def edit(
         None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."
     ),
 ) -> None:
-    """Give a talking-face video another facial emotion: same words, lips and head motion."""
+    """Give a talking-face video another facial emotion: same words, lips and head motion.
+
+    With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
+    and a photo INPUT is animated, its head moved by --pose-from or held still."""
     from cmet_core.options import EditOptions
     from cmet_core.pipeline import STAGES, Editor
     from cmet_core.settings import get_settings
@@ -137,13 +161,16 @@ def edit(
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
-    target = _validated(
-        EmotionTarget,
-        emotion=emotion if emotion is not None else blend,
-        speech=tuple(speech or ()),
-        neutral_speech=tuple(neutral_speech or ()),
-        intensity=intensity,
-    )
+    others = bool(blend is not None or speech or neutral_speech)
+    target = over_time(timeline, emotion, neutral, intensity, others, _validated)
+    if target is None:
+        target = _validated(
+            EmotionTarget,
+            emotion=emotion if emotion is not None else blend,
+            speech=tuple(speech or ()),
+            neutral_speech=tuple(neutral_speech or ()),
+            intensity=intensity,
+        )
     options = _validated(
         EditOptions,
         face_index=face_index,
@@ -152,7 +179,12 @@ def edit(
         enhance=enhance,
         enhance_strength=enhance_strength,
         upscale=upscale,
+        lips="speech" if lips_from is not None else "video",
+        pose_fill=pose_fill,
         max_duration_s=max_duration,
+        max_timeline_segments=get_settings().max_timeline_segments,
+        preview_s=preview_s,
+        preview_start_s=preview_start_s,
     )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
@@ -162,8 +194,7 @@ def edit(
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
-            label = (target.emotion or "speech").split("=")[0].split(",")[0]
-            output = input_path.with_name(f"{input_path.stem}.{label}.mp4")
+            output = input_path.with_name(f"{input_path.stem}.{output_label(target)}.mp4")
         editor = run(
             Editor.from_settings,
             get_settings(),
@@ -185,14 +216,23 @@ def edit(
             TimeElapsedColumn(),
             transient=False,
         ) as bars:
-            tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
+            shown = (*STAGES, "lips") if lips_from is not None else STAGES
+            tasks = {stage: bars.add_task(stage, total=None) for stage in shown}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage in tasks:
                     bars.update(tasks[stage], completed=done, total=max(total, done))
 
-            result = run(editor.edit, input_path, output, target, options, progress)
-    out().print(_summary(result, STAGES))
+            result = run(
+                editor.edit, input_path, output, target, options, progress, speech_track=lips_from, pose_video=pose_from
+            )
+    out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
+    found = voice_table(result)
+    if found is not None:
+        out().print(found)
+        if plan_out is not None and (plan := timeline_json(result)) is not None:
+            plan_out.write_text(plan + "\n")
+            typer.echo(f"wrote the found timeline to {plan_out} (edit it, then pass it back with --timeline)")
     typer.echo(_facts(result))
     typer.echo(
         f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "

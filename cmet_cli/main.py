@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from cmet_cli import conformance_cmd, edit_cmd, emotions_cmd, keys_cmd, models_cmd, serve_cmd, worker_cmd
+from cmet_cli import (
+    conformance_cmd,
+    edit_cmd,
+    emotions_cmd,
+    keys_cmd,
+    models_cmd,
+    preview_cmd,
+    serve_cmd,
+    worker_cmd,
+)
 from cmet_core.logs import configure
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Emotion editing for talking-face videos.")
@@ -17,6 +26,7 @@ def _configure_logging(ctx: typer.Context) -> None:
 
 
 app.command("edit", cls=edit_cmd.ManyValuesCommand)(edit_cmd.edit)
+app.command("preview")(preview_cmd.preview)
 app.command("conformance")(conformance_cmd.conformance)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(emotions_cmd.app, name="emotions")

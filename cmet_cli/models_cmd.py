@@ -75,7 +75,7 @@ def make_filled_cmd(
     directory: Path = typer.Argument(..., help="Folder of the new set."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
-    """Write full-size EDTalk and connector filled by rule cmet-fill-v1 (benchmarks; emotion2vec is tiny)."""
+    """Write full-size EDTalk, connector and Audio2Lip filled by rule cmet-fill-v1 (benchmarks; emotion2vec is tiny)."""
     from cmet_core.models.build import make_filled_set
 
     dest = run(make_filled_set, directory, force=force)
@@ -89,12 +89,15 @@ def convert_cmd(
     connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),
     gfpgan: Path = typer.Option(None, "--gfpgan", help="Optional GFPGANv1.4.pth, the face restorer of --enhance."),
+    audio2lip: Path = typer.Option(None, "--audio2lip", help="Official Audio2Lip.pt (optional; needed to dub)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
     from cmet_core.models.build import convert_set
 
-    dest = run(convert_set, directory, edtalk, connector, emotion2vec, force=force, gfpgan_pth=gfpgan)
+    dest = run(
+        convert_set, directory, edtalk, connector, emotion2vec, force=force, gfpgan_pth=gfpgan, audio2lip_pt=audio2lip
+    )
     typer.echo(f"model set written to {dest}")
 
 

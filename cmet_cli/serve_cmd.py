@@ -51,10 +51,11 @@ def serve(
     import uvicorn
 
     from cmet_core.models.sets import select_set
-    from cmet_jobs import queue
+    from cmet_jobs import jobs, queue
     from cmet_jobs.db.session import session_scope
     from cmet_jobs.jobs import unfinished_ids
     from cmet_jobs.settings import JobsSettings
+    from cmet_jobs.states import JobKind
     from service.app import create_app
 
     overrides = {
@@ -73,16 +74,15 @@ def serve(
     app = run(create_app, settings)
     with session_scope(settings.db_url) as session:
         leftover = unfinished_ids(session)
+        kinds = jobs.kinds(session, leftover)
     for job_id in leftover:
-        queue.submit(settings, job_id)
+        queue.submit(settings, job_id, kind=kinds.get(job_id, JobKind.EDIT))
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
     workers = _workers(settings)
     stop = _Stop(workers)
-    say(
-        f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port} "
-        "(create a key with `cmet keys create --name me`)"
-    )
+    say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port}")
+    say(f"open http://{host}:{port}/ in a browser (create a key with `cmet keys create --name me`)")
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -128,10 +128,10 @@ def _workers(settings: JobsSettings) -> Supervisor:
     started again when one exits (a crash, or the watchdog of a stuck job)."""
     import threading
 
-    from worker.devices import WEBHOOK_ENV, celery_worker, webhook_command
+    from worker.devices import WEBHOOK_ENV, celery_worker, job_queues, webhook_command
     from worker.supervisor import Child, Supervisor
 
-    edits = celery_worker([settings.queue], 1, "solo", "cmet-edits", "warning")
+    edits = celery_worker(job_queues(settings.queue, settings.preview_queue), 1, "solo", "cmet-edits", "warning")
     webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, "warning")
     supervisor = Supervisor(
         [

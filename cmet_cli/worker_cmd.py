@@ -40,11 +40,11 @@ def worker(
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     names = ", ".join(s.name for s in slots)
-    say(f"devices: {names}; queue {settings.queue}; broker {broker}")
+    say(f"devices: {names}; queues {settings.preview_queue} (first), {settings.queue}; broker {broker}")
     children = [
         Child(
             slot.name,
-            command(slot, settings.queue, concurrency or 1),
+            command(slot, settings.queue, concurrency or 1, settings.preview_queue),
             {**os.environ, **slot.environment(port + i if port else 0)},
         )
         for i, slot in enumerate(slots)

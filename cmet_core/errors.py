@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     EMPTY_AUDIO = "empty_audio"
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
+    SILENT_SPEECH = "silent_speech"
+    SPEECH_TOO_LONG = "speech_too_long"
+    SPEECH_TOO_SHORT = "speech_too_short"
+    BAD_PHOTO = "bad_photo"
     # faces
     NO_FACE = "no_face"
     BAD_FACE_SELECTION = "bad_face_selection"
@@ -33,11 +37,18 @@ class ErrorCode(StrEnum):
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
     BAD_UPSCALE = "bad_upscale"
+    # previews
+    BAD_PREVIEW_FRAME = "bad_preview_frame"
+    BAD_PREVIEW_WINDOW = "bad_preview_window"
     # the emotion target
     UNKNOWN_EMOTION = "unknown_emotion"
     BAD_EMOTION = "bad_emotion"
     BAD_SPEECH = "bad_speech"
     BAD_LIBRARY = "bad_library"
+    TIMELINE_BAD_TIMES = "timeline_bad_times"
+    TIMELINE_OVERLAP = "timeline_overlap"
+    TIMELINE_PAST_END = "timeline_past_end"
+    TIMELINE_TOO_MANY_SEGMENTS = "timeline_too_many_segments"
     # the request
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -45,6 +56,10 @@ class ErrorCode(StrEnum):
     VIDEO_MISSING = "video_missing"
     EMOTION_MISSING = "emotion_missing"
     SPEECH_MISSING = "speech_missing"
+    SPEECH_TRACK_MISSING = "speech_track_missing"
+    SPEECH_TRACK_UNUSED = "speech_track_unused"
+    PHOTO_NEEDS_SPEECH = "photo_needs_speech"
+    POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
     BAD_CURSOR = "bad_cursor"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
@@ -58,6 +73,7 @@ class ErrorCode(StrEnum):
     # records
     EDIT_NOT_FOUND = "edit_not_found"
     EDIT_ACTIVE = "edit_active"
+    PREVIEW_NOT_FOUND = "preview_not_found"
     ASSET_NOT_FOUND = "asset_not_found"
     ASSET_NOT_UPLOADED = "asset_not_uploaded"
     EMOTION_NOT_FOUND = "emotion_not_found"
@@ -77,6 +93,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
+    LIPS_UNAVAILABLE = "lips_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
@@ -105,25 +122,42 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_MANY_FRAMES: (422, "the video has more frames than the limit"),
     ErrorCode.TOO_MANY_PIXELS: (422, "the video has more width x height x frame rate than the limit"),
     ErrorCode.DECODE_FAILED: (422, "the video or audio is corrupt or decodes inconsistently"),
-    ErrorCode.NO_AUDIO: (422, "a speech clip has no audio track"),
+    ErrorCode.NO_AUDIO: (422, "a speech clip, or a video whose voice an edit follows, has no audio track"),
     ErrorCode.EMPTY_AUDIO: (422, "the audio stream holds no samples"),
     ErrorCode.EMPTY_FILE: (422, "an uploaded part is empty"),
     ErrorCode.FILE_TOO_LARGE: (413, "an uploaded part or asset is over its size limit"),
+    ErrorCode.SILENT_SPEECH: (422, "the speech track holds only silence"),
+    ErrorCode.SPEECH_TOO_LONG: (422, "the speech track is longer than the limit"),
+    ErrorCode.SPEECH_TOO_SHORT: (422, "the speech track is shorter than one output frame (40 ms)"),
+    ErrorCode.BAD_PHOTO: (422, "the photo cannot be read or is over the pixel limit"),
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
+    ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
+    ErrorCode.BAD_PREVIEW_WINDOW: (422, "the preview window holds no frame of the clip, or not its source_frame"),
     ErrorCode.UNKNOWN_EMOTION: (422, "the emotion is not in the library"),
     ErrorCode.BAD_EMOTION: (422, "the emotion or blend is malformed"),
     ErrorCode.BAD_SPEECH: (422, "speech clips cannot be embedded (too short, silent, unreadable)"),
     ErrorCode.BAD_LIBRARY: (422, "the emotion library file is unreadable or invalid"),
+    ErrorCode.TIMELINE_BAD_TIMES: (
+        422,
+        "a timeline time is negative, a segment does not end after it starts, or its keyframes leave it",
+    ),
+    ErrorCode.TIMELINE_OVERLAP: (422, "two timeline segments overlap"),
+    ErrorCode.TIMELINE_PAST_END: (422, "a timeline segment ends past the clip's end"),
+    ErrorCode.TIMELINE_TOO_MANY_SEGMENTS: (422, "the timeline has more segments than the limit"),
     ErrorCode.INVALID_REQUEST: (422, "the request's fields fail validation"),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "the body is not of a content type this endpoint takes"),
     ErrorCode.BODY_TOO_LARGE: (413, "the request body is over the limit"),
     ErrorCode.VIDEO_MISSING: (422, "no video was given"),
     ErrorCode.EMOTION_MISSING: (422, "neither an emotion nor speech clips were given"),
     ErrorCode.SPEECH_MISSING: (422, "a custom emotion needs at least one speech clip"),
+    ErrorCode.SPEECH_TRACK_MISSING: (422, "lips: speech needs a speech track"),
+    ErrorCode.SPEECH_TRACK_UNUSED: (422, "a speech track (or pose video) was given without lips: speech"),
+    ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
+    ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
     ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
@@ -135,6 +169,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
     ErrorCode.EDIT_ACTIVE: (409, "the edit is still queued or running"),
+    ErrorCode.PREVIEW_NOT_FOUND: (404, "no such preview for this key"),
     ErrorCode.ASSET_NOT_FOUND: (404, "no such asset for this key"),
     ErrorCode.ASSET_NOT_UPLOADED: (422, "the asset's file was not uploaded yet"),
     ErrorCode.EMOTION_NOT_FOUND: (404, "no such custom emotion for this key"),
@@ -152,6 +187,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOO_MANY_ATTEMPTS: (500, "the job was started too often without finishing"),
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
+    ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
     ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),
     ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),

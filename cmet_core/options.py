@@ -6,15 +6,19 @@ request schema and the job's `EditSpec`, so the rules and limits cannot disagree
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.lips import LipChoice
 from cmet_core.media.video import VideoInfo, probe
+from cmet_core.targets import EmotionSpec, Intensity
+from cmet_core.timeline import DEFAULT_MAX_SEGMENTS
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
@@ -57,8 +61,77 @@ class FaceChoice(EnhanceChoice):
         return faces.FaceSelection(index=self.face_index, box=box)
 
 
-class EditOptions(FaceChoice):
-    """The face choice plus what the operator (not the user) sets: limits and encoding."""
+MAX_PREVIEW_S = 30.0
+"""Longest clip preview: a preview answers in seconds; longer windows are what a full edit is for."""
+
+PreviewSeconds = Annotated[
+    float,
+    Field(gt=0, le=MAX_PREVIEW_S, description="Render only this many seconds of the input (a clip preview)."),
+]
+PreviewStart = Annotated[
+    FiniteFloat, Field(ge=0, description="Where the clip preview's window starts, in seconds from the first frame.")
+]
+
+
+class ClipWindow(BaseModel):
+    """A clip preview: only the window [preview_start_s, preview_start_s + preview_s) is edited, with its audio."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preview_s: PreviewSeconds | None = None
+    preview_start_s: PreviewStart = 0.0
+
+    @model_validator(mode="after")
+    def _start_needs_length(self) -> ClipWindow:
+        if self.preview_s is None and self.preview_start_s != 0:
+            raise ValueError("preview_start_s needs preview_s (the window's length)")
+        return self
+
+    def check_window(self, info: VideoInfo) -> None:
+        """A window that starts at or past the clip's end holds no frame: refused before any work."""
+        if self.preview_s is not None and self.preview_start_s >= info.duration_s:
+            raise InputError(
+                ErrorCode.BAD_PREVIEW_WINDOW,
+                f"the preview starts at {self.preview_start_s:g} s, the clip is {info.duration_s:.2f} s long",
+            )
+
+
+MAX_SHEET_EMOTIONS = 8
+MAX_SHEET_INTENSITIES = 6
+DEFAULT_INTENSITIES = (0.5, 1.0, 1.5)
+"""A contact sheet's rows and columns at most (48 cells), and its columns unless asked otherwise."""
+
+SheetFrame = Annotated[int, Field(ge=0, description="Frame shown in every cell; default: the identity source frame.")]
+
+
+class SheetChoice(BaseModel):
+    """What a contact sheet shows: rows of emotions (names, blends or custom ids) by columns of intensities."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    emotions: tuple[EmotionSpec, ...] = Field(
+        min_length=1, max_length=MAX_SHEET_EMOTIONS, description="One row per emotion.", examples=[["happy", "sad"]]
+    )
+    intensities: tuple[Intensity, ...] = Field(
+        default=DEFAULT_INTENSITIES,
+        min_length=1,
+        max_length=MAX_SHEET_INTENSITIES,
+        description="One column per intensity.",
+    )
+    frame: SheetFrame | None = None
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> SheetChoice:
+        if len(set(self.emotions)) != len(self.emotions):
+            raise ValueError("emotions repeat: give each row once")
+        if len(set(self.intensities)) != len(self.intensities):
+            raise ValueError("intensities repeat: give each column once")
+        return self
+
+
+class EditOptions(LipChoice, FaceChoice, ClipWindow):
+    """The face and lip choices and the clip window plus what the operator (not the user) sets: limits
+    and encoding."""
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
     max_frames: int = Field(default=DEFAULT_MAX_FRAMES, gt=0, description="Inputs with more frames are refused.")
@@ -72,10 +145,33 @@ class EditOptions(FaceChoice):
     )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
+    max_timeline_segments: int = Field(
+        default=DEFAULT_MAX_SEGMENTS, ge=1, description="Timelines with more segments are refused."
+    )
+
+    def face_plan(
+        self,
+        src: Path,
+        info: VideoInfo,
+        crop_input: bool,
+        progress: Callable[[int, int], None],
+        limit: int | None = None,
+    ) -> faces.FacePlan:
+        """The face pass with this face choice, gap limit and source frame (an edit's and a contact sheet's)."""
+        return faces.find_faces(
+            src,
+            info,
+            crop_input=crop_input,
+            selection=self.face_selection(),
+            max_missing=self.max_missing_faces,
+            source_frame=self.source_frame,
+            progress=progress,
+            limit=limit,
+        )
 
     def probe(self, path: Path) -> VideoInfo:
-        """The input's probe under these limits, with `source_frame` checked against its frames: the
-        API refuses an upload with it at submission, the pipeline any input before decoding."""
+        """The input's probe under these limits, with `source_frame` and the preview window checked
+        against it: the API refuses an upload with them at submission, the pipeline any input before decoding."""
         info = probe(path, self.max_duration_s, self.max_frames, self.max_pixels_per_second)
         self.check_upscale(info.width, info.height)
         if self.source_frame is not None and self.source_frame >= info.frame_count:
@@ -83,4 +179,5 @@ class EditOptions(FaceChoice):
                 ErrorCode.BAD_SOURCE_FRAME,
                 f"source frame {self.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
             )
+        self.check_window(info)
         return info

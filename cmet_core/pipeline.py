@@ -9,6 +9,7 @@ coefficients, a timestamp).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,14 +30,22 @@ from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
+from cmet_core.images import to_images as _to_images
+from cmet_core.images import to_tensor as _to_tensor
+from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
+from cmet_core.media.window import clip_window
+from cmet_core.models.connector import Connector
 from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.runtime import EDTalkRunner, LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.settings import CoreSettings
+from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.timeline import ClipTimeline
+from cmet_core.voice import VoiceSegment
 
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
@@ -66,21 +75,13 @@ class EditResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     network_seconds: float = 0.0
     connector: str = ""
+    timeline: ClipTimeline | None = None
+    voice: list[VoiceSegment] = field(default_factory=list)
+    """For `from_audio`: the segments found in the voice (`timeline` is what they applied)."""
 
     @property
     def total_seconds(self) -> float:
         return sum(self.stage_seconds.values())
-
-
-def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB crops -> (N,3,H,W) float in [-1,1], the generator's input range."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return batch / 127.5 - 1.0
-
-
-def _to_images(batch: torch.Tensor) -> np.ndarray:
-    """(N,3,H,W) about [-1,1] -> uint8 RGB; a fixed mapping, so frames of one clip never flicker in level."""
-    return ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _chunks(frames: Iterator[DecodedFrame], size: int) -> Iterator[list[DecodedFrame]]:
@@ -126,6 +127,7 @@ class Batching(Protocol):
     def embed(self, embed: Embed) -> Embed: ...
 
     def restorer(self, runner: RestorerRunner) -> Restorer: ...
+    def lips(self, forward: LipForward) -> LipForward: ...
 
 
 class LazySpeechEncoder:
@@ -161,12 +163,17 @@ class Editor:
         runner: Runner | None = None,
         embed: Embed | None = None,
         restorer: Restorer | None = None,
+        lips: LipForward | None = None,
     ) -> None:
         self.models = models
         self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
+        if lips is None and models.audio2lip is not None:
+            lips = LipRunner(models.audio2lip, self.runner.device)
+        self.lips = lips
+        """Audio2Lip for dubbing; None when the set has none (dubbing is then refused)."""
         self.connector = models.connector.eval().to(self.runner.device)
         self.library = library if library is not None else load_builtin_library()
         self.face_size = models.edtalk.cfg.size
@@ -215,10 +222,12 @@ class Editor:
         if model_set.restorer is not None:
             plain_restorer = RestorerRunner(model_set.restorer, runtime)
             restorer = plain_restorer if batching is None else batching.restorer(plain_restorer)
+        lips: LipForward | None = LipRunner(model_set.audio2lip, plain.device) if model_set.audio2lip else None
         if batching is not None:
             embed = batching.embed(embed)
+            lips = batching.lips(lips) if lips is not None else None
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer)
+        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer, lips=lips)
 
     @property
     def connector_label(self) -> str:
@@ -233,16 +242,56 @@ class Editor:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
         return semantic_vector(target, library or self.library, self.embed_speech)
 
+    def plan(
+        self,
+        target: EditTarget,
+        library: EmotionLibrary | None,
+        audio: Path,
+        duration_s: float,
+        options: EditOptions,
+        *,
+        has_audio: bool = True,
+    ) -> SpeechPlan:
+        """What the connector reads for `target`: one vector, or a timeline (given, or found in the voice
+        of `audio`) over an output of `duration_s`."""
+        return plan_speech(
+            target,
+            library or self.library,
+            self.embed_speech,
+            audio,
+            duration_s,
+            options.max_timeline_segments,
+            has_audio=has_audio,
+        )
+
     def edit(
         self,
         src: Path | str,
         dst: Path | str,
-        target: EmotionTarget,
+        target: EditTarget,
         options: EditOptions = EditOptions(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
+        *,
+        speech_track: Path | str | None = None,
+        pose_video: Path | str | None = None,
     ) -> EditResult:
-        return _Edit(self, Path(src), Path(dst), target, options, progress or _no_progress, library).run()
+        """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
+        animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
+        only that window of `src` is edited (a clip preview)."""
+        src, dst, report = Path(src), Path(dst), progress or _no_progress
+        if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
+            if options.preview_s is not None:
+                raise InputError(
+                    ErrorCode.BAD_PREVIEW_WINDOW, "clip previews of dubs are not offered: dub a shorter speech track"
+                )
+            from cmet_core.dubbing import Dub
+
+            track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
+            return Dub(self, src, dst, target, options, report, library, track, pose).run()
+        with clip_window(src, options, dst.parent) as windowed:
+            done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
+        return replace(done, source_frame=done.source_frame + windowed.first)
 
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
@@ -260,7 +309,7 @@ class _Edit:
         editor: Editor,
         src: Path,
         dst: Path,
-        target: EmotionTarget | None,
+        target: EditTarget | None,
         options: EditOptions,
         progress: Progress,
         library: EmotionLibrary | None,
@@ -277,6 +326,8 @@ class _Edit:
         self.runner = editor.runner
         self.seconds: dict[str, float] = {}
         self.network = 0.0
+        self.frame_limit: int | None = None
+        """Frames of the input the passes read (a dub shorter than its video needs no more); None: all."""
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -303,17 +354,12 @@ class _Edit:
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
         info = self.options.probe(self.src)
         with self._stage("expression"), self._network():
-            vector = self.editor.vector(self.target, self.library)
+            plan = self.editor.plan(
+                self.target, self.library, self.src, info.duration_s, self.options, has_audio=info.has_audio
+            )
         crop_input = faces.is_face_crop(info.width, info.height)
-        with self._stage("faces"):
-            boxes, source_index = self._faces(info, crop_input)
-        with self._stage("encode"):
-            motion, times, source = self._encode(boxes, source_index)
-        with self._stage("expression"), self._network():
-            speech = torch.from_numpy(vector).to(self.runner.device).reshape(1, 1, -1)
-            with torch.inference_mode():
-                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
-            self.progress("expression", len(boxes), len(boxes))
+        boxes, source_index, motion, times, source = self._motion(info, crop_input)
+        exp = self._edited_expression(connector, plan, motion, times)
         enhancer = self._enhancer(boxes)
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
@@ -342,33 +388,42 @@ class _Edit:
             stage_seconds=self.seconds,
             network_seconds=self.network,
             connector=connector_label,
+            timeline=plan.timeline,
+            voice=plan.voice,
         )
+
+    def _read(self) -> Iterator[DecodedFrame]:
+        frames = read_frames(self.src)
+        return frames if self.frame_limit is None else itertools.islice(frames, self.frame_limit)
+
+    def _motion(
+        self, info: VideoInfo, crop_input: bool
+    ) -> tuple[list[faces.CropBox], int, Motion, np.ndarray, SourceCache]:
+        """Passes 1 and 2: crop boxes, the identity frame, every frame's motion and time, the prepared source."""
+        with self._stage("faces"):
+            boxes, source_index = self._faces(info, crop_input)
+        with self._stage("encode"):
+            motion, times, source = self._encode(boxes, source_index)
+        return boxes, source_index, motion, times, source
+
+    def _edited_expression(
+        self, connector: Connector, plan: SpeechPlan, motion: Motion, times: np.ndarray
+    ) -> torch.Tensor:
+        """Every frame's expression coefficients moved towards the target's semantic vector (one for the
+        clip, or the timeline's at each window's time)."""
+        with self._stage("expression"), self._network():
+            speech = plan.condition(self.runner.device)
+            with torch.inference_mode():
+                exp = expression_track(connector, motion.exp.to(self.runner.device), times, speech).cpu()
+            self.progress("expression", len(times), len(times))
+        return exp
 
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
-        detections: list[list[faces.Detection]] = []
-        with faces.FaceDetector() as detector:
-            for frame in read_frames(self.src):
-                detections.append(detector.detect(frame.image))
-                self.progress("faces", len(detections), info.frame_count)
-        n = len(detections)
-        track = faces.track(detections, self.options.face_selection(), frame_size=(info.width, info.height))
-        if crop_input:
-            # Already EDTalk's crop: the whole frame goes to the model and comes back whole.
-            boxes = [faces.CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
-        else:
-            boxes = faces.crop_boxes(track, (info.width, info.height), max_missing=self.options.max_missing_faces)
-        return boxes, self._source_index(detections, track, n)
-
-    def _source_index(self, detections: list[list[faces.Detection]], track: list[faces.Box | None], n: int) -> int:
-        chosen = self.options.source_frame
-        if chosen is None:
-            return faces.select_source_frame(detections, track)
-        if not 0 <= chosen < n:
-            raise InputError(
-                ErrorCode.BAD_SOURCE_FRAME, f"source frame {chosen} is outside the clip (frames 0-{n - 1})"
-            )
-        return chosen
+        plan = self.options.face_plan(
+            self.src, info, crop_input, lambda done, total: self.progress("faces", done, total), self.frame_limit
+        )
+        return plan.boxes, plan.source_index
 
     # -- pass 2: every frame's motion ------------------------------------------------------
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
@@ -378,7 +433,7 @@ class _Edit:
         parts: list[Motion] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
-        for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
+        for chunk in _chunks(self._read(), self.options.chunk_frames):
             if chunk[-1].index >= len(boxes):
                 raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave more frames than the first pass")
             crops = self._crops(chunk, boxes)
@@ -423,7 +478,7 @@ class _Edit:
         enhancer: Enhancer | None = None,
     ) -> None:
         size = self.editor.face_size
-        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
+        mask = faces.paste_mask(size, crop_input)
         done = 0
         like = info if enhancer is None else enhancer.output_info(info)
         with VideoWriter(

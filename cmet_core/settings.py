@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cmet_core.timeline import DEFAULT_MAX_SEGMENTS
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".cache" / "cmet"
@@ -55,6 +57,9 @@ class CoreSettings(BaseSettings):
     connector_version: str | None = Field(
         default=None,
         description="Connector served from the registry: 'latest' or a version; unset serves the model set's own.",
+    )
+    max_timeline_segments: int = Field(
+        default=DEFAULT_MAX_SEGMENTS, ge=1, description="Most segments an edit's timeline may have (CLI, API, worker)."
     )
     # S3 connection (the registry here; the service's storage too)
     s3_endpoint_url: str | None = None

@@ -10,23 +10,29 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cmet_core.errors import ErrorCode
-from cmet_jobs import emotions, jobs, paging, queue, schemas, uploads, webhooks
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.lips import check_inputs
+from cmet_core.media.photo import is_photo
+from cmet_core.voice import FROM_AUDIO
+from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
-from cmet_jobs.inputs import check_emotion, check_speech, check_video
+from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
-from cmet_jobs.states import JobState
+from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -40,13 +46,26 @@ class Submission:
     video_file: Path | None = None
     speech_files: tuple[Path, ...] = ()
     idempotency_key: str | None = None
+    speech_track_file: Path | None = None
+    pose_video_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        return ([self.video_file] if self.video_file is not None else []) + list(self.speech_files)
+        singles = (self.video_file, self.speech_track_file, self.pose_video_file)
+        return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
 
 
-def request_hash(submission: Submission) -> str:
+class Hashed(Protocol):
+    """A parsed request whose body and files make its Idempotency-Key digest (an edit or a contact sheet)."""
+
+    @property
+    def body(self) -> BaseModel: ...
+
+    @property
+    def files(self) -> list[Path]: ...
+
+
+def request_hash(submission: Hashed) -> str:
     digest = hashlib.sha256(json.dumps(submission.body.model_dump(mode="json"), sort_keys=True).encode())
     for path in submission.files:
         with path.open("rb") as f:  # in chunks: a part may be hundreds of MB
@@ -54,7 +73,7 @@ def request_hash(submission: Submission) -> str:
     return digest.hexdigest()
 
 
-def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
+def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
     """The job a same-key, same-body request made within the window; an older one frees the key."""
     if idempotency_key is None:
         return None
@@ -74,16 +93,47 @@ def _replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest
     return existing
 
 
-def _check_sources(submission: Submission) -> None:
-    body = submission.body
-    sources = (submission.video_file is not None) + (body.video_url is not None) + (body.video_asset is not None)
+def check_one_video(video_file: Path | None, video_url: str | None, video_asset: str | None) -> None:
+    sources = (video_file is not None) + (video_url is not None) + (video_asset is not None)
     if sources != 1:
         code = ErrorCode.VIDEO_MISSING if sources == 0 else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give the video exactly once: part `video`, video_url or video_asset")
+
+
+def _check_sources(submission: Submission) -> None:
+    body = submission.body
+    check_one_video(submission.video_file, body.video_url, body.video_asset)
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
-    if (body.emotion is None) == (not has_speech):
-        code = ErrorCode.EMOTION_MISSING if body.emotion is None else ErrorCode.INVALID_REQUEST
-        raise RequestError(code, "give exactly one of `emotion` and speech clips")
+    targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    if targets != 1:
+        code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
+        raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
+
+
+def _check_dub(submission: Submission) -> bool | None:
+    """The lip rules of `cmet_core.lips`; whether the video is a photo (None: behind a URL or an
+    asset, so only the worker knows; a pose video then counts as saying it is one)."""
+    body = submission.body
+    parts = {"speech_track": submission.speech_track_file, "pose_video": submission.pose_video_file}
+    given = {
+        name: sum(ref is not None for ref in (part, getattr(body, f"{name}_url"), getattr(body, f"{name}_asset")))
+        for name, part in parts.items()
+    }
+    for name, count in given.items():
+        if count > 1:
+            message = f"give the {name} once: part `{name}`, {name}_url or {name}_asset"
+            raise RequestError(ErrorCode.INVALID_REQUEST, message)
+    photo = is_photo(submission.video_file) if submission.video_file is not None else None
+    try:
+        check_inputs(
+            body.lips,
+            photo=photo if photo is not None else bool(given["pose_video"]),
+            speech_track=bool(given["speech_track"]),
+            pose_video=bool(given["pose_video"]),
+        )
+    except InputError as exc:
+        raise RequestError(exc.code, str(exc)) from None
+    return photo
 
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -124,52 +174,116 @@ def check_quota(session: Session, key: ApiKey) -> None:
 def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
     fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
+    inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
+    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
+    inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
+    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
+    check_url_list(settings, inputs, body.webhook_url)
+
+
+def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhook_url: str | None) -> None:
+    """Input URLs (with their size limits) probed as the worker will fetch them, and the webhook's address."""
     from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
 
     schemes = settings.url_schemes
-    inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
-    inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls]
     for url, max_bytes in inputs:
         try:
             probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
             raise RequestError(exc.code, f"{url}: {exc}") from None
-    if body.webhook_url is not None:
+    if webhook_url is not None:
         try:
-            check_url(body.webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
+            check_url(webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{body.webhook_url}: {exc}") from None
+            raise RequestError(exc.code, f"{webhook_url}: {exc}") from None
 
 
 def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> Job:
     """Queue an edit, or return the job an identical earlier request with the same Idempotency-Key made."""
     digest = request_hash(submission)
-    replayed = _replayed(session, key, submission.idempotency_key, digest)
-    if replayed is not None:
-        return replayed
+    earlier = replayed(session, key, submission.idempotency_key, digest)
+    if earlier is not None:
+        return earlier
     _check_sources(submission)
+    photo = _check_dub(submission)
     body = submission.body
-    if body.emotion is not None:
+    if body.emotion is not None and body.emotion != FROM_AUDIO:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
-    video = (
-        check_video(submission.video_file, settings.edit_options(body)) if submission.video_file is not None else None
-    )
+    options = settings.edit_options(body)
+    video = None
+    if submission.video_file is not None:
+        if photo:
+            check_photo(submission.video_file, options)
+        else:
+            video = check_video(submission.video_file, options)
     for path in submission.speech_files:
         check_speech(path)
+    if submission.speech_track_file is not None:
+        check_speech_track(submission.speech_track_file, options.max_duration_s)
+    if submission.pose_video_file is not None:
+        check_video(submission.pose_video_file, options, "pose_video")
+    clip = video if body.lips == "video" else None  # a dub's timeline and voice are its speech track's
+    timelines.check_voice(body, clip)
+    if body.timeline is not None:
+        body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
     check_quota(session, key)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
+    segment_assets = timelines.assets(session, storage, key, body.timeline)
+    dub_assets = {
+        name: uploads.usable(session, storage, key, asset_id, kind) if asset_id else None
+        for name, asset_id, kind in (
+            ("speech_track", body.speech_track_asset, "speech"),
+            ("pose_video", body.pose_video_asset, "video"),
+        )
+    }
+    kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
+    frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
+    return create_job(
+        session,
+        key,
+        NewJob(kind, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)),
+        lambda job_id: _store_inputs(
+            job_id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets
+        ),
+        lambda job_id: queue.submit(settings, job_id, clip, kind, frames),  # a dub's work follows its speech
+        storage,
+    )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The record's fields a submission fixes before its inputs are stored."""
+
+    kind: JobKind
+    request_hash: str
+    idempotency_key: str | None
+    webhook_url: str | None
+    webhook_events: list[str]
+
+
+def create_job(
+    session: Session,
+    key: ApiKey,
+    new: NewJob,
+    store: Callable[[str], BaseModel],
+    send: Callable[[str], None],
+    storage: Storage,
+) -> Job:
+    """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
+    (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
     job = Job(
         key_id=key.id,
+        kind=new.kind,
         state=JobState.CREATING,
         spec={},
-        idempotency_key=submission.idempotency_key,
-        request_hash=digest,
-        webhook_url=body.webhook_url,
-        webhook_events={"events": list(body.webhook_events)},
+        idempotency_key=new.idempotency_key,
+        request_hash=new.request_hash,
+        webhook_url=new.webhook_url,
+        webhook_events={"events": new.webhook_events},
     )
     session.add(job)
     try:
@@ -180,11 +294,10 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        spec = _store_inputs(job.id, body, submission, video_asset, speech_assets, storage)
-        job.spec = spec.model_dump(mode="json")
+        job.spec = store(job.id).model_dump(mode="json")
         job.state = JobState.QUEUED
         session.commit()
-        queue.submit(settings, job.id, video)
+        send(job.id)
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))
@@ -194,13 +307,30 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     return job
 
 
+def store_video(
+    job_id: str, video_file: Path | None, video_asset: Asset | None, video_url: str | None, storage: Storage
+) -> InputRef:
+    """The video as the job keeps it: an uploaded part or an asset copied under the job's prefix, or its URL."""
+    prefix = jobs.job_prefix(job_id) + "input/"
+    if video_file is not None:
+        storage.put_file(prefix + "video", video_file, "application/octet-stream")
+        return InputRef(key=prefix + "video")
+    if video_asset is not None:
+        uploads.snapshot(storage, video_asset, prefix + "video", "video")
+        return InputRef(key=prefix + "video")
+    assert video_url is not None  # the sources were checked: the video came exactly once
+    return InputRef(url=video_url)
+
+
 def _store_inputs(
     job_id: str,
     body: schemas.EditCreate,
     submission: Submission,
     video_asset: Asset | None,
     speech_assets: list[Asset],
+    dub_assets: dict[str, Asset | None],
     storage: Storage,
+    segment_assets: dict[str, Asset],
 ) -> EditSpec:
     """Parts and assets are copied under the job's prefix and the spec refers to those copies (and to
     URLs): the job runs on what it was accepted with, whatever later happens to an asset."""
@@ -214,19 +344,31 @@ def _store_inputs(
         uploads.snapshot(storage, asset, prefix + name, kind)
         return InputRef(key=prefix + name)
 
-    if submission.video_file is not None:
-        video = part(submission.video_file, "video")
-    elif video_asset is not None:
-        video = copy(video_asset, "video", "video")
-    else:
-        assert body.video_url is not None  # _check_sources: the video came exactly once
-        video = InputRef(url=body.video_url)
+    video = store_video(job_id, submission.video_file, video_asset, body.video_url, storage)
     speech = [part(path, f"speech{i}") for i, path in enumerate(submission.speech_files)]
     speech += [copy(asset, f"speech{len(speech) + i}", "speech") for i, asset in enumerate(speech_assets)]
     speech += [InputRef(url=u) for u in body.speech_urls]
+
+    def single(name: str, part_file: Path | None, kind: str) -> InputRef | None:
+        asset, url = dub_assets.get(name), getattr(body, f"{name}_url")
+        if part_file is not None:
+            return part(part_file, name)
+        if asset is not None:
+            return copy(asset, name, kind)
+        return InputRef(url=url) if url is not None else None
+
+    timeline = (
+        timelines.stored(body.timeline, segment_assets, lambda a, name: copy(a, name, "speech"))
+        if body.timeline is not None
+        else None
+    )
     return EditSpec(
         video=video,
         speech=tuple(speech),
+        speech_track=single("speech_track", submission.speech_track_file, "speech"),
+        pose_video=single("pose_video", submission.pose_video_file, "video"),
+        lips=body.lips,
+        pose_fill=body.pose_fill,
         emotion=body.emotion,
         intensity=body.intensity,
         face_index=body.face_index,
@@ -235,43 +377,71 @@ def _store_inputs(
         enhance=body.enhance,
         enhance_strength=body.enhance_strength,
         upscale=body.upscale,
+        neutral=body.neutral,
+        timeline=timeline,
+        preview_s=body.preview_s,
+        preview_start_s=body.preview_start_s,
     )
 
 
+@dataclass(frozen=True)
+class Family:
+    """The jobs one group of routes serves by id and lists: /v1/edits reads edits and clip previews (both
+    submitted there) and lists edits; /v1/previews reads and lists clip previews and contact sheets."""
+
+    served: tuple[JobKind, ...]
+    listed: tuple[JobKind, ...]
+    missing: ErrorCode
+    noun: str
+
+
+EDITS = Family((JobKind.EDIT, JobKind.CLIP), (JobKind.EDIT,), ErrorCode.EDIT_NOT_FOUND, "edit")
+PREVIEWS = Family((JobKind.CLIP, JobKind.SHEET), (JobKind.CLIP, JobKind.SHEET), ErrorCode.PREVIEW_NOT_FOUND, "preview")
+
+
 def list_page(
-    session: Session, key: ApiKey, state: JobState | None, limit: int, cursor: str | None
+    session: Session,
+    key: ApiKey,
+    state: JobState | None,
+    limit: int,
+    cursor: str | None,
+    family: Family = EDITS,
 ) -> tuple[list[Job], str | None]:
     """One page of the key's visible jobs, newest first, and the cursor of the next page (None at the end)."""
-    query = jobs.visible(select(Job)).where(Job.key_id == key.id)
+    query = jobs.visible(select(Job)).where(Job.key_id == key.id, Job.kind.in_(family.listed))
     if state is not None:
         query = query.where(Job.state == state)
     return paging.page(session, query, (Job.created_at, Job.id), limit, cursor)
 
 
-def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False) -> Job:
+def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False, family: Family = EDITS) -> Job:
     """The caller's visible job, else 404 (another key's id looks exactly like a missing one)."""
     job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
-    if job is None or job.key_id != key.id or job.state == JobState.CREATING:
-        raise RequestError(ErrorCode.EDIT_NOT_FOUND, f"no edit {job_id}")
+    if job is None or job.key_id != key.id or job.state == JobState.CREATING or job.kind not in family.served:
+        raise RequestError(family.missing, f"no {family.noun} {job_id}")
     return job
 
 
-def cancel(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str) -> Job:
+def cancel(
+    session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str, family: Family = EDITS
+) -> Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames."""
-    job = owned(session, key, job_id, lock=True)
+    job = owned(session, key, job_id, lock=True, family=family)
     jobs.request_cancel(job)
-    event = webhooks.emit(session, job, "edit.canceled", storage) if job.state == JobState.CANCELED else None
+    canceled = job.state == JobState.CANCELED
+    event = webhooks.emit(session, job, webhooks.event_name(job, "canceled"), storage) if canceled else None
     session.commit()
     webhooks.dispatch(settings, [event])
     return job
 
 
-def delete(session: Session, storage: Storage, key: ApiKey, job_id: str) -> None:
+def delete(session: Session, storage: Storage, key: ApiKey, job_id: str, family: Family = EDITS) -> None:
     """A finished edit's record and files; a queued or running one must be canceled first. The files
     go first: a failure leaves the record, and deleting again finishes the job."""
-    job = owned(session, key, job_id)
+    job = owned(session, key, job_id, family=family)
     if not job.state.final:
-        raise RequestError(ErrorCode.EDIT_ACTIVE, "cancel the edit first; delete works on finished edits")
+        noun = family.noun
+        raise RequestError(ErrorCode.EDIT_ACTIVE, f"cancel the {noun} first; delete works on finished {noun}s")
     storage.delete_prefix(jobs.job_prefix(job.id))
     session.delete(job)
     session.commit()

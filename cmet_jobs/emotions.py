@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cmet_core.emotions import EmotionEntry, EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode
+from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import queue
 from cmet_jobs.db.models import ApiKey, CustomEmotion
 from cmet_jobs.errors import RequestError
@@ -57,6 +58,8 @@ def check_name(name: object) -> str:
         )
     if name in load_builtin_library():
         raise RequestError(ErrorCode.BAD_EMOTION_NAME, f"{name!r} is a built-in emotion")
+    if name == FROM_AUDIO:
+        raise RequestError(ErrorCode.BAD_EMOTION_NAME, f"{name!r} is reserved: it makes an edit follow the voice")
     return name
 
 

@@ -12,18 +12,41 @@ import av
 
 from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.mel import FPS as LIP_FPS
+from cmet_core.media.photo import photo_size
+from cmet_core.media.speech_track import check_track
 from cmet_core.media.video import VideoInfo
 from cmet_core.options import EditOptions
 from cmet_jobs.errors import RequestError
 
 
-def check_video(path: Path, options: EditOptions) -> VideoInfo:
+def _refused(exc: InputError, part: str, path: Path) -> RequestError:
+    return RequestError(exc.code, f"{part}: {exc}".replace(str(path), "the uploaded file"))
+
+
+def check_video(path: Path, options: EditOptions, part: str = "video") -> VideoInfo:
     """The clip's probe, or a 422 naming what is wrong with it, which limit it passes, or that
     `source_frame` lies past its end (the worker checks URL and asset inputs the same way)."""
     try:
         return options.probe(path)
     except InputError as exc:
-        raise RequestError(exc.code, f"video: {exc}".replace(str(path), "the uploaded file")) from None
+        raise _refused(exc, part, path) from None
+
+
+def check_photo(path: Path, options: EditOptions) -> None:
+    """A photo to animate: readable, and within the pixel rate the dub's 25 fps output will have."""
+    try:
+        photo_size(path, options.max_pixels_per_second / LIP_FPS)
+    except InputError as exc:
+        raise _refused(exc, "video", path) from None
+
+
+def check_speech_track(path: Path, max_seconds: float) -> None:
+    """A dub's speech track: it has audio and is not over the limit (silence shows when it is decoded)."""
+    try:
+        check_track(path, max_seconds)
+    except InputError as exc:
+        raise _refused(exc, "speech_track", path) from None
 
 
 def check_speech(path: Path) -> None:
@@ -61,11 +84,18 @@ def _container(head: bytes) -> str | None:
     return None
 
 
+def _is_image(head: bytes) -> bool:
+    """The photo formats an animated photo may come in (JPEG, PNG, WebP)."""
+    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
     """An uploaded asset's first bytes must announce a media container of its kind (a full probe
     needs the whole file, which the worker has; this catches text, images and archives at once)."""
     container = _container(head)
     audio_only = {"wav", "flac", "mp3"}
+    if container is None and kind == "video" and _is_image(head):
+        return  # a photo to animate
     if container is None or (kind == "video" and container in audio_only):
         raise RequestError(
             ErrorCode.NOT_MEDIA, f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file"

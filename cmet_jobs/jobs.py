@@ -13,15 +13,17 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import schemas
+from cmet_jobs import schemas, timelines
 from cmet_jobs.db.models import Job, WorkerBeat, now
-from cmet_jobs.spec import EditSpec
-from cmet_jobs.states import JobState
+from cmet_jobs.spec import EditSpec, SheetSpec
+from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
 
 T = TypeVar("T")
 
 OUTPUT_NAME = "output.mp4"
+SHEET_NAME = "sheet.png"
+CELLS_FOLDER = "cells"
 
 
 def job_prefix(job_id: str) -> str:
@@ -33,8 +35,22 @@ def output_key(job_id: str) -> str:
     return job_prefix(job_id) + OUTPUT_NAME
 
 
-def spec_of(job: Job) -> EditSpec:
-    return EditSpec.model_validate(job.spec)
+def cell_key(job_id: str, name: str) -> str:
+    return f"{job_prefix(job_id)}{CELLS_FOLDER}/{name}"
+
+
+def spec_of(job: Job) -> EditSpec | SheetSpec:
+    """The job's spec: a contact sheet's `SheetSpec`, any other kind's `EditSpec`."""
+    return SheetSpec.model_validate(job.spec) if job.kind == JobKind.SHEET else EditSpec.model_validate(job.spec)
+
+
+def kinds(session: Session, job_ids: list[str]) -> dict[str, JobKind]:
+    """What each job makes, for re-queueing ids on the right queue."""
+    if not job_ids:
+        return {}
+    return {
+        job_id: JobKind(kind) for job_id, kind in session.execute(select(Job.id, Job.kind).where(Job.id.in_(job_ids)))
+    }
 
 
 def visible(query: Select[T]) -> Select[T]:
@@ -42,24 +58,66 @@ def visible(query: Select[T]) -> Select[T]:
     return query.where(Job.state != JobState.CREATING)
 
 
+def _record(job: Job) -> dict[str, Any]:
+    """What every job shows, whatever its kind: its id, state, progress, times and error."""
+    return {
+        "id": job.id,
+        "state": job.state,
+        "progress": job.progress,
+        "stage": job.stage,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "error": schemas.job_error(job.error_code, job.error_message),
+    }
+
+
 def to_schema(job: Job, storage: Storage) -> schemas.Job:
-    error = schemas.job_error(job.error_code, job.error_message)
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
-        id=job.id,
-        state=job.state,
-        progress=job.progress,
-        stage=job.stage,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
+        **_record(job),
         emotion=job.spec.get("emotion"),
         intensity=float(job.spec.get("intensity", 1.0)),
-        error=error,
+        timeline=timelines.shown(job.spec),
         result=schemas.EditResultInfo(**job.result) if job.result else None,
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
+        preview_s=job.spec.get("preview_s"),
+        preview_start_s=float(job.spec.get("preview_start_s", 0.0)),
     )
+
+
+def to_preview(job: Job, storage: Storage) -> schemas.Preview:
+    """A preview as the API shows it, its URLs signed anew on every read."""
+    spec, result = job.spec, job.result or {}
+    key = job.output_key if job.state == JobState.SUCCEEDED else None
+    done, sheet = key is not None, job.kind == JobKind.SHEET
+    url = storage.download_url(key, f"{job.id}.png" if sheet else f"{job.id}.mp4") if key is not None else None
+    cells = [
+        schemas.PreviewCell(
+            emotion=c["emotion"], intensity=c["intensity"], url=storage.download_url(c["key"], c["key"].rsplit("/")[-1])
+        )
+        for c in (result.get("cells", []) if done else [])
+    ]
+    emotions = spec.get("emotions", []) if sheet else [e for e in [spec.get("emotion")] if e is not None]
+    return schemas.Preview(
+        **_record(job),
+        kind="sheet" if sheet else "clip",
+        emotions=emotions,
+        intensities=[float(i) for i in spec.get("intensities", [])] if sheet else [float(spec.get("intensity", 1.0))],
+        frame=result.get("frame") if sheet else None,
+        preview_s=None if sheet else spec.get("preview_s"),
+        preview_start_s=None if sheet else float(spec.get("preview_start_s", 0.0)),
+        sheet_url=url if sheet else None,
+        cells=cells,
+        output_url=None if sheet else url,
+        result=None if sheet or not job.result else schemas.EditResultInfo(**job.result),
+    )
+
+
+def payload(job: Job, storage: Storage) -> schemas.Job | schemas.Preview:
+    """What a webhook carries: the job as the API shows it where it is listed."""
+    return to_preview(job, storage) if job.kind.preview else to_schema(job, storage)
 
 
 def active_count(session: Session, key_id: str) -> int:

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 from cmet_core.errors import ErrorCode
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S, RequestError
 from cmet_jobs.settings import JobsSettings
+from cmet_jobs.states import JobKind
 
 if TYPE_CHECKING:
     from cmet_core.media.video import VideoInfo
@@ -62,7 +63,13 @@ def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-    return {"visibility_timeout": VISIBILITY_TIMEOUT_S, "unacked_restore_interval": 2, "unacked_restore_throttle": 1}
+    # "priority": a worker asks Redis for its queues in the order it consumes them (previews first), never round robin
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": 2,
+        "unacked_restore_throttle": 1,
+        "queue_order_strategy": "priority",
+    }
 
 
 @lru_cache(maxsize=4)
@@ -88,11 +95,22 @@ def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | No
         ) from exc
 
 
-def submit(settings: JobsSettings, job_id: str, video: VideoInfo | None = None) -> None:
-    """Queue an edit with time limits scaled to its video's probe (None: not probed yet, the cap)."""
-    frames, pixels = (video.frame_count, video.width * video.height) if video is not None else (None, None)
-    soft, hard = time_limits(frames, pixels)
-    send(settings, RUN_EDIT, job_id, soft_time_limit=soft, time_limit=hard)
+def submit(
+    settings: JobsSettings,
+    job_id: str,
+    video: VideoInfo | None = None,
+    kind: JobKind = JobKind.EDIT,
+    frames: int | None = None,
+) -> None:
+    """Queue a job with time limits scaled to its video's probe (None: not probed yet, the cap), or to the
+    `frames` it renders where that is fewer (a preview); previews go to the preview queue. One task runs
+    every kind: the worker reads the kind from the record."""
+    rendered, pixels = (video.frame_count, video.width * video.height) if video is not None else (None, None)
+    if rendered is not None and frames is not None:
+        rendered = min(rendered, frames)
+    soft, hard = time_limits(rendered, pixels)
+    queue_name = settings.preview_queue if kind.preview else settings.queue
+    send(settings, RUN_EDIT, job_id, queue_name, soft_time_limit=soft, time_limit=hard)
 
 
 def ping_broker(settings: JobsSettings) -> None:
@@ -101,10 +119,13 @@ def ping_broker(settings: JobsSettings) -> None:
 
 
 def waiting_messages(settings: JobsSettings) -> int:
-    """Messages waiting in the edit queue (not counting ones a worker holds unacknowledged)."""
+    """Messages waiting in the edit and preview queues (not counting ones a worker holds unacknowledged)."""
+    waiting = 0
     with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
-        try:
-            channel = conn.default_channel  # kombu's stubs type it as StdChannel, which lacks queue_declare
-            return int(channel.queue_declare(queue=settings.queue, passive=True).message_count)  # type: ignore[attr-defined]
-        except conn.channel_errors:  # kombu's Redis transport forgets an empty queue: nothing waits
-            return 0
+        for name in (settings.queue, settings.preview_queue):
+            try:
+                channel = conn.default_channel  # kombu's stubs type it as StdChannel, which lacks queue_declare
+                waiting += int(channel.queue_declare(queue=name, passive=True).message_count)  # type: ignore[attr-defined]
+            except conn.channel_errors:  # kombu's Redis transport forgets an empty queue: nothing waits
+                pass
+    return waiting

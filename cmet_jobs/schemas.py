@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cmet_core.errors import ErrorCode
-from cmet_core.options import FaceChoice
+from cmet_core.lips import LipChoice
+from cmet_core.options import ClipWindow, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
+from cmet_core.timeline import Timeline
+from cmet_core.voice import VoiceChoice, VoiceSegment
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
-WebhookEvent = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
-ALL_EVENTS: tuple[WebhookEvent, ...] = (
+WebhookEvent = Literal[
     "edit.running",
     "edit.progress",
     "edit.succeeded",
     "edit.failed",
     "edit.canceled",
-)
+    "preview.running",
+    "preview.succeeded",
+    "preview.failed",
+    "preview.canceled",
+]
+ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
+"""Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
@@ -29,10 +38,59 @@ def _default_events() -> list[WebhookEvent]:
     return [e for e in ALL_EVENTS if e != "edit.progress"]
 
 
-class EditCreate(EmotionChoice, FaceChoice):
-    """A new edit. The video comes as a multipart part `video`, a `video_url` or a `video_asset`;
-    the emotion as `emotion` (built-in name, custom emotion id or blend) or speech clips. The
-    options (emotion, intensity, face choice, source frame) are `cmet_core`'s own definitions."""
+class SegmentSpeech(BaseModel):
+    """A timeline segment's target taken from speech clips: uploaded assets and/or URLs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+    speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+
+    @model_validator(mode="after")
+    def _some_clip(self) -> SegmentSpeech:
+        if not self.speech_assets and not self.speech_urls:
+            raise ValueError("give speech_assets or speech_urls")
+        if len(self.speech_assets) + len(self.speech_urls) > MAX_SPEECH_CLIPS:
+            raise ValueError(f"at most {MAX_SPEECH_CLIPS} speech clips per segment")
+        return self
+
+
+class EditTimeline(Timeline[SegmentSpeech]):
+    """Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
+    (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
+    face keeps its own expression; edges fade over `transition_s`."""
+
+
+class ShownSpeech(BaseModel):
+    """A segment's speech target as a job shows it: how many clips it was taken from."""
+
+    speech_clips: int
+
+
+class AppliedTimeline(Timeline[ShownSpeech]):
+    """The timeline a job applies, as submitted (custom emotion ids resolved to names)."""
+
+
+def _json_text(value: Any) -> Any:
+    """A multipart form sends the timeline as a JSON string field."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"timeline is not valid JSON: {exc}") from None
+    return value
+
+
+class EditCreate(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
+    """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
+    `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
+    blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
+    speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+    (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
+    pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
+    intensity, face choice, source frame, lips, pose fill, enhance) are `cmet_core`'s own definitions.
+    With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
+    the job is listed under /v1/previews."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,11 +98,38 @@ class EditCreate(EmotionChoice, FaceChoice):
     video_asset: AssetId | None = None
     speech_urls: list[HttpsUrl] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
     speech_assets: list[AssetId] = Field(default_factory=list, max_length=MAX_SPEECH_CLIPS)
+    speech_track_url: HttpsUrl | None = None
+    speech_track_asset: AssetId | None = None
+    pose_video_url: HttpsUrl | None = None
+    pose_video_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
+    timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
+        for name in ("video", "speech_track", "pose_video"):
+            if getattr(self, f"{name}_url") is not None and getattr(self, f"{name}_asset") is not None:
+                raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
+        return self
+
+
+class PreviewCreate(SheetChoice, FaceChoice):
+    """A new contact sheet: one frame of the video (`frame`, default the identity source frame) under each
+    of `emotions` (rows: names, blends or custom emotion ids) x `intensities` (columns). The video comes
+    as a multipart part `video`, a `video_url` or a `video_asset`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    video_url: HttpsUrl | None = None
+    video_asset: AssetId | None = None
+    webhook_url: HttpsUrl | None = None
+    webhook_events: list[WebhookEvent] = Field(
+        default_factory=lambda: [e for e in ALL_EVENTS if e.startswith("preview.")]
+    )
+
+    @model_validator(mode="after")
+    def _one_video_reference(self) -> PreviewCreate:
         if self.video_url is not None and self.video_asset is not None:
             raise ValueError("give the video once: video_url or video_asset (or the multipart part `video`)")
         return self
@@ -67,6 +152,11 @@ class EditResultInfo(BaseModel):
     width: int
     height: int
     connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
+    segments: list[VoiceSegment] | None = Field(
+        default=None,
+        description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "
+        "are a `timeline` to submit back.",
+    )
 
 
 class Job(BaseModel):
@@ -81,14 +171,55 @@ class Job(BaseModel):
     finished_at: datetime | None
     emotion: str | None
     intensity: float
+    timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
     error: JobError | None
     result: EditResultInfo | None
     output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")
+    preview_s: float | None = Field(default=None, description="Set on a clip preview: the seconds it renders.")
+    preview_start_s: float = Field(default=0.0, description="Where a clip preview's window starts.")
 
 
 class JobList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Job]
+    next_cursor: str | None
+
+
+class PreviewCell(BaseModel):
+    emotion: str
+    intensity: float
+    url: str = Field(description="Presigned PNG of the whole edited frame, signed anew on every read.")
+
+
+class Preview(BaseModel):
+    """A clip preview (`kind` clip: `output_url`, an mp4 of the window) or a contact sheet (`kind` sheet:
+    `sheet_url`, the labelled grid, and `cells`, row by row). URLs are set once the preview succeeded."""
+
+    id: str
+    object: Literal["preview"] = "preview"
+    kind: Literal["clip", "sheet"]
+    state: JobState = Field(description="Never `creating`: a job is visible once its inputs are stored.")
+    progress: float = Field(ge=0, le=1)
+    stage: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    emotions: list[str] = Field(description="Sheet: its rows; clip: the one emotion (empty for speech clips).")
+    intensities: list[float] = Field(description="Sheet: its columns; clip: the one intensity.")
+    frame: int | None = Field(description="Sheet: the frame shown (known once it succeeded).")
+    preview_s: float | None = Field(description="Clip: the seconds rendered.")
+    preview_start_s: float | None
+    sheet_url: str | None = Field(description="Sheet: presigned PNG of the labelled grid.")
+    cells: list[PreviewCell] = Field(description="Sheet: each cell's image, rows (emotions) first.")
+    output_url: str | None = Field(description="Clip: presigned mp4 of the window, with its audio.")
+    result: EditResultInfo | None = Field(description="Clip: what was rendered.")
+
+
+class PreviewList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Preview]
     next_cursor: str | None
 
 
@@ -198,3 +329,24 @@ class WebhookDelivery(BaseModel):
 class WebhookDeliveryList(BaseModel):
     object: Literal["list"] = "list"
     data: list[WebhookDelivery]
+
+
+class ProbeFace(BaseModel):
+    frame: int = Field(description="The first frame where the face the edit would take was found.")
+    box: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 in pixels of the upright frame.")
+
+
+class Probe(BaseModel):
+    """What an edit of an uploaded video would start from: `pending` until a worker measured it;
+    `failed` carries the code an edit of it would fail with (too long, not a video, no face, ...)."""
+
+    object: Literal["probe"] = "probe"
+    state: Literal["pending", "ready", "failed"]
+    duration_s: float | None = None
+    fps: float | None = None
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    has_audio: bool | None = None
+    face: ProbeFace | None = None
+    error: JobError | None = None

@@ -14,10 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions, FaceChoice
+from cmet_core.lips import LipChoice
+from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, ClipWindow, EditOptions, FaceChoice
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec", "gfpgan"]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", "emotion2vec", "gfpgan", "audio2lip"]
 
 
 class ModelBatching(BaseModel):
@@ -31,6 +32,10 @@ class JobsSettings(CoreSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in DATA_DIR.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
     queue: str = Field(default="cmet-edits", description="Celery queue the API submits edit jobs to.")
+    preview_queue: str = Field(
+        default="cmet-previews",
+        description="Celery queue of clip previews and contact sheets; workers take from it before the edit queue.",
+    )
     webhook_queue: str = Field(
         default="cmet-webhooks",
         description="Celery queue of webhook deliveries, for webhook workers only: a slow receiver holds no edit up.",
@@ -138,6 +143,8 @@ class JobsSettings(CoreSettings):
     def _webhooks_apart(self) -> JobsSettings:
         if self.webhook_queue == self.queue:
             raise ValueError("webhook_queue must differ from queue: deliveries never wait behind edits")
+        if self.preview_queue in (self.queue, self.webhook_queue):
+            raise ValueError("preview_queue must differ from queue and webhook_queue: previews never wait behind edits")
         return self
 
     @model_validator(mode="after")
@@ -165,14 +172,20 @@ class JobsSettings(CoreSettings):
         return path.read_text().strip().encode()
 
     def edit_options(self, choice: FaceChoice) -> EditOptions:
-        """A request's or a job's face choice with this deployment's input limits: the API checks
-        uploads with them at submission, the worker runs every edit with them."""
-        chosen = {name: getattr(choice, name) for name in FaceChoice.model_fields}
+        """A request's or a job's face and lip choices (and clip window, if it has one) with this deployment's
+        input limits: the API checks uploads with them at submission, the worker runs every edit with them."""
+        fields = [
+            *FaceChoice.model_fields,
+            *(LipChoice.model_fields if isinstance(choice, LipChoice) else ()),
+            *(ClipWindow.model_fields if isinstance(choice, ClipWindow) else ()),
+        ]
+        chosen = {name: getattr(choice, name) for name in fields}
         return EditOptions(
             **chosen,
             max_duration_s=self.max_video_duration_s,
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
+            max_timeline_segments=self.max_timeline_segments,
         )
 
     def batching(self, model: BatchedModel) -> tuple[int, float]:

@@ -8,14 +8,21 @@ set of limits. New edit features add their fields here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.options import EditOptions, FaceChoice
+from cmet_core.lips import LipChoice
+from cmet_core.options import ClipWindow, EditOptions, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
+from cmet_core.timeline import ClipTimeline, SpeechClips, Timeline
+from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceChoice
 from cmet_jobs.settings import JobsSettings
+
+if TYPE_CHECKING:
+    from cmet_core.speech_plan import EditTarget  # it needs torch; the API never imports it
 
 
 class InputRef(BaseModel):
@@ -33,23 +40,74 @@ class InputRef(BaseModel):
         return self
 
 
-class EditSpec(EmotionChoice, FaceChoice):
-    """The inputs, the target (emotion or speech clips, intensity) and the options of an edit."""
+class StoredSpeech(BaseModel):
+    """A timeline segment's speech clips, stored with the job's inputs (or URLs)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    video: InputRef
+    speech: tuple[InputRef, ...] = Field(min_length=1, max_length=MAX_SPEECH_CLIPS)
+
+
+class SpecTimeline(Timeline[StoredSpeech]):
+    """A job's timeline: its segments' speech targets refer to the job's stored inputs."""
+
+
+Fetch = Callable[[InputRef, str], Path]
+"""fetch(ref, name): the input at `ref` as a local file called `name` in the job's folder."""
+
+
+class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
+    """The inputs, the target (emotion, speech clips or a timeline; intensity) and the options of an edit
+    (or of a clip preview: `preview_s` set)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    video: InputRef = Field(description="The video, or the photo a dub animates.")
     speech: tuple[InputRef, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS)
+    speech_track: InputRef | None = Field(default=None, description="What the lips speak (`lips: speech`).")
+    pose_video: InputRef | None = Field(default=None, description="A photo's head motion.")
+    timeline: SpecTimeline | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> EditSpec:
-        if (self.emotion is None) == (not self.speech):
-            raise ValueError("give exactly one of an emotion and speech clips")
+        if (self.emotion is not None) + bool(self.speech) + (self.timeline is not None) != 1:
+            raise ValueError("give exactly one of an emotion, speech clips and a timeline")
         return self
 
     def target(self, speech: Sequence[Path]) -> EmotionTarget:
         """The target with the speech clips fetched to local paths (in the order of `speech`)."""
         return EmotionTarget(emotion=self.emotion, intensity=self.intensity, speech=tuple(speech))
+
+    def edit_target(self, speech: Sequence[Path], fetch: Fetch) -> EditTarget:
+        """What the pipeline edits toward: `target(speech)`, the voice for `from_audio`, or the
+        timeline with its segments' clips fetched."""
+        if self.emotion == FROM_AUDIO:
+            return FollowVoice(intensity=self.intensity, neutral=self.neutral)
+        if self.timeline is None:
+            return self.target(speech)
+        fetched = 0
+
+        def local(clips: StoredSpeech) -> SpeechClips:
+            nonlocal fetched
+            fetched += 1
+            paths = [fetch(ref, f"segment{fetched}-speech{i}") for i, ref in enumerate(clips.speech)]
+            return SpeechClips(speech=tuple(paths))
+
+        timeline = self.timeline.retarget(ClipTimeline, local)
+        assert isinstance(timeline, ClipTimeline)
+        return timeline
+
+    def options(self, settings: JobsSettings) -> EditOptions:
+        return settings.edit_options(self)
+
+
+class SheetSpec(SheetChoice, FaceChoice):
+    """A contact sheet: the video, the rows (emotions, resolved to library names or custom ids) and columns
+    (intensities), the frame and the face choice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    video: InputRef
 
     def options(self, settings: JobsSettings) -> EditOptions:
         return settings.edit_options(self)

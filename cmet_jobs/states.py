@@ -21,6 +21,19 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
 
 
+class JobKind(StrEnum):
+    """What a job makes: a full edit, a clip preview (an edit of a window) or a contact sheet. Previews
+    go to the preview queue, are listed under /v1/previews and send `preview.*` webhooks."""
+
+    EDIT = "edit"
+    CLIP = "clip"
+    SHEET = "sheet"
+
+    @property
+    def preview(self) -> bool:
+        return self is not JobKind.EDIT
+
+
 class EmotionState(StrEnum):
     """A custom emotion is `pending` until a worker embedded its clips, then `ready` or `failed`."""
 

@@ -66,7 +66,7 @@ def owned(session: Session, key: ApiKey, asset_id: str) -> Asset:
     return asset
 
 
-def _check_stored(storage: Storage, storage_key: str, asset: Asset, kind: str) -> None:
+def check_stored(storage: Storage, storage_key: str, asset: Asset, kind: str) -> None:
     """The object at `storage_key` (the asset or a job's copy of it) is there, in size and of its kind."""
     size = storage.size(storage_key)
     if size is None:
@@ -82,7 +82,7 @@ def usable(session: Session, storage: Storage, key: ApiKey, asset_id: str, kind:
     """An asset a submission may name: the caller's, uploaded, in size, sniffed. Marked used (its
     retention starts again) with the submission's next commit."""
     asset = owned(session, key, asset_id)
-    _check_stored(storage, asset.storage_key, asset, kind)
+    check_stored(storage, asset.storage_key, asset, kind)
     session.execute(update(Asset).where(Asset.id == asset.id).values(last_used_at=now()))
     return asset
 
@@ -96,7 +96,7 @@ def snapshot(storage: Storage, asset: Asset, target: str, kind: str) -> None:
         if storage.size(asset.storage_key) is not None:
             raise
         raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"asset {asset.id} was deleted during the submission") from None
-    _check_stored(storage, target, asset, kind)
+    check_stored(storage, target, asset, kind)
 
 
 def expires_at(asset: Asset, retention_s: int) -> datetime:

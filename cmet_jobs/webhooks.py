@@ -33,9 +33,14 @@ MAX_RETRY_AFTER_S = 24 * 3600.0
 _rng = random.SystemRandom()
 
 
+def event_name(job: Job, what: str) -> str:
+    """`edit.<what>` for edits, `preview.<what>` for clip previews and contact sheets."""
+    return f"{'preview' if job.kind.preview else 'edit'}.{what}"
+
+
 def _msg_id(job: Job, event: str) -> str:
     suffix = f"_{int(job.progress * 10)}" if event == "edit.progress" else ""
-    return f"msg_{job.id.removeprefix('edt_')}_{event.removeprefix('edit.')}{suffix}"
+    return f"msg_{job.id.removeprefix('edt_')}_{event.split('.', 1)[1]}{suffix}"
 
 
 def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None:
@@ -46,7 +51,7 @@ def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None
     msg_id = _msg_id(job, event)
     if session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.msg_id == msg_id)) is not None:
         return None
-    data = jobs.to_schema(job, storage).model_dump(mode="json")
+    data = jobs.payload(job, storage).model_dump(mode="json")
     delivery = WebhookDelivery(
         job_id=job.id,
         key_id=job.key_id,

@@ -39,13 +39,13 @@ def customize(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        from cmet_jobs.schemas import EditCreate
+        from cmet_jobs.schemas import EditCreate, PreviewCreate
         from service.problems import Problem
 
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = doc.setdefault("components", {})
         models = components.setdefault("schemas", {})
-        for model in (EditCreate, Problem):
+        for model in (EditCreate, PreviewCreate, Problem):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             models.update(body.pop("$defs", {}))
             models[model.__name__] = body
@@ -67,7 +67,7 @@ def customize(app: FastAPI) -> None:
                         "description": "No model set or registry connector can be read",
                         "content": _PROBLEM,
                     }
-                if path in ("/v1/edits", "/v1/emotions") and "requestBody" in operation:
+                if path in ("/v1/edits", "/v1/previews", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}
         doc["security"] = [{"bearer": []}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -94,4 +95,25 @@ def make_many_packets(path: Path, packets: int = 1_000_000, fps: int = 16_000) -
             packet = av.Packet(data)
             packet.stream, packet.pts, packet.dts, packet.duration = stream, pts, pts, 1
             out.mux(packet)
+    return path
+
+
+def make_speech(path: Path, wav_16k: np.ndarray, rate: int = 44100, codec: str = "mp3", stereo: bool = True) -> Path:
+    """A speech track from 16 kHz mono samples: resampled to `rate`, `codec` in the container `path` names,
+    stereo with the right channel at half level (so a channel mix is visible)."""
+    import av
+    import soxr
+
+    y = soxr.resample(np.asarray(wav_16k, np.float32), 16000, rate).astype(np.float32) if rate != 16000 else wav_16k
+    layout = "stereo" if stereo else "mono"
+    planes = np.stack([y, 0.5 * y] if stereo else [y]).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = cast("av.AudioStream", out.add_stream(codec, rate=rate, layout=layout))  # an audio encoder
+        fmt = stream.codec_context.codec.audio_formats[0].name if stream.codec_context.codec.audio_formats else "fltp"
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        for part in resampler.resample(frame) + resampler.resample(None):
+            out.mux(stream.encode(part))
+        out.mux(stream.encode(None))
     return path

@@ -1,12 +1,11 @@
 """Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
 
-Jobs run in threads of one worker process and share its models. Their calls to the EDTalk
-encoder and renderer, to emotion2vec+ and to the face restorer go through one queue per model:
-a serving thread takes the first waiting request, gathers more until `max_batch` rows or
-`max_wait_ms` have passed, runs them as one forward and hands each job its rows.
-`BatchingRunner` has the runner's interface, so the pipeline does not know it is batched. Rows
-rendered against different identity sources share a batch: each row carries its own source
-features.
+Jobs run in threads of one worker process and share its models. Their calls to the EDTalk encoder
+and renderer, to Audio2Lip, to emotion2vec+ and to the face restorer go through one queue per
+model: a serving thread takes the first waiting request, gathers more until `max_batch` rows or
+`max_wait_ms` have passed, runs them as one forward and hands each job its rows. `BatchingRunner`
+has the runner's interface, so the pipeline does not know it is batched. Rows rendered against
+different identity sources share a batch: each row carries its own source features.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch
 
 from cmet_core.enhance.restore import RestorerRunner
 from cmet_core.models.edtalk import Motion, SourceCache
-from cmet_core.models.runtime import EDTalkRunner
+from cmet_core.models.runtime import EDTalkRunner, LipForward
 from cmet_jobs.settings import BatchedModel
 
 
@@ -192,6 +191,25 @@ class BatchingRestorer:
         return _split(self.runner.restore(torch.cat(payloads)), [p.shape[0] for p in payloads])
 
 
+class LipBatcher:
+    """Audio2Lip over the mel windows of concurrent dubs in shared forwards; call it like `Editor.lips`.
+
+    Every window is independent (eval-mode BatchNorm), so mixing jobs changes nothing but rounding."""
+
+    def __init__(
+        self, forward: LipForward, policy: BatchPolicy, observe: Callable[[str, int], None] = lambda _m, _r: None
+    ) -> None:
+        self._forward = forward
+        self._model = _Model("audio2lip", policy, self._forward_many, observe)
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        lips: torch.Tensor = self._model.submit(windows.shape[0], windows)
+        return lips
+
+    def _forward_many(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+        return _split(self._forward(torch.cat(payloads)), [p.shape[0] for p in payloads])
+
+
 class WorkerBatching:
     """The worker's `Batching` for `Editor.from_settings`: each model's policy from the settings,
     every batch's size observed (the Prometheus histogram)."""
@@ -207,3 +225,6 @@ class WorkerBatching:
 
     def restorer(self, runner: RestorerRunner) -> BatchingRestorer:
         return BatchingRestorer(runner, self._policy("gfpgan"), self._observe)
+
+    def lips(self, forward: LipForward) -> LipBatcher:
+        return LipBatcher(forward, self._policy("audio2lip"), self._observe)

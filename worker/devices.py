@@ -18,9 +18,11 @@ class DeviceSlot:
     name: str  # "gpu0", "gpu1", ... or "cpu"
     cuda_index: int | None
 
-    def queues(self, shared: str) -> list[str]:
-        """Every worker takes the shared queue; its own queue lets work be aimed at one device."""
-        return [shared, f"{shared}.{self.name}"]
+    def queues(self, shared: str, preview: str | None = None) -> list[str]:
+        """Every worker takes the shared queue; its own queue lets work be aimed at one device. With a
+        preview queue, its two come first: the broker hands out previews before any waiting edit."""
+        own = [shared, f"{shared}.{self.name}"]
+        return [preview, f"{preview}.{self.name}", *own] if preview is not None else own
 
     def environment(self, metrics_port: int) -> dict[str, str]:
         env = {"CMET_WORKER_METRICS_PORT": str(metrics_port)}
@@ -82,10 +84,15 @@ def celery_worker(queues: list[str], concurrency: int, pool: str, name: str, log
     ]
 
 
-def command(slot: DeviceSlot, shared_queue: str, concurrency: int) -> list[str]:
+def job_queues(queue: str, preview_queue: str) -> list[str]:
+    """The queues a single (device-less) job worker consumes, in the order it asks for them: previews first."""
+    return [preview_queue, queue]
+
+
+def command(slot: DeviceSlot, shared_queue: str, concurrency: int, preview_queue: str | None = None) -> list[str]:
     # several jobs at once run as threads of one process: one copy of the models, batched forwards
     pool = "threads" if concurrency > 1 else "prefork"
-    return celery_worker(slot.queues(shared_queue), concurrency, pool, f"cmet-{slot.name}")
+    return celery_worker(slot.queues(shared_queue, preview_queue), concurrency, pool, f"cmet-{slot.name}")
 
 
 WEBHOOK_ENV = {"CUDA_VISIBLE_DEVICES": "", "CMET_DEVICE": "cpu"}

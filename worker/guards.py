@@ -25,6 +25,7 @@ STAGE_SPAN = {
     "encode": (0.15, 0.45),
     "expression": (0.45, 0.45),
     "enhance": (0.45, 0.45),
+    "lips": (0.45, 0.45),
     "render": (0.45, 0.98),
 }
 PROGRESS_EVERY_S = 0.5

@@ -23,7 +23,7 @@ import threading
 from cmet_jobs import jobs, queue, uploads, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.states import JobState
+from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import storage_for
 from worker import scratch
 
@@ -42,8 +42,9 @@ def reconcile(settings: JobsSettings) -> list[str]:
         queue_empty = queue.waiting_messages(settings) == 0
         lost = jobs.unfinished_ids(session, IDLE_BEFORE_REQUEUE_S) if queue_empty else jobs.orphaned_ids(session)
         jobs.requeued(session, lost)
+        kinds = jobs.kinds(session, lost)
     for job_id in lost:
-        queue.submit(settings, job_id)
+        queue.submit(settings, job_id, kind=kinds.get(job_id, JobKind.EDIT))
     if lost:
         log.warning("re-queued %d job(s) whose queue message was lost", len(lost))
     return lost

@@ -23,19 +23,20 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, webhooks
+from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.spec import EditSpec, InputRef
+from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
 from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
 from worker.models import EDITOR
+from worker.previews import render_sheet
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _finish(
 def _ended(session: Session, job: Job, storage: Storage) -> str | None:
     """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
     metrics.JOBS.labels(state=job.state).inc()
-    return webhooks.emit(session, job, f"edit.{job.state}", storage)
+    return webhooks.emit(session, job, webhooks.event_name(job, job.state), storage)
 
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
@@ -169,7 +170,7 @@ def ending_for(exc: BaseException, soft_s: float) -> Ending:
 
 @dataclass(frozen=True)
 class _Claimed:
-    spec: EditSpec
+    spec: EditSpec | SheetSpec
     key_id: str
 
 
@@ -187,7 +188,7 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
                 metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
             try:
                 claimed = _Claimed(jobs.spec_of(job), job.key_id)
-                event = webhooks.emit(session, job, "edit.running", storage)
+                event = webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)
             except ValidationError as exc:  # a record no worker can run: end it, never loop on it
                 jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
                 event, claimed = _ended(session, job, storage), job.state
@@ -221,9 +222,7 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
     try:
         with scratch.job_folder(settings.scratch_root, job_id) as work:
             progress = Progress(settings, storage, job_id, soft)
-            result = _edit(settings, claimed, work, progress)
-            key = jobs.output_key(job_id)
-            storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
+            result, key = _work(settings, storage, job_id, claimed, work, progress)
         _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
         return JobState.SUCCEEDED.value
     except JobHandedBack as stopping:
@@ -251,20 +250,48 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
         heartbeat.stop()
 
 
-def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progress) -> dict[str, Any]:
-    spec = claimed.spec
+def _work(
+    settings: JobsSettings, storage: Storage, job_id: str, claimed: _Claimed, work: Path, progress: Progress
+) -> tuple[dict[str, Any], str]:
+    """Run the job by its kind and store what it made: (its result, the output's storage key)."""
+    if isinstance(claimed.spec, SheetSpec):
+        video = _fetch(claimed.spec.video, work / "video", settings, settings.max_video_bytes)
+        library = _library(settings, claimed.key_id)
+        return render_sheet(settings, storage, job_id, claimed.spec, video, library, work, progress)
+    result = _edit(settings, claimed.spec, claimed.key_id, work, progress)
+    key = jobs.output_key(job_id)
+    storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
+    return result, key
+
+
+def _library(settings: JobsSettings, key_id: str) -> EmotionLibrary:
+    """The built-in library plus the key's custom emotions, waiting for a database that is away."""
+
+    def read_library() -> EmotionLibrary:
+        with session_scope(settings.db_url) as session:
+            return emotions.library_for_key(session, key_id)
+
+    return retrying(read_library, "reading the emotion library")
+
+
+def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progress: Progress) -> dict[str, Any]:
     video = _fetch(spec.video, work / "video", settings, settings.max_video_bytes)
     speech = [
         _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
     ]
-
-    def read_library() -> EmotionLibrary:
-        with session_scope(settings.db_url) as session:
-            return emotions.library_for_key(session, claimed.key_id)
-
-    library = retrying(read_library, "reading the emotion library")
-    target, options = spec.target(speech), spec.options(settings)
-    result = EDITOR.get(settings).edit(video, work / jobs.OUTPUT_NAME, target, options, progress, library)
+    track, pose = (
+        _fetch(ref, work / name, settings, limit) if ref is not None else None
+        for ref, name, limit in (
+            (spec.speech_track, "speech_track", settings.max_speech_bytes),
+            (spec.pose_video, "pose_video", settings.max_video_bytes),
+        )
+    )
+    library = _library(settings, key_id)
+    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    options = spec.options(settings)
+    editor = EDITOR.get(settings)
+    output = work / jobs.OUTPUT_NAME
+    result = editor.edit(video, output, target, options, progress, library, speech_track=track, pose_video=pose)
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
@@ -275,6 +302,7 @@ def _edit(settings: JobsSettings, claimed: _Claimed, work: Path, progress: Progr
         "width": result.width,
         "height": result.height,
         "connector": result.connector,
+        **({"segments": [s.model_dump(mode="json") for s in result.voice]} if result.voice else {}),
     }
 
 
@@ -323,3 +351,12 @@ def _build_emotion(emotion_id: str) -> str:
         row.state, row.entry, row.error_code, row.error_message = state, entry, code, message
     storage.delete_prefix(f"emotions/{emotion_id}/")
     return state.value
+
+
+@app.task(name=probes.PROBE, acks_late=True)
+def probe_asset(asset_id: str) -> str:
+    """Measure an uploaded video and find its face; the answer goes to storage beside the asset."""
+    settings = get_jobs_settings()
+    storage = storage_for(settings)
+    with job_context(asset_id), scratch.job_folder(settings.scratch_root, asset_id) as work:
+        return probes.run(settings, storage, asset_id, work)

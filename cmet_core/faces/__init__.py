@@ -1,10 +1,11 @@
 """Faces: detect, track, crop to EDTalk's framing, paste the rendered face back."""
 
 from cmet_core.faces.detect import Detection, FaceDetector
+from cmet_core.faces.find import FacePlan, find_faces
 from cmet_core.faces.framing import NoFaceError, crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
-from cmet_core.faces.warp import FACE_SIZE, crop_face, feather_mask, is_face_crop, paste_back
+from cmet_core.faces.warp import FACE_SIZE, crop_face, feather_mask, is_face_crop, paste_back, paste_mask
 
 __all__ = [
     "FACE_SIZE",
@@ -12,13 +13,16 @@ __all__ = [
     "CropBox",
     "Detection",
     "FaceDetector",
+    "FacePlan",
     "FaceSelection",
     "NoFaceError",
     "crop_boxes",
     "crop_face",
     "feather_mask",
+    "find_faces",
     "is_face_crop",
     "paste_back",
+    "paste_mask",
     "select_source_frame",
     "track",
 ]

@@ -89,6 +89,11 @@ def feather_mask(
     return smoothstep.astype(np.float32)
 
 
+def paste_mask(size: int, crop_input: bool) -> np.ndarray:
+    """The blend weight of a clip's paste-back: a face-crop input comes back whole, any other is feathered."""
+    return np.ones((size, size), np.float32) if crop_input else feather_mask(size)
+
+
 def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarray | None = None) -> np.ndarray:
     """A new frame with the square uint8 `face` resized into `box` and blended by `mask` (default: feathered).
 

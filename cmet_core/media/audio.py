@@ -48,7 +48,7 @@ def _describe(source: AudioSource) -> str:
     return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__} stream>"
 
 
-def _open(source: AudioSource, name: str) -> av.container.InputContainer:
+def open_audio(source: AudioSource, name: str) -> av.container.InputContainer:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -64,23 +64,30 @@ def _open(source: AudioSource, name: str) -> av.container.InputContainer:
         raise AudioDecodeError(ErrorCode.NOT_MEDIA, f"{name}: not a media file PyAV can read ({exc})") from None
 
 
-def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """One decoded frame as mono float32 in [-1, 1]: converted from its sample format, channels averaged."""
+def frame_channels(frame: av.AudioFrame) -> np.ndarray:
+    """One decoded frame as (channels, samples) in [-1, 1], converted from its sample format, not mixed:
+    float32, except 64-bit integers (float64)."""
     fmt = frame.format.name
     data = frame.to_ndarray()
     channels = frame.layout.nb_channels
     if not frame.format.is_planar:
         data = data.reshape(-1, channels).T  # packed: (1, samples*channels) interleaved
     base = fmt[:-1] if fmt.endswith("p") else fmt
-    samples: np.ndarray
     if base in _INT_SCALE:
         offset, scale = _INT_SCALE[base]
         work: type[np.floating[Any]] = np.float64 if base == "s64" else np.float32
-        samples = (data.astype(work) - offset) / scale
-    else:
-        samples = data
+        samples: np.ndarray = (data.astype(work) - offset) / scale
+        return samples
+    return data
+
+
+def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """One decoded frame as mono float32 in [-1, 1]: converted from its sample format, channels averaged."""
+    samples = frame_channels(frame)
     mono: np.ndarray = (
-        samples.mean(axis=0, dtype=np.float64).astype(np.float32) if channels > 1 else samples[0].astype(np.float32)
+        samples.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if samples.shape[0] > 1
+        else samples[0].astype(np.float32)
     )
     return mono
 
@@ -100,7 +107,7 @@ def load_audio(source: AudioSource, target_sr: int = 16000, *, max_seconds: floa
     # Runs of frames at one rate; a stream that changes rate midway is resampled run by run.
     runs: list[tuple[int, list[np.ndarray]]] = []
     read_s = 0.0
-    with _open(source, name) as container:
+    with open_audio(source, name) as container:
         if not container.streams.audio:
             kinds = ", ".join(s.type for s in container.streams) or "none"
             raise AudioDecodeError(ErrorCode.NO_AUDIO, f"{name}: has no audio stream (streams: {kinds})")

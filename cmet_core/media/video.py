@@ -225,7 +225,8 @@ class _AudioTranscoder:
         self.input = av.open(str(source), mode="r")
         in_stream = self.input.streams.audio[0]
         rate = in_stream.rate or 48000
-        layout = in_stream.layout.name if in_stream.layout and in_stream.channels <= 2 else "stereo"
+        # by channel count: a wav without a channel mask names its layout "1 channels", which AAC refuses
+        layout = {1: "mono", 2: "stereo"}.get(in_stream.channels, "stereo")
         self.stream = out.add_stream("aac", rate=rate, layout=layout)
         self.stream.options = {"b": "160k"} if layout == "stereo" else {"b": "96k"}
         self.out = out

@@ -10,7 +10,9 @@ temporal smoothing (`conv_feat`): zero-padded, so the first and last frames shri
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,14 @@ class Audio2LipConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Audio2LipConfig:
+        """The inverse of `to_dict` after a JSON round trip (which turns `widths` into a list)."""
+        fields = dict(values)
+        if "widths" in fields:
+            fields["widths"] = tuple(fields["widths"])
+        return cls(**fields)
 
 
 # Same topology and input size as the published one, a few thousand parameters: tests build it in milliseconds.

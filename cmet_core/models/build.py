@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from cmet_core.models.checkpoints import load_connector, load_edtalk, load_gfpgan, write_model
+from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
+from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, load_gfpgan, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
 from cmet_core.models.convert import import_emotion2vec
 from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
@@ -134,10 +135,28 @@ def add_restorer(stage: Path, net: GFPGAN, name: str, version: str, source: Sour
     )
 
 
-def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str = "tiny", restorer: bool = True) -> Path:
+def _randomise_batchnorm(module: torch.nn.Module) -> None:
+    """Running statistics away from (0, 1), so a tiny Audio2Lip's eval-mode BatchNorm does something."""
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.normal_(0.0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+
+
+def make_tiny_set(
+    dest: Path,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    name: str = "tiny",
+    restorer: bool = True,
+    audio2lip: bool = True,
+) -> Path:
     """A complete random set with the tiny configs: fast enough for tests and development.
 
-    `restorer=False` leaves out the optional face restorer (a set that cannot `enhance`)."""
+    `restorer=False` leaves out the optional face restorer (a set that cannot `enhance`),
+    `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub)."""
     with staged_set(dest, force) as stage:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -167,14 +186,28 @@ def make_tiny_set(dest: Path, seed: int = 0, *, force: bool = False, name: str =
             config=TINY_CONNECTOR.to_dict(),
             source=source,
         )
+        if audio2lip:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                a2l = Audio2Lip(TINY_AUDIO2LIP)
+                _randomise_batchnorm(a2l)
+            write_model(
+                a2l.state_dict(),
+                stage,
+                kind="audio2lip",
+                name="audio2lip-tiny",
+                version=version,
+                config=TINY_AUDIO2LIP.to_dict(),
+                source=source,
+            )
         add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
         finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
     return Path(dest)
 
 
 def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
-    """Full-size EDTalk, connector and face restorer filled by rule cmet-fill-v1 (benchmarks without
-    official weights).
+    """Full-size EDTalk, connector, face restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks
+    without official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
@@ -183,11 +216,22 @@ def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", se
 
     with staged_set(dest, force) as stage:
         gen, con, restorer = Generator(EDTalkConfig()), Connector(ConnectorConfig()), GFPGAN(GFPGANConfig())
+        a2l = Audio2Lip(Audio2LipConfig())
         fill_module(gen, "edtalk")
         fill_module(con, "connector")
         fill_module(restorer, "gfpgan")
+        fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
         add_restorer(stage, restorer, "gfpgan-filled", "1.4.0", source)
+        write_model(
+            a2l.state_dict(),
+            stage,
+            kind="audio2lip",
+            name="audio2lip-filled",
+            version="1.0.0",
+            config=a2l.config.to_dict(),
+            source=source,
+        )
         write_model(
             gen.state_dict(),
             stage,
@@ -223,18 +267,22 @@ def convert_set(
     name: str = "official",
     version: str = "1.0.0",
     gfpgan_pth: Path | None = None,
+    audio2lip_pt: Path | None = None,
 ) -> Path:
     """A set from official files already on disk (e.g. downloaded by hand).
 
     `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`;
-    `gfpgan_pth` the optional `GFPGANv1.4.pth`.
+    `gfpgan_pth` the optional `GFPGANv1.4.pth`; `audio2lip_pt` (`Audio2Lip.pt`) is optional too:
+    without it the set edits but cannot dub.
     """
-    from cmet_core.models.convert import convert_connector, convert_edtalk, convert_gfpgan
+    from cmet_core.models.convert import convert_audio2lip, convert_connector, convert_edtalk, convert_gfpgan
 
     e2v = Path(emotion2vec_dir)
     with staged_set(dest, force) as stage:
         convert_edtalk(Path(edtalk_pt), stage, version=version)
         convert_connector(Path(connector_pth), stage, version=version)
+        if audio2lip_pt is not None:
+            convert_audio2lip(Path(audio2lip_pt), stage, version=version)
         tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []
         import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
         if gfpgan_pth is not None:
@@ -302,6 +350,8 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
                 detail = "sha256 ok; strict load ok"
             elif kind == "gfpgan":
                 load_gfpgan(weights, verify=False)
+            elif kind == "audio2lip":
+                load_audio2lip(weights, verify=False)
                 detail = "sha256 ok; strict load ok"
             else:
                 detail = check_emotion2vec(weights)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from cmet_core.models.audio2lip import Audio2Lip, Audio2LipConfig
 from cmet_core.models.connector import Connector, ConnectorConfig
 from cmet_core.models.edtalk import EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError, few
@@ -73,13 +74,15 @@ def _build(kind: Kind, config: Mapping[str, Any], where: Path) -> torch.nn.Modul
             return Connector(ConnectorConfig(**config))
         if kind == "gfpgan":
             return GFPGAN(GFPGANConfig(**config))
+        if kind == "audio2lip":
+            return Audio2Lip(Audio2LipConfig.from_dict(config))
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"config of {where} cannot build a {kind} model: {exc}") from None
     raise ModelLoadError(f"{where}: {kind} models are not built from a state dict")
 
 
 def describe(kind: Kind, module: torch.nn.Module) -> str:
-    cfg = getattr(module, "cfg", None)
+    cfg = getattr(module, "cfg", getattr(module, "config", None))
     return f"{kind} {cfg}" if cfg is not None else kind
 
 
@@ -121,6 +124,13 @@ def load_gfpgan(path: Path, *, verify: bool = True) -> GFPGAN:
     """A GFPGAN v1.4 restorer from `gfpgan.safetensors` (or its manifest), in eval mode."""
     module = load_module(path, "gfpgan", verify=verify)
     assert isinstance(module, GFPGAN)
+    return module
+
+
+def load_audio2lip(path: Path, *, verify: bool = True) -> Audio2Lip:
+    """Audio2Lip from `audio2lip.safetensors` (or its manifest), in eval mode (BatchNorm on its running statistics)."""
+    module = load_module(path, "audio2lip", verify=verify)
+    assert isinstance(module, Audio2Lip)
     return module
 
 

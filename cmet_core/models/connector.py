@@ -199,16 +199,21 @@ def run_windows(connector: Connector, exp: torch.Tensor, speech: torch.Tensor) -
     """The autoregressive loop of §7.2 over whole windows of `exp` (N,exp_dim), N a multiple of T.
 
     Each window sees the previous window's predicted *delta* as its reference (zeros at first).
+    `speech` is (1,1,speech_dim) for every window, or (N/T,1,speech_dim): one vector per window
+    (a timeline), the feedback carried across them all the same.
     Returns the edited coefficients `exp + delta` and the deltas, both (N, exp_dim).
     """
     t = connector.cfg.window
     n = exp.shape[0]
     if n % t:
         raise ValueError(f"run_windows needs a multiple of {t} frames, got {n}")
+    if speech.shape[0] not in (1, n // t):
+        raise ValueError(f"run_windows needs one speech vector, or one per window ({n // t}), got {speech.shape[0]}")
     ref = exp.new_zeros(1, t, exp.shape[1])
     deltas: list[torch.Tensor] = []
     for i in range(0, n, t):
-        delta: torch.Tensor = connector(ref, speech, exp[None, i : i + t])
+        window_speech = speech if speech.shape[0] == 1 else speech[i // t : i // t + 1]
+        delta: torch.Tensor = connector(ref, window_speech, exp[None, i : i + t])
         deltas.append(delta)
         ref = delta[None]
     delta_all = torch.cat(deltas) if deltas else exp.new_zeros(0, exp.shape[1])

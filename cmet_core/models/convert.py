@@ -5,6 +5,7 @@
   next to `optimizer`, `global_step` and `global_epoch`, which we drop.
 * `GFPGANv1.4.pth`: a dict whose `params_ema` entry (the EMA weights GFPGANer loads) is the
   restorer's state dict, its 15 noise buffers included; `params`, if present, is dropped.
+* `Audio2Lip.pt`: a dict whose `audio2lip` entry is Audio2Lip's state dict (BatchNorm statistics included).
 * emotion2vec+: `config.yaml` + `model.pt`, copied as they are (funasr must load them) after
   checking that both parse.
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.checkpoints import write_model
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.edtalk import EDTalkConfig
@@ -212,6 +214,19 @@ def convert_gfpgan(
     return _convert(
         src, dest_dir, "gfpgan", "params_ema", "GFPGAN restorer", config.to_dict(), name, version, source, licence
     )
+
+
+def convert_audio2lip(
+    src: Path,
+    dest_dir: Path,
+    *,
+    config: Audio2LipConfig = Audio2LipConfig(),
+    name: str = "audio2lip",
+    version: str = "1.0.0",
+    source: Source | None = None,
+) -> Path:
+    """`Audio2Lip.pt` (`{"audio2lip": state_dict, ...}`) -> `audio2lip.safetensors` + manifest, loaded strictly."""
+    return _convert(src, dest_dir, "audio2lip", "audio2lip", "Audio2Lip", config.to_dict(), name, version, source)
 
 
 def read_emotion2vec_config(path: Path) -> dict[str, Any]:

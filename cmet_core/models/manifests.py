@@ -35,11 +35,12 @@ from pydantic import (
 
 from cmet_core.models.errors import ModelLoadError
 
-Kind = Literal["edtalk", "connector", "emotion2vec", "gfpgan"]
+Kind = Literal["edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"]
 KINDS: tuple[Kind, ...] = ("edtalk", "connector", "emotion2vec")
-"""The models every set has."""
-OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan",)
-"""Models a set may have; a set without one still edits (the feature that needs it stays off)."""
+"""The members every set has; an edit needs these three."""
+OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan", "audio2lip")
+"""Members a set may have; a set without one still edits, only the feature that needs it is off
+(`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
 MODEL_FORMAT: Final = "cmet-model/1"
 SET_FORMAT: Final = "cmet-model-set/1"
 SET_MANIFEST = "models.json"
@@ -174,7 +175,7 @@ class SetEntry(BaseModel):
 
 
 class SetManifest(BaseModel):
-    """`models.json` of a model set: the three models that work together."""
+    """`models.json` of a model set: the three models that work together, and the optional ones."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -3,7 +3,8 @@
 Where the files live (one table, `OFFICIAL_FILES`), as published by the authors:
 * `coldhyuk/C-MET` (linked from the C-MET README; C-MET's `demo.py` downloads
   `pretrained_weights/EDTalk.pt` and `checkpoints/_epoch_2105_checkpoint_step000200000.pth` from it;
-  the repo also hosts `Audio2Lip.pt`, which our pipeline does not use);
+  the repo also hosts `pretrained_weights/Audio2Lip.pt`, speech to lip motion for dubbing, where
+  C-MET's `inference.py --opt A` loads it from);
 * `emotion2vec/emotion2vec_plus_large`, funasr's hub id for emotion2vec+ large (`config.yaml`,
   `model.pt`, and `tokens.txt`, from which funasr sizes the model's 9-class head);
 * the optional face restorer `GFPGANv1.4.pth`, a GitHub release asset of TencentARC/GFPGAN (not
@@ -30,9 +31,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.build import finish_set, staged_set
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.convert import (
+    convert_audio2lip,
     convert_connector,
     convert_edtalk,
     convert_gfpgan,
@@ -61,6 +64,7 @@ class HubFile(BaseModel):
 OFFICIAL_FILES: dict[str, HubFile] = {
     "edtalk": HubFile(repo_id="coldhyuk/C-MET", filename="pretrained_weights/EDTalk.pt"),
     "connector": HubFile(repo_id="coldhyuk/C-MET", filename="checkpoints/_epoch_2105_checkpoint_step000200000.pth"),
+    "audio2lip": HubFile(repo_id="coldhyuk/C-MET", filename="pretrained_weights/Audio2Lip.pt"),
     "emotion2vec_config": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="config.yaml"),
     "emotion2vec_weights": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="model.pt"),
     "emotion2vec_tokens": HubFile(repo_id="emotion2vec/emotion2vec_plus_large", filename="tokens.txt"),
@@ -122,23 +126,25 @@ class PullSpec(BaseModel):
 
     name: str = "official"
     version: str = "1.0.0"
-    description: str = "published C-MET, EDTalk and emotion2vec+ large weights"
+    description: str = "published C-MET, EDTalk, Audio2Lip and emotion2vec+ large weights"
     edtalk: ModelPull
     connector: ModelPull
     emotion2vec: Emotion2vecPull
     restorer: RestorerPull | None = Field(default=None, description="The optional face restorer (`enhance`).")
+    audio2lip: ModelPull | None = Field(default=None, description="Optional: without it the set cannot dub.")
 
 
 OFFICIAL_SPEC = PullSpec(
     edtalk=ModelPull(file=OFFICIAL_FILES["edtalk"], name="edtalk", config=EDTalkConfig().to_dict()),
     connector=ModelPull(file=OFFICIAL_FILES["connector"], name="cmet-connector", config=ConnectorConfig().to_dict()),
+    audio2lip=ModelPull(file=OFFICIAL_FILES["audio2lip"], name="audio2lip", config=Audio2LipConfig().to_dict()),
     emotion2vec=Emotion2vecPull(
         config_file=OFFICIAL_FILES["emotion2vec_config"],
         weights_file=OFFICIAL_FILES["emotion2vec_weights"],
         extra_files=[OFFICIAL_FILES["emotion2vec_tokens"]],
     ),
     restorer=RestorerPull(),
-    description="published C-MET, EDTalk and emotion2vec+ large weights, and the GFPGAN v1.4 face restorer",
+    description="published C-MET, EDTalk, Audio2Lip and emotion2vec+ large weights, and the GFPGAN v1.4 face restorer",
 )
 
 
@@ -260,6 +266,8 @@ def pull(
     dest = root / spec.name
     ed_config = _config(EDTalkConfig, spec.edtalk.config, "edtalk")
     con_config = _config(ConnectorConfig, spec.connector.config, "connector")
+    a2l = spec.audio2lip
+    a2l_config = _config(lambda **v: Audio2LipConfig.from_dict(v), a2l.config, "audio2lip") if a2l else None
     with staged_set(dest, force) as stage:
         say(f"downloading {spec.edtalk.file.repo_id}/{spec.edtalk.file.filename}")
         path, source = download(spec.edtalk.file, endpoint=endpoint, cache_dir=cache, token=token)
@@ -271,6 +279,11 @@ def pull(
         convert_connector(
             path, stage, config=con_config, name=spec.connector.name, version=spec.connector.version, source=source
         )
+        if a2l is not None and a2l_config is not None:
+            say(f"downloading {a2l.file.repo_id}/{a2l.file.filename}")
+            path, source = download(a2l.file, endpoint=endpoint, cache_dir=cache, token=token)
+            say("converting Audio2Lip")
+            convert_audio2lip(path, stage, config=a2l_config, name=a2l.name, version=a2l.version, source=source)
         e2v = spec.emotion2vec
         say(f"downloading {e2v.weights_file.repo_id}/{e2v.config_file.filename}, {e2v.weights_file.filename}")
         conf_path, _ = download(e2v.config_file, endpoint=endpoint, cache_dir=cache, token=token)

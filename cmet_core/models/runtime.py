@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from cmet_core.models.audio2lip import Audio2Lip
 from cmet_core.models.edtalk import Generator, Motion, SourceCache
 from cmet_core.settings import CoreSettings
 
@@ -151,6 +152,23 @@ class EDTalkRunner:
                 img = self._decode(latent, src.feats, e, normed=src.normed)
                 out.append(img[: b - a].float().cpu())
         return torch.cat(out)
+
+
+LipForward = Callable[[torch.Tensor], torch.Tensor]
+"""(N, 1, 80, 16) mel windows -> (N, lip_dim) raw lip alphas on the CPU: `LipRunner`, or a server's batcher."""
+
+
+class LipRunner:
+    """Audio2Lip on the generator's device, in float32 and inference mode (it is small: no other options)."""
+
+    def __init__(self, net: Audio2Lip, device: torch.device) -> None:
+        self.net = net.eval().to(device)
+        self.device = device
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out: torch.Tensor = self.net(windows.to(self.device)).reshape(windows.shape[0], -1)
+        return out.float().cpu()
 
 
 def _source_rows(source: SourceCache, a: int, b: int, pad: Callable[[torch.Tensor], torch.Tensor]) -> SourceCache:

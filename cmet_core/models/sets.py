@@ -7,6 +7,7 @@ Layout of a set (see `checkpoints` for the model format)::
     SET/connector.safetensors   SET/connector.json   C-MET connector
     SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
     SET/gfpgan.safetensors      SET/gfpgan.json      optional: GFPGAN v1.4 face restorer (`enhance`)
+    SET/audio2lip.safetensors   SET/audio2lip.json   Audio2Lip, speech to lips (optional: dubbing only)
 
 The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
 set. This module finds, reads and loads sets; importing it does not import torch (the service
@@ -32,6 +33,7 @@ from cmet_core.models.manifests import (
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
+    from cmet_core.models.audio2lip import Audio2Lip
     from cmet_core.models.connector import Connector
     from cmet_core.models.edtalk import Generator
     from cmet_core.models.gfpgan import GFPGAN
@@ -174,19 +176,22 @@ class Check:
 def compatibility(configs: dict[str, dict[str, Any]]) -> list[Check]:
     """The three models must agree on the sizes they pass to each other."""
     checks: list[Check] = []
-    ed, con, e2v = configs.get("edtalk"), configs.get("connector"), configs.get("emotion2vec")
+    ed, con, e2v, a2l = (configs.get(k) for k in ("edtalk", "connector", "emotion2vec", "audio2lip"))
     if ed and con and ed.get("exp_dim") != con.get("exp_dim"):
         msg = f"connector exp_dim {con.get('exp_dim')} differs from EDTalk exp_dim {ed.get('exp_dim')}"
         checks.append(Check("set", "compatibility", "failed", msg))
     if con and e2v and e2v.get("embed_dim") is not None and e2v["embed_dim"] != con.get("speech_dim"):
         msg = f"emotion2vec embed_dim {e2v['embed_dim']} differs from connector speech_dim {con.get('speech_dim')}"
         checks.append(Check("set", "compatibility", "failed", msg))
+    if ed and a2l and a2l.get("lip_dim", 20) != ed.get("lip_dim"):
+        msg = f"audio2lip lip_dim {a2l.get('lip_dim', 20)} differs from EDTalk lip_dim {ed.get('lip_dim')}"
+        checks.append(Check("set", "compatibility", "failed", msg))
     return checks
 
 
 @dataclass
 class ModelSet:
-    """A loaded set: the two torch modules, and the emotion2vec dir for the speech encoder.
+    """A loaded set: the torch modules, and the emotion2vec dir for the speech encoder.
 
     `connector_choice` is set when the connector came from the registry instead of the set."""
 
@@ -199,6 +204,8 @@ class ModelSet:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     restorer: GFPGAN | None = None
     """The optional face restorer; None in a set without one (then `enhance` stays off)."""
+    audio2lip: Audio2Lip | None = None
+    """Speech to lip motion; None in a set made without it (dubbing is then refused, edits work)."""
 
     @property
     def connector_label(self) -> str:
@@ -225,7 +232,7 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
-    from cmet_core.models.checkpoints import load_connector, load_edtalk, load_gfpgan
+    from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, load_gfpgan
 
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)
@@ -246,6 +253,10 @@ def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: Con
     if "gfpgan" in manifest.models:
         _, restorer_weights = model_manifest(path, manifest, "gfpgan")
         models.restorer = load_gfpgan(restorer_weights, verify=verify)
+    if "audio2lip" in manifest.models:
+        a2l, a2l_weights = model_manifest(path, manifest, "audio2lip")
+        models.audio2lip = load_audio2lip(a2l_weights, verify=verify)
+        configs["audio2lip"] = a2l.config
     if connector is not None:
         models.use_connector(connector)
     return models

@@ -12,7 +12,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from cmet_jobs.states import DeliveryState, EmotionState, JobState
+from cmet_jobs.states import DeliveryState, EmotionState, JobKind, JobState
 
 
 def now() -> datetime:
@@ -81,15 +81,17 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
         Index("ix_jobs_key_created", "key_id", "created_at"),
+        Index("ix_jobs_key_kind_created", "key_id", "kind", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("edt"))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind), default=JobKind.EDIT, server_default=JobKind.EDIT.value)
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.CREATING, index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    """The job's `EditSpec` as JSON (`cmet_jobs.spec.EditSpec.model_validate` reads it back)."""
+    """The job's `EditSpec` (a contact sheet's `SheetSpec`) as JSON; `cmet_jobs.jobs.spec_of` reads it back."""
     output_key: Mapped[str | None] = mapped_column(String(300), default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
 from cmet_core.targets import MAX_SPEECH_CLIPS
-from cmet_jobs import edits, jobs, schemas
+from cmet_jobs import edits, events, jobs, schemas
 from cmet_jobs.db.models import ApiKey, Job
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
@@ -36,12 +37,17 @@ _BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "description": "The fields of EditCreate as form fields, plus file parts `video` "
-                    "and `speech` (repeatable).",
+                    "(a video, or a photo to animate), `speech` (repeatable), and for a dub `speech_track` "
+                    "and `pose_video`.",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
+                        "speech_track": {"type": "string", "format": "binary"},
+                        "pose_video": {"type": "string", "format": "binary"},
+                        "lips": {"type": "string", "enum": ["video", "speech"]},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
                         "intensity": {"type": "number"},
+                        "timeline": {"type": "string", "description": "An EditTimeline as JSON text."},
                     },
                 }
             },
@@ -56,25 +62,33 @@ def _invalid(exc: ValidationError) -> RequestError:
     return RequestError(ErrorCode.INVALID_REQUEST, detail, errors=errors)
 
 
-async def _read_body(request: Request) -> tuple[schemas.EditCreate, UploadFile | None, list[UploadFile]]:
+_SINGLE_PARTS = ("video", "speech_track", "pose_video")
+
+
+async def _read_body(
+    request: Request,
+) -> tuple[schemas.EditCreate, dict[str, UploadFile], list[UploadFile]]:
+    """The body, the single file parts by name (`video`, `speech_track`, `pose_video`) and the `speech` parts."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
-            form = await request.form(max_files=1 + MAX_SPEECH_CLIPS, max_fields=64)
+            form = await request.form(max_files=len(_SINGLE_PARTS) + MAX_SPEECH_CLIPS, max_fields=64)
         except HTTPException as exc:  # starlette's multipart limits
             raise RequestError(ErrorCode.INVALID_REQUEST, str(exc.detail)) from None
         fields: dict[str, Any] = {}
-        video: UploadFile | None = None
+        singles: dict[str, UploadFile] = {}
         speech: list[UploadFile] = []
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                if name == "video" and video is None:
-                    video = value
+                if name in _SINGLE_PARTS and name not in singles:
+                    singles[name] = value
                 elif name == "speech":
                     speech.append(value)
                 else:
                     raise RequestError(
-                        ErrorCode.INVALID_REQUEST, f"unexpected file part `{name}` (expected `video` once and `speech`)"
+                        ErrorCode.INVALID_REQUEST,
+                        f"unexpected file part `{name}` (expected `video`, `speech_track`, `pose_video` once "
+                        "each and `speech`)",
                     )
             elif name in _LIST_FIELDS:
                 fields.setdefault(name, []).append(value)
@@ -82,14 +96,16 @@ async def _read_body(request: Request) -> tuple[schemas.EditCreate, UploadFile |
                 fields[name] = [p.strip() for p in value.split(",")]
             else:
                 fields[name] = value
+        if len(speech) > MAX_SPEECH_CLIPS:
+            raise RequestError(ErrorCode.INVALID_REQUEST, f"at most {MAX_SPEECH_CLIPS} `speech` parts")
         try:
-            return schemas.EditCreate.model_validate(fields), video, speech
+            return schemas.EditCreate.model_validate(fields), singles, speech
         except ValidationError as exc:
             raise _invalid(exc) from None
     if kind != "application/json":
         raise RequestError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or multipart/form-data")
     try:
-        return schemas.EditCreate.model_validate_json(await request.body()), None, []
+        return schemas.EditCreate.model_validate_json(await request.body()), {}, []
     except ValidationError as exc:
         raise _invalid(exc) from None
 
@@ -100,18 +116,30 @@ def _submit(
     storage: Storage,
     key: ApiKey,
     body: schemas.EditCreate,
-    video: UploadFile | None,
+    singles: dict[str, UploadFile],
     speech: list[UploadFile],
     idempotency_key: str | None,
 ) -> Job:
     """The parts saved to a scratch folder (size limits, empty parts refused), then `edits.submit`."""
+    limits = {"video": settings.max_video_bytes, "pose_video": settings.max_video_bytes}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
-        saved = save_upload(video, folder, "video", settings.max_video_bytes) if video is not None else None
+        saved = {
+            name: save_upload(part, folder, name, limits.get(name, settings.max_speech_bytes))
+            for name, part in singles.items()
+        }
         clips = tuple(
             save_upload(part, folder, f"speech{i}", settings.max_speech_bytes) for i, part in enumerate(speech)
         )
-        return edits.submit(session, settings, storage, key, edits.Submission(body, saved, clips, idempotency_key))
+        submission = edits.Submission(
+            body,
+            saved.get("video"),
+            clips,
+            idempotency_key,
+            speech_track_file=saved.get("speech_track"),
+            pose_video_file=saved.get("pose_video"),
+        )
+        return edits.submit(session, settings, storage, key, submission)
 
 
 @router.post(
@@ -131,8 +159,8 @@ async def create_edit(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> schemas.Job:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
-    body, video, speech = await _read_body(request)
-    job = await offload.heavy(request, _submit, session, settings, storage, key, body, video, speech, idempotency_key)
+    body, singles, speech = await _read_body(request)
+    job = await offload.heavy(request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key)
     response.headers["Location"] = f"/v1/edits/{job.id}"
     return jobs.to_schema(job, storage)
 
@@ -141,6 +169,27 @@ async def create_edit(
 def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
     """The job; for a success, `output_url` is a download signed anew on every read."""
     return jobs.to_schema(edits.owned(session, key, job_id), storage)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events `state`, `progress` and, last, `result` (or `error` if the edit was "
+            "deleted), each with the job as JSON in `data`.",
+            "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+def edit_events(
+    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> StreamingResponse:
+    """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
+    edits.owned(session, key, job_id)
+    body = events.stream(settings.db_url, storage, key.id, job_id)
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
 
 
 @router.get("", response_model=schemas.JobList)

@@ -133,3 +133,32 @@ def test_installed_entry_point_edits_the_embedded_sample(tiny_set: Path, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert "sample" in proc.stderr and probe(tmp_path / "sample.edited.mp4").frame_count == 50
+
+
+def _speech(test_data: Path, tmp_path: Path, seconds: float) -> Path:
+    import soundfile
+
+    wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
+    soundfile.write(str(tmp_path / "line.wav"), wav[: int(seconds * rate)], rate)
+    return tmp_path / "line.wav"
+
+
+def test_dub_a_video_and_animate_a_photo(tiny_set: Path, tmp_path: Path, test_data: Path) -> None:
+    line = _speech(test_data, tmp_path, 0.6)
+    talk = write_sample_clip(tmp_path / "talk.mp4")
+    code, output = _edit(str(talk), "--lips-from", str(line), "--emotion", "happy", "--models", str(tiny_set))
+    assert code == 0, output
+    assert "audio2lip" in output and probe(tmp_path / "talk.happy.mp4").frame_count == 15
+    photo = test_data / "faces" / "uncropped_face.jpg"
+    pose = test_data / "video" / "edtalk_pose_source1_cropped.mp4"
+    out = tmp_path / "photo.mp4"
+    args = [str(photo), "--lips-from", str(line), "--pose-from", str(pose), "--emotion", "sarcastic", "-o", str(out)]
+    code, output = _edit(*args, "--models", str(tiny_set))
+    assert code == 0, output
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count) == (840, 1024, 15)
+    code, output = _edit(str(photo), "--emotion", "happy", "--models", str(tiny_set), "-o", str(out))
+    assert code == 2 and "[photo_needs_speech]" in output, output
+    bad_fill = ["--pose-fill", "spin", "--models", str(tiny_set)]
+    code, output = _edit(str(talk), "--lips-from", str(line), "-e", "happy", *bad_fill)
+    assert code == 2 and "pose_fill" in output, output

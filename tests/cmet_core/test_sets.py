@@ -21,16 +21,18 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
 from cmet_core.models.build import (
     TINY_EMOTION2VEC,
     make_tiny_set,
     verify_set,
     write_set_manifest,
 )
-from cmet_core.models.checkpoints import load_connector, load_edtalk, write_model
+from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector
 from cmet_core.models.convert import (
     CheckpointWarning,
+    convert_audio2lip,
     convert_connector,
     convert_edtalk,
     import_emotion2vec,
@@ -83,7 +85,14 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_state(kind: str, seed: int = 1) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = Generator(TINY_EDTALK) if kind == "edtalk" else Connector(TINY_CONNECTOR)
+        module: torch.nn.Module
+        if kind == "audio2lip":
+            module = Audio2Lip(TINY_AUDIO2LIP)
+            for name, buf in module.named_buffers():
+                if name.endswith("running_mean"):
+                    buf.normal_()
+        else:
+            module = Generator(TINY_EDTALK) if kind == "edtalk" else Connector(TINY_CONNECTOR)
     return module.state_dict()
 
 
@@ -142,9 +151,9 @@ def run_cli(*args: str) -> tuple[int, str]:
 
 def test_make_tiny_round_trip(tiny_set: Path) -> None:
     manifest = read_set(tiny_set)
-    assert set(manifest.models) == {"edtalk", "connector", "emotion2vec", "gfpgan"}
+    assert set(manifest.models) == {"edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"}
     rows, problems = list_models(tiny_set.parent)
-    assert not problems and [r.kind for r in rows] == ["edtalk", "connector", "emotion2vec", "gfpgan"]
+    assert not problems and [r.kind for r in rows] == ["edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"]
     assert all(r.source == "make-tiny seed=0" and r.size > 0 for r in rows)
     report = verify_set(tiny_set)
     assert report.ok, [c.line() for c in report.checks]
@@ -477,6 +486,9 @@ def fake_hub(tmp_path: Path) -> Iterator[FakeHub]:
             tmp_path,
             "c.pth",
         ),
+        (OFFICIAL_FILES["audio2lip"].repo_id, OFFICIAL_FILES["audio2lip"].filename): _bytes(
+            {"audio2lip": tiny_state("audio2lip")}, tmp_path, "a.pt"
+        ),
         (OFFICIAL_FILES["emotion2vec_config"].repo_id, "config.yaml"): (e2v / "config.yaml").read_bytes(),
         (OFFICIAL_FILES["emotion2vec_weights"].repo_id, "model.pt"): (e2v / "model.pt").read_bytes(),
         (OFFICIAL_FILES["emotion2vec_tokens"].repo_id, "tokens.txt"): (e2v / "tokens.txt").read_bytes(),
@@ -492,6 +504,8 @@ def tiny_spec() -> PullSpec:
     spec.edtalk.config = TINY_EDTALK.to_dict()
     spec.connector.config = TINY_CONNECTOR.to_dict()
     spec.restorer = None  # a release asset, not on the hub: test_restorer_models.py pulls it
+    assert spec.audio2lip is not None
+    spec.audio2lip.config = TINY_AUDIO2LIP.to_dict()
     return spec
 
 
@@ -518,6 +532,38 @@ def test_pull_from_fake_hub(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pyte
         FAKE_COMMIT,
     )
     assert source.url is not None and source.url.startswith(fake_hub.url)
+    assert any(r.startswith("GET /coldhyuk/C-MET/resolve/") and r.endswith("/Audio2Lip.pt") for r in fake_hub.requests)
+    assert loaded.audio2lip is not None
+    assert all(torch.equal(loaded.audio2lip.state_dict()[k], v) for k, v in tiny_state("audio2lip").items())
+    a2l_source = ModelManifest.model_validate_json((dest / "audio2lip.json").read_text()).source
+    assert (a2l_source.repo_id, a2l_source.filename) == ("coldhyuk/C-MET", "pretrained_weights/Audio2Lip.pt")
+
+
+def test_pull_spec_without_audio2lip_makes_a_set_that_edits(fake_hub: FakeHub, tmp_path: Path) -> None:
+    spec = tiny_spec()
+    spec.audio2lip = None
+    dest = pull(tmp_path / "models", spec, endpoint=fake_hub.url, cache_dir=tmp_path / "cache")
+    assert "audio2lip" not in read_set(dest).models and verify_set(dest).ok
+    assert load_set(dest).audio2lip is None
+    assert not any(r.endswith("/Audio2Lip.pt") for r in fake_hub.requests)
+
+
+def test_convert_audio2lip_is_strict(tmp_path: Path) -> None:
+    good = tmp_path / "Audio2Lip.pt"
+    torch.save({"audio2lip": tiny_state("audio2lip")}, good)
+    mpath = convert_audio2lip(good, tmp_path / "out", config=TINY_AUDIO2LIP)
+    net = load_audio2lip(mpath)
+    assert not net.training and net.config == TINY_AUDIO2LIP
+    state = tiny_state("audio2lip")
+    state.pop("audio_encoder.3.conv_block.1.running_var")
+    torch.save({"audio2lip": state}, tmp_path / "missing.pt")
+    with pytest.raises(ModelLoadError, match="1 missing keys: audio_encoder.3.conv_block.1.running_var"):
+        convert_audio2lip(tmp_path / "missing.pt", tmp_path / "out2", config=TINY_AUDIO2LIP)
+    torch.save({"gen": tiny_state("edtalk")}, tmp_path / "wrong.pt")
+    with pytest.raises(ModelLoadError, match="not a Audio2Lip checkpoint: no 'audio2lip' entry"):
+        convert_audio2lip(tmp_path / "wrong.pt", tmp_path / "out3", config=TINY_AUDIO2LIP)
+    with pytest.raises(ModelLoadError, match="does not fit audio2lip"):
+        convert_audio2lip(good, tmp_path / "out4")  # the published config: tiny weights do not fit
 
 
 def test_pull_errors(fake_hub: FakeHub, tmp_path: Path) -> None:

@@ -256,3 +256,38 @@ def test_worker_beat_and_workers_seen(db: str) -> None:
         jobs.worker_beat(session, "stale")
     with session_scope(db) as session:
         assert jobs.workers_seen(session) == 3
+
+
+def test_kinds_and_specs_of_each_kind(db: str) -> None:
+    from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
+    from cmet_jobs.states import JobKind
+
+    sheet = SheetSpec(video=InputRef(key="jobs/x/input/video"), emotions=("happy", "sad")).model_dump(mode="json")
+    edit_id = make_job(db, state=JobState.QUEUED)
+    sheet_id = make_job(db, state=JobState.QUEUED, kind=JobKind.SHEET, spec=sheet)
+    with session_scope(db) as session:
+        assert jobs.kinds(session, [edit_id, sheet_id, "edt_gone"]) == {edit_id: JobKind.EDIT, sheet_id: JobKind.SHEET}
+        assert jobs.kinds(session, []) == {}
+    assert isinstance(jobs.spec_of(load(db, edit_id)), EditSpec)
+    assert jobs.spec_of(load(db, sheet_id)) == SheetSpec.model_validate(sheet)
+
+
+def test_preview_schema_of_a_succeeded_sheet_signs_the_grid_and_every_cell(db: str, tmp_path: Path) -> None:
+    from cmet_jobs.spec import InputRef, SheetSpec
+    from cmet_jobs.states import JobKind
+
+    storage = LocalStorage(tmp_path / "store", "http://cmet.test", b"secret", 60)
+    spec = SheetSpec(video=InputRef(key="k"), emotions=("happy",), intensities=(0.5, 1.0)).model_dump(mode="json")
+    cells = [{"emotion": "happy", "intensity": i, "key": jobs.cell_key("x", f"c{i}.png")} for i in (0.5, 1.0)]
+    job_id = make_job(db, state=JobState.RUNNING, kind=JobKind.SHEET, spec=spec, output_key="jobs/x/sheet.png")
+    queued = jobs.to_preview(load(db, job_id), storage)
+    assert queued.sheet_url is None and queued.cells == [] and queued.kind == "sheet"
+    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result={"frame": 3, "cells": cells}))
+    out = jobs.to_preview(load(db, job_id), storage)
+    assert out.sheet_url is not None and out.sheet_url.startswith("http://cmet.test/v1/files/jobs/x/sheet.png?")
+    assert [c.url.split("?")[0] for c in out.cells] == [
+        "http://cmet.test/v1/files/jobs/x/cells/c0.5.png",
+        "http://cmet.test/v1/files/jobs/x/cells/c1.0.png",
+    ]
+    assert (out.frame, out.emotions, out.intensities, out.output_url) == (3, ["happy"], [0.5, 1.0], None)
+    assert jobs.payload(load(db, job_id), storage).object == "preview"

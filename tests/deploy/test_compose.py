@@ -116,7 +116,9 @@ def test_workers_reserve_one_gpu_each_and_run_celery(env_source: str) -> None:
         assert worker_env["CMET_DEVICE"] == "cuda:0" and worker_env["CUDA_VISIBLE_DEVICES"] == "0", name
         command = svc["command"]
         assert command[:4] == ["celery", "-A", "worker.celery_app", "worker"], name
-        assert command[command.index("-Q") + 1] == "${CMET_QUEUE:-cmet-edits}" == worker_env["CMET_QUEUE"], name
+        preview_queue, edit_queue = command[command.index("-Q") + 1].split(",")
+        assert edit_queue == "${CMET_QUEUE:-cmet-edits}" == worker_env["CMET_QUEUE"], name
+        assert preview_queue == "${CMET_PREVIEW_QUEUE:-cmet-previews}" == worker_env["CMET_PREVIEW_QUEUE"], name
         # concurrent jobs as threads of one process, so the dynamic batcher sees all their frames
         assert (
             command[command.index("--pool") + 1] == "threads"

@@ -152,10 +152,11 @@ class Stack:
         return self.webhook_worker
 
     def start_worker(self) -> subprocess.Popen:  # type: ignore[type-arg]
-        """One edit worker, built as `cmet worker` builds them (one job at a time, prefork)."""
-        from worker.devices import celery_worker
+        """One edit worker, built as `cmet worker` builds them (one job at a time, prefork, previews first)."""
+        from worker.devices import celery_worker, job_queues
 
-        args = celery_worker([self.env["CMET_QUEUE"]], 1, "prefork", "cmet-test")
+        queues = job_queues(self.env["CMET_QUEUE"], self.env["CMET_PREVIEW_QUEUE"])
+        args = celery_worker(queues, 1, "prefork", "cmet-test")
         self.worker = self._spawn([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"], "worker.log")
         return self.worker
 
@@ -187,6 +188,7 @@ def running_stack(
         "CMET_BROKER_URL": broker_url,
         "CMET_QUEUE": queue,
         "CMET_WEBHOOK_QUEUE": f"{queue}-webhooks",
+        "CMET_PREVIEW_QUEUE": f"{queue}-previews",
         "CMET_MODELS_SET": str(models),
         "CMET_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CMET_ALLOW_PRIVATE_URLS": "true",

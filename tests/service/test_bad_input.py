@@ -6,6 +6,7 @@ queue is real Redis, but only the few valid set-up requests ever reach it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,9 +70,39 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         "big": b"\x00" * (MAX_VIDEO + 10),
         "silent": silent,
         "dense": make_dense_video(tmp / "dense.mp4", frames=40_000, seconds=2.0).read_bytes(),
+        "photo": _jpeg(),
+        "long_flac": _long_flac(tmp / "long.flac", seconds=601),
     }
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Corpus(client, settings, key, other, files)
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 90, 60)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def _long_flac(path: Path, seconds: int) -> bytes:
+    """Digital silence as FLAC: ten minutes in a few kB, its length declared in the header."""
+    import numpy as np
+    import soundfile
+
+    soundfile.write(str(path), np.zeros(8000 * seconds, np.int16), 8000)
+    return path.read_bytes()
+
+
+def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-untyped-def]
+    """A multipart dub request: part `video` from the corpus, the other parts named by `*_part` fields."""
+    files = {"video": c.files[video]} | {
+        name.removesuffix("_part"): c.files[value] for name, value in fields.items() if name.endswith("_part")
+    }
+    data = {"emotion": "happy"} | {k: v for k, v in fields.items() if not k.endswith("_part")}
+    return c.post(files=files, data=data)
 
 
 def _jobs(settings: JobsSettings) -> int:
@@ -107,6 +138,15 @@ def _chunked(size: int):  # type: ignore[no-untyped-def]
 
 
 Case = Callable[[Corpus], Any]
+
+
+def _plan(segments: list[tuple[float, float, str]]) -> dict[str, Any]:
+    return {"segments": [{"start_s": a, "end_s": b, "target": t} for a, b, t in segments or [(0, 0.1, "sad")]]}
+
+
+def _timeline_case(segments: list[tuple[float, float, str]]) -> Case:
+    return lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": json.dumps(_plan(segments))})
+
 
 CASES: list[tuple[str, Case, int, str]] = [
     ("no auth header", lambda c: c.client.post("/v1/edits", json={"emotion": "happy"}), 401, "unauthorized"),
@@ -155,6 +195,56 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_emotion",
     ),
     ("no emotion, no speech", lambda c: c.post(files={"video": c.files["video"]}), 422, "emotion_missing"),
+    *(
+        (f"timeline: {name}", _timeline_case(segments), 422, code)
+        for name, segments, code in [
+            ("overlap", [(0.0, 0.15, "happy"), (0.1, 0.2, "sad")], "timeline_overlap"),
+            ("past the clip's end", [(0.0, 5.0, "happy")], "timeline_past_end"),
+            ("reversed", [(0.15, 0.05, "happy")], "timeline_bad_times"),
+            ("negative", [(-1.0, 0.1, "happy")], "timeline_bad_times"),
+            ("too many", [(i / 1000, (i + 1) / 1000, "sad") for i in range(65)], "timeline_too_many_segments"),
+            ("unknown emotion", [(0.0, 0.1, "furious")], "unknown_emotion"),
+            ("from_audio as a target", [(0.0, 0.1, "from_audio")], "bad_emotion"),
+        ]
+    ),
+    (
+        "timeline and emotion",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://x.example/v.mp4", "timeline": _plan([])}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "timeline and intensity",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": json.dumps(_plan([])), "intensity": "2"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "timeline not JSON",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"timeline": "{segments"}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "from_audio on a video without audio",
+        lambda c: c.post(files={"video": c.files["silent"]}, data={"emotion": "from_audio"}),
+        422,
+        "no_audio",
+    ),
+    (
+        "custom emotion named from_audio",
+        lambda c: c.client.post(
+            "/v1/emotions", headers=c.auth(), data={"name": "from_audio"}, files={"speech": c.files["wav"]}
+        ),
+        422,
+        "bad_emotion_name",
+    ),
+    (
+        "neutral without from_audio",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "neutral": "self"}),
+        422,
+        "invalid_request",
+    ),
     ("no video", lambda c: c.post(json={"emotion": "happy"}), 422, "video_missing"),
     (
         "video part and asset",
@@ -336,6 +426,69 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_upscale",
     ),
     (
+        "preview window past the clip",
+        lambda c: c.post(
+            files={"video": c.files["video"]}, data={"emotion": "happy", "preview_s": "1", "preview_start_s": "9"}
+        ),
+        422,
+        "bad_preview_window",
+    ),
+    (
+        "preview start without a length",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "preview_start_s": 1}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "preview longer than allowed",
+        lambda c: c.post(json={"emotion": "happy", "video_url": "https://example.com/a.mp4", "preview_s": 300}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "sheet frame past the clip",
+        lambda c: c.client.post(
+            "/v1/previews",
+            headers=c.auth(),
+            files={"video": c.files["video"]},
+            data={"emotions": "happy", "frame": "99"},
+        ),
+        422,
+        "bad_preview_frame",
+    ),
+    (
+        "sheet without emotions",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), json={"video_asset": "ast_" + "0" * 32}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "sheet with an unknown emotion",
+        lambda c: c.client.post(
+            "/v1/previews", headers=c.auth(), files={"video": c.files["video"]}, data={"emotions": ["happy", "glum"]}
+        ),
+        422,
+        "unknown_emotion",
+    ),
+    (
+        "sheet without a video",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), json={"emotions": ["happy"]}),
+        422,
+        "video_missing",
+    ),
+    (
+        "sheet as plain text",
+        lambda c: c.client.post("/v1/previews", headers=c.auth(), content=b"x", params={}),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "another key's preview",
+        lambda c: c.client.get("/v1/previews/edt_" + "0" * 32, headers=c.auth(c.other_key)),
+        404,
+        "preview_not_found",
+    ),
+    (
         "empty Idempotency-Key",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy"}, headers={"Idempotency-Key": ""}),
         422,
@@ -502,6 +655,41 @@ CASES: list[tuple[str, Case, int, str]] = [
         "bad_signature",
     ),
     ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
+    ("photo without lips speech", lambda c: _dub(c, "photo"), 422, "photo_needs_speech"),
+    ("lips speech without a speech track", lambda c: _dub(c, lips="speech"), 422, "speech_track_missing"),
+    ("speech track without lips speech", lambda c: _dub(c, speech_track_part="wav"), 422, "speech_track_unused"),
+    (
+        "pose video with a video input",
+        lambda c: _dub(c, lips="speech", speech_track_part="wav", pose_video_part="video"),
+        422,
+        "pose_video_needs_photo",
+    ),
+    (
+        "speech track without an audio stream",
+        lambda c: _dub(c, lips="speech", speech_track_part="silent"),
+        422,
+        "no_audio",
+    ),
+    (
+        "speech track over the duration limit",
+        lambda c: _dub(c, lips="speech", speech_track_part="long_flac"),
+        422,
+        "speech_too_long",
+    ),
+    (
+        "speech track as URL and asset",
+        lambda c: c.post(
+            json={
+                "emotion": "happy",
+                "lips": "speech",
+                "speech_track_url": "https://example.com/a.wav",
+                "speech_track_asset": "ast_" + "0" * 32,
+            }
+        ),
+        422,
+        "invalid_request",
+    ),
+    ("unknown pose_fill", lambda c: _dub(c, lips="speech", pose_fill="spin"), 422, "invalid_request"),
 ]
 
 

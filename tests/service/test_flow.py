@@ -16,10 +16,11 @@ from tests.service.stack import Stack
 FINAL = {"succeeded", "failed", "canceled"}
 
 
-def wait_final(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+def wait_final(client: httpx.Client, job_id: str, timeout: float = 120, path: str = "/v1/edits") -> dict:  # type: ignore[type-arg]
+    """The job (read at `path`) once it is final."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/edits/{job_id}").json()
+        job = client.get(f"{path}/{job_id}").json()
         if job["state"] in FINAL:
             return job  # type: ignore[no-any-return]
         time.sleep(0.2)
@@ -217,3 +218,43 @@ def test_emotion_from_the_clients_speech(client: httpx.Client, clip: Path, test_
     r = client.post("/v1/edits", files=parts, data={"intensity": "1.5"})
     assert r.status_code == 202, r.text
     assert wait_final(client, r.json()["id"])["state"] == "succeeded"
+
+
+def test_dub_a_video_with_a_speech_track(client: httpx.Client, clip: Path, test_data: Path, tmp_path: Path) -> None:
+    import soundfile
+
+    from tests.media_factory import make_speech
+
+    wav, _ = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
+    line = make_speech(tmp_path / "line.mp3", wav[: int(0.8 * 16000)])  # 0.8 s: longer than the 0.4 s clip
+    with clip.open("rb") as video, line.open("rb") as track:
+        r = client.post(
+            "/v1/edits",
+            files={"video": ("talk.mp4", video, "video/mp4"), "speech_track": ("line.mp3", track, "audio/mpeg")},
+            data={"emotion": "happy", "lips": "speech", "pose_fill": "loop"},
+        )
+    assert r.status_code == 202, r.text
+    done = wait_final(client, r.json()["id"])
+    assert done["state"] == "succeeded", done
+    assert done["result"]["frames"] == 20 and done["result"]["fps"] == 25.0
+    (tmp_path / "dub.mp4").write_bytes(httpx.get(done["output_url"], timeout=30).content)
+    out = probe(tmp_path / "dub.mp4")
+    assert out.frame_count == 20 and out.has_audio and abs(out.duration_s - 0.8) <= 0.04 + 0.03
+
+
+def test_animate_a_photo_with_a_speech_track(client: httpx.Client, test_data: Path, tmp_path: Path) -> None:
+    import soundfile
+
+    wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
+    soundfile.write(str(tmp_path / "line.wav"), wav[: int(0.4 * rate)], rate)
+    photo = test_data / "faces" / "uncropped_face.jpg"
+    with photo.open("rb") as image, (tmp_path / "line.wav").open("rb") as track:
+        r = client.post(
+            "/v1/edits",
+            files={"video": ("me.jpg", image, "image/jpeg"), "speech_track": ("line.wav", track, "audio/wav")},
+            data={"emotion": "sarcastic", "lips": "speech"},
+        )
+    assert r.status_code == 202, r.text
+    done = wait_final(client, r.json()["id"])
+    assert done["state"] == "succeeded", done
+    assert (done["result"]["frames"], done["result"]["width"], done["result"]["height"]) == (10, 840, 1024)

@@ -102,3 +102,25 @@ def test_concurrent_jobs_faces_share_one_restorer_forward() -> None:
     assert seen == [("gfpgan", 6)]  # three jobs' faces in one forward
     for i, faces in enumerate(jobs):
         torch.testing.assert_close(got[i], runner.restore(faces), atol=1e-4, rtol=0)
+
+
+def test_audio2lip_windows_of_concurrent_dubs_share_a_forward() -> None:
+    from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
+    from cmet_core.models.runtime import LipRunner
+    from worker.batcher import LipBatcher, WorkerBatching
+
+    torch.manual_seed(0)
+    runner = LipRunner(Audio2Lip(TINY_AUDIO2LIP), torch.device("cpu"))
+    seen: list[tuple[str, int]] = []
+    batcher = LipBatcher(runner, BatchPolicy(max_batch=32, max_wait_ms=200), observe=lambda m, n: seen.append((m, n)))
+    jobs = [torch.randn(n, 1, 80, 16) for n in (5, 7, 4)]
+    got: dict[int, torch.Tensor] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, batcher(jobs[i]))) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i, windows in enumerate(jobs):
+        torch.testing.assert_close(got[i], runner(windows), atol=5e-5, rtol=1e-5)  # the kit's tolerance
+    assert seen == [("audio2lip", 16)]  # the three dubs in one forward
+    assert isinstance(WorkerBatching(lambda _m: BatchPolicy(), lambda _m, _n: None).lips(runner), LipBatcher)

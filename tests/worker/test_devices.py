@@ -38,6 +38,19 @@ def test_each_gpu_worker_sees_only_its_device() -> None:
     assert DeviceSlot("gpu1", 1).queues("cmet-edits") == ["cmet-edits", "cmet-edits.gpu1"]
 
 
+def test_previews_are_consumed_first() -> None:
+    from cmet_jobs.queue import broker_options
+    from worker.devices import command, job_queues
+
+    queues = ["cmet-previews", "cmet-previews.gpu0", "cmet-edits", "cmet-edits.gpu0"]
+    assert DeviceSlot("gpu0", 0).queues("cmet-edits", "cmet-previews") == queues
+    args = command(DeviceSlot("gpu0", 0), "cmet-edits", 2, "cmet-previews")
+    assert args[args.index("-Q") + 1] == ",".join(queues)
+    assert job_queues("cmet-edits", "cmet-previews") == ["cmet-previews", "cmet-edits"]
+    # Redis is asked for the queues in that order every time, not round robin
+    assert broker_options("redis://h/0", Path("/tmp"))["queue_order_strategy"] == "priority"
+
+
 def test_crashed_worker_is_restarted(stack: Stack, tmp_path: Path) -> None:
     env = {**stack.env, "CMET_QUEUE": "cmet-supervisor-test", "CMET_WORKER_METRICS_PORT": "0"}
     log = (tmp_path / "supervisor.log").open("w+")

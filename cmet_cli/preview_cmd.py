@@ -1,0 +1,66 @@
+"""`cmet preview`: a contact sheet, one frame under each emotion x intensity, before a long edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+from cmet_cli.edit_cmd import _face_box, _validated
+
+
+def split_rows(text: str) -> list[str]:
+    """`happy,sad` -> two rows; rows that are blends (`happy=0.6,surprised=0.4`) are separated by `;`."""
+    separator = ";" if ";" in text else ","
+    return [part.strip() for part in text.split(separator) if part.strip()]
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise fail(f"{flag} takes numbers separated by commas, got {text!r}", EXIT_BAD_INPUT) from None
+
+
+def preview(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="Talking-face video."),
+    emotions: str = typer.Option(
+        ..., "--emotions", help="Rows: emotions separated by commas (use ';' between blends such as happy=0.6,sad=0.4)."
+    ),
+    intensities: str = typer.Option("0.5,1,1.5", "--intensities", help="Columns: intensities separated by commas."),
+    output: Path = typer.Option(None, "-o", "--output", help="The sheet's PNG (default: INPUT.sheet.png)."),
+    frame: int = typer.Option(None, "--frame", help="Frame to show (default: the identity source frame)."),
+    models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
+    library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
+    face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
+    face_box: str = typer.Option(None, "--face-box", help="Edit the face overlapping x0,y0,x1,y1."),
+    source_frame: int = typer.Option(
+        None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
+) -> None:
+    """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it."""
+    from cmet_core.options import EditOptions, SheetChoice
+    from cmet_core.pipeline import Editor
+    from cmet_core.preview import contact_sheet
+    from cmet_core.settings import get_settings
+
+    choice = _validated(
+        SheetChoice, emotions=split_rows(emotions), intensities=_numbers(intensities, "--intensities"), frame=frame
+    )
+    options = _validated(EditOptions, face_index=face_index, face_box=_face_box(face_box), source_frame=source_frame)
+    output = output if output is not None else input_path.with_name(f"{input_path.stem}.sheet.png")
+    editor = run(Editor.from_settings, get_settings(), models=models, device=device, library=library)
+    sheet = run(contact_sheet, editor, input_path, choice, options)
+    run(sheet.save, output)
+    cells = run(sheet.save_cells, output.with_name(f"{output.stem}_cells"))
+    n = len(cells)
+    stages = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in sheet.stage_seconds.items())
+    say(f"{stages}; {sheet.total_seconds / n:.2f} s per cell")
+    out().print(
+        f"wrote {output}: {len(choice.emotions)} x {len(choice.intensities)} cells of frame {sheet.frame} "
+        f"(identity: frame {sheet.source_frame}); single images in {cells[0].parent}",
+        highlight=False,
+        soft_wrap=True,
+    )

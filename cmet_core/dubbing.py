@@ -1,0 +1,279 @@
+"""Dubbing: a video or a photo speaks a speech track, with the emotion the edit asks for.
+
+The lips follow the speech through Audio2Lip (mel windows, the network, the original's
+smoothing); head pose, expression and background come from the pose source (the input video,
+or a photo's pose video, or the photo itself, still), one frame per output frame as `lips.plan`
+says; the identity is the input's source frame or the photo. The output runs at Audio2Lip's
+25 fps for as long as the speech, and its audio is the speech track.
+
+`Dub` reuses the edit's face and motion passes (`_Edit._faces`, `_encode`) on the pose source;
+only the lip track and the render loop are its own. Frames of a video background are decoded in
+the plan's order by `FrameFeed`: forward runs stream, backward runs (bounce) are decoded block by
+block after a seek, so memory stays one block whatever the fill.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from cmet_core import faces
+from cmet_core.emotions import EmotionLibrary
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.images import to_images, to_tensor
+from cmet_core.lips import PlannedFrame, check_inputs, plan
+from cmet_core.media import mel
+from cmet_core.media.mel import FPS as LIP_FPS
+from cmet_core.media.photo import is_photo, read_photo
+from cmet_core.media.speech_track import read_track
+from cmet_core.media.video import VideoInfo, VideoWriter, _upright, read_frames
+from cmet_core.models.audio2lip import smooth_lips
+from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.models.runtime import LipForward
+from cmet_core.options import EditOptions
+from cmet_core.pipeline import Editor, EditResult, Progress, _atomic_output, _Edit
+from cmet_core.speech_plan import EditTarget
+
+OUTPUT_TIME_BASE = Fraction(1, 12800)
+
+
+class FrameFeed:
+    """The frames of a video in any order a plan asks for, holding at most one block in memory."""
+
+    def __init__(self, path: Path, block: int) -> None:
+        self.path, self.block = path, max(1, block)
+        self.pts: dict[int, int] = {}  # frame index -> pts, learnt while decoding forwards
+
+    def frames(self, order: Sequence[int]) -> Iterator[np.ndarray]:
+        i = 0
+        while i < len(order):
+            j = i + 1
+            if j < len(order) and order[j] < order[i]:
+                while j < len(order) and order[j] < order[j - 1]:
+                    j += 1
+                yield from self._backward(order[i:j])
+            else:
+                while j < len(order) and order[j] >= order[j - 1]:
+                    j += 1
+                yield from self._forward(order[i:j])
+            i = j
+
+    def _forward(self, run: Sequence[int]) -> Iterator[np.ndarray]:
+        wanted = iter(run)
+        want = next(wanted)
+        for frame in read_frames(self.path):
+            if frame.pts is not None:
+                self.pts[frame.index] = frame.pts
+            while frame.index == want:
+                yield frame.image
+                want = next(wanted, -1)
+            if want == -1:
+                return
+        raise InputError(ErrorCode.DECODE_FAILED, f"{self.path}: decoding gave fewer frames than the first pass")
+
+    def _backward(self, run: Sequence[int]) -> Iterator[np.ndarray]:
+        for a in range(0, len(run), self.block):
+            part = run[a : a + self.block]
+            images = self._span(min(part), max(part))
+            for index in part:
+                yield images[index]
+
+    def _span(self, lo: int, hi: int) -> dict[int, np.ndarray]:
+        """Frames lo..hi: a seek to the key frame before lo, then decoding to hi (from the start without pts)."""
+        got: dict[int, np.ndarray] = {}
+        if lo in self.pts and hi in self.pts:
+            index_of = {pts: i for i, pts in self.pts.items()}
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                container.seek(self.pts[lo], stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    i = index_of.get(frame.pts) if frame.pts is not None else None
+                    if i is not None and lo <= i <= hi:
+                        got[i] = _upright(frame)
+                    if frame.pts is None or frame.pts >= self.pts[hi]:
+                        break
+        if len(got) < hi - lo + 1:  # no pts, or the seek landed past lo: the slow, sure way
+            got = {f.index: f.image for f in read_frames(self.path) if lo <= f.index <= hi}
+        if len(got) < hi - lo + 1:
+            raise InputError(ErrorCode.DECODE_FAILED, f"{self.path}: frames {lo}-{hi} do not decode again")
+        return got
+
+
+def _pose_options(options: EditOptions) -> EditOptions:
+    """A pose video's face is its most prominent one; the face choice names the photo's face."""
+    return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
+
+
+class Dub(_Edit):
+    """One dubbing edit; `run` reads top to bottom as the stages happen."""
+
+    def __init__(
+        self,
+        editor: Editor,
+        src: Path,
+        dst: Path,
+        target: EditTarget,
+        options: EditOptions,
+        progress: Progress,
+        library: EmotionLibrary | None,
+        speech_track: Path | None,
+        pose_video: Path | None,
+    ) -> None:
+        super().__init__(editor, src, dst, target, options, progress, library)
+        self.photo = is_photo(src)
+        check_inputs(
+            options.lips, photo=self.photo, speech_track=speech_track is not None, pose_video=pose_video is not None
+        )
+        assert speech_track is not None
+        if editor.lips is None:
+            raise InputError(
+                ErrorCode.LIPS_UNAVAILABLE,
+                f"model set {editor.models.path} has no Audio2Lip; `cmet models pull` fetches it",
+            )
+        self.lips: LipForward = editor.lips
+        self.speech_track, self.pose_video = speech_track, pose_video
+
+    def run(self) -> EditResult:
+        assert self.target is not None
+        connector = self.editor.connector
+        max_pixels = self.options.max_pixels_per_second / LIP_FPS
+        image = read_photo(self.src, max_pixels) if self.photo else None
+        info = None if self.photo else self.options.probe(self.src)
+        with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
+            wav = read_track(self.speech_track, self.options.max_duration_s)
+        self.lip_frames = mel.num_video_frames(wav.shape[0])
+        with self._stage("expression"), self._network():  # a timeline or the voice over the speech's length
+            speech_plan = self.editor.plan(
+                self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.options
+            )
+        if image is not None:
+            boxes, crop_input, source, motion, times = self._photo_pose(image)
+            source_index = 0
+        else:
+            assert info is not None
+            self.frame_limit = self._frames_needed(info)
+            crop_input = faces.is_face_crop(info.width, info.height)
+            boxes, source_index, motion, times, source = self._motion(info, crop_input)
+        exp = self._edited_expression(connector, speech_plan, motion, times)
+        lips = self._lip_track(wav)
+        frames = plan(times, lips.shape[0], self.options.pose_fill, photo=image is not None)
+        height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
+        like = VideoInfo(
+            path=self.dst,
+            width=width,
+            height=height,
+            fps=Fraction(LIP_FPS),
+            time_base=OUTPUT_TIME_BASE,
+            frame_count=len(frames),
+            duration_s=len(frames) / LIP_FPS,
+            rotation=0,
+            video_codec="h264",
+            has_audio=True,
+        )
+        backgrounds = (
+            itertools.repeat(image)
+            if image is not None
+            else FrameFeed(self.src, self.options.chunk_frames).frames([f.background for f in frames])
+        )
+        with self._stage("render"), _atomic_output(self.dst) as partial:
+            self._render_plan(like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial)
+        return EditResult(
+            output=self.dst,
+            frames=len(frames),
+            fps=float(LIP_FPS),
+            duration_s=len(frames) / LIP_FPS,
+            width=width,
+            height=height,
+            source_frame=source_index,
+            face_crop_input=crop_input,
+            stage_seconds=self.seconds,
+            network_seconds=self.network,
+            connector=self.editor.connector_label,
+        )
+
+    def _frames_needed(self, info: VideoInfo) -> int:
+        """Input frames covering the speech: a speech shorter than the video leaves the rest undecoded.
+        `frame_rate` is never below the true rate, so these frames span at least the speech."""
+        needed = math.ceil(self.lip_frames / LIP_FPS * info.frame_rate) + 1
+        return min(info.frame_count, max(needed, (self.options.source_frame or 0) + 1))
+
+    def _photo_pose(self, image: np.ndarray) -> tuple[list[faces.CropBox], bool, SourceCache, Motion, np.ndarray]:
+        """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
+        with self._stage("faces"):
+            box, crop_input = self._photo_face(image)
+        crop = faces.crop_face(image, box, self.editor.face_size)
+        with self._stage("encode"), self._network():
+            source = self.runner.prepare_source(to_tensor([crop]))
+            if self.pose_video is None:
+                return [box], crop_input, source, self.runner.encode_motion(to_tensor([crop])), np.zeros(1)
+        options = _pose_options(self.options)
+        pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.progress, None)
+        info = pose.options.probe(self.pose_video)
+        pose.frame_limit = self._frames_needed(info)
+        with self._stage("faces"):
+            pose_boxes, _ = pose._faces(info, faces.is_face_crop(info.width, info.height))
+        with self._stage("encode"):
+            motion, times, _ = pose._encode(pose_boxes, 0)
+        self.network += pose.network
+        return [box], crop_input, source, motion, times
+
+    def _photo_face(self, image: np.ndarray) -> tuple[faces.CropBox, bool]:
+        """The photo's crop box (the whole photo when it already is EDTalk's crop), found as in a video."""
+        h, w = image.shape[:2]
+        crop_input = faces.is_face_crop(w, h)
+        if crop_input:
+            box = faces.CropBox(cx=w / 2, cy=h / 2, side=float(w))
+        else:
+            with faces.FaceDetector() as detector:
+                detections = [detector.detect(image)]
+            tracked = faces.track(detections, self.options.face_selection(), frame_size=(w, h))
+            box = faces.crop_boxes(tracked, (w, h), max_missing=0.0)[0]
+        return box, crop_input
+
+    def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
+        """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with
+        other jobs'), then the original's zero-padded smoothing over the whole track."""
+        with self._stage("mel"):
+            windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
+        parts: list[torch.Tensor] = []
+        step = self.options.chunk_frames
+        with self._stage("audio2lip"), self._network():
+            for a in range(0, windows.shape[0], step):
+                parts.append(self.lips(windows[a : a + step]))
+                self.progress("lips", min(a + step, windows.shape[0]), windows.shape[0])
+            return smooth_lips(torch.cat(parts))
+
+    def _render_plan(
+        self,
+        like: VideoInfo,
+        frames: list[PlannedFrame],
+        boxes: list[faces.CropBox],
+        crop_input: bool,
+        source: SourceCache,
+        motion: Motion,
+        exp: torch.Tensor,
+        lips: torch.Tensor,
+        backgrounds: Iterator[np.ndarray],
+        out: Path,
+    ) -> None:
+        size = self.editor.face_size
+        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
+        step = self.options.chunk_frames
+        with VideoWriter(out, like=like, audio_from=self.speech_track, crf=self.options.crf) as writer:
+            for a in range(0, len(frames), step):
+                chunk = frames[a : a + step]
+                pose = torch.tensor([f.pose for f in chunk])
+                lip = lips[torch.tensor([f.lip for f in chunk])]
+                with self._network():
+                    rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[pose]))
+                for planned, face in zip(chunk, rendered, strict=True):
+                    background = next(backgrounds)
+                    writer.write(faces.paste_back(background, face, boxes[planned.background], mask=mask))
+                self.progress("render", a + len(chunk), len(frames))

@@ -1,0 +1,55 @@
+"""A still photo as an edit's input: any image PIL reads, upright (EXIF orientation applied), RGB.
+
+A photo is told from a video by PIL recognising it: PyAV would open a JPEG too (as a one-frame
+video), but a photo has no lip motion of its own, so it is only ever animated (`lips: speech`).
+No torch: the API tells photos from videos at submission the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cmet_core.errors import ErrorCode
+from cmet_core.media.video import MediaError
+
+
+def is_photo(path: Path) -> bool:
+    """True for a file PIL recognises as an image (its header only is read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return bool(image.format)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def photo_size(path: Path, max_pixels: float) -> tuple[int, int]:
+    """(width, height) as displayed; refuses a photo over `max_pixels` before decoding it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                w, h = image.size
+                if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn it by 90 degrees
+                    w, h = h, w
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: not an image PIL can read ({exc})") from None
+    if w * h > max_pixels:
+        raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: {w}x{h} is over the limit of {max_pixels:.4g} pixels")
+    return w, h
+
+
+def read_photo(path: Path, max_pixels: float) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, upright."""
+    photo_size(path, max_pixels)
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            return np.asarray(upright, dtype=np.uint8).copy()
+    except (OSError, ValueError) as exc:
+        raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: the image does not decode ({exc})") from None

@@ -1,0 +1,94 @@
+"""What the connector reads during one edit: one vector, or a timeline resolved into a schedule.
+
+An edit's target is one emotion (`EmotionTarget`), a timeline of them (`ClipTimeline`) or the
+emotion of the voice (`FollowVoice`, or `emotion: "from_audio"`), which becomes a timeline too.
+Every segment's target resolves through `semantic_vector`, as a whole-clip edit's does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.timeline import ClipTimeline, Segment, SpeechClips, TimelineSchedule
+from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceSegment, embedding_of, follow_voice, voice_timeline
+
+EditTarget = EmotionTarget | ClipTimeline | FollowVoice
+
+
+@dataclass
+class SpeechPlan:
+    """The condition (a vector, or a schedule for a timeline), the timeline applied and the voice's segments."""
+
+    vector: np.ndarray | None = None
+    schedule: TimelineSchedule | None = None
+    timeline: ClipTimeline | None = None
+    voice: list[VoiceSegment] = field(default_factory=list)
+
+    def condition(self, device: torch.device) -> torch.Tensor | TimelineSchedule:
+        if self.schedule is not None:
+            return self.schedule
+        assert self.vector is not None
+        return torch.from_numpy(self.vector).to(device).reshape(1, 1, -1)
+
+
+def unit_vector(segment: Segment[SpeechClips], library: EmotionLibrary, embed: Embed) -> np.ndarray:
+    """A segment's vector at intensity 1 (its intensity curve scales it), its peak checked like an edit's."""
+    target = segment.target
+    if isinstance(target, str):
+        if target == FROM_AUDIO:
+            raise InputError(ErrorCode.BAD_EMOTION, "from_audio makes a timeline; it cannot be a segment's target")
+        try:
+            resolve(target, library, segment.peak_intensity)
+        except UnknownEmotionError as exc:
+            raise InputError(ErrorCode.UNKNOWN_EMOTION, str(exc)) from None
+        except ValueError as exc:
+            raise InputError(ErrorCode.BAD_EMOTION, str(exc)) from None
+        return semantic_vector(EmotionTarget(emotion=target), library, embed)
+    clips = EmotionTarget(speech=target.speech, neutral_speech=target.neutral_speech)
+    return semantic_vector(clips, library, embed)
+
+
+def schedule_of(timeline: ClipTimeline, library: EmotionLibrary, embed: Embed) -> TimelineSchedule:
+    return TimelineSchedule([(s, unit_vector(s, library, embed)) for s in timeline.segments], timeline.transition_s)
+
+
+def plan_speech(
+    target: EditTarget,
+    library: EmotionLibrary,
+    embed: Embed,
+    audio: Path,
+    duration_s: float,
+    max_segments: int,
+    *,
+    has_audio: bool = True,
+) -> SpeechPlan:
+    """`audio` is the file whose voice `from_audio` follows (the video, or a dub's speech track), and
+    `duration_s` the output's length, which a timeline must fit."""
+    if isinstance(target, EmotionTarget) and target.emotion == FROM_AUDIO:
+        target = FollowVoice(intensity=target.intensity)
+    if isinstance(target, EmotionTarget):
+        return SpeechPlan(vector=semantic_vector(target, library, embed))
+    if isinstance(target, FollowVoice):
+        if target.audio is None and not has_audio:
+            raise InputError(ErrorCode.NO_AUDIO, "the video has no audio track whose voice the face could follow")
+        voice = follow_voice(
+            target.audio or audio,
+            embedding_of(embed),
+            library,
+            neutral=target.neutral,
+            intensity=target.intensity,
+            duration_s=duration_s,
+        )
+        timeline = voice_timeline(voice)
+        if timeline is None:  # every voiced window lay past the video's end
+            return SpeechPlan(schedule=TimelineSchedule([], 0.0), voice=voice)
+        return SpeechPlan(schedule=schedule_of(timeline, library, embed), timeline=timeline, voice=voice)
+    target.check(max_segments, duration_s)
+    return SpeechPlan(schedule=schedule_of(target, library, embed), timeline=target)

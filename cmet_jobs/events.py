@@ -1,0 +1,80 @@
+"""A job's progress as server-sent events (`GET /v1/edits/{id}/events`), without HTTP.
+
+The stream polls the job record every `POLL_S` in async code: each poll is one primary-key read
+in a session opened and closed on a worker thread for that read alone, so an open stream holds
+no database connection and no thread between polls. The record is the truth (decision 0001):
+the worker already writes state, stage and progress there, and `cmet serve` has no Redis for a
+pub/sub channel, so polling works the same on every deployment at the cost of one indexed read
+per stream and interval.
+
+Events, each with the job as `schemas.Job` JSON in `data`:
+- `state`: the first event, then whenever the state changes;
+- `progress`: the stage or progress changed;
+- `result`: the job reached a final state (with `output_url` on success); the stream ends;
+- `error`: the job was deleted meanwhile (a problem body with `edit_not_found`); the stream ends.
+A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+from cmet_core.errors import ErrorCode
+from cmet_jobs import jobs, schemas
+from cmet_jobs.db.models import Job
+from cmet_jobs.db.session import new_session
+from cmet_jobs.storage import Storage
+
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+MEDIA_TYPE = "text/event-stream"
+
+
+def frame(event: str, data: str, event_id: int | None = None) -> bytes:
+    """One SSE message; `data` is JSON, so it holds no newline."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+def _reader(db_url: str, storage: Storage, key_id: str, job_id: str) -> Callable[[], schemas.Job | None]:
+    def read() -> schemas.Job | None:
+        session = new_session(db_url)
+        try:
+            job = session.get(Job, job_id)
+            if job is None or job.key_id != key_id:
+                return None
+            return jobs.to_schema(job, storage)
+        finally:
+            session.close()
+
+    return read
+
+
+async def stream(db_url: str, storage: Storage, key_id: str, job_id: str) -> AsyncIterator[bytes]:
+    """The events of one job the caller owns (the route checked that before answering 200)."""
+    read = _reader(db_url, storage, key_id, job_id)
+    seen: tuple[str, str | None, float] | None = None
+    count, quiet_since = 0, time.monotonic()
+    while True:
+        job = await anyio.to_thread.run_sync(read)
+        if job is None:
+            count += 1
+            problem = {"code": ErrorCode.EDIT_NOT_FOUND.value, "detail": f"edit {job_id} was deleted"}
+            yield frame("error", json.dumps(problem), count)
+            return
+        now = (job.state.value, job.stage, job.progress)
+        if now != seen:
+            count += 1
+            kind = "result" if job.state.final else "state" if seen is None or seen[0] != now[0] else "progress"
+            yield frame(kind, job.model_dump_json(), count)
+            seen, quiet_since = now, time.monotonic()
+            if job.state.final:
+                return
+        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            yield b": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await anyio.sleep(POLL_S)

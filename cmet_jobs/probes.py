@@ -1,0 +1,108 @@
+"""Probing an uploaded video before an edit: length, fps, size and the face the edit would take.
+
+A client (the web page) shows these next to the file, with the same error codes an edit of it
+would end with, before anything is submitted. Face detection runs a model (MediaPipe), which the
+API never does (its image has none), so the API queues `PROBE` for an edit worker by asset id,
+like every other task; the worker stores the answer as JSON beside the asset in storage
+(`result_key`, under the asset's own key, so deleting or expiring the asset removes it too), and
+`GET /v1/uploads/{id}/probe` reads it back: `pending` until it is there. No table is needed:
+the answer is a cache of a pure function of the file, and asking again recomputes it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.options import EditOptions, FaceChoice
+from cmet_jobs import queue, schemas, uploads
+from cmet_jobs.db.models import ApiKey, Asset
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.storage import Storage
+
+PROBE = "cmet.probe_asset"
+PROBE_FRAMES = 12
+"""Frames searched for the face at the start of the clip: enough for the tracker to confirm one."""
+MAX_ANSWER_BYTES = 16_384
+
+
+def result_key(asset: Asset) -> str:
+    return asset.storage_key + ".probe.json"
+
+
+def request(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, asset_id: str) -> schemas.Probe:
+    """Queue a probe of the caller's uploaded video asset; any earlier answer is dropped first."""
+    asset = uploads.owned(session, key, asset_id)
+    uploads.check_stored(storage, asset.storage_key, asset, "video")
+    storage.delete_prefix(result_key(asset))
+    queue.send(settings, PROBE, asset.id)
+    return schemas.Probe(state="pending")
+
+
+def read(session: Session, storage: Storage, key: ApiKey, asset_id: str) -> schemas.Probe:
+    """The stored answer for the caller's asset, `pending` while there is none."""
+    asset = uploads.owned(session, key, asset_id)
+    where = result_key(asset)
+    if storage.size(where) is None:
+        return schemas.Probe(state="pending")
+    try:
+        return schemas.Probe.model_validate_json(storage.head(where, MAX_ANSWER_BYTES))
+    except ValidationError:  # a half-written or foreign object: ask again
+        return schemas.Probe(state="pending")
+
+
+def measure(path: Path, options: EditOptions) -> schemas.Probe:
+    """The video's probe under the deployment's limits and its face at the start, or the error code
+    an edit of it would fail with (worker side: this loads MediaPipe)."""
+    from cmet_core import faces
+    from cmet_core.media.video import read_frames
+
+    try:
+        info = options.probe(path)
+        detections: list[list[faces.Detection]] = []
+        with faces.FaceDetector() as detector:
+            for frame in read_frames(path):
+                detections.append(detector.detect(frame.image))
+                if len(detections) >= PROBE_FRAMES:
+                    break
+        track = faces.track(detections, options.face_selection(), frame_size=(info.width, info.height))
+        found = next(((i, box) for i, box in enumerate(track) if box is not None), None)
+        if found is None:
+            raise InputError(ErrorCode.NO_FACE, f"no face found in the first {len(detections)} frames")
+    except InputError as exc:
+        message = str(exc).replace(str(path), "the uploaded file")
+        return schemas.Probe(state="failed", error=schemas.JobError(code=exc.code, message=message))
+    index, box = found
+    return schemas.Probe(
+        state="ready",
+        duration_s=info.duration_s,
+        fps=float(info.fps),
+        frames=info.frame_count,
+        width=info.width,
+        height=info.height,
+        has_audio=info.has_audio,
+        face=schemas.ProbeFace(frame=index, box=[round(v, 1) for v in (box.x0, box.y0, box.x1, box.y1)]),
+    )
+
+
+def run(settings: JobsSettings, storage: Storage, asset_id: str, work: Path) -> str:
+    """The worker's task: fetch the asset into `work`, measure it, store the answer. An asset
+    deleted meanwhile is skipped. The record is read in a session of its own, closed before the work."""
+    with session_scope(settings.db_url) as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            return "deleted"
+        session.expunge(asset)
+    source = work / "video"
+    storage.get_file(asset.storage_key, source)
+    answer = measure(source, settings.edit_options(FaceChoice()))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as out:
+        json.dump(answer.model_dump(mode="json", exclude_none=True), out)
+    storage.put_file(result_key(asset), Path(out.name), "application/json")
+    return answer.state

@@ -1,0 +1,101 @@
+"""Timelines and `from_audio` at submission: their checks, their segments' clips stored, how a job shows them.
+
+A timeline is checked with `cmet_core`'s own rules (`Timeline.check`, with the clip's duration
+when the video was uploaded; the worker checks URL and asset videos the same way) and each
+segment's target like an edit's `emotion`, at the segment's peak intensity. Segment clips come
+as assets or URLs and are stored under the job's prefix like the edit's own `speech`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.video import VideoInfo
+from cmet_core.voice import FROM_AUDIO
+from cmet_jobs import emotions, schemas, uploads
+from cmet_jobs.db.models import ApiKey, Asset
+from cmet_jobs.errors import RequestError
+from cmet_jobs.inputs import check_emotion
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.spec import InputRef, SpecTimeline, StoredSpeech
+from cmet_jobs.storage import Storage
+
+
+def check_voice(body: schemas.EditCreate, video: VideoInfo | None) -> None:
+    """`neutral` only goes with `from_audio`, whose uploaded video must have a voice to follow."""
+    if body.neutral != "library" and body.emotion != FROM_AUDIO:
+        raise RequestError(ErrorCode.INVALID_REQUEST, '`neutral` goes with `emotion: "from_audio"`')
+    if body.emotion == FROM_AUDIO and video is not None and not video.has_audio:
+        raise RequestError(ErrorCode.NO_AUDIO, "video: from_audio follows the video's voice, but it has no audio track")
+
+
+def speech_urls(timeline: schemas.EditTimeline | None) -> list[str]:
+    """Every URL of the timeline's speech targets (checked with the edit's other URLs)."""
+    if timeline is None:
+        return []
+    return [u for s in timeline.segments if isinstance(s.target, schemas.SegmentSpeech) for u in s.target.speech_urls]
+
+
+def resolved(
+    session: Session, key: ApiKey, body: schemas.EditCreate, settings: JobsSettings, video: VideoInfo | None
+) -> schemas.EditTimeline:
+    """The body's timeline checked, its custom emotion ids replaced by their names (as `emotion` is)."""
+    timeline = body.timeline
+    assert timeline is not None
+    if body.intensity != 1.0:
+        raise RequestError(ErrorCode.INVALID_REQUEST, "a timeline's segments carry their own intensity: no `intensity`")
+    try:
+        timeline.check(settings.max_timeline_segments, video.duration_s if video is not None else None)
+    except InputError as exc:
+        raise RequestError(exc.code, f"timeline: {exc}") from None
+    library = emotions.library_for_key(session, key.id)
+    segments = []
+    for i, seg in enumerate(timeline.segments):
+        target = seg.target
+        if isinstance(target, str):
+            if target == FROM_AUDIO:
+                raise RequestError(ErrorCode.BAD_EMOTION, f"timeline segment {i}: from_audio cannot be a target")
+            target = emotions.resolve_id(session, key.id, target)
+            check_emotion(target, seg.peak_intensity, library)
+        segments.append(seg.model_copy(update={"target": target}))
+    return timeline.model_copy(update={"segments": tuple(segments)})
+
+
+def assets(session: Session, storage: Storage, key: ApiKey, timeline: schemas.EditTimeline | None) -> dict[str, Asset]:
+    """The segments' speech assets, each checked usable (owned, uploaded, in size, sniffed)."""
+    if timeline is None:
+        return {}
+    ids = [a for s in timeline.segments if isinstance(s.target, schemas.SegmentSpeech) for a in s.target.speech_assets]
+    return {a: uploads.usable(session, storage, key, a, "speech") for a in dict.fromkeys(ids)}
+
+
+def stored(
+    timeline: schemas.EditTimeline, found: dict[str, Asset], copy: Callable[[Asset, str], InputRef]
+) -> SpecTimeline:
+    """The job's timeline: each segment's assets copied (`copy(asset, name)`), its URLs kept."""
+    count = 0
+
+    def store(target: schemas.SegmentSpeech) -> StoredSpeech:
+        nonlocal count
+        count += 1
+        refs = [copy(found[a], f"segment{count}-speech{i}") for i, a in enumerate(target.speech_assets)]
+        return StoredSpeech(speech=(*refs, *(InputRef(url=u) for u in target.speech_urls)))
+
+    spec = timeline.retarget(SpecTimeline, store)
+    assert isinstance(spec, SpecTimeline)
+    return spec
+
+
+def shown(spec: dict[str, Any]) -> schemas.AppliedTimeline | None:
+    """A job's timeline as its API record shows it (speech targets as their clip counts)."""
+    raw = spec.get("timeline")
+    if raw is None:
+        return None
+    timeline = SpecTimeline.model_validate(raw)
+    applied = timeline.retarget(schemas.AppliedTimeline, lambda t: schemas.ShownSpeech(speech_clips=len(t.speech)))
+    assert isinstance(applied, schemas.AppliedTimeline)
+    return applied

@@ -1,0 +1,75 @@
+"""The web page at `/` and its files under `/web/`: a client of the public API, shipped in the wheel.
+
+Only the files in `service/web/` are served, by exact name. Every answer carries a strict
+Content-Security-Policy: scripts, styles and everything else come from this origin alone (no
+inline code, no CDN), except that the page may talk to and play media from the storage origin
+that signs upload and download URLs (S3 or MinIO in a deployment; this API under `cmet serve`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from cmet_core.errors import ErrorCode
+from cmet_jobs.errors import RequestError
+from service.deps import StorageDep
+
+WEB = Path(__file__).resolve().parent / "web"
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+FILES = {p.name: TYPES[p.suffix] for p in WEB.iterdir() if p.suffix in TYPES} if WEB.is_dir() else {}
+
+router = APIRouter(include_in_schema=False)
+
+
+def content_security_policy(storage_origin: str) -> str:
+    extra = "" if not storage_origin else f" {storage_origin}"
+    return "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            f"media-src 'self' blob:{extra}",
+            f"connect-src 'self'{extra}",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _serve(name: str, storage: StorageDep) -> FileResponse:
+    if name not in FILES:
+        raise RequestError(ErrorCode.NOT_FOUND, "no such file")
+    # the origin signed URLs point at, from a URL signed for nothing (signing needs no network)
+    storage_origin = _origin(storage.download_url("web/origin"))
+    headers = {
+        "Content-Security-Policy": content_security_policy(storage_origin),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+    return FileResponse(WEB / name, media_type=FILES[name], headers=headers)
+
+
+@router.get("/")
+def index(storage: StorageDep) -> FileResponse:
+    return _serve("index.html", storage)
+
+
+@router.get("/web/{name}")
+def asset(name: str, storage: StorageDep) -> FileResponse:
+    return _serve(name, storage)

@@ -1,0 +1,102 @@
+// The page: an API key kept in session storage, then the three steps and the list of edits.
+// Everything goes through the public API (api.js); the open edit is in the URL's fragment
+// (#job=<id>), which never reaches the server.
+
+import { api, apiKey } from "./api.js";
+import { $, showError } from "./dom.js";
+import { EmotionStep } from "./emotion.js";
+import { JobList } from "./jobs.js";
+import { VideoStep } from "./video.js";
+import { Watch } from "./watch.js";
+
+const ASSETS = "cmet.jobAssets"; // job id -> the video asset it was made from (re-run in this session)
+const inputs = new Map(); // job id -> this page's local copy of its input video (compare with the result)
+
+const video = new VideoStep(update);
+const emotion = new EmotionStep(update);
+const watch = new Watch(() => jobs.load());
+const jobs = new JobList({ open: (id) => (location.hash = `job=${id}`), rerun });
+
+function jobAssets() {
+  return JSON.parse(sessionStorage.getItem(ASSETS) || "{}");
+}
+
+function update() {
+  $("submit").disabled = !(video.ready && emotion.valid());
+}
+
+async function submit() {
+  const button = $("submit");
+  button.disabled = true;
+  showError($("submit-error"), null);
+  try {
+    const body = { video_asset: video.asset, ...(await emotion.fields()) };
+    const job = await api("/v1/edits", { method: "POST", json: body, headers: { "Idempotency-Key": crypto.randomUUID() } });
+    sessionStorage.setItem(ASSETS, JSON.stringify({ ...jobAssets(), [job.id]: video.asset }));
+    if (video.localUrl) inputs.set(job.id, video.localUrl);
+    location.hash = `job=${job.id}`;
+    jobs.load();
+  } catch (error) {
+    showError($("submit-error"), error);
+  } finally {
+    update();
+  }
+}
+
+async function rerun(job) {
+  emotion.fill(job);
+  const asset = jobAssets()[job.id];
+  if (asset && asset !== video.asset) {
+    $("recent").value = asset;
+    await video.pick(asset);
+    if (inputs.has(job.id)) video.localUrl = inputs.get(job.id);
+  } else if (!asset) {
+    $("video-status").textContent = "Choose the video of this edit again, then change what you like and submit.";
+  }
+  update();
+  $("emotion-title").scrollIntoView();
+  $("submit").focus();
+}
+
+function route() {
+  const match = /^#job=([\w-]+)$/.exec(location.hash);
+  if (match) watch.open(match[1], inputs.get(match[1]));
+}
+
+async function start() {
+  const status = $("key-status");
+  status.textContent = "Checking the key…";
+  try {
+    await emotion.load();
+  } catch (error) {
+    apiKey.clear();
+    $("app").hidden = true;
+    $("forget-key").hidden = true;
+    status.textContent = "";
+    status.classList.add("error");
+    status.textContent =
+      error.code === "unauthorized" ? `This key was refused: ${error.message} (${error.code}).` : `${error.message} (${error.code})`;
+    return;
+  }
+  status.classList.remove("error");
+  status.textContent = "Key accepted (kept in this tab only).";
+  $("key").value = "";
+  $("forget-key").hidden = false;
+  $("app").hidden = false;
+  await Promise.all([video.loadRecent(), jobs.load()]);
+  route();
+}
+
+$("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  apiKey.set($("key").value.trim());
+  start();
+});
+$("forget-key").addEventListener("click", () => {
+  apiKey.clear();
+  location.hash = "";
+  location.reload();
+});
+$("submit").addEventListener("click", submit);
+window.addEventListener("hashchange", route);
+if (apiKey.get()) start();

@@ -1,0 +1,36 @@
+// Small DOM helpers shared by the page's modules.
+
+export const $ = (id) => document.getElementById(id);
+
+/** An element with properties (`text`, `class`, attributes) and children. */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children);
+  return node;
+}
+
+/** Show `error` (an ApiError or any Error) in an alert paragraph, with the API's code. */
+export function showError(node, error) {
+  if (!error) {
+    node.hidden = true;
+    node.textContent = "";
+    return;
+  }
+  node.hidden = false;
+  node.textContent = error.code ? `${error.message} (${error.code})` : error.message;
+}
+
+export function seconds(value) {
+  return `${value.toFixed(2)} s`;
+}
+
+export function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}

@@ -1,0 +1,111 @@
+"""`GET /v1/edits/{id}/events`: a job's progress as server-sent events, against the running stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cmet_core.media.sample import write_sample_clip
+from tests.service.conftest import new_key
+from tests.service.stack import Stack
+
+
+def read_events(response: httpx.Response) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """(event, data) pairs of an SSE body, comments skipped."""
+    found, event, data = [], "message", ""
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if not line:
+            if data:
+                found.append((event, json.loads(data)))
+            event, data = "message", ""
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+    return found
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample_clip(tmp_path_factory.mktemp("clips") / "talk.mp4", seconds=1.0)
+
+
+def test_events_arrive_in_order_and_end_with_the_final_state(client: httpx.Client, clip: Path) -> None:
+    with clip.open("rb") as f:
+        job = client.post("/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data={"emotion": "happy"}).json()
+    with client.stream("GET", f"/v1/edits/{job['id']}/events", timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = read_events(r)
+    names = [name for name, _ in events]
+    assert names[0] == "state" and names[-1] == "result" and names.count("result") == 1, names
+    assert set(names) <= {"state", "progress", "result"}
+    states = [data["state"] for _, data in events]
+    order = ["queued", "running", "succeeded"]
+    assert [order.index(s) for s in states] == sorted(order.index(s) for s in states), states
+    assert "running" in states and len(events) >= 3, events
+    running = [data["progress"] for _, data in events if data["state"] == "running"]
+    assert running == sorted(running), "progress never goes back within an attempt"
+    final = events[-1][1]
+    assert final["state"] == "succeeded" and final["progress"] == 1.0 and final["output_url"], final
+    assert final == {**client.get(f"/v1/edits/{job['id']}").json(), "output_url": final["output_url"]}
+
+    # a finished job's stream is its final state at once
+    with client.stream("GET", f"/v1/edits/{job['id']}/events") as r:
+        assert [name for name, _ in read_events(r)] == ["result"]
+
+
+def test_events_of_another_key_or_without_a_key_are_refused(stack: Stack, client: httpx.Client, clip: Path) -> None:
+    with clip.open("rb") as f:
+        job = client.post("/v1/edits", files={"video": ("talk.mp4", f, "video/mp4")}, data={"emotion": "sad"}).json()
+    other = {"Authorization": f"Bearer {new_key(stack, 'other')}"}
+    r = httpx.get(f"{stack.api_url}/v1/edits/{job['id']}/events", headers=other)
+    assert r.status_code == 404 and r.json()["code"] == "edit_not_found"
+    r = httpx.get(f"{stack.api_url}/v1/edits/{job['id']}/events")
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    r = client.get("/v1/edits/job_missing/events")
+    assert r.status_code == 404 and r.json()["code"] == "edit_not_found"
+
+
+def test_open_streams_hold_no_connection_or_thread(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
+    """More streams than the API's database pool (10 + 20) and its thread pool (40) hold, all open at
+    once on a job that waits: each gets its first event, and other requests are answered meanwhile."""
+    import threading
+    import time
+
+    long_clip = write_sample_clip(tmp_path / "long.mp4", seconds=8.0)
+    ids = []
+    for _ in range(2):  # the first keeps the one test worker busy, so the second waits in the queue
+        with long_clip.open("rb") as f:
+            ids.append(client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"])
+    streams, first_events = 45, threading.Barrier(45 + 1, timeout=60)
+    stop = threading.Event()
+
+    def follow() -> None:
+        with httpx.Client(base_url=stack.api_url, headers=client.headers, timeout=90) as own:
+            with own.stream("GET", f"/v1/edits/{ids[1]}/events") as r:
+                lines = r.iter_lines()
+                while not next(lines).startswith("data: "):
+                    pass
+                first_events.wait()
+                stop.wait(60)
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    try:
+        first_events.wait()  # every stream has its first event
+        started = time.monotonic()
+        assert client.get(f"/v1/edits/{ids[1]}").json()["state"] in ("queued", "running")
+        assert client.get("/v1/edits").status_code == 200
+        assert time.monotonic() - started < 5.0
+    finally:
+        stop.set()
+        for job_id in ids:
+            client.post(f"/v1/edits/{job_id}/cancel")
+    for t in threads:
+        t.join(30)

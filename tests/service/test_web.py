@@ -1,0 +1,331 @@
+"""The web page at `/`, in a real headless Chromium (the system's, driven by Playwright) against a real
+`cmet serve` on tiny models: a person's whole edit, and the errors they can meet.
+
+Screenshots of the main states go to the test's temporary folder (`web-shots/`), for CI artifacts
+and for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cmet_core.media.video import probe
+from tests.service.conftest import new_key
+from tests.service.stack import Stack, free_port, process, wait_until
+from tests.service.test_serve import CMET, _keys
+
+CHROMIUM = Path("/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) drives the browser")
+if not CHROMIUM.exists():
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+MEAD = "video/mead_W009_038_cropped.mp4"
+
+
+class Served:
+    def __init__(self, url: str, keys: dict[str, str], shots: Path) -> None:
+        self.url, self.keys, self.shots = url, keys, shots
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("web")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
+        "CMET_DATA_DIR": str(tmp / "data"),
+        "CMET_NUM_THREADS": "1",
+    }
+    keys = {}
+    for name in ("alice", "bob"):
+        made = _keys(env, "create", "--name", name)
+        assert made.returncode == 0, made.stderr
+        keys[name] = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
+    port = free_port()
+    log = tmp / "serve.log"
+    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
+        assert f"open {url}/ in a browser" in log.read_text()
+        shots = tmp / "web-shots"
+        shots.mkdir()
+        print(f"\nscreenshots: {shots}")
+        yield Served(url, keys, shots)
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[sync_api.Browser]:  # noqa: ARG001 (the server first, so it outlives the browser)
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            # a generated tone as the microphone, allowed without a prompt
+            args=[
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    yield page
+    context.close()
+    assert problems == [], problems
+
+
+def sign_in(page: sync_api.Page, served: Served, key: str, fragment: str = "") -> None:
+    page.goto(served.url + "/" + fragment)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Use key").click()
+
+
+def test_a_person_edits_a_video_end_to_end(
+    page: sync_api.Page, served: Served, test_data: Path, tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    source = probe(test_data / MEAD)
+    page.goto(served.url + "/")
+    page.screenshot(path=served.shots / "0-start.png")
+    sign_in(page, served, served.keys["alice"])
+    expect(page.locator("#app")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('cmet.key')") == served.keys["alice"]
+    assert served.keys["alice"] not in page.url
+
+    page.set_input_files("#video-file", str(test_data / MEAD))
+    expect(page.locator("#video-info")).to_be_visible(timeout=90_000)
+    expect(page.locator("#upload-progress")).to_have_js_property("value", 1)
+    expect(page.locator("#info-length")).to_contain_text("7.00 s (175 frames)")
+    expect(page.locator("#info-fps")).to_have_text("25.00 fps")
+    expect(page.locator("#info-size")).to_have_text("256 × 256")
+    expect(page.locator("#face-box")).to_be_visible()
+    face, shown = page.locator("#face-box").bounding_box(), page.locator("#input-video").bounding_box()
+    assert (
+        face
+        and shown
+        and face["width"] > 20
+        and shown["x"] <= face["x"] < face["x"] + face["width"] <= shown["x"] + shown["width"]
+    )
+    page.screenshot(path=served.shots / "1-video-probed.png", full_page=True)
+
+    expect(page.locator("#submit")).to_be_disabled()
+    page.get_by_role("radio", name="happy", exact=True).check()
+    page.get_by_label("Intensity").fill("1.2")
+    expect(page.locator("#intensity-out")).to_have_text("1.20")
+    page.evaluate(
+        """() => { const out = document.getElementById('job-percent'); window.seen = [];
+        new MutationObserver(() => seen.push(out.textContent)).observe(out, {childList: true, characterData: true,
+        subtree: true}); }"""
+    )
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("happy", timeout=30_000)
+    assert "#job=edt_" in page.url or "#job=" in page.url
+    page.screenshot(path=served.shots / "2-watching.png", full_page=True)
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
+    expect(page.locator("#job-percent")).to_have_text("100 %")
+    seen = page.evaluate("window.seen")
+    assert seen[-1] == "100 %" and len(seen) >= 2, seen  # live progress, not only the end
+
+    after, before = page.locator("#after"), page.locator("#before")
+    expect(page.locator("#result")).to_be_visible()
+    page.wait_for_function("() => document.getElementById('after').readyState >= 2", timeout=30_000)
+    duration = after.evaluate("v => v.duration")
+    assert abs(duration - source.duration_s) < 1 / float(source.fps), (duration, source.duration_s)
+    assert abs(before.evaluate("v => v.duration") - duration) < 1 / float(source.fps)
+    after.evaluate("v => v.play()")
+    page.wait_for_function("() => document.getElementById('after').currentTime > 0.5", timeout=30_000)
+    times = page.evaluate("() => ['after', 'before'].map((id) => document.getElementById(id).currentTime)")
+    assert abs(times[0] - times[1]) < 0.25, times  # the input plays in sync with the result
+    after.evaluate("v => v.pause()")
+    page.screenshot(path=served.shots / "3-result-side-by-side.png", full_page=True)
+    page.get_by_label("before / after slider").check()
+    expect(page.get_by_label("Before / after", exact=True)).to_be_visible()
+    page.get_by_label("Before / after", exact=True).fill("30")
+    assert page.locator("#compare").evaluate("c => c.style.getPropertyValue('--split')") == "30%"
+    page.locator("#result").screenshot(path=served.shots / "4-result-before-after.png")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the result").click()
+    saved = tmp_path / "result.mp4"
+    download.value.save_as(saved)
+    result = probe(saved)
+    assert (result.frame_count, result.width, result.height) == (source.frame_count, source.width, source.height)
+
+    row = page.locator("#jobs tbody tr").first
+    expect(row).to_contain_text("succeeded")
+    expect(row).to_contain_text("happy")
+    page.select_option("#state-filter", "failed")
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    page.select_option("#state-filter", "")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    page.screenshot(path=served.shots / "5-jobs.png", full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=served.shots / "6-phone.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # keyboard: every control of the three steps is reached with Tab, and shows where the focus is
+    page.evaluate("() => document.activeElement.blur()")
+    reached, unmarked = set(), set()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        tag, element, outline = page.evaluate(
+            "() => ['tagName', 'id'].map((k) => document.activeElement[k])"
+            ".concat(getComputedStyle(document.activeElement).outlineStyle)"
+        )
+        reached.add(element)
+        if outline != "solid" and tag not in {"VIDEO", "BODY"}:  # a video's own controls draw their focus
+            unmarked.add(element)
+    wanted = {"key", "video-file", "recent", "intensity", "submit", "split", "download", "state-filter"}
+    assert wanted <= reached and any(e.startswith("emotion-") for e in reached), wanted - reached
+    assert unmarked == set(), unmarked
+
+    page.get_by_role("button", name="Delete edit").first.click()
+    expect(page.locator("#jobs-empty")).to_be_visible()
+
+
+def test_a_wrong_key_is_refused_with_the_reason(page: sync_api.Page, served: Served) -> None:
+    sign_in(page, served, "cmet_not_a_real_key")
+    status = page.locator("#key-status")
+    sync_api.expect(status).to_contain_text("unknown or revoked API key (unauthorized)")
+    sync_api.expect(page.locator("#app")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('cmet.key')") is None
+    page.screenshot(path=served.shots / "7-wrong-key.png")
+
+
+def test_a_file_that_is_not_a_video_shows_the_api_code(page: sync_api.Page, served: Served) -> None:
+    sign_in(page, served, served.keys["alice"])
+    page.set_input_files(
+        "#video-file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"meeting notes, not a video\n" * 50}
+    )
+    error = page.locator("#video-error")
+    sync_api.expect(error).to_contain_text("(not_media)", timeout=30_000)
+    sync_api.expect(page.locator("#submit")).to_be_disabled()
+    page.screenshot(path=served.shots / "8-not-a-video.png")
+
+
+def test_another_keys_edit_in_the_url_is_not_found(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    bob = {"Authorization": f"Bearer {served.keys['bob']}"}
+    with (test_data / MEAD).open("rb") as f:
+        made = httpx.post(
+            served.url + "/v1/edits", headers=bob, files={"video": f}, data={"emotion": "sad"}, timeout=60
+        )
+    assert made.status_code == 202, made.text
+    job_id = made.json()["id"]
+    httpx.post(f"{served.url}/v1/edits/{job_id}/cancel", headers=bob)
+    sign_in(page, served, served.keys["alice"], f"#job={job_id}")
+    sync_api.expect(page.locator("#job-line")).to_have_text("Edit not found.")
+    sync_api.expect(page.locator("#job-error")).to_contain_text("(edit_not_found)")
+    page.screenshot(path=served.shots / "9-not-found.png")
+
+
+def test_the_page_and_its_files_carry_a_strict_policy(served: Served) -> None:
+    for path in ("/", "/web/app.js", "/web/app.css"):
+        r = httpx.get(served.url + path)
+        assert r.status_code == 200, path
+        policy = r.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe" not in policy
+        assert r.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(served.url + "/web/../pyproject.toml").status_code == 404
+    assert httpx.get(served.url + "/web/nothing.js").status_code == 404
+    assert (
+        subprocess.run(
+            ["grep", "-rlE", "https?://", str(Path(__file__).parents[2] / "service" / "web")],
+            capture_output=True,
+            text=True,
+        ).stdout
+        == ""
+    ), "nothing on the page loads from elsewhere"
+
+
+def upload_video(page: sync_api.Page, video: Path) -> None:
+    page.set_input_files("#video-file", str(video))
+    sync_api.expect(page.locator("#video-info")).to_be_visible(timeout=90_000)
+
+
+def test_a_blend_is_canceled_then_rerun_with_its_settings(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    expect = sync_api.expect
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    page.get_by_label("a blend").check()
+    expect(page.locator("#emotion-set")).to_be_hidden()
+    page.get_by_label("happy weight").fill("0.5")
+    page.get_by_label("sad weight").fill("0.3")
+    expect(page.locator("#blend-sum")).to_have_text("Weights add up to 0.80.")
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("happy=0.5,sad=0.3", timeout=30_000)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "canceled", timeout=60_000)
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    page.screenshot(path=served.shots / "10-canceled.png", full_page=True)
+
+    page.reload()  # the key stays for the tab; the page starts afresh
+    expect(page.locator("#app")).to_be_visible()
+    page.get_by_label("one emotion").check()
+    page.get_by_role("button", name="Re-run edit").first.click()
+    expect(page.get_by_label("a blend")).to_be_checked()
+    expect(page.get_by_label("happy weight")).to_have_value("0.5")
+    expect(page.get_by_label("sad weight")).to_have_value("0.3")
+    expect(page.locator("#submit")).to_be_focused()
+
+
+def test_a_clip_recorded_on_the_page_drives_a_speech_edit(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    expect = sync_api.expect
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    page.get_by_label("speech clips", exact=True).check()
+    expect(page.locator("#submit")).to_be_disabled()
+    page.get_by_role("button", name="Record a clip").click()
+    expect(page.locator("#record-status")).to_have_text("Recording…")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Stop recording").click()
+    expect(page.locator("#recordings li")).to_have_count(1)
+    page.screenshot(path=served.shots / "11-recorded.png", full_page=True)
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("(speech, intensity 1)", timeout=30_000)
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
+
+
+def test_the_page_works_on_the_scaled_stack(browser: sync_api.Browser, stack: Stack, test_data: Path) -> None:
+    """The compose shape (PostgreSQL, Redis, Celery, S3): the upload and the result cross to the object
+    store's origin, which the page's policy names."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    policy = httpx.get(stack.api_url + "/").headers["content-security-policy"]
+    assert stack.env["CMET_S3_ENDPOINT_URL"] in policy
+    page.goto(stack.api_url + "/")
+    page.get_by_label("API key").fill(new_key(stack, "browser"))
+    page.get_by_role("button", name="Use key").click()
+    upload_video(page, test_data / MEAD)
+    page.get_by_role("radio", name="sad", exact=True).check()
+    page.get_by_role("button", name="Edit the video").click()
+    sync_api.expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
+    page.wait_for_function("() => document.getElementById('after').readyState >= 2", timeout=30_000)
+    assert abs(page.locator("#after").evaluate("v => v.duration") - probe(test_data / MEAD).duration_s) < 0.04
+    assert page.locator("#download").get_attribute("href").startswith(stack.env["CMET_S3_ENDPOINT_URL"])
+    context.close()
+    assert blocked == []
+
+
+def test_the_wheel_ships_every_file_of_the_page() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
+    files = [p.relative_to(root / "service").as_posix() for p in (root / "service" / "web").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files

@@ -1,0 +1,44 @@
+"""A contact sheet's work inside the edit task: render the grid and the single images, store them under the job.
+
+The cells go to storage before the grid: a record whose `output_key` (the grid) is set has all its cells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cmet_core.emotions import EmotionLibrary
+from cmet_jobs import jobs
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.spec import SheetSpec
+from cmet_jobs.storage import Storage
+from worker.models import EDITOR
+
+if TYPE_CHECKING:
+    from cmet_core.pipeline import Progress
+
+
+def render_sheet(
+    settings: JobsSettings,
+    storage: Storage,
+    job_id: str,
+    spec: SheetSpec,
+    video: Path,
+    library: EmotionLibrary,
+    work: Path,
+    progress: Progress,
+) -> tuple[dict[str, Any], str]:
+    """(the job's result, the grid's storage key)."""
+    from cmet_core.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
+
+    sheet = contact_sheet(EDITOR.get(settings), video, spec, spec.options(settings), library, progress)
+    cells = []
+    for cell, path in zip(sheet.cells, sheet.save_cells(work / jobs.CELLS_FOLDER), strict=True):
+        key = jobs.cell_key(job_id, path.name)
+        storage.put_file(key, path, "image/png")
+        cells.append({"emotion": cell.emotion, "intensity": cell.intensity, "key": key})
+    grid = jobs.job_prefix(job_id) + jobs.SHEET_NAME
+    storage.put_file(grid, sheet.save(work / jobs.SHEET_NAME), "image/png")
+    seconds = {stage: round(s, 3) for stage, s in sheet.stage_seconds.items()}
+    return {"frame": sheet.frame, "source_frame": sheet.source_frame, "cells": cells, "seconds": seconds}, grid
