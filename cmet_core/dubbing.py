@@ -26,6 +26,7 @@ import torch
 
 from cmet_core import faces
 from cmet_core.emotions import EmotionLibrary
+from cmet_core.enhance.stage import Enhancer
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.images import to_images, to_tensor
 from cmet_core.lips import PlannedFrame, check_inputs, plan
@@ -145,6 +146,8 @@ class Dub(_Edit):
         connector = self.editor.connector
         max_pixels = self.options.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
+        if image is not None:
+            self.options.check_upscale(image.shape[1], image.shape[0])
         info = None if self.photo else self.options.probe(self.src)
         with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
             wav = read_track(self.speech_track, self.options.max_duration_s)
@@ -164,7 +167,10 @@ class Dub(_Edit):
         exp = self._edited_expression(connector, speech_plan, motion, times)
         lips = self._lip_track(wav)
         frames = plan(times, lips.shape[0], self.options.pose_fill, photo=image is not None)
+        enhancer = self._enhancer(boxes, [image] if image is not None else None)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
+        if enhancer is not None:
+            width, height = enhancer.output_size(width, height)
         like = VideoInfo(
             path=self.dst,
             width=width,
@@ -183,7 +189,10 @@ class Dub(_Edit):
             else FrameFeed(self.src, self.options.chunk_frames).frames([f.background for f in frames])
         )
         with self._stage("render"), _atomic_output(self.dst) as partial:
-            self._render_plan(like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial)
+            self._render_plan(
+                like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial, enhancer
+            )
+        self._count_restorer(enhancer)
         return EditResult(
             output=self.dst,
             frames=len(frames),
@@ -262,6 +271,7 @@ class Dub(_Edit):
         lips: torch.Tensor,
         backgrounds: Iterator[np.ndarray],
         out: Path,
+        enhancer: Enhancer | None = None,
     ) -> None:
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
@@ -273,7 +283,13 @@ class Dub(_Edit):
                 lip = lips[torch.tensor([f.lip for f in chunk])]
                 with self._network():
                     rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[pose]))
-                for planned, face in zip(chunk, rendered, strict=True):
-                    background = next(backgrounds)
-                    writer.write(faces.paste_back(background, face, boxes[planned.background], mask=mask))
+                images = [
+                    faces.paste_back(next(backgrounds), face, boxes[planned.background], mask=mask)
+                    for planned, face in zip(chunk, rendered, strict=True)
+                ]
+                if enhancer is not None:
+                    with self._network():
+                        images = enhancer.apply(images, [planned.background for planned in chunk])
+                for image in images:
+                    writer.write(image)
                 self.progress("render", a + len(chunk), len(frames))

@@ -11,9 +11,9 @@ all points must be known before they can be smoothed over time.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
-from cmet_core.media.video import VideoInfo, read_frames
+from cmet_core.media.video import VideoInfo
 
 Progress = Callable[[str, int, int], None]
 
@@ -60,13 +60,15 @@ class Enhancer:
         u = self.choice.upscale
         return dataclasses.replace(info, width=info.width * u, height=info.height * u)
 
-    def prepare(self, src: Path, boxes: Sequence[CropBox], progress: Progress) -> None:
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width * self.choice.upscale, height * self.choice.upscale
+
+    def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
+        """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo)."""
         points: list[np.ndarray | None] = []
         with Landmarker() as landmarker:
-            for frame in read_frames(src):
-                if frame.index >= len(boxes):
-                    break
-                points.append(landmarker.five(frame.image, boxes[frame.index]))
+            for image in itertools.islice(images, len(boxes)):
+                points.append(landmarker.five(image, boxes[len(points)]))
                 progress("enhance", len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)
