@@ -104,7 +104,7 @@ def convert_cmd(
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
     """Sets and their models: name, version, kind, size, source, and what is known of the weights' licence."""
-    from cmet_core.models.sets import discover_sets, list_models, no_set_message
+    from cmet_core.models.sets import NO_LICENCE, discover_sets, list_models, no_set_message
 
     root = _root(directory)
     if not discover_sets(root):
@@ -122,10 +122,12 @@ def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> N
             _size(r.size),
             r.source,
             r.sha256[:12],
-            r.licence,
+            "see below" if r.licence != NO_LICENCE else r.licence,
         )
         table.add_row(*(escape(c) for c in cells))
     out().print(table)
+    for name, licence in sorted({(r.name, r.licence) for r in rows if r.licence != NO_LICENCE}):
+        typer.echo(f"licence of {name}: {licence}")
     for problem in problems:
         say(f"error: {problem}")
     raise typer.Exit(1 if problems else 0)

@@ -146,6 +146,8 @@ class Dub(_Edit):
         connector = self.editor.connector
         max_pixels = self.options.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
+        if image is not None:
+            self.options.check_upscale(image.shape[1], image.shape[0])
         info = None if self.photo else self.options.probe(self.src)
         with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
             wav = read_track(self.speech_track, self.options.max_duration_s)
@@ -168,7 +170,10 @@ class Dub(_Edit):
         # speech track lands where it is heard, whatever the pose fill repeats.
         poses = torch.tensor([f.pose for f in frames])
         exp = self._edited_expression(connector, speech_plan, motion.exp[poses], np.arange(len(frames)) / LIP_FPS)
+        enhancer = self._enhancer(boxes, [image] if image is not None else None)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
+        if enhancer is not None:
+            width, height = enhancer.output_size(width, height)
         like = VideoInfo(
             path=self.dst,
             width=width,
@@ -181,9 +186,6 @@ class Dub(_Edit):
             video_codec="h264",
             has_audio=True,
         )
-        enhancer = self._enhancer(boxes, [image] if image is not None else None)
-        if enhancer is not None:
-            like = enhancer.output_info(like)
         backgrounds = (
             itertools.repeat(image)
             if image is not None
@@ -193,9 +195,7 @@ class Dub(_Edit):
             self._render_plan(
                 like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial, enhancer
             )
-        if enhancer is not None:  # its forwards ran inside the render loop: count them as its own
-            self.seconds["render"] -= enhancer.restore_seconds
-            self.seconds["enhance"] += enhancer.restore_seconds
+        self._count_restorer(enhancer)
         return EditResult(
             output=self.dst,
             frames=len(frames),

@@ -391,11 +391,10 @@ class _Edit:
         boxes, source_index, motion, times, source = self._motion(info, crop_input)
         exp = self._edited_expression(connector, plan, motion.exp, times)
         enhancer = self._enhancer(boxes)
+        like = info if enhancer is None else enhancer.output_info(info)
         with self._stage("render"), _atomic_output(self.dst) as partial:
             self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
-        if enhancer is not None:  # its forwards ran inside the render loop: count them as its own
-            self.seconds["render"] -= enhancer.restore_seconds
-            self.seconds["enhance"] += enhancer.restore_seconds
+        self._count_restorer(enhancer)
         total = sum(self.seconds.values())
         facts = {"frames": len(boxes), "seconds": round(total, 3), "network_seconds": round(self.network, 3)}
         log.info(
@@ -411,8 +410,8 @@ class _Edit:
             frames=len(boxes),
             fps=float(info.fps),
             duration_s=info.duration_s,
-            width=info.width * self.options.upscale if enhancer is not None else info.width,
-            height=info.height * self.options.upscale if enhancer is not None else info.height,
+            width=like.width,
+            height=like.height,
             source_frame=source_index,
             face_crop_input=crop_input,
             stage_seconds=self.seconds,
@@ -483,19 +482,25 @@ class _Edit:
         return motion, np.asarray(times), source
 
     # -- between: the restorer's landmarks, when it works on this edit ---------------------
-    def _enhancer(self, boxes: list[faces.CropBox], frames: Iterable[np.ndarray] | None = None) -> Enhancer | None:
-        """The restorer's stage when it works on this edit, its landmarks found on the input's frames
-        (`frames`, else decoded from the input)."""
+    def _enhancer(self, boxes: list[faces.CropBox], images: Iterable[np.ndarray] | None = None) -> Enhancer | None:
+        """The restorer's stage when it works on this edit, its landmark pass done over `images` (default:
+        the input's frames)."""
         restorer = self.editor.restorer
         if not wanted(self.options, restorer, boxes[0].side, self.editor.face_size):
             return None
         assert restorer is not None
         enhancer = Enhancer(restorer, self.options)
         with self._stage("enhance"):
-            enhancer.prepare(self.src if frames is None else frames, boxes, self.progress)
+            enhancer.prepare((f.image for f in self._read()) if images is None else images, boxes, self.progress)
         if enhancer.missing:
             log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", enhancer.missing, len(boxes))
         return enhancer
+
+    def _count_restorer(self, enhancer: Enhancer | None) -> None:
+        """The restorer's forwards ran inside the render loop: count them as its own stage."""
+        if enhancer is not None:
+            self.seconds["render"] -= enhancer.restore_seconds
+            self.seconds["enhance"] += enhancer.restore_seconds
 
     # -- pass 3: render, paste back, (restore), write --------------------------------------
     def _render(

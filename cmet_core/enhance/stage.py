@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
-from cmet_core.media.video import VideoInfo, read_frames
+from cmet_core.media.video import VideoInfo
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,9 +60,11 @@ class Enhancer:
         u = self.choice.upscale
         return dataclasses.replace(info, width=info.width * u, height=info.height * u)
 
-    def prepare(self, src: Path | Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
-        """The landmarks of the input frames of `src` (a video, or the frames themselves: a photo's one)."""
-        images = (f.image for f in read_frames(src)) if isinstance(src, Path) else iter(src)
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width * self.choice.upscale, height * self.choice.upscale
+
+    def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
+        """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo)."""
         points: list[np.ndarray | None] = []
         with Landmarker() as landmarker:
             for image in itertools.islice(images, len(boxes)):

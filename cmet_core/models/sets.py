@@ -123,6 +123,10 @@ def model_manifest(set_dir: Path, manifest: SetManifest, kind: Kind) -> tuple[Mo
 # Listing, loading
 
 
+NO_LICENCE = "not recorded"
+"""What `cmet models list` says of weights whose manifest records no licence (ours, or converted by hand)."""
+
+
 @dataclass
 class ModelRow:
     set_name: str
@@ -133,7 +137,7 @@ class ModelRow:
     size: int
     source: str
     sha256: str
-    licence: str = "not recorded"
+    licence: str = NO_LICENCE
 
 
 def list_models(root: Path) -> tuple[list[ModelRow], list[str]]:

@@ -104,7 +104,7 @@ def test_identical_frames_give_identical_restored_faces(editor: Editor, clip: Pa
     frames = [f.image for f in read_frames(clip)]
     boxes = [CropBox(225.0, 190.0, 400.0)] * len(frames)
     enhancer = Enhancer(editor.restorer, EditOptions(enhance="on"))
-    enhancer.prepare(clip, boxes, lambda *_: None)
+    enhancer.prepare(frames, boxes, lambda *_: None)
     still = [frames[0]] * 3
     enhancer.matrices[:3] = [enhancer.matrices[0]] * 3
     first = enhancer.apply(still[:2], [0, 1])
@@ -171,3 +171,17 @@ def test_restorer_runtime_options_bf16_and_channels_last() -> None:
     assert (fast - plain).abs().mean() < 0.05
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         RestorerRunner(net, RuntimeOptions(device="cpu", precision="fp16"))
+
+
+def test_a_dub_is_restored_too(editor: Editor, tmp_path: Path, test_data: Path) -> None:
+    """Lips from speech, then the restorer on the composited frame: a face-crop video dubbed at twice its size."""
+    import soundfile
+
+    wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
+    soundfile.write(str(tmp_path / "line.wav"), wav[: rate // 4], rate)  # 0.25 s: 6 frames at 25 fps
+    src = write_sample_clip(tmp_path / "crop.mp4", seconds=0.2)
+    options = EditOptions(lips="speech", upscale=2)
+    result = editor.edit(src, tmp_path / "dub.mp4", HAPPY, options, speech_track=tmp_path / "line.wav")
+    info = probe(tmp_path / "dub.mp4")
+    assert (info.width, info.height) == (result.width, result.height) == (512, 512)
+    assert info.frame_count == result.frames and "enhance" in result.stage_seconds

@@ -22,6 +22,9 @@ from cmet_core.models.gfpgan import GFPGAN, LICENCE, TINY_GFPGAN
 from cmet_core.models.manifests import ModelManifest
 from cmet_core.models.pull import RestorerPull, UrlFile, download_url, pull_restorer
 from cmet_core.models.sets import list_models, load_set
+from tests.cmet_core.test_sets import FakeHub, tiny_spec
+from tests.cmet_core.test_sets import fake_hub as fake_hub  # noqa: F401 (a fixture)
+from tests.cmet_core.test_sets import no_network as no_network  # noqa: F401 (an autouse fixture)
 
 
 def _tiny_state() -> dict[str, torch.Tensor]:
@@ -138,6 +141,42 @@ def test_cli_list_shows_the_licence_status(published: Path, tmp_path: Path) -> N
     from cmet_core.models.build import write_set_manifest
 
     write_set_manifest(tmp_path / "tiny", "tiny", "0.1.0")
-    result = CliRunner().invoke(app, ["list", "--dir", str(tmp_path)], env={"COLUMNS": "400"})
+    result = CliRunner().invoke(app, ["list", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "no stated licence" in result.output and "Apache-2.0" in result.output
+    assert f"licence of gfpgan-v1.4: {LICENCE}" in result.output and "no stated licence" in LICENCE
+
+
+def test_cli_pull_takes_the_restorer_from_a_mirror(
+    fake_hub: FakeHub, published: Path, release: _Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole `cmet models pull`: hub files from the (fake) hub, the restorer from a mirror instead of
+    GitHub (which `no_network` would refuse), converted into the same set."""
+    from cmet_cli.models_cmd import app
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    spec = tiny_spec()
+    official = RestorerPull().file
+    spec.restorer = RestorerPull(file=official.model_copy(update={"sha256": _pin(published, release.url).sha256}))
+    spec.restorer.config = TINY_GFPGAN.to_dict()
+    (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    args = [
+        "pull",
+        "--dir",
+        str(tmp_path / "models"),
+        "--spec",
+        str(tmp_path / "spec.json"),
+        "--endpoint",
+        fake_hub.url,
+        "--force",
+    ]
+    result = CliRunner().invoke(app, [*args, "--mirror", f"{release.url}/gfpgan"])
+    assert result.exit_code == 0, result.output
+    assert release.requests == ["/gfpgan/GFPGANv1.4.pth"]
+    assert verify_set(tmp_path / "models" / "pulled").ok
+    assert isinstance(load_set(tmp_path / "models" / "pulled").restorer, GFPGAN)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output  # the pinned copy in the cache: no download
+    assert len(release.requests) == 1
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(app, args)  # no mirror, nothing cached: GitHub, out of reach here
+    assert result.exit_code == 1 and "cannot download https://github.com/TencentARC/GFPGAN" in result.output
