@@ -66,6 +66,13 @@ export class PreviewStep {
   }
 
   update() {
+    if (this.shownFor !== this.video.asset) {
+      // a sheet or clip of another video is no preview of this one
+      this.shownFor = this.video.asset;
+      $("sheet").hidden = true;
+      $("clip-video").hidden = true;
+      for (const id of ["sheet-status", "clip-status"]) $(id).textContent = "";
+    }
     const rows = this.rows().length;
     const columns = this.columns();
     $("make-sheet").disabled = !(this.video.ready && rows && rows <= MAX_ROWS && columns && columns.length <= MAX_COLUMNS);

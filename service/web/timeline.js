@@ -78,6 +78,7 @@ export class TimelineStep {
     if (timeline.transition_s !== undefined) $("transition").value = String(timeline.transition_s);
     this.selected = this.segments.length ? 0 : -1;
     this.build();
+    $("timeline-status").textContent = `Took ${this.segments.length} segments into the strip.`;
   }
 
   defaultTarget() {
