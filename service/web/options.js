@@ -7,6 +7,7 @@ import { $ } from "./dom.js";
 export class OptionsStep {
   constructor() {
     this.track = null; // [File, its asset id]: the track goes up once, however often it is submitted
+    $("speech-track").addEventListener("change", (e) => ($("pose-fill").disabled = !e.target.files.length));
     $("enhance-strength").addEventListener("input", (e) => ($("enhance-strength-out").textContent = Number(e.target.value).toFixed(2)));
   }
 

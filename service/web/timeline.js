@@ -131,6 +131,7 @@ export class TimelineStep {
     const segment = this.segments[this.selected];
     if (!segment) return;
     Object.assign(segment, change);
+    $("timeline-status").textContent = "";
     this.place();
   }
 
@@ -151,6 +152,7 @@ export class TimelineStep {
     if (side === "start_s") s.start_s = round(Math.min(Math.max(t, before ? before.end_s : 0), s.end_s - MIN_S));
     else s.end_s = round(Math.max(Math.min(t, after ? after.start_s : this.length), s.start_s + MIN_S));
     this.selected = index;
+    $("timeline-status").textContent = "";
     this.place();
   }
 
@@ -224,6 +226,7 @@ export class TimelineStep {
       const body = block.querySelector(".seg-body");
       body.textContent = `${segment.target} ${segment.intensity.toFixed(2)}`;
       body.setAttribute("aria-label", `Segment ${index + 1}: ${this.describe(segment)}`);
+      body.title = this.describe(segment);
       body.setAttribute("aria-pressed", String(index === this.selected));
       for (const handle of block.querySelectorAll(".edge")) {
         const side = handle.classList.contains("start") ? "start_s" : "end_s";
