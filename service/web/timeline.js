@@ -78,7 +78,7 @@ export class TimelineStep {
     if (timeline.transition_s !== undefined) $("transition").value = String(timeline.transition_s);
     this.selected = this.segments.length ? 0 : -1;
     this.build();
-    $("timeline-status").textContent = `Took ${this.segments.length} segments into the strip.`;
+    $("timeline-status").textContent = `Took ${this.segments.length} segment${this.segments.length === 1 ? "" : "s"} into the strip.`;
   }
 
   defaultTarget() {
@@ -183,7 +183,7 @@ export class TimelineStep {
     $("segment-emotion").replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
     this.segments.forEach((segment, index) => {
       const body = el("button", { type: "button", class: "seg-body", onclick: () => this.select(index) });
-      const block = el("div", { class: "seg" }, body);
+      const block = el("div", { class: "seg" });
       for (const side of ["start_s", "end_s"]) {
         const handle = el("span", {
           class: `edge ${side === "start_s" ? "start" : "end"}`,
@@ -209,6 +209,7 @@ export class TimelineStep {
         });
         block.append(handle);
       }
+      block.firstChild.after(body); // tab order: start edge, the segment, end edge
       strip.append(block);
     });
     this.place();
