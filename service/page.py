@@ -3,7 +3,8 @@
 Only the files in `service/web/` are served, by exact name. Every answer carries a strict
 Content-Security-Policy: scripts, styles and everything else come from this origin alone (no
 inline code, no CDN), except that the page may talk to and play media from the storage origin
-that signs upload and download URLs (S3 or MinIO in a deployment; this API under `cmet serve`).
+that signs upload and download URLs (S3 or MinIO in a deployment; this API under `cmet serve`), and
+show images from it (a contact sheet's cells).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def content_security_policy(storage_origin: str) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data: blob:",
+            f"img-src 'self' data: blob:{extra}",
             f"media-src 'self' blob:{extra}",
             f"connect-src 'self'{extra}",
             "base-uri 'none'",

@@ -6,6 +6,9 @@ import { api, apiKey } from "./api.js";
 import { $, showError } from "./dom.js";
 import { EmotionStep } from "./emotion.js";
 import { JobList } from "./jobs.js";
+import { OptionsStep } from "./options.js";
+import { PreviewStep } from "./preview.js";
+import { TimelineStep } from "./timeline.js";
 import { VideoStep } from "./video.js";
 import { Watch } from "./watch.js";
 
@@ -14,7 +17,19 @@ const inputs = new Map(); // job id -> this page's local copy of its input video
 
 const video = new VideoStep(update);
 const emotion = new EmotionStep(update);
-const watch = new Watch(() => jobs.load());
+const options = new OptionsStep();
+const timeline = new TimelineStep({
+  duration: () => video.probe?.duration_s || (video.localUrl && $("input-video").duration) || null,
+  targets: () => emotion.usable(),
+  onChange: update,
+});
+emotion.timeline = timeline;
+const previews = new PreviewStep({ video, emotion, options });
+const watch = new Watch(() => jobs.load(), (found) => {
+  emotion.showTimeline(found);
+  $("timeline-title").scrollIntoView();
+  $("strip").querySelector(".edge")?.focus();
+});
 const jobs = new JobList({ open: (id) => (location.hash = `job=${id}`), rerun });
 
 function jobAssets() {
@@ -22,7 +37,9 @@ function jobAssets() {
 }
 
 function update() {
+  timeline.refresh();
   $("submit").disabled = !(video.ready && emotion.valid());
+  previews.update();
 }
 
 async function submit() {
@@ -30,7 +47,7 @@ async function submit() {
   button.disabled = true;
   showError($("submit-error"), null);
   try {
-    const body = { video_asset: video.asset, ...(await emotion.fields()) };
+    const body = { video_asset: video.asset, ...(await emotion.fields()), ...(await options.fields()) };
     const job = await api("/v1/edits", { method: "POST", json: body, headers: { "Idempotency-Key": crypto.randomUUID() } });
     sessionStorage.setItem(ASSETS, JSON.stringify({ ...jobAssets(), [job.id]: video.asset }));
     if (video.localUrl) inputs.set(job.id, video.localUrl);
@@ -83,6 +100,7 @@ async function start() {
   $("key").value = "";
   $("forget-key").hidden = false;
   $("app").hidden = false;
+  previews.load();
   await Promise.all([video.loadRecent(), jobs.load()]);
   route();
 }
@@ -98,5 +116,6 @@ $("forget-key").addEventListener("click", () => {
   location.reload();
 });
 $("submit").addEventListener("click", submit);
+$("input-video").addEventListener("loadedmetadata", () => timeline.refresh());
 window.addEventListener("hashchange", route);
 if (apiKey.get()) start();

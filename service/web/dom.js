@@ -34,3 +34,9 @@ export function seconds(value) {
 export function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
+
+/** What an edit is driven by, in a word or two (its emotion, "timeline" or "speech"). */
+export function target(job) {
+  if (job.timeline) return `timeline of ${job.timeline.segments.length}`;
+  return job.emotion || "speech";
+}

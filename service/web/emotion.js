@@ -1,15 +1,19 @@
 // Step 2: the emotion. The built-in emotions and the key's own as a grid, a blend of weights,
-// or speech clips; the intensity; a custom emotion made from clips.
+// speech clips, a timeline (timeline.js), or "follow the voice"; the intensity; a custom emotion
+// made from clips.
 
 import { api, upload } from "./api.js";
 import { $, el, showError } from "./dom.js";
 
 const MAX_CLIPS = 8;
+const FROM_AUDIO = "from_audio";
 
 export class EmotionStep {
   constructor(onChange) {
     this.onChange = onChange;
     this.emotions = [];
+    this.timeline = null; // the TimelineStep, set by the page
+    $("follow-voice").addEventListener("change", () => this.showMode());
     for (const radio of document.querySelectorAll("input[name=mode]")) {
       radio.addEventListener("change", () => this.showMode());
     }
@@ -28,11 +32,26 @@ export class EmotionStep {
     return document.querySelector("input[name=mode]:checked").value;
   }
 
+  get followVoice() {
+    return $("follow-voice").checked;
+  }
+
   showMode() {
-    $("emotion-set").hidden = this.mode !== "emotion";
-    $("blend-set").hidden = this.mode !== "blend";
-    $("speech-set").hidden = this.mode !== "speech";
+    const follow = this.followVoice;
+    $("mode-set").hidden = follow;
+    $("voice-hint").hidden = !follow;
+    $("neutral-self-label").hidden = !follow;
+    $("emotion-set").hidden = follow || this.mode !== "emotion";
+    $("blend-set").hidden = follow || this.mode !== "blend";
+    $("speech-set").hidden = follow || this.mode !== "speech";
+    $("timeline-panel").hidden = follow || this.mode !== "timeline";
+    $("intensity-row").hidden = !follow && this.mode === "timeline";
     this.onChange();
+  }
+
+  /** The ready emotions, for the timeline's and the contact sheet's choices. */
+  usable() {
+    return this.emotions.filter((e) => e.state === "ready");
   }
 
   showIntensity() {
@@ -85,6 +104,8 @@ export class EmotionStep {
 
   /** What the edit asks for, or null while nothing is chosen. */
   valid() {
+    if (this.followVoice) return true;
+    if (this.mode === "timeline") return this.timeline.valid();
     if (this.mode === "emotion") return this.chosenEmotion() !== null;
     if (this.mode === "blend") return this.blendWeights().length > 0;
     const n = this.clips().length;
@@ -94,6 +115,8 @@ export class EmotionStep {
   /** The body fields of the edit; speech clips are uploaded as assets first. */
   async fields() {
     const intensity = Number($("intensity").value);
+    if (this.followVoice) return { emotion: FROM_AUDIO, intensity, ...($("neutral-self").checked ? { neutral: "self" } : {}) };
+    if (this.mode === "timeline") return this.timeline.fields();
     if (this.mode === "emotion") return { emotion: this.chosenEmotion(), intensity };
     if (this.mode === "blend") {
       return { emotion: this.blendWeights().map(([name, w]) => `${name}=${w}`).join(","), intensity };
@@ -160,6 +183,11 @@ export class EmotionStep {
     $("intensity").value = String(job.intensity);
     this.showIntensity();
     const emotion = job.emotion || "";
+    if (job.timeline) {
+      this.showTimeline(job.timeline);
+      return;
+    }
+    $("follow-voice").checked = emotion === FROM_AUDIO;
     if (emotion.includes("=")) {
       document.querySelector("input[name=mode][value=blend]").checked = true;
       const weights = Object.fromEntries(emotion.split(",").map((p) => p.split("=")));
@@ -167,12 +195,30 @@ export class EmotionStep {
         slider.value = weights[slider.dataset.emotion] || "0";
         slider.dispatchEvent(new Event("input"));
       }
-    } else if (emotion) {
+    } else if (emotion && emotion !== FROM_AUDIO) {
       document.querySelector("input[name=mode][value=emotion]").checked = true;
       this.select(emotion);
-    } else {
+    } else if (!emotion) {
       document.querySelector("input[name=mode][value=speech]").checked = true;
     }
+    this.showMode();
+  }
+
+  /** Drive the edit by `timeline` (loaded into the strip). */
+  showTimeline(timeline) {
+    $("follow-voice").checked = false;
+    document.querySelector("input[name=mode][value=timeline]").checked = true;
+    this.timeline.load(timeline);
+    this.showMode();
+  }
+
+  /** Pick `emotion` at `intensity` (a contact sheet's cell). */
+  pick(emotion, intensity) {
+    $("follow-voice").checked = false;
+    document.querySelector("input[name=mode][value=emotion]").checked = true;
+    this.select(emotion);
+    $("intensity").value = String(intensity);
+    this.showIntensity();
     this.showMode();
   }
 

@@ -1,7 +1,7 @@
 // The key's edits: state, emotion, created, length; filtered by state; open, re-run, delete.
 
 import { api } from "./api.js";
-import { $, el, seconds, showError, when } from "./dom.js";
+import { $, el, seconds, showError, target, when } from "./dom.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 
@@ -42,7 +42,7 @@ export class JobList {
       "tr",
       { "data-job": job.id },
       el("td", {}, el("span", { class: `state ${job.state}`, text: job.state })),
-      el("td", { text: job.emotion || "speech" }),
+      el("td", { text: target(job) }),
       el("td", { text: when(job.created_at) }),
       el("td", { text: job.result ? seconds(job.result.duration_s) : "" }),
       el("td", {}, actions),

@@ -140,6 +140,7 @@ export class VideoStep {
     $("video-info").hidden = false;
     $("video-status").textContent = `${name}: ready to edit.`;
     this.drawFace();
+    this.onChange();
   }
 
   /** The face box over the shown frame, in the element's own pixels (the video is letterboxed). */

@@ -1,15 +1,20 @@
 // Step 3: a submitted edit, followed through its server-sent events (polling if the stream breaks),
 // cancelable while it runs; the result plays in sync beside the input, or under a before/after slider.
+// A "follow the voice" result shows the segments it found, which can be taken into the timeline.
 
 import { api, events } from "./api.js";
-import { $, showError } from "./dom.js";
+import { $, el, seconds, showError, target } from "./dom.js";
+import { drawSegments } from "./timeline.js";
 
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
 const DRIFT_S = 0.08;
 
 export class Watch {
-  constructor(onFinal) {
+  /** `onEditFound(timeline)`: the person wants to edit the segments a voice edit found. */
+  constructor(onFinal, onEditFound) {
     this.onFinal = onFinal;
+    this.found = null;
+    $("edit-found").addEventListener("click", () => this.found && onEditFound(this.found));
     this.jobId = null;
     this.abort = null;
     $("cancel").addEventListener("click", () => this.cancel());
@@ -65,7 +70,7 @@ export class Watch {
     $("job-meter").hidden = false;
     $("job-progress").value = job.progress;
     $("job-percent").textContent = `${percent} %`;
-    const what = job.emotion || "speech";
+    const what = target(job);
     $("job-line").textContent = `Edit ${job.id} (${what}, intensity ${job.intensity}): ${job.state}${job.stage ? `, ${job.stage}` : ""}`;
     $("job-line").dataset.state = job.state;
     $("cancel").hidden = FINAL.has(job.state);
@@ -97,6 +102,23 @@ export class Watch {
     $("download").setAttribute("download", `${job.id}.mp4`);
     $("result").hidden = false;
     this.showView();
+    this.showFound(job);
+  }
+
+  /** The segments a from_audio edit found: on a strip, listed, and offered as a timeline. */
+  showFound(job) {
+    const segments = job.result?.segments || [];
+    $("found").hidden = segments.length === 0;
+    if (!segments.length) return;
+    drawSegments($("found-strip"), segments, job.result.duration_s);
+    $("found-list").replaceChildren(
+      ...segments.map((s) =>
+        el("li", {
+          text: `${seconds(s.start_s)}–${seconds(s.end_s)}: ${s.target}${s.cosine === null ? "" : ` (cosine ${s.cosine.toFixed(2)})`}, intensity ${s.intensity.toFixed(2)}`,
+        }),
+      ),
+    );
+    this.found = { segments: segments.map(({ cosine, ...segment }) => segment) };
   }
 
   showView() {

@@ -8,6 +8,7 @@ and for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
 from tests.service.conftest import new_key
 from tests.service.stack import Stack, free_port, process, wait_until
@@ -122,7 +124,7 @@ def test_a_person_edits_a_video_end_to_end(
 
     expect(page.locator("#submit")).to_be_disabled()
     page.get_by_role("radio", name="happy", exact=True).check()
-    page.get_by_label("Intensity").fill("1.2")
+    page.get_by_label("Intensity", exact=True).fill("1.2")
     expect(page.locator("#intensity-out")).to_have_text("1.20")
     page.evaluate(
         """() => { const out = document.getElementById('job-percent'); window.seen = [];
@@ -179,7 +181,7 @@ def test_a_person_edits_a_video_end_to_end(
     # keyboard: every control of the three steps is reached with Tab, and shows where the focus is
     page.evaluate("() => document.activeElement.blur()")
     reached, unmarked = set(), set()
-    for _ in range(80):
+    for _ in range(160):
         page.keyboard.press("Tab")
         tag, element, outline = page.evaluate(
             "() => ['tagName', 'id'].map((k) => document.activeElement[k])"
@@ -306,7 +308,9 @@ def test_the_page_works_on_the_scaled_stack(browser: sync_api.Browser, stack: St
     blocked: list[str] = []
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     policy = httpx.get(stack.api_url + "/").headers["content-security-policy"]
-    assert stack.env["CMET_S3_ENDPOINT_URL"] in policy
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    for media in ("connect-src", "media-src", "img-src"):  # uploads, results, contact sheet cells
+        assert stack.env["CMET_S3_ENDPOINT_URL"] in directives[media], media
     page.goto(stack.api_url + "/")
     page.get_by_label("API key").fill(new_key(stack, "browser"))
     page.get_by_role("button", name="Use key").click()
@@ -329,3 +333,128 @@ def test_the_wheel_ships_every_file_of_the_page() -> None:
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
     files = [p.relative_to(root / "service").as_posix() for p in (root / "service" / "web").iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files
+
+
+def test_a_contact_sheet_and_a_clip_preview_come_back(page: sync_api.Page, served: Served, test_data: Path) -> None:
+    """See before paying: the sheet's cells load and pick the edit's emotion; a clip preview plays."""
+    expect = sync_api.expect
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    expect(page.locator("#preview-panel")).to_be_visible()
+    rows = page.get_by_role("group", name="Emotions of the sheet")
+    rows.get_by_label("happy", exact=True).check()
+    rows.get_by_label("sad", exact=True).check()
+    page.get_by_label("Intensities").fill("0.5, 1.5")
+    page.get_by_role("button", name="Make a contact sheet").click()
+    cells = page.get_by_role("group", name="Contact sheet cells").get_by_role("button")
+    expect(cells).to_have_count(4, timeout=120_000)
+    expect(page.locator("#sheet-status")).to_contain_text("4 cells")
+    page.get_by_text("The labelled sheet").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#sheet-cells img, #sheet-image')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    sheet, cell = page.evaluate(
+        "() => ['sheet-image', 'sheet-cells'].map((id) => document.getElementById(id))"
+        ".map((e) => (e.tagName === 'IMG' ? e : e.querySelector('img'))).map((i) => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert sheet[0] >= 2 * cell[0] and sheet[1] >= 2 * cell[1], (sheet, cell)  # a 2 x 2 grid of the frame
+    page.screenshot(path=served.shots / "12-contact-sheet.png", full_page=True)
+    page.get_by_role("button", name="Use sad at 1.50").click()
+    expect(page.get_by_role("radio", name="sad", exact=True)).to_be_checked()
+    expect(page.get_by_label("Intensity", exact=True)).to_have_value("1.5")
+
+    page.get_by_label("From (s)").fill("0.5")
+    page.get_by_label("Length (s)").fill("1")
+    page.get_by_role("button", name="Preview a clip").click()
+    clip = page.locator("#clip-video")
+    expect(clip).to_be_visible(timeout=180_000)
+    page.wait_for_function("() => document.getElementById('clip-video').readyState >= 2", timeout=30_000)
+    assert abs(clip.evaluate("v => v.duration") - 1.0) < 0.1
+    expect(page.locator("#clip-status")).to_contain_text("1.00 s from 0.50 s")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#preview-panel").screenshot(path=served.shots / "13-previews-phone.png")
+
+
+def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
+    page: sync_api.Page, served: Served, test_data: Path, tmp_path: Path
+) -> None:
+    """Three segments made with the keyboard and the mouse are the job's timeline; "follow the voice"
+    submits from_audio, and the segments it found go back into the strip."""
+    expect = sync_api.expect
+    alice = {"Authorization": f"Bearer {served.keys['alice']}"}
+    sign_in(page, served, served.keys["alice"])
+    upload_video(page, test_data / MEAD)
+    page.get_by_label("a timeline").check()
+    expect(page.locator("#timeline-panel")).to_be_visible()
+    expect(page.get_by_label("Intensity", exact=True)).to_be_hidden()
+    for _ in range(3):
+        page.get_by_role("button", name="Add segment").click()
+    expect(page.locator("#strip .seg")).to_have_count(3)
+
+    end = page.get_by_role("slider", name="End of segment 3")
+    end.focus()
+    for key in ("Shift+ArrowRight", "ArrowRight", "ArrowRight"):
+        page.keyboard.press(key)
+    expect(end).to_have_attribute("aria-valuenow", "5.7")
+    start = page.get_by_role("slider", name="Start of segment 2")
+    strip, handle = page.locator("#strip").bounding_box(), start.bounding_box()
+    assert strip and handle
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(strip["x"] + strip["width"] * 2.0 / 7.0, handle["y"], steps=6)
+    page.mouse.up()
+    dragged = float(start.get_attribute("aria-valuenow") or "nan")
+    assert abs(dragged - 2.0) < 0.05, dragged
+    page.get_by_role("button", name=re.compile("^Segment 2:")).click()
+    page.get_by_label("Segment emotion").select_option("sad")
+    page.get_by_role("button", name=re.compile("^Segment 3:")).click()
+    page.get_by_label("Segment emotion").select_option("angry")
+    page.get_by_label("Segment intensity").fill("1.5")
+    page.get_by_label("Transition (s)").fill("0.2")
+    page.get_by_text("More options").click()
+    page.get_by_label("HD face").select_option("off")
+    page.get_by_label("Strength").fill("0.5")
+    page.screenshot(path=served.shots / "14-timeline.png", full_page=True)
+    with page.expect_request(lambda r: r.url.endswith("/v1/edits") and r.method == "POST") as sent:
+        page.get_by_role("button", name="Edit the video").click()
+    assert {"enhance": "off", "enhance_strength": 0.5}.items() <= sent.value.post_data_json.items()
+    expect(page.locator("#job-line")).to_contain_text("timeline of 3", timeout=30_000)
+    job_id = page.url.split("#job=")[1]
+    applied = httpx.get(f"{served.url}/v1/edits/{job_id}", headers=alice).json()["timeline"]
+    assert applied["transition_s"] == 0.2
+    assert [(s["start_s"], s["end_s"], s["target"], s["intensity"]) for s in applied["segments"]] == [
+        (0.0, 1.5, "happy", 1.0),
+        (dragged, 3.0, "sad", 1.0),
+        (3.0, 5.7, "angry", 1.5),
+    ]
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "canceled", timeout=60_000)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#video-panel").screenshot(path=served.shots / "15-timeline-phone.png")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # the canceled edit may still hold the worker until its next stage, so the probe can come late
+    page.set_input_files("#video-file", str(write_sample_clip(tmp_path / "talk.mp4", seconds=1.5)))
+    expect(page.locator("#video-status")).to_contain_text(re.compile("may submit|ready to edit"), timeout=60_000)
+    page.get_by_role("switch", name="Follow the voice").check()
+    expect(page.locator("#mode-set")).to_be_hidden()
+    page.get_by_label("compare with the speaker's calmest moment").check()
+    page.locator("#emotion-panel").screenshot(path=served.shots / "16-follow-the-voice.png")
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("from_audio", timeout=30_000)
+    job = httpx.get(f"{served.url}/v1/edits/{page.url.split('#job=')[1]}", headers=alice).json()
+    assert job["emotion"] == "from_audio" and job["timeline"] is None
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)
+    found = page.locator("#found-list li")
+    expect(found.first).to_be_visible()
+    count = found.count()
+    assert count >= 1 and page.locator("#found-strip .seg").count() == count
+    page.locator("#watch-panel").screenshot(path=served.shots / "17-found-in-the-voice.png")
+    page.get_by_role("button", name="Edit these as a timeline").click()
+    expect(page.get_by_label("a timeline")).to_be_checked()
+    expect(page.get_by_role("switch", name="Follow the voice")).not_to_be_checked()
+    expect(page.locator("#strip .seg")).to_have_count(count)
+    expect(page.get_by_role("slider", name="Start of segment 1")).to_be_focused()
+    page.locator("#video-panel").screenshot(path=served.shots / "18-found-as-timeline.png")
