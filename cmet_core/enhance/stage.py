@@ -29,9 +29,10 @@ Progress = Callable[[str, int, int], None]
 
 
 def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
-    """Whether an edit restores its face: `on` (or `upscale` 2) needs the weights; `auto` wants them and a face
-    that spans more output pixels than the generator renders (else there is no detail to win). Strength 0
-    without upscaling would only resample the face twice: that is off too."""
+    """Whether an edit restores its face: `on` (or `upscale` 2) needs the weights; `auto` wants them, a face
+    that spans more output pixels than the generator renders and a restorer with a larger output than the
+    generator's (else there is no detail to win). Strength 0 without upscaling would only resample the
+    face twice: that is off too."""
     if choice.enhance == "off" or (choice.enhance_strength == 0 and choice.upscale == 1):
         return False
     if choice.enhance == "on" or choice.upscale != 1:
@@ -42,7 +43,8 @@ def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, f
                 "use enhance auto or off, or pull a set with it (`cmet models pull`)",
             )
         return True
-    return restorer is not None and face_side * choice.upscale > face_size
+    # and a restorer that renders more pixels than the generator (the published pair: 512 against 256)
+    return restorer is not None and restorer.size > face_size and face_side * choice.upscale > face_size
 
 
 class Enhancer:

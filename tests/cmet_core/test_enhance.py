@@ -185,3 +185,21 @@ def test_a_dub_is_restored_too(editor: Editor, tmp_path: Path, test_data: Path) 
     info = probe(tmp_path / "dub.mp4")
     assert (info.width, info.height) == (result.width, result.height) == (512, 512)
     assert info.frame_count == result.frames and "enhance" in result.stage_seconds
+
+
+class _Sized:
+    """Just what `wanted` reads of a restorer: its output size."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def test_auto_restores_where_the_restorer_adds_pixels() -> None:
+    """The published pair (a 512 restorer, a 256 generator): a 400 px face is restored, a 200 px one is
+    not; a restorer no larger than the generator (the tiny set's 32 and 32) adds nothing: off."""
+    from cmet_core.enhance.stage import wanted
+
+    auto = EditOptions()
+    assert wanted(auto, _Sized(512), 400.0, 256) and not wanted(auto, _Sized(512), 200.0, 256)  # type: ignore[arg-type]
+    assert not wanted(auto, _Sized(32), 400.0, 32)  # type: ignore[arg-type]
+    assert wanted(EditOptions(enhance="on"), _Sized(32), 400.0, 32)  # type: ignore[arg-type]
