@@ -240,14 +240,15 @@ class Dub(_Edit):
         """The photo's crop box (the whole photo when it already is EDTalk's crop), found as in a video."""
         h, w = image.shape[:2]
         crop_input = faces.is_face_crop(w, h)
-        if crop_input:
-            box = faces.CropBox(cx=w / 2, cy=h / 2, side=float(w))
-        else:
-            with faces.FaceDetector() as detector:
-                detections = [detector.detect(image)]
-            tracked = faces.track(detections, self.options.face_selection(), frame_size=(w, h))
-            box = faces.crop_boxes(tracked, (w, h), max_missing=0.0)[0]
-        return box, crop_input
+        found = faces.find_faces_in(
+            [image],
+            (w, h),
+            crop_input=crop_input,
+            selection=self.options.face_selection(),
+            max_missing=0.0,
+            source_frame=0,
+        )
+        return found.boxes[0], crop_input
 
     def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
         """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with

@@ -393,7 +393,7 @@ class _Edit:
         enhancer = self._enhancer(boxes)
         like = info if enhancer is None else enhancer.output_info(info)
         with self._stage("render"), _atomic_output(self.dst) as partial:
-            self._render(info, boxes, crop_input, source, motion, exp, partial, enhancer)
+            self._render(like, boxes, crop_input, source, motion, exp, partial, enhancer)
         self._count_restorer(enhancer)
         total = sum(self.seconds.values())
         facts = {"frames": len(boxes), "seconds": round(total, 3), "network_seconds": round(self.network, 3)}
@@ -505,7 +505,7 @@ class _Edit:
     # -- pass 3: render, paste back, (restore), write --------------------------------------
     def _render(
         self,
-        info: VideoInfo,
+        like: VideoInfo,
         boxes: list[faces.CropBox],
         crop_input: bool,
         source: SourceCache,
@@ -517,11 +517,10 @@ class _Edit:
         size = self.editor.face_size
         mask = faces.paste_mask(size, crop_input)
         done = 0
-        like = info if enhancer is None else enhancer.output_info(info)
         with VideoWriter(
             out,
             like=like if self.audio is None else replace(like, has_audio=True),
-            audio_from=self.audio or (self.src if info.has_audio else None),
+            audio_from=self.audio or (self.src if like.has_audio else None),
             crf=self.options.crf,
         ) as writer:
             for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):

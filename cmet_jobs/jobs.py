@@ -59,18 +59,10 @@ def visible(query: Select[T]) -> Select[T]:
 
 
 def _record(job: Job) -> dict[str, Any]:
-    """What every job shows, whatever its kind: its id, state, progress, times and error."""
-    return {
-        "id": job.id,
-        "state": job.state,
-        "progress": job.progress,
-        "stage": job.stage,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "error": schemas.job_error(job.error_code, job.error_message),
-    }
+    """The fields of `schemas.JobRecord` that every job shows, whatever its kind: the record's own columns
+    by name, and its error."""
+    shown = {name: getattr(job, name) for name in schemas.JobRecord.model_fields if name != "error"}
+    return {**shown, "error": schemas.job_error(job.error_code, job.error_message)}
 
 
 def to_schema(job: Job, storage: Storage) -> schemas.Job:

@@ -159,9 +159,10 @@ class EditResultInfo(BaseModel):
     )
 
 
-class Job(BaseModel):
+class JobRecord(BaseModel):
+    """What every job shows, whatever its kind (`cmet_jobs.jobs` fills it from the record)."""
+
     id: str
-    object: Literal["edit"] = "edit"
     state: JobState = Field(description="Never `creating`: a job is visible once its inputs are stored.")
     progress: float = Field(ge=0, le=1)
     stage: str | None
@@ -169,10 +170,14 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    error: JobError | None
+
+
+class Job(JobRecord):
+    object: Literal["edit"] = "edit"
     emotion: str | None
     intensity: float
     timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
-    error: JobError | None
     result: EditResultInfo | None
     output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")
     preview_s: float | None = Field(default=None, description="Set on a clip preview: the seconds it renders.")
@@ -191,21 +196,12 @@ class PreviewCell(BaseModel):
     url: str = Field(description="Presigned PNG of the whole edited frame, signed anew on every read.")
 
 
-class Preview(BaseModel):
+class Preview(JobRecord):
     """A clip preview (`kind` clip: `output_url`, an mp4 of the window) or a contact sheet (`kind` sheet:
     `sheet_url`, the labelled grid, and `cells`, row by row). URLs are set once the preview succeeded."""
 
-    id: str
     object: Literal["preview"] = "preview"
     kind: Literal["clip", "sheet"]
-    state: JobState = Field(description="Never `creating`: a job is visible once its inputs are stored.")
-    progress: float = Field(ge=0, le=1)
-    stage: str | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: JobError | None
     emotions: list[str] = Field(description="Sheet: its rows; clip: the one emotion (empty for speech clips).")
     intensities: list[float] = Field(description="Sheet: its columns; clip: the one intensity.")
     frame: int | None = Field(description="Sheet: the frame shown (known once it succeeded).")

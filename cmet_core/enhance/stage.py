@@ -58,12 +58,12 @@ class Enhancer:
         self.missing = 0
         self.restore_seconds = 0.0
 
-    def output_info(self, info: VideoInfo) -> VideoInfo:
-        u = self.choice.upscale
-        return dataclasses.replace(info, width=info.width * u, height=info.height * u)
-
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width * self.choice.upscale, height * self.choice.upscale
+
+    def output_info(self, info: VideoInfo) -> VideoInfo:
+        width, height = self.output_size(info.width, info.height)
+        return dataclasses.replace(info, width=width, height=height)
 
     def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
         """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo)."""

@@ -1,7 +1,7 @@
 """Faces: detect, track, crop to EDTalk's framing, paste the rendered face back."""
 
 from cmet_core.faces.detect import Detection, FaceDetector
-from cmet_core.faces.find import FacePlan, find_faces
+from cmet_core.faces.find import FacePlan, find_faces, find_faces_in
 from cmet_core.faces.framing import NoFaceError, crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
@@ -20,6 +20,7 @@ __all__ = [
     "crop_face",
     "feather_mask",
     "find_faces",
+    "find_faces_in",
     "is_face_crop",
     "paste_back",
     "paste_mask",

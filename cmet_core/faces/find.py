@@ -7,9 +7,11 @@ its identity from the frame, exactly as the full edit will.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.detect import Detection, FaceDetector
@@ -38,21 +40,46 @@ def find_faces(
     progress: Callable[[int, int], None],
     limit: int | None = None,
 ) -> FacePlan:
-    """`crop_input`: the frames already are EDTalk's crop (the whole frame goes to the model and back).
-    `source_frame` None: the first confident frontal frame of the tracked face. `progress(done, total)`.
-    `limit`: only the first frames (a dub shorter than its video needs no more)."""
-    detections: list[list[Detection]] = []
+    """The face pass over a video's frames; `limit`: only the first frames (a dub shorter than its
+    video needs no more). The rest as `find_faces_in`."""
     total = info.frame_count if limit is None else min(limit, info.frame_count)
+    images = (frame.image for frame in itertools.islice(read_frames(src), limit))
+    return find_faces_in(
+        images,
+        (info.width, info.height),
+        crop_input=crop_input,
+        selection=selection,
+        max_missing=max_missing,
+        source_frame=source_frame,
+        progress=lambda done: progress(done, total),
+    )
+
+
+def find_faces_in(
+    images: Iterable[np.ndarray],
+    size: tuple[int, int],
+    *,
+    crop_input: bool,
+    selection: FaceSelection,
+    max_missing: float,
+    source_frame: int | None,
+    progress: Callable[[int], None] = lambda _done: None,
+) -> FacePlan:
+    """The face pass over frames of one `size` (a video's, or a photo alone). `crop_input`: the frames
+    already are EDTalk's crop (the whole frame goes to the model and back). `source_frame` None: the
+    first confident frontal frame of the tracked face. `progress(done)` after each frame."""
+    detections: list[list[Detection]] = []
     with FaceDetector() as detector:
-        for frame in itertools.islice(read_frames(src), limit):
-            detections.append(detector.detect(frame.image))
-            progress(len(detections), total)
+        for image in images:
+            detections.append(detector.detect(image))
+            progress(len(detections))
     n = len(detections)
-    tracked = track(detections, selection, frame_size=(info.width, info.height))
+    width, height = size
+    tracked = track(detections, selection, frame_size=size)
     if crop_input:
-        boxes = [CropBox(cx=info.width / 2, cy=info.height / 2, side=float(info.width))] * n
+        boxes = [CropBox(cx=width / 2, cy=height / 2, side=float(width))] * n
     else:
-        boxes = crop_boxes(tracked, (info.width, info.height), max_missing=max_missing)
+        boxes = crop_boxes(tracked, size, max_missing=max_missing)
     return FacePlan(boxes, _source_index(detections, tracked, source_frame))
 
 
