@@ -128,10 +128,12 @@ def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny",
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def add_restorer(stage: Path, net: GFPGAN, name: str, version: str, source: Source) -> Path:
-    """The optional face restorer of a set (`enhance`), written beside the other models."""
+def _add_member(
+    stage: Path, kind: Kind, net: torch.nn.Module, config: dict[str, Any], label: str, version: str, source: Source
+) -> Path:
+    """One model of a made set (`make-tiny`, `make-filled`), named `<kind>-<label>`, beside the others."""
     return write_model(
-        net.state_dict(), stage, kind="gfpgan", name=name, version=version, config=net.cfg.to_dict(), source=source
+        net.state_dict(), stage, kind=kind, name=f"{kind}-{label}", version=version, config=config, source=source
     )
 
 
@@ -167,39 +169,15 @@ def make_tiny_set(
             from cmet_core.fill import fill_module
 
             fill_module(tiny_restorer, "gfpgan")  # the kit's rule: well-conditioned, seed-independent
-            add_restorer(stage, tiny_restorer, "gfpgan-tiny", version, source)
-        write_model(
-            gen.state_dict(),
-            stage,
-            kind="edtalk",
-            name="edtalk-tiny",
-            version=version,
-            config=TINY_EDTALK.to_dict(),
-            source=source,
-        )
-        write_model(
-            con.state_dict(),
-            stage,
-            kind="connector",
-            name="connector-tiny",
-            version=version,
-            config=TINY_CONNECTOR.to_dict(),
-            source=source,
-        )
+            _add_member(stage, "gfpgan", tiny_restorer, TINY_GFPGAN.to_dict(), "tiny", version, source)
+        _add_member(stage, "edtalk", gen, TINY_EDTALK.to_dict(), "tiny", version, source)
+        _add_member(stage, "connector", con, TINY_CONNECTOR.to_dict(), "tiny", version, source)
         if audio2lip:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 a2l = Audio2Lip(TINY_AUDIO2LIP)
                 _randomise_batchnorm(a2l)
-            write_model(
-                a2l.state_dict(),
-                stage,
-                kind="audio2lip",
-                name="audio2lip-tiny",
-                version=version,
-                config=TINY_AUDIO2LIP.to_dict(),
-                source=source,
-            )
+            _add_member(stage, "audio2lip", a2l, TINY_AUDIO2LIP.to_dict(), "tiny", version, source)
         add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
         finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
     return Path(dest)
@@ -222,34 +200,10 @@ def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", se
         fill_module(restorer, "gfpgan")
         fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
-        add_restorer(stage, restorer, "gfpgan-filled", "1.4.0", source)
-        write_model(
-            a2l.state_dict(),
-            stage,
-            kind="audio2lip",
-            name="audio2lip-filled",
-            version="1.0.0",
-            config=a2l.config.to_dict(),
-            source=source,
-        )
-        write_model(
-            gen.state_dict(),
-            stage,
-            kind="edtalk",
-            name="edtalk-filled",
-            version="1.0.0",
-            config=gen.cfg.to_dict(),
-            source=source,
-        )
-        write_model(
-            con.state_dict(),
-            stage,
-            kind="connector",
-            name="connector-filled",
-            version="1.0.0",
-            config=con.cfg.to_dict(),
-            source=source,
-        )
+        _add_member(stage, "gfpgan", restorer, restorer.cfg.to_dict(), "filled", "1.4.0", source)
+        _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
+        _add_member(stage, "edtalk", gen, gen.cfg.to_dict(), "filled", "1.0.0", source)
+        _add_member(stage, "connector", con, con.cfg.to_dict(), "filled", "1.0.0", source)
         add_tiny_emotion2vec(
             stage, seed, name="emotion2vec-random", embed_dim=con.cfg.speech_dim, depth=1, prenet_depth=0
         )
