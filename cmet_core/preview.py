@@ -247,11 +247,8 @@ class Sheet:
 
 
 def _scaled(box: faces.CropBox, scale: float) -> faces.CropBox:
-    """`box` in a frame resized `scale` times (an upscaling stage), pixel centres kept: q = s p + (s - 1) / 2."""
-    if scale == 1:
-        return box
-    shift = (scale - 1) / 2
-    return faces.CropBox(box.cx * scale + shift, box.cy * scale + shift, box.side * scale)
+    """`box` (pixel edges) in a frame resized `scale` times by an upscaling stage."""
+    return box if scale == 1 else faces.CropBox(box.cx * scale, box.cy * scale, box.side * scale)
 
 
 def _decode(src: Path, wanted: set[int]) -> dict[int, np.ndarray]:
