@@ -114,8 +114,9 @@ def test_a_dub_passes_its_frames_in_plan_order(
     assert stage.prepared[0][0] == 6 and len(stage.prepared[0][1]) == 6
     written = _decoded(tmp_path / "dub.mp4")
     assert len(written) == len(stage.images) == 12
-    for seen, after in zip(stage.images, written, strict=True):
-        assert np.abs(seen.astype(np.int16) - after).mean() < 2.0
+    # each written frame is the one the stage saw at its place (the tiny model's noisy faces encode lossily)
+    diff = np.array([[np.abs(seen.astype(np.int16) - after).mean() for seen in stage.images] for after in written])
+    assert (diff.argmin(1) == np.arange(12)).all() and diff.diagonal().max() < 5.0
 
 
 def test_a_sheet_passes_each_cell_once(recorded: tuple[Editor, list[Recorder]], clip: Path) -> None:
