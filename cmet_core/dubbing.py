@@ -41,7 +41,6 @@ from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditOptions
 from cmet_core.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
 from cmet_core.speech_plan import EditTarget
-from cmet_core.stages import StageContext, chosen
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 
@@ -181,8 +180,7 @@ class Dub:
         exp = edited_expression(
             connector, editor.runner.device, speech_plan, found.motion.exp[poses], times, self.progress, clock
         )
-        context = StageContext(options, editor.restorer, found.boxes[0].side, editor.face_size)
-        loop = FrameLoop(editor.runner, editor.face_size, chosen(editor.stages, context), clock, self.progress)
+        loop = FrameLoop.of(editor, options, found.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: _input_frames(self.src, image, limit), found.boxes)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
         width, height = loop.output_size(width, height)

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.editing import Clock, Progress, Runner
+from cmet_core.editing import Clock, Parts, Progress, Runner
 from cmet_core.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
 from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.options import EditOptions
 from cmet_core.passes import chunks
-from cmet_core.stages import FrameStage
+from cmet_core.stages import FrameStage, StageContext, chosen
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,13 @@ class FrameLoop:
     ) -> None:
         self.runner, self.face_size, self.stages = runner, face_size, list(stages)
         self.clock, self.progress = clock, progress
+
+    @classmethod
+    def of(cls, editor: Parts, options: EditOptions, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
+        """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
+        crop box side, in input pixels)."""
+        context = StageContext(options, editor.restorer, face_side, editor.face_size)
+        return cls(editor.runner, editor.face_size, chosen(editor.stages, context), clock, progress)
 
     def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
         """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""

@@ -35,7 +35,7 @@ from cmet_core.options import EditOptions
 from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
-from cmet_core.stages import DEFAULT_STAGES, StageContext, StageFactory, chosen
+from cmet_core.stages import DEFAULT_STAGES, StageFactory
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice
@@ -296,8 +296,7 @@ class _Edit:
         exp = edited_expression(
             connector, editor.runner.device, plan, found.motion.exp, found.times, self.progress, clock
         )
-        context = StageContext(self.options, editor.restorer, found.boxes[0].side, editor.face_size)
-        loop = FrameLoop(editor.runner, editor.face_size, chosen(editor.stages, context), clock, self.progress)
+        loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: (f.image for f in read_input(self.src)), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)
@@ -306,19 +305,19 @@ class _Edit:
         audio = self.audio or (self.src if info.has_audio else None)
         out = video_out(self.dst, like, audio, self.options.crf)
         loop.run(drive, frames, len(found.boxes), out, chunk=self.options.chunk_frames, crop_input=crop_input)
-        frames_n = len(found.boxes)
-        facts = {"frames": frames_n, "seconds": round(sum(clock.seconds.values()), 3)}
+        total = sum(clock.seconds.values())
+        facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}
         log.info(
             "edited %d frames in %.2f s (network %.2f s) with connector %s",
-            frames_n,
-            facts["seconds"],
+            len(found.boxes),
+            total,
             clock.network,
             connector_label,
-            extra={**facts, "network_seconds": round(clock.network, 3), "connector": connector_label},
+            extra={**facts, "connector": connector_label},
         )
         return EditResult(
             output=self.dst,
-            frames=frames_n,
+            frames=len(found.boxes),
             fps=float(info.fps),
             duration_s=info.duration_s,
             width=width,

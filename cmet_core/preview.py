@@ -33,7 +33,6 @@ from cmet_core.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditOptions, SheetChoice
 from cmet_core.passes import face_pass, identity, motion_of
-from cmet_core.stages import StageContext, chosen
 from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
@@ -207,8 +206,7 @@ class Sheet:
         own = 1 if any(i == 0 for i in choice.intensities) else 0  # a first row of the frame's own expression
         rows = torch.cat([motion.exp, exps]) if own else exps
         frame, box = images[index], plan.boxes[index]
-        context = StageContext(self.options, editor.restorer, plan.boxes[0].side, size)
-        loop = FrameLoop(editor.runner, size, chosen(editor.stages, context), clock, self.progress)
+        loop = FrameLoop.of(editor, self.options, plan.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: [frame], [box])
         n = rows.shape[0]
         cells = Images()
