@@ -96,6 +96,17 @@ def test_an_edit_passes_every_frame_once_in_order(recorded: tuple[Editor, list[R
     assert set(result.stage_seconds) == {"faces", "encode", "expression", "render", "record"}
 
 
+def test_a_clip_preview_passes_its_window(recorded: tuple[Editor, list[Recorder]], clip: Path) -> None:
+    """Frames 4-8 of the clip (0.16-0.36 s): the stage sees the window's frames, indexed within the window."""
+    editor, made = recorded
+    inputs = _decoded(clip)
+    result = editor.edit(clip, clip.parent / "window.mp4", HAPPY, EditOptions(preview_s=0.2, preview_start_s=0.16))
+    (stage,) = made
+    assert result.frames == 5 and stage.indices == list(range(5)) and stage.prepared[0][0] == 5
+    for seen, before in zip(stage.images, inputs[4:9], strict=True):
+        assert np.array_equal(seen[:60, :60], before[:60, :60])  # the window's cut is lossless
+
+
 def test_a_dub_passes_its_frames_in_plan_order(
     recorded: tuple[Editor, list[Recorder]], test_data: Path, tmp_path: Path
 ) -> None:
