@@ -204,7 +204,7 @@ class Dub:
         feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
         drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
         out = video_out(self.dst, like, self.speech_track, options.crf)
-        loop.run(drive, feed, len(frames), out, chunk=options.chunk_frames, crop_input=crop_input)
+        loop.run(drive, feed, out, chunk=options.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,
             frames=len(frames),

@@ -61,6 +61,9 @@ class Drive:
     lips: torch.Tensor | None = None
     """(N, lip_dim) per output frame: a dub's lips, from the speech."""
 
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
     def render(self, runner: Runner, a: int, b: int) -> torch.Tensor:
         """Output frames a..b-1, as the backbone's images."""
         rows = self.rows[a:b]
@@ -138,14 +141,14 @@ class FrameLoop:
         self,
         drive: Drive,
         frames: Iterable[Frame],
-        total: int,
         out: AbstractContextManager[FrameSink],
         *,
         chunk: int,
         crop_input: bool,
     ) -> None:
-        """`total` output frames from `frames` (one each, in order) into `out`, `chunk` frames at a time,
-        timed as "render" (less the stages' applies, each counted as its own stage)."""
+        """Every output frame of `drive`, each pasted into the next of `frames`, into `out`, `chunk` frames
+        at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
+        total = len(drive)
         mask = faces.paste_mask(self.face_size, crop_input)
         applied = dict.fromkeys((stage.name for stage in self.stages), 0.0)
         done = 0

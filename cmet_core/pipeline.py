@@ -304,7 +304,7 @@ class _Edit:
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
         audio = self.audio or (self.src if info.has_audio else None)
         out = video_out(self.dst, like, audio, self.options.crf)
-        loop.run(drive, frames, len(found.boxes), out, chunk=self.options.chunk_frames, crop_input=crop_input)
+        loop.run(drive, frames, out, chunk=self.options.chunk_frames, crop_input=crop_input)
         total = sum(clock.seconds.values())
         facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}
         log.info(

@@ -211,7 +211,7 @@ class Sheet:
         n = rows.shape[0]
         cells = Images()
         drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows)
-        loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), n, cells.open(), chunk=n, crop_input=crop_input)
+        loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
         pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
         grid = [
