@@ -38,6 +38,7 @@ from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
 from cmet_core.media.window import clip_window
 from cmet_core.models.connector import Connector
+from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
@@ -157,6 +158,11 @@ class Editor:
         self.models = models
         self.backbone: Backbone = backbone if backbone is not None else models.build_backbone(runtime)
         models.check_fit(self.backbone.name, self.backbone.widths)
+        if self.backbone.framing.window is not None:
+            raise ModelLoadError(
+                f"the {self.backbone.name} backbone renders a window of its crop; paste-back of windowed "
+                "renders is not supported yet"
+            )
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
