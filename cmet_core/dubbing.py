@@ -169,7 +169,7 @@ class Dub:
             limit = self._frames_needed(info)
             crop_input = faces.is_face_crop(info.width, info.height)
             found = motion_passes(
-                editor.runner, editor.face_size, self.src, info, options, self.progress, clock, limit=limit
+                editor.backbone, editor.face_size, self.src, info, options, self.progress, clock, limit=limit
             )
         lips = self._lip_track(wav)
         frames = plan(found.times, lips.shape[0], options.pose_fill, photo=image is not None)
@@ -178,7 +178,7 @@ class Dub:
         poses = torch.tensor([f.pose for f in frames])
         times = np.arange(len(frames)) / LIP_FPS
         exp = edited_expression(
-            connector, editor.runner.device, speech_plan, found.motion.exp[poses], times, self.progress, clock
+            connector, editor.backbone.device, speech_plan, found.motion.exp[poses], times, self.progress, clock
         )
         loop = FrameLoop.of(editor, options, found.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: _input_frames(self.src, image, limit), found.boxes)
@@ -227,18 +227,18 @@ class Dub:
 
     def _photo_pose(self, image: np.ndarray) -> tuple[bool, InputMotion]:
         """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
-        runner, clock = self.editor.runner, self.clock
+        backbone, clock = self.editor.backbone, self.clock
         with clock.stage("faces"):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
         with clock.stage("encode"), clock.networks():
-            source = identity(runner, crop)
+            source = identity(backbone, crop)
             if self.pose_video is None:
-                return crop_input, InputMotion([box], 0, motion_of(runner, [crop]), np.zeros(1), source)
+                return crop_input, InputMotion([box], 0, motion_of(backbone, [crop]), np.zeros(1), source)
         options = _pose_options(self.options)
         info = options.probe(self.pose_video)
         pose = motion_passes(
-            runner,
+            backbone,
             self.editor.face_size,
             self.pose_video,
             info,

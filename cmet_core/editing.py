@@ -1,5 +1,5 @@
 """What an edit, a dub and a contact sheet share around the frame loop: what they ask of the editor
-(`Parts`, `Runner`), how they count their time (`Clock`), and what an edit gives back (`EditResult`).
+(`Parts`), how they count their time (`Clock`), and what an edit gives back (`EditResult`).
 
 `Parts` is a protocol that `pipeline.Editor` meets, so the dub (`dubbing.py`) runs on the editor's
 models without importing the module that dispatches to it.
@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import torch
-
+from cmet_core.backbones.base import Backbone
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.enhance.restore import Restorer
 from cmet_core.models.connector import Connector
-from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import LipForward
 from cmet_core.models.sets import ModelSet
 from cmet_core.options import EditOptions
@@ -31,30 +29,18 @@ from cmet_core.voice import VoiceSegment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Clock", "EditResult", "Parts", "Progress", "Runner", "no_progress"]
+__all__ = ["Clock", "EditResult", "Parts", "Progress", "no_progress"]
 
 
 def no_progress(_stage: str, _done: int, _total: int) -> None:
     return None
 
 
-class Runner(Protocol):
-    """What the pipeline asks of EDTalk: `EDTalkRunner`, or a server's batching wrapper around one."""
-
-    device: torch.device
-
-    def prepare_source(self, source: torch.Tensor) -> SourceCache: ...
-
-    def encode_motion(self, frames: torch.Tensor) -> Motion: ...
-
-    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor: ...
-
-
 class Parts(Protocol):
     """The loaded models an edit runs with (`pipeline.Editor`)."""
 
     models: ModelSet
-    runner: Runner
+    backbone: Backbone
     restorer: Restorer | None
     lips: LipForward | None
     connector: Connector

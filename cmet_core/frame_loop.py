@@ -3,12 +3,12 @@
     frames in -> backbone render -> paste back into the frame's crop box -> per-frame stages -> out
 
 Frames in are the decoded video (an edit, a clip preview's window), a photo repeated or the pose feed
-in the plan's order (a dub), or the sheet's one frame repeated once per cell. The render reads one
-identity source, a row of the motion per output frame (head pose, and lips unless a dub brings its
-own), and every output frame's edited expression (`Drive`). Out is a video written beside its
-destination and renamed at the end (`video_out`), or images kept in memory (`Images`, the sheet).
-The per-frame stages (`stages.py`) are prepared from the input before the loop and applied to each
-chunk after paste-back; each is timed as its own stage.
+in the plan's order (a dub), or the sheet's one frame repeated once per cell. The backbone renders
+from one identity source, a row of the motion record per output frame (the parts the backbone owns,
+the lip part replaced by the speech's in a dub) and every output frame's edited expression
+(`Drive`). Out is a video written beside its destination and renamed at the end (`video_out`), or
+images kept in memory (`Images`, the sheet). The per-frame stages (`stages.py`) are prepared from
+the input before the loop and applied to each chunk after paste-back; each is timed as its own stage.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.editing import Clock, Parts, Progress, Runner
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.editing import Clock, Parts, Progress
 from cmet_core.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
-from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.options import EditOptions
 from cmet_core.passes import chunks
 from cmet_core.stages import FrameStage, StageContext, chosen
@@ -52,23 +52,25 @@ class Frame:
 class Drive:
     """What the backbone renders the output frames from."""
 
-    source: SourceCache
-    motion: Motion
+    source: Source
+    motion: MotionRecord
     rows: torch.Tensor
-    """(N,) per output frame: the row of `motion` giving its head pose (and its lips, without `lips`)."""
+    """(N,) per output frame: the row of `motion` it renders (all its parts but `exp`, and the lip part
+    without `lips`)."""
     exp: torch.Tensor
     """(N, exp_dim) per output frame: its edited expression."""
     lips: torch.Tensor | None = None
-    """(N, lip_dim) per output frame: a dub's lips, from the speech."""
+    """(N, lip width) per output frame: a dub's lips, from the speech (the backbone's lip part)."""
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    def render(self, runner: Runner, a: int, b: int) -> torch.Tensor:
+    def render(self, backbone: Backbone, a: int, b: int) -> torch.Tensor:
         """Output frames a..b-1, as the backbone's images."""
-        rows = self.rows[a:b]
-        lip = self.motion.lip[rows] if self.lips is None else self.lips[a:b]
-        return runner.render(self.source, lip, self.motion.pose[rows], self.exp[a:b])
+        motion = self.motion.index(self.rows[a:b]).with_exp(self.exp[a:b])
+        if self.lips is not None:
+            motion = motion.with_part(backbone.widths.lip_part, self.lips[a:b])
+        return backbone.render(self.source, motion)
 
 
 class FrameSink(Protocol):
@@ -113,9 +115,9 @@ class FrameLoop:
     pasted back, passed through the stages and written."""
 
     def __init__(
-        self, runner: Runner, face_size: int, stages: Sequence[FrameStage], clock: Clock, progress: Progress
+        self, backbone: Backbone, face_size: int, stages: Sequence[FrameStage], clock: Clock, progress: Progress
     ) -> None:
-        self.runner, self.face_size, self.stages = runner, face_size, list(stages)
+        self.backbone, self.face_size, self.stages = backbone, face_size, list(stages)
         self.clock, self.progress = clock, progress
 
     @classmethod
@@ -123,7 +125,7 @@ class FrameLoop:
         """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
         crop box side, in input pixels)."""
         context = StageContext(options, editor.restorer, face_side, editor.face_size)
-        return cls(editor.runner, editor.face_size, chosen(editor.stages, context), clock, progress)
+        return cls(editor.backbone, editor.face_size, chosen(editor.stages, context), clock, progress)
 
     def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
         """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""
@@ -155,7 +157,7 @@ class FrameLoop:
         with self.clock.stage("render"), out as sink:
             for part in chunks(iter(frames), chunk):
                 with self.clock.networks():
-                    rendered = to_images(drive.render(self.runner, done, done + len(part)))
+                    rendered = to_images(drive.render(self.backbone, done, done + len(part)))
                 images = [
                     faces.paste_back(frame.image, face, frame.box, mask=mask)
                     for frame, face in zip(part, rendered, strict=True)

@@ -4,7 +4,7 @@ edited expression.
 Each pass decodes the input again instead of holding it in memory (decoding runs at several hundred
 frames per second, far faster than the networks), so peak memory does not grow with the clip's
 length; between passes only small per-frame records are kept (a crop box, the motion coefficients, a
-timestamp). These functions and `frame_loop.py` are the only places that call the runner.
+timestamp). These functions and `frame_loop.py` are the only places that call the backbone.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.editing import Clock, Progress, Runner
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.editing import Clock, Progress
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.expression import expression_track
 from cmet_core.images import to_tensor
 from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
 from cmet_core.models.connector import Connector
-from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.options import EditOptions
 from cmet_core.speech_plan import SpeechPlan
 
@@ -44,14 +44,14 @@ def read_input(src: Path, limit: int | None = None) -> Iterator[DecodedFrame]:
     return frames if limit is None else itertools.islice(frames, limit)
 
 
-def identity(runner: Runner, crop: np.ndarray) -> SourceCache:
+def identity(backbone: Backbone, crop: np.ndarray) -> Source:
     """The prepared identity source of one face crop."""
-    return runner.prepare_source(to_tensor([crop]))
+    return backbone.prepare_source(to_tensor([crop]))
 
 
-def motion_of(runner: Runner, crops: list[np.ndarray]) -> Motion:
+def motion_of(backbone: Backbone, crops: list[np.ndarray]) -> MotionRecord:
     """The motion of face crops, one row each."""
-    return runner.encode_motion(to_tensor(crops))
+    return backbone.encode(to_tensor(crops))
 
 
 def face_pass(
@@ -62,7 +62,7 @@ def face_pass(
 
 
 def encode_pass(
-    runner: Runner,
+    backbone: Backbone,
     src: Path,
     boxes: list[faces.CropBox],
     source_index: int,
@@ -71,9 +71,9 @@ def encode_pass(
     progress: Progress,
     clock: Clock,
     limit: int | None = None,
-) -> tuple[Motion, np.ndarray, SourceCache]:
+) -> tuple[MotionRecord, np.ndarray, Source]:
     """Pass 2: every frame's motion and time, and the identity frame's prepared source."""
-    parts: list[Motion] = []
+    parts: list[MotionRecord] = []
     times: list[float] = []
     source_crop: np.ndarray | None = None
     for chunk in chunks(read_input(src, limit), options.chunk_frames):
@@ -83,7 +83,7 @@ def encode_pass(
         if chunk[0].index <= source_index <= chunk[-1].index:
             source_crop = crops[source_index - chunk[0].index]
         with clock.networks():
-            parts.append(motion_of(runner, crops))
+            parts.append(motion_of(backbone, crops))
         times += [f.time_s for f in chunk]
         progress("encode", len(times), len(boxes))
     if source_crop is None or len(times) != len(boxes):
@@ -91,9 +91,8 @@ def encode_pass(
             ErrorCode.DECODE_FAILED, f"{src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
         )
     with clock.networks():
-        source = identity(runner, source_crop)
-    motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
-    return motion, np.asarray(times), source
+        source = identity(backbone, source_crop)
+    return MotionRecord.cat(parts), np.asarray(times), source
 
 
 @dataclass(frozen=True)
@@ -103,13 +102,13 @@ class InputMotion:
 
     boxes: list[faces.CropBox]
     source_index: int
-    motion: Motion
+    motion: MotionRecord
     times: np.ndarray
-    source: SourceCache
+    source: Source
 
 
 def motion_passes(
-    runner: Runner,
+    backbone: Backbone,
     face_size: int,
     src: Path,
     info: VideoInfo,
@@ -126,7 +125,9 @@ def motion_passes(
         plan = face_pass(src, info, options, crop_input, progress, limit)
     index = plan.source_index if source_index is None else source_index
     with clock.stage("encode"):
-        motion, times, source = encode_pass(runner, src, plan.boxes, index, face_size, options, progress, clock, limit)
+        motion, times, source = encode_pass(
+            backbone, src, plan.boxes, index, face_size, options, progress, clock, limit
+        )
     return InputMotion(plan.boxes, index, motion, times, source)
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from cmet_core import faces
+from cmet_core.backbones.base import Backbone
 from cmet_core.dubbing import Dub
-from cmet_core.editing import Clock, EditResult, Progress, Runner, no_progress
+from cmet_core.editing import Clock, EditResult, Progress, no_progress
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
@@ -28,8 +29,9 @@ from cmet_core.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
 from cmet_core.media.window import clip_window
+from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
-from cmet_core.models.runtime import EDTalkRunner, LipForward, LipRunner, RuntimeOptions
+from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
@@ -43,7 +45,7 @@ from cmet_core.voice import FROM_AUDIO, FollowVoice
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
 
-__all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder", "Progress", "Runner"]
+__all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ STAGES = ("faces", "encode", "expression", "enhance", "render")
 class Batching(Protocol):
     """How a server shares forwards across the edits it runs at once (the worker's dynamic batcher)."""
 
-    def runner(self, runner: EDTalkRunner) -> Runner: ...
+    def backbone(self, backbone: Backbone) -> Backbone: ...
 
     def embed(self, embed: Embed) -> Embed: ...
 
@@ -81,7 +83,7 @@ class LazySpeechEncoder:
 class Editor:
     """The loaded models of one set, reused across edits (a worker keeps one per device).
 
-    `runner` and `embed` default to the plain EDTalk runner and the lazy emotion2vec+ encoder; a
+    `backbone` and `embed` default to the set's backbone and the lazy emotion2vec+ encoder; a
     server passes its batching wrappers instead (see `from_settings`).
     """
 
@@ -91,27 +93,33 @@ class Editor:
         runtime: RuntimeOptions = RuntimeOptions(),
         library: EmotionLibrary | None = None,
         *,
-        runner: Runner | None = None,
+        backbone: Backbone | None = None,
         embed: Embed | None = None,
         restorer: Restorer | None = None,
         lips: LipForward | None = None,
     ) -> None:
         self.models = models
-        self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
+        self.backbone: Backbone = backbone if backbone is not None else models.build_backbone(runtime)
+        models.check_fit(self.backbone.name, self.backbone.widths)
+        if self.backbone.framing.window is not None:
+            raise ModelLoadError(
+                f"the {self.backbone.name} backbone renders a window of its crop; paste-back of windowed "
+                "renders is not supported yet"
+            )
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
         if lips is None and models.audio2lip is not None:
-            lips = LipRunner(models.audio2lip, self.runner.device)
+            lips = LipRunner(models.audio2lip, self.backbone.device)
         self.lips = lips
         """Audio2Lip for dubbing; None when the set has none (dubbing is then refused)."""
-        self.connector = models.connector.eval().to(self.runner.device)
+        self.connector = models.connector.eval().to(self.backbone.device)
         self.library = library if library is not None else load_builtin_library()
-        self.face_size = models.edtalk.cfg.size
+        self.face_size = self.backbone.framing.size
         self.stages: Sequence[StageFactory] = DEFAULT_STAGES
         """The per-frame stages this editor offers (each decides per edit whether it applies), in order."""
         self.embed_speech: Embed = (
-            embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.runner.device)
+            embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.backbone.device)
         )
 
     @classmethod
@@ -148,8 +156,8 @@ class Editor:
         selection = connector if connector is not None else settings.connector_version
         choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
         model_set = load_set(select_set(models), connector=choice)
-        plain = EDTalkRunner(model_set.edtalk, runtime)
-        runner: Runner = plain if batching is None else batching.runner(plain)
+        plain = model_set.build_backbone(runtime)
+        backbone = plain if batching is None else batching.backbone(plain)
         embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, plain.device)
         restorer: Restorer | None = None
         if model_set.restorer is not None:
@@ -160,7 +168,7 @@ class Editor:
             embed = batching.embed(embed)
             lips = batching.lips(lips) if lips is not None else None
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer, lips=lips)
+        return cls(model_set, runtime, lib, backbone=backbone, embed=embed, restorer=restorer, lips=lips)
 
     @property
     def connector_label(self) -> str:
@@ -169,7 +177,7 @@ class Editor:
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
         self.models.use_connector(choice)
-        self.connector = self.models.connector.eval().to(self.runner.device)
+        self.connector = self.models.connector.eval().to(self.backbone.device)
 
     def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
@@ -252,13 +260,13 @@ class Editor:
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
     ) -> np.ndarray:
-        """Every frame's EDTalk expression weights (frames x exp_dim), found and cropped as an edit
+        """Every frame's expression code (frames x the backbone's expression width), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
         src = Path(src)
         info = options.probe(src)
         plan = face_pass(src, info, options, faces.is_face_crop(info.width, info.height), progress or no_progress)
         motion, _, _ = encode_pass(
-            self.runner, src, plan.boxes, plan.source_index, self.face_size, options, progress or no_progress, Clock()
+            self.backbone, src, plan.boxes, plan.source_index, self.face_size, options, progress or no_progress, Clock()
         )
         return motion.exp.numpy()
 
@@ -292,9 +300,9 @@ class _Edit:
                 self.target, self.library, self.src, info.duration_s, self.options, has_audio=info.has_audio
             )
         crop_input = faces.is_face_crop(info.width, info.height)
-        found = motion_passes(editor.runner, editor.face_size, self.src, info, self.options, self.progress, clock)
+        found = motion_passes(editor.backbone, editor.face_size, self.src, info, self.options, self.progress, clock)
         exp = edited_expression(
-            connector, editor.runner.device, plan, found.motion.exp, found.times, self.progress, clock
+            connector, editor.backbone.device, plan, found.motion.exp, found.times, self.progress, clock
         )
         loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: (f.image for f in read_input(self.src)), found.boxes)

@@ -192,13 +192,12 @@ class Sheet:
         with clock.stage("encode"):
             images = _decode(self.src, {index, plan.source_index})
             source = identity(
-                editor.runner, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
+                editor.backbone, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             )
             if index == plan.source_index:  # the default: the source's own encoding gives the frame's motion
-                with torch.inference_mode():
-                    motion = editor.models.edtalk.motion(source.wa)
+                motion = editor.backbone.source_motion(source)
             else:
-                motion = motion_of(editor.runner, [faces.crop_face(images[index], plan.boxes[index], size)])
+                motion = motion_of(editor.backbone, [faces.crop_face(images[index], plan.boxes[index], size)])
             self.progress("encode", 1, 1)
         edited = [key for key in vectors if key[1] > 0]
         with clock.stage("expression"):
@@ -233,7 +232,7 @@ class Sheet:
         docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
         if not vectors:
             return exp[:0]
-        connector, device = self.editor.connector, self.editor.runner.device
+        connector, device = self.editor.connector, self.editor.backbone.device
         t, n = connector.cfg.window, len(vectors)
         window = exp.to(device).reshape(1, 1, -1).expand(n, t, -1).contiguous()
         speech = torch.from_numpy(np.stack(vectors)).to(device).reshape(n, 1, -1)
