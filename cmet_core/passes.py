@@ -4,7 +4,8 @@ edited expression.
 Each pass decodes the input again instead of holding it in memory (decoding runs at several hundred
 frames per second, far faster than the networks), so peak memory does not grow with the clip's
 length; between passes only small per-frame records are kept (a crop box, the motion coefficients, a
-timestamp). These functions and `frame_loop.py` are the only places that call the backbone.
+timestamp). These functions and `frame_loop.Drive.render` call the backbone (and a contact sheet, for
+its source frame's own motion).
 """
 
 from __future__ import annotations
