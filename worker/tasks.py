@@ -23,6 +23,7 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.options import EditChoices
 from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
@@ -288,10 +289,19 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     )
     library = _library(settings, key_id)
     target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
-    options = spec.options(settings)
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
-    result = editor.edit(video, output, target, options, progress, library, speech_track=track, pose_video=pose)
+    result = editor.edit(
+        video,
+        output,
+        target,
+        EditChoices.of(spec),
+        progress,
+        library,
+        speech_track=track,
+        pose_video=pose,
+        limits=settings.limits(),
+    )
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
