@@ -116,10 +116,12 @@ def _option(name: str, field: FieldInfo) -> inspect.Parameter:
     help_text = description(field)
     if help_text is None:
         raise TypeError(f"field {name!r} has no description to be its flag's help: give it Field(description=...)")
+    flag = flag_name(name)
+    declared = f"{flag}/--no-{flag[2:]}" if kind is bool else flag  # either way round, whatever the default
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(default, flag_name(name), help=help_text),
+        default=typer.Option(default, declared, help=help_text),
         annotation=kind | None if default is None else kind,
     )
 

@@ -71,12 +71,16 @@ def _facts(result: EditResult) -> str:
     return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
 
 
+SET_BY = {"lips": "lips_from"}
+"""The `EditChoices` fields that another flag sets, not one of their own: `--lips-from` dubs."""
+
+
 def edit_choices(flags: ChoiceFlags, lips_from: Path | None) -> EditChoices:
     """The edit's choices: its generated flags, and the lips that `--lips-from` chooses."""
     return flags.build(EditChoices, lips="speech" if lips_from is not None else "video")
 
 
-@choice_flags(EditChoices, set_by={"lips": "lips_from"})
+@choice_flags(EditChoices, set_by=SET_BY)
 def edit(
     input_path: Path = typer.Argument(
         None, metavar="INPUT", help="Talking-face video, or a photo with --lips-from; default: a generated sample clip."

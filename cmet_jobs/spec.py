@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.options import EditChoices, FaceChoice, SheetChoice
+from cmet_core.options import EditChoices, FaceChoice, Limits, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
 from cmet_core.timeline import ClipTimeline, SpeechClips, Timeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceChoice
+from cmet_jobs.settings import JobsSettings
 
 if TYPE_CHECKING:
     from cmet_core.speech_plan import EditTarget  # it needs torch; the API never imports it
@@ -104,3 +105,8 @@ class SheetSpec(SheetChoice, FaceChoice):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     video: InputRef
+
+
+def run_options(spec: EditSpec | SheetSpec, settings: JobsSettings) -> tuple[EditChoices, Limits]:
+    """What the pipeline runs a stored job with: the job's own choices, this deployment's limits."""
+    return EditChoices.of(spec), settings.limits()

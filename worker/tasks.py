@@ -23,14 +23,13 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
-from cmet_core.options import EditChoices
 from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import Job
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
+from cmet_jobs.spec import EditSpec, InputRef, SheetSpec, run_options
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
@@ -291,16 +290,9 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
+    choices, limits = run_options(spec, settings)
     result = editor.edit(
-        video,
-        output,
-        target,
-        EditChoices.of(spec),
-        progress,
-        library,
-        speech_track=track,
-        pose_video=pose,
-        limits=settings.limits(),
+        video, output, target, choices, progress, library, speech_track=track, pose_video=pose, limits=limits
     )
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
