@@ -29,8 +29,6 @@ Parser = Callable[[str | None], Any]
 """A flag's text (None: not given) to the field's value."""
 
 PLAIN = (bool, int, float, str)
-FLAGS = "flags"
-"""The parameter of a command that receives the values of the generated flags."""
 
 
 def validated(model: Callable[..., M], **values: Any) -> M:
@@ -136,12 +134,12 @@ def choice_flags(model: type[BaseModel], set_by: Mapping[str, str] | None = None
         own = [
             p.replace(annotation=hints.get(p.name, p.annotation))
             for p in inspect.signature(command).parameters.values()
-            if p.name != FLAGS
+            if p.name != "flags"
         ]
         for field, flag in set_by.items():
             if field not in model.model_fields or flag not in {p.name for p in own}:
                 raise TypeError(f"{command.__name__}: {field!r} is set by {flag!r}, which is no parameter")
-        generated = [_option(name, f) for name, f in model.model_fields.items() if name not in set_by]
+        generated = [_option(name, field) for name, field in model.model_fields.items() if name not in set_by]
         names = [p.name for p in generated]
 
         @functools.wraps(command)
