@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from cmet_cli import edit_cmd
 from cmet_cli.choice_flags import flag_name
 from cmet_cli.main import app as cli
-from cmet_core.options import EditChoices
+from cmet_core.options import EditChoices, FaceChoice
 from cmet_core.pipeline import Editor
 from cmet_jobs import jobs
 from cmet_jobs.db.models import Job
@@ -187,6 +187,27 @@ def test_choices_survive_the_api_the_stored_spec_and_the_worker(api: Api, sample
         choices, limits = run_options(jobs.spec_of(row), api.settings)  # what the worker runs the pipeline with
     assert choices == EditChoices(**sample)
     assert limits == api.settings.limits()
+
+
+FACE_SAMPLES = non_default_samples(FaceChoice)
+
+
+@pytest.mark.parametrize("form", ["json", "multipart"])
+@pytest.mark.parametrize("sample", FACE_SAMPLES, ids=lambda s: "+".join(s))
+def test_a_contact_sheets_choices_survive_too(api: Api, sample: dict[str, Any], form: str) -> None:
+    """A contact sheet takes `FaceChoice`'s part of the choices, through its own request and spec."""
+    if form == "json":
+        body = {**sample, "video_asset": api.asset("video", api.files["video"]), "emotions": ["happy"]}
+        response = api.client.post("/v1/previews", json=body)
+    else:
+        fields = {**{name: form_text(value) for name, value in sample.items()}, "emotions": "happy"}
+        response = api.client.post("/v1/previews", data=fields, files={"video": ("video", api.files["video"])})
+    assert response.status_code == 202, response.text
+    with session_scope(api.settings.db_url) as session:
+        row = session.get(Job, response.json()["id"])
+        assert row is not None
+        choices, _ = run_options(jobs.spec_of(row), api.settings)
+    assert choices == EditChoices(**sample)
 
 
 # -- the CLI --------------------------------------------------------------------------------------
