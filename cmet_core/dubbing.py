@@ -38,7 +38,7 @@ from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import VideoInfo, read_frames, upright
 from cmet_core.models.audio2lip import smooth_lips
 from cmet_core.models.runtime import LipForward
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
 from cmet_core.speech_plan import EditTarget
 
@@ -107,7 +107,7 @@ class FrameFeed:
         return got
 
 
-def _pose_options(options: EditOptions) -> EditOptions:
+def _pose_options(options: EditChoices) -> EditChoices:
     """A pose video's face is its most prominent one; the face choice names the photo's face."""
     return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
 
@@ -126,14 +126,15 @@ class Dub:
         src: Path,
         dst: Path,
         target: EditTarget,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
         speech_track: Path | None,
         pose_video: Path | None,
     ) -> None:
         self.editor, self.src, self.dst, self.target, self.options = editor, src, dst, target, options
-        self.progress, self.library = progress, library
+        self.progress, self.library, self.limits = progress, library, limits
         self.clock = Clock()
         self.photo = is_photo(src)
         check_inputs(
@@ -149,18 +150,18 @@ class Dub:
         self.speech_track, self.pose_video = speech_track, pose_video
 
     def run(self) -> EditResult:
-        editor, clock, options = self.editor, self.clock, self.options
+        editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
         connector = editor.connector
-        max_pixels = options.max_pixels_per_second / LIP_FPS
+        max_pixels = limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:
             options.check_upscale(image.shape[1], image.shape[0])
-        info = None if self.photo else options.probe(self.src)
+        info = None if self.photo else probe_input(self.src, options, limits)
         with clock.stage("mel"):  # the front end: decoding, resampling, then the mel windows
-            wav = read_track(self.speech_track, options.max_duration_s)
+            wav = read_track(self.speech_track, limits.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
         with clock.stage("expression"), clock.networks():  # a timeline or the voice over the speech's length
-            speech_plan = editor.plan(self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, options)
+            speech_plan = editor.plan(self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, limits)
         limit: int | None = None
         if image is not None:
             crop_input, found = self._photo_pose(image)
@@ -169,7 +170,7 @@ class Dub:
             limit = self._frames_needed(info)
             crop_input = faces.is_face_crop(info.width, info.height)
             found = motion_passes(
-                editor.backbone, editor.face_size, self.src, info, options, self.progress, clock, limit=limit
+                editor.backbone, editor.face_size, self.src, info, options, limits, self.progress, clock, limit=limit
             )
         lips = self._lip_track(wav)
         frames = plan(found.times, lips.shape[0], options.pose_fill, photo=image is not None)
@@ -199,12 +200,12 @@ class Dub:
         backgrounds = (
             itertools.repeat(image)
             if image is not None
-            else FrameFeed(self.src, options.chunk_frames).frames([f.background for f in frames])
+            else FrameFeed(self.src, limits.chunk_frames).frames([f.background for f in frames])
         )
         feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
         drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
-        out = video_out(self.dst, like, self.speech_track, options.crf)
-        loop.run(drive, feed, out, chunk=options.chunk_frames, crop_input=crop_input)
+        out = video_out(self.dst, like, self.speech_track, limits.crf)
+        loop.run(drive, feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,
             frames=len(frames),
@@ -236,13 +237,14 @@ class Dub:
             if self.pose_video is None:
                 return crop_input, InputMotion([box], 0, motion_of(backbone, [crop]), np.zeros(1), source)
         options = _pose_options(self.options)
-        info = options.probe(self.pose_video)
+        info = probe_input(self.pose_video, options, self.limits)
         pose = motion_passes(
             backbone,
             self.editor.face_size,
             self.pose_video,
             info,
             options,
+            self.limits,
             self.progress,
             clock,
             limit=self._frames_needed(info),
@@ -270,7 +272,7 @@ class Dub:
         with self.clock.stage("mel"):
             windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
         parts: list[torch.Tensor] = []
-        step = self.options.chunk_frames
+        step = self.limits.chunk_frames
         with self.clock.stage("audio2lip"), self.clock.networks():
             for a in range(0, windows.shape[0], step):
                 parts.append(self.lips(windows[a : a + step]))

@@ -21,7 +21,7 @@ from cmet_core.enhance.restore import Restorer
 from cmet_core.models.connector import Connector
 from cmet_core.models.runtime import LipForward
 from cmet_core.models.sets import ModelSet
-from cmet_core.options import EditOptions
+from cmet_core.options import Limits
 from cmet_core.speech_plan import EditTarget, SpeechPlan
 from cmet_core.stages import Progress, StageFactory
 from cmet_core.timeline import ClipTimeline
@@ -56,7 +56,7 @@ class Parts(Protocol):
         library: EmotionLibrary | None,
         audio: Path,
         duration_s: float,
-        options: EditOptions,
+        limits: Limits,
         *,
         has_audio: bool = True,
     ) -> SpeechPlan: ...

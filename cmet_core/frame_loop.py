@@ -30,7 +30,7 @@ from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.editing import Clock, Parts, Progress
 from cmet_core.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices
 from cmet_core.passes import chunks
 from cmet_core.stages import FrameStage, StageContext, chosen
 
@@ -121,7 +121,7 @@ class FrameLoop:
         self.clock, self.progress = clock, progress
 
     @classmethod
-    def of(cls, editor: Parts, options: EditOptions, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
+    def of(cls, editor: Parts, options: EditChoices, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
         """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
         crop box side, in input pixels)."""
         context = StageContext(options, editor.restorer, face_side, editor.face_size)

@@ -27,7 +27,7 @@ from cmet_core.expression import expression_track
 from cmet_core.images import to_tensor
 from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
 from cmet_core.models.connector import Connector
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, face_plan
 from cmet_core.speech_plan import SpeechPlan
 
 T = TypeVar("T")
@@ -56,10 +56,16 @@ def motion_of(backbone: Backbone, crops: list[np.ndarray]) -> MotionRecord:
 
 
 def face_pass(
-    src: Path, info: VideoInfo, options: EditOptions, crop_input: bool, progress: Progress, limit: int | None = None
+    src: Path,
+    info: VideoInfo,
+    options: EditChoices,
+    limits: Limits,
+    crop_input: bool,
+    progress: Progress,
+    limit: int | None = None,
 ) -> faces.FacePlan:
-    """Pass 1: every frame's crop box and the identity frame, with the options' face choice."""
-    return options.face_plan(src, info, crop_input, lambda done, total: progress("faces", done, total), limit)
+    """Pass 1: every frame's crop box and the identity frame, with the user's face choice."""
+    return face_plan(src, info, options, limits, crop_input, lambda done, total: progress("faces", done, total), limit)
 
 
 def encode_pass(
@@ -68,7 +74,7 @@ def encode_pass(
     boxes: list[faces.CropBox],
     source_index: int,
     face_size: int,
-    options: EditOptions,
+    chunk_frames: int,
     progress: Progress,
     clock: Clock,
     limit: int | None = None,
@@ -77,7 +83,7 @@ def encode_pass(
     parts: list[MotionRecord] = []
     times: list[float] = []
     source_crop: np.ndarray | None = None
-    for chunk in chunks(read_input(src, limit), options.chunk_frames):
+    for chunk in chunks(read_input(src, limit), chunk_frames):
         if chunk[-1].index >= len(boxes):
             raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave more frames than the first pass")
         crops = [faces.crop_face(f.image, boxes[f.index], face_size) for f in chunk]
@@ -113,7 +119,8 @@ def motion_passes(
     face_size: int,
     src: Path,
     info: VideoInfo,
-    options: EditOptions,
+    options: EditChoices,
+    limits: Limits,
     progress: Progress,
     clock: Clock,
     *,
@@ -123,11 +130,11 @@ def motion_passes(
     """Passes 1 and 2, each timed as its stage; `source_index` overrides the face pass's identity frame."""
     crop_input = faces.is_face_crop(info.width, info.height)
     with clock.stage("faces"):
-        plan = face_pass(src, info, options, crop_input, progress, limit)
+        plan = face_pass(src, info, options, limits, crop_input, progress, limit)
     index = plan.source_index if source_index is None else source_index
     with clock.stage("encode"):
         motion, times, source = encode_pass(
-            backbone, src, plan.boxes, index, face_size, options, progress, clock, limit
+            backbone, src, plan.boxes, index, face_size, limits.chunk_frames, progress, clock, limit
         )
     return InputMotion(plan.boxes, index, motion, times, source)
 

@@ -33,7 +33,7 @@ from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
@@ -189,7 +189,7 @@ class Editor:
         library: EmotionLibrary | None,
         audio: Path,
         duration_s: float,
-        options: EditOptions,
+        limits: Limits,
         *,
         has_audio: bool = True,
     ) -> SpeechPlan:
@@ -201,7 +201,7 @@ class Editor:
             self.embed_speech,
             audio,
             duration_s,
-            options.max_timeline_segments,
+            limits.max_timeline_segments,
             has_audio=has_audio,
         )
 
@@ -210,30 +210,32 @@ class Editor:
         src: Path | str,
         dst: Path | str,
         target: EditTarget,
-        options: EditOptions = EditOptions(),
+        options: EditChoices = EditChoices(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
         *,
         speech_track: Path | str | None = None,
         pose_video: Path | str | None = None,
+        limits: Limits = Limits(),
     ) -> EditResult:
         """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
-        only that window of `src` is edited (a clip preview)."""
+        only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
+        user's `options`."""
         src, dst, report = Path(src), Path(dst), progress or no_progress
         if options.lips == "video" and speech_track is not None and pose_video is None:
-            return self._follow_track(src, dst, target, options, report, library, Path(speech_track))
+            return self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
             if options.preview_s is not None:
                 raise InputError(
                     ErrorCode.BAD_PREVIEW_WINDOW, "clip previews of dubs are not offered: dub a shorter speech track"
                 )
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
-            return Dub(self, src, dst, target, options, report, library, track, pose).run()
-        with clip_window(src, options, dst.parent) as windowed:
+            return Dub(self, src, dst, target, options, limits, report, library, track, pose).run()
+        with clip_window(src, options, limits, dst.parent) as windowed:
             if isinstance(target, ClipTimeline) and windowed.duration_s is not None:
                 target = target.windowed(windowed.start_s, windowed.duration_s)
-            done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
+            done = _Edit(self, windowed.src, dst, target, windowed.options, limits, report, library).run()
         return replace(done, source_frame=done.source_frame + windowed.first)
 
     def _follow_track(
@@ -241,7 +243,8 @@ class Editor:
         src: Path,
         dst: Path,
         target: EditTarget,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
         track: Path,
@@ -255,18 +258,32 @@ class Editor:
         assert voice is not None
         if options.preview_s is not None:
             raise InputError(ErrorCode.BAD_PREVIEW_WINDOW, "clip previews with a separate speech track are not offered")
-        return _Edit(self, src, dst, voice.model_copy(update={"audio": track}), options, progress, library, track).run()
+        followed = voice.model_copy(update={"audio": track})
+        return _Edit(self, src, dst, followed, options, limits, progress, library, track).run()
 
     def expression_weights(
-        self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
+        self,
+        src: Path | str,
+        options: EditChoices = EditChoices(),
+        progress: Progress | None = None,
+        limits: Limits = Limits(),
     ) -> np.ndarray:
         """Every frame's expression code (frames x the backbone's expression width), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
         src = Path(src)
-        info = options.probe(src)
-        plan = face_pass(src, info, options, faces.is_face_crop(info.width, info.height), progress or no_progress)
+        info = probe_input(src, options, limits)
+        plan = face_pass(
+            src, info, options, limits, faces.is_face_crop(info.width, info.height), progress or no_progress
+        )
         motion, _, _ = encode_pass(
-            self.backbone, src, plan.boxes, plan.source_index, self.face_size, options, progress or no_progress, Clock()
+            self.backbone,
+            src,
+            plan.boxes,
+            plan.source_index,
+            self.face_size,
+            limits.chunk_frames,
+            progress or no_progress,
+            Clock(),
         )
         return motion.exp.numpy()
 
@@ -280,13 +297,14 @@ class _Edit:
         src: Path,
         dst: Path,
         target: EditTarget,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
         audio: Path | None = None,
     ) -> None:
         self.editor, self.src, self.dst, self.target, self.options = editor, src, dst, target, options
-        self.progress, self.library = progress, library
+        self.progress, self.library, self.limits = progress, library, limits
         self.audio = audio
         """The output's audio instead of the input's own (a speech track the face follows); None: the input's."""
         self.clock = Clock()
@@ -294,13 +312,15 @@ class _Edit:
     def run(self) -> EditResult:
         editor, clock = self.editor, self.clock
         connector, connector_label = editor.connector, editor.connector_label  # one connector per edit
-        info = self.options.probe(self.src)
+        info = probe_input(self.src, self.options, self.limits)
         with clock.stage("expression"), clock.networks():
             plan = editor.plan(
-                self.target, self.library, self.src, info.duration_s, self.options, has_audio=info.has_audio
+                self.target, self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio
             )
         crop_input = faces.is_face_crop(info.width, info.height)
-        found = motion_passes(editor.backbone, editor.face_size, self.src, info, self.options, self.progress, clock)
+        found = motion_passes(
+            editor.backbone, editor.face_size, self.src, info, self.options, self.limits, self.progress, clock
+        )
         exp = edited_expression(
             connector, editor.backbone.device, plan, found.motion.exp, found.times, self.progress, clock
         )
@@ -311,8 +331,8 @@ class _Edit:
         frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in read_input(self.src))
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
         audio = self.audio or (self.src if info.has_audio else None)
-        out = video_out(self.dst, like, audio, self.options.crf)
-        loop.run(drive, frames, out, chunk=self.options.chunk_frames, crop_input=crop_input)
+        out = video_out(self.dst, like, audio, self.limits.crf)
+        loop.run(drive, frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)
         total = sum(clock.seconds.values())
         facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}
         log.info(

@@ -31,7 +31,7 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.media.video import read_frames
-from cmet_core.options import EditOptions, SheetChoice
+from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
 from cmet_core.passes import face_pass, identity, motion_of
 from cmet_core.targets import EmotionTarget
 
@@ -147,12 +147,14 @@ def contact_sheet(
     editor: Editor,
     src: Path | str,
     choice: SheetChoice,
-    options: EditOptions = EditOptions(),
+    options: EditChoices = EditChoices(),
     library: EmotionLibrary | None = None,
     progress: Progress | None = None,
+    limits: Limits = Limits(),
 ) -> ContactSheet:
-    """`choice.frame` of `src` under every emotion x intensity; the face chosen and cropped as `options` say."""
-    return Sheet(editor, Path(src), choice, options, library, progress or no_progress).run()
+    """`choice.frame` of `src` under every emotion x intensity; the face chosen and cropped as `options`
+    say, the input under the operator's `limits`."""
+    return Sheet(editor, Path(src), choice, options, limits, library, progress or no_progress).run()
 
 
 class Sheet:
@@ -163,17 +165,18 @@ class Sheet:
         editor: Editor,
         src: Path,
         choice: SheetChoice,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         library: EmotionLibrary | None,
         progress: Progress,
     ) -> None:
-        self.editor, self.src, self.choice, self.options = editor, src, choice, options
+        self.editor, self.src, self.choice, self.options, self.limits = editor, src, choice, options, limits
         self.library, self.progress = library, progress
         self.clock = Clock()
 
     def run(self) -> ContactSheet:
         choice, editor, clock = self.choice, self.editor, self.clock
-        info = self.options.probe(self.src)
+        info = probe_input(self.src, self.options, self.limits)
         with clock.stage("expression"):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
                 (e, i): editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
@@ -182,7 +185,7 @@ class Sheet:
             }
         crop_input = faces.is_face_crop(info.width, info.height)
         with clock.stage("faces"):
-            plan = face_pass(self.src, info, self.options, crop_input, self.progress)
+            plan = face_pass(self.src, info, self.options, self.limits, crop_input, self.progress)
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
             raise InputError(

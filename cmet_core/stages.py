@@ -19,7 +19,7 @@ import numpy as np
 from cmet_core.enhance.restore import Restorer
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.faces.geometry import CropBox
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as each stage advances; `total` is the frame count."""
@@ -45,7 +45,7 @@ class FrameStage(Protocol):
 class StageContext:
     """What a factory decides from whether its stage works on an edit."""
 
-    options: EditOptions
+    options: EditChoices
     restorer: Restorer | None
     face_side: float
     """The face's crop box side in input pixels (the first frame's)."""

@@ -18,7 +18,7 @@ from cmet_core.faces.geometry import CropBox
 from cmet_core.lips import plan
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import read_frames
-from cmet_core.options import EditOptions, SheetChoice
+from cmet_core.options import EditChoices, Limits, SheetChoice
 from cmet_core.pipeline import Editor
 from cmet_core.preview import contact_sheet
 from cmet_core.stages import DEFAULT_STAGES, FrameStage, Progress, StageContext
@@ -83,7 +83,7 @@ def test_an_edit_passes_every_frame_once_in_order(recorded: tuple[Editor, list[R
     editor, made = recorded
     out = clip.parent / "edited.mp4"
     stages: list[str] = []
-    result = editor.edit(clip, out, HAPPY, EditOptions(chunk_frames=5), lambda s, _d, _t: stages.append(s))
+    result = editor.edit(clip, out, HAPPY, progress=lambda s, _d, _t: stages.append(s), limits=Limits(chunk_frames=5))
     (stage,) = made
     assert stage.indices == list(range(FRAMES)) and stage.chunks == 3  # chunks of 5, 5, 2
     assert stage.prepared[0][0] == FRAMES and len(stage.prepared[0][1]) == FRAMES  # every input frame, every box
@@ -100,7 +100,7 @@ def test_a_clip_preview_passes_its_window(recorded: tuple[Editor, list[Recorder]
     """Frames 4-8 of the clip (0.16-0.36 s): the stage sees the window's frames, indexed within the window."""
     editor, made = recorded
     inputs = _decoded(clip)
-    result = editor.edit(clip, clip.parent / "window.mp4", HAPPY, EditOptions(preview_s=0.2, preview_start_s=0.16))
+    result = editor.edit(clip, clip.parent / "window.mp4", HAPPY, EditChoices(preview_s=0.2, preview_start_s=0.16))
     (stage,) = made
     assert result.frames == 5 and stage.indices == list(range(5)) and stage.prepared[0][0] == 5
     for seen, before in zip(stage.images, inputs[4:9], strict=True):
@@ -115,8 +115,8 @@ def test_a_dub_passes_its_frames_in_plan_order(
     src = make_video(tmp_path / "short.mp4", frames=6, size=(256, 256))
     wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
     soundfile.write(str(tmp_path / "line.wav"), wav[: rate // 2], rate)
-    options = EditOptions(lips="speech", chunk_frames=5)
-    result = editor.edit(src, tmp_path / "dub.mp4", HAPPY, options, speech_track=tmp_path / "line.wav")
+    options, limits = EditChoices(lips="speech"), Limits(chunk_frames=5)
+    result = editor.edit(src, tmp_path / "dub.mp4", HAPPY, options, speech_track=tmp_path / "line.wav", limits=limits)
     (stage,) = made
     times = np.array([f.time_s for f in read_frames(src)])
     expected = [f.background for f in plan(times, 12, "bounce", photo=False)]
@@ -149,8 +149,8 @@ def test_a_sheet_is_enhanced_when_the_edit_would_be(tiny_set: Path, clip: Path) 
     editor = Editor.load(tiny_set)
     assert editor.restorer is not None
     choice = SheetChoice(emotions=("happy", "sad"), intensities=(0.0, 1.0))
-    plain = contact_sheet(editor, clip, choice, EditOptions(enhance="off"))
-    on = EditOptions(enhance="on")
+    plain = contact_sheet(editor, clip, choice, EditChoices(enhance="off"))
+    on = EditChoices(enhance="on")
     restored = contact_sheet(editor, clip, choice, on)
     assert "enhance" in restored.stage_seconds and "enhance" not in plain.stage_seconds
     assert restored.box == plain.box and restored.frame == plain.frame
@@ -169,8 +169,8 @@ def test_an_upscaled_sheet_keeps_its_box_on_the_face(tiny_set: Path, tmp_path: P
     editor = Editor.load(tiny_set)
     src = write_sample_clip(tmp_path / "crop.mp4", seconds=0.24)
     choice = SheetChoice(emotions=("happy",), intensities=(1.0,))
-    plain = contact_sheet(editor, src, choice, EditOptions(enhance="off"))
-    big = contact_sheet(editor, src, choice, EditOptions(upscale=2))
+    plain = contact_sheet(editor, src, choice, EditChoices(enhance="off"))
+    big = contact_sheet(editor, src, choice, EditChoices(upscale=2))
     assert big.rows[0][0].image.shape == (512, 512, 3) and plain.rows[0][0].image.shape == (256, 256, 3)
     assert (big.box.cx, big.box.cy, big.box.side) == (2 * plain.box.cx, 2 * plain.box.cy, 2 * plain.box.side)
     assert (big.box.x0, big.box.y0, big.box.x1, big.box.y1) == (0, 0, 512, 512)  # the whole (upscaled) crop
