@@ -18,12 +18,12 @@ from typing import Protocol
 from cmet_core.backbones.base import Backbone
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.enhance.restore import Restorer
+from cmet_core.frame_stages import Progress, StageFactory
 from cmet_core.models.connector import Connector
 from cmet_core.models.runtime import LipForward
 from cmet_core.models.sets import ModelSet
 from cmet_core.options import Limits
 from cmet_core.speech_plan import EditTarget, SpeechPlan
-from cmet_core.stages import Progress, StageFactory
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import VoiceSegment
 

@@ -7,7 +7,7 @@ in the plan's order (a dub), or the sheet's one frame repeated once per cell. Th
 from one identity source, a row of the motion record per output frame (the parts the backbone owns,
 the lip part replaced by the speech's in a dub) and every output frame's edited expression
 (`Drive`). Out is a video written beside its destination and renamed at the end (`video_out`), or
-images kept in memory (`Images`, the sheet). The per-frame stages (`stages.py`) are prepared from
+images kept in memory (`Images`, the sheet). The per-frame stages (`frame_stages.py`) are prepared from
 the input before the loop and applied to each chunk after paste-back; each is timed as its own stage.
 """
 
@@ -28,11 +28,11 @@ import torch
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.editing import Clock, Parts, Progress
+from cmet_core.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
 from cmet_core.options import EditChoices
 from cmet_core.passes import chunks
-from cmet_core.stages import FrameStage, StageContext, chosen
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 `Editor` holds a set's loaded models and dispatches an edit: the video's own lips (`_Edit`, below),
 a dub (`dubbing.Dub`) or the video's face following another speech track. An edit runs the shared
 passes (`passes.py`: faces, motion, the edited expression), then the frame loop (`frame_loop.py`):
-render, paste back, the per-frame stages (`stages.py`, e.g. `enhance`), write.
+render, paste back, the per-frame stages (`frame_stages.py`, e.g. `enhance`), write.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cmet_core.emotions import EmotionLibrary, load_builtin_library
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.frame_loop import Drive, Frame, FrameLoop, video_out
+from cmet_core.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
 from cmet_core.media.window import clip_window
@@ -37,7 +38,6 @@ from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
-from cmet_core.stages import DEFAULT_STAGES, StageFactory
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice

@@ -1,7 +1,7 @@
 """The restorer's stage of an edit: decide, find the landmarks (a pass of its own), restore each chunk.
 
-It is the first per-frame stage of the frame loop (`cmet_core/stages.py`): `prepare`, `output_size` and
-`apply` are that protocol.
+It is the first per-frame stage of the frame loop (`cmet_core/frame_stages.py`): `prepare`,
+`output_size` and `apply` are that protocol.
 
 It runs on the composited full-resolution frame, after the edited face is pasted back: the face is
 cut out aligned to the restorer's template, restored, and warped back with a feathered mask, so the
