@@ -332,6 +332,7 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
                 detail = "sha256 ok; strict load ok"
             elif kind == "gfpgan":
                 load_gfpgan(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
             elif kind == "audio2lip":
                 load_audio2lip(weights, verify=False)
                 detail = "sha256 ok; strict load ok"
