@@ -79,6 +79,7 @@ class BackboneSpec:
     converted or filled here (a test's stand-in)."""
 
     def require_tools(self) -> BackboneTools:
+        """The tools, or a `ModelLoadError` naming the backbone when it registers none."""
         if self.tools is None:
             raise ModelLoadError(f"the {self.name} backbone registers no tools to make, convert or fill its networks")
         return self.tools()
