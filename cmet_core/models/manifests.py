@@ -22,9 +22,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,14 +34,34 @@ from pydantic import (
     model_validator,
 )
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.models.errors import ModelLoadError
 
-BackboneKind = Literal["edtalk"]
-"""Backbones a set can name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
-Kind = Literal[BackboneKind, "connector", "emotion2vec", "gfpgan", "audio2lip"]
-SHARED_KINDS: tuple[Kind, ...] = ("connector", "emotion2vec")
+MemberKind = Literal["connector", "emotion2vec", "gfpgan", "audio2lip"]
+"""The members that are not a backbone's generator."""
+MEMBER_KINDS: tuple[MemberKind, ...] = get_args(MemberKind)
+
+
+def _backbone_name(value: str) -> str:
+    if value not in backbone_names():
+        raise ValueError(f"unknown backbone {value!r} (registered: {', '.join(backbone_names())})")
+    return value
+
+
+def _member_kind(value: str) -> str:
+    if value not in MEMBER_KINDS and value not in backbone_names():
+        known = ", ".join((*backbone_names(), *MEMBER_KINDS))
+        raise ValueError(f"unknown model kind {value!r} (known: {known})")
+    return value
+
+
+BackboneKind = Annotated[str, AfterValidator(_backbone_name)]
+"""A registered backbone's name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
+Kind = Annotated[str, AfterValidator(_member_kind)]
+"""A set member's kind: a registered backbone's name (its generator) or one of `MEMBER_KINDS`."""
+SHARED_KINDS: tuple[MemberKind, ...] = ("connector", "emotion2vec")
 """The members every set has beside its backbone's generator; an edit needs these three."""
-OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan", "audio2lip")
+OPTIONAL_KINDS: tuple[MemberKind, ...] = ("gfpgan", "audio2lip")
 """Members a set may have; a set without one still edits, only the feature that needs it is off
 (`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
 MODEL_FORMAT: Final = "cmet-model/1"
@@ -187,7 +208,8 @@ class SetManifest(BaseModel):
     description: str = ""
     created_at: datetime
     backbone: BackboneKind = Field(
-        default="edtalk", description="The generator backbone; sets written before the field existed are EDTalk's."
+        default=DEFAULT_BACKBONE,
+        description="The generator backbone; sets written before the field existed have the default one.",
     )
     models: dict[Kind, SetEntry]
 
