@@ -25,7 +25,7 @@ import anyio
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs, schemas
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import new_session
 from cmet_jobs.storage import Storage
 
@@ -44,7 +44,7 @@ def _reader(db_url: str, storage: Storage, key_id: str, job_id: str) -> Callable
     def read() -> schemas.Job | None:
         session = new_session(db_url)
         try:
-            job = session.get(Job, job_id)
+            job = session.get(JobRow, job_id)
             if job is None or job.key_id != key_id:
                 return None
             return jobs.to_schema(job, storage)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import schemas, timelines
-from cmet_jobs.db.models import Job, WorkerBeat, now
+from cmet_jobs.db.models import JobRow, WorkerBeat, now
 from cmet_jobs.spec import EditSpec, SheetSpec
 from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
@@ -39,7 +39,7 @@ def cell_key(job_id: str, name: str) -> str:
     return f"{job_prefix(job_id)}{CELLS_FOLDER}/{name}"
 
 
-def spec_of(job: Job) -> EditSpec | SheetSpec:
+def spec_of(job: JobRow) -> EditSpec | SheetSpec:
     """The job's spec: a contact sheet's `SheetSpec`, any other kind's `EditSpec`."""
     return SheetSpec.model_validate(job.spec) if job.kind == JobKind.SHEET else EditSpec.model_validate(job.spec)
 
@@ -49,23 +49,24 @@ def kinds(session: Session, job_ids: list[str]) -> dict[str, JobKind]:
     if not job_ids:
         return {}
     return {
-        job_id: JobKind(kind) for job_id, kind in session.execute(select(Job.id, Job.kind).where(Job.id.in_(job_ids)))
+        job_id: JobKind(kind)
+        for job_id, kind in session.execute(select(JobRow.id, JobRow.kind).where(JobRow.id.in_(job_ids)))
     }
 
 
 def visible(query: Select[T]) -> Select[T]:
     """Only jobs a client or a worker may see: not those still being created by the API."""
-    return query.where(Job.state != JobState.CREATING)
+    return query.where(JobRow.state != JobState.CREATING)
 
 
-def _record(job: Job) -> dict[str, Any]:
+def _record(job: JobRow) -> dict[str, Any]:
     """The fields of `schemas.JobRecord` that every job shows, whatever its kind: the record's own columns
     by name, and its error."""
     shown = {name: getattr(job, name) for name in schemas.JobRecord.model_fields if name != "error"}
     return {**shown, "error": schemas.job_error(job.error_code, job.error_message)}
 
 
-def to_schema(job: Job, storage: Storage) -> schemas.Job:
+def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         **_record(job),
@@ -79,7 +80,7 @@ def to_schema(job: Job, storage: Storage) -> schemas.Job:
     )
 
 
-def to_preview(job: Job, storage: Storage) -> schemas.Preview:
+def to_preview(job: JobRow, storage: Storage) -> schemas.Preview:
     """A preview as the API shows it, its URLs signed anew on every read."""
     spec, result = job.spec, job.result or {}
     key = job.output_key if job.state == JobState.SUCCEEDED else None
@@ -107,7 +108,7 @@ def to_preview(job: Job, storage: Storage) -> schemas.Preview:
     )
 
 
-def payload(job: Job, storage: Storage) -> schemas.Job | schemas.Preview:
+def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
     """What a webhook carries: the job as the API shows it where it is listed."""
     return to_preview(job, storage) if job.kind.preview else to_schema(job, storage)
 
@@ -115,12 +116,15 @@ def payload(job: Job, storage: Storage) -> schemas.Job | schemas.Preview:
 def active_count(session: Session, key_id: str) -> int:
     states = (JobState.QUEUED, JobState.RUNNING)
     return int(
-        session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key_id, Job.state.in_(states))) or 0
+        session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
+        )
+        or 0
     )
 
 
-def lock(session: Session, job_id: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+def lock(session: Session, job_id: str) -> JobRow | None:
+    return session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
 
 
 LEASE_S = 10.0
@@ -140,7 +144,7 @@ def renew_lease(session: Session, job_id: str) -> None:
         job.lease_until = now() + timedelta(seconds=LEASE_S)
 
 
-def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
+def start(session: Session, job_id: str, max_attempts: int) -> JobRow | None:
     """Claim a job for running; None when there is nothing to run (gone or already final).
 
     A running job whose lease is still fresh belongs to a live worker: JobBusy. One whose lease
@@ -171,7 +175,7 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
 
 
 def finish(
-    job: Job,
+    job: JobRow,
     state: JobState,
     code: ErrorCode | None = None,
     message: str | None = None,
@@ -187,7 +191,7 @@ def finish(
 def abandoned_creations(session: Session, older_than_s: float) -> list[str]:
     """Jobs whose API process died while creating them (inputs half stored, never queued)."""
     cutoff = now() - timedelta(seconds=older_than_s)
-    return list(session.scalars(select(Job.id).where(Job.state == JobState.CREATING, Job.created_at < cutoff)))
+    return list(session.scalars(select(JobRow.id).where(JobRow.state == JobState.CREATING, JobRow.created_at < cutoff)))
 
 
 def retry_later(session: Session, job_id: str) -> None:
@@ -198,7 +202,7 @@ def retry_later(session: Session, job_id: str) -> None:
         job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
 
 
-def request_cancel(job: Job) -> None:
+def request_cancel(job: JobRow) -> None:
     """Queued jobs end at once; a running one is stopped by its worker at the next chunk."""
     if job.state.final:
         return
@@ -211,18 +215,18 @@ def unfinished_ids(session: Session, idle_for_s: float = 0.0) -> list[str]:
     """Queued jobs untouched for `idle_for_s` (0: all, as after a restart of everything), and
     running ones whose lease lapsed. Both may have lost their queue message."""
     cutoff = now() - timedelta(seconds=idle_for_s)
-    queued = (Job.state == JobState.QUEUED) & (Job.updated_at <= cutoff)
-    rows = session.scalars(select(Job.id).where(queued | _orphaned()).order_by(Job.created_at))
+    queued = (JobRow.state == JobState.QUEUED) & (JobRow.updated_at <= cutoff)
+    rows = session.scalars(select(JobRow.id).where(queued | _orphaned()).order_by(JobRow.created_at))
     return list(rows)
 
 
 def _orphaned() -> ColumnElement[bool]:
-    return (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < now()))
+    return (JobRow.state == JobState.RUNNING) & ((JobRow.lease_until.is_(None)) | (JobRow.lease_until < now()))
 
 
 def orphaned_ids(session: Session) -> list[str]:
     """Running jobs whose worker stopped renewing the lease: killed, or its machine gone."""
-    return list(session.scalars(select(Job.id).where(_orphaned())))
+    return list(session.scalars(select(JobRow.id).where(_orphaned())))
 
 
 def requeued(session: Session, job_ids: list[str]) -> None:

@@ -13,7 +13,7 @@ from cmet_jobs import jobs
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import SheetSpec
 from cmet_jobs.storage import Storage
-from worker.models import EDITOR
+from worker.editor import EDITOR
 
 if TYPE_CHECKING:
     from cmet_core.pipeline import Progress

@@ -1,5 +1,5 @@
-"""The Celery tasks: an edit, a custom emotion's build, a webhook delivery. Job ids in, records moved
-through the state machine (`cmet_jobs.jobs`), results in storage.
+"""The Celery tasks: a job of any kind (edit, clip preview, contact sheet), a custom emotion's build, a probe, a
+webhook delivery. JobRow ids in, records moved through the state machine (`cmet_jobs.jobs`), results in storage.
 
 The record is the source of truth: a redelivered task (after a worker was killed) re-reads it
 and either finds the job final and does nothing, or runs it again, writing the same output key.
@@ -24,18 +24,18 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, probes, webhooks
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
-from cmet_jobs.queue import RUN_EDIT
+from cmet_jobs.queue import RUN_EDIT_OLD_NAME, RUN_JOB
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
+from worker.editor import EDITOR
 from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
-from worker.models import EDITOR
 from worker.previews import render_sheet
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _finish(
     webhooks.dispatch(settings, [retrying(record, f"recording the end of {job_id}")])
 
 
-def _ended(session: Session, job: Job, storage: Storage) -> str | None:
+def _ended(session: Session, job: JobRow, storage: Storage) -> str | None:
     """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
     metrics.JOBS.labels(state=job.state).inc()
     return webhooks.emit(session, job, webhooks.event_name(job, job.state), storage)
@@ -196,14 +196,22 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
     return claimed
 
 
-@app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
-    """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
+def _run_in_context(self: Task, job_id: str, storage_attempt: int = 0) -> str:
+    """One job of any kind; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
     with job_context(job_id):
-        return _run_edit(self, job_id, storage_attempt)
+        return _run_job(self, job_id, storage_attempt)
 
 
-def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
+run_job = app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)(
+    _run_in_context
+)
+run_job_by_old_name = app.task(
+    name=RUN_EDIT_OLD_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)(_run_in_context)
+"""Messages queued under the task's old name before an upgrade run the same job (see `RUN_EDIT_OLD_NAME`)."""
+
+
+def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
     settings = get_jobs_settings()
     storage = storage_for(settings)
     try:

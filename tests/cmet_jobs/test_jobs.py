@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs
-from cmet_jobs.db.models import Job, WorkerBeat, now
+from cmet_jobs.db.models import JobRow, WorkerBeat, now
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import LocalStorage
@@ -31,10 +31,10 @@ def db(tmp_path: Path) -> str:
     return url
 
 
-def load(url: str, job_id: str, change: Callable[[Job], object] | None = None) -> Job:
+def load(url: str, job_id: str, change: Callable[[JobRow], object] | None = None) -> JobRow:
     """The job's record, after `change` was applied to it in its own transaction."""
     with session_scope(url) as session:
-        job = session.get(Job, job_id)
+        job = session.get(JobRow, job_id)
         assert job is not None
         if change is not None:
             change(job)
@@ -144,7 +144,7 @@ def test_finish_succeeded_sets_progress_and_result(db: str) -> None:
 
 @pytest.mark.parametrize("state", [JobState.QUEUED, JobState.RUNNING, JobState.CREATING])
 def test_finish_refuses_a_non_final_state(state: JobState) -> None:
-    job = Job(key_id="key_x", spec=SPEC, state=JobState.RUNNING)
+    job = JobRow(key_id="key_x", spec=SPEC, state=JobState.RUNNING)
     with pytest.raises(AssertionError):
         jobs.finish(job, state)
     assert job.state == JobState.RUNNING and job.finished_at is None
@@ -159,7 +159,7 @@ def test_finish_refuses_a_non_final_state(state: JobState) -> None:
     ],
 )
 def test_request_cancel(state: JobState, after: JobState, flagged: bool) -> None:
-    job = Job(key_id="key_x", spec=SPEC, state=state, cancel_requested=False)
+    job = JobRow(key_id="key_x", spec=SPEC, state=state, cancel_requested=False)
     jobs.request_cancel(job)
     assert (job.state, job.cancel_requested) == (after, flagged)
     assert (job.finished_at is not None) == (after == JobState.CANCELED)
@@ -214,7 +214,7 @@ def test_visible_excludes_creating_jobs(db: str) -> None:
     queued = make_job(db, key, state=JobState.QUEUED)
     make_job(db, key, state=JobState.CREATING)
     with session_scope(db) as session:
-        assert [j.id for j in session.scalars(jobs.visible(select(Job)))] == [queued]
+        assert [j.id for j in session.scalars(jobs.visible(select(JobRow)))] == [queued]
 
 
 def test_active_count_counts_queued_and_running_only(db: str) -> None:

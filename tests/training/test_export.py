@@ -171,7 +171,7 @@ def test_a_worker_following_latest_switches_when_a_version_is_published(
     trained_run: Path, tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cmet_jobs.settings import JobsSettings
-    from worker.models import WorkerEditor
+    from worker.editor import WorkerEditor
 
     registry = tmp_path / "registry"
     export_run(trained_run, DirectoryRegistry(registry))

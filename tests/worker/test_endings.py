@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
@@ -52,7 +52,7 @@ def test_a_job_whose_spec_cannot_be_read_fails_once(tmp_path: Path) -> None:
     )
     assert _claim(settings, storage_for(settings), job_id) == JobState.FAILED
     with session_scope(settings.db_url) as session:
-        record = session.get(Job, job_id)
+        record = session.get(JobRow, job_id)
         assert record is not None and record.state == JobState.FAILED
         assert record.error_code == ErrorCode.INTERNAL and "spec cannot be read" in (record.error_message or "")
     assert _claim(settings, storage_for(settings), job_id) is None  # final: nothing runs again
