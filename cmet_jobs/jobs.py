@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cmet_core.errors import ErrorCode
 from cmet_jobs import schemas, timelines
 from cmet_jobs.db.models import JobRow, WorkerBeat, now
+from cmet_jobs.results import EditResult, JobResult, SheetResult
 from cmet_jobs.spec import EditSpec, SheetSpec
 from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
@@ -39,9 +40,36 @@ def cell_key(job_id: str, name: str) -> str:
     return f"{job_prefix(job_id)}{CELLS_FOLDER}/{name}"
 
 
+SPECS: dict[JobKind, type[EditSpec] | type[SheetSpec]] = {
+    JobKind.EDIT: EditSpec,
+    JobKind.CLIP: EditSpec,
+    JobKind.SHEET: SheetSpec,
+}
+RESULTS: dict[JobKind, type[JobResult]] = {
+    JobKind.EDIT: EditResult,
+    JobKind.CLIP: EditResult,
+    JobKind.SHEET: SheetResult,
+}
+"""The stored spec and result of each kind: the record's JSON is read only through `spec_of`, `shown_spec` and
+`result_of`."""
+
+
 def spec_of(job: JobRow) -> EditSpec | SheetSpec:
-    """The job's spec: a contact sheet's `SheetSpec`, any other kind's `EditSpec`."""
-    return SheetSpec.model_validate(job.spec) if job.kind == JobKind.SHEET else EditSpec.model_validate(job.spec)
+    """The spec a worker runs: a contact sheet's `SheetSpec`, any other kind's `EditSpec`. A field this
+    version does not know (a newer API's option) is refused: running without it would drop it silently."""
+    return SPECS[job.kind].model_validate(job.spec)
+
+
+def shown_spec(job: JobRow) -> EditSpec | SheetSpec:
+    """The spec as the API shows it: fields this version does not know (a newer API wrote them during a
+    rolling upgrade) are left out, where `spec_of` refuses them; showing a record without one loses nothing."""
+    model = SPECS[job.kind]
+    return model.model_validate({name: value for name, value in job.spec.items() if name in model.model_fields})
+
+
+def result_of(job: JobRow) -> JobResult | None:
+    """What a succeeded job made, as the model of its kind; None before it succeeded."""
+    return RESULTS[job.kind].model_validate(job.result) if job.result else None
 
 
 def kinds(session: Session, job_ids: list[str]) -> dict[str, JobKind]:
@@ -67,45 +95,72 @@ def _record(job: JobRow) -> dict[str, Any]:
 
 
 def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
+    """An edit or a clip preview as `/v1/edits` shows it, its output URL signed anew on every read."""
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, EditSpec) and not isinstance(result, SheetResult), job.kind
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         **_record(job),
-        emotion=job.spec.get("emotion"),
-        intensity=float(job.spec.get("intensity", 1.0)),
-        timeline=timelines.shown(job.spec),
-        result=schemas.EditResultInfo(**job.result) if job.result else None,
+        emotion=spec.emotion,
+        intensity=spec.intensity,
+        timeline=timelines.shown(spec.timeline),
+        result=_shown_result(result),
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
-        preview_s=job.spec.get("preview_s"),
-        preview_start_s=float(job.spec.get("preview_start_s", 0.0)),
+        preview_s=spec.preview_s,
+        preview_start_s=spec.preview_start_s,
     )
+
+
+def _shown_result(result: EditResult | None) -> schemas.EditResultInfo | None:
+    return schemas.EditResultInfo.model_validate(result.model_dump()) if result is not None else None
 
 
 def to_preview(job: JobRow, storage: Storage) -> schemas.Preview:
     """A preview as the API shows it, its URLs signed anew on every read."""
-    spec, result = job.spec, job.result or {}
     key = job.output_key if job.state == JobState.SUCCEEDED else None
-    done, sheet = key is not None, job.kind == JobKind.SHEET
-    url = storage.download_url(key, f"{job.id}.png" if sheet else f"{job.id}.mp4") if key is not None else None
+    fields = _sheet(job, storage, key) if job.kind == JobKind.SHEET else _clip(job, storage, key)
+    return schemas.Preview(**_record(job), **fields)
+
+
+def _sheet(job: JobRow, storage: Storage, key: str | None) -> dict[str, Any]:
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, SheetSpec) and not isinstance(result, EditResult), job.kind
+    done = result if key is not None else None
     cells = [
         schemas.PreviewCell(
-            emotion=c["emotion"], intensity=c["intensity"], url=storage.download_url(c["key"], c["key"].rsplit("/")[-1])
+            emotion=c.emotion, intensity=c.intensity, url=storage.download_url(c.key, c.key.rsplit("/")[-1])
         )
-        for c in (result.get("cells", []) if done else [])
+        for c in (done.cells if done is not None else [])
     ]
-    emotions = spec.get("emotions", []) if sheet else [e for e in [spec.get("emotion")] if e is not None]
-    return schemas.Preview(
-        **_record(job),
-        kind="sheet" if sheet else "clip",
-        emotions=emotions,
-        intensities=[float(i) for i in spec.get("intensities", [])] if sheet else [float(spec.get("intensity", 1.0))],
-        frame=result.get("frame") if sheet else None,
-        preview_s=None if sheet else spec.get("preview_s"),
-        preview_start_s=None if sheet else float(spec.get("preview_start_s", 0.0)),
-        sheet_url=url if sheet else None,
-        cells=cells,
-        output_url=None if sheet else url,
-        result=None if sheet or not job.result else schemas.EditResultInfo(**job.result),
-    )
+    return {
+        "kind": "sheet",
+        "emotions": list(spec.emotions),
+        "intensities": list(spec.intensities),
+        "frame": result.frame if result is not None else None,
+        "preview_s": None,
+        "preview_start_s": None,
+        "sheet_url": storage.download_url(key, f"{job.id}.png") if key is not None else None,
+        "cells": cells,
+        "output_url": None,
+        "result": None,
+    }
+
+
+def _clip(job: JobRow, storage: Storage, key: str | None) -> dict[str, Any]:
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, EditSpec) and not isinstance(result, SheetResult), job.kind
+    return {
+        "kind": "clip",
+        "emotions": [spec.emotion] if spec.emotion is not None else [],
+        "intensities": [spec.intensity],
+        "frame": None,
+        "preview_s": spec.preview_s,
+        "preview_start_s": spec.preview_start_s,
+        "sheet_url": None,
+        "cells": [],
+        "output_url": storage.download_url(key, f"{job.id}.mp4") if key is not None else None,
+        "result": _shown_result(result),
+    }
 
 
 def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
@@ -179,13 +234,13 @@ def finish(
     state: JobState,
     code: ErrorCode | None = None,
     message: str | None = None,
-    result: dict[str, Any] | None = None,
+    result: JobResult | None = None,
 ) -> None:
     assert state.final, state
     job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message
     job.stage = None
     if state == JobState.SUCCEEDED:
-        job.progress, job.result = 1.0, result
+        job.progress, job.result = 1.0, result.model_dump(mode="json", exclude_none=True) if result else None
 
 
 def abandoned_creations(session: Session, older_than_s: float) -> list[str]:

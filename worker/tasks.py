@@ -28,6 +28,7 @@ from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT_OLD_NAME, RUN_JOB
+from cmet_jobs.results import EditResult, JobResult
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
 from cmet_jobs.states import JobState
@@ -65,7 +66,7 @@ def _finish(
     state: JobState,
     code: ErrorCode | None = None,
     message: str | None = None,
-    result: dict[str, Any] | None = None,
+    result: JobResult | None = None,
     output_key: str | None = None,
 ) -> None:
     """Record the job's end, waiting for a database that is away; the webhook goes out after the commit."""
@@ -191,7 +192,11 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
                 event = webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)
             except ValidationError as exc:  # a record no worker can run: end it, never loop on it
                 jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
-                event, claimed = _ended(session, job, storage), job.state
+                claimed = job.state
+                try:
+                    event = _ended(session, job, storage)
+                except ValidationError:  # the API cannot show the record either, so no webhook can carry it
+                    event = None
     webhooks.dispatch(settings, [event])
     return claimed
 
@@ -260,7 +265,7 @@ def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
 
 def _work(
     settings: JobsSettings, storage: Storage, job_id: str, claimed: _Claimed, work: Path, progress: Progress
-) -> tuple[dict[str, Any], str]:
+) -> tuple[JobResult, str]:
     """Run the job by its kind and store what it made: (its result, the output's storage key)."""
     if isinstance(claimed.spec, SheetSpec):
         video = _fetch(claimed.spec.video, work / "video", settings, settings.max_video_bytes)
@@ -282,7 +287,7 @@ def _library(settings: JobsSettings, key_id: str) -> EmotionLibrary:
     return retrying(read_library, "reading the emotion library")
 
 
-def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progress: Progress) -> dict[str, Any]:
+def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progress: Progress) -> EditResult:
     video = _fetch(spec.video, work / "video", settings, settings.max_video_bytes)
     speech = [
         _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
@@ -303,15 +308,15 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
-    return {
-        "frames": result.frames,
-        "fps": result.fps,
-        "duration_s": result.duration_s,
-        "width": result.width,
-        "height": result.height,
-        "connector": result.connector,
-        **({"segments": [s.model_dump(mode="json") for s in result.voice]} if result.voice else {}),
-    }
+    return EditResult(
+        frames=result.frames,
+        fps=result.fps,
+        duration_s=result.duration_s,
+        width=result.width,
+        height=result.height,
+        connector=result.connector,
+        segments=list(result.voice) if result.voice else None,
+    )
 
 
 @app.task(name=emotions.BUILD, acks_late=True)
