@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
+from cmet_core.stages import Stage
 from cmet_jobs import schemas, timelines
 from cmet_jobs.db.models import JobRow, WorkerBeat, now
 from cmet_jobs.results import EditResult, JobResult, SheetResult
@@ -224,7 +225,7 @@ def start(session: Session, job_id: str, max_attempts: int) -> JobRow | None:
             f"the job was started {max_attempts} times without finishing",
         )
         return job
-    job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
+    job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), Stage.STARTING, 0.0
     job.lease_until = now() + timedelta(seconds=LEASE_S)
     return job
 

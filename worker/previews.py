@@ -17,7 +17,7 @@ from cmet_jobs.storage import Storage
 from worker.editor import EDITOR
 
 if TYPE_CHECKING:
-    from cmet_core.pipeline import Progress
+    from cmet_core.stages import Progress
 
 
 def render_sheet(
@@ -41,5 +41,5 @@ def render_sheet(
         cells.append(SheetCell(emotion=cell.emotion, intensity=cell.intensity, key=key))
     grid = jobs.job_prefix(job_id) + jobs.SHEET_NAME
     storage.put_file(grid, sheet.save(work / jobs.SHEET_NAME), "image/png")
-    seconds = {stage: round(s, 3) for stage, s in sheet.stage_seconds.items()}
+    seconds = {stage.value: round(s, 3) for stage, s in sheet.stage_seconds.items()}
     return SheetResult(frame=sheet.frame, source_frame=sheet.source_frame, cells=cells, seconds=seconds), grid
