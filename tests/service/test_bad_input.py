@@ -25,6 +25,8 @@ from service.app import create_app
 from tests.media_factory import make_audio, make_dense_video, make_video
 from tests.service.stack import REDIS_URL
 
+pytestmark = pytest.mark.stack("Redis")  # the broker; the database is SQLite
+
 MAX_VIDEO = 2_000_000
 
 

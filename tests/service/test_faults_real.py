@@ -25,6 +25,8 @@ from tests.service.servers import private_postgres, private_redis
 from tests.service.stack import Stack, moto_s3, postgres_database, running_stack, wait_until
 from tests.service.test_flow import wait_final
 
+pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis, without the `stack` fixture
+
 
 @contextmanager
 def stack_on(tmp: Path, tiny_set: Path, database_url: str, broker_url: str | None = None) -> Iterator[Stack]:
