@@ -13,6 +13,10 @@ Events, each with the job as `schemas.Job` JSON in `data`:
 - `result`: the job reached a final state (with `output_url` on success); the stream ends;
 - `error`: the job was deleted meanwhile (a problem body with `edit_not_found`); the stream ends.
 A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
+
+The stream samples the record, so it tells states that last at least one poll: a job that starts and
+ends between two reads goes from `state` (queued) straight to `result`, whose `started_at` says it ran.
+A client that needs every step reads the webhooks (`edit.running` is recorded when the worker starts).
 """
 
 from __future__ import annotations
