@@ -10,13 +10,15 @@ import hashlib
 import math
 import re
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
-ModelKind = Literal["edtalk", "connector", "gfpgan", "audio2lip"]
+from cmet_core.models.manifests import Kind
+
+ModelKind = Kind
+"""A set member's kind, from the one list (`manifests.Kind`); `RULES` says which have a fill rule."""
 Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
 
 
@@ -97,7 +99,13 @@ def audio2lip_rule(key: str, shape: torch.Size) -> Fill:
     return connector_rule(key, shape)
 
 
-RULES = {"edtalk": edtalk_rule, "connector": connector_rule, "gfpgan": gfpgan_rule, "audio2lip": audio2lip_rule}
+RULES: dict[ModelKind, Callable[[str, torch.Size], Fill]] = {
+    "edtalk": edtalk_rule,
+    "connector": connector_rule,
+    "gfpgan": gfpgan_rule,
+    "audio2lip": audio2lip_rule,
+}
+"""The kit's rule of each kind it has goldens for; emotion2vec has none (a filled set takes the tiny one)."""
 
 
 @torch.no_grad()
