@@ -119,49 +119,49 @@ def _shown_result(result: EditResult | None) -> schemas.EditResultInfo | None:
 def to_preview(job: JobRow, storage: Storage) -> schemas.Preview:
     """A preview as the API shows it, its URLs signed anew on every read."""
     key = job.output_key if job.state == JobState.SUCCEEDED else None
-    fields = _sheet(job, storage, key) if job.kind == JobKind.SHEET else _clip(job, storage, key)
-    return schemas.Preview(**_record(job), **fields)
+    return _sheet(job, storage, key) if job.kind == JobKind.SHEET else _clip(job, storage, key)
 
 
-def _sheet(job: JobRow, storage: Storage, key: str | None) -> dict[str, Any]:
+def _sheet(job: JobRow, storage: Storage, key: str | None) -> schemas.Preview:
     spec, result = shown_spec(job), result_of(job)
     assert isinstance(spec, SheetSpec) and not isinstance(result, EditResult), job.kind
-    done = result if key is not None else None
-    cells = [
-        schemas.PreviewCell(
-            emotion=c.emotion, intensity=c.intensity, url=storage.download_url(c.key, c.key.rsplit("/")[-1])
-        )
-        for c in (done.cells if done is not None else [])
-    ]
-    return {
-        "kind": "sheet",
-        "emotions": list(spec.emotions),
-        "intensities": list(spec.intensities),
-        "frame": result.frame if result is not None else None,
-        "preview_s": None,
-        "preview_start_s": None,
-        "sheet_url": storage.download_url(key, f"{job.id}.png") if key is not None else None,
-        "cells": cells,
-        "output_url": None,
-        "result": None,
-    }
+    stored = result.cells if result is not None and key is not None else []
+    return schemas.Preview(
+        **_record(job),
+        kind="sheet",
+        emotions=list(spec.emotions),
+        intensities=list(spec.intensities),
+        frame=result.frame if result is not None else None,
+        preview_s=None,
+        preview_start_s=None,
+        sheet_url=storage.download_url(key, f"{job.id}.png") if key is not None else None,
+        cells=[
+            schemas.PreviewCell(
+                emotion=c.emotion, intensity=c.intensity, url=storage.download_url(c.key, c.key.rsplit("/")[-1])
+            )
+            for c in stored
+        ],
+        output_url=None,
+        result=None,
+    )
 
 
-def _clip(job: JobRow, storage: Storage, key: str | None) -> dict[str, Any]:
+def _clip(job: JobRow, storage: Storage, key: str | None) -> schemas.Preview:
     spec, result = shown_spec(job), result_of(job)
     assert isinstance(spec, EditSpec) and not isinstance(result, SheetResult), job.kind
-    return {
-        "kind": "clip",
-        "emotions": [spec.emotion] if spec.emotion is not None else [],
-        "intensities": [spec.intensity],
-        "frame": None,
-        "preview_s": spec.preview_s,
-        "preview_start_s": spec.preview_start_s,
-        "sheet_url": None,
-        "cells": [],
-        "output_url": storage.download_url(key, f"{job.id}.mp4") if key is not None else None,
-        "result": _shown_result(result),
-    }
+    return schemas.Preview(
+        **_record(job),
+        kind="clip",
+        emotions=[spec.emotion] if spec.emotion is not None else [],
+        intensities=[spec.intensity],
+        frame=None,
+        preview_s=spec.preview_s,
+        preview_start_s=spec.preview_start_s,
+        sheet_url=None,
+        cells=[],
+        output_url=storage.download_url(key, f"{job.id}.mp4") if key is not None else None,
+        result=_shown_result(result),
+    )
 
 
 def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
