@@ -241,7 +241,7 @@ def finish(
     job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message
     job.stage = None
     if state == JobState.SUCCEEDED:
-        job.progress, job.result = 1.0, result.model_dump(mode="json", exclude_none=True) if result else None
+        job.progress, job.result = 1.0, result.model_dump(mode="json", exclude_defaults=True) if result else None
 
 
 def abandoned_creations(session: Session, older_than_s: float) -> list[str]:

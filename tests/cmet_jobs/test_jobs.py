@@ -301,7 +301,10 @@ def test_each_kind_reads_back_the_result_its_worker_wrote(db: str) -> None:
     from cmet_jobs.spec import InputRef, SheetSpec
     from cmet_jobs.states import JobKind
 
-    voice = [VoiceSegment(start_s=0, end_s=1, target="happy", intensity=1.0, cosine=0.5)]
+    voice = [  # neutral has no cosine: a None without a default is stored, not dropped
+        VoiceSegment(start_s=0, end_s=1, target="happy", intensity=1.0, cosine=0.5),
+        VoiceSegment(start_s=1, end_s=2, target="neutral", intensity=1.0, cosine=None),
+    ]
     edit = EditResult(**RESULT, connector="c@1.0.0", segments=voice)
     sheet = SheetResult(frame=2, source_frame=1, cells=[SheetCell(emotion="sad", intensity=1, key="k")], seconds={})
     sheet_spec = SheetSpec(video=InputRef(key="k"), emotions=("sad",)).model_dump(mode="json")
