@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.runtime import RuntimeOptions
 from cmet_core.models.sets import load_set
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
-from worker.batcher import BatchingRunner, BatchPolicy
+from worker.batcher import BatchingBackbone, BatchPolicy
 
 
 def run(editor: Editor, clip: Path, out: Path, k: int) -> float:
@@ -57,11 +57,11 @@ def main() -> None:
         runtime = RuntimeOptions(device=args.device, batch=args.batch)
         plain = Editor.load(args.models, runtime)
         models = load_set(args.models)
-        runner = BatchingRunner(EDTalkRunner(models.edtalk, runtime), BatchPolicy(args.batch, args.wait_ms))
-        batched = Editor(models, runtime, runner=runner)
+        backbone = BatchingBackbone(models.build_backbone(runtime), BatchPolicy(args.batch, args.wait_ms))
+        batched = Editor(models, runtime, backbone=backbone)
         run(plain, clip, root, 1)  # warm-up (detector, caches)
         print(
-            f"device {plain.runner.device}, clip {args.seconds:g} s, "
+            f"device {plain.backbone.device}, clip {args.seconds:g} s, "
             f"max batch {args.batch}, max wait {args.wait_ms:g} ms"
         )
         for k in (1, 2, 4):

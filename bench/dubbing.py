@@ -47,7 +47,7 @@ def main() -> None:
 
         tracks["mp3 44.1 kHz stereo"] = make_speech(root / "line.mp3", wav[: int(args.seconds * rate)])
         editor = Editor.load(args.models, RuntimeOptions(device=args.device))
-        print(f"full-size filled models, device {editor.runner.device}, {args.seconds:g} s of speech, 25 fps")
+        print(f"full-size filled models, device {editor.backbone.device}, {args.seconds:g} s of speech, 25 fps")
         for label, track in tracks.items():
             start = time.perf_counter()
             result = editor.edit(

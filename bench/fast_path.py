@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
+from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.fill import fill_module
-from cmet_core.models.edtalk import Generator
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.runtime import RuntimeOptions
 from cmet_core.settings import get_settings
 
 
@@ -41,10 +42,10 @@ def reference(gen: Generator, src: torch.Tensor, frames: torch.Tensor, exp_edit:
     return torch.cat(out)
 
 
-def fast(runner: EDTalkRunner, src: torch.Tensor, frames: torch.Tensor, exp_edit: torch.Tensor) -> torch.Tensor:
+def fast(runner: EDTalkBackbone, src: torch.Tensor, frames: torch.Tensor, exp_edit: torch.Tensor) -> torch.Tensor:
     source = runner.prepare_source(src)
-    m = runner.encode_motion(frames)
-    return runner.render(source, m.lip, m.pose, m.exp + exp_edit)
+    m = runner.encode(frames)
+    return runner.render(source, m.with_exp(m.exp + exp_edit))
 
 
 def gflop_per_frame(fn, frames: int) -> float:
@@ -65,7 +66,7 @@ def main() -> None:
     fill_module(gen, "edtalk")
     frames, src = load_frames(args.frames)
     exp_edit = torch.full((1, gen.cfg.exp_dim), 0.1)
-    runner = EDTalkRunner(gen, RuntimeOptions(device="cpu", batch=args.batch))
+    runner = EDTalkBackbone(gen, RuntimeOptions(device="cpu", batch=args.batch))
 
     with torch.no_grad():
         fast(runner, src, frames[:2], exp_edit)  # warm-up

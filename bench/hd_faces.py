@@ -64,10 +64,9 @@ def gflop(editor: Editor) -> tuple[float, float]:
     assert editor.restorer is not None
     size = editor.face_size
     frame = torch.zeros(1, 3, size, size)
-    source = editor.runner.prepare_source(frame)
+    source = editor.backbone.prepare_source(frame)
     with FlopCounterMode(display=False) as generator:
-        motion = editor.runner.encode_motion(frame)
-        editor.runner.render(source, motion.lip, motion.pose, motion.exp)
+        editor.backbone.render(source, editor.backbone.encode(frame))
     with FlopCounterMode(display=False) as restorer:
         editor.restorer.restore(torch.zeros(1, 3, editor.restorer.size, editor.restorer.size))
     return generator.get_total_flops() / 1e9, restorer.get_total_flops() / 1e9

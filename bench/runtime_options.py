@@ -15,9 +15,10 @@ import time
 import torch
 
 from bench.fast_path import load_frames
+from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
+from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.fill import fill_module
-from cmet_core.models.edtalk import Generator
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions, select_device
+from cmet_core.models.runtime import RuntimeOptions, select_device
 
 
 def candidates(device: torch.device, skip_compile: bool) -> list[tuple[str, RuntimeOptions]]:
@@ -54,12 +55,12 @@ def candidates(device: torch.device, skip_compile: bool) -> list[tuple[str, Runt
 def run(options: RuntimeOptions, frames: torch.Tensor, src: torch.Tensor) -> tuple[float, torch.Tensor]:
     gen = Generator()
     fill_module(gen, "edtalk")
-    runner = EDTalkRunner(gen, options)
+    runner = EDTalkBackbone(gen, options)
 
     def once() -> torch.Tensor:
         source = runner.prepare_source(src)
-        m = runner.encode_motion(frames)
-        return runner.render(source, m.lip, m.pose, m.exp + 0.1)
+        m = runner.encode(frames)
+        return runner.render(source, m.with_exp(m.exp + 0.1))
 
     once()  # warm-up (and compilation)
     if runner.device.type == "cuda":

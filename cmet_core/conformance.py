@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from cmet_core.backbones.edtalk.conformance import edtalk_checks
+from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.expression import official_schedule
-from cmet_core.fill import ModelKind, fill_module, state_digest
+from cmet_core.fill import fill_module
+from cmet_core.goldens import (
+    Group,
+    GroupResult,
+    KitError,
+    Manifest,
+    Tolerance,
+    frames_tensor,
+    guarded,
+    model_checks,
+)
 from cmet_core.media import mel
 from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
-from cmet_core.models.connector import Connector, run_windows, sinusoid_table
-from cmet_core.models.edtalk import Generator
+from cmet_core.models.connector import Connector, run_windows
 from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, restore_face
 
 KIT_FILES = (
@@ -34,74 +44,6 @@ KIT_FILES = (
 )
 A2L_DIR = "audio2lip"
 A2L_FILES = ("audio2lip_manifest.json", "golden_audio2lip.npz", "tolerances_audio2lip.json")
-
-
-Manifest = dict[str, Any]
-_M = TypeVar("_M", bound=torch.nn.Module)
-
-
-class KitError(ValueError):
-    """The kit folder is missing a file or holds something unreadable."""
-
-
-@dataclass
-class GroupResult:
-    name: str
-    passed: bool
-    max_abs: float
-    detail: str
-
-    def line(self) -> str:
-        status = "ok  " if self.passed else "FAIL"
-        return f"{status} {self.name:<28} max_abs={self.max_abs:.3e}  {self.detail}"
-
-
-@dataclass
-class Tolerance:
-    atol: float = 0.0
-    rtol: float = 0.0
-    max_abs: float | None = None
-    mean_abs: float | None = None
-
-
-class _Group:
-    """Collects comparisons of one group against one tolerance."""
-
-    def __init__(self, name: str, tol: Tolerance) -> None:
-        self.name, self.tol = name, tol
-        self.max_abs = 0.0
-        self.failures: list[str] = []
-        self.per_key = False
-
-    def compare(self, key: str, ours: torch.Tensor | np.ndarray, ref: np.ndarray, tol: Tolerance | None = None) -> None:
-        """`tol` overrides the group's tolerance for this one key (the mel stages each have their own)."""
-        t = tol or self.tol
-        self.per_key |= tol is not None
-        a = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
-        a = a.reshape(ref.shape) if a.size == ref.size else a
-        if a.shape != ref.shape:
-            self.failures.append(f"{key}: shape {a.shape} != {ref.shape}")
-            self.max_abs = float("inf")
-            return
-        diff = np.abs(a.astype(np.float64) - ref.astype(np.float64))
-        worst = float(diff.max()) if diff.size else 0.0
-        self.max_abs = max(self.max_abs, worst)
-        if t.max_abs is not None:
-            mean = float(diff.mean())
-            if worst > t.max_abs or mean > (t.mean_abs or np.inf):
-                self.failures.append(f"{key}: max {worst:.2e} mean {mean:.2e}")
-        elif np.any(diff > t.atol + t.rtol * np.abs(ref.astype(np.float64))):
-            self.failures.append(f"{key}: max {worst:.2e}")
-
-    def result(self) -> GroupResult:
-        if self.failures:
-            return GroupResult(self.name, False, self.max_abs, "; ".join(self.failures[:3]))
-        t = self.tol
-        if t.max_abs is not None:
-            limit = f"max<={t.max_abs:g} mean<={t.mean_abs:g}"
-        else:
-            limit = f"atol={t.atol:g} rtol={t.rtol:g}" + (" (and the kit's per-stage limits)" if self.per_key else "")
-        return GroupResult(self.name, True, self.max_abs, limit)
 
 
 def _load_kit(
@@ -122,123 +64,10 @@ def _load_kit(
     return edm, cnm, ge, gc, tols
 
 
-def _frames(u8: np.ndarray) -> torch.Tensor:
-    """uint8 (N,H,W,3) RGB -> float (N,3,H,W) in [-1,1], the published preprocessing order."""
-    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255.0
-    return ((x - 0.5) * 2.0).contiguous()
-
-
-def _digest_group(name: str, module: torch.nn.Module, manifest: Manifest, exclude_pe: bool) -> GroupResult:
-    sd = module.state_dict()
-    mkeys = {k["key"]: k for k in manifest["keys"]}
-    if set(sd) != set(mkeys):
-        return GroupResult(name, False, float("inf"), f"key sets differ: {len(set(sd) ^ set(mkeys))} keys")
-    bad = [k for k in sd if list(sd[k].shape) != mkeys[k]["shape"]]
-    if bad:
-        return GroupResult(name, False, float("inf"), f"shapes differ: {bad[:3]}")
-    if exclude_pe:
-        pe_keys = [k for k in sd if k.endswith(".pe")]
-        ok = state_digest(sd, pe_keys) == manifest["filled_state_dict_sha256_without_pe"]
-        ref = sinusoid_table(*sd[pe_keys[0]].shape[1:])
-        pe_err = max(float((sd[k] - ref).abs().max()) for k in pe_keys)
-        full = state_digest(sd) == manifest["filled_state_dict_sha256"]
-        detail = (
-            f"sha256 without pe {'matches' if ok else 'DIFFERS'}; pe by value <=1e-6; "
-            f"full digest {'matches' if full else 'differs (CPU-dependent pe bits)'}"
-        )
-        return GroupResult(name, ok and pe_err <= 1e-6, pe_err, detail)
-    ok = state_digest(sd) == manifest["filled_state_dict_sha256"]
-    return GroupResult(name, ok, 0.0, f"sha256 {'matches' if ok else 'DIFFERS'} ({len(sd)} keys)")
-
-
-def _edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
-    frames = _frames(g["frames_u8"])
-    source = _frames(g["source_u8"][None])
-    exp_vec = torch.from_numpy(g["exp_vec"])
-
-    grp = _Group("edtalk.alphas_latents", tols["alpha_and_latents"])
-    wa, _ = gen.encode(frames)
-    motion = gen.motion(wa)
-    exp, pose, lip = gen.compute_alpha_D(frames)
-    for key, val in (
-        ("alpha_exp", exp),
-        ("alpha_pose", pose),
-        ("alpha_lip", lip),
-        ("frames_enc_wa", wa),
-        ("frames_fc_shared", gen.fc(wa)),
-    ):
-        grp.compare(key, val, g[key])
-    src = gen.prepare_source(source)
-    grp.compare("src_wa", src.wa, g["src_wa"])
-    yield grp.result()
-
-    grp = _Group("edtalk.source_features", tols["debug_maps"])
-    for level, feat in enumerate(src.feats):
-        grp.compare(f"src_feat{level}_chmean", feat[0].mean(dim=(1, 2)), g[f"src_feat{level}_chmean"])
-        grp.compare(f"src_feat{level}_spmean", feat[0].mean(dim=0), g[f"src_feat{level}_spmean"])
-    grp.compare("src_feat0_full", src.feats[0][0], g["src_feat0_full"])
-    yield grp.result()
-
-    q, r = gen.direction_qr()
-    grp = _Group("edtalk.dir_Q", tols["dir_Q"])
-    grp.compare("dir_Q", q, g["dir_Q"])
-    yield grp.result()
-    grp = _Group("edtalk.dir_R", tols["dir_R"])
-    grp.compare("dir_R", r, g["dir_R"])
-    yield grp.result()
-
-    idx = g["render_lip_pose_idx"]
-    lip_i, pose_i = torch.from_numpy(idx[:, 0]), torch.from_numpy(idx[:, 1])
-    v_lip, v_pose = motion.lip[lip_i], motion.pose[pose_i]
-    exp_rows = exp_vec.expand(len(idx), -1)
-    grp = _Group("edtalk.v_internals", tols["alpha_and_latents"])
-    latent, e = gen.latents(src.wa, v_lip, v_pose, exp_rows)
-    alpha_d = torch.cat([v_lip, v_pose, exp_rows], -1)
-    for key, val in (
-        ("v_lip_wa", wa[lip_i]),
-        ("v_pose_wa", wa[pose_i]),
-        ("v_alpha_lip", v_lip),
-        ("v_alpha_pose", v_pose),
-        ("v_alpha_D", alpha_d),
-        ("v_e", e),
-        ("v_dirD", latent - src.wa),
-        ("v_latent", latent),
-    ):
-        grp.compare(key, val, g[key])
-    yield grp.result()
-
-    trace: dict[str, torch.Tensor] = {}
-    fast0 = gen.render(src, v_lip[:1], v_pose[:1], exp_rows[:1], trace=trace)
-    grp = _Group("edtalk.v_render0_levels", tols["debug_maps"])
-    for key in g:
-        if key.startswith("v0_"):
-            grp.compare(key, trace[key[3:]][0], g[key])
-    yield grp.result()
-
-    grp = _Group("edtalk.v_img.reference", tols["images"])
-    for i, (li, pi) in enumerate(idx):
-        img = gen.render_reference(source, frames[li : li + 1], frames[pi : pi + 1], exp_vec)
-        grp.compare(f"v_img[{i}]", img[0], g["v_img"][i])
-    yield grp.result()
-
-    grp = _Group("edtalk.v_img.fast_batched", tols["images"])
-    grp.compare("v_img[0] (batch 1)", fast0[0], g["v_img"][0])
-    grp.compare("v_img (batch 2)", gen.render(src, v_lip, v_pose, exp_rows), g["v_img"])
-    yield grp.result()
-
-    grp = _Group("edtalk.av_img", tols["images"])
-    av_pose = motion.pose[int(g["av_pose_frame_idx"])][None]
-    grp.compare("av_img", gen.render(src, torch.from_numpy(g["av_lip_alpha"]), av_pose, exp_vec), g["av_img"])
-    yield grp.result()
-    grp = _Group("edtalk.av_internals", tols["alpha_and_latents"])
-    grp.compare("av_alpha_pose", av_pose, g["av_alpha_pose"])
-    yield grp.result()
-
-
 def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     t = {k: torch.from_numpy(v) for k, v in g.items() if v.dtype.kind == "f"}
 
-    grp = _Group("connector.single", tols["connector_single_batch"])
+    grp = Group("connector.single", tols["connector_single_batch"])
     out = con.run(t["single_ref"], t["single_e2v"], t["single_ed_neu"])
     for key, val in (
         ("single_out", out.delta),
@@ -251,18 +80,18 @@ def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, 
         grp.compare(key, val, g[key])
     yield grp.result()
 
-    grp = _Group("connector.batch", tols["connector_single_batch"])
+    grp = Group("connector.batch", tols["connector_single_batch"])
     grp.compare("batch_out", con(t["batch_ref"], t["batch_e2v"], t["batch_ed_neu"]), g["batch_out"])
     yield grp.result()
 
-    grp = _Group("connector.loop", tols["connector_loop_schedule"])
+    grp = Group("connector.loop", tols["connector_loop_schedule"])
     for prefix, e2v in (("loop", t["loop_e2v"]), ("loop_real", t["real_e2v"])):
         pred, delta = run_windows(con, t["loop_ed_neu"][0], e2v)
         grp.compare(f"{prefix}_pred_exp", pred, g[f"{prefix}_pred_exp"])
         grp.compare(f"{prefix}_pred_dir", delta, g[f"{prefix}_pred_dir"])
     yield grp.result()
 
-    grp = _Group("connector.schedule", tols["connector_loop_schedule"])
+    grp = Group("connector.schedule", tols["connector_loop_schedule"])
     pred, per_frame = official_schedule(con, t["sched_ed_neu"][0], t["sched_e2v"], int(g["sched_lip_len"]))
     grp.compare("sched_pred_exp", pred, g["sched_pred_exp"])
     grp.compare("sched_exp_per_frame", per_frame, g["sched_exp_per_frame"])
@@ -302,7 +131,7 @@ def _tolerance(spec: dict[str, Any]) -> Tolerance:
 
 def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     exact = tols["exact"]
-    grp = _Group("audio2lip.mel", tols["orig_mel"])
+    grp = Group("audio2lip.mel", tols["orig_mel"])
     wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
     grp.compare("wav_float", wav, g["wav_float"], exact)
     frames = mel.num_video_frames(wav.shape[0])
@@ -321,7 +150,7 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
     grp.compare("mel_frames", np.array(full.shape[0]), g["mel_frames"], exact)
     yield grp.result()
 
-    grp = _Group("audio2lip.mel_windows", tols["indiv_mels"])
+    grp = Group("audio2lip.mel_windows", tols["indiv_mels"])
     rows = mel.window_rows(frames, int(g["mel_frames"]))
     grp.compare("mel_window_start", mel.window_starts(frames), g["mel_window_start"], exact)
     grp.compare("mel_window_index", rows, g["mel_window_index"], exact)
@@ -333,7 +162,7 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
     windows = torch.from_numpy(g["indiv_mels"])[:, None]
     trace: list[torch.Tensor] = []
     feat = net.features(windows, trace)
-    grp = _Group("audio2lip.internals", tols["internals"])
+    grp = Group("audio2lip.internals", tols["internals"])
     for j, block in enumerate(trace):
         grp.compare(f"a2l_block{j}_chmean", block.mean(dim=(2, 3)), g[f"a2l_block{j}_chmean"])
         if f"a2l_block{j}_frame10" in g:
@@ -341,14 +170,14 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
     grp.compare("a2l_feat512", feat, g["a2l_feat512"])
     yield grp.result()
 
-    grp = _Group("audio2lip.output", tols["outputs"])
+    grp = Group("audio2lip.output", tols["outputs"])
     out = net(windows, 1, windows.shape[0])[0]
     grp.compare("a2l_out", out, g["a2l_out"])
     e2e = net(torch.from_numpy(ours_windows)[:, None], 1, frames)[0]
     grp.compare("a2l_out (from our mel)", e2e, g["a2l_out"])
     yield grp.result()
 
-    grp = _Group("audio2lip.lip_smooth", tols["outputs"])
+    grp = Group("audio2lip.lip_smooth", tols["outputs"])
     grp.compare("lip_smooth (from a2l_out)", smooth_lips(torch.from_numpy(g["a2l_out"])), g["lip_smooth"])
     grp.compare("lip_smooth (end to end)", smooth_lips(e2e), g["lip_smooth"])
     yield grp.result()
@@ -366,7 +195,7 @@ def _a_mode_groups(
     fill_module(gen, "edtalk")
     fill_module(con, "connector")
     frames_idx = torch.from_numpy(g["av_frame_idx"])
-    grp = _Group("audio2lip.av_schedule", tols["av_schedule"])
+    grp = Group("audio2lip.av_schedule", tols["av_schedule"])
     lip_len = int(g["av_lip_len"])
     pred, per_frame = official_schedule(con, torch.from_numpy(g["av_ed_neu"]), torch.from_numpy(g["av_e2v"]), lip_len)
     grp.compare("av_pred_exp", pred, g["av_pred_exp"])
@@ -377,26 +206,18 @@ def _a_mode_groups(
     grp.compare("av_lip_alpha (our lip track)", lips[frames_idx], g["av_lip_alpha"], tols["outputs"])
     yield grp.result()
 
-    grp = _Group("audio2lip.av_alpha_pose", tols["av_alphas"])
-    pose = gen.compute_alpha_D(_frames(g["av_pose_frames_u8"]))[1]
+    grp = Group("audio2lip.av_alpha_pose", tols["av_alphas"])
+    pose = gen.compute_alpha_D(frames_tensor(g["av_pose_frames_u8"]))[1]
     grp.compare("av_alpha_pose", pose, g["av_alpha_pose"])
     yield grp.result()
 
-    grp = _Group("audio2lip.av_img", tols["av_img"])
-    src = gen.prepare_source(_frames(source_u8[None]))
+    grp = Group("audio2lip.av_img", tols["av_img"])
+    src = gen.prepare_source(frames_tensor(source_u8[None]))
     lip_alpha, exp = torch.from_numpy(g["av_lip_alpha"]), torch.from_numpy(g["av_exp"])
     for i in range(len(frames_idx)):
         img = gen.render(src, lip_alpha[i : i + 1], pose[i : i + 1], exp[i : i + 1])
         grp.compare(f"av_img[{i}] (frame {int(frames_idx[i])})", img[0], g["av_img"][i])
     yield grp.result()
-
-
-def _guarded(name: str, groups: Callable[[], Iterator[GroupResult]]) -> Iterator[GroupResult]:
-    """A missing golden key or a crash inside one model's checks is a failed group, not a traceback."""
-    try:
-        yield from groups()
-    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
-        yield GroupResult(name, False, float("inf"), f"{type(exc).__name__}: {exc}")
 
 
 @torch.no_grad()
@@ -408,10 +229,8 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    yield from _model_checks(
-        "edtalk", Generator().eval(), edm, lambda gen: _edtalk_groups(gen, ge, tols), exclude_pe=False
-    )
-    yield from _model_checks(
+    yield from edtalk_checks(edm, ge, tols)
+    yield from model_checks(
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )
     if a2l is not None:
@@ -436,19 +255,9 @@ def run_audio2lip_kit(kit: Path, net: Audio2Lip | None = None, renders: bool = T
 
 def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -> Iterator[GroupResult]:
     manifest, golden, tols = loaded
-    yield from _model_checks("audio2lip", net, manifest, lambda m: _a2l_groups(m, golden, tols), exclude_pe=False)
+    yield from model_checks("audio2lip", net, manifest, lambda m: _a2l_groups(m, golden, tols), exclude_pe=False)
     if source_u8 is not None:
-        yield from _guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
-
-
-def _model_checks(
-    name: ModelKind, module: _M, manifest: Manifest, groups: Callable[[_M], Iterator[GroupResult]], exclude_pe: bool
-) -> Iterator[GroupResult]:
-    """Fill one model by the rule, check its digest, then its golden groups; the model is freed after."""
-    fill_module(module, name)
-    digest = f"{name}.filled_digest"
-    yield from _guarded(digest, lambda: iter([_digest_group(digest, module, manifest, exclude_pe)]))
-    yield from _guarded(name, lambda: groups(module))
+        yield from guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
 
 
 def kit_fingerprint(kit: Path) -> str:
@@ -490,7 +299,7 @@ def _u8_group(name: str, ours: list[np.ndarray], ref: np.ndarray, max_abs: float
 def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
     """One restore per stored face (batch 1, fixed noise), compared level by level."""
     faces = g["input_u8_512"]
-    grp = _Group("gfpgan.net_input", Tolerance())
+    grp = Group("gfpgan.net_input", Tolerance())
     for i, face in enumerate(faces):
         grp.compare(f"net_input[{i}]", face_to_tensor(face)[0], g["net_input"][i])
     yield grp.result()
@@ -504,8 +313,8 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
 
     chm = rec["style_code_enc_sft_unet_dec_chmeans"]
     full = rec["enc_final_feat_and_dec_rgbskip_full"]
-    levels = _Group("gfpgan.internals_per_level", Tolerance(atol=float(chm["atol"]), rtol=float(chm["rtol"])))
-    maps = _Group("gfpgan.internals_full_maps", Tolerance(atol=float(full["atol"])))
+    levels = Group("gfpgan.internals_per_level", Tolerance(atol=float(chm["atol"]), rtol=float(chm["rtol"])))
+    maps = Group("gfpgan.internals_full_maps", Tolerance(atol=float(full["atol"])))
     for key in sorted(g):
         if key.endswith("_chmean") or key == "style_code":
             group = levels
@@ -519,7 +328,7 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
     yield maps.result()
 
     out = rec["net_output"]
-    grp = _Group("gfpgan.net_output", Tolerance(max_abs=float(out["max_abs"]), mean_abs=float(out["mean_abs"])))
+    grp = Group("gfpgan.net_output", Tolerance(max_abs=float(out["max_abs"]), mean_abs=float(out["mean_abs"])))
     grp.compare("net_output", torch.stack([t["net_output"] for t in traces]), g["net_output"])
     yield grp.result()
 
@@ -533,6 +342,6 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
 def run_gfpgan_kit(kit: Path) -> Iterator[GroupResult]:
     """The GFPGAN v1.4 restorer (kit folder `gfpgan/`): digest, net input, internals, raw output, uint8 face."""
     manifest, golden, rec = _load_gfpgan_kit(Path(kit))
-    yield from _model_checks(
+    yield from model_checks(
         "gfpgan", GFPGAN().eval(), manifest, lambda net: _gfpgan_groups(net, golden, rec), exclude_pe=False
     )

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cmet_core import faces
+from cmet_core.backbones.base import MotionRecord, Source
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.enhance.stage import Enhancer
 from cmet_core.errors import ErrorCode, InputError
@@ -36,7 +37,6 @@ from cmet_core.media.photo import is_photo, read_photo
 from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import VideoInfo, VideoWriter, _upright, read_frames
 from cmet_core.models.audio2lip import smooth_lips
-from cmet_core.models.edtalk import Motion, SourceCache
 from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditOptions
 from cmet_core.pipeline import Editor, EditResult, _atomic_output, _Edit
@@ -217,15 +217,15 @@ class Dub(_Edit):
         needed = math.ceil(self.lip_frames / LIP_FPS * info.frame_rate) + 1
         return min(info.frame_count, max(needed, (self.options.source_frame or 0) + 1))
 
-    def _photo_pose(self, image: np.ndarray) -> tuple[list[faces.CropBox], bool, SourceCache, Motion, np.ndarray]:
+    def _photo_pose(self, image: np.ndarray) -> tuple[list[faces.CropBox], bool, Source, MotionRecord, np.ndarray]:
         """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
         with self._stage(Stage.FACES):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
         with self._stage(Stage.ENCODE), self._network():
-            source = self.runner.prepare_source(to_tensor([crop]))
+            source = self.backbone.prepare_source(to_tensor([crop]))
             if self.pose_video is None:
-                return [box], crop_input, source, self.runner.encode_motion(to_tensor([crop])), np.zeros(1)
+                return [box], crop_input, source, self.backbone.encode(to_tensor([crop])), np.zeros(1)
         options = _pose_options(self.options)
         pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.progress, None)
         info = pose.options.probe(self.pose_video)
@@ -270,8 +270,8 @@ class Dub(_Edit):
         frames: list[PlannedFrame],
         boxes: list[faces.CropBox],
         crop_input: bool,
-        source: SourceCache,
-        motion: Motion,
+        source: Source,
+        motion: MotionRecord,
         exp: torch.Tensor,
         lips: torch.Tensor,
         backgrounds: Iterator[np.ndarray],
@@ -281,13 +281,15 @@ class Dub(_Edit):
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
         step = self.options.chunk_frames
+        lip_part = self.backbone.widths.lip_part
         with VideoWriter(out, like=like, audio_from=self.speech_track, crf=self.options.crf) as writer:
             for a in range(0, len(frames), step):
                 chunk = frames[a : a + step]
                 pose = torch.tensor([f.pose for f in chunk])
                 lip = lips[torch.tensor([f.lip for f in chunk])]
+                driven = motion.index(pose).with_exp(exp[a : a + len(chunk)]).with_part(lip_part, lip)
                 with self._network():
-                    rendered = to_images(self.runner.render(source, lip, motion.pose[pose], exp[a : a + len(chunk)]))
+                    rendered = to_images(self.backbone.render(source, driven))
                 images = [
                     faces.paste_back(next(backgrounds), face, boxes[planned.background], mask=mask)
                     for planned, face in zip(chunk, rendered, strict=True)

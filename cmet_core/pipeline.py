@@ -3,7 +3,7 @@
 The clip is decoded three times instead of being held in memory, so peak memory does not grow
 with its length (decoding runs at several hundred frames per second, far faster than the
 networks): once to find and track the face, once to encode every frame's motion, once to render
-and paste back. Between passes only small per-frame records are kept (a crop box, 36 motion
+and paste back. Between passes only small per-frame records are kept (a crop box, the motion
 coefficients, a timestamp).
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cmet_core import faces
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.emotions import EmotionLibrary, load_builtin_library
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.enhance.stage import Enhancer, wanted
@@ -37,9 +38,9 @@ from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, VideoInfo, VideoWriter, read_frames
 from cmet_core.media.window import clip_window
 from cmet_core.models.connector import Connector
-from cmet_core.models.edtalk import Motion, SourceCache
+from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
-from cmet_core.models.runtime import EDTalkRunner, LipForward, LipRunner, RuntimeOptions
+from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditOptions
 from cmet_core.settings import CoreSettings
@@ -107,22 +108,10 @@ def _atomic_output(dst: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-class Runner(Protocol):
-    """What the pipeline asks of EDTalk: `EDTalkRunner`, or a server's batching wrapper around one."""
-
-    device: torch.device
-
-    def prepare_source(self, source: torch.Tensor) -> SourceCache: ...
-
-    def encode_motion(self, frames: torch.Tensor) -> Motion: ...
-
-    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor: ...
-
-
 class Batching(Protocol):
     """How a server shares forwards across the edits it runs at once (the worker's dynamic batcher)."""
 
-    def runner(self, runner: EDTalkRunner) -> Runner: ...
+    def backbone(self, backbone: Backbone) -> Backbone: ...
 
     def embed(self, embed: Embed) -> Embed: ...
 
@@ -150,7 +139,7 @@ class LazySpeechEncoder:
 class Editor:
     """The loaded models of one set, reused across edits (a worker keeps one per device).
 
-    `runner` and `embed` default to the plain EDTalk runner and the lazy emotion2vec+ encoder; a
+    `backbone` and `embed` default to the set's backbone and the lazy emotion2vec+ encoder; a
     server passes its batching wrappers instead (see `from_settings`).
     """
 
@@ -160,25 +149,31 @@ class Editor:
         runtime: RuntimeOptions = RuntimeOptions(),
         library: EmotionLibrary | None = None,
         *,
-        runner: Runner | None = None,
+        backbone: Backbone | None = None,
         embed: Embed | None = None,
         restorer: Restorer | None = None,
         lips: LipForward | None = None,
     ) -> None:
         self.models = models
-        self.runner: Runner = runner if runner is not None else EDTalkRunner(models.edtalk, runtime)
+        self.backbone: Backbone = backbone if backbone is not None else models.build_backbone(runtime)
+        models.check_fit(self.backbone.name, self.backbone.widths)
+        if self.backbone.framing.window is not None:
+            raise ModelLoadError(
+                f"the {self.backbone.name} backbone renders a window of its crop; paste-back of windowed "
+                "renders is not supported yet"
+            )
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
         if lips is None and models.audio2lip is not None:
-            lips = LipRunner(models.audio2lip, self.runner.device)
+            lips = LipRunner(models.audio2lip, self.backbone.device)
         self.lips = lips
         """Audio2Lip for dubbing; None when the set has none (dubbing is then refused)."""
-        self.connector = models.connector.eval().to(self.runner.device)
+        self.connector = models.connector.eval().to(self.backbone.device)
         self.library = library if library is not None else load_builtin_library()
-        self.face_size = models.edtalk.cfg.size
+        self.face_size = self.backbone.framing.size
         self.embed_speech: Embed = (
-            embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.runner.device)
+            embed if embed is not None else LazySpeechEncoder(models.emotion2vec_dir, self.backbone.device)
         )
 
     @classmethod
@@ -215,8 +210,8 @@ class Editor:
         selection = connector if connector is not None else settings.connector_version
         choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
         model_set = load_set(select_set(models), connector=choice)
-        plain = EDTalkRunner(model_set.edtalk, runtime)
-        runner: Runner = plain if batching is None else batching.runner(plain)
+        plain = model_set.build_backbone(runtime)
+        backbone = plain if batching is None else batching.backbone(plain)
         embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, plain.device)
         restorer: Restorer | None = None
         if model_set.restorer is not None:
@@ -227,7 +222,7 @@ class Editor:
             embed = batching.embed(embed)
             lips = batching.lips(lips) if lips is not None else None
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, runner=runner, embed=embed, restorer=restorer, lips=lips)
+        return cls(model_set, runtime, lib, backbone=backbone, embed=embed, restorer=restorer, lips=lips)
 
     @property
     def connector_label(self) -> str:
@@ -236,7 +231,7 @@ class Editor:
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
         self.models.use_connector(choice)
-        self.connector = self.models.connector.eval().to(self.runner.device)
+        self.connector = self.models.connector.eval().to(self.backbone.device)
 
     def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
@@ -323,7 +318,7 @@ class Editor:
     def expression_weights(
         self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
     ) -> np.ndarray:
-        """Every frame's EDTalk expression weights (frames x exp_dim), found and cropped as an edit
+        """Every frame's expression code (frames x the backbone's expression width), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
         return _Edit(self, Path(src), Path(src), None, options, progress or _no_progress, None).expression()
 
@@ -350,7 +345,7 @@ class _Edit:
             progress,
         )
         self.library = library
-        self.runner = editor.runner
+        self.backbone = editor.backbone
         self.seconds: dict[Stage, float] = {}
         self.network = 0.0
         self.audio: Path | None = None
@@ -426,7 +421,7 @@ class _Edit:
 
     def _motion(
         self, info: VideoInfo, crop_input: bool
-    ) -> tuple[list[faces.CropBox], int, Motion, np.ndarray, SourceCache]:
+    ) -> tuple[list[faces.CropBox], int, MotionRecord, np.ndarray, Source]:
         """Passes 1 and 2: crop boxes, the identity frame, every frame's motion and time, the prepared source."""
         with self._stage(Stage.FACES):
             boxes, source_index = self._faces(info, crop_input)
@@ -440,9 +435,9 @@ class _Edit:
         """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
         semantic vector (one for the clip, or the timeline's at each window's time)."""
         with self._stage(Stage.EXPRESSION), self._network():
-            speech = plan.condition(self.runner.device)
+            speech = plan.condition(self.backbone.device)
             with torch.inference_mode():
-                exp = expression_track(connector, exp_in.to(self.runner.device), times, speech).cpu()
+                exp = expression_track(connector, exp_in.to(self.backbone.device), times, speech).cpu()
             self.progress(Stage.EXPRESSION, len(times), len(times))
         return exp
 
@@ -457,8 +452,8 @@ class _Edit:
     def _crops(self, chunk: list[DecodedFrame], boxes: list[faces.CropBox]) -> list[np.ndarray]:
         return [faces.crop_face(f.image, boxes[f.index], self.editor.face_size) for f in chunk]
 
-    def _encode(self, boxes: list[faces.CropBox], source_index: int) -> tuple[Motion, np.ndarray, SourceCache]:
-        parts: list[Motion] = []
+    def _encode(self, boxes: list[faces.CropBox], source_index: int) -> tuple[MotionRecord, np.ndarray, Source]:
+        parts: list[MotionRecord] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
         for chunk in _chunks(self._read(), self.options.chunk_frames):
@@ -468,7 +463,7 @@ class _Edit:
             if chunk[0].index <= source_index <= chunk[-1].index:
                 source_crop = crops[source_index - chunk[0].index]
             with self._network():
-                parts.append(self.runner.encode_motion(_to_tensor(crops)))
+                parts.append(self.backbone.encode(_to_tensor(crops)))
             times += [f.time_s for f in chunk]
             self.progress(Stage.ENCODE, len(times), len(boxes))
         if source_crop is None or len(times) != len(boxes):
@@ -476,8 +471,8 @@ class _Edit:
                 ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
             )
         with self._network():
-            source = self.runner.prepare_source(_to_tensor([source_crop]))
-        motion = Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
+            source = self.backbone.prepare_source(_to_tensor([source_crop]))
+        motion = MotionRecord.cat(parts)
         return motion, np.asarray(times), source
 
     # -- between: the restorer's landmarks, when it works on this edit ---------------------
@@ -507,8 +502,8 @@ class _Edit:
         like: VideoInfo,
         boxes: list[faces.CropBox],
         crop_input: bool,
-        source: SourceCache,
-        motion: Motion,
+        source: Source,
+        motion: MotionRecord,
         exp: torch.Tensor,
         out: Path,
         enhancer: Enhancer | None = None,
@@ -525,7 +520,7 @@ class _Edit:
             for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
                 a, b = chunk[0].index, chunk[-1].index + 1
                 with self._network():
-                    rendered = _to_images(self.runner.render(source, motion.lip[a:b], motion.pose[a:b], exp[a:b]))
+                    rendered = _to_images(self.backbone.render(source, motion.index(slice(a, b)).with_exp(exp[a:b])))
                 images = [
                     faces.paste_back(f.image, face, boxes[f.index], mask=mask)
                     for f, face in zip(chunk, rendered, strict=True)

@@ -175,7 +175,7 @@ class _Sheet:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def run(self) -> ContactSheet:
-        choice, runner = self.choice, self.editor.runner
+        choice, backbone = self.choice, self.editor.backbone
         info = self.options.probe(self.src)
         with self._stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
@@ -197,12 +197,11 @@ class _Sheet:
         with self._stage(Stage.ENCODE):
             images = _decode(self.src, {index, plan.source_index})
             source_crop = faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
-            source = runner.prepare_source(to_tensor([source_crop]))
+            source = backbone.prepare_source(to_tensor([source_crop]))
             if index == plan.source_index:  # the default: the source's own encoding gives the frame's motion
-                with torch.inference_mode():
-                    motion = self.editor.models.edtalk.motion(source.wa)
+                motion = backbone.source_motion(source)
             else:
-                motion = runner.encode_motion(to_tensor([faces.crop_face(images[index], plan.boxes[index], size)]))
+                motion = backbone.encode(to_tensor([faces.crop_face(images[index], plan.boxes[index], size)]))
             self.progress(Stage.ENCODE, 1, 1)
         edited = [key for key in vectors if key[1] > 0]
         with self._stage(Stage.EXPRESSION):
@@ -211,7 +210,7 @@ class _Sheet:
         rows = torch.cat([motion.exp, exps]) if own else exps
         with self._stage(Stage.RENDER):
             n = rows.shape[0]
-            rendered = to_images(runner.render(source, motion.lip.repeat(n, 1), motion.pose.repeat(n, 1), rows))
+            rendered = to_images(backbone.render(source, motion.index(torch.zeros(n, dtype=torch.long)).with_exp(rows)))
             mask = faces.paste_mask(size, crop_input)
             frame, box = images[index], plan.boxes[index]
             pasted = [faces.paste_back(frame, face, box, mask=mask) for face in rendered]
@@ -235,7 +234,7 @@ class _Sheet:
         docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
         if not vectors:
             return exp[:0]
-        connector, device = self.editor.connector, self.editor.runner.device
+        connector, device = self.editor.connector, self.editor.backbone.device
         t, n = connector.cfg.window, len(vectors)
         window = exp.to(device).reshape(1, 1, -1).expand(n, t, -1).contiguous()
         speech = torch.from_numpy(np.stack(vectors)).to(device).reshape(n, 1, -1)

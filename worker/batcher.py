@@ -1,11 +1,11 @@
 """Dynamic batching across the jobs a worker runs at once (like Triton's dynamic batcher).
 
-Jobs run in threads of one worker process and share its models. Their calls to the EDTalk encoder
+Jobs run in threads of one worker process and share its models. Their calls to the backbone's encoder
 and renderer, to Audio2Lip, to emotion2vec+ and to the face restorer go through one queue per
 model: a serving thread takes the first waiting request, gathers more until `max_batch` rows or
-`max_wait_ms` have passed, runs them as one forward and hands each job its rows. `BatchingRunner`
-has the runner's interface, so the pipeline does not know it is batched. Rows rendered against
-different identity sources share a batch: each row carries its own source features.
+`max_wait_ms` have passed, runs them as one forward and hands each job its rows. `BatchingBackbone`
+has the backbone's interface, so the pipeline does not know it is batched. Rows rendered against
+different identity sources share a batch: the backbone stacks their sources row by row.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.enhance.restore import RestorerRunner
-from cmet_core.models.edtalk import Motion, SourceCache
-from cmet_core.models.runtime import EDTalkRunner, LipForward
+from cmet_core.models.runtime import LipForward
 from cmet_jobs.settings import BatchedModel
 
 
@@ -88,62 +88,52 @@ def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
     return list(torch.split(t, sizes))
 
 
-class BatchingRunner:
-    """An `EDTalkRunner` whose encode and render calls are batched with other threads' calls."""
+class BatchingBackbone:
+    """A `Backbone` whose encode and render calls are batched with other threads' calls.
+
+    It never looks inside a motion record or a source: records are joined and split by `MotionRecord`,
+    sources of different identities are joined by the backbone's own `stack_sources`."""
 
     def __init__(
         self,
-        runner: EDTalkRunner,
+        backbone: Backbone,
         policy: BatchPolicy = BatchPolicy(),
         observe: Callable[[str, int], None] = lambda _model, _rows: None,
         renderer_policy: BatchPolicy | None = None,
     ) -> None:
         """`policy` batches the encoder, and the renderer too unless `renderer_policy` is given."""
-        self.runner = runner
-        self.device = runner.device
-        self._encoder = _Model("edtalk_encoder", policy, self._encode_many, observe)
-        self._renderer = _Model("edtalk_renderer", renderer_policy or policy, self._render_many, observe)
+        self.backbone = backbone
+        self.name, self.framing, self.widths = backbone.name, backbone.framing, backbone.widths
+        self.device = backbone.device
+        self._encoder = _Model(f"{backbone.name}_encoder", policy, self._encode_many, observe)
+        self._renderer = _Model(f"{backbone.name}_renderer", renderer_policy or policy, self._render_many, observe)
 
-    def prepare_source(self, source: torch.Tensor) -> SourceCache:
-        return self.runner.prepare_source(source)
+    def prepare_source(self, crops: torch.Tensor) -> Source:
+        return self.backbone.prepare_source(crops)
 
-    def encode_motion(self, frames: torch.Tensor) -> Motion:
-        motion: Motion = self._encoder.submit(frames.shape[0], frames)
+    def source_motion(self, source: Source) -> MotionRecord:
+        return self.backbone.source_motion(source)
+
+    def stack_sources(self, sources: Sequence[Source], rows: Sequence[int]) -> Source:
+        return self.backbone.stack_sources(sources, rows)
+
+    def encode(self, crops: torch.Tensor) -> MotionRecord:
+        motion: MotionRecord = self._encoder.submit(crops.shape[0], crops)
         return motion
 
-    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
-        images: torch.Tensor = self._renderer.submit(lip.shape[0], (source, lip, pose, exp))
+    def render(self, source: Source, motion: MotionRecord) -> torch.Tensor:
+        images: torch.Tensor = self._renderer.submit(len(motion), (source, motion))
         return images
 
-    def _encode_many(self, payloads: list[torch.Tensor]) -> list[Motion]:
-        sizes = [p.shape[0] for p in payloads]
-        motion = self.runner.encode_motion(torch.cat(payloads))
-        parts = [_split(getattr(motion, f), sizes) for f in ("lip", "pose", "exp", "wa")]
-        return [Motion(*(p[i] for p in parts)) for i in range(len(sizes))]
+    def _encode_many(self, payloads: list[torch.Tensor]) -> list[MotionRecord]:
+        return self.backbone.encode(torch.cat(payloads)).split([p.shape[0] for p in payloads])
 
-    def _render_many(
-        self, payloads: list[tuple[SourceCache, torch.Tensor, torch.Tensor, torch.Tensor]]
-    ) -> list[torch.Tensor]:
-        sizes = [p[1].shape[0] for p in payloads]
+    def _render_many(self, payloads: list[tuple[Source, MotionRecord]]) -> list[torch.Tensor]:
         if len(payloads) == 1:
-            return [self.runner.render(*payloads[0])]
-
-        def per_row(get: Callable[[SourceCache], torch.Tensor]) -> torch.Tensor:
-            return torch.cat(
-                [get(src).expand(n, *get(src).shape[1:]) for (src, *_), n in zip(payloads, sizes, strict=True)]
-            )
-
-        def nth(levels: Callable[[SourceCache], list[torch.Tensor]], i: int) -> Callable[[SourceCache], torch.Tensor]:
-            return lambda s: levels(s)[i]
-
-        first = payloads[0][0]
-        source = SourceCache(
-            wa=per_row(lambda s: s.wa),
-            feats=[per_row(nth(lambda s: s.feats, i)) for i in range(len(first.feats))],
-            normed=[per_row(nth(lambda s: s.normed, i)) for i in range(len(first.normed))],
-        )
-        lip, pose, exp = (torch.cat(parts) for parts in zip(*(p[1:] for p in payloads), strict=True))
-        images = self.runner.render(source, lip, pose, exp)
+            return [self.backbone.render(*payloads[0])]
+        sizes = [len(motion) for _, motion in payloads]
+        source = self.backbone.stack_sources([src for src, _ in payloads], sizes)
+        images = self.backbone.render(source, MotionRecord.cat([motion for _, motion in payloads]))
         return _split(images, sizes)
 
 
@@ -217,8 +207,11 @@ class WorkerBatching:
     def __init__(self, policy: Callable[[BatchedModel], BatchPolicy], observe: Callable[[str, int], None]) -> None:
         self._policy, self._observe = policy, observe
 
-    def runner(self, runner: EDTalkRunner) -> BatchingRunner:
-        return BatchingRunner(runner, self._policy("edtalk_encoder"), self._observe, self._policy("edtalk_renderer"))
+    def backbone(self, backbone: Backbone) -> BatchingBackbone:
+        """The backbone's encoder and renderer batched (the `edtalk_*` policies serve whichever backbone)."""
+        return BatchingBackbone(
+            backbone, self._policy("edtalk_encoder"), self._observe, self._policy("edtalk_renderer")
+        )
 
     def embed(self, embed: Callable[[Sequence[Path]], np.ndarray]) -> SpeechBatcher:
         return SpeechBatcher(embed, self._policy("emotion2vec"), self._observe)

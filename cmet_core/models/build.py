@@ -19,17 +19,19 @@ from typing import Any
 
 import torch
 
+from cmet_core.backbones.edtalk.network import TINY_EDTALK, EDTalkConfig, Generator
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
-from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, load_gfpgan, write_model
+from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_gfpgan, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
 from cmet_core.models.convert import import_emotion2vec
-from cmet_core.models.edtalk import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN, GFPGANConfig
 from cmet_core.models.manifests import (
-    KINDS,
     OPTIONAL_KINDS,
     SET_MANIFEST,
+    SHARED_KINDS,
+    BackboneKind,
     Kind,
     SetEntry,
     SetManifest,
@@ -86,21 +88,28 @@ def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_set_manifest(set_dir: Path, name: str, version: str, description: str = "") -> SetManifest:
-    """Describe the three models already in `set_dir`, and the optional ones there, in its `models.json`."""
+def write_set_manifest(
+    set_dir: Path, name: str, version: str, description: str = "", backbone: BackboneKind = DEFAULT_BACKBONE
+) -> SetManifest:
+    """Describe the three models already in `set_dir` (the `backbone`'s generator, the connector and
+    emotion2vec), and the optional ones there, in its `models.json`."""
     entries: dict[Kind, SetEntry] = {}
     present = [k for k in OPTIONAL_KINDS if (Path(set_dir) / f"{k}.json").is_file()]
-    for kind in (*KINDS, *present):
+    for kind in (backbone, *SHARED_KINDS, *present):
         model, _ = read_model_manifest(Path(set_dir) / f"{kind}.json", kind)
         entries[kind] = SetEntry(manifest=f"{kind}.json", name=model.name, version=model.version, sha256=model.sha256)
-    manifest = SetManifest(name=name, version=version, description=description, created_at=now_utc(), models=entries)
+    manifest = SetManifest(
+        name=name, version=version, description=description, created_at=now_utc(), backbone=backbone, models=entries
+    )
     write_manifest(manifest, Path(set_dir) / SET_MANIFEST)
     return manifest
 
 
-def finish_set(stage: Path, name: str, version: str, description: str) -> SetManifest:
+def finish_set(
+    stage: Path, name: str, version: str, description: str, backbone: BackboneKind = DEFAULT_BACKBONE
+) -> SetManifest:
     """Write the set manifest and refuse to publish a set that does not verify."""
-    manifest = write_set_manifest(stage, name, version, description)
+    manifest = write_set_manifest(stage, name, version, description, backbone)
     report = verify_set(stage)
     if not report.ok:
         raise ModelLoadError(f"the new set {name} does not verify: " + "; ".join(c.line() for c in report.failures))
@@ -296,8 +305,8 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
             configs[kind] = model.config
             if not load:
                 detail = "sha256 ok"
-            elif kind == "edtalk":
-                load_edtalk(weights, verify=False)
+            elif kind == manifest.backbone:
+                backbone_spec(kind).load(weights, False)
                 detail = "sha256 ok; strict load ok"
             elif kind == "connector":
                 load_connector(weights, verify=False)
@@ -316,5 +325,5 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
             report.checks.append(
                 Check(kind, entry.name, "failed", f"cannot read {exc.filename or kind}: {exc.strerror or exc}")
             )
-    report.checks.extend(compatibility(configs))
+    report.checks.extend(compatibility(configs, manifest.backbone))
     return report

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from cmet_core.backbones.edtalk.network import EDTalkConfig, Generator
 from cmet_core.models.audio2lip import Audio2Lip, Audio2LipConfig
 from cmet_core.models.connector import Connector, ConnectorConfig
-from cmet_core.models.edtalk import EDTalkConfig, Generator
 from cmet_core.models.errors import ModelLoadError, few
 from cmet_core.models.gfpgan import GFPGAN, GFPGANConfig
 from cmet_core.models.manifests import (

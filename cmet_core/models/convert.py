@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
+from cmet_core.backbones.edtalk.network import EDTalkConfig
 from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.checkpoints import write_model
 from cmet_core.models.connector import ConnectorConfig
-from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
 from cmet_core.models.gfpgan import GFPGANConfig

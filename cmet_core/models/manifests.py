@@ -35,9 +35,11 @@ from pydantic import (
 
 from cmet_core.models.errors import ModelLoadError
 
-Kind = Literal["edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"]
-KINDS: tuple[Kind, ...] = ("edtalk", "connector", "emotion2vec")
-"""The members every set has; an edit needs these three."""
+BackboneKind = Literal["edtalk"]
+"""Backbones a set can name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
+Kind = Literal[BackboneKind, "connector", "emotion2vec", "gfpgan", "audio2lip"]
+SHARED_KINDS: tuple[Kind, ...] = ("connector", "emotion2vec")
+"""The members every set has beside its backbone's generator; an edit needs these three."""
 OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan", "audio2lip")
 """Members a set may have; a set without one still edits, only the feature that needs it is off
 (`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
@@ -184,6 +186,9 @@ class SetManifest(BaseModel):
     version: str
     description: str = ""
     created_at: datetime
+    backbone: BackboneKind = Field(
+        default="edtalk", description="The generator backbone; sets written before the field existed are EDTalk's."
+    )
     models: dict[Kind, SetEntry]
 
     @field_validator("version")
@@ -191,18 +196,23 @@ class SetManifest(BaseModel):
     def _semver(cls, value: str) -> str:
         return _check_semver(value)
 
-    @field_validator("models")
-    @classmethod
-    def _complete(cls, models: dict[Kind, SetEntry]) -> dict[Kind, SetEntry]:
-        missing = [k for k in KINDS if k not in models]
+    @model_validator(mode="after")
+    def _complete(self) -> SetManifest:
+        missing = [k for k in self.required if k not in self.models]
         if missing:
-            raise ValueError(f"a model set needs edtalk, connector and emotion2vec; missing {', '.join(missing)}")
-        return models
+            needs = ", ".join(self.required)
+            raise ValueError(f"a model set with backbone {self.backbone} needs {needs}; missing {', '.join(missing)}")
+        return self
+
+    @property
+    def required(self) -> tuple[Kind, ...]:
+        """The backbone's generator, the connector and emotion2vec."""
+        return (self.backbone, *SHARED_KINDS)
 
     @property
     def kinds(self) -> list[Kind]:
         """The required models, then the optional ones this set has."""
-        return [k for k in (*KINDS, *OPTIONAL_KINDS) if k in self.models]
+        return [k for k in (*self.required, *OPTIONAL_KINDS) if k in self.models]
 
 
 def now_utc() -> datetime:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmet_core.backbones.edtalk.network import EDTalkConfig
 from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.build import finish_set, staged_set
 from cmet_core.models.connector import ConnectorConfig
@@ -41,7 +42,6 @@ from cmet_core.models.convert import (
     convert_gfpgan,
     import_emotion2vec,
 )
-from cmet_core.models.edtalk import EDTalkConfig
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
 from cmet_core.models.gfpgan import GFPGANConfig

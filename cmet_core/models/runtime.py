@@ -1,4 +1,4 @@
-"""Runs the EDTalk generator under device-specific options: precision, memory format, compile, batching.
+"""Runs the networks under device-specific options: precision, memory format, compile, batching.
 
 Every option is switchable so the benchmark can measure what each one pays on a given device;
 the defaults are the conformance settings (float32, TF32 off, NCHW, eager).
@@ -6,7 +6,6 @@ the defaults are the conformance settings (float32, TF32 off, NCHW, eager).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Literal
 import torch
 
 from cmet_core.models.audio2lip import Audio2Lip
-from cmet_core.models.edtalk import Generator, Motion, SourceCache
 from cmet_core.settings import CoreSettings
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -91,69 +89,6 @@ class RuntimeOptions:
         return device
 
 
-class EDTalkRunner:
-    """Encodes driving frames and renders against a prepared source, in fixed-size chunks."""
-
-    def __init__(self, gen: Generator, options: RuntimeOptions = RuntimeOptions()) -> None:
-        self.options = options
-        self.device = options.select()
-        self.gen = gen.eval().to(self.device)
-        if options.channels_last:
-            to_channels_last(self.gen)
-        self.batch = options.batch_for(self.device)
-        self.q = self.gen.direction_basis()
-        self._encode: Callable[[torch.Tensor], Motion] = self.gen.encode_motion
-        self._decode: Callable[..., torch.Tensor] = self.gen.dec
-        if options.compile != "off":
-            self._encode = torch.compile(self.gen.encode_motion, mode=options.compile, dynamic=False)
-            self._decode = torch.compile(self.gen.dec, mode=options.compile, dynamic=False)
-
-    def _context(self) -> contextlib.AbstractContextManager[None]:
-        return inference(self.device, self.options.precision)
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
-
-    def _chunks(self, n: int) -> Iterator[tuple[int, int]]:
-        for start in range(0, n, self.batch):
-            yield start, min(start + self.batch, n)
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Static shapes for compiled graphs: pad a short last chunk by repeating its last row."""
-        if self.options.compile == "off" or x.shape[0] == self.batch:
-            return x
-        return torch.cat([x, x[-1:].expand(self.batch - x.shape[0], *x.shape[1:])])
-
-    def prepare_source(self, source: torch.Tensor) -> SourceCache:
-        with self._context():
-            return self.gen.prepare_source(self._input(source))
-
-    def encode_motion(self, frames: torch.Tensor) -> Motion:
-        parts: list[Motion] = []
-        with self._context():
-            for a, b in self._chunks(frames.shape[0]):
-                m = self._encode(self._pad(self._input(frames[a:b])))
-                parts.append(Motion(*(t[: b - a].float() for t in (m.lip, m.pose, m.exp, m.wa))))
-        return Motion(*(torch.cat([getattr(p, f) for p in parts]) for f in ("lip", "pose", "exp", "wa")))
-
-    def render(self, source: SourceCache, lip: torch.Tensor, pose: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
-        """Images (N,3,H,W) float32 on the CPU, about [-1,1].
-
-        `source` is one identity for every row, or one per row (batch N): a batcher mixes jobs.
-        """
-        per_row = source.wa.shape[0] > 1
-        out: list[torch.Tensor] = []
-        with self._context():
-            for a, b in self._chunks(lip.shape[0]):
-                lip_r, pose_r, exp_r = (self._pad(t[a:b].to(self.device)) for t in (lip, pose, exp))
-                src = _source_rows(source, a, b, self._pad) if per_row else source
-                latent, e = self.gen.latents(src.wa, lip_r, pose_r, exp_r, q=self.q)
-                img = self._decode(latent, src.feats, e, normed=src.normed)
-                out.append(img[: b - a].float().cpu())
-        return torch.cat(out)
-
-
 LipForward = Callable[[torch.Tensor], torch.Tensor]
 """(N, 1, 80, 16) mel windows -> (N, lip_dim) raw lip alphas on the CPU: `LipRunner`, or a server's batcher."""
 
@@ -169,9 +104,3 @@ class LipRunner:
         with torch.inference_mode():
             out: torch.Tensor = self.net(windows.to(self.device)).reshape(windows.shape[0], -1)
         return out.float().cpu()
-
-
-def _source_rows(source: SourceCache, a: int, b: int, pad: Callable[[torch.Tensor], torch.Tensor]) -> SourceCache:
-    return SourceCache(
-        wa=pad(source.wa[a:b]), feats=[pad(f[a:b]) for f in source.feats], normed=[pad(n[a:b]) for n in source.normed]
-    )

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
+from cmet_core.backbones.spec import Widths, misfits
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
     SET_MANIFEST,
@@ -33,12 +35,17 @@ from cmet_core.models.manifests import (
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
+    import torch
+
+    from cmet_core.backbones.base import Backbone
     from cmet_core.models.audio2lip import Audio2Lip
     from cmet_core.models.connector import Connector
-    from cmet_core.models.edtalk import Generator
     from cmet_core.models.gfpgan import GFPGAN
     from cmet_core.models.registry import ConnectorChoice
+    from cmet_core.models.runtime import RuntimeOptions
 
+AUDIO2LIP_LIP_DIM = 20
+"""The lip width of Audio2Lip manifests written before they recorded `lip_dim` (the published model's)."""
 _LOOSE_WEIGHTS = ("*.pt", "*.pth", "*.safetensors", "*.bin", "*.ckpt")
 
 
@@ -173,18 +180,20 @@ class Check:
         return f"{self.kind} {self.name}: {self.detail}"
 
 
-def compatibility(configs: dict[str, dict[str, Any]]) -> list[Check]:
-    """The three models must agree on the sizes they pass to each other."""
+def compatibility(configs: dict[str, dict[str, Any]], backbone: str = DEFAULT_BACKBONE) -> list[Check]:
+    """The models must agree on the sizes they pass to each other: the connector and the lip model
+    against the backbone's widths, emotion2vec against the connector."""
     checks: list[Check] = []
-    ed, con, e2v, a2l = (configs.get(k) for k in ("edtalk", "connector", "emotion2vec", "audio2lip"))
-    if ed and con and ed.get("exp_dim") != con.get("exp_dim"):
-        msg = f"connector exp_dim {con.get('exp_dim')} differs from EDTalk exp_dim {ed.get('exp_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
+    gen, con, e2v, a2l = (configs.get(k) for k in (backbone, "connector", "emotion2vec", "audio2lip"))
+    if gen:
+        connector_exp = con.get("exp_dim") if con else None
+        lip = a2l.get("lip_dim", AUDIO2LIP_LIP_DIM) if a2l else None
+        widths = backbone_spec(backbone).widths(gen)
+        checks += [
+            Check("set", "compatibility", "failed", msg) for msg in misfits(backbone, widths, connector_exp, lip)
+        ]
     if con and e2v and e2v.get("embed_dim") is not None and e2v["embed_dim"] != con.get("speech_dim"):
         msg = f"emotion2vec embed_dim {e2v['embed_dim']} differs from connector speech_dim {con.get('speech_dim')}"
-        checks.append(Check("set", "compatibility", "failed", msg))
-    if ed and a2l and a2l.get("lip_dim", 20) != ed.get("lip_dim"):
-        msg = f"audio2lip lip_dim {a2l.get('lip_dim', 20)} differs from EDTalk lip_dim {ed.get('lip_dim')}"
         checks.append(Check("set", "compatibility", "failed", msg))
     return checks
 
@@ -197,7 +206,8 @@ class ModelSet:
 
     path: Path
     manifest: SetManifest
-    edtalk: Generator
+    generator: torch.nn.Module
+    """The backbone's generator network (`manifest.backbone` names the backbone)."""
     connector: Connector
     emotion2vec_dir: Path
     connector_choice: ConnectorChoice | None = None
@@ -208,6 +218,10 @@ class ModelSet:
     """Speech to lip motion; None in a set made without it (dubbing is then refused, edits work)."""
 
     @property
+    def backbone(self) -> str:
+        return self.manifest.backbone
+
+    @property
     def connector_label(self) -> str:
         """name@version of the connector that serves."""
         if self.connector_choice is not None:
@@ -215,12 +229,23 @@ class ModelSet:
         entry = self.manifest.models["connector"]
         return f"{entry.name}@{entry.version}"
 
+    def build_backbone(self, runtime: RuntimeOptions) -> Backbone:
+        """The set's backbone on the device `runtime` names."""
+        return backbone_spec(self.backbone).build(self.generator, runtime)
+
+    def check_fit(self, backbone: str, widths: Widths) -> None:
+        """Refuse a backbone whose widths the set's connector or lip model do not match."""
+        lip = self.audio2lip.config.lip_dim if self.audio2lip is not None else None
+        problems = misfits(backbone, widths, self.connector.cfg.exp_dim, lip)
+        if problems:
+            raise ModelLoadError(f"set {self.manifest.name} does not fit its backbone: " + "; ".join(problems))
+
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Serve a registry connector instead of the current one, once it is known to fit the set."""
         from cmet_core.models.checkpoints import load_connector
 
         connector = load_connector(choice.registry.local_weights(choice.version))
-        problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()})
+        problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()}, self.backbone)
         if problems:
             raise ModelLoadError(
                 f"registry connector {choice.version} does not fit set {self.manifest.name}: "
@@ -232,20 +257,20 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
-    from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, load_gfpgan
+    from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_gfpgan
 
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)
-    ed, ed_weights = model_manifest(path, manifest, "edtalk")
+    gen, gen_weights = model_manifest(path, manifest, manifest.backbone)
     con, con_weights = model_manifest(path, manifest, "connector")
     e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
     if verify:
         verify_digest(e2v, e2v_dir)
-    configs = {"edtalk": ed.config, "emotion2vec": e2v.config}
+    configs = {manifest.backbone: gen.config, "emotion2vec": e2v.config}
     models = ModelSet(
         path,
         manifest,
-        load_edtalk(ed_weights, verify=verify),
+        backbone_spec(manifest.backbone).load(gen_weights, verify),
         load_connector(con_weights, verify=verify),
         e2v_dir,
         configs=configs,

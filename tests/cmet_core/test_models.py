@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.expression import official_schedule
 from cmet_core.fill import fill_module
 from cmet_core.models.connector import TINY_CONNECTOR, Connector, run_windows
-from cmet_core.models.edtalk import TINY_EDTALK, Generator
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,9 @@ def _unedited(editor: Editor, clip: Path, index: int, source_index: int, box: fa
     """Frame `index` re-rendered with its own expression coefficients (delta zero), pasted back."""
     frames = {f.index: f.image for f in read_frames(clip) if f.index in (index, source_index)}
     size = editor.face_size
-    motion = editor.runner.encode_motion(to_tensor([faces.crop_face(frames[index], box, size)]))
-    source = editor.runner.prepare_source(to_tensor([faces.crop_face(frames[source_index], box, size)]))
-    face = to_images(editor.runner.render(source, motion.lip, motion.pose, motion.exp))[0]
+    motion = editor.backbone.encode(to_tensor([faces.crop_face(frames[index], box, size)]))
+    source = editor.backbone.prepare_source(to_tensor([faces.crop_face(frames[source_index], box, size)]))
+    face = to_images(editor.backbone.render(source, motion))[0]
     return faces.paste_back(frames[index], face, box, mask=faces.paste_mask(size, crop_input=True))
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
+from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.fill import fill_module
-from cmet_core.models.edtalk import TINY_EDTALK, Generator
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
+from cmet_core.models.runtime import RuntimeOptions
 
 
 def _gen() -> Generator:
@@ -33,9 +34,9 @@ def test_runner_matches_direct_calls(options: RuntimeOptions) -> None:
         ref_gen = _gen()
         m = ref_gen.encode_motion(frames)
         expected = ref_gen.render(ref_gen.prepare_source(src), m.lip, m.pose, m.exp)
-    runner = EDTalkRunner(_gen(), options)
-    got_m = runner.encode_motion(frames)
-    got = runner.render(runner.prepare_source(src), got_m.lip, got_m.pose, got_m.exp)
+    runner = EDTalkBackbone(_gen(), options)
+    got_m = runner.encode(frames)
+    got = runner.render(runner.prepare_source(src), got_m)
     assert got.shape == expected.shape and got.dtype == torch.float32
     tol = 0.25 if options.precision == "bf16" else 1e-4
     torch.testing.assert_close(got, expected, atol=tol, rtol=0)
@@ -43,14 +44,14 @@ def test_runner_matches_direct_calls(options: RuntimeOptions) -> None:
 
 def test_fp16_needs_cuda() -> None:
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        EDTalkRunner(_gen(), RuntimeOptions(device="cpu", precision="fp16"))
+        EDTalkBackbone(_gen(), RuntimeOptions(device="cpu", precision="fp16"))
 
 
 def test_cuda_request_without_cuda_is_clear() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="CUDA is not available"):
-        EDTalkRunner(_gen(), RuntimeOptions(device="cuda:0"))
+        EDTalkBackbone(_gen(), RuntimeOptions(device="cuda:0"))
 
 
 def test_runtime_options_come_from_the_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
 from cmet_core.models.build import (
     TINY_EMOTION2VEC,
@@ -38,7 +39,6 @@ from cmet_core.models.convert import (
     import_emotion2vec,
     read_torch_checkpoint,
 )
-from cmet_core.models.edtalk import TINY_EDTALK, Generator
 from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.manifests import (
     SET_MANIFEST,
@@ -158,10 +158,10 @@ def test_make_tiny_round_trip(tiny_set: Path) -> None:
     report = verify_set(tiny_set)
     assert report.ok, [c.line() for c in report.checks]
     loaded = load_set(tiny_set)
-    assert loaded.edtalk.cfg == TINY_EDTALK and loaded.connector.cfg == TINY_CONNECTOR
-    assert not loaded.edtalk.training and not loaded.connector.training
+    assert loaded.generator.cfg == TINY_EDTALK and loaded.connector.cfg == TINY_CONNECTOR
+    assert not loaded.generator.training and not loaded.connector.training
     on_disk = load_file(tiny_set / "edtalk.safetensors")
-    assert all(torch.equal(on_disk[k], v) for k, v in loaded.edtalk.state_dict().items())
+    assert all(torch.equal(on_disk[k], v) for k, v in loaded.generator.state_dict().items())
     assert (loaded.emotion2vec_dir / "config.yaml").is_file() and (loaded.emotion2vec_dir / "model.pt").is_file()
     assert select_set(tiny_set.parent) == tiny_set
 
@@ -210,7 +210,7 @@ def test_make_filled_matches_the_conformance_kit(
     kit = {
         m: json.loads((conformance_kit / f"{m}_manifest.json").read_text()) for m in ("edtalk_gen", "cmet_connector")
     }
-    assert state_digest(loaded.edtalk.state_dict()) == kit["edtalk_gen"]["filled_state_dict_sha256"]
+    assert state_digest(loaded.generator.state_dict()) == kit["edtalk_gen"]["filled_state_dict_sha256"]
     pe = [k for k in loaded.connector.state_dict() if k.endswith(".pe")]
     digest = state_digest(loaded.connector.state_dict(), exclude=pe)
     assert digest == kit["cmet_connector"]["filled_state_dict_sha256_without_pe"]

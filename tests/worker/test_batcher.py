@@ -7,16 +7,17 @@ import threading
 
 import torch
 
-from cmet_core.models.edtalk import TINY_EDTALK, Generator
-from cmet_core.models.runtime import EDTalkRunner, RuntimeOptions
-from worker.batcher import BatchingRunner, BatchPolicy
+from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
+from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
+from cmet_core.models.runtime import RuntimeOptions
+from worker.batcher import BatchingBackbone, BatchPolicy
 
 
 def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
     torch.manual_seed(0)
-    runner = EDTalkRunner(Generator(TINY_EDTALK), RuntimeOptions(device="cpu", batch=16))
+    runner = EDTalkBackbone(Generator(TINY_EDTALK), RuntimeOptions(device="cpu", batch=16))
     seen: list[tuple[str, int]] = []
-    batcher = BatchingRunner(
+    batcher = BatchingBackbone(
         runner, BatchPolicy(max_batch=16, max_wait_ms=200), observe=lambda m, n: seen.append((m, n))
     )
     size = TINY_EDTALK.size
@@ -24,13 +25,13 @@ def test_concurrent_calls_are_batched_and_match_one_by_one() -> None:
     sources = [runner.prepare_source(torch.rand(1, 3, size, size) * 2 - 1) for _ in range(3)]
     expected = []
     for frames, source in zip(jobs, sources, strict=True):
-        m = runner.encode_motion(frames)
-        expected.append((m, runner.render(source, m.lip, m.pose, m.exp)))
+        m = runner.encode(frames)
+        expected.append((m, runner.render(source, m)))
     got: dict[int, tuple] = {}
 
     def job(i: int) -> None:
-        m = batcher.encode_motion(jobs[i])
-        got[i] = (m, batcher.render(sources[i], m.lip, m.pose, m.exp))
+        m = batcher.encode(jobs[i])
+        got[i] = (m, batcher.render(sources[i], m))
 
     threads = [threading.Thread(target=job, args=(i,)) for i in range(3)]
     for t in threads:

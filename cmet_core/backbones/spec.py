@@ -1,0 +1,68 @@
+"""What a model set needs to know about a backbone without importing torch: its widths and how to open it.
+
+The service and `cmet models list` read sets without torch; everything here is plain data, and a
+backbone's loaders import their network only when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from cmet_core.backbones.base import Backbone
+    from cmet_core.models.runtime import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class Widths:
+    """The sizes other models must match: the connector edits `exp`, a lip model writes the `lip_part`."""
+
+    exp: int
+    lip: int
+    lip_part: str
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How the pipeline cuts the face for the backbone: a square crop of `size` px at the tracked box.
+
+    `window` (top, left, bottom, right, in crop pixels) is the part of the crop the rendered image covers
+    when a backbone cuts a fixed window of its own (PD-FGC's rows 0..191, columns 16..207 of its 224 px
+    crop); None: the render covers the whole crop (EDTalk).
+    """
+
+    size: int
+    window: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone. Its generator is the set member of kind `name` (`models.json` names it)."""
+
+    name: str
+    widths: Callable[[Mapping[str, Any]], Widths]
+    """The widths of a generator with this member config (its manifest's `config`)."""
+    load: Callable[[Path, bool], torch.nn.Module]
+    """(weights or manifest path, verify digest) -> the generator module, in eval mode."""
+    build: Callable[[torch.nn.Module, RuntimeOptions], Backbone]
+    """(generator module, runtime options) -> the backbone that encodes and renders on a device."""
+
+
+def misfits(backbone: str, widths: Widths, connector_exp: int | None, lip: int | None) -> list[str]:
+    """Why a connector editing `connector_exp` codes, or a lip model writing `lip`-wide codes, does not
+    fit this backbone (empty when both fit; None: that model is absent)."""
+    problems = []
+    if connector_exp is not None and connector_exp != widths.exp:
+        problems.append(
+            f"connector exp_dim {connector_exp} differs from the {backbone} backbone's expression width {widths.exp}"
+        )
+    if lip is not None and lip != widths.lip:
+        problems.append(
+            f"lip model lip_dim {lip} differs from the {backbone} backbone's {widths.lip_part!r} width {widths.lip}"
+        )
+    return problems
