@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -37,10 +37,15 @@ from cmet_core.models.errors import ModelLoadError
 
 BackboneKind = Literal["edtalk"]
 """Backbones a set can name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
-Kind = Literal[BackboneKind, "connector", "emotion2vec", "gfpgan", "audio2lip"]
-SHARED_KINDS: tuple[Kind, ...] = ("connector", "emotion2vec")
+SpeechKind = Literal["emotion2vec"]
+"""The speech encoder an emotion is embedded with."""
+SharedKind = Literal["connector", SpeechKind]
+OptionalKind = Literal["gfpgan", "audio2lip"]
+Kind = Literal[BackboneKind, SharedKind, OptionalKind]
+"""Every kind of member a set can hold, each name spelled once in the literals above."""
+SHARED_KINDS: tuple[SharedKind, ...] = get_args(SharedKind)
 """The members every set has beside its backbone's generator; an edit needs these three."""
-OPTIONAL_KINDS: tuple[Kind, ...] = ("gfpgan", "audio2lip")
+OPTIONAL_KINDS: tuple[OptionalKind, ...] = get_args(OptionalKind)
 """Members a set may have; a set without one still edits, only the feature that needs it is off
 (`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
 MODEL_FORMAT: Final = "cmet-model/1"
