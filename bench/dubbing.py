@@ -19,7 +19,7 @@ from pathlib import Path
 import soundfile
 
 from cmet_core.models.runtime import RuntimeOptions
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices
 from cmet_core.pipeline import Editor
 from cmet_core.settings import get_settings
 from cmet_core.stages import Stage
@@ -51,7 +51,7 @@ def main() -> None:
         for label, track in tracks.items():
             start = time.perf_counter()
             result = editor.edit(
-                video, root / "out.mp4", EmotionTarget(emotion="happy"), EditOptions(lips="speech"), speech_track=track
+                video, root / "out.mp4", EmotionTarget(emotion="happy"), EditChoices(lips="speech"), speech_track=track
             )
             wall = time.perf_counter() - start
             print(f"\n{label}: {result.frames} frames in {wall:.2f} s wall")

@@ -87,7 +87,7 @@ def overhead(seconds: float, models: Path | None) -> None:
     import torch
 
     from cmet_core.models.build import make_filled_set
-    from cmet_core.options import EditOptions
+    from cmet_core.options import EditChoices
     from cmet_core.pipeline import Editor
     from cmet_core.targets import EmotionTarget
 
@@ -101,7 +101,7 @@ def overhead(seconds: float, models: Path | None) -> None:
         src = make_input(root / "in.mp4", seconds)
         start = time.perf_counter()
         # the face restorer's cost is measured by bench.hd_faces; this goal is about the generator's path
-        result = editor.edit(src, root / "out.mp4", EmotionTarget(emotion="happy"), EditOptions(enhance="off"))
+        result = editor.edit(src, root / "out.mp4", EmotionTarget(emotion="happy"), EditChoices(enhance="off"))
         wall = time.perf_counter() - start
     outside = wall - result.network_seconds
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())

@@ -105,7 +105,7 @@ def run(frames: int, models: Path | None) -> None:
 
     from cmet_core.models.build import make_filled_set
     from cmet_core.models.sets import model_manifest
-    from cmet_core.options import EditOptions
+    from cmet_core.options import EditChoices
     from cmet_core.pipeline import Editor
     from cmet_core.targets import EmotionTarget
 
@@ -128,7 +128,7 @@ def run(frames: int, models: Path | None) -> None:
         walls, results = {}, {}
         for mode in ("off", "on"):
             start = time.perf_counter()
-            options = EditOptions(enhance="off" if mode == "off" else "on")
+            options = EditChoices(enhance="off" if mode == "off" else "on")
             results[mode] = editor.edit(src, root / f"{mode}.mp4", EmotionTarget(emotion="happy"), options)
             walls[mode] = time.perf_counter() - start
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in results[mode].stage_seconds.items())

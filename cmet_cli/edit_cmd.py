@@ -7,18 +7,18 @@ which click cannot express; `ManyValuesCommand` rewrites that form into repeated
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperCommand
 
+from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
+from cmet_core.options import EditChoices, Limits
 
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from cmet_core.stages import Stage
 
 _MANY = ("--speech", "--neutral-speech")
-_T = TypeVar("_T")
 
 
 def spread_values(args: list[str], flags: tuple[str, ...] = _MANY) -> list[str]:
@@ -55,27 +54,6 @@ class ManyValuesCommand(TyperCommand):
         return super().parse_args(ctx, spread_values(args))
 
 
-def _face_box(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
-    parts = text.split(",")
-    try:
-        if len(parts) != 4:
-            raise ValueError
-        x0, y0, x1, y1 = (float(p) for p in parts)
-    except ValueError:
-        raise fail(f"--face-box must be four numbers x0,y0,x1,y1, got {text!r}", EXIT_BAD_INPUT) from None
-    return x0, y0, x1, y1
-
-
-def _validated(model: Callable[..., _T], **values: Any) -> _T:
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise fail(problems, EXIT_BAD_INPUT) from None
-
-
 def _summary(result: EditResult, stages: tuple[Stage, ...]) -> Table:
     table = Table()
     table.add_column("stage")
@@ -94,6 +72,16 @@ def _facts(result: EditResult) -> str:
     return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
 
 
+SET_BY = {"lips": "lips_from"}
+"""The `EditChoices` fields that another flag sets, not one of their own: `--lips-from` dubs."""
+
+
+def edit_choices(flags: ChoiceFlags, lips_from: Path | None) -> EditChoices:
+    """The edit's choices: its generated flags, and the lips that `--lips-from` chooses."""
+    return flags.build(EditChoices, lips="speech" if lips_from is not None else "video")
+
+
+@choice_flags(EditChoices, set_by=SET_BY)
 def edit(
     input_path: Path = typer.Argument(
         None, metavar="INPUT", help="Talking-face video, or a photo with --lips-from; default: a generated sample clip."
@@ -117,16 +105,6 @@ def edit(
     plan_out: Path = typer.Option(None, "--plan-out", help="With --emotion from_audio: write the found timeline here."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
-    face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
-    face_box: str = typer.Option(None, "--face-box", help="Edit the face overlapping x0,y0,x1,y1."),
-    source_frame: int = typer.Option(
-        None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
-    ),
-    enhance: str = typer.Option(
-        "auto", "--enhance", help="Restore the face at the frame's resolution: auto, on or off (auto: where it helps)."
-    ),
-    enhance_strength: float = typer.Option(1.0, "--enhance-strength", help="0-1: how much of the restored face."),
-    upscale: int = typer.Option(1, "--upscale", help="2: a 256x256 face-crop input comes back at 512x512."),
     lips_from: Path = typer.Option(
         None, "--lips-from", help="Dub: the lips speak this speech track, which becomes the output's audio."
     ),
@@ -136,16 +114,9 @@ def edit(
         help="With --emotion from_audio: follow this speech track's voice (aligned to the video; the output's audio).",
     ),
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
-    pose_fill: str = typer.Option(
-        "bounce", "--pose-fill", help="Speech longer than the pose source: bounce, loop or hold."
-    ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
     ),
-    preview_s: float = typer.Option(
-        None, "--preview-s", help="A clip preview: edit only this many seconds (with their audio)."
-    ),
-    preview_start_s: float = typer.Option(0.0, "--preview-start-s", help="Where the clip preview starts (seconds)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
     connector: str = typer.Option(
         None,
@@ -155,12 +126,14 @@ def edit(
     registry: str = typer.Option(
         None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."
     ),
+    *,
+    flags: ChoiceFlags,
 ) -> None:
     """Give a talking-face video another facial emotion: same words, lips and head motion.
 
     With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
-    and a photo INPUT is animated, its head moved by --pose-from or held still."""
-    from cmet_core.options import EditOptions
+    and a photo INPUT is animated, its head moved by --pose-from or held still. The edit's choices
+    (face, restorer, lips, clip window) are flags made from `EditChoices`."""
     from cmet_core.pipeline import STAGES, Editor
     from cmet_core.settings import get_settings
     from cmet_core.targets import EmotionTarget
@@ -170,30 +143,17 @@ def edit(
     if voice_from is not None and lips_from is not None:
         raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
     others = bool(blend is not None or speech or neutral_speech)
-    target = over_time(timeline, emotion, neutral, intensity, others, _validated)
+    target = over_time(timeline, emotion, neutral, intensity, others, validated)
     if target is None:
-        target = _validated(
+        target = validated(
             EmotionTarget,
             emotion=emotion if emotion is not None else blend,
             speech=tuple(speech or ()),
             neutral_speech=tuple(neutral_speech or ()),
             intensity=intensity,
         )
-    options = _validated(
-        EditOptions,
-        face_index=face_index,
-        face_box=_face_box(face_box),
-        source_frame=source_frame,
-        enhance=enhance,
-        enhance_strength=enhance_strength,
-        upscale=upscale,
-        lips="speech" if lips_from is not None else "video",
-        pose_fill=pose_fill,
-        max_duration_s=max_duration,
-        max_timeline_segments=get_settings().max_timeline_segments,
-        preview_s=preview_s,
-        preview_start_s=preview_start_s,
-    )
+    options = edit_choices(flags, lips_from)
+    limits = validated(Limits, max_duration_s=max_duration, max_timeline_segments=get_settings().max_timeline_segments)
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
             from cmet_core.media.sample import write_sample_clip
@@ -202,7 +162,7 @@ def edit(
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
-            kind = ".preview" if preview_s is not None else ""  # a preview never takes the full edit's name
+            kind = ".preview" if options.preview_s is not None else ""  # a preview never takes the full edit's name
             output = input_path.with_name(f"{input_path.stem}.{output_label(target)}{kind}.mp4")
         editor = run(
             Editor.from_settings,
@@ -241,6 +201,7 @@ def edit(
                 progress,
                 speech_track=lips_from or voice_from,
                 pose_video=pose_from,
+                limits=limits,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
     found = voice_table(result)

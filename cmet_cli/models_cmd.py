@@ -12,10 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cmet_cli.console import fail, out, run, say
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Model sets: pull, make-tiny, list, verify.")
 
+_BACKBONE_HELP = f"The generator backbone of the set ({', '.join(backbone_names())})."
 _DIR_HELP = "Models dir holding sets, or one set (default: setting CMET_MODELS_DIR, else CMET_DATA_DIR/models)."
 
 
@@ -62,11 +64,13 @@ def make_tiny_cmd(
     directory: Path = typer.Argument(None, help="Folder of the new set (default: MODELS_DIR/tiny)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
+    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
     from cmet_core.models.build import make_tiny_set
 
-    dest = run(make_tiny_set, directory if directory is not None else _root(None) / "tiny", seed, force=force)
+    dest = directory if directory is not None else _root(None) / "tiny"
+    dest = run(make_tiny_set, dest, seed, force=force, backbone=backbone)
     typer.echo(f"tiny model set (seed {seed}) written to {dest}")
 
 
@@ -74,29 +78,41 @@ def make_tiny_cmd(
 def make_filled_cmd(
     directory: Path = typer.Argument(..., help="Folder of the new set."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
+    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
-    """Write full-size EDTalk, connector and Audio2Lip filled by rule cmet-fill-v1 (benchmarks; emotion2vec is tiny)."""
+    """Write a full-size generator, connector, restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks)."""
     from cmet_core.models.build import make_filled_set
 
-    dest = run(make_filled_set, directory, force=force)
+    dest = run(make_filled_set, directory, force=force, backbone=backbone)
     typer.echo(f"filled model set written to {dest}")
 
 
 @app.command("convert")
 def convert_cmd(
     directory: Path = typer.Argument(..., help="Folder of the new set."),
-    edtalk: Path = typer.Option(..., "--edtalk", help="Official EDTalk.pt."),
+    generator: Path = typer.Option(
+        ..., "--generator", "--edtalk", help="The backbone's published generator checkpoint (EDTalk.pt for edtalk)."
+    ),
     connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),
     gfpgan: Path = typer.Option(None, "--gfpgan", help="Optional GFPGANv1.4.pth, the face restorer of --enhance."),
     audio2lip: Path = typer.Option(None, "--audio2lip", help="Official Audio2Lip.pt (optional; needed to dub)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
+    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
     from cmet_core.models.build import convert_set
 
     dest = run(
-        convert_set, directory, edtalk, connector, emotion2vec, force=force, gfpgan_pth=gfpgan, audio2lip_pt=audio2lip
+        convert_set,
+        directory,
+        generator,
+        connector,
+        emotion2vec,
+        force=force,
+        gfpgan_pth=gfpgan,
+        audio2lip_pt=audio2lip,
+        backbone=backbone,
     )
     typer.echo(f"model set written to {dest}")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
+from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
-from cmet_cli.edit_cmd import _face_box, _validated
+from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 
 
 def split_rows(text: str) -> list[str]:
@@ -23,6 +24,7 @@ def _numbers(text: str, flag: str) -> list[float]:
         raise fail(f"{flag} takes numbers separated by commas, got {text!r}", EXIT_BAD_INPUT) from None
 
 
+@choice_flags(FaceChoice)
 def preview(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Talking-face video."),
     emotions: str = typer.Option(
@@ -33,23 +35,20 @@ def preview(
     frame: int = typer.Option(None, "--frame", help="Frame to show (default: the identity source frame)."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
-    face_index: int = typer.Option(None, "--face-index", help="Edit the i-th face from the left."),
-    face_box: str = typer.Option(None, "--face-box", help="Edit the face overlapping x0,y0,x1,y1."),
-    source_frame: int = typer.Option(
-        None, "--source-frame", help="Frame giving the identity (default: first frontal face)."
-    ),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
+    *,
+    flags: ChoiceFlags,
 ) -> None:
-    """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it."""
-    from cmet_core.options import EditOptions, SheetChoice
+    """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it.
+    The face choice and the restorer's options are flags made from `FaceChoice`."""
     from cmet_core.pipeline import Editor
     from cmet_core.preview import contact_sheet
     from cmet_core.settings import get_settings
 
-    choice = _validated(
+    choice = validated(
         SheetChoice, emotions=split_rows(emotions), intensities=_numbers(intensities, "--intensities"), frame=frame
     )
-    options = _validated(EditOptions, face_index=face_index, face_box=_face_box(face_box), source_frame=source_frame)
+    options = flags.build(EditChoices)
     output = output if output is not None else input_path.with_name(f"{input_path.stem}.sheet.png")
     editor = run(Editor.from_settings, get_settings(), models=models, device=device, library=library)
     sheet = run(contact_sheet, editor, input_path, choice, options)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmet_core.backbones.edtalk.conformance import edtalk_checks
 from cmet_core.backbones.edtalk.network import Generator
+from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.expression import official_schedule
 from cmet_core.fill import fill_module
 from cmet_core.goldens import (
@@ -29,6 +29,8 @@ from cmet_core.goldens import (
     frames_tensor,
     guarded,
     model_checks,
+    read_kit_files,
+    root_tolerances,
 )
 from cmet_core.media import mel
 from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
@@ -46,22 +48,14 @@ A2L_DIR = "audio2lip"
 A2L_FILES = ("audio2lip_manifest.json", "golden_audio2lip.npz", "tolerances_audio2lip.json")
 
 
-def _load_kit(
-    kit: Path,
-) -> tuple[Manifest, Manifest, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Tolerance]]:
+def _load_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Tolerance]]:
+    """The root's connector files, EDTalk's goldens (their source frame drives Audio2Lip's A mode) and tolerances."""
     missing = [f for f in KIT_FILES if not (kit / f).is_file()]
     if missing:
         raise KitError(f"{kit}: not a conformance kit, missing {', '.join(missing)}")
-    try:
-        edm = json.loads((kit / KIT_FILES[0]).read_text())
-        cnm = json.loads((kit / KIT_FILES[1]).read_text())
-        ge = dict(np.load(kit / KIT_FILES[2]))
-        gc = dict(np.load(kit / KIT_FILES[3]))
-        rec = json.loads((kit / KIT_FILES[4]).read_text())["recommended_tolerances"]
-    except (ValueError, KeyError, OSError) as exc:
-        raise KitError(f"{kit}: unreadable kit file ({exc})") from exc
-    tols = {name: Tolerance(**{k: float(v) for k, v in spec.items()}) for name, spec in rec.items()}
-    return edm, cnm, ge, gc, tols
+    cnm, gc = read_kit_files(kit, "cmet_connector_manifest.json", "golden_connector.npz")
+    ge = read_kit_files(kit, "edtalk_gen_manifest.json", "golden_edtalk.npz")[1]
+    return cnm, gc, ge, root_tolerances(kit)
 
 
 def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
@@ -223,13 +217,16 @@ def _a_mode_groups(
 @torch.no_grad()
 def run_kit(kit: Path) -> Iterator[GroupResult]:
     """Build each model, fill it by the rule, check its digest, then every golden group (Audio2Lip if in the kit)."""
-    edm, cnm, ge, gc, tols = _load_kit(Path(kit))
+    cnm, gc, ge, tols = _load_kit(Path(kit))
     # loaded first, so a broken audio2lip/ folder is reported before minutes of EDTalk checks
     a2l = _load_a2l_kit(Path(kit)) if (Path(kit) / A2L_DIR).is_dir() else None
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    yield from edtalk_checks(edm, ge, tols)
+    for name in backbone_names():
+        spec = backbone_spec(name)
+        if spec.tools is not None:
+            yield from spec.tools().conformance(Path(kit))
     yield from model_checks(
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )

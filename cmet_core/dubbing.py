@@ -38,7 +38,7 @@ from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import VideoInfo, VideoWriter, _upright, read_frames
 from cmet_core.models.audio2lip import smooth_lips
 from cmet_core.models.runtime import LipForward
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.pipeline import Editor, EditResult, _atomic_output, _Edit
 from cmet_core.speech_plan import EditTarget
 from cmet_core.stages import Progress, Stage
@@ -108,7 +108,7 @@ class FrameFeed:
         return got
 
 
-def _pose_options(options: EditOptions) -> EditOptions:
+def _pose_options(options: EditChoices) -> EditChoices:
     """A pose video's face is its most prominent one; the face choice names the photo's face."""
     return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
 
@@ -122,13 +122,14 @@ class Dub(_Edit):
         src: Path,
         dst: Path,
         target: EditTarget,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
         speech_track: Path | None,
         pose_video: Path | None,
     ) -> None:
-        super().__init__(editor, src, dst, target, options, progress, library)
+        super().__init__(editor, src, dst, target, options, limits, progress, library)
         self.photo = is_photo(src)
         check_inputs(
             options.lips, photo=self.photo, speech_track=speech_track is not None, pose_video=pose_video is not None
@@ -145,17 +146,17 @@ class Dub(_Edit):
     def run(self) -> EditResult:
         assert self.target is not None
         connector = self.editor.connector
-        max_pixels = self.options.max_pixels_per_second / LIP_FPS
+        max_pixels = self.limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:
             self.options.check_upscale(image.shape[1], image.shape[0])
-        info = None if self.photo else self.options.probe(self.src)
+        info = None if self.photo else probe_input(self.src, self.options, self.limits)
         with self._stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
-            wav = read_track(self.speech_track, self.options.max_duration_s)
+            wav = read_track(self.speech_track, self.limits.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
         with self._stage(Stage.EXPRESSION), self._network():  # a timeline or the voice over the speech's length
             speech_plan = self.editor.plan(
-                self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.options
+                self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.limits
             )
         if image is not None:
             boxes, crop_input, source, motion, times = self._photo_pose(image)
@@ -190,7 +191,7 @@ class Dub(_Edit):
         backgrounds = (
             itertools.repeat(image)
             if image is not None
-            else FrameFeed(self.src, self.options.chunk_frames).frames([f.background for f in frames])
+            else FrameFeed(self.src, self.limits.chunk_frames).frames([f.background for f in frames])
         )
         with self._stage(Stage.RENDER), _atomic_output(self.dst) as partial:
             self._render_plan(
@@ -227,8 +228,8 @@ class Dub(_Edit):
             if self.pose_video is None:
                 return [box], crop_input, source, self.backbone.encode(to_tensor([crop])), np.zeros(1)
         options = _pose_options(self.options)
-        pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.progress, None)
-        info = pose.options.probe(self.pose_video)
+        pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.limits, self.progress, None)
+        info = probe_input(self.pose_video, pose.options, self.limits)
         pose.frame_limit = self._frames_needed(info)
         with self._stage(Stage.FACES):
             pose_boxes, _ = pose._faces(info, faces.is_face_crop(info.width, info.height))
@@ -257,7 +258,7 @@ class Dub(_Edit):
         with self._stage(Stage.MEL):
             windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
         parts: list[torch.Tensor] = []
-        step = self.options.chunk_frames
+        step = self.limits.chunk_frames
         with self._stage(Stage.LIPS), self._network():
             for a in range(0, windows.shape[0], step):
                 parts.append(self.lips(windows[a : a + step]))
@@ -280,9 +281,9 @@ class Dub(_Edit):
     ) -> None:
         size = self.editor.face_size
         mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
-        step = self.options.chunk_frames
+        step = self.limits.chunk_frames
         lip_part = self.backbone.widths.lip_part
-        with VideoWriter(out, like=like, audio_from=self.speech_track, crf=self.options.crf) as writer:
+        with VideoWriter(out, like=like, audio_from=self.speech_track, crf=self.limits.crf) as writer:
             for a in range(0, len(frames), step):
                 chunk = frames[a : a + step]
                 pose = torch.tensor([f.pose for f in chunk])

@@ -15,32 +15,18 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.models.manifests import Kind
 
 ModelKind = Kind
-"""A set member's kind, from the one list (`manifests.Kind`); `RULES` says which have a fill rule."""
+"""A set member's kind (`manifests.Kind`); `RULES` and each backbone's tools hold the fill rules."""
 Fill = tuple[float, float] | None  # (a, s), or None to keep the constructed value
+Rule = Callable[[str, torch.Size], Fill]
 
 
-def _fan_in_scale(shape: torch.Size) -> float:
+def fan_in_scale(shape: torch.Size) -> float:
+    """1/sqrt(fan-in) of a weight: the scale most rows of the kit's tables use."""
     return 1.0 / math.sqrt(shape[1] * math.prod(shape[2:]))
-
-
-def edtalk_rule(key: str, shape: torch.Size) -> Fill:
-    last = key.rsplit(".", 1)[-1]
-    if last == "kernel":
-        return None
-    if key.endswith(".modulation.bias"):
-        return 1.0, 0.1
-    if last == "bias":
-        return 0.0, 0.05
-    if ".fineadainresblock." in key:
-        return 0.0, _fan_in_scale(shape)
-    if key.startswith("dec.to_flows.") and key.endswith(".conv.weight"):
-        return 0.0, 0.1
-    if key.startswith("dec.to_rgb") and key.endswith(".conv.0.weight"):
-        return 0.0, 0.15
-    return 0.0, 1.0
 
 
 def connector_rule(key: str, shape: torch.Size) -> Fill:
@@ -52,7 +38,7 @@ def connector_rule(key: str, shape: torch.Size) -> Fill:
     if last == "running_mean":
         return 0.0, 0.1
     if len(shape) >= 2:
-        return 0.0, _fan_in_scale(shape)
+        return 0.0, fan_in_scale(shape)
     if last == "weight":
         return 1.0, 0.1
     return 0.0, 0.1
@@ -71,7 +57,7 @@ def gfpgan_rule(key: str, shape: torch.Size) -> Fill:
     if key.endswith(".modulation.bias"):
         return 1.0, 0.1
     if key.endswith(".modulation.weight"):
-        return 0.0, _fan_in_scale(shape)
+        return 0.0, fan_in_scale(shape)
     if key.endswith(".modulated_conv.weight"):
         fan = math.prod(shape[2:])  # (1, C_out, C_in, k, k): the leading 1 is a batch axis
         if key.startswith(("stylegan_decoder.to_rgb1.", "stylegan_decoder.to_rgbs.")):
@@ -89,29 +75,31 @@ def gfpgan_rule(key: str, shape: torch.Size) -> Fill:
         return (1.0, 0.05) if m.group(1) == "scale" else (0.0, 0.05)
     if last == "bias":
         return 0.0, 0.05
-    return 0.0, _fan_in_scale(shape)
+    return 0.0, fan_in_scale(shape)
 
 
 def audio2lip_rule(key: str, shape: torch.Size) -> Fill:
     """Table `audio2lip` (audio2lip/RULE_audio2lip.md): the connector's rows plus A4, the lip map's smaller scale."""
     if key == "mapping.weight":
-        return 0.0, 0.25 * _fan_in_scale(shape)
+        return 0.0, 0.25 * fan_in_scale(shape)
     return connector_rule(key, shape)
 
 
-RULES: dict[ModelKind, Callable[[str, torch.Size], Fill]] = {
-    "edtalk": edtalk_rule,
-    "connector": connector_rule,
-    "gfpgan": gfpgan_rule,
-    "audio2lip": audio2lip_rule,
-}
-"""The kit's rule of each kind it has goldens for; emotion2vec has none (a filled set takes the tiny one)."""
+RULES: dict[ModelKind, Rule] = {"connector": connector_rule, "gfpgan": gfpgan_rule, "audio2lip": audio2lip_rule}
+"""The kit's rule of each member kind it has goldens for; a backbone's generator has its rule in its tools."""
+
+
+def rule_of(kind: ModelKind) -> Rule:
+    """The fill rule of a member kind, or of a registered backbone's generator."""
+    if kind in backbone_names():
+        return backbone_spec(kind).require_tools().fill_rule
+    return RULES[kind]
 
 
 @torch.no_grad()
 def fill_module(module: nn.Module, kind: ModelKind) -> None:
     """Fill every floating-point tensor of `module` in place per `cmet-fill-v1`."""
-    rule = RULES[kind]
+    rule = rule_of(kind)
     sd = module.state_dict(keep_vars=True)
     for key in sorted(sd):
         t = sd[key]

@@ -4,8 +4,10 @@ backbone's own groups beside it)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,6 +42,27 @@ class Tolerance:
     rtol: float = 0.0
     max_abs: float | None = None
     mean_abs: float | None = None
+
+
+ROOT_TOLERANCES = "tolerances.json"
+"""The kit root's tolerances, by group name under `recommended_tolerances`."""
+
+
+def read_kit_files(kit: Path, manifest: str, golden: str) -> tuple[Manifest, dict[str, np.ndarray]]:
+    """A model's manifest (JSON) and golden arrays (npz) from the kit folder `kit`."""
+    try:
+        return json.loads((kit / manifest).read_text()), dict(np.load(kit / golden))
+    except (ValueError, KeyError, OSError) as exc:
+        raise KitError(f"{kit}: unreadable kit file ({exc})") from exc
+
+
+def root_tolerances(kit: Path) -> dict[str, Tolerance]:
+    """The recommended tolerances of the kit root's `tolerances.json`, by name."""
+    try:
+        rec = json.loads((kit / ROOT_TOLERANCES).read_text())["recommended_tolerances"]
+    except (ValueError, KeyError, OSError) as exc:
+        raise KitError(f"{kit}: unreadable kit file ({exc})") from exc
+    return {name: Tolerance(**{k: float(v) for k, v in spec.items()}) for name, spec in rec.items()}
 
 
 class Group:

@@ -1,7 +1,10 @@
-"""How an edit runs, beyond what emotion it aims at: face choice, identity frame, limits.
+"""How an edit runs, beyond what emotion it aims at: the user's choices and the operator's limits.
 
-Each user-facing option is defined once here (`FaceChoice`) and reused by the CLI, the API's
-request schema and the job's `EditSpec`, so the rules and limits cannot disagree.
+A user's choices for one edit are one model, `EditChoices` (face, restorer, lips, clip window);
+the CLI's flags, the API's request schema and the job's `EditSpec` are made from its fields, so a
+new option is one field here and reaches every door. The operator's `Limits` (input sizes,
+encoding) travel beside the choices, never inside them: a user cannot set them, and a deployment
+sets them once. Probing an input and the face pass take both.
 """
 
 from __future__ import annotations
@@ -129,9 +132,24 @@ class SheetChoice(BaseModel):
         return self
 
 
-class EditOptions(LipChoice, FaceChoice, ClipWindow):
-    """The face and lip choices and the clip window plus what the operator (not the user) sets: limits
-    and encoding."""
+class EditChoices(FaceChoice, LipChoice, ClipWindow):
+    """Everything a user chooses about one edit besides its target (emotion, speech clips, timeline):
+    which face and identity frame, the restorer, the lips, the clip window. A new edit option is a
+    field here (or on the feature's own base, such as `EnhanceChoice`); everything else follows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def of(cls, source: BaseModel) -> EditChoices:
+        """The choices carried by a request, a spec or any model with some of these fields (the others
+        keep their defaults), taken in one call so that no field is left behind."""
+        return cls.model_validate(source.model_dump(include=set(cls.model_fields)))
+
+
+class Limits(BaseModel):
+    """What the operator, not the user, sets for every edit: input limits and encoding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0, description="Longer inputs are refused.")
     max_frames: int = Field(default=DEFAULT_MAX_FRAMES, gt=0, description="Inputs with more frames are refused.")
@@ -149,35 +167,40 @@ class EditOptions(LipChoice, FaceChoice, ClipWindow):
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Timelines with more segments are refused."
     )
 
-    def face_plan(
-        self,
-        src: Path,
-        info: VideoInfo,
-        crop_input: bool,
-        progress: Callable[[int, int], None],
-        limit: int | None = None,
-    ) -> faces.FacePlan:
-        """The face pass with this face choice, gap limit and source frame (an edit's and a contact sheet's)."""
-        return faces.find_faces(
-            src,
-            info,
-            crop_input=crop_input,
-            selection=self.face_selection(),
-            max_missing=self.max_missing_faces,
-            source_frame=self.source_frame,
-            progress=progress,
-            limit=limit,
-        )
 
-    def probe(self, path: Path) -> VideoInfo:
-        """The input's probe under these limits, with `source_frame` and the preview window checked
-        against it: the API refuses an upload with them at submission, the pipeline any input before decoding."""
-        info = probe(path, self.max_duration_s, self.max_frames, self.max_pixels_per_second)
-        self.check_upscale(info.width, info.height)
-        if self.source_frame is not None and self.source_frame >= info.frame_count:
-            raise InputError(
-                ErrorCode.BAD_SOURCE_FRAME,
-                f"source frame {self.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
-            )
-        self.check_window(info)
-        return info
+def face_plan(
+    src: Path,
+    info: VideoInfo,
+    choice: FaceChoice,
+    limits: Limits,
+    crop_input: bool,
+    progress: Callable[[int, int], None],
+    limit: int | None = None,
+) -> faces.FacePlan:
+    """The face pass with the user's face choice and source frame under the operator's gap limit (an
+    edit's and a contact sheet's)."""
+    return faces.find_faces(
+        src,
+        info,
+        crop_input=crop_input,
+        selection=choice.face_selection(),
+        max_missing=limits.max_missing_faces,
+        source_frame=choice.source_frame,
+        progress=progress,
+        limit=limit,
+    )
+
+
+def probe_input(path: Path, choices: EditChoices, limits: Limits) -> VideoInfo:
+    """The input's probe under `limits`, with the choices that depend on it (`upscale`, `source_frame`,
+    the preview window) checked against it: the API refuses an upload with them at submission, the
+    pipeline any input before decoding."""
+    info = probe(path, limits.max_duration_s, limits.max_frames, limits.max_pixels_per_second)
+    choices.check_upscale(info.width, info.height)
+    if choices.source_frame is not None and choices.source_frame >= info.frame_count:
+        raise InputError(
+            ErrorCode.BAD_SOURCE_FRAME,
+            f"source frame {choices.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
+        )
+    choices.check_window(info)
+    return info

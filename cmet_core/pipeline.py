@@ -42,7 +42,7 @@ from cmet_core.models.errors import ModelLoadError
 from cmet_core.models.registry import ConnectorChoice, choose, open_registry
 from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.models.sets import ModelSet, load_set, select_set
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, face_plan, probe_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.stages import Progress, Stage
@@ -243,7 +243,7 @@ class Editor:
         library: EmotionLibrary | None,
         audio: Path,
         duration_s: float,
-        options: EditOptions,
+        limits: Limits,
         *,
         has_audio: bool = True,
     ) -> SpeechPlan:
@@ -255,7 +255,7 @@ class Editor:
             self.embed_speech,
             audio,
             duration_s,
-            options.max_timeline_segments,
+            limits.max_timeline_segments,
             has_audio=has_audio,
         )
 
@@ -264,19 +264,21 @@ class Editor:
         src: Path | str,
         dst: Path | str,
         target: EditTarget,
-        options: EditOptions = EditOptions(),
+        options: EditChoices = EditChoices(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
         *,
         speech_track: Path | str | None = None,
         pose_video: Path | str | None = None,
+        limits: Limits = Limits(),
     ) -> EditResult:
         """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
-        only that window of `src` is edited (a clip preview)."""
+        only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
+        user's `options`."""
         src, dst, report = Path(src), Path(dst), progress or _no_progress
         if options.lips == "video" and speech_track is not None and pose_video is None:
-            return self._follow_track(src, dst, target, options, report, library, Path(speech_track))
+            return self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
             if options.preview_s is not None:
                 raise InputError(
@@ -285,11 +287,11 @@ class Editor:
             from cmet_core.dubbing import Dub
 
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
-            return Dub(self, src, dst, target, options, report, library, track, pose).run()
-        with clip_window(src, options, dst.parent) as windowed:
+            return Dub(self, src, dst, target, options, limits, report, library, track, pose).run()
+        with clip_window(src, options, limits, dst.parent) as windowed:
             if isinstance(target, ClipTimeline) and windowed.duration_s is not None:
                 target = target.windowed(windowed.start_s, windowed.duration_s)
-            done = _Edit(self, windowed.src, dst, target, windowed.options, report, library).run()
+            done = _Edit(self, windowed.src, dst, target, windowed.options, limits, report, library).run()
         return replace(done, source_frame=done.source_frame + windowed.first)
 
     def _follow_track(
@@ -297,7 +299,8 @@ class Editor:
         src: Path,
         dst: Path,
         target: EditTarget,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
         track: Path,
@@ -311,16 +314,20 @@ class Editor:
         assert voice is not None
         if options.preview_s is not None:
             raise InputError(ErrorCode.BAD_PREVIEW_WINDOW, "clip previews with a separate speech track are not offered")
-        edit = _Edit(self, src, dst, voice.model_copy(update={"audio": track}), options, progress, library)
+        edit = _Edit(self, src, dst, voice.model_copy(update={"audio": track}), options, limits, progress, library)
         edit.audio = track
         return edit.run()
 
     def expression_weights(
-        self, src: Path | str, options: EditOptions = EditOptions(), progress: Progress | None = None
+        self,
+        src: Path | str,
+        options: EditChoices = EditChoices(),
+        progress: Progress | None = None,
+        limits: Limits = Limits(),
     ) -> np.ndarray:
         """Every frame's expression code (frames x the backbone's expression width), found and cropped as an edit
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
-        return _Edit(self, Path(src), Path(src), None, options, progress or _no_progress, None).expression()
+        return _Edit(self, Path(src), Path(src), None, options, limits, progress or _no_progress, None).expression()
 
 
 class _Edit:
@@ -332,7 +339,8 @@ class _Edit:
         src: Path,
         dst: Path,
         target: EditTarget | None,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         progress: Progress,
         library: EmotionLibrary | None,
     ) -> None:
@@ -344,7 +352,7 @@ class _Edit:
             options,
             progress,
         )
-        self.library = library
+        self.library, self.limits = library, limits
         self.backbone = editor.backbone
         self.seconds: dict[Stage, float] = {}
         self.network = 0.0
@@ -368,7 +376,7 @@ class _Edit:
         self.network += time.perf_counter() - start
 
     def expression(self) -> np.ndarray:
-        info = self.options.probe(self.src)
+        info = probe_input(self.src, self.options, self.limits)
         boxes, source_index = self._faces(info, faces.is_face_crop(info.width, info.height))
         motion, _, _ = self._encode(boxes, source_index)
         return motion.exp.numpy()
@@ -376,10 +384,10 @@ class _Edit:
     def run(self) -> EditResult:
         assert self.target is not None
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
-        info = self.options.probe(self.src)
+        info = probe_input(self.src, self.options, self.limits)
         with self._stage(Stage.EXPRESSION), self._network():
             plan = self.editor.plan(
-                self.target, self.library, self.src, info.duration_s, self.options, has_audio=info.has_audio
+                self.target, self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio
             )
         crop_input = faces.is_face_crop(info.width, info.height)
         boxes, source_index, motion, times, source = self._motion(info, crop_input)
@@ -443,8 +451,14 @@ class _Edit:
 
     # -- pass 1: where the face is ---------------------------------------------------------
     def _faces(self, info: VideoInfo, crop_input: bool) -> tuple[list[faces.CropBox], int]:
-        plan = self.options.face_plan(
-            self.src, info, crop_input, lambda done, total: self.progress(Stage.FACES, done, total), self.frame_limit
+        plan = face_plan(
+            self.src,
+            info,
+            self.options,
+            self.limits,
+            crop_input,
+            lambda done, total: self.progress(Stage.FACES, done, total),
+            self.frame_limit,
         )
         return plan.boxes, plan.source_index
 
@@ -456,7 +470,7 @@ class _Edit:
         parts: list[MotionRecord] = []
         times: list[float] = []
         source_crop: np.ndarray | None = None
-        for chunk in _chunks(self._read(), self.options.chunk_frames):
+        for chunk in _chunks(self._read(), self.limits.chunk_frames):
             if chunk[-1].index >= len(boxes):
                 raise InputError(ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave more frames than the first pass")
             crops = self._crops(chunk, boxes)
@@ -515,9 +529,9 @@ class _Edit:
             out,
             like=like if self.audio is None else replace(like, has_audio=True),
             audio_from=self.audio or (self.src if like.has_audio else None),
-            crf=self.options.crf,
+            crf=self.limits.crf,
         ) as writer:
-            for chunk in _chunks(read_frames(self.src), self.options.chunk_frames):
+            for chunk in _chunks(read_frames(self.src), self.limits.chunk_frames):
                 a, b = chunk[0].index, chunk[-1].index + 1
                 with self._network():
                     rendered = _to_images(self.backbone.render(source, motion.index(slice(a, b)).with_exp(exp[a:b])))

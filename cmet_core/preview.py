@@ -30,7 +30,7 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.images import to_images, to_tensor
 from cmet_core.media.video import read_frames
-from cmet_core.options import EditOptions, SheetChoice
+from cmet_core.options import EditChoices, Limits, SheetChoice, face_plan, probe_input
 from cmet_core.stages import Progress, Stage
 from cmet_core.targets import EmotionTarget
 
@@ -146,12 +146,14 @@ def contact_sheet(
     editor: Editor,
     src: Path | str,
     choice: SheetChoice,
-    options: EditOptions = EditOptions(),
+    options: EditChoices = EditChoices(),
     library: EmotionLibrary | None = None,
     progress: Progress | None = None,
+    limits: Limits = Limits(),
 ) -> ContactSheet:
-    """`choice.frame` of `src` under every emotion x intensity; the face chosen and cropped as `options` say."""
-    return _Sheet(editor, Path(src), choice, options, library, progress or (lambda _s, _d, _t: None)).run()
+    """`choice.frame` of `src` under every emotion x intensity; the face chosen and cropped as `options`
+    say, the input under the operator's `limits`."""
+    return _Sheet(editor, Path(src), choice, options, limits, library, progress or (lambda _s, _d, _t: None)).run()
 
 
 class _Sheet:
@@ -160,11 +162,12 @@ class _Sheet:
         editor: Editor,
         src: Path,
         choice: SheetChoice,
-        options: EditOptions,
+        options: EditChoices,
+        limits: Limits,
         library: EmotionLibrary | None,
         progress: Progress,
     ) -> None:
-        self.editor, self.src, self.choice, self.options = editor, src, choice, options
+        self.editor, self.src, self.choice, self.options, self.limits = editor, src, choice, options, limits
         self.library, self.progress = library, progress
         self.seconds: dict[Stage, float] = {}
 
@@ -176,7 +179,7 @@ class _Sheet:
 
     def run(self) -> ContactSheet:
         choice, backbone = self.choice, self.editor.backbone
-        info = self.options.probe(self.src)
+        info = probe_input(self.src, self.options, self.limits)
         with self._stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
                 (e, i): self.editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
@@ -185,8 +188,13 @@ class _Sheet:
             }
         crop_input = faces.is_face_crop(info.width, info.height)
         with self._stage(Stage.FACES):
-            plan = self.options.face_plan(
-                self.src, info, crop_input, lambda done, total: self.progress(Stage.FACES, done, total)
+            plan = face_plan(
+                self.src,
+                info,
+                self.options,
+                self.limits,
+                crop_input,
+                lambda done, total: self.progress(Stage.FACES, done, total),
             )
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):

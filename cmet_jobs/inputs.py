@@ -16,7 +16,7 @@ from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import photo_size
 from cmet_core.media.speech_track import check_track
 from cmet_core.media.video import VideoInfo
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_jobs.errors import RequestError
 
 
@@ -24,19 +24,19 @@ def _refused(exc: InputError, part: str, path: Path) -> RequestError:
     return RequestError(exc.code, f"{part}: {exc}".replace(str(path), "the uploaded file"))
 
 
-def check_video(path: Path, options: EditOptions, part: str = "video") -> VideoInfo:
+def check_video(path: Path, choices: EditChoices, limits: Limits, part: str = "video") -> VideoInfo:
     """The clip's probe, or a 422 naming what is wrong with it, which limit it passes, or that
     `source_frame` lies past its end (the worker checks URL and asset inputs the same way)."""
     try:
-        return options.probe(path)
+        return probe_input(path, choices, limits)
     except InputError as exc:
         raise _refused(exc, part, path) from None
 
 
-def check_photo(path: Path, options: EditOptions) -> None:
+def check_photo(path: Path, limits: Limits) -> None:
     """A photo to animate: readable, and within the pixel rate the dub's 25 fps output will have."""
     try:
-        photo_size(path, options.max_pixels_per_second / LIP_FPS)
+        photo_size(path, limits.max_pixels_per_second / LIP_FPS)
     except InputError as exc:
         raise _refused(exc, "video", path) from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
+from cmet_core.options import EditChoices
 from cmet_jobs import emotions, queue, schemas, submissions, uploads
 from cmet_jobs.db.models import ApiKey, Asset, JobRow
 from cmet_jobs.errors import RequestError
@@ -62,7 +63,7 @@ def submit(
     submissions.check_url_list(settings, video_urls, body.webhook_url)
     video = None
     if submission.video_file is not None:
-        video = check_video(submission.video_file, settings.edit_options(body))
+        video = check_video(submission.video_file, EditChoices.of(body), settings.limits())
         if body.frame is not None and body.frame >= video.frame_count:
             last = video.frame_count - 1
             raise RequestError(ErrorCode.BAD_PREVIEW_FRAME, f"frame {body.frame} is outside the clip (frames 0-{last})")
@@ -88,12 +89,5 @@ def _spec(
     asset: Asset | None,
     storage: Storage,
 ) -> SheetSpec:
-    return SheetSpec(
-        video=submissions.store_video(job_id, submission.video_file, asset, body.video_url, storage),
-        emotions=rows,
-        intensities=body.intensities,
-        frame=body.frame,
-        face_index=body.face_index,
-        face_box=body.face_box,
-        source_frame=body.source_frame,
-    )
+    video = submissions.store_video(job_id, submission.video_file, asset, body.video_url, storage)
+    return SheetSpec.model_validate({**submissions.carried(body, SheetSpec), "video": video, "emotions": rows})

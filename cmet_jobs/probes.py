@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.options import EditOptions, FaceChoice
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_jobs import queue, schemas, uploads
 from cmet_jobs.db.models import ApiKey, Asset
 from cmet_jobs.db.session import session_scope
@@ -58,21 +58,21 @@ def read(session: Session, storage: Storage, key: ApiKey, asset_id: str) -> sche
         return schemas.Probe(state="pending")
 
 
-def measure(path: Path, options: EditOptions) -> schemas.Probe:
+def measure(path: Path, limits: Limits) -> schemas.Probe:
     """The video's probe under the deployment's limits and its face at the start, or the error code
     an edit of it would fail with (worker side: this loads MediaPipe)."""
     from cmet_core import faces
     from cmet_core.media.video import read_frames
 
     try:
-        info = options.probe(path)
+        info = probe_input(path, EditChoices(), limits)
         detections: list[list[faces.Detection]] = []
         with faces.FaceDetector() as detector:
             for frame in read_frames(path):
                 detections.append(detector.detect(frame.image))
                 if len(detections) >= PROBE_FRAMES:
                     break
-        track = faces.track(detections, options.face_selection(), frame_size=(info.width, info.height))
+        track = faces.track(detections, EditChoices().face_selection(), frame_size=(info.width, info.height))
         found = next(((i, box) for i, box in enumerate(track) if box is not None), None)
         if found is None:
             raise InputError(ErrorCode.NO_FACE, f"no face found in the first {len(detections)} frames")
@@ -102,7 +102,7 @@ def run(settings: JobsSettings, storage: Storage, asset_id: str, work: Path) -> 
         session.expunge(asset)
     source = work / "video"
     storage.get_file(asset.storage_key, source)
-    answer = measure(source, settings.edit_options(FaceChoice()))
+    answer = measure(source, settings.limits())
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as out:
         json.dump(answer.model_dump(mode="json", exclude_none=True), out)
     storage.put_file(result_key(asset), Path(out.name), "application/json")

@@ -9,8 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cmet_core.errors import ErrorCode
-from cmet_core.lips import LipChoice
-from cmet_core.options import ClipWindow, FaceChoice, SheetChoice
+from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
 from cmet_core.timeline import Timeline
 from cmet_core.voice import VoiceChoice
@@ -82,7 +81,7 @@ def _json_text(value: Any) -> Any:
     return value
 
 
-class EditCreate(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
+class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
     `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
     blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's

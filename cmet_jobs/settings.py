@@ -14,9 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.lips import LipChoice
 from cmet_core.models.manifests import OptionalKind, SpeechKind
-from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, ClipWindow, EditOptions, FaceChoice
+from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, Limits
 from cmet_core.settings import CoreSettings
 
 BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, OptionalKind]
@@ -174,17 +173,10 @@ class JobsSettings(CoreSettings):
                 pass
         return path.read_text().strip().encode()
 
-    def edit_options(self, choice: FaceChoice) -> EditOptions:
-        """A request's or a job's face and lip choices (and clip window, if it has one) with this deployment's
-        input limits: the API checks uploads with them at submission, the worker runs every edit with them."""
-        fields = [
-            *FaceChoice.model_fields,
-            *(LipChoice.model_fields if isinstance(choice, LipChoice) else ()),
-            *(ClipWindow.model_fields if isinstance(choice, ClipWindow) else ()),
-        ]
-        chosen = {name: getattr(choice, name) for name in fields}
-        return EditOptions(
-            **chosen,
+    def limits(self) -> Limits:
+        """This deployment's input limits: the API checks uploads with them at submission, the worker runs
+        every edit with them (beside the job's own choices)."""
+        return Limits(
             max_duration_s=self.max_video_duration_s,
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,

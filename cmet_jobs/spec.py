@@ -1,9 +1,10 @@
 """`EditSpec`: everything about one edit, as the API stores it on the job and the worker runs it.
 
 The API validates a request into it (after storing the uploaded files), the record keeps its
-JSON, the worker `model_validate`s it back. Its options are `cmet_core`'s own (`FaceChoice`,
-`EmotionChoice`), so the CLI, the request schema and the worker share one definition and one
-set of limits. New edit features add their fields here.
+JSON, the worker `model_validate`s it back. Its target fields (`EmotionChoice`, `VoiceChoice`)
+and its choices (`EditChoices`) are `cmet_core`'s own, so the CLI, the request schema and the
+worker share one definition. New edit options are fields of `EditChoices`, not of this module;
+the deployment's limits are never stored here (`JobsSettings.limits` gives them to the worker).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.lips import LipChoice
-from cmet_core.options import ClipWindow, EditOptions, FaceChoice, SheetChoice
+from cmet_core.options import EditChoices, FaceChoice, Limits, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
 from cmet_core.timeline import ClipTimeline, SpeechClips, Timeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceChoice
@@ -56,9 +56,9 @@ Fetch = Callable[[InputRef, str], Path]
 """fetch(ref, name): the input at `ref` as a local file called `name` in the job's folder."""
 
 
-class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
-    """The inputs, the target (emotion, speech clips or a timeline; intensity) and the options of an edit
-    (or of a clip preview: `preview_s` set)."""
+class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
+    """The inputs, the target (emotion, speech clips or a timeline; intensity) and the choices of an edit
+    (or of a clip preview: `preview_s` set); `EditChoices.of(spec)` is what the pipeline runs with."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -97,9 +97,6 @@ class EditSpec(EmotionChoice, FaceChoice, LipChoice, VoiceChoice, ClipWindow):
         assert isinstance(timeline, ClipTimeline)
         return timeline
 
-    def options(self, settings: JobsSettings) -> EditOptions:
-        return settings.edit_options(self)
-
 
 class SheetSpec(SheetChoice, FaceChoice):
     """A contact sheet: the video, the rows (emotions, resolved to library names or custom ids) and columns
@@ -109,5 +106,7 @@ class SheetSpec(SheetChoice, FaceChoice):
 
     video: InputRef
 
-    def options(self, settings: JobsSettings) -> EditOptions:
-        return settings.edit_options(self)
+
+def run_options(spec: EditSpec | SheetSpec, settings: JobsSettings) -> tuple[EditChoices, Limits]:
+    """What the pipeline runs a stored job with: the job's own choices, this deployment's limits."""
+    return EditChoices.of(spec), settings.limits()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
+from cmet_core.options import EditChoices
 from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
@@ -215,19 +216,19 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
     check_urls(body, settings)
-    options = settings.edit_options(body)
+    choices, limits = EditChoices.of(body), settings.limits()
     video = None
     if submission.video_file is not None:
         if photo:
-            check_photo(submission.video_file, options)
+            check_photo(submission.video_file, limits)
         else:
-            video = check_video(submission.video_file, options)
+            video = check_video(submission.video_file, choices, limits)
     for path in submission.speech_files:
         check_speech(path)
     if submission.speech_track_file is not None:
-        check_speech_track(submission.speech_track_file, options.max_duration_s)
+        check_speech_track(submission.speech_track_file, limits.max_duration_s)
     if submission.pose_video_file is not None:
-        check_video(submission.pose_video_file, options, "pose_video")
+        check_video(submission.pose_video_file, choices, limits, "pose_video")
     track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
     clip = video if body.lips == "video" and not track else None  # else the voice is the speech track's
     timelines.check_voice(body, clip)
@@ -366,26 +367,21 @@ def _store_inputs(
         if body.timeline is not None
         else None
     )
-    return EditSpec(
-        video=video,
-        speech=tuple(speech),
-        speech_track=single("speech_track", submission.speech_track_file, "speech"),
-        pose_video=single("pose_video", submission.pose_video_file, "video"),
-        lips=body.lips,
-        pose_fill=body.pose_fill,
-        emotion=body.emotion,
-        intensity=body.intensity,
-        face_index=body.face_index,
-        face_box=body.face_box,
-        source_frame=body.source_frame,
-        enhance=body.enhance,
-        enhance_strength=body.enhance_strength,
-        upscale=body.upscale,
-        neutral=body.neutral,
-        timeline=timeline,
-        preview_s=body.preview_s,
-        preview_start_s=body.preview_start_s,
-    )
+    stored = {
+        "video": video,
+        "speech": tuple(speech),
+        "speech_track": single("speech_track", submission.speech_track_file, "speech"),
+        "pose_video": single("pose_video", submission.pose_video_file, "video"),
+        "timeline": timeline,
+    }
+    return EditSpec.model_validate({**carried(body, EditSpec), **stored})
+
+
+def carried(body: BaseModel, spec: type[BaseModel]) -> dict[str, Any]:
+    """Every field the request and the spec share (the target and each choice), in one call, so a new
+    option is carried without a line here. The caller puts the stored inputs over it (parts, assets and
+    URLs as references, a timeline with its clips stored)."""
+    return body.model_dump(include=set(type(body).model_fields) & set(spec.model_fields))
 
 
 @dataclass(frozen=True)

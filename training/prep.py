@@ -60,7 +60,7 @@ def _device(device: str | None) -> str:
 
 def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, device: str | None = None) -> PrepReport:
     """EDTalk's expression weights of every frame of every clip's video (faces found and cropped as an edit does)."""
-    from cmet_core.options import EditOptions
+    from cmet_core.options import EditChoices, Limits
     from cmet_core.pipeline import Editor
 
     report = PrepReport()
@@ -70,11 +70,11 @@ def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, d
     from cmet_core.settings import get_settings
 
     editor = Editor.from_settings(get_settings(), models=models, device=device, batch=batch)
-    options = EditOptions(chunk_frames=min(batch, 256))
+    limits = Limits(chunk_frames=min(batch, 256))
     for clip in tqdm(todo, desc="visual", unit="clip"):
         assert clip.video is not None
         try:
-            exp = editor.expression_weights(clip.video, options)
+            exp = editor.expression_weights(clip.video, EditChoices(), limits=limits)
         except InputError as exc:
             report.failed.append(f"{clip.video}: {exc}")
             continue

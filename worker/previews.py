@@ -12,7 +12,7 @@ from cmet_core.emotions import EmotionLibrary
 from cmet_jobs import jobs
 from cmet_jobs.results import SheetCell, SheetResult
 from cmet_jobs.settings import JobsSettings
-from cmet_jobs.spec import SheetSpec
+from cmet_jobs.spec import SheetSpec, run_options
 from cmet_jobs.storage import Storage
 from worker.editor import EDITOR
 
@@ -33,7 +33,8 @@ def render_sheet(
     """(the job's result, the grid's storage key)."""
     from cmet_core.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
 
-    sheet = contact_sheet(EDITOR.get(settings), video, spec, spec.options(settings), library, progress)
+    choices, limits = run_options(spec, settings)
+    sheet = contact_sheet(EDITOR.get(settings), video, spec, choices, library, progress, limits)
     cells = []
     for cell, path in zip(sheet.cells, sheet.save_cells(work / jobs.CELLS_FOLDER), strict=True):
         key = jobs.cell_key(job_id, path.name)

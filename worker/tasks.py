@@ -30,7 +30,7 @@ from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT_OLD_NAME, RUN_JOB
 from cmet_jobs.results import EditResult, JobResult
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
-from cmet_jobs.spec import EditSpec, InputRef, SheetSpec
+from cmet_jobs.spec import EditSpec, InputRef, SheetSpec, run_options
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
@@ -301,10 +301,12 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     )
     library = _library(settings, key_id)
     target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
-    options = spec.options(settings)
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
-    result = editor.edit(video, output, target, options, progress, library, speech_track=track, pose_video=pose)
+    choices, limits = run_options(spec, settings)
+    result = editor.edit(
+        video, output, target, choices, progress, library, speech_track=track, pose_video=pose, limits=limits
+    )
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)

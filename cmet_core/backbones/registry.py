@@ -11,7 +11,8 @@ from cmet_core.models.errors import ModelLoadError
 
 DEFAULT_BACKBONE: Final = "edtalk"
 
-_BACKBONES: dict[str, BackboneSpec] = {EDTALK.name: EDTALK}
+_BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (EDTALK,)}
+"""Every backbone a set can name: a new backbone's `entry` is imported above and listed here."""
 
 
 def register(spec: BackboneSpec) -> None:

@@ -6,15 +6,18 @@ backbone's loaders import their network only when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cmet_core.models.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
+    from cmet_core.goldens import GroupResult
     from cmet_core.models.runtime import RuntimeOptions
 
 
@@ -41,6 +44,26 @@ class Framing:
 
 
 @dataclass(frozen=True)
+class BackboneTools:
+    """What making, converting and checking sets of a backbone needs (torch side, so handed out on demand
+    by `BackboneSpec.tools`): the generator from a member config, the kit's fill rule, the configs of
+    `make-tiny` and `make-filled`, the converter of its published checkpoint and its conformance groups."""
+
+    network: Callable[[Mapping[str, Any]], torch.nn.Module]
+    """(member config) -> the generator with fresh weights (its state dict is what a member file holds)."""
+    fill_rule: Callable[[str, torch.Size], tuple[float, float] | None]
+    """The kit's `cmet-fill-v1` rule of the generator: (key, shape) -> (a, s), or None to keep the value."""
+    tiny: Mapping[str, Any]
+    """The config of `make-tiny`'s generator (small, fast, random)."""
+    full: Mapping[str, Any]
+    """The config of `make-filled`'s generator (the published size)."""
+    convert: Callable[[Path, Path, str], Path]
+    """(published checkpoint, set folder, version) -> the member manifest written into the folder."""
+    conformance: Callable[[Path], Iterator[GroupResult]]
+    """(conformance kit folder) -> the backbone's golden groups (nothing when the kit has none of them)."""
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """A registered backbone. Its generator is the set member of kind `name` (`models.json` names it)."""
 
@@ -51,6 +74,15 @@ class BackboneSpec:
     """(weights or manifest path, verify digest) -> the generator module, in eval mode."""
     build: Callable[[torch.nn.Module, RuntimeOptions], Backbone]
     """(generator module, runtime options) -> the backbone that encodes and renders on a device."""
+    tools: Callable[[], BackboneTools] | None = None
+    """The backbone's set-making tools (importing them imports torch); None: sets of it are not made,
+    converted or filled here (a test's stand-in)."""
+
+    def require_tools(self) -> BackboneTools:
+        """The tools, or a `ModelLoadError` naming the backbone when it registers none."""
+        if self.tools is None:
+            raise ModelLoadError(f"the {self.name} backbone registers no tools to make, convert or fill its networks")
+        return self.tools()
 
 
 def misfits(backbone: str, widths: Widths, connector_exp: int | None, lip: int | None) -> list[str]:

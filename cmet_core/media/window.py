@@ -20,7 +20,7 @@ import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import MediaError, VideoInfo, read_frames
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Windowed:
     """What an edit runs on: the input itself, or a preview window's cut with the options mapped onto it."""
 
     src: Path
-    options: EditOptions
+    options: EditChoices
     first: int = 0
     """Index in the input of the first frame of `src`."""
     start_s: float = 0.0
@@ -145,13 +145,13 @@ class Windowed:
 
 
 @contextmanager
-def clip_window(src: Path, options: EditOptions, scratch: Path) -> Iterator[Windowed]:
+def clip_window(src: Path, options: EditChoices, limits: Limits, scratch: Path) -> Iterator[Windowed]:
     """The input itself without `preview_s`; else its window, cut into a folder under `scratch` for as
     long as the context lasts. An explicit `source_frame` must lie inside the window."""
     if options.preview_s is None:
         yield Windowed(src, options)
         return
-    info = options.probe(src)
+    info = probe_input(src, options, limits)
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".cmet-window-", dir=scratch) as folder:
         window = cut(src, Path(folder) / "window.mov", info, options.preview_start_s, options.preview_s)

@@ -13,13 +13,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cmet_core.backbones.edtalk.network import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
 from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_gfpgan, write_model
@@ -163,15 +162,20 @@ def make_tiny_set(
     name: str = "tiny",
     restorer: bool = True,
     audio2lip: bool = True,
+    backbone: BackboneKind = DEFAULT_BACKBONE,
 ) -> Path:
     """A complete random set with the tiny configs: fast enough for tests and development.
 
-    `restorer=False` leaves out the optional face restorer (a set that cannot `enhance`),
-    `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub)."""
+    The `backbone`'s tiny generator (its tools' `tiny` config), and a connector and Audio2Lip as wide
+    as its expression and lip codes. `restorer=False` leaves out the optional face restorer (a set that
+    cannot `enhance`), `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub)."""
+    spec = backbone_spec(backbone)
+    tools = spec.require_tools()
+    widths = spec.widths(tools.tiny)
     with staged_set(dest, force) as stage:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            gen, con = Generator(TINY_EDTALK), Connector(TINY_CONNECTOR)
+            gen, con = tools.network(tools.tiny), Connector(replace(TINY_CONNECTOR, exp_dim=widths.exp))
             tiny_restorer = GFPGAN(TINY_GFPGAN)
         source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
         if restorer:
@@ -179,50 +183,62 @@ def make_tiny_set(
 
             fill_module(tiny_restorer, "gfpgan")  # the kit's rule: well-conditioned, seed-independent
             _add_member(stage, "gfpgan", tiny_restorer, TINY_GFPGAN.to_dict(), "tiny", version, source)
-        _add_member(stage, "edtalk", gen, TINY_EDTALK.to_dict(), "tiny", version, source)
-        _add_member(stage, "connector", con, TINY_CONNECTOR.to_dict(), "tiny", version, source)
+        _add_member(stage, backbone, gen, dict(tools.tiny), "tiny", version, source)
+        _add_member(stage, "connector", con, con.cfg.to_dict(), "tiny", version, source)
         if audio2lip:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                a2l = Audio2Lip(TINY_AUDIO2LIP)
+                a2l = Audio2Lip(replace(TINY_AUDIO2LIP, lip_dim=widths.lip))
                 _randomise_batchnorm(a2l)
-            _add_member(stage, "audio2lip", a2l, TINY_AUDIO2LIP.to_dict(), "tiny", version, source)
+            _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "tiny", version, source)
         add_tiny_emotion2vec(stage, seed, **TINY_EMOTION2VEC)
-        finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output")
+        finish_set(stage, name, version, f"random tiny models (seed {seed}); not for real output", backbone)
     return Path(dest)
 
 
-def make_filled_set(dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0) -> Path:
-    """Full-size EDTalk, connector, face restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks
-    without official weights).
+def make_filled_set(
+    dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0, backbone: BackboneKind = DEFAULT_BACKBONE
+) -> Path:
+    """The `backbone`'s full-size generator, connector, face restorer and Audio2Lip filled by rule
+    cmet-fill-v1 (benchmarks without official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
     """
     from cmet_core.fill import fill_module
 
+    spec = backbone_spec(backbone)
+    tools = spec.require_tools()
+    widths = spec.widths(tools.full)
     with staged_set(dest, force) as stage:
-        gen, con, restorer = Generator(EDTalkConfig()), Connector(ConnectorConfig()), GFPGAN(GFPGANConfig())
-        a2l = Audio2Lip(Audio2LipConfig())
-        fill_module(gen, "edtalk")
+        gen = tools.network(tools.full)
+        con, restorer = Connector(ConnectorConfig(exp_dim=widths.exp)), GFPGAN(GFPGANConfig())
+        a2l = Audio2Lip(Audio2LipConfig(lip_dim=widths.lip))
+        fill_module(gen, backbone)
         fill_module(con, "connector")
         fill_module(restorer, "gfpgan")
         fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
         _add_member(stage, "gfpgan", restorer, restorer.cfg.to_dict(), "filled", "1.4.0", source)
         _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
-        _add_member(stage, "edtalk", gen, gen.cfg.to_dict(), "filled", "1.0.0", source)
+        _add_member(stage, backbone, gen, dict(tools.full), "filled", "1.0.0", source)
         _add_member(stage, "connector", con, con.cfg.to_dict(), "filled", "1.0.0", source)
         add_tiny_emotion2vec(
             stage, seed, name="emotion2vec-random", embed_dim=con.cfg.speech_dim, depth=1, prenet_depth=0
         )
-        finish_set(stage, name, "1.0.0", "full-size models filled by cmet-fill-v1; emotion2vec is shallow and random")
+        finish_set(
+            stage,
+            name,
+            "1.0.0",
+            "full-size models filled by cmet-fill-v1; emotion2vec is shallow and random",
+            backbone,
+        )
     return Path(dest)
 
 
 def convert_set(
     dest: Path,
-    edtalk_pt: Path,
+    generator_pt: Path,
     connector_pth: Path,
     emotion2vec_dir: Path,
     *,
@@ -231,18 +247,21 @@ def convert_set(
     version: str = "1.0.0",
     gfpgan_pth: Path | None = None,
     audio2lip_pt: Path | None = None,
+    backbone: BackboneKind = DEFAULT_BACKBONE,
 ) -> Path:
     """A set from official files already on disk (e.g. downloaded by hand).
 
-    `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and `tokens.txt`;
-    `gfpgan_pth` the optional `GFPGANv1.4.pth`; `audio2lip_pt` (`Audio2Lip.pt`) is optional too:
-    without it the set edits but cannot dub.
+    `generator_pt` is the `backbone`'s published generator (EDTalk's `EDTalk.pt` for the default),
+    converted by its tools; `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and
+    `tokens.txt`; `gfpgan_pth` the optional `GFPGANv1.4.pth`; `audio2lip_pt` (`Audio2Lip.pt`) is
+    optional too: without it the set edits but cannot dub.
     """
-    from cmet_core.models.convert import convert_audio2lip, convert_connector, convert_edtalk, convert_gfpgan
+    from cmet_core.models.convert import convert_audio2lip, convert_connector, convert_gfpgan
 
+    tools = backbone_spec(backbone).require_tools()
     e2v = Path(emotion2vec_dir)
     with staged_set(dest, force) as stage:
-        convert_edtalk(Path(edtalk_pt), stage, version=version)
+        tools.convert(Path(generator_pt), stage, version)
         convert_connector(Path(connector_pth), stage, version=version)
         if audio2lip_pt is not None:
             convert_audio2lip(Path(audio2lip_pt), stage, version=version)
@@ -250,7 +269,7 @@ def convert_set(
         import_emotion2vec(e2v / "config.yaml", e2v / "model.pt", stage, version=version, extra=tokens)
         if gfpgan_pth is not None:
             convert_gfpgan(Path(gfpgan_pth), stage)
-        finish_set(stage, name, version, "converted from local official files")
+        finish_set(stage, name, version, "converted from local official files", backbone)
     return Path(dest)
 
 
@@ -313,6 +332,7 @@ def verify_set(set_dir: Path, *, load: bool = True) -> SetReport:
                 detail = "sha256 ok; strict load ok"
             elif kind == "gfpgan":
                 load_gfpgan(weights, verify=False)
+                detail = "sha256 ok; strict load ok"
             elif kind == "audio2lip":
                 load_audio2lip(weights, verify=False)
                 detail = "sha256 ok; strict load ok"

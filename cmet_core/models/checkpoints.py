@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cmet_core.backbones.edtalk.network import EDTalkConfig, Generator
+from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.models.audio2lip import Audio2Lip, Audio2LipConfig
 from cmet_core.models.connector import Connector, ConnectorConfig
 from cmet_core.models.errors import ModelLoadError, few
@@ -68,8 +68,8 @@ def check_state(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any], wh
 
 def _build(kind: Kind, config: Mapping[str, Any], where: Path) -> torch.nn.Module:
     try:
-        if kind == "edtalk":
-            return Generator(EDTalkConfig(**config))
+        if kind in backbone_names():
+            return backbone_spec(kind).require_tools().network(config)
         if kind == "connector":
             return Connector(ConnectorConfig(**config))
         if kind == "gfpgan":
@@ -104,13 +104,6 @@ def load_module(path: Path, kind: Kind, *, verify: bool = True) -> torch.nn.Modu
     check_state(module.state_dict(), state, str(weights), describe(kind, module))
     module.load_state_dict(state, strict=True)
     return module.eval()
-
-
-def load_edtalk(path: Path, *, verify: bool = True) -> Generator:
-    """An EDTalk generator from `edtalk.safetensors` (or its manifest), in eval mode."""
-    module = load_module(path, "edtalk", verify=verify)
-    assert isinstance(module, Generator)
-    return module
 
 
 def load_connector(path: Path, *, verify: bool = True) -> Connector:

@@ -1,6 +1,6 @@
 """Converters from the published files to our format (see `checkpoints`).
 
-* `EDTalk.pt`: a torch pickle, a dict whose `gen` entry is the generator's state dict.
+* a backbone's published generator: its own converter (`BackboneTools.convert`), built on `convert_member`.
 * the C-MET connector `.pth`: a dict whose `state_dict` entry is the connector's state dict,
   next to `optimizer`, `global_step` and `global_epoch`, which we drop.
 * `GFPGANv1.4.pth`: a dict whose `params_ema` entry (the EMA weights GFPGANer loads) is the
@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from cmet_core.backbones.edtalk.network import EDTalkConfig
 from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.checkpoints import write_model
 from cmet_core.models.connector import ConnectorConfig
@@ -142,7 +141,7 @@ def _source_for(path: Path, source: Source | None) -> Source:
     return source if source is not None else Source(kind="file", path=str(path), sha256=sha256_file(path))
 
 
-def _convert(
+def convert_member(
     src: Path,
     dest_dir: Path,
     kind: Kind,
@@ -154,6 +153,8 @@ def _convert(
     source: Source | None,
     licence: str | None = None,
 ) -> Path:
+    """The state dict under `key` of the published checkpoint `src` (a `what`), written as a member of
+    `kind` with `config` into `dest_dir` and loaded back strictly; returns the manifest."""
     from cmet_core.models.checkpoints import load_module
 
     state = extract_state(read_torch_checkpoint(src), key, Path(src), what)
@@ -172,19 +173,6 @@ def _convert(
     return mpath
 
 
-def convert_edtalk(
-    src: Path,
-    dest_dir: Path,
-    *,
-    config: EDTalkConfig = EDTalkConfig(),
-    name: str = "edtalk",
-    version: str = "1.0.0",
-    source: Source | None = None,
-) -> Path:
-    """`EDTalk.pt` (`{"gen": state_dict, ...}`) -> `edtalk.safetensors` + manifest; returns the manifest."""
-    return _convert(src, dest_dir, "edtalk", "gen", "EDTalk generator", config.to_dict(), name, version, source)
-
-
 def convert_connector(
     src: Path,
     dest_dir: Path,
@@ -195,7 +183,7 @@ def convert_connector(
     source: Source | None = None,
 ) -> Path:
     """C-MET `*.pth` (`{"state_dict": ..., "optimizer": ...}`) -> `connector.safetensors` + manifest."""
-    return _convert(
+    return convert_member(
         src, dest_dir, "connector", "state_dict", "C-MET connector", config.to_dict(), name, version, source
     )
 
@@ -211,7 +199,7 @@ def convert_gfpgan(
     licence: str | None = GFPGAN_LICENCE,
 ) -> Path:
     """`GFPGANv1.4.pth` (`{"params_ema": state_dict, ...}`) -> `gfpgan.safetensors` + manifest, loaded back strictly."""
-    return _convert(
+    return convert_member(
         src, dest_dir, "gfpgan", "params_ema", "GFPGAN restorer", config.to_dict(), name, version, source, licence
     )
 
@@ -226,7 +214,7 @@ def convert_audio2lip(
     source: Source | None = None,
 ) -> Path:
     """`Audio2Lip.pt` (`{"audio2lip": state_dict, ...}`) -> `audio2lip.safetensors` + manifest, loaded strictly."""
-    return _convert(src, dest_dir, "audio2lip", "audio2lip", "Audio2Lip", config.to_dict(), name, version, source)
+    return convert_member(src, dest_dir, "audio2lip", "audio2lip", "Audio2Lip", config.to_dict(), name, version, source)
 
 
 def read_emotion2vec_config(path: Path) -> dict[str, Any]:

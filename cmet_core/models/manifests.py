@@ -22,9 +22,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,16 +34,35 @@ from pydantic import (
     model_validator,
 )
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.models.errors import ModelLoadError
 
-BackboneKind = Literal["edtalk"]
-"""Backbones a set can name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
 SpeechKind = Literal["emotion2vec"]
 """The speech encoder an emotion is embedded with."""
 SharedKind = Literal["connector", SpeechKind]
 OptionalKind = Literal["gfpgan", "audio2lip"]
-Kind = Literal[BackboneKind, SharedKind, OptionalKind]
-"""Every kind of member a set can hold, each name spelled once in the literals above."""
+MemberKind = Literal[SharedKind, OptionalKind]
+"""The members that are not a backbone's generator, each name spelled once in the literals above."""
+MEMBER_KINDS: tuple[MemberKind, ...] = get_args(MemberKind)
+
+
+def _backbone_name(value: str) -> str:
+    if value not in backbone_names():
+        raise ValueError(f"unknown backbone {value!r} (registered: {', '.join(backbone_names())})")
+    return value
+
+
+def _member_kind(value: str) -> str:
+    if value not in MEMBER_KINDS and value not in backbone_names():
+        known = ", ".join((*backbone_names(), *MEMBER_KINDS))
+        raise ValueError(f"unknown model kind {value!r} (known: {known})")
+    return value
+
+
+BackboneKind = Annotated[str, AfterValidator(_backbone_name)]
+"""A registered backbone's name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
+Kind = Annotated[str, AfterValidator(_member_kind)]
+"""A set member's kind: a registered backbone's name (its generator) or one of `MEMBER_KINDS`."""
 SHARED_KINDS: tuple[SharedKind, ...] = get_args(SharedKind)
 """The members every set has beside its backbone's generator; an edit needs these three."""
 OPTIONAL_KINDS: tuple[OptionalKind, ...] = get_args(OptionalKind)
@@ -192,7 +212,8 @@ class SetManifest(BaseModel):
     description: str = ""
     created_at: datetime
     backbone: BackboneKind = Field(
-        default="edtalk", description="The generator backbone; sets written before the field existed are EDTalk's."
+        default=DEFAULT_BACKBONE,
+        description="The generator backbone; sets written before the field existed have the default one.",
     )
     models: dict[Kind, SetEntry]
 

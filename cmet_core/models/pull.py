@@ -32,13 +32,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.backbones.edtalk.network import EDTalkConfig
+from cmet_core.backbones.edtalk.tools import convert_edtalk
 from cmet_core.models.audio2lip import Audio2LipConfig
 from cmet_core.models.build import finish_set, staged_set
 from cmet_core.models.connector import ConnectorConfig
 from cmet_core.models.convert import (
     convert_audio2lip,
     convert_connector,
-    convert_edtalk,
     convert_gfpgan,
     import_emotion2vec,
 )

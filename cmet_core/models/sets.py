@@ -3,7 +3,7 @@
 Layout of a set (see `checkpoints` for the model format)::
 
     SET/models.json                                  set manifest: name, version, the three entries
-    SET/edtalk.safetensors      SET/edtalk.json      EDTalk generator
+    SET/<backbone>.safetensors  SET/<backbone>.json  the generator of the backbone `models.json` names
     SET/connector.safetensors   SET/connector.json   C-MET connector
     SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
     SET/gfpgan.safetensors      SET/gfpgan.json      optional: GFPGAN v1.4 face restorer (`enhance`)

@@ -16,10 +16,13 @@ from cmet_core.backbones.base import Backbone, MotionRecord
 from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.backbones.registry import backbone_names, backbone_spec, register
-from cmet_core.backbones.spec import BackboneSpec, Framing, Widths
+from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Widths
+from cmet_core.fill import fill_module
+from cmet_core.models.build import make_tiny_set, verify_set
+from cmet_core.models.checkpoints import load_module
 from cmet_core.models.connector import TINY_CONNECTOR
 from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import SET_MANIFEST
+from cmet_core.models.manifests import SET_MANIFEST, ModelManifest
 from cmet_core.models.runtime import RuntimeOptions
 from cmet_core.models.sets import compatibility, load_set, read_set
 from cmet_core.pipeline import Editor
@@ -185,3 +188,53 @@ def test_a_set_without_a_backbone_field_loads_as_edtalk(tiny_set: Path, tmp_path
     unknown = _linked_set(tiny_set, tmp_path / "unknown", {**written, "backbone": "nosuch"})
     with pytest.raises(ModelLoadError, match="backbone"):
         read_set(unknown)
+
+
+def _made_network(config: Any) -> torch.nn.Module:
+    return torch.nn.Linear(int(config["exp_dim"]), int(config["mouth_dim"]))
+
+
+def _made_convert(_src: Path, _dest: Path, _version: str) -> Path:
+    raise ModelLoadError("the made backbone has no published checkpoint")
+
+
+MADE_TOOLS = BackboneTools(
+    network=_made_network,
+    fill_rule=lambda _key, _shape: (0.5, 0.0),
+    tiny={"exp_dim": 12, "mouth_dim": 6},
+    full={"exp_dim": 30, "mouth_dim": 40},
+    convert=_made_convert,
+    conformance=lambda _kit: iter(()),
+)
+MADE = BackboneSpec(
+    name="made",
+    widths=_fake_widths,
+    load=lambda path, verify: load_module(path, "made", verify=verify),
+    build=_fake_build,
+    tools=lambda: MADE_TOOLS,
+)
+
+
+def test_a_registered_backbone_makes_fills_and_loads_sets_through_its_tools(tmp_path: Path) -> None:
+    register(MADE)
+    net = MADE_TOOLS.network(MADE_TOOLS.full)
+    fill_module(net, "made")  # the backbone's own rule, found by its name
+    assert all(torch.all(t == 0.5) for t in net.state_dict().values())
+    made = make_tiny_set(tmp_path / "made", backbone="made", restorer=False)
+    manifest = read_set(made)
+    assert manifest.backbone == "made" and manifest.required == ("made", "connector", "emotion2vec")
+    assert verify_set(made).ok
+    models = load_set(made)
+    assert isinstance(models.generator, torch.nn.Linear) and models.generator.weight.shape == (6, 12)
+    assert models.connector.cfg.exp_dim == 12  # as wide as the backbone's expression code
+    assert models.audio2lip is not None and models.audio2lip.config.lip_dim == 6  # and its 'mouth' part
+
+
+def test_kinds_are_the_registered_backbones_and_the_other_members(tiny_set: Path) -> None:
+    register(FAKE)
+    with pytest.raises(ModelLoadError, match="registers no tools"):
+        make_tiny_set(tiny_set.parent / "fake", backbone="fake")  # a stand-in without tools makes no set
+    model = json.loads((tiny_set / "connector.json").read_text())
+    assert ModelManifest.model_validate({**model, "kind": "fake"}).kind == "fake"
+    with pytest.raises(ValueError, match="unknown model kind 'nosuch'"):
+        ModelManifest.model_validate({**model, "kind": "nosuch"})

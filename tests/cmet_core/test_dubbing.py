@@ -19,13 +19,13 @@ from cmet_core.lips import check_inputs, filled, on_lip_grid, plan
 from cmet_core.media.audio import load_audio
 from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import probe, read_frames
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
 from tests.media_factory import make_speech, make_video
 
 HAPPY = EmotionTarget(emotion="happy")
-DUB = EditOptions(lips="speech")
+DUB = EditChoices(lips="speech")
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_speech_longer_than_the_video_fills_the_pose(
     src = make_video(tmp_path / "short.mp4", frames=6, size=(256, 256))  # a face crop: no detection needed
     track = tmp_path / "line.wav"
     soundfile.write(str(track), speech_16k[: 16000 // 2], 16000)  # 0.5 s: 12 frames
-    options = EditOptions(lips="speech", pose_fill=fill)
+    options = EditChoices(lips="speech", pose_fill=fill)
     result = editor.edit(src, tmp_path / "out.mp4", HAPPY, options, speech_track=track)
     assert result.frames == 12 and probe(tmp_path / "out.mp4").frame_count == 12
     assert abs(_duration(tmp_path / "out.mp4", "video") - 0.5) <= 1 / 25
@@ -195,7 +195,7 @@ def test_photo_animated_with_speech_and_a_pose_video(
     track = tmp_path / "line.wav"
     soundfile.write(str(track), speech_16k[: int(0.8 * 16000)], 16000)
     pose = test_data / "video" / "edtalk_pose_source1_cropped.mp4"
-    options = EditOptions(lips="speech")
+    options = EditChoices(lips="speech")
     result = editor.edit(photo, tmp_path / "photo.mp4", HAPPY, options, speech_track=track, pose_video=pose)
     out = probe(tmp_path / "photo.mp4")
     assert (out.width, out.height) == (840, 1024) and out.frame_count == result.frames == 20
@@ -217,12 +217,12 @@ def test_dubbing_errors(
     track = tmp_path / "line.wav"
     soundfile.write(str(track), speech_16k[:8000], 16000)
     cases = [
-        (photo, EditOptions(), {}, ErrorCode.PHOTO_NEEDS_SPEECH),
+        (photo, EditChoices(), {}, ErrorCode.PHOTO_NEEDS_SPEECH),
         (video, DUB, {}, ErrorCode.SPEECH_TRACK_MISSING),
         (video, DUB, {"speech_track": track, "pose_video": video}, ErrorCode.POSE_VIDEO_NEEDS_PHOTO),
         (video, DUB, {"speech_track": video.with_name("none.wav")}, ErrorCode.NOT_FOUND),
         (video, DUB, {"speech_track": make_video(tmp_path / "mute.mp4", audio=False)}, ErrorCode.NO_AUDIO),
-        (video, EditOptions(lips="speech", max_duration_s=0.25), {"speech_track": track}, ErrorCode.SPEECH_TOO_LONG),
+        (video, DUB, {"speech_track": track, "limits": Limits(max_duration_s=0.25)}, ErrorCode.SPEECH_TOO_LONG),
     ]
     for src, options, inputs, code in cases:
         with pytest.raises(InputError) as err:
@@ -247,12 +247,12 @@ def test_a_photo_dub_with_the_face_restored(
     photo = test_data / "faces" / "uncropped_face.jpg"
     track = tmp_path / "line.wav"
     soundfile.write(str(track), speech_16k[: int(0.4 * 16000)], 16000)
-    options = EditOptions(lips="speech", enhance="on")
+    options = EditChoices(lips="speech", enhance="on")
     result = editor.edit(photo, tmp_path / "hd.mp4", HAPPY, options, speech_track=track)
     assert result.frames == 10 and (result.width, result.height) == (840, 1024)
     assert result.stage_seconds.get("enhance", 0) > 0
     plain = editor.edit(
-        photo, tmp_path / "plain.mp4", HAPPY, EditOptions(lips="speech", enhance="off"), speech_track=track
+        photo, tmp_path / "plain.mp4", HAPPY, EditChoices(lips="speech", enhance="off"), speech_track=track
     )
     restored, unrestored = (next(read_frames(p)).image.astype(int) for p in (result.output, plain.output))
     assert np.abs(restored - unrestored).mean() > 0.1  # the face changed, the frame kept its size

@@ -21,7 +21,7 @@ from cmet_core.faces.geometry import CropBox
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.models.build import write_set_manifest
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
 
@@ -45,7 +45,7 @@ def clip(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def edits(editor: Editor, clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
     out = tmp_path_factory.mktemp("edits")
     return {
-        mode: (out / f"{mode}.mp4", editor.edit(clip, out / f"{mode}.mp4", HAPPY, EditOptions(enhance=mode)))
+        mode: (out / f"{mode}.mp4", editor.edit(clip, out / f"{mode}.mp4", HAPPY, EditChoices(enhance=mode)))
         for mode in ("off", "on")
     }
 
@@ -55,13 +55,13 @@ def _frames(path: Path) -> np.ndarray:
 
 
 def test_options_are_checked() -> None:
-    assert EditOptions().enhance == "auto" and EditOptions().enhance_strength == 1.0
+    assert EditChoices().enhance == "auto" and EditChoices().enhance_strength == 1.0
     with pytest.raises(ValidationError, match="enhance"):
-        EditOptions(enhance="sometimes")  # type: ignore[arg-type]
+        EditChoices(enhance="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="less than or equal to 1"):
-        EditOptions(enhance_strength=1.5)
+        EditChoices(enhance_strength=1.5)
     with pytest.raises(ValidationError, match="less than or equal to 2"):
-        EditOptions(upscale=4)
+        EditChoices(upscale=4)
 
 
 def test_similarity_recovers_a_known_transform() -> None:
@@ -103,7 +103,7 @@ def test_identical_frames_give_identical_restored_faces(editor: Editor, clip: Pa
     assert editor.restorer is not None
     frames = [f.image for f in read_frames(clip)]
     boxes = [CropBox(225.0, 190.0, 400.0)] * len(frames)
-    enhancer = Enhancer(editor.restorer, EditOptions(enhance="on"))
+    enhancer = Enhancer(editor.restorer, EditChoices(enhance="on"))
     enhancer.prepare(frames, boxes, lambda *_: None)
     still = [frames[0]] * 3
     enhancer.matrices[:3] = [enhancer.matrices[0]] * 3
@@ -118,25 +118,26 @@ def test_auto_restores_only_with_weights_and_on_refuses_without(tiny_set: Path, 
     write_set_manifest(tmp_path / "bare", "bare", "0.1.0")
     bare = Editor.load(tmp_path / "bare")
     assert bare.restorer is None
-    result = bare.edit(clip, tmp_path / "auto.mp4", HAPPY, EditOptions(enhance="auto"))
+    result = bare.edit(clip, tmp_path / "auto.mp4", HAPPY, EditChoices(enhance="auto"))
     assert "enhance" not in result.stage_seconds
     with pytest.raises(InputError) as err:
-        bare.edit(clip, tmp_path / "on.mp4", HAPPY, EditOptions(enhance="on"))
+        bare.edit(clip, tmp_path / "on.mp4", HAPPY, EditChoices(enhance="on"))
     assert err.value.code == ErrorCode.RESTORER_UNAVAILABLE
     assert not (tmp_path / "on.mp4").exists()
 
 
 def test_face_crop_input_comes_back_at_twice_the_size(editor: Editor, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "crop.mp4", seconds=0.24)
-    result = editor.edit(src, tmp_path / "big.mp4", HAPPY, EditOptions(upscale=2))
+    result = editor.edit(src, tmp_path / "big.mp4", HAPPY, EditChoices(upscale=2))
     info = probe(tmp_path / "big.mp4")
     assert (info.width, info.height, info.frame_count) == (512, 512, 6) and "enhance" in result.stage_seconds
-    plain = _frames(editor.edit(src, tmp_path / "plain.mp4", HAPPY, EditOptions(enhance="off")).output)
+    plain = _frames(editor.edit(src, tmp_path / "plain.mp4", HAPPY, EditChoices(enhance="off")).output)
     big = _frames(tmp_path / "big.mp4")
     # the corners (far from the face) are the plain edit, doubled
     assert np.abs(big[:, :40:2, :40:2] - plain[:, :20, :20]).mean() < 3.0
     with pytest.raises(InputError) as err:
-        EditOptions(upscale=2).probe(write_clip(tmp_path / "wide.mp4", lambda _i: np.zeros((64, 96, 3), np.uint8), 2))
+        wide = write_clip(tmp_path / "wide.mp4", lambda _i: np.zeros((64, 96, 3), np.uint8), 2)
+        probe_input(wide, EditChoices(upscale=2), Limits())
     assert err.value.code == ErrorCode.BAD_UPSCALE
 
 
@@ -148,7 +149,7 @@ def test_no_landmarks_anywhere_falls_back_to_the_crop_box(
     texture = rng.integers(60, 200, (256, 256, 3), dtype=np.uint8)
     src = write_clip(tmp_path / "noface.mp4", lambda i: np.roll(texture, i, axis=1), 5)
     with caplog.at_level(logging.INFO, logger="cmet_core.pipeline"):
-        result = editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(enhance="on", upscale=2))
+        result = editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(enhance="on", upscale=2))
     assert result.frames == 5 and probe(tmp_path / "out.mp4").width == 512
     assert "no landmarks in 5 of 5 frames" in caplog.text
 
@@ -180,7 +181,7 @@ def test_a_dub_is_restored_too(editor: Editor, tmp_path: Path, test_data: Path) 
     wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
     soundfile.write(str(tmp_path / "line.wav"), wav[: rate // 4], rate)  # 0.25 s: 6 frames at 25 fps
     src = write_sample_clip(tmp_path / "crop.mp4", seconds=0.2)
-    options = EditOptions(lips="speech", upscale=2)
+    options = EditChoices(lips="speech", upscale=2)
     result = editor.edit(src, tmp_path / "dub.mp4", HAPPY, options, speech_track=tmp_path / "line.wav")
     info = probe(tmp_path / "dub.mp4")
     assert (info.width, info.height) == (result.width, result.height) == (512, 512)
@@ -199,7 +200,7 @@ def test_auto_restores_where_the_restorer_adds_pixels() -> None:
     not; a restorer no larger than the generator (the tiny set's 32 and 32) adds nothing: off."""
     from cmet_core.enhance.stage import wanted
 
-    auto = EditOptions()
+    auto = EditChoices()
     assert wanted(auto, _Sized(512), 400.0, 256) and not wanted(auto, _Sized(512), 200.0, 256)  # type: ignore[arg-type]
     assert not wanted(auto, _Sized(32), 400.0, 32)  # type: ignore[arg-type]
-    assert wanted(EditOptions(enhance="on"), _Sized(32), 400.0, 32)  # type: ignore[arg-type]
+    assert wanted(EditChoices(enhance="on"), _Sized(32), 400.0, 32)  # type: ignore[arg-type]

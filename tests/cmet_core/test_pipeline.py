@@ -17,7 +17,7 @@ import pytest
 from cmet_core.errors import InputError
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.options import EditOptions
+from cmet_core.options import EditChoices, Limits
 from cmet_core.pipeline import Editor
 from cmet_core.targets import EmotionTarget
 from tests.media_factory import make_dense_video, make_video
@@ -181,18 +181,18 @@ def test_unknown_emotion_and_bad_options(editor: Editor, tmp_path: Path) -> None
         editor.edit(src, tmp_path / "out.mp4", EmotionTarget(emotion="furious"))
     assert caught.value.code == "unknown_emotion" and "sarcastic" in str(caught.value)
     with pytest.raises(InputError) as caught:
-        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(source_frame=99))
+        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(source_frame=99))
     assert caught.value.code == "bad_source_frame"
     with pytest.raises(ValueError):
         EmotionTarget(emotion="happy", speech=(src,))
     with pytest.raises(ValueError):
-        EditOptions(face_index=0, face_box=(0, 0, 10, 10))
+        EditChoices(face_index=0, face_box=(0, 0, 10, 10))
 
 
 def test_too_long_input_is_refused(editor: Editor, tmp_path: Path) -> None:
     src = write_sample_clip(tmp_path / "in.mp4", seconds=1.0)
     with pytest.raises(InputError) as caught:
-        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(max_duration_s=0.5))
+        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(), limits=Limits(max_duration_s=0.5))
     assert caught.value.code == "too_long"
 
 
@@ -205,7 +205,7 @@ def test_too_much_work_is_refused_before_any_frame_is_decoded(editor: Editor, tm
     assert caught.value.code == "too_many_frames" and time.perf_counter() - start < 10
     src = write_sample_clip(tmp_path / "in.mp4", seconds=0.2)
     with pytest.raises(InputError) as caught:
-        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditOptions(max_pixels_per_second=1000))
+        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(), limits=Limits(max_pixels_per_second=1000))
     assert caught.value.code == "too_many_pixels"
 
 

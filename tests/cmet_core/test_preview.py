@@ -21,7 +21,7 @@ from cmet_core.images import to_images, to_tensor
 from cmet_core.media.audio import load_audio
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.options import EditOptions, SheetChoice
+from cmet_core.options import EditChoices, Limits, SheetChoice
 from cmet_core.pipeline import Editor
 from cmet_core.preview import CELL, HEADER_H, LABEL_W, ContactSheet, contact_sheet
 from cmet_core.targets import EmotionTarget
@@ -111,7 +111,8 @@ def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -
 
     exp = torch.randn(1, 10, generator=torch.Generator().manual_seed(0))
     vectors = [editor.vector(EmotionTarget(emotion=e)) for e in EMOTIONS]
-    sheet = _Sheet(editor, Path("unused"), SheetChoice(emotions=EMOTIONS), EditOptions(), None, lambda *_: None)
+    choice = SheetChoice(emotions=EMOTIONS)
+    sheet = _Sheet(editor, Path("unused"), choice, EditChoices(), Limits(), None, lambda *_: None)
     batched = sheet._settled(exp, vectors)
     steps = round(SETTLE_S * 25)
     for row, vector in zip(batched, vectors, strict=True):
@@ -124,7 +125,7 @@ def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -
 def test_default_frame_is_the_identity_source_frame(editor: Editor, clip: Path) -> None:
     """Encoded once: the source's own encoding gives the frame's motion, as encoding the frame again would."""
     choice = SheetChoice(emotions=("happy",), intensities=(0.0, 1.0))
-    sheet = contact_sheet(editor, clip, choice, EditOptions(source_frame=7))
+    sheet = contact_sheet(editor, clip, choice, EditChoices(source_frame=7))
     assert sheet.frame == sheet.source_frame == 7
     assert np.array_equal(sheet.rows[0][0].image, _unedited(editor, clip, 7, 7, sheet.box))
 
@@ -170,7 +171,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
 
 def test_clip_preview_renders_only_its_window_with_its_audio(editor: Editor, clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "preview.mp4"
-    options = EditOptions(preview_s=1.0, preview_start_s=0.6)
+    options = EditChoices(preview_s=1.0, preview_start_s=0.6)
     result = editor.edit(clip, out, EmotionTarget(emotion="happy"), options)
     info = probe(out)
     assert result.frames == info.frame_count == 25
@@ -184,7 +185,7 @@ def test_clip_preview_renders_only_its_window_with_its_audio(editor: Editor, cli
 
 
 def test_clip_preview_keeps_an_explicit_source_frame(editor: Editor, clip: Path, tmp_path: Path) -> None:
-    options = EditOptions(preview_s=0.4, preview_start_s=1.0, source_frame=27)
+    options = EditChoices(preview_s=0.4, preview_start_s=1.0, source_frame=27)
     result = editor.edit(clip, tmp_path / "p.mp4", EmotionTarget(emotion="sad"), options)
     assert result.source_frame == 27 and result.frames == 10
 
@@ -192,12 +193,12 @@ def test_clip_preview_keeps_an_explicit_source_frame(editor: Editor, clip: Path,
 @pytest.mark.parametrize(
     ("options", "code"),
     [
-        (EditOptions(preview_s=1.0, preview_start_s=3.0), ErrorCode.BAD_PREVIEW_WINDOW),
-        (EditOptions(preview_s=1.0, preview_start_s=0.5, source_frame=2), ErrorCode.BAD_PREVIEW_WINDOW),
+        (EditChoices(preview_s=1.0, preview_start_s=3.0), ErrorCode.BAD_PREVIEW_WINDOW),
+        (EditChoices(preview_s=1.0, preview_start_s=0.5, source_frame=2), ErrorCode.BAD_PREVIEW_WINDOW),
     ],
 )
 def test_bad_windows_are_refused_with_codes(
-    editor: Editor, clip: Path, tmp_path: Path, options: EditOptions, code: ErrorCode
+    editor: Editor, clip: Path, tmp_path: Path, options: EditChoices, code: ErrorCode
 ) -> None:
     with pytest.raises(InputError) as refused:
         editor.edit(clip, tmp_path / "p.mp4", EmotionTarget(emotion="sad"), options)
@@ -208,4 +209,4 @@ def test_bad_windows_are_refused_with_codes(
 def test_window_options_are_validated() -> None:
     for bad in ({"preview_s": 0}, {"preview_s": 31}, {"preview_s": 1, "preview_start_s": -1}, {"preview_start_s": 2}):
         with pytest.raises(ValidationError):
-            EditOptions.model_validate(bad)
+            EditChoices.model_validate(bad)

@@ -180,3 +180,8 @@ def test_cli_pull_takes_the_restorer_from_a_mirror(
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(app, args)  # no mirror, nothing cached: GitHub, out of reach here
     assert result.exit_code == 1 and "cannot download https://github.com/TencentARC/GFPGAN" in result.output
+
+
+def test_verify_loads_the_restorer_strictly(tiny_set: Path) -> None:
+    report = verify_set(tiny_set)
+    assert next(c.detail for c in report.checks if c.kind == "gfpgan") == "sha256 ok; strict load ok"

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
+from cmet_core.backbones.edtalk.tools import convert_edtalk, load_edtalk
 from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
 from cmet_core.models.build import (
     TINY_EMOTION2VEC,
@@ -29,13 +30,12 @@ from cmet_core.models.build import (
     verify_set,
     write_set_manifest,
 )
-from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_edtalk, write_model
+from cmet_core.models.checkpoints import load_audio2lip, load_connector, write_model
 from cmet_core.models.connector import TINY_CONNECTOR, Connector
 from cmet_core.models.convert import (
     CheckpointWarning,
     convert_audio2lip,
     convert_connector,
-    convert_edtalk,
     import_emotion2vec,
     read_torch_checkpoint,
 )

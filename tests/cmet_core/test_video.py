@@ -11,7 +11,7 @@ import pytest
 
 from cmet_core.errors import InputError
 from cmet_core.media.video import MediaError, VideoInfo, VideoWriter, probe, read_frames
-from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditOptions
+from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditChoices, Limits, probe_input
 from tests.media_factory import make_dense_video, make_video
 
 
@@ -121,7 +121,7 @@ def test_the_work_of_a_clip_is_limited_not_only_its_length(
     assert (info.width, info.height, info.frame_count) == (64, 64, frames)
     assert info.duration_s == pytest.approx(seconds, rel=0.01)
     with pytest.raises(MediaError) as err:
-        EditOptions().probe(dense)
+        probe_input(dense, EditChoices(), Limits())
     assert err.value.code == code
 
 
@@ -138,7 +138,7 @@ def test_default_limits_pass_ten_minutes_of_1080p_at_60_fps(tmp_path: Path) -> N
 
 def test_source_frame_is_checked_against_the_probe(tmp_path: Path) -> None:
     clip = make_video(tmp_path / "ten.mp4", frames=10)
-    assert EditOptions(source_frame=9).probe(clip).frame_count == 10
+    assert probe_input(clip, EditChoices(source_frame=9), Limits()).frame_count == 10
     with pytest.raises(InputError) as err:
-        EditOptions(source_frame=10).probe(clip)
+        probe_input(clip, EditChoices(source_frame=10), Limits())
     assert err.value.code == "bad_source_frame" and "frames 0-9" in str(err.value)

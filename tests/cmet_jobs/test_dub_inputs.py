@@ -11,7 +11,7 @@ import soundfile
 from PIL import Image
 
 from cmet_core.errors import ErrorCode
-from cmet_core.options import EditOptions
+from cmet_core.options import Limits
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_photo, check_speech_track, sniff_asset
 
@@ -35,12 +35,12 @@ def test_photo_and_speech_track_checks(tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     big.write_bytes(_image("PNG", (2000, 1600)))
     with pytest.raises(RequestError) as err:
-        check_photo(big, EditOptions(max_pixels_per_second=2000 * 1600 * 25 - 1))
+        check_photo(big, Limits(max_pixels_per_second=2000 * 1600 * 25 - 1))
     assert err.value.code == ErrorCode.BAD_PHOTO and "the uploaded file" in str(err.value)
-    check_photo(big, EditOptions())
+    check_photo(big, Limits())
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 40)
     with pytest.raises(RequestError) as err:
-        check_photo(tmp_path / "broken.jpg", EditOptions())
+        check_photo(tmp_path / "broken.jpg", Limits())
     assert err.value.code == ErrorCode.BAD_PHOTO
     track = tmp_path / "line.wav"
     soundfile.write(str(track), np.zeros(16000 * 3, np.float32), 16000)

@@ -14,7 +14,7 @@ from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
 from cmet_jobs.queue import LOAD_S, MAX_TASK_S, time_limits
 from cmet_jobs.settings import JobsSettings
-from cmet_jobs.spec import EditSpec, InputRef
+from cmet_jobs.spec import EditSpec, InputRef, run_options
 from cmet_jobs.states import JobState
 
 
@@ -32,9 +32,9 @@ def test_time_limits_grow_with_frames_and_pixels_not_seconds() -> None:
 def test_every_edit_runs_with_the_deployments_input_limits(tmp_path: Path) -> None:
     settings = JobsSettings(data_dir=tmp_path, max_video_duration_s=12, max_video_frames=300, max_pixels_per_second=1e6)
     spec = EditSpec(video=InputRef(url="https://example.com/a.mp4"), emotion="happy", face_index=1, source_frame=7)
-    options = spec.options(settings)
-    assert (options.max_duration_s, options.max_frames, options.max_pixels_per_second) == (12, 300, 1e6)
-    assert (options.face_index, options.face_box, options.source_frame) == (1, None, 7)
+    choices, limits = run_options(spec, settings)
+    assert (limits.max_duration_s, limits.max_frames, limits.max_pixels_per_second) == (12, 300, 1e6)
+    assert (choices.face_index, choices.face_box, choices.source_frame) == (1, None, 7)
 
 
 def test_the_rate_counts_submissions_not_job_rows(tmp_path: Path) -> None:

@@ -1,15 +1,34 @@
 """EDTalk's conformance groups (kit `SPEC.md`): the rule-filled generator's digest, then its encoder,
-bases, internals and renders against `golden_edtalk.npz`. `cmet_core.conformance` collects them."""
+bases, internals and renders against `golden_edtalk.npz` at the kit's root. `cmet_core.conformance`
+collects them through the backbone's tools (`kit_checks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.goldens import Group, GroupResult, Manifest, Tolerance, frames_tensor, model_checks
+from cmet_core.goldens import (
+    Group,
+    GroupResult,
+    Manifest,
+    Tolerance,
+    frames_tensor,
+    model_checks,
+    read_kit_files,
+    root_tolerances,
+)
+
+MANIFEST, GOLDEN = "edtalk_gen_manifest.json", "golden_edtalk.npz"
+
+
+def kit_checks(kit: Path) -> Iterator[GroupResult]:
+    """EDTalk's groups of the kit at `kit` (its files lie at the root, beside the connector's)."""
+    manifest, golden = read_kit_files(kit, MANIFEST, GOLDEN)
+    yield from edtalk_checks(manifest, golden, root_tolerances(kit))
 
 
 def edtalk_checks(

@@ -1,4 +1,4 @@
-"""EDTalk's registration: its widths read from a member config, its loader and its builder.
+"""EDTalk's registration: its widths read from a member config, its loader, its builder and its tools.
 
 Importing this does not import torch (model sets are read by the service); the loaders import the
 network when called.
@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmet_core.backbones.spec import BackboneSpec, Widths
+from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Widths
 
 if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
     from cmet_core.models.runtime import RuntimeOptions
+
+NAME = "edtalk"
+"""The backbone's name: its registration's, and the kind of its generator in a set."""
 
 
 LIP_PART = "lip"
@@ -29,9 +32,15 @@ def edtalk_widths(config: Mapping[str, Any]) -> Widths:
 
 
 def _load(path: Path, verify: bool) -> torch.nn.Module:
-    from cmet_core.models.checkpoints import load_edtalk  # defers torch: sets are read without it
+    from cmet_core.backbones.edtalk.tools import load_edtalk  # defers torch: sets are read without it
 
     return load_edtalk(path, verify=verify)
+
+
+def _tools() -> BackboneTools:
+    from cmet_core.backbones.edtalk.tools import TOOLS  # defers torch: sets are read without it
+
+    return TOOLS
 
 
 def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
@@ -44,4 +53,4 @@ def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
     return EDTalkBackbone(module, runtime)
 
 
-EDTALK = BackboneSpec(name="edtalk", widths=edtalk_widths, load=_load, build=_build)
+EDTALK = BackboneSpec(name=NAME, widths=edtalk_widths, load=_load, build=_build, tools=_tools)
