@@ -41,6 +41,7 @@ from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
 from cmet_core.speech_plan import EditTarget
+from cmet_core.stages import Stage
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 
@@ -157,10 +158,10 @@ class Dub:
         if image is not None:
             options.check_upscale(image.shape[1], image.shape[0])
         info = None if self.photo else probe_input(self.src, options, limits)
-        with clock.stage("mel"):  # the front end: decoding, resampling, then the mel windows
+        with clock.stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
             wav = read_track(self.speech_track, limits.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
-        with clock.stage("expression"), clock.networks():  # a timeline or the voice over the speech's length
+        with clock.stage(Stage.EXPRESSION), clock.networks():  # a timeline or the voice over the speech's length
             speech_plan = editor.plan(self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, limits)
         limit: int | None = None
         if image is not None:
@@ -229,10 +230,10 @@ class Dub:
     def _photo_pose(self, image: np.ndarray) -> tuple[bool, InputMotion]:
         """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
         backbone, clock = self.editor.backbone, self.clock
-        with clock.stage("faces"):
+        with clock.stage(Stage.FACES):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
-        with clock.stage("encode"), clock.networks():
+        with clock.stage(Stage.ENCODE), clock.networks():
             source = identity(backbone, crop)
             if self.pose_video is None:
                 return crop_input, InputMotion([box], 0, motion_of(backbone, [crop]), np.zeros(1), source)
@@ -269,12 +270,12 @@ class Dub:
     def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
         """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with
         other jobs'), then the original's zero-padded smoothing over the whole track."""
-        with self.clock.stage("mel"):
+        with self.clock.stage(Stage.MEL):
             windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
         parts: list[torch.Tensor] = []
         step = self.limits.chunk_frames
-        with self.clock.stage("audio2lip"), self.clock.networks():
+        with self.clock.stage(Stage.LIPS), self.clock.networks():
             for a in range(0, windows.shape[0], step):
                 parts.append(self.lips(windows[a : a + step]))
-                self.progress("lips", min(a + step, windows.shape[0]), windows.shape[0])
+                self.progress(Stage.LIPS, min(a + step, windows.shape[0]), windows.shape[0])
             return smooth_lips(torch.cat(parts))

@@ -18,12 +18,13 @@ from typing import Protocol
 from cmet_core.backbones.base import Backbone
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.enhance.restore import Restorer
-from cmet_core.frame_stages import Progress, StageFactory
+from cmet_core.frame_stages import StageFactory
 from cmet_core.models.connector import Connector
 from cmet_core.models.runtime import LipForward
 from cmet_core.models.sets import ModelSet
 from cmet_core.options import Limits
 from cmet_core.speech_plan import EditTarget, SpeechPlan
+from cmet_core.stages import Progress, Stage
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import VoiceSegment
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Clock", "EditResult", "Parts", "Progress", "no_progress"]
 
 
-def no_progress(_stage: str, _done: int, _total: int) -> None:
+def no_progress(_stage: Stage, _done: int, _total: int) -> None:
     return None
 
 
@@ -66,11 +67,11 @@ class Clock:
     """One edit's seconds per stage (`EditResult.stage_seconds`) and inside the networks."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[Stage, float] = {}
         self.network = 0.0
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: Stage) -> Iterator[None]:
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
@@ -83,7 +84,7 @@ class Clock:
         yield
         self.network += time.perf_counter() - start
 
-    def move(self, seconds: float, source: str, to: str) -> None:
+    def move(self, seconds: float, source: Stage, to: Stage) -> None:
         """Count `seconds` spent inside stage `source` as stage `to` (a per-frame stage inside "render")."""
         self.seconds[source] -= seconds
         self.seconds[to] = self.seconds.get(to, 0.0) + seconds
@@ -99,7 +100,7 @@ class EditResult:
     height: int
     source_frame: int
     face_crop_input: bool
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[Stage, float] = field(default_factory=dict)
     network_seconds: float = 0.0
     connector: str = ""
     timeline: ClipTimeline | None = None

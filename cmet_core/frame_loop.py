@@ -33,6 +33,7 @@ from cmet_core.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
 from cmet_core.options import EditChoices
 from cmet_core.passes import chunks
+from cmet_core.stages import Stage
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,9 @@ class FrameLoop:
         at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
         total = len(drive)
         mask = faces.paste_mask(self.face_size, crop_input)
-        applied = dict.fromkeys((stage.name for stage in self.stages), 0.0)
+        applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
         done = 0
-        with self.clock.stage("render"), out as sink:
+        with self.clock.stage(Stage.RENDER), out as sink:
             for part in chunks(iter(frames), chunk):
                 with self.clock.networks():
                     rendered = to_images(drive.render(self.backbone, done, done + len(part)))
@@ -171,6 +172,6 @@ class FrameLoop:
                 for frame, image in zip(part, images, strict=True):
                     sink.write(image, frame.pts)
                 done += len(part)
-                self.progress("render", done, total)
+                self.progress(Stage.RENDER, done, total)
         for name, seconds in applied.items():
-            self.clock.move(seconds, "render", name)
+            self.clock.move(seconds, Stage.RENDER, name)

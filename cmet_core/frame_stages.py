@@ -20,15 +20,13 @@ from cmet_core.enhance.restore import Restorer
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.faces.geometry import CropBox
 from cmet_core.options import EditChoices
-
-Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): called as each stage advances; `total` is the frame count."""
+from cmet_core.stages import Progress, Stage
 
 
 class FrameStage(Protocol):
     """One step on every composited frame, after paste-back and before the frame is written."""
 
-    name: str
+    name: Stage
     """Its progress and timing stage (`stage_seconds`)."""
 
     def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:

@@ -29,6 +29,7 @@ from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
 from cmet_core.models.connector import Connector
 from cmet_core.options import EditChoices, Limits, face_plan
 from cmet_core.speech_plan import SpeechPlan
+from cmet_core.stages import Stage
 
 T = TypeVar("T")
 
@@ -65,7 +66,9 @@ def face_pass(
     limit: int | None = None,
 ) -> faces.FacePlan:
     """Pass 1: every frame's crop box and the identity frame, with the user's face choice."""
-    return face_plan(src, info, options, limits, crop_input, lambda done, total: progress("faces", done, total), limit)
+    return face_plan(
+        src, info, options, limits, crop_input, lambda done, total: progress(Stage.FACES, done, total), limit
+    )
 
 
 def encode_pass(
@@ -92,7 +95,7 @@ def encode_pass(
         with clock.networks():
             parts.append(motion_of(backbone, crops))
         times += [f.time_s for f in chunk]
-        progress("encode", len(times), len(boxes))
+        progress(Stage.ENCODE, len(times), len(boxes))
     if source_crop is None or len(times) != len(boxes):
         raise InputError(
             ErrorCode.DECODE_FAILED, f"{src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
@@ -129,10 +132,10 @@ def motion_passes(
 ) -> InputMotion:
     """Passes 1 and 2, each timed as its stage; `source_index` overrides the face pass's identity frame."""
     crop_input = faces.is_face_crop(info.width, info.height)
-    with clock.stage("faces"):
+    with clock.stage(Stage.FACES):
         plan = face_pass(src, info, options, limits, crop_input, progress, limit)
     index = plan.source_index if source_index is None else source_index
-    with clock.stage("encode"):
+    with clock.stage(Stage.ENCODE):
         motion, times, source = encode_pass(
             backbone, src, plan.boxes, index, face_size, limits.chunk_frames, progress, clock, limit
         )
@@ -150,9 +153,9 @@ def edited_expression(
 ) -> torch.Tensor:
     """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
     semantic vector (one for the clip, or the timeline's at each window's time)."""
-    with clock.stage("expression"), clock.networks():
+    with clock.stage(Stage.EXPRESSION), clock.networks():
         speech = plan.condition(device)
         with torch.inference_mode():
             exp = expression_track(connector, exp_in.to(device), times, speech).cpu()
-        progress("expression", len(times), len(times))
+        progress(Stage.EXPRESSION, len(times), len(times))
     return exp

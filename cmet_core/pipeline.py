@@ -38,6 +38,7 @@ from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
+from cmet_core.stages import Stage
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice
@@ -49,7 +50,8 @@ __all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder", "P
 
 log = logging.getLogger(__name__)
 
-STAGES = ("faces", "encode", "expression", "enhance", "render")
+STAGES = (Stage.FACES, Stage.ENCODE, Stage.EXPRESSION, Stage.ENHANCE, Stage.RENDER)
+"""The stages an edit runs, in order (a dub adds `mel` and `lips`)."""
 
 
 class Batching(Protocol):
@@ -313,7 +315,7 @@ class _Edit:
         editor, clock = self.editor, self.clock
         connector, connector_label = editor.connector, editor.connector_label  # one connector per edit
         info = probe_input(self.src, self.options, self.limits)
-        with clock.stage("expression"), clock.networks():
+        with clock.stage(Stage.EXPRESSION), clock.networks():
             plan = editor.plan(
                 self.target, self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio
             )

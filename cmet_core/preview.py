@@ -33,6 +33,7 @@ from cmet_core.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
 from cmet_core.passes import face_pass, identity, motion_of
+from cmet_core.stages import Stage
 from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class ContactSheet:
     rows: list[list[SheetCell]]
     """rows[i][j]: emotion i at intensity j."""
     box: faces.CropBox
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[Stage, float] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[SheetCell]:
@@ -177,14 +178,14 @@ class Sheet:
     def run(self) -> ContactSheet:
         choice, editor, clock = self.choice, self.editor, self.clock
         info = probe_input(self.src, self.options, self.limits)
-        with clock.stage("expression"):  # unknown emotions and bad blends are refused before any decoding
+        with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
                 (e, i): editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
                 for e in choice.emotions
                 for i in choice.intensities
             }
         crop_input = faces.is_face_crop(info.width, info.height)
-        with clock.stage("faces"):
+        with clock.stage(Stage.FACES):
             plan = face_pass(self.src, info, self.options, self.limits, crop_input, self.progress)
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
@@ -192,7 +193,7 @@ class Sheet:
                 ErrorCode.BAD_PREVIEW_FRAME, f"frame {index} is outside the clip (frames 0-{len(plan.boxes) - 1})"
             )
         size = editor.face_size
-        with clock.stage("encode"):
+        with clock.stage(Stage.ENCODE):
             images = _decode(self.src, {index, plan.source_index})
             source = identity(
                 editor.backbone, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
@@ -201,9 +202,9 @@ class Sheet:
                 motion = editor.backbone.source_motion(source)
             else:
                 motion = motion_of(editor.backbone, [faces.crop_face(images[index], plan.boxes[index], size)])
-            self.progress("encode", 1, 1)
+            self.progress(Stage.ENCODE, 1, 1)
         edited = [key for key in vectors if key[1] > 0]
-        with clock.stage("expression"):
+        with clock.stage(Stage.EXPRESSION):
             exps = self.settled(motion.exp, [vectors[key] for key in edited])
         own = 1 if any(i == 0 for i in choice.intensities) else 0  # a first row of the frame's own expression
         rows = torch.cat([motion.exp, exps]) if own else exps

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -25,10 +25,9 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
+from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
@@ -53,7 +52,7 @@ def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, f
 class Enhancer:
     """One edit's restorer stage: `prepare` (the landmark pass), then `apply` to each chunk of composited frames."""
 
-    name = "enhance"
+    name = Stage.ENHANCE
 
     def __init__(self, restorer: Restorer, choice: EnhanceChoice) -> None:
         self.restorer, self.choice = restorer, choice
@@ -71,7 +70,7 @@ class Enhancer:
         with Landmarker() as landmarker:
             for image in itertools.islice(images, len(boxes)):
                 points.append(landmarker.five(image, boxes[len(points)]))
-                progress("enhance", len(points), len(boxes))
+                progress(Stage.ENHANCE, len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)
         if self.missing:

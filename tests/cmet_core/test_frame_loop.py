@@ -30,7 +30,7 @@ FRAMES = 12
 
 
 class Recorder:
-    """A stage that changes nothing and keeps what it saw."""
+    """A stage that changes nothing and keeps what it saw (named outside `Stage`: it never runs in a job)."""
 
     name = "record"
 
