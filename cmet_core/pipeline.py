@@ -46,7 +46,7 @@ from cmet_core.voice import FROM_AUDIO, FollowVoice
 if TYPE_CHECKING:
     from cmet_core.models.speech import SpeechEncoder
 
-__all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder", "Progress"]
+__all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder"]
 
 log = logging.getLogger(__name__)
 
