@@ -18,9 +18,13 @@ import torch
 
 from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.expression import official_schedule
-from cmet_core.fill import fill_module
-from cmet_core.goldens import (
+from cmet_core.edit.expression import official_schedule
+from cmet_core.media import mel
+from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
+from cmet_core.networks.connector import Connector, run_windows
+from cmet_core.networks.gfpgan import GFPGAN, face_to_tensor, restore_face
+from cmet_core.verify.fill import fill_module
+from cmet_core.verify.goldens import (
     Group,
     GroupResult,
     KitError,
@@ -32,10 +36,6 @@ from cmet_core.goldens import (
     read_kit_files,
     root_tolerances,
 )
-from cmet_core.media import mel
-from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
-from cmet_core.models.connector import Connector, run_windows
-from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, restore_face
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",
