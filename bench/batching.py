@@ -18,6 +18,7 @@ from pathlib import Path
 from cmet_core.edit.pipeline import Editor
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_sample_clip
+from cmet_core.modelsets.build import make_tiny_set
 from cmet_core.modelsets.sets import load_set
 from cmet_core.networks.runtime import RuntimeOptions
 from worker.batcher import BatchingBackbone, BatchPolicy
@@ -50,8 +51,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         if args.models is None:
-            from cmet_core.modelsets.build import make_tiny_set
-
             args.models = make_tiny_set(root / "tiny")
         clip = write_sample_clip(root / "clip.mp4", seconds=args.seconds)
         runtime = RuntimeOptions(device=args.device, batch=args.batch)

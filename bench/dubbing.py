@@ -21,9 +21,11 @@ import soundfile
 from cmet_core.edit.pipeline import Editor
 from cmet_core.edit.stages import Stage
 from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.modelsets.build import make_filled_set
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.options import EditChoices
 from cmet_core.settings import get_settings
+from tests.media_factory import make_speech
 
 
 def main() -> None:
@@ -37,13 +39,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         if args.models is None:
-            from cmet_core.modelsets.build import make_filled_set
-
             args.models = make_filled_set(root / "filled")
         wav, rate = soundfile.read(str(speech), dtype="float32")
         tracks = {"wav 16 kHz mono": root / "line.wav"}
         soundfile.write(str(tracks["wav 16 kHz mono"]), wav[: int(args.seconds * rate)], rate)
-        from tests.media_factory import make_speech
 
         tracks["mp3 44.1 kHz stereo"] = make_speech(root / "line.mp3", wav[: int(args.seconds * rate)])
         editor = Editor.load(args.models, RuntimeOptions(device=args.device))

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_clip
 from cmet_core.media.video import read_frames
+from cmet_core.options import EditChoices
 from cmet_core.settings import get_settings
 
 
@@ -45,8 +47,8 @@ def make_input(path: Path, seconds: float, fps: int = 25) -> Path:
 
 
 def _child(src: str, dst: str, models: str) -> None:
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-    from cmet_core.emotion.targets import EmotionTarget
 
     result = Editor.load(Path(models)).edit(Path(src), Path(dst), EmotionTarget(emotion="happy"))
     print(f"{result.frames} {result.total_seconds:.2f}")
@@ -68,6 +70,7 @@ def _peak_rss_mib(src: Path, dst: Path, models: Path) -> tuple[float, str]:
 
 
 def memory() -> None:
+    # deferred: torch
     from cmet_core.modelsets.build import make_tiny_set
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -84,12 +87,14 @@ def memory() -> None:
 
 
 def overhead(seconds: float, models: Path | None) -> None:
+    # deferred: torch
     import torch
 
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-    from cmet_core.emotion.targets import EmotionTarget
+
+    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
-    from cmet_core.options import EditChoices
 
     threads = get_settings().num_threads
     if threads:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cmet_core.edit.stages import Stage
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.modelsets.sets import model_manifest
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,9 +41,13 @@ HD = (1920, 1080)
 
 def make_hd_input(path: Path, frames: int) -> Path:
     """The first frames of the uncropped clip, Lanczos-upscaled to 1080 high and widened to 1920 by reflection."""
+    # deferred: cv2
     import cv2
 
+    # deferred: av
     from cmet_core.media.sample import write_clip
+
+    # deferred: av
     from cmet_core.media.video import read_frames
 
     src = get_settings().test_data / "video" / "obama_uncropped.mp4"
@@ -58,7 +64,10 @@ def make_hd_input(path: Path, frames: int) -> Path:
 
 def gflop(editor: Editor) -> tuple[float, float]:
     """(generator fast path per frame, restorer per 512 face), counted on one forward each."""
+    # deferred: torch
     import torch
+
+    # deferred: torch
     from torch.utils.flop_counter import FlopCounterMode
 
     assert editor.restorer is not None
@@ -74,8 +83,10 @@ def gflop(editor: Editor) -> tuple[float, float]:
 
 def face_sharpness(path: Path, boxes: list[tuple[int, int, int, int]]) -> float:
     """Mean over frames of the variance of the Laplacian of the grey image inside each frame's face box."""
+    # deferred: cv2
     import cv2
 
+    # deferred: av
     from cmet_core.media.video import read_frames
 
     values = []
@@ -86,7 +97,10 @@ def face_sharpness(path: Path, boxes: list[tuple[int, int, int, int]]) -> float:
 
 
 def face_boxes(path: Path) -> list[tuple[int, int, int, int]]:
+    # deferred: av
     from cmet_core import faces
+
+    # deferred: av
     from cmet_core.media.video import read_frames
 
     out = []
@@ -101,12 +115,16 @@ def face_boxes(path: Path) -> list[tuple[int, int, int, int]]:
 
 
 def run(frames: int, models: Path | None) -> None:
+    # deferred: torch
     import torch
 
+    # deferred: PIL, av, torch
     from cmet_core.edit.pipeline import Editor
-    from cmet_core.emotion.targets import EmotionTarget
+
+    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
-    from cmet_core.modelsets.sets import model_manifest
+
+    # deferred: av
     from cmet_core.options import EditChoices
 
     threads = get_settings().num_threads

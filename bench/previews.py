@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.edit_pipeline import make_input
 from cmet_core.edit.stages import Stage
+from cmet_core.options import SheetChoice
 
 
 def main() -> None:
@@ -35,12 +36,17 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="torch thread counts to measure, side by side")
     args = parser.parse_args()
 
+    # deferred: torch
     import torch
 
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
+
+    # deferred: torch
     from cmet_core.edit.preview import contact_sheet
+
+    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
-    from cmet_core.options import SheetChoice
 
     one = SheetChoice(emotions=("happy",), intensities=(1.0,))
     nine = SheetChoice(emotions=("happy", "sad", "sarcastic"), intensities=(0.5, 1.0, 1.5))

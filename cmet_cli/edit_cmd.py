@@ -18,7 +18,10 @@ from typer.core import TyperCommand
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.media.sample import write_sample_clip
 from cmet_core.options import EditChoices, Limits
+from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
@@ -134,9 +137,8 @@ def edit(
     With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
     and a photo INPUT is animated, its head moved by --pose-from or held still. The edit's choices
     (face, restorer, lips, clip window) are flags made from `EditChoices`."""
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import STAGES, Editor
-    from cmet_core.emotion.targets import EmotionTarget
-    from cmet_core.settings import get_settings
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
@@ -156,8 +158,6 @@ def edit(
     limits = validated(Limits, max_duration_s=max_duration, max_timeline_segments=get_settings().max_timeline_segments)
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
-            from cmet_core.media.sample import write_sample_clip
-
             input_path = write_sample_clip(Path(scratch) / "sample.mp4")
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cmet_cli.console import fail
+from cmet_core.emotion.library import EmotionLibrary, build_library, builtin_library_path, load_builtin_library
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ def list_emotions(
     library_file: Path = typer.Option(None, "--library", help="A library JSON file (default: the built-in one)."),
 ) -> None:
     """List emotions: name, kind (basic/extended/custom), source set, clips used (N) and vector norm."""
-    from cmet_core.emotion.library import EmotionLibrary, builtin_library_path, load_builtin_library
 
     try:
         library = EmotionLibrary.load(library_file) if library_file else load_builtin_library()
@@ -63,7 +63,6 @@ def build(
     ),
 ) -> None:
     """Regenerate the built-in library from emotion2vec+ feature folders."""
-    from cmet_core.emotion.library import build_library
 
     root = e2v_root or get_settings().test_data / "e2v"
     stamp = created_at.replace(tzinfo=UTC) if created_at and created_at.tzinfo is None else created_at

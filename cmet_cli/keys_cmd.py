@@ -7,13 +7,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from cmet_cli.console import fail, out, run
+from cmet_jobs.settings import get_jobs_settings
 
 app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
 
 
 def _db_url() -> str:
+    # deferred: sqlalchemy
     from cmet_jobs.db.session import migrate
-    from cmet_jobs.settings import get_jobs_settings
 
     url = get_jobs_settings().db_url
     run(migrate, url)
@@ -27,7 +28,10 @@ def create_cmd(
     per_minute: int = typer.Option(60, "--per-minute", min=1, help="Submissions per minute."),
 ) -> None:
     """Create a key; its secret is printed once and only its hash is stored."""
+    # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
+
+    # deferred: sqlalchemy
     from cmet_jobs.keys import create_key
 
     with session_scope(_db_url()) as session:
@@ -41,7 +45,10 @@ def create_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """Keys with their prefix, limits and state (never the secret)."""
+    # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
+
+    # deferred: sqlalchemy
     from cmet_jobs.keys import list_keys
 
     table = Table()
@@ -66,7 +73,10 @@ def list_cmd() -> None:
 @app.command("revoke")
 def revoke_cmd(key_id: str = typer.Argument(..., help="The key's id (from `cmet keys list`).")) -> None:
     """Revoke a key: requests with it get 401 from now on."""
+    # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
+
+    # deferred: sqlalchemy
     from cmet_jobs.keys import revoke_key
 
     with session_scope(_db_url()) as session:

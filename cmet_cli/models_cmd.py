@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cmet_cli.console import fail, out, run, say
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
+from cmet_core.modelsets.sets import NO_LICENCE, discover_sets, list_models, no_set_message
 from cmet_core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Model sets: pull, make-tiny, list, verify.")
@@ -50,6 +51,7 @@ def pull_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set of the same name."),
 ) -> None:
     """Download the published weights (needs network), verify and convert them into DIR/official."""
+    # deferred: torch
     from cmet_core.modelsets.pull import OFFICIAL_SPEC, load_spec, pull
 
     spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
@@ -67,6 +69,7 @@ def make_tiny_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
+    # deferred: torch
     from cmet_core.modelsets.build import make_tiny_set
 
     dest = directory if directory is not None else _root(None) / "tiny"
@@ -81,6 +84,7 @@ def make_filled_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a full-size generator, connector, restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks)."""
+    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
 
     dest = run(make_filled_set, directory, force=force, backbone=backbone)
@@ -101,6 +105,7 @@ def convert_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
+    # deferred: torch
     from cmet_core.modelsets.build import convert_set
 
     dest = run(
@@ -120,7 +125,6 @@ def convert_cmd(
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
     """Sets and their models: name, version, kind, size, source, and what is known of the weights' licence."""
-    from cmet_core.modelsets.sets import NO_LICENCE, discover_sets, list_models, no_set_message
 
     root = _root(directory)
     if not discover_sets(root):
@@ -155,8 +159,8 @@ def verify_cmd(
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
+    # deferred: torch
     from cmet_core.modelsets.build import verify_set
-    from cmet_core.modelsets.sets import discover_sets, no_set_message
 
     root = _root(directory)
     sets = discover_sets(root)

@@ -9,6 +9,7 @@ import typer
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_core.options import EditChoices, FaceChoice, SheetChoice
+from cmet_core.settings import get_settings
 
 
 def split_rows(text: str) -> list[str]:
@@ -41,9 +42,11 @@ def preview(
 ) -> None:
     """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it.
     The face choice and the restorer's options are flags made from `FaceChoice`."""
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
+
+    # deferred: torch
     from cmet_core.edit.preview import contact_sheet
-    from cmet_core.settings import get_settings
 
     choice = validated(
         SheetChoice, emotions=split_rows(emotions), intensities=_numbers(intensities, "--intensities"), frame=frame

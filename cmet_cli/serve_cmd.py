@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -26,6 +27,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from cmet_cli.console import run, say
+from cmet_core.modelsets.registry import choose
+from cmet_core.modelsets.sets import select_set
+from cmet_jobs.settings import JobsSettings
+from cmet_jobs.states import JobKind
+from worker.devices import WEBHOOK_ENV, celery_worker, job_queues, webhook_command
+from worker.supervisor import Child, Supervisor
 
 if TYPE_CHECKING:
     from cmet_jobs.settings import JobsSettings
@@ -48,14 +55,19 @@ def serve(
     ),
 ) -> None:
     """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
+    # deferred: uvicorn
     import uvicorn
 
-    from cmet_core.modelsets.sets import select_set
+    # deferred: PIL, celery, sqlalchemy
     from cmet_jobs import jobs, queue
+
+    # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
+
+    # deferred: PIL, celery, sqlalchemy
     from cmet_jobs.jobs import unfinished_ids
-    from cmet_jobs.settings import JobsSettings
-    from cmet_jobs.states import JobKind
+
+    # deferred: PIL, celery, fastapi, sqlalchemy
     from service.app import create_app
 
     overrides = {
@@ -65,8 +77,6 @@ def serve(
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
     if connector is not None:
-        from cmet_core.modelsets.registry import choose
-
         run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
         overrides["CMET_CONNECTOR_VERSION"] = connector
     os.environ.update(overrides)
@@ -126,10 +136,6 @@ class _Stop:
 def _workers(settings: JobsSettings) -> Supervisor:
     """The embedded edit worker (one job at a time, in its main process) and a webhook worker (no models),
     started again when one exits (a crash, or the watchdog of a stuck job)."""
-    import threading
-
-    from worker.devices import WEBHOOK_ENV, celery_worker, job_queues, webhook_command
-    from worker.supervisor import Child, Supervisor
 
     edits = celery_worker(job_queues(settings.queue, settings.preview_queue), 1, "solo", "cmet-edits", "warning")
     webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, "warning")

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail
+from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
+from cmet_core.errors import InputError
 
 if TYPE_CHECKING:
     from cmet_core.edit.pipeline import EditResult
@@ -27,9 +30,6 @@ def over_time(
     """The timeline or follow-the-voice target these flags ask for, else None (a plain edit).
     `others`: whether --emotion's alternatives (--blend, --speech) were given too; `validated`
     builds a model and turns its validation errors into the CLI's message."""
-    from cmet_core.emotion.timeline import ClipTimeline
-    from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
-    from cmet_core.errors import InputError
 
     voice = emotion == FROM_AUDIO
     if neutral is not None and not voice:
@@ -54,8 +54,6 @@ def over_time(
 
 def output_label(target: EditTarget) -> str:
     """What the default output name says: the emotion's first name, `speech`, `timeline` or `from_audio`."""
-    from cmet_core.emotion.timeline import ClipTimeline
-    from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 
     if isinstance(target, ClipTimeline):
         return "timeline"

@@ -7,6 +7,9 @@ import os
 import typer
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail, say
+from cmet_jobs.settings import get_jobs_settings
+from worker.devices import WEBHOOK_ENV, command, count_gpus, plan, webhook_command
+from worker.supervisor import Child, supervise
 
 
 def worker(
@@ -22,9 +25,6 @@ def worker(
     ),
 ) -> None:
     """Start and supervise the workers; a crashed one is restarted, Ctrl-C stops them all."""
-    from cmet_jobs.settings import get_jobs_settings
-    from worker.devices import WEBHOOK_ENV, command, count_gpus, plan, webhook_command
-    from worker.supervisor import Child, supervise
 
     settings = get_jobs_settings()
     broker = settings.broker_url.split("@")[-1]

@@ -19,7 +19,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from cmet_core import faces
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_jobs import queue, schemas, uploads
 from cmet_jobs.db.models import ApiKey, Asset
@@ -61,8 +63,6 @@ def read(session: Session, storage: Storage, key: ApiKey, asset_id: str) -> sche
 def measure(path: Path, limits: Limits) -> schemas.Probe:
     """The video's probe under the deployment's limits and its face at the start, or the error code
     an edit of it would fail with (worker side: this loads MediaPipe)."""
-    from cmet_core import faces
-    from cmet_core.media.video import read_frames
 
     try:
         info = probe_input(path, EditChoices(), limits)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
+from cmet_core.modelsets.s3 import s3_client
 from cmet_jobs.settings import JobsSettings
 
 if TYPE_CHECKING:
@@ -115,8 +116,6 @@ class LocalStorage:
 
 class S3Storage:
     def __init__(self, settings: JobsSettings) -> None:
-        from cmet_core.modelsets.s3 import s3_client
-
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
         self.client = s3_client(settings)
         # presigned URLs are signed for the host clients use (a signature covers the host)
@@ -128,6 +127,7 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        # deferred: botocore
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -160,6 +160,7 @@ class S3Storage:
         )
 
     def size(self, key: str) -> int | None:
+        # deferred: botocore
         from botocore.exceptions import ClientError
 
         try:
@@ -206,6 +207,7 @@ class S3Storage:
         self._call("head bucket", self.client.head_bucket, Bucket=self.bucket)
 
     def ensure_bucket(self) -> None:
+        # deferred: botocore
         from botocore.exceptions import ClientError
 
         try:

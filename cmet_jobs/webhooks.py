@@ -22,9 +22,13 @@ from sqlalchemy.orm import Session
 from cmet_jobs import jobs
 from cmet_jobs.db.models import ApiKey, JobRow, WebhookDelivery, now
 from cmet_jobs.db.session import session_scope
+from cmet_jobs.errors import RequestError
+from cmet_jobs.queue import send
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import DeliveryState
 from cmet_jobs.storage import Storage
+from cmet_jobs.webhook_signing import headers as signed_headers
+from cmet_jobs.webhook_signing import retry_after_seconds, retry_schedule
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,6 @@ def dispatch(settings: JobsSettings, delivery_ids: list[str | None]) -> None:
     """Queue deliveries on their own queue, never the edit queue: webhook workers send them (several
     at once, each within `webhook_timeout_s`), so a slow receiver holds up no one's edit. A broker
     that is away loses nothing: the rows are due, and the webhook worker's sweeper queues them."""
-    from cmet_jobs.errors import RequestError
-    from cmet_jobs.queue import send
 
     for delivery_id in delivery_ids:
         if delivery_id is None:
@@ -97,9 +99,8 @@ def _claim(settings: JobsSettings, delivery_id: str) -> bool:
 
 def deliver(settings: JobsSettings, delivery_id: str) -> str:
     """One attempt, if the delivery is due; records it and schedules the next or ends the delivery."""
+    # deferred: httpx
     from cmet_jobs.net_guard import BlockedURLError, post_json
-    from cmet_jobs.webhook_signing import headers as signed_headers
-    from cmet_jobs.webhook_signing import retry_after_seconds, retry_schedule
 
     if not _claim(settings, delivery_id):
         return "not due"

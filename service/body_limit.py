@@ -81,7 +81,7 @@ def _header(scope: Scope, name: bytes) -> str:
 
 def too_large_response(limit: int) -> Any:
     """The one answer to a body over its limit, whichever layer noticed it."""
-    from service.problems import problem_response
+    from service.problems import problem_response  # cycle: body_limit <-> problems
 
     return problem_response(ErrorCode.BODY_TOO_LARGE, str(BodyTooLarge(limit)), {"Connection": "close"})
 

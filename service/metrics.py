@@ -23,6 +23,11 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from cmet_jobs.db.models import JobRow
+from cmet_jobs.db.session import session_scope
+from cmet_jobs.states import JobState
 
 REQUESTS = Counter("cmet_http_requests_total", "API requests.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -57,12 +62,6 @@ class JobStates:
         self.db_url = db_url
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from sqlalchemy import func, select
-
-        from cmet_jobs.db.models import JobRow
-        from cmet_jobs.db.session import session_scope
-        from cmet_jobs.states import JobState
-
         family = GaugeMetricFamily("cmet_jobs", "Edit jobs in each state, from the job records.", labels=["state"])
         with session_scope(self.db_url) as session:
             counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())

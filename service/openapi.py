@@ -15,6 +15,10 @@ import yaml
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cmet_jobs.schemas import EditCreate, PreviewCreate
+from cmet_jobs.settings import JobsSettings
+from service.problems import Problem
+
 ROOT_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
@@ -39,8 +43,6 @@ def customize(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        from cmet_jobs.schemas import EditCreate, PreviewCreate
-        from service.problems import Problem
 
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = doc.setdefault("components", {})
@@ -78,7 +80,7 @@ def customize(app: FastAPI) -> None:
 
 
 def render() -> str:
-    from cmet_jobs.settings import JobsSettings
+    # cycle: openapi <-> app
     from service.app import create_app
 
     with tempfile.TemporaryDirectory() as scratch:

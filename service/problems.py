@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S, RequestError
+from service.body_limit import BodyTooLarge, too_large_response
 
 log = logging.getLogger("cmet.api")
 
@@ -92,8 +93,6 @@ def _allowed_methods(request: Request) -> set[str]:
 
 
 def install(app: FastAPI) -> None:
-    from service.body_limit import BodyTooLarge, too_large_response
-
     @app.exception_handler(RequestError)
     async def _problem(request: Request, exc: RequestError) -> JSONResponse:
         why = {"code": exc.code.value, "status": exc.status}

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import numpy as np
 import typer
 
 from cmet_core.modelsets.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
+from cmet_core.modelsets.registry import LATEST, open_registry, resolve
+from training.config import ConfigError, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train the C-MET connector and publish it.")
 T = TypeVar("T")
@@ -24,7 +27,7 @@ def _main() -> None:
 
 def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Known failures become one line and exit code 2, never a traceback."""
-    from training.config import ConfigError
+    # deferred: torch
     from training.trainer import TrainError
 
     try:
@@ -35,6 +38,7 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _threads(threads: int | None) -> None:
+    # deferred: torch
     import torch
 
     if threads:
@@ -52,9 +56,13 @@ def train(
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
     """Train the connector (resumes an interrupted run exactly)."""
-    from training.config import load_config
+    # deferred: torch
     from training.export import start_from
+
+    # deferred: torch
     from training.sources import open_source
+
+    # deferred: torch
     from training.trainer import Trainer
 
     _threads(threads)
@@ -75,7 +83,10 @@ def train(
 @app.command("evaluate")
 def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     """Evaluate a run's newest checkpoint on its held-out pairs."""
+    # deferred: torch
     from training.sources import open_source
+
+    # deferred: torch
     from training.trainer import Trainer, read_run
 
     cfg, _, parent = _run(read_run, run)
@@ -95,7 +106,7 @@ def export(
     bump: str = typer.Option("minor", "--bump", help="major, minor or patch, when no --version is given."),
 ) -> None:
     """Publish a run's newest checkpoint as a registry version."""
-    from cmet_core.modelsets.registry import open_registry
+    # deferred: torch
     from training.export import export_run
 
     if bump not in ("major", "minor", "patch"):
@@ -113,7 +124,7 @@ def import_official_cmd(
     version: str = typer.Option("1.0.0", "--version"),
 ) -> None:
     """Add the official C-MET connector to the registry as a version of its own."""
-    from cmet_core.modelsets.registry import open_registry
+    # deferred: torch
     from training.export import import_official
 
     reg = _run(open_registry, registry)
@@ -124,7 +135,6 @@ def import_official_cmd(
 @app.command("registry")
 def registry_list(registry: str = _REGISTRY) -> None:
     """List the registry's connector versions (newest last) and what `latest` resolves to."""
-    from cmet_core.modelsets.registry import LATEST, open_registry, resolve
 
     reg = _run(open_registry, registry)
     versions = _run(reg.versions)
@@ -150,10 +160,11 @@ def synthetic(
     """Train on the 8 basic emotions, score the 6 unseen extended ones; the loss ablation over seeds.
 
     Exits 1 when the paper's loss (recon+cnt+dir, or the last variant run) misses the goal."""
-    import numpy as np
 
-    from training.config import load_config
+    # deferred: torch
     from training.sources import open_source
+
+    # deferred: torch
     from training.synthetic import GOAL, VARIANTS, SyntheticPairs, linear_reference, run_benchmark, summarise
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -193,6 +204,7 @@ def _prep_command(kind: str, unit: str, batch_default: int, doc: str) -> None:
         batch: int = typer.Option(batch_default, "--batch", min=1, help=f"{unit} per forward."),
         device: str = typer.Option(None, "--device", help="Default: CMET_DEVICE."),
     ) -> None:
+        # deferred: torch
         from training import prep
 
         report = _run(getattr(prep, f"prep_{kind}"), root, layout, models, batch, device)

@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cmet_core.edit.pipeline import Editor
 from cmet_core.errors import InputError
+from cmet_core.modelsets.manifests import verify_digest
+from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+from cmet_core.networks.speech import SpeechEncoder
+from cmet_core.options import EditChoices, Limits
+from cmet_core.settings import get_settings
 from training.data import Clip, find_clips
 
 
@@ -53,21 +59,16 @@ def _todo(
 
 
 def _device(device: str | None) -> str:
-    from cmet_core.settings import get_settings
-
     return device or get_settings().device
 
 
 def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, device: str | None = None) -> PrepReport:
     """EDTalk's expression weights of every frame of every clip's video (faces found and cropped as an edit does)."""
-    from cmet_core.edit.pipeline import Editor
-    from cmet_core.options import EditChoices, Limits
 
     report = PrepReport()
     todo = _todo(find_clips(layout, root), lambda c: c.video, lambda c: c.exp_path, report)
     if not todo:
         return report
-    from cmet_core.settings import get_settings
 
     editor = Editor.from_settings(get_settings(), models=models, device=device, batch=batch)
     limits = Limits(chunk_frames=min(batch, 256))
@@ -95,9 +96,6 @@ def _chunks(items: list[Clip], size: int) -> Iterator[list[Clip]]:
 
 def prep_speech(root: Path, layout: str, models: Path | None, batch: int = 8, device: str | None = None) -> PrepReport:
     """emotion2vec+ utterance embeddings of every clip's wav, `batch` clips per forward."""
-    from cmet_core.modelsets.manifests import verify_digest
-    from cmet_core.modelsets.sets import model_manifest, read_set, select_set
-    from cmet_core.networks.speech import SpeechEncoder
 
     report = PrepReport()
     todo = _todo(find_clips(layout, root), lambda c: c.wav, lambda c: c.e2v_path, report)

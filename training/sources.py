@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from cmet_core.settings import get_settings
 from training.config import TrainConfig
 from training.data import ClipPairs, PairSource, find_clips
+from training.synthetic import SyntheticPairs
 
 
 def open_source(cfg: TrainConfig) -> PairSource:
     d = cfg.data
     if d.layout == "synthetic":
-        from cmet_core.settings import get_settings
-        from training.synthetic import SyntheticPairs
-
         root = d.synthetic.features or get_settings().test_data / "e2v"
         return SyntheticPairs(root, cfg.seed, d.window, d.synthetic, d.teacher_forcing)
     assert d.root is not None

@@ -19,8 +19,10 @@ MEAD neutral mean as the built-in emotion library takes them. The goal figure is
 from __future__ import annotations
 
 import math
+import multiprocessing
 import tempfile
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import torch
 from cmet_core.emotion.library import list_features
 from training.config import SyntheticDataConfig, TrainConfig
 from training.data import PairBatch, fingerprint, step_generator
+from training.trainer import Trainer
 
 BASIC = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 EXTENDED = ("charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic")
@@ -202,8 +205,7 @@ class BenchmarkRow:
 
 def _one(cfg_json: str, seed: int, variant: str, run_dir: Path, threads: int | None, progress: bool) -> BenchmarkRow:
     """One (variant, seed) run with the real trainer; top-level so a process pool can run it."""
-    from training.sources import open_source
-    from training.trainer import Trainer
+    from training.sources import open_source  # cycle: synthetic <-> sources
 
     if threads:
         torch.set_num_threads(threads)
@@ -227,8 +229,6 @@ def run_benchmark(
     cfg: TrainConfig, seeds: list[int], variants: list[str], out_dir: Path | None = None, jobs: int = 1
 ) -> list[BenchmarkRow]:
     """Every (variant, seed), `jobs` at a time in spawned processes of one thread each; runs go under `out_dir`."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     if cfg.data.layout != "synthetic":
         raise ValueError(f"the synthetic benchmark needs a synthetic config, not layout {cfg.data.layout!r}")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from training.config import TrainConfig, validate_config
 from training.data import PairSource
@@ -212,7 +213,6 @@ class Trainer:
 
     def train(self, until: int | None = None) -> RunResult:
         """Train to `schedule.steps` (or stop early at `until`, as an interruption would)."""
-        from tqdm import tqdm
 
         self._write_config()
         cfg, result = self.cfg, RunResult(self.run_dir, self.step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
@@ -13,6 +14,9 @@ from cmet_core.logs import configure
 from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT_OLD_NAME, RUN_JOB, broker_options
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.webhooks import DELIVER
+from worker import metrics, sweeper
+from worker.editor import EDITOR
+from worker.guards import SHUTDOWN
 
 
 def _metrics_dir(settings: JobsSettings) -> None:
@@ -78,8 +82,6 @@ def roles(celery: Celery) -> tuple[bool, bool]:
 
 @worker_ready.connect
 def _start_helpers(sender: object = None, **_: object) -> None:
-    from worker import metrics, sweeper
-
     edits, webhooks = roles(app)
     sweeper.start(edits=edits, webhooks=webhooks)
     port = get_jobs_settings().worker_metrics_port
@@ -98,7 +100,6 @@ def _warm_prefork_child(**_: object) -> None:
 @worker_shutting_down.connect
 def _shutting_down(**_: object) -> None:
     """SIGTERM (warm shutdown): the jobs of this process get a short grace, then hand themselves back."""
-    from worker.guards import SHUTDOWN
 
     SHUTDOWN.begin()
 
@@ -107,12 +108,8 @@ def _warm_models() -> None:
     """Load the models in the background as the job process starts, so the first job finds them warm
     (one that arrives sooner waits on the same lock). In a thread: a prefork child that blocks in
     its init for long is killed by Celery."""
-    import logging
-    import threading
 
     def load() -> None:
-        from worker.editor import EDITOR
-
         try:
             EDITOR.get(get_jobs_settings())
         except Exception:  # a job reports the same failure with its code; here it is only logged

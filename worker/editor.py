@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from cmet_core.modelsets.errors import ModelLoadError
-from cmet_core.modelsets.registry import LATEST
+from cmet_core.modelsets.registry import LATEST, choose
 from cmet_jobs.settings import BatchedModel, JobsSettings
 from worker import metrics
 
@@ -38,7 +38,10 @@ class WorkerEditor:
 
 
 def _load(settings: JobsSettings) -> Editor:
+    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
+
+    # deferred: torch
     from worker.batcher import BatchPolicy, WorkerBatching
 
     def policy(model: BatchedModel) -> BatchPolicy:
@@ -56,8 +59,6 @@ def _load(settings: JobsSettings) -> Editor:
 
 
 def _follow_latest(editor: Editor) -> None:
-    from cmet_core.modelsets.registry import choose
-
     try:
         choice = choose(LATEST)
     except ModelLoadError:  # registry unreachable or emptied: keep serving what is loaded

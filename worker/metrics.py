@@ -53,6 +53,7 @@ def serve(port: int) -> None:
 
 
 def record_gpu_memory() -> None:
+    # deferred: torch
     import torch
 
     if torch.cuda.is_available():

@@ -31,7 +31,8 @@ def render_sheet(
     progress: Progress,
 ) -> tuple[SheetResult, str]:
     """(the job's result, the grid's storage key)."""
-    from cmet_core.edit.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
+    # deferred: torch
+    from cmet_core.edit.preview import contact_sheet
 
     choices, limits = run_options(spec, settings)
     sheet = contact_sheet(EDITOR.get(settings), video, spec, choices, library, progress, limits)

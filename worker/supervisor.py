@@ -7,6 +7,7 @@ again, so a worker that exits on the same signal is never brought back during sh
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,7 +24,6 @@ STABLE_S = 60.0
 
 def die_with_parent() -> None:
     """Linux: a child gets SIGTERM when its parent dies, even by SIGKILL, so no worker is orphaned."""
-    import ctypes
 
     pr_set_pdeathsig = 1
     try:

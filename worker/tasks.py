@@ -19,19 +19,19 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from cmet_core.emotion.library import EmotionLibrary
+from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.modelsets.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, probes, webhooks
-from cmet_jobs.db.models import JobRow
+from cmet_jobs.db.models import CustomEmotion, JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
 from cmet_jobs.queue import RUN_EDIT_OLD_NAME, RUN_JOB
 from cmet_jobs.results import EditResult, JobResult
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef, SheetSpec, run_options
-from cmet_jobs.states import JobState
+from cmet_jobs.states import EmotionState, JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
@@ -48,6 +48,7 @@ def _fetch(ref: InputRef, dest: Path, settings: JobsSettings, max_bytes: int) ->
     if ref.key is not None:
         storage_for(settings).get_file(ref.key, dest)
         return dest
+    # deferred: httpx
     from cmet_jobs.net_guard import BlockedURLError, fetch_to_file
 
     assert ref.url is not None
@@ -329,10 +330,6 @@ def build_emotion(emotion_id: str) -> str:
 
 
 def _build_emotion(emotion_id: str) -> str:
-    from cmet_core.emotion.library import load_builtin_library
-    from cmet_jobs.db.models import CustomEmotion
-    from cmet_jobs.states import EmotionState
-
     settings = get_jobs_settings()
     storage = storage_for(settings)
     with session_scope(settings.db_url) as session:

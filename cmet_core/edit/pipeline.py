@@ -40,6 +40,7 @@ from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
 from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions
+from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.settings import CoreSettings
 
@@ -76,8 +77,6 @@ class LazySpeechEncoder:
     def __call__(self, clips: Sequence[Path]) -> np.ndarray:
         with self._lock:
             if self._encoder is None:
-                from cmet_core.networks.speech import SpeechEncoder
-
                 self._encoder = SpeechEncoder(self.model_dir, device=self.device)
         return self._encoder.embed(list(clips))
 

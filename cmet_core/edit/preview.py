@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from cmet_core import faces
 from cmet_core.edit.editing import Clock, Progress, no_progress
@@ -83,7 +85,6 @@ class ContactSheet:
 
     def grid(self) -> Image.Image:
         """The labelled grid: a header row of intensities, a label column of emotions, the face of each cell."""
-        from PIL import Image, ImageDraw
 
         cols, rows = len(self.intensities), len(self.emotions)
         sheet = Image.new("RGB", (LABEL_W + cols * CELL, HEADER_H + rows * CELL), BACKGROUND)
@@ -101,7 +102,6 @@ class ContactSheet:
 
     def save(self, path: Path) -> Path:
         """The grid as PNG; its text chunks name the rows, columns and frame, for scripts."""
-        from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
         info.add_text("cmet:emotions", json.dumps(list(self.emotions)))
@@ -113,7 +113,6 @@ class ContactSheet:
 
     def save_cells(self, folder: Path) -> list[Path]:
         """Each cell's whole edited frame as its own PNG, named `cell_name(row, column)`, in row order."""
-        from PIL import Image
 
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -132,7 +131,6 @@ def cell_name(row: int, column: int, emotion: str, intensity: float) -> str:
 
 def _label(draw: object, text: str, box: tuple[int, int, int, int]) -> None:
     """`text` centred in `box`, shortened with an ellipsis where it would not fit."""
-    from PIL import ImageDraw, ImageFont
 
     assert isinstance(draw, ImageDraw.ImageDraw)
     font = ImageFont.load_default(size=FONT_SIZE)

@@ -29,6 +29,7 @@ class Landmarker:
 
     def __init__(self, min_score: float = 0.5) -> None:
         with native_stderr_silenced():
+            # deferred: mediapipe
             from mediapipe.python.solutions import face_mesh
 
             self._mesh = face_mesh.FaceMesh(

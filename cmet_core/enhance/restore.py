@@ -59,6 +59,7 @@ class RestorerRunner:
 
 def aligned_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """The `size` x `size` uint8 face `matrix` (frame -> square) cuts from an RGB frame."""
+    # deferred: cv2
     import cv2
 
     return cv2.warpAffine(
@@ -79,6 +80,7 @@ def paste_aligned(image: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask:
 
     Pixels outside the face's footprint, and wherever the mask is 0, are bit-identical to `image`.
     """
+    # deferred: cv2
     import cv2
 
     size = face.shape[0]

@@ -92,6 +92,7 @@ class FaceDetector:
         if selections is None:
             raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
         with native_stderr_silenced():
+            # deferred: mediapipe
             from mediapipe.python.solutions import face_detection
 
             self._models = [
@@ -128,6 +129,7 @@ class FaceDetector:
 
 
 def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
+    # deferred: cv2
     import cv2
 
     h, w = image.shape[:2]

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.modelsets.errors import ModelLoadError, few
@@ -88,8 +90,6 @@ def describe(kind: Kind, module: torch.nn.Module) -> str:
 
 def load_module(path: Path, kind: Kind, *, verify: bool = True) -> torch.nn.Module:
     """Build the module from its manifest config and load the safetensors weights strictly."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     manifest, weights = read_model_manifest(path, kind)
     if verify:
@@ -148,7 +148,6 @@ def write_model(
 
     `origin` names where the state came from, for the error message when it does not fit.
     """
-    from safetensors.torch import save_file
 
     stem = stem or kind
     dest_dir = Path(dest_dir)

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-from cmet_core.modelsets.checkpoints import write_model
+from cmet_core.modelsets.checkpoints import load_module, write_model
 from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     Kind,
@@ -155,7 +156,6 @@ def convert_member(
 ) -> Path:
     """The state dict under `key` of the published checkpoint `src` (a `what`), written as a member of
     `kind` with `config` into `dest_dir` and loaded back strictly; returns the manifest."""
-    from cmet_core.modelsets.checkpoints import load_module
 
     state = extract_state(read_torch_checkpoint(src), key, Path(src), what)
     mpath = write_model(
@@ -219,7 +219,6 @@ def convert_audio2lip(
 
 def read_emotion2vec_config(path: Path) -> dict[str, Any]:
     """The parsed `config.yaml`; funasr needs `model` and a full `model_conf`."""
-    import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

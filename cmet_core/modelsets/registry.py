@@ -31,6 +31,7 @@ from cmet_core.modelsets.manifests import (
     sha256_file,
     verify_digest,
 )
+from cmet_core.modelsets.s3 import s3_client
 from cmet_core.settings import CoreSettings, get_settings
 
 KIND_DIR = "connector"
@@ -126,8 +127,6 @@ class S3Registry:
     """A registry under `s3://bucket/prefix`; downloads are cached by digest and verified."""
 
     def __init__(self, bucket: str, prefix: str, settings: CoreSettings) -> None:
-        from cmet_core.modelsets.s3 import s3_client
-
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = s3_client(settings)
@@ -138,6 +137,7 @@ class S3Registry:
         return "/".join(p for p in parts if p)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        # deferred: botocore
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

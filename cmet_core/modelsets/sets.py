@@ -242,6 +242,7 @@ class ModelSet:
 
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Serve a registry connector instead of the current one, once it is known to fit the set."""
+        # deferred: torch
         from cmet_core.modelsets.checkpoints import load_connector
 
         connector = load_connector(choice.registry.local_weights(choice.version))
@@ -257,6 +258,7 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
+    # deferred: torch
     from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan
 
     path = Path(set_dir) if set_dir is not None else select_set()

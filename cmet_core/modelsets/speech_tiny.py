@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from cmet_core.networks.speech import (
     CONFIG_FILE,
@@ -217,7 +218,6 @@ def make_tiny_emotion2vec(
     included), same checkpoint layout (backbone under `d2v_model.`, 9-class head `proj.*`, no
     decoder weights); only the sizes are small. Needs no funasr, and leaves global RNGs alone.
     """
-    import yaml
 
     if embed_dim % 16 or embed_dim % heads or conv_dim < 1:
         raise ValueError("embed_dim must be a multiple of 16 (positional conv groups) and of heads")

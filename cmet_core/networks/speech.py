@@ -38,9 +38,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from cmet_core.media.audio import AudioSource, load_audio
 from cmet_core.modelsets.errors import ModelLoadError, few
+from cmet_core.networks.runtime import select_device
+from cmet_core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,6 @@ Clip = np.ndarray | AudioSource
 
 def _read_config(path: Path) -> dict[str, Any]:
     """The parsed config.yaml, checked for what funasr needs (it reports missing keys poorly)."""
-    import yaml
 
     if not path.is_file():
         raise ModelLoadError(f"emotion2vec model directory {path.parent} has no {path.name}")
@@ -252,9 +254,6 @@ def _contain_funasr() -> Iterator[io.StringIO]:
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
-    from cmet_core.networks.runtime import select_device
-    from cmet_core.settings import get_settings
-
     if isinstance(device, torch.device):
         return device
     return select_device(device if device is not None else get_settings().device)
@@ -306,6 +305,7 @@ class SpeechEncoder:
         scope_map = _scope_map(config)
         with _contain_funasr() as printed:
             try:
+                # deferred: funasr
                 from funasr import AutoModel
             except ImportError as exc:
                 raise ModelLoadError(

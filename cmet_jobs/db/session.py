@@ -65,7 +65,10 @@ def session_scope(url: str) -> Iterator[Session]:
 
 def migrate(url: str) -> None:
     """Upgrade the database at `url` to the newest schema (idempotent; safe at every start)."""
+    # deferred: alembic
     from alembic import command
+
+    # deferred: alembic
     from alembic.config import Config
 
     config = Config()

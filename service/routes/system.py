@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from cmet_core.errors import ErrorCode
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.registry import choose
+from cmet_core.modelsets.sets import model_manifest, read_set, select_set
 from cmet_jobs import jobs, queue, schemas
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError
@@ -58,9 +61,6 @@ def _ping_db(url: str) -> None:
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
 def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
-    from cmet_core.modelsets.errors import ModelLoadError
-    from cmet_core.modelsets.registry import choose
-    from cmet_core.modelsets.sets import model_manifest, read_set, select_set
 
     try:
         path = select_set(settings.models_set or settings.resolved_models_dir)

@@ -32,20 +32,25 @@ def edtalk_widths(config: Mapping[str, Any]) -> Widths:
 
 
 def _load(path: Path, verify: bool) -> torch.nn.Module:
-    from cmet_core.backbones.edtalk.tools import load_edtalk  # defers torch: sets are read without it
+    # deferred: torch
+    from cmet_core.backbones.edtalk.tools import load_edtalk
 
     return load_edtalk(path, verify=verify)
 
 
 def _tools() -> BackboneTools:
-    from cmet_core.backbones.edtalk.tools import TOOLS  # defers torch: sets are read without it
+    # deferred: torch
+    from cmet_core.backbones.edtalk.tools import TOOLS
 
     return TOOLS
 
 
 def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
     # defers torch: sets are read without it
+    # deferred: torch
     from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
+
+    # deferred: torch
     from cmet_core.backbones.edtalk.network import Generator
 
     if not isinstance(module, Generator):
