@@ -47,8 +47,7 @@ def make_input(path: Path, seconds: float, fps: int = 25) -> Path:
 
 
 def _child(src: str, dst: str, models: str) -> None:
-    # deferred: PIL, torch
-    from cmet_core.edit.pipeline import Editor
+    from cmet_core.edit.pipeline import Editor  # deferred: PIL, torch
 
     result = Editor.load(Path(models)).edit(Path(src), Path(dst), EmotionTarget(emotion="happy"))
     print(f"{result.frames} {result.total_seconds:.2f}")
@@ -70,8 +69,7 @@ def _peak_rss_mib(src: Path, dst: Path, models: Path) -> tuple[float, str]:
 
 
 def memory() -> None:
-    # deferred: torch
-    from cmet_core.modelsets.build import make_tiny_set
+    from cmet_core.modelsets.build import make_tiny_set  # deferred: torch
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -87,13 +85,10 @@ def memory() -> None:
 
 
 def overhead(seconds: float, models: Path | None) -> None:
-    # deferred: torch
+    # deferred: PIL, torch
     import torch
 
-    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-
-    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
 
     threads = get_settings().num_threads

@@ -41,13 +41,10 @@ HD = (1920, 1080)
 
 def make_hd_input(path: Path, frames: int) -> Path:
     """The first frames of the uncropped clip, Lanczos-upscaled to 1080 high and widened to 1920 by reflection."""
-    # deferred: cv2
+    # deferred: av, cv2
     import cv2
 
-    # deferred: av
     from cmet_core.media.sample import write_clip
-
-    # deferred: av
     from cmet_core.media.video import read_frames
 
     src = get_settings().test_data / "video" / "obama_uncropped.mp4"
@@ -66,8 +63,6 @@ def gflop(editor: Editor) -> tuple[float, float]:
     """(generator fast path per frame, restorer per 512 face), counted on one forward each."""
     # deferred: torch
     import torch
-
-    # deferred: torch
     from torch.utils.flop_counter import FlopCounterMode
 
     assert editor.restorer is not None
@@ -83,10 +78,9 @@ def gflop(editor: Editor) -> tuple[float, float]:
 
 def face_sharpness(path: Path, boxes: list[tuple[int, int, int, int]]) -> float:
     """Mean over frames of the variance of the Laplacian of the grey image inside each frame's face box."""
-    # deferred: cv2
+    # deferred: av, cv2
     import cv2
 
-    # deferred: av
     from cmet_core.media.video import read_frames
 
     values = []
@@ -99,8 +93,6 @@ def face_sharpness(path: Path, boxes: list[tuple[int, int, int, int]]) -> float:
 def face_boxes(path: Path) -> list[tuple[int, int, int, int]]:
     # deferred: av
     from cmet_core import faces
-
-    # deferred: av
     from cmet_core.media.video import read_frames
 
     out = []
@@ -115,16 +107,11 @@ def face_boxes(path: Path) -> list[tuple[int, int, int, int]]:
 
 
 def run(frames: int, models: Path | None) -> None:
-    # deferred: torch
+    # deferred: PIL, av, torch
     import torch
 
-    # deferred: PIL, av, torch
     from cmet_core.edit.pipeline import Editor
-
-    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
-
-    # deferred: av
     from cmet_core.options import EditChoices
 
     threads = get_settings().num_threads

@@ -36,16 +36,11 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="torch thread counts to measure, side by side")
     args = parser.parse_args()
 
-    # deferred: torch
+    # deferred: PIL, torch
     import torch
 
-    # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-
-    # deferred: torch
     from cmet_core.edit.preview import contact_sheet
-
-    # deferred: torch
     from cmet_core.modelsets.build import make_filled_set
 
     one = SheetChoice(emotions=("happy",), intensities=(1.0,))

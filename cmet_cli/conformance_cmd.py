@@ -15,8 +15,6 @@ def conformance(
     """Exit 0 when every golden group matches; one line per group with its max error."""
     # deferred: torch
     from cmet_core.verify.conformance import kit_fingerprint, run_kit
-
-    # deferred: torch
     from cmet_core.verify.goldens import KitError
 
     kit = kit or get_settings().conformance_kit

@@ -40,8 +40,7 @@ def out() -> Console:
 
 def run(action: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call a library function, turning its errors into one message and an exit code."""
-    # deferred: torch
-    from cmet_core.modelsets.convert import CheckpointWarning
+    from cmet_core.modelsets.convert import CheckpointWarning  # deferred: torch
 
     try:
         with warnings.catch_warnings(record=True) as caught:

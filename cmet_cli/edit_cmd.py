@@ -137,8 +137,7 @@ def edit(
     With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
     and a photo INPUT is animated, its head moved by --pose-from or held still. The edit's choices
     (face, restorer, lips, clip window) are flags made from `EditChoices`."""
-    # deferred: PIL, torch
-    from cmet_core.edit.pipeline import STAGES, Editor
+    from cmet_core.edit.pipeline import STAGES, Editor  # deferred: PIL, torch
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)

@@ -13,8 +13,7 @@ app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
 
 
 def _db_url() -> str:
-    # deferred: sqlalchemy
-    from cmet_jobs.db.session import migrate
+    from cmet_jobs.db.session import migrate  # deferred: sqlalchemy
 
     url = get_jobs_settings().db_url
     run(migrate, url)
@@ -30,8 +29,6 @@ def create_cmd(
     """Create a key; its secret is printed once and only its hash is stored."""
     # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
-
-    # deferred: sqlalchemy
     from cmet_jobs.keys import create_key
 
     with session_scope(_db_url()) as session:
@@ -47,8 +44,6 @@ def list_cmd() -> None:
     """Keys with their prefix, limits and state (never the secret)."""
     # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
-
-    # deferred: sqlalchemy
     from cmet_jobs.keys import list_keys
 
     table = Table()
@@ -75,8 +70,6 @@ def revoke_cmd(key_id: str = typer.Argument(..., help="The key's id (from `cmet 
     """Revoke a key: requests with it get 401 from now on."""
     # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
-
-    # deferred: sqlalchemy
     from cmet_jobs.keys import revoke_key
 
     with session_scope(_db_url()) as session:

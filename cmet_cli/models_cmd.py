@@ -51,8 +51,7 @@ def pull_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set of the same name."),
 ) -> None:
     """Download the published weights (needs network), verify and convert them into DIR/official."""
-    # deferred: torch
-    from cmet_core.modelsets.pull import OFFICIAL_SPEC, load_spec, pull
+    from cmet_core.modelsets.pull import OFFICIAL_SPEC, load_spec, pull  # deferred: torch
 
     spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
     if no_restorer:
@@ -69,8 +68,7 @@ def make_tiny_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
-    # deferred: torch
-    from cmet_core.modelsets.build import make_tiny_set
+    from cmet_core.modelsets.build import make_tiny_set  # deferred: torch
 
     dest = directory if directory is not None else _root(None) / "tiny"
     dest = run(make_tiny_set, dest, seed, force=force, backbone=backbone)
@@ -84,8 +82,7 @@ def make_filled_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a full-size generator, connector, restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks)."""
-    # deferred: torch
-    from cmet_core.modelsets.build import make_filled_set
+    from cmet_core.modelsets.build import make_filled_set  # deferred: torch
 
     dest = run(make_filled_set, directory, force=force, backbone=backbone)
     typer.echo(f"filled model set written to {dest}")
@@ -105,8 +102,7 @@ def convert_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
-    # deferred: torch
-    from cmet_core.modelsets.build import convert_set
+    from cmet_core.modelsets.build import convert_set  # deferred: torch
 
     dest = run(
         convert_set,
@@ -159,8 +155,7 @@ def verify_cmd(
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
-    # deferred: torch
-    from cmet_core.modelsets.build import verify_set
+    from cmet_core.modelsets.build import verify_set  # deferred: torch
 
     root = _root(directory)
     sets = discover_sets(root)

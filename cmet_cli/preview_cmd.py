@@ -44,8 +44,6 @@ def preview(
     The face choice and the restorer's options are flags made from `FaceChoice`."""
     # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-
-    # deferred: torch
     from cmet_core.edit.preview import contact_sheet
 
     choice = validated(

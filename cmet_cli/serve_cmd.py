@@ -55,19 +55,12 @@ def serve(
     ),
 ) -> None:
     """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
-    # deferred: uvicorn
+    # deferred: PIL, celery, fastapi, sqlalchemy, uvicorn
     import uvicorn
 
-    # deferred: PIL, celery, sqlalchemy
     from cmet_jobs import jobs, queue
-
-    # deferred: sqlalchemy
     from cmet_jobs.db.session import session_scope
-
-    # deferred: PIL, celery, sqlalchemy
     from cmet_jobs.jobs import unfinished_ids
-
-    # deferred: PIL, celery, fastapi, sqlalchemy
     from service.app import create_app
 
     overrides = {

@@ -127,8 +127,7 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        # deferred: botocore
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # deferred: botocore
 
         try:
             return fn(*args, **kwargs)
@@ -160,8 +159,7 @@ class S3Storage:
         )
 
     def size(self, key: str) -> int | None:
-        # deferred: botocore
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # deferred: botocore
 
         try:
             return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
@@ -207,8 +205,7 @@ class S3Storage:
         self._call("head bucket", self.client.head_bucket, Bucket=self.bucket)
 
     def ensure_bucket(self) -> None:
-        # deferred: botocore
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # deferred: botocore
 
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -187,8 +187,7 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
 
 def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhook_url: str | None) -> None:
     """Input URLs (with their size limits) probed as the worker will fetch them, and the webhook's address."""
-    # deferred: httpx
-    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url
+    from cmet_jobs.net_guard import BlockedURLError, check_url, probe_url  # deferred: httpx
 
     schemes = settings.url_schemes
     for url, max_bytes in inputs:

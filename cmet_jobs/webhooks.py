@@ -99,8 +99,7 @@ def _claim(settings: JobsSettings, delivery_id: str) -> bool:
 
 def deliver(settings: JobsSettings, delivery_id: str) -> str:
     """One attempt, if the delivery is due; records it and schedules the next or ends the delivery."""
-    # deferred: httpx
-    from cmet_jobs.net_guard import BlockedURLError, post_json
+    from cmet_jobs.net_guard import BlockedURLError, post_json  # deferred: httpx
 
     if not _claim(settings, delivery_id):
         return "not due"

@@ -80,8 +80,7 @@ def customize(app: FastAPI) -> None:
 
 
 def render() -> str:
-    # cycle: openapi <-> app
-    from service.app import create_app
+    from service.app import create_app  # cycle: openapi <-> app
 
     with tempfile.TemporaryDirectory() as scratch:
         app = create_app(JobsSettings(data_dir=Path(scratch), url_signing_key="schema"), migrate_db=False)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -90,6 +90,14 @@ def _allowed_methods(request: Request) -> set[str]:
     routes = request.app.routes
     allowed = {m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)}
     return allowed | ({"HEAD"} if "GET" in allowed else set())
+
+
+def invalid_request(exc: ValidationError) -> RequestError:
+    """A body that parsed but failed its model (multipart fields, or JSON checked in the route), as the same
+    422 `invalid_request` with per-field `errors` that FastAPI's own validation gives."""
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
+    return RequestError(ErrorCode.INVALID_REQUEST, detail, errors=errors)
 
 
 def install(app: FastAPI) -> None:

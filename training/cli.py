@@ -27,8 +27,7 @@ def _main() -> None:
 
 def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Known failures become one line and exit code 2, never a traceback."""
-    # deferred: torch
-    from training.trainer import TrainError
+    from training.trainer import TrainError  # deferred: torch
 
     try:
         return fn(*args, **kwargs)
@@ -38,8 +37,7 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _threads(threads: int | None) -> None:
-    # deferred: torch
-    import torch
+    import torch  # deferred: torch
 
     if threads:
         torch.set_num_threads(threads)
@@ -58,11 +56,7 @@ def train(
     """Train the connector (resumes an interrupted run exactly)."""
     # deferred: torch
     from training.export import start_from
-
-    # deferred: torch
     from training.sources import open_source
-
-    # deferred: torch
     from training.trainer import Trainer
 
     _threads(threads)
@@ -85,8 +79,6 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     """Evaluate a run's newest checkpoint on its held-out pairs."""
     # deferred: torch
     from training.sources import open_source
-
-    # deferred: torch
     from training.trainer import Trainer, read_run
 
     cfg, _, parent = _run(read_run, run)
@@ -106,8 +98,7 @@ def export(
     bump: str = typer.Option("minor", "--bump", help="major, minor or patch, when no --version is given."),
 ) -> None:
     """Publish a run's newest checkpoint as a registry version."""
-    # deferred: torch
-    from training.export import export_run
+    from training.export import export_run  # deferred: torch
 
     if bump not in ("major", "minor", "patch"):
         typer.echo("error: --bump takes major, minor or patch", err=True)
@@ -124,8 +115,7 @@ def import_official_cmd(
     version: str = typer.Option("1.0.0", "--version"),
 ) -> None:
     """Add the official C-MET connector to the registry as a version of its own."""
-    # deferred: torch
-    from training.export import import_official
+    from training.export import import_official  # deferred: torch
 
     reg = _run(open_registry, registry)
     manifest = _run(import_official, pth, reg, version)
@@ -163,8 +153,6 @@ def synthetic(
 
     # deferred: torch
     from training.sources import open_source
-
-    # deferred: torch
     from training.synthetic import GOAL, VARIANTS, SyntheticPairs, linear_reference, run_benchmark, summarise
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -204,8 +192,7 @@ def _prep_command(kind: str, unit: str, batch_default: int, doc: str) -> None:
         batch: int = typer.Option(batch_default, "--batch", min=1, help=f"{unit} per forward."),
         device: str = typer.Option(None, "--device", help="Default: CMET_DEVICE."),
     ) -> None:
-        # deferred: torch
-        from training import prep
+        from training import prep  # deferred: torch
 
         report = _run(getattr(prep, f"prep_{kind}"), root, layout, models, batch, device)
         typer.echo(report.line(kind))

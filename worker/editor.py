@@ -40,8 +40,6 @@ class WorkerEditor:
 def _load(settings: JobsSettings) -> Editor:
     # deferred: PIL, torch
     from cmet_core.edit.pipeline import Editor
-
-    # deferred: torch
     from worker.batcher import BatchPolicy, WorkerBatching
 
     def policy(model: BatchedModel) -> BatchPolicy:

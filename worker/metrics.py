@@ -53,8 +53,7 @@ def serve(port: int) -> None:
 
 
 def record_gpu_memory() -> None:
-    # deferred: torch
-    import torch
+    import torch  # deferred: torch
 
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):

@@ -31,8 +31,7 @@ def render_sheet(
     progress: Progress,
 ) -> tuple[SheetResult, str]:
     """(the job's result, the grid's storage key)."""
-    # deferred: torch
-    from cmet_core.edit.preview import contact_sheet
+    from cmet_core.edit.preview import contact_sheet  # deferred: torch (only where jobs run, never in a webhook worker)
 
     choices, limits = run_options(spec, settings)
     sheet = contact_sheet(EDITOR.get(settings), video, spec, choices, library, progress, limits)

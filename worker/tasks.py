@@ -48,8 +48,7 @@ def _fetch(ref: InputRef, dest: Path, settings: JobsSettings, max_bytes: int) ->
     if ref.key is not None:
         storage_for(settings).get_file(ref.key, dest)
         return dest
-    # deferred: httpx
-    from cmet_jobs.net_guard import BlockedURLError, fetch_to_file
+    from cmet_jobs.net_guard import BlockedURLError, fetch_to_file  # deferred: httpx
 
     assert ref.url is not None
     try:

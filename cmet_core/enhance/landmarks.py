@@ -29,8 +29,7 @@ class Landmarker:
 
     def __init__(self, min_score: float = 0.5) -> None:
         with native_stderr_silenced():
-            # deferred: mediapipe
-            from mediapipe.python.solutions import face_mesh
+            from mediapipe.python.solutions import face_mesh  # deferred: mediapipe
 
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_score

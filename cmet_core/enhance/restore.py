@@ -59,8 +59,7 @@ class RestorerRunner:
 
 def aligned_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """The `size` x `size` uint8 face `matrix` (frame -> square) cuts from an RGB frame."""
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     return cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_RGB
@@ -80,8 +79,7 @@ def paste_aligned(image: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask:
 
     Pixels outside the face's footprint, and wherever the mask is 0, are bit-identical to `image`.
     """
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     size = face.shape[0]
     inverse = cv2.invertAffineTransform(matrix)

@@ -78,8 +78,7 @@ class Enhancer:
 
     def apply(self, images: list[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         """The chunk's frames with their faces restored (upscaled first when asked): one restorer call."""
-        # deferred: cv2
-        import cv2
+        import cv2  # deferred: cv2
 
         matrices = [self.matrices[i] for i in indices]
         aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]

@@ -92,8 +92,7 @@ class FaceDetector:
         if selections is None:
             raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
         with native_stderr_silenced():
-            # deferred: mediapipe
-            from mediapipe.python.solutions import face_detection
+            from mediapipe.python.solutions import face_detection  # deferred: mediapipe
 
             self._models = [
                 (s, face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score))
@@ -129,8 +128,7 @@ class FaceDetector:
 
 
 def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     h, w = image.shape[:2]
     scale = max_side / max(h, w)

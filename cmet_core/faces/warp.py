@@ -34,8 +34,7 @@ def _place(
 ) -> np.ndarray:
     """`src` resampled onto a canvas of `size` (w, h) where each source pixel is `scale` canvas pixels wide and
     the source's top-left corner lands at `offset` (pixel edges, not centres, so crop and paste-back invert)."""
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     sx = sy = scale
     if scale < 1:
@@ -55,8 +54,7 @@ def _span(start: float, end: float, limit: int) -> tuple[int, int]:
 
 def crop_face(image: np.ndarray, box: CropBox, size: int = FACE_SIZE) -> np.ndarray:
     """The square `box` of an (H, W, 3) uint8 frame as a size x size uint8 crop."""
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     h, w = image.shape[:2]
     # read only the box's region (a pixel more for bilinear); its edge is the frame's edge wherever the box
@@ -101,8 +99,7 @@ def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarr
 
     Pixels outside the box's footprint, and wherever the mask is 0, are bit-identical to `image`.
     """
-    # deferred: cv2
-    import cv2
+    import cv2  # deferred: cv2
 
     size = face.shape[0]
     if face.shape != (size, size, 3) or face.dtype != np.uint8:

@@ -170,8 +170,6 @@ def download(
     """Fetch one file into the hub cache, pinned to the commit the hub reports, and check its digest."""
     # deferred: huggingface_hub
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-
-    # deferred: huggingface_hub
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,

@@ -137,8 +137,7 @@ class S3Registry:
         return "/".join(p for p in parts if p)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        # deferred: botocore
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # deferred: botocore
 
         try:
             return fn(**kwargs)

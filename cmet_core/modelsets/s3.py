@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 
 def s3_client(settings: CoreSettings, endpoint_url: str | None = None) -> S3Client:
     """A boto3 S3 client with SigV4, bounded retries and timeouts; `endpoint_url` overrides the setting."""
-    # deferred: boto3
+    # deferred: boto3, botocore
     import boto3
-
-    # deferred: botocore
     from botocore.config import Config
 
     config = Config(

@@ -242,8 +242,7 @@ class ModelSet:
 
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Serve a registry connector instead of the current one, once it is known to fit the set."""
-        # deferred: torch
-        from cmet_core.modelsets.checkpoints import load_connector
+        from cmet_core.modelsets.checkpoints import load_connector  # deferred: torch
 
         connector = load_connector(choice.registry.local_weights(choice.version))
         problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()}, self.backbone)
@@ -258,8 +257,7 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
-    # deferred: torch
-    from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan
+    from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan  # deferred: torch
 
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)

@@ -305,8 +305,7 @@ class SpeechEncoder:
         scope_map = _scope_map(config)
         with _contain_funasr() as printed:
             try:
-                # deferred: funasr
-                from funasr import AutoModel
+                from funasr import AutoModel  # deferred: funasr
             except ImportError as exc:
                 raise ModelLoadError(
                     f"cannot load {directory}: funasr is not installed (pip install 'cmet[speech]'): {exc}"

@@ -67,8 +67,6 @@ def migrate(url: str) -> None:
     """Upgrade the database at `url` to the newest schema (idempotent; safe at every start)."""
     # deferred: alembic
     from alembic import command
-
-    # deferred: alembic
     from alembic.config import Config
 
     config = Config()

@@ -24,6 +24,7 @@ from cmet_jobs.storage import Storage
 from service import offload
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
+from service.problems import invalid_request
 
 router = APIRouter(prefix="/v1/edits", tags=["edits"])
 
@@ -54,12 +55,6 @@ _BODY_DOC = {
         },
     }
 }
-
-
-def _invalid(exc: ValidationError) -> RequestError:
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
-    return RequestError(ErrorCode.INVALID_REQUEST, detail, errors=errors)
 
 
 _SINGLE_PARTS = ("video", "speech_track", "pose_video")
@@ -101,13 +96,13 @@ async def _read_body(
         try:
             return schemas.EditCreate.model_validate(fields), singles, speech
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid_request(exc) from None
     if kind != "application/json":
         raise RequestError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or multipart/form-data")
     try:
         return schemas.EditCreate.model_validate_json(await request.body()), {}, []
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_request(exc) from None
 
 
 def _submit(

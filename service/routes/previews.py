@@ -23,7 +23,7 @@ from cmet_jobs.storage import Storage
 from service import offload
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
-from service.routes.edits import _invalid
+from service.problems import invalid_request
 
 router = APIRouter(prefix="/v1/previews", tags=["previews"])
 
@@ -57,7 +57,7 @@ async def _read_body(request: Request) -> tuple[schemas.PreviewCreate, UploadFil
         try:
             return schemas.PreviewCreate.model_validate_json(await request.body()), None
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid_request(exc) from None
     if kind != "multipart/form-data":
         raise RequestError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or multipart/form-data")
     try:
@@ -80,7 +80,7 @@ async def _read_body(request: Request) -> tuple[schemas.PreviewCreate, UploadFil
     try:
         return schemas.PreviewCreate.model_validate(fields), video
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_request(exc) from None
 
 
 def _submit(

@@ -32,25 +32,20 @@ def edtalk_widths(config: Mapping[str, Any]) -> Widths:
 
 
 def _load(path: Path, verify: bool) -> torch.nn.Module:
-    # deferred: torch
-    from cmet_core.backbones.edtalk.tools import load_edtalk
+    from cmet_core.backbones.edtalk.tools import load_edtalk  # deferred: torch (sets are read without it)
 
     return load_edtalk(path, verify=verify)
 
 
 def _tools() -> BackboneTools:
-    # deferred: torch
-    from cmet_core.backbones.edtalk.tools import TOOLS
+    from cmet_core.backbones.edtalk.tools import TOOLS  # deferred: torch (sets are read without it)
 
     return TOOLS
 
 
 def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
-    # defers torch: sets are read without it
-    # deferred: torch
+    # deferred: torch (sets are read without it)
     from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
-
-    # deferred: torch
     from cmet_core.backbones.edtalk.network import Generator
 
     if not isinstance(module, Generator):
