@@ -18,7 +18,6 @@ import torch
 
 from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.edit.expression import official_schedule
 from cmet_core.media import mel
 from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
 from cmet_core.networks.connector import Connector, run_windows
@@ -36,6 +35,7 @@ from cmet_core.verify.goldens import (
     read_kit_files,
     root_tolerances,
 )
+from cmet_core.verify.schedule import official_schedule
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",
