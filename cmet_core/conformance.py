@@ -31,6 +31,7 @@ from cmet_core.goldens import (
     model_checks,
     read_kit_files,
     root_tolerances,
+    u8_group,
 )
 from cmet_core.media import mel
 from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
@@ -285,14 +286,6 @@ def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[s
     return manifest, golden, rec
 
 
-def _u8_group(name: str, ours: list[np.ndarray], ref: np.ndarray, max_abs: float, max_frac: float) -> GroupResult:
-    """uint8 faces: every value within `max_abs` levels, and at most `max_frac` of them differing at all."""
-    diff = np.abs(np.stack(ours).astype(np.int64) - ref.astype(np.int64))
-    worst, frac = float(diff.max()), float((diff > 0).mean())
-    ok = worst <= max_abs and frac <= max_frac
-    return GroupResult(name, ok, worst, f"{frac:.2e} of values differ (max<={max_abs:g}, frac<={max_frac:g})")
-
-
 def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
     """One restore per stored face (batch 1, fixed noise), compared level by level."""
     faces = g["input_u8_512"]
@@ -330,8 +323,8 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
     yield grp.result()
 
     u8 = rec["restored_u8"]
-    yield _u8_group(
-        "gfpgan.restored_u8", restored, g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
+    yield u8_group(
+        "gfpgan.restored_u8", np.stack(restored), g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
     )
 
 
