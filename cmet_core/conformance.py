@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
+from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
+from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.expression import official_schedule
 from cmet_core.fill import fill_module
@@ -261,7 +263,11 @@ def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -
 def kit_fingerprint(kit: Path) -> str:
     """Short digest of the kit's files, printed so a report says which kit it checked."""
     h = hashlib.sha256()
-    extensions = (*(f"{A2L_DIR}/{f}" for f in A2L_FILES), *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES))
+    extensions = (
+        *(f"{A2L_DIR}/{f}" for f in A2L_FILES),
+        *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES),
+        *(f"{PDFGC_DIR}/{f}" for f in PDFGC_FILES),
+    )
     for name in (*KIT_FILES, *extensions):
         path = Path(kit) / name
         if path.is_file():

@@ -20,7 +20,10 @@ from cmet_core.backbones.pdfgc.tools import load_published
 from cmet_core.backbones.registry import backbone_spec
 from cmet_core.fill import fill_module
 from cmet_core.goldens import GroupResult
+from cmet_core.models.build import make_tiny_set, verify_set
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.models.sets import load_set
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +165,14 @@ def test_goldens(results: dict[str, GroupResult], part: str) -> None:
 @pytest.mark.slow
 def test_every_group_is_listed(results: dict[str, GroupResult]) -> None:
     assert sorted(results) == sorted(n for names in GROUPS.values() for n in names)
+
+
+@pytest.mark.slow
+def test_tiny_set_of_the_backbone_verifies(tmp_path: Path) -> None:
+    """Registered: a set names it, stores its four networks as one member and loads them strictly;
+    building the backbone is refused until its encode and render exist."""
+    path = make_tiny_set(tmp_path / "tiny", seed=0, restorer=False, audio2lip=False, backbone=NAME)
+    report = verify_set(path)
+    assert [c.status for c in report.checks if c.kind == NAME] == ["ok"]
+    with pytest.raises(ModelLoadError, match="pdfgc backbone cannot edit yet"):
+        load_set(path).build_backbone(RuntimeOptions(device="cpu"))

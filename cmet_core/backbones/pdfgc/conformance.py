@@ -31,6 +31,7 @@ from cmet_core.goldens import (
 
 KIT_DIR = "pdfgc"
 MANIFEST, GOLDEN, TOLERANCES = "pdfgc_manifest.json", "golden_pdfgc.npz", "tolerances_pdfgc.json"
+KIT_FILES = (MANIFEST, GOLDEN, TOLERANCES)
 Goldens = dict[str, np.ndarray]
 
 
@@ -39,6 +40,9 @@ def kit_checks(kit: Path) -> Iterator[GroupResult]:
     folder = Path(kit) / KIT_DIR
     if not folder.is_dir():
         return
+    missing = [f for f in KIT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise KitError(f"{folder}: not a PD-FGC kit, missing {', '.join(missing)}")
     manifest, golden = read_kit_files(folder, MANIFEST, GOLDEN)
     yield from pdfgc_checks(manifest, golden, read_tolerances(folder))
 
