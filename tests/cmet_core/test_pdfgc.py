@@ -16,12 +16,14 @@ from cmet_core.backbones.pdfgc.conformance import KIT_DIR, MANIFEST, kit_checks
 from cmet_core.backbones.pdfgc.entry import NAME, pdfgc_widths
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
-from cmet_core.backbones.pdfgc.tools import load_published
+from cmet_core.backbones.pdfgc.tools import convert_pdfgc, load_published
 from cmet_core.backbones.registry import backbone_spec
 from cmet_core.fill import fill_module
 from cmet_core.goldens import GroupResult
 from cmet_core.models.build import make_tiny_set, verify_set
+from cmet_core.models.checkpoints import load_module
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import read_model_manifest
 from cmet_core.models.runtime import RuntimeOptions
 from cmet_core.models.sets import load_set
 
@@ -104,6 +106,15 @@ def test_published_files_load_strictly(tiny: PDFGC, tmp_path: Path) -> None:
     _write_published(tiny, tmp_path, drop="net_motion.to_emo.3.weight")  # read by every render
     with pytest.raises(ModelLoadError, match="1 missing keys: net_motion.to_emo.3.weight"):
         load_published(tmp_path, TINY_PDFGC)
+
+
+def test_published_files_convert_to_one_member(tiny: PDFGC, tmp_path: Path) -> None:
+    _write_published(tiny, tmp_path)
+    manifest_path = convert_pdfgc(tmp_path, tmp_path / "set", config=TINY_PDFGC)
+    loaded = load_module(manifest_path, NAME)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in tiny.state_dict().items())
+    manifest = read_model_manifest(manifest_path, NAME)[0]
+    assert manifest.licence is not None and "VoxCeleb2" in manifest.licence
 
 
 def test_audio_front_end_counts() -> None:

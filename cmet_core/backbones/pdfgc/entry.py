@@ -26,6 +26,12 @@ NAME = "pdfgc"
 MOUTH_PART = "mouth"
 """The motion part the audio encoder writes (PD-FGC's lips always come from audio)."""
 
+LICENCE = (
+    "code CC-BY-4.0; the weights (the PD-FGC authors' Google Drive download) carry no stated licence "
+    "and were trained on VoxCeleb2 (research use): review before commercial use"
+)
+"""What the PD-FGC release says of its checkpoints, shown by `cmet models list` (kit README, Licences)."""
+
 FRAMING = Framing(size=224, window=(0, 16, 192, 208))
 """A 224 px crop of which the networks see rows 0..191 and columns 16..207, resized back to 224 px
 (kit SPEC_pdfgc.md section 3, trap T1)."""

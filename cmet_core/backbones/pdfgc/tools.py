@@ -1,6 +1,6 @@
 """PD-FGC's set-making tools (`BackboneTools`): its four networks from a member config, the kit's fill
-rule, the tiny and published configs, the strict reader of the four published checkpoint files and
-its conformance groups.
+rule, the tiny and published configs, the strict reader and converter of the four published
+checkpoint files (a folder, passed as the set's `--generator`) and its conformance groups.
 
 `entry` hands them out on demand: this module imports torch.
 """
@@ -14,11 +14,13 @@ from typing import Any
 import torch
 
 from cmet_core.backbones.pdfgc.conformance import kit_checks
+from cmet_core.backbones.pdfgc.entry import LICENCE, NAME
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
 from cmet_core.backbones.spec import BackboneTools
-from cmet_core.models.checkpoints import check_state
+from cmet_core.models.checkpoints import check_state, load_module, write_model
 from cmet_core.models.errors import ModelLoadError
+from cmet_core.models.manifests import Source
 
 
 def read_published(folder: Path) -> dict[str, torch.Tensor]:
@@ -52,12 +54,33 @@ def load_published(folder: Path, config: PDFGCConfig = PDFGCConfig()) -> PDFGC:
     return net.eval()
 
 
+def convert_pdfgc(
+    src: Path, dest_dir: Path, *, config: PDFGCConfig = PDFGCConfig(), name: str = NAME, version: str = "1.0.0"
+) -> Path:
+    """The folder of the four published files -> `pdfgc.safetensors` + manifest (one member, loaded
+    back strictly); returns the manifest."""
+    net = load_published(src, config)
+    mpath = write_model(
+        net.state_dict(),
+        dest_dir,
+        kind=NAME,
+        name=name,
+        version=version,
+        config=config.to_dict(),
+        source=Source(kind="file", path=str(src)),
+        origin=f"{src} ({', '.join(CHECKPOINT_FILES.values())})",
+        licence=LICENCE,
+    )
+    load_module(mpath, NAME)
+    return mpath
+
+
 def _network(config: Mapping[str, Any]) -> PDFGC:
     return PDFGC(PDFGCConfig.from_dict(config))
 
 
-def _convert(_src: Path, _dest_dir: Path, _version: str) -> Path:
-    raise ModelLoadError("converting PD-FGC's checkpoints into a set is not written yet (issue 21)")
+def _convert(src: Path, dest_dir: Path, version: str) -> Path:
+    return convert_pdfgc(src, dest_dir, version=version)
 
 
 TOOLS = BackboneTools(
