@@ -13,11 +13,12 @@ import torch
 from cmet_core.backbones.pdfgc import frontend
 from cmet_core.backbones.pdfgc.codes import drive_rows, render_u8, smooth_mouth, smooth_pose, style_codes
 from cmet_core.backbones.pdfgc.conformance import KIT_DIR, MANIFEST, kit_checks
-from cmet_core.backbones.pdfgc.entry import NAME, pdfgc_widths
+from cmet_core.backbones.pdfgc.entry import FRAMING, NAME, pdfgc_widths
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
 from cmet_core.backbones.pdfgc.tools import convert_pdfgc, load_published
 from cmet_core.backbones.registry import backbone_spec
+from cmet_core.backbones.spec import Widths
 from cmet_core.fill import fill_module
 from cmet_core.goldens import GroupResult
 from cmet_core.models.build import make_tiny_set, verify_set
@@ -77,7 +78,9 @@ def test_tiny_networks_run_at_the_published_framing(tiny: PDFGC) -> None:
     assert (pose.shape, eye.shape, emo.shape, mouth.shape) == ((2, 6), (2, 6), (2, 30), (2, 500))
     assert codes.shape == (2, 542)
     assert image.shape == (2, 3, 224, 224) and float(image.abs().max()) < 1
-    assert pdfgc_widths(TINY_PDFGC.to_dict()).exp == 30
+    assert pdfgc_widths(TINY_PDFGC.to_dict()) == Widths(exp=30, lip=500, lip_part="mouth")
+    top, left, bottom, right = FRAMING.window or (0, 0, 0, 0)
+    assert (FRAMING.size, bottom - top, right - left, left) == (224, 192, 192, 16)  # SPEC section 3's crop
     assert PDFGCConfig.from_dict(json.loads(json.dumps(TINY_PDFGC.to_dict()))) == TINY_PDFGC
 
 
