@@ -22,6 +22,7 @@ from cmet_core.models.runtime import RuntimeOptions
 from cmet_core.options import EditChoices
 from cmet_core.pipeline import Editor
 from cmet_core.settings import get_settings
+from cmet_core.stages import Stage
 from cmet_core.targets import EmotionTarget
 
 
@@ -56,7 +57,7 @@ def main() -> None:
             print(f"\n{label}: {result.frames} frames in {wall:.2f} s wall")
             for stage, seconds in result.stage_seconds.items():
                 print(f"  {stage:<11} {seconds:8.3f} s  {100 * seconds / wall:6.2f} %")
-            lips = result.stage_seconds.get("mel", 0.0) + result.stage_seconds.get("audio2lip", 0.0)
+            lips = result.stage_seconds.get(Stage.MEL, 0.0) + result.stage_seconds.get(Stage.LIPS, 0.0)
             print(f"  mel + Audio2Lip: {lips:.3f} s = {100 * lips / wall:.2f} % of the wall time")
 
 

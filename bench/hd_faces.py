@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cmet_core.settings import get_settings
+from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
     from cmet_core.pipeline import Editor
@@ -132,7 +133,7 @@ def run(frames: int, models: Path | None) -> None:
             walls[mode] = time.perf_counter() - start
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in results[mode].stage_seconds.items())
             print(f"enhance {mode:>3}: {walls[mode] / frames:6.2f} s/frame ({walls[mode]:.1f} s wall; {stages})")
-        enhance = results["on"].stage_seconds["enhance"]
+        enhance = results["on"].stage_seconds[Stage.ENHANCE]
         print(
             f"restorer stage: {enhance / frames:.2f} s/frame, {enhance / walls['on']:.0%} of the edit with it; "
             f"the edit with it takes {walls['on'] / walls['off']:.1f}x as long"

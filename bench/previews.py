@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.edit_pipeline import make_input
+from cmet_core.stages import Stage
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
         print(f"input: {args.seconds:g} s at 25 fps, {size[1]}x{size[0]}")
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
-            best: dict[int, tuple[float, float, dict[str, float]]] = {}
+            best: dict[int, tuple[float, float, dict[Stage, float]]] = {}
             for _ in range(args.repeats):
                 for choice in (one, nine):
                     start, cpu = time.perf_counter(), time.process_time()

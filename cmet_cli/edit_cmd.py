@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
 
     from cmet_core.pipeline import EditResult
+    from cmet_core.stages import Stage
 
 _MANY = ("--speech", "--neutral-speech")
 
@@ -53,7 +54,7 @@ class ManyValuesCommand(TyperCommand):
         return super().parse_args(ctx, spread_values(args))
 
 
-def _summary(result: EditResult, stages: tuple[str, ...]) -> Table:
+def _summary(result: EditResult, stages: tuple[Stage, ...]) -> Table:
     table = Table()
     table.add_column("stage")
     table.add_column("seconds", justify="right")

@@ -39,8 +39,9 @@ from cmet_core.media.video import VideoInfo, VideoWriter, _upright, read_frames
 from cmet_core.models.audio2lip import smooth_lips
 from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_core.pipeline import Editor, EditResult, Progress, _atomic_output, _Edit
+from cmet_core.pipeline import Editor, EditResult, _atomic_output, _Edit
 from cmet_core.speech_plan import EditTarget
+from cmet_core.stages import Progress, Stage
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 
@@ -150,10 +151,10 @@ class Dub(_Edit):
         if image is not None:
             self.options.check_upscale(image.shape[1], image.shape[0])
         info = None if self.photo else probe_input(self.src, self.options, self.limits)
-        with self._stage("mel"):  # the front end: decoding, resampling, then the mel windows
+        with self._stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
             wav = read_track(self.speech_track, self.limits.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
-        with self._stage("expression"), self._network():  # a timeline or the voice over the speech's length
+        with self._stage(Stage.EXPRESSION), self._network():  # a timeline or the voice over the speech's length
             speech_plan = self.editor.plan(
                 self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.limits
             )
@@ -192,7 +193,7 @@ class Dub(_Edit):
             if image is not None
             else FrameFeed(self.src, self.limits.chunk_frames).frames([f.background for f in frames])
         )
-        with self._stage("render"), _atomic_output(self.dst) as partial:
+        with self._stage(Stage.RENDER), _atomic_output(self.dst) as partial:
             self._render_plan(
                 like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial, enhancer
             )
@@ -219,10 +220,10 @@ class Dub(_Edit):
 
     def _photo_pose(self, image: np.ndarray) -> tuple[list[faces.CropBox], bool, Source, MotionRecord, np.ndarray]:
         """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
-        with self._stage("faces"):
+        with self._stage(Stage.FACES):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
-        with self._stage("encode"), self._network():
+        with self._stage(Stage.ENCODE), self._network():
             source = self.backbone.prepare_source(to_tensor([crop]))
             if self.pose_video is None:
                 return [box], crop_input, source, self.backbone.encode(to_tensor([crop])), np.zeros(1)
@@ -230,9 +231,9 @@ class Dub(_Edit):
         pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.limits, self.progress, None)
         info = probe_input(self.pose_video, pose.options, self.limits)
         pose.frame_limit = self._frames_needed(info)
-        with self._stage("faces"):
+        with self._stage(Stage.FACES):
             pose_boxes, _ = pose._faces(info, faces.is_face_crop(info.width, info.height))
-        with self._stage("encode"):
+        with self._stage(Stage.ENCODE):
             motion, times, _ = pose._encode(pose_boxes, 0)
         self.network += pose.network
         return [box], crop_input, source, motion, times
@@ -254,14 +255,14 @@ class Dub(_Edit):
     def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
         """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with
         other jobs'), then the original's zero-padded smoothing over the whole track."""
-        with self._stage("mel"):
+        with self._stage(Stage.MEL):
             windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
         parts: list[torch.Tensor] = []
         step = self.limits.chunk_frames
-        with self._stage("audio2lip"), self._network():
+        with self._stage(Stage.LIPS), self._network():
             for a in range(0, windows.shape[0], step):
                 parts.append(self.lips(windows[a : a + step]))
-                self.progress("lips", min(a + step, windows.shape[0]), windows.shape[0])
+                self.progress(Stage.LIPS, min(a + step, windows.shape[0]), windows.shape[0])
             return smooth_lips(torch.cat(parts))
 
     def _render_plan(
@@ -299,4 +300,4 @@ class Dub(_Edit):
                         images = enhancer.apply(images, [planned.background for planned in chunk])
                 for image in images:
                     writer.write(image)
-                self.progress("render", a + len(chunk), len(frames))
+                self.progress(Stage.RENDER, a + len(chunk), len(frames))

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +45,7 @@ from cmet_core.models.sets import ModelSet, load_set, select_set
 from cmet_core.options import EditChoices, Limits, face_plan, probe_input
 from cmet_core.settings import CoreSettings
 from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
+from cmet_core.stages import Progress, Stage
 from cmet_core.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.timeline import ClipTimeline
 from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceSegment
@@ -54,13 +55,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("faces", "encode", "expression", "enhance", "render")
-
-Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): called as each stage advances; `total` is the frame count."""
+STAGES = (Stage.FACES, Stage.ENCODE, Stage.EXPRESSION, Stage.ENHANCE, Stage.RENDER)
+"""The stages an edit runs, in order (a dub adds `mel` and `lips`)."""
 
 
-def _no_progress(_stage: str, _done: int, _total: int) -> None:
+def _no_progress(_stage: Stage, _done: int, _total: int) -> None:
     return None
 
 
@@ -74,7 +73,7 @@ class EditResult:
     height: int
     source_frame: int
     face_crop_input: bool
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[Stage, float] = field(default_factory=dict)
     network_seconds: float = 0.0
     connector: str = ""
     timeline: ClipTimeline | None = None
@@ -355,7 +354,7 @@ class _Edit:
         )
         self.library, self.limits = library, limits
         self.backbone = editor.backbone
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[Stage, float] = {}
         self.network = 0.0
         self.audio: Path | None = None
         """The output's audio instead of the input's own (a speech track the face follows); None: the input's."""
@@ -363,7 +362,7 @@ class _Edit:
         """Frames of the input the passes read (a dub shorter than its video needs no more); None: all."""
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _stage(self, name: Stage) -> Iterator[None]:
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
@@ -386,7 +385,7 @@ class _Edit:
         assert self.target is not None
         connector, connector_label = self.editor.connector, self.editor.connector_label  # one connector per edit
         info = probe_input(self.src, self.options, self.limits)
-        with self._stage("expression"), self._network():
+        with self._stage(Stage.EXPRESSION), self._network():
             plan = self.editor.plan(
                 self.target, self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio
             )
@@ -395,7 +394,7 @@ class _Edit:
         exp = self._edited_expression(connector, plan, motion.exp, times)
         enhancer = self._enhancer(boxes)
         like = info if enhancer is None else enhancer.output_info(info)
-        with self._stage("render"), _atomic_output(self.dst) as partial:
+        with self._stage(Stage.RENDER), _atomic_output(self.dst) as partial:
             self._render(like, boxes, crop_input, source, motion, exp, partial, enhancer)
         self._count_restorer(enhancer)
         total = sum(self.seconds.values())
@@ -432,9 +431,9 @@ class _Edit:
         self, info: VideoInfo, crop_input: bool
     ) -> tuple[list[faces.CropBox], int, MotionRecord, np.ndarray, Source]:
         """Passes 1 and 2: crop boxes, the identity frame, every frame's motion and time, the prepared source."""
-        with self._stage("faces"):
+        with self._stage(Stage.FACES):
             boxes, source_index = self._faces(info, crop_input)
-        with self._stage("encode"):
+        with self._stage(Stage.ENCODE):
             motion, times, source = self._encode(boxes, source_index)
         return boxes, source_index, motion, times, source
 
@@ -443,11 +442,11 @@ class _Edit:
     ) -> torch.Tensor:
         """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
         semantic vector (one for the clip, or the timeline's at each window's time)."""
-        with self._stage("expression"), self._network():
+        with self._stage(Stage.EXPRESSION), self._network():
             speech = plan.condition(self.backbone.device)
             with torch.inference_mode():
                 exp = expression_track(connector, exp_in.to(self.backbone.device), times, speech).cpu()
-            self.progress("expression", len(times), len(times))
+            self.progress(Stage.EXPRESSION, len(times), len(times))
         return exp
 
     # -- pass 1: where the face is ---------------------------------------------------------
@@ -458,7 +457,7 @@ class _Edit:
             self.options,
             self.limits,
             crop_input,
-            lambda done, total: self.progress("faces", done, total),
+            lambda done, total: self.progress(Stage.FACES, done, total),
             self.frame_limit,
         )
         return plan.boxes, plan.source_index
@@ -480,7 +479,7 @@ class _Edit:
             with self._network():
                 parts.append(self.backbone.encode(_to_tensor(crops)))
             times += [f.time_s for f in chunk]
-            self.progress("encode", len(times), len(boxes))
+            self.progress(Stage.ENCODE, len(times), len(boxes))
         if source_crop is None or len(times) != len(boxes):
             raise InputError(
                 ErrorCode.DECODE_FAILED, f"{self.src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
@@ -499,7 +498,7 @@ class _Edit:
             return None
         assert restorer is not None
         enhancer = Enhancer(restorer, self.options)
-        with self._stage("enhance"):
+        with self._stage(Stage.ENHANCE):
             enhancer.prepare((f.image for f in self._read()) if images is None else images, boxes, self.progress)
         if enhancer.missing:
             log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", enhancer.missing, len(boxes))
@@ -508,8 +507,8 @@ class _Edit:
     def _count_restorer(self, enhancer: Enhancer | None) -> None:
         """The restorer's forwards ran inside the render loop: count them as its own stage."""
         if enhancer is not None:
-            self.seconds["render"] -= enhancer.restore_seconds
-            self.seconds["enhance"] += enhancer.restore_seconds
+            self.seconds[Stage.RENDER] -= enhancer.restore_seconds
+            self.seconds[Stage.ENHANCE] += enhancer.restore_seconds
 
     # -- pass 3: render, paste back, (restore), write --------------------------------------
     def _render(
@@ -546,4 +545,4 @@ class _Edit:
                 for frame, image in zip(chunk, images, strict=True):
                     writer.write(image, frame.pts)
                 done += len(chunk)
-                self.progress("render", done, len(boxes))
+                self.progress(Stage.RENDER, done, len(boxes))

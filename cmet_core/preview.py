@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.images import to_images, to_tensor
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, face_plan, probe_input
+from cmet_core.stages import Progress, Stage
 from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ FONT_SIZE = 18
 BACKGROUND = (24, 24, 24)
 INK = (235, 235, 235)
 
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass
 class SheetCell:
@@ -70,7 +69,7 @@ class ContactSheet:
     rows: list[list[SheetCell]]
     """rows[i][j]: emotion i at intensity j."""
     box: faces.CropBox
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[Stage, float] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[SheetCell]:
@@ -170,10 +169,10 @@ class _Sheet:
     ) -> None:
         self.editor, self.src, self.choice, self.options, self.limits = editor, src, choice, options, limits
         self.library, self.progress = library, progress
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[Stage, float] = {}
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _stage(self, name: Stage) -> Iterator[None]:
         start = time.perf_counter()
         yield
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
@@ -181,21 +180,21 @@ class _Sheet:
     def run(self) -> ContactSheet:
         choice, backbone = self.choice, self.editor.backbone
         info = probe_input(self.src, self.options, self.limits)
-        with self._stage("expression"):  # unknown emotions and bad blends are refused before any decoding
+        with self._stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
                 (e, i): self.editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
                 for e in choice.emotions
                 for i in choice.intensities
             }
         crop_input = faces.is_face_crop(info.width, info.height)
-        with self._stage("faces"):
+        with self._stage(Stage.FACES):
             plan = face_plan(
                 self.src,
                 info,
                 self.options,
                 self.limits,
                 crop_input,
-                lambda done, total: self.progress("faces", done, total),
+                lambda done, total: self.progress(Stage.FACES, done, total),
             )
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
@@ -203,7 +202,7 @@ class _Sheet:
                 ErrorCode.BAD_PREVIEW_FRAME, f"frame {index} is outside the clip (frames 0-{len(plan.boxes) - 1})"
             )
         size = self.editor.face_size
-        with self._stage("encode"):
+        with self._stage(Stage.ENCODE):
             images = _decode(self.src, {index, plan.source_index})
             source_crop = faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             source = backbone.prepare_source(to_tensor([source_crop]))
@@ -211,19 +210,19 @@ class _Sheet:
                 motion = backbone.source_motion(source)
             else:
                 motion = backbone.encode(to_tensor([faces.crop_face(images[index], plan.boxes[index], size)]))
-            self.progress("encode", 1, 1)
+            self.progress(Stage.ENCODE, 1, 1)
         edited = [key for key in vectors if key[1] > 0]
-        with self._stage("expression"):
+        with self._stage(Stage.EXPRESSION):
             exps = self._settled(motion.exp, [vectors[key] for key in edited])
         own = 1 if any(i == 0 for i in choice.intensities) else 0  # a first row of the frame's own expression
         rows = torch.cat([motion.exp, exps]) if own else exps
-        with self._stage("render"):
+        with self._stage(Stage.RENDER):
             n = rows.shape[0]
             rendered = to_images(backbone.render(source, motion.index(torch.zeros(n, dtype=torch.long)).with_exp(rows)))
             mask = faces.paste_mask(size, crop_input)
             frame, box = images[index], plan.boxes[index]
             pasted = [faces.paste_back(frame, face, box, mask=mask) for face in rendered]
-            self.progress("render", n, n)
+            self.progress(Stage.RENDER, n, n)
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
         grid = [
             [SheetCell(e, i, at[(e, i)] if i > 0 else pasted[0]) for i in choice.intensities] for e in choice.emotions

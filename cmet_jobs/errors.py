@@ -1,6 +1,6 @@
 """A refused request: the API answers it as problem+json with its code's HTTP status.
 
-The domain functions (`cmet_jobs.edits`, `uploads`, `emotions`) raise it without knowing HTTP;
+The domain functions (`cmet_jobs.submissions`, `uploads`, `emotions`) raise it without knowing HTTP;
 the code comes from the one catalogue, `cmet_core.errors.ErrorCode`.
 """
 

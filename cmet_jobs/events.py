@@ -13,6 +13,10 @@ Events, each with the job as `schemas.Job` JSON in `data`:
 - `result`: the job reached a final state (with `output_url` on success); the stream ends;
 - `error`: the job was deleted meanwhile (a problem body with `edit_not_found`); the stream ends.
 A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
+
+The stream samples the record, so it tells states that last at least one poll: a job that starts and
+ends between two reads goes from `state` (queued) straight to `result`, whose `started_at` says it ran.
+A client that needs every step reads the webhooks (`edit.running` is recorded when the worker starts).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import anyio
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs, schemas
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import new_session
 from cmet_jobs.storage import Storage
 
@@ -44,7 +48,7 @@ def _reader(db_url: str, storage: Storage, key_id: str, job_id: str) -> Callable
     def read() -> schemas.Job | None:
         session = new_session(db_url)
         try:
-            job = session.get(Job, job_id)
+            job = session.get(JobRow, job_id)
             if job is None or job.key_id != key_id:
                 return None
             return jobs.to_schema(job, storage)

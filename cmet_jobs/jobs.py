@@ -13,8 +13,10 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
+from cmet_core.stages import Stage
 from cmet_jobs import schemas, timelines
-from cmet_jobs.db.models import Job, WorkerBeat, now
+from cmet_jobs.db.models import JobRow, WorkerBeat, now
+from cmet_jobs.results import EditResult, JobResult, SheetResult
 from cmet_jobs.spec import EditSpec, SheetSpec
 from cmet_jobs.states import JobKind, JobState
 from cmet_jobs.storage import Storage
@@ -39,9 +41,36 @@ def cell_key(job_id: str, name: str) -> str:
     return f"{job_prefix(job_id)}{CELLS_FOLDER}/{name}"
 
 
-def spec_of(job: Job) -> EditSpec | SheetSpec:
-    """The job's spec: a contact sheet's `SheetSpec`, any other kind's `EditSpec`."""
-    return SheetSpec.model_validate(job.spec) if job.kind == JobKind.SHEET else EditSpec.model_validate(job.spec)
+SPECS: dict[JobKind, type[EditSpec] | type[SheetSpec]] = {
+    JobKind.EDIT: EditSpec,
+    JobKind.CLIP: EditSpec,
+    JobKind.SHEET: SheetSpec,
+}
+RESULTS: dict[JobKind, type[JobResult]] = {
+    JobKind.EDIT: EditResult,
+    JobKind.CLIP: EditResult,
+    JobKind.SHEET: SheetResult,
+}
+"""The stored spec and result of each kind: the record's JSON is read only through `spec_of`, `shown_spec` and
+`result_of`."""
+
+
+def spec_of(job: JobRow) -> EditSpec | SheetSpec:
+    """The spec a worker runs: a contact sheet's `SheetSpec`, any other kind's `EditSpec`. A field this
+    version does not know (a newer API's option) is refused: running without it would drop it silently."""
+    return SPECS[job.kind].model_validate(job.spec)
+
+
+def shown_spec(job: JobRow) -> EditSpec | SheetSpec:
+    """The spec as the API shows it: fields this version does not know (a newer API wrote them during a
+    rolling upgrade) are left out, where `spec_of` refuses them; showing a record without one loses nothing."""
+    model = SPECS[job.kind]
+    return model.model_validate({name: value for name, value in job.spec.items() if name in model.model_fields})
+
+
+def result_of(job: JobRow) -> JobResult | None:
+    """What a succeeded job made, as the model of its kind; None before it succeeded."""
+    return RESULTS[job.kind].model_validate(job.result) if job.result else None
 
 
 def kinds(session: Session, job_ids: list[str]) -> dict[str, JobKind]:
@@ -49,65 +78,93 @@ def kinds(session: Session, job_ids: list[str]) -> dict[str, JobKind]:
     if not job_ids:
         return {}
     return {
-        job_id: JobKind(kind) for job_id, kind in session.execute(select(Job.id, Job.kind).where(Job.id.in_(job_ids)))
+        job_id: JobKind(kind)
+        for job_id, kind in session.execute(select(JobRow.id, JobRow.kind).where(JobRow.id.in_(job_ids)))
     }
 
 
 def visible(query: Select[T]) -> Select[T]:
     """Only jobs a client or a worker may see: not those still being created by the API."""
-    return query.where(Job.state != JobState.CREATING)
+    return query.where(JobRow.state != JobState.CREATING)
 
 
-def _record(job: Job) -> dict[str, Any]:
+def _record(job: JobRow) -> dict[str, Any]:
     """The fields of `schemas.JobRecord` that every job shows, whatever its kind: the record's own columns
     by name, and its error."""
     shown = {name: getattr(job, name) for name in schemas.JobRecord.model_fields if name != "error"}
     return {**shown, "error": schemas.job_error(job.error_code, job.error_message)}
 
 
-def to_schema(job: Job, storage: Storage) -> schemas.Job:
+def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
+    """An edit or a clip preview as `/v1/edits` shows it, its output URL signed anew on every read."""
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, EditSpec) and not isinstance(result, SheetResult), job.kind
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         **_record(job),
-        emotion=job.spec.get("emotion"),
-        intensity=float(job.spec.get("intensity", 1.0)),
-        timeline=timelines.shown(job.spec),
-        result=schemas.EditResultInfo(**job.result) if job.result else None,
+        emotion=spec.emotion,
+        intensity=spec.intensity,
+        timeline=timelines.shown(spec.timeline),
+        result=_shown_result(result),
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
-        preview_s=job.spec.get("preview_s"),
-        preview_start_s=float(job.spec.get("preview_start_s", 0.0)),
+        preview_s=spec.preview_s,
+        preview_start_s=spec.preview_start_s,
     )
 
 
-def to_preview(job: Job, storage: Storage) -> schemas.Preview:
+def _shown_result(result: EditResult | None) -> schemas.EditResultInfo | None:
+    return schemas.EditResultInfo.model_validate(result.model_dump()) if result is not None else None
+
+
+def to_preview(job: JobRow, storage: Storage) -> schemas.Preview:
     """A preview as the API shows it, its URLs signed anew on every read."""
-    spec, result = job.spec, job.result or {}
     key = job.output_key if job.state == JobState.SUCCEEDED else None
-    done, sheet = key is not None, job.kind == JobKind.SHEET
-    url = storage.download_url(key, f"{job.id}.png" if sheet else f"{job.id}.mp4") if key is not None else None
-    cells = [
-        schemas.PreviewCell(
-            emotion=c["emotion"], intensity=c["intensity"], url=storage.download_url(c["key"], c["key"].rsplit("/")[-1])
-        )
-        for c in (result.get("cells", []) if done else [])
-    ]
-    emotions = spec.get("emotions", []) if sheet else [e for e in [spec.get("emotion")] if e is not None]
+    return _sheet(job, storage, key) if job.kind == JobKind.SHEET else _clip(job, storage, key)
+
+
+def _sheet(job: JobRow, storage: Storage, key: str | None) -> schemas.Preview:
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, SheetSpec) and not isinstance(result, EditResult), job.kind
+    stored = result.cells if result is not None and key is not None else []
     return schemas.Preview(
         **_record(job),
-        kind="sheet" if sheet else "clip",
-        emotions=emotions,
-        intensities=[float(i) for i in spec.get("intensities", [])] if sheet else [float(spec.get("intensity", 1.0))],
-        frame=result.get("frame") if sheet else None,
-        preview_s=None if sheet else spec.get("preview_s"),
-        preview_start_s=None if sheet else float(spec.get("preview_start_s", 0.0)),
-        sheet_url=url if sheet else None,
-        cells=cells,
-        output_url=None if sheet else url,
-        result=None if sheet or not job.result else schemas.EditResultInfo(**job.result),
+        kind="sheet",
+        emotions=list(spec.emotions),
+        intensities=list(spec.intensities),
+        frame=result.frame if result is not None else None,
+        preview_s=None,
+        preview_start_s=None,
+        sheet_url=storage.download_url(key, f"{job.id}.png") if key is not None else None,
+        cells=[
+            schemas.PreviewCell(
+                emotion=c.emotion, intensity=c.intensity, url=storage.download_url(c.key, c.key.rsplit("/")[-1])
+            )
+            for c in stored
+        ],
+        output_url=None,
+        result=None,
     )
 
 
-def payload(job: Job, storage: Storage) -> schemas.Job | schemas.Preview:
+def _clip(job: JobRow, storage: Storage, key: str | None) -> schemas.Preview:
+    spec, result = shown_spec(job), result_of(job)
+    assert isinstance(spec, EditSpec) and not isinstance(result, SheetResult), job.kind
+    return schemas.Preview(
+        **_record(job),
+        kind="clip",
+        emotions=[spec.emotion] if spec.emotion is not None else [],
+        intensities=[spec.intensity],
+        frame=None,
+        preview_s=spec.preview_s,
+        preview_start_s=spec.preview_start_s,
+        sheet_url=None,
+        cells=[],
+        output_url=storage.download_url(key, f"{job.id}.mp4") if key is not None else None,
+        result=_shown_result(result),
+    )
+
+
+def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
     """What a webhook carries: the job as the API shows it where it is listed."""
     return to_preview(job, storage) if job.kind.preview else to_schema(job, storage)
 
@@ -115,12 +172,15 @@ def payload(job: Job, storage: Storage) -> schemas.Job | schemas.Preview:
 def active_count(session: Session, key_id: str) -> int:
     states = (JobState.QUEUED, JobState.RUNNING)
     return int(
-        session.scalar(select(func.count()).select_from(Job).where(Job.key_id == key_id, Job.state.in_(states))) or 0
+        session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
+        )
+        or 0
     )
 
 
-def lock(session: Session, job_id: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+def lock(session: Session, job_id: str) -> JobRow | None:
+    return session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
 
 
 LEASE_S = 10.0
@@ -140,7 +200,7 @@ def renew_lease(session: Session, job_id: str) -> None:
         job.lease_until = now() + timedelta(seconds=LEASE_S)
 
 
-def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
+def start(session: Session, job_id: str, max_attempts: int) -> JobRow | None:
     """Claim a job for running; None when there is nothing to run (gone or already final).
 
     A running job whose lease is still fresh belongs to a live worker: JobBusy. One whose lease
@@ -165,29 +225,29 @@ def start(session: Session, job_id: str, max_attempts: int) -> Job | None:
             f"the job was started {max_attempts} times without finishing",
         )
         return job
-    job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), "starting", 0.0
+    job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), Stage.STARTING, 0.0
     job.lease_until = now() + timedelta(seconds=LEASE_S)
     return job
 
 
 def finish(
-    job: Job,
+    job: JobRow,
     state: JobState,
     code: ErrorCode | None = None,
     message: str | None = None,
-    result: dict[str, Any] | None = None,
+    result: JobResult | None = None,
 ) -> None:
     assert state.final, state
     job.state, job.finished_at, job.error_code, job.error_message = state, now(), code, message
     job.stage = None
     if state == JobState.SUCCEEDED:
-        job.progress, job.result = 1.0, result
+        job.progress, job.result = 1.0, result.model_dump(mode="json", exclude_defaults=True) if result else None
 
 
 def abandoned_creations(session: Session, older_than_s: float) -> list[str]:
     """Jobs whose API process died while creating them (inputs half stored, never queued)."""
     cutoff = now() - timedelta(seconds=older_than_s)
-    return list(session.scalars(select(Job.id).where(Job.state == JobState.CREATING, Job.created_at < cutoff)))
+    return list(session.scalars(select(JobRow.id).where(JobRow.state == JobState.CREATING, JobRow.created_at < cutoff)))
 
 
 def retry_later(session: Session, job_id: str) -> None:
@@ -198,7 +258,7 @@ def retry_later(session: Session, job_id: str) -> None:
         job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
 
 
-def request_cancel(job: Job) -> None:
+def request_cancel(job: JobRow) -> None:
     """Queued jobs end at once; a running one is stopped by its worker at the next chunk."""
     if job.state.final:
         return
@@ -211,18 +271,18 @@ def unfinished_ids(session: Session, idle_for_s: float = 0.0) -> list[str]:
     """Queued jobs untouched for `idle_for_s` (0: all, as after a restart of everything), and
     running ones whose lease lapsed. Both may have lost their queue message."""
     cutoff = now() - timedelta(seconds=idle_for_s)
-    queued = (Job.state == JobState.QUEUED) & (Job.updated_at <= cutoff)
-    rows = session.scalars(select(Job.id).where(queued | _orphaned()).order_by(Job.created_at))
+    queued = (JobRow.state == JobState.QUEUED) & (JobRow.updated_at <= cutoff)
+    rows = session.scalars(select(JobRow.id).where(queued | _orphaned()).order_by(JobRow.created_at))
     return list(rows)
 
 
 def _orphaned() -> ColumnElement[bool]:
-    return (Job.state == JobState.RUNNING) & ((Job.lease_until.is_(None)) | (Job.lease_until < now()))
+    return (JobRow.state == JobState.RUNNING) & ((JobRow.lease_until.is_(None)) | (JobRow.lease_until < now()))
 
 
 def orphaned_ids(session: Session) -> list[str]:
     """Running jobs whose worker stopped renewing the lease: killed, or its machine gone."""
-    return list(session.scalars(select(Job.id).where(_orphaned())))
+    return list(session.scalars(select(JobRow.id).where(_orphaned())))
 
 
 def requeued(session: Session, job_ids: list[str]) -> None:

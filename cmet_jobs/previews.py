@@ -2,7 +2,7 @@
 `edits` with the `PREVIEWS` family).
 
 A sheet is a job like an edit: the same idempotency, checks, quota, record and queue message (on the
-preview queue), undone together when a step after the insert fails (`edits.create_job`).
+preview queue), undone together when a step after the insert fails (`submissions.create_job`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices
-from cmet_jobs import edits, emotions, queue, schemas, uploads
-from cmet_jobs.db.models import ApiKey, Asset, Job
+from cmet_jobs import emotions, queue, schemas, submissions, uploads
+from cmet_jobs.db.models import ApiKey, Asset, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_video
 from cmet_jobs.settings import JobsSettings
@@ -48,29 +48,33 @@ def _rows(session: Session, key: ApiKey, body: schemas.PreviewCreate) -> tuple[s
     return rows
 
 
-def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: SheetSubmission) -> Job:
+def submit(
+    session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: SheetSubmission
+) -> JobRow:
     """Queue a contact sheet, or return the job an identical earlier request with the same Idempotency-Key made."""
-    digest = edits.request_hash(submission)
-    earlier = edits.replayed(session, key, submission.idempotency_key, digest)
+    digest = submissions.request_hash(submission)
+    earlier = submissions.replayed(session, key, submission.idempotency_key, digest)
     if earlier is not None:
         return earlier
     body = submission.body
-    edits.check_one_video(submission.video_file, body.video_url, body.video_asset)
+    submissions.check_one_video(submission.video_file, body.video_url, body.video_asset)
     rows = _rows(session, key, body)
     video_urls = [(body.video_url, settings.max_video_bytes)] if body.video_url is not None else []
-    edits.check_url_list(settings, video_urls, body.webhook_url)
+    submissions.check_url_list(settings, video_urls, body.webhook_url)
     video = None
     if submission.video_file is not None:
         video = check_video(submission.video_file, EditChoices.of(body), settings.limits())
         if body.frame is not None and body.frame >= video.frame_count:
             last = video.frame_count - 1
             raise RequestError(ErrorCode.BAD_PREVIEW_FRAME, f"frame {body.frame} is outside the clip (frames 0-{last})")
-    edits.check_quota(session, key)
+    submissions.check_quota(session, key)
     asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
-    return edits.create_job(
+    return submissions.create_job(
         session,
         key,
-        edits.NewJob(JobKind.SHEET, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)),
+        submissions.NewJob(
+            JobKind.SHEET, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)
+        ),
         lambda job_id: _spec(job_id, body, rows, submission, asset, storage),
         lambda job_id: queue.submit(settings, job_id, video, JobKind.SHEET),
         storage,
@@ -85,5 +89,5 @@ def _spec(
     asset: Asset | None,
     storage: Storage,
 ) -> SheetSpec:
-    video = edits.store_video(job_id, submission.video_file, asset, body.video_url, storage)
-    return SheetSpec.model_validate({**edits.carried(body, SheetSpec), "video": video, "emotions": rows})
+    video = submissions.store_video(job_id, submission.video_file, asset, body.video_url, storage)
+    return SheetSpec.model_validate({**submissions.carried(body, SheetSpec), "video": video, "emotions": rows})

@@ -22,7 +22,12 @@ from cmet_jobs.states import JobKind
 if TYPE_CHECKING:
     from cmet_core.media.video import VideoInfo
 
-RUN_EDIT = "cmet.run_edit"
+RUN_JOB = "cmet.run_job"
+"""The task that runs a job of any kind (edit, clip preview, contact sheet); the worker reads the kind from the
+record."""
+RUN_EDIT_OLD_NAME = "cmet.run_edit"
+"""What `RUN_JOB` was called before it was named for every kind. Messages an older API queued under it must not
+be lost at an upgrade, so the worker still registers this name for the same task; nothing sends it any more."""
 MAX_TASK_S = 3600
 VISIBILITY_TIMEOUT_S = MAX_TASK_S + 300
 """Above the longest task, so Redis never hands a running job to a second worker. A killed
@@ -110,7 +115,7 @@ def submit(
         rendered = min(rendered, frames)
     soft, hard = time_limits(rendered, pixels)
     queue_name = settings.preview_queue if kind.preview else settings.queue
-    send(settings, RUN_EDIT, job_id, queue_name, soft_time_limit=soft, time_limit=hard)
+    send(settings, RUN_JOB, job_id, queue_name, soft_time_limit=soft, time_limit=hard)
 
 
 def ping_broker(settings: JobsSettings) -> None:

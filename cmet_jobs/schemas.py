@@ -12,7 +12,8 @@ from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
 from cmet_core.timeline import Timeline
-from cmet_core.voice import VoiceChoice, VoiceSegment
+from cmet_core.voice import VoiceChoice
+from cmet_jobs.results import EditResult
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
 WebhookEvent = Literal[
@@ -144,18 +145,8 @@ def job_error(code: str | None, message: str | None) -> JobError | None:
     return JobError(code=ErrorCode(code), message=message or "") if code else None
 
 
-class EditResultInfo(BaseModel):
-    frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-    connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
-    segments: list[VoiceSegment] | None = Field(
-        default=None,
-        description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "
-        "are a `timeline` to submit back.",
-    )
+class EditResultInfo(EditResult):
+    pass
 
 
 class JobRecord(BaseModel):

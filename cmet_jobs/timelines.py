@@ -9,7 +9,6 @@ as assets or URLs and are stored under the job's prefix like the edit's own `spe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -90,12 +89,10 @@ def stored(
     return spec
 
 
-def shown(spec: dict[str, Any]) -> schemas.AppliedTimeline | None:
+def shown(timeline: SpecTimeline | None) -> schemas.AppliedTimeline | None:
     """A job's timeline as its API record shows it (speech targets as their clip counts)."""
-    raw = spec.get("timeline")
-    if raw is None:
+    if timeline is None:
         return None
-    timeline = SpecTimeline.model_validate(raw)
     applied = timeline.retarget(schemas.AppliedTimeline, lambda t: schemas.ShownSpeech(speech_clips=len(t.speech)))
     assert isinstance(applied, schemas.AppliedTimeline)
     return applied

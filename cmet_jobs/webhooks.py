@@ -20,7 +20,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from cmet_jobs import jobs
-from cmet_jobs.db.models import ApiKey, Job, WebhookDelivery, now
+from cmet_jobs.db.models import ApiKey, JobRow, WebhookDelivery, now
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import DeliveryState
@@ -33,17 +33,17 @@ MAX_RETRY_AFTER_S = 24 * 3600.0
 _rng = random.SystemRandom()
 
 
-def event_name(job: Job, what: str) -> str:
+def event_name(job: JobRow, what: str) -> str:
     """`edit.<what>` for edits, `preview.<what>` for clip previews and contact sheets."""
     return f"{'preview' if job.kind.preview else 'edit'}.{what}"
 
 
-def _msg_id(job: Job, event: str) -> str:
+def _msg_id(job: JobRow, event: str) -> str:
     suffix = f"_{int(job.progress * 10)}" if event == "edit.progress" else ""
     return f"msg_{job.id.removeprefix('edt_')}_{event.split('.', 1)[1]}{suffix}"
 
 
-def emit(session: Session, job: Job, event: str, storage: Storage) -> str | None:
+def emit(session: Session, job: JobRow, event: str, storage: Storage) -> str | None:
     """Record `event` for `job` if it subscribed; returns the delivery id to dispatch after commit."""
     wanted = (job.webhook_events or {}).get("events", [])
     if not job.webhook_url or event not in wanted:
@@ -153,7 +153,7 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
 
 def _disable(session: Session, job_id: str) -> None:
     """410 Gone: the subscriber wants no more calls for this job."""
-    job = session.get(Job, job_id)
+    job = session.get(JobRow, job_id)
     if job is not None:
         job.webhook_events = {"events": [], "disabled": "410 Gone"}
     session.execute(

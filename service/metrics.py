@@ -59,13 +59,13 @@ class JobStates:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from sqlalchemy import func, select
 
-        from cmet_jobs.db.models import Job
+        from cmet_jobs.db.models import JobRow
         from cmet_jobs.db.session import session_scope
         from cmet_jobs.states import JobState
 
         family = GaugeMetricFamily("cmet_jobs", "Edit jobs in each state, from the job records.", labels=["state"])
         with session_scope(self.db_url) as session:
-            counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+            counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
         for state in JobState:
             family.add_metric([state.value], float(counts.get(state, 0)))
         yield family

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cmet_core.settings import get_settings
+from tests.needs import missing, needed
 
 if TYPE_CHECKING:
     from tests.service.stack import Stack
@@ -55,3 +57,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[
         with running_stack(tmp, tiny_set, db, storage) as running:
             running.extra["database_url"] = db
             yield running
+
+
+@functools.cache
+def _missing(needs: frozenset[str]) -> str | None:
+    """Checked once per run and set of needs: the servers are up for the whole run or not at all."""
+    return missing(needs)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the running stack needs PostgreSQL and Redis, whichever fixture brought it in."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip, naming what is missing, before any fixture tries to reach it."""
+    needs = needed([m.args for m in item.iter_markers("stack")], item.get_closest_marker("browser") is not None)
+    reason = _missing(needs) if needs else None
+    if reason is not None:
+        pytest.skip(reason)

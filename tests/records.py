@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.spec import EditSpec, InputRef
 
@@ -23,7 +23,7 @@ def new_key(url: str) -> str:
 def make_job(url: str, key_id: str | None = None, **fields: Any) -> str:
     """A job of a (new) key; `spec` and `state` among `fields` override the defaults (SPEC, creating)."""
     with session_scope(url) as session:
-        job = Job(key_id=key_id or new_key(url), **{"spec": SPEC, **fields})
+        job = JobRow(key_id=key_id or new_key(url), **{"spec": SPEC, **fields})
         session.add(job)
         session.flush()
         return job.id

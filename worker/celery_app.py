@@ -10,7 +10,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
 from cmet_core.logs import configure
-from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT, broker_options
+from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT_OLD_NAME, RUN_JOB, broker_options
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.webhooks import DELIVER
 
@@ -34,7 +34,11 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
-        task_routes={RUN_EDIT: {"queue": settings.queue}, DELIVER: {"queue": settings.webhook_queue}},
+        task_routes={
+            RUN_JOB: {"queue": settings.queue},
+            RUN_EDIT_OLD_NAME: {"queue": settings.queue},
+            DELIVER: {"queue": settings.webhook_queue},
+        },
         task_time_limit=MAX_TASK_S,
         task_soft_time_limit=MAX_TASK_S - 30,
         broker_connection_retry_on_startup=True,
@@ -107,7 +111,7 @@ def _warm_models() -> None:
     import threading
 
     def load() -> None:
-        from worker.models import EDITOR
+        from worker.editor import EDITOR
 
         try:
             EDITOR.get(get_jobs_settings())

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from cmet_core.stages import Stage
 from cmet_jobs import jobs, webhooks
 from cmet_jobs.db.session import DATABASE_ERRORS, session_scope
 from cmet_jobs.settings import JobsSettings
@@ -20,14 +21,17 @@ from cmet_jobs.storage import Storage
 
 log = logging.getLogger(__name__)
 
-STAGE_SPAN = {
-    "faces": (0.0, 0.15),
-    "encode": (0.15, 0.45),
-    "expression": (0.45, 0.45),
-    "enhance": (0.45, 0.45),
-    "lips": (0.45, 0.45),
-    "render": (0.45, 0.98),
+STAGE_SPAN: dict[Stage, tuple[float, float]] = {
+    Stage.STARTING: (0.0, 0.0),
+    Stage.FACES: (0.0, 0.15),
+    Stage.ENCODE: (0.15, 0.45),
+    Stage.MEL: (0.45, 0.45),
+    Stage.LIPS: (0.45, 0.45),
+    Stage.EXPRESSION: (0.45, 0.45),
+    Stage.ENHANCE: (0.45, 0.45),
+    Stage.RENDER: (0.45, 0.98),
 }
+"""The share of the job each stage's progress moves through (done / total within it); every stage has one."""
 PROGRESS_EVERY_S = 0.5
 
 
@@ -96,7 +100,7 @@ class Progress:
         self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
         self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: Stage, done: int, total: int) -> None:
         if SHUTDOWN.hand_back_due(self.settings.job_handback_s):
             raise JobHandedBack(f"the worker is stopping (stage {stage}, {done}/{total} frames)")
         moment = time.monotonic()
@@ -114,9 +118,9 @@ class Progress:
         self.last = moment
         webhooks.dispatch(self.settings, [event])
 
-    def _record(self, stage: str, done: int, total: int) -> str | None:
+    def _record(self, stage: Stage, done: int, total: int) -> str | None:
         """Progress and stage on the record; a cancel request found there stops the edit."""
-        lo, hi = STAGE_SPAN.get(stage, (0.0, 0.0))
+        lo, hi = STAGE_SPAN[stage]
         with session_scope(self.settings.db_url) as session:
             job = jobs.lock(session, self.job_id)
             if job is None or job.cancel_requested:

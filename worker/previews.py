@@ -6,17 +6,18 @@ The cells go to storage before the grid: a record whose `output_key` (the grid) 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cmet_core.emotions import EmotionLibrary
 from cmet_jobs import jobs
+from cmet_jobs.results import SheetCell, SheetResult
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import SheetSpec, run_options
 from cmet_jobs.storage import Storage
-from worker.models import EDITOR
+from worker.editor import EDITOR
 
 if TYPE_CHECKING:
-    from cmet_core.pipeline import Progress
+    from cmet_core.stages import Progress
 
 
 def render_sheet(
@@ -28,7 +29,7 @@ def render_sheet(
     library: EmotionLibrary,
     work: Path,
     progress: Progress,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[SheetResult, str]:
     """(the job's result, the grid's storage key)."""
     from cmet_core.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
 
@@ -38,8 +39,8 @@ def render_sheet(
     for cell, path in zip(sheet.cells, sheet.save_cells(work / jobs.CELLS_FOLDER), strict=True):
         key = jobs.cell_key(job_id, path.name)
         storage.put_file(key, path, "image/png")
-        cells.append({"emotion": cell.emotion, "intensity": cell.intensity, "key": key})
+        cells.append(SheetCell(emotion=cell.emotion, intensity=cell.intensity, key=key))
     grid = jobs.job_prefix(job_id) + jobs.SHEET_NAME
     storage.put_file(grid, sheet.save(work / jobs.SHEET_NAME), "image/png")
-    seconds = {stage: round(s, 3) for stage, s in sheet.stage_seconds.items()}
-    return {"frame": sheet.frame, "source_frame": sheet.source_frame, "cells": cells, "seconds": seconds}, grid
+    seconds = {stage.value: round(s, 3) for stage, s in sheet.stage_seconds.items()}
+    return SheetResult(frame=sheet.frame, source_frame=sheet.source_frame, cells=cells, seconds=seconds), grid

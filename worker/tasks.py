@@ -1,5 +1,5 @@
-"""The Celery tasks: an edit, a custom emotion's build, a webhook delivery. Job ids in, records moved
-through the state machine (`cmet_jobs.jobs`), results in storage.
+"""The Celery tasks: a job of any kind (edit, clip preview, contact sheet), a custom emotion's build, a probe, a
+webhook delivery. JobRow ids in, records moved through the state machine (`cmet_jobs.jobs`), results in storage.
 
 The record is the source of truth: a redelivered task (after a worker was killed) re-reads it
 and either finds the job final and does nothing, or runs it again, writing the same output key.
@@ -24,18 +24,19 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.models.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, probes, webhooks
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
-from cmet_jobs.queue import RUN_EDIT
+from cmet_jobs.queue import RUN_EDIT_OLD_NAME, RUN_JOB
+from cmet_jobs.results import EditResult, JobResult
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.spec import EditSpec, InputRef, SheetSpec, run_options
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
+from worker.editor import EDITOR
 from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
-from worker.models import EDITOR
 from worker.previews import render_sheet
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _finish(
     state: JobState,
     code: ErrorCode | None = None,
     message: str | None = None,
-    result: dict[str, Any] | None = None,
+    result: JobResult | None = None,
     output_key: str | None = None,
 ) -> None:
     """Record the job's end, waiting for a database that is away; the webhook goes out after the commit."""
@@ -83,7 +84,7 @@ def _finish(
     webhooks.dispatch(settings, [retrying(record, f"recording the end of {job_id}")])
 
 
-def _ended(session: Session, job: Job, storage: Storage) -> str | None:
+def _ended(session: Session, job: JobRow, storage: Storage) -> str | None:
     """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
     metrics.JOBS.labels(state=job.state).inc()
     return webhooks.emit(session, job, webhooks.event_name(job, job.state), storage)
@@ -191,19 +192,31 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
                 event = webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)
             except ValidationError as exc:  # a record no worker can run: end it, never loop on it
                 jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
-                event, claimed = _ended(session, job, storage), job.state
+                claimed = job.state
+                try:
+                    event = _ended(session, job, storage)
+                except ValidationError:  # the API cannot show the record either, so no webhook can carry it
+                    event = None
     webhooks.dispatch(settings, [event])
     return claimed
 
 
-@app.task(name=RUN_EDIT, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def run_edit(self: Task, job_id: str, storage_attempt: int = 0) -> str:
-    """One edit job; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
+def _run_in_context(self: Task, job_id: str, storage_attempt: int = 0) -> str:
+    """One job of any kind; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
     with job_context(job_id):
-        return _run_edit(self, job_id, storage_attempt)
+        return _run_job(self, job_id, storage_attempt)
 
 
-def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
+run_job = app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)(
+    _run_in_context
+)
+run_job_by_old_name = app.task(
+    name=RUN_EDIT_OLD_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)(_run_in_context)
+"""Messages queued under the task's old name before an upgrade run the same job (see `RUN_EDIT_OLD_NAME`)."""
+
+
+def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
     settings = get_jobs_settings()
     storage = storage_for(settings)
     try:
@@ -252,7 +265,7 @@ def _run_edit(self: Task, job_id: str, storage_attempt: int) -> str:
 
 def _work(
     settings: JobsSettings, storage: Storage, job_id: str, claimed: _Claimed, work: Path, progress: Progress
-) -> tuple[dict[str, Any], str]:
+) -> tuple[JobResult, str]:
     """Run the job by its kind and store what it made: (its result, the output's storage key)."""
     if isinstance(claimed.spec, SheetSpec):
         video = _fetch(claimed.spec.video, work / "video", settings, settings.max_video_bytes)
@@ -274,7 +287,7 @@ def _library(settings: JobsSettings, key_id: str) -> EmotionLibrary:
     return retrying(read_library, "reading the emotion library")
 
 
-def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progress: Progress) -> dict[str, Any]:
+def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progress: Progress) -> EditResult:
     video = _fetch(spec.video, work / "video", settings, settings.max_video_bytes)
     speech = [
         _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
@@ -297,15 +310,15 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(result.frames)
-    return {
-        "frames": result.frames,
-        "fps": result.fps,
-        "duration_s": result.duration_s,
-        "width": result.width,
-        "height": result.height,
-        "connector": result.connector,
-        **({"segments": [s.model_dump(mode="json") for s in result.voice]} if result.voice else {}),
-    }
+    return EditResult(
+        frames=result.frames,
+        fps=result.fps,
+        duration_s=result.duration_s,
+        width=result.width,
+        height=result.height,
+        connector=result.connector,
+        segments=list(result.voice) if result.voice else None,
+    )
 
 
 @app.task(name=emotions.BUILD, acks_late=True)

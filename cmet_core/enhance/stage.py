@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -24,8 +24,7 @@ from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, res
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
 from cmet_core.media.video import VideoInfo
-
-Progress = Callable[[str, int, int], None]
+from cmet_core.stages import Progress, Stage
 
 
 def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
@@ -71,7 +70,7 @@ class Enhancer:
         with Landmarker() as landmarker:
             for image in itertools.islice(images, len(boxes)):
                 points.append(landmarker.five(image, boxes[len(points)]))
-                progress("enhance", len(points), len(boxes))
+                progress(Stage.ENHANCE, len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)
 

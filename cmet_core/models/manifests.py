@@ -37,8 +37,12 @@ from pydantic import (
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.models.errors import ModelLoadError
 
-MemberKind = Literal["connector", "emotion2vec", "gfpgan", "audio2lip"]
-"""The members that are not a backbone's generator."""
+SpeechKind = Literal["emotion2vec"]
+"""The speech encoder an emotion is embedded with."""
+SharedKind = Literal["connector", SpeechKind]
+OptionalKind = Literal["gfpgan", "audio2lip"]
+MemberKind = Literal[SharedKind, OptionalKind]
+"""The members that are not a backbone's generator, each name spelled once in the literals above."""
 MEMBER_KINDS: tuple[MemberKind, ...] = get_args(MemberKind)
 
 
@@ -59,9 +63,9 @@ BackboneKind = Annotated[str, AfterValidator(_backbone_name)]
 """A registered backbone's name (`cmet_core.backbones.registry`); the set's generator is the member of that kind."""
 Kind = Annotated[str, AfterValidator(_member_kind)]
 """A set member's kind: a registered backbone's name (its generator) or one of `MEMBER_KINDS`."""
-SHARED_KINDS: tuple[MemberKind, ...] = ("connector", "emotion2vec")
+SHARED_KINDS: tuple[SharedKind, ...] = get_args(SharedKind)
 """The members every set has beside its backbone's generator; an edit needs these three."""
-OPTIONAL_KINDS: tuple[MemberKind, ...] = ("gfpgan", "audio2lip")
+OPTIONAL_KINDS: tuple[OptionalKind, ...] = get_args(OptionalKind)
 """Members a set may have; a set without one still edits, only the feature that needs it is off
 (`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
 MODEL_FORMAT: Final = "cmet-model/1"

@@ -76,7 +76,9 @@ class Asset(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-class Job(Base):
+class JobRow(Base):
+    """One job of any kind, as stored; the API shows it as `schemas.Job` or `schemas.Preview` (`jobs.to_schema`)."""
+
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),

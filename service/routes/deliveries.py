@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import edits, schemas, webhooks
+from cmet_jobs import schemas, submissions, webhooks
 from cmet_jobs.db.models import WebhookDelivery
 from cmet_jobs.errors import RequestError
 from service.deps import KeyDep, SessionDep, SettingsDep
@@ -32,7 +32,7 @@ def _schema(d: WebhookDelivery) -> schemas.WebhookDelivery:
 @router.get("", response_model=schemas.WebhookDeliveryList)
 def list_deliveries(job_id: str, key: KeyDep, session: SessionDep) -> schemas.WebhookDeliveryList:
     """Every event recorded for this edit, oldest first, with its attempts."""
-    edits.owned(session, key, job_id)
+    submissions.owned(session, key, job_id)
     rows = session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.job_id == job_id)
@@ -46,7 +46,7 @@ def replay_delivery(
     job_id: str, delivery_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep
 ) -> schemas.WebhookDelivery:
     """Send the event again now, whatever its state (the same `webhook-id`)."""
-    edits.owned(session, key, job_id)
+    submissions.owned(session, key, job_id)
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.job_id != job_id:
         raise RequestError(ErrorCode.DELIVERY_NOT_FOUND, f"no webhook delivery {delivery_id} for edit {job_id}")

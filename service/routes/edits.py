@@ -1,4 +1,4 @@
-"""`/v1/edits`: submit, read, list, cancel and delete emotion edits (HTTP only; `cmet_jobs.edits` decides)."""
+"""`/v1/edits`: submit, read, list, cancel and delete emotion edits (HTTP only; `cmet_jobs.submissions` decides)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
 from cmet_core.targets import MAX_SPEECH_CLIPS
-from cmet_jobs import edits, events, jobs, schemas
-from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs import events, jobs, schemas, submissions
+from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
@@ -119,8 +119,8 @@ def _submit(
     singles: dict[str, UploadFile],
     speech: list[UploadFile],
     idempotency_key: str | None,
-) -> Job:
-    """The parts saved to a scratch folder (size limits, empty parts refused), then `edits.submit`."""
+) -> JobRow:
+    """The parts saved to a scratch folder (size limits, empty parts refused), then `submissions.submit`."""
     limits = {"video": settings.max_video_bytes, "pose_video": settings.max_video_bytes}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
@@ -131,7 +131,7 @@ def _submit(
         clips = tuple(
             save_upload(part, folder, f"speech{i}", settings.max_speech_bytes) for i, part in enumerate(speech)
         )
-        submission = edits.Submission(
+        submission = submissions.Submission(
             body,
             saved.get("video"),
             clips,
@@ -139,7 +139,7 @@ def _submit(
             speech_track_file=saved.get("speech_track"),
             pose_video_file=saved.get("pose_video"),
         )
-        return edits.submit(session, settings, storage, key, submission)
+        return submissions.submit(session, settings, storage, key, submission)
 
 
 @router.post(
@@ -168,7 +168,7 @@ async def create_edit(
 @router.get("/{job_id}", response_model=schemas.Job)
 def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Job:
     """The job; for a success, `output_url` is a download signed anew on every read."""
-    return jobs.to_schema(edits.owned(session, key, job_id), storage)
+    return jobs.to_schema(submissions.owned(session, key, job_id), storage)
 
 
 @router.get(
@@ -186,7 +186,7 @@ def edit_events(
     job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
 ) -> StreamingResponse:
     """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
-    edits.owned(session, key, job_id)
+    submissions.owned(session, key, job_id)
     body = events.stream(settings.db_url, storage, key.id, job_id)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
@@ -202,7 +202,7 @@ def list_edits(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> schemas.JobList:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-    page, next_cursor = edits.list_page(session, key, state, limit, cursor)
+    page, next_cursor = submissions.list_page(session, key, state, limit, cursor)
     return schemas.JobList(data=[jobs.to_schema(j, storage) for j in page], next_cursor=next_cursor)
 
 
@@ -211,11 +211,11 @@ def cancel_edit(
     job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
 ) -> schemas.Job:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames and frees the device."""
-    return jobs.to_schema(edits.cancel(session, settings, storage, key, job_id), storage)
+    return jobs.to_schema(submissions.cancel(session, settings, storage, key, job_id), storage)
 
 
 @router.delete("/{job_id}", status_code=204)
 def delete_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> Response:
     """Removes a finished edit's record and files (409 while it is queued or running: cancel it first)."""
-    edits.delete(session, storage, key, job_id)
+    submissions.delete(session, storage, key, job_id)
     return Response(status_code=204)

@@ -14,8 +14,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import edits, jobs, previews, schemas
-from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs import jobs, previews, schemas, submissions
+from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
@@ -91,7 +91,7 @@ def _submit(
     body: schemas.PreviewCreate,
     video: UploadFile | None,
     idempotency_key: str | None,
-) -> Job:
+) -> JobRow:
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         saved = save_upload(video, Path(scratch), "video", settings.max_video_bytes) if video is not None else None
         submission = previews.SheetSubmission(body, saved, idempotency_key)
@@ -126,7 +126,7 @@ async def create_preview(
 def get_preview(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> schemas.Preview:
     """The preview; once it succeeded, `sheet_url` and `cells` (a sheet) or `output_url` (a clip) are
     downloads signed anew on every read."""
-    return jobs.to_preview(edits.owned(session, key, job_id, family=edits.PREVIEWS), storage)
+    return jobs.to_preview(submissions.owned(session, key, job_id, family=submissions.PREVIEWS), storage)
 
 
 @router.get("", response_model=schemas.PreviewList)
@@ -139,7 +139,7 @@ def list_previews(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> schemas.PreviewList:
     """Clip previews and contact sheets, newest first (never full edits); pass `next_cursor` back as `cursor`."""
-    page, next_cursor = edits.list_page(session, key, state, limit, cursor, edits.PREVIEWS)
+    page, next_cursor = submissions.list_page(session, key, state, limit, cursor, submissions.PREVIEWS)
     return schemas.PreviewList(data=[jobs.to_preview(j, storage) for j in page], next_cursor=next_cursor)
 
 
@@ -148,11 +148,11 @@ def cancel_preview(
     job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
 ) -> schemas.Preview:
     """Queued: canceled at once. Running: its worker stops at its next step."""
-    return jobs.to_preview(edits.cancel(session, settings, storage, key, job_id, edits.PREVIEWS), storage)
+    return jobs.to_preview(submissions.cancel(session, settings, storage, key, job_id, submissions.PREVIEWS), storage)
 
 
 @router.delete("/{job_id}", status_code=204)
 def delete_preview(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep) -> Response:
     """Removes a finished preview's record and files (409 while it is queued or running: cancel it first)."""
-    edits.delete(session, storage, key, job_id, edits.PREVIEWS)
+    submissions.delete(session, storage, key, job_id, submissions.PREVIEWS)
     return Response(status_code=204)

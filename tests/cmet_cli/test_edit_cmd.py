@@ -148,7 +148,7 @@ def test_dub_a_video_and_animate_a_photo(tiny_set: Path, tmp_path: Path, test_da
     talk = write_sample_clip(tmp_path / "talk.mp4")
     code, output = _edit(str(talk), "--lips-from", str(line), "--emotion", "happy", "--models", str(tiny_set))
     assert code == 0, output
-    assert "audio2lip" in output and probe(tmp_path / "talk.happy.mp4").frame_count == 15
+    assert "lips" in output and probe(tmp_path / "talk.happy.mp4").frame_count == 15
     photo = test_data / "faces" / "uncropped_face.jpg"
     pose = test_data / "video" / "edtalk_pose_source1_cropped.mp4"
     out = tmp_path / "photo.mp4"

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from cmet_jobs import events
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import LocalStorage
@@ -25,7 +25,7 @@ def db(tmp_path: Path) -> str:
 
 def _set(url: str, job_id: str, **fields: object) -> None:
     with session_scope(url) as session:
-        job = session.get(Job, job_id)
+        job = session.get(JobRow, job_id)
         assert job is not None
         for name, value in fields.items():
             setattr(job, name, value)
@@ -81,7 +81,7 @@ def test_a_job_deleted_or_of_another_key_ends_the_stream_with_an_error(db: str, 
             seen.append(_parse(chunk))
             if len(seen) == 1:
                 with session_scope(db) as session:
-                    session.delete(session.get(Job, job_id))
+                    session.delete(session.get(JobRow, job_id))
         return seen
 
     seen = anyio.run(first_then_delete)

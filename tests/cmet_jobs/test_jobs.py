@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs
-from cmet_jobs.db.models import Job, WorkerBeat, now
+from cmet_jobs.db.models import JobRow, WorkerBeat, now
 from cmet_jobs.db.session import migrate, session_scope
+from cmet_jobs.results import EditResult, SheetCell, SheetResult
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import LocalStorage
 from tests.records import SPEC, make_job, new_key
@@ -31,10 +33,10 @@ def db(tmp_path: Path) -> str:
     return url
 
 
-def load(url: str, job_id: str, change: Callable[[Job], object] | None = None) -> Job:
+def load(url: str, job_id: str, change: Callable[[JobRow], object] | None = None) -> JobRow:
     """The job's record, after `change` was applied to it in its own transaction."""
     with session_scope(url) as session:
-        job = session.get(Job, job_id)
+        job = session.get(JobRow, job_id)
         assert job is not None
         if change is not None:
             change(job)
@@ -136,7 +138,7 @@ def test_finish_failed_sets_error_and_clears_stage(db: str) -> None:
 
 def test_finish_succeeded_sets_progress_and_result(db: str) -> None:
     job_id = make_job(db, state=JobState.RUNNING, stage="encoding", progress=0.9)
-    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result=RESULT))
+    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result=EditResult(**RESULT)))
     job = load(db, job_id)
     assert (job.state, job.progress, job.result, job.stage) == (JobState.SUCCEEDED, 1.0, RESULT, None)
     assert job.error_code is None and job.finished_at is not None
@@ -144,7 +146,7 @@ def test_finish_succeeded_sets_progress_and_result(db: str) -> None:
 
 @pytest.mark.parametrize("state", [JobState.QUEUED, JobState.RUNNING, JobState.CREATING])
 def test_finish_refuses_a_non_final_state(state: JobState) -> None:
-    job = Job(key_id="key_x", spec=SPEC, state=JobState.RUNNING)
+    job = JobRow(key_id="key_x", spec=SPEC, state=JobState.RUNNING)
     with pytest.raises(AssertionError):
         jobs.finish(job, state)
     assert job.state == JobState.RUNNING and job.finished_at is None
@@ -159,7 +161,7 @@ def test_finish_refuses_a_non_final_state(state: JobState) -> None:
     ],
 )
 def test_request_cancel(state: JobState, after: JobState, flagged: bool) -> None:
-    job = Job(key_id="key_x", spec=SPEC, state=state, cancel_requested=False)
+    job = JobRow(key_id="key_x", spec=SPEC, state=state, cancel_requested=False)
     jobs.request_cancel(job)
     assert (job.state, job.cancel_requested) == (after, flagged)
     assert (job.finished_at is not None) == (after == JobState.CANCELED)
@@ -214,7 +216,7 @@ def test_visible_excludes_creating_jobs(db: str) -> None:
     queued = make_job(db, key, state=JobState.QUEUED)
     make_job(db, key, state=JobState.CREATING)
     with session_scope(db) as session:
-        assert [j.id for j in session.scalars(jobs.visible(select(Job)))] == [queued]
+        assert [j.id for j in session.scalars(jobs.visible(select(JobRow)))] == [queued]
 
 
 def test_active_count_counts_queued_and_running_only(db: str) -> None:
@@ -238,7 +240,7 @@ def test_to_schema_of_failed_job(db: str, tmp_path: Path) -> None:
 def test_to_schema_of_succeeded_job_has_a_download_url(db: str, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", "http://cmet.test", b"secret", 60)
     job_id = make_job(db, state=JobState.RUNNING, output_key=jobs.output_key("x"))
-    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result=RESULT))
+    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result=EditResult(**RESULT)))
     out = jobs.to_schema(load(db, job_id), storage)
     assert out.output_url is not None and out.output_url.startswith("http://cmet.test/v1/files/jobs/x/output.mp4?")
     assert out.error is None and out.result is not None and out.result.frames == 25 and out.progress == 1.0
@@ -282,7 +284,8 @@ def test_preview_schema_of_a_succeeded_sheet_signs_the_grid_and_every_cell(db: s
     job_id = make_job(db, state=JobState.RUNNING, kind=JobKind.SHEET, spec=spec, output_key="jobs/x/sheet.png")
     queued = jobs.to_preview(load(db, job_id), storage)
     assert queued.sheet_url is None and queued.cells == [] and queued.kind == "sheet"
-    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result={"frame": 3, "cells": cells}))
+    result = SheetResult(frame=3, source_frame=0, cells=[SheetCell(**c) for c in cells], seconds={})
+    load(db, job_id, lambda job: jobs.finish(job, JobState.SUCCEEDED, result=result))
     out = jobs.to_preview(load(db, job_id), storage)
     assert out.sheet_url is not None and out.sheet_url.startswith("http://cmet.test/v1/files/jobs/x/sheet.png?")
     assert [c.url.split("?")[0] for c in out.cells] == [
@@ -291,3 +294,41 @@ def test_preview_schema_of_a_succeeded_sheet_signs_the_grid_and_every_cell(db: s
     ]
     assert (out.frame, out.emotions, out.intensities, out.output_url) == (3, ["happy"], [0.5, 1.0], None)
     assert jobs.payload(load(db, job_id), storage).object == "preview"
+
+
+def test_each_kind_reads_back_the_result_its_worker_wrote(db: str) -> None:
+    from cmet_core.voice import VoiceSegment
+    from cmet_jobs.spec import InputRef, SheetSpec
+    from cmet_jobs.states import JobKind
+
+    voice = [  # neutral has no cosine: a None without a default is stored, not dropped
+        VoiceSegment(start_s=0, end_s=1, target="happy", intensity=1.0, cosine=0.5),
+        VoiceSegment(start_s=1, end_s=2, target="neutral", intensity=1.0, cosine=None),
+    ]
+    edit = EditResult(**RESULT, connector="c@1.0.0", segments=voice)
+    sheet = SheetResult(frame=2, source_frame=1, cells=[SheetCell(emotion="sad", intensity=1, key="k")], seconds={})
+    sheet_spec = SheetSpec(video=InputRef(key="k"), emotions=("sad",)).model_dump(mode="json")
+    made = {
+        JobKind.EDIT: (make_job(db, state=JobState.RUNNING), edit),
+        JobKind.CLIP: (make_job(db, state=JobState.RUNNING, kind=JobKind.CLIP), edit),
+        JobKind.SHEET: (make_job(db, state=JobState.RUNNING, kind=JobKind.SHEET, spec=sheet_spec), sheet),
+    }
+    for job_id, result in made.values():
+        assert jobs.result_of(load(db, job_id)) is None
+        load(db, job_id, lambda job, r=result: jobs.finish(job, JobState.SUCCEEDED, result=r))
+        assert jobs.result_of(load(db, job_id)) == result
+    # a field a newer worker added is ignored by this reader; a renamed one is an error, never a silent None
+    job_id = made[JobKind.EDIT][0]
+    load(db, job_id, lambda job: setattr(job, "result", {**RESULT, "from_a_newer_worker": 1}))
+    assert jobs.result_of(load(db, job_id)) == EditResult(**RESULT)
+    load(db, job_id, lambda job: setattr(job, "result", {**RESULT, "frames": None}))
+    with pytest.raises(ValidationError):
+        jobs.result_of(load(db, job_id))
+
+
+def test_the_api_shows_a_spec_without_the_fields_a_newer_api_added(db: str) -> None:
+    job_id = make_job(db, state=JobState.QUEUED, spec={**SPEC, "from_a_newer_api": 1})
+    job = load(db, job_id)
+    with pytest.raises(ValidationError):
+        jobs.spec_of(job)  # a worker never runs without an option it does not know
+    assert jobs.shown_spec(job) == jobs.spec_of(load(db, make_job(db, state=JobState.QUEUED)))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import edits
-from cmet_jobs.db.models import ApiKey, Job
+from cmet_jobs import submissions
+from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
 from cmet_jobs.queue import LOAD_S, MAX_TASK_S, time_limits
@@ -46,10 +46,10 @@ def test_the_rate_counts_submissions_not_job_rows(tmp_path: Path) -> None:
     for _ in range(2):
         with session_scope(url) as session:
             key = session.get(ApiKey, key.id)
-            edits.check_quota(session, key)
-            session.add(Job(key_id=key.id, state=JobState.SUCCEEDED, spec={}))
+            submissions.check_quota(session, key)
+            session.add(JobRow(key_id=key.id, state=JobState.SUCCEEDED, spec={}))
     with session_scope(url) as session:
-        session.query(Job).delete()  # deleting the jobs frees nothing
+        session.query(JobRow).delete()  # deleting the jobs frees nothing
     with session_scope(url) as session, pytest.raises(RequestError) as refused:
-        edits.check_quota(session, session.get(ApiKey, key.id))
+        submissions.check_quota(session, session.get(ApiKey, key.id))
     assert refused.value.code == ErrorCode.RATE_LIMIT and 1 <= int(refused.value.headers["Retry-After"]) <= 60

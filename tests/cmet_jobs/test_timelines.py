@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from cmet_core.timeline import ClipTimeline, SpeechClips
 from cmet_core.voice import FollowVoice
 from cmet_jobs import schemas, timelines
-from cmet_jobs.spec import EditSpec, InputRef
+from cmet_jobs.spec import EditSpec, InputRef, SpecTimeline
 
 SPEC_TIMELINE = {
     "transition_s": 0.1,
@@ -55,14 +55,14 @@ def test_a_spec_has_exactly_one_target() -> None:
 
 
 def test_the_api_shows_speech_targets_as_clip_counts() -> None:
-    shown = timelines.shown({"timeline": SPEC_TIMELINE})
+    shown = timelines.shown(SpecTimeline.model_validate(SPEC_TIMELINE))
     assert shown is not None
     assert [s.target for s in shown.segments] == [
         "angry",
         schemas.ShownSpeech(speech_clips=2),
         schemas.ShownSpeech(speech_clips=1),
     ]
-    assert timelines.shown({"emotion": "happy"}) is None
+    assert timelines.shown(None) is None
 
 
 def test_request_speech_targets_need_a_clip() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from cmet_core.media.sample import write_sample_clip
 from cmet_jobs import jobs
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
@@ -153,7 +153,7 @@ def test_an_accepted_edit_keeps_the_asset_it_was_given(api: Api, clip: bytes) ->
         assert (again.status_code, again.json()["code"]) == (422, "not_media")
         assert client.delete(f"/v1/uploads/{made['id']}").status_code == 204
     with session_scope(api.settings.db_url) as session:
-        job_row = session.get(Job, job.json()["id"])
+        job_row = session.get(JobRow, job.json()["id"])
         assert job_row is not None
         stored = jobs.spec_of(job_row).video.key
     assert stored == f"jobs/{job_row.id}/input/video"

@@ -28,6 +28,8 @@ from cmet_jobs.queue import time_limits
 from tests.media_factory import make_dense_video
 from tests.service.stack import REDIS_DB, REDIS_URL, free_port, postgres_database, process, wait_until
 
+pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis, without the `stack` fixture
+
 MB = 1 << 20
 
 

@@ -17,13 +17,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
 from tests.media_factory import make_audio, make_dense_video, make_video
 from tests.service.stack import REDIS_URL
+
+pytestmark = pytest.mark.stack("Redis")  # the broker; the database is SQLite
 
 MAX_VIDEO = 2_000_000
 
@@ -107,7 +109,7 @@ def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-unt
 
 def _jobs(settings: JobsSettings) -> int:
     with session_scope(settings.db_url) as session:
-        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+        return int(session.scalar(select(func.count()).select_from(JobRow)) or 0)
 
 
 def _stored(settings: JobsSettings) -> int:

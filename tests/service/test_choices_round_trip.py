@@ -31,7 +31,7 @@ from cmet_cli.main import app as cli
 from cmet_core.options import EditChoices, FaceChoice
 from cmet_core.pipeline import Editor
 from cmet_jobs import jobs
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
@@ -178,7 +178,7 @@ def submit(api: Api, sample: dict[str, Any], form: str) -> str:
 def test_choices_survive_the_api_the_stored_spec_and_the_worker(api: Api, sample: dict[str, Any], form: str) -> None:
     job_id = submit(api, sample, form)
     with session_scope(api.settings.db_url) as session:
-        row = session.get(Job, job_id)
+        row = session.get(JobRow, job_id)
         assert row is not None
         stored = row.spec  # the JSON the record keeps, read back from the database
         assert {name: stored[name] for name in sample} == EditChoices(**sample).model_dump(
@@ -204,7 +204,7 @@ def test_a_contact_sheets_choices_survive_too(api: Api, sample: dict[str, Any], 
         response = api.client.post("/v1/previews", data=fields, files={"video": ("video", api.files["video"])})
     assert response.status_code == 202, response.text
     with session_scope(api.settings.db_url) as session:
-        row = session.get(Job, response.json()["id"])
+        row = session.get(JobRow, response.json()["id"])
         assert row is not None
         choices, _ = run_options(jobs.spec_of(row), api.settings)
     assert choices == EditChoices(**sample)

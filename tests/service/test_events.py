@@ -47,7 +47,9 @@ def test_events_arrive_in_order_and_end_with_the_final_state(client: httpx.Clien
     states = [data["state"] for _, data in events]
     order = ["queued", "running", "succeeded"]
     assert [order.index(s) for s in states] == sorted(order.index(s) for s in states), states
-    assert "running" in states and len(events) >= 3, events
+    # `running` is seen unless the job started and ended between two reads of the stream (it samples the
+    # record every POLL_S; a 1 s clip on tiny models can be that quick): the final record says it ran
+    assert len(events) >= 2 and events[-1][1]["started_at"] is not None, events
     running = [data["progress"] for _, data in events if data["state"] == "running"]
     assert running == sorted(running), "progress never goes back within an attempt"
     final = events[-1][1]

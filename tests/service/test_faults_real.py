@@ -18,12 +18,14 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
 from tests.service.conftest import new_key
 from tests.service.servers import private_postgres, private_redis
 from tests.service.stack import Stack, moto_s3, postgres_database, running_stack, wait_until
 from tests.service.test_flow import wait_final
+
+pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis, without the `stack` fixture
 
 
 @contextmanager
@@ -68,7 +70,7 @@ def test_redis_killed_and_restarted_mid_load(tmp_path: Path, tiny_set: Path) -> 
             finals = {job_id: wait_final(client, job_id, timeout=240) for job_id in accepted}
             recovered_in = time.monotonic() - restarted
             with session_scope(db) as session:
-                rows = session.query(Job).count()
+                rows = session.query(JobRow).count()
     lost = [j for j, job in finals.items() if job["state"] != "succeeded"]
     duplicated = [j for j in accepted if _completions(stack, j) > 1]
     print(
@@ -105,7 +107,7 @@ def test_postgres_stopped_for_20_s_mid_job(tmp_path: Path, tiny_set: Path) -> No
         recovered_in = time.monotonic() - started
         done = wait_final(client, job_id, timeout=300)
         with session_scope(database.url) as session:
-            rows = session.query(Job).count()
+            rows = session.query(JobRow).count()
         objects = stack.objects()
     print(
         f"\npostgres down 20 s: the running edit ended {done['state']}; answers meanwhile "
@@ -199,7 +201,7 @@ def _until_creating(db: str, timeout: float) -> None:
 def _leftovers(stack: Stack, db: str) -> tuple[list[str], list[str]]:
     """Jobs that are not queued/running/final (half-created) and objects of jobs that do not exist."""
     with session_scope(db) as session:
-        rows = {job.id: job.state for job in session.query(Job)}
+        rows = {job.id: job.state for job in session.query(JobRow)}
     half = [job_id for job_id, state in rows.items() if state == "creating"]
     orphans = [key for key in stack.objects("jobs/") if key.split("/")[1] not in rows or key.split("/")[1] in half]
     return half, orphans

@@ -18,6 +18,8 @@ from cmet_jobs.settings import JobsSettings
 from service.app import create_app
 from tests.service.stack import REDIS_URL
 
+pytestmark = pytest.mark.stack("Redis")  # the broker; the database is SQLite
+
 _scratch = Path(tempfile.mkdtemp(prefix="cmet-schemathesis-"))
 _settings = JobsSettings(
     data_dir=_scratch,

@@ -99,11 +99,11 @@ def _alive(pid: int) -> bool:
 
 
 def _job_record(data: Path, job_id: str) -> tuple[str, int]:
-    from cmet_jobs.db.models import Job
+    from cmet_jobs.db.models import JobRow
     from cmet_jobs.db.session import session_scope
 
     with session_scope(f"sqlite:///{data / 'cmet.db'}") as session:
-        job = session.get(Job, job_id)
+        job = session.get(JobRow, job_id)
         assert job is not None
         return str(job.state), job.attempts
 

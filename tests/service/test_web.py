@@ -18,14 +18,13 @@ import pytest
 
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
+from tests.needs import CHROMIUM
 from tests.service.conftest import new_key
 from tests.service.stack import Stack, free_port, process, wait_until
 from tests.service.test_serve import CMET, _keys
 
-CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) drives the browser")
-if not CHROMIUM.exists():
-    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+pytestmark = pytest.mark.browser
 
 MEAD = "video/mead_W009_038_cropped.mp4"
 

@@ -135,7 +135,7 @@ def test_webhook_to_a_private_address_is_refused_up_front(hooked, tmp_path: Path
 def test_a_job_out_of_attempts_fails_and_says_so(hooked, stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A job whose worker died on every attempt ends `failed` with `too_many_attempts` when it is
     picked up once more, and its subscriber hears `edit.failed` like of any other end."""
-    from cmet_jobs.db.models import Job
+    from cmet_jobs.db.models import JobRow
     from cmet_jobs.db.session import session_scope
 
     client, webhook_secret = hooked
@@ -145,7 +145,7 @@ def test_a_job_out_of_attempts_fails_and_says_so(hooked, stack: Stack, tmp_path:
         with webhook_receiver(webhook_secret) as hook:
             job_id = _submit(client, clip, hook.url)
             with session_scope(stack.extra["database_url"]) as session:
-                job = session.get(Job, job_id)
+                job = session.get(JobRow, job_id)
                 assert job is not None and job.state == "queued"
                 job.attempts = 3  # the default CMET_JOB_MAX_ATTEMPTS, all used up
             stack.start_worker()

@@ -171,7 +171,7 @@ def test_a_worker_following_latest_switches_when_a_version_is_published(
     trained_run: Path, tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cmet_jobs.settings import JobsSettings
-    from worker.models import WorkerEditor
+    from worker.editor import WorkerEditor
 
     registry = tmp_path / "registry"
     export_run(trained_run, DirectoryRegistry(registry))
@@ -191,6 +191,7 @@ def test_a_worker_following_latest_switches_when_a_version_is_published(
         get_settings.cache_clear()
 
 
+@pytest.mark.stack  # the machine's PostgreSQL and Redis, without the `stack` fixture
 def test_the_service_serves_and_shows_the_registry_connector(trained_run: Path, tiny_set: Path, tmp_path: Path) -> None:
     """The whole path: versions in an S3 registry, a worker on `latest`, jobs that name their connector,
     and `GET /v1/models` saying which version serves, before and after a new one is published."""

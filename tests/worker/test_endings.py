@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.models.errors import ModelLoadError
-from cmet_jobs.db.models import Job
+from cmet_jobs.db.models import JobRow, WebhookDelivery
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import StorageError, storage_for
-from tests.records import make_job
+from tests.records import SPEC, make_job
 from worker.guards import JobCanceled, JobTimedOut
 from worker.tasks import _claim, ending_for
 
@@ -52,7 +53,22 @@ def test_a_job_whose_spec_cannot_be_read_fails_once(tmp_path: Path) -> None:
     )
     assert _claim(settings, storage_for(settings), job_id) == JobState.FAILED
     with session_scope(settings.db_url) as session:
-        record = session.get(Job, job_id)
+        record = session.get(JobRow, job_id)
         assert record is not None and record.state == JobState.FAILED
         assert record.error_code == ErrorCode.INTERNAL and "spec cannot be read" in (record.error_message or "")
     assert _claim(settings, storage_for(settings), job_id) is None  # final: nothing runs again
+
+
+def test_a_subscribed_job_whose_spec_not_even_the_api_can_show_fails_once(tmp_path: Path) -> None:
+    """A spec with a field this version does not know is shown without it (the webhook goes out); one that
+    cannot be read at all still ends the job instead of failing the claim forever."""
+    settings = JobsSettings(data_dir=tmp_path)
+    migrate(settings.db_url)
+    hook = {"webhook_url": "https://example.com/hook", "webhook_events": {"events": ["edit.failed"]}}
+    newer = make_job(settings.db_url, spec={**SPEC, "from_a_newer_api": 1}, state=JobState.QUEUED, **hook)
+    broken = make_job(settings.db_url, spec={"emotion": "happy"}, state=JobState.QUEUED, **hook)
+    for job_id in (newer, broken):
+        assert _claim(settings, storage_for(settings), job_id) == JobState.FAILED
+    with session_scope(settings.db_url) as session:
+        sent = {d.job_id for d in session.scalars(select(WebhookDelivery))}
+    assert sent == {newer}

@@ -41,7 +41,7 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
     import subprocess
     import sys
 
-    from cmet_jobs.db.models import Job
+    from cmet_jobs.db.models import JobRow
     from cmet_jobs.db.session import migrate, session_scope
     from cmet_jobs.states import JobState
     from tests.records import make_job
@@ -62,5 +62,5 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
     )
     assert proc.returncode == 70, proc.stderr
     with session_scope(settings.db_url) as session:
-        done = session.get(Job, job_id)
+        done = session.get(JobRow, job_id)
         assert done is not None and (done.state, done.error_code) == ("failed", "timeout")

@@ -1,8 +1,10 @@
-"""Edits as the API offers them, without HTTP: submit, list, cancel, delete.
+"""Every job kind's lifecycle as the API offers it, without HTTP: submit, list, cancel, delete.
 
-`submit` is the whole way from a parsed request to a queued job: idempotency, the source rules,
-the emotion, the URL and media checks, the quota, the record, the stored inputs and the queue
-message, undone together when any step after the insert fails. Routes parse and call these.
+Edits, clip previews and contact sheets share it (`Family` says which kinds a route serves;
+`cmet_jobs.previews` submits sheets through `create_job`). `submit` is an edit's whole way from a
+parsed request to a queued job: idempotency, the source rules, the emotion, the URL and media
+checks, the quota, the record, the stored inputs and the queue message, undone together when any
+step after the insert fails. Routes parse and call these.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
 from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, Job, SubmissionStamp, now
+from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
@@ -74,11 +76,11 @@ def request_hash(submission: Hashed) -> str:
     return digest.hexdigest()
 
 
-def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> Job | None:
+def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> JobRow | None:
     """The job a same-key, same-body request made within the window; an older one frees the key."""
     if idempotency_key is None:
         return None
-    existing = session.scalar(select(Job).where(Job.key_id == key.id, Job.idempotency_key == idempotency_key))
+    existing = session.scalar(select(JobRow).where(JobRow.key_id == key.id, JobRow.idempotency_key == idempotency_key))
     if existing is None:
         return None
     if existing.created_at < now() - IDEMPOTENCY_WINDOW:
@@ -200,7 +202,7 @@ def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhoo
             raise RequestError(exc.code, f"{webhook_url}: {exc}") from None
 
 
-def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> Job:
+def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> JobRow:
     """Queue an edit, or return the job an identical earlier request with the same Idempotency-Key made."""
     digest = request_hash(submission)
     earlier = replayed(session, key, submission.idempotency_key, digest)
@@ -275,10 +277,10 @@ def create_job(
     store: Callable[[str], BaseModel],
     send: Callable[[str], None],
     storage: Storage,
-) -> Job:
+) -> JobRow:
     """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
     (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
-    job = Job(
+    job = JobRow(
         key_id=key.id,
         kind=new.kind,
         state=JobState.CREATING,
@@ -304,7 +306,7 @@ def create_job(
     except Exception:
         session.rollback()
         storage.delete_prefix(jobs.job_prefix(job.id))
-        session.delete(session.get(Job, job.id))
+        session.delete(session.get(JobRow, job.id))
         session.commit()
         raise
     return job
@@ -404,17 +406,17 @@ def list_page(
     limit: int,
     cursor: str | None,
     family: Family = EDITS,
-) -> tuple[list[Job], str | None]:
+) -> tuple[list[JobRow], str | None]:
     """One page of the key's visible jobs, newest first, and the cursor of the next page (None at the end)."""
-    query = jobs.visible(select(Job)).where(Job.key_id == key.id, Job.kind.in_(family.listed))
+    query = jobs.visible(select(JobRow)).where(JobRow.key_id == key.id, JobRow.kind.in_(family.listed))
     if state is not None:
-        query = query.where(Job.state == state)
-    return paging.page(session, query, (Job.created_at, Job.id), limit, cursor)
+        query = query.where(JobRow.state == state)
+    return paging.page(session, query, (JobRow.created_at, JobRow.id), limit, cursor)
 
 
-def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False, family: Family = EDITS) -> Job:
+def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False, family: Family = EDITS) -> JobRow:
     """The caller's visible job, else 404 (another key's id looks exactly like a missing one)."""
-    job = jobs.lock(session, job_id) if lock else session.get(Job, job_id)
+    job = jobs.lock(session, job_id) if lock else session.get(JobRow, job_id)
     if job is None or job.key_id != key.id or job.state == JobState.CREATING or job.kind not in family.served:
         raise RequestError(family.missing, f"no {family.noun} {job_id}")
     return job
@@ -422,7 +424,7 @@ def owned(session: Session, key: ApiKey, job_id: str, *, lock: bool = False, fam
 
 def cancel(
     session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, job_id: str, family: Family = EDITS
-) -> Job:
+) -> JobRow:
     """Queued: canceled at once. Running: its worker stops within one chunk of frames."""
     job = owned(session, key, job_id, lock=True, family=family)
     jobs.request_cancel(job)
