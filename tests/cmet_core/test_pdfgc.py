@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from cmet_core.backbones.pdfgc import frontend
+from cmet_core.backbones.pdfgc import frontend, motion
 from cmet_core.backbones.pdfgc.codes import drive_rows, render_u8, smooth_mouth, smooth_pose, style_codes
-from cmet_core.backbones.pdfgc.conformance import KIT_DIR, MANIFEST, kit_checks
+from cmet_core.backbones.pdfgc.conformance import (
+    GOLDEN,
+    KIT_DIR,
+    MANIFEST,
+    generator_groups,
+    kit_checks,
+    motion_groups,
+    read_tolerances,
+)
 from cmet_core.backbones.pdfgc.entry import FRAMING, NAME, pdfgc_widths
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
@@ -20,7 +28,7 @@ from cmet_core.backbones.pdfgc.tools import convert_pdfgc, load_published
 from cmet_core.backbones.registry import backbone_spec
 from cmet_core.backbones.spec import Widths
 from cmet_core.fill import fill_module
-from cmet_core.goldens import GroupResult
+from cmet_core.goldens import GroupResult, read_kit_files
 from cmet_core.models.build import make_tiny_set, verify_set
 from cmet_core.models.checkpoints import load_module
 from cmet_core.models.errors import ModelLoadError
@@ -190,3 +198,39 @@ def test_tiny_set_of_the_backbone_verifies(tmp_path: Path) -> None:
     assert [c.status for c in report.checks if c.kind == NAME] == ["ok"]
     with pytest.raises(ModelLoadError, match="pdfgc backbone cannot edit yet"):
         load_set(path).build_backbone(RuntimeOptions(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def filled(pdfgc_kit: Path) -> tuple[PDFGC, dict[str, np.ndarray], dict]:
+    net = PDFGC().eval()
+    fill_module(net, NAME)
+    return net, read_kit_files(pdfgc_kit, MANIFEST, GOLDEN)[1], read_tolerances(pdfgc_kit)
+
+
+@pytest.mark.slow
+def test_groups_catch_the_kits_bug_examples(
+    filled: tuple[PDFGC, dict[str, np.ndarray], dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tolerances are tight enough to see two of the kit's real bugs: noise maps of zeros instead of
+    the seeded ones, and the hourglass upsampling with `align_corners=True`."""
+    net, golden, tols = filled
+    maps = net.net_generator.noise_maps
+    saved = [m.clone() for m in maps.maps()]
+    with torch.no_grad():
+        for m in maps.maps():
+            m.zero_()
+        results = {r.name: r for r in generator_groups(net, golden, tols)}
+        for m, s in zip(maps.maps(), saved, strict=True):
+            m.copy_(s)
+    assert not results["pdfgc.gen_img"].passed and results["pdfgc.gen_img"].max_abs > 0.05
+
+    interpolate = torch.nn.functional.interpolate
+
+    def corners_aligned(x: torch.Tensor, size: torch.Size, mode: str, align_corners: bool) -> torch.Tensor:
+        assert align_corners is False  # what the hourglass asks for
+        return interpolate(x, size=size, mode=mode, align_corners=True)
+
+    monkeypatch.setattr(motion.F, "interpolate", corners_aligned)
+    with torch.no_grad():
+        results = {r.name: r for r in motion_groups(net, golden, tols)}
+    assert not results["pdfgc.motion"].passed and "mot_emo" in results["pdfgc.motion"].detail

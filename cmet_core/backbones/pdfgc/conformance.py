@@ -83,12 +83,12 @@ def pdfgc_groups(net: PDFGC, manifest: Manifest, g: Goldens, tols: dict[str, Tol
     yield _network_digests(net, manifest)
     yield _inputs(net, g)
     yield _frontend(g, tols["frontend"])
-    yield from _appearance(net, g, tols)
-    yield from _motion(net, g, tols)
-    yield from _audio(net, g, tols)
-    yield from _generator(net, g, tols)
-    yield from _edit(net, g, tols)
-    yield from _pipeline(net, g, tols)
+    yield from appearance_groups(net, g, tols)
+    yield from motion_groups(net, g, tols)
+    yield from audio_groups(net, g, tols)
+    yield from generator_groups(net, g, tols)
+    yield from edit_groups(net, g, tols)
+    yield from pipeline_groups(net, g, tols)
 
 
 def _network_digests(net: PDFGC, manifest: Manifest) -> GroupResult:
@@ -133,7 +133,7 @@ def _frontend(g: Goldens, tol: Tolerance) -> GroupResult:
     return grp.result()
 
 
-def _appearance(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def appearance_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     trace: dict[str, torch.Tensor] = {}
     id_feat, id_map = net.net_appearance(images_tensor(g["src_u8"]), trace)
     grp = Group("pdfgc.appearance", tols["codes"])
@@ -146,7 +146,7 @@ def _appearance(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[
     yield grp.result()
 
 
-def _motion(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def motion_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     trace: dict[str, torch.Tensor] = {}
     outputs = net.net_motion(images_tensor(g["frames_u8"]), trace)
     grp = Group("pdfgc.motion", tols["codes"])
@@ -164,7 +164,7 @@ def _motion(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[Grou
     yield grp.result()
 
 
-def _audio(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def audio_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     trace: dict[str, torch.Tensor] = {}
     feat, mouth = net.net_audio(torch.from_numpy(g["pipe_spec"]), trace)
     grp = Group("pdfgc.audio", tols["codes"])
@@ -179,7 +179,7 @@ def _audio(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[Group
     yield grp.result()
 
 
-def _generator(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def generator_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     style, maps = torch.from_numpy(g["gen_style"]), torch.from_numpy(g["app_id_map"])
     trace: dict[str, torch.Tensor] = {}
     images = []
@@ -199,7 +199,7 @@ def _generator(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[G
     yield grp.result()
 
 
-def _edit(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def edit_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     """C-MET's edit point: the delta joins the raw emotion code before the x1.2 gain."""
     code = (torch.from_numpy(g["pipe_emo_raw"][0]) + _delta(g)) * EMO_GAIN
     grp = Group("pdfgc.edit_code", tols["codes"])
@@ -215,7 +215,7 @@ def _edit(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupR
     yield grp.result()
 
 
-def _pipeline(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def pipeline_groups(net: PDFGC, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     """The Tester's stages over the 0.49 s clip: its driving rows, its audio batches, its gains and
     smoothing, and the uint8 panel of its renders (from the kit's codes and our identity)."""
     frames = len(g["pipe_drive_index"])
