@@ -6,17 +6,18 @@ or a photo's pose video, or the photo itself, still), one frame per output frame
 says; the identity is the input's source frame or the photo. The output runs at Audio2Lip's
 25 fps for as long as the speech, and its audio is the speech track.
 
-`Dub` reuses the edit's face and motion passes (`_Edit._faces`, `_encode`) on the pose source;
-only the lip track and the render loop are its own. Frames of a video background are decoded in
-the plan's order by `FrameFeed`: forward runs stream, backward runs (bounce) are decoded block by
-block after a seek, so memory stays one block whatever the fill.
+`Dub` runs the edit's face and motion passes (`passes.py`) on the pose source and plugs its lip
+track and pose feed into the edit's frame loop (`frame_loop.py`): the loop renders with the lips of
+the speech and pastes into the pose feed's frames. Frames of a video background are decoded in the
+plan's order by `FrameFeed`: forward runs stream, backward runs (bounce) are decoded block by block
+after a seek, so memory stays one block whatever the fill.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,23 +26,22 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.backbones.base import MotionRecord, Source
+from cmet_core.editing import Clock, EditResult, Parts, Progress
 from cmet_core.emotions import EmotionLibrary
-from cmet_core.enhance.stage import Enhancer
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.images import to_images, to_tensor
-from cmet_core.lips import PlannedFrame, check_inputs, plan
+from cmet_core.frame_loop import Drive, Frame, FrameLoop, video_out
+from cmet_core.lips import check_inputs, plan
 from cmet_core.media import mel
 from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import is_photo, read_photo
 from cmet_core.media.speech_track import read_track
-from cmet_core.media.video import VideoInfo, VideoWriter, _upright, read_frames
+from cmet_core.media.video import VideoInfo, read_frames, upright
 from cmet_core.models.audio2lip import smooth_lips
 from cmet_core.models.runtime import LipForward
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_core.pipeline import Editor, EditResult, _atomic_output, _Edit
+from cmet_core.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
 from cmet_core.speech_plan import EditTarget
-from cmet_core.stages import Progress, Stage
+from cmet_core.stages import Stage
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 
@@ -98,7 +98,7 @@ class FrameFeed:
                 for frame in container.decode(stream):
                     i = index_of.get(frame.pts) if frame.pts is not None else None
                     if i is not None and lo <= i <= hi:
-                        got[i] = _upright(frame)
+                        got[i] = upright(frame)
                     if frame.pts is None or frame.pts >= self.pts[hi]:
                         break
         if len(got) < hi - lo + 1:  # no pts, or the seek landed past lo: the slow, sure way
@@ -113,12 +113,17 @@ def _pose_options(options: EditChoices) -> EditChoices:
     return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
 
 
-class Dub(_Edit):
+def _input_frames(src: Path, image: np.ndarray | None, limit: int | None) -> Iterable[np.ndarray]:
+    """What the per-frame stages prepare from: the photo, or the frames of the video the dub reads."""
+    return [image] if image is not None else (f.image for f in read_input(src, limit))
+
+
+class Dub:
     """One dubbing edit; `run` reads top to bottom as the stages happen."""
 
     def __init__(
         self,
-        editor: Editor,
+        editor: Parts,
         src: Path,
         dst: Path,
         target: EditTarget,
@@ -129,7 +134,9 @@ class Dub(_Edit):
         speech_track: Path | None,
         pose_video: Path | None,
     ) -> None:
-        super().__init__(editor, src, dst, target, options, limits, progress, library)
+        self.editor, self.src, self.dst, self.target, self.options = editor, src, dst, target, options
+        self.progress, self.library, self.limits = progress, library, limits
+        self.clock = Clock()
         self.photo = is_photo(src)
         check_inputs(
             options.lips, photo=self.photo, speech_track=speech_track is not None, pose_video=pose_video is not None
@@ -144,38 +151,41 @@ class Dub(_Edit):
         self.speech_track, self.pose_video = speech_track, pose_video
 
     def run(self) -> EditResult:
-        assert self.target is not None
-        connector = self.editor.connector
-        max_pixels = self.limits.max_pixels_per_second / LIP_FPS
+        editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
+        connector = editor.connector
+        max_pixels = limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:
-            self.options.check_upscale(image.shape[1], image.shape[0])
-        info = None if self.photo else probe_input(self.src, self.options, self.limits)
-        with self._stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
-            wav = read_track(self.speech_track, self.limits.max_duration_s)
+            options.check_upscale(image.shape[1], image.shape[0])
+        info = None if self.photo else probe_input(self.src, options, limits)
+        with clock.stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
+            wav = read_track(self.speech_track, limits.max_duration_s)
         self.lip_frames = mel.num_video_frames(wav.shape[0])
-        with self._stage(Stage.EXPRESSION), self._network():  # a timeline or the voice over the speech's length
-            speech_plan = self.editor.plan(
-                self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, self.limits
-            )
+        with clock.stage(Stage.EXPRESSION), clock.networks():  # a timeline or the voice over the speech's length
+            speech_plan = editor.plan(self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, limits)
+        limit: int | None = None
         if image is not None:
-            boxes, crop_input, source, motion, times = self._photo_pose(image)
-            source_index = 0
+            crop_input, found = self._photo_pose(image)
         else:
             assert info is not None
-            self.frame_limit = self._frames_needed(info)
+            limit = self._frames_needed(info)
             crop_input = faces.is_face_crop(info.width, info.height)
-            boxes, source_index, motion, times, source = self._motion(info, crop_input)
+            found = motion_passes(
+                editor.backbone, editor.face_size, self.src, info, options, limits, self.progress, clock, limit=limit
+            )
         lips = self._lip_track(wav)
-        frames = plan(times, lips.shape[0], self.options.pose_fill, photo=image is not None)
+        frames = plan(found.times, lips.shape[0], options.pose_fill, photo=image is not None)
         # The connector runs over the output's own frames and clock, so a timeline or the voice of the
         # speech track lands where it is heard, whatever the pose fill repeats.
         poses = torch.tensor([f.pose for f in frames])
-        exp = self._edited_expression(connector, speech_plan, motion.exp[poses], np.arange(len(frames)) / LIP_FPS)
-        enhancer = self._enhancer(boxes, [image] if image is not None else None)
+        times = np.arange(len(frames)) / LIP_FPS
+        exp = edited_expression(
+            connector, editor.backbone.device, speech_plan, found.motion.exp[poses], times, self.progress, clock
+        )
+        loop = FrameLoop.of(editor, options, found.boxes[0].side, clock, self.progress)
+        loop.prepare(lambda: _input_frames(self.src, image, limit), found.boxes)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
-        if enhancer is not None:
-            width, height = enhancer.output_size(width, height)
+        width, height = loop.output_size(width, height)
         like = VideoInfo(
             path=self.dst,
             width=width,
@@ -191,25 +201,24 @@ class Dub(_Edit):
         backgrounds = (
             itertools.repeat(image)
             if image is not None
-            else FrameFeed(self.src, self.limits.chunk_frames).frames([f.background for f in frames])
+            else FrameFeed(self.src, limits.chunk_frames).frames([f.background for f in frames])
         )
-        with self._stage(Stage.RENDER), _atomic_output(self.dst) as partial:
-            self._render_plan(
-                like, frames, boxes, crop_input, source, motion, exp, lips, backgrounds, partial, enhancer
-            )
-        self._count_restorer(enhancer)
+        feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
+        drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
+        out = video_out(self.dst, like, self.speech_track, limits.crf)
+        loop.run(drive, feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,
             frames=len(frames),
             fps=float(LIP_FPS),
             duration_s=len(frames) / LIP_FPS,
-            width=like.width,
-            height=like.height,
-            source_frame=source_index,
+            width=width,
+            height=height,
+            source_frame=found.source_index,
             face_crop_input=crop_input,
-            stage_seconds=self.seconds,
-            network_seconds=self.network,
-            connector=self.editor.connector_label,
+            stage_seconds=clock.seconds,
+            network_seconds=clock.network,
+            connector=editor.connector_label,
         )
 
     def _frames_needed(self, info: VideoInfo) -> int:
@@ -218,25 +227,31 @@ class Dub(_Edit):
         needed = math.ceil(self.lip_frames / LIP_FPS * info.frame_rate) + 1
         return min(info.frame_count, max(needed, (self.options.source_frame or 0) + 1))
 
-    def _photo_pose(self, image: np.ndarray) -> tuple[list[faces.CropBox], bool, Source, MotionRecord, np.ndarray]:
+    def _photo_pose(self, image: np.ndarray) -> tuple[bool, InputMotion]:
         """The photo's face box and identity; the pose motion of the pose video, or of the photo itself."""
-        with self._stage(Stage.FACES):
+        backbone, clock = self.editor.backbone, self.clock
+        with clock.stage(Stage.FACES):
             box, crop_input = self._photo_face(image)
         crop = faces.crop_face(image, box, self.editor.face_size)
-        with self._stage(Stage.ENCODE), self._network():
-            source = self.backbone.prepare_source(to_tensor([crop]))
+        with clock.stage(Stage.ENCODE), clock.networks():
+            source = identity(backbone, crop)
             if self.pose_video is None:
-                return [box], crop_input, source, self.backbone.encode(to_tensor([crop])), np.zeros(1)
+                return crop_input, InputMotion([box], 0, motion_of(backbone, [crop]), np.zeros(1), source)
         options = _pose_options(self.options)
-        pose = _Edit(self.editor, self.pose_video, self.pose_video, None, options, self.limits, self.progress, None)
-        info = probe_input(self.pose_video, pose.options, self.limits)
-        pose.frame_limit = self._frames_needed(info)
-        with self._stage(Stage.FACES):
-            pose_boxes, _ = pose._faces(info, faces.is_face_crop(info.width, info.height))
-        with self._stage(Stage.ENCODE):
-            motion, times, _ = pose._encode(pose_boxes, 0)
-        self.network += pose.network
-        return [box], crop_input, source, motion, times
+        info = probe_input(self.pose_video, options, self.limits)
+        pose = motion_passes(
+            backbone,
+            self.editor.face_size,
+            self.pose_video,
+            info,
+            options,
+            self.limits,
+            self.progress,
+            clock,
+            limit=self._frames_needed(info),
+            source_index=0,
+        )
+        return crop_input, InputMotion([box], 0, pose.motion, pose.times, source)
 
     def _photo_face(self, image: np.ndarray) -> tuple[faces.CropBox, bool]:
         """The photo's crop box (the whole photo when it already is EDTalk's crop), found as in a video."""
@@ -255,49 +270,12 @@ class Dub(_Edit):
     def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
         """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with
         other jobs'), then the original's zero-padded smoothing over the whole track."""
-        with self._stage(Stage.MEL):
+        with self.clock.stage(Stage.MEL):
             windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
         parts: list[torch.Tensor] = []
         step = self.limits.chunk_frames
-        with self._stage(Stage.LIPS), self._network():
+        with self.clock.stage(Stage.LIPS), self.clock.networks():
             for a in range(0, windows.shape[0], step):
                 parts.append(self.lips(windows[a : a + step]))
                 self.progress(Stage.LIPS, min(a + step, windows.shape[0]), windows.shape[0])
             return smooth_lips(torch.cat(parts))
-
-    def _render_plan(
-        self,
-        like: VideoInfo,
-        frames: list[PlannedFrame],
-        boxes: list[faces.CropBox],
-        crop_input: bool,
-        source: Source,
-        motion: MotionRecord,
-        exp: torch.Tensor,
-        lips: torch.Tensor,
-        backgrounds: Iterator[np.ndarray],
-        out: Path,
-        enhancer: Enhancer | None = None,
-    ) -> None:
-        size = self.editor.face_size
-        mask = np.ones((size, size), np.float32) if crop_input else faces.feather_mask(size)
-        step = self.limits.chunk_frames
-        lip_part = self.backbone.widths.lip_part
-        with VideoWriter(out, like=like, audio_from=self.speech_track, crf=self.limits.crf) as writer:
-            for a in range(0, len(frames), step):
-                chunk = frames[a : a + step]
-                pose = torch.tensor([f.pose for f in chunk])
-                lip = lips[torch.tensor([f.lip for f in chunk])]
-                driven = motion.index(pose).with_exp(exp[a : a + len(chunk)]).with_part(lip_part, lip)
-                with self._network():
-                    rendered = to_images(self.backbone.render(source, driven))
-                images = [
-                    faces.paste_back(next(backgrounds), face, boxes[planned.background], mask=mask)
-                    for planned, face in zip(chunk, rendered, strict=True)
-                ]
-                if enhancer is not None:
-                    with self._network():
-                        images = enhancer.apply(images, [planned.background for planned in chunk])
-                for image in images:
-                    writer.write(image)
-                self.progress(Stage.RENDER, a + len(chunk), len(frames))

@@ -3,7 +3,9 @@
 A sheet answers "what would this edit look like?" in seconds, before a long render. The face is found,
 followed and cropped by the edit pipeline's own face pass (`faces.find_faces`), so a cell shows the crop,
 identity and paste-back the full edit will use. The identity source is prepared once and the chosen frame
-encoded once; each cell then costs one connector run and one render of that frame.
+encoded once; each cell then costs one connector run and one render of that frame, through the edit's
+own frame loop (`frame_loop.py`), so its per-frame stages (the restorer, where the options ask for it)
+work on the cells as on the edit's frames.
 
 A still frame has no neighbours, while in a clip every connector window sees the previous window's
 deltas. So the frame is repeated for `SETTLE_S` seconds (a few connector windows) and the cell takes the
@@ -13,11 +15,9 @@ window. Intensity 0 keeps the frame's own expression (delta zero): the unedited 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,12 +26,14 @@ import numpy as np
 import torch
 
 from cmet_core import faces
+from cmet_core.editing import Clock, Progress, no_progress
 from cmet_core.emotions import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.images import to_images, to_tensor
+from cmet_core.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.media.video import read_frames
-from cmet_core.options import EditChoices, Limits, SheetChoice, face_plan, probe_input
-from cmet_core.stages import Progress, Stage
+from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
+from cmet_core.passes import face_pass, identity, motion_of
+from cmet_core.stages import Stage
 from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
@@ -153,10 +155,12 @@ def contact_sheet(
 ) -> ContactSheet:
     """`choice.frame` of `src` under every emotion x intensity; the face chosen and cropped as `options`
     say, the input under the operator's `limits`."""
-    return _Sheet(editor, Path(src), choice, options, limits, library, progress or (lambda _s, _d, _t: None)).run()
+    return Sheet(editor, Path(src), choice, options, limits, library, progress or no_progress).run()
 
 
-class _Sheet:
+class Sheet:
+    """One contact sheet: the face pass, one frame encoded, then the cells through the edit's frame loop."""
+
     def __init__(
         self,
         editor: Editor,
@@ -169,75 +173,65 @@ class _Sheet:
     ) -> None:
         self.editor, self.src, self.choice, self.options, self.limits = editor, src, choice, options, limits
         self.library, self.progress = library, progress
-        self.seconds: dict[Stage, float] = {}
-
-    @contextmanager
-    def _stage(self, name: Stage) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        self.clock = Clock()
 
     def run(self) -> ContactSheet:
-        choice, backbone = self.choice, self.editor.backbone
+        choice, editor, clock = self.choice, self.editor, self.clock
         info = probe_input(self.src, self.options, self.limits)
-        with self._stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
+        with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
-                (e, i): self.editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
+                (e, i): editor.vector(EmotionTarget(emotion=e, intensity=i), self.library)
                 for e in choice.emotions
                 for i in choice.intensities
             }
         crop_input = faces.is_face_crop(info.width, info.height)
-        with self._stage(Stage.FACES):
-            plan = face_plan(
-                self.src,
-                info,
-                self.options,
-                self.limits,
-                crop_input,
-                lambda done, total: self.progress(Stage.FACES, done, total),
-            )
+        with clock.stage(Stage.FACES):
+            plan = face_pass(self.src, info, self.options, self.limits, crop_input, self.progress)
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
             raise InputError(
                 ErrorCode.BAD_PREVIEW_FRAME, f"frame {index} is outside the clip (frames 0-{len(plan.boxes) - 1})"
             )
-        size = self.editor.face_size
-        with self._stage(Stage.ENCODE):
+        size = editor.face_size
+        with clock.stage(Stage.ENCODE):
             images = _decode(self.src, {index, plan.source_index})
-            source_crop = faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
-            source = backbone.prepare_source(to_tensor([source_crop]))
+            source = identity(
+                editor.backbone, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
+            )
             if index == plan.source_index:  # the default: the source's own encoding gives the frame's motion
-                motion = backbone.source_motion(source)
+                motion = editor.backbone.source_motion(source)
             else:
-                motion = backbone.encode(to_tensor([faces.crop_face(images[index], plan.boxes[index], size)]))
+                motion = motion_of(editor.backbone, [faces.crop_face(images[index], plan.boxes[index], size)])
             self.progress(Stage.ENCODE, 1, 1)
         edited = [key for key in vectors if key[1] > 0]
-        with self._stage(Stage.EXPRESSION):
-            exps = self._settled(motion.exp, [vectors[key] for key in edited])
+        with clock.stage(Stage.EXPRESSION):
+            exps = self.settled(motion.exp, [vectors[key] for key in edited])
         own = 1 if any(i == 0 for i in choice.intensities) else 0  # a first row of the frame's own expression
         rows = torch.cat([motion.exp, exps]) if own else exps
-        with self._stage(Stage.RENDER):
-            n = rows.shape[0]
-            rendered = to_images(backbone.render(source, motion.index(torch.zeros(n, dtype=torch.long)).with_exp(rows)))
-            mask = faces.paste_mask(size, crop_input)
-            frame, box = images[index], plan.boxes[index]
-            pasted = [faces.paste_back(frame, face, box, mask=mask) for face in rendered]
-            self.progress(Stage.RENDER, n, n)
+        frame, box = images[index], plan.boxes[index]
+        loop = FrameLoop.of(editor, self.options, plan.boxes[0].side, clock, self.progress)
+        loop.prepare(lambda: [frame], [box])
+        n = rows.shape[0]
+        cells = Images()
+        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows)
+        loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
+        pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
         grid = [
             [SheetCell(e, i, at[(e, i)] if i > 0 else pasted[0]) for i in choice.intensities] for e in choice.emotions
         ]
+        width, height = loop.output_size(info.width, info.height)
         return ContactSheet(
             frame=index,
             source_frame=plan.source_index,
             emotions=choice.emotions,
             intensities=choice.intensities,
             rows=grid,
-            box=plan.boxes[index],
-            stage_seconds=self.seconds,
+            box=_scaled(box, width / info.width),
+            stage_seconds=clock.seconds,
         )
 
-    def _settled(self, exp: torch.Tensor, vectors: list[np.ndarray]) -> torch.Tensor:
+    def settled(self, exp: torch.Tensor, vectors: list[np.ndarray]) -> torch.Tensor:
         """Each vector's edited expression of the frame after `SETTLE_S` of itself (see the module's
         docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
         if not vectors:
@@ -251,6 +245,11 @@ class _Sheet:
             for _ in range(max(1, round(SETTLE_S * MODEL_FPS / t))):
                 ref = connector(ref, speech, window).reshape(n, t, -1)
         return (exp.to(device) + ref[:, -1]).cpu()
+
+
+def _scaled(box: faces.CropBox, scale: float) -> faces.CropBox:
+    """`box` (pixel edges) in a frame resized `scale` times by an upscaling stage."""
+    return box if scale == 1 else faces.CropBox(box.cx * scale, box.cy * scale, box.side * scale)
 
 
 def _decode(src: Path, wanted: set[int]) -> dict[int, np.ndarray]:

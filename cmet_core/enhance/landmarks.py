@@ -13,7 +13,7 @@ from types import TracebackType
 
 import numpy as np
 
-from cmet_core.faces.detect import _native_stderr_silenced
+from cmet_core.faces.detect import native_stderr_silenced
 from cmet_core.faces.geometry import CropBox
 from cmet_core.faces.warp import crop_face
 
@@ -28,7 +28,7 @@ class Landmarker:
     """Five landmarks of the face in a crop box; a context manager because MediaPipe holds a native graph."""
 
     def __init__(self, min_score: float = 0.5) -> None:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             from mediapipe.python.solutions import face_mesh
 
             self._mesh = face_mesh.FaceMesh(

@@ -1,5 +1,8 @@
 """The restorer's stage of an edit: decide, find the landmarks (a pass of its own), restore each chunk.
 
+It is the first per-frame stage of the frame loop (`cmet_core/frame_stages.py`): `prepare`,
+`output_size` and `apply` are that protocol.
+
 It runs on the composited full-resolution frame, after the edited face is pasted back: the face is
 cut out aligned to the restorer's template, restored, and warped back with a feathered mask, so the
 edited face ends as sharp as the frame around it. The landmarks come from the input frames, in a
@@ -10,9 +13,8 @@ all points must be known before they can be smoothed over time.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import time
+import logging
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -23,8 +25,9 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
-from cmet_core.media.video import VideoInfo
 from cmet_core.stages import Progress, Stage
+
+log = logging.getLogger(__name__)
 
 
 def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, face_size: int) -> bool:
@@ -49,20 +52,17 @@ def wanted(choice: EnhanceChoice, restorer: Restorer | None, face_side: float, f
 class Enhancer:
     """One edit's restorer stage: `prepare` (the landmark pass), then `apply` to each chunk of composited frames."""
 
+    name = Stage.ENHANCE
+
     def __init__(self, restorer: Restorer, choice: EnhanceChoice) -> None:
         self.restorer, self.choice = restorer, choice
         self.size = restorer.size
         self.mask = tile_mask(self.size)
         self.matrices: list[np.ndarray] = []
         self.missing = 0
-        self.restore_seconds = 0.0
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width * self.choice.upscale, height * self.choice.upscale
-
-    def output_info(self, info: VideoInfo) -> VideoInfo:
-        width, height = self.output_size(info.width, info.height)
-        return dataclasses.replace(info, width=width, height=height)
 
     def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
         """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo)."""
@@ -73,12 +73,13 @@ class Enhancer:
                 progress(Stage.ENHANCE, len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)
+        if self.missing:
+            log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", self.missing, len(boxes))
 
     def apply(self, images: list[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         """The chunk's frames with their faces restored (upscaled first when asked): one restorer call."""
         import cv2
 
-        start = time.perf_counter()
         matrices = [self.matrices[i] for i in indices]
         aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]
         faces = restore_faces(self.restorer, aligned, self.choice.enhance_strength)
@@ -89,7 +90,6 @@ class Enhancer:
                 image = cv2.resize(image, (image.shape[1] * u, image.shape[0] * u), interpolation=cv2.INTER_LANCZOS4)
                 m = _upscaled(m, u)
             out.append(paste_aligned(image, face, m, self.mask))
-        self.restore_seconds += time.perf_counter() - start
         return out
 
 

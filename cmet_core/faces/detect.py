@@ -67,7 +67,7 @@ def _as_short_range(box: Box) -> Box:
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """MediaPipe's C++ side logs to fd 2 while building and first running a graph (absl logging before
     InitializeLog, which no environment setting reaches); this keeps it out of a user's terminal.
 
@@ -91,7 +91,7 @@ class FaceDetector:
         selections = _GRAPHS.get(model)
         if selections is None:
             raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             from mediapipe.python.solutions import face_detection
 
             self._models = [

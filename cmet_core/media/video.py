@@ -66,7 +66,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(ErrorCode.NOT_MEDIA, f"{path}: not a media file PyAV can read ({exc})") from None
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
+def upright(frame: av.VideoFrame) -> np.ndarray:
     """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied."""
     image = frame.to_ndarray(format="rgb24")
     turns = round((frame.rotation or 0) / 90) % 4
@@ -156,7 +156,7 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
         try:
             for index, frame in enumerate(container.decode(stream)):
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
-                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=_upright(frame))
+                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 

@@ -148,7 +148,7 @@ def test_no_landmarks_anywhere_falls_back_to_the_crop_box(
     rng = np.random.default_rng(0)
     texture = rng.integers(60, 200, (256, 256, 3), dtype=np.uint8)
     src = write_clip(tmp_path / "noface.mp4", lambda i: np.roll(texture, i, axis=1), 5)
-    with caplog.at_level(logging.INFO, logger="cmet_core.pipeline"):
+    with caplog.at_level(logging.INFO, logger="cmet_core"):
         result = editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(enhance="on", upscale=2))
     assert result.frames == 5 and probe(tmp_path / "out.mp4").width == 512
     assert "no landmarks in 5 of 5 frames" in caplog.text

@@ -107,13 +107,13 @@ def test_intensity_zero_is_the_unedited_frame(sheet: ContactSheet, editor: Edito
 def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -> None:
     """The batched settle of every cell equals the pipeline's expression track over a second of the still frame."""
     from cmet_core.expression import expression_track
-    from cmet_core.preview import SETTLE_S, _Sheet
+    from cmet_core.preview import SETTLE_S, Sheet
 
     exp = torch.randn(1, 10, generator=torch.Generator().manual_seed(0))
     vectors = [editor.vector(EmotionTarget(emotion=e)) for e in EMOTIONS]
     choice = SheetChoice(emotions=EMOTIONS)
-    sheet = _Sheet(editor, Path("unused"), choice, EditChoices(), Limits(), None, lambda *_: None)
-    batched = sheet._settled(exp, vectors)
+    sheet = Sheet(editor, Path("unused"), choice, EditChoices(), Limits(), None, lambda *_: None)
+    batched = sheet.settled(exp, vectors)
     steps = round(SETTLE_S * 25)
     for row, vector in zip(batched, vectors, strict=True):
         speech = torch.from_numpy(vector).reshape(1, 1, -1)

@@ -1,0 +1,177 @@
+"""One frame loop for the edit, the dub, the clip preview and the contact sheet.
+
+    frames in -> backbone render -> paste back into the frame's crop box -> per-frame stages -> out
+
+Frames in are the decoded video (an edit, a clip preview's window), a photo repeated or the pose feed
+in the plan's order (a dub), or the sheet's one frame repeated once per cell. The backbone renders
+from one identity source, a row of the motion record per output frame (the parts the backbone owns,
+the lip part replaced by the speech's in a dub) and every output frame's edited expression
+(`Drive`). Out is a video written beside its destination and renamed at the end (`video_out`), or
+images kept in memory (`Images`, the sheet). The per-frame stages (`frame_stages.py`) are prepared from
+the input before the loop and applied to each chunk after paste-back; each is timed as its own stage.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from cmet_core import faces
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.editing import Clock, Parts, Progress
+from cmet_core.frame_stages import FrameStage, StageContext, chosen
+from cmet_core.images import to_images
+from cmet_core.media.video import VideoInfo, VideoWriter
+from cmet_core.options import EditChoices
+from cmet_core.passes import chunks
+from cmet_core.stages import Stage
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One output frame's background and where its face goes."""
+
+    image: np.ndarray
+    """The frame the face is pasted into: a decoded frame, the photo, a frame of the pose feed."""
+    box: faces.CropBox
+    index: int
+    """The input frame it is (what the stages prepared from: their `apply` gets it)."""
+    pts: int | None = None
+    """Its timestamp in the output; None: the writer's own clock."""
+
+
+@dataclass(frozen=True)
+class Drive:
+    """What the backbone renders the output frames from."""
+
+    source: Source
+    motion: MotionRecord
+    rows: torch.Tensor
+    """(N,) per output frame: the row of `motion` it renders (all its parts but `exp`, and the lip part
+    without `lips`)."""
+    exp: torch.Tensor
+    """(N, exp_dim) per output frame: its edited expression."""
+    lips: torch.Tensor | None = None
+    """(N, lip width) per output frame: a dub's lips, from the speech (the backbone's lip part)."""
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def render(self, backbone: Backbone, a: int, b: int) -> torch.Tensor:
+        """Output frames a..b-1, as the backbone's images."""
+        motion = self.motion.index(self.rows[a:b]).with_exp(self.exp[a:b])
+        if self.lips is not None:
+            motion = motion.with_part(backbone.widths.lip_part, self.lips[a:b])
+        return backbone.render(self.source, motion)
+
+
+class FrameSink(Protocol):
+    def write(self, image: np.ndarray, pts: int | None = None) -> None: ...
+
+
+@dataclass
+class Images:
+    """The loop's frames kept in memory (a contact sheet's cells)."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:  # noqa: ARG002 (a still has no clock)
+        self.images.append(image)
+
+    @contextmanager
+    def open(self) -> Iterator[Images]:
+        yield self
+
+
+@contextmanager
+def atomic_output(dst: Path) -> Iterator[Path]:
+    """Write beside `dst` and rename at the end: a failed edit never leaves a half-written video."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield partial
+        os.replace(partial, dst)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def video_out(dst: Path, like: VideoInfo, audio_from: Path | None, crf: int) -> Iterator[VideoWriter]:
+    """An H.264 video at `dst`, `like` the given info, with the audio of `audio_from`; renamed into place at the end."""
+    with atomic_output(dst) as partial, VideoWriter(partial, like=like, audio_from=audio_from, crf=crf) as writer:
+        yield writer
+
+
+class FrameLoop:
+    """One edit's frame loop: its stages prepared from the input, then every output frame rendered,
+    pasted back, passed through the stages and written."""
+
+    def __init__(
+        self, backbone: Backbone, face_size: int, stages: Sequence[FrameStage], clock: Clock, progress: Progress
+    ) -> None:
+        self.backbone, self.face_size, self.stages = backbone, face_size, list(stages)
+        self.clock, self.progress = clock, progress
+
+    @classmethod
+    def of(cls, editor: Parts, options: EditChoices, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
+        """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
+        crop box side, in input pixels)."""
+        context = StageContext(options, editor.restorer, face_side, editor.face_size)
+        return cls(editor.backbone, editor.face_size, chosen(editor.stages, context), clock, progress)
+
+    def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
+        """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""
+        for stage in self.stages:
+            with self.clock.stage(stage.name):
+                stage.prepare(images(), boxes, self.progress)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size of the frames that come out of the stages, for composited frames of `width` x `height`."""
+        for stage in self.stages:
+            width, height = stage.output_size(width, height)
+        return width, height
+
+    def run(
+        self,
+        drive: Drive,
+        frames: Iterable[Frame],
+        out: AbstractContextManager[FrameSink],
+        *,
+        chunk: int,
+        crop_input: bool,
+    ) -> None:
+        """Every output frame of `drive`, each pasted into the next of `frames`, into `out`, `chunk` frames
+        at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
+        total = len(drive)
+        mask = faces.paste_mask(self.face_size, crop_input)
+        applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
+        done = 0
+        with self.clock.stage(Stage.RENDER), out as sink:
+            for part in chunks(iter(frames), chunk):
+                with self.clock.networks():
+                    rendered = to_images(drive.render(self.backbone, done, done + len(part)))
+                images = [
+                    faces.paste_back(frame.image, face, frame.box, mask=mask)
+                    for frame, face in zip(part, rendered, strict=True)
+                ]
+                indices = [frame.index for frame in part]
+                for stage in self.stages:
+                    start = time.perf_counter()
+                    with self.clock.networks():
+                        images = stage.apply(images, indices)
+                    applied[stage.name] += time.perf_counter() - start
+                for frame, image in zip(part, images, strict=True):
+                    sink.write(image, frame.pts)
+                done += len(part)
+                self.progress(Stage.RENDER, done, total)
+        for name, seconds in applied.items():
+            self.clock.move(seconds, Stage.RENDER, name)

@@ -1,0 +1,161 @@
+"""The passes an edit and a dub run before the frame loop: where the face is, every frame's motion, the
+edited expression.
+
+Each pass decodes the input again instead of holding it in memory (decoding runs at several hundred
+frames per second, far faster than the networks), so peak memory does not grow with the clip's
+length; between passes only small per-frame records are kept (a crop box, the motion coefficients, a
+timestamp). These functions and `frame_loop.Drive.render` call the backbone (and a contact sheet, for
+its source frame's own motion).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from cmet_core import faces
+from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.editing import Clock, Progress
+from cmet_core.errors import ErrorCode, InputError
+from cmet_core.expression import expression_track
+from cmet_core.images import to_tensor
+from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
+from cmet_core.models.connector import Connector
+from cmet_core.options import EditChoices, Limits, face_plan
+from cmet_core.speech_plan import SpeechPlan
+from cmet_core.stages import Stage
+
+T = TypeVar("T")
+
+
+def chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter)."""
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def read_input(src: Path, limit: int | None = None) -> Iterator[DecodedFrame]:
+    """The input's frames; `limit`: only the first ones (a dub shorter than its video needs no more)."""
+    frames = read_frames(src)
+    return frames if limit is None else itertools.islice(frames, limit)
+
+
+def identity(backbone: Backbone, crop: np.ndarray) -> Source:
+    """The prepared identity source of one face crop."""
+    return backbone.prepare_source(to_tensor([crop]))
+
+
+def motion_of(backbone: Backbone, crops: list[np.ndarray]) -> MotionRecord:
+    """The motion of face crops, one row each."""
+    return backbone.encode(to_tensor(crops))
+
+
+def face_pass(
+    src: Path,
+    info: VideoInfo,
+    options: EditChoices,
+    limits: Limits,
+    crop_input: bool,
+    progress: Progress,
+    limit: int | None = None,
+) -> faces.FacePlan:
+    """Pass 1: every frame's crop box and the identity frame, with the user's face choice."""
+    return face_plan(
+        src, info, options, limits, crop_input, lambda done, total: progress(Stage.FACES, done, total), limit
+    )
+
+
+def encode_pass(
+    backbone: Backbone,
+    src: Path,
+    boxes: list[faces.CropBox],
+    source_index: int,
+    face_size: int,
+    chunk_frames: int,
+    progress: Progress,
+    clock: Clock,
+    limit: int | None = None,
+) -> tuple[MotionRecord, np.ndarray, Source]:
+    """Pass 2: every frame's motion and time, and the identity frame's prepared source."""
+    parts: list[MotionRecord] = []
+    times: list[float] = []
+    source_crop: np.ndarray | None = None
+    for chunk in chunks(read_input(src, limit), chunk_frames):
+        if chunk[-1].index >= len(boxes):
+            raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave more frames than the first pass")
+        crops = [faces.crop_face(f.image, boxes[f.index], face_size) for f in chunk]
+        if chunk[0].index <= source_index <= chunk[-1].index:
+            source_crop = crops[source_index - chunk[0].index]
+        with clock.networks():
+            parts.append(motion_of(backbone, crops))
+        times += [f.time_s for f in chunk]
+        progress(Stage.ENCODE, len(times), len(boxes))
+    if source_crop is None or len(times) != len(boxes):
+        raise InputError(
+            ErrorCode.DECODE_FAILED, f"{src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
+        )
+    with clock.networks():
+        source = identity(backbone, source_crop)
+    return MotionRecord.cat(parts), np.asarray(times), source
+
+
+@dataclass(frozen=True)
+class InputMotion:
+    """What passes 1 and 2 found in a video: crop boxes, the identity frame, every frame's motion and
+    time, the prepared source."""
+
+    boxes: list[faces.CropBox]
+    source_index: int
+    motion: MotionRecord
+    times: np.ndarray
+    source: Source
+
+
+def motion_passes(
+    backbone: Backbone,
+    face_size: int,
+    src: Path,
+    info: VideoInfo,
+    options: EditChoices,
+    limits: Limits,
+    progress: Progress,
+    clock: Clock,
+    *,
+    limit: int | None = None,
+    source_index: int | None = None,
+) -> InputMotion:
+    """Passes 1 and 2, each timed as its stage; `source_index` overrides the face pass's identity frame."""
+    crop_input = faces.is_face_crop(info.width, info.height)
+    with clock.stage(Stage.FACES):
+        plan = face_pass(src, info, options, limits, crop_input, progress, limit)
+    index = plan.source_index if source_index is None else source_index
+    with clock.stage(Stage.ENCODE):
+        motion, times, source = encode_pass(
+            backbone, src, plan.boxes, index, face_size, limits.chunk_frames, progress, clock, limit
+        )
+    return InputMotion(plan.boxes, index, motion, times, source)
+
+
+def edited_expression(
+    connector: Connector,
+    device: torch.device,
+    plan: SpeechPlan,
+    exp_in: torch.Tensor,
+    times: np.ndarray,
+    progress: Progress,
+    clock: Clock,
+) -> torch.Tensor:
+    """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
+    semantic vector (one for the clip, or the timeline's at each window's time)."""
+    with clock.stage(Stage.EXPRESSION), clock.networks():
+        speech = plan.condition(device)
+        with torch.inference_mode():
+            exp = expression_track(connector, exp_in.to(device), times, speech).cpu()
+        progress(Stage.EXPRESSION, len(times), len(times))
+    return exp
