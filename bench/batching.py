@@ -15,11 +15,11 @@ import threading
 import time
 from pathlib import Path
 
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_sample_clip
-from cmet_core.models.runtime import RuntimeOptions
-from cmet_core.models.sets import load_set
-from cmet_core.pipeline import Editor
-from cmet_core.targets import EmotionTarget
+from cmet_core.modelsets.sets import load_set
+from cmet_core.networks.runtime import RuntimeOptions
 from worker.batcher import BatchingBackbone, BatchPolicy
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         if args.models is None:
-            from cmet_core.models.build import make_tiny_set
+            from cmet_core.modelsets.build import make_tiny_set
 
             args.models = make_tiny_set(root / "tiny")
         clip = write_sample_clip(root / "clip.mp4", seconds=args.seconds)

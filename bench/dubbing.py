@@ -18,12 +18,12 @@ from pathlib import Path
 
 import soundfile
 
-from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.edit.pipeline import Editor
+from cmet_core.edit.stages import Stage
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.options import EditChoices
-from cmet_core.pipeline import Editor
 from cmet_core.settings import get_settings
-from cmet_core.stages import Stage
-from cmet_core.targets import EmotionTarget
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         if args.models is None:
-            from cmet_core.models.build import make_filled_set
+            from cmet_core.modelsets.build import make_filled_set
 
             args.models = make_filled_set(root / "filled")
         wav, rate = soundfile.read(str(speech), dtype="float32")

@@ -45,8 +45,8 @@ def make_input(path: Path, seconds: float, fps: int = 25) -> Path:
 
 
 def _child(src: str, dst: str, models: str) -> None:
-    from cmet_core.pipeline import Editor
-    from cmet_core.targets import EmotionTarget
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.emotion.targets import EmotionTarget
 
     result = Editor.load(Path(models)).edit(Path(src), Path(dst), EmotionTarget(emotion="happy"))
     print(f"{result.frames} {result.total_seconds:.2f}")
@@ -68,7 +68,7 @@ def _peak_rss_mib(src: Path, dst: Path, models: Path) -> tuple[float, str]:
 
 
 def memory() -> None:
-    from cmet_core.models.build import make_tiny_set
+    from cmet_core.modelsets.build import make_tiny_set
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -86,10 +86,10 @@ def memory() -> None:
 def overhead(seconds: float, models: Path | None) -> None:
     import torch
 
-    from cmet_core.models.build import make_filled_set
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.emotion.targets import EmotionTarget
+    from cmet_core.modelsets.build import make_filled_set
     from cmet_core.options import EditChoices
-    from cmet_core.pipeline import Editor
-    from cmet_core.targets import EmotionTarget
 
     threads = get_settings().num_threads
     if threads:

@@ -19,9 +19,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.fill import fill_module
-from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.settings import get_settings
+from cmet_core.verify.fill import fill_module
 
 
 def load_frames(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cmet_core.edit.stages import Stage
 from cmet_core.settings import get_settings
-from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
-    from cmet_core.pipeline import Editor
+    from cmet_core.edit.pipeline import Editor
 
 HD = (1920, 1080)
 
@@ -103,11 +103,11 @@ def face_boxes(path: Path) -> list[tuple[int, int, int, int]]:
 def run(frames: int, models: Path | None) -> None:
     import torch
 
-    from cmet_core.models.build import make_filled_set
-    from cmet_core.models.sets import model_manifest
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.emotion.targets import EmotionTarget
+    from cmet_core.modelsets.build import make_filled_set
+    from cmet_core.modelsets.sets import model_manifest
     from cmet_core.options import EditChoices
-    from cmet_core.pipeline import Editor
-    from cmet_core.targets import EmotionTarget
 
     threads = get_settings().num_threads
     if threads:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.edit_pipeline import make_input
-from cmet_core.stages import Stage
+from cmet_core.edit.stages import Stage
 
 
 def main() -> None:
@@ -37,10 +37,10 @@ def main() -> None:
 
     import torch
 
-    from cmet_core.models.build import make_filled_set
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.edit.preview import contact_sheet
+    from cmet_core.modelsets.build import make_filled_set
     from cmet_core.options import SheetChoice
-    from cmet_core.pipeline import Editor
-    from cmet_core.preview import contact_sheet
 
     one = SheetChoice(emotions=("happy",), intensities=(1.0,))
     nine = SheetChoice(emotions=("happy", "sad", "sarcastic"), intensities=(0.5, 1.0, 1.5))

@@ -17,8 +17,8 @@ import torch
 from bench.fast_path import load_frames
 from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.fill import fill_module
-from cmet_core.models.runtime import RuntimeOptions, select_device
+from cmet_core.networks.runtime import RuntimeOptions, select_device
+from cmet_core.verify.fill import fill_module
 
 
 def candidates(device: torch.device, skip_compile: bool) -> list[tuple[str, RuntimeOptions]]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cmet_core.emotions import load_builtin_library
-from cmet_core.expression import expression_track
-from cmet_core.fill import fill_module
-from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
+from cmet_core.edit.expression import expression_track
+from cmet_core.emotion.library import load_builtin_library
+from cmet_core.emotion.speech_plan import schedule_of
+from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.networks.connector import TINY_CONNECTOR, Connector, ConnectorConfig
 from cmet_core.settings import get_settings
-from cmet_core.speech_plan import schedule_of
-from cmet_core.timeline import ClipTimeline
+from cmet_core.verify.fill import fill_module
 
 FPS = 25.0
 FRAMES = 150

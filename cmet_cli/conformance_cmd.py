@@ -13,8 +13,8 @@ def conformance(
     kit: Path = typer.Option(None, "--kit", help="Kit folder (default: setting CMET_CONFORMANCE_KIT)."),
 ) -> None:
     """Exit 0 when every golden group matches; one line per group with its max error."""
-    from cmet_core.conformance import kit_fingerprint, run_kit
-    from cmet_core.goldens import KitError
+    from cmet_core.verify.conformance import kit_fingerprint, run_kit
+    from cmet_core.verify.goldens import KitError
 
     kit = kit or get_settings().conformance_kit
     failed = 0

@@ -23,8 +23,8 @@ from cmet_core.options import EditChoices, Limits
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
 
-    from cmet_core.pipeline import EditResult
-    from cmet_core.stages import Stage
+    from cmet_core.edit.pipeline import EditResult
+    from cmet_core.edit.stages import Stage
 
 _MANY = ("--speech", "--neutral-speech")
 
@@ -134,9 +134,9 @@ def edit(
     With --lips-from it dubs instead: the lips speak that speech track (the output lasts as long),
     and a photo INPUT is animated, its head moved by --pose-from or held still. The edit's choices
     (face, restorer, lips, clip window) are flags made from `EditChoices`."""
-    from cmet_core.pipeline import STAGES, Editor
+    from cmet_core.edit.pipeline import STAGES, Editor
+    from cmet_core.emotion.targets import EmotionTarget
     from cmet_core.settings import get_settings
-    from cmet_core.targets import EmotionTarget
 
     if emotion is not None and blend is not None:
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)

@@ -16,7 +16,7 @@ from cmet_core.settings import get_settings
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
-    from cmet_core.emotions import EmotionLibrary
+    from cmet_core.emotion.library import EmotionLibrary
 
 app = typer.Typer(no_args_is_help=True, help="Built-in and custom emotions.")
 
@@ -43,7 +43,7 @@ def list_emotions(
     library_file: Path = typer.Option(None, "--library", help="A library JSON file (default: the built-in one)."),
 ) -> None:
     """List emotions: name, kind (basic/extended/custom), source set, clips used (N) and vector norm."""
-    from cmet_core.emotions import EmotionLibrary, builtin_library_path, load_builtin_library
+    from cmet_core.emotion.library import EmotionLibrary, builtin_library_path, load_builtin_library
 
     try:
         library = EmotionLibrary.load(library_file) if library_file else load_builtin_library()
@@ -63,7 +63,7 @@ def build(
     ),
 ) -> None:
     """Regenerate the built-in library from emotion2vec+ feature folders."""
-    from cmet_core.emotions import build_library
+    from cmet_core.emotion.library import build_library
 
     root = e2v_root or get_settings().test_data / "e2v"
     stamp = created_at.replace(tzinfo=UTC) if created_at and created_at.tzinfo is None else created_at

@@ -50,7 +50,7 @@ def pull_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing set of the same name."),
 ) -> None:
     """Download the published weights (needs network), verify and convert them into DIR/official."""
-    from cmet_core.models.pull import OFFICIAL_SPEC, load_spec, pull
+    from cmet_core.modelsets.pull import OFFICIAL_SPEC, load_spec, pull
 
     spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
     if no_restorer:
@@ -67,7 +67,7 @@ def make_tiny_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a complete tiny random model set (tests, development; output is noise)."""
-    from cmet_core.models.build import make_tiny_set
+    from cmet_core.modelsets.build import make_tiny_set
 
     dest = directory if directory is not None else _root(None) / "tiny"
     dest = run(make_tiny_set, dest, seed, force=force, backbone=backbone)
@@ -81,7 +81,7 @@ def make_filled_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Write a full-size generator, connector, restorer and Audio2Lip filled by rule cmet-fill-v1 (benchmarks)."""
-    from cmet_core.models.build import make_filled_set
+    from cmet_core.modelsets.build import make_filled_set
 
     dest = run(make_filled_set, directory, force=force, backbone=backbone)
     typer.echo(f"filled model set written to {dest}")
@@ -104,7 +104,7 @@ def convert_cmd(
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
 ) -> None:
     """Build a set from official files already on disk (published configs)."""
-    from cmet_core.models.build import convert_set
+    from cmet_core.modelsets.build import convert_set
 
     dest = run(
         convert_set,
@@ -123,7 +123,7 @@ def convert_cmd(
 @app.command("list")
 def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
     """Sets and their models: name, version, kind, size, source, and what is known of the weights' licence."""
-    from cmet_core.models.sets import NO_LICENCE, discover_sets, list_models, no_set_message
+    from cmet_core.modelsets.sets import NO_LICENCE, discover_sets, list_models, no_set_message
 
     root = _root(directory)
     if not discover_sets(root):
@@ -158,8 +158,8 @@ def verify_cmd(
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
-    from cmet_core.models.build import verify_set
-    from cmet_core.models.sets import discover_sets, no_set_message
+    from cmet_core.modelsets.build import verify_set
+    from cmet_core.modelsets.sets import discover_sets, no_set_message
 
     root = _root(directory)
     sets = discover_sets(root)

@@ -41,8 +41,8 @@ def preview(
 ) -> None:
     """Render one frame under each emotion x intensity: a labelled PNG grid, and each cell's frame beside it.
     The face choice and the restorer's options are flags made from `FaceChoice`."""
-    from cmet_core.pipeline import Editor
-    from cmet_core.preview import contact_sheet
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.edit.preview import contact_sheet
     from cmet_core.settings import get_settings
 
     choice = validated(

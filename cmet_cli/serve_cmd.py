@@ -50,7 +50,7 @@ def serve(
     """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
     import uvicorn
 
-    from cmet_core.models.sets import select_set
+    from cmet_core.modelsets.sets import select_set
     from cmet_jobs import jobs, queue
     from cmet_jobs.db.session import session_scope
     from cmet_jobs.jobs import unfinished_ids
@@ -65,7 +65,7 @@ def serve(
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
     if connector is not None:
-        from cmet_core.models.registry import choose
+        from cmet_core.modelsets.registry import choose
 
         run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
         overrides["CMET_CONNECTOR_VERSION"] = connector

@@ -12,8 +12,8 @@ from rich.table import Table
 from cmet_cli.console import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:
-    from cmet_core.pipeline import EditResult
-    from cmet_core.speech_plan import EditTarget
+    from cmet_core.edit.pipeline import EditResult
+    from cmet_core.emotion.speech_plan import EditTarget
 
 
 def over_time(
@@ -27,9 +27,9 @@ def over_time(
     """The timeline or follow-the-voice target these flags ask for, else None (a plain edit).
     `others`: whether --emotion's alternatives (--blend, --speech) were given too; `validated`
     builds a model and turns its validation errors into the CLI's message."""
+    from cmet_core.emotion.timeline import ClipTimeline
+    from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
     from cmet_core.errors import InputError
-    from cmet_core.timeline import ClipTimeline
-    from cmet_core.voice import FROM_AUDIO, FollowVoice
 
     voice = emotion == FROM_AUDIO
     if neutral is not None and not voice:
@@ -54,8 +54,8 @@ def over_time(
 
 def output_label(target: EditTarget) -> str:
     """What the default output name says: the emotion's first name, `speech`, `timeline` or `from_audio`."""
-    from cmet_core.timeline import ClipTimeline
-    from cmet_core.voice import FROM_AUDIO, FollowVoice
+    from cmet_core.emotion.timeline import ClipTimeline
+    from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 
     if isinstance(target, ClipTimeline):
         return "timeline"

@@ -16,12 +16,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
+from cmet_core.edit.lips import LipChoice
+from cmet_core.emotion.targets import EmotionSpec, Intensity
+from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.lips import LipChoice
 from cmet_core.media.video import VideoInfo, probe
-from cmet_core.targets import EmotionSpec, Intensity
-from cmet_core.timeline import DEFAULT_MAX_SEGMENTS
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cmet_core.timeline import DEFAULT_MAX_SEGMENTS
+from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 
 
 def _default_data_dir() -> Path:

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cmet_core.emotions import EmotionEntry, EmotionLibrary, load_builtin_library
+from cmet_core.emotion.library import EmotionEntry, EmotionLibrary, load_builtin_library
+from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode
-from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import queue
 from cmet_jobs.db.models import ApiKey, CustomEmotion
 from cmet_jobs.errors import RequestError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
+from cmet_core.emotion.library import EmotionLibrary, UnknownEmotionError, resolve
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import photo_size

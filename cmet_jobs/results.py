@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmet_core.voice import VoiceSegment
+from cmet_core.emotion.voice import VoiceSegment
 
 
 class EditResult(BaseModel):

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice
+from cmet_core.emotion.timeline import Timeline
+from cmet_core.emotion.voice import VoiceChoice
 from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices, FaceChoice, SheetChoice
-from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice
-from cmet_core.timeline import Timeline
-from cmet_core.voice import VoiceChoice
 from cmet_jobs.results import EditResult
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.models.manifests import OptionalKind, SpeechKind
+from cmet_core.modelsets.manifests import OptionalKind, SpeechKind
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, Limits
 from cmet_core.settings import CoreSettings
 

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
+from cmet_core.emotion.timeline import ClipTimeline, SpeechClips, Timeline
+from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice, VoiceChoice
 from cmet_core.options import EditChoices, FaceChoice, Limits, SheetChoice
-from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
-from cmet_core.timeline import ClipTimeline, SpeechClips, Timeline
-from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceChoice
 from cmet_jobs.settings import JobsSettings
 
 if TYPE_CHECKING:
-    from cmet_core.speech_plan import EditTarget  # it needs torch; the API never imports it
+    from cmet_core.emotion.speech_plan import EditTarget  # it needs torch; the API never imports it
 
 
 class InputRef(BaseModel):

@@ -115,7 +115,7 @@ class LocalStorage:
 
 class S3Storage:
     def __init__(self, settings: JobsSettings) -> None:
-        from cmet_core.models.s3 import s3_client
+        from cmet_core.modelsets.s3 import s3_client
 
         self.bucket, self.prefix, self.ttl_s = settings.s3_bucket, settings.s3_prefix.strip("/"), settings.url_ttl_s
         self.client = s3_client(settings)

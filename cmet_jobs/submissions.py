@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cmet_core.edit.lips import check_inputs
+from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
-from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
@@ -114,7 +114,7 @@ def _check_sources(submission: Submission) -> None:
 
 
 def _check_dub(submission: Submission) -> bool | None:
-    """The lip rules of `cmet_core.lips`; whether the video is a photo (None: behind a URL or an
+    """The lip rules of `cmet_core.edit.lips`; whether the video is a photo (None: behind a URL or an
     asset, so only the worker knows; a pose video then counts as saying it is one)."""
     body = submission.body
     parts = {"speech_track": submission.speech_track_file, "pose_video": submission.pose_video_file}

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import VideoInfo
-from cmet_core.voice import FROM_AUDIO
 from cmet_jobs import emotions, schemas, uploads
 from cmet_jobs.db.models import ApiKey, Asset
 from cmet_jobs.errors import RequestError

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS
 from cmet_core.errors import ErrorCode
-from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs.settings import JobsSettings
 
 Scope = MutableMapping[str, Any]

@@ -35,7 +35,7 @@ def conformance_kit() -> Path:
 @pytest.fixture(scope="session")
 def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny random model set (`cmet models make-tiny`) shared by the whole run."""
-    from cmet_core.models.build import make_tiny_set
+    from cmet_core.modelsets.build import make_tiny_set
 
     return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny", seed=0)
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar, cast
 
 import typer
 
-from cmet_core.models.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
+from cmet_core.modelsets.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train the C-MET connector and publish it.")
 T = TypeVar("T")
@@ -95,7 +95,7 @@ def export(
     bump: str = typer.Option("minor", "--bump", help="major, minor or patch, when no --version is given."),
 ) -> None:
     """Publish a run's newest checkpoint as a registry version."""
-    from cmet_core.models.registry import open_registry
+    from cmet_core.modelsets.registry import open_registry
     from training.export import export_run
 
     if bump not in ("major", "minor", "patch"):
@@ -113,7 +113,7 @@ def import_official_cmd(
     version: str = typer.Option("1.0.0", "--version"),
 ) -> None:
     """Add the official C-MET connector to the registry as a version of its own."""
-    from cmet_core.models.registry import open_registry
+    from cmet_core.modelsets.registry import open_registry
     from training.export import import_official
 
     reg = _run(open_registry, registry)
@@ -124,7 +124,7 @@ def import_official_cmd(
 @app.command("registry")
 def registry_list(registry: str = _REGISTRY) -> None:
     """List the registry's connector versions (newest last) and what `latest` resolves to."""
-    from cmet_core.models.registry import LATEST, open_registry, resolve
+    from cmet_core.modelsets.registry import LATEST, open_registry, resolve
 
     reg = _run(open_registry, registry)
     versions = _run(reg.versions)

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from cmet_core.models.checkpoints import load_connector, write_model
-from cmet_core.models.convert import convert_connector
-from cmet_core.models.manifests import ModelManifest, Source, TrainingRecord, semver_key
-from cmet_core.models.registry import Registry, choose
+from cmet_core.modelsets.checkpoints import load_connector, write_model
+from cmet_core.modelsets.convert import convert_connector
+from cmet_core.modelsets.manifests import ModelManifest, Source, TrainingRecord, semver_key
+from cmet_core.modelsets.registry import Registry, choose
 from training.model import connector_config
 from training.trainer import final_state, read_run
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cmet_core.models.connector import Connector, ConnectorConfig
+from cmet_core.networks.connector import Connector, ConnectorConfig
 from training.config import LossConfig, ModelConfig
 from training.data import PairBatch
 from training.losses import TokenContrast, directional, reconstruction

@@ -60,8 +60,8 @@ def _device(device: str | None) -> str:
 
 def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, device: str | None = None) -> PrepReport:
     """EDTalk's expression weights of every frame of every clip's video (faces found and cropped as an edit does)."""
+    from cmet_core.edit.pipeline import Editor
     from cmet_core.options import EditChoices, Limits
-    from cmet_core.pipeline import Editor
 
     report = PrepReport()
     todo = _todo(find_clips(layout, root), lambda c: c.video, lambda c: c.exp_path, report)
@@ -95,9 +95,9 @@ def _chunks(items: list[Clip], size: int) -> Iterator[list[Clip]]:
 
 def prep_speech(root: Path, layout: str, models: Path | None, batch: int = 8, device: str | None = None) -> PrepReport:
     """emotion2vec+ utterance embeddings of every clip's wav, `batch` clips per forward."""
-    from cmet_core.models.manifests import verify_digest
-    from cmet_core.models.sets import model_manifest, read_set, select_set
-    from cmet_core.models.speech import SpeechEncoder
+    from cmet_core.modelsets.manifests import verify_digest
+    from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+    from cmet_core.networks.speech import SpeechEncoder
 
     report = PrepReport()
     todo = _todo(find_clips(layout, root), lambda c: c.wav, lambda c: c.e2v_path, report)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmet_core.emotions import list_features
+from cmet_core.emotion.library import list_features
 from training.config import SyntheticDataConfig, TrainConfig
 from training.data import PairBatch, fingerprint, step_generator
 

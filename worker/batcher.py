@@ -24,7 +24,7 @@ import torch
 
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.enhance.restore import RestorerRunner
-from cmet_core.models.runtime import LipForward
+from cmet_core.networks.runtime import LipForward
 from cmet_jobs.settings import BatchedModel
 
 

@@ -10,13 +10,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.registry import LATEST
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.registry import LATEST
 from cmet_jobs.settings import BatchedModel, JobsSettings
 from worker import metrics
 
 if TYPE_CHECKING:
-    from cmet_core.pipeline import Editor
+    from cmet_core.edit.pipeline import Editor
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class WorkerEditor:
 
 
 def _load(settings: JobsSettings) -> Editor:
-    from cmet_core.pipeline import Editor
+    from cmet_core.edit.pipeline import Editor
     from worker.batcher import BatchPolicy, WorkerBatching
 
     def policy(model: BatchedModel) -> BatchPolicy:
@@ -56,7 +56,7 @@ def _load(settings: JobsSettings) -> Editor:
 
 
 def _follow_latest(editor: Editor) -> None:
-    from cmet_core.models.registry import choose
+    from cmet_core.modelsets.registry import choose
 
     try:
         choice = choose(LATEST)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cmet_core.emotions import EmotionLibrary
+from cmet_core.emotion.library import EmotionLibrary
 from cmet_jobs import jobs
 from cmet_jobs.results import SheetCell, SheetResult
 from cmet_jobs.settings import JobsSettings
@@ -17,7 +17,7 @@ from cmet_jobs.storage import Storage
 from worker.editor import EDITOR
 
 if TYPE_CHECKING:
-    from cmet_core.stages import Progress
+    from cmet_core.edit.stages import Progress
 
 
 def render_sheet(
@@ -31,7 +31,7 @@ def render_sheet(
     progress: Progress,
 ) -> tuple[SheetResult, str]:
     """(the job's result, the grid's storage key)."""
-    from cmet_core.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
+    from cmet_core.edit.preview import contact_sheet  # torch: only where jobs run, never in a webhook worker
 
     choices, limits = run_options(spec, settings)
     sheet = contact_sheet(EDITOR.get(settings), video, spec, choices, library, progress, limits)

@@ -19,10 +19,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from cmet_core.emotions import EmotionLibrary
+from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
-from cmet_core.models.errors import ModelLoadError
+from cmet_core.modelsets.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
@@ -329,7 +329,7 @@ def build_emotion(emotion_id: str) -> str:
 
 
 def _build_emotion(emotion_id: str) -> str:
-    from cmet_core.emotions import load_builtin_library
+    from cmet_core.emotion.library import load_builtin_library
     from cmet_jobs.db.models import CustomEmotion
     from cmet_jobs.states import EmotionState
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmet_core.models.errors import ModelLoadError
+from cmet_core.modelsets.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
-    from cmet_core.goldens import GroupResult
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.networks.runtime import RuntimeOptions
+    from cmet_core.verify.goldens import GroupResult
 
 
 @dataclass(frozen=True)

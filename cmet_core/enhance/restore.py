@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from cmet_core.faces.warp import blend, feather_mask
-from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, tensor_to_face
-from cmet_core.models.runtime import RuntimeOptions, inference, to_channels_last
+from cmet_core.networks.gfpgan import GFPGAN, face_to_tensor, tensor_to_face
+from cmet_core.networks.runtime import RuntimeOptions, inference, to_channels_last
 
 BORDER_RGB = (132, 133, 135)
 """What lies outside the frame in an aligned face: the grey GFPGAN's aligner pads with ((135,133,132) in BGR)."""

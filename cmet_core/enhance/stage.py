@@ -1,6 +1,6 @@
 """The restorer's stage of an edit: decide, find the landmarks (a pass of its own), restore each chunk.
 
-It is the first per-frame stage of the frame loop (`cmet_core/frame_stages.py`): `prepare`,
+It is the first per-frame stage of the frame loop (`cmet_core/edit/frame_stages.py`): `prepare`,
 `output_size` and `apply` are that protocol.
 
 It runs on the composited full-resolution frame, after the edited face is pasted back: the face is
@@ -19,13 +19,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cmet_core.edit.stages import Progress, Stage
 from cmet_core.enhance.align import alignments
 from cmet_core.enhance.landmarks import Landmarker
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
-from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS
 from cmet_core.errors import ErrorCode
-from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs import events, jobs, schemas, submissions
 from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.errors import RequestError

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from cmet_core.emotions import load_builtin_library
+from cmet_core.emotion.library import load_builtin_library
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS
 from cmet_core.errors import ErrorCode
-from cmet_core.targets import MAX_SPEECH_CLIPS
 from cmet_jobs import emotions, schemas
 from cmet_jobs.db.models import ApiKey, CustomEmotion
 from cmet_jobs.errors import RequestError

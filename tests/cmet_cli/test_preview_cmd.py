@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from cmet_cli.main import app
 from cmet_cli.preview_cmd import split_rows
+from cmet_core.edit.preview import CELL, HEADER_H, LABEL_W
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
-from cmet_core.preview import CELL, HEADER_H, LABEL_W
 
 runner = CliRunner()
 

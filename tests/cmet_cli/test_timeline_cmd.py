@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cmet_cli.main import app
+from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
-from cmet_core.timeline import ClipTimeline
 
 runner = CliRunner()
 

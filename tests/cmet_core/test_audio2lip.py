@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from cmet_cli.main import app
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.conformance import KIT_FILES, run_audio2lip_kit
-from cmet_core.fill import fill_module
 from cmet_core.media import mel as melmod
-from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, smooth_lips, smoothing_kernel
+from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip, smooth_lips, smoothing_kernel
 from cmet_core.settings import get_settings
+from cmet_core.verify.conformance import KIT_FILES, run_audio2lip_kit
+from cmet_core.verify.fill import fill_module
 
 
 @pytest.fixture(scope="module")

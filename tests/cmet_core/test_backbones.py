@@ -17,15 +17,15 @@ from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.backbones.registry import backbone_names, backbone_spec, register
 from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Widths
-from cmet_core.fill import fill_module
-from cmet_core.models.build import make_tiny_set, verify_set
-from cmet_core.models.checkpoints import load_module
-from cmet_core.models.connector import TINY_CONNECTOR
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import SET_MANIFEST, ModelManifest
-from cmet_core.models.runtime import RuntimeOptions
-from cmet_core.models.sets import compatibility, load_set, read_set
-from cmet_core.pipeline import Editor
+from cmet_core.edit.pipeline import Editor
+from cmet_core.modelsets.build import make_tiny_set, verify_set
+from cmet_core.modelsets.checkpoints import load_module
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import SET_MANIFEST, ModelManifest
+from cmet_core.modelsets.sets import compatibility, load_set, read_set
+from cmet_core.networks.connector import TINY_CONNECTOR
+from cmet_core.networks.runtime import RuntimeOptions
+from cmet_core.verify.fill import fill_module
 from worker.batcher import BatchingBackbone, BatchPolicy
 
 FAKE_WIDTHS = Widths(exp=30, lip=500, lip_part="mouth")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cmet_cli.main import app
-from cmet_core.conformance import KIT_FILES
+from cmet_core.verify.conformance import KIT_FILES
 
 
 def test_cli_matches_every_golden(conformance_kit: Path) -> None:

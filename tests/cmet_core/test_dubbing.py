@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from cmet_core.edit.lips import check_inputs, filled, on_lip_grid, plan
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.lips import check_inputs, filled, on_lip_grid, plan
 from cmet_core.media.audio import load_audio
 from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditChoices, Limits
-from cmet_core.pipeline import Editor
-from cmet_core.targets import EmotionTarget
 from tests.media_factory import make_speech, make_video
 
 HAPPY = EmotionTarget(emotion="happy")
@@ -177,7 +177,7 @@ def test_speech_longer_than_the_video_fills_the_pose(
 
 
 def test_frame_feed_gives_any_order(tmp_path: Path) -> None:
-    from cmet_core.dubbing import FrameFeed
+    from cmet_core.edit.dubbing import FrameFeed
 
     src = make_video(tmp_path / "clip.mp4", frames=12, size=(64, 48), audio=False)
     frames = [f.image for f in read_frames(src)]
@@ -261,7 +261,7 @@ def test_a_photo_dub_with_the_face_restored(
 def test_a_dubs_timeline_follows_the_speech_clock(editor: Editor, speech_16k: np.ndarray, tmp_path: Path) -> None:
     """A segment over the last 0.4 s of a 1 s dub of a 0.25 s video: edited where it is heard (the
     video's own frames end at 0.25 s; bounce repeats them), and before it the input's own expression."""
-    from cmet_core.timeline import ClipTimeline
+    from cmet_core.emotion.timeline import ClipTimeline
 
     src = make_video(tmp_path / "short.mp4", frames=6, size=(256, 256))
     track = tmp_path / "line.wav"

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cmet_cli.emotions_cmd import app
-from cmet_core.emotions import (
+from cmet_core.emotion.library import (
     BASIC_EMOTIONS,
     EMBEDDING_DIM,
     EMBEDDING_MODEL,

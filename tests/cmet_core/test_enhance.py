@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.enhance.align import IN_CROP, TEMPLATE, alignments, similarity
 from cmet_core.enhance.stage import Enhancer
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.models.build import write_set_manifest
+from cmet_core.modelsets.build import write_set_manifest
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_core.pipeline import Editor
-from cmet_core.targets import EmotionTarget
 
 HAPPY = EmotionTarget(emotion="happy")
 FRAMES = 12
@@ -159,9 +159,9 @@ def test_restorer_runtime_options_bf16_and_channels_last() -> None:
     import torch
 
     from cmet_core.enhance.restore import RestorerRunner
-    from cmet_core.fill import fill_module
-    from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.networks.gfpgan import GFPGAN, TINY_GFPGAN
+    from cmet_core.networks.runtime import RuntimeOptions
+    from cmet_core.verify.fill import fill_module
 
     net = GFPGAN(TINY_GFPGAN)
     fill_module(net, "gfpgan")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmet_core.expression import expression_track
-from cmet_core.models.connector import TINY_CONNECTOR, Connector, run_windows
+from cmet_core.edit.expression import expression_track
+from cmet_core.networks.connector import TINY_CONNECTOR, Connector, run_windows
 
 
 @pytest.fixture(scope="module")

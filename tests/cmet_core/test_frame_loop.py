@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import soundfile
 
+from cmet_core.edit.frame_stages import DEFAULT_STAGES, FrameStage, Progress, StageContext
+from cmet_core.edit.lips import plan
+from cmet_core.edit.pipeline import Editor
+from cmet_core.edit.preview import contact_sheet
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.enhance.stage import Enhancer
 from cmet_core.faces.geometry import CropBox
-from cmet_core.frame_stages import DEFAULT_STAGES, FrameStage, Progress, StageContext
-from cmet_core.lips import plan
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice
-from cmet_core.pipeline import Editor
-from cmet_core.preview import contact_sheet
-from cmet_core.targets import EmotionTarget
 from tests.media_factory import make_video
 
 HAPPY = EmotionTarget(emotion="happy")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cmet_core.conformance import GFPGAN_DIR, run_gfpgan_kit
-from cmet_core.fill import fill_module
-from cmet_core.goldens import KitError
-from cmet_core.models.gfpgan import GFPGAN, GFPGANConfig, face_to_tensor, restore_face, tensor_to_face
+from cmet_core.networks.gfpgan import GFPGAN, GFPGANConfig, face_to_tensor, restore_face, tensor_to_face
+from cmet_core.verify.conformance import GFPGAN_DIR, run_gfpgan_kit
+from cmet_core.verify.fill import fill_module
+from cmet_core.verify.goldens import KitError
 
 TINY = GFPGANConfig(out_size=32, style_dim=16, narrow=1 / 32, num_mlp=2)
 

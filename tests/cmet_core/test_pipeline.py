@@ -14,12 +14,12 @@ import av
 import numpy as np
 import pytest
 
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import InputError
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditChoices, Limits
-from cmet_core.pipeline import Editor
-from cmet_core.targets import EmotionTarget
 from tests.media_factory import make_dense_video, make_video
 
 HAPPY = EmotionTarget(emotion="happy")
@@ -235,7 +235,7 @@ def test_full_size_models_on_a_few_frames(request: pytest.FixtureRequest, test_d
     """Full-size (rule-filled) EDTalk and connector through the whole pipeline on 3 uncropped frames."""
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("full-size models (about 30 s on CPU); run with -m slow")
-    from cmet_core.models.build import make_filled_set
+    from cmet_core.modelsets.build import make_filled_set
 
     frames = _frames(test_data / "video" / "obama_uncropped.mp4", 3)
     src = write_clip(tmp_path / "three.mp4", lambda i: frames[i].astype(np.uint8), 3)

@@ -16,15 +16,15 @@ from PIL import Image
 from pydantic import ValidationError
 
 from cmet_core import faces
+from cmet_core.edit.pipeline import Editor
+from cmet_core.edit.preview import CELL, HEADER_H, LABEL_W, ContactSheet, contact_sheet
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.images import to_images, to_tensor
 from cmet_core.media.audio import load_audio
+from cmet_core.media.images import to_images, to_tensor
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice
-from cmet_core.pipeline import Editor
-from cmet_core.preview import CELL, HEADER_H, LABEL_W, ContactSheet, contact_sheet
-from cmet_core.targets import EmotionTarget
 
 EMOTIONS = ("happy", "sad", "sarcastic")
 INTENSITIES = (0.0, 0.5, 1.0, 1.5)
@@ -106,8 +106,8 @@ def test_intensity_zero_is_the_unedited_frame(sheet: ContactSheet, editor: Edito
 
 def test_a_cell_is_the_frame_after_the_connector_settled_on_it(editor: Editor) -> None:
     """The batched settle of every cell equals the pipeline's expression track over a second of the still frame."""
-    from cmet_core.expression import expression_track
-    from cmet_core.preview import SETTLE_S, Sheet
+    from cmet_core.edit.expression import expression_track
+    from cmet_core.edit.preview import SETTLE_S, Sheet
 
     exp = torch.randn(1, 10, generator=torch.Generator().manual_seed(0))
     vectors = [editor.vector(EmotionTarget(emotion=e)) for e in EMOTIONS]

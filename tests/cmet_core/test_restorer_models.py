@@ -13,15 +13,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cmet_core.fill import fill_module
-from cmet_core.models.build import make_tiny_set, verify_set
-from cmet_core.models.checkpoints import load_gfpgan
-from cmet_core.models.convert import convert_gfpgan
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.gfpgan import GFPGAN, LICENCE, TINY_GFPGAN
-from cmet_core.models.manifests import ModelManifest
-from cmet_core.models.pull import RestorerPull, UrlFile, download_url, pull_restorer
-from cmet_core.models.sets import list_models, load_set
+from cmet_core.modelsets.build import make_tiny_set, verify_set
+from cmet_core.modelsets.checkpoints import load_gfpgan
+from cmet_core.modelsets.convert import convert_gfpgan
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import ModelManifest
+from cmet_core.modelsets.pull import RestorerPull, UrlFile, download_url, pull_restorer
+from cmet_core.modelsets.sets import list_models, load_set
+from cmet_core.networks.gfpgan import GFPGAN, LICENCE, TINY_GFPGAN
+from cmet_core.verify.fill import fill_module
 from tests.cmet_core.test_sets import FakeHub, tiny_spec
 from tests.cmet_core.test_sets import fake_hub as fake_hub  # noqa: F401 (a fixture)
 from tests.cmet_core.test_sets import no_network as no_network  # noqa: F401 (an autouse fixture)
@@ -138,7 +138,7 @@ def test_cli_list_shows_the_licence_status(published: Path, tmp_path: Path) -> N
 
     make_tiny_set(tmp_path / "tiny", restorer=False)
     convert_gfpgan(published, tmp_path / "tiny", config=TINY_GFPGAN)
-    from cmet_core.models.build import write_set_manifest
+    from cmet_core.modelsets.build import write_set_manifest
 
     write_set_manifest(tmp_path / "tiny", "tiny", "0.1.0")
     result = CliRunner().invoke(app, ["list", "--dir", str(tmp_path)])

@@ -7,8 +7,8 @@ import torch
 
 from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
-from cmet_core.fill import fill_module
-from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.networks.runtime import RuntimeOptions
+from cmet_core.verify.fill import fill_module
 
 
 def _gen() -> Generator:
@@ -56,7 +56,7 @@ def test_cuda_request_without_cuda_is_clear() -> None:
 
 def test_runtime_options_come_from_the_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The product (cmet edit, workers, prep) reaches every generator option through CMET_* settings."""
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.networks.runtime import RuntimeOptions
     from cmet_core.settings import CoreSettings
 
     for name, value in {

@@ -23,31 +23,31 @@ from typer.testing import CliRunner
 
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
 from cmet_core.backbones.edtalk.tools import convert_edtalk, load_edtalk
-from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
-from cmet_core.models.build import (
+from cmet_core.modelsets.build import (
     TINY_EMOTION2VEC,
     make_tiny_set,
     verify_set,
     write_set_manifest,
 )
-from cmet_core.models.checkpoints import load_audio2lip, load_connector, write_model
-from cmet_core.models.connector import TINY_CONNECTOR, Connector
-from cmet_core.models.convert import (
+from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, write_model
+from cmet_core.modelsets.convert import (
     CheckpointWarning,
     convert_audio2lip,
     convert_connector,
     import_emotion2vec,
     read_torch_checkpoint,
 )
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import (
     SET_MANIFEST,
     ModelManifest,
     Source,
     sha256_file,
 )
-from cmet_core.models.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pull
-from cmet_core.models.sets import list_models, load_set, read_set, select_set
+from cmet_core.modelsets.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pull
+from cmet_core.modelsets.sets import list_models, load_set, read_set, select_set
+from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip
+from cmet_core.networks.connector import TINY_CONNECTOR, Connector
 
 try:
     from cmet_cli.main import app as cli_app
@@ -98,7 +98,7 @@ def tiny_state(kind: str, seed: int = 1) -> dict[str, torch.Tensor]:
 
 def fake_emotion2vec(directory: Path) -> Path:
     """A tiny emotion2vec dir in the published layout (config.yaml, model.pt, tokens.txt)."""
-    from cmet_core.models.speech_tiny import make_tiny_emotion2vec
+    from cmet_core.modelsets.speech_tiny import make_tiny_emotion2vec
 
     return Path(make_tiny_emotion2vec(directory, seed=5, **TINY_EMOTION2VEC))
 
@@ -203,8 +203,8 @@ def test_make_filled_matches_the_conformance_kit(
 ) -> None:
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("full-size models (about 10 s); run with -m slow")
-    from cmet_core.fill import state_digest
-    from cmet_core.models.build import make_filled_set
+    from cmet_core.modelsets.build import make_filled_set
+    from cmet_core.verify.fill import state_digest
 
     loaded = load_set(make_filled_set(tmp_path / "filled"))
     kit = {

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from cmet_core.emotions import load_builtin_library
+from cmet_core.edit.expression import expression_track
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.library import load_builtin_library
+from cmet_core.emotion.speech_plan import schedule_of
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.emotion.timeline import ClipTimeline, SpeechClips, TimelineSchedule
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.expression import expression_track
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.models.connector import Connector
-from cmet_core.pipeline import Editor
-from cmet_core.speech_plan import schedule_of
-from cmet_core.targets import EmotionTarget
-from cmet_core.timeline import ClipTimeline, SpeechClips, TimelineSchedule
+from cmet_core.networks.connector import Connector
 
 LIBRARY = load_builtin_library()
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmet_core.emotions import load_builtin_library
+from cmet_core.emotion.library import load_builtin_library
+from cmet_core.emotion.voice import SAMPLE_RATE, Window, follow_voice, speech_windows, voice_timeline
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
-from cmet_core.voice import SAMPLE_RATE, Window, follow_voice, speech_windows, voice_timeline
 
 LIBRARY = load_builtin_library()
 PLAN = [("angry", "M003_level_3_005"), ("angry", "M003_level_3_008"), ("neutral", "M003_001")]
@@ -141,9 +141,9 @@ def test_an_edit_follows_the_voice_of_its_own_audio(
     tiny_set: Path, talking: tuple[Path, float], tmp_path: Path
 ) -> None:
     """Through the real funasr path (tiny random emotion2vec): segments found, listed, and applied as listed."""
+    from cmet_core.edit.pipeline import Editor
+    from cmet_core.emotion.targets import EmotionTarget
     from cmet_core.media.video import probe
-    from cmet_core.pipeline import Editor
-    from cmet_core.targets import EmotionTarget
 
     src, seconds = talking
     result = Editor.load(tiny_set).edit(src, tmp_path / "voice.mp4", EmotionTarget(emotion="from_audio"))

@@ -297,7 +297,7 @@ def test_preview_schema_of_a_succeeded_sheet_signs_the_grid_and_every_cell(db: s
 
 
 def test_each_kind_reads_back_the_result_its_worker_wrote(db: str) -> None:
-    from cmet_core.voice import VoiceSegment
+    from cmet_core.emotion.voice import VoiceSegment
     from cmet_jobs.spec import InputRef, SheetSpec
     from cmet_jobs.states import JobKind
 

@@ -1,11 +1,11 @@
-"""Model kinds are spelled once (`cmet_core.models.manifests`); the batch policies and the fill rules name them."""
+"""Model kinds are spelled once (`cmet_core.modelsets.manifests`); the batch policies and the fill rules name them."""
 
 from __future__ import annotations
 
 from typing import get_args
 
 from cmet_core.backbones.registry import backbone_names
-from cmet_core.models.manifests import MEMBER_KINDS, OPTIONAL_KINDS, SHARED_KINDS
+from cmet_core.modelsets.manifests import MEMBER_KINDS, OPTIONAL_KINDS, SHARED_KINDS
 from cmet_jobs.settings import BatchedModel
 
 
@@ -20,6 +20,6 @@ def test_each_batch_policy_is_a_member_kind_or_a_backbone_forward() -> None:
 
 
 def test_every_fill_rule_is_for_a_member_kind() -> None:
-    from cmet_core.fill import RULES
+    from cmet_core.verify.fill import RULES
 
     assert set(RULES) <= set(MEMBER_KINDS)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cmet_core.timeline import ClipTimeline, SpeechClips
-from cmet_core.voice import FollowVoice
+from cmet_core.emotion.timeline import ClipTimeline, SpeechClips
+from cmet_core.emotion.voice import FollowVoice
 from cmet_jobs import schemas, timelines
 from cmet_jobs.spec import EditSpec, InputRef, SpecTimeline
 

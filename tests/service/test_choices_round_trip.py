@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 from cmet_cli import edit_cmd
 from cmet_cli.choice_flags import flag_name
 from cmet_cli.main import app as cli
+from cmet_core.edit.pipeline import Editor
 from cmet_core.options import EditChoices, FaceChoice
-from cmet_core.pipeline import Editor
 from cmet_jobs import jobs
 from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope

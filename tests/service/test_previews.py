@@ -13,9 +13,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from cmet_core.edit.preview import CELL, HEADER_H, LABEL_W
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
-from cmet_core.preview import CELL, HEADER_H, LABEL_W
 from tests.service.conftest import new_key, new_key_and_webhook_secret
 from tests.service.stack import Stack
 from tests.service.test_flow import wait_final

@@ -12,12 +12,12 @@ import httpx
 import pytest
 import torch
 
-from cmet_core.models.connector import Connector, ConnectorConfig
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
-from cmet_core.pipeline import Editor
+from cmet_core.edit.pipeline import Editor
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
+from cmet_core.networks.connector import Connector, ConnectorConfig
 from cmet_core.settings import CoreSettings
-from cmet_core.targets import EmotionTarget
 from tests.training.helpers import TINY_CONNECTOR, tiny_config
 from training.export import export_run, import_official
 from training.sources import open_source
@@ -127,8 +127,8 @@ def test_cli_edit_with_the_latest_registry_connector(trained_run: Path, tiny_set
 
 
 def test_a_connector_that_does_not_fit_the_set_is_refused(tiny_set: Path, tmp_path: Path) -> None:
-    from cmet_core.models.checkpoints import write_model
-    from cmet_core.models.manifests import Source
+    from cmet_core.modelsets.checkpoints import write_model
+    from cmet_core.modelsets.manifests import Source
 
     cfg = ConnectorConfig(**{**TINY_CONNECTOR, "speech_dim": 512})
     manifest = write_model(

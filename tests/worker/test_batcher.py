@@ -9,7 +9,7 @@ import torch
 
 from cmet_core.backbones.edtalk.backbone import EDTalkBackbone
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
-from cmet_core.models.runtime import RuntimeOptions
+from cmet_core.networks.runtime import RuntimeOptions
 from worker.batcher import BatchingBackbone, BatchPolicy
 
 
@@ -83,8 +83,8 @@ def test_each_model_has_its_own_batching_settings(monkeypatch) -> None:  # type:
 
 def test_concurrent_jobs_faces_share_one_restorer_forward() -> None:
     from cmet_core.enhance.restore import RestorerRunner
-    from cmet_core.fill import fill_module
-    from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN
+    from cmet_core.networks.gfpgan import GFPGAN, TINY_GFPGAN
+    from cmet_core.verify.fill import fill_module
     from worker.batcher import BatchingRestorer
 
     net = GFPGAN(TINY_GFPGAN)
@@ -106,8 +106,8 @@ def test_concurrent_jobs_faces_share_one_restorer_forward() -> None:
 
 
 def test_audio2lip_windows_of_concurrent_dubs_share_a_forward() -> None:
-    from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip
-    from cmet_core.models.runtime import LipRunner
+    from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip
+    from cmet_core.networks.runtime import LipRunner
     from worker.batcher import LipBatcher, WorkerBatching
 
     torch.manual_seed(0)

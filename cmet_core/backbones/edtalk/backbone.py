@@ -16,7 +16,7 @@ from cmet_core.backbones.base import MotionRecord
 from cmet_core.backbones.edtalk.entry import LIP_PART, edtalk_widths
 from cmet_core.backbones.edtalk.network import Generator, Motion, SourceCache
 from cmet_core.backbones.spec import Framing
-from cmet_core.models.runtime import RuntimeOptions, inference, to_channels_last
+from cmet_core.networks.runtime import RuntimeOptions, inference, to_channels_last
 
 
 def record(m: Motion) -> MotionRecord:

@@ -1,5 +1,5 @@
 """EDTalk's conformance groups (kit `SPEC.md`): the rule-filled generator's digest, then its encoder,
-bases, internals and renders against `golden_edtalk.npz` at the kit's root. `cmet_core.conformance`
+bases, internals and renders against `golden_edtalk.npz` at the kit's root. `cmet_core.verify.conformance`
 collects them through the backbone's tools (`kit_checks`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.goldens import (
+from cmet_core.verify.goldens import (
     Group,
     GroupResult,
     Manifest,

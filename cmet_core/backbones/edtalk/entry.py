@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.networks.runtime import RuntimeOptions
 
 NAME = "edtalk"
 """The backbone's name: its registration's, and the kind of its generator in a set."""

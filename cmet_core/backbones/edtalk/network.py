@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmet_core.models.layers import (
+from cmet_core.networks.layers import (
     ConvLayer,
     EqualConv2d,
     EqualLinear,

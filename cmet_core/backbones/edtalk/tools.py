@@ -16,10 +16,10 @@ from cmet_core.backbones.edtalk.conformance import kit_checks
 from cmet_core.backbones.edtalk.entry import NAME
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, EDTalkConfig, Generator
 from cmet_core.backbones.spec import BackboneTools
-from cmet_core.fill import Fill, fan_in_scale
-from cmet_core.models.checkpoints import load_module
-from cmet_core.models.convert import convert_member
-from cmet_core.models.manifests import Source
+from cmet_core.modelsets.checkpoints import load_module
+from cmet_core.modelsets.convert import convert_member
+from cmet_core.modelsets.manifests import Source
+from cmet_core.verify.fill import Fill, fan_in_scale
 
 
 def edtalk_rule(key: str, shape: torch.Size) -> Fill:

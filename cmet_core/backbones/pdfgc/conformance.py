@@ -1,7 +1,7 @@
 """PD-FGC's conformance groups (kit folder `pdfgc/`, SPEC_pdfgc.md): the rule-filled networks' digests,
 then each network on its stored inputs, the audio front end, the C-MET edit of one render and the
 original Tester's pipeline stages, against `golden_pdfgc.npz` at `tolerances_pdfgc.json`'s limits.
-`cmet_core.conformance` collects them through the backbone's tools (`kit_checks`); the groups run
+`cmet_core.verify.conformance` collects them through the backbone's tools (`kit_checks`); the groups run
 easiest first, so a broken network shows before the renders that depend on it.
 """
 
@@ -17,8 +17,8 @@ import torch
 from cmet_core.backbones.pdfgc import frontend
 from cmet_core.backbones.pdfgc.codes import EMO_GAIN, drive_rows, render_u8, style_codes
 from cmet_core.backbones.pdfgc.network import PDFGC, images_tensor
-from cmet_core.fill import state_digest
-from cmet_core.goldens import (
+from cmet_core.verify.fill import state_digest
+from cmet_core.verify.goldens import (
     Group,
     GroupResult,
     KitError,

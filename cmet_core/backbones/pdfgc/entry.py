@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Widths
-from cmet_core.models.errors import ModelLoadError
+from cmet_core.modelsets.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.networks.runtime import RuntimeOptions
 
 NAME = "pdfgc"
 """The backbone's name: its registration's, and the kind of its four networks' member in a set."""
@@ -44,7 +44,7 @@ def pdfgc_widths(config: Mapping[str, Any]) -> Widths:
 
 
 def _load(path: Path, verify: bool) -> torch.nn.Module:
-    from cmet_core.models.checkpoints import load_module  # defers torch: sets are read without it
+    from cmet_core.modelsets.checkpoints import load_module  # defers torch: sets are read without it
 
     return load_module(path, NAME, verify=verify)
 

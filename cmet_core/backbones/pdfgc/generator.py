@@ -1,6 +1,6 @@
 """PD-FGC's image generator, `net_generator` (kit SPEC_pdfgc.md sections 5.4 and 6): a StyleGAN2
 synthesis network at 224 px in rosinality's key layout, built from the shared layers of
-`cmet_core.models.layers`.
+`cmet_core.networks.layers`.
 
 Every layer takes the same style vector `[id_feat 2048, mouth 500, emotion 30, eye 6, pose 6]`
 (2590) and the identity map replaces the constant input. Noise: the original ignores its saved
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cmet_core.models.layers import EqualLinear, ModulatedConv2d, StyledConv, Upsample
+from cmet_core.networks.layers import EqualLinear, ModulatedConv2d, StyledConv, Upsample
 
 NEVER_RUN = ("style.", "input.", "noises.")
 """Key prefixes that never shape a render: the mapping MLP, the constant input, the saved noise buffers."""

@@ -9,7 +9,7 @@ import re
 
 import torch
 
-from cmet_core.fill import Fill, fan_in_scale
+from cmet_core.verify.fill import Fill, fan_in_scale
 
 GEN = "net_generator."
 _TO_RGB = re.compile(r"net_generator\.(to_rgb1|to_rgbs\.\d+)\.(bias|conv\.weight)")

@@ -18,9 +18,9 @@ from cmet_core.backbones.pdfgc.entry import LICENCE, NAME
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
 from cmet_core.backbones.spec import BackboneTools
-from cmet_core.models.checkpoints import check_state, load_module, write_model
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import Source
+from cmet_core.modelsets.checkpoints import check_state, load_module, write_model
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import Source
 
 
 def read_published(folder: Path) -> dict[str, torch.Tensor]:

@@ -26,20 +26,20 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.editing import Clock, Progress, no_progress
-from cmet_core.emotions import EmotionLibrary
+from cmet_core.edit.editing import Clock, Progress, no_progress
+from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
+from cmet_core.edit.passes import face_pass, identity, motion_of
+from cmet_core.edit.stages import Stage
+from cmet_core.emotion.library import EmotionLibrary
+from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
-from cmet_core.passes import face_pass, identity, motion_of
-from cmet_core.stages import Stage
-from cmet_core.targets import EmotionTarget
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from cmet_core.pipeline import Editor
+    from cmet_core.edit.pipeline import Editor
 
 SETTLE_S = 1.0
 """How long the still frame is repeated for the connector: five of its 5-frame windows at 25 fps."""

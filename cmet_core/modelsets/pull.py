@@ -33,19 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.backbones.edtalk.network import EDTalkConfig
 from cmet_core.backbones.edtalk.tools import convert_edtalk
-from cmet_core.models.audio2lip import Audio2LipConfig
-from cmet_core.models.build import finish_set, staged_set
-from cmet_core.models.connector import ConnectorConfig
-from cmet_core.models.convert import (
+from cmet_core.modelsets.build import finish_set, staged_set
+from cmet_core.modelsets.convert import (
     convert_audio2lip,
     convert_connector,
     convert_gfpgan,
     import_emotion2vec,
 )
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
-from cmet_core.models.gfpgan import GFPGANConfig
-from cmet_core.models.manifests import Source, atomic_path, read_json_model, sha256_file
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import Source, atomic_path, read_json_model, sha256_file
+from cmet_core.networks.audio2lip import Audio2LipConfig
+from cmet_core.networks.connector import ConnectorConfig
+from cmet_core.networks.gfpgan import LICENCE as GFPGAN_LICENCE
+from cmet_core.networks.gfpgan import GFPGANConfig
 from cmet_core.settings import get_settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

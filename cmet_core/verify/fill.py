@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.models.manifests import Kind
+from cmet_core.modelsets.manifests import Kind
 
 ModelKind = Kind
 """A set member's kind (`manifests.Kind`); `RULES` and each backbone's tools hold the fill rules."""

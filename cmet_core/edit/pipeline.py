@@ -20,31 +20,31 @@ import torch
 
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone
-from cmet_core.dubbing import Dub
-from cmet_core.editing import Clock, EditResult, Progress, no_progress
-from cmet_core.emotions import EmotionLibrary, load_builtin_library
+from cmet_core.edit.dubbing import Dub
+from cmet_core.edit.editing import Clock, EditResult, Progress, no_progress
+from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
+from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
+from cmet_core.edit.lips import check_inputs
+from cmet_core.edit.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
+from cmet_core.edit.stages import Stage
+from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
+from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
+from cmet_core.emotion.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.frame_loop import Drive, Frame, FrameLoop, video_out
-from cmet_core.frame_stages import DEFAULT_STAGES, StageFactory
-from cmet_core.lips import check_inputs
 from cmet_core.media.photo import is_photo
 from cmet_core.media.window import clip_window
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.registry import ConnectorChoice, choose, open_registry
-from cmet_core.models.runtime import LipForward, LipRunner, RuntimeOptions
-from cmet_core.models.sets import ModelSet, load_set, select_set
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
+from cmet_core.modelsets.sets import ModelSet, load_set, select_set
+from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_core.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
 from cmet_core.settings import CoreSettings
-from cmet_core.speech_plan import EditTarget, SpeechPlan, plan_speech
-from cmet_core.stages import Stage
-from cmet_core.targets import Embed, EmotionTarget, semantic_vector
-from cmet_core.timeline import ClipTimeline
-from cmet_core.voice import FROM_AUDIO, FollowVoice
 
 if TYPE_CHECKING:
-    from cmet_core.models.speech import SpeechEncoder
+    from cmet_core.networks.speech import SpeechEncoder
 
 __all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder"]
 
@@ -76,7 +76,7 @@ class LazySpeechEncoder:
     def __call__(self, clips: Sequence[Path]) -> np.ndarray:
         with self._lock:
             if self._encoder is None:
-                from cmet_core.models.speech import SpeechEncoder
+                from cmet_core.networks.speech import SpeechEncoder
 
                 self._encoder = SpeechEncoder(self.model_dir, device=self.device)
         return self._encoder.embed(list(clips))
@@ -220,7 +220,7 @@ class Editor:
         pose_video: Path | str | None = None,
         limits: Limits = Limits(),
     ) -> EditResult:
-        """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.dubbing`); a photo input is
+        """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.edit.dubbing`); a photo input is
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
         only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
         user's `options`."""

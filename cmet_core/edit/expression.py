@@ -7,7 +7,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from cmet_core.models.connector import Connector, run_windows
+from cmet_core.networks.connector import Connector, run_windows
 
 
 def official_schedule(
@@ -31,7 +31,7 @@ def official_schedule(
 
 
 class SpeechSchedule(Protocol):
-    """A speech condition that changes over the clip (`cmet_core.timeline.TimelineSchedule`); times
+    """A speech condition that changes over the clip (`cmet_core.emotion.timeline.TimelineSchedule`); times
     are seconds from the first frame."""
 
     def vectors(self, times_s: np.ndarray) -> np.ndarray:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmet_core.emotions import EmotionLibrary, UnknownEmotionError, resolve
+from cmet_core.emotion.library import EmotionLibrary, UnknownEmotionError, resolve
+from cmet_core.emotion.targets import Embed, EmotionTarget, semantic_vector
+from cmet_core.emotion.timeline import ClipTimeline, Segment, SpeechClips, TimelineSchedule
+from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice, VoiceSegment, embedding_of, follow_voice, voice_timeline
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.targets import Embed, EmotionTarget, semantic_vector
-from cmet_core.timeline import ClipTimeline, Segment, SpeechClips, TimelineSchedule
-from cmet_core.voice import FROM_AUDIO, FollowVoice, VoiceSegment, embedding_of, follow_voice, voice_timeline
 
 EditTarget = EmotionTarget | ClipTimeline | FollowVoice
 

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Generic, Self, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
-from cmet_core.emotions import EMBEDDING_DIM
+from cmet_core.emotion.library import EMBEDDING_DIM
+from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionSpec, Intensity
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.targets import MAX_SPEECH_CLIPS, EmotionSpec, Intensity
 
 DEFAULT_TRANSITION_S = 0.3
 MAX_TRANSITION_S = 5.0

@@ -13,11 +13,8 @@ from typing import Any
 import torch
 
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.models.audio2lip import Audio2Lip, Audio2LipConfig
-from cmet_core.models.connector import Connector, ConnectorConfig
-from cmet_core.models.errors import ModelLoadError, few
-from cmet_core.models.gfpgan import GFPGAN, GFPGANConfig
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.errors import ModelLoadError, few
+from cmet_core.modelsets.manifests import (
     Kind,
     ModelManifest,
     Source,
@@ -29,6 +26,9 @@ from cmet_core.models.manifests import (
     verify_digest,
     write_manifest,
 )
+from cmet_core.networks.audio2lip import Audio2Lip, Audio2LipConfig
+from cmet_core.networks.connector import Connector, ConnectorConfig
+from cmet_core.networks.gfpgan import GFPGAN, GFPGANConfig
 
 # ----------------------------------------------------------------------------------------------
 # State dicts

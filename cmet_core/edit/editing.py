@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Protocol
 
 from cmet_core.backbones.base import Backbone
-from cmet_core.emotions import EmotionLibrary
+from cmet_core.edit.frame_stages import StageFactory
+from cmet_core.edit.stages import Progress, Stage
+from cmet_core.emotion.library import EmotionLibrary
+from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan
+from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
-from cmet_core.frame_stages import StageFactory
-from cmet_core.models.connector import Connector
-from cmet_core.models.runtime import LipForward
-from cmet_core.models.sets import ModelSet
+from cmet_core.modelsets.sets import ModelSet
+from cmet_core.networks.connector import Connector
+from cmet_core.networks.runtime import LipForward
 from cmet_core.options import Limits
-from cmet_core.speech_plan import EditTarget, SpeechPlan
-from cmet_core.stages import Progress, Stage
-from cmet_core.timeline import ClipTimeline
-from cmet_core.voice import VoiceSegment
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from cmet_core.fill import ModelKind, fill_module, state_digest
-from cmet_core.models.connector import sinusoid_table
+from cmet_core.networks.connector import sinusoid_table
+from cmet_core.verify.fill import ModelKind, fill_module, state_digest
 
 Manifest = dict[str, Any]
 M = TypeVar("M", bound=torch.nn.Module)

@@ -26,22 +26,22 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.editing import Clock, EditResult, Parts, Progress
-from cmet_core.emotions import EmotionLibrary
+from cmet_core.edit.editing import Clock, EditResult, Parts, Progress
+from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
+from cmet_core.edit.lips import check_inputs, plan
+from cmet_core.edit.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
+from cmet_core.edit.stages import Stage
+from cmet_core.emotion.library import EmotionLibrary
+from cmet_core.emotion.speech_plan import EditTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.frame_loop import Drive, Frame, FrameLoop, video_out
-from cmet_core.lips import check_inputs, plan
 from cmet_core.media import mel
 from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import is_photo, read_photo
 from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import VideoInfo, read_frames, upright
-from cmet_core.models.audio2lip import smooth_lips
-from cmet_core.models.runtime import LipForward
+from cmet_core.networks.audio2lip import smooth_lips
+from cmet_core.networks.runtime import LipForward
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_core.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
-from cmet_core.speech_plan import EditTarget
-from cmet_core.stages import Stage
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 

@@ -27,13 +27,9 @@ from typing import Any
 
 import torch
 
-from cmet_core.models.audio2lip import Audio2LipConfig
-from cmet_core.models.checkpoints import write_model
-from cmet_core.models.connector import ConnectorConfig
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.gfpgan import LICENCE as GFPGAN_LICENCE
-from cmet_core.models.gfpgan import GFPGANConfig
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.checkpoints import write_model
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import (
     Kind,
     ModelManifest,
     Source,
@@ -42,6 +38,10 @@ from cmet_core.models.manifests import (
     sha256_file,
     write_manifest,
 )
+from cmet_core.networks.audio2lip import Audio2LipConfig
+from cmet_core.networks.connector import ConnectorConfig
+from cmet_core.networks.gfpgan import LICENCE as GFPGAN_LICENCE
+from cmet_core.networks.gfpgan import GFPGANConfig
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = b"\x80"
@@ -155,7 +155,7 @@ def convert_member(
 ) -> Path:
     """The state dict under `key` of the published checkpoint `src` (a `what`), written as a member of
     `kind` with `config` into `dest_dir` and loaded back strictly; returns the manifest."""
-    from cmet_core.models.checkpoints import load_module
+    from cmet_core.modelsets.checkpoints import load_module
 
     state = extract_state(read_torch_checkpoint(src), key, Path(src), what)
     mpath = write_model(

@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from cmet_core.models.audio2lip import Audio2Lip
+from cmet_core.networks.audio2lip import Audio2Lip
 from cmet_core.settings import CoreSettings
 
 Precision = Literal["fp32", "bf16", "fp16"]

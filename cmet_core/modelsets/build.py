@@ -20,13 +20,10 @@ from typing import Any
 import torch
 
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
-from cmet_core.models.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
-from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_gfpgan, write_model
-from cmet_core.models.connector import TINY_CONNECTOR, Connector, ConnectorConfig
-from cmet_core.models.convert import import_emotion2vec
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.gfpgan import GFPGAN, TINY_GFPGAN, GFPGANConfig
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan, write_model
+from cmet_core.modelsets.convert import import_emotion2vec
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import (
     OPTIONAL_KINDS,
     SET_MANIFEST,
     SHARED_KINDS,
@@ -40,13 +37,16 @@ from cmet_core.models.manifests import (
     verify_digest,
     write_manifest,
 )
-from cmet_core.models.sets import (
+from cmet_core.modelsets.sets import (
     Check,
     compatibility,
     is_set,
     model_manifest,
     read_set,
 )
+from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
+from cmet_core.networks.connector import TINY_CONNECTOR, Connector, ConnectorConfig
+from cmet_core.networks.gfpgan import GFPGAN, TINY_GFPGAN, GFPGANConfig
 
 # One shallow block as wide as emotion2vec+ large (1024-d, the connector's speech_dim): about 50 MB.
 TINY_EMOTION2VEC: dict[str, Any] = {
@@ -117,7 +117,7 @@ def finish_set(
 
 def add_tiny_emotion2vec(stage: Path, seed: int, name: str = "emotion2vec-tiny", **sizes: Any) -> Path:
     """A small random emotion2vec (funasr layout) made by the speech module, described by our manifest."""
-    from cmet_core.models.speech_tiny import make_tiny_emotion2vec
+    from cmet_core.modelsets.speech_tiny import make_tiny_emotion2vec
 
     scratch = Path(tempfile.mkdtemp(prefix=".e2v-", dir=stage))
     try:
@@ -179,7 +179,7 @@ def make_tiny_set(
             tiny_restorer = GFPGAN(TINY_GFPGAN)
         source, version = Source(kind="make-tiny", seed=seed), f"0.1.0+seed.{seed}"
         if restorer:
-            from cmet_core.fill import fill_module
+            from cmet_core.verify.fill import fill_module
 
             fill_module(tiny_restorer, "gfpgan")  # the kit's rule: well-conditioned, seed-independent
             _add_member(stage, "gfpgan", tiny_restorer, TINY_GFPGAN.to_dict(), "tiny", version, source)
@@ -205,7 +205,7 @@ def make_filled_set(
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
     """
-    from cmet_core.fill import fill_module
+    from cmet_core.verify.fill import fill_module
 
     spec = backbone_spec(backbone)
     tools = spec.require_tools()
@@ -256,7 +256,7 @@ def convert_set(
     `tokens.txt`; `gfpgan_pth` the optional `GFPGANv1.4.pth`; `audio2lip_pt` (`Audio2Lip.pt`) is
     optional too: without it the set edits but cannot dub.
     """
-    from cmet_core.models.convert import convert_audio2lip, convert_connector, convert_gfpgan
+    from cmet_core.modelsets.convert import convert_audio2lip, convert_connector, convert_gfpgan
 
     tools = backbone_spec(backbone).require_tools()
     e2v = Path(emotion2vec_dir)
@@ -296,7 +296,7 @@ def check_emotion2vec(directory: Path) -> str:
     """Load the dir through funasr when it is installed; the speech module checks the tensors arrived."""
     if importlib.util.find_spec("funasr") is None:
         return "files verified; load check skipped (funasr not installed: pip install 'cmet[speech]')"
-    from cmet_core.models.speech import SpeechEncoder
+    from cmet_core.networks.speech import SpeechEncoder
 
     try:
         SpeechEncoder(directory, device="cpu")

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from cmet_core.media.audio import AudioSource, load_audio
-from cmet_core.models.errors import ModelLoadError, few
+from cmet_core.modelsets.errors import ModelLoadError, few
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _contain_funasr() -> Iterator[io.StringIO]:
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
-    from cmet_core.models.runtime import select_device
+    from cmet_core.networks.runtime import select_device
     from cmet_core.settings import get_settings
 
     if isinstance(device, torch.device):

@@ -20,9 +20,13 @@ from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
 from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.expression import official_schedule
-from cmet_core.fill import fill_module
-from cmet_core.goldens import (
+from cmet_core.edit.expression import official_schedule
+from cmet_core.media import mel
+from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
+from cmet_core.networks.connector import Connector, run_windows
+from cmet_core.networks.gfpgan import GFPGAN, face_to_tensor, restore_face
+from cmet_core.verify.fill import fill_module
+from cmet_core.verify.goldens import (
     Group,
     GroupResult,
     KitError,
@@ -35,10 +39,6 @@ from cmet_core.goldens import (
     root_tolerances,
     u8_group,
 )
-from cmet_core.media import mel
-from cmet_core.models.audio2lip import Audio2Lip, smooth_lips
-from cmet_core.models.connector import Connector, run_windows
-from cmet_core.models.gfpgan import GFPGAN, face_to_tensor, restore_face
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",

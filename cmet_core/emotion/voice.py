@@ -31,11 +31,11 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmet_core.emotions import MAX_INTENSITY, NEUTRAL, EmotionLibrary
+from cmet_core.emotion.library import MAX_INTENSITY, NEUTRAL, EmotionLibrary
+from cmet_core.emotion.targets import Embed, Intensity
+from cmet_core.emotion.timeline import ClipTimeline, Keyframe, Segment, SpeechClips
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
-from cmet_core.targets import Embed, Intensity
-from cmet_core.timeline import ClipTimeline, Keyframe, Segment, SpeechClips
 
 FROM_AUDIO = "from_audio"
 """The `emotion` value that makes the face follow the emotion of the speech."""

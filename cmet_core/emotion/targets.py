@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.emotions import MAX_INTENSITY, EmotionLibrary, UnknownEmotionError, mean_embedding, resolve, scale
+from cmet_core.emotion.library import MAX_INTENSITY, EmotionLibrary, UnknownEmotionError, mean_embedding, resolve, scale
 from cmet_core.errors import ErrorCode, InputError
 
 MAX_SPEECH_CLIPS = 8

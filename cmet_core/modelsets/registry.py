@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import (
     ModelManifest,
     is_semver,
     read_model_manifest,
@@ -126,7 +126,7 @@ class S3Registry:
     """A registry under `s3://bucket/prefix`; downloads are cached by digest and verified."""
 
     def __init__(self, bucket: str, prefix: str, settings: CoreSettings) -> None:
-        from cmet_core.models.s3 import s3_client
+        from cmet_core.modelsets.s3 import s3_client
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"

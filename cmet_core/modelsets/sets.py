@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.backbones.spec import Widths, misfits
-from cmet_core.models.errors import ModelLoadError
-from cmet_core.models.manifests import (
+from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.modelsets.manifests import (
     SET_MANIFEST,
     Kind,
     ModelManifest,
@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     import torch
 
     from cmet_core.backbones.base import Backbone
-    from cmet_core.models.audio2lip import Audio2Lip
-    from cmet_core.models.connector import Connector
-    from cmet_core.models.gfpgan import GFPGAN
-    from cmet_core.models.registry import ConnectorChoice
-    from cmet_core.models.runtime import RuntimeOptions
+    from cmet_core.modelsets.registry import ConnectorChoice
+    from cmet_core.networks.audio2lip import Audio2Lip
+    from cmet_core.networks.connector import Connector
+    from cmet_core.networks.gfpgan import GFPGAN
+    from cmet_core.networks.runtime import RuntimeOptions
 
 AUDIO2LIP_LIP_DIM = 20
 """The lip width of Audio2Lip manifests written before they recorded `lip_dim` (the published model's)."""
@@ -242,7 +242,7 @@ class ModelSet:
 
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Serve a registry connector instead of the current one, once it is known to fit the set."""
-        from cmet_core.models.checkpoints import load_connector
+        from cmet_core.modelsets.checkpoints import load_connector
 
         connector = load_connector(choice.registry.local_weights(choice.version))
         problems = compatibility({**self.configs, "connector": connector.cfg.to_dict()}, self.backbone)
@@ -257,7 +257,7 @@ class ModelSet:
 def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: ConnectorChoice | None = None) -> ModelSet:
     """Load the set at `set_dir` (default: the one `select_set` picks in the models dir); `connector`
     replaces the set's own connector with a registry version."""
-    from cmet_core.models.checkpoints import load_audio2lip, load_connector, load_gfpgan
+    from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan
 
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmet_core.models.speech import (
+from cmet_core.networks.speech import (
     CONFIG_FILE,
     DEFAULT_SCOPE_MAP,
     EMOTION2VEC_LABELS,

@@ -1,0 +1,1 @@
+"""Emotions and targets: the emotion library, semantic vectors, timelines, following the voice, speech plans."""

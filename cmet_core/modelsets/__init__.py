@@ -1,0 +1,2 @@
+"""Model-set tooling: sets and their manifests, pulling, converting, building tiny and filled
+sets, the connector registry."""
