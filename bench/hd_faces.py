@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cmet_core.edit.stages import Stage
 from cmet_core.settings import get_settings
+from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
     from cmet_core.edit.pipeline import Editor

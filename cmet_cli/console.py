@@ -39,7 +39,7 @@ def run(action: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call a library function, turning its errors into one message and an exit code."""
     from cmet_core.errors import InputError
     from cmet_core.modelsets.convert import CheckpointWarning
-    from cmet_core.modelsets.errors import ModelLoadError
+    from cmet_core.networks.errors import ModelLoadError
 
     try:
         with warnings.catch_warnings(record=True) as caught:

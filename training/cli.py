@@ -8,7 +8,7 @@ from typing import Any, TypeVar, cast
 
 import typer
 
-from cmet_core.modelsets.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
+from cmet_core.networks.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train the C-MET connector and publish it.")
 T = TypeVar("T")

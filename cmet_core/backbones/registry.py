@@ -8,7 +8,7 @@ from typing import Final
 from cmet_core.backbones.edtalk.entry import EDTALK
 from cmet_core.backbones.pdfgc.entry import PDFGC_SPEC
 from cmet_core.backbones.spec import BackboneSpec
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 
 DEFAULT_BACKBONE: Final = "edtalk"
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from cmet_core.media.audio import AudioSource, load_audio
-from cmet_core.modelsets.errors import ModelLoadError, few
+from cmet_core.networks.errors import ModelLoadError, few
 
 log = logging.getLogger(__name__)
 

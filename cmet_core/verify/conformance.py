@@ -20,7 +20,6 @@ from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
 from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.edit.expression import official_schedule
 from cmet_core.media import mel
 from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
 from cmet_core.networks.connector import Connector, run_windows
@@ -39,6 +38,7 @@ from cmet_core.verify.goldens import (
     root_tolerances,
     u8_group,
 )
+from cmet_core.verify.schedule import official_schedule
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",

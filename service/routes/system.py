@@ -58,9 +58,9 @@ def _ping_db(url: str) -> None:
 @router.get("/v1/models", response_model=schemas.ModelSetInfo, tags=["models"])
 def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
-    from cmet_core.modelsets.errors import ModelLoadError
     from cmet_core.modelsets.registry import choose
     from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+    from cmet_core.networks.errors import ModelLoadError
 
     try:
         path = select_set(settings.models_set or settings.resolved_models_dir)
