@@ -29,9 +29,9 @@ from cmet_core.backbones.registry import backbone_spec
 from cmet_core.backbones.spec import Widths
 from cmet_core.modelsets.build import make_tiny_set, verify_set
 from cmet_core.modelsets.checkpoints import load_module
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import read_model_manifest
 from cmet_core.modelsets.sets import load_set
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.verify.fill import fill_module
 from cmet_core.verify.goldens import GroupResult, read_kit_files

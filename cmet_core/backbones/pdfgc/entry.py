@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Widths
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch

@@ -19,8 +19,8 @@ from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFG
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
 from cmet_core.backbones.spec import BackboneTools
 from cmet_core.modelsets.checkpoints import check_state, load_module, write_model
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import Source
+from cmet_core.networks.errors import ModelLoadError
 
 
 def read_published(folder: Path) -> dict[str, torch.Tensor]:
