@@ -19,12 +19,12 @@ from pathlib import Path
 import soundfile
 
 from cmet_core.edit.pipeline import Editor
-from cmet_core.edit.stages import Stage
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.modelsets.build import make_filled_set
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.options import EditChoices
 from cmet_core.settings import get_settings
+from cmet_core.stages import Stage
 from tests.media_factory import make_speech
 
 

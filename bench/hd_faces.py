@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cmet_core.edit.stages import Stage
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.modelsets.sets import model_manifest
 from cmet_core.settings import get_settings
+from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
     from cmet_core.edit.pipeline import Editor

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from bench.edit_pipeline import make_input
-from cmet_core.edit.stages import Stage
 from cmet_core.options import SheetChoice
+from cmet_core.stages import Stage
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cmet_core.errors import InputError
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; its commands take this Context
 
     from cmet_core.edit.pipeline import EditResult
-    from cmet_core.edit.stages import Stage
+    from cmet_core.stages import Stage
 
 _MANY = ("--speech", "--neutral-speech")
 

@@ -92,7 +92,10 @@ def make_filled_cmd(
 def convert_cmd(
     directory: Path = typer.Argument(..., help="Folder of the new set."),
     generator: Path = typer.Option(
-        ..., "--generator", "--edtalk", help="The backbone's published generator checkpoint (EDTalk.pt for edtalk)."
+        ...,
+        "--generator",
+        "--edtalk",
+        help="The backbone's published generator: EDTalk.pt for edtalk, the folder of its four .pth files for pdfgc.",
     ),
     connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
-from cmet_core.edit.lips import LipChoice
 from cmet_core.emotion.targets import EmotionSpec, Intensity
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.enhance.options import EnhanceChoice
@@ -27,6 +26,28 @@ DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
 DEFAULT_MAX_PIXELS_PER_SECOND = 1920 * 1080 * 60  # 1080p at 60 fps
 MAX_FACE_INDEX = 64
+
+Lips = Annotated[
+    Literal["video", "speech"],
+    Field(description="Where the lip motion comes from: the input video's own, or `speech_track` (dubbing)."),
+]
+PoseFill = Annotated[
+    Literal["bounce", "loop", "hold"],
+    Field(
+        description="When the speech outlasts the pose source: play it back and forth (bounce), "
+        "from the start again (loop), or hold its last frame."
+    ),
+]
+
+
+class LipChoice(BaseModel):
+    """Dubbing options, defined once for the CLI, the API's request and the job's spec."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lips: Lips = "video"
+    pose_fill: PoseFill = "bounce"
+
 
 FaceIndex = Annotated[
     int,

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from cmet_core.edit.stages import Stage
 from cmet_core.errors import ErrorCode
+from cmet_core.stages import Stage
 from cmet_jobs import schemas, timelines
 from cmet_jobs.db.models import JobRow, WorkerBeat, now
 from cmet_jobs.results import EditResult, JobResult, SheetResult

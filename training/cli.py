@@ -9,8 +9,8 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import typer
 
-from cmet_core.modelsets.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
 from cmet_core.modelsets.registry import LATEST, open_registry, resolve
+from cmet_core.networks.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
 from training.config import ConfigError, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train the C-MET connector and publish it.")

@@ -10,8 +10,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.registry import LATEST, choose
+from cmet_core.networks.errors import ModelLoadError
 from cmet_jobs.settings import BatchedModel, JobsSettings
 from worker import metrics
 

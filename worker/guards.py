@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cmet_core.edit.stages import Stage
+from cmet_core.stages import Stage
 from cmet_jobs import jobs, webhooks
 from cmet_jobs.db.session import DATABASE_ERRORS, session_scope
 from cmet_jobs.settings import JobsSettings

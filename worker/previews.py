@@ -17,7 +17,7 @@ from cmet_jobs.storage import Storage
 from worker.editor import EDITOR
 
 if TYPE_CHECKING:
-    from cmet_core.edit.stages import Progress
+    from cmet_core.stages import Progress
 
 
 def render_sheet(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 from cmet_jobs import emotions, jobs, probes, webhooks
 from cmet_jobs.db.models import CustomEmotion, JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope

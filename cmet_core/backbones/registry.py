@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Final
 
 from cmet_core.backbones.edtalk.entry import EDTALK
+from cmet_core.backbones.pdfgc.entry import PDFGC_SPEC
 from cmet_core.backbones.spec import BackboneSpec
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 
 DEFAULT_BACKBONE: Final = "edtalk"
 
-_BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (EDTALK,)}
+_BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (EDTALK, PDFGC_SPEC)}
 """Every backbone a set can name: a new backbone's `entry` is imported above and listed here."""
 
 

@@ -30,7 +30,6 @@ from cmet_core.edit.editing import Clock, EditResult, Parts, Progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.lips import check_inputs, plan
 from cmet_core.edit.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
-from cmet_core.edit.stages import Stage
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.speech_plan import EditTarget
 from cmet_core.errors import ErrorCode, InputError
@@ -42,6 +41,7 @@ from cmet_core.media.video import VideoInfo, read_frames, upright
 from cmet_core.networks.audio2lip import smooth_lips
 from cmet_core.networks.runtime import LipForward
 from cmet_core.options import EditChoices, Limits, probe_input
+from cmet_core.stages import Stage
 
 OUTPUT_TIME_BASE = Fraction(1, 12800)
 

@@ -17,7 +17,6 @@ from typing import Protocol
 
 from cmet_core.backbones.base import Backbone
 from cmet_core.edit.frame_stages import StageFactory
-from cmet_core.edit.stages import Progress, Stage
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan
 from cmet_core.emotion.timeline import ClipTimeline
@@ -27,6 +26,7 @@ from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import LipForward
 from cmet_core.options import Limits
+from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.edit.editing import Clock, Parts, Progress
 from cmet_core.edit.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.edit.passes import chunks
-from cmet_core.edit.stages import Stage
 from cmet_core.media.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
 from cmet_core.options import EditChoices
+from cmet_core.stages import Stage
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
-from cmet_core.edit.stages import Progress, Stage
 from cmet_core.enhance.restore import Restorer
 from cmet_core.enhance.stage import Enhancer, wanted
 from cmet_core.faces.geometry import CropBox
 from cmet_core.options import EditChoices
+from cmet_core.stages import Progress, Stage
 
 
 class FrameStage(Protocol):

@@ -1,4 +1,5 @@
-"""Lips from speech (dubbing): the options, the rules for combining inputs, and the per-frame plan.
+"""Lips from speech (dubbing): the rules for combining inputs and the per-frame plan (the choice,
+`LipChoice`, is one of the edit options in `cmet_core.options`).
 
 An edit normally keeps the input's own lip motion. With `lips: "speech"` the lips follow a
 speech track through Audio2Lip instead, and the output lasts as long as that speech: 25 frames
@@ -12,34 +13,11 @@ rendering is a loop over small records. No torch here: the API checks the same r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.mel import FPS as LIP_FPS
-
-Lips = Annotated[
-    Literal["video", "speech"],
-    Field(description="Where the lip motion comes from: the input video's own, or `speech_track` (dubbing)."),
-]
-PoseFill = Annotated[
-    Literal["bounce", "loop", "hold"],
-    Field(
-        description="When the speech outlasts the pose source: play it back and forth (bounce), "
-        "from the start again (loop), or hold its last frame."
-    ),
-]
-
-
-class LipChoice(BaseModel):
-    """Dubbing options, defined once for the CLI, the API's request and the job's spec."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    lips: Lips = "video"
-    pose_fill: PoseFill = "bounce"
 
 
 def check_inputs(lips: str, *, photo: bool, speech_track: bool, pose_video: bool, follows_voice: bool = False) -> None:

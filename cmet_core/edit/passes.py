@@ -23,13 +23,13 @@ from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.edit.editing import Clock, Progress
 from cmet_core.edit.expression import expression_track
-from cmet_core.edit.stages import Stage
 from cmet_core.emotion.speech_plan import SpeechPlan
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.images import to_tensor
 from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
 from cmet_core.networks.connector import Connector
 from cmet_core.options import EditChoices, Limits, face_plan
+from cmet_core.stages import Stage
 
 T = TypeVar("T")
 

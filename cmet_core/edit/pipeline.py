@@ -26,7 +26,7 @@ from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
 from cmet_core.edit.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
-from cmet_core.edit.stages import Stage
+from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
 from cmet_core.emotion.targets import Embed, EmotionTarget, semantic_vector
@@ -35,14 +35,14 @@ from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
-from cmet_core.media.window import clip_window
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions
 from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.settings import CoreSettings
+from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
     from cmet_core.networks.speech import SpeechEncoder

@@ -31,12 +31,12 @@ from cmet_core import faces
 from cmet_core.edit.editing import Clock, Progress, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.edit.passes import face_pass, identity, motion_of
-from cmet_core.edit.stages import Stage
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
+from cmet_core.stages import Stage
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -1,6 +1,6 @@
 """The restorer on its device, and moving faces between the frame and the restorer's aligned square.
 
-`RestorerRunner` is to GFPGAN what `EDTalkRunner` is to the generator: device, precision (bf16/fp16
+`RestorerRunner` is to GFPGAN what a backbone (`EDTalkBackbone`) is to the generator: device, precision (bf16/fp16
 autocast) and memory format from the same `RuntimeOptions`, fixed-size chunks. A server wraps it in
 its batcher (`Restorer` is what the pipeline asks of either).
 """

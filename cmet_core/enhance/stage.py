@@ -19,13 +19,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from cmet_core.edit.stages import Progress, Stage
 from cmet_core.enhance.align import alignments
 from cmet_core.enhance.landmarks import Landmarker
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
+from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
 

@@ -100,17 +100,23 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), linear)
 
 
-@lru_cache(maxsize=1)
 def mel_basis() -> np.ndarray:
-    """(80, 401) float32 Slaney-normalised triangles, rounded to float32 before and after the area factor."""
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(FMIN)), _hz_to_mel(np.array(FMAX)), NUM_MELS + 2))
-    bins = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    basis = np.zeros((NUM_MELS, bins.shape[0]), dtype=np.float32)
-    for i in range(NUM_MELS):
+    """(80, 401) float32: Audio2Lip's filterbank (n_fft 800, 55..7600 Hz)."""
+    return slaney_mel_basis(N_FFT, NUM_MELS, FMIN, FMAX)
+
+
+@lru_cache(maxsize=4)
+def slaney_mel_basis(n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, n_fft/2+1) float32 Slaney-normalised triangles at 16 kHz, rounded to float32 before and after
+    the area factor (librosa's `filters.mel` with its defaults; PD-FGC's front end uses it too)."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(fmin)), _hz_to_mel(np.array(fmax)), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
+    basis = np.zeros((n_mels, bins.shape[0]), dtype=np.float32)
+    for i in range(n_mels):
         lower = (bins - edges[i]) / (edges[i + 1] - edges[i])
         upper = (edges[i + 2] - bins) / (edges[i + 2] - edges[i + 1])
         basis[i] = np.maximum(0.0, np.minimum(lower, upper))
-    basis *= (2.0 / (edges[2:] - edges[:NUM_MELS]))[:, None]
+    basis *= (2.0 / (edges[2:] - edges[:n_mels]))[:, None]
     basis.setflags(write=False)
     return basis
 

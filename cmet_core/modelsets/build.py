@@ -22,7 +22,6 @@ import torch
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.modelsets.checkpoints import load_audio2lip, load_connector, load_gfpgan, write_model
 from cmet_core.modelsets.convert import convert_audio2lip, convert_connector, convert_gfpgan, import_emotion2vec
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     OPTIONAL_KINDS,
     SET_MANIFEST,
@@ -47,6 +46,7 @@ from cmet_core.modelsets.sets import (
 from cmet_core.modelsets.speech_tiny import make_tiny_emotion2vec
 from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip, Audio2LipConfig
 from cmet_core.networks.connector import TINY_CONNECTOR, Connector, ConnectorConfig
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.gfpgan import GFPGAN, TINY_GFPGAN, GFPGANConfig
 from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.verify.fill import fill_module

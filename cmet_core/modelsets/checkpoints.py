@@ -15,7 +15,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.modelsets.errors import ModelLoadError, few
 from cmet_core.modelsets.manifests import (
     Kind,
     ModelManifest,
@@ -30,6 +29,7 @@ from cmet_core.modelsets.manifests import (
 )
 from cmet_core.networks.audio2lip import Audio2Lip, Audio2LipConfig
 from cmet_core.networks.connector import Connector, ConnectorConfig
+from cmet_core.networks.errors import ModelLoadError, few
 from cmet_core.networks.gfpgan import GFPGAN, GFPGANConfig
 
 # ----------------------------------------------------------------------------------------------

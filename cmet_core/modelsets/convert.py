@@ -29,7 +29,6 @@ import torch
 import yaml
 
 from cmet_core.modelsets.checkpoints import load_module, write_model
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     Kind,
     ModelManifest,
@@ -41,6 +40,7 @@ from cmet_core.modelsets.manifests import (
 )
 from cmet_core.networks.audio2lip import Audio2LipConfig
 from cmet_core.networks.connector import ConnectorConfig
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.gfpgan import LICENCE as GFPGAN_LICENCE
 from cmet_core.networks.gfpgan import GFPGANConfig
 

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 
 SpeechKind = Literal["emotion2vec"]
 """The speech encoder an emotion is embedded with."""

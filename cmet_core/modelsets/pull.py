@@ -40,10 +40,10 @@ from cmet_core.modelsets.convert import (
     convert_gfpgan,
     import_emotion2vec,
 )
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import Source, atomic_path, read_json_model, sha256_file
 from cmet_core.networks.audio2lip import Audio2LipConfig
 from cmet_core.networks.connector import ConnectorConfig
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.gfpgan import LICENCE as GFPGAN_LICENCE
 from cmet_core.networks.gfpgan import GFPGANConfig
 from cmet_core.settings import get_settings

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     ModelManifest,
     is_semver,
@@ -32,6 +31,7 @@ from cmet_core.modelsets.manifests import (
     verify_digest,
 )
 from cmet_core.modelsets.s3 import s3_client
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.settings import CoreSettings, get_settings
 
 KIND_DIR = "connector"

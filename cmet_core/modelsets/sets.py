@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.backbones.spec import Widths, misfits
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     SET_MANIFEST,
     Kind,
@@ -32,6 +31,7 @@ from cmet_core.modelsets.manifests import (
     read_model_manifest,
     verify_digest,
 )
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.settings import get_settings
 
 if TYPE_CHECKING:

@@ -177,14 +177,15 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Kept for the checkpoint's `noise.weight`; synthesis never passes noise, so it is the identity."""
+    """`x + weight * noise`; without a noise map it is the identity (EDTalk's synthesis passes none,
+    PD-FGC's passes its fixed maps)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return x if noise is None else x + self.weight * noise
 
 
 class StyledConv(nn.Module):
@@ -194,6 +195,6 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(cout)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.activate(self.noise(self.conv(x, style)))
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        out: torch.Tensor = self.activate(self.noise(self.conv(x, style), noise))
         return out

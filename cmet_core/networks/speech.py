@@ -41,7 +41,7 @@ import torch.nn.functional as F
 import yaml
 
 from cmet_core.media.audio import AudioSource, load_audio
-from cmet_core.modelsets.errors import ModelLoadError, few
+from cmet_core.networks.errors import ModelLoadError, few
 from cmet_core.networks.runtime import select_device
 from cmet_core.settings import get_settings
 

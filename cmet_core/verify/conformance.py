@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
+from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
+from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
-from cmet_core.edit.expression import official_schedule
 from cmet_core.media import mel
 from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
 from cmet_core.networks.connector import Connector, run_windows
@@ -35,7 +36,9 @@ from cmet_core.verify.goldens import (
     model_checks,
     read_kit_files,
     root_tolerances,
+    u8_group,
 )
+from cmet_core.verify.schedule import official_schedule
 
 KIT_FILES = (
     "edtalk_gen_manifest.json",
@@ -260,7 +263,11 @@ def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -
 def kit_fingerprint(kit: Path) -> str:
     """Short digest of the kit's files, printed so a report says which kit it checked."""
     h = hashlib.sha256()
-    extensions = (*(f"{A2L_DIR}/{f}" for f in A2L_FILES), *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES))
+    extensions = (
+        *(f"{A2L_DIR}/{f}" for f in A2L_FILES),
+        *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES),
+        *(f"{PDFGC_DIR}/{f}" for f in PDFGC_FILES),
+    )
     for name in (*KIT_FILES, *extensions):
         path = Path(kit) / name
         if path.is_file():
@@ -283,14 +290,6 @@ def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[s
     except (ValueError, KeyError, OSError) as exc:
         raise KitError(f"{kit}: unreadable GFPGAN kit file ({exc})") from exc
     return manifest, golden, rec
-
-
-def _u8_group(name: str, ours: list[np.ndarray], ref: np.ndarray, max_abs: float, max_frac: float) -> GroupResult:
-    """uint8 faces: every value within `max_abs` levels, and at most `max_frac` of them differing at all."""
-    diff = np.abs(np.stack(ours).astype(np.int64) - ref.astype(np.int64))
-    worst, frac = float(diff.max()), float((diff > 0).mean())
-    ok = worst <= max_abs and frac <= max_frac
-    return GroupResult(name, ok, worst, f"{frac:.2e} of values differ (max<={max_abs:g}, frac<={max_frac:g})")
 
 
 def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
@@ -330,8 +329,8 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
     yield grp.result()
 
     u8 = rec["restored_u8"]
-    yield _u8_group(
-        "gfpgan.restored_u8", restored, g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
+    yield u8_group(
+        "gfpgan.restored_u8", np.stack(restored), g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
     )
 
 

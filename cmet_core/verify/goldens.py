@@ -105,6 +105,17 @@ class Group:
         return GroupResult(self.name, True, self.max_abs, limit)
 
 
+def u8_group(name: str, ours: np.ndarray, ref: np.ndarray, max_abs: float, max_frac: float) -> GroupResult:
+    """uint8 images: every value within `max_abs` levels, and at most `max_frac` of them differing at all."""
+    a = np.asarray(ours)
+    if a.shape != ref.shape:
+        return GroupResult(name, False, float("inf"), f"shape {a.shape} != {ref.shape}")
+    diff = np.abs(a.astype(np.int64) - ref.astype(np.int64))
+    worst, frac = float(diff.max()), float((diff > 0).mean())
+    ok = worst <= max_abs and frac <= max_frac
+    return GroupResult(name, ok, worst, f"{frac:.2e} of values differ (max<={max_abs:g}, frac<={max_frac:g})")
+
+
 def frames_tensor(u8: np.ndarray) -> torch.Tensor:
     """uint8 (N,H,W,3) RGB -> float (N,3,H,W) in [-1,1], the published preprocessing order."""
     x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255.0

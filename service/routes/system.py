@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from cmet_core.errors import ErrorCode
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.registry import choose
 from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+from cmet_core.networks.errors import ModelLoadError
 from cmet_jobs import jobs, queue, schemas
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError

@@ -20,10 +20,10 @@ from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Width
 from cmet_core.edit.pipeline import Editor
 from cmet_core.modelsets.build import make_tiny_set, verify_set
 from cmet_core.modelsets.checkpoints import load_module
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import SET_MANIFEST, ModelManifest
 from cmet_core.modelsets.sets import compatibility, load_set, read_set
 from cmet_core.networks.connector import TINY_CONNECTOR
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.verify.fill import fill_module
 from worker.batcher import BatchingBackbone, BatchPolicy

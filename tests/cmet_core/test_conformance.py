@@ -30,6 +30,8 @@ def test_cli_matches_every_golden(conformance_kit: Path) -> None:
     assert all(ln.startswith("ok") and "max_abs=" in ln for ln in lines)
     if (conformance_kit / "gfpgan").is_dir():
         assert {"gfpgan.filled_digest", "gfpgan.net_output", "gfpgan.restored_u8"} <= groups
+    if (conformance_kit / "pdfgc").is_dir():
+        assert {"pdfgc.filled_digest", "pdfgc.gen_img", "pdfgc.edit_img", "pdfgc.pipe_gen_u8"} <= groups
 
 
 def test_incomplete_kit_is_a_clear_error(conformance_kit: Path, tmp_path: Path) -> None:

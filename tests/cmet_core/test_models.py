@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cmet_core.backbones.edtalk.network import TINY_EDTALK, Generator
-from cmet_core.edit.expression import official_schedule
 from cmet_core.networks.connector import TINY_CONNECTOR, Connector, run_windows
 from cmet_core.verify.fill import fill_module
+from cmet_core.verify.schedule import official_schedule
 
 
 @pytest.mark.parametrize(

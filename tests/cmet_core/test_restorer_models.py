@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from cmet_core.modelsets.build import make_tiny_set, verify_set
 from cmet_core.modelsets.checkpoints import load_gfpgan
 from cmet_core.modelsets.convert import convert_gfpgan
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import ModelManifest
 from cmet_core.modelsets.pull import RestorerPull, UrlFile, download_url, pull_restorer
 from cmet_core.modelsets.sets import list_models, load_set
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.gfpgan import GFPGAN, LICENCE, TINY_GFPGAN
 from cmet_core.verify.fill import fill_module
 from tests.cmet_core.test_sets import FakeHub, tiny_spec

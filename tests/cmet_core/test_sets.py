@@ -37,7 +37,6 @@ from cmet_core.modelsets.convert import (
     import_emotion2vec,
     read_torch_checkpoint,
 )
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.manifests import (
     SET_MANIFEST,
     ModelManifest,
@@ -48,6 +47,7 @@ from cmet_core.modelsets.pull import OFFICIAL_FILES, OFFICIAL_SPEC, PullSpec, pu
 from cmet_core.modelsets.sets import list_models, load_set, read_set, select_set
 from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip
 from cmet_core.networks.connector import TINY_CONNECTOR, Connector
+from cmet_core.networks.errors import ModelLoadError
 
 try:
     from cmet_cli.main import app as cli_app

@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from cmet_core.media.audio import load_audio
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.speech_tiny import make_tiny_emotion2vec
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.speech import SpeechEncoder, verify_loaded
 from cmet_core.settings import get_settings
 

@@ -14,9 +14,9 @@ import torch
 
 from cmet_core.edit.pipeline import Editor
 from cmet_core.emotion.targets import EmotionTarget
-from cmet_core.modelsets.errors import ModelLoadError
 from cmet_core.modelsets.registry import LATEST, DirectoryRegistry, choose, open_registry, resolve
 from cmet_core.networks.connector import Connector, ConnectorConfig
+from cmet_core.networks.errors import ModelLoadError
 from cmet_core.settings import CoreSettings
 from tests.training.helpers import TINY_CONNECTOR, tiny_config
 from training.export import export_run, import_official

@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.modelsets.errors import ModelLoadError
+from cmet_core.networks.errors import ModelLoadError
 from cmet_jobs.db.models import JobRow, WebhookDelivery
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.settings import JobsSettings

@@ -1,9 +1,9 @@
-"""Stage names are one enum (`cmet_core.edit.stages.Stage`): the progress guard maps every member, in order."""
+"""Stage names are one enum (`cmet_core.stages.Stage`): the progress guard maps every member, in order."""
 
 from __future__ import annotations
 
 from cmet_core.edit.pipeline import STAGES
-from cmet_core.edit.stages import Stage
+from cmet_core.stages import Stage
 from worker.guards import STAGE_SPAN
 
 
