@@ -22,6 +22,7 @@ from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan
 from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
+from cmet_core.meter import NETWORKS, step
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import LipForward
@@ -81,7 +82,8 @@ class Clock:
     @contextmanager
     def networks(self) -> Iterator[None]:
         start = time.perf_counter()
-        yield
+        with step(NETWORKS):
+            yield
         self.network += time.perf_counter() - start
 
     def move(self, seconds: float, source: Stage, to: Stage) -> None:

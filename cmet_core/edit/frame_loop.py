@@ -32,6 +32,7 @@ from cmet_core.edit.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.edit.passes import chunks
 from cmet_core.media.images import to_images
 from cmet_core.media.video import VideoInfo, VideoWriter
+from cmet_core.meter import step
 from cmet_core.options import EditChoices
 from cmet_core.stages import Stage
 
@@ -159,10 +160,11 @@ class FrameLoop:
             for part in chunks(iter(frames), chunk):
                 with self.clock.networks():
                     rendered = to_images(drive.render(self.backbone, done, done + len(part)))
-                images = [
-                    faces.paste_back(frame.image, face, frame.box, mask=mask)
-                    for frame, face in zip(part, rendered, strict=True)
-                ]
+                with step("paste back"):
+                    images = [
+                        faces.paste_back(frame.image, face, frame.box, mask=mask)
+                        for frame, face in zip(part, rendered, strict=True)
+                    ]
                 indices = [frame.index for frame in part]
                 for stage in self.stages:
                     start = time.perf_counter()

@@ -27,6 +27,7 @@ from cmet_core.emotion.speech_plan import SpeechPlan
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.images import to_tensor
 from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
+from cmet_core.meter import metered, step
 from cmet_core.networks.connector import Connector
 from cmet_core.options import EditChoices, Limits, face_plan
 from cmet_core.stages import Stage
@@ -86,10 +87,11 @@ def encode_pass(
     parts: list[MotionRecord] = []
     times: list[float] = []
     source_crop: np.ndarray | None = None
-    for chunk in chunks(read_input(src, limit), chunk_frames):
+    for chunk in chunks(metered("decode encode", read_input(src, limit)), chunk_frames):
         if chunk[-1].index >= len(boxes):
             raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave more frames than the first pass")
-        crops = [faces.crop_face(f.image, boxes[f.index], face_size) for f in chunk]
+        with step("crop"):
+            crops = [faces.crop_face(f.image, boxes[f.index], face_size) for f in chunk]
         if chunk[0].index <= source_index <= chunk[-1].index:
             source_crop = crops[source_index - chunk[0].index]
         with clock.networks():

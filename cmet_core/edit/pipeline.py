@@ -35,6 +35,7 @@ from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
+from cmet_core.meter import metered
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
 from cmet_core.networks.errors import ModelLoadError
@@ -326,10 +327,11 @@ class _Edit:
             connector, editor.backbone.device, plan, found.motion.exp, found.times, self.progress, clock
         )
         loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
-        loop.prepare(lambda: (f.image for f in read_input(self.src)), found.boxes)
+        loop.prepare(lambda: (f.image for f in metered("decode landmarks", read_input(self.src))), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)
-        frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in read_input(self.src))
+        decoded = metered("decode render", read_input(self.src))
+        frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in decoded)
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
         audio = self.audio or (self.src if info.has_audio else None)
         out = video_out(self.dst, like, audio, self.limits.crf)

@@ -19,6 +19,7 @@ from cmet_core.faces.framing import crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
 from cmet_core.media.video import VideoInfo, read_frames
+from cmet_core.meter import metered, step
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def find_faces(
     """The face pass over a video's frames; `limit`: only the first frames (a dub shorter than its
     video needs no more). The rest as `find_faces_in`."""
     total = info.frame_count if limit is None else min(limit, info.frame_count)
-    images = (frame.image for frame in itertools.islice(read_frames(src), limit))
+    images = (frame.image for frame in metered("decode faces", itertools.islice(read_frames(src), limit)))
     return find_faces_in(
         images,
         (info.width, info.height),
@@ -71,7 +72,8 @@ def find_faces_in(
     detections: list[list[Detection]] = []
     with FaceDetector() as detector:
         for image in images:
-            detections.append(detector.detect(image))
+            with step("detect faces"):
+                detections.append(detector.detect(image))
             progress(len(detections))
     n = len(detections)
     width, height = size

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.meter import step
 
 
 class MediaError(InputError):
@@ -188,20 +189,27 @@ class VideoWriter:
         h, w = image.shape[:2]
         if (w, h) != (self.video.width, self.video.height):
             image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        with step("colour"):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
+                format=self.video.pix_fmt
+            )
         frame.pts = pts if pts is not None else round(self._next_index * self.frame_period / self.time_base)
         frame.time_base = self.time_base
         self._next_index += 1
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
+        with step("encode"):
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
         if self._audio is not None:
-            self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
+            with step("audio"):
+                self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
 
     def close(self) -> None:
-        for packet in self.video.encode(None):
-            self.container.mux(packet)
+        with step("encode"):
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
         if self._audio is not None:
-            self._audio.pump(until_s=None)
+            with step("audio"):
+                self._audio.pump(until_s=None)
             self._audio.close()
         self.container.close()
 
