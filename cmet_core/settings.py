@@ -45,7 +45,12 @@ class CoreSettings(BaseSettings):
     render_batch: int | None = Field(
         default=None, ge=1, le=256, description="Frames per EDTalk forward; default 8 on CUDA, 1 on the CPU."
     )
-    num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads of torch, OpenCV and each video codec per process (the thread policy, "
+        "cmet_core/threads.py); unset: the cores this process may use, shared among a host's workers.",
+    )
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."
     )

@@ -44,6 +44,7 @@ from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.settings import CoreSettings
 from cmet_core.stages import Stage
+from cmet_core.threads import apply_thread_policy
 
 if TYPE_CHECKING:
     from cmet_core.networks.speech import SpeechEncoder
@@ -153,7 +154,9 @@ class Editor:
         batching: Batching | None = None,
     ) -> Editor:
         """The editor the settings describe (runtime options, connector selection and registry), each
-        overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here."""
+        overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here, so
+        this is where the process's thread policy (`cmet_core/threads.py`) is applied."""
+        apply_thread_policy(settings)
         runtime = RuntimeOptions.from_settings(settings, device, batch)
         selection = connector if connector is not None else settings.connector_version
         choice = choose(selection, open_registry(registry, settings)) if selection is not None else None

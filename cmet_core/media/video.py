@@ -19,6 +19,15 @@ import numpy as np
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.meter import step
 
+_codec_threads = 0
+"""Threads of each decoder and encoder opened from now on; 0: the codec's own choice (every core)."""
+
+
+def set_codec_threads(threads: int) -> None:
+    """The process's thread policy for codecs (`cmet_core/threads.py`)."""
+    global _codec_threads
+    _codec_threads = threads
+
 
 class MediaError(InputError):
     """A user's media file that cannot be edited; the message names the file."""
@@ -153,6 +162,7 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = _codec_threads
         tb = stream.time_base or Fraction(1, 90000)
         try:
             for index, frame in enumerate(container.decode(stream)):
@@ -178,6 +188,7 @@ class VideoWriter:
         self.video.time_base = like.time_base
         self.video.codec_context.time_base = like.time_base
         self.video.options = {"crf": str(crf), "preset": "medium"}
+        self.video.thread_count = _codec_threads
         self.time_base = like.time_base
         self.frame_period = 1 / like.fps
         self._next_index = 0
