@@ -7,9 +7,10 @@ machine with a neighbour busy took minutes instead of seconds). `CMET_NUM_THREAD
 `num_threads`) sets all three; unset, each gets the cores this process may run on, divided by the
 worker processes sharing the host (the worker supervisor sets it per worker).
 
-The CLI (`cmet edit`, `cmet preview`), the workers (`worker/editor.py`) and the benchmarks call
-`apply_thread_policy` once, before the first network forward; `cmet serve` passes the setting to
-its worker process through the environment.
+`Editor.from_settings`, where the CLI (`cmet edit`, `cmet preview`), the workers (`cmet serve`'s and
+`cmet worker`'s) and the benchmarks build their editor, applies it. Idle OpenMP threads sleep instead
+of spinning where the process starts from `cmet` (`cmet_cli/__init__.py`), so threads beyond the
+cores that are free cost little.
 """
 
 from __future__ import annotations
