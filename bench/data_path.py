@@ -20,7 +20,7 @@ Each edit runs in a fresh process (`_child`) with the same environment (`CMET_NU
 1 here): the old code applies it to torch only, as its benchmarks did; the new code applies its
 thread policy.
 
-    python -m bench.data_path [--frames 50] [--sizes crop,720p,1080p] [--enhance off] [--old REF]
+    python -m bench.data_path [--frames 100] [--sizes crop,720p,1080p] [--enhance off] [--old REF]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -156,12 +157,62 @@ def _print(size: str, frames: int, old: dict[str, object], new: dict[str, object
     return {"outside": b["outside"] / a["outside"], "wall": b["wall"] / a["wall"]}
 
 
+def _encode(frames: list[np.ndarray], dst: Path, preset: str, crf: int) -> float:
+    """CPU seconds of libx264 (one thread, as the thread policy's default here) encoding yuv420p `frames`."""
+    import av  # deferred: the parent's own imports stay light
+
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+        stream.pix_fmt, stream.thread_count = "yuv420p", 1
+        stream.options = {"crf": str(crf), "preset": preset}
+        start = _cpu()
+        for i, planes in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+        return _cpu() - start
+
+
+def _psnr(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    mse = np.mean([np.mean((x.astype(np.float64) - y) ** 2) for x, y in zip(a, b, strict=True)])
+    return float(10 * np.log10(255**2 / max(mse, 1e-12)))
+
+
+def presets(src: Path, root: Path, crf: int) -> None:
+    """Each offered x264 preset on the input's frames: CPU per frame, size, PSNR against `medium`'s output and
+    against the input."""
+    import av  # deferred: the parent's own imports stay light
+
+    from cmet_core.media.video import X264Preset
+
+    def planes(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+
+    frames = planes(src)
+    decoded: dict[str, list[np.ndarray]] = {}
+    print(f"\nlibx264 at CRF {crf} on the {len(frames)} input frames of {src.name} (one thread)")
+    print(f"{'preset':12}{'CPU ms/frame':>14}{'kB':>8}{'size/medium':>13}{'PSNR vs medium':>16}{'vs input':>10}")
+    sizes: dict[str, int] = {}
+    for preset in ("medium", *(p for p in get_args(X264Preset) if p != "medium")):
+        dst = root / f"preset-{preset}.mp4"
+        cpu = _encode(frames, dst, preset, crf)
+        decoded[preset], sizes[preset] = planes(dst), dst.stat().st_size
+        vs_medium = _psnr(decoded[preset], decoded["medium"]) if preset != "medium" else float("inf")
+        print(
+            f"{preset:12}{1000 * cpu / len(frames):14.1f}{sizes[preset] / 1000:8.0f}"
+            f"{sizes[preset] / sizes['medium']:13.2f}{vs_medium:16.1f}{_psnr(decoded[preset], frames):10.1f}"
+        )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         _child(*sys.argv[2:6])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--sizes", default="crop,720p,1080p")
     parser.add_argument("--enhance", choices=("off", "on"), default="off")
     parser.add_argument("--old", default=BASELINE, help="git ref of the old path")
@@ -180,6 +231,8 @@ def main() -> None:
             old = _run(old_tree, src, root / f"{size}-old.mp4", models, args.enhance)
             new = _run(ROOT, src, root / f"{size}-new.mp4", models, args.enhance)
             ratios[size] = _print(size, args.frames, old, new)
+        if "1080p" in args.sizes.split(","):
+            presets(root / "1080p.mp4", root, 18)
     print()
     for size, ratio in ratios.items():
         print(f"{size}: CPU outside the networks new/old {ratio['outside']:.2f}, wall new/old {ratio['wall']:.2f}")

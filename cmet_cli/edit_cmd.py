@@ -154,7 +154,14 @@ def edit(
             intensity=intensity,
         )
     options = edit_choices(flags, lips_from)
-    limits = validated(Limits, max_duration_s=max_duration, max_timeline_segments=get_settings().max_timeline_segments)
+    settings = get_settings()
+    limits = validated(
+        Limits,
+        max_duration_s=max_duration,
+        max_timeline_segments=settings.max_timeline_segments,
+        encoder=settings.video_encoder,
+        preset=settings.x264_preset,
+    )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
             input_path = write_sample_clip(Path(scratch) / "sample.mp4")

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
+from cmet_core.media.video import DEFAULT_PRESET, VideoEncoder, X264Preset
 
 
 def _default_data_dir() -> Path:
@@ -50,6 +51,13 @@ class CoreSettings(BaseSettings):
         ge=1,
         description="Threads of torch, OpenCV and each video codec per process (the thread policy, "
         "cmet_core/threads.py); unset: the cores this process may use, shared among a host's workers.",
+    )
+    video_encoder: VideoEncoder = Field(
+        default="auto",
+        description="Output video encoder: auto is NVENC's H.264 on a CUDA worker that has it, else libx264.",
+    )
+    x264_preset: X264Preset = Field(
+        default=DEFAULT_PRESET, description="libx264's preset (speed against size at the same CRF quality)."
     )
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."

@@ -181,6 +181,8 @@ class JobsSettings(CoreSettings):
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
             max_timeline_segments=self.max_timeline_segments,
+            encoder=self.video_encoder,
+            preset=self.x264_preset,
         )
 
     def batching(self, model: BatchedModel) -> tuple[int, float]:

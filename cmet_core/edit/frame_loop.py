@@ -31,7 +31,7 @@ from cmet_core.edit.editing import Clock, Parts, Progress
 from cmet_core.edit.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.edit.passes import chunks
 from cmet_core.media.images import to_images
-from cmet_core.media.video import VideoInfo, VideoWriter
+from cmet_core.media.video import Encoding, VideoInfo, VideoWriter
 from cmet_core.meter import step
 from cmet_core.options import EditChoices
 from cmet_core.stages import Stage
@@ -106,9 +106,9 @@ def atomic_output(dst: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def video_out(dst: Path, like: VideoInfo, audio_from: Path | None, crf: int) -> Iterator[VideoWriter]:
-    """An H.264 video at `dst`, `like` the given info, with the audio of `audio_from`; renamed into place at the end."""
-    with atomic_output(dst) as partial, VideoWriter(partial, like=like, audio_from=audio_from, crf=crf) as writer:
+def video_out(dst: Path, like: VideoInfo, audio_from: Path | None, encoding: Encoding) -> Iterator[VideoWriter]:
+    """A video at `dst`, `like` the given info, with the audio of `audio_from`; renamed into place at the end."""
+    with atomic_output(dst) as partial, VideoWriter(partial, like, audio_from, encoding) as writer:
         yield writer
 
 

@@ -337,7 +337,7 @@ class _Edit:
         frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in decoded)
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
         audio = self.audio or (self.src if info.has_audio else None)
-        out = video_out(self.dst, like, audio, self.limits.crf)
+        out = video_out(self.dst, like, audio, self.limits.encoding(editor.backbone.device.type == "cuda"))
         loop.run(drive, frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)
         total = sum(clock.seconds.values())
         facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}
