@@ -8,6 +8,7 @@ models without importing the module that dispatches to it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ class Clock:
     def __init__(self) -> None:
         self.seconds: dict[Stage, float] = {}
         self.network = 0.0
+        self._lock = threading.Lock()  # the frame loop's threads both run networks
 
     @contextmanager
     def stage(self, name: Stage) -> Iterator[None]:
@@ -84,7 +86,8 @@ class Clock:
         start = time.perf_counter()
         with step(NETWORKS):
             yield
-        self.network += time.perf_counter() - start
+        with self._lock:
+            self.network += time.perf_counter() - start
 
     def move(self, seconds: float, source: Stage, to: Stage) -> None:
         """Count `seconds` spent inside stage `source` as stage `to` (a per-frame stage inside "render")."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,7 +25,14 @@ from cmet_core.edit.editing import Clock, EditResult, Progress, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
-from cmet_core.edit.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
+from cmet_core.edit.passes import (
+    edited_expression,
+    encode_pass,
+    face_pass,
+    motion_passes,
+    read_input,
+    read_input_planes,
+)
 from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
@@ -35,6 +42,7 @@ from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
+from cmet_core.media.video import DecodedFrame, PlanesFrame
 from cmet_core.meter import metered
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
@@ -333,7 +341,10 @@ class _Edit:
         loop.prepare(lambda: (f.image for f in metered("decode landmarks", read_input(self.src))), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)
-        decoded = metered("decode render", read_input(self.src))
+        inputs: Iterator[PlanesFrame | DecodedFrame] = (
+            read_input_planes(self.src) if loop.takes_planes else read_input(self.src)
+        )
+        decoded = metered("decode render", inputs)
         frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in decoded)
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
         audio = self.audio or (self.src if info.has_audio else None)

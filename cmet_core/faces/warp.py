@@ -16,6 +16,7 @@ import numpy as np
 
 from cmet_core.faces.framing import FACE_DROP_IN_CROP
 from cmet_core.faces.geometry import CropBox
+from cmet_core.media.yuv import Image, Yuv420
 
 FACE_SIZE = 256
 MASK_HALF_WIDTH = 0.38
@@ -120,6 +121,29 @@ def paste_back(image: np.ndarray, face: np.ndarray, box: CropBox, mask: np.ndarr
     alpha = _place(mask, scale, offset, roi_size, cv2.BORDER_CONSTANT)
     out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], rendered, alpha)
     return out
+
+
+def crop_frame(image: Image, box: CropBox, size: int = FACE_SIZE) -> np.ndarray:
+    """`crop_face` of an RGB frame or of a frame's planes, of which only the box's rectangle turns RGB."""
+    if not isinstance(image, Yuv420):
+        return crop_face(image, box, size)
+    rect = image.rectangle(box.x0 - 2, box.y0 - 2, box.x1 + 2, box.y1 + 2)
+    return crop_face(image.region(rect), _moved(box, rect), size)
+
+
+def paste_frame(image: Image, face: np.ndarray, box: CropBox, mask: np.ndarray) -> Image:
+    """`paste_back` into an RGB frame (a new one) or into a frame's planes (in place: only the box's
+    rectangle goes to RGB and back)."""
+    if not isinstance(image, Yuv420):
+        return paste_back(image, face, box, mask=mask)
+    rect = image.rectangle(box.x0, box.y0, box.x1, box.y1)
+    image.put(rect, paste_back(image.region(rect), face, _moved(box, rect), mask=mask))
+    return image
+
+
+def _moved(box: CropBox, rect: tuple[int, int, int, int]) -> CropBox:
+    """`box` in the pixels of the rectangle that starts at (rect[0], rect[1])."""
+    return CropBox(box.cx - rect[0], box.cy - rect[1], box.side)
 
 
 def blend(under: np.ndarray, over: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.yuv import Image, Yuv420
 from cmet_core.meter import step
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,16 @@ class DecodedFrame:
     image: np.ndarray  # (H, W, 3) uint8 RGB, upright
 
 
+@dataclass
+class PlanesFrame:
+    """A decoded frame as the decoder's planes where they can be kept (`yuv.Yuv420`), else upright RGB."""
+
+    index: int
+    pts: int | None
+    time_s: float
+    image: Image
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise MediaError(ErrorCode.NOT_FOUND, f"{path}: no such file")
@@ -131,9 +142,15 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(ErrorCode.NOT_MEDIA, f"{path}: not a media file PyAV can read ({exc})") from None
 
 
-def upright(frame: av.VideoFrame) -> np.ndarray:
-    """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied."""
-    image = frame.to_ndarray(format="rgb24")
+def upright(frame: av.VideoFrame, max_side: int | None = None) -> np.ndarray:
+    """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied;
+    `max_side`: scaled down in the same conversion so that neither side is longer (a detector's input)."""
+    scale = 1.0 if max_side is None else max_side / max(frame.width, frame.height)
+    if scale < 1:
+        size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
+        image = frame.reformat(format="rgb24", interpolation="AREA", **size).to_ndarray()
+    else:
+        image = frame.to_ndarray(format="rgb24")
     turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
@@ -211,9 +228,22 @@ def probe(
     return info
 
 
-def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
-    """Decodes the first video stream in presentation order, one upright RGB frame at a time."""
-    path = Path(path)
+def read_frames(path: Path | str, max_side: int | None = None) -> Iterator[DecodedFrame]:
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time; `max_side`:
+    each scaled down so that neither side is longer (the face pass needs no more)."""
+    for index, pts, time_s, frame in _decoded(Path(path)):
+        yield DecodedFrame(index, pts, time_s, upright(frame, max_side))
+
+
+def read_planes(path: Path | str) -> Iterator[PlanesFrame]:
+    """As `read_frames`, each frame the decoder's planes where `Yuv420` keeps them (no colour conversion)."""
+    for index, pts, time_s, frame in _decoded(Path(path)):
+        planes = Yuv420.of(frame)
+        yield PlanesFrame(index, pts, time_s, planes if planes is not None else upright(frame))
+
+
+def _decoded(path: Path) -> Iterator[tuple[int, int | None, float, av.VideoFrame]]:
+    """The first video stream's frames in presentation order: (index, pts, seconds, frame)."""
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -222,7 +252,7 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
         try:
             for index, frame in enumerate(container.decode(stream)):
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
-                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
+                yield index, frame.pts, time_s, frame
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 
@@ -255,14 +285,12 @@ class VideoWriter:
         if audio_from is not None and like.has_audio:
             self._audio = _AudioTranscoder(Path(audio_from), self.container)
 
-    def write(self, image: np.ndarray, pts: int | None = None) -> None:
-        h, w = image.shape[:2]
-        if (w, h) != (self.video.width, self.video.height):
-            image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
-        with step("colour"):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
-                format=self.video.pix_fmt
-            )
+    def write(self, image: Image, pts: int | None = None) -> None:
+        """One frame: RGB (converted here) or planes of the stream's size (encoded as they are)."""
+        if isinstance(image, Yuv420):
+            frame = av.VideoFrame.from_ndarray(image.data, format="yuv420p")
+        else:
+            frame = self._from_rgb(image)
         frame.pts = pts if pts is not None else round(self._next_index * self.frame_period / self.time_base)
         frame.time_base = self.time_base
         self._next_index += 1
@@ -272,6 +300,15 @@ class VideoWriter:
         if self._audio is not None:
             with step("audio"):
                 self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
+
+    def _from_rgb(self, image: np.ndarray) -> av.VideoFrame:
+        h, w = image.shape[:2]
+        if (w, h) != (self.video.width, self.video.height):
+            image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
+        with step("colour"):
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
+                format=self.video.pix_fmt
+            )
 
     def close(self) -> None:
         with step("encode"):
