@@ -40,8 +40,8 @@ HD = (1920, 1080)
 
 
 def make_hd_input(path: Path, frames: int, size: tuple[int, int] = HD, *, audio: bool = False) -> Path:
-    """The first frames of the uncropped clip, Lanczos-upscaled to `size`'s height and widened to its width by
-    reflection; `audio`: with a tone, so writing the output has a track to carry."""
+    """The first frames of the uncropped clip (back and forth past its 500), Lanczos-upscaled to `size`'s height
+    and widened to its width by reflection; `audio`: with a tone, so writing the output has a track to carry."""
     # deferred: av, cv2
     import cv2
 
@@ -50,6 +50,7 @@ def make_hd_input(path: Path, frames: int, size: tuple[int, int] = HD, *, audio:
 
     src = get_settings().test_data / "video" / "obama_uncropped.mp4"
     small = [f.image for f in read_frames(src) if f.index < frames]
+    small += small[::-1]
     side = size[1]
     pad = (size[0] - side) // 2
 
