@@ -6,7 +6,7 @@ progress from the worker cannot overwrite each other's state.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -169,14 +169,25 @@ def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
     return to_preview(job, storage) if job.kind.preview else to_schema(job, storage)
 
 
-def active_count(session: Session, key_id: str) -> int:
+def active_count(session: Session, key_id: str, kinds: tuple[JobKind, ...] | None = None) -> int:
+    """The key's jobs queued or running (of `kinds`, else of every kind)."""
     states = (JobState.QUEUED, JobState.RUNNING)
-    return int(
-        session.scalar(
-            select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
-        )
-        or 0
+    query = select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
+    if kinds is not None:
+        query = query.where(JobRow.kind.in_(kinds))
+    return int(session.scalar(query) or 0)
+
+
+def longest_edit_wait_s(session: Session) -> float | None:
+    """How long the oldest queued edit has waited (None: none waits); previews step behind it past a limit."""
+    oldest = session.scalar(
+        select(func.min(JobRow.created_at)).where(JobRow.kind == JobKind.EDIT, JobRow.state == JobState.QUEUED)
     )
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:  # SQLite's aggregate skips the column's type
+        oldest = oldest.replace(tzinfo=UTC)
+    return (now() - oldest).total_seconds()
 
 
 def lock(session: Session, job_id: str) -> JobRow | None:

@@ -412,16 +412,20 @@ def probe_url(
     schemes: Sequence[str] = ("https",),
     timeout: float = 5.0,
     max_redirects: int = 5,
+    total_timeout: float = 10.0,
 ) -> None:
     """What `fetch_to_file` would meet, without the body: every redirect hop checked, the final
     answer a success, the declared size within `max_bytes`. Lets the API refuse a bad URL input
     (a redirect to a private address, a 404, a file too big) at submission; the worker checks again
-    when it fetches, since DNS and servers may change in between."""
+    when it fetches, since DNS and servers may change in between. `total_timeout` bounds the whole
+    probe (every hop's connect and reads): a server that drips its headers holds a submission thread
+    no longer than that."""
     current = _parse(url)
     check_url(str(current), allow_private=allow_private, schemes=schemes)
+    deadline = _Deadline(total_timeout)
     try:
         with (
-            _client(allow_private, schemes, timeout) as client,
+            _client(allow_private, schemes, timeout, deadline) as client,
             _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current),
         ):
             total = response.headers.get("content-range", "").rpartition("/")[2]
@@ -429,7 +433,13 @@ def probe_url(
                 raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the file is {total} bytes; the limit is {max_bytes}")
             if response.status_code != 206:
                 _check_declared(response, current, max_bytes)
-    except _HTTPX_ERRORS as exc:
+    except (*_HTTPX_ERRORS, BlockedURLError) as exc:
+        if deadline.passed():
+            raise BlockedURLError(
+                ErrorCode.URL_FETCH_FAILED, f"{current} did not answer within {total_timeout:g} s"
+            ) from None
+        if isinstance(exc, BlockedURLError):
+            raise
         raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"fetching {current} failed: {exc!r}") from None
 
 
