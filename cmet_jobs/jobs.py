@@ -6,7 +6,7 @@ progress from the worker cannot overwrite each other's state.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -178,16 +178,16 @@ def active_count(session: Session, key_id: str, kinds: tuple[JobKind, ...] | Non
     return int(session.scalar(query) or 0)
 
 
-def longest_edit_wait_s(session: Session) -> float | None:
-    """How long the oldest queued edit has waited (None: none waits); previews step behind it past a limit."""
+def previews_ahead_of_an_edit(session: Session) -> int | None:
+    """Previews (of any key) started since the oldest queued edit was created (None: no edit waits); past
+    a limit, previews step behind it."""
     oldest = session.scalar(
         select(func.min(JobRow.created_at)).where(JobRow.kind == JobKind.EDIT, JobRow.state == JobState.QUEUED)
     )
     if oldest is None:
         return None
-    if oldest.tzinfo is None:  # SQLite's aggregate skips the column's type
-        oldest = oldest.replace(tzinfo=UTC)
-    return (now() - oldest).total_seconds()
+    started = select(func.count()).select_from(JobRow).where(JobRow.kind != JobKind.EDIT, JobRow.started_at >= oldest)
+    return int(session.scalar(started) or 0)
 
 
 def lock(session: Session, job_id: str) -> JobRow | None:

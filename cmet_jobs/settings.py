@@ -143,11 +143,11 @@ class JobsSettings(CoreSettings):
         description="Previews (clip previews and contact sheets) of one key queued or running at once; more are "
         "refused (429 concurrent_limit), so one key's share of the preview queue is bounded.",
     )
-    edit_max_wait_s: float = Field(
-        default=30.0,
+    previews_before_edit: int = Field(
+        default=4,
         ge=0,
-        description="Previews go before waiting edits, but not before an edit that has waited this long: a "
-        "preview taken from the preview queue then steps behind it (re-queued on the edit queue).",
+        description="Previews go before waiting edits, but at most this many start while an edit waits: the "
+        "next preview taken from the preview queue steps behind it (re-queued on the edit queue).",
     )
     probes_per_minute: int = Field(
         default=10, ge=1, description="Probes of uploaded videos one key may ask for in a minute (429 rate_limit)."

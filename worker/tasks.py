@@ -202,9 +202,10 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
 
 
 def _behind_a_waiting_edit(task: Task, settings: JobsSettings, job_id: str) -> bool:
-    """Previews go before waiting edits, but not for ever: a preview taken from a preview queue while an
-    edit has waited `edit_max_wait_s` is queued again on the edit queue, behind that edit (same time
-    limits), and this message ends. Taken from the edit queue, it runs: it waited its turn there."""
+    """Previews go before waiting edits, but not for ever: a preview taken from a preview queue after
+    `previews_before_edit` previews started while an edit waits is queued again on the edit queue, behind
+    that edit (same time limits), and this message ends. Taken from the edit queue, it runs: it waited
+    its turn there."""
     routing = (task.request.delivery_info or {}).get("routing_key") or ""
     if not routing.startswith(settings.preview_queue):
         return False
@@ -212,12 +213,12 @@ def _behind_a_waiting_edit(task: Task, settings: JobsSettings, job_id: str) -> b
         job = session.get(JobRow, job_id)
         if job is None or job.state != JobState.QUEUED or not job.kind.preview:
             return False
-        waited = jobs.longest_edit_wait_s(session)
-    if waited is None or waited < settings.edit_max_wait_s:
+        ahead = jobs.previews_ahead_of_an_edit(session)
+    if ahead is None or ahead < settings.previews_before_edit:
         return False
     hard, soft = task.request.timelimit or (None, None)
     queue.send(settings, RUN_JOB, job_id, settings.queue, soft_time_limit=soft, time_limit=hard)
-    log.info("a preview steps behind an edit that has waited %.0f s", waited)
+    log.info("a preview steps behind an edit that %d previews went before", ahead)
     return True
 
 

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
+from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio
-from tests.service.stack import REDIS_URL, free_port, postgres_database, process, wait_until
+from tests.service.stack import REDIS_URL, Stack, free_port, postgres_database, process, wait_until
 
 pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis (and, below, the shared stack)
 
@@ -248,3 +249,164 @@ def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, 
             client.post("/v1/edits", json={"video_asset": asset["id"], "emotion": "happy"}),
         ):
             assert (refused.status_code, refused.json()["code"]) == (429, "concurrent_limit"), refused.text
+
+
+# --- on the shared stack's workers -------------------------------------------------------------------
+
+
+def _settings(stack: Stack) -> JobsSettings:
+    """The stack's settings, as its processes read them from the environment."""
+    return JobsSettings(**{k.removeprefix("CMET_").lower(): v for k, v in stack.env.items() if k.startswith("CMET_")})
+
+
+def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
+    """Item 6: twelve of one key's deliveries to a receiver that trickles its answer hold at most
+    `webhook_key_concurrency` (2) of the webhook worker's 4 threads; another key's delivery arrives as
+    fast as it does alone."""
+    from cmet_jobs import webhooks
+    from cmet_jobs.db.models import JobRow, WebhookDelivery, now
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import create_key
+    from cmet_jobs.states import JobState
+    from tests.records import make_job
+    from tests.service.receiver import slow_receiver, webhook_receiver
+
+    settings, db = _settings(stack), stack.env["CMET_DATABASE_URL"]
+    with session_scope(db) as session:
+        hostile, other = create_key(session, "slow-hooks").record, create_key(session, "hooks").record
+        keys = {"hostile": (hostile.id, hostile.webhook_secret), "other": (other.id, other.webhook_secret)}
+    jobs = {name: make_job(db, key_id, state=JobState.SUCCEEDED) for name, (key_id, _) in keys.items()}
+
+    def deliveries(name: str, url: str, n: int) -> list[str]:
+        with session_scope(db) as session:
+            rows = [
+                WebhookDelivery(
+                    job_id=jobs[name],
+                    key_id=keys[name][0],
+                    event="edit.succeeded",
+                    msg_id=f"msg_{uuid.uuid4().hex}",
+                    url=url,
+                    payload={"type": "edit.succeeded", "timestamp": now().isoformat(), "data": {"id": jobs[name]}},
+                )
+                for _ in range(n)
+            ]
+            session.add_all(rows)
+            session.flush()
+            return [r.id for r in rows]
+
+    try:
+        with webhook_receiver(keys["other"][1]) as hook:
+
+            def delay() -> float:
+                started, before = time.monotonic(), len(hook.calls)
+                webhooks.dispatch(settings, deliveries("other", hook.url, 1))
+                while len(hook.calls) == before and time.monotonic() < started + 5:
+                    time.sleep(0.01)
+                return time.monotonic() - started
+
+            baseline = min(delay() for _ in range(2))
+            with slow_receiver(every_s=0.5, for_s=20.0) as slow:
+                webhooks.dispatch(settings, deliveries("hostile", slow.url, 12))
+                wait_until(lambda: slow.calls >= 2, 10, "the slow receiver's first calls")
+                time.sleep(0.5)  # any more of its deliveries would have started by now
+                beside, at_once = delay(), slow.calls
+        print(f"\nanother key's webhook: {beside:.2f} s beside a slow receiver, {baseline:.2f} s alone")
+        assert at_once == settings.webhook_key_concurrency, at_once
+        assert beside < 1.0 and beside < baseline + 0.5, (beside, baseline)
+        assert all(c.verified for c in hook.calls)
+    finally:
+        with session_scope(db) as session:  # the deliveries go with their job
+            session.delete(session.get(JobRow, jobs["hostile"]))
+
+
+def test_previews_cannot_starve_another_keys_edit(stack: Stack, tmp_path: Path) -> None:
+    """Item 8: one key keeps the preview queue full (within its limits); another key's edit lets at most
+    `previews_before_edit` (4) previews start before it, and waits about that many previews longer than
+    it does alone."""
+    from datetime import datetime
+
+    from tests.service.conftest import new_key
+    from tests.service.test_flow import wait_final
+
+    ahead = 4  # CMET_PREVIEWS_BEFORE_EDIT, its default
+    video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
+    hostile = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {new_key(stack, 'p')}"})
+    other = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {new_key(stack, 'e')}"})
+
+    def run(client: httpx.Client, path: str, data: dict[str, object]) -> tuple[dict, float]:  # type: ignore[type-arg]
+        started = time.monotonic()
+        r = client.post(path, files={"video": ("c.mp4", video)}, data=data, timeout=60)
+        assert r.status_code == 202, r.text
+        done = wait_final(client, r.json()["id"], timeout=60, path=path)
+        assert done["state"] == "succeeded", done
+        return done, time.monotonic() - started
+
+    def edit() -> tuple[dict, float]:  # type: ignore[type-arg]
+        return run(other, "/v1/edits", {"emotion": "happy"})
+
+    baseline = min(edit()[1], edit()[1])  # the first may wait for a (re)started worker's models
+    preview = run(hostile, "/v1/previews", {"emotions": ["sad"]})[1]
+    stop, accepted = threading.Event(), []
+
+    def flood() -> None:
+        deadline = time.monotonic() + FLOOD_S
+        while not stop.is_set() and time.monotonic() < deadline:
+            r = hostile.post("/v1/previews", files={"video": ("c.mp4", video)}, data={"emotions": ["sad"]}, timeout=60)
+            if r.status_code == 202:
+                accepted.append(r.json()["id"])
+            stop.wait(0.05)
+
+    flooding = threading.Thread(target=flood, daemon=True)
+    flooding.start()
+    try:
+        wait_until(lambda: len(accepted) >= 2, 10, "the first previews")
+        job, beside = edit()
+    finally:
+        stop.set()
+        flooding.join(60)
+        for preview_id in accepted:
+            hostile.post(f"/v1/previews/{preview_id}/cancel")
+    print(
+        f"\nanother key's edit: {beside:.2f} s beside one key's {len(accepted)} previews, {baseline:.2f} s alone "
+        f"(one preview: {preview:.2f} s)"
+    )
+
+    def at(record: dict, field: str) -> datetime | None:  # type: ignore[type-arg]
+        return datetime.fromisoformat(record[field]) if record.get(field) else None
+
+    created, started = at(job, "created_at"), at(job, "started_at")
+    assert created is not None and started is not None
+    previews = [hostile.get(f"/v1/previews/{i}").json() for i in accepted]
+    went_first = [p for p in previews if (s := at(p, "started_at")) is not None and created <= s < started]
+    assert len(went_first) <= ahead, len(went_first)
+    assert beside < baseline + (ahead + 1) * preview + 2.0, (beside, baseline, preview)
+
+
+FLOOD_S = 20.0
+
+
+def test_stray_asset_files_in_s3_are_swept(stack: Stack, tmp_path: Path) -> None:
+    """Item 10: a PUT to a deleted asset's presigned URL recreates an object no record owns, and a presigned
+    S3 PUT carries no size limit; the workers' asset sweep deletes both and keeps the asset in order."""
+    from sqlalchemy import update
+
+    from cmet_jobs.db.models import Asset
+    from cmet_jobs.db.session import session_scope
+    from tests.service.conftest import new_key
+    from worker.sweeper import sweep_assets
+
+    video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {new_key(stack, 's3')}"}) as client:
+        kept, deleted, large = (client.post("/v1/uploads", json={"kind": "video"}).json() for _ in range(3))
+        for made in (kept, deleted, large):
+            assert httpx.put(made["upload_url"], content=video).status_code == 200
+        assert client.delete(f"/v1/uploads/{deleted['id']}").status_code == 204
+        assert httpx.put(deleted["upload_url"], content=video).status_code == 200  # the URL still works
+        with session_scope(stack.env["CMET_DATABASE_URL"]) as session:  # as if the PUT had gone past its limit
+            session.execute(update(Asset).where(Asset.id == large["id"]).values(max_bytes=len(video) - 1))
+        names = {made["id"] for made in (kept, deleted, large)}
+        assert {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")} >= names
+        assert sweep_assets(_settings(stack)) >= 2  # what the workers' sweeper runs every minute
+        left = {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")}
+        assert kept["id"] in left and not {deleted["id"], large["id"]} & left, left
+        assert client.get(f"/v1/uploads/{kept['id']}").json()["uploaded"] is True
