@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio, make_many_packets
+from tests.service.servers import http_server
 from tests.service.stack import free_port, process, wait_until
 
 SUBMISSION_THREADS = 8
@@ -58,6 +59,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "CMET_SUBMISSION_THREADS": str(SUBMISSION_THREADS),
         "CMET_MAX_SPEECH_BYTES": str(MAX_SPEECH_BYTES),
         "CMET_UPLOADS_PER_MINUTE": "100000",  # the races create 120 assets of one key in seconds
+        "CMET_SUBMISSIONS_PER_KEY": str(CLIENTS),  # and send CLIENTS submissions of one key at once
     }
     args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
     with process(args, env, tmp / "api.log") as proc:
@@ -228,13 +230,8 @@ def slow_url() -> Iterator[str]:
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/talk.mp4"
-    finally:
-        server.shutdown()
+    with http_server(Slow) as url:
+        yield url + "/talk.mp4"
 
 
 HOLD_S = 2.0

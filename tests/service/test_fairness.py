@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ import pytest
 from cmet_core.media.sample import write_sample_clip
 from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio
+from tests.service.servers import http_server
 from tests.service.stack import REDIS_URL, Stack, free_port, postgres_database, process, wait_until
 
 pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis (and, below, the shared stack)
@@ -102,13 +103,8 @@ def drip() -> Iterator[str]:
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/talk.mp4"
-    finally:
-        server.shutdown()
+    with http_server(Drip) as url:
+        yield url + "/talk.mp4"
 
 
 def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
