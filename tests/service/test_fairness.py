@@ -210,6 +210,32 @@ def test_event_streams_are_capped_per_key(api: Api, clip: bytes) -> None:
     assert beside < baseline + 0.05, (beside, baseline)
 
 
+def test_revoking_a_key_ends_its_open_streams(api: Api, clip: bytes) -> None:
+    """Item 12: a revoked key's open event stream ends with an `unauthorized` error event within a poll or
+    two, and sends nothing more (no freshly signed output URL)."""
+    from cmet_jobs.db.models import ApiKey
+    from cmet_jobs.db.session import session_scope
+    from cmet_jobs.keys import hash_key, revoke_key
+
+    headers = api.key()
+    r = httpx.post(api.url + "/v1/edits", headers=headers, files={"video": ("c.mp4", clip)}, data={"emotion": "sad"})
+    assert r.status_code == 202, r.text
+    with httpx.Client(headers=headers, timeout=3) as client:  # a stream left open: a read timeout, not a hang
+        with client.stream("GET", f"{api.url}/v1/edits/{r.json()['id']}/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "id: 1" and next(lines) == "event: state"
+            with session_scope(api.env["CMET_DATABASE_URL"]) as session:
+                secret = headers["Authorization"].removeprefix("Bearer ")
+                key_id = session.query(ApiKey.id).filter(ApiKey.key_hash == hash_key(secret)).scalar()
+                assert revoke_key(session, key_id)
+            revoked = time.monotonic()
+            rest = [line for line in lines if line.startswith(("event:", "data:"))]
+            took = time.monotonic() - revoked
+    print(f"\na revoked key's stream ended {took:.2f} s after the revocation")
+    assert rest[-2:-1] == ["event: error"] and '"unauthorized"' in rest[-1], rest
+    assert took < 2.0, took
+
+
 def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, tmp_path: Path) -> None:
     """Item 9: every kind of work a key can cause counts: asset records (held and per minute), probes per
     minute, and custom emotions being built (as jobs)."""
