@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     PHOTO_NEEDS_SPEECH = "photo_needs_speech"
     POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
     BAD_CURSOR = "bad_cursor"
+    OUTPUT_EXISTS = "output_exists"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
     # who asks, and how often
@@ -159,6 +160,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
     ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
+    ErrorCode.OUTPUT_EXISTS: (409, "the CLI's output file exists (--force replaces it)"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
     ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
     ErrorCode.UNAUTHORIZED: (401, "the API key is missing, unknown or revoked"),

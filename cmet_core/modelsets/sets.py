@@ -9,9 +9,9 @@ Layout of a set (see `checkpoints` for the model format)::
     SET/gfpgan.safetensors      SET/gfpgan.json      optional: GFPGAN v1.4 face restorer (`enhance`)
     SET/audio2lip.safetensors   SET/audio2lip.json   Audio2Lip, speech to lips (optional: dubbing only)
 
-The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
-set. This module finds, reads and loads sets; importing it does not import torch (the service
-reads sets too), only `load_set` does. Writing and verifying sets is `build`.
+The models dir (setting `CMET_MODELS_DIR`, default `~/.cache/cmet/models`, which `CMET_DATA_DIR` does
+not move) holds one folder per set. This module finds, reads and loads sets; importing it does not
+import torch (the service reads sets too), only `load_set` does. Writing and verifying sets is `build`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,15 @@ def default_models_dir() -> Path:
 
 def no_set_message(root: Path) -> str:
     """What to do when there are no weights: where they go and the two ways to get them."""
-    where = "" if Path(root) == default_models_dir() else f" --dir {root}"
+    settings = get_settings()
+    where = "" if Path(root) == default_models_dir() else f" {root}"
+    chosen = (
+        f" (the models dir, set by CMET_MODELS_DIR={settings.models_dir})"
+        if settings.models_dir is not None and Path(root) == settings.models_dir
+        else ""
+    )
     return (
-        f"no model set at {root}; run `cmet models pull{where}` (needs network; downloads the published "
+        f"no model set at {root}{chosen}; run `cmet models pull{where}` (needs network; downloads the published "
         f"weights and converts them into {Path(root) / 'official'}) or `cmet models make-tiny {Path(root) / 'tiny'}` "
         "for a small random set"
     )
