@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 import typer
 
 from cmet_cli.console import run, say
-from cmet_core.settings import get_settings
 from cmet_core.modelsets.registry import choose
 from cmet_core.modelsets.sets import select_set
+from cmet_core.settings import get_settings
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobKind
 from worker.devices import WEBHOOK_ENV, celery_worker, job_queues, webhook_command
