@@ -76,7 +76,8 @@ def serve(
         "CMET_LOG_LEVEL": os.environ.get("CMET_LOG_LEVEL", "INFO" if verbose else "WARNING"),
         # a host named: kombu warns "No hostname was supplied" at every connection otherwise
         "CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://localhost/"),
-        "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}"),
+        # CMET_PUBLIC_URL stays unset unless the user sets it: answers then name the origin a request came to
+        "CMET_API_URL": f"http://{host}:{port}",
     }
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)

@@ -88,7 +88,7 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
-    intensity, face choice, source frame, lips, pose fill, enhance) are `cmet_core`'s own definitions.
+    intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
     With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
     the job is listed under /v1/previews."""
 

@@ -62,8 +62,16 @@ class JobsSettings(CoreSettings):
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
 
-    public_url: str = Field(
-        default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads)."
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the API at, named by signed local uploads and downloads. Unset: an "
+        "answer names the origin its request came to (localhost, a LAN name, a proxy that keeps Host), so the "
+        "page's uploads stay same-origin; URLs made outside a request (webhooks) name api_url.",
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where this API listens (`cmet serve` sets it): signed local URLs made outside a request name "
+        "it when public_url is unset.",
     )
     url_signing_key: str | None = Field(
         default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR."

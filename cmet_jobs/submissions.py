@@ -30,7 +30,7 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
 from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
+from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, new_id, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
@@ -281,6 +281,7 @@ def create_job(
     """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
     (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
     job = JobRow(
+        id=new_id(new.kind.id_prefix),
         key_id=key.id,
         kind=new.kind,
         state=JobState.CREATING,

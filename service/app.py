@@ -14,6 +14,7 @@ from service.deps import reject_unknown_query
 from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
+from service.origin import RequestOrigin
 from service.routes import deliveries, edits, emotions, previews, probes, system, uploads
 
 API_VERSION = "1.0.0"
@@ -45,6 +46,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     offload.install(app, settings)
     problems.install(app)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestOrigin)
     app.add_middleware(BodyLimit, settings=settings)
     metrics.install(app)
     customize(app)
