@@ -165,6 +165,11 @@ class JobRecord(BaseModel):
 
 class Job(JobRecord):
     object: Literal["edit"] = "edit"
+    video_name: str | None = Field(
+        default=None,
+        description="The input video's file name: an uploaded asset's, or a video_url's last path segment; "
+        "null for a multipart part.",
+    )
     emotion: str | None
     intensity: float
     timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")

@@ -100,7 +100,7 @@ class JobsSettings(CoreSettings):
         default=None,
         description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
     )
-    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
+    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /openapi.json).")
     asset_retention_s: int = Field(
         default=7 * 24 * 3600,
         ge=60,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -323,9 +324,9 @@ def store_video(
         return InputRef(key=prefix + "video")
     if video_asset is not None:
         uploads.snapshot(storage, video_asset, prefix + "video", "video")
-        return InputRef(key=prefix + "video")
+        return InputRef(key=prefix + "video", name=video_asset.filename or None)
     assert video_url is not None  # the sources were checked: the video came exactly once
-    return InputRef(url=video_url)
+    return InputRef(url=video_url, name=unquote(urlsplit(video_url).path.rsplit("/", 1)[-1])[:300] or None)
 
 
 def _store_inputs(

@@ -119,6 +119,14 @@ export class TimelineStep {
     $("timeline-status").textContent = `Added segment ${this.selected + 1}: ${this.describe(segment)}.`;
   }
 
+  /** No segments (the video they were drawn for failed). */
+  clear() {
+    this.segments = [];
+    this.selected = -1;
+    this.build();
+    $("timeline-status").textContent = "";
+  }
+
   remove(index) {
     if (index < 0) return;
     this.segments.splice(index, 1);
