@@ -24,7 +24,7 @@ from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
-from cmet_core.networks.runtime import LipForward
+from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import Limits
 from cmet_core.stages import Progress, Stage
 
@@ -43,7 +43,7 @@ class Parts(Protocol):
     models: ModelSet
     backbone: Backbone
     restorer: Restorer | None
-    lips: LipForward | None
+    lips: SpeechLips | None
     connector: Connector
     face_size: int
     stages: Sequence[StageFactory]

@@ -184,7 +184,9 @@ class Sheet:
             }
         crop_input = faces.is_face_crop(info.width, info.height)
         with clock.stage(Stage.FACES):
-            plan = face_pass(self.src, info, self.options, self.limits, crop_input, self.progress)
+            plan = face_pass(
+                self.src, info, self.options, self.limits, crop_input, self.progress, editor.backbone.framing
+            )
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
             raise InputError(
@@ -211,7 +213,7 @@ class Sheet:
         loop.prepare(lambda: [frame], [box])
         n = rows.shape[0]
         cells = Images()
-        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows)
+        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows, smoothed=True)  # cells are stills
         loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
         pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
