@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.edit.editing import Clock, EditResult, Parts, Progress
+from cmet_core.edit.editing import Clock, EditResult, Parts, Progress, connector_of
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.lips import check_inputs, plan
 from cmet_core.edit.passes import (
@@ -160,7 +160,7 @@ class Dub:
 
     def run(self) -> EditResult:
         editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
-        connector = editor.connector
+        connector = connector_of(editor)
         max_pixels = limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:

@@ -22,6 +22,7 @@ from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan
 from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
+from cmet_core.errors import ErrorCode, InputError
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
@@ -30,7 +31,7 @@ from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Clock", "EditResult", "Parts", "Progress", "no_progress"]
+__all__ = ["Clock", "EditResult", "Parts", "Progress", "connector_of", "no_progress"]
 
 
 def no_progress(_stage: Stage, _done: int, _total: int) -> None:
@@ -44,7 +45,7 @@ class Parts(Protocol):
     backbone: Backbone
     restorer: Restorer | None
     lips: SpeechLips | None
-    connector: Connector
+    connector: Connector | None
     face_size: int
     stages: Sequence[StageFactory]
 
@@ -61,6 +62,18 @@ class Parts(Protocol):
         *,
         has_audio: bool = True,
     ) -> SpeechPlan: ...
+
+
+def connector_of(editor: Parts) -> Connector:
+    """The editor's connector, or `connector_missing` naming the command that trains one (a set of a
+    backbone nobody published a connector for)."""
+    if editor.connector is None:
+        raise InputError(
+            ErrorCode.CONNECTOR_MISSING,
+            f"model set {editor.models.path} has no C-MET connector for its {editor.models.backbone} backbone: "
+            "train one with `cmet-train` (prep-visual, train, export) and serve it with `--connector`",
+        )
+    return editor.connector
 
 
 class Clock:

@@ -21,7 +21,7 @@ import torch
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone
 from cmet_core.edit.dubbing import Dub
-from cmet_core.edit.editing import Clock, EditResult, Progress, no_progress
+from cmet_core.edit.editing import Clock, EditResult, Progress, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
@@ -117,7 +117,7 @@ class Editor:
         self.lips: SpeechLips | None = own if own is not None else audio2lip_lips(lips) if lips is not None else None
         """Lips from speech for dubbing: the backbone's own, or the set's Audio2Lip (`lips`, or a server's
         batcher of it); None when there is neither (dubbing is then refused)."""
-        self.connector = models.connector.eval().to(self.backbone.device)
+        self.connector = models.connector.eval().to(self.backbone.device) if models.connector is not None else None
         self.library = library if library is not None else load_builtin_library()
         self.face_size = self.backbone.framing.size
         self.stages: Sequence[StageFactory] = DEFAULT_STAGES
@@ -181,7 +181,7 @@ class Editor:
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
         self.models.use_connector(choice)
-        self.connector = self.models.connector.eval().to(self.backbone.device)
+        self.connector = connector_of(self).eval().to(self.backbone.device)
 
     def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
@@ -314,7 +314,7 @@ class _Edit:
 
     def run(self) -> EditResult:
         editor, clock = self.editor, self.clock
-        connector, connector_label = editor.connector, editor.connector_label  # one connector per edit
+        connector, connector_label = connector_of(editor), editor.connector_label  # one connector per edit
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION), clock.networks():
             plan = editor.plan(

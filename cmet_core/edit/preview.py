@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from cmet_core import faces
-from cmet_core.edit.editing import Clock, Progress, no_progress
+from cmet_core.edit.editing import Clock, Progress, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.edit.passes import face_pass, identity, motion_of
 from cmet_core.emotion.library import EmotionLibrary
@@ -175,6 +175,7 @@ class Sheet:
 
     def run(self) -> ContactSheet:
         choice, editor, clock = self.choice, self.editor, self.clock
+        connector_of(editor)  # a set without a connector is refused before any decoding
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
@@ -236,7 +237,7 @@ class Sheet:
         docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
         if not vectors:
             return exp[:0]
-        connector, device = self.editor.connector, self.editor.backbone.device
+        connector, device = connector_of(self.editor), self.editor.backbone.device
         t, n = connector.cfg.window, len(vectors)
         window = exp.to(device).reshape(1, 1, -1).expand(n, t, -1).contiguous()
         speech = torch.from_numpy(np.stack(vectors)).to(device).reshape(n, 1, -1)
