@@ -30,11 +30,11 @@ from PIL.PngImagePlugin import PngInfo
 from cmet_core import faces
 from cmet_core.edit.editing import Clock, Progress, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
-from cmet_core.edit.passes import face_pass, identity, motion_of
+from cmet_core.edit.passes import audio_lips, face_pass, identity, motion_of
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.media.video import read_frames
+from cmet_core.media.video import DecodedFrame, read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
 from cmet_core.stages import Stage
 
@@ -195,7 +195,8 @@ class Sheet:
             )
         size = editor.face_size
         with clock.stage(Stage.ENCODE):
-            images = _decode(self.src, {index, plan.source_index})
+            decoded = _decode(self.src, {index, plan.source_index})
+            images = {i: f.image for i, f in decoded.items()}
             source = identity(
                 editor.backbone, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             )
@@ -214,7 +215,12 @@ class Sheet:
         loop.prepare(lambda: [frame], [box])
         n = rows.shape[0]
         cells = Images()
-        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows, smoothed=True)  # cells are stills
+        lips = editor.backbone.speech_lips
+        mouth = None  # a backbone whose lips come from speech: the frame's own, from the audio at its time
+        if lips is not None:
+            time_s = np.array([decoded[index].time_s])
+            mouth = audio_lips(lips, self.src, info, time_s, self.limits).expand(n, -1)
+        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows, mouth, smoothed=True)  # stills
         loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
         pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
@@ -253,12 +259,12 @@ def _scaled(box: faces.CropBox, scale: float) -> faces.CropBox:
     return box if scale == 1 else faces.CropBox(box.cx * scale, box.cy * scale, box.side * scale)
 
 
-def _decode(src: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+def _decode(src: Path, wanted: set[int]) -> dict[int, DecodedFrame]:
     """The frames `wanted`, decoding no further than the last of them."""
-    found: dict[int, np.ndarray] = {}
+    found: dict[int, DecodedFrame] = {}
     for frame in read_frames(src):
         if frame.index in wanted:
-            found[frame.index] = frame.image
+            found[frame.index] = frame
             if len(found) == len(wanted):
                 break
     if len(found) != len(wanted):

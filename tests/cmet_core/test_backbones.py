@@ -226,7 +226,7 @@ def test_a_registered_backbone_makes_fills_and_loads_sets_through_its_tools(tmp_
     assert all(torch.all(t == 0.5) for t in net.state_dict().values())
     made = make_tiny_set(tmp_path / "made", backbone="made", restorer=False)
     manifest = read_set(made)
-    assert manifest.backbone == "made" and manifest.required == ("made", "connector", "emotion2vec")
+    assert manifest.backbone == "made" and manifest.required == ("made", "emotion2vec")
     assert verify_set(made).ok
     models = load_set(made)
     assert isinstance(models.generator, torch.nn.Linear) and models.generator.weight.shape == (6, 12)

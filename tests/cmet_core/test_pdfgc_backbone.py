@@ -20,11 +20,12 @@ from cmet_core.backbones.pdfgc.entry import FRAMING
 from cmet_core.backbones.pdfgc.network import PDFGC, TINY_PDFGC
 from cmet_core.edit.frame_loop import Drive
 from cmet_core.edit.passes import audio_lips
+from cmet_core.edit.preview import contact_sheet
 from cmet_core.faces import CropBox, paste_mask
 from cmet_core.media.video import probe, read_frames
 from cmet_core.modelsets.manifests import SET_MANIFEST
 from cmet_core.networks.runtime import RuntimeOptions
-from cmet_core.options import Limits
+from cmet_core.options import Limits, SheetChoice
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef, run_options
 from tests.media_factory import make_audio, make_video
@@ -148,7 +149,9 @@ def test_a_set_without_a_connector_is_refused_naming_cmet_train(
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_the_workers_editor_follows_a_timeline_on_a_pdfgc_set(tiny_pdfgc_set: Path, clip: Path, tmp_path: Path) -> None:
+def test_the_workers_editor_follows_a_timeline_and_makes_a_sheet_on_a_pdfgc_set(
+    tiny_pdfgc_set: Path, clip: Path, tmp_path: Path
+) -> None:
     """The editor a worker builds (its batcher around the backbone) and the options a stored job runs with."""
     settings = JobsSettings(models_set=tiny_pdfgc_set, device="cpu")
     editor = WorkerEditor().get(settings)
@@ -161,6 +164,10 @@ def test_the_workers_editor_follows_a_timeline_on_a_pdfgc_set(tiny_pdfgc_set: Pa
     result = editor.edit(clip, tmp_path / "timeline.mp4", spec.edit_target((), _no_fetch), choices, limits=limits)
     assert result.frames == 4 and result.timeline is not None and len(result.timeline.segments) == 2
     assert probe(tmp_path / "timeline.mp4").frame_count == 4
+    sheet = contact_sheet(editor, clip, SheetChoice(emotions=("sad",), intensities=(0.0, 1.0), frame=2), choices)
+    (own, sad) = sheet.rows[0]
+    assert own.image.shape == sad.image.shape == (256, 256, 3) and sheet.frame == 2
+    assert np.array_equal(own.image[236:], sad.image[236:]) and not np.array_equal(own.image, sad.image)
 
 
 def _no_fetch(_ref: InputRef, _name: str) -> Path:
