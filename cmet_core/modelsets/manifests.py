@@ -39,8 +39,10 @@ from cmet_core.networks.errors import ModelLoadError
 
 SpeechKind = Literal["emotion2vec"]
 """The speech encoder an emotion is embedded with."""
+FeatureKind = Literal["gfpgan", "audio2lip"]
+"""The members one feature needs: the face restorer (`enhance`), Audio2Lip (dubbing)."""
 SharedKind = Literal[SpeechKind]
-OptionalKind = Literal["connector", "gfpgan", "audio2lip"]
+OptionalKind = Literal["connector", FeatureKind]
 MemberKind = Literal[SharedKind, OptionalKind]
 """The members that are not a backbone's generator, each name spelled once in the literals above."""
 MEMBER_KINDS: tuple[MemberKind, ...] = get_args(MemberKind)
