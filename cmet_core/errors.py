@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     BAD_SOURCE_FRAME = "bad_source_frame"
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
+    EYE_CONTROL_UNSUPPORTED = "eye_control_unsupported"
     BAD_UPSCALE = "bad_upscale"
     # previews
     BAD_PREVIEW_FRAME = "bad_preview_frame"
@@ -135,6 +136,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
+    ErrorCode.EYE_CONTROL_UNSUPPORTED: (
+        422,
+        "gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none",
+    ),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
     ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
     ErrorCode.BAD_PREVIEW_WINDOW: (422, "the preview window holds no frame of the clip, or not its source_frame"),

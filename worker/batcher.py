@@ -120,6 +120,9 @@ class BatchingBackbone:
     def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
         return self.backbone.smooth_clip(motion)
 
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        return self.backbone.switch_off(motion, off)
+
     def encode(self, crops: torch.Tensor) -> MotionRecord:
         motion: MotionRecord = self._encoder.submit(crops.shape[0], crops)
         return motion

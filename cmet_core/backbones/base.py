@@ -124,6 +124,11 @@ class Backbone(Protocol):
         independent stills (a contact sheet's cells); EDTalk returns it unchanged."""
         ...
 
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        """The motion with the eye motions `off` names switched off (`BackboneSpec.controls` says which
+        exist; an edit refuses others before it starts)."""
+        ...
+
     def stack_sources(self, sources: Sequence[Source], rows: Sequence[int]) -> Source:
         """One per-row source from several: `sources[i]` repeated `rows[i]` times (a batcher mixing jobs)."""
         ...

@@ -77,6 +77,8 @@ class BackboneSpec:
     tools: Callable[[], BackboneTools] | None = None
     """The backbone's set-making tools (importing them imports torch); None: sets of it are not made,
     converted or filled here (a test's stand-in)."""
+    controls: frozenset[str] = frozenset()
+    """The eye motions an edit may switch off (`gaze`, `blink`: `Backbone.switch_off`); EDTalk has none."""
 
     def require_tools(self) -> BackboneTools:
         """The tools, or a `ModelLoadError` naming the backbone when it registers none."""

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -131,17 +131,26 @@ class FrameLoop:
     pasted back, passed through the stages and written."""
 
     def __init__(
-        self, backbone: Backbone, face_size: int, stages: Sequence[FrameStage], clock: Clock, progress: Progress
+        self,
+        backbone: Backbone,
+        face_size: int,
+        stages: Sequence[FrameStage],
+        clock: Clock,
+        progress: Progress,
+        eyes_off: frozenset[str] = frozenset(),
     ) -> None:
         self.backbone, self.face_size, self.stages = backbone, face_size, list(stages)
         self.clock, self.progress = clock, progress
+        self.eyes_off = eyes_off
+        """The eye motions the render switches off (`EyeChoice`; checked against the backbone before)."""
 
     @classmethod
     def of(cls, editor: Parts, options: EditChoices, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
         """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
         crop box side, in input pixels)."""
         context = StageContext(options, editor.restorer, face_side, editor.face_size)
-        return cls(editor.backbone, editor.face_size, chosen(editor.stages, context), clock, progress)
+        stages = chosen(editor.stages, context)
+        return cls(editor.backbone, editor.face_size, stages, clock, progress, options.eyes_off())
 
     def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
         """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""
@@ -168,6 +177,8 @@ class FrameLoop:
         at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
         total = len(drive)
         drive = drive.over_clip(self.backbone)
+        if self.eyes_off:
+            drive = replace(drive, motion=self.backbone.switch_off(drive.motion, self.eyes_off))
         mask = faces.paste_mask(self.face_size, crop_input, windowed=self.backbone.framing.window is not None)
         applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
         done = 0

@@ -21,7 +21,7 @@ import torch
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone
 from cmet_core.edit.dubbing import Dub
-from cmet_core.edit.editing import Clock, EditResult, Progress, connector_of, no_progress
+from cmet_core.edit.editing import Clock, EditResult, Progress, check_eyes, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
@@ -227,6 +227,7 @@ class Editor:
         only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
         user's `options`."""
         src, dst, report = Path(src), Path(dst), progress or no_progress
+        check_eyes(self.backbone, options)
         if options.lips == "video" and speech_track is not None and pose_video is None:
             return self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):

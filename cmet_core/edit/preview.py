@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from cmet_core import faces
-from cmet_core.edit.editing import Clock, Progress, connector_of, no_progress
+from cmet_core.edit.editing import Clock, Progress, check_eyes, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
 from cmet_core.edit.passes import audio_lips, face_pass, identity, motion_of
 from cmet_core.emotion.library import EmotionLibrary
@@ -176,6 +176,7 @@ class Sheet:
     def run(self) -> ContactSheet:
         choice, editor, clock = self.choice, self.editor, self.clock
         connector_of(editor)  # a set without a connector is refused before any decoding
+        check_eyes(editor.backbone, self.options)
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {

@@ -88,6 +88,14 @@ def test_smoothing_runs_once_over_the_output_order(backbone: PDFGCBackbone) -> N
     assert still.over_clip(backbone) is still
 
 
+def test_gaze_and_blink_switch_off_their_parts_of_the_eye_code(backbone: PDFGCBackbone) -> None:
+    eye = torch.arange(1.0, 7.0).expand(2, -1)
+    motion = MotionRecord(torch.zeros(2, 30), {"mouth": torch.zeros(2, 500), "eye": eye, "pose": torch.zeros(2, 6)})
+    assert backbone.switch_off(motion, frozenset({"gaze"})).parts["eye"][0].tolist() == [1, 2, 0, 0, 5, 6]
+    assert backbone.switch_off(motion, frozenset({"blink"})).parts["eye"][0].tolist() == [0, 0, 3, 4, 0, 0]
+    assert backbone.switch_off(motion, frozenset()).parts["eye"].equal(eye)
+
+
 def test_the_crop_window_is_a_box_of_the_frame_and_its_paste_fades_at_its_edges() -> None:
     box = CropBox(cx=300.0, cy=200.0, side=448.0)  # 2 frame pixels per crop pixel
     window = box.window(FRAMING.size, FRAMING.window)
@@ -168,6 +176,18 @@ def test_the_workers_editor_follows_a_timeline_and_makes_a_sheet_on_a_pdfgc_set(
     (own, sad) = sheet.rows[0]
     assert own.image.shape == sad.image.shape == (256, 256, 3) and sheet.frame == 2
     assert np.array_equal(own.image[236:], sad.image[236:]) and not np.array_equal(own.image, sad.image)
+    still = choices.model_copy(update={"gaze": "off", "blink": "off"})
+    (still_own,) = contact_sheet(editor, clip, SheetChoice(emotions=("sad",), intensities=(0.0,), frame=2), still).rows[
+        0
+    ]
+    assert not np.array_equal(still_own.image, own.image)  # the same frame without its eye motion
+
+
+def test_eye_controls_on_an_edtalk_set_are_refused_naming_pdfgc(tiny_set: Path, clip: Path, tmp_path: Path) -> None:
+    code, said = _edit(
+        str(clip), "-e", "happy", "--blink", "off", "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set)
+    )
+    assert code == 2 and "[eye_control_unsupported]" in said and "pdfgc" in said and "edtalk" in said, said
 
 
 def _no_fetch(_ref: InputRef, _name: str) -> Path:

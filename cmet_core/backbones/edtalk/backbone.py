@@ -102,6 +102,11 @@ class EDTalkBackbone:
     def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
         return motion
 
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        if off:
+            raise ValueError(f"EDTalk has no separate eye codes to switch off: {', '.join(sorted(off))}")
+        return motion
+
     def stack_sources(self, sources: Sequence[SourceCache], rows: Sequence[int]) -> SourceCache:
         def per_row(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
             return torch.cat([t.expand(n, *t.shape[1:]) for t, n in zip(tensors, rows, strict=True)])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cmet_core.backbones.base import MotionRecord
-from cmet_core.backbones.pdfgc.codes import gained, smooth_mouth, smooth_pose
+from cmet_core.backbones.pdfgc.codes import EYE_PARTS, gained, smooth_mouth, smooth_pose
 from cmet_core.backbones.pdfgc.entry import FRAMING, MOUTH_PART, NAME, pdfgc_widths
 from cmet_core.backbones.pdfgc.frontend import HOP, speech_windows
 from cmet_core.backbones.pdfgc.network import PDFGC
@@ -97,6 +97,12 @@ class PDFGCBackbone:
     def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
         smoothed = {MOUTH_PART: smooth_mouth(motion.parts[MOUTH_PART]), "pose": smooth_pose(motion.parts["pose"])}
         return MotionRecord(motion.exp, {**motion.parts, **smoothed})
+
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        eye = motion.parts["eye"].clone()
+        for name in off:
+            eye[:, list(EYE_PARTS[name])] = 0.0
+        return motion.with_part("eye", eye)
 
     def render(self, source: PDFGCSource, motion: MotionRecord) -> torch.Tensor:
         """Images (N,3,224,224) float32 on the CPU in (-1,1), covering the crop's window.

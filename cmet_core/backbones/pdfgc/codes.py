@@ -19,6 +19,9 @@ BATCH = 8
 MOUTH_GAIN, EMO_GAIN, EYE_GAIN = 1.5, 1.2, 1.2
 GAZE_DIMS, BLINK_DIMS = (2, 3), (0, 1, 4, 5)
 """The eye code's gaze and blink parts (the Tester's `--gaze` / `--blink` switches mask them)."""
+EYE_PARTS = {"gaze": GAZE_DIMS, "blink": BLINK_DIMS}
+"""An edit's eye controls (`gaze: off`, `blink: off`) -> the eye code's dimensions they zero, as the
+Tester's switches do."""
 
 
 def drive_rows(frames: int, length: int, batch: int = BATCH) -> np.ndarray:

@@ -63,4 +63,6 @@ def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
     return PDFGCBackbone(module, runtime)
 
 
-PDFGC_SPEC = BackboneSpec(name=NAME, widths=pdfgc_widths, load=_load, build=_build, tools=_tools)
+PDFGC_SPEC = BackboneSpec(
+    name=NAME, widths=pdfgc_widths, load=_load, build=_build, tools=_tools, controls=frozenset({"gaze", "blink"})
+)
