@@ -164,6 +164,7 @@ def test_the_workers_editor_follows_a_timeline_and_makes_a_sheet_on_a_pdfgc_set(
     settings = JobsSettings(models_set=tiny_pdfgc_set, device="cpu")
     editor = WorkerEditor().get(settings)
     assert editor.backbone.name == "pdfgc" and editor.lips is not None
+    assert editor.expression_weights(clip).shape == (4, 30)  # what cmet-train prep-visual reads
     segments = [{"start_s": 0.0, "end_s": 0.08, "target": "angry"}, {"start_s": 0.08, "end_s": 0.16, "target": "happy"}]
     spec = EditSpec.model_validate(
         {"video": {"key": "jobs/x/input/video"}, "timeline": {"segments": segments, "transition_s": 0.04}}
