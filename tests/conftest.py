@@ -42,12 +42,11 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pdfgc_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny PD-FGC set (`cmet models make-tiny --backbone pdfgc`) with its 30-wide connector; no restorer
-    and no Audio2Lip (its lips come from its own audio encoder), to make it quickly."""
+    """A tiny PD-FGC set (`cmet models make-tiny --backbone pdfgc`) with its 30-wide connector and no
+    Audio2Lip (its lips come from its own audio encoder); no restorer, to make it quickly."""
     from cmet_core.modelsets.build import make_tiny_set
 
-    path = tmp_path_factory.mktemp("models") / "tiny-pdfgc"
-    return make_tiny_set(path, seed=0, restorer=False, audio2lip=False, backbone="pdfgc")
+    return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny-pdfgc", seed=0, restorer=False, backbone="pdfgc")
 
 
 @pytest.fixture(scope="session")

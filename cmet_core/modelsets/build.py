@@ -171,7 +171,8 @@ def make_tiny_set(
 
     The `backbone`'s tiny generator (its tools' `tiny` config), and a connector and Audio2Lip as wide
     as its expression and lip codes. `restorer=False` leaves out the optional face restorer (a set that
-    cannot `enhance`), `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub),
+    cannot `enhance`), `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub; a
+    backbone with its own lips never gets one),
     `connector=False` the connector (a set that cannot edit, as a converted PD-FGC set before `cmet-train`)."""
     spec = backbone_spec(backbone)
     tools = spec.require_tools()
@@ -188,7 +189,7 @@ def make_tiny_set(
         _add_member(stage, backbone, gen, dict(tools.tiny), "tiny", version, source)
         if connector:
             _add_member(stage, "connector", con, con.cfg.to_dict(), "tiny", version, source)
-        if audio2lip:
+        if audio2lip and not spec.own_lips:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 a2l = Audio2Lip(replace(TINY_AUDIO2LIP, lip_dim=widths.lip))
@@ -202,8 +203,8 @@ def make_tiny_set(
 def make_filled_set(
     dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0, backbone: BackboneKind = DEFAULT_BACKBONE
 ) -> Path:
-    """The `backbone`'s full-size generator, connector, face restorer and Audio2Lip filled by rule
-    cmet-fill-v1 (benchmarks without official weights).
+    """The `backbone`'s full-size generator, connector, face restorer and Audio2Lip (unless the backbone has
+    its own lips) filled by rule cmet-fill-v1 (benchmarks without official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
@@ -215,14 +216,15 @@ def make_filled_set(
     with staged_set(dest, force) as stage:
         gen = tools.network(tools.full)
         con, restorer = Connector(ConnectorConfig(exp_dim=widths.exp)), GFPGAN(GFPGANConfig())
-        a2l = Audio2Lip(Audio2LipConfig(lip_dim=widths.lip))
         fill_module(gen, backbone)
         fill_module(con, "connector")
         fill_module(restorer, "gfpgan")
-        fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
         _add_member(stage, "gfpgan", restorer, restorer.cfg.to_dict(), "filled", "1.4.0", source)
-        _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
+        if not spec.own_lips:
+            a2l = Audio2Lip(Audio2LipConfig(lip_dim=widths.lip))
+            fill_module(a2l, "audio2lip")
+            _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
         _add_member(stage, backbone, gen, dict(tools.full), "filled", "1.0.0", source)
         _add_member(stage, "connector", con, con.cfg.to_dict(), "filled", "1.0.0", source)
         add_tiny_emotion2vec(

@@ -187,8 +187,9 @@ def compatibility(configs: dict[str, dict[str, Any]], backbone: str = DEFAULT_BA
     gen, con, e2v, a2l = (configs.get(k) for k in (backbone, "connector", "emotion2vec", "audio2lip"))
     if gen:
         connector_exp = con.get("exp_dim") if con else None
-        lip = a2l.get("lip_dim", AUDIO2LIP_LIP_DIM) if a2l else None
-        widths = backbone_spec(backbone).widths(gen)
+        spec = backbone_spec(backbone)
+        lip = a2l.get("lip_dim", AUDIO2LIP_LIP_DIM) if a2l and not spec.own_lips else None
+        widths = spec.widths(gen)
         checks += [
             Check("set", "compatibility", "failed", msg) for msg in misfits(backbone, widths, connector_exp, lip)
         ]
@@ -238,8 +239,10 @@ class ModelSet:
         return backbone_spec(self.backbone).build(self.generator, runtime)
 
     def check_fit(self, backbone: str, widths: Widths) -> None:
-        """Refuse a backbone whose widths the set's connector or lip model do not match."""
-        lip = self.audio2lip.config.lip_dim if self.audio2lip is not None else None
+        """Refuse a backbone whose widths the set's connector or lip model do not match (a backbone with its
+        own lips never uses the set's lip model)."""
+        unused = backbone_spec(backbone).own_lips
+        lip = self.audio2lip.config.lip_dim if self.audio2lip is not None and not unused else None
         exp = self.connector.cfg.exp_dim if self.connector is not None else None
         problems = misfits(backbone, widths, exp, lip)
         if problems:

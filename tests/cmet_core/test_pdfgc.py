@@ -30,7 +30,7 @@ from cmet_core.backbones.spec import Widths
 from cmet_core.modelsets.build import verify_set
 from cmet_core.modelsets.checkpoints import load_module
 from cmet_core.modelsets.manifests import read_model_manifest
-from cmet_core.modelsets.sets import load_set
+from cmet_core.modelsets.sets import load_set, read_set
 from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.verify.fill import fill_module
@@ -196,6 +196,7 @@ def test_tiny_set_of_the_backbone_verifies(tiny_pdfgc_set: Path) -> None:
     report = verify_set(tiny_pdfgc_set)
     assert [c.status for c in report.checks if c.kind == NAME] == ["ok"]
     assert report.ok, [c.line() for c in report.failures]
+    assert "audio2lip" not in read_set(tiny_pdfgc_set).models  # its lips come from its own audio encoder
     models = load_set(tiny_pdfgc_set)
     assert models.connector is not None and models.connector.cfg.exp_dim == 30
     backbone = models.build_backbone(RuntimeOptions(device="cpu"))

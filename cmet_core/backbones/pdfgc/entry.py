@@ -64,5 +64,11 @@ def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
 
 
 PDFGC_SPEC = BackboneSpec(
-    name=NAME, widths=pdfgc_widths, load=_load, build=_build, tools=_tools, controls=frozenset({"gaze", "blink"})
+    name=NAME,
+    widths=pdfgc_widths,
+    load=_load,
+    build=_build,
+    tools=_tools,
+    own_lips=True,
+    controls=frozenset({"gaze", "blink"}),
 )
