@@ -107,7 +107,11 @@ def convert_cmd(
         "--edtalk",
         help="The backbone's published generator: EDTalk.pt for edtalk, the folder of its four .pth files for pdfgc.",
     ),
-    connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
+    connector: Path = typer.Option(
+        None,
+        "--connector",
+        help="Official C-MET connector .pth (optional: without one the set edits nothing until cmet-train trains one).",
+    ),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),
     gfpgan: Path = typer.Option(None, "--gfpgan", help="Optional GFPGANv1.4.pth, the face restorer of --enhance."),
     audio2lip: Path = typer.Option(None, "--audio2lip", help="Official Audio2Lip.pt (optional; needed to dub)."),

@@ -290,8 +290,11 @@ class ServedConnector(BaseModel):
 class ModelSetInfo(BaseModel):
     name: str
     version: str
+    backbone: str = Field(description="The generator the set's edits run on (edtalk, pdfgc).")
     models: list[ModelInfo]
-    connector: ServedConnector
+    connector: ServedConnector | None = Field(
+        description="Null when the set has no connector and none is served (edits fail with connector_missing)."
+    )
 
 
 class Health(BaseModel):

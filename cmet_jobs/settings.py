@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.modelsets.manifests import OptionalKind, SpeechKind
+from cmet_core.modelsets.manifests import FeatureKind, SpeechKind
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, Limits
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, OptionalKind]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, FeatureKind]
 """A batch policy's name: the backbone's encoder and renderer (the `edtalk_*` policies serve whichever
 backbone a set names), and the set's other batched members by their kind."""
 

@@ -154,7 +154,7 @@ def test_make_tiny_round_trip(tiny_set: Path) -> None:
     manifest = read_set(tiny_set)
     assert set(manifest.models) == {"edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"}
     rows, problems = list_models(tiny_set.parent)
-    assert not problems and [r.kind for r in rows] == ["edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"]
+    assert not problems and [r.kind for r in rows] == ["edtalk", "emotion2vec", "connector", "gfpgan", "audio2lip"]
     assert all(r.source == "make-tiny seed=0" and r.size > 0 for r in rows)
     report = verify_set(tiny_set)
     assert report.ok, [c.line() for c in report.checks]

@@ -454,7 +454,8 @@ def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
     page.screenshot(path=served.shots / "14-timeline.png", full_page=True)
     with page.expect_request(lambda r: r.url.endswith("/v1/edits") and r.method == "POST") as sent:
         page.get_by_role("button", name="Edit the video").click()
-    assert {"enhance": "off", "enhance_strength": 0.5}.items() <= sent.value.post_data_json.items()
+    sent_fields = {"enhance": "off", "enhance_strength": 0.5, "gaze": "keep", "blink": "keep"}  # eyes: as the video
+    assert sent_fields.items() <= sent.value.post_data_json.items()
     expect(page.locator("#job-line")).to_contain_text("timeline of 3", timeout=30_000)
     job_id = page.url.split("#job=")[1]
     applied = httpx.get(f"{served.url}/v1/edits/{job_id}", headers=alice).json()["timeline"]
