@@ -207,8 +207,8 @@ def _behind_a_waiting_edit(task: Task, settings: JobsSettings, job_id: str) -> b
     that edit (same time limits), and this message ends. Taken from the edit queue, it runs: it waited
     its turn there."""
     routing = (task.request.delivery_info or {}).get("routing_key") or ""
-    if not routing.startswith(settings.preview_queue):
-        return False
+    if routing != settings.preview_queue and not routing.startswith(settings.preview_queue + "."):
+        return False  # a device's own preview queue is `<preview_queue>.<device>` (devices.DeviceSlot.queues)
     with session_scope(settings.db_url) as session:
         job = session.get(JobRow, job_id)
         if job is None or job.state != JobState.QUEUED or not job.kind.preview:
