@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from cmet_core.faces.geometry import CropBox
+from cmet_core.faces.warp import footprint, span
 from cmet_core.media.yuv import Image, Yuv420
 
 Border = Literal["replicate", "constant"]
@@ -95,16 +96,11 @@ def place(
 def crop_face(image: torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
     """`warp.crop_face` of a (3, H, W) frame: the square `box` as a (3, size, size) float crop."""
     h, w = image.shape[1:]
-    x0, x1 = _span(box.x0 - 1, box.x1 + 1, w)
-    y0, y1 = _span(box.y0 - 1, box.y1 + 1, h)
+    x0, x1 = span(box.x0 - 1, box.x1 + 1, w)
+    y0, y1 = span(box.y0 - 1, box.y1 + 1, h)
     scale = size / box.side
     offset = ((x0 - box.x0) * scale, (y0 - box.y0) * scale)
     return place(image[:, y0:y1, x0:x1], scale, offset, (size, size), "replicate")
-
-
-def _span(start: float, end: float, limit: int) -> tuple[int, int]:
-    a = min(max(math.floor(start), 0), limit - 1)
-    return a, min(max(math.ceil(end), a + 1), limit)
 
 
 def blend(under: torch.Tensor, over: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -118,8 +114,7 @@ def paste_back(image: torch.Tensor, face: torch.Tensor, box: CropBox, mask: torc
     size = face.shape[-1]
     h, w = image.shape[1:]
     out = image.clone()
-    x0, x1 = max(0, math.floor(box.x0)), min(w, math.ceil(box.x1))
-    y0, y1 = max(0, math.floor(box.y0)), min(h, math.ceil(box.y1))
+    x0, y0, x1, y1 = footprint(box, w, h)
     if x1 <= x0 or y1 <= y0:
         return out
     scale = box.side / size
@@ -138,7 +133,7 @@ def paste_frame(image: Image, face: torch.Tensor, box: CropBox, mask: torch.Tens
         region = image.region(rect)
     else:
         h, w = image.shape[:2]
-        (a, c), (b, d) = _span(box.x0, box.x1, w), _span(box.y0, box.y1, h)
+        (a, c), (b, d) = span(box.x0, box.x1, w), span(box.y0, box.y1, h)
         rect = (a, b, c, d)
         region = image[b:d, a:c]
     moved = CropBox(box.cx - rect[0], box.cy - rect[1], box.side)
