@@ -30,8 +30,8 @@ VideoEncoder = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc", "av1_nvenc
 encoders only when named."""
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]
 DEFAULT_PRESET: X264Preset = "superfast"
-"""Measured by `bench/data_path.py` at 1080p, CRF 18, one thread: `medium` 115 ms of CPU a frame, `superfast`
-28 ms with the same PSNR against the source (52.5 dB) and 1.8x the bytes; `veryfast` 35 ms, 1.2 dB less."""
+"""Measured by `bench/data_path.py` at 1080p, CRF 18, one thread: `medium` 108 ms of CPU a frame and 52.4 dB
+PSNR against the input, `superfast` 31 ms, 52.2 dB, twice the bytes; `veryfast` 41 ms, medium's size, 51.2 dB."""
 NVENC_PRESET = "p4"
 """NVENC's middle preset (p1 fastest .. p7 best): its speed is the GPU's, the CPU only feeds it frames."""
 
