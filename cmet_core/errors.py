@@ -94,6 +94,7 @@ class ErrorCode(StrEnum):
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
     LIPS_UNAVAILABLE = "lips_unavailable"
+    QUALITY_UNAVAILABLE = "quality_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
@@ -188,6 +189,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
     ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
+    ErrorCode.QUALITY_UNAVAILABLE: (
+        503,
+        "the quality models (the `quality` extra) are not installed: no quality report (the edit still runs)",
+    ),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
     ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),
     ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),

@@ -7,7 +7,7 @@ variable) and duration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -146,8 +146,9 @@ def probe(
     return info
 
 
-def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
-    """Decodes the first video stream in presentation order, one upright RGB frame at a time."""
+def read_frames(path: Path | str, wanted: Container[int] | None = None) -> Iterator[DecodedFrame]:
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time; with `wanted`,
+    only the frames of those indices are converted and given (a sampler's, which skips the rest cheaply)."""
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -155,6 +156,8 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
         tb = stream.time_base or Fraction(1, 90000)
         try:
             for index, frame in enumerate(container.decode(stream)):
+                if wanted is not None and index not in wanted:
+                    continue
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
                 yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
         except av.error.FFmpegError as exc:
