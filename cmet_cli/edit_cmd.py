@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+from cmet_cli.quality_cmd import show
 from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_sample_clip
@@ -203,6 +204,7 @@ def edit(
                 limits=limits,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
+    show(result.quality, result.quality_problem)
     found = voice_table(result)
     if found is not None:
         out().print(found)

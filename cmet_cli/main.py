@@ -11,6 +11,7 @@ from cmet_cli import (
     keys_cmd,
     models_cmd,
     preview_cmd,
+    quality_cmd,
     serve_cmd,
     worker_cmd,
 )
@@ -27,6 +28,7 @@ def _configure_logging(ctx: typer.Context) -> None:
 
 app.command("edit", cls=edit_cmd.ManyValuesCommand)(edit_cmd.edit)
 app.command("preview")(preview_cmd.preview)
+app.command("quality")(quality_cmd.quality)
 app.command("conformance")(conformance_cmd.conformance)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(emotions_cmd.app, name="emotions")

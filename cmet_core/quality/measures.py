@@ -115,7 +115,11 @@ def identity(inputs: Sequence[Reading], outputs: Sequence[Reading], paired: bool
 
 def opening(mesh: np.ndarray) -> float:
     """The mouth's inner opening over the eyes' outer distance (so it does not change with the face's size)."""
-    return float(np.linalg.norm(mesh[_LIP_TOP] - mesh[_LIP_BOTTOM]) / np.linalg.norm(mesh[_EYE_OUTER[0]] - mesh[_EYE_OUTER[1]]))
+    return float(np.linalg.norm(mesh[_LIP_TOP] - mesh[_LIP_BOTTOM]) / _eyes(mesh))
+
+
+def _eyes(mesh: np.ndarray) -> float:
+    return float(np.linalg.norm(mesh[_EYE_OUTER[0]] - mesh[_EYE_OUTER[1]]))
 
 
 def mouth_signal(readings: Sequence[Reading], fps: float) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
@@ -213,7 +217,7 @@ def jitter(readings: Sequence[Reading]) -> float | None:
         m0, m1, m2 = r.meshes[0], r.meshes[1], r.meshes[2]
         assert m0 is not None and m1 is not None and m2 is not None
         acc = _aligned(m0, m1) - 2 * m1 + _aligned(m2, m1)
-        values.append(float(np.linalg.norm(acc, axis=1).mean() / np.linalg.norm(m1[_EYE_OUTER[0]] - m1[_EYE_OUTER[1]])))
+        values.append(float(np.linalg.norm(acc, axis=1).mean()) / _eyes(m1))
     return float(np.median(values)) if values else None
 
 
@@ -223,7 +227,7 @@ def steadiness(inputs: Sequence[Reading], outputs: Sequence[Reading]) -> Steadin
     if ratio is None:
         verdict, line = Verdict.UNKNOWN, "no landmarks in enough consecutive frames"
     else:
-        verdict = Verdict.GOOD if ratio <= STEADINESS_GOOD else Verdict.FAIR if ratio <= STEADINESS_FAIR else Verdict.POOR
+        verdict = Verdict.POOR if ratio > STEADINESS_FAIR else Verdict.FAIR if ratio > STEADINESS_GOOD else Verdict.GOOD
         line = f"landmark jitter {ratio:.2f}x the input's (good <= {STEADINESS_GOOD}x, fair <= {STEADINESS_FAIR}x)"
     return SteadinessMeasure(
         verdict=verdict, line=line, output_jitter=_round(out_j, 5), input_jitter=_round(in_j, 5), ratio=_round(ratio, 3)

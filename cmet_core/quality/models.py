@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.faces.detect import native_stderr_silenced
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """The classifier's outputs, in order (fer's labels)."""
@@ -95,12 +96,11 @@ class QualityModels:
         self._dlib: Any = dlib
         self._shape: Any = dlib.shape_predictor(str(files.shape))
         self._descriptor: Any = dlib.face_recognition_model_v1(str(files.descriptor))
-        self._classifier: Any = Interpreter(model_path=str(files.emotion))
-        self._classifier.allocate_tensors()
+        with native_stderr_silenced():  # LiteRT logs its CPU delegate on fd 2
+            self._classifier: Any = Interpreter(model_path=str(files.emotion))
+            self._classifier.allocate_tensors()
         inputs, outputs = self._classifier.get_input_details(), self._classifier.get_output_details()
-        if tuple(inputs[0]["shape"]) != (1, EMOTION_INPUT, EMOTION_INPUT, 1) or outputs[0]["shape"][-1] != len(
-            CLASSES
-        ):
+        if tuple(inputs[0]["shape"]) != (1, EMOTION_INPUT, EMOTION_INPUT, 1) or outputs[0]["shape"][-1] != len(CLASSES):
             raise QualityUnavailable(
                 f"{files.emotion} does not take a 1x64x64x1 grey face and give {len(CLASSES)} classes"
             )

@@ -60,9 +60,7 @@ class Sampling:
 
     def frames(self) -> set[int]:
         """Every frame read."""
-        return {
-            a + k for n, a in enumerate(self.anchors) for k in range(BURST if n % self.burst_every == 0 else 1)
-        }
+        return {a + k for n, a in enumerate(self.anchors) for k in range(BURST if n % self.burst_every == 0 else 1)}
 
     @classmethod
     def of(cls, frame_count: int, fps: float, per_second: float, identity_per_second: float) -> Sampling:

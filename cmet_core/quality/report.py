@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmet_core.errors import ErrorCode
+
 IDENTITY_THRESHOLD = 0.6
 """dlib's descriptor distance above which two faces are taken for different people (dlib's own threshold;
 on the fixtures one clip's frames are 0.2-0.3 apart, different people 0.59-1.02)."""
@@ -41,6 +43,15 @@ missing: fair."""
 CLASSIFIER_NOTE = (
     "FER-2013-class classifier (fer's quantized model): a weak judge of expression; read its numbers as a trend"
 )
+
+
+class QualityProblem(BaseModel):
+    """Why an edit with `quality` on has no report: its code (`quality_unavailable`) and message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: ErrorCode
+    message: str
 
 
 class Verdict(StrEnum):
@@ -125,8 +136,9 @@ class QualityReport(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    sampled_frames: int = Field(description="Frames of the output measured (anchors; lips and steadiness add two "
-                                "frames after each).")
+    sampled_frames: int = Field(
+        description="Frames of the output measured (anchors; lips and steadiness add two frames after each)."
+    )
     sample_fps: float
     identity: IdentityMeasure
     lips: LipsMeasure
