@@ -147,7 +147,7 @@ def read_video(
     """The readings of every anchor of `path`, in order."""
     anchors = {index: n for n, index in enumerate(sampling.anchors)}
     readings: list[Reading] = []
-    current: Reading | None = None
+    reach: dict[int, int] = {}  # anchor index -> frames its burst reads (bursts of close anchors overlap)
     last_seen: tuple[float, Box] | None = None
     wanted = sampling.frames()
     for frame in read_frames(path, wanted):
@@ -155,6 +155,7 @@ def read_video(
         if n is not None:
             current = Reading(frame.index, frame.time_s, FaceStatus.MISSING)
             readings.append(current)
+            reach[frame.index] = BURST if n % sampling.burst_every == 0 else 1
             box = _choose([d.box for d in detector.detect(frame.image)], last_seen[1] if last_seen else None)
             if box is not None:
                 current.status, last_seen = FaceStatus.TRACKED, (frame.time_s, box)
@@ -165,8 +166,9 @@ def read_video(
                 current.emotion = models.emotion(_emotion_crop(frame.image, box))
                 if n % sampling.identity_every == 0:
                     current.descriptor = models.descriptor(frame.image, (box.x0, box.y0, box.x1, box.y1))
-        if current is not None and 0 <= frame.index - current.index < BURST:
-            current.meshes.append(mesh.points(frame.image, current.box) if current.box is not None else None)
+        for r in readings[-BURST:]:
+            if 0 <= frame.index - r.index < reach[r.index]:
+                r.meshes.append(mesh.points(frame.image, r.box) if r.box is not None else None)
         if frame.index >= max(wanted):
             break
     return readings
