@@ -134,7 +134,7 @@ def _choose(found: list[Box], previous: Box | None) -> Box | None:
     return max(found, key=lambda b: b.area)
 
 
-def _emotion_crop(image: np.ndarray, box: Box) -> np.ndarray:
+def emotion_crop(image: np.ndarray, box: Box) -> np.ndarray:
     import cv2  # deferred: cv2
 
     rgb = crop_face(image, CropBox(box.cx, box.cy, max(box.w, box.h) * EMOTION_MARGIN), EMOTION_INPUT)
@@ -163,7 +163,7 @@ def read_video(
                 current.status, box = FaceStatus.BRIDGED, last_seen[1]
             current.box = box
             if box is not None:
-                current.emotion = models.emotion(_emotion_crop(frame.image, box))
+                current.emotion = models.emotion(emotion_crop(frame.image, box))
                 if n % sampling.identity_every == 0:
                     current.descriptor = models.descriptor(frame.image, (box.x0, box.y0, box.x1, box.y1))
         for r in readings[-BURST:]:
