@@ -38,7 +38,7 @@ LICENCES = {
         "CC0 1.0 / public domain (Davis King's dlib-models); the package's 68-point predictor (iBUG 300-W, "
         "no commercial use) is installed but never loaded"
     ),
-    "emotion_model_quantized.tflite (fer)": "MIT (fer, Justin Shenk); trained on FER-2013",
+    "emotion_model_quantized.tflite (fer)": "MIT (fer, Justin Shenk); trained on FER-2013, a research data set",
     "ai-edge-litert": "Apache-2.0",
 }
 """What is known of each quality model's licence (`cmet models list` prints it)."""
