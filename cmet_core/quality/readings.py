@@ -30,8 +30,9 @@ from cmet_core.quality.models import EMOTION_INPUT, QualityModels
 BURST = 3
 """Frames read from each anchor on (acceleration needs three in a row)."""
 MIN_ANCHORS = 8
-MIN_IDENTITY = 2
-"""Descriptors taken at least (where there are as many anchors)."""
+MIN_IDENTITY, MAX_IDENTITY = 2, 6
+"""Descriptors taken per video at least (where there are as many anchors) and at most: the descriptor is the
+costliest reading, and six frames spread over the clip tell a kept identity from a lost one."""
 BRIDGE_S = 1.0
 """An anchor without a detection takes the last detected box if it is at most this old (bridged)."""
 MESH_CROP = 192
@@ -54,7 +55,7 @@ class Sampling:
     anchors: tuple[int, ...]
     identity_every: int
     per_second: float
-    burst_every: int = 2
+    burst_every: int = 3
     """Every this many anchors read a burst (the others only the anchor frame): landmark acceleration needs
     no more, and the mesh is the second costliest reading."""
 
@@ -73,6 +74,7 @@ class Sampling:
         step = usable / max(len(anchors), 1)  # frames between anchors
         identity_every = max(1, round(fps / max(identity_per_second, 1e-6) / max(step, 1.0)))
         identity_every = min(identity_every, max(1, len(anchors) // MIN_IDENTITY))
+        identity_every = max(identity_every, -(-len(anchors) // MAX_IDENTITY))
         return cls(anchors, identity_every, per_second)
 
 
