@@ -65,9 +65,9 @@ def assess(
     src_sampling = (
         sampling if paired else Sampling.of(src_info.frame_count, src_info.frame_rate, per_second, identity_per_second)
     )
-    with readers() as (detector, mesh):
-        inputs = read_video(src, src_sampling, models, detector, mesh)
-        outputs = read_video(out, sampling, models, detector, mesh)
+    detector, mesh = readers()
+    inputs = read_video(src, src_sampling, models, detector, mesh)
+    outputs = read_video(out, sampling, models, detector, mesh)
     end = out_info.duration_s
     spans = [Span(s.start_s, min(s.end_s, end), s.target) for s in spans] or [Span(0.0, end, None)]
     classifier = CLASSIFIER_NOTE if emotion_model is None else f"{emotion_model.name} (set by the operator)"

@@ -12,8 +12,7 @@ runs on every frame of the burst, on the anchor's box.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +29,7 @@ from cmet_core.quality.models import EMOTION_INPUT, QualityModels
 BURST = 3
 """Frames read from each anchor on (acceleration needs three in a row)."""
 MIN_ANCHORS = 8
-MIN_IDENTITY, MAX_IDENTITY = 2, 6
+MIN_IDENTITY, MAX_IDENTITY = 1, 6
 """Descriptors taken per video at least (where there are as many anchors) and at most: the descriptor is the
 costliest reading, and six frames spread over the clip tell a kept identity from a lost one."""
 BRIDGE_S = 1.0
@@ -116,14 +115,16 @@ class Mesh:
         self._mesh.close()
 
 
-@contextmanager
-def readers() -> Iterator[tuple[FaceDetector, Mesh]]:
-    detector, mesh = FaceDetector(), Mesh()
-    try:
-        yield detector, mesh
-    finally:
-        detector.close()
-        mesh.close()
+_THREAD = threading.local()
+
+
+def readers() -> tuple[FaceDetector, Mesh]:
+    """This thread's detector and mesh, built on its first report and kept: building MediaPipe's graphs costs
+    more than reading a short clip, and a graph must not be shared between threads (a worker's jobs)."""
+    if not hasattr(_THREAD, "readers"):
+        _THREAD.readers = (FaceDetector(), Mesh())
+    found: tuple[FaceDetector, Mesh] = _THREAD.readers
+    return found
 
 
 def _choose(found: list[Box], previous: Box | None) -> Box | None:
