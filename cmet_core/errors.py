@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     BAD_SOURCE_FRAME = "bad_source_frame"
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
+    EYE_CONTROL_UNSUPPORTED = "eye_control_unsupported"
     BAD_UPSCALE = "bad_upscale"
     # previews
     BAD_PREVIEW_FRAME = "bad_preview_frame"
@@ -61,6 +62,7 @@ class ErrorCode(StrEnum):
     PHOTO_NEEDS_SPEECH = "photo_needs_speech"
     POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
     BAD_CURSOR = "bad_cursor"
+    OUTPUT_EXISTS = "output_exists"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
     # who asks, and how often
@@ -94,6 +96,7 @@ class ErrorCode(StrEnum):
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
     LIPS_UNAVAILABLE = "lips_unavailable"
+    CONNECTOR_MISSING = "connector_missing"
     QUALITY_UNAVAILABLE = "quality_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -135,6 +138,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
+    ErrorCode.EYE_CONTROL_UNSUPPORTED: (
+        422,
+        "gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none",
+    ),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
     ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
     ErrorCode.BAD_PREVIEW_WINDOW: (422, "the preview window holds no frame of the clip, or not its source_frame"),
@@ -160,6 +167,7 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
     ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
+    ErrorCode.OUTPUT_EXISTS: (409, "the CLI's output file exists (--force replaces it)"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
     ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
     ErrorCode.UNAUTHORIZED: (401, "the API key is missing, unknown or revoked"),
@@ -189,6 +197,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
     ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
+    ErrorCode.CONNECTOR_MISSING: (
+        503,
+        "the model set has no C-MET connector for its backbone, so this deployment cannot edit: "
+        "`cmet-train` trains one (prep-visual, train, export) and `--connector` serves it",
+    ),
     ErrorCode.QUALITY_UNAVAILABLE: (
         503,
         "the quality models (the `quality` extra) are not installed: no quality report (the edit still runs)",

@@ -102,6 +102,7 @@ def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         **_record(job),
+        video_name=spec.video.name,
         emotion=spec.emotion,
         intensity=spec.intensity,
         timeline=timelines.shown(spec.timeline),

@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.modelsets.manifests import OptionalKind, SpeechKind
+from cmet_core.modelsets.manifests import FeatureKind, SpeechKind
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, Limits
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, OptionalKind]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, FeatureKind]
 """A batch policy's name: the backbone's encoder and renderer (the `edtalk_*` policies serve whichever
 backbone a set names), and the set's other batched members by their kind."""
 
@@ -62,8 +62,16 @@ class JobsSettings(CoreSettings):
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
 
-    public_url: str = Field(
-        default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads)."
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the API at, named by signed local uploads and downloads. Unset: an "
+        "answer names the origin its request came to (localhost, a LAN name, a proxy that keeps Host), so the "
+        "page's uploads stay same-origin; URLs made outside a request (webhooks) name api_url.",
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where this API listens (`cmet serve` sets it): signed local URLs made outside a request name "
+        "it when public_url is unset.",
     )
     url_signing_key: str | None = Field(
         default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR."
@@ -92,7 +100,7 @@ class JobsSettings(CoreSettings):
         default=None,
         description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
     )
-    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
+    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /openapi.json).")
     asset_retention_s: int = Field(
         default=7 * 24 * 3600,
         ge=60,

@@ -33,6 +33,11 @@ class JobKind(StrEnum):
     def preview(self) -> bool:
         return self is not JobKind.EDIT
 
+    @property
+    def id_prefix(self) -> str:
+        """`sht_` for a contact sheet; a clip preview is read at /v1/edits/{id} as edits are, so `edt_`."""
+        return "sht" if self is JobKind.SHEET else "edt"
+
 
 class EmotionState(StrEnum):
     """A custom emotion is `pending` until a worker embedded its clips, then `ready` or `failed`."""

@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, urlencode
@@ -25,6 +27,20 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+_request_origin: ContextVar[str | None] = ContextVar("cmet_request_origin", default=None)
+
+
+@contextmanager
+def request_origin(origin: str) -> Iterator[None]:
+    """Local URLs signed inside the block name `origin` (the API sets it per request) unless a public URL is
+    set: a page opened at http://localhost:PORT/ then uploads to that same origin, not to 127.0.0.1."""
+    token = _request_origin.set(origin.rstrip("/"))
+    try:
+        yield
+    finally:
+        _request_origin.reset(token)
 
 
 class StorageError(RuntimeError):
@@ -52,8 +68,12 @@ def verify(secret: bytes, method: str, key: str, expires: int, signature: str) -
 
 
 class LocalStorage:
-    def __init__(self, root: Path, public_url: str, secret: bytes, ttl_s: int) -> None:
-        self.root, self.public_url, self.secret, self.ttl_s = Path(root), public_url.rstrip("/"), secret, ttl_s
+    """`public_url`: the base every signed URL names; None: the request's origin, else `api_url`."""
+
+    def __init__(self, root: Path, public_url: str | None, secret: bytes, ttl_s: int, api_url: str = "") -> None:
+        self.root, self.secret, self.ttl_s = Path(root), secret, ttl_s
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.api_url = api_url.rstrip("/")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -101,7 +121,8 @@ class LocalStorage:
     def _url(self, method: str, key: str, extra: dict[str, str] | None = None) -> str:
         expires = int(time.time()) + self.ttl_s
         query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires), **(extra or {})}
-        return f"{self.public_url}/v1/files/{quote(key)}?{urlencode(query)}"
+        base = self.public_url or _request_origin.get() or self.api_url
+        return f"{base}/v1/files/{quote(key)}?{urlencode(query)}"
 
     def download_url(self, key: str, filename: str | None = None) -> str:  # noqa: ARG002 (Storage's signature)
         return self._url("GET", key)
@@ -217,4 +238,6 @@ def storage_for(settings: JobsSettings) -> Storage:
     if settings.storage == "s3":
         return S3Storage(settings)
     assert settings.storage_dir is not None
-    return LocalStorage(settings.storage_dir, settings.public_url, settings.signing_key(), settings.url_ttl_s)
+    return LocalStorage(
+        settings.storage_dir, settings.public_url, settings.signing_key(), settings.url_ttl_s, settings.api_url
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -30,7 +31,7 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
 from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
+from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, new_id, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
@@ -281,6 +282,7 @@ def create_job(
     """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
     (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
     job = JobRow(
+        id=new_id(new.kind.id_prefix),
         key_id=key.id,
         kind=new.kind,
         state=JobState.CREATING,
@@ -322,9 +324,9 @@ def store_video(
         return InputRef(key=prefix + "video")
     if video_asset is not None:
         uploads.snapshot(storage, video_asset, prefix + "video", "video")
-        return InputRef(key=prefix + "video")
+        return InputRef(key=prefix + "video", name=video_asset.filename or None)
     assert video_url is not None  # the sources were checked: the video came exactly once
-    return InputRef(url=video_url)
+    return InputRef(url=video_url, name=unquote(urlsplit(video_url).path.rsplit("/", 1)[-1])[:300] or None)
 
 
 def _store_inputs(

@@ -58,6 +58,11 @@ def new_upload(
     return NewUpload(asset, url, headers, max_bytes)
 
 
+def shown(asset: Asset) -> str:
+    """How a message names an asset: the file name its uploader gave (what a person knows), else its id."""
+    return f"the file {asset.filename!r}" if asset.filename else f"asset {asset.id}"
+
+
 def owned(session: Session, key: ApiKey, asset_id: str) -> Asset:
     """The caller's asset, else 404 (another key's id looks exactly like a missing one)."""
     asset = session.get(Asset, asset_id)
@@ -70,12 +75,10 @@ def check_stored(storage: Storage, storage_key: str, asset: Asset, kind: str) ->
     """The object at `storage_key` (the asset or a job's copy of it) is there, in size and of its kind."""
     size = storage.size(storage_key)
     if size is None:
-        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"asset {asset.id} has no uploaded file yet")
+        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"{shown(asset)} was not uploaded yet")
     if size > asset.max_bytes:
-        raise RequestError(
-            ErrorCode.FILE_TOO_LARGE, f"asset {asset.id} is {size} bytes; the limit is {asset.max_bytes}"
-        )
-    sniff_asset(storage.head(storage_key, SNIFF_BYTES), kind, asset.id)
+        raise RequestError(ErrorCode.FILE_TOO_LARGE, f"{shown(asset)} is {size} bytes; the limit is {asset.max_bytes}")
+    sniff_asset(storage.head(storage_key, SNIFF_BYTES), kind, shown(asset))
 
 
 def usable(session: Session, storage: Storage, key: ApiKey, asset_id: str, kind: str) -> Asset:
@@ -95,7 +98,7 @@ def snapshot(storage: Storage, asset: Asset, target: str, kind: str) -> None:
     except StorageError:
         if storage.size(asset.storage_key) is not None:
             raise
-        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"asset {asset.id} was deleted during the submission") from None
+        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"{shown(asset)} was deleted during the submission") from None
     check_stored(storage, target, asset, kind)
 
 

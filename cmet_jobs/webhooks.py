@@ -44,7 +44,7 @@ def event_name(job: JobRow, what: str) -> str:
 
 def _msg_id(job: JobRow, event: str) -> str:
     suffix = f"_{int(job.progress * 10)}" if event == "edit.progress" else ""
-    return f"msg_{job.id.removeprefix('edt_')}_{event.split('.', 1)[1]}{suffix}"
+    return f"msg_{job.id.split('_', 1)[1]}_{event.split('.', 1)[1]}{suffix}"
 
 
 def emit(session: Session, job: JobRow, event: str, storage: Storage) -> str | None:

@@ -108,3 +108,16 @@ def test_a_snapshot_is_checked_again_and_outlives_a_new_put(settings: JobsSettin
         with pytest.raises(RequestError) as gone:
             uploads.snapshot(storage, asset, "jobs/edt_c/input/video", "video")
         assert gone.value.code is ErrorCode.ASSET_NOT_FOUND
+
+
+def test_signed_local_urls_name_the_origin_of_the_request(tmp_path: Path) -> None:
+    """A page opened at localhost (or a LAN name, or a proxy) gets upload URLs of its own origin, not
+    127.0.0.1's, which the browser would block; a set public URL and, outside a request, the API's own win."""
+    from cmet_jobs.storage import request_origin
+
+    unset = LocalStorage(tmp_path / "a", None, b"secret", 60, "http://127.0.0.1:8123")
+    fixed = LocalStorage(tmp_path / "b", "https://cmet.example.org/", b"secret", 60, "http://127.0.0.1:8123")
+    with request_origin("http://localhost:8123/"):
+        assert unset.upload_url("assets/x", 10)[0].startswith("http://localhost:8123/v1/files/assets/x?")
+        assert fixed.download_url("jobs/y").startswith("https://cmet.example.org/v1/files/jobs/y?")
+    assert unset.download_url("jobs/y").startswith("http://127.0.0.1:8123/v1/files/jobs/y?")  # a webhook's
