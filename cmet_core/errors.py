@@ -70,6 +70,9 @@ class ErrorCode(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     CONCURRENT_LIMIT = "concurrent_limit"
     RATE_LIMIT = "rate_limit"
+    CONCURRENT_SUBMISSIONS = "concurrent_submissions"
+    STREAM_LIMIT = "stream_limit"
+    ASSET_LIMIT = "asset_limit"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
     # records
@@ -173,7 +176,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UNAUTHORIZED: (401, "the API key is missing, unknown or revoked"),
     ErrorCode.BAD_SIGNATURE: (403, "a signed link is invalid or has expired"),
     ErrorCode.CONCURRENT_LIMIT: (429, "the key has its maximum of jobs queued or running"),
-    ErrorCode.RATE_LIMIT: (429, "the key sent too many submissions in the last minute"),
+    ErrorCode.RATE_LIMIT: (429, "the key sent too many submissions, probes or uploads in the last minute"),
+    ErrorCode.CONCURRENT_SUBMISSIONS: (429, "the key has its maximum of submissions being worked on at once"),
+    ErrorCode.STREAM_LIMIT: (429, "the key has its maximum of event streams open"),
+    ErrorCode.ASSET_LIMIT: (429, "the key holds its maximum of assets; delete one first"),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "the Idempotency-Key was used with another request body"),
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),

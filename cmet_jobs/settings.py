@@ -116,6 +116,57 @@ class JobsSettings(CoreSettings):
         ),
     )
 
+    url_probe_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Deadline of one URL input's probe at submission (every redirect hop, connect and read "
+        "together): a server that drips bytes holds a submission thread no longer.",
+    )
+    submissions_per_key: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Submissions (edits, previews, emotions) of one key an API process works on at once; more "
+        "are refused (429 concurrent_submissions), so one key never holds every submission thread.",
+    )
+    event_streams_per_key: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Open event streams (/v1/edits/{id}/events) of one key per API process; more are refused "
+        "(429 stream_limit).",
+    )
+    webhook_key_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Deliveries of one key in flight at once across the webhook workers; its others wait, so a "
+        "slow receiver holds at most this many of the webhook threads.",
+    )
+    previews_per_key: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="Previews (clip previews and contact sheets) of one key queued or running at once; more are "
+        "refused (429 concurrent_limit), so one key's share of the preview queue is bounded.",
+    )
+    previews_before_edit: int = Field(
+        default=4,
+        ge=0,
+        description="Previews go before waiting edits, but at most this many start while an edit waits: the "
+        "next preview taken from the preview queue steps behind it (re-queued on the edit queue).",
+    )
+    probes_per_minute: int = Field(
+        default=10, ge=1, description="Probes of uploaded videos one key may ask for in a minute (429 rate_limit)."
+    )
+    uploads_per_minute: int = Field(
+        default=60, ge=1, description="Asset records (POST /v1/uploads) a key may create in a minute (429 rate_limit)."
+    )
+    max_assets_per_key: int = Field(
+        default=500, ge=1, description="Assets one key may hold at once (429 asset_limit); deleting one frees a place."
+    )
+
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")
     batch_max: int = Field(
         default=8, ge=1, le=256, description="Most rows (frames, clips) per batched forward across a worker's jobs."

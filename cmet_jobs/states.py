@@ -1,4 +1,5 @@
-"""The states of jobs, custom emotions and webhook deliveries: one enum each, for records and schemas alike."""
+"""The states of jobs, custom emotions and webhook deliveries, and what a key's per-minute rates count: one enum
+each, for records and schemas alike."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ class DeliveryState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DISABLED = "disabled"
+
+
+class Work(StrEnum):
+    """What a `SubmissionStamp` counts, each against a per-minute rate of its own: jobs (edits, previews and
+    custom emotions: the key's `max_submissions_per_minute`), probes of uploads and asset records (settings)."""
+
+    JOB = "job"
+    PROBE = "probe"
+    UPLOAD = "upload"

@@ -54,6 +54,7 @@ class Storage(Protocol):
     def size(self, key: str) -> int | None: ...
     def head(self, key: str, n: int) -> bytes: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def listing(self, prefix: str) -> list[tuple[str, int]]: ...
     def download_url(self, key: str, filename: str | None = None) -> str: ...
     def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]: ...
     def check(self) -> None: ...
@@ -110,6 +111,12 @@ class LocalStorage:
         """The first `n` bytes of an object (content sniffing without a download)."""
         with self.path(key).open("rb") as f:
             return f.read(n)
+
+    def listing(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every object under `prefix` (a folder)."""
+        folder = self.path(prefix.rstrip("/"))
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        return [(p.relative_to(self.root.resolve()).as_posix(), p.stat().st_size) for p in files]
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path(prefix.rstrip("/"))
@@ -203,6 +210,13 @@ class S3Storage:
             objects: list[ObjectIdentifierTypeDef] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
                 self._call("delete", self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": objects})
+
+    def listing(self, prefix: str) -> list[tuple[str, int]]:
+        pages = self._call(
+            "list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        strip = len(self._key(""))
+        return [(o["Key"][strip:], int(o["Size"])) for page in pages for o in page.get("Contents", [])]
 
     def download_url(self, key: str, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": self._key(key)}

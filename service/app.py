@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from cmet_core.logs import configure
 from cmet_jobs.db.session import migrate
+from cmet_jobs.events import Notifier
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, offload, page, problems
@@ -43,6 +44,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     )
     app.state.settings = settings
     app.state.storage = storage
+    app.state.notifier = Notifier(settings.db_url, settings.event_streams_per_key)
     offload.install(app, settings)
     problems.install(app)
     app.add_middleware(HeadAsGet)
