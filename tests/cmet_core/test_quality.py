@@ -17,6 +17,7 @@ from PIL import Image
 
 from cmet_core.edit.pipeline import Editor
 from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.errors import ErrorCode
 from cmet_core.faces.detect import FaceDetector
 from cmet_core.media.sample import write_clip
@@ -160,3 +161,20 @@ def test_without_the_quality_models_an_edit_keeps_its_output(
     assert result.output.is_file() and result.quality is None
     assert result.quality_problem is not None and result.quality_problem.code == ErrorCode.QUALITY_UNAVAILABLE
     assert result.stage_seconds[Stage.QUALITY] < 1.0
+
+
+def test_a_timeline_is_judged_segment_by_segment(clips: dict[str, Path]) -> None:
+    timeline = ClipTimeline.model_validate(
+        {
+            "segments": [
+                {"start_s": 0, "end_s": 0.8, "target": "happy"},
+                {"start_s": 0.8, "end_s": 1.6, "target": "envious"},
+            ]
+        }
+    )
+    spans = spans_of(None, timeline, 1.6)
+    assert [(s.start_s, s.end_s, s.target) for s in spans] == [(0, 0.8, "happy"), (0.8, 1.6, "envious")]
+    report = assess(clips["mead"], clips["mead"], spans)
+    happy, envious = report.emotion.segments
+    assert happy.target_class == "happy" and happy.shift == pytest.approx(0.0) and happy.input
+    assert envious.target_class is None and envious.shift is None and envious.output  # the distribution only
