@@ -1,4 +1,5 @@
-"""A job's progress as server-sent events (`GET /v1/edits/{id}/events`), without HTTP.
+"""A job's progress as server-sent events (`GET /v1/edits/{id}/events`, `GET /v1/previews/{id}/events`),
+without HTTP.
 
 The stream polls the job record every `POLL_S` in async code: each poll is one primary-key read
 in a session opened and closed on a worker thread for that read alone, so an open stream holds
@@ -7,11 +8,12 @@ the worker already writes state, stage and progress there, and `cmet serve` has 
 pub/sub channel, so polling works the same on every deployment at the cost of one indexed read
 per stream and interval.
 
-Events, each with the job as `schemas.Job` JSON in `data`:
+Events, each with the job as JSON in `data` (`schemas.Job` for an edit, `schemas.Preview` for a preview):
 - `state`: the first event, then whenever the state changes;
 - `progress`: the stage or progress changed;
 - `result`: the job reached a final state (with `output_url` on success); the stream ends;
-- `error`: the job was deleted meanwhile (a problem body with `edit_not_found`); the stream ends.
+- `error`: the job was deleted meanwhile (a problem body with `edit_not_found`, `preview_not_found` for
+  a preview); the stream ends.
 A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
 
 The stream samples the record, so it tells states that last at least one poll: a job that starts and
@@ -36,6 +38,8 @@ from cmet_jobs.storage import Storage
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
 MEDIA_TYPE = "text/event-stream"
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+"""A stream's response headers: never cached, never buffered by nginx."""
 
 
 def frame(event: str, data: str, event_id: int | None = None) -> bytes:
@@ -44,30 +48,43 @@ def frame(event: str, data: str, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
-def _reader(db_url: str, storage: Storage, key_id: str, job_id: str) -> Callable[[], schemas.Job | None]:
-    def read() -> schemas.Job | None:
+Shown = schemas.Job | schemas.Preview
+
+
+def _reader(
+    db_url: str, storage: Storage, key_id: str, job_id: str, show: Callable[[JobRow, Storage], Shown]
+) -> Callable[[], Shown | None]:
+    def read() -> Shown | None:
         session = new_session(db_url)
         try:
             job = session.get(JobRow, job_id)
             if job is None or job.key_id != key_id:
                 return None
-            return jobs.to_schema(job, storage)
+            return show(job, storage)
         finally:
             session.close()
 
     return read
 
 
-async def stream(db_url: str, storage: Storage, key_id: str, job_id: str) -> AsyncIterator[bytes]:
-    """The events of one job the caller owns (the route checked that before answering 200)."""
-    read = _reader(db_url, storage, key_id, job_id)
+async def stream(
+    db_url: str,
+    storage: Storage,
+    key_id: str,
+    job_id: str,
+    show: Callable[[JobRow, Storage], Shown] = jobs.to_schema,
+    missing: ErrorCode = ErrorCode.EDIT_NOT_FOUND,
+) -> AsyncIterator[bytes]:
+    """The events of one job the caller owns (the route checked that before answering 200), each shown
+    by `show` (`jobs.to_schema` for edits, `jobs.to_preview` for previews)."""
+    read = _reader(db_url, storage, key_id, job_id, show)
     seen: tuple[str, str | None, float] | None = None
     count, quiet_since = 0, time.monotonic()
     while True:
         job = await anyio.to_thread.run_sync(read)
         if job is None:
             count += 1
-            problem = {"code": ErrorCode.EDIT_NOT_FOUND.value, "detail": f"edit {job_id} was deleted"}
+            problem = {"code": missing.value, "detail": f"{job_id} was deleted"}
             yield frame("error", json.dumps(problem), count)
             return
         now = (job.state.value, job.stage, job.progress)

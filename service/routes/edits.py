@@ -183,8 +183,7 @@ def edit_events(
     """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
     submissions.owned(session, key, job_id)
     body = events.stream(settings.db_url, storage, key.id, job_id)
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 
 @router.get("", response_model=schemas.JobList)

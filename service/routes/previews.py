@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import jobs, previews, schemas, submissions
+from cmet_jobs import events, jobs, previews, schemas, submissions
 from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
@@ -127,6 +128,27 @@ def get_preview(job_id: str, key: KeyDep, session: SessionDep, storage: StorageD
     """The preview; once it succeeded, `sheet_url` and `cells` (a sheet) or `output_url` (a clip) are
     downloads signed anew on every read."""
     return jobs.to_preview(submissions.owned(session, key, job_id, family=submissions.PREVIEWS), storage)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events `state`, `progress` and, last, `result` (or `error` if the preview "
+            "was deleted), each with the preview as JSON in `data`.",
+            "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+def preview_events(
+    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> StreamingResponse:
+    """Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit."""
+    family = submissions.PREVIEWS
+    submissions.owned(session, key, job_id, family=family)
+    body = events.stream(settings.db_url, storage, key.id, job_id, jobs.to_preview, family.missing)
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 
 @router.get("", response_model=schemas.PreviewList)
