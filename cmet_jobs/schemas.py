@@ -16,17 +16,9 @@ from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 from cmet_jobs.results import EditResult
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
-WebhookEvent = Literal[
-    "edit.running",
-    "edit.progress",
-    "edit.succeeded",
-    "edit.failed",
-    "edit.canceled",
-    "preview.running",
-    "preview.succeeded",
-    "preview.failed",
-    "preview.canceled",
-]
+EditEventType = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
+PreviewEventType = Literal["preview.running", "preview.succeeded", "preview.failed", "preview.canceled"]
+WebhookEvent = Literal[EditEventType, PreviewEventType]
 ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 """Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
 
@@ -336,3 +328,27 @@ class Probe(BaseModel):
     has_audio: bool | None = None
     face: ProbeFace | None = None
     error: JobError | None = None
+
+
+class WebhookSecret(BaseModel):
+    """A key's new webhook secret, shown once; the old one signs deliveries beside it until `previous_valid_until`."""
+
+    webhook_secret: str = Field(description="`whsec_` and base64: the key of the deliveries' HMAC-SHA256 signatures.")
+    previous_valid_until: datetime = Field(description="Until then every delivery carries both signatures.")
+    grace_s: int = Field(description="The deployment's grace period (`CMET_WEBHOOK_SECRET_GRACE_S`).")
+
+
+class EditEvent(BaseModel):
+    """The body of an edit's webhook (a clip preview sends `PreviewEvent`): compact JSON, signed as it is sent."""
+
+    type: EditEventType
+    timestamp: datetime = Field(description="When the event happened (the job's state changed).")
+    data: Job = Field(description="The edit as `GET /v1/edits/{id}` shows it then.")
+
+
+class PreviewEvent(BaseModel):
+    """The body of a preview's webhook (clip previews and contact sheets)."""
+
+    type: PreviewEventType
+    timestamp: datetime = Field(description="When the event happened (the job's state changed).")
+    data: Preview = Field(description="The preview as `GET /v1/previews/{id}` shows it then.")

@@ -52,6 +52,13 @@ class JobsSettings(CoreSettings):
         description="Deadline of one delivery attempt (connect, send, the whole answer); past it the attempt "
         "failed and is retried on the schedule.",
     )
+    webhook_secret_grace_s: int = Field(
+        default=86400,
+        ge=0,
+        le=30 * 86400,
+        description="After `POST /v1/keys/self/webhook-secret`, how long deliveries are signed with the old "
+        "secret too, so receivers can roll over to the new one.",
+    )
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")

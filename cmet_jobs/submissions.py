@@ -194,12 +194,29 @@ def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhoo
         try:
             probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{url}: {exc}") from None
+            raise refused_url(settings, url, exc.code, str(exc)) from None
     if webhook_url is not None:
         try:
             check_url(webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{webhook_url}: {exc}") from None
+            raise refused_url(settings, webhook_url, exc.code, str(exc)) from None
+
+
+LAN_HINT = " (the operator allows http and private addresses with CMET_ALLOW_PRIVATE_URLS=true)"
+
+
+def refused_url(settings: JobsSettings, url: str, code: ErrorCode, why: str) -> RequestError:
+    """The refusal of a URL; one that the operator's setting would let through (plain http, a private or
+    loopback address: a receiver on the same machine) names the setting. Metadata addresses stay refused."""
+    from cmet_jobs.net_guard import BlockedURLError, check_url  # deferred: httpx
+
+    if settings.allow_private_urls or code not in (ErrorCode.URL_SCHEME, ErrorCode.URL_PRIVATE_ADDRESS):
+        return RequestError(code, f"{url}: {why}")
+    try:
+        check_url(url, allow_private=True, schemes=("https", "http"))
+    except BlockedURLError:
+        return RequestError(code, f"{url}: {why}")
+    return RequestError(code, f"{url}: {why}{LAN_HINT}")
 
 
 def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> JobRow:

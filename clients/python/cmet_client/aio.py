@@ -93,6 +93,9 @@ class AsyncClient:
         data = dict(call.fields) or None
         return await self.http.request(call.method, call.url, json=call.json, data=data, headers=headers, params=params)
 
+    async def rotate_webhook_secret(self) -> models.WebhookSecret:
+        return await self.run(calls.rotate_secret())
+
     async def run(self, flow: Flow[T]) -> T:
         try:
             call = next(flow)

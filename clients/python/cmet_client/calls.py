@@ -211,3 +211,7 @@ def download_url(job: BaseModel) -> str:
     if not url:
         raise CmetError(f"{getattr(job, 'id', '?')} has nothing to download (state {getattr(job, 'state', '?')})")
     return str(url)
+
+
+def rotate_secret() -> Flow[models.WebhookSecret]:
+    return parsed(models.WebhookSecret, (yield Call("POST", "/v1/keys/self/webhook-secret")))

@@ -91,6 +91,11 @@ class Client:
         data = dict(call.fields) or None
         return self.http.request(call.method, call.url, json=call.json, data=data, headers=headers, params=params)
 
+    def rotate_webhook_secret(self) -> models.WebhookSecret:
+        """A new webhook secret for this key (shown once); the old one keeps signing beside it for the
+        server's grace period (`grace_s`), so a receiver can switch over without losing a delivery."""
+        return self.run(calls.rotate_secret())
+
     def run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result."""
         try:

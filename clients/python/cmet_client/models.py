@@ -332,6 +332,30 @@ class WebhookDeliveryList(BaseModel):
     data: Annotated[list[WebhookDelivery], Field(title="Data")]
 
 
+class WebhookSecret(BaseModel):
+    webhook_secret: Annotated[
+        str,
+        Field(
+            description="`whsec_` and base64: the key of the deliveries' HMAC-SHA256 signatures.",
+            title="Webhook Secret",
+        ),
+    ]
+    previous_valid_until: Annotated[
+        AwareDatetime,
+        Field(
+            description="Until then every delivery carries both signatures.",
+            title="Previous Valid Until",
+        ),
+    ]
+    grace_s: Annotated[
+        int,
+        Field(
+            description="The deployment's grace period (`CMET_WEBHOOK_SECRET_GRACE_S`).",
+            title="Grace S",
+        ),
+    ]
+
+
 class SpeechAsset(RootModel[str]):
     root: Annotated[
         str,
@@ -750,6 +774,24 @@ class Preview(BaseModel):
     result: Annotated[EditResultInfo | None, Field(description="Clip: what was rendered.")]
 
 
+class PreviewEvent(BaseModel):
+    type: Annotated[
+        Literal["preview.running", "preview.succeeded", "preview.failed", "preview.canceled"],
+        Field(title="Type"),
+    ]
+    timestamp: Annotated[
+        AwareDatetime,
+        Field(
+            description="When the event happened (the job's state changed).",
+            title="Timestamp",
+        ),
+    ]
+    data: Annotated[
+        Preview,
+        Field(description="The preview as `GET /v1/previews/{id}` shows it then."),
+    ]
+
+
 class PreviewList(BaseModel):
     object: Annotated[Literal["list"], Field(title="Object")] = "list"
     data: Annotated[list[Preview], Field(title="Data")]
@@ -959,3 +1001,24 @@ class JobList(BaseModel):
     object: Annotated[Literal["list"], Field(title="Object")] = "list"
     data: Annotated[list[Job], Field(title="Data")]
     next_cursor: Annotated[str | None, Field(title="Next Cursor")]
+
+
+class EditEvent(BaseModel):
+    type: Annotated[
+        Literal[
+            "edit.running",
+            "edit.progress",
+            "edit.succeeded",
+            "edit.failed",
+            "edit.canceled",
+        ],
+        Field(title="Type"),
+    ]
+    timestamp: Annotated[
+        AwareDatetime,
+        Field(
+            description="When the event happened (the job's state changed).",
+            title="Timestamp",
+        ),
+    ]
+    data: Annotated[Job, Field(description="The edit as `GET /v1/edits/{id}` shows it then.")]
