@@ -67,6 +67,21 @@ def _reader(
     return read
 
 
+async def final_within(
+    db_url: str, storage: Storage, key_id: str, job_id: str, seconds: float, show: Callable[[JobRow, Storage], Shown]
+) -> Shown | None:
+    """The job once it is final, read as the stream reads it, or None after `seconds` (`Prefer: wait`)."""
+    read = _reader(db_url, storage, key_id, job_id, show)
+    deadline = time.monotonic() + seconds
+    while True:
+        job = await anyio.to_thread.run_sync(read)
+        if job is None or job.state.final:
+            return job
+        if time.monotonic() + POLL_S > deadline:
+            return None
+        await anyio.sleep(POLL_S)
+
+
 async def stream(
     db_url: str,
     storage: Storage,

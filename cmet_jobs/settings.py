@@ -52,6 +52,13 @@ class JobsSettings(CoreSettings):
         description="Deadline of one delivery attempt (connect, send, the whole answer); past it the attempt "
         "failed and is retried on the schedule.",
     )
+    max_prefer_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="`Prefer: wait=N` on a submission holds the answer until the job ends, at most this long "
+        "(0: never wait); a job that ends in time is answered 200 with its result, else the usual 202.",
+    )
     webhook_secret_grace_s: int = Field(
         default=86400,
         ge=0,

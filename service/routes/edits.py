@@ -21,7 +21,7 @@ from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
-from service import offload
+from service import offload, prefer
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
@@ -141,8 +141,14 @@ def _submit(
     "",
     status_code=202,
     response_model=schemas.Job,
-    openapi_extra=_BODY_DOC,
-    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    openapi_extra=_BODY_DOC | {"parameters": [prefer.HEADER_DOC]},
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "With `Prefer: wait=N`: the job ended within N seconds (any final state).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        },
+    },
 )
 async def create_edit(
     request: Request,
@@ -153,11 +159,14 @@ async def create_edit(
     storage: StorageDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> schemas.Job:
-    """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
+    """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job.
+    With `Prefer: wait=N`, 200 and the finished job if it ends within N seconds."""
     body, singles, speech = await _read_body(request)
     job = await offload.heavy(request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key)
     response.headers["Location"] = f"/v1/edits/{job.id}"
-    return jobs.to_schema(job, storage)
+    shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_schema)
+    assert isinstance(shown, schemas.Job)
+    return shown
 
 
 @router.get("/{job_id}", response_model=schemas.Job)

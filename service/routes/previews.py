@@ -21,7 +21,7 @@ from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
-from service import offload
+from service import offload, prefer
 from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
@@ -103,8 +103,14 @@ def _submit(
     "",
     status_code=202,
     response_model=schemas.Preview,
-    openapi_extra=_BODY_DOC,
-    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    openapi_extra=_BODY_DOC | {"parameters": [prefer.HEADER_DOC]},
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "With `Prefer: wait=N`: the preview ended within N seconds (any final state).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Preview"}}},
+        },
+    },
 )
 async def create_preview(
     request: Request,
@@ -120,7 +126,9 @@ async def create_preview(
     body, video = await _read_body(request)
     job = await offload.heavy(request, _submit, session, settings, storage, key, body, video, idempotency_key)
     response.headers["Location"] = f"/v1/previews/{job.id}"
-    return jobs.to_preview(job, storage)
+    shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_preview)
+    assert isinstance(shown, schemas.Preview)
+    return shown
 
 
 @router.get("/{job_id}", response_model=schemas.Preview)

@@ -145,3 +145,23 @@ def test_the_models_are_generated_from_the_contract() -> None:
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     assert generator.render() == generator.TARGET.read_text(), "run python clients/python/generate_models.py"
+
+
+def test_prefer_wait_answers_with_the_finished_job(served: Served) -> None:
+    import httpx
+
+    from service.prefer import wait_seconds
+
+    assert [wait_seconds(h, 60) for h in ("respond-async, wait=10", "wait=600", "wait=x", None)] == [10, 60, 0, 0]
+    with cmet_client.Client(served.url, served.key) as client:
+        sheet = client.previews.create(video=served.clip, emotions=["happy"], intensities=[1.0], wait_s=60)
+    assert sheet.state == "succeeded" and sheet.sheet_url, "one request: submitted, made and answered"
+
+    auth = {"Authorization": f"Bearer {served.key}"}
+    body = {"emotions": "sad", "intensities": "1"}
+    for asked, status, applied in (("wait=9999", 200, "wait=60"), ("wait=0", 202, None)):
+        with served.clip.open("rb") as f:
+            r = httpx.post(
+                f"{served.url}/v1/previews", headers=auth | {"Prefer": asked}, files={"video": f}, data=body, timeout=90
+            )
+        assert (r.status_code, r.headers.get("preference-applied")) == (status, applied), r.text

@@ -80,6 +80,7 @@ class AsyncClient:
 
     async def _once(self, call: Call, headers: dict[str, str]) -> httpx.Response:
         params = dict(call.params) or None  # an empty mapping would drop a presigned URL's own query
+        timeout = httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
         if call.body_file is not None:
             headers["Content-Length"] = str(call.body_file.stat().st_size)
             return await self.http.request(
@@ -88,10 +89,18 @@ class AsyncClient:
         if call.files:
             files = [(name, (path.name, path.read_bytes())) for name, path in call.files]  # at most the threshold
             return await self.http.request(
-                call.method, call.url, data=dict(call.fields), files=files, headers=headers, params=params
+                call.method,
+                call.url,
+                data=dict(call.fields),
+                files=files,
+                headers=headers,
+                params=params,
+                timeout=timeout,
             )
         data = dict(call.fields) or None
-        return await self.http.request(call.method, call.url, json=call.json, data=data, headers=headers, params=params)
+        return await self.http.request(
+            call.method, call.url, json=call.json, data=data, headers=headers, params=params, timeout=timeout
+        )
 
     async def rotate_webhook_secret(self) -> models.WebhookSecret:
         return await self.run(calls.rotate_secret())
@@ -198,12 +207,13 @@ class AsyncEdits(_AsyncJobs[models.Job]):
         pose_video: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
+        wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
         singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
         return await self.client.run(
-            calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key)
+            calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         )
 
 
@@ -211,11 +221,16 @@ class AsyncPreviews(_AsyncJobs[models.Preview]):
     path, model, listing = "/v1/previews", models.Preview, models.PreviewList
 
     async def create(
-        self, video: Source | None = None, *, idempotency_key: str | None = None, **options: Any
+        self,
+        video: Source | None = None,
+        *,
+        idempotency_key: str | None = None,
+        wait_s: float | None = None,
+        **options: Any,
     ) -> models.Preview:
         inputs = Inputs({"video": video}, (), self.client.upload_threshold)
         return await self.client.run(
-            calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key)
+            calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key, wait_s)
         )
 
 

@@ -55,6 +55,8 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str | int] = field(default_factory=dict)
     signed: bool = False
+    timeout: float | None = None
+    """Seconds for this call when it needs more than the client's (a submission that waits)."""
 
     @property
     def idempotent(self) -> bool:
@@ -157,10 +159,17 @@ def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]
 
 
 def submit(
-    path: str, request: type[BaseModel], answer: type[M], inputs: Inputs, options: Mapping[str, Any], key: str | None
+    path: str,
+    request: type[BaseModel],
+    answer: type[M],
+    inputs: Inputs,
+    options: Mapping[str, Any],
+    key: str | None,
+    wait_s: float | None = None,
 ) -> Flow[M]:
     """Place the inputs, check the body against the contract's request model (a misspelt option fails
-    here, before anything is sent), then POST it once under one Idempotency-Key for every retry."""
+    here, before anything is sent), then POST it once under one Idempotency-Key for every retry. With
+    `wait_s`, `Prefer: wait=N` asks the server to answer with the finished job if it ends by then."""
     body = dict(options)
     parts = yield from _placed(inputs, body)
     try:
@@ -168,10 +177,14 @@ def submit(
     except ValidationError as exc:
         raise InvalidRequestError(str(exc)) from None
     headers = {"Idempotency-Key": key or f"cmet-client-{uuid.uuid4()}"}
+    timeout = None
+    if wait_s:
+        headers["Prefer"] = f"wait={int(wait_s)}"
+        timeout = wait_s + 60.0
     if parts:
-        call = Call("POST", path, fields=form_fields(checked), files=parts, headers=headers)
+        call = Call("POST", path, fields=form_fields(checked), files=parts, headers=headers, timeout=timeout)
     else:
-        call = Call("POST", path, json=checked, headers=headers)
+        call = Call("POST", path, json=checked, headers=headers, timeout=timeout)
     return parsed(answer, (yield call))
 
 

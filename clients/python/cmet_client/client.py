@@ -74,22 +74,33 @@ class Client:
 
     def _once(self, call: Call, headers: dict[str, str]) -> httpx.Response:
         params = dict(call.params) or None  # an empty mapping would drop a presigned URL's own query
+        timeout = httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
         if call.body_file is not None:
             headers["Content-Length"] = str(call.body_file.stat().st_size)
             with call.body_file.open("rb") as body:
-                return self.http.request(call.method, call.url, content=body, headers=headers, params=params)
+                return self.http.request(
+                    call.method, call.url, content=body, headers=headers, params=params, timeout=timeout
+                )
         if call.files:
             handles = [(name, path.open("rb")) for name, path in call.files]
             try:
                 files = [(name, (Path(handle.name).name, handle)) for name, handle in handles]
                 return self.http.request(
-                    call.method, call.url, data=dict(call.fields), files=files, headers=headers, params=params
+                    call.method,
+                    call.url,
+                    data=dict(call.fields),
+                    files=files,
+                    headers=headers,
+                    params=params,
+                    timeout=timeout,
                 )
             finally:
                 for _, handle in handles:
                     handle.close()
         data = dict(call.fields) or None
-        return self.http.request(call.method, call.url, json=call.json, data=data, headers=headers, params=params)
+        return self.http.request(
+            call.method, call.url, json=call.json, data=data, headers=headers, params=params, timeout=timeout
+        )
 
     def rotate_webhook_secret(self) -> models.WebhookSecret:
         """A new webhook secret for this key (shown once); the old one keeps signing beside it for the
@@ -223,6 +234,7 @@ class Edits(_Jobs[models.Job]):
         pose_video: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
+        wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
         """Queue an edit. `video` (and `speech_track`, `pose_video`, `speech` clips) is a path, an
@@ -230,7 +242,7 @@ class Edits(_Jobs[models.Job]):
         `intensity`, `timeline`, `preview_s`, `webhook_url`, ...)."""
         singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
-        flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key)
+        flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         return self.client.run(flow)
 
 
@@ -238,11 +250,16 @@ class Previews(_Jobs[models.Preview]):
     path, model, listing = "/v1/previews", models.Preview, models.PreviewList
 
     def create(
-        self, video: Source | None = None, *, idempotency_key: str | None = None, **options: Any
+        self,
+        video: Source | None = None,
+        *,
+        idempotency_key: str | None = None,
+        wait_s: float | None = None,
+        **options: Any,
     ) -> models.Preview:
         """Queue a contact sheet: `emotions` (rows) x `intensities` (columns) of one frame of `video`."""
         inputs = Inputs({"video": video}, (), self.client.upload_threshold)
-        flow = calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key)
+        flow = calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key, wait_s)
         return self.client.run(flow)
 
 

@@ -20,6 +20,7 @@ export interface paths {
         /**
          * Create Edit
          * @description Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job.
+         *     With `Prefer: wait=N`, 200 and the finished job if it ends within N seconds.
          */
         post: operations["create_edit_v1_edits_post"];
         delete?: never;
@@ -1730,6 +1731,8 @@ export interface operations {
             query?: never;
             header?: {
                 "idempotency-key"?: string | null;
+                /** @description `wait=N` (RFC 7240), e.g. `wait=30`: hold the answer until the job ends, at most N seconds (capped by `CMET_MAX_PREFER_WAIT_S`). Ended in time: 200 with the job; else 202. `Preference-Applied` says the wait used. */
+                Prefer?: string;
             };
             path?: never;
             cookie?: never;
@@ -1755,6 +1758,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description With `Prefer: wait=N`: the job ended within N seconds (any final state). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
             /** @description Successful Response */
             202: {
                 headers: {
@@ -2125,6 +2137,8 @@ export interface operations {
             query?: never;
             header?: {
                 "idempotency-key"?: string | null;
+                /** @description `wait=N` (RFC 7240), e.g. `wait=30`: hold the answer until the job ends, at most N seconds (capped by `CMET_MAX_PREFER_WAIT_S`). Ended in time: 200 with the job; else 202. `Preference-Applied` says the wait used. */
+                Prefer?: string;
             };
             path?: never;
             cookie?: never;
@@ -2142,6 +2156,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description With `Prefer: wait=N`: the preview ended within N seconds (any final state). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preview"];
+                };
+            };
             /** @description Successful Response */
             202: {
                 headers: {
