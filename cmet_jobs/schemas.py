@@ -97,6 +97,11 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
     timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
+    dry_run: bool = Field(
+        default=False,
+        description="Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated "
+        "seconds) instead of a job.",
+    )
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
@@ -352,3 +357,18 @@ class PreviewEvent(BaseModel):
     type: PreviewEventType
     timestamp: datetime = Field(description="When the event happened (the job's state changed).")
     data: Preview = Field(description="The preview as `GET /v1/previews/{id}` shows it then.")
+
+
+class EditEstimate(BaseModel):
+    """The answer to `dry_run: true`: the request passed every check and nothing was stored. Frames and
+    size are known for a video sent in the request; `estimated_seconds` (running time, not queue time)
+    once the deployment has finished edits to measure its pixel rate on."""
+
+    object: Literal["estimate"] = "estimate"
+    frames: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    width: int | None = Field(default=None, description="The output keeps the input's frame size (not `upscale`).")
+    height: int | None = None
+    estimated_seconds: float | None = None
+    measured_jobs: int = Field(description="How many recent edits the pixel rate was measured over.")

@@ -29,7 +29,7 @@ from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
-from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
+from cmet_jobs import emotions, estimates, jobs, paging, queue, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
@@ -262,6 +262,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ("pose_video", body.pose_video_asset, "video"),
         )
     }
+    if body.dry_run:
+        raise Estimated(estimates.estimate(session, video, body.preview_s))
     kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
     frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
     return create_job(
@@ -274,6 +276,14 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
         storage,
     )
+
+
+class Estimated(Exception):
+    """A dry run passed every check: its estimate instead of a job (nothing was stored)."""
+
+    def __init__(self, answer: schemas.EditEstimate) -> None:
+        super().__init__("dry run")
+        self.answer = answer
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cmet_jobs.schemas import EditCreate, PreviewCreate
+from cmet_jobs.schemas import EditCreate, EditEstimate, PreviewCreate
 from cmet_jobs.settings import JobsSettings
 from service import webhook_docs
 from service.problems import Problem
@@ -54,7 +54,7 @@ def customize(app: FastAPI) -> None:
         )
         components = doc.setdefault("components", {})
         models = components.setdefault("schemas", {})
-        for model in (EditCreate, PreviewCreate, Problem):
+        for model in (EditCreate, PreviewCreate, Problem, EditEstimate):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             models.update(body.pop("$defs", {}))
             models[model.__name__] = body

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -145,8 +145,18 @@ def _submit(
     responses={
         202: {"headers": {"Location": {"schema": {"type": "string"}}}},
         200: {
-            "description": "With `Prefer: wait=N`: the job ended within N seconds (any final state).",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+            "description": "With `Prefer: wait=N`: the job ended within N seconds (any final state). With "
+            "`dry_run: true`: the estimate; nothing was stored.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Job"},
+                            {"$ref": "#/components/schemas/EditEstimate"},
+                        ]
+                    }
+                }
+            },
         },
     },
 )
@@ -158,11 +168,16 @@ async def create_edit(
     settings: SettingsDep,
     storage: StorageDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> schemas.Job:
+) -> schemas.Job | JSONResponse:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job.
     With `Prefer: wait=N`, 200 and the finished job if it ends within N seconds."""
     body, singles, speech = await _read_body(request)
-    job = await offload.heavy(request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key)
+    try:
+        job = await offload.heavy(
+            request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
+        )
+    except submissions.Estimated as dry:
+        return JSONResponse(dry.answer.model_dump(mode="json"))
     response.headers["Location"] = f"/v1/edits/{job.id}"
     shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_schema)
     assert isinstance(shown, schemas.Job)

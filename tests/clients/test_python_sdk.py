@@ -165,3 +165,16 @@ def test_prefer_wait_answers_with_the_finished_job(served: Served) -> None:
                 f"{served.url}/v1/previews", headers=auth | {"Prefer": asked}, files={"video": f}, data=body, timeout=90
             )
         assert (r.status_code, r.headers.get("preference-applied")) == (status, applied), r.text
+
+
+def test_a_dry_run_estimates_and_stores_nothing(served: Served) -> None:
+    with cmet_client.Client(served.url, served.key) as client:
+        before = [job.id for job in client.edits.list(limit=100)]
+        estimate = client.edits.estimate(video=served.clip, emotion="happy", preview_s=0.2)
+        with pytest.raises(cmet_client.ApiError) as refused:
+            client.edits.estimate(video=served.clip, emotion="no_such_feeling")
+        after = [job.id for job in client.edits.list(limit=100)]
+    assert (estimate.frames, estimate.width, estimate.height) == (5, 256, 256)
+    assert estimate.measured_jobs >= 1 and estimate.estimated_seconds is not None and estimate.estimated_seconds > 0
+    assert refused.value.code == "unknown_emotion", "a dry run checks what a submission checks"
+    assert after == before

@@ -216,6 +216,13 @@ class AsyncEdits(_AsyncJobs[models.Job]):
             calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         )
 
+    async def estimate(self, video: Source | None = None, **options: Any) -> models.EditEstimate:
+        inputs = Inputs({"video": video}, (), self.client.upload_threshold)
+        options = options | {"dry_run": True}
+        return await self.client.run(
+            calls.submit(self.path, models.EditCreate, models.EditEstimate, inputs, options, None)
+        )
+
 
 class AsyncPreviews(_AsyncJobs[models.Preview]):
     path, model, listing = "/v1/previews", models.Preview, models.PreviewList

@@ -245,6 +245,13 @@ class Edits(_Jobs[models.Job]):
         flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         return self.client.run(flow)
 
+    def estimate(self, video: Source | None = None, **options: Any) -> models.EditEstimate:
+        """`create`'s checks with `dry_run`: nothing is stored; the frames, size and estimated seconds."""
+        inputs = Inputs({"video": video}, (), self.client.upload_threshold)
+        dry = options | {"dry_run": True}
+        flow = calls.submit(self.path, models.EditCreate, models.EditEstimate, inputs, dry, None)
+        return self.client.run(flow)
+
 
 class Previews(_Jobs[models.Preview]):
     path, model, listing = "/v1/previews", models.Preview, models.PreviewList

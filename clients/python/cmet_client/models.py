@@ -661,6 +661,29 @@ class Problem(BaseModel):
     errors: Annotated[list[dict[str, Any]] | None, Field(title="Errors")] = None
 
 
+class EditEstimate(BaseModel):
+    object: Annotated[Literal["estimate"], Field(title="Object")] = "estimate"
+    frames: Annotated[int | None, Field(title="Frames")] = None
+    fps: Annotated[float | None, Field(title="Fps")] = None
+    duration_s: Annotated[float | None, Field(title="Duration S")] = None
+    width: Annotated[
+        int | None,
+        Field(
+            description="The output keeps the input's frame size (not `upscale`).",
+            title="Width",
+        ),
+    ] = None
+    height: Annotated[int | None, Field(title="Height")] = None
+    estimated_seconds: Annotated[float | None, Field(title="Estimated Seconds")] = None
+    measured_jobs: Annotated[
+        int,
+        Field(
+            description="How many recent edits the pixel rate was measured over.",
+            title="Measured Jobs",
+        ),
+    ]
+
+
 class EditResultInfo(BaseModel):
     frames: Annotated[int, Field(title="Frames")]
     fps: Annotated[float, Field(title="Fps")]
@@ -943,6 +966,13 @@ class EditCreate(BaseModel):
         Field(title="Webhook Events"),
     ] = None
     timeline: EditTimeline | None = None
+    dry_run: Annotated[
+        bool | None,
+        Field(
+            description="Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated seconds) instead of a job.",
+            title="Dry Run",
+        ),
+    ] = False
 
 
 class AppliedTimeline(BaseModel):

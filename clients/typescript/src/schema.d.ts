@@ -1548,6 +1548,12 @@ export interface components {
             webhook_events?: ("edit.running" | "edit.progress" | "edit.succeeded" | "edit.failed" | "edit.canceled" | "preview.running" | "preview.succeeded" | "preview.failed" | "preview.canceled")[];
             /** @default null */
             timeline: components["schemas"]["EditTimeline"] | null;
+            /**
+             * Dry Run
+             * @description Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated seconds) instead of a job.
+             * @default false
+             */
+            dry_run: boolean;
         };
         /**
          * PreviewCreate
@@ -1657,6 +1663,56 @@ export interface components {
                 [key: string]: unknown;
             }[] | null;
         };
+        /**
+         * EditEstimate
+         * @description The answer to `dry_run: true`: the request passed every check and nothing was stored. Frames and
+         *     size are known for a video sent in the request; `estimated_seconds` (running time, not queue time)
+         *     once the deployment has finished edits to measure its pixel rate on.
+         */
+        EditEstimate: {
+            /**
+             * Object
+             * @default estimate
+             * @constant
+             */
+            object: "estimate";
+            /**
+             * Frames
+             * @default null
+             */
+            frames: number | null;
+            /**
+             * Fps
+             * @default null
+             */
+            fps: number | null;
+            /**
+             * Duration S
+             * @default null
+             */
+            duration_s: number | null;
+            /**
+             * Width
+             * @description The output keeps the input's frame size (not `upscale`).
+             * @default null
+             */
+            width: number | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | null;
+            /**
+             * Estimated Seconds
+             * @default null
+             */
+            estimated_seconds: number | null;
+            /**
+             * Measured Jobs
+             * @description How many recent edits the pixel rate was measured over.
+             */
+            measured_jobs: number;
+        };
     };
     responses: never;
     parameters: never;
@@ -1758,13 +1814,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description With `Prefer: wait=N`: the job ended within N seconds (any final state). */
+            /** @description With `Prefer: wait=N`: the job ended within N seconds (any final state). With `dry_run: true`: the estimate; nothing was stored. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Job"];
+                    "application/json": components["schemas"]["Job"] | components["schemas"]["EditEstimate"];
                 };
             };
             /** @description Successful Response */
