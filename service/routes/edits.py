@@ -22,7 +22,7 @@ from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 from service import offload, prefer
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.deps import KeyDep, NotifierDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
 
@@ -173,8 +173,8 @@ async def create_edit(
     With `Prefer: wait=N`, 200 and the finished job if it ends within N seconds."""
     body, singles, speech = await _read_body(request)
     try:
-        job = await offload.heavy(
-            request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
+        job = await offload.submission(
+            request, key.id, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
         )
     except submissions.Estimated as dry:
         return JSONResponse(dry.answer.model_dump(mode="json"))
@@ -202,11 +202,13 @@ def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep)
     },
 )
 def edit_events(
-    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    job_id: str, key: KeyDep, session: SessionDep, notifier: NotifierDep, storage: StorageDep
 ) -> StreamingResponse:
-    """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
+    """Follow an edit without polling: its state, stage and progress as they change, then its final state.
+    A key may hold `CMET_EVENT_STREAMS_PER_KEY` streams open (429 `stream_limit` beyond); revoking the key
+    ends its streams."""
     submissions.owned(session, key, job_id)
-    body = events.stream(settings.db_url, storage, key.id, job_id)
+    body = events.stream(notifier, storage, notifier.watch(key.id, job_id))
     return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 

@@ -22,7 +22,7 @@ from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 from service import offload, prefer
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.deps import KeyDep, NotifierDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
 
@@ -124,7 +124,9 @@ async def create_preview(
     """Queue a contact sheet on the preview queue; 202 with the preview and its `Location`. Same
     `Idempotency-Key` and body -> the same job. (A clip preview is `POST /v1/edits` with `preview_s`.)"""
     body, video = await _read_body(request)
-    job = await offload.heavy(request, _submit, session, settings, storage, key, body, video, idempotency_key)
+    job = await offload.submission(
+        request, key.id, _submit, session, settings, storage, key, body, video, idempotency_key
+    )
     response.headers["Location"] = f"/v1/previews/{job.id}"
     shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_preview)
     assert isinstance(shown, schemas.Preview)
@@ -150,12 +152,14 @@ def get_preview(job_id: str, key: KeyDep, session: SessionDep, storage: StorageD
     },
 )
 def preview_events(
-    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    job_id: str, key: KeyDep, session: SessionDep, notifier: NotifierDep, storage: StorageDep
 ) -> StreamingResponse:
-    """Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit."""
+    """Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit (the same limit
+    of open streams per key)."""
     family = submissions.PREVIEWS
     submissions.owned(session, key, job_id, family=family)
-    body = events.stream(settings.db_url, storage, key.id, job_id, jobs.to_preview, family.missing)
+    watch = notifier.watch(key.id, job_id)
+    body = events.stream(notifier, storage, watch, jobs.to_preview, family.missing)
     return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 

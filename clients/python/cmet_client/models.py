@@ -88,6 +88,7 @@ class JobError(BaseModel):
             "bad_face_selection",
             "bad_source_frame",
             "restorer_unavailable",
+            "eye_control_unsupported",
             "bad_upscale",
             "bad_preview_frame",
             "bad_preview_window",
@@ -110,12 +111,16 @@ class JobError(BaseModel):
             "photo_needs_speech",
             "pose_video_needs_photo",
             "bad_cursor",
+            "output_exists",
             "method_not_allowed",
             "http_error",
             "unauthorized",
             "bad_signature",
             "concurrent_limit",
             "rate_limit",
+            "concurrent_submissions",
+            "stream_limit",
+            "asset_limit",
             "idempotency_key_reused",
             "idempotency_in_progress",
             "edit_not_found",
@@ -139,12 +144,13 @@ class JobError(BaseModel):
             "storage",
             "models_unavailable",
             "lips_unavailable",
+            "connector_missing",
             "database_unavailable",
             "queue_unavailable",
             "internal",
         ],
         Field(
-            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions in the last minute |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
+            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
             title="ErrorCode",
         ),
     ]
@@ -581,6 +587,20 @@ class PreviewCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
+    gaze: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).",
+            title="Gaze",
+        ),
+    ] = "keep"
+    blink: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).",
+            title="Blink",
+        ),
+    ] = "keep"
     enhance: Annotated[
         Literal["auto", "on", "off"] | None,
         Field(
@@ -728,8 +748,18 @@ class EmotionList(BaseModel):
 class ModelSetInfo(BaseModel):
     name: Annotated[str, Field(title="Name")]
     version: Annotated[str, Field(title="Version")]
+    backbone: Annotated[
+        str,
+        Field(
+            description="The generator the set's edits run on (edtalk, pdfgc).",
+            title="Backbone",
+        ),
+    ]
     models: Annotated[list[ModelInfo], Field(title="Models")]
-    connector: ServedConnector
+    connector: Annotated[
+        ServedConnector | None,
+        Field(description="Null when the set has no connector and none is served (edits fail with connector_missing)."),
+    ]
 
 
 class Preview(BaseModel):
@@ -894,6 +924,20 @@ class EditCreate(BaseModel):
             title="Pose Fill",
         ),
     ] = "bounce"
+    gaze: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).",
+            title="Gaze",
+        ),
+    ] = "keep"
+    blink: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).",
+            title="Blink",
+        ),
+    ] = "keep"
     enhance: Annotated[
         Literal["auto", "on", "off"] | None,
         Field(
@@ -1000,6 +1044,13 @@ class Job(BaseModel):
     finished_at: Annotated[AwareDatetime | None, Field(title="Finished At")]
     error: JobError | None
     object: Annotated[Literal["edit"], Field(title="Object")] = "edit"
+    video_name: Annotated[
+        str | None,
+        Field(
+            description="The input video's file name: an uploaded asset's, or a video_url's last path segment; null for a multipart part.",
+            title="Video Name",
+        ),
+    ] = None
     emotion: Annotated[str | None, Field(title="Emotion")]
     intensity: Annotated[float, Field(title="Intensity")]
     timeline: Annotated[

@@ -63,6 +63,8 @@ export interface paths {
         /**
          * Edit Events
          * @description Follow an edit without polling: its state, stage and progress as they change, then its final state.
+         *     A key may hold `CMET_EVENT_STREAMS_PER_KEY` streams open (429 `stream_limit` beyond); revoking the key
+         *     ends its streams.
          */
         get: operations["edit_events_v1_edits__job_id__events_get"];
         put?: never;
@@ -152,7 +154,8 @@ export interface paths {
         };
         /**
          * Preview Events
-         * @description Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit.
+         * @description Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit (the same limit
+         *     of open streams per key).
          */
         get: operations["preview_events_v1_previews__job_id__events_get"];
         put?: never;
@@ -804,6 +807,7 @@ export interface components {
          *     | `bad_face_selection` | 422 | face_index or face_box matches no face |
          *     | `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |
          *     | `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |
+         *     | `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |
          *     | `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |
          *     | `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |
          *     | `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |
@@ -826,12 +830,16 @@ export interface components {
          *     | `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |
          *     | `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |
          *     | `bad_cursor` | 422 | the list cursor is not one this API returned |
+         *     | `output_exists` | 409 | the CLI's output file exists (--force replaces it) |
          *     | `method_not_allowed` | 405 | the path does not take this method (see Allow) |
          *     | `http_error` | 400 | another HTTP-level error |
          *     | `unauthorized` | 401 | the API key is missing, unknown or revoked |
          *     | `bad_signature` | 403 | a signed link is invalid or has expired |
          *     | `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |
-         *     | `rate_limit` | 429 | the key sent too many submissions in the last minute |
+         *     | `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |
+         *     | `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |
+         *     | `stream_limit` | 429 | the key has its maximum of event streams open |
+         *     | `asset_limit` | 429 | the key holds its maximum of assets; delete one first |
          *     | `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |
          *     | `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |
          *     | `edit_not_found` | 404 | no such edit for this key |
@@ -855,12 +863,13 @@ export interface components {
          *     | `storage` | 503 | the object store failed after retries |
          *     | `models_unavailable` | 503 | the model set cannot be read |
          *     | `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |
+         *     | `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |
          *     | `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |
          *     | `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "database_unavailable" | "queue_unavailable" | "internal";
         /** Health */
         Health: {
             /**
@@ -904,6 +913,11 @@ export interface components {
              * @constant
              */
             object: "edit";
+            /**
+             * Video Name
+             * @description The input video's file name: an uploaded asset's, or a video_url's last path segment; null for a multipart part.
+             */
+            video_name?: string | null;
             /** Emotion */
             emotion: string | null;
             /** Intensity */
@@ -987,9 +1001,15 @@ export interface components {
             name: string;
             /** Version */
             version: string;
+            /**
+             * Backbone
+             * @description The generator the set's edits run on (edtalk, pdfgc).
+             */
+            backbone: string;
             /** Models */
             models: components["schemas"]["ModelInfo"][];
-            connector: components["schemas"]["ServedConnector"];
+            /** @description Null when the set has no connector and none is served (edits fail with connector_missing). */
+            connector: components["schemas"]["ServedConnector"] | null;
         };
         /**
          * Preview
@@ -1418,7 +1438,7 @@ export interface components {
          *     speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
          *     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
          *     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
-         *     intensity, face choice, source frame, lips, pose fill, enhance) are `cmet_core`'s own definitions.
+         *     intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
          *     With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
          *     the job is listed under /v1/previews.
          */
@@ -1448,6 +1468,20 @@ export interface components {
              * @enum {string}
              */
             pose_fill: "bounce" | "loop" | "hold";
+            /**
+             * Gaze
+             * @description keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).
+             * @default keep
+             * @enum {string}
+             */
+            gaze: "keep" | "off";
+            /**
+             * Blink
+             * @description keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).
+             * @default keep
+             * @enum {string}
+             */
+            blink: "keep" | "off";
             /**
              * Enhance
              * @description Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.
@@ -1562,6 +1596,20 @@ export interface components {
          *     as a multipart part `video`, a `video_url` or a `video_asset`.
          */
         PreviewCreate: {
+            /**
+             * Gaze
+             * @description keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).
+             * @default keep
+             * @enum {string}
+             */
+            gaze: "keep" | "off";
+            /**
+             * Blink
+             * @description keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).
+             * @default keep
+             * @enum {string}
+             */
+            blink: "keep" | "off";
             /**
              * Enhance
              * @description Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.
