@@ -54,6 +54,11 @@ class CoreSettings(BaseSettings):
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."
     )
     log_level: str = Field(default="INFO", description="Root log level (DEBUG, INFO, WARNING, ...).")
+    server: str | None = Field(
+        default=None,
+        description="A cmet API (`http://host:8000`) that `cmet edit` and `cmet preview` submit to instead of "
+        "running the models here; its key is CMET_API_KEY.",
+    )
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
     registry: str | None = Field(
         default=None, description="Connector registry: a directory or s3://bucket/prefix; default DATA_DIR/registry."
