@@ -60,6 +60,38 @@ class DeliveryAttempt(BaseModel):
     duration_ms: Annotated[int, Field(title="Duration Ms")]
 
 
+class EmotionPoint(BaseModel):
+    t_s: Annotated[float, Field(title="T S")]
+    output: Annotated[
+        list[float],
+        Field(
+            description="The output's class probabilities here, in `classes` order.",
+            title="Output",
+        ),
+    ]
+
+
+class EmotionSegment(BaseModel):
+    start_s: Annotated[float, Field(title="Start S")]
+    end_s: Annotated[float, Field(title="End S")]
+    target: Annotated[str | None, Field(description="What the edit aimed at here.", title="Target")]
+    target_class: Annotated[
+        str | None,
+        Field(
+            description="The classifier's class for the target; None: not one it knows.",
+            title="Target Class",
+        ),
+    ]
+    input: Annotated[
+        dict[str, float],
+        Field(description="Mean class probabilities on the input's frames.", title="Input"),
+    ]
+    output: Annotated[dict[str, float], Field(title="Output")]
+    target_in: Annotated[float | None, Field(title="Target In")] = None
+    target_out: Annotated[float | None, Field(title="Target Out")] = None
+    shift: Annotated[float | None, Field(description="target_out - target_in.", title="Shift")] = None
+
+
 class Health(BaseModel):
     status: Annotated[Literal["ok", "unavailable"], Field(title="Status")]
     checks: Annotated[dict[str, str] | None, Field(title="Checks")] = None
@@ -145,12 +177,13 @@ class JobError(BaseModel):
             "models_unavailable",
             "lips_unavailable",
             "connector_missing",
+            "quality_unavailable",
             "database_unavailable",
             "queue_unavailable",
             "internal",
         ],
         Field(
-            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
+            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
             title="ErrorCode",
         ),
     ]
@@ -209,6 +242,99 @@ class ProbeFace(BaseModel):
             title="Box",
         ),
     ]
+
+
+class QualityProblem(BaseModel):
+    code: Annotated[
+        Literal[
+            "not_found",
+            "not_media",
+            "no_video_stream",
+            "zero_frames",
+            "too_long",
+            "too_many_frames",
+            "too_many_pixels",
+            "decode_failed",
+            "no_audio",
+            "empty_audio",
+            "empty_file",
+            "file_too_large",
+            "silent_speech",
+            "speech_too_long",
+            "speech_too_short",
+            "bad_photo",
+            "no_face",
+            "bad_face_selection",
+            "bad_source_frame",
+            "restorer_unavailable",
+            "eye_control_unsupported",
+            "bad_upscale",
+            "bad_preview_frame",
+            "bad_preview_window",
+            "unknown_emotion",
+            "bad_emotion",
+            "bad_speech",
+            "bad_library",
+            "timeline_bad_times",
+            "timeline_overlap",
+            "timeline_past_end",
+            "timeline_too_many_segments",
+            "invalid_request",
+            "unsupported_media_type",
+            "body_too_large",
+            "video_missing",
+            "emotion_missing",
+            "speech_missing",
+            "speech_track_missing",
+            "speech_track_unused",
+            "photo_needs_speech",
+            "pose_video_needs_photo",
+            "bad_cursor",
+            "output_exists",
+            "method_not_allowed",
+            "http_error",
+            "unauthorized",
+            "bad_signature",
+            "concurrent_limit",
+            "rate_limit",
+            "concurrent_submissions",
+            "stream_limit",
+            "asset_limit",
+            "idempotency_key_reused",
+            "idempotency_in_progress",
+            "edit_not_found",
+            "edit_active",
+            "preview_not_found",
+            "asset_not_found",
+            "asset_not_uploaded",
+            "emotion_not_found",
+            "emotion_exists",
+            "bad_emotion_name",
+            "delivery_not_found",
+            "url_scheme",
+            "url_host",
+            "url_unresolvable",
+            "url_private_address",
+            "url_too_many_redirects",
+            "url_fetch_failed",
+            "url_too_large",
+            "timeout",
+            "too_many_attempts",
+            "storage",
+            "models_unavailable",
+            "lips_unavailable",
+            "connector_missing",
+            "quality_unavailable",
+            "database_unavailable",
+            "queue_unavailable",
+            "internal",
+        ],
+        Field(
+            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
+            title="ErrorCode",
+        ),
+    ]
+    message: Annotated[str, Field(title="Message")]
 
 
 class Target(RootModel[str]):
@@ -704,6 +830,373 @@ class EditEstimate(BaseModel):
     ]
 
 
+class Emotion(BaseModel):
+    id: Annotated[str, Field(title="Id")]
+    name: Annotated[str, Field(title="Name")]
+    kind: Annotated[Literal["basic", "extended", "custom"], Field(title="Kind")]
+    state: Annotated[
+        Literal["pending", "ready", "failed"],
+        Field(
+            description="Custom emotions are built by a worker from their clips.",
+            title="EmotionState",
+        ),
+    ]
+    error: JobError | None = None
+
+
+class EmotionList(BaseModel):
+    object: Annotated[Literal["list"], Field(title="Object")] = "list"
+    data: Annotated[list[Emotion], Field(title="Data")]
+
+
+class EmotionMeasure(BaseModel):
+    verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
+    line: Annotated[
+        str,
+        Field(
+            description="The verdict in one line, with the threshold it was read against.",
+            title="Line",
+        ),
+    ]
+    classifier: Annotated[
+        str,
+        Field(
+            description="What judged the expression, and how far to trust it.",
+            title="Classifier",
+        ),
+    ]
+    classes: Annotated[list[str], Field(title="Classes")]
+    segments: Annotated[
+        list[EmotionSegment],
+        Field(description="The whole clip, or each timeline segment.", title="Segments"),
+    ]
+    curve: Annotated[
+        list[EmotionPoint],
+        Field(
+            description="The output's distribution over time (at most 120 points).",
+            title="Curve",
+        ),
+    ]
+
+
+class FacesMeasure(BaseModel):
+    verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
+    line: Annotated[
+        str,
+        Field(
+            description="The verdict in one line, with the threshold it was read against.",
+            title="Line",
+        ),
+    ]
+    tracked: Annotated[
+        float,
+        Field(
+            description="Share of sampled output frames where the face was detected.",
+            title="Tracked",
+        ),
+    ]
+    bridged: Annotated[
+        float,
+        Field(
+            description="Not detected; the nearest detection (within a second) stood in.",
+            title="Bridged",
+        ),
+    ]
+    missing: Annotated[float, Field(title="Missing")]
+
+
+class IdentityMeasure(BaseModel):
+    verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
+    line: Annotated[
+        str,
+        Field(
+            description="The verdict in one line, with the threshold it was read against.",
+            title="Line",
+        ),
+    ]
+    mean_distance: Annotated[
+        float | None,
+        Field(
+            description="Mean dlib descriptor distance, input -> output.",
+            title="Mean Distance",
+        ),
+    ]
+    over_threshold: Annotated[
+        float | None,
+        Field(description="Share of compared frames over 0.6.", title="Over Threshold"),
+    ]
+    frames: Annotated[int, Field(description="Frames compared.", title="Frames")]
+
+
+class LipsMeasure(BaseModel):
+    verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
+    line: Annotated[
+        str,
+        Field(
+            description="The verdict in one line, with the threshold it was read against.",
+            title="Line",
+        ),
+    ]
+    correlation: Annotated[
+        float | None,
+        Field(
+            description="Pearson correlation of the output's mouth opening with the input's at the same frames.",
+            title="Correlation",
+        ),
+    ]
+    speech_correlation: Annotated[
+        float | None,
+        Field(
+            description="A dub: correlation of the output's mouth opening with the speech track's energy envelope at the best lag (a proxy, not SyncNet).",
+            title="Speech Correlation",
+        ),
+    ] = None
+    speech_lag_s: Annotated[
+        float | None,
+        Field(
+            description="A dub: that best lag (mouth after speech > 0).",
+            title="Speech Lag S",
+        ),
+    ] = None
+
+
+class ModelSetInfo(BaseModel):
+    name: Annotated[str, Field(title="Name")]
+    version: Annotated[str, Field(title="Version")]
+    backbone: Annotated[
+        str,
+        Field(
+            description="The generator the set's edits run on (edtalk, pdfgc).",
+            title="Backbone",
+        ),
+    ]
+    models: Annotated[list[ModelInfo], Field(title="Models")]
+    connector: Annotated[
+        ServedConnector | None,
+        Field(description="Null when the set has no connector and none is served (edits fail with connector_missing)."),
+    ]
+
+
+class Probe(BaseModel):
+    object: Annotated[Literal["probe"], Field(title="Object")] = "probe"
+    state: Annotated[Literal["pending", "ready", "failed"], Field(title="State")]
+    duration_s: Annotated[float | None, Field(title="Duration S")] = None
+    fps: Annotated[float | None, Field(title="Fps")] = None
+    frames: Annotated[int | None, Field(title="Frames")] = None
+    width: Annotated[int | None, Field(title="Width")] = None
+    height: Annotated[int | None, Field(title="Height")] = None
+    has_audio: Annotated[bool | None, Field(title="Has Audio")] = None
+    face: ProbeFace | None = None
+    error: JobError | None = None
+
+
+class SegmentShownSpeech(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    start_s: Annotated[
+        float,
+        Field(description="Seconds from the clip's first frame.", title="Start S"),
+    ]
+    end_s: Annotated[float, Field(description="Seconds from the clip's first frame.", title="End S")]
+    target: Annotated[Target | ShownSpeech, Field(title="Target")]
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    keyframes: Annotated[
+        list[Keyframe] | None,
+        Field(max_length=64, title="Keyframes", validate_default=True),
+    ] = []
+
+
+class SteadinessMeasure(BaseModel):
+    verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
+    line: Annotated[
+        str,
+        Field(
+            description="The verdict in one line, with the threshold it was read against.",
+            title="Line",
+        ),
+    ]
+    output_jitter: Annotated[
+        float | None,
+        Field(
+            description="Median frame-to-frame landmark acceleration of the output, head motion removed, in interocular distances.",
+            title="Output Jitter",
+        ),
+    ]
+    input_jitter: Annotated[float | None, Field(title="Input Jitter")]
+    ratio: Annotated[float | None, Field(description="output_jitter / input_jitter.", title="Ratio")]
+
+
+class EditTimeline(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    segments: Annotated[list[SegmentSegmentSpeech], Field(min_length=1, title="Segments")]
+    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
+
+
+class EditCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    preview_s: Annotated[PreviewS | None, Field(title="Preview S")] = None
+    preview_start_s: Annotated[
+        float | None,
+        Field(
+            description="Where the clip preview's window starts, in seconds from the first frame.",
+            ge=0.0,
+            title="Preview Start S",
+        ),
+    ] = 0.0
+    lips: Annotated[
+        Literal["video", "speech"] | None,
+        Field(
+            description="Where the lip motion comes from: the input video's own, or `speech_track` (dubbing).",
+            title="Lips",
+        ),
+    ] = "video"
+    pose_fill: Annotated[
+        Literal["bounce", "loop", "hold"] | None,
+        Field(
+            description="When the speech outlasts the pose source: play it back and forth (bounce), from the start again (loop), or hold its last frame.",
+            title="Pose Fill",
+        ),
+    ] = "bounce"
+    gaze: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).",
+            title="Gaze",
+        ),
+    ] = "keep"
+    blink: Annotated[
+        Literal["keep", "off"] | None,
+        Field(
+            description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).",
+            title="Blink",
+        ),
+    ] = "keep"
+    enhance: Annotated[
+        Literal["auto", "on", "off"] | None,
+        Field(
+            description="Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.",
+            title="Enhance",
+        ),
+    ] = "auto"
+    enhance_strength: Annotated[
+        float | None,
+        Field(
+            description="Blend of the restored face over the unrestored one (1: fully restored).",
+            ge=0.0,
+            le=1.0,
+            title="Enhance Strength",
+        ),
+    ] = 1.0
+    upscale: Annotated[
+        int | None,
+        Field(
+            description="2: a 256x256 face-crop input comes back at 512x512, restored.",
+            ge=1,
+            le=2,
+            title="Upscale",
+        ),
+    ] = 1
+    face_index: Annotated[FaceIndex | None, Field(title="Face Index")] = None
+    face_box: Annotated[FaceBox | None, Field(title="Face Box")] = None
+    source_frame: Annotated[SourceFrame | None, Field(title="Source Frame")] = None
+    quality: Annotated[
+        bool | None,
+        Field(
+            description="Measure the output against the input (identity, lips, steadiness, emotion, faces) and return the report with the result; a few per cent of the edit's time.",
+            title="Quality",
+        ),
+    ] = True
+    neutral: Annotated[
+        Literal["library", "self"] | None,
+        Field(
+            description="What the voice is compared with: the library's neutral mean, or the speaker's calmest window.",
+            title="Neutral",
+        ),
+    ] = "library"
+    emotion: Annotated[Emotion1 | None, Field(title="Emotion")] = None
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    video_url: Annotated[VideoUrl | None, Field(title="Video Url")] = None
+    video_asset: Annotated[VideoAsset | None, Field(title="Video Asset")] = None
+    speech_urls: Annotated[list[SpeechUrl] | None, Field(max_length=8, title="Speech Urls")] = None
+    speech_assets: Annotated[list[SpeechAsset] | None, Field(max_length=8, title="Speech Assets")] = None
+    speech_track_url: Annotated[SpeechTrackUrl | None, Field(title="Speech Track Url")] = None
+    speech_track_asset: Annotated[SpeechTrackAsset | None, Field(title="Speech Track Asset")] = None
+    pose_video_url: Annotated[PoseVideoUrl | None, Field(title="Pose Video Url")] = None
+    pose_video_asset: Annotated[PoseVideoAsset | None, Field(title="Pose Video Asset")] = None
+    webhook_url: Annotated[WebhookUrl | None, Field(title="Webhook Url")] = None
+    webhook_events: Annotated[
+        list[
+            Literal[
+                "edit.running",
+                "edit.progress",
+                "edit.succeeded",
+                "edit.failed",
+                "edit.canceled",
+                "preview.running",
+                "preview.succeeded",
+                "preview.failed",
+                "preview.canceled",
+            ]
+        ]
+        | None,
+        Field(title="Webhook Events"),
+    ] = None
+    timeline: EditTimeline | None = None
+    dry_run: Annotated[
+        bool | None,
+        Field(
+            description="Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated seconds) instead of a job.",
+            title="Dry Run",
+        ),
+    ] = False
+
+
+class AppliedTimeline(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    segments: Annotated[list[SegmentShownSpeech], Field(min_length=1, title="Segments")]
+    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
+
+
+class QualityReport(BaseModel):
+    sampled_frames: Annotated[
+        int,
+        Field(
+            description="Frames of the output measured (anchors; lips and steadiness add two frames after each).",
+            title="Sampled Frames",
+        ),
+    ]
+    sample_fps: Annotated[float, Field(title="Sample Fps")]
+    identity: IdentityMeasure
+    lips: LipsMeasure
+    steadiness: SteadinessMeasure
+    emotion: EmotionMeasure
+    faces: FacesMeasure
+    seconds: Annotated[float, Field(description="Time it took to measure.", title="Seconds")]
+
+
 class EditResultInfo(BaseModel):
     frames: Annotated[int, Field(title="Frames")]
     fps: Annotated[float, Field(title="Fps")]
@@ -724,42 +1217,71 @@ class EditResultInfo(BaseModel):
             title="Segments",
         ),
     ] = None
+    quality: Annotated[
+        QualityReport | None,
+        Field(description="With `quality` on: the output measured against the input, each measure with a verdict."),
+    ] = None
+    quality_error: Annotated[
+        QualityProblem | None,
+        Field(description="With `quality` on, why there is no report (`quality_unavailable`)."),
+    ] = None
 
 
-class Emotion(BaseModel):
+class Job(BaseModel):
     id: Annotated[str, Field(title="Id")]
-    name: Annotated[str, Field(title="Name")]
-    kind: Annotated[Literal["basic", "extended", "custom"], Field(title="Kind")]
     state: Annotated[
-        Literal["pending", "ready", "failed"],
+        Literal["creating", "queued", "running", "succeeded", "failed", "canceled"],
         Field(
-            description="Custom emotions are built by a worker from their clips.",
-            title="EmotionState",
+            description="Never `creating`: a job is visible once its inputs are stored.",
+            title="JobState",
         ),
     ]
-    error: JobError | None = None
+    progress: Annotated[float, Field(ge=0.0, le=1.0, title="Progress")]
+    stage: Annotated[str | None, Field(title="Stage")]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    updated_at: Annotated[AwareDatetime, Field(title="Updated At")]
+    started_at: Annotated[AwareDatetime | None, Field(title="Started At")]
+    finished_at: Annotated[AwareDatetime | None, Field(title="Finished At")]
+    error: JobError | None
+    object: Annotated[Literal["edit"], Field(title="Object")] = "edit"
+    video_name: Annotated[
+        str | None,
+        Field(
+            description="The input video's file name: an uploaded asset's, or a video_url's last path segment; null for a multipart part.",
+            title="Video Name",
+        ),
+    ] = None
+    emotion: Annotated[str | None, Field(title="Emotion")]
+    intensity: Annotated[float, Field(title="Intensity")]
+    timeline: Annotated[
+        AppliedTimeline | None,
+        Field(description="The timeline this edit applies, if any."),
+    ] = None
+    result: EditResultInfo | None
+    output_url: Annotated[
+        str | None,
+        Field(
+            description="Presigned download of the result, signed anew on every read.",
+            title="Output Url",
+        ),
+    ]
+    preview_s: Annotated[
+        float | None,
+        Field(
+            description="Set on a clip preview: the seconds it renders.",
+            title="Preview S",
+        ),
+    ] = None
+    preview_start_s: Annotated[
+        float | None,
+        Field(description="Where a clip preview's window starts.", title="Preview Start S"),
+    ] = 0.0
 
 
-class EmotionList(BaseModel):
+class JobList(BaseModel):
     object: Annotated[Literal["list"], Field(title="Object")] = "list"
-    data: Annotated[list[Emotion], Field(title="Data")]
-
-
-class ModelSetInfo(BaseModel):
-    name: Annotated[str, Field(title="Name")]
-    version: Annotated[str, Field(title="Version")]
-    backbone: Annotated[
-        str,
-        Field(
-            description="The generator the set's edits run on (edtalk, pdfgc).",
-            title="Backbone",
-        ),
-    ]
-    models: Annotated[list[ModelInfo], Field(title="Models")]
-    connector: Annotated[
-        ServedConnector | None,
-        Field(description="Null when the set has no connector and none is served (edits fail with connector_missing)."),
-    ]
+    data: Annotated[list[Job], Field(title="Data")]
+    next_cursor: Annotated[str | None, Field(title="Next Cursor")]
 
 
 class Preview(BaseModel):
@@ -848,239 +1370,6 @@ class PreviewEvent(BaseModel):
 class PreviewList(BaseModel):
     object: Annotated[Literal["list"], Field(title="Object")] = "list"
     data: Annotated[list[Preview], Field(title="Data")]
-    next_cursor: Annotated[str | None, Field(title="Next Cursor")]
-
-
-class Probe(BaseModel):
-    object: Annotated[Literal["probe"], Field(title="Object")] = "probe"
-    state: Annotated[Literal["pending", "ready", "failed"], Field(title="State")]
-    duration_s: Annotated[float | None, Field(title="Duration S")] = None
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    frames: Annotated[int | None, Field(title="Frames")] = None
-    width: Annotated[int | None, Field(title="Width")] = None
-    height: Annotated[int | None, Field(title="Height")] = None
-    has_audio: Annotated[bool | None, Field(title="Has Audio")] = None
-    face: ProbeFace | None = None
-    error: JobError | None = None
-
-
-class SegmentShownSpeech(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    start_s: Annotated[
-        float,
-        Field(description="Seconds from the clip's first frame.", title="Start S"),
-    ]
-    end_s: Annotated[float, Field(description="Seconds from the clip's first frame.", title="End S")]
-    target: Annotated[Target | ShownSpeech, Field(title="Target")]
-    intensity: Annotated[
-        float | None,
-        Field(
-            description="0 keeps the input's emotion, 1 as recorded.",
-            ge=0.0,
-            le=2.0,
-            title="Intensity",
-        ),
-    ] = 1.0
-    keyframes: Annotated[
-        list[Keyframe] | None,
-        Field(max_length=64, title="Keyframes", validate_default=True),
-    ] = []
-
-
-class EditTimeline(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    segments: Annotated[list[SegmentSegmentSpeech], Field(min_length=1, title="Segments")]
-    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
-
-
-class EditCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    preview_s: Annotated[PreviewS | None, Field(title="Preview S")] = None
-    preview_start_s: Annotated[
-        float | None,
-        Field(
-            description="Where the clip preview's window starts, in seconds from the first frame.",
-            ge=0.0,
-            title="Preview Start S",
-        ),
-    ] = 0.0
-    lips: Annotated[
-        Literal["video", "speech"] | None,
-        Field(
-            description="Where the lip motion comes from: the input video's own, or `speech_track` (dubbing).",
-            title="Lips",
-        ),
-    ] = "video"
-    pose_fill: Annotated[
-        Literal["bounce", "loop", "hold"] | None,
-        Field(
-            description="When the speech outlasts the pose source: play it back and forth (bounce), from the start again (loop), or hold its last frame.",
-            title="Pose Fill",
-        ),
-    ] = "bounce"
-    gaze: Annotated[
-        Literal["keep", "off"] | None,
-        Field(
-            description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).",
-            title="Gaze",
-        ),
-    ] = "keep"
-    blink: Annotated[
-        Literal["keep", "off"] | None,
-        Field(
-            description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).",
-            title="Blink",
-        ),
-    ] = "keep"
-    enhance: Annotated[
-        Literal["auto", "on", "off"] | None,
-        Field(
-            description="Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.",
-            title="Enhance",
-        ),
-    ] = "auto"
-    enhance_strength: Annotated[
-        float | None,
-        Field(
-            description="Blend of the restored face over the unrestored one (1: fully restored).",
-            ge=0.0,
-            le=1.0,
-            title="Enhance Strength",
-        ),
-    ] = 1.0
-    upscale: Annotated[
-        int | None,
-        Field(
-            description="2: a 256x256 face-crop input comes back at 512x512, restored.",
-            ge=1,
-            le=2,
-            title="Upscale",
-        ),
-    ] = 1
-    face_index: Annotated[FaceIndex | None, Field(title="Face Index")] = None
-    face_box: Annotated[FaceBox | None, Field(title="Face Box")] = None
-    source_frame: Annotated[SourceFrame | None, Field(title="Source Frame")] = None
-    neutral: Annotated[
-        Literal["library", "self"] | None,
-        Field(
-            description="What the voice is compared with: the library's neutral mean, or the speaker's calmest window.",
-            title="Neutral",
-        ),
-    ] = "library"
-    emotion: Annotated[Emotion1 | None, Field(title="Emotion")] = None
-    intensity: Annotated[
-        float | None,
-        Field(
-            description="0 keeps the input's emotion, 1 as recorded.",
-            ge=0.0,
-            le=2.0,
-            title="Intensity",
-        ),
-    ] = 1.0
-    video_url: Annotated[VideoUrl | None, Field(title="Video Url")] = None
-    video_asset: Annotated[VideoAsset | None, Field(title="Video Asset")] = None
-    speech_urls: Annotated[list[SpeechUrl] | None, Field(max_length=8, title="Speech Urls")] = None
-    speech_assets: Annotated[list[SpeechAsset] | None, Field(max_length=8, title="Speech Assets")] = None
-    speech_track_url: Annotated[SpeechTrackUrl | None, Field(title="Speech Track Url")] = None
-    speech_track_asset: Annotated[SpeechTrackAsset | None, Field(title="Speech Track Asset")] = None
-    pose_video_url: Annotated[PoseVideoUrl | None, Field(title="Pose Video Url")] = None
-    pose_video_asset: Annotated[PoseVideoAsset | None, Field(title="Pose Video Asset")] = None
-    webhook_url: Annotated[WebhookUrl | None, Field(title="Webhook Url")] = None
-    webhook_events: Annotated[
-        list[
-            Literal[
-                "edit.running",
-                "edit.progress",
-                "edit.succeeded",
-                "edit.failed",
-                "edit.canceled",
-                "preview.running",
-                "preview.succeeded",
-                "preview.failed",
-                "preview.canceled",
-            ]
-        ]
-        | None,
-        Field(title="Webhook Events"),
-    ] = None
-    timeline: EditTimeline | None = None
-    dry_run: Annotated[
-        bool | None,
-        Field(
-            description="Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated seconds) instead of a job.",
-            title="Dry Run",
-        ),
-    ] = False
-
-
-class AppliedTimeline(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    segments: Annotated[list[SegmentShownSpeech], Field(min_length=1, title="Segments")]
-    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
-
-
-class Job(BaseModel):
-    id: Annotated[str, Field(title="Id")]
-    state: Annotated[
-        Literal["creating", "queued", "running", "succeeded", "failed", "canceled"],
-        Field(
-            description="Never `creating`: a job is visible once its inputs are stored.",
-            title="JobState",
-        ),
-    ]
-    progress: Annotated[float, Field(ge=0.0, le=1.0, title="Progress")]
-    stage: Annotated[str | None, Field(title="Stage")]
-    created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    updated_at: Annotated[AwareDatetime, Field(title="Updated At")]
-    started_at: Annotated[AwareDatetime | None, Field(title="Started At")]
-    finished_at: Annotated[AwareDatetime | None, Field(title="Finished At")]
-    error: JobError | None
-    object: Annotated[Literal["edit"], Field(title="Object")] = "edit"
-    video_name: Annotated[
-        str | None,
-        Field(
-            description="The input video's file name: an uploaded asset's, or a video_url's last path segment; null for a multipart part.",
-            title="Video Name",
-        ),
-    ] = None
-    emotion: Annotated[str | None, Field(title="Emotion")]
-    intensity: Annotated[float, Field(title="Intensity")]
-    timeline: Annotated[
-        AppliedTimeline | None,
-        Field(description="The timeline this edit applies, if any."),
-    ] = None
-    result: EditResultInfo | None
-    output_url: Annotated[
-        str | None,
-        Field(
-            description="Presigned download of the result, signed anew on every read.",
-            title="Output Url",
-        ),
-    ]
-    preview_s: Annotated[
-        float | None,
-        Field(
-            description="Set on a clip preview: the seconds it renders.",
-            title="Preview S",
-        ),
-    ] = None
-    preview_start_s: Annotated[
-        float | None,
-        Field(description="Where a clip preview's window starts.", title="Preview Start S"),
-    ] = 0.0
-
-
-class JobList(BaseModel):
-    object: Annotated[Literal["list"], Field(title="Object")] = "list"
-    data: Annotated[list[Job], Field(title="Data")]
     next_cursor: Annotated[str | None, Field(title="Next Cursor")]
 
 

@@ -748,6 +748,10 @@ export interface components {
              * @description For `from_audio`: the segments found in the voice and applied; without `cosine` they are a `timeline` to submit back.
              */
             segments?: components["schemas"]["VoiceSegment"][] | null;
+            /** @description With `quality` on: the output measured against the input, each measure with a verdict. */
+            quality?: components["schemas"]["QualityReport"] | null;
+            /** @description With `quality` on, why there is no report (`quality_unavailable`). */
+            quality_error?: components["schemas"]["QualityProblem"] | null;
         };
         /** Emotion */
         Emotion: {
@@ -774,6 +778,82 @@ export interface components {
             object: "list";
             /** Data */
             data: components["schemas"]["Emotion"][];
+        };
+        /** EmotionMeasure */
+        EmotionMeasure: {
+            verdict: components["schemas"]["Verdict"];
+            /**
+             * Line
+             * @description The verdict in one line, with the threshold it was read against.
+             */
+            line: string;
+            /**
+             * Classifier
+             * @description What judged the expression, and how far to trust it.
+             */
+            classifier: string;
+            /** Classes */
+            classes: string[];
+            /**
+             * Segments
+             * @description The whole clip, or each timeline segment.
+             */
+            segments: components["schemas"]["EmotionSegment"][];
+            /**
+             * Curve
+             * @description The output's distribution over time (at most 120 points).
+             */
+            curve: components["schemas"]["EmotionPoint"][];
+        };
+        /** EmotionPoint */
+        EmotionPoint: {
+            /** T S */
+            t_s: number;
+            /**
+             * Output
+             * @description The output's class probabilities here, in `classes` order.
+             */
+            output: number[];
+        };
+        /**
+         * EmotionSegment
+         * @description One stretch of a timeline (or the whole clip) and the classifier's view of it.
+         */
+        EmotionSegment: {
+            /** Start S */
+            start_s: number;
+            /** End S */
+            end_s: number;
+            /**
+             * Target
+             * @description What the edit aimed at here.
+             */
+            target: string | null;
+            /**
+             * Target Class
+             * @description The classifier's class for the target; None: not one it knows.
+             */
+            target_class: string | null;
+            /**
+             * Input
+             * @description Mean class probabilities on the input's frames.
+             */
+            input: {
+                [key: string]: number;
+            };
+            /** Output */
+            output: {
+                [key: string]: number;
+            };
+            /** Target In */
+            target_in?: number | null;
+            /** Target Out */
+            target_out?: number | null;
+            /**
+             * Shift
+             * @description target_out - target_in.
+             */
+            shift?: number | null;
         };
         /**
          * EmotionState
@@ -864,12 +944,34 @@ export interface components {
          *     | `models_unavailable` | 503 | the model set cannot be read |
          *     | `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |
          *     | `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |
+         *     | `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |
          *     | `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |
          *     | `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        /** FacesMeasure */
+        FacesMeasure: {
+            verdict: components["schemas"]["Verdict"];
+            /**
+             * Line
+             * @description The verdict in one line, with the threshold it was read against.
+             */
+            line: string;
+            /**
+             * Tracked
+             * @description Share of sampled output frames where the face was detected.
+             */
+            tracked: number;
+            /**
+             * Bridged
+             * @description Not detected; the nearest detection (within a second) stood in.
+             */
+            bridged: number;
+            /** Missing */
+            missing: number;
+        };
         /** Health */
         Health: {
             /**
@@ -881,6 +983,30 @@ export interface components {
             checks?: {
                 [key: string]: string;
             };
+        };
+        /** IdentityMeasure */
+        IdentityMeasure: {
+            verdict: components["schemas"]["Verdict"];
+            /**
+             * Line
+             * @description The verdict in one line, with the threshold it was read against.
+             */
+            line: string;
+            /**
+             * Mean Distance
+             * @description Mean dlib descriptor distance, input -> output.
+             */
+            mean_distance: number | null;
+            /**
+             * Over Threshold
+             * @description Share of compared frames over 0.6.
+             */
+            over_threshold: number | null;
+            /**
+             * Frames
+             * @description Frames compared.
+             */
+            frames: number;
         };
         /** Job */
         Job: {
@@ -983,6 +1109,30 @@ export interface components {
              * @description 0 keeps the input's emotion, 1 as recorded.
              */
             intensity: number;
+        };
+        /** LipsMeasure */
+        LipsMeasure: {
+            verdict: components["schemas"]["Verdict"];
+            /**
+             * Line
+             * @description The verdict in one line, with the threshold it was read against.
+             */
+            line: string;
+            /**
+             * Correlation
+             * @description Pearson correlation of the output's mouth opening with the input's at the same frames.
+             */
+            correlation: number | null;
+            /**
+             * Speech Correlation
+             * @description A dub: correlation of the output's mouth opening with the speech track's energy envelope at the best lag (a proxy, not SyncNet).
+             */
+            speech_correlation?: number | null;
+            /**
+             * Speech Lag S
+             * @description A dub: that best lag (mouth after speech > 0).
+             */
+            speech_lag_s?: number | null;
         };
         /** ModelInfo */
         ModelInfo: {
@@ -1180,6 +1330,38 @@ export interface components {
              */
             box: number[];
         };
+        /**
+         * QualityProblem
+         * @description Why an edit with `quality` on has no report: its code (`quality_unavailable`) and message.
+         */
+        QualityProblem: {
+            code: components["schemas"]["ErrorCode"];
+            /** Message */
+            message: string;
+        };
+        /**
+         * QualityReport
+         * @description Every measure of one output against its input.
+         */
+        QualityReport: {
+            /**
+             * Sampled Frames
+             * @description Frames of the output measured (anchors; lips and steadiness add two frames after each).
+             */
+            sampled_frames: number;
+            /** Sample Fps */
+            sample_fps: number;
+            identity: components["schemas"]["IdentityMeasure"];
+            lips: components["schemas"]["LipsMeasure"];
+            steadiness: components["schemas"]["SteadinessMeasure"];
+            emotion: components["schemas"]["EmotionMeasure"];
+            faces: components["schemas"]["FacesMeasure"];
+            /**
+             * Seconds
+             * @description Time it took to measure.
+             */
+            seconds: number;
+        };
         /** Segment[ShownSpeech] */
         Segment_ShownSpeech_: {
             /**
@@ -1255,6 +1437,27 @@ export interface components {
             /** Speech Clips */
             speech_clips: number;
         };
+        /** SteadinessMeasure */
+        SteadinessMeasure: {
+            verdict: components["schemas"]["Verdict"];
+            /**
+             * Line
+             * @description The verdict in one line, with the threshold it was read against.
+             */
+            line: string;
+            /**
+             * Output Jitter
+             * @description Median frame-to-frame landmark acceleration of the output, head motion removed, in interocular distances.
+             */
+            output_jitter: number | null;
+            /** Input Jitter */
+            input_jitter: number | null;
+            /**
+             * Ratio
+             * @description output_jitter / input_jitter.
+             */
+            ratio: number | null;
+        };
         /** Upload */
         Upload: {
             /** Id */
@@ -1294,6 +1497,11 @@ export interface components {
              */
             content_type: string;
         };
+        /**
+         * Verdict
+         * @enum {string}
+         */
+        Verdict: "good" | "fair" | "poor" | "unknown";
         /**
          * VoiceSegment
          * @description A stretch of the voice and the emotion found there; without `cosine` it is a timeline segment
@@ -1521,6 +1729,12 @@ export interface components {
              * @default null
              */
             source_frame: number | null;
+            /**
+             * Quality
+             * @description Measure the output against the input (identity, lips, steadiness, emotion, faces) and return the report with the result; a few per cent of the edit's time.
+             * @default true
+             */
+            quality: boolean;
             /**
              * Neutral
              * @description What the voice is compared with: the library's neutral mean, or the speaker's calmest window.
