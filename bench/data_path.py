@@ -64,7 +64,10 @@ def _child(src: str, dst: str, models: str, enhance: str) -> None:
     elif settings.num_threads:  # the old path: torch only, as its benchmarks did
         torch.set_num_threads(settings.num_threads)
     editor = Editor.from_settings(settings, models=Path(models))
-    options = EditChoices(enhance="on" if enhance == "on" else "off")
+    fields: dict[str, object] = {"enhance": "on" if enhance == "on" else "off"}
+    if "quality" in EditChoices.model_fields:  # the quality report is no part of the data path: both paths without
+        fields["quality"] = False
+    options = EditChoices.model_validate(fields)
     cpu0, wall0 = _cpu(), time.perf_counter()
     with meter.metering() as steps:
         result = editor.edit(Path(src), Path(dst), EmotionTarget(emotion="happy"), options)

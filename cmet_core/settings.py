@@ -67,6 +67,11 @@ class CoreSettings(BaseSettings):
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."
     )
     log_level: str = Field(default="INFO", description="Root log level (DEBUG, INFO, WARNING, ...).")
+    server: str | None = Field(
+        default=None,
+        description="A cmet API (`http://host:8000`) that `cmet edit` and `cmet preview` submit to instead of "
+        "running the models here; its key is CMET_API_KEY.",
+    )
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
     registry: str | None = Field(
         default=None, description="Connector registry: a directory or s3://bucket/prefix; default DATA_DIR/registry."
@@ -77,6 +82,17 @@ class CoreSettings(BaseSettings):
     )
     max_timeline_segments: int = Field(
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Most segments an edit's timeline may have (CLI, API, worker)."
+    )
+    quality_fps: float = Field(
+        default=5.0, gt=0, le=60, description="Frames a second of output the quality report reads (expression, mouth)."
+    )
+    quality_identity_fps: float = Field(
+        default=0.5, gt=0, le=60, description="Frames a second the quality report takes identity descriptors of."
+    )
+    quality_emotion_model: Path | None = Field(
+        default=None,
+        description="A TFLite expression classifier for the quality report with fer's contract (1x64x64x1 grey "
+        "in [-1, 1] -> 7 classes angry, disgust, fear, happy, sad, surprise, neutral); default fer's.",
     )
     # S3 connection (the registry here; the service's storage too)
     s3_endpoint_url: str | None = None

@@ -8,7 +8,7 @@ variable) and duration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -228,11 +228,15 @@ def probe(
     return info
 
 
-def read_frames(path: Path | str, max_side: int | None = None) -> Iterator[DecodedFrame]:
-    """Decodes the first video stream in presentation order, one upright RGB frame at a time; `max_side`:
-    each scaled down so that neither side is longer (the face pass needs no more)."""
+def read_frames(
+    path: Path | str, wanted: Container[int] | None = None, *, max_side: int | None = None
+) -> Iterator[DecodedFrame]:
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time; with `wanted`,
+    only the frames of those indices are converted and given (a sampler's, which skips the rest cheaply);
+    `max_side`: each scaled down so that neither side is longer (the face pass needs no more)."""
     for index, pts, time_s, frame in _decoded(Path(path), rough=max_side is not None):
-        yield DecodedFrame(index, pts, time_s, upright(frame, max_side))
+        if wanted is None or index in wanted:
+            yield DecodedFrame(index, pts, time_s, upright(frame, max_side))
 
 
 def read_planes(path: Path | str) -> Iterator[PlanesFrame]:
