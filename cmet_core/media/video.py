@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import av
 import numpy as np
@@ -161,6 +162,27 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 
 
+def video_stream(
+    out: av.container.OutputContainer,
+    codec: str,
+    like: VideoInfo,
+    size: tuple[int, int],
+    pix_fmt: str,
+    options: dict[str, object],
+) -> av.VideoStream:
+    """An encoder whose stream and codec both count time in the input's time base, so each frame keeps its
+    input timestamp exactly. A codec left on 1/declared-rate rounds timestamps onto that grid: where the
+    declared (average) rate is below the frames' real rate (a clip trimmed by stream copy, variable frame
+    rate), two frames round to one tick and the encoder refuses the second (EINVAL)."""
+    stream = cast(av.VideoStream, out.add_stream(codec, rate=like.fps))  # `codec` names a video encoder
+    stream.width, stream.height = size
+    stream.pix_fmt = pix_fmt
+    stream.time_base = like.time_base
+    stream.codec_context.time_base = like.time_base
+    stream.options = options
+    return stream
+
+
 class VideoWriter:
     """H.264 (yuv420p) + AAC mp4 with faststart; audio is taken from `audio_from` and interleaved.
 
@@ -170,13 +192,10 @@ class VideoWriter:
     def __init__(self, path: Path | str, like: VideoInfo, audio_from: Path | None = None, crf: int = 18) -> None:
         self.path = Path(path)
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        self.video = self.container.add_stream("libx264", rate=like.fps)
-        self.video.width = like.width + like.width % 2
-        self.video.height = like.height + like.height % 2
-        self.video.pix_fmt = "yuv420p"
-        self.video.time_base = like.time_base
-        self.video.codec_context.time_base = like.time_base
-        self.video.options = {"crf": str(crf), "preset": "medium"}
+        size = (like.width + like.width % 2, like.height + like.height % 2)
+        self.video = video_stream(
+            self.container, "libx264", like, size, "yuv420p", {"crf": str(crf), "preset": "medium"}
+        )
         self.time_base = like.time_base
         self.frame_period = 1 / like.fps
         self._next_index = 0
