@@ -150,3 +150,31 @@ def retime(src: Path, path: Path, times: list[float]) -> Path:
                     packet.stream = audio
                     out.mux(packet)
     return path
+
+
+def make_size_change(path: Path, first: np.ndarray, then: tuple[int, int], frames: int) -> Path:
+    """A Matroska MJPEG clip whose frame 0 is the image `first` and whose other `frames - 1` frames are grey
+    `then` (width, height): each JPEG packet carries its own size, as an H.264 stream may in a new SPS."""
+    from fractions import Fraction
+
+    import av
+
+    def jpeg(image: np.ndarray) -> bytes:
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.height, encoder.width = image.shape[:2]
+        encoder.pix_fmt, encoder.time_base = "yuvj420p", Fraction(1, 25)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuvj420p")
+        return bytes(encoder.encode(frame)[0])
+
+    packets = [jpeg(first), jpeg(np.full((then[1], then[0], 3), 128, np.uint8))]
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = "yuvj420p"
+        for i in range(frames):
+            packet = av.Packet(packets[min(i, 1)])
+            packet.stream, packet.time_base = stream, Fraction(1, 25)
+            packet.pts = packet.dts = i
+            packet.duration, packet.is_keyframe = 1, True
+            out.mux(packet)
+    return path

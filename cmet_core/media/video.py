@@ -148,8 +148,13 @@ def probe(
 
 
 def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
-    """Decodes the first video stream in presentation order, one upright RGB frame at a time."""
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time.
+
+    Every frame has the first frame's size, which `probe` measured and the limits accepted: a stream
+    whose size changes (64x64, then 4K) is refused at the first frame that differs, before any work
+    is done at a size no limit checked."""
     path = Path(path)
+    size: tuple[int, int] | None = None
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -157,7 +162,15 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
         try:
             for index, frame in enumerate(container.decode(stream)):
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
-                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
+                image = upright(frame)
+                size = size or image.shape[:2]
+                if image.shape[:2] != size:
+                    raise MediaError(
+                        ErrorCode.DECODE_FAILED,
+                        f"{path}: frame {index} is {image.shape[1]}x{image.shape[0]}, but the video starts at "
+                        f"{size[1]}x{size[0]}; a video whose frame size changes cannot be edited",
+                    )
+                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=image)
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 
