@@ -241,6 +241,17 @@ CASES: list[tuple[str, Case, int, str]] = [
         422,
         "bad_emotion_name",
     ),
+    *(
+        (
+            f"custom emotion named {name!r}",
+            lambda c, name=name: c.client.post(
+                "/v1/emotions", headers=c.auth(), data={"name": name}, files={"speech": c.files["wav"]}
+            ),
+            422,
+            "bad_emotion_name",
+        )
+        for name in ("from_audio\n", "happy\n", "dry-wit\n")
+    ),
     (
         "neutral without from_audio",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "neutral": "self"}),
