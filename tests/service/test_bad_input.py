@@ -22,6 +22,7 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
+from service.body_limit import limit_for
 from tests.media_factory import make_audio, make_dense_video, make_video
 from tests.service.stack import REDIS_URL
 
@@ -815,3 +816,11 @@ def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> No
             assert _jobs(settings) == 0
     finally:
         server.shutdown()
+
+
+def test_multipart_routes_take_their_files_whole() -> None:
+    """A contact sheet's multipart body carries a whole video, as an edit's does; JSON stays small."""
+    settings = JobsSettings(max_video_bytes=50 << 20, max_json_bytes=1 << 20)
+    for route in ("/v1/edits", "/v1/previews"):
+        assert limit_for(settings, "POST", route, "multipart/form-data; boundary=x") > settings.max_video_bytes
+    assert limit_for(settings, "POST", "/v1/previews", "application/json") == settings.max_json_bytes
