@@ -254,6 +254,26 @@ CASES: list[tuple[str, Case, int, str]] = [
         for name in ("from_audio\n", "happy\n", "dry-wit\n")
     ),
     (
+        "edit subscribed to preview events",
+        lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.succeeded", "preview.succeeded"]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "clip preview subscribed to edit events",
+        lambda c: c.post(json={"emotion": "happy", "preview_s": 1, "webhook_events": ["edit.succeeded"]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "contact sheet subscribed to edit events",
+        lambda c: c.client.post(
+            "/v1/previews", headers=c.auth(), json={"emotions": ["happy"], "webhook_events": ["edit.failed"]}
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
         "neutral without from_audio",
         lambda c: c.post(files={"video": c.files["video"]}, data={"emotion": "happy", "neutral": "self"}),
         422,
