@@ -74,6 +74,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         "silent": silent,
         "dense": make_dense_video(tmp / "dense.mp4", frames=40_000, seconds=2.0).read_bytes(),
         "photo": _jpeg(),
+        "huge_png": _png_header(30000, 30000),
         "long_flac": _long_flac(tmp / "long.flac", seconds=601),
     }
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -106,6 +107,20 @@ def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-unt
     }
     data = {"emotion": "happy"} | {k: v for k, v in fields.items() if not k.endswith("_part")}
     return c.post(files=files, data=data)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares `width` x `height` (its one tiny data chunk does not fill it): what a
+    client sends to make the server decode 900 million pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + data
 
 
 def _jobs(settings: JobsSettings) -> int:
@@ -690,6 +705,12 @@ CASES: list[tuple[str, Case, int, str]] = [
     ),
     ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
     ("photo without lips speech", lambda c: _dub(c, "photo"), 422, "photo_needs_speech"),
+    (
+        "photo of 30000x30000 pixels",
+        lambda c: _dub(c, "huge_png", lips="speech", speech_track_part="wav"),
+        422,
+        "bad_photo",
+    ),
     ("lips speech without a speech track", lambda c: _dub(c, lips="speech"), 422, "speech_track_missing"),
     ("speech track without lips speech", lambda c: _dub(c, speech_track_part="wav"), 422, "speech_track_unused"),
     (
