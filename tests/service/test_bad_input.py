@@ -711,6 +711,18 @@ CASES: list[tuple[str, Case, int, str]] = [
         422,
         "bad_photo",
     ),
+    (
+        "clip preview of a dub",
+        lambda c: _dub(c, lips="speech", speech_track_part="wav", preview_s="1"),
+        422,
+        "bad_preview_window",
+    ),
+    (
+        "clip preview following a separate speech track",
+        lambda c: _dub(c, emotion="from_audio", speech_track_part="wav", preview_s="1"),
+        422,
+        "bad_preview_window",
+    ),
     ("lips speech without a speech track", lambda c: _dub(c, lips="speech"), 422, "speech_track_missing"),
     ("speech track without lips speech", lambda c: _dub(c, speech_track_part="wav"), 422, "speech_track_unused"),
     (
