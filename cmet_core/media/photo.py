@@ -7,6 +7,7 @@ No torch: the API tells photos from videos at submission the same way.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -20,10 +21,20 @@ from cmet_core.media.video import MediaError
 def is_photo(path: Path) -> bool:
     """True for a file PIL recognises as an image (its header only is read), however large: a photo over
     the pixel limit is refused as a photo (`bad_photo`), not tried as a video."""
+    return _recognised(path)
+
+
+def looks_like_photo(head: bytes) -> bool:
+    """`is_photo` on a file's first bytes (an uploaded asset's, read from storage): one rule for a photo,
+    whether it comes as a part or as an asset."""
+    return _recognised(io.BytesIO(head))
+
+
+def _recognised(source: Path | io.BytesIO) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 return bool(image.format)
     except Image.DecompressionBombError:
         return True
