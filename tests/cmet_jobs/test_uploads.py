@@ -11,7 +11,7 @@ from PIL import Image
 from cmet_core.errors import ErrorCode
 from cmet_core.media.photo import is_photo
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs import uploads
+from cmet_jobs import probes, uploads
 from cmet_jobs.db.models import ApiKey, Asset, now
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
@@ -122,3 +122,27 @@ def test_a_photo_is_taken_as_an_asset_as_it_is_as_a_part(tmp_path: Path, fmt: st
     sniff_asset(path.read_bytes()[:SNIFF_BYTES], "video", "ast_x")
     with pytest.raises(RequestError):
         sniff_asset(b"GIF is not a format of this text" * 16, "video", "ast_x")
+
+
+def test_a_probe_answer_is_never_shown_for_a_newer_file(settings: JobsSettings, tmp_path: Path, clip: Path) -> None:
+    """The answer belongs to the file it measured: after a new PUT to the asset it is pending again."""
+    key_id = new_key(settings.db_url)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video\n" * 100)
+    asset_id = _asset(settings, key_id, text)
+    storage = storage_for(settings)
+    (tmp_path / "work").mkdir()
+    assert probes.run(settings, storage, asset_id, tmp_path / "work") == "failed"  # not_media, before any model
+
+    def answer() -> str:
+        with session_scope(settings.db_url) as session:
+            key = session.get(ApiKey, key_id)
+            assert key is not None
+            return probes.read(session, storage, key, asset_id).state
+
+    assert answer() == "failed"
+    with session_scope(settings.db_url) as session:
+        asset = session.get(Asset, asset_id)
+        assert asset is not None
+        storage.put_file(asset.storage_key, clip, "video/mp4")  # a new PUT: another file
+    assert answer() == "pending"
