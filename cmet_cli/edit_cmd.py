@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperCommand
 
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
-from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
-from cmet_cli.timeline_cmd import output_label, over_time, timeline_json, voice_table
+from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say, stage_bars
+from cmet_cli.output_names import default_output, refuse_overwrite
+from cmet_cli.timeline_cmd import over_time, short_voice_warning, timeline_json, voice_table
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.options import EditChoices, Limits
@@ -90,9 +90,19 @@ def edit(
         None, metavar="INPUT", help="Talking-face video, or a photo with --lips-from; default: a generated sample clip."
     ),
     output: Path = typer.Option(
-        None, "-o", "--output", help="Output mp4 (default: INPUT.<emotion>.mp4 beside the input)."
+        None,
+        "-o",
+        "--output",
+        help="Output mp4 (default: INPUT.<emotion, blend, clips or timeline>[.dub-TRACK].mp4 in the current folder).",
     ),
-    emotion: str = typer.Option(None, "--emotion", "-e", help="A library emotion, e.g. happy, sarcastic."),
+    force: bool = typer.Option(False, "--force", help="Replace the output file if it exists."),
+    emotion: str = typer.Option(
+        None,
+        "--emotion",
+        "-e",
+        help="A library emotion, e.g. happy, sarcastic; or from_audio: the face follows the voice "
+        "(the video's own, or --voice-from's).",
+    ),
     blend: str = typer.Option(None, "--blend", help="A weighted mix, e.g. happy=0.6,surprised=0.4."),
     speech: list[Path] = typer.Option(
         None, "--speech", help="Speech clips whose emotion to take (several after one flag)."
@@ -161,8 +171,17 @@ def edit(
             say("no INPUT given: editing a generated 2 s sample face clip")
             output = output if output is not None else Path("sample.edited.mp4")
         if output is None:
-            kind = ".preview" if options.preview_s is not None else ""  # a preview never takes the full edit's name
-            output = input_path.with_name(f"{input_path.stem}.{output_label(target)}{kind}.mp4")
+            output = default_output(
+                input_path,
+                target,
+                timeline=timeline,
+                lips_from=lips_from,
+                voice_from=voice_from,
+                preview=options.preview_s is not None,
+            )
+        refuse_overwrite(output, force)
+        if voice_from is not None and (warning := run(short_voice_warning, input_path, voice_from, max_duration)):
+            say(warning)
         editor = run(
             Editor.from_settings,
             get_settings(),
@@ -177,13 +196,7 @@ def edit(
             f"models: {editor.models.path}; connector {editor.connector_label}"
             + (f" from {choice.registry.where}" if choice else "")
         )
-        with Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=False,
-        ) as bars:
+        with stage_bars() as bars:
             shown = (*STAGES, "lips") if lips_from is not None else STAGES
             tasks = {stage: bars.add_task(stage, total=None) for stage in shown}
 

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cmet_cli.console import fail, out, run, say
+from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.modelsets.sets import NO_LICENCE, discover_sets, list_models, no_set_message
 from cmet_core.settings import get_settings
@@ -19,11 +19,18 @@ from cmet_core.settings import get_settings
 app = typer.Typer(no_args_is_help=True, help="Model sets: pull, make-tiny, list, verify.")
 
 _BACKBONE_HELP = f"The generator backbone of the set ({', '.join(backbone_names())})."
-_DIR_HELP = "Models dir holding sets, or one set (default: setting CMET_MODELS_DIR, else CMET_DATA_DIR/models)."
+_DIR_HELP = "Models dir holding sets, or one set (default: setting CMET_MODELS_DIR, else ~/.cache/cmet/models)."
 
 
-def _root(directory: Path | None) -> Path:
-    return directory if directory is not None else get_settings().resolved_models_dir
+_SAME_AS_DIR = "Same as DIR (every `cmet models` command takes either form)."
+
+
+def _root(directory: Path | None, dir_option: Path | None = None) -> Path:
+    """DIR or `--dir` (both forms on every command, so none of them has to be remembered), else the models dir."""
+    if directory is not None and dir_option is not None and directory != dir_option:
+        raise fail(f"give DIR or --dir, not both ({directory} and {dir_option})", EXIT_BAD_INPUT)
+    chosen = directory if directory is not None else dir_option
+    return chosen if chosen is not None else get_settings().resolved_models_dir
 
 
 def _size(n: int) -> str:
@@ -37,7 +44,8 @@ def _size(n: int) -> str:
 
 @app.command("pull")
 def pull_cmd(
-    directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
+    directory: Path = typer.Argument(None, metavar="[DIR]", help=_DIR_HELP),
+    dir_option: Path = typer.Option(None, "--dir", help=_SAME_AS_DIR),
     spec_file: Path = typer.Option(
         None, "--spec", help="A pull spec JSON (hub files and configs); default: the official one."
     ),
@@ -56,13 +64,14 @@ def pull_cmd(
     spec = run(load_spec, spec_file) if spec_file else OFFICIAL_SPEC
     if no_restorer:
         spec = spec.model_copy(update={"restorer": None})
-    dest = run(pull, _root(directory), spec, endpoint=endpoint, force=force, progress=say, mirror=mirror)
+    dest = run(pull, _root(directory, dir_option), spec, endpoint=endpoint, force=force, progress=say, mirror=mirror)
     typer.echo(f"model set {spec.name} {spec.version} written to {dest}")
 
 
 @app.command("make-tiny")
 def make_tiny_cmd(
-    directory: Path = typer.Argument(None, help="Folder of the new set (default: MODELS_DIR/tiny)."),
+    directory: Path = typer.Argument(None, metavar="[DIR]", help="Folder of the new set (default: MODELS_DIR/tiny)."),
+    dir_option: Path = typer.Option(None, "--dir", help=_SAME_AS_DIR),
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
     force: bool = typer.Option(False, "--force", help="Replace an existing set there."),
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=_BACKBONE_HELP),
@@ -70,7 +79,8 @@ def make_tiny_cmd(
     """Write a complete tiny random model set (tests, development; output is noise)."""
     from cmet_core.modelsets.build import make_tiny_set  # deferred: torch
 
-    dest = directory if directory is not None else _root(None) / "tiny"
+    given = directory is not None or dir_option is not None
+    dest = _root(directory, dir_option) if given else _root(None) / "tiny"
     dest = run(make_tiny_set, dest, seed, force=force, backbone=backbone)
     typer.echo(f"tiny model set (seed {seed}) written to {dest}")
 
@@ -97,7 +107,11 @@ def convert_cmd(
         "--edtalk",
         help="The backbone's published generator: EDTalk.pt for edtalk, the folder of its four .pth files for pdfgc.",
     ),
-    connector: Path = typer.Option(..., "--connector", help="Official C-MET connector .pth."),
+    connector: Path = typer.Option(
+        None,
+        "--connector",
+        help="Official C-MET connector .pth (optional: without one the set edits nothing until cmet-train trains one).",
+    ),
     emotion2vec: Path = typer.Option(..., "--emotion2vec", help="emotion2vec+ folder with config.yaml and model.pt."),
     gfpgan: Path = typer.Option(None, "--gfpgan", help="Optional GFPGANv1.4.pth, the face restorer of --enhance."),
     audio2lip: Path = typer.Option(None, "--audio2lip", help="Official Audio2Lip.pt (optional; needed to dub)."),
@@ -122,10 +136,13 @@ def convert_cmd(
 
 
 @app.command("list")
-def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
+def list_cmd(
+    directory: Path = typer.Argument(None, metavar="[DIR]", help=_DIR_HELP),
+    dir_option: Path = typer.Option(None, "--dir", help=_SAME_AS_DIR),
+) -> None:
     """Sets and their models: name, version, kind, size, source, and what is known of the weights' licence."""
 
-    root = _root(directory)
+    root = _root(directory, dir_option)
     if not discover_sets(root):
         raise fail(no_set_message(root))
     rows, problems = run(list_models, root)
@@ -154,13 +171,14 @@ def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> N
 
 @app.command("verify")
 def verify_cmd(
-    directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
+    directory: Path = typer.Argument(None, metavar="[DIR]", help=_DIR_HELP),
+    dir_option: Path = typer.Option(None, "--dir", help=_SAME_AS_DIR),
     no_load: bool = typer.Option(False, "--no-load", help="Only re-hash; skip the strict loads."),
 ) -> None:
     """Re-hash every file and strictly load every model; exit 0 when all sets verify, else 1."""
     from cmet_core.modelsets.build import verify_set  # deferred: torch
 
-    root = _root(directory)
+    root = _root(directory, dir_option)
     sets = discover_sets(root)
     if not sets:
         raise fail(no_set_message(root))

@@ -8,6 +8,7 @@ import typer
 
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
+from cmet_cli.output_names import refuse_overwrite
 from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 from cmet_core.settings import get_settings
 
@@ -32,7 +33,10 @@ def preview(
         ..., "--emotions", help="Rows: emotions separated by commas (use ';' between blends such as happy=0.6,sad=0.4)."
     ),
     intensities: str = typer.Option("0.5,1,1.5", "--intensities", help="Columns: intensities separated by commas."),
-    output: Path = typer.Option(None, "-o", "--output", help="The sheet's PNG (default: INPUT.sheet.png)."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="The sheet's PNG (default: INPUT.sheet.png in the current folder)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the sheet's PNG if it exists."),
     frame: int = typer.Option(None, "--frame", help="Frame to show (default: the identity source frame)."),
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
@@ -50,7 +54,8 @@ def preview(
         SheetChoice, emotions=split_rows(emotions), intensities=_numbers(intensities, "--intensities"), frame=frame
     )
     options = flags.build(EditChoices)
-    output = output if output is not None else input_path.with_name(f"{input_path.stem}.sheet.png")
+    output = output if output is not None else Path(f"{input_path.stem}.sheet.png")
+    refuse_overwrite(output, force)
     editor = run(Editor.from_settings, get_settings(), models=models, device=device, library=library)
     sheet = run(contact_sheet, editor, input_path, choice, options)
     run(sheet.save, output)

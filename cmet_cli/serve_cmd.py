@@ -29,12 +29,15 @@ import typer
 from cmet_cli.console import run, say
 from cmet_core.modelsets.registry import choose
 from cmet_core.modelsets.sets import select_set
+from cmet_core.settings import get_settings
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobKind
 from worker.devices import WEBHOOK_ENV, celery_worker, job_queues, webhook_command
 from worker.supervisor import Child, Supervisor
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from cmet_jobs.settings import JobsSettings
     from worker.supervisor import Supervisor
 
@@ -53,8 +56,13 @@ def serve(
         "--connector",
         help="Serve a registry connector: 'latest' or a version (default: CMET_CONNECTOR_VERSION, else the set's own).",
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Every log line: migrations, requests, the workers' banners and warnings."
+    ),
 ) -> None:
-    """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server)."""
+    """Start the REST API, an edit worker and a webhook worker (SQLite, local files, no broker server).
+
+    It prints a short summary (where to open the page, with which key); --verbose shows the rest."""
     # deferred: PIL, celery, fastapi, sqlalchemy, uvicorn
     import uvicorn
 
@@ -64,8 +72,12 @@ def serve(
     from service.app import create_app
 
     overrides = {
-        "CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://"),
-        "CMET_PUBLIC_URL": os.environ.get("CMET_PUBLIC_URL", f"http://{host}:{port}"),
+        # the API (create_app), its migrations and the workers all log at this level; a user's setting wins
+        "CMET_LOG_LEVEL": os.environ.get("CMET_LOG_LEVEL", "INFO" if verbose else "WARNING"),
+        # a host named: kombu warns "No hostname was supplied" at every connection otherwise
+        "CMET_BROKER_URL": os.environ.get("CMET_BROKER_URL", "filesystem://localhost/"),
+        # CMET_PUBLIC_URL stays unset unless the user sets it: answers then name the origin a request came to
+        "CMET_API_URL": f"http://{host}:{port}",
     }
     models_set = run(select_set, models if models is not None else None)
     overrides["CMET_MODELS_SET"] = str(models_set)
@@ -73,26 +85,31 @@ def serve(
         run(choose, connector)  # an unknown version or an empty registry stops here, with the reason
         overrides["CMET_CONNECTOR_VERSION"] = connector
     os.environ.update(overrides)
+    get_settings.cache_clear()  # read again with the overrides: create_app configures logging from them
     settings = JobsSettings()
     app = run(create_app, settings)
     with session_scope(settings.db_url) as session:
         leftover = unfinished_ids(session)
         kinds = jobs.kinds(session, leftover)
+        key = _key_line(session)
     for job_id in leftover:
         queue.submit(settings, job_id, kind=kinds.get(job_id, JobKind.EDIT))
     if leftover:
         say(f"queued {len(leftover)} unfinished job(s) again")
-    workers = _workers(settings)
+    workers = _workers(settings, verbose)
     stop = _Stop(workers)
     say(f"models: {models_set}; data: {settings.data_dir}; API on http://{host}:{port}")
-    say(f"open http://{host}:{port}/ in a browser (create a key with `cmet keys create --name me`)")
+    say(f"open http://{host}:{port}/ in a browser; {key}")
+    say("Ctrl-C stops it" + ("" if verbose else "; --verbose shows every log line"))
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             stop.begin()  # the workers start stopping now, while the API finishes its requests
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=API_GRACE_S)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info" if verbose else "warning", timeout_graceful_shutdown=API_GRACE_S
+    )
     try:
         Server(config).run()
     finally:
@@ -126,17 +143,35 @@ class _Stop:
         self.begin()
 
 
-def _workers(settings: JobsSettings) -> Supervisor:
+def _key_line(session: Session) -> str:
+    """Which key opens the page: a first run (no active key) makes one and shows it, once."""
+    from cmet_jobs.keys import create_key, list_keys  # deferred: sqlalchemy
+
+    active = sum(1 for k in list_keys(session) if k.revoked_at is None)
+    if active:
+        return f"key: one made with `cmet keys create` ({active} active; `cmet keys list`)"
+    made = create_key(session, "cmet serve")
+    return f"key: {made.secret} (made now for this first run and shown once; `cmet keys create --name NAME` makes more)"
+
+
+QUIET_WORKER_ENV = {"PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"}
+"""Without --verbose: no run-as-root warning from each worker (a laptop's root container; a deployment's
+workers, started by `cmet worker`, still say it)."""
+
+
+def _workers(settings: JobsSettings, verbose: bool) -> Supervisor:
     """The embedded edit worker (one job at a time, in its main process) and a webhook worker (no models),
     started again when one exits (a crash, or the watchdog of a stuck job)."""
 
-    edits = celery_worker(job_queues(settings.queue, settings.preview_queue), 1, "solo", "cmet-edits", "warning")
-    webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, "warning")
+    level, quiet = ("info", False) if verbose else ("warning", True)
+    edits = celery_worker(job_queues(settings.queue, settings.preview_queue), 1, "solo", "cmet-edits", level, quiet)
+    webhooks = webhook_command(settings.webhook_queue, settings.webhook_concurrency, level, quiet)
+    env = dict(os.environ) | ({} if verbose else QUIET_WORKER_ENV)
     supervisor = Supervisor(
         [
-            Child("edits", edits, dict(os.environ)),
+            Child("edits", edits, env),
             # the edit worker serves the metrics port: one process can hold it
-            Child("webhooks", webhooks, {**os.environ, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}),
+            Child("webhooks", webhooks, {**env, **WEBHOOK_ENV, "CMET_WORKER_METRICS_PORT": "0"}),
         ],
         say,
     )

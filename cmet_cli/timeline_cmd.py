@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from cmet_core.emotion.speech_plan import EditTarget
 
 
+VOICE_SHORT_BY_S = 0.04
+"""A track this much shorter than the video (one frame at 25 fps) is worth a warning; less is rounding."""
+
+
 def over_time(
     timeline: Path | None,
     emotion: str | None,
@@ -60,6 +64,20 @@ def output_label(target: EditTarget) -> str:
     if isinstance(target, FollowVoice):
         return FROM_AUDIO
     return (target.emotion or "speech").split("=")[0].split(",")[0]
+
+
+def short_voice_warning(video: Path, track: Path, max_seconds: float) -> str | None:
+    """A `--voice-from` track shorter than the video leaves its end without a voice: say so before the edit."""
+    from cmet_core.media.speech_track import check_track  # deferred: PyAV
+    from cmet_core.media.video import probe
+
+    video_s, track_s = probe(video).duration_s, check_track(track, max_seconds)
+    if not 0 < track_s < video_s - VOICE_SHORT_BY_S:
+        return None
+    return (
+        f"warning: the --voice-from track lasts {track_s:.2f} s, the video {video_s:.2f} s: after {track_s:.2f} s "
+        "the face keeps its own emotion and the output is silent (the track is the output's audio)"
+    )
 
 
 def voice_table(result: EditResult) -> Table | None:

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     BAD_SOURCE_FRAME = "bad_source_frame"
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
+    EYE_CONTROL_UNSUPPORTED = "eye_control_unsupported"
     BAD_UPSCALE = "bad_upscale"
     # previews
     BAD_PREVIEW_FRAME = "bad_preview_frame"
@@ -61,6 +62,7 @@ class ErrorCode(StrEnum):
     PHOTO_NEEDS_SPEECH = "photo_needs_speech"
     POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
     BAD_CURSOR = "bad_cursor"
+    OUTPUT_EXISTS = "output_exists"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
     # who asks, and how often
@@ -68,6 +70,9 @@ class ErrorCode(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     CONCURRENT_LIMIT = "concurrent_limit"
     RATE_LIMIT = "rate_limit"
+    CONCURRENT_SUBMISSIONS = "concurrent_submissions"
+    STREAM_LIMIT = "stream_limit"
+    ASSET_LIMIT = "asset_limit"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
     # records
@@ -94,6 +99,7 @@ class ErrorCode(StrEnum):
     STORAGE = "storage"
     MODELS_UNAVAILABLE = "models_unavailable"
     LIPS_UNAVAILABLE = "lips_unavailable"
+    CONNECTOR_MISSING = "connector_missing"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
@@ -134,6 +140,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
+    ErrorCode.EYE_CONTROL_UNSUPPORTED: (
+        422,
+        "gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none",
+    ),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
     ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
     ErrorCode.BAD_PREVIEW_WINDOW: (422, "the preview window holds no frame of the clip, or not its source_frame"),
@@ -159,12 +169,16 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
     ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
+    ErrorCode.OUTPUT_EXISTS: (409, "the CLI's output file exists (--force replaces it)"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),
     ErrorCode.HTTP_ERROR: (400, "another HTTP-level error"),
     ErrorCode.UNAUTHORIZED: (401, "the API key is missing, unknown or revoked"),
     ErrorCode.BAD_SIGNATURE: (403, "a signed link is invalid or has expired"),
     ErrorCode.CONCURRENT_LIMIT: (429, "the key has its maximum of jobs queued or running"),
-    ErrorCode.RATE_LIMIT: (429, "the key sent too many submissions in the last minute"),
+    ErrorCode.RATE_LIMIT: (429, "the key sent too many submissions, probes or uploads in the last minute"),
+    ErrorCode.CONCURRENT_SUBMISSIONS: (429, "the key has its maximum of submissions being worked on at once"),
+    ErrorCode.STREAM_LIMIT: (429, "the key has its maximum of event streams open"),
+    ErrorCode.ASSET_LIMIT: (429, "the key holds its maximum of assets; delete one first"),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "the Idempotency-Key was used with another request body"),
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
@@ -188,6 +202,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.STORAGE: (503, "the object store failed after retries"),
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
     ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
+    ErrorCode.CONNECTOR_MISSING: (
+        503,
+        "the model set has no C-MET connector for its backbone, so this deployment cannot edit: "
+        "`cmet-train` trains one (prep-visual, train, export) and `--connector` serves it",
+    ),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
     ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),
     ErrorCode.INTERNAL: (500, "an unexpected fault of ours (logged)"),

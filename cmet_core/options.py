@@ -58,11 +58,32 @@ FaceBox = Annotated[
     Field(description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame)."),
 ]
 SourceFrame = Annotated[int, Field(ge=0, description="Frame whose face is the identity source.")]
+Gaze = Annotated[
+    Literal["keep", "off"],
+    Field(description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc)."),
+]
+Blink = Annotated[
+    Literal["keep", "off"],
+    Field(description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc)."),
+]
 
 
-class FaceChoice(EnhanceChoice):
+class EyeChoice(BaseModel):
+    """Eye motion a backbone with separate eye codes can switch off (PD-FGC's gaze and blink parts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gaze: Gaze = "keep"
+    blink: Blink = "keep"
+
+    def eyes_off(self) -> frozenset[str]:
+        """The eye motions switched off, by the names a backbone's `controls` use."""
+        return frozenset(name for name in ("gaze", "blink") if getattr(self, name) == "off")
+
+
+class FaceChoice(EnhanceChoice, EyeChoice):
     """Which face an edit changes and which frame gives its identity; default: the largest, most
-    central face and the first confident frontal frame. The restorer's options come with it."""
+    central face and the first confident frontal frame. The restorer's and the eyes' options come with it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

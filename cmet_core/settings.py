@@ -23,7 +23,11 @@ class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CMET_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="All local state lives under here.")
-    models_dir: Path | None = Field(default=None, description="Model sets; defaults to DATA_DIR/models.")
+    models_dir: Path | None = Field(
+        default=None,
+        description="Model sets; default ~/.cache/cmet/models, which CMET_DATA_DIR does not move (one set serves "
+        "every command and every data dir).",
+    )
     test_data: Path = Field(
         default=Path(__file__).resolve().parent.parent.parent / "shared" / "data",
         description="Real fixtures for tests and benchmarks (never copied into the project).",
@@ -69,7 +73,7 @@ class CoreSettings(BaseSettings):
 
     @property
     def resolved_models_dir(self) -> Path:
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+        return self.models_dir if self.models_dir is not None else _default_data_dir() / "models"
 
     @property
     def resolved_registry(self) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cmet_core.emotion.library import EMOTION_NAME, EmotionEntry, EmotionLibrary, load_builtin_library
 from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode
-from cmet_jobs import queue
+from cmet_jobs import queue, quota
 from cmet_jobs.db.models import ApiKey, CustomEmotion
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_speech
@@ -69,8 +69,10 @@ def register(
     name = check_name(name)
     if not clips:
         raise RequestError(ErrorCode.SPEECH_MISSING, "give at least one `speech` part")
+    quota.check(session, key, take=False)
     for path in clips:
         check_speech(path)
+    quota.check(session, key)  # a build is a job on the edit queue: it counts as one
     row = CustomEmotion(key_id=key.id, name=name)
     session.add(row)
     try:

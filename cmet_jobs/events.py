@@ -1,17 +1,23 @@
 """A job's progress as server-sent events (`GET /v1/edits/{id}/events`), without HTTP.
 
-The stream polls the job record every `POLL_S` in async code: each poll is one primary-key read
-in a session opened and closed on a worker thread for that read alone, so an open stream holds
-no database connection and no thread between polls. The record is the truth (decision 0001):
-the worker already writes state, stage and progress there, and `cmet serve` has no Redis for a
-pub/sub channel, so polling works the same on every deployment at the cost of one indexed read
-per stream and interval.
+One `Notifier` per API process watches every followed job with one query per `POLL_S` (the
+state, stage and progress of all of them, and whether their key was revoked), whatever the
+number of open streams: a stream costs no database work while its job does not change, and
+reads its record only when the notifier saw a change. The query runs on a worker thread in a
+session opened and closed for it, so open streams hold no database connection and no thread.
+The record is the truth (decision 0001): the worker already writes state, stage and progress
+there, and `cmet serve` has no Redis for a pub/sub channel, so one poll per process works the
+same on every deployment.
+
+A key may hold `event_streams_per_key` streams open in one process (`Notifier.watch` refuses
+more with 429 `stream_limit`), so one key's thousand streams cannot slow everyone's reads.
 
 Events, each with the job as `schemas.Job` JSON in `data`:
 - `state`: the first event, then whenever the state changes;
 - `progress`: the stage or progress changed;
 - `result`: the job reached a final state (with `output_url` on success); the stream ends;
-- `error`: the job was deleted meanwhile (a problem body with `edit_not_found`); the stream ends.
+- `error`: the job was deleted meanwhile (`edit_not_found`) or its key revoked (`unauthorized`),
+  as a problem body; the stream ends.
 A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
 
 The stream samples the record, so it tells states that last at least one poll: a job that starts and
@@ -23,19 +29,37 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import anyio
+from sqlalchemy import select
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import jobs, schemas
-from cmet_jobs.db.models import JobRow
+from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.db.session import new_session
+from cmet_jobs.errors import RequestError
 from cmet_jobs.storage import Storage
 
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
 MEDIA_TYPE = "text/event-stream"
+STREAM_RETRY_AFTER_S = 10
+"""When a stream frees is unknown (its job ends, its client leaves): a short, fixed wait."""
+READ_CHUNK = 500
+"""Job ids per query of the notifier's poll."""
+
+Seen = tuple[str, str | None, float]
+"""What a stream has told its client: state, stage, progress."""
+
+
+class Ending(StrEnum):
+    GONE = "gone"
+    REVOKED = "revoked"
 
 
 def frame(event: str, data: str, event_id: int | None = None) -> bytes:
@@ -44,41 +68,160 @@ def frame(event: str, data: str, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
-def _reader(db_url: str, storage: Storage, key_id: str, job_id: str) -> Callable[[], schemas.Job | None]:
-    def read() -> schemas.Job | None:
-        session = new_session(db_url)
+@dataclass(eq=False)
+class Watch:
+    """One open stream's interest in one job: what it told last, and what the notifier saw since."""
+
+    key_id: str
+    job_id: str
+    notifier: Notifier
+    seen: Seen | None = None
+    news: Seen | Ending | None = None
+    closed: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.notifier.forget(self)
+
+
+@dataclass
+class Notifier:
+    """Every followed job of this process, polled together; see the module's docstring."""
+
+    db_url: str
+    per_key: int
+    watches: dict[str, set[Watch]] = field(default_factory=dict)
+    open_per_key: Counter[str] = field(default_factory=Counter)
+    rounds: int = 0
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _last_poll: float = 0.0
+
+    def watch(self, key_id: str, job_id: str) -> Watch:
+        """A new stream's watch, or 429 `stream_limit` when the key has its maximum open here."""
+        if self.open_per_key[key_id] >= self.per_key:
+            raise RequestError(
+                ErrorCode.STREAM_LIMIT,
+                f"this key has {self.per_key} event streams open; close one or poll the job",
+                {"Retry-After": str(STREAM_RETRY_AFTER_S)},
+            )
+        watch = Watch(key_id, job_id, self)
+        self.open_per_key[key_id] += 1
+        self.watches.setdefault(job_id, set()).add(watch)
+        return watch
+
+    def forget(self, watch: Watch) -> None:
+        self.open_per_key[watch.key_id] -= 1
+        if self.open_per_key[watch.key_id] <= 0:
+            del self.open_per_key[watch.key_id]
+        followers = self.watches.get(watch.job_id, set())
+        followers.discard(watch)
+        if not followers:
+            self.watches.pop(watch.job_id, None)
+
+    async def changed(self, watch: Watch, timeout: float) -> Seen | Ending | None:
+        """What changed for `watch` (None: nothing within `timeout`). The stream that finds no poll
+        under way runs the next one for every watch; the others wait for it."""
+        with anyio.move_on_after(timeout):
+            while watch.news is None:
+                await self._next_round()
+        news, watch.news = watch.news, None
+        return news
+
+    async def _next_round(self) -> None:
+        round_seen = self.rounds
+        async with self._lock:
+            if self.rounds != round_seen:
+                return  # another stream polled while this one waited
+            await anyio.sleep(max(0.0, self._last_poll + POLL_S - time.monotonic()))
+            rows = await anyio.to_thread.run_sync(self._read, list(self.watches))
+            self._last_poll = time.monotonic()
+            self.rounds += 1
+        for job_id, followers in list(self.watches.items()):
+            for watch in followers:
+                now = _news(rows.get(job_id), watch)
+                if now is not None and now != watch.seen:
+                    watch.news = now
+
+    def _read(self, job_ids: list[str]) -> dict[str, tuple[str, Seen, bool]]:
+        """(key id, what a client would see, whether the key is revoked) of each job that exists."""
+        found: dict[str, tuple[str, Seen, bool]] = {}
+        session = new_session(self.db_url)
         try:
-            job = session.get(JobRow, job_id)
-            if job is None or job.key_id != key_id:
-                return None
-            return jobs.to_schema(job, storage)
+            for start in range(0, len(job_ids), READ_CHUNK):
+                query = (
+                    select(JobRow.id, JobRow.key_id, JobRow.state, JobRow.stage, JobRow.progress, ApiKey.revoked_at)
+                    .join(ApiKey, ApiKey.id == JobRow.key_id)
+                    .where(JobRow.id.in_(job_ids[start : start + READ_CHUNK]))
+                )
+                for job_id, key_id, state, stage, progress, revoked_at in session.execute(query):
+                    found[job_id] = (key_id, (state.value, stage, progress), revoked_at is not None)
         finally:
             session.close()
+        return found
 
-    return read
+
+def _news(row: tuple[str, Seen, bool] | None, watch: Watch) -> Seen | Ending | None:
+    if row is None or row[0] != watch.key_id:
+        return Ending.GONE
+    return Ending.REVOKED if row[2] else row[1]
 
 
-async def stream(db_url: str, storage: Storage, key_id: str, job_id: str) -> AsyncIterator[bytes]:
-    """The events of one job the caller owns (the route checked that before answering 200)."""
-    read = _reader(db_url, storage, key_id, job_id)
-    seen: tuple[str, str | None, float] | None = None
+def _read_job(db_url: str, storage: Storage, watch: Watch) -> tuple[schemas.Job, Seen] | Ending:
+    """The job as the client sees it, and what that shows, read whole (an output URL is signed anew)."""
+    session = new_session(db_url)
+    try:
+        job = session.get(JobRow, watch.job_id)
+        if job is None or job.key_id != watch.key_id:
+            return Ending.GONE
+        key = session.get(ApiKey, job.key_id)
+        if key is None or key.revoked_at is not None:
+            return Ending.REVOKED
+        return jobs.to_schema(job, storage), (job.state.value, job.stage, job.progress)
+    finally:
+        session.close()
+
+
+def _problem(ending: Ending, job_id: str) -> str:
+    if ending is Ending.GONE:
+        return json.dumps({"code": ErrorCode.EDIT_NOT_FOUND.value, "detail": f"edit {job_id} was deleted"})
+    return json.dumps({"code": ErrorCode.UNAUTHORIZED.value, "detail": "the API key was revoked"})
+
+
+def stream(notifier: Notifier, storage: Storage, watch: Watch) -> AsyncIterator[bytes]:
+    """The events of one job the caller owns (the route checked that before answering 200). The watch
+    is closed when the stream ends, and when its body is dropped without being read (a HEAD)."""
+    body = _events(notifier, storage, watch)
+    weakref.finalize(body, watch.close)
+    return body
+
+
+async def _events(notifier: Notifier, storage: Storage, watch: Watch) -> AsyncIterator[bytes]:
     count, quiet_since = 0, time.monotonic()
-    while True:
-        job = await anyio.to_thread.run_sync(read)
-        if job is None:
-            count += 1
-            problem = {"code": ErrorCode.EDIT_NOT_FOUND.value, "detail": f"edit {job_id} was deleted"}
-            yield frame("error", json.dumps(problem), count)
-            return
-        now = (job.state.value, job.stage, job.progress)
-        if now != seen:
-            count += 1
-            kind = "result" if job.state.final else "state" if seen is None or seen[0] != now[0] else "progress"
-            yield frame(kind, job.model_dump_json(), count)
-            seen, quiet_since = now, time.monotonic()
-            if job.state.final:
+    try:
+        read = await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch)
+        while True:
+            if isinstance(read, Ending):
+                yield frame("error", _problem(read, watch.job_id), count + 1)
                 return
-        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
-            yield b": keep-alive\n\n"
-            quiet_since = time.monotonic()
-        await anyio.sleep(POLL_S)
+            job, now = read
+            if now != watch.seen:
+                count += 1
+                moved = watch.seen is None or watch.seen[0] != now[0]
+                kind = "result" if job.state.final else "state" if moved else "progress"
+                yield frame(kind, job.model_dump_json(), count)
+                watch.seen, quiet_since = now, time.monotonic()
+                if job.state.final:
+                    return
+            news = await notifier.changed(watch, max(0.0, quiet_since + KEEPALIVE_S - time.monotonic()))
+            if news is None:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+                continue
+            read = (
+                news
+                if isinstance(news, Ending)
+                else await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch)
+            )
+    finally:
+        watch.close()

@@ -91,7 +91,7 @@ def _is_image(head: bytes) -> bool:
     return head.startswith(b"\xff\xd8\xff") or looks_like_photo(head)
 
 
-def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
+def sniff_asset(head: bytes, kind: str, name: str) -> None:
     """An uploaded asset's first bytes must announce a media container of its kind (a full probe
     needs the whole file, which the worker has; this catches text, images and archives at once)."""
     container = _container(head)
@@ -100,7 +100,7 @@ def sniff_asset(head: bytes, kind: str, asset_id: str) -> None:
         return  # a photo to animate
     if container is None or (kind == "video" and container in audio_only):
         raise RequestError(
-            ErrorCode.NOT_MEDIA, f"asset {asset_id} does not look like {'a video' if kind == 'video' else 'audio'} file"
+            ErrorCode.NOT_MEDIA, f"{name} does not look like {'a video' if kind == 'video' else 'an audio'} file"
         )
 
 

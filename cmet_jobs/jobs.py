@@ -102,6 +102,7 @@ def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
     succeeded = job.state == JobState.SUCCEEDED and job.output_key
     return schemas.Job(
         **_record(job),
+        video_name=spec.video.name,
         emotion=spec.emotion,
         intensity=spec.intensity,
         timeline=timelines.shown(spec.timeline),
@@ -169,14 +170,25 @@ def payload(job: JobRow, storage: Storage) -> schemas.Job | schemas.Preview:
     return to_preview(job, storage) if job.kind.preview else to_schema(job, storage)
 
 
-def active_count(session: Session, key_id: str) -> int:
+def active_count(session: Session, key_id: str, kinds: tuple[JobKind, ...] | None = None) -> int:
+    """The key's jobs queued or running (of `kinds`, else of every kind)."""
     states = (JobState.QUEUED, JobState.RUNNING)
-    return int(
-        session.scalar(
-            select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
-        )
-        or 0
+    query = select(func.count()).select_from(JobRow).where(JobRow.key_id == key_id, JobRow.state.in_(states))
+    if kinds is not None:
+        query = query.where(JobRow.kind.in_(kinds))
+    return int(session.scalar(query) or 0)
+
+
+def previews_ahead_of_an_edit(session: Session) -> int | None:
+    """Previews (of any key) started since the oldest queued edit was created (None: no edit waits); past
+    a limit, previews step behind it."""
+    oldest = session.scalar(
+        select(func.min(JobRow.created_at)).where(JobRow.kind == JobKind.EDIT, JobRow.state == JobState.QUEUED)
     )
+    if oldest is None:
+        return None
+    started = select(func.count()).select_from(JobRow).where(JobRow.kind != JobKind.EDIT, JobRow.started_at >= oldest)
+    return int(session.scalar(started) or 0)
 
 
 def lock(session: Session, job_id: str) -> JobRow | None:

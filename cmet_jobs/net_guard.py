@@ -412,25 +412,43 @@ def probe_url(
     schemes: Sequence[str] = ("https",),
     timeout: float = 5.0,
     max_redirects: int = 5,
+    total_timeout: float = 10.0,
 ) -> None:
     """What `fetch_to_file` would meet, without the body: every redirect hop checked, the final
     answer a success, the declared size within `max_bytes`. Lets the API refuse a bad URL input
     (a redirect to a private address, a 404, a file too big) at submission; the worker checks again
-    when it fetches, since DNS and servers may change in between."""
+    when it fetches, since DNS and servers may change in between. `total_timeout` bounds the whole
+    probe (every hop's connect and reads): a server that drips its headers holds a submission thread
+    no longer than that."""
     current = _parse(url)
     check_url(str(current), allow_private=allow_private, schemes=schemes)
+    deadline = _Deadline(total_timeout)
+    with (
+        _within(deadline, str(current), "fetching"),
+        _client(allow_private, schemes, timeout, deadline) as client,
+        _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current),
+    ):
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if response.status_code == 206 and total.isdigit() and int(total) > max_bytes:
+            raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the file is {total} bytes; the limit is {max_bytes}")
+        if response.status_code != 206:
+            _check_declared(response, current, max_bytes)
+
+
+@contextmanager
+def _within(deadline: _Deadline, url: str, doing: str) -> Iterator[None]:
+    """Any failure of an exchange under `deadline` as a BlockedURLError: past the deadline, that it was
+    too slow (whatever the socket said); otherwise what failed."""
     try:
-        with (
-            _client(allow_private, schemes, timeout) as client,
-            _follow(client, current, max_redirects, {"Range": "bytes=0-0"}) as (response, current),
-        ):
-            total = response.headers.get("content-range", "").rpartition("/")[2]
-            if response.status_code == 206 and total.isdigit() and int(total) > max_bytes:
-                raise BlockedURLError(ErrorCode.URL_TOO_LARGE, f"the file is {total} bytes; the limit is {max_bytes}")
-            if response.status_code != 206:
-                _check_declared(response, current, max_bytes)
-    except _HTTPX_ERRORS as exc:
-        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"fetching {current} failed: {exc!r}") from None
+        yield
+    except (*_NETWORK_ERRORS, BlockedURLError) as exc:
+        if deadline.passed():
+            raise BlockedURLError(
+                ErrorCode.URL_FETCH_FAILED, f"{url} did not answer in full within {deadline.seconds:g} s"
+            ) from None
+        if isinstance(exc, BlockedURLError):
+            raise
+        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"{doing} {url} failed: {exc!r}") from None
 
 
 @contextmanager
@@ -484,22 +502,14 @@ def post_json(
     sent = httpx.Headers(headers or {})
     sent.setdefault("Content-Type", "application/json")
     deadline = _Deadline(total_timeout)
-    try:
-        with (
-            _client(allow_private, schemes, timeout, deadline) as client,
-            client.stream("POST", url, content=body, headers=sent) as response,
-        ):
-            received = bytearray()
-            for chunk in response.iter_raw():
-                received += chunk[: max_response_bytes - len(received)]
-                if len(received) >= max_response_bytes:
-                    break
-            return PostResult(response.status_code, response.headers, bytes(received))
-    except (*_NETWORK_ERRORS, BlockedURLError) as exc:
-        if deadline.passed():
-            raise BlockedURLError(
-                ErrorCode.URL_FETCH_FAILED, f"{url} did not answer in full within {total_timeout:g} s"
-            ) from None
-        if isinstance(exc, BlockedURLError):
-            raise
-        raise BlockedURLError(ErrorCode.URL_FETCH_FAILED, f"calling {url} failed: {exc!r}") from None
+    with (
+        _within(deadline, url, "calling"),
+        _client(allow_private, schemes, timeout, deadline) as client,
+        client.stream("POST", url, content=body, headers=sent) as response,
+    ):
+        received = bytearray()
+        for chunk in response.iter_raw():
+            received += chunk[: max_response_bytes - len(received)]
+            if len(received) >= max_response_bytes:
+                break
+        return PostResult(response.status_code, response.headers, bytes(received))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices
-from cmet_jobs import emotions, queue, schemas, submissions, uploads
+from cmet_jobs import emotions, queue, quota, schemas, submissions, uploads
 from cmet_jobs.db.models import ApiKey, Asset, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_video
@@ -58,6 +58,7 @@ def submit(
         return earlier
     body = submission.body
     submissions.check_one_video(submission.video_file, body.video_url, body.video_asset)
+    quota.check(session, key, settings.previews_per_key, take=False)
     rows = _rows(session, key, body)
     video_urls = [(body.video_url, settings.max_video_bytes)] if body.video_url is not None else []
     submissions.check_url_list(settings, video_urls, body.webhook_url)
@@ -67,7 +68,7 @@ def submit(
         if body.frame is not None and body.frame >= video.frame_count:
             last = video.frame_count - 1
             raise RequestError(ErrorCode.BAD_PREVIEW_FRAME, f"frame {body.frame} is outside the clip (frames 0-{last})")
-    submissions.check_quota(session, key)
+    quota.check(session, key, settings.previews_per_key)
     asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     return submissions.create_job(
         session,

@@ -25,10 +25,11 @@ from cmet_core import faces
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import read_frames
 from cmet_core.options import EditChoices, Limits, probe_input
-from cmet_jobs import queue, schemas, uploads
+from cmet_jobs import queue, quota, schemas, uploads
 from cmet_jobs.db.models import ApiKey, Asset
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings
+from cmet_jobs.states import Work
 from cmet_jobs.storage import Storage
 
 PROBE = "cmet.probe_asset"
@@ -52,11 +53,15 @@ def fingerprint(size: int, head: bytes) -> str:
 
 
 def request(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, asset_id: str) -> schemas.Probe:
-    """Queue a probe of the caller's uploaded video asset; any earlier answer is dropped first."""
+    """Queue a probe of the caller's uploaded video asset; any earlier answer is dropped first. Probes count
+    against `probes_per_minute`: they share the preview queue with everyone's previews."""
     asset = uploads.owned(session, key, asset_id)
     uploads.check_stored(storage, asset.storage_key, asset, "video")
+    quota.lock_key(session, key)
+    quota.check_rate(session, key, Work.PROBE, settings.probes_per_minute)
     storage.delete_prefix(result_key(asset))
     queue.send(settings, PROBE, asset.id, settings.preview_queue)  # seconds of work: never behind full renders
+    session.commit()  # the stamp: a probe counts against the key's rate once it is queued
     return schemas.Probe(state="pending")
 
 

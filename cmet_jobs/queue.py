@@ -1,8 +1,8 @@
 """Submitting job ids to the workers' queue by task name, so the API never imports the worker (or torch).
 
 Redis is the broker of deployments. The embedded default (`cmet serve`) uses kombu's
-`filesystem://` transport under CMET_DATA_DIR instead, so one machine needs no server; it
-can lose a message when a process dies, which the startup reconciler covers from the job records.
+`filesystem://` transport under CMET_DATA_DIR instead (`cmet_jobs.local_queue`), so one machine needs
+no server; it can lose a message when a process dies, which the startup reconciler covers from the job records.
 """
 
 from __future__ import annotations
@@ -55,32 +55,42 @@ def time_limits(frames: int | None, pixels_per_frame: int | None) -> tuple[int, 
     return hard - 30, hard
 
 
-def broker_options(broker_url: str, data_dir: Path) -> dict[str, Any]:
+LOCAL_TRANSPORT = "cmet_jobs.local_queue:Transport"
+"""The filesystem transport with whole, once-taken messages; kombu's own can hand a half-written file to a worker."""
+
+
+def broker_settings(broker_url: str, data_dir: Path) -> dict[str, Any]:
+    """The Celery settings of the broker at `broker_url`, the same in the API and the workers."""
     if broker_url.startswith("filesystem://"):
         folder = data_dir / "broker"
         (folder / "queue").mkdir(parents=True, exist_ok=True)
         (folder / "control").mkdir(parents=True, exist_ok=True)
         # control_folder too: kombu's default is ./control, a folder in whatever directory the process started in
         return {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-            "polling_interval": 0.05,
+            "broker_transport": LOCAL_TRANSPORT,
+            "broker_transport_options": {
+                "data_folder_in": str(folder / "queue"),
+                "data_folder_out": str(folder / "queue"),
+                "control_folder": str(folder / "control"),
+                "store_processed": False,
+                "polling_interval": 0.05,
+            },
         }
     # "priority": a worker asks Redis for its queues in the order it consumes them (previews first), never round robin
     return {
-        "visibility_timeout": VISIBILITY_TIMEOUT_S,
-        "unacked_restore_interval": 2,
-        "unacked_restore_throttle": 1,
-        "queue_order_strategy": "priority",
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "unacked_restore_interval": 2,
+            "unacked_restore_throttle": 1,
+            "queue_order_strategy": "priority",
+        }
     }
 
 
 @lru_cache(maxsize=4)
 def _client(broker_url: str, data_dir: Path) -> Celery:
     app = Celery("cmet-api", broker=broker_url, set_as_current=False)
-    app.conf.broker_transport_options = broker_options(broker_url, data_dir)
+    app.conf.update(broker_settings(broker_url, data_dir))
     return app
 
 

@@ -95,7 +95,7 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
-    intensity, face choice, source frame, lips, pose fill, enhance) are `cmet_core`'s own definitions.
+    intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
     With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
     the job is listed under /v1/previews."""
 
@@ -179,6 +179,11 @@ class JobRecord(BaseModel):
 
 class Job(JobRecord):
     object: Literal["edit"] = "edit"
+    video_name: str | None = Field(
+        default=None,
+        description="The input video's file name: an uploaded asset's, or a video_url's last path segment; "
+        "null for a multipart part.",
+    )
     emotion: str | None
     intensity: float
     timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
@@ -299,8 +304,11 @@ class ServedConnector(BaseModel):
 class ModelSetInfo(BaseModel):
     name: str
     version: str
+    backbone: str = Field(description="The generator the set's edits run on (edtalk, pdfgc).")
     models: list[ModelInfo]
-    connector: ServedConnector
+    connector: ServedConnector | None = Field(
+        description="Null when the set has no connector and none is served (edits fail with connector_missing)."
+    )
 
 
 class Health(BaseModel):

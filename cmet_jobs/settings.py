@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cmet_core.modelsets.manifests import OptionalKind, SpeechKind
+from cmet_core.modelsets.manifests import FeatureKind, SpeechKind
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, Limits
 from cmet_core.settings import CoreSettings
 
-BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, OptionalKind]
+BatchedModel = Literal["edtalk_encoder", "edtalk_renderer", SpeechKind, FeatureKind]
 """A batch policy's name: the backbone's encoder and renderer (the `edtalk_*` policies serve whichever
 backbone a set names), and the set's other batched members by their kind."""
 
@@ -62,8 +62,16 @@ class JobsSettings(CoreSettings):
     s3_bucket: str = "cmet"
     s3_prefix: str = ""
 
-    public_url: str = Field(
-        default="http://127.0.0.1:8000", description="Base URL clients reach the API at (signed local downloads)."
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the API at, named by signed local uploads and downloads. Unset: an "
+        "answer names the origin its request came to (localhost, a LAN name, a proxy that keeps Host), so the "
+        "page's uploads stay same-origin; URLs made outside a request (webhooks) name api_url.",
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where this API listens (`cmet serve` sets it): signed local URLs made outside a request name "
+        "it when public_url is unset.",
     )
     url_signing_key: str | None = Field(
         default=None, description="HMAC key of signed local URLs; default: one kept in DATA_DIR."
@@ -92,7 +100,7 @@ class JobsSettings(CoreSettings):
         default=None,
         description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
     )
-    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /redoc, /openapi.json).")
+    docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /openapi.json).")
     asset_retention_s: int = Field(
         default=7 * 24 * 3600,
         ge=60,
@@ -106,6 +114,57 @@ class JobsSettings(CoreSettings):
             "API threads for submissions' heavy work (saving, probing, hashing, storing uploads); more "
             "submissions wait for one, while reads keep their own threads."
         ),
+    )
+
+    url_probe_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Deadline of one URL input's probe at submission (every redirect hop, connect and read "
+        "together): a server that drips bytes holds a submission thread no longer.",
+    )
+    submissions_per_key: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Submissions (edits, previews, emotions) of one key an API process works on at once; more "
+        "are refused (429 concurrent_submissions), so one key never holds every submission thread.",
+    )
+    event_streams_per_key: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Open event streams (/v1/edits/{id}/events) of one key per API process; more are refused "
+        "(429 stream_limit).",
+    )
+    webhook_key_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Deliveries of one key in flight at once across the webhook workers; its others wait, so a "
+        "slow receiver holds at most this many of the webhook threads.",
+    )
+    previews_per_key: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="Previews (clip previews and contact sheets) of one key queued or running at once; more are "
+        "refused (429 concurrent_limit), so one key's share of the preview queue is bounded.",
+    )
+    previews_before_edit: int = Field(
+        default=4,
+        ge=0,
+        description="Previews go before waiting edits, but at most this many start while an edit waits: the "
+        "next preview taken from the preview queue steps behind it (re-queued on the edit queue).",
+    )
+    probes_per_minute: int = Field(
+        default=10, ge=1, description="Probes of uploaded videos one key may ask for in a minute (429 rate_limit)."
+    )
+    uploads_per_minute: int = Field(
+        default=60, ge=1, description="Asset records (POST /v1/uploads) a key may create in a minute (429 rate_limit)."
+    )
+    max_assets_per_key: int = Field(
+        default=500, ge=1, description="Assets one key may hold at once (429 asset_limit); deleting one frees a place."
     )
 
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="Prometheus port of a worker (0: none).")

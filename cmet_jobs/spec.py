@@ -32,6 +32,9 @@ class InputRef(BaseModel):
 
     key: str | None = Field(default=None, max_length=300)
     url: str | None = Field(default=None, max_length=2048)
+    name: str | None = Field(
+        default=None, max_length=300, description="The file's name as its sender gave it (lists show it), if known."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> InputRef:

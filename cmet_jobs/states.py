@@ -1,4 +1,5 @@
-"""The states of jobs, custom emotions and webhook deliveries: one enum each, for records and schemas alike."""
+"""The states of jobs, custom emotions and webhook deliveries, and what a key's per-minute rates count: one enum
+each, for records and schemas alike."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class JobKind(StrEnum):
     def preview(self) -> bool:
         return self is not JobKind.EDIT
 
+    @property
+    def id_prefix(self) -> str:
+        """`sht_` for a contact sheet; a clip preview is read at /v1/edits/{id} as edits are, so `edt_`."""
+        return "sht" if self is JobKind.SHEET else "edt"
+
 
 class EmotionState(StrEnum):
     """A custom emotion is `pending` until a worker embedded its clips, then `ready` or `failed`."""
@@ -48,3 +54,12 @@ class DeliveryState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DISABLED = "disabled"
+
+
+class Work(StrEnum):
+    """What a `SubmissionStamp` counts, each against a per-minute rate of its own: jobs (edits, previews and
+    custom emotions: the key's `max_submissions_per_minute`), probes of uploads and asset records (settings)."""
+
+    JOB = "job"
+    PROBE = "probe"
+    UPLOAD = "upload"

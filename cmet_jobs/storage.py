@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, urlencode
@@ -27,6 +29,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_request_origin: ContextVar[str | None] = ContextVar("cmet_request_origin", default=None)
+
+
+@contextmanager
+def request_origin(origin: str) -> Iterator[None]:
+    """Local URLs signed inside the block name `origin` (the API sets it per request) unless a public URL is
+    set: a page opened at http://localhost:PORT/ then uploads to that same origin, not to 127.0.0.1."""
+    token = _request_origin.set(origin.rstrip("/"))
+    try:
+        yield
+    finally:
+        _request_origin.reset(token)
+
+
 class StorageError(RuntimeError):
     """Storage unreachable or refusing; the worker retries these, then fails the job with code `storage`."""
 
@@ -38,6 +54,7 @@ class Storage(Protocol):
     def size(self, key: str) -> int | None: ...
     def head(self, key: str, n: int) -> bytes: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def listing(self, prefix: str) -> list[tuple[str, int]]: ...
     def download_url(self, key: str, filename: str | None = None) -> str: ...
     def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]: ...
     def check(self) -> None: ...
@@ -52,8 +69,12 @@ def verify(secret: bytes, method: str, key: str, expires: int, signature: str) -
 
 
 class LocalStorage:
-    def __init__(self, root: Path, public_url: str, secret: bytes, ttl_s: int) -> None:
-        self.root, self.public_url, self.secret, self.ttl_s = Path(root), public_url.rstrip("/"), secret, ttl_s
+    """`public_url`: the base every signed URL names; None: the request's origin, else `api_url`."""
+
+    def __init__(self, root: Path, public_url: str | None, secret: bytes, ttl_s: int, api_url: str = "") -> None:
+        self.root, self.secret, self.ttl_s = Path(root), secret, ttl_s
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.api_url = api_url.rstrip("/")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -91,6 +112,12 @@ class LocalStorage:
         with self.path(key).open("rb") as f:
             return f.read(n)
 
+    def listing(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every object under `prefix` (a folder)."""
+        folder = self.path(prefix.rstrip("/"))
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        return [(p.relative_to(self.root.resolve()).as_posix(), p.stat().st_size) for p in files]
+
     def delete_prefix(self, prefix: str) -> None:
         target = self.path(prefix.rstrip("/"))
         if target.is_dir():
@@ -101,7 +128,8 @@ class LocalStorage:
     def _url(self, method: str, key: str, extra: dict[str, str] | None = None) -> str:
         expires = int(time.time()) + self.ttl_s
         query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires), **(extra or {})}
-        return f"{self.public_url}/v1/files/{quote(key)}?{urlencode(query)}"
+        base = self.public_url or _request_origin.get() or self.api_url
+        return f"{base}/v1/files/{quote(key)}?{urlencode(query)}"
 
     def download_url(self, key: str, filename: str | None = None) -> str:  # noqa: ARG002 (Storage's signature)
         return self._url("GET", key)
@@ -183,6 +211,13 @@ class S3Storage:
             if objects:
                 self._call("delete", self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": objects})
 
+    def listing(self, prefix: str) -> list[tuple[str, int]]:
+        pages = self._call(
+            "list", self.client.get_paginator("list_objects_v2").paginate, Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        strip = len(self._key(""))
+        return [(o["Key"][strip:], int(o["Size"])) for page in pages for o in page.get("Contents", [])]
+
     def download_url(self, key: str, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
@@ -217,4 +252,6 @@ def storage_for(settings: JobsSettings) -> Storage:
     if settings.storage == "s3":
         return S3Storage(settings)
     assert settings.storage_dir is not None
-    return LocalStorage(settings.storage_dir, settings.public_url, settings.signing_key(), settings.url_ttl_s)
+    return LocalStorage(
+        settings.storage_dir, settings.public_url, settings.signing_key(), settings.url_ttl_s, settings.api_url
+    )

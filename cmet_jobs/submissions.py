@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
-import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,8 +29,8 @@ from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
-from cmet_jobs import emotions, jobs, paging, queue, schemas, timelines, uploads, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, JobRow, SubmissionStamp, now
+from cmet_jobs import emotions, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
+from cmet_jobs.db.models import ApiKey, Asset, JobRow, new_id, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
 from cmet_jobs.settings import JobsSettings
@@ -146,41 +146,6 @@ def _check_dub(submission: Submission) -> bool | None:
     return photo
 
 
-RATE_WINDOW = timedelta(minutes=1)
-
-
-def check_quota(session: Session, key: ApiKey) -> None:
-    """Concurrent jobs and submissions per minute. The key's row stays locked until the job is
-    inserted (PostgreSQL), so two submissions at once cannot both take the last slot. The rate
-    counts a stamp per accepted submission, never job rows, so deleting jobs frees no quota; the
-    stamp commits with the job (a request refused later leaves none)."""
-    session.execute(select(ApiKey.id).where(ApiKey.id == key.id).with_for_update())
-    if jobs.active_count(session, key.id) >= key.max_concurrent_jobs:
-        # when a running job ends is unknown: a short, fixed wait
-        raise RequestError(
-            ErrorCode.CONCURRENT_LIMIT,
-            f"{key.max_concurrent_jobs} jobs are already queued or running for this key",
-            {"Retry-After": "10"},
-        )
-    moment = now()
-    mine = SubmissionStamp.key_id == key.id
-    session.execute(sa.delete(SubmissionStamp).where(mine, SubmissionStamp.at < moment - RATE_WINDOW))
-    window = select(SubmissionStamp.at).where(mine, SubmissionStamp.at >= moment - RATE_WINDOW)
-    recent = session.scalar(select(func.count()).select_from(window.subquery())) or 0
-    if recent >= key.max_submissions_per_minute:
-        # a slot frees when the submission that puts the key at its limit leaves the one-minute window
-        freeing = session.scalar(
-            window.order_by(SubmissionStamp.at).offset(recent - key.max_submissions_per_minute).limit(1)
-        )
-        wait = math.ceil((freeing + RATE_WINDOW - moment).total_seconds()) if freeing is not None else 60
-        raise RequestError(
-            ErrorCode.RATE_LIMIT,
-            f"more than {key.max_submissions_per_minute} submissions in the last minute",
-            {"Retry-After": str(max(1, wait))},
-        )
-    session.add(SubmissionStamp(key_id=key.id, at=moment))
-
-
 def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     """Every URL the job will use: the webhook's address; and the inputs fetched as the worker will
     fetch them (redirects followed and checked, answer and size), so a bad URL is a 4xx now."""
@@ -198,7 +163,13 @@ def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhoo
     schemes = settings.url_schemes
     for url, max_bytes in inputs:
         try:
-            probe_url(url, max_bytes=max_bytes, allow_private=settings.allow_private_urls, schemes=schemes)
+            probe_url(
+                url,
+                max_bytes=max_bytes,
+                allow_private=settings.allow_private_urls,
+                schemes=schemes,
+                total_timeout=settings.url_probe_timeout_s,
+            )
         except BlockedURLError as exc:
             raise RequestError(exc.code, f"{url}: {exc}") from None
     if webhook_url is not None:
@@ -215,8 +186,10 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     if earlier is not None:
         return earlier
     _check_sources(submission)
-    photo = _check_dub(submission)
     body = submission.body
+    previews = settings.previews_per_key if body.preview_s is not None else None
+    quota.check(session, key, previews, take=False)
+    photo = _check_dub(submission)
     if body.emotion is not None and body.emotion != FROM_AUDIO:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
@@ -240,7 +213,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     timelines.check_voice(body, clip)
     if body.timeline is not None:
         body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
-    check_quota(session, key)
+    quota.check(session, key, previews)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
     speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
     segment_assets = timelines.assets(session, storage, key, body.timeline)
@@ -287,6 +260,7 @@ def create_job(
     """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
     (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
     job = JobRow(
+        id=new_id(new.kind.id_prefix),
         key_id=key.id,
         kind=new.kind,
         state=JobState.CREATING,
@@ -328,9 +302,9 @@ def store_video(
         return InputRef(key=prefix + "video")
     if video_asset is not None:
         uploads.snapshot(storage, video_asset, prefix + "video", "video")
-        return InputRef(key=prefix + "video")
+        return InputRef(key=prefix + "video", name=video_asset.filename or None)
     assert video_url is not None  # the sources were checked: the video came exactly once
-    return InputRef(url=video_url)
+    return InputRef(url=video_url, name=unquote(urlsplit(video_url).path.rsplit("/", 1)[-1])[:300] or None)
 
 
 def _store_inputs(

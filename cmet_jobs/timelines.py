@@ -53,7 +53,7 @@ def resolved(
         raise RequestError(exc.code, f"timeline: {exc}") from None
     library = emotions.library_for_key(session, key.id)
     segments = []
-    for i, seg in enumerate(timeline.segments):
+    for i, seg in enumerate(timeline.segments, start=1):  # the first is segment 1, as on the page
         target = seg.target
         if isinstance(target, str):
             if target == FROM_AUDIO:

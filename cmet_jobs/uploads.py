@@ -20,14 +20,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import paging, schemas
+from cmet_jobs import paging, quota, schemas
 from cmet_jobs.db.models import ApiKey, Asset, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import SNIFF_BYTES, sniff_asset
 from cmet_jobs.settings import JobsSettings
+from cmet_jobs.states import Work
 from cmet_jobs.storage import Storage, StorageError
 
 SWEEP_BATCH = 500
+ASSETS_PREFIX = "assets/"
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,28 @@ def new_upload(
     filename: str,
     content_type: str,
 ) -> NewUpload:
-    """An asset record and the URL to PUT its file to, limited to the size of its kind."""
+    """An asset record and the URL to PUT its file to, limited to the size of its kind. A key holds at most
+    `max_assets_per_key` assets and creates at most `uploads_per_minute` a minute."""
     max_bytes = settings.max_video_bytes if kind == "video" else settings.max_speech_bytes
+    quota.lock_key(session, key)
+    held = session.scalar(select(func.count()).select_from(Asset).where(Asset.key_id == key.id)) or 0
+    if held >= settings.max_assets_per_key:
+        raise RequestError(
+            ErrorCode.ASSET_LIMIT, f"this key holds {held} assets, its maximum; delete one (DELETE /v1/uploads/{{id}})"
+        )
+    quota.check_rate(session, key, Work.UPLOAD, settings.uploads_per_minute)
     asset = Asset(key_id=key.id, storage_key="", filename=filename, declared_type=content_type, max_bytes=max_bytes)
     session.add(asset)
     session.flush()
-    asset.storage_key = f"assets/{key.id}/{asset.id}"
+    asset.storage_key = f"{ASSETS_PREFIX}{key.id}/{asset.id}"
     url, headers = storage.upload_url(asset.storage_key, max_bytes)
     session.commit()  # before the answer: the client PUTs to the URL at once
     return NewUpload(asset, url, headers, max_bytes)
+
+
+def shown(asset: Asset) -> str:
+    """How a message names an asset: the file name its uploader gave (what a person knows), else its id."""
+    return f"the file {asset.filename!r}" if asset.filename else f"asset {asset.id}"
 
 
 def owned(session: Session, key: ApiKey, asset_id: str) -> Asset:
@@ -70,12 +85,10 @@ def check_stored(storage: Storage, storage_key: str, asset: Asset, kind: str) ->
     """The object at `storage_key` (the asset or a job's copy of it) is there, in size and of its kind."""
     size = storage.size(storage_key)
     if size is None:
-        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"asset {asset.id} has no uploaded file yet")
+        raise RequestError(ErrorCode.ASSET_NOT_UPLOADED, f"{shown(asset)} was not uploaded yet")
     if size > asset.max_bytes:
-        raise RequestError(
-            ErrorCode.FILE_TOO_LARGE, f"asset {asset.id} is {size} bytes; the limit is {asset.max_bytes}"
-        )
-    sniff_asset(storage.head(storage_key, SNIFF_BYTES), kind, asset.id)
+        raise RequestError(ErrorCode.FILE_TOO_LARGE, f"{shown(asset)} is {size} bytes; the limit is {asset.max_bytes}")
+    sniff_asset(storage.head(storage_key, SNIFF_BYTES), kind, shown(asset))
 
 
 def usable(session: Session, storage: Storage, key: ApiKey, asset_id: str, kind: str) -> Asset:
@@ -95,7 +108,7 @@ def snapshot(storage: Storage, asset: Asset, target: str, kind: str) -> None:
     except StorageError:
         if storage.size(asset.storage_key) is not None:
             raise
-        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"asset {asset.id} was deleted during the submission") from None
+        raise RequestError(ErrorCode.ASSET_NOT_FOUND, f"{shown(asset)} was deleted during the submission") from None
     check_stored(storage, target, asset, kind)
 
 
@@ -131,6 +144,25 @@ def delete(session: Session, storage: Storage, key: ApiKey, asset_id: str) -> No
     storage.delete_prefix(asset.storage_key)
     session.delete(asset)
     session.commit()
+
+
+def sweep_strays(session: Session, storage: Storage) -> int:
+    """Delete the objects under `assets/` that break their record: those no asset record owns (a PUT to a
+    deleted asset's URL, valid until it expires, recreates the file) and those over their asset's size
+    limit (a presigned S3 PUT cannot carry one: the size is checked here and before every use). An
+    asset's own files are `assets/<key>/<asset id>` and files beside it (`<asset id>.probe-<fingerprint>.json`)."""
+    objects = [(key, key.rsplit("/", 1)[-1], size) for key, size in storage.listing(ASSETS_PREFIX)]
+    owners = {name.split(".", 1)[0] for _, name, _ in objects}
+    rows = session.execute(select(Asset.id, Asset.max_bytes).where(Asset.id.in_(owners)))
+    limits = {asset_id: max_bytes for asset_id, max_bytes in rows}
+    stray = [
+        key
+        for key, name, size in objects
+        if name.split(".", 1)[0] not in limits or (name in limits and size > limits[name])
+    ]
+    for key in stray:
+        storage.delete_prefix(key)
+    return len(stray)
 
 
 def sweep_expired(session: Session, storage: Storage, retention_s: int) -> int:

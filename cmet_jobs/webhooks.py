@@ -1,7 +1,10 @@
 """Webhook events: recorded as deliveries on the job's record, sent signed, retried on a schedule.
 
 Deliveries are rows, not queue messages waiting hours for their turn (a Redis broker would
-redeliver a task held past its visibility timeout). A row due for an attempt is claimed by one
+redeliver a task held past its visibility timeout). Tenants are served fairly: a key has at most
+`webhook_key_concurrency` deliveries being sent at once, so its slow receiver holds at most that many
+of the webhook workers' threads; its other due deliveries wait as rows, and a message for one of
+them returns at once, leaving the thread to other keys. A row due for an attempt is claimed by one
 conditional UPDATE, so the sweeper, the first dispatch and a replay can race without sending
 twice. Message ids are deterministic per job and event: a job re-run after a crash sends each
 event once.
@@ -16,7 +19,7 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from cmet_jobs import jobs
@@ -44,7 +47,7 @@ def event_name(job: JobRow, what: str) -> str:
 
 def _msg_id(job: JobRow, event: str) -> str:
     suffix = f"_{int(job.progress * 10)}" if event == "edit.progress" else ""
-    return f"msg_{job.id.removeprefix('edt_')}_{event.split('.', 1)[1]}{suffix}"
+    return f"msg_{job.id.split('_', 1)[1]}_{event.split('.', 1)[1]}{suffix}"
 
 
 def emit(session: Session, job: JobRow, event: str, storage: Storage) -> str | None:
@@ -83,8 +86,22 @@ def dispatch(settings: JobsSettings, delivery_ids: list[str | None]) -> None:
             log.warning("delivery %s not queued now (the sweeper sends it when due): %s", delivery_id, exc.detail)
 
 
-def _claim(settings: JobsSettings, delivery_id: str) -> bool:
+def _claim(settings: JobsSettings, delivery_id: str) -> bool | None:
+    """True: this attempt is ours to send. False: not due (sent, claimed by another, or gone). None: due,
+    but its key already has `webhook_key_concurrency` deliveries being sent; it stays due, and the
+    sweeper queues it again once one of them is done."""
     with session_scope(settings.db_url) as session:
+        key_id = session.scalar(select(WebhookDelivery.key_id).where(WebhookDelivery.id == delivery_id))
+        if key_id is None:
+            return False
+        session.execute(select(ApiKey.id).where(ApiKey.id == key_id).with_for_update())  # one claim per key at once
+        sending = session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.key_id == key_id, WebhookDelivery.state == DeliveryState.SENDING)
+        )
+        if (sending or 0) >= settings.webhook_key_concurrency:
+            return None
         claimed = session.execute(
             update(WebhookDelivery)
             .where(
@@ -101,7 +118,10 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
     """One attempt, if the delivery is due; records it and schedules the next or ends the delivery."""
     from cmet_jobs.net_guard import BlockedURLError, post_json  # deferred: httpx
 
-    if not _claim(settings, delivery_id):
+    claimed = _claim(settings, delivery_id)
+    if claimed is None:
+        return "key busy"
+    if not claimed:
         return "not due"
     with session_scope(settings.db_url) as session:
         delivery = session.get(WebhookDelivery, delivery_id)
@@ -169,7 +189,8 @@ STALE_SENDING_S = 120
 
 
 def due(settings: JobsSettings, limit: int = 100) -> list[str]:
-    """Deliveries whose next attempt is due; one left `sending` by a killed worker counts as due again."""
+    """Deliveries whose next attempt is due, oldest first, but none of a key that has its maximum being
+    sent (they wait for one of those to end); one left `sending` by a killed worker counts as due again."""
     with session_scope(settings.db_url) as session:
         session.execute(
             update(WebhookDelivery)
@@ -179,9 +200,20 @@ def due(settings: JobsSettings, limit: int = 100) -> list[str]:
             )
             .values(state=DeliveryState.PENDING, next_attempt_at=now())
         )
+        busy = (
+            select(WebhookDelivery.key_id)
+            .where(WebhookDelivery.state == DeliveryState.SENDING)
+            .group_by(WebhookDelivery.key_id)
+            .having(func.count() >= settings.webhook_key_concurrency)
+        )
         rows = session.scalars(
             select(WebhookDelivery.id)
-            .where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now())
+            .where(
+                WebhookDelivery.state == DeliveryState.PENDING,
+                WebhookDelivery.next_attempt_at <= now(),
+                WebhookDelivery.key_id.not_in(busy),
+            )
+            .order_by(WebhookDelivery.next_attempt_at)
             .limit(limit)
         )
         return list(rows)

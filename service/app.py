@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from cmet_core.logs import configure
 from cmet_jobs.db.session import migrate
+from cmet_jobs.events import Notifier
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, offload, page, problems
@@ -14,6 +15,7 @@ from service.deps import reject_unknown_query
 from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
+from service.origin import RequestOrigin
 from service.routes import deliveries, edits, emotions, previews, probes, system, uploads
 
 API_VERSION = "1.0.0"
@@ -36,15 +38,17 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
             "Authenticate with `Authorization: Bearer <key>`."
         ),
         dependencies=[Depends(reject_unknown_query)],
-        docs_url="/docs" if settings.docs else None,
-        redoc_url="/redoc" if settings.docs else None,
+        docs_url=None,  # page.docs_router: Swagger UI from a package, under the page's policy
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
     app.state.storage = storage
+    app.state.notifier = Notifier(settings.db_url, settings.event_streams_per_key)
     offload.install(app, settings)
     problems.install(app)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestOrigin)
     app.add_middleware(BodyLimit, settings=settings)
     metrics.install(app)
     customize(app)
@@ -56,6 +60,8 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     app.include_router(emotions.router)
     app.include_router(system.router)
     app.include_router(page.router)
+    if settings.docs:
+        app.include_router(page.docs_router)
     return app
 
 

@@ -1,4 +1,5 @@
-"""FastAPI dependencies as `Annotated` aliases: settings, a database session, storage, the caller's key."""
+"""FastAPI dependencies as `Annotated` aliases: settings, a database session, storage, the event notifier,
+the caller's key."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cmet_core.errors import ErrorCode
 from cmet_jobs.db.models import ApiKey
 from cmet_jobs.db.session import new_session
 from cmet_jobs.errors import RequestError
+from cmet_jobs.events import Notifier
 from cmet_jobs.keys import find_key
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import Storage
@@ -27,6 +29,11 @@ def _storage(request: Request) -> Storage:
     return storage
 
 
+def _notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
 def _session(settings: Annotated[JobsSettings, Depends(_settings)]) -> Iterator[Session]:
     """A request's session, which never commits by itself: whatever a route changes, its `cmet_jobs`
     function commits before returning, so a 2xx is durable and the next request sees it. Closed
@@ -40,6 +47,7 @@ def _session(settings: Annotated[JobsSettings, Depends(_settings)]) -> Iterator[
 
 SettingsDep = Annotated[JobsSettings, Depends(_settings)]
 StorageDep = Annotated[Storage, Depends(_storage)]
+NotifierDep = Annotated[Notifier, Depends(_notifier)]
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 

@@ -21,7 +21,9 @@ from service.body_limit import BodyTooLarge, too_large_response
 
 log = logging.getLogger("cmet.api")
 
-PROBLEM_TYPE = "https://cmet.dev/problems/"
+PROBLEM_TYPE = "about:blank"
+"""RFC 9457's type for problems without a page of their own: `code` is what to branch on (the README's
+table, `ErrorCode`), not a URL of a domain the project does not own."""
 
 
 class Problem(BaseModel):
@@ -58,7 +60,7 @@ def problem_response(
     """`status` overrides the code's own only for errors raised by the framework (`http_error`)."""
     status = code.status if status is None else status
     body = Problem(
-        type=PROBLEM_TYPE + code,
+        type=PROBLEM_TYPE,
         title=_TITLES.get(status, "Error"),
         status=status,
         code=code,

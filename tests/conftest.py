@@ -41,6 +41,15 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_pdfgc_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny PD-FGC set (`cmet models make-tiny --backbone pdfgc`) with its 30-wide connector and no
+    Audio2Lip (its lips come from its own audio encoder); no restorer, to make it quickly."""
+    from cmet_core.modelsets.build import make_tiny_set
+
+    return make_tiny_set(tmp_path_factory.mktemp("models") / "tiny-pdfgc", seed=0, restorer=False, backbone="pdfgc")
+
+
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
     """The running service (PostgreSQL, Redis, moto S3, uvicorn, a Celery worker) shared by the run."""
     from tests.service.stack import moto_s3, postgres_database, running_stack

@@ -104,7 +104,7 @@ class BatchingBackbone:
         """`policy` batches the encoder, and the renderer too unless `renderer_policy` is given."""
         self.backbone = backbone
         self.name, self.framing, self.widths = backbone.name, backbone.framing, backbone.widths
-        self.device = backbone.device
+        self.device, self.speech_lips = backbone.device, backbone.speech_lips
         self._encoder = _Model(f"{backbone.name}_encoder", policy, self._encode_many, observe)
         self._renderer = _Model(f"{backbone.name}_renderer", renderer_policy or policy, self._render_many, observe)
 
@@ -116,6 +116,12 @@ class BatchingBackbone:
 
     def stack_sources(self, sources: Sequence[Source], rows: Sequence[int]) -> Source:
         return self.backbone.stack_sources(sources, rows)
+
+    def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
+        return self.backbone.smooth_clip(motion)
+
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        return self.backbone.switch_off(motion, off)
 
     def encode(self, crops: torch.Tensor) -> MotionRecord:
         motion: MotionRecord = self._encoder.submit(crops.shape[0], crops)

@@ -11,7 +11,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutting_down
 
 from cmet_core.logs import configure
-from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT_OLD_NAME, RUN_JOB, broker_options
+from cmet_jobs.queue import MAX_TASK_S, RUN_EDIT_OLD_NAME, RUN_JOB, broker_settings
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.webhooks import DELIVER
 from worker import metrics, sweeper
@@ -46,7 +46,7 @@ def make_app() -> Celery:
         task_time_limit=MAX_TASK_S,
         task_soft_time_limit=MAX_TASK_S - 30,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=broker_options(settings.broker_url, settings.data_dir),
+        **broker_settings(settings.broker_url, settings.data_dir),
         worker_hijack_root_logger=False,
     )
     check_visibility(app)

@@ -63,11 +63,15 @@ def plan(spec: str, available: int) -> list[DeviceSlot]:
     return [DeviceSlot(f"gpu{i}", i) for i in indices]
 
 
-def celery_worker(queues: list[str], concurrency: int, pool: str, name: str, loglevel: str = "info") -> list[str]:
+def celery_worker(
+    queues: list[str], concurrency: int, pool: str, name: str, loglevel: str = "info", quiet: bool = False
+) -> list[str]:
+    """`quiet`: no start-up banner (`cmet serve` prints its own short summary)."""
     return [
         sys.executable,
         "-m",
         "celery",
+        *(["--quiet"] if quiet else []),
         "-A",
         "worker.celery_app",
         "worker",
@@ -99,7 +103,7 @@ WEBHOOK_ENV = {"CUDA_VISIBLE_DEVICES": "", "CMET_DEVICE": "cpu"}
 """A webhook worker touches no device."""
 
 
-def webhook_command(queue: str, concurrency: int, loglevel: str = "info") -> list[str]:
+def webhook_command(queue: str, concurrency: int, loglevel: str = "info", quiet: bool = False) -> list[str]:
     """The webhook worker: only the webhook queue, deliveries as threads (each waits on a network
     answer, bounded by `webhook_timeout_s`), no models (`celery_app.roles`)."""
-    return celery_worker([queue], concurrency, "threads", "cmet-webhooks", loglevel)
+    return celery_worker([queue], concurrency, "threads", "cmet-webhooks", loglevel, quiet)

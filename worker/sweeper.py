@@ -1,6 +1,7 @@
 """A thread in each worker's main process: a webhook worker hands due webhook retries to the
 queue; an edit worker re-queues jobs whose message was lost, removes jobs a dead API left half
-created, deletes assets unused for the retention period, and removes orphaned scratch folders (a
+created, deletes assets unused for the retention period and stray files under assets/ (no record, or
+over the asset's size limit), and removes orphaned scratch folders (a
 killed worker's, see `worker.scratch`), at start and then every `SCRATCH_EVERY` rounds.
 
 Retries wait as rows with a `next_attempt_at`, not as delayed queue messages (see
@@ -67,12 +68,17 @@ def remove_abandoned_creations(settings: JobsSettings) -> list[str]:
 
 
 def sweep_assets(settings: JobsSettings) -> int:
-    """Assets no new edit used for `asset_retention_s`, deleted (edits keep their own copies)."""
+    """Assets no new edit used for `asset_retention_s`, deleted (edits keep their own copies); then the
+    files under assets/ that no record owns or that are over their asset's size limit."""
+    storage = storage_for(settings)
     with session_scope(settings.db_url) as session:
-        swept = uploads.sweep_expired(session, storage_for(settings), settings.asset_retention_s)
+        swept = uploads.sweep_expired(session, storage, settings.asset_retention_s)
+        strays = uploads.sweep_strays(session, storage)
     if swept:
         log.info("deleted %d asset(s) unused for %d s", swept, settings.asset_retention_s)
-    return swept
+    if strays:
+        log.warning("deleted %d file(s) under assets/ with no record or over their size limit", strays)
+    return swept + strays
 
 
 def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:

@@ -23,7 +23,7 @@ from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.networks.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, probes, webhooks
+from cmet_jobs import emotions, jobs, probes, queue, webhooks
 from cmet_jobs.db.models import CustomEmotion, JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
@@ -201,6 +201,27 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
     return claimed
 
 
+def _behind_a_waiting_edit(task: Task, settings: JobsSettings, job_id: str) -> bool:
+    """Previews go before waiting edits, but not for ever: a preview taken from a preview queue after
+    `previews_before_edit` previews started while an edit waits is queued again on the edit queue, behind
+    that edit (same time limits), and this message ends. Taken from the edit queue, it runs: it waited
+    its turn there."""
+    routing = (task.request.delivery_info or {}).get("routing_key") or ""
+    if routing != settings.preview_queue and not routing.startswith(settings.preview_queue + "."):
+        return False  # a device's own preview queue is `<preview_queue>.<device>` (devices.DeviceSlot.queues)
+    with session_scope(settings.db_url) as session:
+        job = session.get(JobRow, job_id)
+        if job is None or job.state != JobState.QUEUED or not job.kind.preview:
+            return False
+        ahead = jobs.previews_ahead_of_an_edit(session)
+    if ahead is None or ahead < settings.previews_before_edit:
+        return False
+    hard, soft = task.request.timelimit or (None, None)
+    queue.send(settings, RUN_JOB, job_id, settings.queue, soft_time_limit=soft, time_limit=hard)
+    log.info("a preview steps behind an edit that %d previews went before", ahead)
+    return True
+
+
 def _run_in_context(self: Task, job_id: str, storage_attempt: int = 0) -> str:
     """One job of any kind; `storage_attempt` counts the retries after storage failures (backoff 2, 4, 8 s)."""
     with job_context(job_id):
@@ -219,6 +240,8 @@ run_job_by_old_name = app.task(
 def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
     settings = get_jobs_settings()
     storage = storage_for(settings)
+    if _behind_a_waiting_edit(self, settings, job_id):
+        return "behind a waiting edit"
     try:
         claimed = _claim(settings, storage, job_id)
     except jobs.JobBusy as busy:

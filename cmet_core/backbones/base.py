@@ -4,8 +4,11 @@ A backbone owns everything generator-specific: how the face is framed (`framing`
 source holds (`prepare_source`, opaque to every caller), what a frame's motion holds (`encode`: a
 `MotionRecord` whose `exp` is the part the connector edits, plus whatever other per-frame codes the
 network needs), and how it renders (`render`). Callers edit `exp`, replace the lip part for a dub, cut,
-join and index records, and never name the other parts. Gains or smoothing a network applies to its
-codes happen inside its `render`, on the raw codes `encode` gave (one documented place per backbone).
+join and index records, and never name the other parts. Gains a network applies to its codes happen
+inside its `render`, on the raw codes `encode` gave; smoothing over time, which needs a frame's
+neighbours across the render's chunks, in `smooth_clip`, which the frame loop calls once per clip
+(decision 0016). Where a backbone's lips always come from speech (`speech_lips`, PD-FGC), an edit of a
+video takes its lip part from the video's own audio.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from cmet_core.backbones.spec import Framing, Widths
+from cmet_core.networks.runtime import SpeechLips
 
 Source = Any
 """A prepared identity source: one backbone's own type (EDTalk's `SourceCache`), opaque to callers."""
@@ -90,6 +94,13 @@ class Backbone(Protocol):
     @property
     def device(self) -> torch.device: ...
 
+    @property
+    def speech_lips(self) -> SpeechLips | None:
+        """The backbone's own lips from speech, or None (EDTalk: its `encode` reads the lips off the frames,
+        and a set's Audio2Lip makes a dub's). A backbone with its own has no visual lip code: `encode` gives
+        a neutral lip part, which an edit replaces with the lips of the video's own audio."""
+        ...
+
     def prepare_source(self, crops: torch.Tensor) -> Source:
         """The identity source from one crop (batch 1), prepared once per clip."""
         ...
@@ -105,6 +116,17 @@ class Backbone(Protocol):
     def render(self, source: Source, motion: MotionRecord) -> torch.Tensor:
         """Images (N,3,H,W) about [-1,1]: `source` is one identity for every row, or one per row
         (`stack_sources`); `motion.exp` may be edited."""
+        ...
+
+    def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
+        """A whole clip's motion, one row per output frame in output order, as the network wants it before
+        `render`: its smoothing over time (PD-FGC's mouth and pose). Called once per clip, never on
+        independent stills (a contact sheet's cells); EDTalk returns it unchanged."""
+        ...
+
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        """The motion with the eye motions `off` names switched off (`BackboneSpec.controls` says which
+        exist; an edit refuses others before it starts)."""
         ...
 
     def stack_sources(self, sources: Sequence[Source], rows: Sequence[int]) -> Source:

@@ -77,6 +77,11 @@ class BackboneSpec:
     tools: Callable[[], BackboneTools] | None = None
     """The backbone's set-making tools (importing them imports torch); None: sets of it are not made,
     converted or filled here (a test's stand-in)."""
+    own_lips: bool = False
+    """Its lips always come from speech through its own audio encoder (`Backbone.speech_lips`): its sets need
+    no Audio2Lip (`make-tiny` and `make-filled` leave it out, and one that is there is not checked)."""
+    controls: frozenset[str] = frozenset()
+    """The eye motions an edit may switch off (`gaze`, `blink`: `Backbone.switch_off`); EDTalk has none."""
 
     def require_tools(self) -> BackboneTools:
         """The tools, or a `ModelLoadError` naming the backbone when it registers none."""

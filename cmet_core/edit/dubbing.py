@@ -1,7 +1,8 @@
 """Dubbing: a video or a photo speaks a speech track, with the emotion the edit asks for.
 
 The lips follow the speech through Audio2Lip (mel windows, the network, the original's
-smoothing); head pose, expression and background come from the pose source (the input video,
+smoothing), or through the backbone's own audio encoder where it has one (PD-FGC); head pose,
+expression and background come from the pose source (the input video,
 or a photo's pose video, or the photo itself, still), one frame per output frame as `lips.plan`
 says; the identity is the input's source frame or the photo. The output runs at Audio2Lip's
 25 fps for as long as the speech, and its audio is the speech track.
@@ -26,10 +27,18 @@ import numpy as np
 import torch
 
 from cmet_core import faces
-from cmet_core.edit.editing import Clock, EditResult, Parts, Progress
+from cmet_core.edit.editing import Clock, EditResult, Parts, Progress, connector_of
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.lips import check_inputs, plan
-from cmet_core.edit.passes import InputMotion, edited_expression, identity, motion_of, motion_passes, read_input
+from cmet_core.edit.passes import (
+    InputMotion,
+    edited_expression,
+    framed,
+    identity,
+    motion_of,
+    motion_passes,
+    read_input,
+)
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.speech_plan import EditTarget
 from cmet_core.errors import ErrorCode, InputError
@@ -38,8 +47,7 @@ from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import is_photo, read_photo
 from cmet_core.media.speech_track import read_track
 from cmet_core.media.video import VideoInfo, read_frames, upright
-from cmet_core.networks.audio2lip import smooth_lips
-from cmet_core.networks.runtime import LipForward
+from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.stages import Stage
 
@@ -147,19 +155,20 @@ class Dub:
                 ErrorCode.LIPS_UNAVAILABLE,
                 f"model set {editor.models.path} has no Audio2Lip; `cmet models pull` fetches it",
             )
-        self.lips: LipForward = editor.lips
+        self.lips: SpeechLips = editor.lips
         self.speech_track, self.pose_video = speech_track, pose_video
 
     def run(self) -> EditResult:
         editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
-        connector = editor.connector
+        connector = connector_of(editor)
         max_pixels = limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:
             options.check_upscale(image.shape[1], image.shape[0])
         info = None if self.photo else probe_input(self.src, options, limits)
-        with clock.stage(Stage.MEL):  # the front end: decoding, resampling, then the mel windows
+        with clock.stage(Stage.MEL):  # the front end: decoding, resampling, then the lip model's windows
             wav = read_track(self.speech_track, limits.max_duration_s)
+            windows = torch.from_numpy(self.lips.windows(wav))
         self.lip_frames = mel.num_video_frames(wav.shape[0])
         with clock.stage(Stage.EXPRESSION), clock.networks():  # a timeline or the voice over the speech's length
             speech_plan = editor.plan(self.target, self.library, self.speech_track, self.lip_frames / LIP_FPS, limits)
@@ -173,7 +182,7 @@ class Dub:
             found = motion_passes(
                 editor.backbone, editor.face_size, self.src, info, options, limits, self.progress, clock, limit=limit
             )
-        lips = self._lip_track(wav)
+        lips = self._lip_track(windows)
         frames = plan(found.times, lips.shape[0], options.pose_fill, photo=image is not None)
         # The connector runs over the output's own frames and clock, so a timeline or the voice of the
         # speech track lands where it is heard, whatever the pose fill repeats.
@@ -265,17 +274,15 @@ class Dub:
             max_missing=0.0,
             source_frame=0,
         )
-        return found.boxes[0], crop_input
+        return framed(found.boxes, self.editor.backbone.framing)[0], crop_input
 
-    def _lip_track(self, wav: np.ndarray) -> torch.Tensor:
-        """(T, lip_dim): the kit's mel windows through Audio2Lip in chunks (a batcher mixes them with
-        other jobs'), then the original's zero-padded smoothing over the whole track."""
-        with self.clock.stage(Stage.MEL):
-            windows = torch.from_numpy(mel.lip_windows(wav)).unsqueeze(1)
+    def _lip_track(self, windows: torch.Tensor) -> torch.Tensor:
+        """(T, lip width), one row per 25 fps output frame: the speech's windows through the lip model in
+        chunks (a batcher mixes them with other jobs'), then its finish over the whole track."""
         parts: list[torch.Tensor] = []
         step = self.limits.chunk_frames
         with self.clock.stage(Stage.LIPS), self.clock.networks():
             for a in range(0, windows.shape[0], step):
-                parts.append(self.lips(windows[a : a + step]))
+                parts.append(self.lips.forward(windows[a : a + step]))
                 self.progress(Stage.LIPS, min(a + step, windows.shape[0]), windows.shape[0])
-            return smooth_lips(torch.cat(parts))
+            return self.lips.finish(torch.cat(parts), np.arange(self.lip_frames) / LIP_FPS)

@@ -16,21 +16,23 @@ from pathlib import Path
 from typing import Protocol
 
 from cmet_core.backbones.base import Backbone
+from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.edit.frame_stages import StageFactory
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan
 from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
+from cmet_core.errors import ErrorCode, InputError
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
-from cmet_core.networks.runtime import LipForward
-from cmet_core.options import Limits
+from cmet_core.networks.runtime import SpeechLips
+from cmet_core.options import EyeChoice, Limits
 from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Clock", "EditResult", "Parts", "Progress", "no_progress"]
+__all__ = ["Clock", "EditResult", "Parts", "Progress", "check_eyes", "connector_of", "no_progress"]
 
 
 def no_progress(_stage: Stage, _done: int, _total: int) -> None:
@@ -43,8 +45,8 @@ class Parts(Protocol):
     models: ModelSet
     backbone: Backbone
     restorer: Restorer | None
-    lips: LipForward | None
-    connector: Connector
+    lips: SpeechLips | None
+    connector: Connector | None
     face_size: int
     stages: Sequence[StageFactory]
 
@@ -61,6 +63,32 @@ class Parts(Protocol):
         *,
         has_audio: bool = True,
     ) -> SpeechPlan: ...
+
+
+def connector_of(editor: Parts) -> Connector:
+    """The editor's connector, or `connector_missing` naming the command that trains one (a set of a
+    backbone nobody published a connector for)."""
+    if editor.connector is None:
+        raise InputError(
+            ErrorCode.CONNECTOR_MISSING,
+            f"model set {editor.models.path} has no C-MET connector for its {editor.models.backbone} backbone: "
+            "train one with `cmet-train` (prep-visual, train, export) and serve it with `--connector`",
+        )
+    return editor.connector
+
+
+def check_eyes(backbone: Backbone, options: EyeChoice) -> None:
+    """Refuse eye controls the backbone does not have (`eye_control_unsupported`, naming the backbones
+    that have them), before anything is decoded."""
+    off = options.eyes_off()
+    missing = off - backbone_spec(backbone.name).controls if off else off
+    if missing:
+        able = [name for name in backbone_names() if off <= backbone_spec(name).controls]
+        raise InputError(
+            ErrorCode.EYE_CONTROL_UNSUPPORTED,
+            f"{' and '.join(f'{name} off' for name in sorted(missing))} needs a backbone with its own eye codes "
+            f"({', '.join(able) or 'none registered'}); this model set's backbone is {backbone.name}",
+        )
 
 
 class Clock:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -61,17 +61,32 @@ class Drive:
     exp: torch.Tensor
     """(N, exp_dim) per output frame: its edited expression."""
     lips: torch.Tensor | None = None
-    """(N, lip width) per output frame: a dub's lips, from the speech (the backbone's lip part)."""
+    """(N, lip width) per output frame: the backbone's lip part from speech (a dub's, or the video's own
+    audio where the backbone's lips come from speech)."""
+    smoothed: bool = False
+    """The backbone's smoothing over time (`Backbone.smooth_clip`) has run, or must not: a contact sheet's
+    cells are independent stills."""
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    def render(self, backbone: Backbone, a: int, b: int) -> torch.Tensor:
-        """Output frames a..b-1, as the backbone's images."""
+    def _motion(self, backbone: Backbone, a: int, b: int) -> MotionRecord:
         motion = self.motion.index(self.rows[a:b]).with_exp(self.exp[a:b])
         if self.lips is not None:
             motion = motion.with_part(backbone.widths.lip_part, self.lips[a:b])
-        return backbone.render(self.source, motion)
+        return motion
+
+    def over_clip(self, backbone: Backbone) -> Drive:
+        """Every output frame's motion, in output order, smoothed over time by the backbone once for the
+        whole clip, so the render's chunks join without a seam (a few floats per frame: decision 0016)."""
+        if self.smoothed:
+            return self
+        motion = backbone.smooth_clip(self._motion(backbone, 0, len(self)))
+        return Drive(self.source, motion, torch.arange(len(self)), motion.exp, smoothed=True)
+
+    def render(self, backbone: Backbone, a: int, b: int) -> torch.Tensor:
+        """Output frames a..b-1, as the backbone's images."""
+        return backbone.render(self.source, self._motion(backbone, a, b))
 
 
 class FrameSink(Protocol):
@@ -116,17 +131,26 @@ class FrameLoop:
     pasted back, passed through the stages and written."""
 
     def __init__(
-        self, backbone: Backbone, face_size: int, stages: Sequence[FrameStage], clock: Clock, progress: Progress
+        self,
+        backbone: Backbone,
+        face_size: int,
+        stages: Sequence[FrameStage],
+        clock: Clock,
+        progress: Progress,
+        eyes_off: frozenset[str] = frozenset(),
     ) -> None:
         self.backbone, self.face_size, self.stages = backbone, face_size, list(stages)
         self.clock, self.progress = clock, progress
+        self.eyes_off = eyes_off
+        """The eye motions the render switches off (`EyeChoice`; checked against the backbone before)."""
 
     @classmethod
     def of(cls, editor: Parts, options: EditChoices, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
         """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
         crop box side, in input pixels)."""
         context = StageContext(options, editor.restorer, face_side, editor.face_size)
-        return cls(editor.backbone, editor.face_size, chosen(editor.stages, context), clock, progress)
+        stages = chosen(editor.stages, context)
+        return cls(editor.backbone, editor.face_size, stages, clock, progress, options.eyes_off())
 
     def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
         """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""
@@ -152,7 +176,10 @@ class FrameLoop:
         """Every output frame of `drive`, each pasted into the next of `frames`, into `out`, `chunk` frames
         at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
         total = len(drive)
-        mask = faces.paste_mask(self.face_size, crop_input)
+        drive = drive.over_clip(self.backbone)
+        if self.eyes_off:
+            drive = replace(drive, motion=self.backbone.switch_off(drive.motion, self.eyes_off))
+        mask = faces.paste_mask(self.face_size, crop_input, windowed=self.backbone.framing.window is not None)
         applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
         done = 0
         with self.clock.stage(Stage.RENDER), out as sink:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,13 +21,17 @@ import torch
 
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.backbones.spec import Framing
 from cmet_core.edit.editing import Clock, Progress
 from cmet_core.edit.expression import expression_track
 from cmet_core.emotion.speech_plan import SpeechPlan
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.audio import load_audio
 from cmet_core.media.images import to_tensor
+from cmet_core.media.mel import SAMPLE_RATE
 from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
 from cmet_core.networks.connector import Connector
+from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EditChoices, Limits, face_plan
 from cmet_core.stages import Stage
 
@@ -56,6 +60,13 @@ def motion_of(backbone: Backbone, crops: list[np.ndarray]) -> MotionRecord:
     return backbone.encode(to_tensor(crops))
 
 
+def framed(boxes: list[faces.CropBox], framing: Framing) -> list[faces.CropBox]:
+    """The part of each tracked crop box the backbone sees and renders: the box, or the fixed window of it
+    that PD-FGC cuts (`Framing.window`). Cutting that part straight out of the frame at `framing.size` is
+    the original's resize, cut and resize in one resampling; paste-back puts the render back there."""
+    return [box.window(framing.size, framing.window) for box in boxes]
+
+
 def face_pass(
     src: Path,
     info: VideoInfo,
@@ -63,12 +74,15 @@ def face_pass(
     limits: Limits,
     crop_input: bool,
     progress: Progress,
+    framing: Framing,
     limit: int | None = None,
 ) -> faces.FacePlan:
-    """Pass 1: every frame's crop box and the identity frame, with the user's face choice."""
-    return face_plan(
+    """Pass 1: every frame's box as the backbone frames it (`framed`) and the identity frame, with the user's
+    face choice."""
+    plan = face_plan(
         src, info, options, limits, crop_input, lambda done, total: progress(Stage.FACES, done, total), limit
     )
+    return replace(plan, boxes=framed(plan.boxes, framing))
 
 
 def encode_pass(
@@ -133,13 +147,30 @@ def motion_passes(
     """Passes 1 and 2, each timed as its stage; `source_index` overrides the face pass's identity frame."""
     crop_input = faces.is_face_crop(info.width, info.height)
     with clock.stage(Stage.FACES):
-        plan = face_pass(src, info, options, limits, crop_input, progress, limit)
+        plan = face_pass(src, info, options, limits, crop_input, progress, backbone.framing, limit)
     index = plan.source_index if source_index is None else source_index
     with clock.stage(Stage.ENCODE):
         motion, times, source = encode_pass(
             backbone, src, plan.boxes, index, face_size, limits.chunk_frames, progress, clock, limit
         )
     return InputMotion(plan.boxes, index, motion, times, source)
+
+
+def audio_lips(lips: SpeechLips, src: Path, info: VideoInfo, times: np.ndarray, limits: Limits) -> torch.Tensor:
+    """A video's lip part from its own audio, one row per frame at `times`: what a backbone whose lips always
+    come from speech (PD-FGC) renders for an edit that keeps the video's lips. A video without audio
+    gets the lips of silence."""
+    if info.has_audio:
+        try:
+            wav = load_audio(src, SAMPLE_RATE, max_seconds=limits.max_duration_s)
+        except ValueError as exc:
+            raise InputError(ErrorCode.DECODE_FAILED, f"{src}: its audio does not decode: {exc}") from None
+    else:
+        wav = np.zeros(int(np.ceil(info.duration_s * SAMPLE_RATE)), np.float32)
+    windows = torch.from_numpy(lips.windows(wav))
+    step = limits.chunk_frames
+    codes = torch.cat([lips.forward(windows[a : a + step]) for a in range(0, windows.shape[0], step)])
+    return lips.finish(codes, times)
 
 
 def edited_expression(

@@ -21,11 +21,18 @@ import torch
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone
 from cmet_core.edit.dubbing import Dub
-from cmet_core.edit.editing import Clock, EditResult, Progress, no_progress
+from cmet_core.edit.editing import Clock, EditResult, Progress, check_eyes, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
-from cmet_core.edit.passes import edited_expression, encode_pass, face_pass, motion_passes, read_input
+from cmet_core.edit.passes import (
+    audio_lips,
+    edited_expression,
+    encode_pass,
+    face_pass,
+    motion_passes,
+    read_input,
+)
 from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
@@ -37,8 +44,7 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
-from cmet_core.networks.errors import ModelLoadError
-from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions
+from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions, SpeechLips, audio2lip_lips
 from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.settings import CoreSettings
@@ -102,19 +108,16 @@ class Editor:
         self.models = models
         self.backbone: Backbone = backbone if backbone is not None else models.build_backbone(runtime)
         models.check_fit(self.backbone.name, self.backbone.widths)
-        if self.backbone.framing.window is not None:
-            raise ModelLoadError(
-                f"the {self.backbone.name} backbone renders a window of its crop; paste-back of windowed "
-                "renders is not supported yet"
-            )
         if restorer is None and models.restorer is not None:
             restorer = RestorerRunner(models.restorer, runtime)
         self.restorer: Restorer | None = restorer
         if lips is None and models.audio2lip is not None:
             lips = LipRunner(models.audio2lip, self.backbone.device)
-        self.lips = lips
-        """Audio2Lip for dubbing; None when the set has none (dubbing is then refused)."""
-        self.connector = models.connector.eval().to(self.backbone.device)
+        own = self.backbone.speech_lips
+        self.lips: SpeechLips | None = own if own is not None else audio2lip_lips(lips) if lips is not None else None
+        """Lips from speech for dubbing: the backbone's own, or the set's Audio2Lip (`lips`, or a server's
+        batcher of it); None when there is neither (dubbing is then refused)."""
+        self.connector = models.connector.eval().to(self.backbone.device) if models.connector is not None else None
         self.library = library if library is not None else load_builtin_library()
         self.face_size = self.backbone.framing.size
         self.stages: Sequence[StageFactory] = DEFAULT_STAGES
@@ -178,7 +181,7 @@ class Editor:
     def use_connector(self, choice: ConnectorChoice) -> None:
         """Switch to another registry connector (a worker following `latest`); running edits keep theirs."""
         self.models.use_connector(choice)
-        self.connector = self.models.connector.eval().to(self.backbone.device)
+        self.connector = connector_of(self).eval().to(self.backbone.device)
 
     def vector(self, target: EmotionTarget, library: EmotionLibrary | None = None) -> np.ndarray:
         """`library` overrides the editor's own (e.g. the built-in one plus a user's emotions)."""
@@ -224,6 +227,7 @@ class Editor:
         only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
         user's `options`."""
         src, dst, report = Path(src), Path(dst), progress or no_progress
+        check_eyes(self.backbone, options)
         if options.lips == "video" and speech_track is not None and pose_video is None:
             return self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
@@ -273,9 +277,8 @@ class Editor:
         would: the visual side of training data (what the official `compute_alpha_D` gives)."""
         src = Path(src)
         info = probe_input(src, options, limits)
-        plan = face_pass(
-            src, info, options, limits, faces.is_face_crop(info.width, info.height), progress or no_progress
-        )
+        crop_input = faces.is_face_crop(info.width, info.height)
+        plan = face_pass(src, info, options, limits, crop_input, progress or no_progress, self.backbone.framing)
         motion, _, _ = encode_pass(
             self.backbone,
             src,
@@ -312,7 +315,7 @@ class _Edit:
 
     def run(self) -> EditResult:
         editor, clock = self.editor, self.clock
-        connector, connector_label = editor.connector, editor.connector_label  # one connector per edit
+        connector, connector_label = connector_of(editor), editor.connector_label  # one connector per edit
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION), clock.networks():
             plan = editor.plan(
@@ -325,12 +328,16 @@ class _Edit:
         exp = edited_expression(
             connector, editor.backbone.device, plan, found.motion.exp, found.times, self.progress, clock
         )
+        lips, lip_track = editor.backbone.speech_lips, None
+        if lips is not None:  # a backbone whose lips always come from speech: the video's own audio
+            with clock.stage(Stage.ENCODE), clock.networks():
+                lip_track = audio_lips(lips, self.src, info, found.times, self.limits)
         loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
         loop.prepare(lambda: (f.image for f in read_input(self.src)), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)
         frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in read_input(self.src))
-        drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp)
+        drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp, lip_track)
         audio = self.audio or (self.src if info.has_audio else None)
         out = video_out(self.dst, like, audio, self.limits.crf)
         loop.run(drive, frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)

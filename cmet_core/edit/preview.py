@@ -28,13 +28,13 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from cmet_core import faces
-from cmet_core.edit.editing import Clock, Progress, no_progress
+from cmet_core.edit.editing import Clock, Progress, check_eyes, connector_of, no_progress
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, Images
-from cmet_core.edit.passes import face_pass, identity, motion_of
+from cmet_core.edit.passes import audio_lips, face_pass, identity, motion_of
 from cmet_core.emotion.library import EmotionLibrary
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.media.video import read_frames
+from cmet_core.media.video import DecodedFrame, read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice, probe_input
 from cmet_core.stages import Stage
 
@@ -175,6 +175,8 @@ class Sheet:
 
     def run(self) -> ContactSheet:
         choice, editor, clock = self.choice, self.editor, self.clock
+        connector_of(editor)  # a set without a connector is refused before any decoding
+        check_eyes(editor.backbone, self.options)
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {
@@ -184,7 +186,9 @@ class Sheet:
             }
         crop_input = faces.is_face_crop(info.width, info.height)
         with clock.stage(Stage.FACES):
-            plan = face_pass(self.src, info, self.options, self.limits, crop_input, self.progress)
+            plan = face_pass(
+                self.src, info, self.options, self.limits, crop_input, self.progress, editor.backbone.framing
+            )
         index = plan.source_index if choice.frame is None else choice.frame
         if not 0 <= index < len(plan.boxes):
             raise InputError(
@@ -192,7 +196,8 @@ class Sheet:
             )
         size = editor.face_size
         with clock.stage(Stage.ENCODE):
-            images = _decode(self.src, {index, plan.source_index})
+            decoded = _decode(self.src, {index, plan.source_index})
+            images = {i: f.image for i, f in decoded.items()}
             source = identity(
                 editor.backbone, faces.crop_face(images[plan.source_index], plan.boxes[plan.source_index], size)
             )
@@ -211,7 +216,12 @@ class Sheet:
         loop.prepare(lambda: [frame], [box])
         n = rows.shape[0]
         cells = Images()
-        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows)
+        lips = editor.backbone.speech_lips
+        mouth = None  # a backbone whose lips come from speech: the frame's own, from the audio at its time
+        if lips is not None:
+            time_s = np.array([decoded[index].time_s])
+            mouth = audio_lips(lips, self.src, info, time_s, self.limits).expand(n, -1)
+        drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows, mouth, smoothed=True)  # stills
         loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
         pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
@@ -234,7 +244,7 @@ class Sheet:
         docstring): the connector's autoregressive loop over a constant track, every cell in one batch."""
         if not vectors:
             return exp[:0]
-        connector, device = self.editor.connector, self.editor.backbone.device
+        connector, device = connector_of(self.editor), self.editor.backbone.device
         t, n = connector.cfg.window, len(vectors)
         window = exp.to(device).reshape(1, 1, -1).expand(n, t, -1).contiguous()
         speech = torch.from_numpy(np.stack(vectors)).to(device).reshape(n, 1, -1)
@@ -250,12 +260,12 @@ def _scaled(box: faces.CropBox, scale: float) -> faces.CropBox:
     return box if scale == 1 else faces.CropBox(box.cx * scale, box.cy * scale, box.side * scale)
 
 
-def _decode(src: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+def _decode(src: Path, wanted: set[int]) -> dict[int, DecodedFrame]:
     """The frames `wanted`, decoding no further than the last of them."""
-    found: dict[int, np.ndarray] = {}
+    found: dict[int, DecodedFrame] = {}
     for frame in read_frames(src):
         if frame.index in wanted:
-            found[frame.index] = frame.image
+            found[frame.index] = frame
             if len(found) == len(wanted):
                 break
     if len(found) != len(wanted):

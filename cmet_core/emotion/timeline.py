@@ -100,7 +100,7 @@ class Timeline(BaseModel, Generic[S]):
                 ErrorCode.TIMELINE_TOO_MANY_SEGMENTS,
                 f"the timeline has {len(self.segments)} segments, at most {max_segments} are allowed",
             )
-        for i, seg in enumerate(self.segments):
+        for i, seg in enumerate(self.segments, start=1):  # counted as the page counts them: the first is 1
             where = f"segment {i} ({seg.start_s:g}-{seg.end_s:g} s)"
             if seg.start_s < 0 or seg.end_s < 0:
                 raise InputError(ErrorCode.TIMELINE_BAD_TIMES, f"{where}: times must not be negative")

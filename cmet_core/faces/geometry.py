@@ -65,3 +65,16 @@ class CropBox:
     @property
     def y1(self) -> float:
         return self.cy + self.side / 2
+
+    def window(self, size: int, window: tuple[int, int, int, int] | None) -> CropBox:
+        """The square part `window` (top, left, bottom, right, in pixels of this crop cut at `size` px) as a
+        box in frame pixels; None: this box."""
+        if window is None:
+            return self
+        top, left, bottom, right = window
+        if bottom - top != right - left:
+            raise ValueError(f"a crop window must be square, got {window}")
+        scale = self.side / size
+        return CropBox(
+            self.x0 + (left + right) / 2 * scale, self.y0 + (top + bottom) / 2 * scale, (right - left) * scale
+        )

@@ -89,8 +89,19 @@ def feather_mask(
     return smoothstep.astype(np.float32)
 
 
-def paste_mask(size: int, crop_input: bool) -> np.ndarray:
-    """The blend weight of a clip's paste-back: a face-crop input comes back whole, any other is feathered."""
+WINDOW_MASK_HALF_WIDTH = 0.44
+WINDOW_MASK_HALF_HEIGHT = 0.49
+"""The mask's ellipse for a render of a window of the crop (PD-FGC's rows 0..191, columns 16..207): the crop's
+ellipse widened to the window's scale, centred in it and cut to fit, since the window's lower edge runs
+under the chin."""
+
+
+def paste_mask(size: int, crop_input: bool, *, windowed: bool = False) -> np.ndarray:
+    """The blend weight of a clip's paste-back: a face-crop input comes back whole, any other is feathered.
+    A render that covers only a window of the crop (`windowed`) is feathered whatever the input: the input
+    keeps its pixels around the window, so the window's edges must not show."""
+    if windowed:
+        return feather_mask(size, half_width=WINDOW_MASK_HALF_WIDTH, half_height=WINDOW_MASK_HALF_HEIGHT, drop=0.0)
     return np.ones((size, size), np.float32) if crop_input else feather_mask(size)
 
 

@@ -93,8 +93,8 @@ def staged_set(dest: Path, force: bool = False) -> Iterator[Path]:
 def write_set_manifest(
     set_dir: Path, name: str, version: str, description: str = "", backbone: BackboneKind = DEFAULT_BACKBONE
 ) -> SetManifest:
-    """Describe the three models already in `set_dir` (the `backbone`'s generator, the connector and
-    emotion2vec), and the optional ones there, in its `models.json`."""
+    """Describe the models already in `set_dir` (the `backbone`'s generator and emotion2vec, and the
+    optional ones there: the connector, the restorer, Audio2Lip) in its `models.json`."""
     entries: dict[Kind, SetEntry] = {}
     present = [k for k in OPTIONAL_KINDS if (Path(set_dir) / f"{k}.json").is_file()]
     for kind in (backbone, *SHARED_KINDS, *present):
@@ -164,13 +164,16 @@ def make_tiny_set(
     name: str = "tiny",
     restorer: bool = True,
     audio2lip: bool = True,
+    connector: bool = True,
     backbone: BackboneKind = DEFAULT_BACKBONE,
 ) -> Path:
     """A complete random set with the tiny configs: fast enough for tests and development.
 
     The `backbone`'s tiny generator (its tools' `tiny` config), and a connector and Audio2Lip as wide
     as its expression and lip codes. `restorer=False` leaves out the optional face restorer (a set that
-    cannot `enhance`), `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub)."""
+    cannot `enhance`), `audio2lip=False` the optional Audio2Lip (a set that edits but cannot dub; a
+    backbone with its own lips never gets one),
+    `connector=False` the connector (a set that cannot edit, as a converted PD-FGC set before `cmet-train`)."""
     spec = backbone_spec(backbone)
     tools = spec.require_tools()
     widths = spec.widths(tools.tiny)
@@ -184,8 +187,9 @@ def make_tiny_set(
             fill_module(tiny_restorer, "gfpgan")  # the kit's rule: well-conditioned, seed-independent
             _add_member(stage, "gfpgan", tiny_restorer, TINY_GFPGAN.to_dict(), "tiny", version, source)
         _add_member(stage, backbone, gen, dict(tools.tiny), "tiny", version, source)
-        _add_member(stage, "connector", con, con.cfg.to_dict(), "tiny", version, source)
-        if audio2lip:
+        if connector:
+            _add_member(stage, "connector", con, con.cfg.to_dict(), "tiny", version, source)
+        if audio2lip and not spec.own_lips:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 a2l = Audio2Lip(replace(TINY_AUDIO2LIP, lip_dim=widths.lip))
@@ -199,8 +203,8 @@ def make_tiny_set(
 def make_filled_set(
     dest: Path, *, force: bool = False, name: str = "filled", seed: int = 0, backbone: BackboneKind = DEFAULT_BACKBONE
 ) -> Path:
-    """The `backbone`'s full-size generator, connector, face restorer and Audio2Lip filled by rule
-    cmet-fill-v1 (benchmarks without official weights).
+    """The `backbone`'s full-size generator, connector, face restorer and Audio2Lip (unless the backbone has
+    its own lips) filled by rule cmet-fill-v1 (benchmarks without official weights).
 
     The emotion2vec part is random and shallow (one block, about 76 MB) but as wide as the
     published one, so its vectors fit the connector's `speech_dim` of 1024.
@@ -212,14 +216,15 @@ def make_filled_set(
     with staged_set(dest, force) as stage:
         gen = tools.network(tools.full)
         con, restorer = Connector(ConnectorConfig(exp_dim=widths.exp)), GFPGAN(GFPGANConfig())
-        a2l = Audio2Lip(Audio2LipConfig(lip_dim=widths.lip))
         fill_module(gen, backbone)
         fill_module(con, "connector")
         fill_module(restorer, "gfpgan")
-        fill_module(a2l, "audio2lip")
         source = Source(kind="cmet-fill-v1")
         _add_member(stage, "gfpgan", restorer, restorer.cfg.to_dict(), "filled", "1.4.0", source)
-        _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
+        if not spec.own_lips:
+            a2l = Audio2Lip(Audio2LipConfig(lip_dim=widths.lip))
+            fill_module(a2l, "audio2lip")
+            _add_member(stage, "audio2lip", a2l, a2l.config.to_dict(), "filled", "1.0.0", source)
         _add_member(stage, backbone, gen, dict(tools.full), "filled", "1.0.0", source)
         _add_member(stage, "connector", con, con.cfg.to_dict(), "filled", "1.0.0", source)
         add_tiny_emotion2vec(
@@ -238,7 +243,7 @@ def make_filled_set(
 def convert_set(
     dest: Path,
     generator_pt: Path,
-    connector_pth: Path,
+    connector_pth: Path | None,
     emotion2vec_dir: Path,
     *,
     force: bool = False,
@@ -253,14 +258,17 @@ def convert_set(
     `generator_pt` is the `backbone`'s published generator (EDTalk's `EDTalk.pt` for the default),
     converted by its tools; `emotion2vec_dir` is the published folder: `config.yaml`, `model.pt` and
     `tokens.txt`; `gfpgan_pth` the optional `GFPGANv1.4.pth`; `audio2lip_pt` (`Audio2Lip.pt`) is
-    optional too: without it the set edits but cannot dub.
+    optional too: without it the set edits but cannot dub. `connector_pth` is None for a backbone nobody
+    published a connector for (PD-FGC): the set then reads expression codes for `cmet-train`, and edits
+    are refused with `connector_missing`.
     """
 
     tools = backbone_spec(backbone).require_tools()
     e2v = Path(emotion2vec_dir)
     with staged_set(dest, force) as stage:
         tools.convert(Path(generator_pt), stage, version)
-        convert_connector(Path(connector_pth), stage, version=version)
+        if connector_pth is not None:
+            convert_connector(Path(connector_pth), stage, version=version)
         if audio2lip_pt is not None:
             convert_audio2lip(Path(audio2lip_pt), stage, version=version)
         tokens = [e2v / "tokens.txt"] if (e2v / "tokens.txt").is_file() else []

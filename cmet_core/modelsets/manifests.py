@@ -39,8 +39,10 @@ from cmet_core.networks.errors import ModelLoadError
 
 SpeechKind = Literal["emotion2vec"]
 """The speech encoder an emotion is embedded with."""
-SharedKind = Literal["connector", SpeechKind]
-OptionalKind = Literal["gfpgan", "audio2lip"]
+FeatureKind = Literal["gfpgan", "audio2lip"]
+"""The members one feature needs: the face restorer (`enhance`), Audio2Lip (dubbing)."""
+SharedKind = Literal[SpeechKind]
+OptionalKind = Literal["connector", FeatureKind]
 MemberKind = Literal[SharedKind, OptionalKind]
 """The members that are not a backbone's generator, each name spelled once in the literals above."""
 MEMBER_KINDS: tuple[MemberKind, ...] = get_args(MemberKind)
@@ -64,10 +66,12 @@ BackboneKind = Annotated[str, AfterValidator(_backbone_name)]
 Kind = Annotated[str, AfterValidator(_member_kind)]
 """A set member's kind: a registered backbone's name (its generator) or one of `MEMBER_KINDS`."""
 SHARED_KINDS: tuple[SharedKind, ...] = get_args(SharedKind)
-"""The members every set has beside its backbone's generator; an edit needs these three."""
+"""The members every set has beside its backbone's generator."""
 OPTIONAL_KINDS: tuple[OptionalKind, ...] = get_args(OptionalKind)
-"""Members a set may have; a set without one still edits, only the feature that needs it is off
-(`enhance` without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip)."""
+"""Members a set may have; a set without one loads, only the feature that needs it is off (`enhance`
+without the GFPGAN restorer, dubbing with `lips: speech` without Audio2Lip, every edit without the
+connector: a set of a backbone nobody published a connector for reads expression codes, which is
+what `cmet-train prep-visual` needs to train one)."""
 MODEL_FORMAT: Final = "cmet-model/1"
 SET_FORMAT: Final = "cmet-model-set/1"
 SET_MANIFEST = "models.json"
@@ -232,7 +236,7 @@ class SetManifest(BaseModel):
 
     @property
     def required(self) -> tuple[Kind, ...]:
-        """The backbone's generator, the connector and emotion2vec."""
+        """The backbone's generator and emotion2vec."""
         return (self.backbone, *SHARED_KINDS)
 
     @property

@@ -4,14 +4,14 @@ Layout of a set (see `checkpoints` for the model format)::
 
     SET/models.json                                  set manifest: name, version, the three entries
     SET/<backbone>.safetensors  SET/<backbone>.json  the generator of the backbone `models.json` names
-    SET/connector.safetensors   SET/connector.json   C-MET connector
+    SET/connector.safetensors   SET/connector.json   C-MET connector (optional: without it, no edit; cmet-train)
     SET/emotion2vec/            SET/emotion2vec.json funasr model dir (config.yaml, model.pt)
     SET/gfpgan.safetensors      SET/gfpgan.json      optional: GFPGAN v1.4 face restorer (`enhance`)
     SET/audio2lip.safetensors   SET/audio2lip.json   Audio2Lip, speech to lips (optional: dubbing only)
 
-The models dir (setting `CMET_MODELS_DIR`, default `CMET_DATA_DIR/models`) holds one folder per
-set. This module finds, reads and loads sets; importing it does not import torch (the service
-reads sets too), only `load_set` does. Writing and verifying sets is `build`.
+The models dir (setting `CMET_MODELS_DIR`, default `~/.cache/cmet/models`, which `CMET_DATA_DIR` does
+not move) holds one folder per set. This module finds, reads and loads sets; importing it does not
+import torch (the service reads sets too), only `load_set` does. Writing and verifying sets is `build`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,15 @@ def default_models_dir() -> Path:
 
 def no_set_message(root: Path) -> str:
     """What to do when there are no weights: where they go and the two ways to get them."""
-    where = "" if Path(root) == default_models_dir() else f" --dir {root}"
+    settings = get_settings()
+    where = "" if Path(root) == default_models_dir() else f" {root}"
+    chosen = (
+        f" (the models dir, set by CMET_MODELS_DIR={settings.models_dir})"
+        if settings.models_dir is not None and Path(root) == settings.models_dir
+        else ""
+    )
     return (
-        f"no model set at {root}; run `cmet models pull{where}` (needs network; downloads the published "
+        f"no model set at {root}{chosen}; run `cmet models pull{where}` (needs network; downloads the published "
         f"weights and converts them into {Path(root) / 'official'}) or `cmet models make-tiny {Path(root) / 'tiny'}` "
         "for a small random set"
     )
@@ -187,8 +193,9 @@ def compatibility(configs: dict[str, dict[str, Any]], backbone: str = DEFAULT_BA
     gen, con, e2v, a2l = (configs.get(k) for k in (backbone, "connector", "emotion2vec", "audio2lip"))
     if gen:
         connector_exp = con.get("exp_dim") if con else None
-        lip = a2l.get("lip_dim", AUDIO2LIP_LIP_DIM) if a2l else None
-        widths = backbone_spec(backbone).widths(gen)
+        spec = backbone_spec(backbone)
+        lip = a2l.get("lip_dim", AUDIO2LIP_LIP_DIM) if a2l and not spec.own_lips else None
+        widths = spec.widths(gen)
         checks += [
             Check("set", "compatibility", "failed", msg) for msg in misfits(backbone, widths, connector_exp, lip)
         ]
@@ -208,7 +215,9 @@ class ModelSet:
     manifest: SetManifest
     generator: torch.nn.Module
     """The backbone's generator network (`manifest.backbone` names the backbone)."""
-    connector: Connector
+    connector: Connector | None
+    """The C-MET connector; None in a set without one (a backbone nobody published one for): every edit is
+    refused with `connector_missing` until `cmet-train` trains one and `use_connector` serves it."""
     emotion2vec_dir: Path
     connector_choice: ConnectorChoice | None = None
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -226,6 +235,8 @@ class ModelSet:
         """name@version of the connector that serves."""
         if self.connector_choice is not None:
             return f"{self.connector_choice.manifest.name}@{self.connector_choice.version}"
+        if "connector" not in self.manifest.models:
+            return "none"
         entry = self.manifest.models["connector"]
         return f"{entry.name}@{entry.version}"
 
@@ -234,9 +245,12 @@ class ModelSet:
         return backbone_spec(self.backbone).build(self.generator, runtime)
 
     def check_fit(self, backbone: str, widths: Widths) -> None:
-        """Refuse a backbone whose widths the set's connector or lip model do not match."""
-        lip = self.audio2lip.config.lip_dim if self.audio2lip is not None else None
-        problems = misfits(backbone, widths, self.connector.cfg.exp_dim, lip)
+        """Refuse a backbone whose widths the set's connector or lip model do not match (a backbone with its
+        own lips never uses the set's lip model)."""
+        unused = backbone_spec(backbone).own_lips
+        lip = self.audio2lip.config.lip_dim if self.audio2lip is not None and not unused else None
+        exp = self.connector.cfg.exp_dim if self.connector is not None else None
+        problems = misfits(backbone, widths, exp, lip)
         if problems:
             raise ModelLoadError(f"set {self.manifest.name} does not fit its backbone: " + "; ".join(problems))
 
@@ -262,7 +276,6 @@ def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: Con
     path = Path(set_dir) if set_dir is not None else select_set()
     manifest = read_set(path)
     gen, gen_weights = model_manifest(path, manifest, manifest.backbone)
-    con, con_weights = model_manifest(path, manifest, "connector")
     e2v, e2v_dir = model_manifest(path, manifest, "emotion2vec")
     if verify:
         verify_digest(e2v, e2v_dir)
@@ -271,10 +284,13 @@ def load_set(set_dir: Path | None = None, *, verify: bool = True, connector: Con
         path,
         manifest,
         backbone_spec(manifest.backbone).load(gen_weights, verify),
-        load_connector(con_weights, verify=verify),
+        None,
         e2v_dir,
         configs=configs,
     )
+    if "connector" in manifest.models:
+        _, con_weights = model_manifest(path, manifest, "connector")
+        models.connector = load_connector(con_weights, verify=verify)
     if "gfpgan" in manifest.models:
         _, restorer_weights = model_manifest(path, manifest, "gfpgan")
         models.restorer = load_gfpgan(restorer_weights, verify=verify)

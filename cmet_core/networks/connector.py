@@ -173,8 +173,11 @@ class Connector(nn.Module):
         self.projector = Projector(cfg.hidden, cfg.exp_dim)
 
     def _embed_sequence(self, encoder: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """Each frame's code, read as a 1-channel signal, to one token. The strides bring a 10-wide code
+        (EDTalk) to one position; a wider one (PD-FGC's 30: 4 positions) is averaged over what is left,
+        which for one position is that position exactly (decision 0016)."""
         b, t, d = x.shape
-        out: torch.Tensor = encoder(x.reshape(b * t, 1, d)).squeeze(-1)
+        out: torch.Tensor = encoder(x.reshape(b * t, 1, d)).mean(dim=-1)
         normed: torch.Tensor = self.Norm(out)
         return normed.reshape(b, t, -1)
 

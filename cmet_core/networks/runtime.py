@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
-from cmet_core.networks.audio2lip import Audio2Lip
+from cmet_core.media.mel import FPS as LIP_FPS
+from cmet_core.media.mel import lip_windows
+from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
 from cmet_core.settings import CoreSettings
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -90,7 +93,40 @@ class RuntimeOptions:
 
 
 LipForward = Callable[[torch.Tensor], torch.Tensor]
-"""(N, 1, 80, 16) mel windows -> (N, lip_dim) raw lip alphas on the CPU: `LipRunner`, or a server's batcher."""
+"""(N, 1, H, W) speech windows -> (N, lip width) raw lip codes on the CPU: Audio2Lip's `LipRunner` (80 x 16 mel
+windows), a server's batcher, or a backbone's own audio encoder (PD-FGC: 80 x 20)."""
+
+
+@dataclass(frozen=True)
+class SpeechLips:
+    """How speech becomes a backbone's lip part: the front end's windows of a whole track, the network over
+    chunks of them (`forward`, which a server may batch across jobs), then `finish` over the whole track.
+
+    Audio2Lip (a set member) is one; a backbone whose lips always come from speech brings its own
+    (`Backbone.speech_lips`, PD-FGC's audio encoder)."""
+
+    windows: Callable[[np.ndarray], np.ndarray]
+    """16 kHz mono float32 speech (a whole track) -> its windows (W, 1, H, W')."""
+    forward: LipForward
+    finish: Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+    """(the W windows' raw codes, output frame times in seconds from the track's start) -> one row per
+    output frame: the track's smoothing and which window each frame shows."""
+
+
+def lips_at(codes: torch.Tensor, times_s: np.ndarray, centre_s: float = 0.0) -> torch.Tensor:
+    """Per time, the row of `codes` (one per 25 fps window, window i centred at `i / 25 + centre_s`) nearest it,
+    clamped to the track."""
+    rows = np.clip(np.rint((np.asarray(times_s, dtype=np.float64) - centre_s) * LIP_FPS), 0, codes.shape[0] - 1)
+    return codes[torch.from_numpy(rows.astype(np.int64))]
+
+
+def audio2lip_lips(forward: LipForward) -> SpeechLips:
+    """Audio2Lip's lips: the C-MET mel windows (one per 25 fps frame), its forward, the original's smoothing."""
+    return SpeechLips(
+        windows=lambda wav: lip_windows(wav)[:, None],
+        forward=forward,
+        finish=lambda codes, times: lips_at(smooth_lips(codes), times),
+    )
 
 
 class LipRunner:

@@ -230,8 +230,9 @@ def _contain_funasr() -> Iterator[io.StringIO]:
 
     funasr seeds Python, NumPy and torch RNGs, calls `torch.set_num_threads`, calls
     `logging.basicConfig(level=INFO)`, logs one INFO line per tensor on the root logger and prints
-    to stdout; all of it is restored, silenced or captured here. Root logging is held at WARNING
-    (with a placeholder handler, so basicConfig does nothing) while this runs.
+    to stdout, and warns `trust_remote_code: False` on the root logger at every load; all of it is
+    restored, silenced or captured here. Root logging is held at ERROR (with a placeholder handler, so
+    basicConfig does nothing) while this runs: its failures reach us as exceptions.
     """
     printed = io.StringIO()
     root = logging.getLogger()
@@ -240,7 +241,7 @@ def _contain_funasr() -> Iterator[io.StringIO]:
     threads = torch.get_num_threads()
     placeholder = logging.NullHandler()
     root.addHandler(placeholder)
-    root.setLevel(max(level, logging.WARNING))
+    root.setLevel(max(level, logging.ERROR))
     try:
         with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(printed):
             yield printed

@@ -12,7 +12,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from cmet_jobs.states import DeliveryState, EmotionState, JobKind, JobState
+from cmet_jobs.states import DeliveryState, EmotionState, JobKind, JobState, Work
 
 
 def now() -> datetime:
@@ -112,8 +112,9 @@ class JobRow(Base):
 
 
 class SubmissionStamp(Base):
-    """One accepted submission of a key: the per-minute rate counts these, so deleting jobs frees
-    no quota. Stamps older than the window are deleted as the next submission is checked."""
+    """One accepted submission, probe or asset record of a key (`work`): the per-minute rates count these,
+    so deleting jobs or assets frees no quota. Stamps older than the window are deleted as the next one of
+    their kind is checked."""
 
     __tablename__ = "submissions"
     __table_args__ = (Index("ix_submissions_key_at", "key_id", "at"),)
@@ -121,6 +122,7 @@ class SubmissionStamp(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=now)
+    work: Mapped[Work] = mapped_column(_enum(Work), default=Work.JOB, server_default=Work.JOB.value)
 
 
 class CustomEmotion(Base):

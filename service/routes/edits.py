@@ -22,7 +22,7 @@ from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 from service import offload
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service.deps import KeyDep, NotifierDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
 
@@ -155,7 +155,9 @@ async def create_edit(
 ) -> schemas.Job:
     """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
     body, singles, speech = await _read_body(request)
-    job = await offload.heavy(request, _submit, session, settings, storage, key, body, singles, speech, idempotency_key)
+    job = await offload.submission(
+        request, key.id, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
+    )
     response.headers["Location"] = f"/v1/edits/{job.id}"
     return jobs.to_schema(job, storage)
 
@@ -178,11 +180,13 @@ def get_edit(job_id: str, key: KeyDep, session: SessionDep, storage: StorageDep)
     },
 )
 def edit_events(
-    job_id: str, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    job_id: str, key: KeyDep, session: SessionDep, notifier: NotifierDep, storage: StorageDep
 ) -> StreamingResponse:
-    """Follow an edit without polling: its state, stage and progress as they change, then its final state."""
+    """Follow an edit without polling: its state, stage and progress as they change, then its final state.
+    A key may hold `CMET_EVENT_STREAMS_PER_KEY` streams open (429 `stream_limit` beyond); revoking the key
+    ends its streams."""
     submissions.owned(session, key, job_id)
-    body = events.stream(settings.db_url, storage, key.id, job_id)
+    body = events.stream(notifier, storage, notifier.watch(key.id, job_id))
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
 

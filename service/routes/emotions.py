@@ -77,7 +77,7 @@ async def create_emotion(
         raise RequestError(ErrorCode.INVALID_REQUEST, str(exc.detail)) from None
     name = emotions.check_name(form.get("name"))
     clips = [v for k, v in form.multi_items() if k == "speech" and isinstance(v, UploadFile)]
-    return _custom(await offload.heavy(request, _register, session, settings, storage, key, name, clips))
+    return _custom(await offload.submission(request, key.id, _register, session, settings, storage, key, name, clips))
 
 
 def _register(

@@ -117,7 +117,9 @@ async def create_preview(
     """Queue a contact sheet on the preview queue; 202 with the preview and its `Location`. Same
     `Idempotency-Key` and body -> the same job. (A clip preview is `POST /v1/edits` with `preview_s`.)"""
     body, video = await _read_body(request)
-    job = await offload.heavy(request, _submit, session, settings, storage, key, body, video, idempotency_key)
+    job = await offload.submission(
+        request, key.id, _submit, session, settings, storage, key, body, video, idempotency_key
+    )
     response.headers["Location"] = f"/v1/previews/{job.id}"
     return jobs.to_preview(job, storage)
 

@@ -66,12 +66,18 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
         path = select_set(settings.models_set or settings.resolved_models_dir)
         manifest = read_set(path)
         choice = choose(settings.connector_version)
-        connector = choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0]
+        own = "connector" in manifest.models
+        connector = (
+            choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0] if own else None
+        )
     except ModelLoadError as exc:
         raise RequestError(ErrorCode.MODELS_UNAVAILABLE, str(exc)) from None
     infos = [
         schemas.ModelInfo(kind=k, name=e.name, version=e.version, sha256=e.sha256) for k, e in manifest.models.items()
     ]
+    info = {"name": manifest.name, "version": manifest.version, "backbone": manifest.backbone}
+    if connector is None:
+        return schemas.ModelSetInfo(**info, models=infos, connector=None)
     if choice is not None:
         infos = [i for i in infos if i.kind != "connector"] + [
             schemas.ModelInfo(kind="connector", name=connector.name, version=connector.version, sha256=connector.sha256)
@@ -88,7 +94,7 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
         parent=training.parent if training else None,
         metrics=training.metrics if training else {},
     )
-    return schemas.ModelSetInfo(name=manifest.name, version=manifest.version, models=infos, connector=served)
+    return schemas.ModelSetInfo(**info, models=infos, connector=served)
 
 
 @router.get("/metrics", include_in_schema=False)

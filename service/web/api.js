@@ -53,6 +53,19 @@ export async function api(path, { method = "GET", json, form, headers = {}, sign
   return response.status === 204 ? null : response.json();
 }
 
+/** Why an upload failed before any answer: a URL of another origin is most likely blocked by the browser. */
+function uploadFailure(url) {
+  const target = new URL(url, location.href).origin;
+  if (target === location.origin) return new ApiError(0, "network", "the upload was interrupted");
+  return new ApiError(
+    0,
+    "upload_blocked",
+    `the upload to ${target} was blocked or could not connect; this page is open at ${location.origin}, ` +
+      `another origin, which the browser refuses unless ${target} allows it. Open the page at ${target}, ` +
+      `or set CMET_PUBLIC_URL to the address you open (README, "The service")`,
+  );
+}
+
 /** PUT a file to a presigned upload URL with progress (fetch reports none for uploads). */
 export function putFile(url, file, headers, onProgress) {
   return new Promise((resolve, reject) => {
@@ -70,7 +83,7 @@ export function putFile(url, file, headers, onProgress) {
       }
       reject(new ApiError(xhr.status, body?.code || "upload_failed", body?.detail || `upload refused (${xhr.status})`));
     });
-    xhr.addEventListener("error", () => reject(new ApiError(0, "network", "the upload was interrupted")));
+    xhr.addEventListener("error", () => reject(uploadFailure(url)));
     xhr.send(file);
   });
 }

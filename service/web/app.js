@@ -3,7 +3,7 @@
 // (#job=<id>), which never reaches the server.
 
 import { api, apiKey } from "./api.js";
-import { $, showError } from "./dom.js";
+import { $, enable, showError } from "./dom.js";
 import { EmotionStep } from "./emotion.js";
 import { JobList } from "./jobs.js";
 import { OptionsStep } from "./options.js";
@@ -15,7 +15,7 @@ import { Watch } from "./watch.js";
 const ASSETS = "cmet.jobAssets"; // job id -> the video asset it was made from (re-run in this session)
 const inputs = new Map(); // job id -> this page's local copy of its input video (compare with the result)
 
-const video = new VideoStep(update);
+const video = new VideoStep(update, () => timeline.clear()); // a failed upload leaves no old timeline
 const emotion = new EmotionStep(update);
 const options = new OptionsStep();
 const timeline = new TimelineStep({
@@ -38,7 +38,7 @@ function jobAssets() {
 
 function update() {
   timeline.refresh();
-  $("submit").disabled = !(video.ready && emotion.valid());
+  enable($("submit"), video.missing() || emotion.missing());
   previews.update();
 }
 
@@ -89,6 +89,7 @@ async function start() {
     apiKey.clear();
     $("app").hidden = true;
     $("forget-key").hidden = true;
+    showKeyEntry(true);
     status.textContent = "";
     status.classList.add("error");
     status.textContent =
@@ -98,11 +99,19 @@ async function start() {
   status.classList.remove("error");
   status.textContent = "Key accepted (kept in this tab only).";
   $("key").value = "";
+  showKeyEntry(false);
   $("forget-key").hidden = false;
   $("app").hidden = false;
   previews.load();
+  update(); // every disabled button says why from the start
   await Promise.all([video.loadRecent(), jobs.load()]);
   route();
+}
+
+/** The key's field and where keys come from, until a key is accepted (then only "Forget key"). */
+function showKeyEntry(shown) {
+  $("key-entry").hidden = !shown;
+  $("key-hint").hidden = !shown;
 }
 
 $("key-form").addEventListener("submit", (e) => {

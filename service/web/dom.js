@@ -27,6 +27,14 @@ export function showError(node, error) {
   node.textContent = error.code ? `${error.message} (${error.code})` : error.message;
 }
 
+/** Enable `button`, or disable it saying why: the reason shows beside it (`<id>-why`) and is its description. */
+export function enable(button, reason) {
+  button.disabled = Boolean(reason);
+  const why = $(`${button.id}-why`);
+  why.textContent = reason || "";
+  why.hidden = !reason;
+}
+
 export function seconds(value) {
   return `${value.toFixed(2)} s`;
 }

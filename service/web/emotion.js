@@ -103,6 +103,15 @@ export class EmotionStep {
   }
 
   /** What the edit asks for, or null while nothing is chosen. */
+  /** Why the chosen way cannot drive an edit yet, or "" when it can. */
+  missing() {
+    if (this.valid()) return "";
+    if (this.mode === "timeline") return "Add a segment to the timeline.";
+    if (this.mode === "emotion") return "Choose an emotion.";
+    if (this.mode === "blend") return "Give at least one emotion a weight.";
+    return `Choose or record speech clips (up to ${MAX_CLIPS}).`;
+  }
+
   valid() {
     if (this.followVoice) return true;
     if (this.mode === "timeline") return this.timeline.valid();

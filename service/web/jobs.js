@@ -35,13 +35,14 @@ export class JobList {
     );
     if (!ACTIVE.has(job.state)) {
       actions.append(
-        el("button", { type: "button", text: "Delete", "aria-label": `Delete edit ${job.id}`, onclick: () => this.remove(job.id) }),
+        el("button", { type: "button", text: "Delete", "aria-label": `Delete edit ${job.id}`, onclick: () => this.remove(job) }),
       );
     }
     return el(
       "tr",
       { "data-job": job.id },
       el("td", {}, el("span", { class: `state ${job.state}`, text: job.state })),
+      el("td", { class: "name", text: job.video_name || "" }),
       el("td", { text: target(job) }),
       el("td", { text: when(job.created_at) }),
       el("td", { text: job.result ? seconds(job.result.duration_s) : "" }),
@@ -49,9 +50,11 @@ export class JobList {
     );
   }
 
-  async remove(jobId) {
+  async remove(job) {
+    const what = `the ${target(job)} edit${job.video_name ? ` of ${job.video_name}` : ""}`;
+    if (!window.confirm(`Delete ${what}? Its result is removed for good.`)) return;
     try {
-      await api(`/v1/edits/${jobId}`, { method: "DELETE" });
+      await api(`/v1/edits/${job.id}`, { method: "DELETE" });
       await this.load();
     } catch (error) {
       showError($("jobs-error"), error);

@@ -1,5 +1,6 @@
-// "More options": the HD face (enhance, its strength) and dubbing (a speech track the lips follow,
-// and how the head motion fills a longer track), as body fields of the edit.
+// "More options": the HD face (enhance, its strength), the eyes (gaze and blinking kept or switched
+// off, on backbones with eye codes) and dubbing (a speech track the lips follow, and how the head
+// motion fills a longer track), as body fields of the edit.
 
 import { upload } from "./api.js";
 import { $ } from "./dom.js";
@@ -11,9 +12,14 @@ export class OptionsStep {
     $("enhance-strength").addEventListener("input", (e) => ($("enhance-strength-out").textContent = Number(e.target.value).toFixed(2)));
   }
 
-  /** The HD face fields (edits and contact sheets both take them). */
+  /** The HD face and eye fields (edits and contact sheets both take them). */
   enhance() {
-    return { enhance: $("enhance").value, enhance_strength: Number($("enhance-strength").value) };
+    return {
+      enhance: $("enhance").value,
+      enhance_strength: Number($("enhance-strength").value),
+      gaze: $("gaze").value,
+      blink: $("blink").value,
+    };
   }
 
   /** All the fields of an edit; a chosen speech track is uploaded first and makes it a dub. */

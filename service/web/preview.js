@@ -3,7 +3,7 @@
 // Both are preview jobs, followed by reading `GET /v1/previews/{id}` until they end.
 
 import { api } from "./api.js";
-import { $, el, showError } from "./dom.js";
+import { $, el, enable, showError } from "./dom.js";
 
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
 const POLL_MS = 500;
@@ -75,8 +75,14 @@ export class PreviewStep {
     }
     const rows = this.rows().length;
     const columns = this.columns();
-    $("make-sheet").disabled = !(this.video.ready && rows && rows <= MAX_ROWS && columns && columns.length <= MAX_COLUMNS);
-    $("make-clip").disabled = !(this.video.ready && this.emotion.valid());
+    const sheetWhy =
+      this.video.missing() ||
+      (!rows ? "Tick the emotions of its rows." : "") ||
+      (rows > MAX_ROWS ? `At most ${MAX_ROWS} emotions.` : "") ||
+      (!columns ? "Give intensities from 0 to 2, separated by commas." : "") ||
+      (columns.length > MAX_COLUMNS ? `At most ${MAX_COLUMNS} intensities.` : "");
+    enable($("make-sheet"), sheetWhy);
+    enable($("make-clip"), this.video.missing() || this.emotion.missing());
   }
 
   async sheet() {

@@ -1,4 +1,4 @@
-// The timeline strip under the video: segments with an emotion and an intensity each, added at the
+// The timeline strip, shown under the choice "a timeline": segments with an emotion and an intensity each, added at the
 // video's position, their edges dragged with the mouse or moved with the arrow keys, submitted as
 // the edit's `timeline`. The same drawing shows the segments a "follow the voice" edit found.
 
@@ -117,6 +117,14 @@ export class TimelineStep {
     this.selected = this.segments.indexOf(segment);
     this.build();
     $("timeline-status").textContent = `Added segment ${this.selected + 1}: ${this.describe(segment)}.`;
+  }
+
+  /** No segments (the video they were drawn for failed). */
+  clear() {
+    this.segments = [];
+    this.selected = -1;
+    this.build();
+    $("timeline-status").textContent = "";
   }
 
   remove(index) {

@@ -7,8 +7,11 @@ import { $, el, seconds, showError } from "./dom.js";
 const PROBE_WAIT_MS = 120000;
 
 export class VideoStep {
-  constructor(onChange) {
+  /** `onFail`: an upload or its check failed (the page forgets what was made for the old video). */
+  constructor(onChange, onFail = () => {}) {
     this.onChange = onChange;
+    this.onFail = onFail;
+    this.uploading = false;
     this.asset = null;
     this.turn = 0;
     this.ready = false;
@@ -45,6 +48,14 @@ export class VideoStep {
     }
   }
 
+  /** Why an edit cannot start yet for want of the video, or "" when it can. */
+  missing() {
+    if (this.ready) return "";
+    if (this.uploading) return "Wait for the video to finish uploading.";
+    if (this.asset) return "Wait until the video is accepted.";
+    return "Choose a video first (step 1).";
+  }
+
   reset() {
     this.asset = null;
     this.ready = false;
@@ -67,6 +78,8 @@ export class VideoStep {
     bar.value = 0;
     $("video-status").textContent = `Uploading ${file.name}…`;
     const turn = ++this.turn; // a file chosen during this upload wins
+    this.uploading = true;
+    this.onChange();
     try {
       const asset = await upload(file, "video", (done) => turn === this.turn && (bar.value = done));
       if (turn !== this.turn) return;
@@ -74,6 +87,8 @@ export class VideoStep {
     } catch (error) {
       if (turn === this.turn) this.fail(error);
       return;
+    } finally {
+      if (turn === this.turn) this.uploading = false;
     }
     bar.value = 1;
     this.loadRecent();
@@ -97,6 +112,9 @@ export class VideoStep {
     $("video-stage").hidden = true;
     showError($("video-error"), error);
     this.ready = false;
+    this.uploading = false;
+    this.asset = null; // nothing to edit: choose again
+    this.onFail();
     this.onChange();
   }
 

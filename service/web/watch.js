@@ -71,7 +71,8 @@ export class Watch {
     $("job-progress").value = job.progress;
     $("job-percent").textContent = `${percent} %`;
     const what = target(job);
-    $("job-line").textContent = `Edit ${job.id} (${what}, intensity ${job.intensity}): ${job.state}${job.stage ? `, ${job.stage}` : ""}`;
+    const of = job.video_name ? ` of ${job.video_name}` : "";
+    $("job-line").textContent = `Edit ${job.id}${of} (${what}, intensity ${job.intensity}): ${job.state}${job.stage ? `, ${job.stage}` : ""}`;
     $("job-line").dataset.state = job.state;
     $("cancel").hidden = FINAL.has(job.state);
     showError($("job-error"), job.error ? Object.assign(new Error(job.error.message), { code: job.error.code }) : null);

@@ -11,6 +11,10 @@ from typer.testing import CliRunner
 
 from cmet_cli.edit_cmd import spread_values
 from cmet_cli.main import app
+from cmet_cli.output_names import default_output
+from cmet_core.emotion.targets import EmotionTarget
+from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.emotion.voice import FollowVoice
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
 
@@ -67,11 +71,44 @@ def test_edit_with_the_restorer(tiny_set: Path, tmp_path: Path) -> None:
     assert code == 2 and "enhance" in out and "Traceback" not in out
 
 
-def test_edit_blend_and_default_output_name(tiny_set: Path, tmp_path: Path) -> None:
-    src = write_sample_clip(tmp_path / "talk.mp4", seconds=0.2)
+def test_default_output_names_in_the_current_folder_never_overwrite(
+    tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The input's folder may be read-only: the output goes to the current one, named after the blend (not
+    as a plain happy edit would be), and a second run refuses to replace it until --force."""
+    inputs, work = tmp_path / "shared", tmp_path / "work"
+    inputs.mkdir(), work.mkdir()
+    monkeypatch.chdir(work)
+    src = write_sample_clip(inputs / "talk.mp4", seconds=0.2)
     code, out = _edit(str(src), "--blend", "happy=0.6,surprised=0.4", "--models", str(tiny_set))
     assert code == 0, out
-    assert (tmp_path / "talk.happy.mp4").is_file()
+    assert [p.name for p in work.iterdir()] == ["talk.happy0.6-surprised0.4.mp4"]
+    assert [p.name for p in inputs.iterdir()] == ["talk.mp4"]
+    written = (work / "talk.happy0.6-surprised0.4.mp4").stat().st_mtime_ns
+    code, out = _edit(str(src), "--blend", "happy=0.6,surprised=0.4", "--models", str(tiny_set))
+    assert code == 2 and "[output_exists]" in out and "--force" in out, out
+    assert (work / "talk.happy0.6-surprised0.4.mp4").stat().st_mtime_ns == written
+
+
+def test_default_output_names_tell_edits_apart() -> None:
+
+    talk = Path("/videos/talk.mp4")
+
+    def name(**target: object) -> str:
+        extra = {k: target.pop(k) for k in ("lips_from", "voice_from", "preview") if k in target}
+        return default_output(talk, EmotionTarget(**target), **extra).name  # type: ignore[arg-type]
+
+    assert name(emotion="happy") == "talk.happy.mp4"
+    assert name(emotion="happy", intensity=1.5) == "talk.happy-x1.5.mp4"
+    assert name(emotion="happy=0.6,surprised=0.4") == "talk.happy0.6-surprised0.4.mp4"
+    assert name(speech=(Path("a/angry 01.wav"), Path("b.wav"))) == "talk.speech-angry_01+1.mp4"
+    assert name(emotion="sad", lips_from=Path("line.wav")) == "talk.sad.dub-line.mp4"
+    assert name(emotion="sad", preview=True) == "talk.sad.preview.mp4"
+    plan = ClipTimeline.model_validate({"segments": [{"start_s": 0, "end_s": 1, "target": "sad"}]})
+    assert default_output(talk, plan, timeline=Path("take2.json")).name == "talk.timeline-take2.mp4"
+    voice = FollowVoice(neutral="self")
+    assert default_output(talk, voice, voice_from=Path("fr.wav")).name == "talk.from_audio-self.voice-fr.mp4"
+    assert not default_output(talk, voice).is_absolute()  # the current folder, not /videos
 
 
 def test_edit_speech_clips(tiny_set: Path, tmp_path: Path, test_data: Path) -> None:
@@ -114,6 +151,7 @@ def test_bad_input_file_exits_2(tiny_set: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     code, out = _edit(str(tmp_path / "notes.txt"), "--emotion", "happy", "--models", str(tiny_set))
     assert code == 2 and "[not_media]" in out and "Traceback" not in out
+    assert "0/?" not in out and "[not_media]" in out.strip().splitlines()[-1], out  # no empty bars under it
 
 
 def test_no_models_says_what_to_fetch(tmp_path: Path) -> None:
@@ -143,12 +181,15 @@ def _speech(test_data: Path, tmp_path: Path, seconds: float) -> Path:
     return tmp_path / "line.wav"
 
 
-def test_dub_a_video_and_animate_a_photo(tiny_set: Path, tmp_path: Path, test_data: Path) -> None:
+def test_dub_a_video_and_animate_a_photo(
+    tiny_set: Path, tmp_path: Path, test_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     line = _speech(test_data, tmp_path, 0.6)
     talk = write_sample_clip(tmp_path / "talk.mp4")
     code, output = _edit(str(talk), "--lips-from", str(line), "--emotion", "happy", "--models", str(tiny_set))
     assert code == 0, output
-    assert "lips" in output and probe(tmp_path / "talk.happy.mp4").frame_count == 15
+    assert "lips" in output and probe(Path("talk.happy.dub-line.mp4")).frame_count == 15
     photo = test_data / "faces" / "uncropped_face.jpg"
     pose = test_data / "video" / "edtalk_pose_source1_cropped.mp4"
     out = tmp_path / "photo.mp4"
@@ -157,8 +198,9 @@ def test_dub_a_video_and_animate_a_photo(tiny_set: Path, tmp_path: Path, test_da
     assert code == 0, output
     info = probe(out)
     assert (info.width, info.height, info.frame_count) == (840, 1024, 15)
-    code, output = _edit(str(photo), "--emotion", "happy", "--models", str(tiny_set), "-o", str(out))
-    assert code == 2 and "[photo_needs_speech]" in output, output
+    code, output = _edit(str(photo), "--emotion", "happy", "--models", str(tiny_set))
+    assert code == 2 and "[photo_needs_speech]" in output and "--lips-from" in output, output
+    assert "lips: speech" not in output  # the CLI's flags, not the API's fields
     bad_fill = ["--pose-fill", "spin", "--models", str(tiny_set)]
     code, output = _edit(str(talk), "--lips-from", str(line), "-e", "happy", *bad_fill)
     assert code == 2 and "pose_fill" in output, output

@@ -58,15 +58,18 @@ def test_preview_refusals_exit_2(tiny_set: Path, clip: Path, tmp_path: Path, ext
     assert code in result.output and "Traceback" not in result.output
 
 
-def test_edit_preview_window(tiny_set: Path, clip: Path, tmp_path: Path) -> None:
+def test_edit_preview_window(tiny_set: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "p.mp4"
     args = ["edit", str(clip), "--emotion", "happy", "--preview-s", "0.4", "--preview-start-s", "0.2", "-o", str(out)]
     result = runner.invoke(app, [*args, "--models", str(tiny_set)])
     assert result.exit_code == 0, result.output
     info = probe(out)
     assert info.frame_count == 10 and info.has_audio
-    bad = runner.invoke(app, [*args[:-4], "--preview-start-s", "5", "-o", str(out), "--models", str(tiny_set)])
+    bad = runner.invoke(
+        app, [*args[:-4], "--preview-start-s", "5", "-o", str(tmp_path / "bad.mp4"), "--models", str(tiny_set)]
+    )
     assert bad.exit_code == 2 and "[bad_preview_window]" in bad.output
     named = runner.invoke(app, [*args[:-2], "--models", str(tiny_set)])
     assert named.exit_code == 0, named.output
-    assert probe(clip.with_name("in.happy.preview.mp4")).frame_count == 10
+    assert probe(tmp_path / "in.happy.preview.mp4").frame_count == 10

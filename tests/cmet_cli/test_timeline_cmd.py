@@ -28,7 +28,8 @@ def _plan(tmp_path: Path, *segments: dict[str, object]) -> Path:
     return path
 
 
-def test_edit_with_a_timeline(tiny_set: Path, tmp_path: Path) -> None:
+def test_edit_with_a_timeline(tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     src = write_sample_clip(tmp_path / "in.mp4", seconds=0.8)
     plan = _plan(
         tmp_path,
@@ -37,7 +38,7 @@ def test_edit_with_a_timeline(tiny_set: Path, tmp_path: Path) -> None:
     )
     code, out = _edit(str(src), "--timeline", str(plan), "--models", str(tiny_set))
     assert code == 0, out
-    assert probe(tmp_path / "in.timeline.mp4").frame_count == 20
+    assert probe(tmp_path / "in.timeline-plan.mp4").frame_count == 20
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,10 @@ def test_timeline_flag_refusals(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("funasr") is None, reason="funasr not installed (cmet[speech])")
-def test_from_audio_prints_the_segments_and_writes_a_plan(tiny_set: Path, tmp_path: Path) -> None:
+def test_from_audio_prints_the_segments_and_writes_a_plan(
+    tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     src = write_sample_clip(tmp_path / "in.mp4", seconds=2.0)
     plan = tmp_path / "found.json"
     code, out = _edit(
@@ -81,4 +85,19 @@ def test_from_audio_prints_the_segments_and_writes_a_plan(tiny_set: Path, tmp_pa
     assert code == 0, out
     assert "segments found in the voice" in out and "cosine" in out
     found = ClipTimeline.load(plan)
-    assert found.segments[0].start_s == 0 and probe(tmp_path / "in.from_audio.mp4").frame_count == 50
+    assert found.segments[0].start_s == 0 and probe(tmp_path / "in.from_audio-self.mp4").frame_count == 50
+
+
+def test_a_short_voice_track_is_named_before_the_edit(tmp_path: Path, test_data: Path) -> None:
+    import soundfile
+
+    from cmet_cli.timeline_cmd import short_voice_warning
+
+    video = write_sample_clip(tmp_path / "in.mp4", seconds=1.0)
+    wav, rate = soundfile.read(str(test_data / "video" / "mead_W009_038.wav"), dtype="float32")
+    for seconds in (0.5, 1.0):
+        soundfile.write(str(tmp_path / f"{seconds}.wav"), wav[: int(seconds * rate)], rate)
+    said = short_voice_warning(video, tmp_path / "0.5.wav", 600)
+    assert said is not None and "0.50 s" in said and "keeps its own emotion" in said and "silent" in said
+    assert short_voice_warning(video, tmp_path / "1.0.wav", 600) is None
+    assert "from_audio" in runner.invoke(app, ["edit", "--help"]).output

@@ -39,6 +39,7 @@ class FakeBackbone:
     framing = Framing(size=224, window=(0, 16, 192, 208))
     widths = FAKE_WIDTHS
     device = torch.device("cpu")
+    speech_lips = None
 
     def prepare_source(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"id_map": crops.mean(dim=(2, 3)).reshape(-1, 3, 1, 1).expand(-1, 3, 7, 7).contiguous()}
@@ -58,6 +59,12 @@ class FakeBackbone:
         style = 1.2 * motion.exp.mean(1) + 1.2 * motion.parts["eye"].mean(1) + motion.parts["mouth"].mean(1)
         identity = source["id_map"].mean(dim=(1, 2, 3)).expand(len(motion))
         return torch.tanh(style + identity)[:, None, None, None].expand(-1, 3, 224, 224).contiguous()
+
+    def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
+        return motion
+
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        return motion.with_part("eye", motion.parts["eye"] * 0) if off else motion
 
     def stack_sources(self, sources: Sequence[dict[str, torch.Tensor]], rows: Sequence[int]) -> dict[str, torch.Tensor]:
         maps = [s["id_map"].expand(n, -1, -1, -1) for s, n in zip(sources, rows, strict=True)]
@@ -222,7 +229,7 @@ def test_a_registered_backbone_makes_fills_and_loads_sets_through_its_tools(tmp_
     assert all(torch.all(t == 0.5) for t in net.state_dict().values())
     made = make_tiny_set(tmp_path / "made", backbone="made", restorer=False)
     manifest = read_set(made)
-    assert manifest.backbone == "made" and manifest.required == ("made", "connector", "emotion2vec")
+    assert manifest.backbone == "made" and manifest.required == ("made", "emotion2vec")
     assert verify_set(made).ok
     models = load_set(made)
     assert isinstance(models.generator, torch.nn.Linear) and models.generator.weight.shape == (6, 12)

@@ -30,6 +30,8 @@ def test_cli_matches_every_golden(conformance_kit: Path) -> None:
     if (conformance_kit / "audio2lip").is_dir():
         assert {"audio2lip.filled_digest", "audio2lip.mel", "audio2lip.lip_smooth", "audio2lip.av_img"} <= groups
     assert all(ln.startswith("ok") and "max_abs=" in ln for ln in lines)
+    counted = [ln.rsplit("[", 1)[1].split()[0] for ln in lines]  # progress across the groups, as each finishes
+    assert counted == [str(n) for n in range(1, len(lines) + 1)]
     if (conformance_kit / "gfpgan").is_dir():
         assert {"gfpgan.filled_digest", "gfpgan.net_output", "gfpgan.restored_u8"} <= groups
     if (conformance_kit / "pdfgc").is_dir():
@@ -41,6 +43,7 @@ def test_incomplete_kit_is_a_clear_error(conformance_kit: Path, tmp_path: Path) 
         shutil.copy(conformance_kit / name, tmp_path / name)
     result = CliRunner().invoke(app, ["conformance", "--kit", str(tmp_path)])
     assert result.exit_code == 2
+    assert "about 3-5 minutes" in result.output  # said before the wait, not after
     assert "missing tolerances.json" in result.output
     assert "Traceback" not in result.output
 

@@ -27,10 +27,10 @@ from cmet_core.backbones.pdfgc.rule import pdfgc_rule
 from cmet_core.backbones.pdfgc.tools import convert_pdfgc, load_published
 from cmet_core.backbones.registry import backbone_spec
 from cmet_core.backbones.spec import Widths
-from cmet_core.modelsets.build import make_tiny_set, verify_set
+from cmet_core.modelsets.build import verify_set
 from cmet_core.modelsets.checkpoints import load_module
 from cmet_core.modelsets.manifests import read_model_manifest
-from cmet_core.modelsets.sets import load_set
+from cmet_core.modelsets.sets import load_set, read_set
 from cmet_core.networks.errors import ModelLoadError
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.verify.fill import fill_module
@@ -190,14 +190,17 @@ def test_every_group_is_listed(results: dict[str, GroupResult]) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_set_of_the_backbone_verifies(tmp_path: Path) -> None:
-    """Registered: a set names it, stores its four networks as one member and loads them strictly;
-    building the backbone is refused until its encode and render exist."""
-    path = make_tiny_set(tmp_path / "tiny", seed=0, restorer=False, audio2lip=False, backbone=NAME)
-    report = verify_set(path)
+def test_tiny_set_of_the_backbone_verifies(tiny_pdfgc_set: Path) -> None:
+    """Registered: a set names it, stores its four networks as one member and loads them strictly, with
+    a connector as wide as its emotion code; the set builds its backbone."""
+    report = verify_set(tiny_pdfgc_set)
     assert [c.status for c in report.checks if c.kind == NAME] == ["ok"]
-    with pytest.raises(ModelLoadError, match="pdfgc backbone cannot edit yet"):
-        load_set(path).build_backbone(RuntimeOptions(device="cpu"))
+    assert report.ok, [c.line() for c in report.failures]
+    assert "audio2lip" not in read_set(tiny_pdfgc_set).models  # its lips come from its own audio encoder
+    models = load_set(tiny_pdfgc_set)
+    assert models.connector is not None and models.connector.cfg.exp_dim == 30
+    backbone = models.build_backbone(RuntimeOptions(device="cpu"))
+    assert backbone.name == NAME and backbone.widths.exp == 30 and backbone.speech_lips is not None
 
 
 @pytest.fixture(scope="module")

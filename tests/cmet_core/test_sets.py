@@ -48,6 +48,7 @@ from cmet_core.modelsets.sets import list_models, load_set, read_set, select_set
 from cmet_core.networks.audio2lip import TINY_AUDIO2LIP, Audio2Lip
 from cmet_core.networks.connector import TINY_CONNECTOR, Connector
 from cmet_core.networks.errors import ModelLoadError
+from cmet_core.settings import get_settings
 
 try:
     from cmet_cli.main import app as cli_app
@@ -153,7 +154,7 @@ def test_make_tiny_round_trip(tiny_set: Path) -> None:
     manifest = read_set(tiny_set)
     assert set(manifest.models) == {"edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"}
     rows, problems = list_models(tiny_set.parent)
-    assert not problems and [r.kind for r in rows] == ["edtalk", "connector", "emotion2vec", "gfpgan", "audio2lip"]
+    assert not problems and [r.kind for r in rows] == ["edtalk", "emotion2vec", "connector", "gfpgan", "audio2lip"]
     assert all(r.source == "make-tiny seed=0" and r.size > 0 for r in rows)
     report = verify_set(tiny_set)
     assert report.ok, [c.line() for c in report.checks]
@@ -390,7 +391,7 @@ def test_broken_sets_are_reported_not_raised(tmp_path: Path) -> None:
 
 def test_no_model_set_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(
-        ModelLoadError, match=r"no model set at .*; run `cmet models pull --dir .*` \(needs network.*make-tiny"
+        ModelLoadError, match=r"no model set at .*; run `cmet models pull .*` \(needs network.*make-tiny"
     ):
         select_set(tmp_path / "empty")
     loose = tmp_path / "loose"
@@ -597,7 +598,7 @@ def test_cli_make_tiny_list_verify(tmp_path: Path) -> None:
     root = tmp_path / "models"
     code, out = run_cli("make-tiny", str(root / "tiny"), "--seed", "3")
     assert code == 0, out
-    code, out = run_cli("list", "--dir", str(root))
+    code, out = run_cli("list", str(root))  # DIR as make-tiny takes it; --dir means the same
     assert code == 0 and "edtalk-tiny" in out and "connector-tiny" in out and "seed=3" in out, out
     code, out = run_cli("verify", "--dir", str(root))
     assert code == 0 and "1 of 1 model set(s) verified" in out, out
@@ -613,13 +614,32 @@ def test_cli_without_sets(tmp_path: Path) -> None:
     for command in ("list", "verify"):
         code, out = run_cli(command, "--dir", str(tmp_path / "none"))
         assert code == 1 and "no model set at" in out and "cmet models pull" in out, out
+    code, out = run_cli("list", str(tmp_path / "a"), "--dir", str(tmp_path / "b"))
+    assert code == 2 and "not both" in out, out
+
+
+def test_the_data_dir_does_not_move_the_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cmet edit` found the sets in the user cache; `CMET_DATA_DIR=... cmet serve` must find them too,
+    and a models dir someone moved is named with the variable that moved it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CMET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CMET_MODELS_DIR", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert get_settings().resolved_models_dir == tmp_path / "home" / ".cache" / "cmet" / "models"
+        monkeypatch.setenv("CMET_MODELS_DIR", str(tmp_path / "elsewhere"))
+        get_settings.cache_clear()
+        with pytest.raises(ModelLoadError, match=r"set by CMET_MODELS_DIR=.*elsewhere\)"):
+            select_set(None)
+    finally:
+        get_settings.cache_clear()
 
 
 def test_cli_pull_with_spec(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(tiny_spec().model_dump_json())
-    code, out = run_cli("pull", "--dir", str(tmp_path / "models"), "--spec", str(spec_file), "--endpoint", fake_hub.url)
+    code, out = run_cli("pull", str(tmp_path / "models"), "--spec", str(spec_file), "--endpoint", fake_hub.url)
     assert code == 0 and "written to" in out, out
     code, out = run_cli("verify", "--dir", str(tmp_path / "models" / "pulled"))
     assert code == 0, out

@@ -156,14 +156,16 @@ def test_embedding_width_comes_from_the_config(tmp_path: Path) -> None:
     assert out.shape == (2, 64) and out.dtype == np.float32
 
 
-def test_loading_leaves_global_state_alone(tiny_dir: Path) -> None:
+def test_loading_leaves_global_state_alone(tiny_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = logging.getLogger()
     handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
     random.seed(5)
     np.random.seed(5)
     torch.manual_seed(5)
     states = random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state()
-    SpeechEncoder(tiny_dir, device="cpu")
+    with caplog.at_level(logging.WARNING):
+        SpeechEncoder(tiny_dir, device="cpu")
+    assert [r.getMessage() for r in caplog.records] == []  # not funasr's `WARNING root trust_remote_code: False`
     assert (list(root.handlers), root.level, torch.get_num_threads()) == (handlers, level, threads)
     assert random.getstate() == states[0]
     assert np.array_equal(np.random.get_state()[1], states[1])

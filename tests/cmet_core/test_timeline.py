@@ -96,6 +96,7 @@ def test_keyframes_must_lie_inside_their_segment_and_increase() -> None:
         with pytest.raises(InputError) as caught:
             timeline.check(max_segments=8)
         assert caught.value.code == ErrorCode.TIMELINE_BAD_TIMES
+        assert str(caught.value).startswith("segment 1 (")  # the first segment is 1, as the page names it
 
 
 def test_touching_segments_within_the_clip_pass() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import submissions
+from cmet_jobs import quota
 from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
@@ -46,10 +46,10 @@ def test_the_rate_counts_submissions_not_job_rows(tmp_path: Path) -> None:
     for _ in range(2):
         with session_scope(url) as session:
             key = session.get(ApiKey, key.id)
-            submissions.check_quota(session, key)
+            quota.check(session, key)
             session.add(JobRow(key_id=key.id, state=JobState.SUCCEEDED, spec={}))
     with session_scope(url) as session:
         session.query(JobRow).delete()  # deleting the jobs frees nothing
     with session_scope(url) as session, pytest.raises(RequestError) as refused:
-        submissions.check_quota(session, session.get(ApiKey, key.id))
+        quota.check(session, session.get(ApiKey, key.id))
     assert refused.value.code == ErrorCode.RATE_LIMIT and 1 <= int(refused.value.headers["Retry-After"]) <= 60

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import delete, update
 
 from cmet_core.errors import ErrorCode
 from cmet_core.media.photo import is_photo
@@ -146,3 +147,33 @@ def test_a_probe_answer_is_never_shown_for_a_newer_file(settings: JobsSettings, 
         assert asset is not None
         storage.put_file(asset.storage_key, clip, "video/mp4")  # a new PUT: another file
     assert answer() == "pending"
+
+
+def test_files_no_record_owns_or_over_their_limit_are_swept(settings: JobsSettings, clip: Path) -> None:
+    """A PUT to a deleted asset's URL recreates its file, and an S3 presigned PUT has no size limit: the
+    sweeper deletes both kinds of stray file, and leaves an asset's own files (and its probe's answer)."""
+    key = new_key(settings.db_url)
+    kept, deleted, large = (_asset(settings, key, clip) for _ in range(3))
+    storage = storage_for(settings)
+    storage.put_file(f"assets/{key}/{kept}.probe.json", clip, "application/json")
+    with session_scope(settings.db_url) as session:
+        session.execute(delete(Asset).where(Asset.id == deleted))
+        session.execute(update(Asset).where(Asset.id == large).values(max_bytes=clip.stat().st_size - 1))
+    assert sweep_assets(settings) == 2
+    assert storage.size(f"assets/{key}/{deleted}") is None and storage.size(f"assets/{key}/{large}") is None
+    assert storage.size(f"assets/{key}/{kept}") == clip.stat().st_size
+    assert storage.size(f"assets/{key}/{kept}.probe.json") is not None
+    assert sweep_assets(settings) == 0
+
+
+def test_signed_local_urls_name_the_origin_of_the_request(tmp_path: Path) -> None:
+    """A page opened at localhost (or a LAN name, or a proxy) gets upload URLs of its own origin, not
+    127.0.0.1's, which the browser would block; a set public URL and, outside a request, the API's own win."""
+    from cmet_jobs.storage import request_origin
+
+    unset = LocalStorage(tmp_path / "a", None, b"secret", 60, "http://127.0.0.1:8123")
+    fixed = LocalStorage(tmp_path / "b", "https://cmet.example.org/", b"secret", 60, "http://127.0.0.1:8123")
+    with request_origin("http://localhost:8123/"):
+        assert unset.upload_url("assets/x", 10)[0].startswith("http://localhost:8123/v1/files/assets/x?")
+        assert fixed.download_url("jobs/y").startswith("https://cmet.example.org/v1/files/jobs/y?")
+    assert unset.download_url("jobs/y").startswith("http://127.0.0.1:8123/v1/files/jobs/y?")  # a webhook's

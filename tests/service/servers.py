@@ -1,5 +1,6 @@
 """Private Redis and PostgreSQL servers for fault tests: each on a free port, in a temp folder, stopped
-and started (or killed) by the test; the machine's own servers are never touched.
+and started (or killed) by the test; the machine's own servers are never touched. And a plain HTTP
+server for a test's own handler (a slow or dripping URL).
 
 PostgreSQL refuses to run as root, so its cluster belongs to the `postgres` user when the tests
 run as root (as CI does).
@@ -12,10 +13,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -130,3 +133,15 @@ def wait_for(check: object, timeout: float) -> float:
     started = time.monotonic()
     wait_until(check, timeout, "recovery")
     return time.monotonic() - started
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on a free port of 127.0.0.1, a thread per request; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -274,8 +274,11 @@ def test_no_metrics_page_without_a_token_and_docs_as_set(tmp_path: Path, docs: b
     settings = JobsSettings(data_dir=tmp_path, metrics_token=None, docs=docs)
     with TestClient(create_app(settings)) as client:
         assert client.get("/metrics").status_code == 404
-        for path in ("/docs", "/redoc", "/openapi.json"):
+        for path in ("/docs", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json"):
             assert client.get(path).status_code == (200 if docs else 404), path
+        if docs:  # offline: Swagger UI from the package, nothing from a CDN, under the page's policy
+            page = client.get("/docs")
+            assert "https://" not in page.text and "default-src 'none'" in page.headers["content-security-policy"]
 
 
 # --- item 5: the per-minute rate counts submissions ---------------------------------------------------------

@@ -768,6 +768,7 @@ def test_bad_input(corpus: Corpus, name: str, case: Case, status: int, code: str
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["code"] == code and problem["status"] == status and problem["detail"]
+    assert problem["type"] == "about:blank"  # no URL of a domain the project does not own; `code` says it
     assert _jobs(corpus.settings) == jobs_before, "a refused request left a job record"
     uploads = name in (
         "video part and asset",

@@ -75,40 +75,48 @@ def test_events_of_another_key_or_without_a_key_are_refused(stack: Stack, client
 
 def test_open_streams_hold_no_connection_or_thread(stack: Stack, client: httpx.Client, tmp_path: Path) -> None:
     """More streams than the API's database pool (10 + 20) and its thread pool (40) hold, all open at
-    once on a job that waits: each gets its first event, and other requests are answered meanwhile."""
+    once on jobs that wait: each gets its first event, and other requests are answered meanwhile. Three
+    keys hold 15 streams each (a key may hold CMET_EVENT_STREAMS_PER_KEY, 20, in a process)."""
     import threading
     import time
 
     long_clip = write_sample_clip(tmp_path / "long.mp4", seconds=8.0)
-    ids = []
-    for _ in range(2):  # the first keeps the one test worker busy, so the second waits in the queue
+    with long_clip.open("rb") as f:  # keeps the one test worker busy, so the others wait in the queue
+        running = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"]
+    keys = [new_key(stack, f"follower-{i}") for i in range(3)]
+    followers = [httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {k}"}) for k in keys]
+    waiting = []
+    for follower in followers:
         with long_clip.open("rb") as f:
-            ids.append(client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"])
-    streams, first_events = 45, threading.Barrier(45 + 1, timeout=60)
+            waiting.append(follower.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"])
+    per_key = 15
+    streams, first_events = per_key * len(followers), threading.Barrier(per_key * len(followers) + 1, timeout=60)
     stop = threading.Event()
 
-    def follow() -> None:
-        with httpx.Client(base_url=stack.api_url, headers=client.headers, timeout=90) as own:
-            with own.stream("GET", f"/v1/edits/{ids[1]}/events") as r:
+    def follow(n: int) -> None:
+        follower, job_id = followers[n % len(followers)], waiting[n % len(followers)]
+        with httpx.Client(base_url=stack.api_url, headers=follower.headers, timeout=90) as own:
+            with own.stream("GET", f"/v1/edits/{job_id}/events") as r:
                 lines = r.iter_lines()
                 while not next(lines).startswith("data: "):
                     pass
                 first_events.wait()
                 stop.wait(60)
 
-    threads = [threading.Thread(target=follow, daemon=True) for _ in range(streams)]
+    threads = [threading.Thread(target=follow, args=(n,), daemon=True) for n in range(streams)]
     for t in threads:
         t.start()
     try:
         first_events.wait()  # every stream has its first event
         started = time.monotonic()
-        assert client.get(f"/v1/edits/{ids[1]}").json()["state"] in ("queued", "running")
+        assert followers[0].get(f"/v1/edits/{waiting[0]}").json()["state"] in ("queued", "running")
         assert client.get("/v1/edits").status_code == 200
         assert time.monotonic() - started < 5.0
     finally:
         stop.set()
-        for job_id in ids:
-            client.post(f"/v1/edits/{job_id}/cancel")
+        client.post(f"/v1/edits/{running}/cancel")
+        for follower, job_id in zip(followers, waiting, strict=True):
+            follower.post(f"/v1/edits/{job_id}/cancel")
     for t in threads:
         t.join(30)
 

@@ -42,6 +42,7 @@ def test_contact_sheet_grid_and_single_images(client: httpx.Client, clip: Path) 
     job = r.json()
     assert r.headers["location"] == f"/v1/previews/{job['id']}"
     assert job["object"] == "preview" and job["kind"] == "sheet" and job["state"] == "queued"
+    assert job["id"].startswith("sht_")  # a sheet's own prefix: it is no edit
     done = wait_preview(client, job["id"])
     assert done["state"] == "succeeded", done
     assert done["frame"] == 5 and done["emotions"] == ["happy", "sad", "sarcastic"]

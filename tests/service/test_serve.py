@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,17 +37,15 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         "CMET_DATA_DIR": str(tmp_path / "data"),
         "CMET_NUM_THREADS": "1",
     }
-    made = _keys(env, "create", "--name", "me")
-    assert made.returncode == 0, made.stderr
-    secret = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
-    key_id = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("id:"))
-    assert "cmet_" in secret and key_id in _keys(env, "list").stdout and secret not in _keys(env, "list").stdout
-
     port = free_port()
     clip = write_sample_clip(tmp_path / "talk.mp4", seconds=0.4)
-    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, tmp_path / "serve.log") as proc:
+    log = tmp_path / "serve.log"
+    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, log) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
+        # a first run: no key yet, so serve makes one and prints it on the line that says where to go
+        (opened,) = [line for line in log.read_text().splitlines() if line.startswith("open ")]
+        secret = re.search(r"key: (cmet_\S+)", opened).group(1)  # type: ignore[union-attr]
         auth = {"Authorization": f"Bearer {secret}"}
         with clip.open("rb") as f:
             r = httpx.post(
@@ -76,6 +75,15 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
         assert job["state"] == "succeeded", (job, (tmp_path / "serve.log").read_text()[-3000:])
         assert "worker edits exited with -9; restarting" in (tmp_path / "serve.log").read_text()
 
+    said = "\n".join(line for line in log.read_text().splitlines() if "Warm shutdown" not in line and line.strip())
+    assert len(said.splitlines()) <= 12, said  # a short summary: no migrations, banners, access lines or warnings
+    for noise in ("alembic", "-------------- ", "SecurityWarning", "No hostname", "INFO"):
+        assert noise not in said, (noise, said)
+    made = _keys(env, "create", "--name", "me")
+    assert made.returncode == 0, made.stderr
+    secret = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
+    key_id = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("id:"))
+    assert "cmet_" in secret and key_id in _keys(env, "list").stdout and secret not in _keys(env, "list").stdout
     assert _keys(env, "revoke", key_id).returncode == 0
     assert _keys(env, "revoke", key_id).returncode == 2
 

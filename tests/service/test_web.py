@@ -87,8 +87,8 @@ def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
     assert problems == [], problems
 
 
-def sign_in(page: sync_api.Page, served: Served, key: str, fragment: str = "") -> None:
-    page.goto(served.url + "/" + fragment)
+def sign_in(page: sync_api.Page, served: Served, key: str, fragment: str = "", host: str = "127.0.0.1") -> None:
+    page.goto(served.url.replace("127.0.0.1", host) + "/" + fragment)
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Use key").click()
 
@@ -99,9 +99,13 @@ def test_a_person_edits_a_video_end_to_end(
     expect = sync_api.expect
     source = probe(test_data / MEAD)
     page.goto(served.url + "/")
+    expect(page.locator("#key-hint")).to_contain_text("cmet keys create")  # where a key comes from
     page.screenshot(path=served.shots / "0-start.png")
     sign_in(page, served, served.keys["alice"])
     expect(page.locator("#app")).to_be_visible()
+    expect(page.get_by_label("API key")).to_be_hidden()  # accepted: only "Forget key" stays
+    expect(page.locator("#key-hint")).to_be_hidden()
+    expect(page.locator("#submit-why")).to_have_text("Choose a video first (step 1).")
     assert page.evaluate("sessionStorage.getItem('cmet.key')") == served.keys["alice"]
     assert served.keys["alice"] not in page.url
 
@@ -122,7 +126,10 @@ def test_a_person_edits_a_video_end_to_end(
     page.screenshot(path=served.shots / "1-video-probed.png", full_page=True)
 
     expect(page.locator("#submit")).to_be_disabled()
+    for button, why in (("submit", "Choose an emotion."), ("make-clip", "Choose an emotion."), ("make-sheet", "Tick")):
+        expect(page.locator(f"#{button}-why")).to_contain_text(why)  # a disabled button says why
     page.get_by_role("radio", name="happy", exact=True).check()
+    expect(page.locator("#submit-why")).to_be_hidden()
     page.get_by_label("Intensity", exact=True).fill("1.2")
     expect(page.locator("#intensity-out")).to_have_text("1.20")
     page.evaluate(
@@ -142,6 +149,7 @@ def test_a_person_edits_a_video_end_to_end(
     after, before = page.locator("#after"), page.locator("#before")
     expect(page.locator("#result")).to_be_visible()
     page.wait_for_function("() => document.getElementById('after').readyState >= 2", timeout=30_000)
+    assert after.evaluate("v => v.getBoundingClientRect().width") <= source.width + 1  # natural size, not blown up
     duration = after.evaluate("v => v.duration")
     assert abs(duration - source.duration_s) < 1 / float(source.fps), (duration, source.duration_s)
     assert abs(before.evaluate("v => v.duration") - duration) < 1 / float(source.fps)
@@ -155,6 +163,9 @@ def test_a_person_edits_a_video_end_to_end(
     expect(page.get_by_label("Before / after", exact=True)).to_be_visible()
     page.get_by_label("Before / after", exact=True).fill("30")
     assert page.locator("#compare").evaluate("c => c.style.getPropertyValue('--split')") == "30%"
+    clip = page.locator("#before-figure").evaluate("f => getComputedStyle(f).clipPath")
+    bottom = re.fullmatch(r"inset\(0px 70% (\d+)px 0px\)", clip)
+    assert bottom and int(bottom.group(1)) >= 40, clip  # "before" leaves the play button and time uncovered
     page.locator("#result").screenshot(path=served.shots / "4-result-before-after.png")
 
     with page.expect_download() as download:
@@ -167,6 +178,7 @@ def test_a_person_edits_a_video_end_to_end(
     row = page.locator("#jobs tbody tr").first
     expect(row).to_contain_text("succeeded")
     expect(row).to_contain_text("happy")
+    expect(row).to_contain_text(Path(MEAD).name)
     page.select_option("#state-filter", "failed")
     expect(page.locator("#jobs-empty")).to_be_visible()
     page.select_option("#state-filter", "")
@@ -189,10 +201,16 @@ def test_a_person_edits_a_video_end_to_end(
         reached.add(element)
         if outline != "solid" and tag not in {"VIDEO", "BODY"}:  # a video's own controls draw their focus
             unmarked.add(element)
-    wanted = {"key", "video-file", "recent", "intensity", "submit", "split", "download", "state-filter"}
+    wanted = {"forget-key", "video-file", "recent", "intensity", "submit", "split", "download", "state-filter"}
     assert wanted <= reached and any(e.startswith("emotion-") for e in reached), wanted - reached
     assert unmarked == set(), unmarked
 
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Delete edit").first.click()
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)  # not confirmed: kept
+    assert Path(MEAD).name in asked[0], asked
+    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Delete edit").first.click()
     expect(page.locator("#jobs-empty")).to_be_visible()
 
@@ -207,13 +225,23 @@ def test_a_wrong_key_is_refused_with_the_reason(page: sync_api.Page, served: Ser
 
 
 def test_a_file_that_is_not_a_video_shows_the_api_code(page: sync_api.Page, served: Served) -> None:
-    sign_in(page, served, served.keys["alice"])
+    """Opened at localhost, not 127.0.0.1: the upload stays same-origin and gets as far as the check.
+    The error names the file, not its asset id."""
+    sign_in(page, served, served.keys["alice"], host="localhost")
     page.set_input_files(
         "#video-file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"meeting notes, not a video\n" * 50}
     )
     error = page.locator("#video-error")
     sync_api.expect(error).to_contain_text("(not_media)", timeout=30_000)
+    sync_api.expect(error).to_contain_text("'notes.txt'")
+    assert "ast_" not in error.text_content()
     sync_api.expect(page.locator("#submit")).to_be_disabled()
+    page.get_by_text("Create a custom emotion from speech clips").click()
+    name = page.locator("#custom-name")  # the pattern is a valid expression for the browser, so it checks
+    name.fill("Warm Apology")
+    assert name.evaluate("e => e.validity.patternMismatch")
+    name.fill("warm_apology-2")
+    assert name.evaluate("e => e.validity.valid")
     page.screenshot(path=served.shots / "8-not-a-video.png")
 
 
@@ -249,6 +277,14 @@ def test_the_page_and_its_files_carry_a_strict_policy(served: Served) -> None:
         ).stdout
         == ""
     ), "nothing on the page loads from elsewhere"
+
+
+def test_the_api_docs_work_offline(page: sync_api.Page, served: Served) -> None:
+    """Swagger UI from the package the service installs, under the page's policy: the browser here has
+    no internet, so a CDN's script would leave a blank page."""
+    page.goto(served.url + "/docs")
+    sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("cmet", timeout=30_000)
+    sync_api.expect(page.get_by_text("/v1/edits", exact=True).first).to_be_visible()
 
 
 def upload_video(page: sync_api.Page, video: Path) -> None:
@@ -418,7 +454,8 @@ def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
     page.screenshot(path=served.shots / "14-timeline.png", full_page=True)
     with page.expect_request(lambda r: r.url.endswith("/v1/edits") and r.method == "POST") as sent:
         page.get_by_role("button", name="Edit the video").click()
-    assert {"enhance": "off", "enhance_strength": 0.5}.items() <= sent.value.post_data_json.items()
+    sent_fields = {"enhance": "off", "enhance_strength": 0.5, "gaze": "keep", "blink": "keep"}  # eyes: as the video
+    assert sent_fields.items() <= sent.value.post_data_json.items()
     expect(page.locator("#job-line")).to_contain_text("timeline of 3", timeout=30_000)
     job_id = page.url.split("#job=")[1]
     applied = httpx.get(f"{served.url}/v1/edits/{job_id}", headers=alice).json()["timeline"]
@@ -431,8 +468,17 @@ def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("#job-line")).to_have_attribute("data-state", "canceled", timeout=60_000)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.locator("#video-panel").screenshot(path=served.shots / "15-timeline-phone.png")
+    modes, panel = page.locator("#mode-set").bounding_box(), page.locator("#timeline-panel").bounding_box()
+    assert modes and panel and 0 <= panel["y"] - (modes["y"] + modes["height"]) < 40  # right under the choice
+    box, strip = page.locator("#emotion-panel").bounding_box(), page.locator("#strip").bounding_box()
+    assert box and strip and box["x"] <= strip["x"] and strip["x"] + strip["width"] <= box["x"] + box["width"]
+    assert page.locator("#emotion-panel").evaluate("p => p.scrollWidth <= p.clientWidth")  # nothing overflows
+    page.locator("#emotion-panel").screenshot(path=served.shots / "15-timeline-phone.png")
     page.set_viewport_size({"width": 1280, "height": 800})
+
+    page.set_input_files("#video-file", {"name": "x.txt", "mimeType": "text/plain", "buffer": b"not a video\n" * 50})
+    expect(page.locator("#video-error")).to_contain_text("(not_media)", timeout=30_000)
+    expect(page.locator("#strip .seg")).to_have_count(0)  # the failed video's timeline is gone
 
     # the canceled edit may still hold the worker until its next stage, so the probe can come late
     page.set_input_files("#video-file", str(write_sample_clip(tmp_path / "talk.mp4", seconds=1.5)))
@@ -456,4 +502,4 @@ def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
     expect(page.get_by_role("switch", name="Follow the voice")).not_to_be_checked()
     expect(page.locator("#strip .seg")).to_have_count(count)
     expect(page.get_by_role("slider", name="Start of segment 1")).to_be_focused()
-    page.locator("#video-panel").screenshot(path=served.shots / "18-found-as-timeline.png")
+    page.locator("#emotion-panel").screenshot(path=served.shots / "18-found-as-timeline.png")

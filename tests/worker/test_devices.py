@@ -39,7 +39,7 @@ def test_each_gpu_worker_sees_only_its_device() -> None:
 
 
 def test_previews_are_consumed_first() -> None:
-    from cmet_jobs.queue import broker_options
+    from cmet_jobs.queue import broker_settings
     from worker.devices import command, job_queues
 
     queues = ["cmet-previews", "cmet-previews.gpu0", "cmet-edits", "cmet-edits.gpu0"]
@@ -48,7 +48,8 @@ def test_previews_are_consumed_first() -> None:
     assert args[args.index("-Q") + 1] == ",".join(queues)
     assert job_queues("cmet-edits", "cmet-previews") == ["cmet-previews", "cmet-edits"]
     # Redis is asked for the queues in that order every time, not round robin
-    assert broker_options("redis://h/0", Path("/tmp"))["queue_order_strategy"] == "priority"
+    redis_options = broker_settings("redis://h/0", Path("/tmp"))["broker_transport_options"]
+    assert redis_options["queue_order_strategy"] == "priority"
 
 
 def test_crashed_worker_is_restarted(stack: Stack, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 in fixed-size chunks, under the runtime options (precision, memory format, compile).
 
 Its motion record holds `exp` and the parts `lip`, `pose` and `wa` (the frame's appearance latent);
-its source is a `SourceCache`. EDTalk applies no gain to its codes.
+its source is a `SourceCache`. EDTalk applies no gain and no smoothing over time to its codes, and reads
+the lips off the frames (a dub's come from the set's Audio2Lip).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from cmet_core.backbones.base import MotionRecord
 from cmet_core.backbones.edtalk.entry import LIP_PART, edtalk_widths
 from cmet_core.backbones.edtalk.network import Generator, Motion, SourceCache
 from cmet_core.backbones.spec import Framing
-from cmet_core.networks.runtime import RuntimeOptions, inference, to_channels_last
+from cmet_core.networks.runtime import RuntimeOptions, SpeechLips, inference, to_channels_last
 
 
 def record(m: Motion) -> MotionRecord:
@@ -28,6 +29,7 @@ class EDTalkBackbone:
     """EDTalk's `Backbone`: the tracked face crop at the generator's size, rendered whole."""
 
     name = "edtalk"
+    speech_lips: SpeechLips | None = None
 
     def __init__(self, gen: Generator, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.options = options
@@ -96,6 +98,14 @@ class EDTalkBackbone:
                 img = self._decode(latent, src.feats, e, normed=src.normed)
                 out.append(img[: b - a].float().cpu())
         return torch.cat(out)
+
+    def smooth_clip(self, motion: MotionRecord) -> MotionRecord:
+        return motion
+
+    def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
+        if off:
+            raise ValueError(f"EDTalk has no separate eye codes to switch off: {', '.join(sorted(off))}")
+        return motion
 
     def stack_sources(self, sources: Sequence[SourceCache], rows: Sequence[int]) -> SourceCache:
         def per_row(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -2,7 +2,7 @@
 one place: which driving frame each output frame reads, the gains, the temporal smoothing, the style
 vector's order, and the uint8 conversion of a render.
 
-Gains and smoothing act on the raw codes the encoders return: mouth x1.5 then a zero-padded 3-tap
+Gains and smoothing act on the raw codes the encoders return: mouth x1.5 and a zero-padded 3-tap
 Gaussian over time (the first and last frames are attenuated, not renormalised); emotion and eye
 x1.2; pose a 3-tap mean whose edge frames average the two frames they have. A C-MET edit adds its
 delta to the raw emotion code, before the x1.2 (the kit's documented choice, `edit_*` goldens).
@@ -19,6 +19,9 @@ BATCH = 8
 MOUTH_GAIN, EMO_GAIN, EYE_GAIN = 1.5, 1.2, 1.2
 GAZE_DIMS, BLINK_DIMS = (2, 3), (0, 1, 4, 5)
 """The eye code's gaze and blink parts (the Tester's `--gaze` / `--blink` switches mask them)."""
+EYE_PARTS = {"gaze": GAZE_DIMS, "blink": BLINK_DIMS}
+"""An edit's eye controls (`gaze: off`, `blink: off`) -> the eye code's dimensions they zero, as the
+Tester's switches do."""
 
 
 def drive_rows(frames: int, length: int, batch: int = BATCH) -> np.ndarray:
@@ -50,10 +53,17 @@ def smooth_mouth(mouth: torch.Tensor) -> torch.Tensor:
     return out.squeeze(1).t()
 
 
+def gained(mouth: torch.Tensor, emo: torch.Tensor, eye: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Codes of N frames, already smoothed over the clip -> the (N, 542) codes the generator takes after the
+    identity feature: `[mouth x1.5, emotion x1.2, eye x1.2, pose]` (kit trap T4: the style's order)."""
+    return torch.cat([mouth * MOUTH_GAIN, emo * EMO_GAIN, eye * EYE_GAIN, pose], dim=1)
+
+
 def style_codes(mouth: torch.Tensor, emo: torch.Tensor, eye: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-    """Raw codes of a clip's N frames -> the (N, 542) codes the generator takes after the identity feature:
-    `[mouth 500, emotion 30, eye 6, pose 6]` with the gains and smoothing applied."""
-    return torch.cat([smooth_mouth(mouth * MOUTH_GAIN), emo * EMO_GAIN, eye * EYE_GAIN, smooth_pose(pose)], dim=1)
+    """Raw codes of a clip's N frames -> the (N, 542) codes after the identity feature, smoothed over the clip
+    and gained as the Tester does (the backbone splits the two: `smooth_mouth`/`smooth_pose` over the whole
+    clip, `gained` per rendered chunk; the smoothing is linear, so the mouth's gain may follow it)."""
+    return gained(smooth_mouth(mouth), emo, eye, smooth_pose(pose))
 
 
 def render_u8(images: torch.Tensor) -> np.ndarray:

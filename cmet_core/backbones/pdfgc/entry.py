@@ -1,8 +1,7 @@
 """PD-FGC's registration: its widths, its framing, its loader and its tools.
 
 Importing this does not import torch (model sets are read by the service); the loaders import the
-networks when called. The backbone itself (encode and render for the pipeline) is not written yet:
-building one is refused with a clear error until it is (issue 21, section 2).
+networks when called.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmet_core.backbones.spec import BackboneSpec, BackboneTools, Framing, Widths
-from cmet_core.networks.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +53,22 @@ def _tools() -> BackboneTools:
     return TOOLS
 
 
-def _build(_module: torch.nn.Module, _runtime: RuntimeOptions) -> Backbone:
-    raise ModelLoadError("the pdfgc backbone cannot edit yet: its encode and render are not written (issue 21)")
+def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
+    # deferred: torch (sets are read without it)
+    from cmet_core.backbones.pdfgc.backbone import PDFGCBackbone
+    from cmet_core.backbones.pdfgc.network import PDFGC
+
+    if not isinstance(module, PDFGC):
+        raise TypeError(f"the pdfgc backbone needs PD-FGC's four networks, got {type(module).__name__}")
+    return PDFGCBackbone(module, runtime)
 
 
-PDFGC_SPEC = BackboneSpec(name=NAME, widths=pdfgc_widths, load=_load, build=_build, tools=_tools)
+PDFGC_SPEC = BackboneSpec(
+    name=NAME,
+    widths=pdfgc_widths,
+    load=_load,
+    build=_build,
+    tools=_tools,
+    own_lips=True,
+    controls=frozenset({"gaze", "blink"}),
+)
