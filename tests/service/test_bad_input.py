@@ -878,3 +878,19 @@ def test_multipart_routes_take_their_files_whole() -> None:
     for route in ("/v1/edits", "/v1/previews"):
         assert limit_for(settings, "POST", route, "multipart/form-data; boundary=x") > settings.max_video_bytes
     assert limit_for(settings, "POST", "/v1/previews", "application/json") == settings.max_json_bytes
+
+
+def test_a_sheets_webhook_deliveries_are_listed_under_previews(corpus: Corpus) -> None:
+    c = corpus
+    files, data = {"video": c.files["video"]}, {"emotions": "happy"}
+    made = c.client.post("/v1/previews", headers=c.auth(), files=files, data=data)
+    assert made.status_code == 202, made.text
+    sheet = made.json()["id"]
+    listed = c.client.get(f"/v1/previews/{sheet}/webhook-deliveries", headers=c.auth())
+    assert listed.status_code == 200 and listed.json()["data"] == []
+    replay = c.client.post(f"/v1/previews/{sheet}/webhook-deliveries/dlv_x/replay", headers=c.auth())
+    assert (replay.status_code, replay.json()["code"]) == (404, "delivery_not_found")
+    other = c.client.get(f"/v1/previews/{sheet}/webhook-deliveries", headers=c.auth(c.other_key))
+    assert (other.status_code, other.json()["code"]) == (404, "preview_not_found")
+    as_edit = c.client.get(f"/v1/edits/{sheet}/webhook-deliveries", headers=c.auth())
+    assert (as_edit.status_code, as_edit.json()["code"]) == (404, "edit_not_found")
