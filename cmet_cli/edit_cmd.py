@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say, stage_bars
 from cmet_cli.output_names import default_output, refuse_overwrite
+from cmet_cli.quality_cmd import show
 from cmet_cli.timeline_cmd import over_time, short_voice_warning, timeline_json, voice_table
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.media.sample import write_sample_clip
@@ -216,6 +217,7 @@ def edit(
                 limits=limits,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))
+    show(result.quality, result.quality_problem)
     found = voice_table(result)
     if found is not None:
         out().print(found)

@@ -8,9 +8,11 @@ from cmet_cli import (
     conformance_cmd,
     edit_cmd,
     emotions_cmd,
+    eval_cmd,
     keys_cmd,
     models_cmd,
     preview_cmd,
+    quality_cmd,
     serve_cmd,
     worker_cmd,
 )
@@ -27,6 +29,8 @@ def _configure_logging(ctx: typer.Context) -> None:
 
 app.command("edit", cls=edit_cmd.ManyValuesCommand)(edit_cmd.edit)
 app.command("preview")(preview_cmd.preview)
+app.command("quality")(quality_cmd.quality)
+app.command("eval")(eval_cmd.evaluate)
 app.command("conformance")(conformance_cmd.conformance)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(emotions_cmd.app, name="emotions")

@@ -14,6 +14,7 @@ from rich.table import Table
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.modelsets.sets import NO_LICENCE, discover_sets, list_models, no_set_message
+from cmet_core.quality.models import LICENCES
 from cmet_core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Model sets: pull, make-tiny, list, verify.")
@@ -164,6 +165,8 @@ def list_cmd(
     out().print(table)
     for name, licence in sorted({(r.name, r.licence) for r in rows if r.licence != NO_LICENCE}):
         typer.echo(f"licence of {name}: {licence}")
+    for name, licence in LICENCES.items():  # the quality report's, from the `quality` extra, beside the sets
+        typer.echo(f"licence of quality model {name}: {licence}")
     for problem in problems:
         say(f"error: {problem}")
     raise typer.Exit(1 if problems else 0)

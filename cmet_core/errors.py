@@ -100,6 +100,7 @@ class ErrorCode(StrEnum):
     MODELS_UNAVAILABLE = "models_unavailable"
     LIPS_UNAVAILABLE = "lips_unavailable"
     CONNECTOR_MISSING = "connector_missing"
+    QUALITY_UNAVAILABLE = "quality_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL = "internal"
@@ -206,6 +207,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
         503,
         "the model set has no C-MET connector for its backbone, so this deployment cannot edit: "
         "`cmet-train` trains one (prep-visual, train, export) and `--connector` serves it",
+    ),
+    ErrorCode.QUALITY_UNAVAILABLE: (
+        503,
+        "the quality models (the `quality` extra) are not installed: no quality report (the edit still runs)",
     ),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "the job database cannot be reached; retry after Retry-After seconds"),
     ErrorCode.QUEUE_UNAVAILABLE: (503, "the job queue (broker) cannot be reached; retry after Retry-After seconds"),

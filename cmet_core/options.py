@@ -174,12 +174,23 @@ class SheetChoice(BaseModel):
         return self
 
 
+Quality = Annotated[
+    bool,
+    Field(
+        description="Measure the output against the input (identity, lips, steadiness, emotion, faces) and return "
+        "the report with the result; a few per cent of the edit's time."
+    ),
+]
+
+
 class EditChoices(FaceChoice, LipChoice, ClipWindow):
     """Everything a user chooses about one edit besides its target (emotion, speech clips, timeline):
     which face and identity frame, the restorer, the lips, the clip window. A new edit option is a
     field here (or on the feature's own base, such as `EnhanceChoice`); everything else follows."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quality: Quality = True
 
     @classmethod
     def of(cls, source: BaseModel) -> EditChoices:

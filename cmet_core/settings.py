@@ -65,6 +65,17 @@ class CoreSettings(BaseSettings):
     max_timeline_segments: int = Field(
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Most segments an edit's timeline may have (CLI, API, worker)."
     )
+    quality_fps: float = Field(
+        default=5.0, gt=0, le=60, description="Frames a second of output the quality report reads (expression, mouth)."
+    )
+    quality_identity_fps: float = Field(
+        default=0.5, gt=0, le=60, description="Frames a second the quality report takes identity descriptors of."
+    )
+    quality_emotion_model: Path | None = Field(
+        default=None,
+        description="A TFLite expression classifier for the quality report with fer's contract (1x64x64x1 grey "
+        "in [-1, 1] -> 7 classes angry, disgust, fear, happy, sad, surprise, neutral); default fer's.",
+    )
     # S3 connection (the registry here; the service's storage too)
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"

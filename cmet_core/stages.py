@@ -24,6 +24,8 @@ class Stage(StrEnum):
     EXPRESSION = "expression"
     ENHANCE = "enhance"
     RENDER = "render"
+    QUALITY = "quality"
+    """The quality report, measured on the written output (`cmet_core/quality/`)."""
 
 
 Progress = Callable[[Stage, int, int], None]

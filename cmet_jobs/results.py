@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.emotion.voice import VoiceSegment
+from cmet_core.quality.report import QualityProblem, QualityReport
 
 
 class EditResult(BaseModel):
@@ -28,6 +29,13 @@ class EditResult(BaseModel):
         default=None,
         description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "
         "are a `timeline` to submit back.",
+    )
+    quality: QualityReport | None = Field(
+        default=None,
+        description="With `quality` on: the output measured against the input, each measure with a verdict.",
+    )
+    quality_error: QualityProblem | None = Field(
+        default=None, description="With `quality` on, why there is no report (`quality_unavailable`)."
     )
 
 

@@ -29,7 +29,8 @@ STAGE_SPAN: dict[Stage, tuple[float, float]] = {
     Stage.LIPS: (0.45, 0.45),
     Stage.EXPRESSION: (0.45, 0.45),
     Stage.ENHANCE: (0.45, 0.45),
-    Stage.RENDER: (0.45, 0.98),
+    Stage.RENDER: (0.45, 0.95),
+    Stage.QUALITY: (0.95, 0.98),
 }
 """The share of the job each stage's progress moves through (done / total within it); every stage has one."""
 PROGRESS_EVERY_S = 0.5

@@ -342,6 +342,8 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         height=result.height,
         connector=result.connector,
         segments=list(result.voice) if result.voice else None,
+        quality=result.quality,
+        quality_error=result.quality_problem,
     )
 
 

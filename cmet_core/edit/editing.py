@@ -28,6 +28,7 @@ from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EyeChoice, Limits
+from cmet_core.quality.report import QualityProblem, QualityReport
 from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ class EditResult:
     timeline: ClipTimeline | None = None
     voice: list[VoiceSegment] = field(default_factory=list)
     """For `from_audio`: the segments found in the voice (`timeline` is what they applied)."""
+    quality: QualityReport | None = None
+    """The output measured against the input, with `quality` on."""
+    quality_problem: QualityProblem | None = None
+    """With `quality` on, why there is no report (the `quality` extra is not installed)."""
 
     @property
     def total_seconds(self) -> float:

@@ -47,6 +47,9 @@ from cmet_core.modelsets.sets import ModelSet, load_set, select_set
 from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions, SpeechLips, audio2lip_lips
 from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
+from cmet_core.quality.assess import QualityConfig, assess, spans_of
+from cmet_core.quality.models import QualityUnavailable
+from cmet_core.quality.report import QualityProblem
 from cmet_core.settings import CoreSettings
 from cmet_core.stages import Stage
 
@@ -57,7 +60,7 @@ __all__ = ["STAGES", "Batching", "EditResult", "Editor", "LazySpeechEncoder"]
 
 log = logging.getLogger(__name__)
 
-STAGES = (Stage.FACES, Stage.ENCODE, Stage.EXPRESSION, Stage.ENHANCE, Stage.RENDER)
+STAGES = (Stage.FACES, Stage.ENCODE, Stage.EXPRESSION, Stage.ENHANCE, Stage.RENDER, Stage.QUALITY)
 """The stages an edit runs, in order (a dub adds `mel` and `lips`)."""
 
 
@@ -104,8 +107,11 @@ class Editor:
         embed: Embed | None = None,
         restorer: Restorer | None = None,
         lips: LipForward | None = None,
+        quality: QualityConfig = QualityConfig(),
     ) -> None:
         self.models = models
+        self.quality = quality
+        """How the quality report of an edit with `quality` on samples and judges."""
         self.backbone: Backbone = backbone if backbone is not None else models.build_backbone(runtime)
         models.check_fit(self.backbone.name, self.backbone.widths)
         if restorer is None and models.restorer is not None:
@@ -172,7 +178,10 @@ class Editor:
             embed = batching.embed(embed)
             lips = batching.lips(lips) if lips is not None else None
         lib = EmotionLibrary.load(library) if library is not None else None
-        return cls(model_set, runtime, lib, backbone=backbone, embed=embed, restorer=restorer, lips=lips)
+        quality = QualityConfig(settings.quality_fps, settings.quality_identity_fps, settings.quality_emotion_model)
+        return cls(
+            model_set, runtime, lib, backbone=backbone, embed=embed, restorer=restorer, lips=lips, quality=quality
+        )
 
     @property
     def connector_label(self) -> str:
@@ -229,19 +238,50 @@ class Editor:
         src, dst, report = Path(src), Path(dst), progress or no_progress
         check_eyes(self.backbone, options)
         if options.lips == "video" and speech_track is not None and pose_video is None:
-            return self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
+            done = self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
+            return self._measured(done, src, target, options, report)
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
             if options.preview_s is not None:
                 raise InputError(
                     ErrorCode.BAD_PREVIEW_WINDOW, "clip previews of dubs are not offered: dub a shorter speech track"
                 )
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
-            return Dub(self, src, dst, target, options, limits, report, library, track, pose).run()
+            done = Dub(self, src, dst, target, options, limits, report, library, track, pose).run()
+            return self._measured(done, src, target, options, report, speech=track)
         with clip_window(src, options, limits, dst.parent) as windowed:
             if isinstance(target, ClipTimeline) and windowed.duration_s is not None:
                 target = target.windowed(windowed.start_s, windowed.duration_s)
             done = _Edit(self, windowed.src, dst, target, windowed.options, limits, report, library).run()
+            done = self._measured(done, windowed.src, target, windowed.options, report)
         return replace(done, source_frame=done.source_frame + windowed.first)
+
+    def _measured(
+        self,
+        done: EditResult,
+        src: Path,
+        target: EditTarget,
+        options: EditChoices,
+        progress: Progress,
+        *,
+        speech: Path | None = None,
+    ) -> EditResult:
+        """`done` with its quality report (`options.quality`), measured on the written output, timed as a stage.
+        Without the `quality` extra the edit keeps its output and carries the problem instead of a report."""
+        if not options.quality:
+            return done
+        clock = Clock()
+        report, problem = None, None
+        with clock.stage(Stage.QUALITY):
+            progress(Stage.QUALITY, 0, 1)
+            try:
+                spans = spans_of(target, done.timeline, done.duration_s)
+                report = assess(src, done.output, spans, speech=speech, config=self.quality)
+            except QualityUnavailable as exc:
+                log.warning("no quality report: %s", exc)
+                problem = QualityProblem(code=exc.code, message=str(exc))
+            progress(Stage.QUALITY, 1, 1)
+        seconds = {**done.stage_seconds, **clock.seconds}
+        return replace(done, stage_seconds=seconds, quality=report, quality_problem=problem)
 
     def _follow_track(
         self,

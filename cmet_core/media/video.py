@@ -7,7 +7,7 @@ variable) and duration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -147,12 +147,13 @@ def probe(
     return info
 
 
-def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
-    """Decodes the first video stream in presentation order, one upright RGB frame at a time.
+def read_frames(path: Path | str, wanted: Container[int] | None = None) -> Iterator[DecodedFrame]:
+    """Decodes the first video stream in presentation order, one upright RGB frame at a time; with `wanted`,
+    only the frames of those indices are converted and given (a sampler's, which skips the rest cheaply).
 
-    Every frame has the first frame's size, which `probe` measured and the limits accepted: a stream
-    whose size changes (64x64, then 4K) is refused at the first frame that differs, before any work
-    is done at a size no limit checked."""
+    Every frame, given or skipped, has the first frame's size, which `probe` measured and the limits
+    accepted: a stream whose size changes (64x64, then 4K) is refused at the first frame that differs,
+    before any work is done at a size no limit checked."""
     path = Path(path)
     size: tuple[int, int] | None = None
     with _open(path) as container:
@@ -161,16 +162,17 @@ def read_frames(path: Path | str) -> Iterator[DecodedFrame]:
         tb = stream.time_base or Fraction(1, 90000)
         try:
             for index, frame in enumerate(container.decode(stream)):
-                time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
-                image = upright(frame)
-                size = size or image.shape[:2]
-                if image.shape[:2] != size:
+                size = size or (frame.width, frame.height)
+                if (frame.width, frame.height) != size:
                     raise MediaError(
                         ErrorCode.DECODE_FAILED,
-                        f"{path}: frame {index} is {image.shape[1]}x{image.shape[0]}, but the video starts at "
-                        f"{size[1]}x{size[0]}; a video whose frame size changes cannot be edited",
+                        f"{path}: frame {index} is {frame.width}x{frame.height}, but the video starts at "
+                        f"{size[0]}x{size[1]}; a video whose frame size changes cannot be edited",
                     )
-                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=image)
+                if wanted is not None and index not in wanted:
+                    continue
+                time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
+                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 

@@ -24,9 +24,10 @@ export class OptionsStep {
 
   /** All the fields of an edit; a chosen speech track is uploaded first and makes it a dub. */
   async fields() {
+    const quality = $("quality-option").checked ? {} : { quality: false };
     const file = $("speech-track").files[0];
-    if (!file) return this.enhance();
+    if (!file) return { ...this.enhance(), ...quality };
     if (this.track?.[0] !== file) this.track = [file, await upload(file, "speech")];
-    return { ...this.enhance(), lips: "speech", speech_track_asset: this.track[1], pose_fill: $("pose-fill").value };
+    return { ...this.enhance(), ...quality, lips: "speech", speech_track_asset: this.track[1], pose_fill: $("pose-fill").value };
   }
 }

@@ -4,6 +4,7 @@
 
 import { api, events } from "./api.js";
 import { $, el, seconds, showError, target } from "./dom.js";
+import { showQuality } from "./quality.js";
 import { drawSegments } from "./timeline.js";
 
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -104,6 +105,7 @@ export class Watch {
     $("result").hidden = false;
     this.showView();
     this.showFound(job);
+    showQuality(job);
   }
 
   /** The segments a from_audio edit found: on a strip, listed, and offered as a timeline. */

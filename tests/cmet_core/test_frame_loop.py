@@ -93,7 +93,7 @@ def test_an_edit_passes_every_frame_once_in_order(recorded: tuple[Editor, list[R
         assert np.array_equal(seen[:60, :60], before[:60, :60]) and np.array_equal(seen[:60, -60:], before[:60, -60:])
         assert np.abs(seen.astype(np.int16) - after).mean() < 2.0
     assert "record" in stages and result.stage_seconds["record"] >= 0
-    assert set(result.stage_seconds) == {"faces", "encode", "expression", "render", "record"}
+    assert set(result.stage_seconds) == {"faces", "encode", "expression", "render", "record", "quality"}
 
 
 def test_a_clip_preview_passes_its_window(recorded: tuple[Editor, list[Recorder]], clip: Path) -> None:

@@ -65,9 +65,11 @@ def test_uncropped_clip_keeps_frames_fps_duration_and_audio(uncropped) -> None: 
     _same_timing(src, dst)
     assert _audio_streams(dst) == 1
     assert result.frames == probe(src).frame_count and not result.face_crop_input
-    # the tiny restorer renders no more pixels (32) than the tiny generator: `enhance: auto` leaves it off
-    assert set(stages) == {"faces", "encode", "expression", "render"}
-    assert set(result.stage_seconds) == {"faces", "encode", "expression", "render"}
+    # the tiny restorer renders no more pixels (32) than the tiny generator: `enhance: auto` leaves it off;
+    # the quality report (on by default) is measured last
+    assert set(stages) == {"faces", "encode", "expression", "render", "quality"} and stages[-1] == "quality"
+    assert set(result.stage_seconds) == {"faces", "encode", "expression", "render", "quality"}
+    assert result.quality is not None and result.quality.sampled_frames == 100  # 20 s at 5 a second
 
 
 def test_uncropped_clip_is_pasted_back_only_around_the_face(uncropped) -> None:  # type: ignore[no-untyped-def]

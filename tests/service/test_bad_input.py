@@ -757,6 +757,12 @@ CASES: list[tuple[str, Case, int, str]] = [
         "invalid_request",
     ),
     ("unknown pose_fill", lambda c: _dub(c, lips="speech", pose_fill="spin"), 422, "invalid_request"),
+    (
+        "quality not a bool",
+        lambda c: c.post(json={"emotion": "happy", "video_asset": "ast_" + "0" * 32, "quality": "maybe"}),
+        422,
+        "invalid_request",
+    ),
 ]
 
 

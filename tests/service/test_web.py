@@ -167,6 +167,13 @@ def test_a_person_edits_a_video_end_to_end(
     bottom = re.fullmatch(r"inset\(0px 70% (\d+)px 0px\)", clip)
     assert bottom and int(bottom.group(1)) >= 40, clip  # "before" leaves the play button and time uncovered
     page.locator("#result").screenshot(path=served.shots / "4-result-before-after.png")
+    # the quality report (on by default) beside the result: a row per measure and the expression curve
+    expect(page.get_by_label("Quality report (identity, lips, steadiness, emotion, faces)")).to_be_checked()
+    expect(page.locator("#quality-rows tr")).to_have_count(5)
+    expect(page.locator("#quality-rows")).to_contain_text("identity")
+    assert page.locator("#quality-curve polyline").count() == 7
+    assert page.locator("#quality-curve polyline.target").count() == 1  # happy, the target, drawn bold
+    page.locator("#quality").screenshot(path=served.shots / "4b-quality.png")
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the result").click()
