@@ -151,14 +151,16 @@ def test_a_replaced_pool_child_opens_its_own_database_connections(
     assert stack.worker is not None
     parent, log = stack.worker.pid, stack.logs / "worker.log"
     dsn = stack.extra["database_url"].replace("+psycopg", "")
-    wait_until(lambda: _pool_children(parent), 60, "the pool child")
+    wait_until(lambda: client.get("/readyz").status_code == 200, 60, "a ready worker")
+    warm = lambda: _pool_children(parent) and "models loaded" in log.read_text(errors="replace")  # noqa: E731
+    wait_until(warm, 60, "a warm child")
     with psycopg.connect(dsn, autocommit=True) as watcher:
         just_swept = lambda: watcher.execute(SWEEP_JUST_ENDED, (_database_ports(parent),)).fetchone()[0]  # noqa: E731
         wait_until(just_swept, 30, "a sweep that just ended")
         os.kill(_pool_children(parent)[0], signal.SIGKILL)
         since = log.stat().st_size  # the killed child logs nothing more
-        warm = lambda: "models loaded" in log.read_text(errors="replace")[since:]  # noqa: E731
-        wait_until(warm, 60, "a new child with its models loaded")
+        rewarmed = lambda: "models loaded" in log.read_text(errors="replace")[since:]  # noqa: E731
+        wait_until(rewarmed, 60, "a new child with its models loaded")
         child = _pool_children(parent)[0]
         os.kill(child, signal.SIGSTOP)
         try:
