@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 HD = (1920, 1080)
 
 
-def make_hd_input(path: Path, frames: int) -> Path:
-    """The first frames of the uncropped clip, Lanczos-upscaled to 1080 high and widened to 1920 by reflection."""
+def make_hd_input(path: Path, frames: int, size: tuple[int, int] = HD, *, audio: bool = False) -> Path:
+    """The first frames of the uncropped clip (back and forth past its 500), Lanczos-upscaled to `size`'s height
+    and widened to its width by reflection; `audio`: with a tone, so writing the output has a track to carry."""
     # deferred: av, cv2
     import cv2
 
@@ -49,14 +50,16 @@ def make_hd_input(path: Path, frames: int) -> Path:
 
     src = get_settings().test_data / "video" / "obama_uncropped.mp4"
     small = [f.image for f in read_frames(src) if f.index < frames]
-    side = HD[1]
-    pad = (HD[0] - side) // 2
+    small += small[::-1]
+    side = size[1]
+    pad = (size[0] - side) // 2
 
     def hd(i: int) -> np.ndarray:
         up = cv2.resize(small[i], (side, side), interpolation=cv2.INTER_LANCZOS4)
-        return cv2.copyMakeBorder(up, 0, 0, pad, HD[0] - side - pad, cv2.BORDER_REFLECT_101)
+        return cv2.copyMakeBorder(up, 0, 0, pad, size[0] - side - pad, cv2.BORDER_REFLECT_101)
 
-    return write_clip(path, hd, frames)
+    tone = (lambda t: 0.1 * np.sin(2 * np.pi * 220 * t)) if audio else None
+    return write_clip(path, hd, frames, audio=tone)
 
 
 def gflop(editor: Editor) -> tuple[float, float]:

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
+from cmet_cli import remote
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say, stage_bars
 from cmet_cli.output_names import default_output, refuse_overwrite
@@ -140,6 +141,11 @@ def edit(
     registry: str = typer.Option(
         None, "--registry", help="Connector registry: a directory or s3://bucket/prefix (default: CMET_REGISTRY)."
     ),
+    server: str = typer.Option(
+        None,
+        "--server",
+        help="Run the edit on this cmet API (default: setting CMET_SERVER; key: CMET_API_KEY) and download it.",
+    ),
     *,
     flags: ChoiceFlags,
 ) -> None:
@@ -154,6 +160,25 @@ def edit(
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
     if voice_from is not None and lips_from is not None:
         raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
+    api = server or get_settings().server
+    if api:
+        local = {"--models": models, "--library": library, "--device": device, "--connector": connector}
+        local |= {"--registry": registry, "--neutral-speech": neutral_speech, "--plan-out": plan_out}
+        remote.refuse_local_flags(local)
+        body = {"emotion": emotion if emotion is not None else blend, "intensity": intensity}
+        body |= {"timeline": remote.timeline_body(timeline)} if timeline is not None else {}
+        body |= {"neutral": neutral} if neutral is not None else {}
+        body |= edit_choices(flags, lips_from).model_dump(exclude_defaults=True)
+        files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
+        with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
+            video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
+            label = "timeline" if timeline is not None else (body["emotion"] or "speech").split("=")[0].split(",")[0]
+            kind = ".preview" if body.get("preview_s") is not None else ""  # as default_output names it here
+            output = output or Path(f"{video.stem}.{label}{kind}.mp4")
+            refuse_overwrite(output, force)
+            with remote.connected(api) as client:
+                remote.edit(client, video, output, files, {k: v for k, v in body.items() if v is not None})
+        return
     others = bool(blend is not None or speech or neutral_speech)
     target = over_time(timeline, emotion, neutral, intensity, others, validated)
     if target is None:
@@ -165,7 +190,14 @@ def edit(
             intensity=intensity,
         )
     options = edit_choices(flags, lips_from)
-    limits = validated(Limits, max_duration_s=max_duration, max_timeline_segments=get_settings().max_timeline_segments)
+    settings = get_settings()
+    limits = validated(
+        Limits,
+        max_duration_s=max_duration,
+        max_timeline_segments=settings.max_timeline_segments,
+        encoder=settings.video_encoder,
+        preset=settings.x264_preset,
+    )
     with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
         if input_path is None:
             input_path = write_sample_clip(Path(scratch) / "sample.mp4")

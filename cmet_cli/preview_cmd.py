@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cmet_cli import remote
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say
 from cmet_cli.output_names import refuse_overwrite
@@ -41,6 +42,9 @@ def preview(
     models: Path = typer.Option(None, "--models", help="A model set, or a folder of sets (default: the models dir)."),
     library: Path = typer.Option(None, "--library", help="An emotion library JSON (default: the built-in one)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda:N (default: setting CMET_DEVICE)."),
+    server: str = typer.Option(
+        None, "--server", help="Make the sheet on this cmet API (default: setting CMET_SERVER; key: CMET_API_KEY)."
+    ),
     *,
     flags: ChoiceFlags,
 ) -> None:
@@ -56,6 +60,13 @@ def preview(
     options = flags.build(EditChoices)
     output = output if output is not None else Path(f"{input_path.stem}.sheet.png")
     refuse_overwrite(output, force)
+    api = server or get_settings().server
+    if api:
+        remote.refuse_local_flags({"--models": models, "--library": library, "--device": device})
+        body = choice.model_dump(exclude_none=True) | flags.build(FaceChoice).model_dump(exclude_defaults=True)
+        with remote.connected(api) as client:
+            remote.preview(client, input_path, output, body)
+        return
     editor = run(Editor.from_settings, get_settings(), models=models, device=device, library=library)
     sheet = run(contact_sheet, editor, input_path, choice, options)
     run(sheet.save, output)

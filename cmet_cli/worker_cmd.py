@@ -7,6 +7,7 @@ import os
 import typer
 
 from cmet_cli.console import EXIT_BAD_INPUT, fail, say
+from cmet_core.threads import thread_count
 from cmet_jobs.settings import get_jobs_settings
 from worker.devices import WEBHOOK_ENV, command, count_gpus, plan, webhook_command
 from worker.supervisor import Child, supervise
@@ -45,7 +46,7 @@ def worker(
         Child(
             slot.name,
             command(slot, settings.queue, concurrency or 1, settings.preview_queue),
-            {**os.environ, **slot.environment(port + i if port else 0)},
+            {**os.environ, **slot.environment(port + i if port else 0, thread_count(settings, len(slots)))},
         )
         for i, slot in enumerate(slots)
     ]

@@ -20,7 +20,7 @@ from cmet_core.emotion.targets import EmotionSpec, Intensity
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.media.video import VideoInfo, probe
+from cmet_core.media.video import DEFAULT_PRESET, Encoding, VideoEncoder, VideoInfo, X264Preset, choose_encoding, probe
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
@@ -215,10 +215,18 @@ class Limits(BaseModel):
         default=0.1, ge=0, le=1, description="Share of frames that may lack a face (gaps are bridged)."
     )
     crf: int = Field(default=18, ge=0, le=51, description="H.264 quality (lower is better and bigger).")
+    encoder: VideoEncoder = Field(
+        default="auto", description="Video encoder: auto is NVENC's H.264 on a CUDA worker that has it, else libx264."
+    )
+    preset: X264Preset = Field(default=DEFAULT_PRESET, description="libx264's speed/size trade-off at the same CRF.")
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
     max_timeline_segments: int = Field(
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Timelines with more segments are refused."
     )
+
+    def encoding(self, cuda: bool) -> Encoding:
+        """How an edit encodes its output (`cuda`: it runs on a GPU, where NVENC may encode)."""
+        return choose_encoding(self.encoder, self.preset, self.crf, cuda)
 
 
 def face_plan(

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
+from cmet_core.media.video import DEFAULT_PRESET, VideoEncoder, X264Preset
 
 
 def _default_data_dir() -> Path:
@@ -49,11 +50,28 @@ class CoreSettings(BaseSettings):
     render_batch: int | None = Field(
         default=None, ge=1, le=256, description="Frames per EDTalk forward; default 8 on CUDA, 1 on the CPU."
     )
-    num_threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads of torch, OpenCV and each video codec per process (the thread policy, "
+        "cmet_core/threads.py); unset: the cores this process may use, shared among a host's workers.",
+    )
+    video_encoder: VideoEncoder = Field(
+        default="auto",
+        description="Output video encoder: auto is NVENC's H.264 on a CUDA worker that has it, else libx264.",
+    )
+    x264_preset: X264Preset = Field(
+        default=DEFAULT_PRESET, description="libx264's preset (speed against size at the same CRF quality)."
+    )
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines on stderr: 'json' is one JSON object a line; 'auto' and 'text' are text."
     )
     log_level: str = Field(default="INFO", description="Root log level (DEBUG, INFO, WARNING, ...).")
+    server: str | None = Field(
+        default=None,
+        description="A cmet API (`http://host:8000`) that `cmet edit` and `cmet preview` submit to instead of "
+        "running the models here; its key is CMET_API_KEY.",
+    )
     hf_endpoint: str | None = Field(default=None, description="Hub mirror for `cmet models pull`.")
     registry: str | None = Field(
         default=None, description="Connector registry: a directory or s3://bucket/prefix; default DATA_DIR/registry."

@@ -1,4 +1,5 @@
-"""A job's progress as server-sent events (`GET /v1/edits/{id}/events`), without HTTP.
+"""A job's progress as server-sent events (`GET /v1/edits/{id}/events`, `GET /v1/previews/{id}/events`),
+without HTTP.
 
 One `Notifier` per API process watches every followed job with one query per `POLL_S` (the
 state, stage and progress of all of them, and whether their key was revoked), whatever the
@@ -12,12 +13,12 @@ same on every deployment.
 A key may hold `event_streams_per_key` streams open in one process (`Notifier.watch` refuses
 more with 429 `stream_limit`), so one key's thousand streams cannot slow everyone's reads.
 
-Events, each with the job as `schemas.Job` JSON in `data`:
+Events, each with the job as JSON in `data` (`schemas.Job` for an edit, `schemas.Preview` for a preview):
 - `state`: the first event, then whenever the state changes;
 - `progress`: the stage or progress changed;
 - `result`: the job reached a final state (with `output_url` on success); the stream ends;
-- `error`: the job was deleted meanwhile (`edit_not_found`) or its key revoked (`unauthorized`),
-  as a problem body; the stream ends.
+- `error`: the job was deleted meanwhile (`edit_not_found`, `preview_not_found` for a preview) or its
+  key revoked (`unauthorized`), as a problem body; the stream ends.
 A comment line every `KEEPALIVE_S` keeps proxies from closing a quiet stream.
 
 The stream samples the record, so it tells states that last at least one poll: a job that starts and
@@ -31,7 +32,7 @@ import json
 import time
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -48,6 +49,8 @@ from cmet_jobs.storage import Storage
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
 MEDIA_TYPE = "text/event-stream"
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+"""A stream's response headers: never cached, never buffered by nginx."""
 STREAM_RETRY_AFTER_S = 10
 """When a stream frees is unknown (its job ends, its client leaves): a short, fixed wait."""
 READ_CHUNK = 500
@@ -55,6 +58,9 @@ READ_CHUNK = 500
 
 Seen = tuple[str, str | None, float]
 """What a stream has told its client: state, stage, progress."""
+Shown = schemas.Job | schemas.Preview
+Show = Callable[[JobRow, Storage], Shown]
+"""How a stream shows its job: `jobs.to_schema` (edits), `jobs.to_preview` (previews)."""
 
 
 class Ending(StrEnum):
@@ -167,7 +173,7 @@ def _news(row: tuple[str, Seen, bool] | None, watch: Watch) -> Seen | Ending | N
     return Ending.REVOKED if row[2] else row[1]
 
 
-def _read_job(db_url: str, storage: Storage, watch: Watch) -> tuple[schemas.Job, Seen] | Ending:
+def _read_job(db_url: str, storage: Storage, watch: Watch, show: Show) -> tuple[Shown, Seen] | Ending:
     """The job as the client sees it, and what that shows, read whole (an output URL is signed anew)."""
     session = new_session(db_url)
     try:
@@ -177,32 +183,41 @@ def _read_job(db_url: str, storage: Storage, watch: Watch) -> tuple[schemas.Job,
         key = session.get(ApiKey, job.key_id)
         if key is None or key.revoked_at is not None:
             return Ending.REVOKED
-        return jobs.to_schema(job, storage), (job.state.value, job.stage, job.progress)
+        return show(job, storage), (job.state.value, job.stage, job.progress)
     finally:
         session.close()
 
 
-def _problem(ending: Ending, job_id: str) -> str:
+def _problem(ending: Ending, job_id: str, missing: ErrorCode) -> str:
     if ending is Ending.GONE:
-        return json.dumps({"code": ErrorCode.EDIT_NOT_FOUND.value, "detail": f"edit {job_id} was deleted"})
+        return json.dumps({"code": missing.value, "detail": f"{job_id} was deleted"})
     return json.dumps({"code": ErrorCode.UNAUTHORIZED.value, "detail": "the API key was revoked"})
 
 
-def stream(notifier: Notifier, storage: Storage, watch: Watch) -> AsyncIterator[bytes]:
-    """The events of one job the caller owns (the route checked that before answering 200). The watch
-    is closed when the stream ends, and when its body is dropped without being read (a HEAD)."""
-    body = _events(notifier, storage, watch)
+def stream(
+    notifier: Notifier,
+    storage: Storage,
+    watch: Watch,
+    show: Show = jobs.to_schema,
+    missing: ErrorCode = ErrorCode.EDIT_NOT_FOUND,
+) -> AsyncIterator[bytes]:
+    """The events of one job the caller owns (the route checked that before answering 200), each shown
+    by `show`, a deleted one ending with `missing`. The watch is closed when the stream ends, and when
+    its body is dropped without being read (a HEAD)."""
+    body = _events(notifier, storage, watch, show, missing)
     weakref.finalize(body, watch.close)
     return body
 
 
-async def _events(notifier: Notifier, storage: Storage, watch: Watch) -> AsyncIterator[bytes]:
+async def _events(
+    notifier: Notifier, storage: Storage, watch: Watch, show: Show, missing: ErrorCode
+) -> AsyncIterator[bytes]:
     count, quiet_since = 0, time.monotonic()
     try:
-        read = await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch)
+        read = await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch, show)
         while True:
             if isinstance(read, Ending):
-                yield frame("error", _problem(read, watch.job_id), count + 1)
+                yield frame("error", _problem(read, watch.job_id, missing), count + 1)
                 return
             job, now = read
             if now != watch.seen:
@@ -221,7 +236,30 @@ async def _events(notifier: Notifier, storage: Storage, watch: Watch) -> AsyncIt
             read = (
                 news
                 if isinstance(news, Ending)
-                else await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch)
+                else await anyio.to_thread.run_sync(_read_job, notifier.db_url, storage, watch, show)
             )
     finally:
         watch.close()
+
+
+def _final(db_url: str, storage: Storage, key_id: str, job_id: str, show: Show) -> Shown | None:
+    """The job as the client sees it once it is final, else None (one read in a session of its own)."""
+    session = new_session(db_url)
+    try:
+        job = session.get(JobRow, job_id)
+        return show(job, storage) if job is not None and job.key_id == key_id and job.state.final else None
+    finally:
+        session.close()
+
+
+async def final_within(
+    db_url: str, storage: Storage, key_id: str, job_id: str, seconds: float, show: Show
+) -> Shown | None:
+    """The job once it is final, read every `POLL_S` as a stream reads it, or None after `seconds`
+    (`Prefer: wait`); no connection is held between reads."""
+    deadline = time.monotonic() + seconds
+    while (final := await anyio.to_thread.run_sync(_final, db_url, storage, key_id, job_id, show)) is None:
+        if time.monotonic() + POLL_S > deadline:
+            return None
+        await anyio.sleep(POLL_S)
+    return final

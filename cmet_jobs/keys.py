@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +41,26 @@ def create_key(
     session.add(record)
     session.flush()
     return NewKey(record, secret)
+
+
+def rotate_webhook_secret(session: Session, key: ApiKey, grace_s: int) -> ApiKey:
+    """A new webhook secret for `key`; the current one becomes the previous, which signs deliveries beside
+    the new one for `grace_s` (a secret older than that is dropped: two rotations in a row keep one old)."""
+    locked = session.get(ApiKey, key.id, with_for_update=True)
+    assert locked is not None  # the caller authenticated with it
+    locked.previous_webhook_secret = locked.webhook_secret
+    locked.previous_secret_until = now() + timedelta(seconds=grace_s)
+    locked.webhook_secret = new_secret()
+    session.flush()
+    return locked
+
+
+def signing_secrets(key: ApiKey) -> list[str]:
+    """The secrets a delivery is signed with now: the key's own, and the previous one in its grace period."""
+    previous, until = key.previous_webhook_secret, key.previous_secret_until
+    if previous is None or until is None or until.replace(tzinfo=UTC) <= now():
+        return [key.webhook_secret]
+    return [key.webhook_secret, previous]
 
 
 def find_key(session: Session, secret: str) -> ApiKey | None:

@@ -16,17 +16,9 @@ from cmet_core.options import EditChoices, FaceChoice, SheetChoice
 from cmet_jobs.results import EditResult
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
-WebhookEvent = Literal[
-    "edit.running",
-    "edit.progress",
-    "edit.succeeded",
-    "edit.failed",
-    "edit.canceled",
-    "preview.running",
-    "preview.succeeded",
-    "preview.failed",
-    "preview.canceled",
-]
+EditEventType = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
+PreviewEventType = Literal["preview.running", "preview.succeeded", "preview.failed", "preview.canceled"]
+WebhookEvent = Literal[EditEventType, PreviewEventType]
 ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 """Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
 
@@ -112,6 +104,11 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
     timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
+    dry_run: bool = Field(
+        default=False,
+        description="Check everything and store nothing: 200 with an `EditEstimate` (frames, size, estimated "
+        "seconds) instead of a job.",
+    )
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
@@ -358,3 +355,42 @@ class Probe(BaseModel):
     has_audio: bool | None = None
     face: ProbeFace | None = None
     error: JobError | None = None
+
+
+class WebhookSecret(BaseModel):
+    """A key's new webhook secret, shown once; the old one signs deliveries beside it until `previous_valid_until`."""
+
+    webhook_secret: str = Field(description="`whsec_` and base64: the key of the deliveries' HMAC-SHA256 signatures.")
+    previous_valid_until: datetime = Field(description="Until then every delivery carries both signatures.")
+    grace_s: int = Field(description="The deployment's grace period (`CMET_WEBHOOK_SECRET_GRACE_S`).")
+
+
+class EditEvent(BaseModel):
+    """The body of an edit's webhook (a clip preview sends `PreviewEvent`): compact JSON, signed as it is sent."""
+
+    type: EditEventType
+    timestamp: datetime = Field(description="When the event happened (the job's state changed).")
+    data: Job = Field(description="The edit as `GET /v1/edits/{id}` shows it then.")
+
+
+class PreviewEvent(BaseModel):
+    """The body of a preview's webhook (clip previews and contact sheets)."""
+
+    type: PreviewEventType
+    timestamp: datetime = Field(description="When the event happened (the job's state changed).")
+    data: Preview = Field(description="The preview as `GET /v1/previews/{id}` shows it then.")
+
+
+class EditEstimate(BaseModel):
+    """The answer to `dry_run: true`: the request passed every check and nothing was stored. Frames and
+    size are known for a video sent in the request; `estimated_seconds` (running time, not queue time)
+    once the deployment has finished edits to measure its pixel rate on."""
+
+    object: Literal["estimate"] = "estimate"
+    frames: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    width: int | None = Field(default=None, description="The output keeps the input's frame size (not `upscale`).")
+    height: int | None = None
+    estimated_seconds: float | None = None
+    measured_jobs: int = Field(description="How many recent edits the pixel rate was measured over.")

@@ -52,6 +52,20 @@ class JobsSettings(CoreSettings):
         description="Deadline of one delivery attempt (connect, send, the whole answer); past it the attempt "
         "failed and is retried on the schedule.",
     )
+    max_prefer_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="`Prefer: wait=N` on a submission holds the answer until the job ends, at most this long "
+        "(0: never wait); a job that ends in time is answered 200 with its result, else the usual 202.",
+    )
+    webhook_secret_grace_s: int = Field(
+        default=86400,
+        ge=0,
+        le=30 * 86400,
+        description="After `POST /v1/keys/self/webhook-secret`, how long deliveries are signed with the old "
+        "secret too, so receivers can roll over to the new one.",
+    )
 
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Local storage root; default: DATA_DIR/storage.")
@@ -240,6 +254,8 @@ class JobsSettings(CoreSettings):
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
             max_timeline_segments=self.max_timeline_segments,
+            encoder=self.video_encoder,
+            preset=self.x264_preset,
         )
 
     def batching(self, model: BatchedModel) -> tuple[int, float]:

@@ -29,7 +29,7 @@ from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.options import EditChoices
-from cmet_jobs import emotions, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
+from cmet_jobs import emotions, estimates, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, JobRow, new_id, now
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
@@ -171,12 +171,29 @@ def check_url_list(settings: JobsSettings, inputs: list[tuple[str, int]], webhoo
                 total_timeout=settings.url_probe_timeout_s,
             )
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{url}: {exc}") from None
+            raise refused_url(settings, url, exc.code, str(exc)) from None
     if webhook_url is not None:
         try:
             check_url(webhook_url, allow_private=settings.allow_private_urls, schemes=schemes)
         except BlockedURLError as exc:
-            raise RequestError(exc.code, f"{webhook_url}: {exc}") from None
+            raise refused_url(settings, webhook_url, exc.code, str(exc)) from None
+
+
+LAN_HINT = " (the operator allows http and private addresses with CMET_ALLOW_PRIVATE_URLS=true)"
+
+
+def refused_url(settings: JobsSettings, url: str, code: ErrorCode, why: str) -> RequestError:
+    """The refusal of a URL; one that the operator's setting would let through (plain http, a private or
+    loopback address: a receiver on the same machine) names the setting. Metadata addresses stay refused."""
+    from cmet_jobs.net_guard import BlockedURLError, check_url  # deferred: httpx
+
+    if settings.allow_private_urls or code not in (ErrorCode.URL_SCHEME, ErrorCode.URL_PRIVATE_ADDRESS):
+        return RequestError(code, f"{url}: {why}")
+    try:
+        check_url(url, allow_private=True, schemes=("https", "http"))
+    except BlockedURLError:
+        return RequestError(code, f"{url}: {why}")
+    return RequestError(code, f"{url}: {why}{LAN_HINT}")
 
 
 def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> JobRow:
@@ -224,6 +241,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
             ("pose_video", body.pose_video_asset, "video"),
         )
     }
+    if body.dry_run:
+        raise Estimated(estimates.estimate(session, video, body.preview_s))
     kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
     frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
     return create_job(
@@ -236,6 +255,14 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
         storage,
     )
+
+
+class Estimated(Exception):
+    """A dry run passed every check: its estimate instead of a job (nothing was stored)."""
+
+    def __init__(self, answer: schemas.EditEstimate) -> None:
+        super().__init__("dry run")
+        self.answer = answer
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
@@ -79,12 +79,13 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     )
 
 
-def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three headers a delivery carries."""
+def headers(secret: str, msg_id: str, timestamp: int, body: bytes, also: Sequence[str] = ()) -> dict[str, str]:
+    """The three headers a delivery carries; signed with `also` too (space-separated, as the spec allows)
+    while a rotated secret's grace period lasts, so a receiver with either secret accepts it."""
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in (secret, *also)),
     }
 
 

@@ -26,6 +26,7 @@ from cmet_jobs import jobs
 from cmet_jobs.db.models import ApiKey, JobRow, WebhookDelivery, now
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError
+from cmet_jobs.keys import signing_secrets
 from cmet_jobs.queue import send
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import DeliveryState
@@ -129,13 +130,13 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
         if delivery is None or key is None:
             return "gone"
         url, msg_id, body = delivery.url, delivery.msg_id, json.dumps(delivery.payload, separators=(",", ":")).encode()
-        secret = key.webhook_secret
+        secret, *also = signing_secrets(key)
     started, status, error, retry_after = time.monotonic(), None, None, None
     try:
         result = post_json(
             url,
             body,
-            signed_headers(secret, msg_id, int(time.time()), body),
+            signed_headers(secret, msg_id, int(time.time()), body, also),
             allow_private=settings.allow_private_urls,
             schemes=settings.url_schemes,
             timeout=settings.webhook_timeout_s,

@@ -9,14 +9,14 @@ from cmet_jobs.db.session import migrate
 from cmet_jobs.events import Notifier
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.storage import S3Storage, storage_for
-from service import metrics, offload, page, problems
+from service import metrics, offload, page, problems, webhook_docs
 from service.body_limit import BodyLimit
 from service.deps import reject_unknown_query
 from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
 from service.origin import RequestOrigin
-from service.routes import deliveries, edits, emotions, previews, probes, system, uploads
+from service.routes import deliveries, edits, emotions, keys, previews, probes, system, uploads
 
 API_VERSION = "1.0.0"
 
@@ -60,6 +60,8 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     app.include_router(probes.router)
     app.include_router(emotions.router)
     app.include_router(system.router)
+    app.include_router(keys.router)
+    webhook_docs.install(app)
     app.include_router(page.router)
     if settings.docs:
         app.include_router(page.docs_router)

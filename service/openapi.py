@@ -15,8 +15,9 @@ import yaml
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cmet_jobs.schemas import EditCreate, PreviewCreate
+from cmet_jobs.schemas import EditCreate, EditEstimate, PreviewCreate
 from cmet_jobs.settings import JobsSettings
+from service import webhook_docs
 from service.problems import Problem
 
 ROOT_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -44,10 +45,16 @@ def customize(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
 
-        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            webhooks=app.webhooks.routes,
+        )
         components = doc.setdefault("components", {})
         models = components.setdefault("schemas", {})
-        for model in (EditCreate, PreviewCreate, Problem):
+        for model in (EditCreate, PreviewCreate, Problem, EditEstimate):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             models.update(body.pop("$defs", {}))
             models[model.__name__] = body
@@ -72,6 +79,9 @@ def customize(app: FastAPI) -> None:
                 if path in ("/v1/edits", "/v1/previews", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}
+        for event, operations in doc.get("webhooks", {}).items():
+            operations["post"]["requestBody"]["content"]["application/json"]["example"] = webhook_docs.example(event)
+            operations["post"]["responses"].pop("422", None)  # FastAPI's validation error: not a receiver's answer
         doc["security"] = [{"bearer": []}]
         app.openapi_schema = doc
         return doc

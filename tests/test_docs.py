@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "architecture.md"
-PACKAGES = ("cmet_core", "cmet_jobs", "service", "worker", "cmet_cli", "training", "bench", "tests")
+PACKAGES = ("cmet_core", "cmet_jobs", "service", "worker", "cmet_cli", "training", "bench", "tests", "clients")
 REVISIONS = "cmet_jobs/db/migrations/versions/"
 """Alembic revisions: the page names their folder, not each one."""
 

@@ -24,8 +24,9 @@ class DeviceSlot:
         own = [shared, f"{shared}.{self.name}"]
         return [preview, f"{preview}.{self.name}", *own] if preview is not None else own
 
-    def environment(self, metrics_port: int) -> dict[str, str]:
-        env = {"CMET_WORKER_METRICS_PORT": str(metrics_port)}
+    def environment(self, metrics_port: int, threads: int) -> dict[str, str]:
+        """`threads`: this worker's share of the host's cores (`CMET_NUM_THREADS`, the thread policy)."""
+        env = {"CMET_WORKER_METRICS_PORT": str(metrics_port), "CMET_NUM_THREADS": str(threads)}
         if self.cuda_index is None:
             env |= {"CUDA_VISIBLE_DEVICES": "", "CMET_DEVICE": "cpu"}
         else:

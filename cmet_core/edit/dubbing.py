@@ -214,7 +214,7 @@ class Dub:
         )
         feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
         drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
-        out = video_out(self.dst, like, self.speech_track, limits.crf)
+        out = video_out(self.dst, like, self.speech_track, limits.encoding(editor.backbone.device.type == "cuda"))
         loop.run(drive, feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,

@@ -8,6 +8,7 @@ models without importing the module that dispatches to it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.meter import NETWORKS, step
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
@@ -98,6 +100,7 @@ class Clock:
     def __init__(self) -> None:
         self.seconds: dict[Stage, float] = {}
         self.network = 0.0
+        self._lock = threading.Lock()  # the frame loop's threads both run networks
 
     @contextmanager
     def stage(self, name: Stage) -> Iterator[None]:
@@ -110,8 +113,10 @@ class Clock:
     @contextmanager
     def networks(self) -> Iterator[None]:
         start = time.perf_counter()
-        yield
-        self.network += time.perf_counter() - start
+        with step(NETWORKS):
+            yield
+        with self._lock:
+            self.network += time.perf_counter() - start
 
     def move(self, seconds: float, source: Stage, to: Stage) -> None:
         """Count `seconds` spent inside stage `source` as stage `to` (a per-frame stage inside "render")."""

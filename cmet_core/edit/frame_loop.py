@@ -30,8 +30,12 @@ from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.edit.editing import Clock, Parts, Progress
 from cmet_core.edit.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.edit.passes import chunks
-from cmet_core.media.images import to_images
-from cmet_core.media.video import VideoInfo, VideoWriter
+from cmet_core.faces import tensor_warp
+from cmet_core.media.images import device_images, to_images
+from cmet_core.media.overlap import Drain, prefetched
+from cmet_core.media.video import Encoding, VideoInfo, VideoWriter
+from cmet_core.media.yuv import Image, as_rgb
+from cmet_core.meter import step
 from cmet_core.options import EditChoices
 from cmet_core.stages import Stage
 
@@ -40,8 +44,9 @@ from cmet_core.stages import Stage
 class Frame:
     """One output frame's background and where its face goes."""
 
-    image: np.ndarray
-    """The frame the face is pasted into: a decoded frame, the photo, a frame of the pose feed."""
+    image: Image
+    """The frame the face is pasted into: a decoded frame (RGB or the decoder's planes), the photo, a frame of
+    the pose feed. Paste-back may write into planes: each frame's are its own."""
     box: faces.CropBox
     index: int
     """The input frame it is (what the stages prepared from: their `apply` gets it)."""
@@ -89,8 +94,13 @@ class Drive:
         return backbone.render(self.source, self._motion(backbone, a, b))
 
 
+Chunk = tuple[list[Frame], np.ndarray | torch.Tensor]
+"""A chunk's frames and their rendered faces (uint8 on the host, or 0..255 floats on the GPU), on their way to
+paste-back."""
+
+
 class FrameSink(Protocol):
-    def write(self, image: np.ndarray, pts: int | None = None) -> None: ...
+    def write(self, image: Image, pts: int | None = None) -> None: ...
 
 
 @dataclass
@@ -99,8 +109,8 @@ class Images:
 
     images: list[np.ndarray] = field(default_factory=list)
 
-    def write(self, image: np.ndarray, pts: int | None = None) -> None:  # noqa: ARG002 (a still has no clock)
-        self.images.append(image)
+    def write(self, image: Image, pts: int | None = None) -> None:  # noqa: ARG002 (a still has no clock)
+        self.images.append(as_rgb(image))
 
     @contextmanager
     def open(self) -> Iterator[Images]:
@@ -120,9 +130,9 @@ def atomic_output(dst: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def video_out(dst: Path, like: VideoInfo, audio_from: Path | None, crf: int) -> Iterator[VideoWriter]:
-    """An H.264 video at `dst`, `like` the given info, with the audio of `audio_from`; renamed into place at the end."""
-    with atomic_output(dst) as partial, VideoWriter(partial, like=like, audio_from=audio_from, crf=crf) as writer:
+def video_out(dst: Path, like: VideoInfo, audio_from: Path | None, encoding: Encoding) -> Iterator[VideoWriter]:
+    """A video at `dst`, `like` the given info, with the audio of `audio_from`; renamed into place at the end."""
+    with atomic_output(dst) as partial, VideoWriter(partial, like, audio_from, encoding) as writer:
         yield writer
 
 
@@ -158,6 +168,12 @@ class FrameLoop:
             with self.clock.stage(stage.name):
                 stage.prepare(images(), boxes, self.progress)
 
+    @property
+    def takes_planes(self) -> bool:
+        """Whether frames may come as the decoder's planes (`Yuv420`): with no per-frame stage, only the face's
+        rectangle is ever turned RGB; the stages work on whole RGB frames, decoded as such."""
+        return not self.stages
+
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of the frames that come out of the stages, for composited frames of `width` x `height`."""
         for stage in self.stages:
@@ -174,31 +190,58 @@ class FrameLoop:
         crop_input: bool,
     ) -> None:
         """Every output frame of `drive`, each pasted into the next of `frames`, into `out`, `chunk` frames
-        at a time; timed as "render", less the stages' applies (each counted as its own stage)."""
+        at a time; timed as "render", less the stages' applies (each counted as its own stage).
+
+        Three threads overlap (`media/overlap.py`): decoding the next chunk, rendering this one (here), and
+        pasting back, the stages and writing the one before; each queue holds one chunk."""
         total = len(drive)
         drive = drive.over_clip(self.backbone)
         if self.eyes_off:
             drive = replace(drive, motion=self.backbone.switch_off(drive.motion, self.eyes_off))
         mask = faces.paste_mask(self.face_size, crop_input, windowed=self.backbone.framing.window is not None)
+        device = self.backbone.device
+        on_device = device.type == "cuda"  # paste-back as tensor operations where the faces are rendered
+        device_mask = torch.from_numpy(mask).to(device)
         applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
+
+        def finish(item: Chunk, sink: FrameSink) -> None:
+            part, rendered = item
+            with step("paste back"):
+                if isinstance(rendered, torch.Tensor):
+                    pasted = [
+                        tensor_warp.paste_frame(frame.image, face, frame.box, device_mask)
+                        for frame, face in zip(part, rendered, strict=True)
+                    ]
+                else:
+                    pasted = [
+                        faces.paste_frame(frame.image, face, frame.box, mask)
+                        for frame, face in zip(part, rendered, strict=True)
+                    ]
+            indices = [frame.index for frame in part]
+            if self.stages:
+                images: list[Image] = list(self._staged([as_rgb(image) for image in pasted], indices, applied))
+            else:
+                images = pasted
+            for frame, image in zip(part, images, strict=True):
+                sink.write(image, frame.pts)
+
         done = 0
-        with self.clock.stage(Stage.RENDER), out as sink:
-            for part in chunks(iter(frames), chunk):
+        with self.clock.stage(Stage.RENDER), out as sink, Drain[Chunk](lambda item: finish(item, sink), 1) as drain:
+            for part in prefetched(chunks(iter(frames), chunk), 1):
                 with self.clock.networks():
-                    rendered = to_images(drive.render(self.backbone, done, done + len(part)))
-                images = [
-                    faces.paste_back(frame.image, face, frame.box, mask=mask)
-                    for frame, face in zip(part, rendered, strict=True)
-                ]
-                indices = [frame.index for frame in part]
-                for stage in self.stages:
-                    start = time.perf_counter()
-                    with self.clock.networks():
-                        images = stage.apply(images, indices)
-                    applied[stage.name] += time.perf_counter() - start
-                for frame, image in zip(part, images, strict=True):
-                    sink.write(image, frame.pts)
+                    batch = drive.render(self.backbone, done, done + len(part))
+                    rendered = device_images(batch) if on_device else to_images(batch)
+                drain.put((part, rendered))
                 done += len(part)
                 self.progress(Stage.RENDER, done, total)
         for name, seconds in applied.items():
             self.clock.move(seconds, Stage.RENDER, name)
+
+    def _staged(self, images: list[np.ndarray], indices: list[int], applied: dict[Stage, float]) -> list[np.ndarray]:
+        """The per-frame stages on a chunk of composited RGB frames, each one's time added to `applied`."""
+        for stage in self.stages:
+            start = time.perf_counter()
+            with self.clock.networks():
+                images = stage.apply(images, indices)
+            applied[stage.name] += time.perf_counter() - start
+        return images

@@ -29,7 +29,9 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
 from cmet_core.media.images import to_tensor
 from cmet_core.media.mel import SAMPLE_RATE
-from cmet_core.media.video import DecodedFrame, VideoInfo, read_frames
+from cmet_core.media.overlap import prefetched
+from cmet_core.media.video import DecodedFrame, PlanesFrame, VideoInfo, read_frames, read_planes
+from cmet_core.meter import metered, step
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EditChoices, Limits, face_plan
@@ -47,6 +49,13 @@ def chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
 def read_input(src: Path, limit: int | None = None) -> Iterator[DecodedFrame]:
     """The input's frames; `limit`: only the first ones (a dub shorter than its video needs no more)."""
     frames = read_frames(src)
+    return frames if limit is None else itertools.islice(frames, limit)
+
+
+def read_input_planes(src: Path, limit: int | None = None) -> Iterator[PlanesFrame]:
+    """`read_input`, each frame the decoder's planes where they can be kept (crop and paste-back turn only the
+    face's rectangle RGB)."""
+    frames = read_planes(src)
     return frames if limit is None else itertools.islice(frames, limit)
 
 
@@ -100,10 +109,16 @@ def encode_pass(
     parts: list[MotionRecord] = []
     times: list[float] = []
     source_crop: np.ndarray | None = None
-    for chunk in chunks(read_input(src, limit), chunk_frames):
+
+    def cropped(chunk: list[PlanesFrame]) -> tuple[list[PlanesFrame], list[np.ndarray]]:
         if chunk[-1].index >= len(boxes):
             raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave more frames than the first pass")
-        crops = [faces.crop_face(f.image, boxes[f.index], face_size) for f in chunk]
+        with step("crop"):
+            return chunk, [faces.crop_frame(f.image, boxes[f.index], face_size) for f in chunk]
+
+    # decoding and cropping the next chunk in a thread of their own while the networks encode this one
+    decoded = chunks(metered("decode encode", read_input_planes(src, limit)), chunk_frames)
+    for chunk, crops in prefetched(map(cropped, decoded), 1):
         if chunk[0].index <= source_index <= chunk[-1].index:
             source_crop = crops[source_index - chunk[0].index]
         with clock.networks():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -32,6 +32,7 @@ from cmet_core.edit.passes import (
     face_pass,
     motion_passes,
     read_input,
+    read_input_planes,
 )
 from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
@@ -42,6 +43,8 @@ from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
 from cmet_core.enhance.restore import Restorer, RestorerRunner
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
+from cmet_core.media.video import DecodedFrame, PlanesFrame
+from cmet_core.meter import metered
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
 from cmet_core.modelsets.sets import ModelSet, load_set, select_set
 from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions, SpeechLips, audio2lip_lips
@@ -52,6 +55,7 @@ from cmet_core.quality.models import QualityUnavailable
 from cmet_core.quality.report import QualityProblem
 from cmet_core.settings import CoreSettings
 from cmet_core.stages import Stage
+from cmet_core.threads import apply_thread_policy
 
 if TYPE_CHECKING:
     from cmet_core.networks.speech import SpeechEncoder
@@ -161,7 +165,9 @@ class Editor:
         batching: Batching | None = None,
     ) -> Editor:
         """The editor the settings describe (runtime options, connector selection and registry), each
-        overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here."""
+        overridable by the caller's own flag; the CLI, `prep` and the workers all build theirs here, so
+        this is where the process's thread policy (`cmet_core/threads.py`) is applied."""
+        apply_thread_policy(settings)
         runtime = RuntimeOptions.from_settings(settings, device, batch)
         selection = connector if connector is not None else settings.connector_version
         choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
@@ -373,13 +379,17 @@ class _Edit:
             with clock.stage(Stage.ENCODE), clock.networks():
                 lip_track = audio_lips(lips, self.src, info, found.times, self.limits)
         loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
-        loop.prepare(lambda: (f.image for f in read_input(self.src)), found.boxes)
+        loop.prepare(lambda: (f.image for f in metered("decode landmarks", read_input(self.src))), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)
-        frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in read_input(self.src))
+        inputs: Iterator[PlanesFrame | DecodedFrame] = (
+            read_input_planes(self.src) if loop.takes_planes else read_input(self.src)
+        )
+        decoded = metered("decode render", inputs)
+        frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in decoded)
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp, lip_track)
         audio = self.audio or (self.src if info.has_audio else None)
-        out = video_out(self.dst, like, audio, self.limits.crf)
+        out = video_out(self.dst, like, audio, self.limits.encoding(editor.backbone.device.type == "cuda"))
         loop.run(drive, frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)
         total = sum(clock.seconds.values())
         facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}

@@ -25,6 +25,7 @@ from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.enhance.restore import Restorer, aligned_face, paste_aligned, restore_faces, tile_mask
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces.geometry import CropBox
+from cmet_core.meter import step
 from cmet_core.stages import Progress, Stage
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class Enhancer:
         points: list[np.ndarray | None] = []
         with Landmarker() as landmarker:
             for image in itertools.islice(images, len(boxes)):
-                points.append(landmarker.five(image, boxes[len(points)]))
+                with step("landmarks"):
+                    points.append(landmarker.five(image, boxes[len(points)]))
                 progress(Stage.ENHANCE, len(points), len(boxes))
         points += [None] * (len(boxes) - len(points))
         self.matrices, self.missing = alignments(points, boxes, self.size)
@@ -81,15 +83,18 @@ class Enhancer:
         import cv2  # deferred: cv2
 
         matrices = [self.matrices[i] for i in indices]
-        aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]
+        with step("restorer warps"):
+            aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]
         faces = restore_faces(self.restorer, aligned, self.choice.enhance_strength)
         u = self.choice.upscale
         out = []
-        for image, face, m in zip(images, faces, matrices, strict=True):
-            if u != 1:
-                image = cv2.resize(image, (image.shape[1] * u, image.shape[0] * u), interpolation=cv2.INTER_LANCZOS4)
-                m = _upscaled(m, u)
-            out.append(paste_aligned(image, face, m, self.mask))
+        with step("restorer warps"):
+            for image, face, m in zip(images, faces, matrices, strict=True):
+                if u != 1:
+                    size = (image.shape[1] * u, image.shape[0] * u)
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_LANCZOS4)
+                    m = _upscaled(m, u)
+                out.append(paste_aligned(image, face, m, self.mask))
         return out
 
 

@@ -5,7 +5,16 @@ from cmet_core.faces.find import FacePlan, find_faces, find_faces_in
 from cmet_core.faces.framing import NoFaceError, crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
-from cmet_core.faces.warp import FACE_SIZE, crop_face, feather_mask, is_face_crop, paste_back, paste_mask
+from cmet_core.faces.warp import (
+    FACE_SIZE,
+    crop_face,
+    crop_frame,
+    feather_mask,
+    is_face_crop,
+    paste_back,
+    paste_frame,
+    paste_mask,
+)
 
 __all__ = [
     "FACE_SIZE",
@@ -18,11 +27,13 @@ __all__ = [
     "NoFaceError",
     "crop_boxes",
     "crop_face",
+    "crop_frame",
     "feather_mask",
     "find_faces",
     "find_faces_in",
     "is_face_crop",
     "paste_back",
+    "paste_frame",
     "paste_mask",
     "select_source_frame",
     "track",

@@ -102,11 +102,12 @@ class FaceDetector:
             for _, graph in self._models:
                 graph.process(blank)  # the first run logs too
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Every face in an (H, W, 3) uint8 RGB image, boxes in its own pixels."""
+    def detect(self, image: np.ndarray, frame_size: tuple[int, int] | None = None) -> list[Detection]:
+        """Every face in an (H, W, 3) uint8 RGB image, boxes in its own pixels; or in `frame_size` (w, h)
+        pixels where the image is a frame scaled down to that size's proportions (decoded small)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
+        w, h = frame_size if frame_size is not None else (image.shape[1], image.shape[0])
         small = np.ascontiguousarray(_shrink(image, MAX_DETECT_SIDE))
         for selection, graph in self._models:
             found = graph.process(small).detections

@@ -14,11 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.faces.detect import Detection, FaceDetector
+from cmet_core.faces.detect import MAX_DETECT_SIDE, Detection, FaceDetector
 from cmet_core.faces.framing import crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
 from cmet_core.faces.track import FaceSelection, select_source_frame, track
+from cmet_core.media.overlap import prefetched
 from cmet_core.media.video import VideoInfo, read_frames
+from cmet_core.meter import metered, step
+
+PREFETCH_FRAMES = 8
+"""Small frames the decoder thread may run ahead of detection."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ def find_faces(
     """The face pass over a video's frames; `limit`: only the first frames (a dub shorter than its
     video needs no more). The rest as `find_faces_in`."""
     total = info.frame_count if limit is None else min(limit, info.frame_count)
-    images = (frame.image for frame in itertools.islice(read_frames(src), limit))
+    decoded = itertools.islice(read_frames(src, max_side=MAX_DETECT_SIDE), limit)
+    images = prefetched((frame.image for frame in metered("decode faces", decoded)), PREFETCH_FRAMES)
     return find_faces_in(
         images,
         (info.width, info.height),
@@ -65,13 +71,15 @@ def find_faces_in(
     source_frame: int | None,
     progress: Callable[[int], None] = lambda _done: None,
 ) -> FacePlan:
-    """The face pass over frames of one `size` (a video's, or a photo alone). `crop_input`: the frames
+    """The face pass over frames of one `size` (a video's, or a photo alone; the images may be decoded
+    smaller, in its proportions: boxes are in `size`'s pixels). `crop_input`: the frames
     already are EDTalk's crop (the whole frame goes to the model and back). `source_frame` None: the
     first confident frontal frame of the tracked face. `progress(done)` after each frame."""
     detections: list[list[Detection]] = []
     with FaceDetector() as detector:
         for image in images:
-            detections.append(detector.detect(image))
+            with step("detect faces"):
+                detections.append(detector.detect(image, size))
             progress(len(detections))
     n = len(detections)
     width, height = size

@@ -12,6 +12,11 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return batch / 127.5 - 1.0
 
 
+def device_images(batch: torch.Tensor) -> torch.Tensor:
+    """`to_images`' levels (0..255, whole numbers) as floats, left where they are (a GPU's paste-back)."""
+    return ((batch.clamp(-1, 1) + 1) * 127.5).round()
+
+
 def to_images(batch: torch.Tensor) -> np.ndarray:
     """(N,3,H,W) about [-1,1] -> uint8 RGB; a fixed mapping, so frames of one clip never flicker in level."""
     return ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

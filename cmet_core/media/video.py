@@ -7,17 +7,82 @@ variable) and duration.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+import logging
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Literal, cast
 
 import av
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.yuv import Image, Yuv420
+from cmet_core.meter import step
+
+log = logging.getLogger(__name__)
+
+VideoEncoder = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc", "av1_nvenc"]
+"""`auto`: NVENC's H.264 on a CUDA worker whose driver offers it, else libx264; the NVENC HEVC and AV1
+encoders only when named."""
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]
+DEFAULT_PRESET: X264Preset = "superfast"
+"""Measured by `bench/data_path.py` at 1080p, CRF 18, one thread: `medium` 108 ms of CPU a frame and 52.4 dB
+PSNR against the input, `superfast` 31 ms, 52.2 dB, twice the bytes; `veryfast` 41 ms, medium's size, 51.2 dB."""
+NVENC_PRESET = "p4"
+"""NVENC's middle preset (p1 fastest .. p7 best): its speed is the GPU's, the CPU only feeds it frames."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the output video is encoded: the encoder (resolved, never `auto`), x264's preset, the quality."""
+
+    encoder: str = "libx264"
+    preset: X264Preset = DEFAULT_PRESET
+    crf: int = 18
+
+    def options(self) -> dict[str, object]:
+        """The encoder's options: CRF and preset for libx264, constant quality `cq` for NVENC."""
+        if self.encoder == "libx264":
+            return {"crf": str(self.crf), "preset": self.preset}
+        return {"preset": NVENC_PRESET, "rc": "vbr", "cq": str(self.crf), "b": "0"}
+
+
+@lru_cache(maxsize=8)
+def encoder_opens(name: str) -> bool:
+    """Whether this process can open the encoder `name` (NVENC needs a GPU and its driver, not only the codec)."""
+    try:
+        context = cast(av.VideoCodecContext, av.CodecContext.create(name, "w"))
+        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.open()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def choose_encoding(encoder: VideoEncoder, preset: X264Preset, crf: int, cuda: bool) -> Encoding:
+    """The operator's encoder for this process: `auto` is NVENC's H.264 where the edit runs on CUDA and the
+    driver opens it; a named NVENC encoder that does not open falls back to libx264 with one log line."""
+    wanted = ("h264_nvenc" if cuda else "libx264") if encoder == "auto" else encoder
+    if wanted != "libx264" and not encoder_opens(wanted):
+        if encoder != "auto" or cuda:
+            log.warning("%s does not open here (no NVIDIA GPU or driver): encoding with libx264", wanted)
+        wanted = "libx264"
+    return Encoding(wanted, preset, crf)
+
+
+_codec_threads = 0
+"""Threads of each decoder and encoder opened from now on; 0: the codec's own choice (every core)."""
+
+
+def set_codec_threads(threads: int) -> None:
+    """The process's thread policy for codecs (`cmet_core/threads.py`)."""
+    global _codec_threads
+    _codec_threads = threads
 
 
 class MediaError(InputError):
@@ -58,6 +123,16 @@ class DecodedFrame:
     image: np.ndarray  # (H, W, 3) uint8 RGB, upright
 
 
+@dataclass
+class PlanesFrame:
+    """A decoded frame as the decoder's planes where they can be kept (`yuv.Yuv420`), else upright RGB."""
+
+    index: int
+    pts: int | None
+    time_s: float
+    image: Image
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise MediaError(ErrorCode.NOT_FOUND, f"{path}: no such file")
@@ -67,9 +142,15 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(ErrorCode.NOT_MEDIA, f"{path}: not a media file PyAV can read ({exc})") from None
 
 
-def upright(frame: av.VideoFrame) -> np.ndarray:
-    """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied."""
-    image = frame.to_ndarray(format="rgb24")
+def upright(frame: av.VideoFrame, max_side: int | None = None) -> np.ndarray:
+    """RGB pixels as displayed: the stream's display-matrix rotation (counter-clockwise degrees) applied;
+    `max_side`: scaled down in the same conversion so that neither side is longer (a detector's input)."""
+    scale = 1.0 if max_side is None else max_side / max(frame.width, frame.height)
+    if scale < 1:
+        size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
+        image = frame.reformat(format="rgb24", interpolation="AREA", **size).to_ndarray()
+    else:
+        image = frame.to_ndarray(format="rgb24")
     turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
@@ -147,18 +228,38 @@ def probe(
     return info
 
 
-def read_frames(path: Path | str, wanted: Container[int] | None = None) -> Iterator[DecodedFrame]:
+def read_frames(
+    path: Path | str, wanted: Container[int] | None = None, *, max_side: int | None = None
+) -> Iterator[DecodedFrame]:
     """Decodes the first video stream in presentation order, one upright RGB frame at a time; with `wanted`,
-    only the frames of those indices are converted and given (a sampler's, which skips the rest cheaply).
+    only the frames of those indices are converted and given (a sampler's, which skips the rest cheaply);
+    `max_side`: each scaled down so that neither side is longer (the face pass needs no more)."""
+    for index, pts, time_s, frame in _decoded(Path(path), rough=max_side is not None):
+        if wanted is None or index in wanted:
+            yield DecodedFrame(index, pts, time_s, upright(frame, max_side))
+
+
+def read_planes(path: Path | str) -> Iterator[PlanesFrame]:
+    """As `read_frames`, each frame the decoder's planes where `Yuv420` keeps them (no colour conversion)."""
+    for index, pts, time_s, frame in _decoded(Path(path)):
+        planes = Yuv420.of(frame)
+        yield PlanesFrame(index, pts, time_s, planes if planes is not None else upright(frame))
+
+
+def _decoded(path: Path, rough: bool = False) -> Iterator[tuple[int, int | None, float, av.VideoFrame]]:
+    """The first video stream's frames in presentation order: (index, pts, seconds, frame). `rough`: without
+    the deblocking filter (a fifth of H.264's decoding), for frames that are scaled down anyway.
 
     Every frame, given or skipped, has the first frame's size, which `probe` measured and the limits
     accepted: a stream whose size changes (64x64, then 4K) is refused at the first frame that differs,
     before any work is done at a size no limit checked."""
-    path = Path(path)
     size: tuple[int, int] | None = None
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = _codec_threads
+        if rough:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         tb = stream.time_base or Fraction(1, 90000)
         try:
             for index, frame in enumerate(container.decode(stream)):
@@ -169,10 +270,8 @@ def read_frames(path: Path | str, wanted: Container[int] | None = None) -> Itera
                         f"{path}: frame {index} is {frame.width}x{frame.height}, but the video starts at "
                         f"{size[0]}x{size[1]}; a video whose frame size changes cannot be edited",
                     )
-                if wanted is not None and index not in wanted:
-                    continue
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
-                yield DecodedFrame(index=index, pts=frame.pts, time_s=time_s, image=upright(frame))
+                yield index, frame.pts, time_s, frame
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
 
@@ -183,7 +282,7 @@ def video_stream(
     like: VideoInfo,
     size: tuple[int, int],
     pix_fmt: str,
-    options: dict[str, object],
+    options: Mapping[str, object],
 ) -> av.VideoStream:
     """An encoder whose stream and codec both count time in the input's time base, so each frame keeps its
     input timestamp exactly. A codec left on 1/declared-rate rounds timestamps onto that grid: where the
@@ -194,23 +293,25 @@ def video_stream(
     stream.pix_fmt = pix_fmt
     stream.time_base = like.time_base
     stream.codec_context.time_base = like.time_base
-    stream.options = options
+    stream.options = dict(options)
     return stream
 
 
 class VideoWriter:
-    """H.264 (yuv420p) + AAC mp4 with faststart; audio is taken from `audio_from` and interleaved.
+    """H.264 (yuv420p; HEVC or AV1 where the operator names NVENC's) + AAC mp4 with faststart; audio is taken
+    from `audio_from` and interleaved.
 
     Odd frame sizes are padded by one edge pixel, because yuv420p needs even dimensions.
     """
 
-    def __init__(self, path: Path | str, like: VideoInfo, audio_from: Path | None = None, crf: int = 18) -> None:
+    def __init__(
+        self, path: Path | str, like: VideoInfo, audio_from: Path | None = None, encoding: Encoding = Encoding()
+    ) -> None:
         self.path = Path(path)
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
         size = (like.width + like.width % 2, like.height + like.height % 2)
-        self.video = video_stream(
-            self.container, "libx264", like, size, "yuv420p", {"crf": str(crf), "preset": "medium"}
-        )
+        self.video = video_stream(self.container, encoding.encoder, like, size, "yuv420p", encoding.options())
+        self.video.thread_count = _codec_threads
         self.time_base = like.time_base
         self.frame_period = 1 / like.fps
         self._next_index = 0
@@ -218,24 +319,38 @@ class VideoWriter:
         if audio_from is not None and like.has_audio:
             self._audio = _AudioTranscoder(Path(audio_from), self.container)
 
-    def write(self, image: np.ndarray, pts: int | None = None) -> None:
-        h, w = image.shape[:2]
-        if (w, h) != (self.video.width, self.video.height):
-            image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    def write(self, image: Image, pts: int | None = None) -> None:
+        """One frame: RGB (converted here) or planes of the stream's size (encoded as they are)."""
+        if isinstance(image, Yuv420):
+            frame = av.VideoFrame.from_ndarray(image.data, format="yuv420p")
+        else:
+            frame = self._from_rgb(image)
         frame.pts = pts if pts is not None else round(self._next_index * self.frame_period / self.time_base)
         frame.time_base = self.time_base
         self._next_index += 1
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
+        with step("encode"):
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
         if self._audio is not None:
-            self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
+            with step("audio"):
+                self._audio.pump(until_s=float(frame.pts * self.time_base) + 1.0)
+
+    def _from_rgb(self, image: np.ndarray) -> av.VideoFrame:
+        h, w = image.shape[:2]
+        if (w, h) != (self.video.width, self.video.height):
+            image = np.pad(image, ((0, self.video.height - h), (0, self.video.width - w), (0, 0)), mode="edge")
+        with step("colour"):
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
+                format=self.video.pix_fmt
+            )
 
     def close(self) -> None:
-        for packet in self.video.encode(None):
-            self.container.mux(packet)
+        with step("encode"):
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
         if self._audio is not None:
-            self._audio.pump(until_s=None)
+            with step("audio"):
+                self._audio.pump(until_s=None)
             self._audio.close()
         self.container.close()
 

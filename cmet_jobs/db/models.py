@@ -52,6 +52,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     webhook_secret: Mapped[str] = mapped_column(String(120))
+    # the secret before the last rotation, which still signs deliveries (beside the new one) until then
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(120), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=4)
     max_submissions_per_minute: Mapped[int] = mapped_column(Integer, default=60)
     created_at: Mapped[datetime] = mapped_column(default=now)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -21,7 +21,7 @@ from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
-from service import offload
+from service import offload, prefer
 from service.deps import KeyDep, NotifierDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
@@ -141,8 +141,24 @@ def _submit(
     "",
     status_code=202,
     response_model=schemas.Job,
-    openapi_extra=_BODY_DOC,
-    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    openapi_extra=_BODY_DOC | {"parameters": [prefer.HEADER_DOC]},
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "With `Prefer: wait=N`: the job ended within N seconds (any final state). With "
+            "`dry_run: true`: the estimate; nothing was stored.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Job"},
+                            {"$ref": "#/components/schemas/EditEstimate"},
+                        ]
+                    }
+                }
+            },
+        },
+    },
 )
 async def create_edit(
     request: Request,
@@ -152,14 +168,20 @@ async def create_edit(
     settings: SettingsDep,
     storage: StorageDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> schemas.Job:
-    """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job."""
+) -> schemas.Job | JSONResponse:
+    """Queue an edit; 202 with the job and its `Location`. Same `Idempotency-Key` and body -> the same job.
+    With `Prefer: wait=N`, 200 and the finished job if it ends within N seconds."""
     body, singles, speech = await _read_body(request)
-    job = await offload.submission(
-        request, key.id, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
-    )
+    try:
+        job = await offload.submission(
+            request, key.id, _submit, session, settings, storage, key, body, singles, speech, idempotency_key
+        )
+    except submissions.Estimated as dry:
+        return JSONResponse(dry.answer.model_dump(mode="json"))
     response.headers["Location"] = f"/v1/edits/{job.id}"
-    return jobs.to_schema(job, storage)
+    shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_schema)
+    assert isinstance(shown, schemas.Job)
+    return shown
 
 
 @router.get("/{job_id}", response_model=schemas.Job)
@@ -187,8 +209,7 @@ def edit_events(
     ends its streams."""
     submissions.owned(session, key, job_id)
     body = events.stream(notifier, storage, notifier.watch(key.id, job_id))
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=headers)
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 
 @router.get("", response_model=schemas.JobList)

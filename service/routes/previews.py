@@ -8,20 +8,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import jobs, previews, schemas, submissions
+from cmet_jobs import events, jobs, previews, schemas, submissions
 from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
-from service import offload
-from service.deps import KeyDep, SessionDep, SettingsDep, StorageDep
+from service import offload, prefer
+from service.deps import KeyDep, NotifierDep, SessionDep, SettingsDep, StorageDep
 from service.inputs import save_upload, scratch_prefix
 from service.problems import invalid_request
 
@@ -102,8 +103,14 @@ def _submit(
     "",
     status_code=202,
     response_model=schemas.Preview,
-    openapi_extra=_BODY_DOC,
-    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    openapi_extra=_BODY_DOC | {"parameters": [prefer.HEADER_DOC]},
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "With `Prefer: wait=N`: the preview ended within N seconds (any final state).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Preview"}}},
+        },
+    },
 )
 async def create_preview(
     request: Request,
@@ -121,7 +128,9 @@ async def create_preview(
         request, key.id, _submit, session, settings, storage, key, body, video, idempotency_key
     )
     response.headers["Location"] = f"/v1/previews/{job.id}"
-    return jobs.to_preview(job, storage)
+    shown = await prefer.answer(request.headers.get("prefer"), settings, storage, job, response, jobs.to_preview)
+    assert isinstance(shown, schemas.Preview)
+    return shown
 
 
 @router.get("/{job_id}", response_model=schemas.Preview)
@@ -129,6 +138,29 @@ def get_preview(job_id: str, key: KeyDep, session: SessionDep, storage: StorageD
     """The preview; once it succeeded, `sheet_url` and `cells` (a sheet) or `output_url` (a clip) are
     downloads signed anew on every read."""
     return jobs.to_preview(submissions.owned(session, key, job_id, family=submissions.PREVIEWS), storage)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events `state`, `progress` and, last, `result` (or `error` if the preview "
+            "was deleted), each with the preview as JSON in `data`.",
+            "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+def preview_events(
+    job_id: str, key: KeyDep, session: SessionDep, notifier: NotifierDep, storage: StorageDep
+) -> StreamingResponse:
+    """Follow a preview without polling, as `GET /v1/edits/{id}/events` follows an edit (the same limit
+    of open streams per key)."""
+    family = submissions.PREVIEWS
+    submissions.owned(session, key, job_id, family=family)
+    watch = notifier.watch(key.id, job_id)
+    body = events.stream(notifier, storage, watch, jobs.to_preview, family.missing)
+    return StreamingResponse(body, media_type=events.MEDIA_TYPE, headers=events.HEADERS)
 
 
 @router.get("", response_model=schemas.PreviewList)

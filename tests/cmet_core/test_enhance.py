@@ -94,7 +94,9 @@ def test_restored_edit_keeps_frames_size_and_the_frame_around_the_face(edits: di
     assert "enhance" in on.stage_seconds and "enhance" not in off.stage_seconds
     a, b = _frames(off_path), _frames(on_path)
     diff = np.abs(a - b).mean(-1)
-    assert diff[:, :60, :60].mean() < 1.0 and diff[:, :60, -60:].mean() < 1.0 and diff[:, -40:, :].mean() < 1.0
+    # away from the face they differ by one RGB round trip: the plain edit passes the decoder's planes through
+    # untouched (`media/yuv.py`), the restorer works on whole RGB frames
+    assert diff[:, :60, :60].mean() < 1.5 and diff[:, :60, -60:].mean() < 1.5 and diff[:, -40:, :].mean() < 1.5
     assert diff[:, 170:280, 170:280].mean() > 5.0  # the face was restored
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from cmet_core.errors import InputError
-from cmet_core.media.video import MediaError, VideoInfo, VideoWriter, probe, read_frames
+from cmet_core.media.video import Encoding, MediaError, VideoInfo, VideoWriter, encoder_opens, probe, read_frames
 from cmet_core.options import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS_PER_SECOND, EditChoices, Limits, probe_input
 from tests.media_factory import make_dense_video, make_video
 
@@ -142,3 +143,28 @@ def test_source_frame_is_checked_against_the_probe(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         probe_input(clip, EditChoices(source_frame=10), Limits())
     assert err.value.code == "bad_source_frame" and "frames 0-9" in str(err.value)
+
+
+def test_the_operator_picks_encoder_and_preset_and_a_missing_nvenc_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the CPU `auto` is libx264 without a word; NVENC named (or auto on a CUDA edit) where the driver
+    cannot open it falls back to libx264 with one log line. Runs where no NVIDIA driver is: CI."""
+    if encoder_opens("h264_nvenc"):
+        pytest.skip("this machine opens NVENC: the fallback cannot happen here")
+    assert Limits().encoding(cuda=False) == Encoding("libx264", "superfast", 18)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        chosen = Limits(encoder="hevc_nvenc", preset="veryfast", crf=20).encoding(cuda=True)
+    assert chosen == Encoding("libx264", "veryfast", 20)
+    assert [r.getMessage() for r in caplog.records] == [
+        "hevc_nvenc does not open here (no NVIDIA GPU or driver): encoding with libx264"
+    ]
+    src = make_video(tmp_path / "in.mp4", frames=5, size=(64, 48))
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, probe(src), encoding=chosen) as writer:
+        for frame in read_frames(src):
+            writer.write(frame.image, frame.pts)
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert (stream.codec_context.name, stream.frames) == ("h264", 5)

@@ -487,3 +487,25 @@ def test_post_json_is_guarded(srv: Served) -> None:
             call()
         assert err.value.code == code
     assert srv.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "named"),
+    [
+        ("http://127.0.0.1:9/hook", "url_scheme", True),  # a receiver on the same machine
+        ("https://10.0.0.7/hook", "url_private_address", True),
+        ("https://169.254.169.254/latest/meta-data/", "url_private_address", False),  # refused even with it
+        ("https://127.0.0.1/a.mp4", "url_fetch_failed", False),  # not an address refusal
+    ],
+)
+def test_a_refusal_names_the_setting_only_where_it_would_help(url: str, code: str, named: bool) -> None:
+    from cmet_core.errors import ErrorCode
+    from cmet_jobs.settings import JobsSettings
+    from cmet_jobs.submissions import refused_url
+
+    shut = refused_url(JobsSettings(allow_private_urls=False), url, ErrorCode(code), "refused")
+    assert shut.code == code and ("CMET_ALLOW_PRIVATE_URLS=true" in shut.detail) is named
+    assert (
+        "CMET_ALLOW_PRIVATE_URLS"
+        not in refused_url(JobsSettings(allow_private_urls=True), url, ErrorCode(code), "x").detail
+    )

@@ -185,3 +185,19 @@ def test_retry_after() -> None:
     assert retry_after_seconds("Fri, 01 May 2026 11:00:00 GMT", now) == 0.0  # in the past: now
     for bad in [None, "", "-5", "1.5", "soon", "Fri, 99 May 2026 12:00:00 GMT"]:
         assert retry_after_seconds(bad, now) is None, bad
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_only_in_its_grace_period() -> None:
+    from datetime import timedelta
+
+    from cmet_jobs.db.models import ApiKey, now
+    from cmet_jobs.keys import signing_secrets
+
+    old, new = new_secret(), new_secret()
+    key = ApiKey(webhook_secret=new, previous_webhook_secret=old, previous_secret_until=now() + timedelta(hours=1))
+    assert signing_secrets(key) == [new, old]
+    signed = headers(new, "msg_1", 1_700_000_000, b"{}", also=[old])
+    for secret in (old, new):
+        verify(secret, signed, b"{}", now=1_700_000_000)
+    key.previous_secret_until = now() - timedelta(seconds=1)
+    assert signing_secrets(key) == [new]

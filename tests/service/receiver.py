@@ -20,6 +20,7 @@ class Call:
     body: dict[str, Any]
     verified: bool
     answered: int
+    raw: bytes = b""
 
 
 @dataclass
@@ -51,7 +52,7 @@ def webhook_receiver(secret: str, port: int = 0) -> Iterator[Receiver]:
                 verified = False
             with receiver.lock:
                 status = receiver.script.pop(0) if receiver.script else 200
-                receiver.calls.append(Call(headers, json.loads(raw), verified, status))
+                receiver.calls.append(Call(headers, json.loads(raw), verified, status, raw))
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

@@ -35,3 +35,21 @@ print(heavy)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_webhook_event_is_documented_with_its_headers_and_a_valid_example() -> None:
+    import yaml
+
+    from cmet_jobs.schemas import ALL_EVENTS, EditEvent, PreviewEvent
+
+    hooks = yaml.safe_load(ROOT_FILE.read_text())["webhooks"]
+    assert sorted(hooks) == sorted(ALL_EVENTS)
+    for event, operations in hooks.items():
+        post = operations["post"]
+        headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, event
+        body = post["requestBody"]["content"]["application/json"]
+        model = EditEvent if event.startswith("edit.") else PreviewEvent
+        assert body["schema"]["$ref"].endswith(model.__name__)
+        assert model.model_validate(body["example"]).type == event
+        assert "CMET_WEBHOOK_TIMEOUT_S" in post["description"] and "whsec_" in post["description"]

@@ -32,9 +32,14 @@ def test_plan_devices() -> None:
 
 
 def test_each_gpu_worker_sees_only_its_device() -> None:
-    env = DeviceSlot("gpu1", 1).environment(9900)
-    assert env == {"CMET_WORKER_METRICS_PORT": "9900", "CUDA_VISIBLE_DEVICES": "1", "CMET_DEVICE": "cuda:0"}
-    assert DeviceSlot("cpu", None).environment(0)["CUDA_VISIBLE_DEVICES"] == ""
+    env = DeviceSlot("gpu1", 1).environment(9900, 4)
+    assert env == {
+        "CMET_WORKER_METRICS_PORT": "9900",
+        "CMET_NUM_THREADS": "4",
+        "CUDA_VISIBLE_DEVICES": "1",
+        "CMET_DEVICE": "cuda:0",
+    }
+    assert DeviceSlot("cpu", None).environment(0, 1)["CUDA_VISIBLE_DEVICES"] == ""
     assert DeviceSlot("gpu1", 1).queues("cmet-edits") == ["cmet-edits", "cmet-edits.gpu1"]
 
 
