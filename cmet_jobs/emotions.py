@@ -7,7 +7,6 @@ custom emotion is usable in names and blends exactly like a built-in one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cmet_core.emotion.library import EmotionEntry, EmotionLibrary, load_builtin_library
+from cmet_core.emotion.library import EMOTION_NAME, EmotionEntry, EmotionLibrary, load_builtin_library
 from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode
 from cmet_jobs import queue, quota
@@ -26,7 +25,7 @@ from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import EmotionState
 from cmet_jobs.storage import Storage
 
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME = EMOTION_NAME
 
 BUILD = "cmet.build_emotion"
 
@@ -51,7 +50,7 @@ def resolve_id(session: Session, key_id: str, spec: str) -> str:
 
 
 def check_name(name: object) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise RequestError(
             ErrorCode.BAD_EMOTION_NAME,
             "`name` must be lower-case letters, digits, '_' or '-', starting with a letter (at most 64)",

@@ -13,7 +13,7 @@ import av
 from cmet_core.emotion.library import EmotionLibrary, UnknownEmotionError, resolve
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.mel import FPS as LIP_FPS
-from cmet_core.media.photo import photo_size
+from cmet_core.media.photo import looks_like_photo, photo_size
 from cmet_core.media.speech_track import check_track
 from cmet_core.media.video import VideoInfo
 from cmet_core.options import EditChoices, Limits, probe_input
@@ -85,8 +85,10 @@ def _container(head: bytes) -> str | None:
 
 
 def _is_image(head: bytes) -> bool:
-    """The photo formats an animated photo may come in (JPEG, PNG, WebP)."""
-    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    """A photo to animate: what `is_photo` takes as a part (any image PIL reads: JPEG, PNG, WebP, GIF,
+    TIFF, ...), from the first bytes; a JPEG whose header runs past them (a large EXIF block) by its
+    signature."""
+    return head.startswith(b"\xff\xd8\xff") or looks_like_photo(head)
 
 
 def sniff_asset(head: bytes, kind: str, name: str) -> None:

@@ -5,13 +5,15 @@ would end with, before anything is submitted. Face detection runs a model (Media
 API never does (its image has none), so the API queues `PROBE` for an edit worker by asset id, on
 the preview queue that every worker takes from first (a probe is seconds of work, like a
 preview); the worker stores the answer as JSON beside the asset in storage (`result_key`, under
-the asset's own key, so deleting or expiring the asset removes it too), and
+the asset's own key, so deleting or expiring the asset removes it too, and named for the file it
+measured, so a new PUT to the asset never shows the old file's answer), and
 `GET /v1/uploads/{id}/probe` reads it back: `pending` until it is there. No table is needed:
 the answer is a cache of a pure function of the file, and asking again recomputes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -36,8 +38,18 @@ PROBE_FRAMES = 12
 MAX_ANSWER_BYTES = 16_384
 
 
-def result_key(asset: Asset) -> str:
-    return asset.storage_key + ".probe.json"
+FINGERPRINT_BYTES = 65_536
+
+
+def result_key(asset: Asset, fingerprint: str = "") -> str:
+    """Where the answer for the file whose `fingerprint` it is lies; without one, the prefix of all answers."""
+    return f"{asset.storage_key}.probe{'-' + fingerprint + '.json' if fingerprint else ''}"
+
+
+def fingerprint(size: int, head: bytes) -> str:
+    """The file an answer belongs to: its size and first bytes. A new PUT to the asset (another file)
+    finds no answer under its own fingerprint, so a stale one is never shown as the new file's."""
+    return hashlib.sha256(str(size).encode() + b"/" + head[:FINGERPRINT_BYTES]).hexdigest()[:32]
 
 
 def request(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, asset_id: str) -> schemas.Probe:
@@ -56,7 +68,10 @@ def request(session: Session, settings: JobsSettings, storage: Storage, key: Api
 def read(session: Session, storage: Storage, key: ApiKey, asset_id: str) -> schemas.Probe:
     """The stored answer for the caller's asset, `pending` while there is none."""
     asset = uploads.owned(session, key, asset_id)
-    where = result_key(asset)
+    size = storage.size(asset.storage_key)
+    if size is None:
+        return schemas.Probe(state="pending")
+    where = result_key(asset, fingerprint(size, storage.head(asset.storage_key, FINGERPRINT_BYTES)))
     if storage.size(where) is None:
         return schemas.Probe(state="pending")
     try:
@@ -110,5 +125,7 @@ def run(settings: JobsSettings, storage: Storage, asset_id: str, work: Path) -> 
     answer = measure(source, settings.limits())
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as out:
         json.dump(answer.model_dump(mode="json", exclude_none=True), out)
-    storage.put_file(result_key(asset), Path(out.name), "application/json")
+    with source.open("rb") as file:
+        measured = fingerprint(source.stat().st_size, file.read(FINGERPRINT_BYTES))
+    storage.put_file(result_key(asset, measured), Path(out.name), "application/json")
     return answer.state

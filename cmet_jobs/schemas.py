@@ -30,6 +30,13 @@ def _default_events() -> list[WebhookEvent]:
     return [e for e in ALL_EVENTS if e != "edit.progress"]
 
 
+def _only_events_of(events: list[WebhookEvent], kind: str) -> None:
+    """A subscription to events the job never sends is refused: it would be accepted and never fire."""
+    other = [e for e in events if not e.startswith(f"{kind}.")]
+    if other:
+        raise ValueError(f"this job sends only {kind}.* events, never {', '.join(other)}")
+
+
 class SegmentSpeech(BaseModel):
     """A timeline segment's target taken from speech clips: uploaded assets and/or URLs."""
 
@@ -110,6 +117,12 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
                 raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
         return self
 
+    @model_validator(mode="after")
+    def _events_of_its_kind(self) -> EditCreate:
+        if "webhook_events" in self.model_fields_set:  # the default names both kinds: an edit may be a clip
+            _only_events_of(self.webhook_events, "preview" if self.preview_s is not None else "edit")
+        return self
+
 
 class PreviewCreate(SheetChoice, FaceChoice):
     """A new contact sheet: one frame of the video (`frame`, default the identity source frame) under each
@@ -129,6 +142,7 @@ class PreviewCreate(SheetChoice, FaceChoice):
     def _one_video_reference(self) -> PreviewCreate:
         if self.video_url is not None and self.video_asset is not None:
             raise ValueError("give the video once: video_url or video_asset (or the multipart part `video`)")
+        _only_events_of(self.webhook_events, "preview")
         return self
 
 

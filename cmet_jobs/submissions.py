@@ -137,6 +137,12 @@ def _check_dub(submission: Submission) -> bool | None:
         )
     except InputError as exc:
         raise RequestError(exc.code, str(exc)) from None
+    if body.preview_s is not None and (body.lips == "speech" or photo or any(given.values())):
+        # the worker's editor refuses these too (`Editor.edit`); here they cost the user no queue wait
+        raise RequestError(
+            ErrorCode.BAD_PREVIEW_WINDOW,
+            "clip previews of dubs (lips: speech, a photo, a speech track or a pose video) are not offered",
+        )
     return photo
 
 

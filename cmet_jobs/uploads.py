@@ -150,7 +150,7 @@ def sweep_strays(session: Session, storage: Storage) -> int:
     """Delete the objects under `assets/` that break their record: those no asset record owns (a PUT to a
     deleted asset's URL, valid until it expires, recreates the file) and those over their asset's size
     limit (a presigned S3 PUT cannot carry one: the size is checked here and before every use). An
-    asset's own files are `assets/<key>/<asset id>` and files beside it (`<asset id>.probe.json`)."""
+    asset's own files are `assets/<key>/<asset id>` and files beside it (`<asset id>.probe-<fingerprint>.json`)."""
     objects = [(key, key.rsplit("/", 1)[-1], size) for key, size in storage.listing(ASSETS_PREFIX)]
     owners = {name.split(".", 1)[0] for _, name, _ in objects}
     rows = session.execute(select(Asset.id, Asset.max_bytes).where(Asset.id.in_(owners)))

@@ -39,6 +39,8 @@ def limit_for(settings: JobsSettings, method: str, path: str, content_type: str)
     multipart = content_type.split(";")[0].strip().lower() == "multipart/form-data"
     if method == "POST" and route == "/v1/edits" and multipart:
         return settings.max_video_bytes + MAX_SPEECH_CLIPS * settings.max_speech_bytes + FORM_FIELDS
+    if method == "POST" and route == "/v1/previews" and multipart:  # a contact sheet's one video part
+        return settings.max_video_bytes + FORM_FIELDS
     if method == "POST" and route == "/v1/emotions" and multipart:
         return MAX_SPEECH_CLIPS * settings.max_speech_bytes + FORM_FIELDS
     if method == "PUT" and path.startswith("/v1/files/"):  # signed local uploads; each asset checks its own limit too

@@ -117,3 +117,64 @@ def make_speech(path: Path, wav_16k: np.ndarray, rate: int = 44100, codec: str =
             out.mux(stream.encode(part))
         out.mux(stream.encode(None))
     return path
+
+
+def retime(src: Path, path: Path, times: list[float]) -> Path:
+    """The first `len(times)` frames of `src` re-encoded at `times` (seconds), its audio stream-copied.
+
+    Uneven times make a variable-frame-rate clip; frames at the real rate with the last one held longer are
+    a clip trimmed by stream copy, whose declared average rate (frames / duration) is below the real rate.
+    No B-frames, as in most phone and screen recordings."""
+    from fractions import Fraction
+
+    import av
+
+    from cmet_core.media.video import read_frames
+
+    tb = Fraction(1, 12800)
+    with av.open(str(src)) as source, av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.pix_fmt, video.options = "yuv420p", {"bf": "0"}
+        video.time_base = video.codec_context.time_base = tb
+        audio = out.add_stream_from_template(source.streams.audio[0]) if source.streams.audio else None
+        images = [decoded.image for decoded, _ in zip(read_frames(src), times, strict=False)]
+        video.height, video.width = images[0].shape[:2]
+        for image, at in zip(images, times, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(at / tb), tb
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio is not None:
+            for packet in source.demux(source.streams.audio[0]):
+                if packet.dts is not None:
+                    packet.stream = audio
+                    out.mux(packet)
+    return path
+
+
+def make_size_change(path: Path, first: np.ndarray, then: tuple[int, int], frames: int) -> Path:
+    """A Matroska MJPEG clip whose frame 0 is the image `first` and whose other `frames - 1` frames are grey
+    `then` (width, height): each JPEG packet carries its own size, as an H.264 stream may in a new SPS."""
+    from fractions import Fraction
+
+    import av
+
+    def jpeg(image: np.ndarray) -> bytes:
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.height, encoder.width = image.shape[:2]
+        encoder.pix_fmt, encoder.time_base = "yuvj420p", Fraction(1, 25)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuvj420p")
+        return bytes(encoder.encode(frame)[0])
+
+    packets = [jpeg(first), jpeg(np.full((then[1], then[0], 3), 128, np.uint8))]
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = "yuvj420p"
+        for i in range(frames):
+            packet = av.Packet(packets[min(i, 1)])
+            packet.stream, packet.time_base = stream, Fraction(1, 25)
+            packet.pts = packet.dts = i
+            packet.duration, packet.is_keyframe = 1, True
+            out.mux(packet)
+    return path

@@ -37,6 +37,30 @@ LOCKLESS_AFTER_S = MAX_TASK_S + 600.0
 _NAME = re.compile(r"^cmet-[a-z]+_[0-9a-f]{32}-[0-9a-z_]+$")  # a record id: edt_<hex>, emo_<hex>
 
 
+_INPUT_NAMES = {
+    "video": "the video",
+    "speech_track": "the speech track",
+    "pose_video": "the pose video",
+    "window.mov": "the preview window of the video",
+}
+_SPEECH_CLIP = re.compile(r"^speech(\d+)$")
+
+
+def public_message(message: str, root: Path) -> str:
+    """A failed job's message as its owner reads it: every path under the scratch root (where the worker
+    keeps a job's copies of its inputs) becomes the name of the input it holds. A server path tells the
+    user nothing and an attacker where the workers keep their files."""
+    paths = re.compile(re.escape(str(root)) + r"/[^\s:'\"]+")
+    return paths.sub(lambda found: _input_name(Path(found.group())), message)
+
+
+def _input_name(path: Path) -> str:
+    clip = _SPEECH_CLIP.match(path.name)
+    if clip:
+        return f"speech clip {int(clip.group(1)) + 1}"
+    return _INPUT_NAMES.get(path.name, "an intermediate file of the job")
+
+
 @contextmanager
 def job_folder(root: Path, record_id: str) -> Iterator[Path]:
     """An empty folder for one job's files, removed at the end; locked for as long as this process runs it."""

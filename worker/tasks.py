@@ -279,7 +279,8 @@ def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
         ending = ending_for(exc, soft)
         if ending.drop_output:
             storage.delete_prefix(jobs.output_key(job_id))
-        _finish(settings, job_id, ending.state, ending.code, ending.message)
+        message = scratch.public_message(ending.message, settings.scratch_root) if ending.message else None
+        _finish(settings, job_id, ending.state, ending.code, message)
         return ending.state.value
     finally:
         watchdog.cancel()

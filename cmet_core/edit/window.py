@@ -19,8 +19,11 @@ import av
 import numpy as np
 
 from cmet_core.errors import ErrorCode, InputError
-from cmet_core.media.video import MediaError, VideoInfo, read_frames
+from cmet_core.media.video import MediaError, VideoInfo, read_frames, video_stream
 from cmet_core.options import EditChoices, Limits, probe_input
+
+LOSSLESS: dict[str, object] = {"qp": "0", "preset": "ultrafast"}
+"""libx264rgb at qp 0: the cut holds the input's decoded pixels exactly."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def cut(src: Path, dst: Path, info: VideoInfo, start_s: float, length_s: float) 
     start_time, end_time = 0.0, 0.0
     period = 1 / float(info.fps)
     with av.open(str(dst), mode="w", format="mov") as out:
-        video = _video_stream(out, info)
+        video = video_stream(out, "libx264rgb", info, (info.width, info.height), "rgb24", LOSSLESS)
         audio = _audio_stream(src, out) if info.has_audio else None
         for frame in read_frames(src):
             t0 = frame.time_s if t0 is None else t0
@@ -65,14 +68,6 @@ def cut(src: Path, dst: Path, info: VideoInfo, start_s: float, length_s: float) 
         if audio is not None:
             _copy_audio(src, out, audio, start_time, end_time)
     return Window(dst, first, kept, start_time - (t0 or 0.0), end_time - start_time)
-
-
-def _video_stream(out: av.container.OutputContainer, info: VideoInfo) -> av.VideoStream:
-    stream = out.add_stream("libx264rgb", rate=info.fps)
-    stream.width, stream.height, stream.pix_fmt = info.width, info.height, "rgb24"
-    stream.time_base = info.time_base
-    stream.options = {"qp": "0", "preset": "ultrafast"}
-    return stream
 
 
 def _write_video(

@@ -39,7 +39,8 @@ EXTENDED_SET = "gemini"
 MAX_INTENSITY = 2.0
 """Largest overall intensity accepted: far past 1 the connector sees vectors unlike any it was trained on."""
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+EMOTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+"""What an emotion may be called; used with `fullmatch` (`match` lets a trailing newline through)."""
 
 
 class EmotionKind(StrEnum):
@@ -266,7 +267,7 @@ def official_vector(neutral_dir: Path, target_dir: Path, n: int = 10, seed: int 
 
 
 def _check_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not EMOTION_NAME.fullmatch(name):
         raise ValueError(
             f"emotion name {name!r} must be lower-case letters, digits, '_' or '-', starting with a letter"
         )

@@ -7,6 +7,7 @@ No torch: the API tells photos from videos at submission the same way.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -18,13 +19,26 @@ from cmet_core.media.video import MediaError
 
 
 def is_photo(path: Path) -> bool:
-    """True for a file PIL recognises as an image (its header only is read)."""
+    """True for a file PIL recognises as an image (its header only is read), however large: a photo over
+    the pixel limit is refused as a photo (`bad_photo`), not tried as a video."""
+    return _recognised(path)
+
+
+def looks_like_photo(head: bytes) -> bool:
+    """`is_photo` on a file's first bytes (an uploaded asset's, read from storage): one rule for a photo,
+    whether it comes as a part or as an asset."""
+    return _recognised(io.BytesIO(head))
+
+
+def _recognised(source: Path | io.BytesIO) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 return bool(image.format)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        return True
+    except (UnidentifiedImageError, OSError, ValueError):
         return False
 
 
@@ -37,7 +51,9 @@ def photo_size(path: Path, max_pixels: float) -> tuple[int, int]:
                 w, h = image.size
                 if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn it by 90 degrees
                     w, h = h, w
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: over the limit of {max_pixels:.4g} pixels ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: not an image PIL can read ({exc})") from None
     if w * h > max_pixels:
         raise MediaError(ErrorCode.BAD_PHOTO, f"{path}: {w}x{h} is over the limit of {max_pixels:.4g} pixels")

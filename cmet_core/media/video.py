@@ -8,7 +8,7 @@ variable) and duration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -248,7 +248,12 @@ def read_planes(path: Path | str) -> Iterator[PlanesFrame]:
 
 def _decoded(path: Path, rough: bool = False) -> Iterator[tuple[int, int | None, float, av.VideoFrame]]:
     """The first video stream's frames in presentation order: (index, pts, seconds, frame). `rough`: without
-    the deblocking filter (a fifth of H.264's decoding), for frames that are scaled down anyway."""
+    the deblocking filter (a fifth of H.264's decoding), for frames that are scaled down anyway.
+
+    Every frame, given or skipped, has the first frame's size, which `probe` measured and the limits
+    accepted: a stream whose size changes (64x64, then 4K) is refused at the first frame that differs,
+    before any work is done at a size no limit checked."""
+    size: tuple[int, int] | None = None
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -258,10 +263,38 @@ def _decoded(path: Path, rough: bool = False) -> Iterator[tuple[int, int | None,
         tb = stream.time_base or Fraction(1, 90000)
         try:
             for index, frame in enumerate(container.decode(stream)):
+                size = size or (frame.width, frame.height)
+                if (frame.width, frame.height) != size:
+                    raise MediaError(
+                        ErrorCode.DECODE_FAILED,
+                        f"{path}: frame {index} is {frame.width}x{frame.height}, but the video starts at "
+                        f"{size[0]}x{size[1]}; a video whose frame size changes cannot be edited",
+                    )
                 time_s = float(frame.pts * tb) if frame.pts is not None else index / float(stream.average_rate or 25)
                 yield index, frame.pts, time_s, frame
         except av.error.FFmpegError as exc:
             raise MediaError(ErrorCode.DECODE_FAILED, f"{path}: decoding failed ({exc})") from None
+
+
+def video_stream(
+    out: av.container.OutputContainer,
+    codec: str,
+    like: VideoInfo,
+    size: tuple[int, int],
+    pix_fmt: str,
+    options: Mapping[str, object],
+) -> av.VideoStream:
+    """An encoder whose stream and codec both count time in the input's time base, so each frame keeps its
+    input timestamp exactly. A codec left on 1/declared-rate rounds timestamps onto that grid: where the
+    declared (average) rate is below the frames' real rate (a clip trimmed by stream copy, variable frame
+    rate), two frames round to one tick and the encoder refuses the second (EINVAL)."""
+    stream = cast(av.VideoStream, out.add_stream(codec, rate=like.fps))  # `codec` names a video encoder
+    stream.width, stream.height = size
+    stream.pix_fmt = pix_fmt
+    stream.time_base = like.time_base
+    stream.codec_context.time_base = like.time_base
+    stream.options = dict(options)
+    return stream
 
 
 class VideoWriter:
@@ -276,14 +309,8 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        # `encoding.encoder` names a video encoder
-        self.video = cast(av.VideoStream, self.container.add_stream(encoding.encoder, rate=like.fps))
-        self.video.width = like.width + like.width % 2
-        self.video.height = like.height + like.height % 2
-        self.video.pix_fmt = "yuv420p"
-        self.video.time_base = like.time_base
-        self.video.codec_context.time_base = like.time_base
-        self.video.options = dict(encoding.options())
+        size = (like.width + like.width % 2, like.height + like.height % 2)
+        self.video = video_stream(self.container, encoding.encoder, like, size, "yuv420p", encoding.options())
         self.video.thread_count = _codec_threads
         self.time_base = like.time_base
         self.frame_period = 1 / like.fps

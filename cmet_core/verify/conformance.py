@@ -21,7 +21,7 @@ from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
 from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
 from cmet_core.media import mel
-from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips
+from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips, smoothing_kernel
 from cmet_core.networks.connector import Connector, run_windows
 from cmet_core.networks.gfpgan import GFPGAN, face_to_tensor, restore_face
 from cmet_core.verify.fill import fill_module
@@ -175,6 +175,7 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
     yield grp.result()
 
     grp = Group("audio2lip.lip_smooth", tols["outputs"])
+    grp.compare("smooth_kernel", smoothing_kernel(), g["smooth_kernel"], exact)
     grp.compare("lip_smooth (from a2l_out)", smooth_lips(torch.from_numpy(g["a2l_out"])), g["lip_smooth"])
     grp.compare("lip_smooth (end to end)", smooth_lips(e2e), g["lip_smooth"])
     yield grp.result()
@@ -197,6 +198,7 @@ def _a_mode_groups(
     pred, per_frame = official_schedule(con, torch.from_numpy(g["av_ed_neu"]), torch.from_numpy(g["av_e2v"]), lip_len)
     grp.compare("av_pred_exp", pred, g["av_pred_exp"])
     grp.compare("av_exp_per_frame", per_frame, g["av_exp_per_frame"])
+    grp.compare("av_exp_per_frame (rows av_exp_source_row)", per_frame, pred.numpy()[g["av_exp_source_row"]])
     grp.compare("av_exp", per_frame[frames_idx], g["av_exp"])
     wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
     lips = smooth_lips(net(torch.from_numpy(mel.lip_windows(wav))[:, None])[0])
@@ -204,7 +206,14 @@ def _a_mode_groups(
     yield grp.result()
 
     grp = Group("audio2lip.av_alpha_pose", tols["av_alphas"])
-    pose = gen.compute_alpha_D(frames_tensor(g["av_pose_frames_u8"]))[1]
+    # the render loop's pose clamp: frame i takes pose frame min(i, len_pose - 1)
+    pose_idx = np.minimum(g["av_frame_idx"], int(g["av_len_pose"]) - 1)
+    grp.compare("av_pose_frame_idx (pose clamp)", pose_idx, g["av_pose_frame_idx"], tols["exact"])
+    decoded = [hashlib.sha256(np.ascontiguousarray(f).tobytes()).hexdigest() for f in g["av_pose_frames_u8"]]
+    same = [float(h == str(ref)) for h, ref in zip(decoded, g["video_frame_sha256"][pose_idx], strict=True)]
+    grp.compare("av_pose_frames_u8 (the decoded video's frames)", np.array(same), np.ones(len(same)), tols["exact"])
+    ed_neu, pose = gen.compute_alpha_D(frames_tensor(g["av_pose_frames_u8"]))[:2]
+    grp.compare("av_ed_neu (rows of the pose frames)", ed_neu, g["av_ed_neu"][pose_idx])
     grp.compare("av_alpha_pose", pose, g["av_alpha_pose"])
     yield grp.result()
 
@@ -294,10 +303,16 @@ def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[s
 
 def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
     """One restore per stored face (batch 1, fixed noise), compared level by level."""
+    import cv2  # deferred: cv2 (OpenCV), as in cmet_core.enhance
+
     faces = g["input_u8_512"]
     grp = Group("gfpgan.net_input", Tolerance())
-    for i, face in enumerate(faces):
+    for i, (small, face) in enumerate(zip(g["input_u8_256"], faces, strict=True)):
+        # `GFPGANer.enhance` on an aligned face: OpenCV's uint8 bilinear resize to 512, then the conversion
+        resized = cv2.resize(small, (face.shape[1], face.shape[0]), interpolation=cv2.INTER_LINEAR)
+        grp.compare(f"input_u8_512[{i}] (resized from input_u8_256)", resized, face)
         grp.compare(f"net_input[{i}]", face_to_tensor(face)[0], g["net_input"][i])
+        grp.compare(f"net_input[{i}] (from input_u8_256)", face_to_tensor(resized)[0], g["net_input"][i])
     yield grp.result()
 
     traces: list[dict[str, torch.Tensor]] = []

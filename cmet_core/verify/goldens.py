@@ -73,11 +73,13 @@ class Group:
         self.max_abs = 0.0
         self.failures: list[str] = []
         self.per_key = False
+        self.compared = 0
 
     def compare(self, key: str, ours: torch.Tensor | np.ndarray, ref: np.ndarray, tol: Tolerance | None = None) -> None:
         """`tol` overrides the group's tolerance for this one key (the mel stages each have their own)."""
         t = tol or self.tol
         self.per_key |= tol is not None
+        self.compared += 1
         a = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
         a = a.reshape(ref.shape) if a.size == ref.size else a
         if a.shape != ref.shape:
@@ -95,6 +97,10 @@ class Group:
             self.failures.append(f"{key}: max {worst:.2e}")
 
     def result(self) -> GroupResult:
+        """A group that compared nothing fails: a golden key it meant to read was renamed or filtered away,
+        and a pass would claim a conformance nobody checked."""
+        if self.compared == 0:
+            return GroupResult(self.name, False, float("inf"), "compared nothing")
         if self.failures:
             return GroupResult(self.name, False, self.max_abs, "; ".join(self.failures[:3]))
         t = self.tol

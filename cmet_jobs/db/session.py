@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -21,8 +23,31 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""Every engine this process made, for `_forget_inherited_pools`."""
+
+
+def _forget_inherited_pools() -> None:
+    """In a forked child (a prefork worker's new pool child, after a crash, OOM kill or time limit): the
+    pools' connections are the parent's sockets, which its sweeper thread goes on using. Two processes on
+    one connection interleave their protocol (`EMPTY_QUERY`, `prepared statement already exists`) and can
+    commit each other's transactions. Each engine gets a new, empty pool (new locks too, in case a thread
+    of the parent held one at the fork); `close=False` leaves the sockets to the parent."""
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_pools)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    engine = _new_engine(url)
+    _ENGINES.add(engine)
+    return engine
+
+
+def _new_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from cmet_cli.main import app
 from cmet_core.verify.conformance import KIT_FILES
+from cmet_core.verify.goldens import Group, Tolerance
 
 
 def test_cli_matches_every_golden(conformance_kit: Path) -> None:
@@ -44,3 +46,12 @@ def test_incomplete_kit_is_a_clear_error(conformance_kit: Path, tmp_path: Path) 
     assert "about 3-5 minutes" in result.output  # said before the wait, not after
     assert "missing tolerances.json" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_group_that_compares_nothing_fails() -> None:
+    """A group whose keys were renamed or filtered away must not report a pass."""
+    empty = Group("kit.empty", Tolerance(atol=1e-5))
+    assert not empty.result().passed and "compared nothing" in empty.result().detail
+    one = Group("kit.one", Tolerance(atol=1e-5))
+    one.compare("x", np.zeros(3), np.zeros(3))
+    assert one.result().passed

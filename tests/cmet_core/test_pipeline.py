@@ -19,8 +19,8 @@ from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import InputError
 from cmet_core.media.sample import write_clip, write_sample_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.options import EditChoices, Limits
-from tests.media_factory import make_dense_video, make_video
+from cmet_core.options import EditChoices, Limits, probe_input
+from tests.media_factory import make_dense_video, make_size_change, make_video
 
 HAPPY = EmotionTarget(emotion="happy")
 
@@ -209,6 +209,18 @@ def test_too_much_work_is_refused_before_any_frame_is_decoded(editor: Editor, tm
     with pytest.raises(InputError) as caught:
         editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(), limits=Limits(max_pixels_per_second=1000))
     assert caught.value.code == "too_many_pixels"
+
+
+def test_a_frame_size_change_mid_stream_is_refused_with_a_code(editor: Editor, tmp_path: Path) -> None:
+    """The probe measures the first frame; a 4K frame after a small first one must not be edited at 4K."""
+    face = _frames(write_sample_clip(tmp_path / "face.mp4", seconds=0.2), 1)[0].astype(np.uint8)
+    src = make_size_change(tmp_path / "grows.mkv", face, (3840, 2160), frames=12)
+    limits = Limits(max_pixels_per_second=256 * 256 * 25 * 2)
+    assert probe_input(src, EditChoices(), limits).width == 256  # the probe cannot see it
+    with pytest.raises(InputError) as caught:
+        editor.edit(src, tmp_path / "out.mp4", HAPPY, EditChoices(), limits=limits)
+    assert caught.value.code == "decode_failed" and "frame 1 is 3840x2160" in str(caught.value)
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_timestamps_of_a_variable_rate_clip_are_kept(editor: Editor, tmp_path: Path) -> None:

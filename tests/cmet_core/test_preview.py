@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from cmet_core import faces
 from cmet_core.edit.pipeline import Editor
 from cmet_core.edit.preview import CELL, HEADER_H, LABEL_W, ContactSheet, contact_sheet
+from cmet_core.edit.window import cut
 from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
@@ -25,6 +26,7 @@ from cmet_core.media.images import to_images, to_tensor
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditChoices, Limits, SheetChoice
+from tests.media_factory import make_video, retime
 
 EMOTIONS = ("happy", "sad", "sarcastic")
 INTENSITIES = (0.0, 0.5, 1.0, 1.5)
@@ -210,3 +212,33 @@ def test_window_options_are_validated() -> None:
     for bad in ({"preview_s": 0}, {"preview_s": 31}, {"preview_s": 1, "preview_start_s": -1}, {"preview_start_s": 2}):
         with pytest.raises(ValidationError):
             EditChoices.model_validate(bad)
+
+
+RETIMED = {
+    # frames at the real rate, the last one held to the cut: the declared average rate is below the real one
+    "trimmed 25 fps": [i / 25 for i in range(49)] + [50 / 25],
+    "trimmed 24 fps": [i / 24 for i in range(47)] + [49 / 24],
+    "trimmed 30000/1001 fps": [i * 1001 / 30000 for i in range(59)] + [61 * 1001 / 30000],
+    "variable rate": [float(t) for t in np.cumsum([0.0] + [0.02 if i % 3 else 0.1 for i in range(59)])],
+}
+
+
+@pytest.mark.parametrize("times", RETIMED.values(), ids=RETIMED.keys())
+def test_windows_keep_every_timestamp_of_trimmed_and_variable_rate_clips(tmp_path: Path, times: list[float]) -> None:
+    src = retime(make_video(tmp_path / "src.mp4", frames=len(times)), tmp_path / "clip.mp4", times)
+    info = probe(src)
+    for start, length in ((0.0, 1.5), (0.3, 1.7)):
+        window = cut(src, tmp_path / f"w{start}.mov", info, start, length)
+        kept = [t for t in times if start - 1e-6 <= t < start + length - 1e-6]
+        got = [f.time_s for f in read_frames(window.path)]
+        assert window.frames == len(kept) and np.allclose(got, np.array(kept) - kept[0], atol=1e-4), (got, kept)
+
+
+def test_clip_preview_of_a_clip_trimmed_by_stream_copy(editor: Editor, tmp_path: Path) -> None:
+    times = RETIMED["trimmed 25 fps"]
+    src = retime(write_sample_clip(tmp_path / "talk.mp4", seconds=2.0), tmp_path / "trimmed.mp4", times)
+    assert probe(src).fps < 25  # declared 24.51
+    out = tmp_path / "preview.mp4"
+    result = editor.edit(src, out, EmotionTarget(emotion="happy"), EditChoices(preview_s=1.2, preview_start_s=0.4))
+    assert result.frames == probe(out).frame_count == sum(0.4 <= t < 1.6 for t in times) == 30
+    assert probe(out).has_audio

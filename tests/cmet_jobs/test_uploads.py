@@ -6,14 +6,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import delete, update
 
 from cmet_core.errors import ErrorCode
+from cmet_core.media.photo import is_photo
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs import uploads
+from cmet_jobs import probes, uploads
 from cmet_jobs.db.models import ApiKey, Asset, now
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
+from cmet_jobs.inputs import SNIFF_BYTES, sniff_asset
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import LocalStorage, storage_for
 from tests.records import new_key
@@ -109,6 +112,41 @@ def test_a_snapshot_is_checked_again_and_outlives_a_new_put(settings: JobsSettin
         with pytest.raises(RequestError) as gone:
             uploads.snapshot(storage, asset, "jobs/edt_c/input/video", "video")
         assert gone.value.code is ErrorCode.ASSET_NOT_FOUND
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "TIFF"])
+def test_a_photo_is_taken_as_an_asset_as_it_is_as_a_part(tmp_path: Path, fmt: str) -> None:
+    """One rule: an image the submission takes as a photo part passes the asset's sniff too."""
+    path = tmp_path / f"face.{fmt.lower()}"
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(path, fmt)
+    assert is_photo(path)
+    sniff_asset(path.read_bytes()[:SNIFF_BYTES], "video", "ast_x")
+    with pytest.raises(RequestError):
+        sniff_asset(b"GIF is not a format of this text" * 16, "video", "ast_x")
+
+
+def test_a_probe_answer_is_never_shown_for_a_newer_file(settings: JobsSettings, tmp_path: Path, clip: Path) -> None:
+    """The answer belongs to the file it measured: after a new PUT to the asset it is pending again."""
+    key_id = new_key(settings.db_url)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video\n" * 100)
+    asset_id = _asset(settings, key_id, text)
+    storage = storage_for(settings)
+    (tmp_path / "work").mkdir()
+    assert probes.run(settings, storage, asset_id, tmp_path / "work") == "failed"  # not_media, before any model
+
+    def answer() -> str:
+        with session_scope(settings.db_url) as session:
+            key = session.get(ApiKey, key_id)
+            assert key is not None
+            return probes.read(session, storage, key, asset_id).state
+
+    assert answer() == "failed"
+    with session_scope(settings.db_url) as session:
+        asset = session.get(Asset, asset_id)
+        assert asset is not None
+        storage.put_file(asset.storage_key, clip, "video/mp4")  # a new PUT: another file
+    assert answer() == "pending"
 
 
 def test_files_no_record_owns_or_over_their_limit_are_swept(settings: JobsSettings, clip: Path) -> None:

@@ -22,6 +22,7 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from cmet_jobs.settings import JobsSettings
 from service.app import create_app
+from service.body_limit import limit_for
 from tests.media_factory import make_audio, make_dense_video, make_video
 from tests.service.stack import REDIS_URL
 
@@ -73,6 +74,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         "silent": silent,
         "dense": make_dense_video(tmp / "dense.mp4", frames=40_000, seconds=2.0).read_bytes(),
         "photo": _jpeg(),
+        "huge_png": _png_header(30000, 30000),
         "long_flac": _long_flac(tmp / "long.flac", seconds=601),
     }
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -105,6 +107,20 @@ def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-unt
     }
     data = {"emotion": "happy"} | {k: v for k, v in fields.items() if not k.endswith("_part")}
     return c.post(files=files, data=data)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares `width` x `height` (its one tiny data chunk does not fill it): what a
+    client sends to make the server decode 900 million pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + data
 
 
 def _jobs(settings: JobsSettings) -> int:
@@ -240,6 +256,37 @@ CASES: list[tuple[str, Case, int, str]] = [
         ),
         422,
         "bad_emotion_name",
+    ),
+    *(
+        (
+            f"custom emotion named {name!r}",
+            lambda c, name=name: c.client.post(
+                "/v1/emotions", headers=c.auth(), data={"name": name}, files={"speech": c.files["wav"]}
+            ),
+            422,
+            "bad_emotion_name",
+        )
+        for name in ("from_audio\n", "happy\n", "dry-wit\n")
+    ),
+    (
+        "edit subscribed to preview events",
+        lambda c: c.post(json={"emotion": "happy", "webhook_events": ["edit.succeeded", "preview.succeeded"]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "clip preview subscribed to edit events",
+        lambda c: c.post(json={"emotion": "happy", "preview_s": 1, "webhook_events": ["edit.succeeded"]}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "contact sheet subscribed to edit events",
+        lambda c: c.client.post(
+            "/v1/previews", headers=c.auth(), json={"emotions": ["happy"], "webhook_events": ["edit.failed"]}
+        ),
+        422,
+        "invalid_request",
     ),
     (
         "neutral without from_audio",
@@ -658,6 +705,24 @@ CASES: list[tuple[str, Case, int, str]] = [
     ),
     ("unknown route", lambda c: c.client.get("/v1/nothing", headers=c.auth()), 404, "not_found"),
     ("photo without lips speech", lambda c: _dub(c, "photo"), 422, "photo_needs_speech"),
+    (
+        "photo of 30000x30000 pixels",
+        lambda c: _dub(c, "huge_png", lips="speech", speech_track_part="wav"),
+        422,
+        "bad_photo",
+    ),
+    (
+        "clip preview of a dub",
+        lambda c: _dub(c, lips="speech", speech_track_part="wav", preview_s="1"),
+        422,
+        "bad_preview_window",
+    ),
+    (
+        "clip preview following a separate speech track",
+        lambda c: _dub(c, emotion="from_audio", speech_track_part="wav", preview_s="1"),
+        422,
+        "bad_preview_window",
+    ),
     ("lips speech without a speech track", lambda c: _dub(c, lips="speech"), 422, "speech_track_missing"),
     ("speech track without lips speech", lambda c: _dub(c, speech_track_part="wav"), 422, "speech_track_unused"),
     (
@@ -811,3 +876,27 @@ def test_url_inputs_are_followed_and_checked_at_submission(tmp_path: Path) -> No
             assert _jobs(settings) == 0
     finally:
         server.shutdown()
+
+
+def test_multipart_routes_take_their_files_whole() -> None:
+    """A contact sheet's multipart body carries a whole video, as an edit's does; JSON stays small."""
+    settings = JobsSettings(max_video_bytes=50 << 20, max_json_bytes=1 << 20)
+    for route in ("/v1/edits", "/v1/previews"):
+        assert limit_for(settings, "POST", route, "multipart/form-data; boundary=x") > settings.max_video_bytes
+    assert limit_for(settings, "POST", "/v1/previews", "application/json") == settings.max_json_bytes
+
+
+def test_a_sheets_webhook_deliveries_are_listed_under_previews(corpus: Corpus) -> None:
+    c = corpus
+    files, data = {"video": c.files["video"]}, {"emotions": "happy"}
+    made = c.client.post("/v1/previews", headers=c.auth(), files=files, data=data)
+    assert made.status_code == 202, made.text
+    sheet = made.json()["id"]
+    listed = c.client.get(f"/v1/previews/{sheet}/webhook-deliveries", headers=c.auth())
+    assert listed.status_code == 200 and listed.json()["data"] == []
+    replay = c.client.post(f"/v1/previews/{sheet}/webhook-deliveries/dlv_x/replay", headers=c.auth())
+    assert (replay.status_code, replay.json()["code"]) == (404, "delivery_not_found")
+    other = c.client.get(f"/v1/previews/{sheet}/webhook-deliveries", headers=c.auth(c.other_key))
+    assert (other.status_code, other.json()["code"]) == (404, "preview_not_found")
+    as_edit = c.client.get(f"/v1/edits/{sheet}/webhook-deliveries", headers=c.auth())
+    assert (as_edit.status_code, as_edit.json()["code"]) == (404, "edit_not_found")

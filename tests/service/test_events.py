@@ -119,3 +119,16 @@ def test_open_streams_hold_no_connection_or_thread(stack: Stack, client: httpx.C
             follower.post(f"/v1/edits/{job_id}/cancel")
     for t in threads:
         t.join(30)
+
+
+def test_head_on_a_running_jobs_events_answers_at_once(client: httpx.Client, tmp_path: Path) -> None:
+    clip = write_sample_clip(tmp_path / "long.mp4", seconds=4.0)
+    with clip.open("rb") as f:
+        job = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()
+    try:
+        head = client.head(f"/v1/edits/{job['id']}/events", timeout=10)
+        assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+        assert head.content == b""
+        assert client.get(f"/v1/edits/{job['id']}").json()["state"] in ("queued", "running")  # it did not wait
+    finally:
+        client.post(f"/v1/edits/{job['id']}/cancel")

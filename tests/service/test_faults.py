@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from cmet_core.media.sample import write_sample_clip
 from tests.service.conftest import new_key_and_webhook_secret
 from tests.service.receiver import webhook_receiver
-from tests.service.stack import Stack
+from tests.service.stack import Stack, wait_until
 from tests.service.test_flow import wait_final
 
 
@@ -113,3 +114,67 @@ def test_cancel_reaches_a_running_job_and_removes_its_files(stack: Stack, client
     with small.open("rb") as f:
         nxt = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"]
     assert wait_final(client, nxt)["state"] == "succeeded"
+
+
+def _pool_children(worker_pid: int) -> list[int]:
+    """The prefork pool's child processes of a Celery worker's main process."""
+    path = Path(f"/proc/{worker_pid}/task/{worker_pid}/children")
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+def _database_ports(pid: int) -> list[int]:
+    """Local ports of the process's TCP connections to PostgreSQL (port 5432), read from /proc."""
+    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir() if fd.is_symlink())
+    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return [int(row[1].split(":")[1], 16) for row in rows if row[2].endswith(":1538") and row[9] in inodes]
+
+
+SWEEP_JUST_ENDED = """SELECT bool_and(state = 'idle') AND max(state_change) > now() - interval '0.5 s'
+FROM pg_stat_activity WHERE client_port = ANY(%s)"""
+"""The connections of these ports are all idle, one since less than 0.5 s: the sweeper (a round every
+3 s) just put its connection back in the pool."""
+
+
+def test_a_replaced_pool_child_opens_its_own_database_connections(
+    stack: Stack, client: httpx.Client, tmp_path: Path
+) -> None:
+    """Prefork replaces a lost child (crash, OOM, time limit) by forking the main process, whose sweeper
+    thread keeps PostgreSQL connections in its pool. A child that used them would share a connection with
+    the main process (`EMPTY_QUERY`, `prepared statement already exists`, each committing the other's work).
+
+    The child is killed just after a sweep, so the main process forks with its connection idle in the
+    pool. The new child is stopped while the test submits a job and holds its row, then resumed just
+    after a sweep: its claim waits on the row, and the test reads whose connection it came on."""
+    import psycopg
+
+    assert stack.worker is not None
+    parent, log = stack.worker.pid, stack.logs / "worker.log"
+    dsn = stack.extra["database_url"].replace("+psycopg", "")
+    wait_until(lambda: client.get("/readyz").status_code == 200, 60, "a ready worker")
+    warm = lambda: _pool_children(parent) and "models loaded" in log.read_text(errors="replace")  # noqa: E731
+    wait_until(warm, 60, "a warm child")
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        just_swept = lambda: watcher.execute(SWEEP_JUST_ENDED, (_database_ports(parent),)).fetchone()[0]  # noqa: E731
+        wait_until(just_swept, 30, "a sweep that just ended")
+        os.kill(_pool_children(parent)[0], signal.SIGKILL)
+        since = log.stat().st_size  # the killed child logs nothing more
+        rewarmed = lambda: "models loaded" in log.read_text(errors="replace")[since:]  # noqa: E731
+        wait_until(rewarmed, 60, "a new child with its models loaded")
+        child = _pool_children(parent)[0]
+        os.kill(child, signal.SIGSTOP)
+        try:
+            with write_sample_clip(tmp_path / "c.mp4", seconds=0.2).open("rb") as f:
+                job_id = client.post("/v1/edits", files={"video": f}, data={"emotion": "happy"}).json()["id"]
+            with psycopg.connect(dsn) as holder:
+                holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+                wait_until(just_swept, 30, "a sweep that just ended")
+                os.kill(child, signal.SIGCONT)
+                waiting = "SELECT client_port FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
+                claim = lambda: watcher.execute(waiting, (holder.info.backend_pid,)).fetchone()  # noqa: E731
+                wait_until(claim, 10, "the child's claim")  # the sweeper would re-queue the job after 15 s
+                shared = claim()[0] in _database_ports(parent)
+        finally:
+            os.kill(child, signal.SIGCONT)
+    assert not shared, "the new child claimed its job on a connection of the main process"
+    assert wait_final(client, job_id)["state"] == "succeeded"

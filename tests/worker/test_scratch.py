@@ -11,12 +11,21 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
+from cmet_core.errors import InputError
+from cmet_core.media.video import probe
 from tests.service.stack import ROOT, Stack, wait_until
-from worker.scratch import LOCK_SUFFIX, LOCKLESS_AFTER_S, job_folder, sweep
+from worker.scratch import LOCK_SUFFIX, LOCKLESS_AFTER_S, job_folder, public_message, sweep
 
 HOLD = """
 import sys, time
 from pathlib import Path
+
+import pytest
+
+from cmet_core.errors import InputError
+from cmet_core.media.video import probe
 from worker.scratch import job_folder
 
 with job_folder(Path(sys.argv[1]), sys.argv[2]) as folder:
@@ -94,3 +103,19 @@ def test_a_worker_sweeps_at_start(stack: Stack) -> None:
     finally:
         stack.start_worker()
     wait_until(lambda: not folder.exists(), 60, "the sweep at the worker's start", stack.worker)
+
+
+def test_a_failed_jobs_message_names_its_input_not_a_server_path(tmp_path: Path) -> None:
+    root = tmp_path / "scratch"
+    with job_folder(root, f"edt_{uuid.uuid4().hex}") as work:
+        for name in ("video", "speech1"):
+            (work / name).write_text("not media")
+        messages = []
+        for name in ("video", "speech1"):
+            with pytest.raises(InputError) as caught:
+                probe(work / name)
+            messages.append(public_message(str(caught.value), root))
+        crash = public_message(f"unexpected OSError: [Errno 28] writing {work / 'output.mp4'}", root)
+    assert messages[0].startswith("the video: not a media file") and messages[1].startswith("speech clip 2: ")
+    assert crash == "unexpected OSError: [Errno 28] writing an intermediate file of the job"
+    assert not any(str(root) in m or str(tmp_path) in m for m in [*messages, crash])
