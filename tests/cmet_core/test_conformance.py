@@ -13,8 +13,15 @@ from cmet_core.verify.conformance import KIT_FILES
 from cmet_core.verify.goldens import Group, Tolerance
 
 
-def test_cli_matches_every_golden(conformance_kit: Path) -> None:
-    result = CliRunner().invoke(app, ["conformance", "--kit", str(conformance_kit)])
+def test_cli_matches_every_golden(conformance_kit: Path, tmp_path: Path) -> None:
+    """EDTalk's and the connector's groups, and one sub-kit to show the CLI visits them. The other sub-kits'
+    groups run through the same functions in their own modules (test_audio2lip, test_pdfgc; about a minute
+    of the suite each way, so not twice)."""
+    for name in KIT_FILES:
+        (tmp_path / name).symlink_to(conformance_kit / name)
+    if (conformance_kit / "gfpgan").is_dir():
+        (tmp_path / "gfpgan").symlink_to(conformance_kit / "gfpgan")
+    result = CliRunner().invoke(app, ["conformance", "--kit", str(tmp_path)])
     lines = [ln for ln in result.output.splitlines() if ln.startswith(("ok", "FAIL"))]
     assert result.exit_code == 0, result.output
     groups = {ln.split()[1] for ln in lines}
@@ -27,15 +34,12 @@ def test_cli_matches_every_golden(conformance_kit: Path) -> None:
         "connector.loop",
         "connector.schedule",
     } <= groups
-    if (conformance_kit / "audio2lip").is_dir():
-        assert {"audio2lip.filled_digest", "audio2lip.mel", "audio2lip.lip_smooth", "audio2lip.av_img"} <= groups
     assert all(ln.startswith("ok") and "max_abs=" in ln for ln in lines)
     counted = [ln.rsplit("[", 1)[1].split()[0] for ln in lines]  # progress across the groups, as each finishes
     assert counted == [str(n) for n in range(1, len(lines) + 1)]
     if (conformance_kit / "gfpgan").is_dir():
         assert {"gfpgan.filled_digest", "gfpgan.net_output", "gfpgan.restored_u8"} <= groups
-    if (conformance_kit / "pdfgc").is_dir():
-        assert {"pdfgc.filled_digest", "pdfgc.gen_img", "pdfgc.edit_img", "pdfgc.pipe_gen_u8"} <= groups
+    assert not any(g.startswith(("audio2lip.", "pdfgc.")) for g in groups)  # a sub-kit not in the folder is not run
 
 
 def test_incomplete_kit_is_a_clear_error(conformance_kit: Path, tmp_path: Path) -> None:

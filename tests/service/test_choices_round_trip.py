@@ -130,7 +130,10 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("choices")
-    settings = JobsSettings(data_dir=tmp / "data", broker_url="filesystem://", public_url="http://testserver")
+    # every sample is a job of one key: the per-key preview cap (fairness) is not what this test is about
+    settings = JobsSettings(
+        data_dir=tmp / "data", broker_url="filesystem://", public_url="http://testserver", previews_per_key=1000
+    )
     app = create_app(settings)
     with session_scope(settings.db_url) as session:
         secret = create_key(session, "choices", max_concurrent_jobs=100, max_submissions_per_minute=1000).secret

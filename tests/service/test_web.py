@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,14 +275,15 @@ def test_the_page_and_its_files_carry_a_strict_policy(served: Served) -> None:
         assert r.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(served.url + "/web/../pyproject.toml").status_code == 404
     assert httpx.get(served.url + "/web/nothing.js").status_code == 404
-    assert (
-        subprocess.run(
-            ["grep", "-rlE", "https?://", str(Path(__file__).parents[2] / "service" / "web")],
-            capture_output=True,
-            text=True,
-        ).stdout
-        == ""
-    ), "nothing on the page loads from elsewhere"
+    web = Path(__file__).parents[2] / "service" / "web"
+    addresses = {
+        (path.name, url)
+        for path in web.rglob("*")
+        if path.is_file()
+        for url in re.findall(r"https?://[^\s\"'`)]+", path.read_text())
+    }
+    # the SVG namespace names a vocabulary for createElementNS; nothing is fetched from it
+    assert addresses <= {("quality.js", "http://www.w3.org/2000/svg")}, "nothing on the page loads from elsewhere"
 
 
 def test_the_api_docs_work_offline(page: sync_api.Page, served: Served) -> None:
