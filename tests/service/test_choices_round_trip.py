@@ -68,9 +68,16 @@ def candidates(annotation: Any) -> list[Any]:
     return []
 
 
+def accepted_together(sample: dict[str, Any]) -> bool:
+    """Choices the model allows but `cmet_jobs.submissions` refuses together: a clip
+    preview of a dub (`bad_preview_window`)."""
+    return not (sample.get("preview_s") is not None and sample.get("lips") == "speech")
+
+
 def non_default_samples(model: type[BaseModel]) -> list[dict[str, Any]]:
     """Valid sets of values that together give every field of `model` a value other than its default.
-    Fields that cannot go together (`face_index` and `face_box`) land in different sets."""
+    Fields that cannot go together (`face_index` and `face_box`; a clip window and dubbed lips) land in different
+    sets."""
     fields: dict[str, FieldInfo] = dict(model.model_fields)
     pending = list(fields)
     samples: list[dict[str, Any]] = []
@@ -87,6 +94,8 @@ def non_default_samples(model: type[BaseModel]) -> list[dict[str, Any]]:
                     try:
                         model.model_validate({**sample, name: value})
                     except ValidationError:
+                        continue
+                    if not accepted_together({**sample, name: value}):
                         continue
                     sample[name] = value
                     pending.remove(name)
