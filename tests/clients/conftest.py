@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
-from tests.service.stack import free_port, process, wait_until
-from tests.service.test_serve import CMET, _keys
+from tests.service.local_serve import create_key, running_serve, serve_env
 
 
 @dataclass(frozen=True)
@@ -29,18 +26,9 @@ class Served:
 @pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("clients")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
-        "CMET_DATA_DIR": str(tmp / "data"),
-        "CMET_NUM_THREADS": "1",
-        "CMET_ALLOW_PRIVATE_URLS": "true",
-    }
-    made = _keys(env, "create", "--name", "client")
-    assert made.returncode == 0, made.stderr
-    lines = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in made.stdout.splitlines() if ":" in line)}
+    env = serve_env(tmp / "data", CMET_ALLOW_PRIVATE_URLS="true")
+    made = create_key(env, "client")
     clip = write_sample_clip(tmp / "talk.mp4", seconds=0.4)
-    port = free_port()
     log = tmp / "serve.log"
-    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, log) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
-        yield Served(url, lines["key"], lines["webhook secret"], clip, env, log)
+    with running_serve(env, tiny_set, log) as (url, _):
+        yield Served(url, made["key"], made["webhook secret"], clip, env, log)

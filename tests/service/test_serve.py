@@ -6,20 +6,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from cmet_core.media.sample import write_sample_clip
+from tests.service.local_serve import CMET, cmet_keys, create_key, running_serve, serve_env
 from tests.service.stack import free_port, process, wait_until
-
-CMET = str(Path(sys.executable).with_name("cmet"))
-
-
-def _keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CMET, "keys", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def _final(url: str, auth: dict[str, str], job_id: str, timeout: float) -> dict:  # type: ignore[type-arg]
@@ -33,16 +27,10 @@ def _final(url: str, auth: dict[str, str], job_id: str, timeout: float) -> dict:
 
 
 def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
-        "CMET_DATA_DIR": str(tmp_path / "data"),
-        "CMET_NUM_THREADS": "1",
-    }
-    port = free_port()
+    env = serve_env(tmp_path / "data")
     clip = write_sample_clip(tmp_path / "talk.mp4", seconds=0.4)
     log = tmp_path / "serve.log"
-    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, log) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
+    with running_serve(env, tiny_set, log) as (url, proc):
         # a first run: no key yet, so serve makes one and prints it on the line that says where to go
         (opened,) = [line for line in log.read_text().splitlines() if line.startswith("open ")]
         secret = re.search(r"key: (cmet_\S+)", opened).group(1)  # type: ignore[union-attr]
@@ -79,13 +67,13 @@ def test_serve_runs_a_whole_edit_with_no_servers(tmp_path: Path, tiny_set: Path)
     assert len(said.splitlines()) <= 12, said  # a short summary: no migrations, banners, access lines or warnings
     for noise in ("alembic", "-------------- ", "SecurityWarning", "No hostname", "INFO"):
         assert noise not in said, (noise, said)
-    made = _keys(env, "create", "--name", "me")
+    made = cmet_keys(env, "create", "--name", "me")
     assert made.returncode == 0, made.stderr
     secret = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
     key_id = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("id:"))
-    assert "cmet_" in secret and key_id in _keys(env, "list").stdout and secret not in _keys(env, "list").stdout
-    assert _keys(env, "revoke", key_id).returncode == 0
-    assert _keys(env, "revoke", key_id).returncode == 2
+    assert "cmet_" in secret and key_id in cmet_keys(env, "list").stdout and secret not in cmet_keys(env, "list").stdout
+    assert cmet_keys(env, "revoke", key_id).returncode == 0
+    assert cmet_keys(env, "revoke", key_id).returncode == 2
 
 
 def _descendants(pid: int) -> list[int]:
@@ -123,20 +111,14 @@ def test_sigterm_stops_serve_in_time_and_hands_the_running_job_back(tmp_path: Pa
     from tests.service.receiver import webhook_receiver
 
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
-        "CMET_DATA_DIR": str(data),
-        "CMET_NUM_THREADS": "1",
-        "CMET_ALLOW_PRIVATE_URLS": "true",
-    }
-    made = _keys(env, "create", "--name", "me")
-    assert made.returncode == 0, made.stderr
-    lines = dict(line.split(":", 1) for line in made.stdout.splitlines() if ":" in line)
-    auth = {"Authorization": f"Bearer {lines['key'].strip()}"}
+    env = serve_env(data, CMET_ALLOW_PRIVATE_URLS="true")
+    lines = create_key(env, "me")
+    auth = {"Authorization": f"Bearer {lines['key']}"}
     clip = write_sample_clip(tmp_path / "long.mp4", seconds=20)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [CMET, "serve", "--port", str(port), "--models", str(tiny_set)]
-    with webhook_receiver(lines["webhook secret"].strip()) as hook:
+    with webhook_receiver(lines["webhook secret"]) as hook:
         with process(args, env, tmp_path / "serve.log") as proc:
             wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
             with clip.open("rb") as f:

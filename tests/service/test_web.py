@@ -7,7 +7,6 @@ and for a person to look at.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,8 @@ from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
 from tests.needs import CHROMIUM
 from tests.service.conftest import new_key
-from tests.service.stack import Stack, free_port, process, wait_until
-from tests.service.test_serve import CMET, _keys
+from tests.service.local_serve import create_key, running_serve, serve_env
+from tests.service.stack import Stack
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) drives the browser")
 pytestmark = pytest.mark.browser
@@ -36,20 +35,10 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("web")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
-        "CMET_DATA_DIR": str(tmp / "data"),
-        "CMET_NUM_THREADS": "1",
-    }
-    keys = {}
-    for name in ("alice", "bob"):
-        made = _keys(env, "create", "--name", name)
-        assert made.returncode == 0, made.stderr
-        keys[name] = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("key:"))
-    port = free_port()
+    env = serve_env(tmp / "data")
+    keys = {name: create_key(env, name)["key"] for name in ("alice", "bob")}
     log = tmp / "serve.log"
-    with process([CMET, "serve", "--port", str(port), "--models", str(tiny_set)], env, log) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 90, "cmet serve", proc)
+    with running_serve(env, tiny_set, log) as (url, _):
         assert f"open {url}/ in a browser" in log.read_text()
         shots = tmp / "web-shots"
         shots.mkdir()
