@@ -61,6 +61,9 @@ class BackboneTools:
     """(published checkpoint, set folder, version) -> the member manifest written into the folder."""
     conformance: Callable[[Path], Iterator[GroupResult]]
     """(conformance kit folder) -> the backbone's golden groups (nothing when the kit has none of them)."""
+    kit_files: tuple[str, ...] = ()
+    """The kit files of its own groups beyond the kit's root files, relative to the kit folder (for the kit's
+    fingerprint)."""
 
 
 @dataclass(frozen=True)

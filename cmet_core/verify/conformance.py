@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
-from cmet_core.backbones.pdfgc.conformance import KIT_DIR as PDFGC_DIR
-from cmet_core.backbones.pdfgc.conformance import KIT_FILES as PDFGC_FILES
 from cmet_core.backbones.registry import backbone_names, backbone_spec
+from cmet_core.backbones.spec import BackboneTools
 from cmet_core.media import mel
 from cmet_core.networks.audio2lip import Audio2Lip, smooth_lips, smoothing_kernel
 from cmet_core.networks.connector import Connector, run_windows
@@ -235,10 +234,8 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    for name in backbone_names():
-        spec = backbone_spec(name)
-        if spec.tools is not None:
-            yield from spec.tools().conformance(Path(kit))
+    for tools in _backbone_tools():
+        yield from tools.conformance(Path(kit))
     yield from model_checks(
         "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
     )
@@ -269,13 +266,21 @@ def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -
         yield from guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
 
 
+def _backbone_tools() -> Iterator[BackboneTools]:
+    """The tools of every registered backbone that has them (their conformance groups and kit files)."""
+    for name in backbone_names():
+        spec = backbone_spec(name)
+        if spec.tools is not None:
+            yield spec.tools()
+
+
 def kit_fingerprint(kit: Path) -> str:
     """Short digest of the kit's files, printed so a report says which kit it checked."""
     h = hashlib.sha256()
     extensions = (
         *(f"{A2L_DIR}/{f}" for f in A2L_FILES),
         *(f"{GFPGAN_DIR}/{f}" for f in GFPGAN_FILES),
-        *(f"{PDFGC_DIR}/{f}" for f in PDFGC_FILES),
+        *(name for tools in _backbone_tools() for name in tools.kit_files),
     )
     for name in (*KIT_FILES, *extensions):
         path = Path(kit) / name

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cmet_core.backbones.pdfgc.conformance import kit_checks
+from cmet_core.backbones.pdfgc.conformance import KIT_DIR, KIT_FILES, kit_checks
 from cmet_core.backbones.pdfgc.entry import LICENCE, NAME
 from cmet_core.backbones.pdfgc.network import CHECKPOINT_FILES, PDFGC, TINY_PDFGC, PDFGCConfig, unread_keys
 from cmet_core.backbones.pdfgc.rule import pdfgc_rule
@@ -90,4 +90,5 @@ TOOLS = BackboneTools(
     full=PDFGCConfig().to_dict(),
     convert=_convert,
     conformance=kit_checks,
+    kit_files=tuple(f"{KIT_DIR}/{name}" for name in KIT_FILES),
 )
