@@ -26,6 +26,13 @@ from kombu.utils.json import dumps, loads
 log = logging.getLogger(__name__)
 
 MESSAGE_SUFFIX = ".msg"
+STAMP_DIGITS = 16  # milliseconds, zero-padded so names sort by arrival
+
+
+def _arrival(name: str) -> tuple[int, str]:
+    """Order by the numeric stamp before `_`: as text, `1_x` would sort after `12_y` (a later message first)."""
+    stamp, _, rest = name.partition("_")
+    return (int(stamp), rest) if stamp.isdigit() else (-1, name)
 
 
 class Channel(filesystem.Channel):
@@ -34,7 +41,7 @@ class Channel(filesystem.Channel):
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]  # noqa: ARG002
         """Write `message` under a name no consumer looks at, then rename it to its message name."""
         folder = Path(self.data_folder_out)
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}{MESSAGE_SUFFIX}"
+        name = f"{int(round(monotonic() * 1000)):0{STAMP_DIGITS}d}_{uuid.uuid4()}.{queue}{MESSAGE_SUFFIX}"
         hidden = folder / f".{name}.part"
         try:
             hidden.write_bytes(dumps(message).encode())
@@ -47,7 +54,7 @@ class Channel(filesystem.Channel):
         """The oldest message of `queue` that this process claims first; undecodable ones are set aside."""
         folder = Path(self.data_folder_in)
         wanted = f"{queue}{MESSAGE_SUFFIX}"
-        for name in sorted(os.listdir(folder)):
+        for name in sorted(os.listdir(folder), key=_arrival):
             if name.partition(".")[2] != wanted:
                 continue
             claimed = self._claimed_folder / f"{uuid.uuid4()}-{name}"

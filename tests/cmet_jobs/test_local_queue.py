@@ -67,3 +67,20 @@ def test_an_unreadable_message_is_set_aside_and_the_next_one_is_delivered(
         message.ack()
     assert [p.name for p in (tmp_path / "broker" / "bad").iterdir()] == [f"1_{'0' * 8}.jobs.msg"]
     assert "could not be read" in caplog.text
+
+
+def test_messages_are_delivered_in_arrival_order_whatever_the_stamps_length(tmp_path: Path) -> None:
+    with connect(tmp_path) as conn:
+        queue = conn.SimpleQueue("jobs")
+        folder = tmp_path / "broker" / "queue"
+        queue.put({"i": "later"})
+        queue.put({"i": "earlier"})
+        later, earlier = sorted(folder.glob("*.jobs.msg"))
+        later.rename(folder / "1000_b.jobs.msg")  # as text, "1000_" sorts before "999_"
+        earlier.rename(folder / "999_a.jobs.msg")
+        got = []
+        for _ in range(2):
+            message = queue.get(timeout=5)
+            got.append(message.payload["i"])
+            message.ack()
+    assert got == ["earlier", "later"]
