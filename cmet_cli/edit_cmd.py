@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 from cmet_cli import remote
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say, stage_bars
+from cmet_cli.face_flags import faces_of
 from cmet_cli.output_names import default_output, refuse_overwrite
 from cmet_cli.quality_cmd import show
 from cmet_cli.timeline_cmd import over_time, short_voice_warning, timeline_json, voice_table
@@ -77,13 +78,16 @@ def _facts(result: EditResult) -> str:
     return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
 
 
-SET_BY = {"lips": "lips_from"}
-"""The `EditChoices` fields that another flag sets, not one of their own: `--lips-from` dubs."""
+SET_BY = {"lips": "lips_from", "faces": "face"}
+"""The `EditChoices` fields that other flags set, not one of their own: `--lips-from` dubs, `--face` (or
+`--faces PLAN`) gives several faces their own targets."""
 
 
-def edit_choices(flags: ChoiceFlags, lips_from: Path | None) -> EditChoices:
-    """The edit's choices: its generated flags, and the lips that `--lips-from` chooses."""
-    return flags.build(EditChoices, lips="speech" if lips_from is not None else "video")
+def edit_choices(
+    flags: ChoiceFlags, lips_from: Path | None, faces: list[dict[str, object]] | None = None
+) -> EditChoices:
+    """The edit's choices: its generated flags, the lips that `--lips-from` chooses and the faces `--face` gives."""
+    return flags.build(EditChoices, lips="speech" if lips_from is not None else "video", faces=faces or ())
 
 
 @choice_flags(EditChoices, set_by=SET_BY)
@@ -129,6 +133,15 @@ def edit(
         help="With --emotion from_audio: follow this speech track's voice (aligned to the video; the output's audio).",
     ),
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
+    face: list[str] = typer.Option(
+        None,
+        "--face",
+        help="Several faces, each its own target: INDEX:TARGET[@INTENSITY], repeated (INDEX from the left, "
+        "speaker, or x0,y0,x1,y1), e.g. --face 0:happy --face 1:sad@0.5; instead of --emotion.",
+    ),
+    faces_plan: Path = typer.Option(
+        None, "--faces", help="Several faces from a plan JSON: the API's faces list, [{select, emotion, intensity}]."
+    ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
     ),
@@ -160,6 +173,12 @@ def edit(
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
     if voice_from is not None and lips_from is not None:
         raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
+    faces = faces_of(face, faces_plan)
+    if faces and (emotion is not None or blend is not None or speech or timeline is not None):
+        raise fail(
+            "with --face or --faces each face has its own target: no --emotion, --blend, --speech or --timeline",
+            EXIT_BAD_INPUT,
+        )
     api = server or get_settings().server
     if api:
         local = {"--models": models, "--library": library, "--device": device, "--connector": connector}
@@ -168,11 +187,17 @@ def edit(
         body = {"emotion": emotion if emotion is not None else blend, "intensity": intensity}
         body |= {"timeline": remote.timeline_body(timeline)} if timeline is not None else {}
         body |= {"neutral": neutral} if neutral is not None else {}
-        body |= edit_choices(flags, lips_from).model_dump(exclude_defaults=True)
+        body |= edit_choices(flags, lips_from, faces).model_dump(mode="json", exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
-            label = "timeline" if timeline is not None else (body["emotion"] or "speech").split("=")[0].split(",")[0]
+            label = (
+                "timeline"
+                if timeline is not None
+                else "faces"
+                if faces
+                else (body["emotion"] or "speech").split("=")[0].split(",")[0]
+            )
             kind = ".preview" if body.get("preview_s") is not None else ""  # as default_output names it here
             output = output or Path(f"{video.stem}.{label}{kind}.mp4")
             refuse_overwrite(output, force)
@@ -180,8 +205,8 @@ def edit(
                 remote.edit(client, video, output, files, {k: v for k, v in body.items() if v is not None})
         return
     others = bool(blend is not None or speech or neutral_speech)
-    target = over_time(timeline, emotion, neutral, intensity, others, validated)
-    if target is None:
+    target = None if faces else over_time(timeline, emotion, neutral, intensity, others, validated)
+    if target is None and not faces:
         target = validated(
             EmotionTarget,
             emotion=emotion if emotion is not None else blend,
@@ -189,12 +214,13 @@ def edit(
             neutral_speech=tuple(neutral_speech or ()),
             intensity=intensity,
         )
-    options = edit_choices(flags, lips_from)
+    options = edit_choices(flags, lips_from, faces)
     settings = get_settings()
     limits = validated(
         Limits,
         max_duration_s=max_duration,
         max_timeline_segments=settings.max_timeline_segments,
+        max_faces=settings.max_faces,
         encoder=settings.video_encoder,
         preset=settings.x264_preset,
     )
@@ -206,7 +232,7 @@ def edit(
         if output is None:
             output = default_output(
                 input_path,
-                target,
+                target if target is not None else options.faces,
                 timeline=timeline,
                 lips_from=lips_from,
                 voice_from=voice_from,

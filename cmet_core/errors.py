@@ -34,6 +34,9 @@ class ErrorCode(StrEnum):
     NO_FACE = "no_face"
     BAD_FACE_SELECTION = "bad_face_selection"
     BAD_SOURCE_FRAME = "bad_source_frame"
+    FACE_SELECTED_TWICE = "face_selected_twice"
+    TOO_MANY_FACES = "too_many_faces"
+    SPEAKER_NEEDS_AUDIO = "speaker_needs_audio"
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
     EYE_CONTROL_UNSUPPORTED = "eye_control_unsupported"
@@ -138,8 +141,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SPEECH_TOO_SHORT: (422, "the speech track is shorter than one output frame (40 ms)"),
     ErrorCode.BAD_PHOTO: (422, "the photo cannot be read or is over the pixel limit"),
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
-    ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
+    ErrorCode.BAD_FACE_SELECTION: (422, "face_index, face_box or a `faces` entry's select matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
+    ErrorCode.FACE_SELECTED_TWICE: (422, "two `faces` entries select the same face (or two select the speaker)"),
+    ErrorCode.TOO_MANY_FACES: (422, "`faces` has more entries than this deployment's limit (CMET_MAX_FACES)"),
+    ErrorCode.SPEAKER_NEEDS_AUDIO: (422, "select: speaker needs a clip with an audio track"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
     ErrorCode.EYE_CONTROL_UNSUPPORTED: (
         422,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.emotion.voice import VoiceSegment
+from cmet_core.faces.turns import SpeakerTurn
 from cmet_core.quality.report import QualityProblem, QualityReport
 
 
@@ -36,6 +37,11 @@ class EditResult(BaseModel):
     )
     quality_error: QualityProblem | None = Field(
         default=None, description="With `quality` on, why there is no report (`quality_unavailable`)."
+    )
+    speakers: list[SpeakerTurn] | None = Field(
+        default=None,
+        description="With a `faces` entry `select: speaker`: which face (its place from the left) spoke, and got "
+        "that entry's emotion, when.",
     )
 
 

@@ -254,6 +254,7 @@ class JobsSettings(CoreSettings):
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
             max_timeline_segments=self.max_timeline_segments,
+            max_faces=self.max_faces,
             encoder=self.video_encoder,
             preset=self.x264_preset,
         )

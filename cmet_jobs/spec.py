@@ -73,17 +73,20 @@ class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
 
     @model_validator(mode="after")
     def _one_target(self) -> EditSpec:
-        if (self.emotion is not None) + bool(self.speech) + (self.timeline is not None) != 1:
-            raise ValueError("give exactly one of an emotion, speech clips and a timeline")
+        targets = (self.emotion is not None) + bool(self.speech) + (self.timeline is not None)
+        if targets != (0 if self.faces else 1):
+            raise ValueError("give exactly one of an emotion, speech clips, a timeline and faces (each with its own)")
         return self
 
     def target(self, speech: Sequence[Path]) -> EmotionTarget:
         """The target with the speech clips fetched to local paths (in the order of `speech`)."""
         return EmotionTarget(emotion=self.emotion, intensity=self.intensity, speech=tuple(speech))
 
-    def edit_target(self, speech: Sequence[Path], fetch: Fetch) -> EditTarget:
+    def edit_target(self, speech: Sequence[Path], fetch: Fetch) -> EditTarget | None:
         """What the pipeline edits toward: `target(speech)`, the voice for `from_audio`, or the
-        timeline with its segments' clips fetched."""
+        timeline with its segments' clips fetched; None with `faces` (each carries its own)."""
+        if self.faces:
+            return None
         if self.emotion == FROM_AUDIO:
             return FollowVoice(intensity=self.intensity, neutral=self.neutral)
         if self.timeline is None:

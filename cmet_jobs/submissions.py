@@ -28,7 +28,7 @@ from cmet_core.edit.lips import check_inputs
 from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
-from cmet_core.options import EditChoices
+from cmet_core.options import EditChoices, FaceTarget
 from cmet_jobs import emotions, estimates, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
 from cmet_jobs.db.models import ApiKey, Asset, JobRow, new_id, now
 from cmet_jobs.errors import RequestError
@@ -108,6 +108,12 @@ def _check_sources(submission: Submission) -> None:
     check_one_video(submission.video_file, body.video_url, body.video_asset)
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
     targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    if body.faces:
+        if targets:
+            raise RequestError(
+                ErrorCode.INVALID_REQUEST, "with `faces`, each face carries its emotion: no top-level target"
+            )
+        return
     if targets != 1:
         code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
         raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
@@ -211,6 +217,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
+    if body.faces:
+        body = body.model_copy(update={"faces": _resolved_faces(session, key, body.faces)})
     check_urls(body, settings)
     choices, limits = EditChoices.of(body), settings.limits()
     video = None
@@ -255,6 +263,19 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
         storage,
     )
+
+
+def _resolved_faces(session: Session, key: ApiKey, faces: tuple[FaceTarget, ...]) -> tuple[FaceTarget, ...]:
+    """Each face's emotion checked as a top-level one is, a custom emotion's name resolved to its id."""
+    library = emotions.library_for_key(session, key.id)
+    resolved = []
+    for face in faces:
+        if face.emotion != FROM_AUDIO:
+            emotion = emotions.resolve_id(session, key.id, face.emotion)
+            check_emotion(emotion, face.intensity, library)
+            face = face.model_copy(update={"emotion": emotion})
+        resolved.append(face)
+    return tuple(resolved)
 
 
 class Estimated(Exception):

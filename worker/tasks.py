@@ -344,6 +344,7 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         segments=list(result.voice) if result.voice else None,
         quality=result.quality,
         quality_error=result.quality_problem,
+        speakers=result.speakers if choices.faces and any(face.speaker for face in choices.faces) else None,
     )
 
 

@@ -212,10 +212,12 @@ class Dub:
             if image is not None
             else FrameFeed(self.src, limits.chunk_frames).frames([f.background for f in frames])
         )
-        feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
+        feed = (
+            Frame(bg, (found.boxes[f.background],), f.background) for f, bg in zip(frames, backgrounds, strict=False)
+        )
         drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
         out = video_out(self.dst, like, self.speech_track, limits.encoding(editor.backbone.device.type == "cuda"))
-        loop.run(drive, feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
+        loop.run([drive], feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,
             frames=len(frames),

@@ -25,6 +25,7 @@ from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.faces.turns import SpeakerTurn
 from cmet_core.meter import NETWORKS, step
 from cmet_core.modelsets.sets import ModelSet
 from cmet_core.networks.connector import Connector
@@ -144,6 +145,10 @@ class EditResult:
     """The output measured against the input, with `quality` on."""
     quality_problem: QualityProblem | None = None
     """With `quality` on, why there is no report (the `quality` extra is not installed)."""
+    faces: list[int] = field(default_factory=list)
+    """With `faces`: each selecting entry's face, by its place from the left (a speaker's are in `speakers`)."""
+    speakers: list[SpeakerTurn] = field(default_factory=list)
+    """With a `select: "speaker"` entry: which face spoke when (and got that entry's edit)."""
 
     @property
     def total_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,6 +50,7 @@ _BODY_DOC = {
                         "emotion": {"type": "string"},
                         "intensity": {"type": "number"},
                         "timeline": {"type": "string", "description": "An EditTimeline as JSON text."},
+                        "faces": {"type": "string", "description": "The `faces` list (FaceTarget items) as JSON text."},
                     },
                 }
             },
@@ -58,6 +60,14 @@ _BODY_DOC = {
 
 
 _SINGLE_PARTS = ("video", "speech_track", "pose_video")
+
+
+def _json_field(name: str, value: str) -> Any:
+    """A form field that carries JSON (`faces`)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise RequestError(ErrorCode.INVALID_REQUEST, f"{name} is not valid JSON: {exc}") from None
 
 
 async def _read_body(
@@ -89,6 +99,8 @@ async def _read_body(
                 fields.setdefault(name, []).append(value)
             elif name == "face_box":
                 fields[name] = [p.strip() for p in value.split(",")]
+            elif name == "faces":
+                fields[name] = _json_field(name, value)
             else:
                 fields[name] = value
         if len(speech) > MAX_SPEECH_CLIPS:
