@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-WINDOW_S = 1.2
+WINDOW_S = 0.8
 """A stretch over which mouths and speech are compared: a few syllables."""
 HOP_S = 0.2
 FOLLOW_WEIGHT = 0.5
@@ -26,6 +26,9 @@ MIN_SCORE = 0.2
 """The first speaker must follow the speech at least this well (a correlation)."""
 QUIET = 0.1
 """A stretch whose speech energy stays under this share of the clip's loud level is a pause: the choice holds."""
+BACK_S = 0.2
+"""A new turn starts this long before the centre of the first stretch its speaker led (that stretch already holds
+more of its speech than of the last speaker's)."""
 FADE_S = 0.2
 """A face's edit fades in and out over this long around its turn's ends."""
 
@@ -98,7 +101,7 @@ def turns(
             lead += 1
             if lead >= SWITCH_HOPS:
                 current, challenger, lead = best, None, 0
-                changes.append((max(since - HOP_S / 2, 0.0), best))
+                changes.append((max(since - BACK_S, 0.0), best))
         else:
             challenger, lead = None, 0
     ends = [at for at, _ in changes[1:]] + [duration_s]
