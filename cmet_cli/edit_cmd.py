@@ -282,6 +282,9 @@ def edit(
         if plan_out is not None and (plan := timeline_json(result)) is not None:
             plan_out.write_text(plan + "\n")
             typer.echo(f"wrote the found timeline to {plan_out} (edit it, then pass it back with --timeline)")
+    if result.speakers:
+        turns = ", ".join(f"face {t.face} {t.start_s:.2f}-{t.end_s:.2f} s" for t in result.speakers)
+        typer.echo(f"speaker: {turns}")
     typer.echo(_facts(result))
     typer.echo(
         f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "

@@ -792,6 +792,11 @@ export interface components {
             quality?: components["schemas"]["QualityReport"] | null;
             /** @description With `quality` on, why there is no report (`quality_unavailable`). */
             quality_error?: components["schemas"]["QualityProblem"] | null;
+            /**
+             * Speakers
+             * @description With a `faces` entry `select: speaker`: which face (its place from the left) spoke, and got that entry's emotion, when.
+             */
+            speakers?: components["schemas"]["SpeakerTurn"][] | null;
         };
         /** Emotion */
         Emotion: {
@@ -924,8 +929,11 @@ export interface components {
          *     | `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |
          *     | `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |
          *     | `no_face` | 422 | no face was found in enough frames |
-         *     | `bad_face_selection` | 422 | face_index or face_box matches no face |
+         *     | `bad_face_selection` | 422 | face_index, face_box or a `faces` entry's select matches no face |
          *     | `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |
+         *     | `face_selected_twice` | 422 | two `faces` entries select the same face (or two select the speaker) |
+         *     | `too_many_faces` | 422 | `faces` has more entries than this deployment's limit (CMET_MAX_FACES) |
+         *     | `speaker_needs_audio` | 422 | select: speaker needs a clip with an audio track |
          *     | `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |
          *     | `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |
          *     | `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |
@@ -990,7 +998,7 @@ export interface components {
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
         /** FacesMeasure */
         FacesMeasure: {
             verdict: components["schemas"]["Verdict"];
@@ -1477,6 +1485,19 @@ export interface components {
             /** Speech Clips */
             speech_clips: number;
         };
+        /**
+         * SpeakerTurn
+         * @description From `start_s` to `end_s` (seconds of the output), `face` spoke: its place from the left in the first frame
+         *     showing faces, as `faces[].select` counts.
+         */
+        SpeakerTurn: {
+            /** Start S */
+            start_s: number;
+            /** End S */
+            end_s: number;
+            /** Face */
+            face: number;
+        };
         /** SteadinessMeasure */
         SteadinessMeasure: {
             verdict: components["schemas"]["Verdict"];
@@ -1643,6 +1664,44 @@ export interface components {
             transition_s: number;
         };
         /**
+         * FaceTarget
+         * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
+         *     `from_audio`) at its own intensity.
+         */
+        FaceTarget: {
+            /**
+             * Emotion
+             * @description A library emotion, a blend, a custom emotion id or from_audio.
+             * @example sarcastic
+             * @example happy=0.6,surprised=0.4
+             */
+            emotion: string;
+            /**
+             * Intensity
+             * @description 0 keeps the input's emotion, 1 as recorded.
+             * @default 1
+             */
+            intensity: number;
+            /**
+             * Select
+             * @description Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).
+             * @example 0
+             * @example [
+             *       10,
+             *       20,
+             *       200,
+             *       240
+             *     ]
+             * @example speaker
+             */
+            select: number | [
+                number,
+                number,
+                number,
+                number
+            ] | "speaker";
+        };
+        /**
          * SegmentSpeech
          * @description A timeline segment's target taken from speech clips: uploaded assets and/or URLs.
          */
@@ -1716,6 +1775,12 @@ export interface components {
              * @enum {string}
              */
             pose_fill: "bounce" | "loop" | "hold";
+            /**
+             * Faces
+             * @description Several faces in one edit, each with its own emotion and intensity (instead of the top-level emotion and face_index or face_box); at most the deployment's CMET_MAX_FACES.
+             * @default []
+             */
+            faces: components["schemas"]["FaceTarget"][];
             /**
              * Gaze
              * @description keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).
@@ -2112,6 +2177,8 @@ export interface operations {
                     intensity?: number;
                     /** @description An EditTimeline as JSON text. */
                     timeline?: string;
+                    /** @description The `faces` list (FaceTarget items) as JSON text. */
+                    faces?: string;
                 };
             };
         };
