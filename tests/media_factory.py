@@ -7,7 +7,7 @@ from typing import cast
 
 import numpy as np
 
-from cmet_core.media.sample import write_clip
+from cmet_core.media.sample import TWO_TALKERS, write_clip, write_turns
 
 
 def _tone(t: np.ndarray) -> np.ndarray:
@@ -180,54 +180,8 @@ def make_size_change(path: Path, first: np.ndarray, then: tuple[int, int], frame
     return path
 
 
-TWO_FACE_SIZE = (480, 240)
-TWO_FACE_BOXES = ((32, 32, 208, 208), (272, 32, 448, 208))
-"""Where `make_two_face_clip` puts each face clip (x0, y0, x1, y1): the left one, the right one."""
-
-
 def make_two_face_clip(test_data: Path, path: Path, turn_s: float = 2.0, turns: int = 2) -> Path:
-    """Two fixture talkers side by side who take turns: in each turn of `turn_s` seconds one face plays its
-    clip with that clip's audio while the other holds still (the left one first), so who speaks when is known."""
-    import cv2
-
-    from cmet_core.media.audio import load_audio
-    from cmet_core.media.sample import SAMPLE_RATE
-    from cmet_core.media.video import read_frames
-
-    fps, per_turn = 25, int(round(turn_s * 25))
-    names = ("mead_W009_038", "hdtf_RD_Radio1_000_5")
-    side = TWO_FACE_BOXES[0][2] - TWO_FACE_BOXES[0][0]
-    clips = []
-    for name in names:
-        frames = []
-        for frame in read_frames(test_data / "video" / f"{name}_cropped.mp4"):
-            frames.append(cv2.resize(frame.image, (side, side), interpolation=cv2.INTER_AREA))
-            if len(frames) == per_turn * turns:
-                break
-        clips.append(frames)
-    voices = [load_audio(test_data / "video" / f"{name}.wav", SAMPLE_RATE) for name in names]
-    w, h = TWO_FACE_SIZE
-
-    def shown(face: int, i: int) -> int:
-        """The clip frame face `face` shows at output frame `i`: its own frames while it speaks, else held."""
-        turn, into = divmod(i, per_turn)
-        spoken = sum(1 for t in range(turn) if t % 2 == face) * per_turn
-        return spoken + into if turn % 2 == face else max(spoken - 1, 0)
-
-    def draw(i: int) -> np.ndarray:
-        img = np.full((h, w, 3), 96, np.uint8)
-        for face, (x0, y0, x1, y1) in enumerate(TWO_FACE_BOXES):
-            img[y0:y1, x0:x1] = clips[face][shown(face, i)]
-        return img
-
-    def audio(t: np.ndarray) -> np.ndarray:
-        samples = np.zeros_like(t)
-        for n, at in enumerate(t):
-            i = int(at * fps)
-            face = (i // per_turn) % 2
-            heard = int(((shown(face, min(i, per_turn * turns - 1)) + (at * fps - i)) / fps) * SAMPLE_RATE)
-            voice = voices[face]
-            samples[n] = voice[heard] if heard < len(voice) else 0.0
-        return samples
-
-    return write_clip(path, draw, per_turn * turns, fps, audio)
+    """Two fixture talkers side by side, taking turns (`write_turns`): the left one speaks first."""
+    videos = test_data / "video"
+    talkers = [(videos / f"{name}_cropped.mp4", videos / f"{name}.wav") for name in TWO_TALKERS]
+    return write_turns(path, talkers, turn_s, turns)

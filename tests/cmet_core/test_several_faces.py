@@ -17,9 +17,10 @@ from cmet_core.edit.pipeline import Editor, EditResult
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.faces import Box, Detection, FaceSelection, track_many
 from cmet_core.faces.turns import SpeakerTurn, presence, turns
+from cmet_core.media.sample import TWO_FACE_BOXES
 from cmet_core.media.video import probe, read_frames
 from cmet_core.options import EditChoices
-from tests.media_factory import TWO_FACE_BOXES, make_two_face_clip
+from tests.media_factory import make_two_face_clip
 
 TURN_S = 1.6
 
