@@ -12,7 +12,7 @@ from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice
 from cmet_core.emotion.timeline import Timeline
 from cmet_core.emotion.voice import VoiceChoice
 from cmet_core.errors import ErrorCode
-from cmet_core.options import EditChoices, FaceChoice, SheetChoice
+from cmet_core.options import EditChoices, FaceChoice, FaceTarget, SheetChoice
 from cmet_jobs.results import EditResult
 from cmet_jobs.states import DeliveryState, EmotionState, JobState
 
@@ -184,6 +184,7 @@ class Job(JobRecord):
     emotion: str | None
     intensity: float
     timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
+    faces: list[FaceTarget] | None = Field(default=None, description="Several faces, each with its target, if any.")
     result: EditResultInfo | None
     output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")
     preview_s: float | None = Field(default=None, description="Set on a clip preview: the seconds it renders.")
@@ -354,6 +355,11 @@ class Probe(BaseModel):
     height: int | None = None
     has_audio: bool | None = None
     face: ProbeFace | None = None
+    faces: list[list[float]] | None = Field(
+        default=None,
+        description="Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` "
+        "index counts them.",
+    )
     error: JobError | None = None
 
 

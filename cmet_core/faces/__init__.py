@@ -4,7 +4,7 @@ from cmet_core.faces.detect import Detection, FaceDetector
 from cmet_core.faces.find import FacePlan, TrackedFace, find_faces, find_faces_in, find_many_faces
 from cmet_core.faces.framing import NoFaceError, crop_boxes
 from cmet_core.faces.geometry import Box, CropBox
-from cmet_core.faces.track import FaceSelection, select_source_frame, track, track_many
+from cmet_core.faces.track import FaceSelection, faces_at_start, select_source_frame, track, track_many
 from cmet_core.faces.warp import (
     FACE_SIZE,
     crop_face,
@@ -27,6 +27,7 @@ __all__ = [
     "NoFaceError",
     "TrackedFace",
     "crop_boxes",
+    "faces_at_start",
     "crop_face",
     "crop_frame",
     "feather_mask",

@@ -129,6 +129,16 @@ class ManyTracks:
     labels: list[int]
 
 
+def faces_at_start(detections: Sequence[list[Detection]]) -> tuple[int, list[Detection]] | None:
+    """The first frame showing faces that are found again in the next frames, and those faces from the left:
+    where `faces[].select` counts its indices (the probe shows them)."""
+    for i, faces in enumerate(detections):
+        confirmed = [d for d in faces if _confirmed(detections, i, d.box)]
+        if confirmed:
+            return i, sorted(confirmed, key=lambda d: d.box.cx)
+    return None
+
+
 def track_many(
     detections: Sequence[list[Detection]],
     selections: Sequence[FaceSelection],
@@ -142,12 +152,10 @@ def track_many(
 
     Raises `bad_face_selection` for a selection that matches no face and `face_selected_twice` where two
     select the same one."""
-    start = next(
-        (i for i, faces in enumerate(detections) if any(_confirmed(detections, i, d.box) for d in faces)), None
-    )
-    if start is None:
+    first = faces_at_start(detections)
+    if first is None:
         raise _bad_selection("no face is found in the clip")
-    ordered = sorted((d for d in detections[start] if _confirmed(detections, start, d.box)), key=lambda d: d.box.cx)
+    start, ordered = first
     chosen: list[int] = []
     for selection in selections:
         if selection.index is not None:

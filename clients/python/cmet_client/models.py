@@ -92,6 +92,65 @@ class EmotionSegment(BaseModel):
     shift: Annotated[float | None, Field(description="target_out - target_in.", title="Shift")] = None
 
 
+class Select(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="Edit the i-th face from the left (in the first frame showing faces).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            ge=0,
+            le=64,
+            title="Select",
+        ),
+    ]
+
+
+class Select1(RootModel[tuple[float, float, float, float]]):
+    root: Annotated[
+        tuple[float, float, float, float],
+        Field(
+            description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            max_length=4,
+            min_length=4,
+            title="Select",
+        ),
+    ]
+
+
+class FaceTarget(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    emotion: Annotated[
+        str,
+        Field(
+            description="A library emotion, a blend, a custom emotion id or from_audio.",
+            examples=["sarcastic", "happy=0.6,surprised=0.4"],
+            max_length=500,
+            min_length=1,
+            title="Emotion",
+        ),
+    ]
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    select: Annotated[
+        Select | Select1 | Literal["speaker"],
+        Field(
+            description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            title="Select",
+        ),
+    ]
+
+
 class Health(BaseModel):
     status: Annotated[Literal["ok", "unavailable"], Field(title="Status")]
     checks: Annotated[dict[str, str] | None, Field(title="Checks")] = None
@@ -496,65 +555,6 @@ class WebhookSecret(BaseModel):
         Field(
             description="The deployment's grace period (`CMET_WEBHOOK_SECRET_GRACE_S`).",
             title="Grace S",
-        ),
-    ]
-
-
-class Select(RootModel[int]):
-    root: Annotated[
-        int,
-        Field(
-            description="Edit the i-th face from the left (in the first frame showing faces).",
-            examples=[0, [10, 20, 200, 240], "speaker"],
-            ge=0,
-            le=64,
-            title="Select",
-        ),
-    ]
-
-
-class Select1(RootModel[tuple[float, float, float, float]]):
-    root: Annotated[
-        tuple[float, float, float, float],
-        Field(
-            description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame).",
-            examples=[0, [10, 20, 200, 240], "speaker"],
-            max_length=4,
-            min_length=4,
-            title="Select",
-        ),
-    ]
-
-
-class FaceTarget(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    emotion: Annotated[
-        str,
-        Field(
-            description="A library emotion, a blend, a custom emotion id or from_audio.",
-            examples=["sarcastic", "happy=0.6,surprised=0.4"],
-            max_length=500,
-            min_length=1,
-            title="Emotion",
-        ),
-    ]
-    intensity: Annotated[
-        float | None,
-        Field(
-            description="0 keeps the input's emotion, 1 as recorded.",
-            ge=0.0,
-            le=2.0,
-            title="Intensity",
-        ),
-    ] = 1.0
-    select: Annotated[
-        Select | Select1 | Literal["speaker"],
-        Field(
-            description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).",
-            examples=[0, [10, 20, 200, 240], "speaker"],
-            title="Select",
         ),
     ]
 
@@ -1058,6 +1058,13 @@ class Probe(BaseModel):
     height: Annotated[int | None, Field(title="Height")] = None
     has_audio: Annotated[bool | None, Field(title="Has Audio")] = None
     face: ProbeFace | None = None
+    faces: Annotated[
+        list[list[float]] | None,
+        Field(
+            description="Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` index counts them.",
+            title="Faces",
+        ),
+    ] = None
     error: JobError | None = None
 
 
@@ -1343,6 +1350,10 @@ class Job(BaseModel):
     timeline: Annotated[
         AppliedTimeline | None,
         Field(description="The timeline this edit applies, if any."),
+    ] = None
+    faces: Annotated[
+        list[FaceTarget] | None,
+        Field(description="Several faces, each with its target, if any.", title="Faces"),
     ] = None
     result: EditResultInfo | None
     output_url: Annotated[

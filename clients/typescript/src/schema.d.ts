@@ -999,6 +999,44 @@ export interface components {
          * @enum {string}
          */
         ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        /**
+         * FaceTarget
+         * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
+         *     `from_audio`) at its own intensity.
+         */
+        FaceTarget: {
+            /**
+             * Emotion
+             * @description A library emotion, a blend, a custom emotion id or from_audio.
+             * @example sarcastic
+             * @example happy=0.6,surprised=0.4
+             */
+            emotion: string;
+            /**
+             * Intensity
+             * @description 0 keeps the input's emotion, 1 as recorded.
+             * @default 1
+             */
+            intensity: number;
+            /**
+             * Select
+             * @description Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).
+             * @example 0
+             * @example [
+             *       10,
+             *       20,
+             *       200,
+             *       240
+             *     ]
+             * @example speaker
+             */
+            select: number | [
+                number,
+                number,
+                number,
+                number
+            ] | "speaker";
+        };
         /** FacesMeasure */
         FacesMeasure: {
             verdict: components["schemas"]["Verdict"];
@@ -1098,6 +1136,11 @@ export interface components {
             intensity: number;
             /** @description The timeline this edit applies, if any. */
             timeline?: components["schemas"]["AppliedTimeline"] | null;
+            /**
+             * Faces
+             * @description Several faces, each with its target, if any.
+             */
+            faces?: components["schemas"]["FaceTarget"][] | null;
             result: components["schemas"]["EditResultInfo"] | null;
             /**
              * Output Url
@@ -1363,6 +1406,11 @@ export interface components {
             /** Has Audio */
             has_audio?: boolean | null;
             face?: components["schemas"]["ProbeFace"] | null;
+            /**
+             * Faces
+             * @description Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` index counts them.
+             */
+            faces?: number[][] | null;
             error?: components["schemas"]["JobError"] | null;
         };
         /** ProbeFace */
@@ -1662,44 +1710,6 @@ export interface components {
              * @default 0.3
              */
             transition_s: number;
-        };
-        /**
-         * FaceTarget
-         * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
-         *     `from_audio`) at its own intensity.
-         */
-        FaceTarget: {
-            /**
-             * Emotion
-             * @description A library emotion, a blend, a custom emotion id or from_audio.
-             * @example sarcastic
-             * @example happy=0.6,surprised=0.4
-             */
-            emotion: string;
-            /**
-             * Intensity
-             * @description 0 keeps the input's emotion, 1 as recorded.
-             * @default 1
-             */
-            intensity: number;
-            /**
-             * Select
-             * @description Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).
-             * @example 0
-             * @example [
-             *       10,
-             *       20,
-             *       200,
-             *       240
-             *     ]
-             * @example speaker
-             */
-            select: number | [
-                number,
-                number,
-                number,
-                number
-            ] | "speaker";
         };
         /**
          * SegmentSpeech
