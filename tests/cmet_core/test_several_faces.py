@@ -92,7 +92,7 @@ def two_faces(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def _changes(src: Path, out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per frame, the mean absolute change of the left face's place, the right face's, and the background."""
     rows = []
-    for a, b in zip(read_frames(src), read_frames(out), strict=True):
+    for a, b in zip(read_frames(src), read_frames(out), strict=False):  # a clip preview: its window's frames
         diff = np.abs(a.image.astype(np.int16) - b.image.astype(np.int16)).mean(axis=2)
         places = [diff[y0:y1, x0:x1].mean() for x0, y0, x1, y1 in TWO_FACE_BOXES]
         background = np.concatenate([diff[:, :20].ravel(), diff[:, 225:255].ravel(), diff[228:, :].ravel()])
@@ -133,11 +133,14 @@ def test_the_speaker_is_found_and_only_the_speaking_face_changes(
 
 
 def test_two_faces_two_targets_in_one_job_through_the_cli(two_faces: Path, tiny_set: Path, tmp_path: Path) -> None:
+    """Both faces edited in every frame of a clip preview's window (a second of the clip, to keep it short)."""
     out = tmp_path / "both.mp4"
     args = [str(two_faces), "--face", "0:happy", "--face", "1:sad@0.5", "--no-quality", "-o", str(out)]
-    result = CliRunner().invoke(app, ["edit", *args, "--models", str(tiny_set)])
+    result = CliRunner().invoke(app, ["edit", *args, "--preview-s", "1", "--models", str(tiny_set)])
     assert result.exit_code == 0, result.output
-    _kept_timing_and_audio(two_faces, out)
+    assert probe(out).frame_count == 25
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 1
     left, right, background = _changes(two_faces, out)
     assert left.min() > 8 and right.min() > 8
     assert background.max() < 3
