@@ -5,6 +5,7 @@ autoscaling, probes, non-root, read-only root filesystems. Rendered for the defa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -41,14 +42,24 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return [doc for text in files.values() for doc in yaml.safe_load_all(text) if doc]
 
 
-@pytest.fixture(scope="module", params=["default", "gpu-heavy"])
+@functools.cache
+def _rendered(which: str) -> str:
+    """Each values file rendered once for the module (as YAML, so no test can change another's objects)."""
+    return yaml.safe_dump_all(render(yaml.safe_load(GPU_HEAVY.read_text()) if which == "gpu-heavy" else None))
+
+
+def rendered(which: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(_rendered(which)) if doc]
+
+
+@pytest.fixture(params=["default", "gpu-heavy"])
 def objects(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return render(yaml.safe_load(GPU_HEAVY.read_text()) if request.param == "gpu-heavy" else None)
+    return rendered(request.param)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def heavy() -> list[dict[str, Any]]:
-    return render(yaml.safe_load(GPU_HEAVY.read_text()))
+    return rendered("gpu-heavy")
 
 
 def one(objects: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
@@ -76,6 +87,13 @@ def test_every_object_validates_against_the_kubernetes_schemas(
         kubernetes_validate.validate(o, version, strict=True)  # strict: a misspelt or misplaced field fails too
 
 
+def test_helm_lint_is_clean_in_strict_mode() -> None:
+    for values in (None, yaml.safe_load(GPU_HEAVY.read_text())):
+        report = helm_python.lint(str(CHART), values, strict=True, namespace="cmet", kube_version="v1.27.0")
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []  # warnings and errors; infos (an icon) pass
+
+
 def test_values_map_one_to_one_onto_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     fields = set(JobsSettings.model_fields)
@@ -85,7 +103,7 @@ def test_values_map_one_to_one_onto_the_settings(monkeypatch: pytest.MonkeyPatch
     missing = fields - config - secrets - SET_BY_CHART - NOT_DEPLOYED
     assert not missing, f"settings the chart cannot set: {sorted(missing)}"
     # the ConfigMap's variables parse as the service's settings
-    data = one(render(), "ConfigMap")["data"]
+    data = one(rendered("default"), "ConfigMap")["data"]
     assert {f"CMET_{name.upper()}" for name, v in values["config"].items() if v is not None} <= set(data)
     for name, value in data.items():  # as the pods' environment (envFrom)
         monkeypatch.setenv(name, value)
@@ -147,7 +165,7 @@ def test_a_grace_shorter_than_the_hand_back_is_refused() -> None:
 
 
 def test_models_from_a_verifying_init_step_or_a_read_only_claim(heavy: list[dict[str, Any]]) -> None:
-    spec = one(render(), "Deployment", "-gpu-worker")["spec"]["template"]["spec"]
+    spec = one(rendered("default"), "Deployment", "-gpu-worker")["spec"]["template"]["spec"]
     assert spec["initContainers"][0]["command"] == ["cmet-models-init"]  # keeps a set that verifies, else pulls
     spec = one(heavy, "Deployment", "-gpu-worker")["spec"]["template"]["spec"]
     assert "initContainers" not in spec
@@ -156,7 +174,9 @@ def test_models_from_a_verifying_init_step_or_a_read_only_claim(heavy: list[dict
 
 
 def test_keda_scales_gpu_workers_on_both_queues_previews_weighing_more(heavy: list[dict[str, Any]]) -> None:
-    assert not [o for o in render() if o["kind"] in ("ScaledObject", "TriggerAuthentication")]  # off by default
+    assert not [
+        o for o in rendered("default") if o["kind"] in ("ScaledObject", "TriggerAuthentication")
+    ]  # off by default
     scaled = one(heavy, "ScaledObject")["spec"]
     assert scaled["scaleTargetRef"]["name"] == one(heavy, "Deployment", "-gpu-worker")["metadata"]["name"]
     assert "replicas" not in one(heavy, "Deployment", "-gpu-worker")["spec"]  # KEDA owns the count
@@ -188,7 +208,7 @@ def test_metrics_scraped_with_the_token_from_the_secret(heavy: list[dict[str, An
     monitor = one(heavy, "ServiceMonitor")["spec"]
     api = next(e for e in monitor["endpoints"] if e["port"] == "http")
     assert api["bearerTokenSecret"] == {"name": "cmet-secrets", "key": "CMET_METRICS_TOKEN"}
-    pod = one(render(), "Deployment", "-gpu-worker")["spec"]["template"]["metadata"]["annotations"]
+    pod = one(rendered("default"), "Deployment", "-gpu-worker")["spec"]["template"]["metadata"]["annotations"]
     assert pod["prometheus.io/port"] == "9808"
 
 
@@ -205,8 +225,8 @@ def test_network_policies_default_deny_and_open_only_what_each_part_needs(object
 def test_checkov_finds_nothing_unwaived_and_every_waiver_has_a_reason(tmp_path: Path) -> None:
     if not CHECKOV_PYTHON.exists():
         pytest.skip(f"checkov's venv not at {CHECKOV_PYTHON} (.ci/run makes it; or set CMET_CHECKOV_PYTHON)")
-    for name, values in (("default", None), ("gpu-heavy", yaml.safe_load(GPU_HEAVY.read_text()))):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(render(values)))
+    for name in ("default", "gpu-heavy"):
+        (tmp_path / f"{name}.yaml").write_text(_rendered(name))
     scan = subprocess.run(
         [str(CHECKOV_PYTHON), str(Path(__file__).with_name("checkov_scan.py")), str(tmp_path)],
         capture_output=True,
