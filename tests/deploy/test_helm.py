@@ -5,6 +5,7 @@ autoscaling, probes, non-root, read-only root filesystems. Rendered for the defa
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -43,13 +44,13 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _rendered(which: str) -> str:
-    """Each values file rendered once for the module (as YAML, so no test can change another's objects)."""
-    return yaml.safe_dump_all(render(yaml.safe_load(GPU_HEAVY.read_text()) if which == "gpu-heavy" else None))
+def _rendered(which: str) -> tuple[dict[str, Any], ...]:
+    """Each values file rendered once for the module."""
+    return tuple(render(yaml.safe_load(GPU_HEAVY.read_text()) if which == "gpu-heavy" else None))
 
 
 def rendered(which: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(_rendered(which)) if doc]
+    return copy.deepcopy(list(_rendered(which)))  # a copy: no test can change another's objects
 
 
 @pytest.fixture(params=["default", "gpu-heavy"])
@@ -226,7 +227,7 @@ def test_checkov_finds_nothing_unwaived_and_every_waiver_has_a_reason(tmp_path: 
     if not CHECKOV_PYTHON.exists():
         pytest.skip(f"checkov's venv not at {CHECKOV_PYTHON} (.ci/run makes it; or set CMET_CHECKOV_PYTHON)")
     for name in ("default", "gpu-heavy"):
-        (tmp_path / f"{name}.yaml").write_text(_rendered(name))
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(rendered(name)))
     scan = subprocess.run(
         [str(CHECKOV_PYTHON), str(Path(__file__).with_name("checkov_scan.py")), str(tmp_path)],
         capture_output=True,
