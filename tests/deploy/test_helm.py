@@ -208,7 +208,10 @@ def test_migration_is_a_pre_install_and_pre_upgrade_job(objects: list[dict[str, 
 def test_metrics_scraped_with_the_token_from_the_secret(heavy: list[dict[str, Any]]) -> None:
     monitor = one(heavy, "ServiceMonitor")["spec"]
     api = next(e for e in monitor["endpoints"] if e["port"] == "http")
-    assert api["bearerTokenSecret"] == {"name": "cmet-secrets", "key": "CMET_METRICS_TOKEN"}
+    assert api["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "cmet-secrets", "key": "CMET_METRICS_TOKEN"},
+    }
     pod = one(rendered("default"), "Deployment", "-gpu-worker")["spec"]["template"]["metadata"]["annotations"]
     assert pod["prometheus.io/port"] == "9808"
 
