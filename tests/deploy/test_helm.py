@@ -112,6 +112,15 @@ def test_values_map_one_to_one_onto_the_settings(monkeypatch: pytest.MonkeyPatch
     assert parsed.max_video_bytes == 524288000 and parsed.storage == "s3" and parsed.ready_needs_workers is False
 
 
+def test_a_misspelt_setting_is_refused_by_the_values_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for part in ("config", "secrets"):  # the schema names exactly the settings values.yaml documents
+        assert set(schema[part]["properties"]) == set(values[part]), part
+    with pytest.raises(helm_python.HelmError, match="additional properties 'max_video_byte' not allowed"):
+        render({"config": {"max_video_byte": 5}})
+
+
 def test_secrets_are_the_releases_or_an_existing_one(heavy: list[dict[str, Any]]) -> None:
     own = render({"secrets": {"database_url": "postgresql+psycopg://u:p@db/cmet", "metrics_token": "t"}})
     secret = next(o for o in own if o["kind"] == "Secret" and o["metadata"]["name"] == "cmet")
