@@ -80,7 +80,7 @@ def _facts(result: EditResult) -> str:
 
 SET_BY = {"lips": "lips_from", "faces": "face"}
 """The `EditChoices` fields that other flags set, not one of their own: `--lips-from` dubs, `--face` (or
-`--faces PLAN`) gives several faces their own targets."""
+`--faces-plan PLAN`) gives several faces their own targets."""
 
 
 def edit_choices(
@@ -140,7 +140,9 @@ def edit(
         "speaker, or x0,y0,x1,y1), e.g. --face 0:happy --face 1:sad@0.5; instead of --emotion.",
     ),
     faces_plan: Path = typer.Option(
-        None, "--faces", help="Several faces from a plan JSON: the API's faces list, [{select, emotion, intensity}]."
+        None,
+        "--faces-plan",
+        help="Several faces from a plan JSON: the API's faces list, [{select, emotion, intensity}].",
     ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
@@ -176,7 +178,7 @@ def edit(
     faces = faces_of(face, faces_plan)
     if faces and (emotion is not None or blend is not None or speech or timeline is not None):
         raise fail(
-            "with --face or --faces each face has its own target: no --emotion, --blend, --speech or --timeline",
+            "with --face or --faces-plan each face has its own target: no --emotion, --blend, --speech or --timeline",
             EXIT_BAD_INPUT,
         )
     api = server or get_settings().server

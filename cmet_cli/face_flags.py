@@ -1,4 +1,4 @@
-"""`cmet edit --face INDEX:TARGET` (repeated) and `--faces plan.json`: several faces in one edit, each with its
+"""`cmet edit --face INDEX:TARGET` (repeated) and `--faces-plan plan.json`: several faces in one edit, each with its
 own target, turned into `EditChoices.faces` (the model validates them, as the API's request does).
 
 `INDEX` is the face's place from the left, `speaker` (whoever is speaking), or a box `x0,y0,x1,y1`; `TARGET`
@@ -47,15 +47,16 @@ def face_entry(text: str) -> dict[str, Any]:
 def faces_of(face: list[str] | None, plan: Path | None) -> list[dict[str, Any]]:
     """The `faces` entries the flags give (empty: the edit has one face and its own target)."""
     if face and plan is not None:
-        raise fail("give --face (repeated) or --faces PLAN, not both", EXIT_BAD_INPUT)
+        raise fail("give --face (repeated) or --faces-plan PLAN, not both", EXIT_BAD_INPUT)
     if plan is None:
         return [face_entry(text) for text in face or ()]
     try:
         entries = json.loads(plan.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise fail(f"--faces {plan}: not a readable JSON file: {exc}", EXIT_BAD_INPUT) from None
+        raise fail(f"--faces-plan {plan}: not a readable JSON file: {exc}", EXIT_BAD_INPUT) from None
     if not isinstance(entries, list) or not entries:
         raise fail(
-            f"--faces {plan}: the plan is a list of faces, [{{'select': 0, 'emotion': 'happy'}}, ...]", EXIT_BAD_INPUT
+            f"--faces-plan {plan}: the plan is a list of faces, [{{'select': 0, 'emotion': 'happy'}}, ...]",
+            EXIT_BAD_INPUT,
         )
     return entries
