@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from cmet_cli.main import app
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
+from cmet_core.edit.expression import pulled
 from cmet_core.edit.pipeline import Editor
 from cmet_core.edit.reference import reference_expression
 from cmet_core.emotion.targets import EmotionTarget
-from cmet_core.emotion.timeline import ClipTimeline
+from cmet_core.emotion.timeline import ClipTimeline, Expression, Segment, TimelineSchedule
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
@@ -179,3 +180,21 @@ def test_the_api_refuses_a_target_needing_the_missing_connector_at_submission(
     connectors.check(settings, needs=False)
     connectors.check(settings.model_copy(update={"connector_version": "latest"}), needs=True)
     connectors.check(JobsSettings(models_set=tiny_set), needs=True)
+
+
+def test_a_reference_segment_cross_fades_with_a_speech_segment_beside_it() -> None:
+    """The connector's share (presence) and the reference's pull come from the same edges: across a shared
+    boundary one fades out as the other fades in, and outside every segment neither acts."""
+    speech = Segment[Any](start_s=0.0, end_s=1.0, target="happy")
+    reference = Segment[Any](start_s=1.0, end_s=2.0, target="x", intensity=0.5)
+    code = np.arange(10.0)
+    schedule = TimelineSchedule([(speech, np.ones(1024)), (reference, Expression(code))], transition_s=0.4)
+    t = np.array([0.5, 0.9, 1.0, 1.1, 1.5, 2.5])
+    weights, codes = schedule.pulls(t) or (None, None)
+    assert weights is not None and codes is not None and np.array_equal(codes, code[None, :])
+    presence, pull = schedule.presence(t), weights[:, 0] / 0.5
+    assert np.allclose(presence + pull, [1, 1, 1, 1, 1, 0]) and pull[2] == pytest.approx(0.5)
+    assert presence[0] == 1 and pull[4] == 1 and presence[4] == 0
+    assert schedule.speaks and not TimelineSchedule([(reference, Expression(code))], 0.4).speaks
+    moved = pulled(torch.zeros(1, 10), torch.zeros(1, 10), np.array([[0.5]]), code[None, :])
+    assert torch.allclose(moved, torch.from_numpy(0.5 * code).float()[None, :])
