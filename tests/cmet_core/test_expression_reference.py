@@ -5,6 +5,7 @@ without a face is refused with `no_face`, in the CLI with exit code 2."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.edit.expression import pulled
 from cmet_core.edit.pipeline import Editor
 from cmet_core.edit.reference import reference_expression
+from cmet_core.emotion.speech_plan import needs_connector
 from cmet_core.emotion.targets import EmotionTarget
-from cmet_core.emotion.timeline import ClipTimeline, Expression, Segment, TimelineSchedule
+from cmet_core.emotion.timeline import ClipTimeline, Expression, ReferenceFile, Segment, TimelineSchedule
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
@@ -198,3 +200,12 @@ def test_a_reference_segment_cross_fades_with_a_speech_segment_beside_it() -> No
     assert schedule.speaks and not TimelineSchedule([(reference, Expression(code))], 0.4).speaks
     moved = pulled(torch.zeros(1, 10), torch.zeros(1, 10), np.array([[0.5]]), code[None, :])
     assert torch.allclose(moved, torch.from_numpy(0.5 * code).float()[None, :])
+
+
+def test_a_cli_plan_names_its_reference_beside_the_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    segments = [{"start_s": 0, "end_s": 1, "target": {"expression_reference": "smile.png"}, "intensity": 0.6}]
+    plan.write_text(json.dumps({"segments": segments}))
+    (segment,) = ClipTimeline.load(plan).segments
+    assert segment.target == ReferenceFile(expression_reference=tmp_path / "smile.png")
+    assert needs_connector(EmotionTarget(emotion="happy")) and not needs_connector(ClipTimeline.load(plan))
