@@ -23,6 +23,10 @@ from cmet_core.media.photo import read_photo
 from cmet_core.media.video import read_frames
 from cmet_core.options import Limits, probe_reference
 
+MAX_REFERENCE_FRAMES = 64
+"""Frames of a reference encoded at most, evenly spaced over those showing the face: one expression is held, so
+64 frames average it as well as 750 (30 s at 25 fps) would, at a twelfth of the encoder's work."""
+
 
 def reference_expression(backbone: Backbone, path: Path, limits: Limits) -> np.ndarray:
     """(exp width,) float32: the mean expression code over the reference's frames that show a face."""
@@ -58,12 +62,12 @@ def _mean_code(backbone: Backbone, path: Path, limits: Limits) -> np.ndarray:
             progress=lambda _done, _total: None,
         )
         images = (f.image for f in read_frames(path))
-    if not any(plan.seen):
+    seen = [i for i, found in enumerate(plan.seen) if found]
+    if not seen:
         raise InputError(ErrorCode.NO_FACE, "no face found in any frame")
+    taken = {seen[round(k)] for k in np.linspace(0, len(seen) - 1, min(len(seen), MAX_REFERENCE_FRAMES))}
     boxes = framed(plan.boxes, backbone.framing)
-    shown = (
-        faces.crop_face(image, boxes[i], size) for i, image in enumerate(images) if i < len(plan.seen) and plan.seen[i]
-    )
+    shown = (faces.crop_face(image, boxes[i], size) for i, image in enumerate(images) if i in taken)
     codes = [motion_of(backbone, crops).exp.float().cpu() for crops in chunks(shown, limits.chunk_frames)]
     mean: np.ndarray = torch.cat(codes).mean(dim=0).numpy()
     return mean
