@@ -114,6 +114,12 @@ def edit(
         None, "--speech", help="Speech clips whose emotion to take (several after one flag)."
     ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
+    expression_from: Path = typer.Option(
+        None,
+        "--expression-from",
+        help="A photo or short clip of a face making the wanted expression: each frame moves toward it "
+        "(the backbone's own expression code; no connector needed).",
+    ),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
     timeline: Path = typer.Option(
         None, "--timeline", help="A plan JSON: segments {start_s, end_s, target, intensity}, as the API takes."
@@ -176,9 +182,10 @@ def edit(
     if voice_from is not None and lips_from is not None:
         raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
     faces = faces_of(face, faces_plan)
-    if faces and (emotion is not None or blend is not None or speech or timeline is not None):
+    if faces and (emotion is not None or blend is not None or speech or timeline is not None or expression_from):
         raise fail(
-            "with --face or --faces-plan each face has its own target: no --emotion, --blend, --speech or --timeline",
+            "with --face or --faces-plan each face has its own target: no --emotion, --blend, --speech, --timeline "
+            "or --expression-from",
             EXIT_BAD_INPUT,
         )
     api = server or get_settings().server
@@ -191,22 +198,18 @@ def edit(
         body |= {"neutral": neutral} if neutral is not None else {}
         body |= edit_choices(flags, lips_from, faces).model_dump(mode="json", exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
+        files |= {"expression_reference": expression_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
-            label = (
-                "timeline"
-                if timeline is not None
-                else "faces"
-                if faces
-                else (body["emotion"] or "speech").split("=")[0].split(",")[0]
-            )
+            named = body["emotion"] or ("like" if expression_from is not None else "speech")
+            label = "timeline" if timeline is not None else "faces" if faces else named.split("=")[0].split(",")[0]
             kind = ".preview" if body.get("preview_s") is not None else ""  # as default_output names it here
             output = output or Path(f"{video.stem}.{label}{kind}.mp4")
             refuse_overwrite(output, force)
             with remote.connected(api) as client:
                 remote.edit(client, video, output, files, {k: v for k, v in body.items() if v is not None})
         return
-    others = bool(blend is not None or speech or neutral_speech)
+    others = bool(blend is not None or speech or neutral_speech or expression_from is not None)
     target = None if faces else over_time(timeline, emotion, neutral, intensity, others, validated)
     if target is None and not faces:
         target = validated(
@@ -214,6 +217,7 @@ def edit(
             emotion=emotion if emotion is not None else blend,
             speech=tuple(speech or ()),
             neutral_speech=tuple(neutral_speech or ()),
+            expression_reference=expression_from,
             intensity=intensity,
         )
     options = edit_choices(flags, lips_from, faces)

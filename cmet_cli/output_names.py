@@ -35,8 +35,8 @@ def _emotion_label(emotion: str, intensity: float) -> str:
 
 
 def target_label(target: EditTarget | tuple[FaceTarget, ...], timeline: Path | None = None) -> str:
-    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `timeline-plan`, `from_audio`;
-    several faces: `faces-0happy-1sad-x0.5`, `faces-speakerhappy`."""
+    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `like-smile` (an expression
+    reference), `timeline-plan`, `from_audio`; several faces: `faces-0happy-1sad-x0.5`, `faces-speakerhappy`."""
     if isinstance(target, tuple):
         return "faces-" + "-".join(
             _safe(face.label().replace("face ", "").replace(" ", "")) + _emotion_label(face.emotion, face.intensity)
@@ -48,6 +48,8 @@ def target_label(target: EditTarget | tuple[FaceTarget, ...], timeline: Path | N
         return FROM_AUDIO + ("-self" if target.neutral == "self" else "") + _intensity(target.intensity)
     if target.emotion is not None:
         return _emotion_label(target.emotion, target.intensity)
+    if target.expression_reference is not None:
+        return f"like-{_safe(target.expression_reference.stem)}" + _intensity(target.intensity)
     first, more = target.speech[0], len(target.speech) - 1
     return f"speech-{_safe(first.stem)}" + (f"+{more}" if more else "") + _intensity(target.intensity)
 

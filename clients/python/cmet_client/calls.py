@@ -132,12 +132,17 @@ def form_fields(body: Mapping[str, Any]) -> dict[str, str | list[str]]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`) and its
-    speech clips; each becomes a `<name>_url`/`<name>_asset` field or a multipart part."""
+    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`,
+    `expression_reference`) and its speech clips; each becomes a `<name>_url`/`<name>_asset` field or a
+    multipart part."""
 
     singles: Mapping[str, Source | None]
     speech: Sequence[Source] = ()
     threshold: int = UPLOAD_THRESHOLD
+
+
+VIDEO_KINDS = ("video", "pose_video", "expression_reference")
+"""The inputs uploaded as assets of kind `video` (a photo or a clip); the others are `speech`."""
 
 
 def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]]:
@@ -150,7 +155,7 @@ def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]
                 parts.append((name, value))
                 continue
             kind = "asset"
-            value = (yield from upload(value, "video" if name in ("video", "pose_video") else "speech")).id
+            value = (yield from upload(value, "video" if name in VIDEO_KINDS else "speech")).id
         if many:
             body.setdefault(f"speech_{kind}s", []).append(value)
         else:
