@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
 from cmet_jobs import quota, schemas, submissions
-from cmet_jobs.db.models import ApiKey, BatchRow
+from cmet_jobs.db.models import ApiKey, BatchRow, new_id
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.storage import Storage
@@ -54,6 +54,7 @@ def submit(
     submissions.check_url_list(settings, [], body.webhook_url)
     quota.check(session, key, count=count)
     batch = BatchRow(
+        id=new_id("bat"),  # now: its jobs refer to it before the insert
         key_id=key.id,
         idempotency_key=idempotency_key,
         request_hash=digest,

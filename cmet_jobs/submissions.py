@@ -353,7 +353,6 @@ def create_jobs(
     accepted whole or not at all. Checks and quota come first; the quota's stamps commit with the rows."""
     if batch is not None:
         session.add(batch)
-        session.flush()  # the jobs refer to it
     made = [
         JobRow(
             id=new_id(job.kind.id_prefix),
@@ -369,10 +368,12 @@ def create_jobs(
         )
         for job in new
     ]
-    session.add_all(made)
     if batch is not None:
         batch.edit_ids = {"ids": [job.id for job in made]}
     try:
+        if batch is not None:
+            session.flush()  # the batch first: the jobs refer to it
+        session.add_all(made)
         session.commit()
     except IntegrityError:
         session.rollback()
