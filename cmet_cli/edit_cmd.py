@@ -110,6 +110,12 @@ def edit(
         None, "--speech", help="Speech clips whose emotion to take (several after one flag)."
     ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
+    expression_from: Path = typer.Option(
+        None,
+        "--expression-from",
+        help="A photo or short clip of a face making the wanted expression: each frame moves toward it "
+        "(the backbone's own expression code; no connector needed).",
+    ),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
     timeline: Path = typer.Option(
         None, "--timeline", help="A plan JSON: segments {start_s, end_s, target, intensity}, as the API takes."
@@ -170,16 +176,18 @@ def edit(
         body |= {"neutral": neutral} if neutral is not None else {}
         body |= edit_choices(flags, lips_from).model_dump(exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
+        files |= {"expression_reference": expression_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
-            label = "timeline" if timeline is not None else (body["emotion"] or "speech").split("=")[0].split(",")[0]
+            named = body["emotion"] or ("like" if expression_from is not None else "speech")
+            label = "timeline" if timeline is not None else named.split("=")[0].split(",")[0]
             kind = ".preview" if body.get("preview_s") is not None else ""  # as default_output names it here
             output = output or Path(f"{video.stem}.{label}{kind}.mp4")
             refuse_overwrite(output, force)
             with remote.connected(api) as client:
                 remote.edit(client, video, output, files, {k: v for k, v in body.items() if v is not None})
         return
-    others = bool(blend is not None or speech or neutral_speech)
+    others = bool(blend is not None or speech or neutral_speech or expression_from is not None)
     target = over_time(timeline, emotion, neutral, intensity, others, validated)
     if target is None:
         target = validated(
@@ -187,6 +195,7 @@ def edit(
             emotion=emotion if emotion is not None else blend,
             speech=tuple(speech or ()),
             neutral_speech=tuple(neutral_speech or ()),
+            expression_reference=expression_from,
             intensity=intensity,
         )
     options = edit_choices(flags, lips_from)

@@ -29,7 +29,8 @@ def _intensity(value: float) -> str:
 
 
 def target_label(target: EditTarget, timeline: Path | None = None) -> str:
-    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `timeline-plan`, `from_audio`."""
+    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `like-smile` (an expression
+    reference), `timeline-plan`, `from_audio`."""
     if isinstance(target, ClipTimeline):
         return "timeline" + (f"-{_safe(timeline.stem)}" if timeline is not None else "")
     if isinstance(target, FollowVoice):
@@ -37,6 +38,8 @@ def target_label(target: EditTarget, timeline: Path | None = None) -> str:
     if target.emotion is not None:
         parts = [part.strip().replace("=", "") for part in target.emotion.split(",")]
         return _safe("-".join(parts)) + _intensity(target.intensity)
+    if target.expression_reference is not None:
+        return f"like-{_safe(target.expression_reference.stem)}" + _intensity(target.intensity)
     first, more = target.speech[0], len(target.speech) - 1
     return f"speech-{_safe(first.stem)}" + (f"+{more}" if more else "") + _intensity(target.intensity)
 

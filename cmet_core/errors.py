@@ -165,7 +165,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "the body is not of a content type this endpoint takes"),
     ErrorCode.BODY_TOO_LARGE: (413, "the request body is over the limit"),
     ErrorCode.VIDEO_MISSING: (422, "no video was given"),
-    ErrorCode.EMOTION_MISSING: (422, "neither an emotion nor speech clips were given"),
+    ErrorCode.EMOTION_MISSING: (
+        422,
+        "no target was given (an emotion, speech clips, an expression reference or a timeline)",
+    ),
     ErrorCode.SPEECH_MISSING: (422, "a custom emotion needs at least one speech clip"),
     ErrorCode.SPEECH_TRACK_MISSING: (422, "lips: speech needs a speech track"),
     ErrorCode.SPEECH_TRACK_UNUSED: (422, "a speech track (or pose video) was given without lips: speech"),
@@ -208,9 +211,9 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
     ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
     ErrorCode.CONNECTOR_MISSING: (
-        503,
-        "the model set has no C-MET connector for its backbone, so this deployment cannot edit: "
-        "`cmet-train` trains one (prep-visual, train, export) and `--connector` serves it",
+        422,
+        "the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one "
+        "(prep-visual, train, export) and `--connector` serves it; an expression reference needs none",
     ),
     ErrorCode.QUALITY_UNAVAILABLE: (
         503,

@@ -20,8 +20,12 @@ from cmet_core.emotion.targets import EmotionSpec, Intensity
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.mel import FPS as LIP_FPS
+from cmet_core.media.photo import is_photo, photo_size
 from cmet_core.media.video import DEFAULT_PRESET, Encoding, VideoEncoder, VideoInfo, X264Preset, choose_encoding, probe
 
+MAX_REFERENCE_S = 30.0
+"""Longest expression reference clip: a reference shows one expression, so a few seconds say all it has to say."""
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
 DEFAULT_MAX_PIXELS_PER_SECOND = 1920 * 1080 * 60  # 1080p at 60 fps
@@ -265,3 +269,12 @@ def probe_input(path: Path, choices: EditChoices, limits: Limits) -> VideoInfo:
         )
     choices.check_window(info)
     return info
+
+
+def probe_reference(path: Path, limits: Limits) -> VideoInfo | None:
+    """An expression reference under `limits`: a photo within the pixels of a 25 fps frame (None), or a clip's
+    probe of at most `MAX_REFERENCE_S`; the API checks an uploaded reference with it, the edit any reference."""
+    if is_photo(path):
+        photo_size(path, limits.max_pixels_per_second / LIP_FPS)
+        return None
+    return probe(path, min(limits.max_duration_s, MAX_REFERENCE_S), limits.max_frames, limits.max_pixels_per_second)

@@ -24,7 +24,9 @@ class EditResult(BaseModel):
     duration_s: float
     width: int
     height: int
-    connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
+    connector: str | None = Field(
+        default=None, description="name@version of the connector that made this edit; null for an expression reference."
+    )
     segments: list[VoiceSegment] | None = Field(
         default=None,
         description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "

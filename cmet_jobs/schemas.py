@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice
-from cmet_core.emotion.timeline import Timeline
+from cmet_core.emotion.timeline import ReferenceTarget, Timeline
 from cmet_core.emotion.voice import VoiceChoice
 from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices, FaceChoice, SheetChoice
@@ -56,10 +56,25 @@ class SegmentSpeech(BaseModel):
         return self
 
 
-class EditTimeline(Timeline[SegmentSpeech]):
+class SegmentReference(ReferenceTarget):
+    """A timeline segment's target taken from an expression reference (a photo or short clip of a face making
+    the wanted expression): an uploaded asset (kind `video`) or a URL."""
+
+    expression_reference_asset: AssetId | None = None
+    expression_reference_url: HttpsUrl | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> SegmentReference:
+        if (self.expression_reference_asset is None) == (self.expression_reference_url is None):
+            raise ValueError("give expression_reference_asset or expression_reference_url, once")
+        return self
+
+
+class EditTimeline(Timeline[SegmentSpeech | SegmentReference]):
     """Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
-    (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
-    face keeps its own expression; edges fade over `transition_s`."""
+    (name, blend or custom emotion id), `{speech_assets, speech_urls}` or an expression reference
+    (`{expression_reference_asset}` or `{expression_reference_url}`). Outside every segment the face keeps
+    its own expression; edges fade over `transition_s`."""
 
 
 class ShownSpeech(BaseModel):
@@ -68,7 +83,13 @@ class ShownSpeech(BaseModel):
     speech_clips: int
 
 
-class AppliedTimeline(Timeline[ShownSpeech]):
+class ShownReference(ReferenceTarget):
+    """A segment's expression reference as a job shows it."""
+
+    expression_reference: Literal[True] = True
+
+
+class AppliedTimeline(Timeline[ShownSpeech | ShownReference]):
     """The timeline a job applies, as submitted (custom emotion ids resolved to names)."""
 
 
@@ -86,7 +107,9 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
     `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
     blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
-    speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+    speech track), speech clips, an expression reference (part `expression_reference`,
+    `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
+    the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
     intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
@@ -103,6 +126,8 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     speech_track_asset: AssetId | None = None
     pose_video_url: HttpsUrl | None = None
     pose_video_asset: AssetId | None = None
+    expression_reference_url: HttpsUrl | None = None
+    expression_reference_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
     timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
@@ -114,7 +139,7 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
-        for name in ("video", "speech_track", "pose_video"):
+        for name in ("video", "speech_track", "pose_video", "expression_reference"):
             if getattr(self, f"{name}_url") is not None and getattr(self, f"{name}_asset") is not None:
                 raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
         return self

@@ -30,10 +30,30 @@ from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
 from cmet_core.media.video import VideoInfo
 from cmet_core.options import EditChoices
-from cmet_jobs import batches, emotions, estimates, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
+from cmet_jobs import (
+    batches,
+    connectors,
+    emotions,
+    estimates,
+    jobs,
+    paging,
+    queue,
+    quota,
+    schemas,
+    timelines,
+    uploads,
+    webhooks,
+)
 from cmet_jobs.db.models import ApiKey, Asset, BatchRow, JobRow, new_id, now
 from cmet_jobs.errors import RequestError
-from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
+from cmet_jobs.inputs import (
+    check_emotion,
+    check_photo,
+    check_reference,
+    check_speech,
+    check_speech_track,
+    check_video,
+)
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobKind, JobState
@@ -52,11 +72,19 @@ class Submission:
     idempotency_key: str | None = None
     speech_track_file: Path | None = None
     pose_video_file: Path | None = None
+    expression_reference_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        singles = (self.video_file, self.speech_track_file, self.pose_video_file)
+        singles = (self.video_file, self.speech_track_file, self.pose_video_file, self.expression_reference_file)
         return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the target is an expression reference (a part, a URL or an asset)."""
+        body = self.body
+        given = (self.expression_reference_file, body.expression_reference_url, body.expression_reference_asset)
+        return any(ref is not None for ref in given)
 
 
 class Hashed(Protocol):
@@ -119,10 +147,16 @@ def _check_sources(submission: Submission) -> None:
     body = submission.body
     check_one_video(submission.video_file, body.video_url, body.video_asset)
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
-    targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    given = (submission.expression_reference_file, body.expression_reference_url, body.expression_reference_asset)
+    if sum(ref is not None for ref in given) > 1:
+        message = "give the expression_reference once: part `expression_reference`, its _url or its _asset"
+        raise RequestError(ErrorCode.INVALID_REQUEST, message)
+    targets = (body.emotion is not None) + has_speech + submission.has_reference + (body.timeline is not None)
     if targets != 1:
         code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
-        raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
+        raise RequestError(
+            code, "give exactly one of `emotion`, speech clips, an `expression_reference` and `timeline`"
+        )
 
 
 def _check_dub(submission: Submission) -> bool | None:
@@ -165,6 +199,8 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
     inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
+    references = [body.expression_reference_url] if body.expression_reference_url else []
+    inputs += [(u, settings.max_video_bytes) for u in references + timelines.reference_urls(body.timeline)]
     check_url_list(settings, inputs, body.webhook_url)
 
 
@@ -271,6 +307,7 @@ def checked(
     batch, takes it for all its edits), the assets."""
     _check_sources(submission)
     body = submission.body
+    connectors.check(settings, needs=not submission.has_reference and (body.timeline is None or body.timeline.speaks()))
     previews = settings.previews_per_key if body.preview_s is not None else None
     if quota_of:
         quota.check(session, key, previews, take=False, count=quota_of)
@@ -293,6 +330,8 @@ def checked(
         check_speech_track(submission.speech_track_file, limits.max_duration_s)
     if submission.pose_video_file is not None:
         check_video(submission.pose_video_file, choices, limits, "pose_video")
+    if submission.expression_reference_file is not None:
+        check_reference(submission.expression_reference_file, limits)
     track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
     clip = video if body.lips == "video" and not track else None  # else the voice is the speech track's
     timelines.check_voice(body, clip)
@@ -312,6 +351,7 @@ def checked(
             for name, asset_id, kind in (
                 ("speech_track", body.speech_track_asset, "speech"),
                 ("pose_video", body.pose_video_asset, "video"),
+                ("expression_reference", body.expression_reference_asset, "video"),
             )
         },
         timelines.assets(session, storage, key, body.timeline),
@@ -449,16 +489,13 @@ def _store_inputs(
             return copy(asset, name, kind)
         return InputRef(url=url) if url is not None else None
 
-    timeline = (
-        timelines.stored(body.timeline, segment_assets, lambda a, name: copy(a, name, "speech"))
-        if body.timeline is not None
-        else None
-    )
+    timeline = timelines.stored(body.timeline, segment_assets, copy) if body.timeline is not None else None
     stored = {
         "video": video,
         "speech": tuple(speech),
         "speech_track": single("speech_track", submission.speech_track_file, "speech"),
         "pose_video": single("pose_video", submission.pose_video_file, "video"),
+        "expression_reference": single("expression_reference", submission.expression_reference_file, "video"),
         "timeline": timeline,
     }
     return EditSpec.model_validate({**carried(body, EditSpec), **stored})

@@ -325,7 +325,8 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         )
     )
     library = _library(settings, key_id)
-    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    limit = {"speech": settings.max_speech_bytes, "video": settings.max_video_bytes}
+    target = spec.edit_target(speech, lambda ref, name, kind: _fetch(ref, work / name, settings, limit[kind]))
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
     choices, limits = run_options(spec, settings)
@@ -341,7 +342,7 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         duration_s=result.duration_s,
         width=result.width,
         height=result.height,
-        connector=result.connector,
+        connector=result.connector or None,
         segments=list(result.voice) if result.voice else None,
         quality=result.quality,
         quality_error=result.quality_problem,

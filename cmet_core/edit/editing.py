@@ -26,7 +26,7 @@ from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.meter import NETWORKS, step
-from cmet_core.modelsets.sets import ModelSet
+from cmet_core.modelsets.sets import ModelSet, no_connector
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EyeChoice, Limits
@@ -72,11 +72,7 @@ def connector_of(editor: Parts) -> Connector:
     """The editor's connector, or `connector_missing` naming the command that trains one (a set of a
     backbone nobody published a connector for)."""
     if editor.connector is None:
-        raise InputError(
-            ErrorCode.CONNECTOR_MISSING,
-            f"model set {editor.models.path} has no C-MET connector for its {editor.models.backbone} backbone: "
-            "train one with `cmet-train` (prep-visual, train, export) and serve it with `--connector`",
-        )
+        raise no_connector(editor.models.path.name, editor.models.backbone)
     return editor.connector
 
 

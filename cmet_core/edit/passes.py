@@ -23,7 +23,7 @@ from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.backbones.spec import Framing
 from cmet_core.edit.editing import Clock, Progress
-from cmet_core.edit.expression import expression_track
+from cmet_core.edit.expression import expression_track, pulled
 from cmet_core.emotion.speech_plan import SpeechPlan
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
@@ -189,7 +189,7 @@ def audio_lips(lips: SpeechLips, src: Path, info: VideoInfo, times: np.ndarray, 
 
 
 def edited_expression(
-    connector: Connector,
+    connector: Connector | None,
     device: torch.device,
     plan: SpeechPlan,
     exp_in: torch.Tensor,
@@ -197,11 +197,18 @@ def edited_expression(
     progress: Progress,
     clock: Clock,
 ) -> torch.Tensor:
-    """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
-    semantic vector (one for the clip, or the timeline's at each window's time)."""
+    """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target: by the
+    connector toward its semantic vector (one for the clip, or the timeline's at each window's time), and
+    directly toward an expression reference's code. `connector` may be None when nothing speaks (only
+    references: `speech_plan.needs_connector`)."""
     with clock.stage(Stage.EXPRESSION), clock.networks():
-        speech = plan.condition(device)
-        with torch.inference_mode():
-            exp = expression_track(connector, exp_in.to(device), times, speech).cpu()
+        exp = exp_in
+        if plan.speaks:
+            assert connector is not None, "a target the connector reads needs a connector (connector_of)"
+            with torch.inference_mode():
+                exp = expression_track(connector, exp_in.to(device), times, plan.condition(device)).cpu()
+        pulls = plan.pulls(np.asarray(times, dtype=np.float64) - float(times[0]))
+        if pulls is not None:
+            exp = pulled(exp_in.cpu(), exp, *pulls)
         progress(Stage.EXPRESSION, len(times), len(times))
     return exp

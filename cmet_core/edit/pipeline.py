@@ -34,9 +34,10 @@ from cmet_core.edit.passes import (
     read_input,
     read_input_planes,
 )
+from cmet_core.edit.reference import reference_expression
 from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
-from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
+from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, needs_connector, plan_speech
 from cmet_core.emotion.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
@@ -213,7 +214,7 @@ class Editor:
         has_audio: bool = True,
     ) -> SpeechPlan:
         """What the connector reads for `target`: one vector, or a timeline (given, or found in the voice
-        of `audio`) over an output of `duration_s`."""
+        of `audio`) over an output of `duration_s`; and the codes of its expression references."""
         return plan_speech(
             target,
             library or self.library,
@@ -222,6 +223,7 @@ class Editor:
             duration_s,
             limits.max_timeline_segments,
             has_audio=has_audio,
+            express=lambda reference: reference_expression(self.backbone, reference, limits),
         )
 
     def edit(
@@ -361,7 +363,8 @@ class _Edit:
 
     def run(self) -> EditResult:
         editor, clock = self.editor, self.clock
-        connector, connector_label = connector_of(editor), editor.connector_label  # one connector per edit
+        connector = connector_of(editor) if needs_connector(self.target) else None  # one connector per edit
+        connector_label = editor.connector_label if connector is not None else ""
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION), clock.networks():
             plan = editor.plan(

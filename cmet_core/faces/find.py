@@ -28,10 +28,12 @@ PREFETCH_FRAMES = 8
 
 @dataclass(frozen=True)
 class FacePlan:
-    """Every frame's crop box and the frame whose face gives the identity."""
+    """Every frame's crop box, the frame whose face gives the identity, and which frames showed the face
+    (the others' boxes are bridged; an expression reference averages only the frames that showed it)."""
 
     boxes: list[CropBox]
     source_index: int
+    seen: tuple[bool, ...] = ()
 
 
 def find_faces(
@@ -88,7 +90,8 @@ def find_faces_in(
         boxes = [CropBox(cx=width / 2, cy=height / 2, side=float(width))] * n
     else:
         boxes = crop_boxes(tracked, size, max_missing=max_missing)
-    return FacePlan(boxes, _source_index(detections, tracked, source_frame))
+    seen = tuple(box is not None for box in tracked)
+    return FacePlan(boxes, _source_index(detections, tracked, source_frame), seen)
 
 
 def _source_index(detections: list[list[Detection]], tracked: list[Box | None], chosen: int | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -10,9 +11,9 @@ from sqlalchemy import text
 
 from cmet_core.errors import ErrorCode
 from cmet_core.modelsets.registry import choose
-from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+from cmet_core.modelsets.sets import model_manifest
 from cmet_core.networks.errors import ModelLoadError
-from cmet_jobs import jobs, queue, schemas
+from cmet_jobs import connectors, jobs, queue, schemas
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError
 from service import metrics
@@ -29,14 +30,17 @@ def healthz() -> schemas.Health:
 
 @router.get("/readyz", response_model=schemas.Health, tags=["system"], responses={503: {"model": schemas.Health}})
 def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
-    """Database, broker and storage reachable and a worker seen recently (503 naming what is not)."""
+    """Database, broker and storage reachable and a worker seen recently, unless `ready_needs_workers` is off
+    (503 naming what is not)."""
     checks: dict[str, str] = {}
-    for name, probe in (
+    probes: list[tuple[str, Callable[[], None]]] = [
         ("database", lambda: _ping_db(settings.db_url)),
         ("broker", lambda: queue.ping_broker(settings)),
         ("storage", storage.check),
-        ("workers", lambda: _workers(settings.db_url)),
-    ):
+    ]
+    if settings.ready_needs_workers:
+        probes.append(("workers", lambda: _workers(settings.db_url)))
+    for name, probe in probes:
         try:
             probe()
             checks[name] = "ok"
@@ -63,8 +67,7 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
 
     try:
-        path = select_set(settings.models_set or settings.resolved_models_dir)
-        manifest = read_set(path)
+        path, manifest = connectors.served(settings)
         choice = choose(settings.connector_version)
         own = "connector" in manifest.models
         connector = (
@@ -110,4 +113,4 @@ def metrics_page(request: Request, settings: SettingsDep) -> Response:
             "send the metrics token as `Authorization: Bearer <token>`",
             {"WWW-Authenticate": "Bearer"},
         )
-    return metrics.page(settings.db_url)
+    return metrics.page(settings)

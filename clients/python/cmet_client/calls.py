@@ -132,14 +132,19 @@ def form_fields(body: Mapping[str, Any]) -> dict[str, str | list[str]]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`) and its
-    speech clips; each becomes a `<name>_url`/`<name>_asset` field or a multipart part."""
+    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`,
+    `expression_reference`) and its speech clips; each becomes a `<name>_url`/`<name>_asset` field or a
+    multipart part."""
 
     singles: Mapping[str, Source | None]
     speech: Sequence[Source] = ()
     threshold: int = UPLOAD_THRESHOLD
     uploaded: dict[Path, str] = field(default_factory=dict)
     """Asset ids of the files uploaded so far: a batch uploads a file its edits share once."""
+
+
+VIDEO_KINDS = ("video", "pose_video", "expression_reference")
+"""The inputs uploaded as assets of kind `video` (a photo or a clip); the others are `speech`."""
 
 
 def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]]:
@@ -153,7 +158,7 @@ def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]
                 continue
             kind, path = "asset", value.resolve()
             if path not in inputs.uploaded:
-                made = yield from upload(path, "video" if name in ("video", "pose_video") else "speech")
+                made = yield from upload(path, "video" if name in VIDEO_KINDS else "speech")
                 inputs.uploaded[path] = made.id
             value = inputs.uploaded[path]
         if many:
@@ -204,7 +209,7 @@ def _once_only(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key or f"cmet-client-{uuid.uuid4()}"}
 
 
-INPUTS = ("video", "speech_track", "pose_video")
+INPUTS = ("video", "speech_track", "pose_video", "expression_reference")
 """An edit's file-like inputs, given as a path, an `https://` URL or an asset, as `edits.create` takes them."""
 
 

@@ -476,7 +476,8 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Database, broker and storage reachable and a worker seen recently (503 naming what is not).
+         * @description Database, broker and storage reachable and a worker seen recently, unless `ready_needs_workers` is off
+         *     (503 naming what is not).
          */
         get: operations["readyz_readyz_get"];
         put?: never;
@@ -741,7 +742,7 @@ export interface components {
          */
         AppliedTimeline: {
             /** Segments */
-            segments: components["schemas"]["Segment_ShownSpeech_"][];
+            segments: components["schemas"]["Segment_Union_ShownSpeech__ShownReference__"][];
             /**
              * Transition S
              * @default 0.3
@@ -940,7 +941,7 @@ export interface components {
             height: number;
             /**
              * Connector
-             * @description name@version of the connector that made this edit.
+             * @description name@version of the connector that made this edit; null for an expression reference.
              */
             connector?: string | null;
             /**
@@ -1103,7 +1104,7 @@ export interface components {
          *     | `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |
          *     | `body_too_large` | 413 | the request body is over the limit |
          *     | `video_missing` | 422 | no video was given |
-         *     | `emotion_missing` | 422 | neither an emotion nor speech clips were given |
+         *     | `emotion_missing` | 422 | no target was given (an emotion, speech clips, an expression reference or a timeline) |
          *     | `speech_missing` | 422 | a custom emotion needs at least one speech clip |
          *     | `speech_track_missing` | 422 | lips: speech needs a speech track |
          *     | `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |
@@ -1145,7 +1146,7 @@ export interface components {
          *     | `storage` | 503 | the object store failed after retries |
          *     | `models_unavailable` | 503 | the model set cannot be read |
          *     | `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |
-         *     | `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |
+         *     | `connector_missing` | 422 | the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it; an expression reference needs none |
          *     | `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |
          *     | `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |
          *     | `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |
@@ -1564,8 +1565,8 @@ export interface components {
              */
             seconds: number;
         };
-        /** Segment[ShownSpeech] */
-        Segment_ShownSpeech_: {
+        /** Segment[Union[ShownSpeech, ShownReference]] */
+        Segment_Union_ShownSpeech__ShownReference__: {
             /**
              * Start S
              * @description Seconds from the clip's first frame.
@@ -1577,7 +1578,7 @@ export interface components {
              */
             end_s: number;
             /** Target */
-            target: string | components["schemas"]["ShownSpeech"];
+            target: string | components["schemas"]["ShownSpeech"] | components["schemas"]["ShownReference"];
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
@@ -1630,6 +1631,18 @@ export interface components {
             metrics?: {
                 [key: string]: number;
             };
+        };
+        /**
+         * ShownReference
+         * @description A segment's expression reference as a job shows it.
+         */
+        ShownReference: {
+            /**
+             * Expression Reference
+             * @default true
+             * @constant
+             */
+            expression_reference: true;
         };
         /**
          * ShownSpeech
@@ -1792,17 +1805,35 @@ export interface components {
         /**
          * EditTimeline
          * @description Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
-         *     (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
-         *     face keeps its own expression; edges fade over `transition_s`.
+         *     (name, blend or custom emotion id), `{speech_assets, speech_urls}` or an expression reference
+         *     (`{expression_reference_asset}` or `{expression_reference_url}`). Outside every segment the face keeps
+         *     its own expression; edges fade over `transition_s`.
          */
         EditTimeline: {
             /** Segments */
-            segments: components["schemas"]["Segment_SegmentSpeech_"][];
+            segments: components["schemas"]["Segment_Union_SegmentSpeech__SegmentReference__"][];
             /**
              * Transition S
              * @default 0.3
              */
             transition_s: number;
+        };
+        /**
+         * SegmentReference
+         * @description A timeline segment's target taken from an expression reference (a photo or short clip of a face making
+         *     the wanted expression): an uploaded asset (kind `video`) or a URL.
+         */
+        SegmentReference: {
+            /**
+             * Expression Reference Asset
+             * @default null
+             */
+            expression_reference_asset: string | null;
+            /**
+             * Expression Reference Url
+             * @default null
+             */
+            expression_reference_url: string | null;
         };
         /**
          * SegmentSpeech
@@ -1814,8 +1845,8 @@ export interface components {
             /** Speech Urls */
             speech_urls?: string[];
         };
-        /** Segment[SegmentSpeech] */
-        Segment_SegmentSpeech_: {
+        /** Segment[Union[SegmentSpeech, SegmentReference]] */
+        Segment_Union_SegmentSpeech__SegmentReference__: {
             /**
              * Start S
              * @description Seconds from the clip's first frame.
@@ -1827,7 +1858,7 @@ export interface components {
              */
             end_s: number;
             /** Target */
-            target: string | components["schemas"]["SegmentSpeech"];
+            target: string | components["schemas"]["SegmentSpeech"] | components["schemas"]["SegmentReference"];
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
@@ -1845,7 +1876,9 @@ export interface components {
          * @description A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
          *     `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
          *     blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
-         *     speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+         *     speech track), speech clips, an expression reference (part `expression_reference`,
+         *     `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
+         *     the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
          *     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
          *     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
          *     intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
@@ -1989,6 +2022,16 @@ export interface components {
              * @default null
              */
             pose_video_asset: string | null;
+            /**
+             * Expression Reference Url
+             * @default null
+             */
+            expression_reference_url: string | null;
+            /**
+             * Expression Reference Asset
+             * @default null
+             */
+            expression_reference_asset: string | null;
             /**
              * Webhook Url
              * @default null
@@ -2289,6 +2332,8 @@ export interface operations {
                     speech_track?: string;
                     /** Format: binary */
                     pose_video?: string;
+                    /** Format: binary */
+                    expression_reference?: string;
                     /** @enum {string} */
                     lips?: "video" | "speech";
                     speech?: string[];
