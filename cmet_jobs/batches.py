@@ -72,3 +72,13 @@ def job_ended(session: Session, job: JobRow) -> str | None:
         return None
     batch.completed_at = now()
     return webhooks.emit_batch(session, batch, COMPLETED, to_schema(session, batch))
+
+
+def drop_if_empty(session: Session, batch_id: str | None) -> None:
+    """Delete the batch once none of its jobs is left (its API process died before they were stored), so
+    its Idempotency-Key starts a new batch, as a single job's does."""
+    if batch_id is None or session.scalar(select(JobRow.id).where(JobRow.batch_id == batch_id).limit(1)):
+        return
+    batch = session.get(BatchRow, batch_id)
+    if batch is not None:
+        session.delete(batch)
