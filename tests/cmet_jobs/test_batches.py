@@ -1,18 +1,22 @@
 """A batch's records without HTTP: it completes once, when its last edit ends (recording `batch.completed`),
-and one whose API process died while creating it goes with its jobs."""
+one whose API process died while creating it goes with its jobs, and its event stream counts once."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import batches, jobs
+from cmet_jobs import batches, events, jobs
 from cmet_jobs.db.models import BatchRow, JobRow, WebhookDelivery, new_id
 from cmet_jobs.db.session import migrate, session_scope
+from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import BatchState, JobState
+from cmet_jobs.storage import LocalStorage
 from tests.records import make_job, new_key
 from worker.sweeper import remove_abandoned_creations
 
@@ -70,3 +74,29 @@ def test_a_half_created_batch_goes_with_its_jobs(db: str, tmp_path: Path) -> Non
     assert len(remove_abandoned_creations(settings)) == 2
     with session_scope(db) as session:
         assert session.get(BatchRow, half) is None and session.get(BatchRow, whole) is not None
+
+
+def test_a_batch_stream_is_one_of_the_keys_streams_and_ends_with_the_batch(db: str, tmp_path: Path) -> None:
+    key_id = new_key(db)
+    batch_id, ids = _batch(db, key_id, JobState.RUNNING, edits=3)
+    for job_id in ids:
+        _end(db, job_id, JobState.SUCCEEDED)
+    notifier = events.Notifier(db, per_key=2)
+    watches = notifier.watch_all(key_id, ids)
+    single = notifier.watch(key_id, ids[0])  # three edits followed, one stream counted: room for one more
+    with pytest.raises(RequestError) as refused:
+        notifier.watch(key_id, ids[0])
+    assert refused.value.code == ErrorCode.STREAM_LIMIT
+    single.close()
+    storage = LocalStorage(tmp_path / "store", "http://cmet.test", b"secret", 60)
+
+    async def follow() -> list[tuple[str, str]]:
+        seen = []
+        async for chunk in events.batch_stream(notifier, storage, watches, batch_id):
+            lines = dict(line.split(": ", 1) for line in chunk.decode().strip().splitlines())
+            seen.append((lines["event"], json.loads(lines["data"])["id"]))
+        return seen
+
+    seen = anyio.run(follow)
+    assert seen == [("result", i) for i in ids] + [("batch", batch_id)]
+    assert notifier.open_per_key[key_id] == 0 and not notifier.watches, "the stream's end frees its place"
