@@ -78,10 +78,12 @@ class ErrorCode(StrEnum):
     ASSET_LIMIT = "asset_limit"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    BATCH_TOO_LARGE = "batch_too_large"
     # records
     EDIT_NOT_FOUND = "edit_not_found"
     EDIT_ACTIVE = "edit_active"
     PREVIEW_NOT_FOUND = "preview_not_found"
+    BATCH_NOT_FOUND = "batch_not_found"
     ASSET_NOT_FOUND = "asset_not_found"
     ASSET_NOT_UPLOADED = "asset_not_uploaded"
     EMOTION_NOT_FOUND = "emotion_not_found"
@@ -191,9 +193,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.ASSET_LIMIT: (429, "the key holds its maximum of assets; delete one first"),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "the Idempotency-Key was used with another request body"),
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
+    ErrorCode.BATCH_TOO_LARGE: (422, "the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
     ErrorCode.EDIT_ACTIVE: (409, "the edit is still queued or running"),
     ErrorCode.PREVIEW_NOT_FOUND: (404, "no such preview for this key"),
+    ErrorCode.BATCH_NOT_FOUND: (404, "no such batch for this key"),
     ErrorCode.ASSET_NOT_FOUND: (404, "no such asset for this key"),
     ErrorCode.ASSET_NOT_UPLOADED: (422, "the asset's file was not uploaded yet"),
     ErrorCode.EMOTION_NOT_FOUND: (404, "no such custom emotion for this key"),

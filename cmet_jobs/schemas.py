@@ -14,13 +14,15 @@ from cmet_core.emotion.voice import VoiceChoice
 from cmet_core.errors import ErrorCode
 from cmet_core.options import EditChoices, FaceChoice, FaceTarget, SheetChoice
 from cmet_jobs.results import EditResult
-from cmet_jobs.states import DeliveryState, EmotionState, JobState
+from cmet_jobs.states import BatchState, DeliveryState, EmotionState, JobState
 
 EditEventType = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
 PreviewEventType = Literal["preview.running", "preview.succeeded", "preview.failed", "preview.canceled"]
 WebhookEvent = Literal[EditEventType, PreviewEventType]
 ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 """Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
+BatchEventType = Literal["batch.completed"]
+"""A batch sends one event of its own when its last edit ends; its edits send theirs as any edit does."""
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
@@ -425,3 +427,48 @@ class EditEstimate(BaseModel):
     height: int | None = None
     estimated_seconds: float | None = None
     measured_jobs: int = Field(description="How many recent edits the pixel rate was measured over.")
+
+
+class BatchCreate(BaseModel):
+    """Edits submitted together: each is an `EditCreate` with its own options, its inputs named by URL or
+    uploaded asset (a batch is JSON: no file parts). Accepted or refused as a whole: every edit passes
+    every check and the key's quotas have room for all of them (each counts as one submission and one
+    job), or nothing is stored. At most `CMET_MAX_BATCH_EDITS` edits (50)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    edits: list[EditCreate] = Field(min_length=1, description="Full edits; neither `dry_run` nor `preview_s`.")
+    webhook_url: HttpsUrl | None = Field(
+        default=None, description="Where `batch.completed` goes (each edit names its own `webhook_url`)."
+    )
+    webhook_events: list[BatchEventType] = Field(default_factory=lambda: list(get_args(BatchEventType)))
+
+
+class BatchCounts(BaseModel):
+    """How many of the batch's edits are in each state; `deleted` were deleted after they ended."""
+
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+    deleted: int
+
+
+class Batch(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    state: BatchState
+    total: int = Field(description="Edits in the batch.")
+    counts: BatchCounts
+    edit_ids: list[str] = Field(description="The edits' ids in the order they were submitted (`GET /v1/edits/{id}`).")
+    created_at: datetime
+    completed_at: datetime | None = Field(description="When its last edit ended.")
+
+
+class BatchEvent(BaseModel):
+    """The body of a batch's webhook."""
+
+    type: BatchEventType
+    timestamp: datetime = Field(description="When the batch's last edit ended.")
+    data: Batch = Field(description="The batch as `GET /v1/batches/{id}` shows it then.")

@@ -186,6 +186,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Batch
+         * @description Queue up to `CMET_MAX_BATCH_EDITS` edits at once, each with its own options; 202 with the batch and
+         *     its edits' ids. Refused whole (nothing stored) when any edit is refused, naming it (`edits[i]: ...`),
+         *     or when the key's quotas have no room for all of them. Same `Idempotency-Key` and body -> the same batch.
+         */
+        post: operations["create_batch_v1_batches_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Batch
+         * @description The batch: its edits' ids and how many are in each state.
+         */
+        get: operations["get_batch_v1_batches__batch_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Batch Events
+         * @description Follow every edit of a batch on one stream, which counts as one of the key's
+         *     `CMET_EVENT_STREAMS_PER_KEY`.
+         */
+        get: operations["batch_events_v1_batches__batch_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/edits/{job_id}/webhook-deliveries": {
         parameters: {
             query?: never;
@@ -650,6 +713,26 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "batch.completed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * batch.completed: every edit of the batch ended; `data.counts` says how (each edit sends its own events too)
+         * @description Every delivery is a POST of compact JSON with the headers of Standard Webhooks (https://www.standardwebhooks.com/): `webhook-id` (the same for every attempt and replay of this event), `webhook-timestamp` (seconds since the epoch) and `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` under the key's secret (the `whsec_...` printed by `cmet keys create`, rotated by `POST /v1/keys/self/webhook-secret`; during the grace period two space-separated signatures). Refuse a timestamp more than 5 minutes off. Answer 2xx within `CMET_WEBHOOK_TIMEOUT_S`; anything else is retried for about 28 hours (410 stops this job's deliveries). A job subscribes with `webhook_url` and `webhook_events` (default: all but `edit.progress`).
+         */
+        post: operations["batch_eventbatch_completed_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface components {
     schemas: {
@@ -726,6 +809,83 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Batch */
+        Batch: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default batch
+             * @constant
+             */
+            object: "batch";
+            state: components["schemas"]["BatchState"];
+            /**
+             * Total
+             * @description Edits in the batch.
+             */
+            total: number;
+            counts: components["schemas"]["BatchCounts"];
+            /**
+             * Edit Ids
+             * @description The edits' ids in the order they were submitted (`GET /v1/edits/{id}`).
+             */
+            edit_ids: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Completed At
+             * @description When its last edit ended.
+             */
+            completed_at: string | null;
+        };
+        /**
+         * BatchCounts
+         * @description How many of the batch's edits are in each state; `deleted` were deleted after they ended.
+         */
+        BatchCounts: {
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
+            /** Succeeded */
+            succeeded: number;
+            /** Failed */
+            failed: number;
+            /** Canceled */
+            canceled: number;
+            /** Deleted */
+            deleted: number;
+        };
+        /**
+         * BatchEvent
+         * @description The body of a batch's webhook.
+         */
+        BatchEvent: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "batch.completed";
+            /**
+             * Timestamp
+             * Format: date-time
+             * @description When the batch's last edit ended.
+             */
+            timestamp: string;
+            /** @description The batch as `GET /v1/batches/{id}` shows it then. */
+            data: components["schemas"]["Batch"];
+        };
+        /**
+         * BatchState
+         * @description A batch is `running` while any of its edits is queued or running, then `completed` (whatever each
+         *     edit's own end: the counts say how many succeeded).
+         * @enum {string}
+         */
+        BatchState: "running" | "completed";
         /** DeliveryAttempt */
         DeliveryAttempt: {
             /**
@@ -971,9 +1131,11 @@ export interface components {
          *     | `asset_limit` | 429 | the key holds its maximum of assets; delete one first |
          *     | `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |
          *     | `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |
+         *     | `batch_too_large` | 422 | the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits |
          *     | `edit_not_found` | 404 | no such edit for this key |
          *     | `edit_active` | 409 | the edit is still queued or running |
          *     | `preview_not_found` | 404 | no such preview for this key |
+         *     | `batch_not_found` | 404 | no such batch for this key |
          *     | `asset_not_found` | 404 | no such asset for this key |
          *     | `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |
          *     | `emotion_not_found` | 404 | no such custom emotion for this key |
@@ -999,7 +1161,7 @@ export interface components {
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "batch_too_large" | "edit_not_found" | "edit_active" | "preview_not_found" | "batch_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
         /**
          * FaceTarget
          * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
@@ -2063,6 +2225,28 @@ export interface components {
             /** Webhook Events */
             webhook_events?: ("edit.running" | "edit.progress" | "edit.succeeded" | "edit.failed" | "edit.canceled" | "preview.running" | "preview.succeeded" | "preview.failed" | "preview.canceled")[];
         };
+        /**
+         * BatchCreate
+         * @description Edits submitted together: each is an `EditCreate` with its own options, its inputs named by URL or
+         *     uploaded asset (a batch is JSON: no file parts). Accepted or refused as a whole: every edit passes
+         *     every check and the key's quotas have room for all of them (each counts as one submission and one
+         *     job), or nothing is stored. At most `CMET_MAX_BATCH_EDITS` edits (50).
+         */
+        BatchCreate: {
+            /**
+             * Edits
+             * @description Full edits; neither `dry_run` nor `preview_s`.
+             */
+            edits: components["schemas"]["EditCreate"][];
+            /**
+             * Webhook Url
+             * @description Where `batch.completed` goes (each edit names its own `webhook_url`).
+             * @default null
+             */
+            webhook_url: string | null;
+            /** Webhook Events */
+            webhook_events?: "batch.completed"[];
+        };
         /** Problem */
         Problem: {
             /** Type */
@@ -2910,6 +3094,212 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Preview"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_batch_v1_batches_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A conflicting request (Idempotency-Key in use, or the name taken) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A file or the body is over its size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Neither JSON nor multipart */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_batch_v1_batches__batch_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    batch_events_v1_batches__batch_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events of every edit of the batch (`state`, `progress`, `result`, each with the edit as JSON, as an edit's own stream sends them), then `batch` with the batch once all ended (or `error` if the key was revoked). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
                 };
             };
             /** @description Missing, unknown or revoked API key */
@@ -4408,6 +4798,61 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["PreviewEvent"];
+            };
+        };
+        responses: {
+            /** @description Received: any 2xx ends the delivery. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    batch_eventbatch_completed_post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id, e.g. `msg_<job>_succeeded`. */
+                "webhook-id": string;
+                /** @description Seconds since the epoch when this attempt was signed. */
+                "webhook-timestamp": string;
+                /** @description `v1,<base64>`, several separated by spaces. */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "batch.completed",
+                 *       "timestamp": "2026-12-07T21:00:09Z",
+                 *       "data": {
+                 *         "id": "bat_0c1d2e3f405162738495a6b7c8d9e0f1",
+                 *         "object": "batch",
+                 *         "state": "completed",
+                 *         "total": 2,
+                 *         "counts": {
+                 *           "queued": 0,
+                 *           "running": 0,
+                 *           "succeeded": 1,
+                 *           "failed": 1,
+                 *           "canceled": 0,
+                 *           "deleted": 0
+                 *         },
+                 *         "edit_ids": [
+                 *           "edt_5f0c1e2d3c4b4a59a8e7f6d5c4b3a291",
+                 *           "edt_6a1d2f3e4d5c4b6a9b8f7e6d5c4b3a20"
+                 *         ],
+                 *         "created_at": "2026-12-07T21:00:00Z",
+                 *         "completed_at": "2026-12-07T21:00:09Z"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["BatchEvent"];
             };
         };
         responses: {
