@@ -148,7 +148,9 @@ def edit(
     faces_plan: Path = typer.Option(
         None,
         "--faces-plan",
-        help="Several faces from a plan JSON: the API's faces list, [{select, emotion, intensity}].",
+        help="Several faces from a plan JSON: [{select, emotion | speech | "
+        "expression_reference | timeline, intensity}],"
+        " paths from the plan's folder.",
     ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."

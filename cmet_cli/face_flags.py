@@ -3,7 +3,8 @@ own target, turned into `EditChoices.faces` (the model validates them, as the AP
 
 `INDEX` is the face's place from the left, `speaker` (whoever is speaking), or a box `x0,y0,x1,y1`; `TARGET`
 an emotion, a blend or `from_audio`, with `@INTENSITY` after it if not 1: `--face 0:happy --face 1:sad@0.5`.
-The plan file holds the API's `faces` list as JSON.
+The plan file holds the `faces` list as JSON; there a face takes any target a one-face edit takes (`emotion`,
+`speech` clips, `expression_reference`, a `timeline` as `--timeline`'s), with paths from the plan's folder.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cmet_cli.console import EXIT_BAD_INPUT, fail
-from cmet_core.options import SPEAKER
+from cmet_core.options import SPEAKER, FaceTarget
 
 
 def _select(text: str) -> int | str | list[float]:
@@ -59,4 +62,8 @@ def faces_of(face: list[str] | None, plan: Path | None) -> list[dict[str, Any]]:
             f"--faces-plan {plan}: the plan is a list of faces, [{{'select': 0, 'emotion': 'happy'}}, ...]",
             EXIT_BAD_INPUT,
         )
-    return entries
+    try:
+        targets = [FaceTarget.model_validate(entry).rooted_at(plan.parent) for entry in entries]
+    except ValidationError as exc:
+        raise fail(f"--faces-plan {plan}: {exc}", EXIT_BAD_INPUT) from None
+    return [target.model_dump(mode="json", exclude_defaults=True) for target in targets]

@@ -39,7 +39,7 @@ def target_label(target: EditTarget | tuple[FaceTarget, ...], timeline: Path | N
     reference), `timeline-plan`, `from_audio`; several faces: `faces-0happy-1sad-x0.5`, `faces-speakerhappy`."""
     if isinstance(target, tuple):
         return "faces-" + "-".join(
-            _safe(face.label().replace("face ", "").replace(" ", "")) + _emotion_label(face.emotion, face.intensity)
+            _safe(face.label().replace("face ", "").replace(" ", "")) + target_label(face.edit_target())
             for face in target
         )
     if isinstance(target, ClipTimeline):

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
-from cmet_core.emotion.targets import EmotionChoice, EmotionSpec, Intensity
-from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
+from cmet_core.emotion.targets import EmotionSpec, EmotionTarget, Intensity
+from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS, ClipTimeline
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.mel import FPS as LIP_FPS
@@ -125,22 +125,57 @@ FaceSelect = Annotated[
 ]
 
 
-class FaceTarget(EmotionChoice):
-    """One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
-    `from_audio`) at its own intensity."""
+class FaceTarget(EmotionTarget):
+    """One face of a several-face edit and what it becomes: any target a one-face edit takes, in the same fields
+    (an emotion: library name, blend, custom emotion id or `from_audio`; speech clips; an expression reference)
+    at its own intensity, or a timeline of its own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     select: FaceSelect
-    emotion: EmotionSpec = Field(description="A library emotion, a blend, a custom emotion id or from_audio.")
+    timeline: ClipTimeline | None = Field(default=None, description="This face's own timeline (as `--timeline`'s).")
 
     @model_validator(mode="after")
-    def _box_ordered(self) -> FaceTarget:
+    def _one_source(self) -> FaceTarget:
+        """The one-face rule (exactly one source, neutral clips only beside speech clips) with a timeline counted."""
+        sources = (self.emotion is not None) + bool(self.speech) + (self.expression_reference is not None)
+        if sources + (self.timeline is not None) != 1:
+            raise ValueError(
+                "give each face exactly one of an emotion (name or blend), speech clips, an expression reference "
+                "and a timeline"
+            )
+        if self.neutral_speech and not self.speech:
+            raise ValueError("neutral speech only makes sense with speech clips")
         if isinstance(self.select, tuple):
             x0, y0, x1, y1 = self.select
             if not (x1 > x0 and y1 > y0):
                 raise ValueError("a select box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
         return self
+
+    def edit_target(self) -> EmotionTarget | ClipTimeline:
+        """What this face is edited toward, as a one-face edit's target (`from_audio` there follows the clip's
+        voice, as an edit's does)."""
+        if self.timeline is not None:
+            return self.timeline
+        return EmotionTarget.model_validate(self.model_dump(include=set(EmotionTarget.model_fields)))
+
+    def rooted_at(self, folder: Path) -> FaceTarget:
+        """The same entry with relative clip and reference paths taken from `folder` (a plan file's)."""
+        ref = self.expression_reference
+        return self.model_copy(
+            update={
+                "speech": tuple(folder / p for p in self.speech),
+                "neutral_speech": tuple(folder / p for p in self.neutral_speech),
+                "expression_reference": folder / ref if ref is not None else None,
+                "timeline": self.timeline.rooted_at(folder) if self.timeline is not None else None,
+            }
+        )
+
+    def files(self) -> list[Path]:
+        """Every local file this face's target reads (speech clips, references, its timeline's)."""
+        timeline = self.timeline.files() if self.timeline is not None else []
+        own = [*self.speech, *self.neutral_speech]
+        return [*own, *([self.expression_reference] if self.expression_reference is not None else []), *timeline]
 
     @property
     def speaker(self) -> bool:

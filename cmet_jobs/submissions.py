@@ -157,6 +157,12 @@ def _check_sources(submission: Submission) -> None:
             raise RequestError(
                 ErrorCode.INVALID_REQUEST, "with `faces`, each face carries its emotion: no top-level target"
             )
+        if any(face.files() for face in body.faces):
+            raise RequestError(
+                ErrorCode.INVALID_REQUEST,
+                "through the API a face takes an emotion or a timeline of named emotions: per-face speech clips "
+                "and expression references are the CLI's (`--faces-plan`) for now",
+            )
         return
     if targets != 1:
         code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
@@ -322,8 +328,6 @@ def checked(
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
-    if body.faces:
-        body = body.model_copy(update={"faces": _resolved_faces(session, key, body.faces)})
     check_urls(body, settings)
     choices, limits = EditChoices.of(body), settings.limits()
     video = None
@@ -345,6 +349,8 @@ def checked(
     timelines.check_voice(body, clip)
     if body.timeline is not None:
         body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
+    if body.faces:
+        body = body.model_copy(update={"faces": _resolved_faces(session, key, body.faces, settings, clip)})
     if quota_of:
         quota.check(session, key, previews, count=quota_of)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
@@ -366,15 +372,21 @@ def checked(
     )
 
 
-def _resolved_faces(session: Session, key: ApiKey, faces: tuple[FaceTarget, ...]) -> tuple[FaceTarget, ...]:
-    """Each face's emotion checked as a top-level one is, a custom emotion's name resolved to its id."""
+def _resolved_faces(
+    session: Session, key: ApiKey, faces: tuple[FaceTarget, ...], settings: JobsSettings, video: VideoInfo | None
+) -> tuple[FaceTarget, ...]:
+    """Each face's emotion or timeline checked as a top-level one is, a custom emotion's name resolved to its id."""
     library = emotions.library_for_key(session, key.id)
     resolved = []
     for face in faces:
-        if face.emotion != FROM_AUDIO:
+        if face.emotion is not None and face.emotion != FROM_AUDIO:
             emotion = emotions.resolve_id(session, key.id, face.emotion)
             check_emotion(emotion, face.intensity, library)
             face = face.model_copy(update={"emotion": emotion})
+        if face.timeline is not None:
+            where = f"faces ({face.label()}): timeline"
+            timeline = timelines.checked(session, key, face.timeline, settings, video, where)
+            face = face.model_copy(update={"timeline": timeline})
         resolved.append(face)
     return tuple(resolved)
 

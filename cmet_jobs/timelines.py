@@ -9,9 +9,11 @@ expression references come as assets or URLs and are stored under the job's pref
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from cmet_core.emotion.timeline import Timeline
 from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.video import VideoInfo
@@ -22,6 +24,8 @@ from cmet_jobs.inputs import check_emotion
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import InputRef, SpecTimeline, StoredReference, StoredSpeech
 from cmet_jobs.storage import Storage
+
+AnyTimeline = TypeVar("AnyTimeline", bound=Timeline[Any])
 
 
 def check_voice(body: schemas.EditCreate, video: VideoInfo | None) -> None:
@@ -58,17 +62,25 @@ def resolved(
     assert timeline is not None
     if body.intensity != 1.0:
         raise RequestError(ErrorCode.INVALID_REQUEST, "a timeline's segments carry their own intensity: no `intensity`")
+    return checked(session, key, timeline, settings, video, "timeline")
+
+
+def checked(
+    session: Session, key: ApiKey, timeline: AnyTimeline, settings: JobsSettings, video: VideoInfo | None, where: str
+) -> AnyTimeline:
+    """Any timeline of a request (the edit's, a face's) checked and its custom emotion ids resolved; `where`
+    begins its messages."""
     try:
         timeline.check(settings.max_timeline_segments, video.duration_s if video is not None else None)
     except InputError as exc:
-        raise RequestError(exc.code, f"timeline: {exc}") from None
+        raise RequestError(exc.code, f"{where}: {exc}") from None
     library = emotions.library_for_key(session, key.id)
     segments = []
     for i, seg in enumerate(timeline.segments, start=1):  # the first is segment 1, as on the page
         target = seg.target
         if isinstance(target, str):
             if target == FROM_AUDIO:
-                raise RequestError(ErrorCode.BAD_EMOTION, f"timeline segment {i}: from_audio cannot be a target")
+                raise RequestError(ErrorCode.BAD_EMOTION, f"{where} segment {i}: from_audio cannot be a target")
             target = emotions.resolve_id(session, key.id, target)
             check_emotion(target, seg.peak_intensity, library)
         segments.append(seg.model_copy(update={"target": target}))

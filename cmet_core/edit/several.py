@@ -24,11 +24,10 @@ from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.passes import audio_lips, edited_expression, encode_faces, framed, read_input, read_input_planes
 from cmet_core.edit.speaker import speaker_turns
 from cmet_core.emotion.library import EmotionLibrary
-from cmet_core.emotion.targets import EmotionTarget
 from cmet_core.faces.turns import SpeakerTurn, presence
 from cmet_core.media.video import DecodedFrame, PlanesFrame
 from cmet_core.meter import metered
-from cmet_core.options import EditChoices, FaceTarget, Limits, probe_input
+from cmet_core.options import EditChoices, Limits, probe_input
 from cmet_core.stages import Stage
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,9 @@ class SeveralFaces:
         speaker = next((entry for entry in options.faces if entry.speaker), None)
         with clock.stage(Stage.EXPRESSION), clock.networks():
             plans = [
-                editor.plan(_target(e), self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio)
+                editor.plan(
+                    e.edit_target(), self.library, self.src, info.duration_s, self.limits, has_audio=info.has_audio
+                )
                 for e in (*fixed, *([speaker] if speaker is not None else []))
             ]
         with clock.stage(Stage.FACES):
@@ -148,8 +149,3 @@ class SeveralFaces:
             faces=[face.label for face in tracked[: len(fixed)]],
             speakers=turns,
         )
-
-
-def _target(entry: FaceTarget) -> EmotionTarget:
-    """A face entry's target as an edit's (`from_audio` there follows the clip's voice, as an edit's does)."""
-    return EmotionTarget(emotion=entry.emotion, intensity=entry.intensity)

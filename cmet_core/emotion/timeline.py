@@ -182,18 +182,32 @@ class ClipTimeline(Timeline[SpeechClips | ReferenceFile]):
             plan = cls.model_validate_json(path.read_bytes())
         except OSError as exc:
             raise InputError(ErrorCode.NOT_FOUND, f"cannot read timeline {path}: {exc.strerror or exc}") from None
+        return plan.rooted_at(path.parent)
+
+    def rooted_at(self, folder: Path) -> ClipTimeline:
+        """The same timeline with relative clip and reference paths taken from `folder` (a plan file's)."""
 
         def rooted(files: SpeechClips | ReferenceFile) -> SpeechClips | ReferenceFile:
             if isinstance(files, ReferenceFile):
-                return ReferenceFile(expression_reference=path.parent / files.expression_reference)
+                return ReferenceFile(expression_reference=folder / files.expression_reference)
             return SpeechClips(
-                speech=tuple(path.parent / p for p in files.speech),
-                neutral_speech=tuple(path.parent / p for p in files.neutral_speech),
+                speech=tuple(folder / p for p in files.speech),
+                neutral_speech=tuple(folder / p for p in files.neutral_speech),
             )
 
-        retargeted = plan.retarget(ClipTimeline, rooted)
+        retargeted = self.retarget(ClipTimeline, rooted)
         assert isinstance(retargeted, ClipTimeline)
         return retargeted
+
+    def files(self) -> list[Path]:
+        """Every local file the segments read."""
+        found: list[Path] = []
+        for seg in self.segments:
+            if isinstance(seg.target, ReferenceFile):
+                found.append(seg.target.expression_reference)
+            elif isinstance(seg.target, SpeechClips):
+                found += [*seg.target.speech, *seg.target.neutral_speech]
+        return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ where it changed the frames, not for how the faces look."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import av
@@ -147,3 +149,31 @@ def test_two_faces_two_targets_in_one_job_through_the_cli(two_faces: Path, tiny_
     twice = ["--face", "0:happy", "--face", "0:sad", "--models", str(tiny_set)]
     refused = CliRunner().invoke(app, ["edit", str(two_faces), *twice])
     assert refused.exit_code == 2 and "face_selected_twice" in refused.output, refused.output
+
+
+def test_a_plan_gives_one_face_a_timeline_and_the_other_a_reference_photo(
+    two_faces: Path, tiny_set: Path, test_data: Path, tmp_path: Path
+) -> None:
+    """Per-face targets are the one-face edit's own (a timeline, an expression reference), paths from the plan's
+    folder. Two plans differing in the left face's segment emotion and the right face's reference intensity:
+    the left face differs only inside its segment, the right one everywhere (tiny models re-render every face,
+    so the outputs are compared with each other, not with the input)."""
+    shutil.copy(test_data / "faces" / "ang_crop.png", tmp_path / "angry.png")
+    outs = []
+    for emotion, intensity in (("happy", 1.0), ("sad", 0.2)):
+        segment = {"start_s": 0.6, "end_s": 1.0, "target": emotion}
+        plan = [
+            {"select": 0, "timeline": {"transition_s": 0, "segments": [segment]}},
+            {"select": 1, "expression_reference": "angry.png", "intensity": intensity},
+        ]
+        (tmp_path / f"{emotion}.json").write_text(json.dumps(plan))
+        outs.append(tmp_path / f"{emotion}.mp4")
+        args = [str(two_faces), "--faces-plan", str(tmp_path / f"{emotion}.json"), "--no-quality", "-o", str(outs[-1])]
+        result = CliRunner().invoke(app, ["edit", *args, "--preview-s", "1", "--models", str(tiny_set)])
+        assert result.exit_code == 0, result.output
+    left, right, background = _changes(*outs)
+    assert left[:15].max() < 1.5 and left[15:].min() > 3  # outside its segment the left face is the same
+    assert right.min() > 3 and background.max() < 1.5
+    (tmp_path / "bad.json").write_text(json.dumps([{"select": 0, "emotion": "happy", "expression_reference": "a"}]))
+    refused = CliRunner().invoke(app, ["edit", str(two_faces), "--faces-plan", str(tmp_path / "bad.json")])
+    assert refused.exit_code == 2 and "exactly one of" in refused.output, refused.output
