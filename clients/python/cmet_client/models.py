@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
@@ -101,6 +102,19 @@ class EmotionSegment(BaseModel):
     shift: Annotated[float | None, Field(description="target_out - target_in.", title="Shift")] = None
 
 
+class Emotion1(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.",
+            examples=["sarcastic", "happy=0.6,surprised=0.4"],
+            max_length=500,
+            min_length=1,
+            title="Emotion",
+        ),
+    ] = None
+
+
 class Select(RootModel[int]):
     root: Annotated[
         int,
@@ -122,39 +136,6 @@ class Select1(RootModel[tuple[float, float, float, float]]):
             examples=[0, [10, 20, 200, 240], "speaker"],
             max_length=4,
             min_length=4,
-            title="Select",
-        ),
-    ]
-
-
-class FaceTarget(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    emotion: Annotated[
-        str,
-        Field(
-            description="A library emotion, a blend, a custom emotion id or from_audio.",
-            examples=["sarcastic", "happy=0.6,surprised=0.4"],
-            max_length=500,
-            min_length=1,
-            title="Emotion",
-        ),
-    ]
-    intensity: Annotated[
-        float | None,
-        Field(
-            description="0 keeps the input's emotion, 1 as recorded.",
-            ge=0.0,
-            le=2.0,
-            title="Intensity",
-        ),
-    ] = 1.0
-    select: Annotated[
-        Select | Select1 | Literal["speaker"],
-        Field(
-            description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).",
-            examples=[0, [10, 20, 200, 240], "speaker"],
             title="Select",
         ),
     ]
@@ -415,6 +396,13 @@ class QualityProblem(BaseModel):
     message: Annotated[str, Field(title="Message")]
 
 
+class ReferenceFile(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    expression_reference: Annotated[Path, Field(title="Expression Reference")]
+
+
 class Target(RootModel[str]):
     root: Annotated[
         str,
@@ -479,6 +467,14 @@ class SpeakerTurn(BaseModel):
     start_s: Annotated[float, Field(ge=0.0, title="Start S")]
     end_s: Annotated[float, Field(title="End S")]
     face: Annotated[int, Field(ge=0, title="Face")]
+
+
+class SpeechClips(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    speech: Annotated[list[Path], Field(max_length=8, min_length=1, title="Speech")]
+    neutral_speech: Annotated[list[Path] | None, Field(max_length=8, title="Neutral Speech")] = []
 
 
 class Upload(BaseModel):
@@ -709,19 +705,6 @@ class SourceFrame(RootModel[int]):
     ] = None
 
 
-class Emotion1(RootModel[str]):
-    root: Annotated[
-        str,
-        Field(
-            description="A library emotion or a blend such as 'happy=0.6,surprised=0.4'.",
-            examples=["sarcastic", "happy=0.6,surprised=0.4"],
-            max_length=500,
-            min_length=1,
-            title="Emotion",
-        ),
-    ] = None
-
-
 class VideoUrl(RootModel[str]):
     root: Annotated[
         str,
@@ -803,7 +786,7 @@ class WebhookUrl(RootModel[str]):
     ] = None
 
 
-class Emotion2(RootModel[str]):
+class Emotion3(RootModel[str]):
     root: Annotated[
         str,
         Field(
@@ -880,7 +863,7 @@ class PreviewCreate(BaseModel):
     face_box: Annotated[FaceBox | None, Field(title="Face Box")] = None
     source_frame: Annotated[SourceFrame | None, Field(title="Source Frame")] = None
     emotions: Annotated[
-        list[Emotion2],
+        list[Emotion3],
         Field(
             description="One row per emotion.",
             examples=[["happy", "sad"]],
@@ -1194,6 +1177,31 @@ class SegmentUnionShownSpeechShownReference(BaseModel):
     ] = []
 
 
+class SegmentUnionSpeechClipsReferenceFile(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    start_s: Annotated[
+        float,
+        Field(description="Seconds from the clip's first frame.", title="Start S"),
+    ]
+    end_s: Annotated[float, Field(description="Seconds from the clip's first frame.", title="End S")]
+    target: Annotated[Target | SpeechClips | ReferenceFile, Field(title="Target")]
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    keyframes: Annotated[
+        list[Keyframe] | None,
+        Field(max_length=64, title="Keyframes", validate_default=True),
+    ] = []
+
+
 class SteadinessMeasure(BaseModel):
     verdict: Annotated[Literal["good", "fair", "poor", "unknown"], Field(title="Verdict")]
     line: Annotated[
@@ -1223,6 +1231,96 @@ class EditTimeline(BaseModel):
         Field(min_length=1, title="Segments"),
     ]
     transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
+
+
+class AppliedTimeline(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    segments: Annotated[
+        list[SegmentUnionShownSpeechShownReference],
+        Field(min_length=1, title="Segments"),
+    ]
+    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
+
+
+class ClipTimeline(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    segments: Annotated[
+        list[SegmentUnionSpeechClipsReferenceFile],
+        Field(min_length=1, title="Segments"),
+    ]
+    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
+
+
+class FaceTarget(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    emotion: Annotated[Emotion1 | None, Field(title="Emotion")] = None
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    speech: Annotated[
+        list[Path] | None,
+        Field(
+            description="Speech clips carrying the emotion.",
+            max_length=8,
+            title="Speech",
+        ),
+    ] = []
+    neutral_speech: Annotated[
+        list[Path] | None,
+        Field(
+            description="The same speaker speaking neutrally; default: the library's neutral mean.",
+            max_length=8,
+            title="Neutral Speech",
+        ),
+    ] = []
+    expression_reference: Annotated[
+        Path | None,
+        Field(
+            description="A photo or short clip of a face making the wanted expression.",
+            title="Expression Reference",
+        ),
+    ] = None
+    select: Annotated[
+        Select | Select1 | Literal["speaker"],
+        Field(
+            description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            title="Select",
+        ),
+    ]
+    timeline: Annotated[
+        ClipTimeline | None,
+        Field(description="This face's own timeline (as `--timeline`'s)."),
+    ] = None
+
+
+class QualityReport(BaseModel):
+    sampled_frames: Annotated[
+        int,
+        Field(
+            description="Frames of the output measured (anchors; lips and steadiness add two frames after each).",
+            title="Sampled Frames",
+        ),
+    ]
+    sample_fps: Annotated[float, Field(title="Sample Fps")]
+    identity: IdentityMeasure
+    lips: LipsMeasure
+    steadiness: SteadinessMeasure
+    emotion: EmotionMeasure
+    faces: FacesMeasure
+    seconds: Annotated[float, Field(description="Time it took to measure.", title="Seconds")]
 
 
 class EditCreate(BaseModel):
@@ -1387,34 +1485,6 @@ class BatchCreate(BaseModel):
         ),
     ] = None
     webhook_events: Annotated[list[Literal["batch.completed"]] | None, Field(title="Webhook Events")] = None
-
-
-class AppliedTimeline(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    segments: Annotated[
-        list[SegmentUnionShownSpeechShownReference],
-        Field(min_length=1, title="Segments"),
-    ]
-    transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
-
-
-class QualityReport(BaseModel):
-    sampled_frames: Annotated[
-        int,
-        Field(
-            description="Frames of the output measured (anchors; lips and steadiness add two frames after each).",
-            title="Sampled Frames",
-        ),
-    ]
-    sample_fps: Annotated[float, Field(title="Sample Fps")]
-    identity: IdentityMeasure
-    lips: LipsMeasure
-    steadiness: SteadinessMeasure
-    emotion: EmotionMeasure
-    faces: FacesMeasure
-    seconds: Annotated[float, Field(description="Time it took to measure.", title="Seconds")]
 
 
 class EditResultInfo(BaseModel):

@@ -886,6 +886,19 @@ export interface components {
          * @enum {string}
          */
         BatchState: "running" | "completed";
+        /**
+         * ClipTimeline
+         * @description A timeline whose file targets are local files: the CLI's `--timeline plan.json` and the pipeline's.
+         */
+        ClipTimeline: {
+            /** Segments */
+            segments: components["schemas"]["Segment_Union_SpeechClips__ReferenceFile__"][];
+            /**
+             * Transition S
+             * @default 0.3
+             */
+            transition_s: number;
+        };
         /** DeliveryAttempt */
         DeliveryAttempt: {
             /**
@@ -1164,23 +1177,40 @@ export interface components {
         ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "batch_too_large" | "edit_not_found" | "edit_active" | "preview_not_found" | "batch_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
         /**
          * FaceTarget
-         * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
-         *     `from_audio`) at its own intensity.
+         * @description One face of a several-face edit and what it becomes: any target a one-face edit takes, in the same fields
+         *     (an emotion: library name, blend, custom emotion id or `from_audio`; speech clips; an expression reference)
+         *     at its own intensity, or a timeline of its own.
          */
         FaceTarget: {
             /**
              * Emotion
-             * @description A library emotion, a blend, a custom emotion id or from_audio.
-             * @example sarcastic
-             * @example happy=0.6,surprised=0.4
+             * @default null
              */
-            emotion: string;
+            emotion: string | null;
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
              * @default 1
              */
             intensity: number;
+            /**
+             * Speech
+             * @description Speech clips carrying the emotion.
+             * @default []
+             */
+            speech: string[];
+            /**
+             * Neutral Speech
+             * @description The same speaker speaking neutrally; default: the library's neutral mean.
+             * @default []
+             */
+            neutral_speech: string[];
+            /**
+             * Expression Reference
+             * @description A photo or short clip of a face making the wanted expression.
+             * @default null
+             */
+            expression_reference: string | null;
             /**
              * Select
              * @description Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).
@@ -1199,6 +1229,11 @@ export interface components {
                 number,
                 number
             ] | "speaker";
+            /**
+             * @description This face's own timeline (as `--timeline`'s).
+             * @default null
+             */
+            timeline: components["schemas"]["ClipTimeline"] | null;
         };
         /** FacesMeasure */
         FacesMeasure: {
@@ -1621,6 +1656,17 @@ export interface components {
              */
             seconds: number;
         };
+        /**
+         * ReferenceFile
+         * @description A segment's target taken from a reference photo or short clip on this machine (a path).
+         */
+        ReferenceFile: {
+            /**
+             * Expression Reference
+             * Format: path
+             */
+            expression_reference: string;
+        };
         /** Segment[Union[ShownSpeech, ShownReference]] */
         Segment_Union_ShownSpeech__ShownReference__: {
             /**
@@ -1635,6 +1681,32 @@ export interface components {
             end_s: number;
             /** Target */
             target: string | components["schemas"]["ShownSpeech"] | components["schemas"]["ShownReference"];
+            /**
+             * Intensity
+             * @description 0 keeps the input's emotion, 1 as recorded.
+             * @default 1
+             */
+            intensity: number;
+            /**
+             * Keyframes
+             * @default []
+             */
+            keyframes: components["schemas"]["Keyframe"][];
+        };
+        /** Segment[Union[SpeechClips, ReferenceFile]] */
+        Segment_Union_SpeechClips__ReferenceFile__: {
+            /**
+             * Start S
+             * @description Seconds from the clip's first frame.
+             */
+            start_s: number;
+            /**
+             * End S
+             * @description Seconds from the clip's first frame.
+             */
+            end_s: number;
+            /** Target */
+            target: string | components["schemas"]["SpeechClips"] | components["schemas"]["ReferenceFile"];
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
@@ -1720,6 +1792,19 @@ export interface components {
             end_s: number;
             /** Face */
             face: number;
+        };
+        /**
+         * SpeechClips
+         * @description A segment's target taken from speech clips on this machine (paths), as an edit's `speech` is.
+         */
+        SpeechClips: {
+            /** Speech */
+            speech: string[];
+            /**
+             * Neutral Speech
+             * @default []
+             */
+            neutral_speech: string[];
         };
         /** SteadinessMeasure */
         SteadinessMeasure: {
