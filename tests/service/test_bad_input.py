@@ -438,6 +438,28 @@ CASES: list[tuple[str, Case, int, str]] = [
         "unknown_emotion",
     ),
     (
+        "faces: a face's timeline past the clip's end",
+        lambda c: c.post(
+            files={"video": c.files["video"]},
+            data={
+                "faces": json.dumps(
+                    [{"select": 0, "timeline": {"segments": [{"start_s": 0, "end_s": 99, "target": "happy"}]}}]
+                )
+            },
+        ),
+        422,
+        "timeline_past_end",
+    ),
+    (
+        "faces: a face's reference as a path of the server",
+        lambda c: c.post(
+            files={"video": c.files["video"]},
+            data={"faces": json.dumps([{"select": 0, "expression_reference": "/etc/passwd"}])},
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
         "faces: not JSON",
         lambda c: c.post(files={"video": c.files["video"]}, data={"faces": "[{select"}),
         422,
