@@ -324,8 +324,6 @@ class EditChoices(FaceChoice, FacesChoice, LipChoice, ClipWindow):
     def _faces_or_one_face(self) -> EditChoices:
         if self.faces and (self.face_index is not None or self.face_box is not None):
             raise ValueError("give faces (each with its select) or face_index / face_box, not both")
-        if self.faces and (self.enhance == "on" or self.upscale != 1):
-            raise ValueError("the face restorer (enhance on, upscale 2) is not offered with several faces yet")
         if self.faces and self.lips == "speech":
             raise ValueError("faces edits a video with its own lips: no dub (lips: speech)")
         return self

@@ -166,11 +166,17 @@ class FrameLoop:
         stages = chosen(editor.stages, context)
         return cls(editor.backbone, editor.face_size, stages, clock, progress, options.eyes_off())
 
-    def prepare(self, images: Callable[[], Iterable[np.ndarray]], boxes: Sequence[faces.CropBox]) -> None:
-        """Each stage's preparation from the input: `images()` gives its frames afresh (one per box)."""
+    def prepare(
+        self,
+        images: Callable[[], Iterable[np.ndarray]],
+        *tracks: Sequence[faces.CropBox],
+        shown: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """Each stage's preparation from the input: `images()` gives its frames afresh (one per box), `tracks` one
+        box sequence per face, `shown` where each face is edited (default: everywhere)."""
         for stage in self.stages:
             with self.clock.stage(stage.name):
-                stage.prepare(images(), boxes, self.progress)
+                stage.prepare(images(), tracks, self.progress, shown)
 
     @property
     def takes_planes(self) -> bool:

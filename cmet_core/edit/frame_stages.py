@@ -29,8 +29,15 @@ class FrameStage(Protocol):
     name: Stage
     """Its progress and timing stage (`stage_seconds`)."""
 
-    def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
-        """Before the loop: `images` are the input's frames (decoded only when iterated), one per crop box."""
+    def prepare(
+        self,
+        images: Iterable[np.ndarray],
+        tracks: Sequence[Sequence[CropBox]],
+        progress: Progress,
+        shown: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """Before the loop: `images` are the input's frames (decoded only when iterated), one per crop box of each
+        face's track; `shown` (per face, per frame) where each face is edited (default: everywhere)."""
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of the frames it gives for frames of `width` x `height`."""

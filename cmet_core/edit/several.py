@@ -107,9 +107,8 @@ class SeveralFaces:
             exp = own + torch.from_numpy(weight[:, None]).to(own) * (edited - own)
             drives.append(Drive(sources[k], motions[k], torch.arange(len(times)), exp, lip_track))
             shown.append(weight > 0)
-        loop = FrameLoop.of(
-            editor, options.model_copy(update={"enhance": "off"}), boxes[0][0].side, clock, self.progress
-        )
+        loop = FrameLoop.of(editor, options, boxes[0][0].side, clock, self.progress)
+        loop.prepare(lambda: (f.image for f in metered("decode landmarks", read_input(self.src))), *boxes, shown=shown)
         inputs: Iterator[PlanesFrame | DecodedFrame] = (
             read_input_planes(self.src) if loop.takes_planes else read_input(self.src)
         )

@@ -59,42 +59,65 @@ class Enhancer:
         self.restorer, self.choice = restorer, choice
         self.size = restorer.size
         self.mask = tile_mask(self.size)
-        self.matrices: list[np.ndarray] = []
+        self.matrices: list[list[np.ndarray]] = []
+        """Per face, per input frame: the frame -> aligned face map."""
+        self.shown: list[np.ndarray] = []
+        """Per face, per input frame: whether that face is restored there (an edited face; else the input's)."""
         self.missing = 0
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width * self.choice.upscale, height * self.choice.upscale
 
-    def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
-        """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo)."""
-        points: list[np.ndarray | None] = []
+    def prepare(
+        self,
+        images: Iterable[np.ndarray],
+        tracks: Sequence[Sequence[CropBox]],
+        progress: Progress,
+        shown: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """The landmark pass over the input frames (`images`, one per box: a video's decoded frames, a photo), one
+        decode for every face's track; a face's landmarks are read only where it is `shown` (default: everywhere)."""
+        n = len(tracks[0])
+        self.shown = list(shown) if shown is not None else [np.ones(n, dtype=bool) for _ in tracks]
+        points: list[list[np.ndarray | None]] = [[] for _ in tracks]
         with Landmarker() as landmarker:
-            for image in itertools.islice(images, len(boxes)):
+            for i, image in enumerate(itertools.islice(images, n)):
                 with step("landmarks"):
-                    points.append(landmarker.five(image, boxes[len(points)]))
-                progress(Stage.ENHANCE, len(points), len(boxes))
-        points += [None] * (len(boxes) - len(points))
-        self.matrices, self.missing = alignments(points, boxes, self.size)
+                    for k, boxes in enumerate(tracks):
+                        points[k].append(landmarker.five(image, boxes[i]) if self.shown[k][i] else None)
+                progress(Stage.ENHANCE, i + 1, n)
+        self.matrices, self.missing = [], 0
+        for found, boxes in zip(points, tracks, strict=True):
+            found += [None] * (n - len(found))
+            matrices, missing = alignments(found, boxes, self.size)
+            self.matrices.append(matrices)
+            self.missing += missing
         if self.missing:
-            log.info("no landmarks in %d of %d frames: bridged or crop-box aligned", self.missing, len(boxes))
+            log.info(
+                "no landmarks in %d of %d frames (of all faces): bridged or crop-box aligned",
+                self.missing,
+                n * len(tracks),
+            )
 
     def apply(self, images: list[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
-        """The chunk's frames with their faces restored (upscaled first when asked): one restorer call."""
+        """The chunk's frames with their shown faces restored (upscaled first when asked): one restorer call for
+        every face of the chunk."""
         import cv2  # deferred: cv2
 
-        matrices = [self.matrices[i] for i in indices]
+        where = [(j, k) for j, i in enumerate(indices) for k in range(len(self.matrices)) if self.shown[k][i]]
         with step("restorer warps"):
-            aligned = [aligned_face(im, m, self.size) for im, m in zip(images, matrices, strict=True)]
-        faces = restore_faces(self.restorer, aligned, self.choice.enhance_strength)
+            aligned = [aligned_face(images[j], self.matrices[k][indices[j]], self.size) for j, k in where]
+        restored = restore_faces(self.restorer, aligned, self.choice.enhance_strength) if aligned else []
         u = self.choice.upscale
-        out = []
+        out = list(images)
         with step("restorer warps"):
-            for image, face, m in zip(images, faces, matrices, strict=True):
-                if u != 1:
-                    size = (image.shape[1] * u, image.shape[0] * u)
-                    image = cv2.resize(image, size, interpolation=cv2.INTER_LANCZOS4)
-                    m = _upscaled(m, u)
-                out.append(paste_aligned(image, face, m, self.mask))
+            if u != 1:
+                out = [
+                    cv2.resize(im, (im.shape[1] * u, im.shape[0] * u), interpolation=cv2.INTER_LANCZOS4) for im in out
+                ]
+            for (j, k), face in zip(where, restored, strict=True):
+                m = self.matrices[k][indices[j]]
+                out[j] = paste_aligned(out[j], face, _upscaled(m, u) if u != 1 else m, self.mask)
         return out
 
 

@@ -106,9 +106,9 @@ def test_identical_frames_give_identical_restored_faces(editor: Editor, clip: Pa
     frames = [f.image for f in read_frames(clip)]
     boxes = [CropBox(225.0, 190.0, 400.0)] * len(frames)
     enhancer = Enhancer(editor.restorer, EditChoices(enhance="on"))
-    enhancer.prepare(frames, boxes, lambda *_: None)
+    enhancer.prepare(frames, [boxes], lambda *_: None)
     still = [frames[0]] * 3
-    enhancer.matrices[:3] = [enhancer.matrices[0]] * 3
+    enhancer.matrices[0][:3] = [enhancer.matrices[0][0]] * 3
     first = enhancer.apply(still[:2], [0, 1])
     again = enhancer.apply(still[2:], [2])
     assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], again[0])

@@ -40,8 +40,15 @@ class Recorder:
         self.indices: list[int] = []
         self.chunks = 0
 
-    def prepare(self, images: Iterable[np.ndarray], boxes: Sequence[CropBox], progress: Progress) -> None:
-        self.prepared.append((sum(1 for _ in images), list(boxes)))
+    def prepare(
+        self,
+        images: Iterable[np.ndarray],
+        tracks: Sequence[Sequence[CropBox]],
+        progress: Progress,
+        shown: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        assert shown is None or len(shown) == len(tracks)
+        self.prepared.append((sum(1 for _ in images), list(tracks[0])))
         progress("record", 1, 1)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -156,7 +163,7 @@ def test_a_sheet_is_enhanced_when_the_edit_would_be(tiny_set: Path, clip: Path) 
     assert restored.box == plain.box and restored.frame == plain.frame
     frame = _decoded(clip)[restored.frame]
     enhancer = Enhancer(editor.restorer, on)
-    enhancer.prepare([frame], [restored.box], lambda *_: None)
+    enhancer.prepare([frame], [[restored.box]], lambda *_: None)
     expected = enhancer.apply([cell.image for cell in plain.cells], [0] * len(plain.cells))
     for cell, want, before in zip(restored.cells, expected, plain.cells, strict=True):
         assert np.array_equal(cell.image, want)

@@ -135,7 +135,8 @@ def test_the_speaker_is_found_and_only_the_speaking_face_changes(
 
 
 def test_two_faces_two_targets_in_one_job_through_the_cli(two_faces: Path, tiny_set: Path, tmp_path: Path) -> None:
-    """Both faces edited in every frame of a clip preview's window (a second of the clip, to keep it short)."""
+    """Both faces edited in every frame of a clip preview's window (a second of the clip, to keep it short), and
+    restored with `--enhance on`."""
     out = tmp_path / "both.mp4"
     args = [str(two_faces), "--face", "0:happy", "--face", "1:sad@0.5", "--no-quality", "-o", str(out)]
     result = CliRunner().invoke(app, ["edit", *args, "--preview-s", "1", "--models", str(tiny_set)])
@@ -146,6 +147,12 @@ def test_two_faces_two_targets_in_one_job_through_the_cli(two_faces: Path, tiny_
     left, right, background = _changes(two_faces, out)
     assert left.min() > 8 and right.min() > 8
     assert background.max() < 3
+    restored = tmp_path / "restored.mp4"  # the restorer restores both faces of each frame, and nothing else
+    args = [*args[:-1], str(restored), "--enhance", "on"]
+    result = CliRunner().invoke(app, ["edit", *args, "--preview-s", "1", "--models", str(tiny_set)])
+    assert result.exit_code == 0, result.output
+    left, right, background = _changes(out, restored)
+    assert left.min() > 3 and right.min() > 3 and background.max() < 1.5, (left, right, background)
     twice = ["--face", "0:happy", "--face", "0:sad", "--models", str(tiny_set)]
     refused = CliRunner().invoke(app, ["edit", str(two_faces), *twice])
     assert refused.exit_code == 2 and "face_selected_twice" in refused.output, refused.output
