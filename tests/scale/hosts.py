@@ -137,6 +137,9 @@ def network(roles: list[str]) -> Iterator[dict[str, Host]]:
     with ExitStack() as cleanup:
         _ip("link", "add", bridge, "type", "bridge")
         cleanup.callback(_ip, "link", "delete", bridge, check=False)
+        # frames between the hosts are switched, never filtered: a FORWARD policy of DROP (Docker's) would
+        # otherwise drop them where br_netfilter is loaded (without the option, the machine-wide setting holds)
+        _ip("link", "set", "dev", bridge, "type", "bridge", "nf_call_iptables", "0", check=False)
         _ip("addr", "add", f"{addresses[0]}/{subnet.prefixlen}", "dev", bridge)
         _ip("link", "set", bridge, "up")
         hosts = {}

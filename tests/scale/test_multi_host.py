@@ -102,6 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterato
     if reason is not None:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("scale")
+    started = time.monotonic()
     with network(["infra", "api", "w1", "w2"]) as hosts, ExitStack() as running:
         infra, s3_log = hosts["infra"], tmp / "s3.log"
         servers = [ExitStack() for _ in range(3)]
@@ -140,12 +141,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterato
                 shutil.copytree(tiny_set, folders[role] / "models")
                 env[role]["CMET_MODELS_SET"] = str(folders[role] / "models")
         cluster = Cluster(hosts, env, folders, database.url, s3_log)
+        infra_up = time.monotonic() - started
         try:
             for role in ("w1", "w2"):  # their sweepers retry until the API has made the tables
                 cluster.start_worker(role)
             cluster.start_api()  # it migrates the database
             for role in ("w1", "w2"):
                 wait_until(lambda role=role: cluster.worker_ready(role), 120, f"the worker on {role}")
+            print(f"\nhosts and infra up in {infra_up:.1f} s, the API and workers {time.monotonic() - started:.1f} s")
             yield cluster
         finally:
             for role, proc in cluster.procs.items():
