@@ -238,15 +238,22 @@ def test_jobs_cross_hosts_and_survive_losing_a_worker(cluster: Cluster, tmp_path
     cluster.hosts["w1"].reconnect()
     submitted += submit(8)
     mark("10 submitted, w1 back")
+
+    def restart_api() -> None:
+        cluster.hosts["api"].kill_all()
+        cluster.procs["api"].wait(10)
+        cluster.start_api()
+        mark("API restarted")
+
     # every process of w1 killed mid-job, the same way (not the job it lost: its stale run stops at its
-    # next beat, when it sees the job is w2's)
-    killed_job, kill_back, kill_taken = lose_w1(Host.kill_all, besides=cut_job)
-    # the API killed and started again with jobs in flight: what it accepted stays, submissions go on
-    cluster.hosts["api"].kill_all()
-    cluster.procs["api"].wait(10)
-    cluster.start_api()
+    # next beat, when it sees the job is w2's); meanwhile the API is killed and started again with jobs in
+    # flight: what it accepted stays, submissions go on
+    with ThreadPoolExecutor(1) as background:
+        api_back = background.submit(restart_api)
+        killed_job, kill_back, kill_taken = lose_w1(Host.kill_all, besides=cut_job)
+        api_back.result()
     submitted += submit(2)
-    mark("API restarted, 12 submitted")
+    mark("12 submitted")
 
     finals = {}
     for job_id in submitted:
