@@ -210,13 +210,23 @@ def holds(job: JobRow | None, attempt: int) -> bool:
     return job is not None and job.state == JobState.RUNNING and job.attempts == attempt
 
 
-def renew_lease(session: Session, job_id: str, attempt: int, lease_s: float) -> bool:
-    """Extend the lease of the job's `attempt` by `lease_s`; False when that attempt lost the job."""
-    job = lock(session, job_id)
-    if job is None or not holds(job, attempt):
+def keep(job: JobRow | None, attempt: int, lease_s: float) -> bool:
+    """On a locked row: extend the lease of the job's `attempt` by `lease_s`; False when that attempt lost the
+    job. A sweeper that found the lease lapsed (the database was away for longer, or the worker stalled) put
+    the job back to `queued` with its count kept; until another worker starts it, the run takes it back, and
+    the new message finds the lease fresh (`JobBusy`)."""
+    if job is None:
         return False
-    job.lease_until = now() + timedelta(seconds=lease_s)
+    put_back = job.state == JobState.QUEUED and job.attempts == attempt and job.lease_until is None
+    if not (holds(job, attempt) or put_back):
+        return False
+    job.state, job.lease_until = JobState.RUNNING, now() + timedelta(seconds=lease_s)
     return True
+
+
+def renew_lease(session: Session, job_id: str, attempt: int, lease_s: float) -> bool:
+    """`keep` on the job's row."""
+    return keep(lock(session, job_id), attempt, lease_s)
 
 
 def start(session: Session, job_id: str, max_attempts: int, lease_s: float) -> JobRow | None:

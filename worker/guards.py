@@ -150,7 +150,7 @@ class Progress:
         lo, hi = STAGE_SPAN[stage]
         with session_scope(self.settings.db_url) as session:
             job = jobs.lock(session, self.job_id)
-            if job is not None and not jobs.holds(job, self.attempt):
+            if job is not None and not jobs.keep(job, self.attempt, self.settings.job_lease_s):
                 raise JobLost(f"taken over by another worker (stage {stage}, {done}/{total} frames)")
             if job is None or job.cancel_requested:
                 raise JobCanceled()
@@ -168,7 +168,7 @@ class Progress:
             raise JobLost("taken over by another worker before its output was stored")
         try:
             with session_scope(self.settings.db_url) as session:
-                held = jobs.holds(jobs.lock(session, self.job_id), self.attempt)
+                held = jobs.keep(jobs.lock(session, self.job_id), self.attempt, self.settings.job_lease_s)
         except DATABASE_ERRORS as exc:
             log.warning("could not check the claim on %s before storing its output: %s", self.job_id, exc)
             return

@@ -78,7 +78,7 @@ def _finish(
     def record() -> str | None:
         with session_scope(settings.db_url) as session:
             job = jobs.lock(session, job_id)
-            if job is None or not jobs.holds(job, attempt):
+            if job is None or not jobs.keep(job, attempt, settings.job_lease_s):
                 if job is not None and not job.state.final:
                     log.warning("job %s is no longer this run's (attempt %d): its end is not recorded", job_id, attempt)
                 return None
@@ -181,7 +181,7 @@ class _Claimed:
     spec: EditSpec | SheetSpec
     key_id: str
     attempt: int
-    """The run's claim on the record (`jobs.holds`)."""
+    """The run's claim on the record (`jobs.keep`)."""
 
 
 def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | JobState | None:
@@ -278,11 +278,13 @@ def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
         return "lost"
     except JobHandedBack as stopping:
         # queued again on the record (the lease freed, the attempt not counted) and in the queue
+        heartbeat.stop()
         if not _handed_back(settings, job_id, attempt):
             return "lost"
         log.info("handed back to the queue: %s", stopping)
         raise self.retry(countdown=1, max_retries=None) from None
     except Exception as exc:
+        heartbeat.stop()  # before the job is handed back or ended: a beat after it would take that for a take-over
         if isinstance(exc, StorageError) and storage_attempt < STORAGE_RETRIES:
             # counted apart from JobBusy's retries, which wait for a live lease
             if not _handed_back(settings, job_id, attempt):
@@ -295,7 +297,6 @@ def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
         if ending.drop_output and _holds(settings, job_id, attempt):
             storage.delete_prefix(jobs.output_key(job_id))
         message = scratch.public_message(ending.message, settings.scratch_root) if ending.message else None
-        heartbeat.stop()
         _finish(settings, job_id, ending.state, ending.code, message, attempt=attempt)
         return ending.state.value
     finally:
@@ -308,7 +309,7 @@ def _holds(settings: JobsSettings, job_id: str, attempt: int) -> bool:
     the job's output, which a run that took the job over may have stored."""
     try:
         with session_scope(settings.db_url) as session:
-            return jobs.holds(session.get(JobRow, job_id), attempt)
+            return jobs.keep(jobs.lock(session, job_id), attempt, settings.job_lease_s)
     except DATABASE_ERRORS:
         return False
 

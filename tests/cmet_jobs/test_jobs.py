@@ -120,11 +120,25 @@ def test_renew_lease_extends_a_running_job(db: str) -> None:
 
 @pytest.mark.parametrize("state", [JobState.QUEUED, JobState.SUCCEEDED])
 def test_renew_lease_leaves_other_states_alone(db: str, state: JobState) -> None:
-    job_id = make_job(db, state=state, attempts=1)
+    job_id = make_job(db, state=state, attempts=0)  # queued: handed back by its run (the attempt taken back)
     with session_scope(db) as session:
         assert not jobs.renew_lease(session, job_id, attempt=1, lease_s=10)
     job = load(db, job_id)
     assert (job.state, job.lease_until) == (state, None)
+
+
+def test_a_run_takes_back_a_job_put_back_while_it_was_away(db: str) -> None:
+    """The database was away for longer than the lease and a sweeper put the job back; no other worker has
+    started it yet: the run that is still working on it keeps it, and the new message finds it leased."""
+    job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=ago(1))
+    with session_scope(db) as session:
+        jobs.requeued(session, [job_id])
+    with session_scope(db) as session:
+        assert jobs.renew_lease(session, job_id, attempt=1, lease_s=10)
+    job = load(db, job_id)
+    assert (job.state, job.attempts) == (JobState.RUNNING, 1) and jobs.holds(job, 1)
+    with pytest.raises(jobs.JobBusy), session_scope(db) as session:
+        jobs.start(session, job_id, max_attempts=3, lease_s=10)
 
 
 def test_a_run_that_lost_its_job_can_neither_renew_nor_hand_it_back(db: str) -> None:
