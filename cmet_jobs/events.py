@@ -10,8 +10,9 @@ The record is the truth (decision 0001): the worker already writes state, stage 
 there, and `cmet serve` has no Redis for a pub/sub channel, so one poll per process works the
 same on every deployment.
 
-A key may hold `event_streams_per_key` streams open in one process (`Notifier.watch` refuses
-more with 429 `stream_limit`), so one key's thousand streams cannot slow everyone's reads.
+A key may hold `event_streams_per_key` streams open across the API processes (`Notifier.watch` takes a
+slot of `cmet_jobs.slots`, and refuses more with 429 `stream_limit`), so one key's thousand streams
+cannot slow everyone's reads.
 
 Events, each with the job as JSON in `data` (`schemas.Job` for an edit, `schemas.Preview` for a preview):
 - `state`: the first event, then whenever the state changes;
@@ -31,7 +32,6 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -44,6 +44,7 @@ from cmet_jobs import jobs, schemas
 from cmet_jobs.db.models import ApiKey, JobRow
 from cmet_jobs.db.session import new_session
 from cmet_jobs.errors import RequestError
+from cmet_jobs.slots import Slots
 from cmet_jobs.storage import Storage
 
 POLL_S = 0.5
@@ -81,6 +82,7 @@ class Watch:
     key_id: str
     job_id: str
     notifier: Notifier
+    slot: str
     seen: Seen | None = None
     news: Seen | Ending | None = None
     closed: bool = False
@@ -96,30 +98,28 @@ class Notifier:
     """Every followed job of this process, polled together; see the module's docstring."""
 
     db_url: str
-    per_key: int
+    slots: Slots
     watches: dict[str, set[Watch]] = field(default_factory=dict)
-    open_per_key: Counter[str] = field(default_factory=Counter)
     rounds: int = 0
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _last_poll: float = 0.0
 
     def watch(self, key_id: str, job_id: str) -> Watch:
-        """A new stream's watch, or 429 `stream_limit` when the key has its maximum open here."""
-        if self.open_per_key[key_id] >= self.per_key:
+        """A new stream's watch, or 429 `stream_limit` when the key has its maximum open in the API
+        processes (its slot is taken here, given back by `forget`)."""
+        slot = self.slots.take(key_id)
+        if slot is None:
             raise RequestError(
                 ErrorCode.STREAM_LIMIT,
-                f"this key has {self.per_key} event streams open; close one or poll the job",
+                f"this key has {self.slots.limit} event streams open; close one or poll the job",
                 {"Retry-After": str(STREAM_RETRY_AFTER_S)},
             )
-        watch = Watch(key_id, job_id, self)
-        self.open_per_key[key_id] += 1
+        watch = Watch(key_id, job_id, self, slot)
         self.watches.setdefault(job_id, set()).add(watch)
         return watch
 
     def forget(self, watch: Watch) -> None:
-        self.open_per_key[watch.key_id] -= 1
-        if self.open_per_key[watch.key_id] <= 0:
-            del self.open_per_key[watch.key_id]
+        self.slots.give(watch.slot)
         followers = self.watches.get(watch.job_id, set())
         followers.discard(watch)
         if not followers:

@@ -9,13 +9,16 @@ printed (`-s`).
 from __future__ import annotations
 
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -37,12 +40,20 @@ STREAMS = 3
 PROBES = 3
 UPLOADS = 5
 ASSETS = 4
+LEASE_S = 2.0  # a killed API process's slots free within this
 
 
 @dataclass
 class Api:
     url: str
     env: dict[str, str]
+    second: str  # another API process on the same database and Redis, started beside (`ready`)
+    second_process: subprocess.Popen  # type: ignore[type-arg]
+
+    def ready(self) -> str:
+        """The second process's URL, once it answers."""
+        wait_until(lambda: httpx.get(self.second + "/healthz").status_code == 200, 60, "API 2", self.second_process)
+        return self.second
 
     def key(self, **limits: int) -> dict[str, str]:
         from cmet_jobs.db.session import session_scope
@@ -72,12 +83,22 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "CMET_PROBES_PER_MINUTE": str(PROBES),
             "CMET_UPLOADS_PER_MINUTE": str(UPLOADS),
             "CMET_MAX_ASSETS_PER_KEY": str(ASSETS),
+            "CMET_SLOT_LEASE_S": str(LEASE_S),
         }
-        args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
-        with process(args, env, tmp / "api.log") as proc:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", proc)
-            yield Api(url, env)
+        second = free_port()
+        with _api_process(env, port, tmp / "api.log") as (url, first):
+            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", first)
+            # started once the first has migrated the database; it starts while the first tests run
+            with _api_process(env, second, tmp / "api2.log") as (second_url, proc):
+                yield Api(url, env, second_url, proc)
+
+
+@contextmanager
+def _api_process(env: dict[str, str], port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[type-arg]
+    """An API process (uvicorn) on `port` with `env`, starting."""
+    args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
+    with process(args, env | {"CMET_PUBLIC_URL": f"http://127.0.0.1:{port}"}, log) as proc:
+        yield f"http://127.0.0.1:{port}", proc
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +229,41 @@ def test_event_streams_are_capped_per_key(api: Api, clip: bytes) -> None:
     )
     assert sorted(opened) == [200] * (STREAMS + 1) + [429] * (10 - STREAMS), opened
     assert beside < baseline + 0.05, (beside, baseline)
+
+
+def test_caps_count_across_api_processes(api: Api, clip: bytes, drip: str) -> None:
+    """The per-key caps on streams and submissions hold across API processes (slots in Redis): streams
+    or submissions held by a second process count in the first; once the second is killed (-9, nothing
+    given back), its slots free within their lease."""
+    key = api.key()
+    r = httpx.post(api.url + "/v1/edits", headers=key, files={"video": ("c.mp4", clip)}, data={"emotion": "sad"})
+    assert r.status_code == 202, r.text
+    events_path = f"/v1/edits/{r.json()['id']}/events"  # queued for good: no worker here
+
+    def stream_status(client: httpx.Client, url: str) -> int:
+        with client.stream("GET", url + events_path) as answer:
+            return answer.status_code
+
+    second = api.ready()
+    with ExitStack() as streams, httpx.Client(headers=key, timeout=10) as client:
+        for _ in range(STREAMS):  # open on the second process while the context stays open
+            assert streams.enter_context(client.stream("GET", second + events_path)).status_code == 200
+        assert stream_status(client, api.url) == 429
+
+        with ThreadPoolExecutor(2) as pool:
+            body = {"video_url": drip, "emotion": "happy"}
+            held = [pool.submit(client.post, second + "/v1/edits", json=body) for _ in range(2)]
+            time.sleep(0.5)  # both submissions are on the second process's threads now
+            refused = client.post(api.url + "/v1/edits", files={"video": ("c.mp4", clip)}, data={"emotion": "sad"})
+            assert [f.result().json()["code"] for f in held] == ["url_fetch_failed"] * 2
+        assert (refused.status_code, refused.json()["code"]) == (429, "concurrent_submissions"), refused.text
+
+        os.killpg(api.second_process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: stream_status(client, api.url) == 200, LEASE_S + 5, "the killed process's slots")
+        freed = time.monotonic() - killed
+    print(f"\na killed API process's stream slots freed after {freed:.2f} s (lease {LEASE_S:g} s)")
+    assert freed < LEASE_S + 1.0, freed
 
 
 def test_revoking_a_key_ends_its_open_streams(api: Api, clip: bytes) -> None:
