@@ -27,7 +27,6 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio
 from tests.service.servers import http_server
 from tests.service.stack import REDIS_URL, Stack, free_port, postgres_database, process, wait_until
@@ -332,11 +331,6 @@ def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, 
 # --- on the shared stack's workers -------------------------------------------------------------------
 
 
-def _settings(stack: Stack) -> JobsSettings:
-    """The stack's settings, as its processes read them from the environment."""
-    return JobsSettings(**{k.removeprefix("CMET_").lower(): v for k, v in stack.env.items() if k.startswith("CMET_")})
-
-
 def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     """Item 6: twelve of one key's deliveries to a receiver that trickles its answer hold at most
     `webhook_key_concurrency` (2) of the webhook worker's 4 threads; another key's delivery arrives as
@@ -349,7 +343,7 @@ def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     from tests.records import make_job
     from tests.service.receiver import slow_receiver, webhook_receiver
 
-    settings, db = _settings(stack), stack.env["CMET_DATABASE_URL"]
+    settings, db = stack.settings(), stack.env["CMET_DATABASE_URL"]
     with session_scope(db) as session:
         hostile, other = create_key(session, "slow-hooks").record, create_key(session, "hooks").record
         keys = {"hostile": (hostile.id, hostile.webhook_secret), "other": (other.id, other.webhook_secret)}
@@ -395,6 +389,73 @@ def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     finally:
         with session_scope(db) as session:  # the deliveries go with their job
             session.delete(session.get(JobRow, jobs["hostile"]))
+
+
+FLOOD_PROBES, FLOOD_BUILDS, FLOOD_ASSETS = 20, 4, 65  # over the stack's limits: 10 probes, 1 job, 60 records
+
+
+def test_floods_of_probes_emotions_and_assets_delay_no_other_key(stack: Stack, tmp_path: Path) -> None:
+    """Item 9: one key sends probes, custom emotion registrations and asset records as fast as it can; each
+    kind stops at its limit (429), and another key's probe waits behind no more than the work admitted:
+    `probes_per_minute` probes, and the builds its `max_concurrent_jobs` (1) let in, each as long as it
+    takes alone. Without the limits it waited behind all the probes and builds sent."""
+    from tests.service.conftest import new_key
+
+    settings = stack.settings()
+    video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
+    speech = make_audio(tmp_path / "v.wav").read_bytes()
+
+    def client(name: str, **limits: int) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {new_key(stack, name, **limits)}"}
+        return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
+
+    def uploaded(c: httpx.Client) -> str:
+        made = c.post("/v1/uploads", json={"kind": "video"}).json()
+        assert httpx.put(made["upload_url"], content=video).status_code == 200
+        return str(made["id"])
+
+    def until(check: Callable[[], bool], started: float) -> float:
+        while not check():
+            assert time.monotonic() < started + 120, "not done in 120 s"
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def probe(c: httpx.Client, asset: str) -> float:
+        started = time.monotonic()
+        assert c.post(f"/v1/uploads/{asset}/probe").status_code == 202
+        return until(lambda: c.get(f"/v1/uploads/{asset}/probe").json()["state"] != "pending", started)
+
+    def register(c: httpx.Client, name: str) -> httpx.Response:
+        return c.post("/v1/emotions", data={"name": name}, files={"speech": ("v.wav", speech)})
+
+    with client("probe") as other, client("flood", max_concurrent_jobs=1) as hostile:
+        mine = uploaded(other)
+        baseline = min(probe(other, mine) for _ in range(2))
+        started = time.monotonic()
+        emotion = register(other, "alone").json()["id"]
+        build = until(lambda: _emotion_state(other, emotion) != "pending", started)
+
+        target = uploaded(hostile)
+        flood_started = time.monotonic()
+        probes = [hostile.post(f"/v1/uploads/{target}/probe").status_code for _ in range(FLOOD_PROBES)]
+        builds = [register(hostile, f"flood{i}").status_code for i in range(FLOOD_BUILDS)]
+        assets = [hostile.post("/v1/uploads", json={"kind": "video"}).status_code for _ in range(FLOOD_ASSETS)]
+        flood_s = time.monotonic() - flood_started
+        beside = probe(other, mine)
+    admitted = probes.count(202) * baseline + builds.count(202) * build
+    print(
+        f"\nanother key's probe: {beside:.2f} s beside one key's flood ({probes.count(202)} of {FLOOD_PROBES} probes, "
+        f"{builds.count(202)} of {FLOOD_BUILDS} emotion builds, {assets.count(201)} of {FLOOD_ASSETS} asset records in "
+        f"{flood_s:.1f} s), {baseline:.2f} s alone (one build alone: {build:.2f} s)"
+    )
+    assert probes.count(202) <= settings.probes_per_minute and probes[-1] == 429, probes
+    assert 1 <= builds.count(202) < len(builds) and builds[-1] == 429, builds
+    assert assets.count(201) == settings.uploads_per_minute - 1 and assets[-1] == 429, assets
+    assert beside < baseline + admitted + 2.0, (beside, baseline, admitted)
+
+
+def _emotion_state(client: httpx.Client, emotion_id: str) -> str:
+    return str(next(e for e in client.get("/v1/emotions").json()["data"] if e["id"] == emotion_id)["state"])
 
 
 def test_previews_cannot_starve_another_keys_edit(stack: Stack, tmp_path: Path) -> None:
@@ -484,7 +545,7 @@ def test_stray_asset_files_in_s3_are_swept(stack: Stack, tmp_path: Path) -> None
             session.execute(update(Asset).where(Asset.id == large["id"]).values(max_bytes=len(video) - 1))
         names = {made["id"] for made in (kept, deleted, large)}
         assert {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")} >= names
-        assert sweep_assets(_settings(stack)) >= 2  # what the workers' sweeper runs every minute
+        assert sweep_assets(stack.settings()) >= 2  # what the workers' sweeper runs every minute
         left = {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")}
         assert kept["id"] in left and not {deleted["id"], large["id"]} & left, left
         assert client.get(f"/v1/uploads/{kept['id']}").json()["uploaded"] is True
