@@ -144,7 +144,7 @@ def test_a_dripping_url_holds_up_no_other_key(api: Api, clip: bytes, drip: str) 
             started = time.monotonic()
             r = client.post("/v1/edits", files={"video": ("c.mp4", clip)}, data={"emotion": "happy"})
             assert r.status_code == 202, r.text
-            made = client.post("/v1/uploads", json={"kind": "video", "filename": "c.mp4"}).json()
+            made = client.post("/v1/uploads", json={"kind": "video", "size": len(clip), "filename": "c.mp4"}).json()
             assert client.put(made["upload_url"], content=clip).status_code == 200
             return time.monotonic() - started
 
@@ -298,7 +298,7 @@ def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, 
     with httpx.Client(base_url=api.url, headers=key, timeout=30) as client:
 
         def upload() -> httpx.Response:
-            return client.post("/v1/uploads", json={"kind": "video", "filename": "c.mp4"})
+            return client.post("/v1/uploads", json={"kind": "video", "size": len(clip), "filename": "c.mp4"})
 
         made = [upload() for _ in range(ASSETS)]
         assert [r.status_code for r in made] == [201] * ASSETS
@@ -410,7 +410,7 @@ def test_floods_of_probes_emotions_and_assets_delay_no_other_key(stack: Stack, t
         return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
 
     def uploaded(c: httpx.Client) -> str:
-        made = c.post("/v1/uploads", json={"kind": "video"}).json()
+        made = c.post("/v1/uploads", json={"kind": "video", "size": len(video)}).json()
         assert httpx.put(made["upload_url"], content=video).status_code == 200
         return str(made["id"])
 
@@ -439,7 +439,8 @@ def test_floods_of_probes_emotions_and_assets_delay_no_other_key(stack: Stack, t
         flood_started = time.monotonic()
         probes = [hostile.post(f"/v1/uploads/{target}/probe").status_code for _ in range(FLOOD_PROBES)]
         builds = [register(hostile, f"flood{i}").status_code for i in range(FLOOD_BUILDS)]
-        assets = [hostile.post("/v1/uploads", json={"kind": "video"}).status_code for _ in range(FLOOD_ASSETS)]
+        record = {"kind": "video", "size": len(video)}
+        assets = [hostile.post("/v1/uploads", json=record).status_code for _ in range(FLOOD_ASSETS)]
         flood_s = time.monotonic() - flood_started
         beside = probe(other, mine)
     admitted = probes.count(202) * baseline + builds.count(202) * build
@@ -536,7 +537,8 @@ def test_stray_asset_files_in_s3_are_swept(stack: Stack, tmp_path: Path) -> None
 
     video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
     with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {new_key(stack, 's3')}"}) as client:
-        kept, deleted, large = (client.post("/v1/uploads", json={"kind": "video"}).json() for _ in range(3))
+        made = (client.post("/v1/uploads", json={"kind": "video", "size": len(video)}) for _ in range(3))
+        kept, deleted, large = (m.json() for m in made)
         for made in (kept, deleted, large):
             assert httpx.put(made["upload_url"], content=video).status_code == 200
         assert client.delete(f"/v1/uploads/{deleted['id']}").status_code == 204

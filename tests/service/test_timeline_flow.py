@@ -18,7 +18,8 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _speech_asset(client: httpx.Client, clip: Path) -> str:
-    r = client.post("/v1/uploads", json={"kind": "speech", "filename": clip.name, "content_type": "audio/wav"})
+    body = {"kind": "speech", "size": clip.stat().st_size, "filename": clip.name, "content_type": "audio/wav"}
+    r = client.post("/v1/uploads", json=body)
     assert r.status_code == 201, r.text
     upload = r.json()
     put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
