@@ -46,7 +46,7 @@ LEASE_S = 2.0  # a killed API process's slots free within this
 class Api:
     url: str
     env: dict[str, str]
-    second: str  # another API process on the same database and Redis, started beside (`ready`)
+    second: str  # another API process on the same database and Redis
     second_process: subprocess.Popen  # type: ignore[type-arg]
 
     def ready(self) -> str:
@@ -87,9 +87,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         second = free_port()
         with _api_process(env, port, tmp / "api.log") as (url, first):
             wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", first)
-            # started once the first has migrated the database; it starts while the first tests run
+            # started once the first has migrated the database, and answering before any test measures time
             with _api_process(env, second, tmp / "api2.log") as (second_url, proc):
-                yield Api(url, env, second_url, proc)
+                api = Api(url, env, second_url, proc)
+                api.ready()
+                yield api
 
 
 @contextmanager

@@ -19,11 +19,13 @@ from cmet_core.backbones.pdfgc.codes import EMO_GAIN, drive_rows, render_u8, sty
 from cmet_core.backbones.pdfgc.network import PDFGC, images_tensor
 from cmet_core.verify.fill import state_digest
 from cmet_core.verify.goldens import (
+    Goldens,
     Group,
     GroupResult,
     KitError,
     Manifest,
     Tolerance,
+    keys_read,
     model_checks,
     read_kit_files,
     u8_group,
@@ -32,7 +34,6 @@ from cmet_core.verify.goldens import (
 KIT_DIR = "pdfgc"
 MANIFEST, GOLDEN, TOLERANCES = "pdfgc_manifest.json", "golden_pdfgc.npz", "tolerances_pdfgc.json"
 KIT_FILES = (MANIFEST, GOLDEN, TOLERANCES)
-Goldens = dict[str, np.ndarray]
 
 
 def kit_checks(kit: Path) -> Iterator[GroupResult]:
@@ -89,6 +90,11 @@ def pdfgc_groups(net: PDFGC, manifest: Manifest, g: Goldens, tols: dict[str, Tol
     yield from generator_groups(net, g, tols)
     yield from edit_groups(net, g, tols)
     yield from pipeline_groups(net, g, tols)
+    yield keys_read("pdfgc.keys_read", g, UNREAD)
+
+
+UNREAD: dict[str, str] = {}
+"""Golden keys no PD-FGC group reads, each with the reason (`keys_read` fails on any other)."""
 
 
 def _network_digests(net: PDFGC, manifest: Manifest) -> GroupResult:
