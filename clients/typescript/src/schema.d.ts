@@ -414,7 +414,8 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Database, broker and storage reachable and a worker seen recently (503 naming what is not).
+         * @description Database, broker and storage reachable and a worker seen recently, unless `ready_needs_workers` is off
+         *     (503 naming what is not).
          */
         get: operations["readyz_readyz_get"];
         put?: never;
