@@ -103,8 +103,17 @@ CONNECTOR_UNREAD: dict[str, str] = {
     "real_e2v_happy_files": "provenance: the MEAD .npy names `real_e2v` was averaged from (README), no value",
     "real_e2v_neutral_files": "provenance: the MEAD .npy names `real_e2v` was averaged from (README), no value",
 }
-A2L_UNREAD: dict[str, str] = {}
-GFPGAN_UNREAD: dict[str, str] = {}
+A2L_UNREAD: dict[str, str] = {
+    "wav_sha256": "provenance: the WAV file's digest; its samples (`wav_int16`) are what the groups read",
+    "av_exp_len": "the ping-pong's length inside `official_schedule`; `av_exp_per_frame` and its source rows "
+    "(`av_exp_source_row`), which are compared, fix it",
+}
+GFPGAN_UNREAD: dict[str, str] = {
+    "face_files": "provenance: the repository paths of the two faces, whose pixels are `input_u8_256`",
+    "face_files_sha256": "provenance: the JPEG files' digests; the decoded pixels are compared instead",
+    "filled_state_dict_sha256": "the manifest's digest again: `gfpgan.filled_digest` checks the manifest's",
+    "randomize_noise": "always False: our restorer's forward reads its stored noise maps, it has no switch",
+}
 """Golden keys no group of the connector, Audio2Lip or GFPGAN reads, each with the reason (`keys_read`
 fails on any other)."""
 
@@ -143,6 +152,9 @@ def _tolerance(spec: dict[str, Any]) -> Tolerance:
 def _a2l_groups(net: Audio2Lip, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     exact = tols["exact"]
     grp = Group("audio2lip.mel", tols["orig_mel"])
+    # the rates our front end is built for: a kit made at others would need another mel and window count
+    grp.compare("wav_sample_rate", np.array(mel.SAMPLE_RATE), g["wav_sample_rate"], exact)
+    grp.compare("video_fps", np.array(mel.FPS, np.float32), g["video_fps"], exact)
     wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
     grp.compare("wav_float", wav, g["wav_float"], exact)
     frames = mel.num_video_frames(wav.shape[0])
