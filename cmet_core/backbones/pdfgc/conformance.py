@@ -93,7 +93,25 @@ def pdfgc_groups(net: PDFGC, manifest: Manifest, g: Goldens, tols: dict[str, Tol
     yield keys_read("pdfgc.keys_read", g, UNREAD)
 
 
-UNREAD: dict[str, str] = {}
+UNREAD: dict[str, str] = {
+    **{
+        name: "provenance: the source files' names or digests; the groups read the pixels and samples stored"
+        for name in (
+            "src_files",
+            "src_files_sha256",
+            "frames_files",
+            "frames_files_sha256",
+            "pipe_frame_files",
+            "pipe_frame_files_sha256",
+            "files_sha256",
+        )
+    },
+    "pipe_frame_loaded_u8_sha256": "digests for checking a loader that has the files; the kit's frames are read",
+    "pipe_audio_slice": "where `pipe_wav_int16` was cut from the source WAV; the samples themselves are read",
+    "filled_state_dict_sha256": "the manifest's digest again: `pdfgc.filled_digest` checks the manifest's",
+    "pipe_batches": "the original's batch sizes (8, 2): outputs do not depend on batching; the frames are compared",
+    "pipe_fps": "the frame rate behind `pipe_drive_index`, which `pdfgc.pipe_drive` compares",
+}
 """Golden keys no PD-FGC group reads, each with the reason (`keys_read` fails on any other)."""
 
 
