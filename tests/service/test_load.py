@@ -1,7 +1,8 @@
-"""Load, bounded and on loopback: 200 submissions in about 10 s from 8 keys against the running stack with
-tiny models; nothing lost, no 5xx, every job final. A key has at most `CMET_SUBMISSIONS_PER_KEY` (2)
-submissions in the API's hands at once: one key sending from 16 threads would mostly measure that cap, so
-the load comes from several keys (as from several clients), and the only 429s allowed are the cap's.
+"""Load, bounded and on loopback: 100 submissions in about 10 s from 16 threads of 4 keys against the
+running stack with tiny models; nothing lost, no 5xx, every job final. A key has at most
+`CMET_SUBMISSIONS_PER_KEY` (2) submissions in the API's hands at once: one key sending from 16 threads
+would mostly measure that cap (82 of 200 accepted), so the load comes from several keys (as from several
+clients), and the only 429s allowed are the cap's. 100 jobs to drain, about as many as the one key's 82.
 Prints p50/p99 submit latency."""
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from cmet_core.media.sample import write_sample_clip
 from tests.service.conftest import new_key
 from tests.service.stack import Stack
 
-SUBMISSIONS = 200
+SUBMISSIONS = 100
 SPREAD_S = 10.0
-KEYS = 8  # a key sends every 0.4 s: it meets its cap of 2 only where a submission takes over 0.8 s
+KEYS = 4  # a key sends every 0.4 s: it meets its cap of 2 only where a submission takes over 0.8 s
 
 
-def test_200_submissions(stack: Stack, tmp_path: Path) -> None:
+def test_100_submissions_from_4_keys(stack: Stack, tmp_path: Path) -> None:
     keys = [new_key(stack, f"load{k}", max_concurrent_jobs=1000, max_submissions_per_minute=1000) for k in range(KEYS)]
     clip = write_sample_clip(tmp_path / "one.mp4", seconds=0.04).read_bytes()
     start = time.monotonic()
