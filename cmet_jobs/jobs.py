@@ -106,6 +106,7 @@ def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
         emotion=spec.emotion,
         intensity=spec.intensity,
         timeline=timelines.shown(spec.timeline),
+        faces=list(spec.faces) or None,
         result=_shown_result(result),
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
         preview_s=spec.preview_s,

@@ -59,6 +59,13 @@ class JobsSettings(CoreSettings):
         description="`Prefer: wait=N` on a submission holds the answer until the job ends, at most this long "
         "(0: never wait); a job that ends in time is answered 200 with its result, else the usual 202.",
     )
+    max_batch_edits: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Edits one `POST /v1/batches` may hold; each counts against the key's quotas like a "
+        "submission of its own.",
+    )
     webhook_secret_grace_s: int = Field(
         default=86400,
         ge=0,
@@ -267,6 +274,7 @@ class JobsSettings(CoreSettings):
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
             max_timeline_segments=self.max_timeline_segments,
+            max_faces=self.max_faces,
             encoder=self.video_encoder,
             preset=self.x264_preset,
         )

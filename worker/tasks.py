@@ -24,7 +24,7 @@ from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.networks.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, probes, queue, webhooks
+from cmet_jobs import batches, emotions, jobs, probes, queue, webhooks
 from cmet_jobs.db.models import CustomEmotion, JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
@@ -72,23 +72,24 @@ def _finish(
 ) -> None:
     """Record the job's end, waiting for a database that is away; the webhook goes out after the commit."""
 
-    def record() -> str | None:
+    def record() -> list[str | None]:
         with session_scope(settings.db_url) as session:
             job = jobs.lock(session, job_id)
             if job is None or job.state.final:
-                return None
+                return []
             jobs.finish(job, state, code, message, result)
             if output_key is not None:
                 job.output_key = output_key
             return _ended(session, job, storage_for(settings))
 
-    webhooks.dispatch(settings, [retrying(record, f"recording the end of {job_id}")])
+    webhooks.dispatch(settings, retrying(record, f"recording the end of {job_id}"))
 
 
-def _ended(session: Session, job: JobRow, storage: Storage) -> str | None:
-    """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
+def _ended(session: Session, job: JobRow, storage: Storage) -> list[str | None]:
+    """Count a job that just reached its final state and record its webhook, and its batch's if it was the
+    batch's last (both dispatched after commit)."""
     metrics.JOBS.labels(state=job.state).inc()
-    return webhooks.emit(session, job, webhooks.event_name(job, job.state), storage)
+    return [webhooks.emit(session, job, webhooks.event_name(job, job.state), storage), batches.job_ended(session, job)]
 
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
@@ -183,22 +184,22 @@ def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | 
         if job is None:
             return None
         if job.state.final:  # ended by start: canceled meanwhile, or out of attempts
-            event = _ended(session, job, storage)
+            events = _ended(session, job, storage)
             claimed: _Claimed | JobState = job.state
         else:
             if job.attempts == 1 and job.started_at is not None:
                 metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
             try:
                 claimed = _Claimed(jobs.spec_of(job), job.key_id)
-                event = webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)
+                events = [webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)]
             except ValidationError as exc:  # a record no worker can run: end it, never loop on it
                 jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
                 claimed = job.state
                 try:
-                    event = _ended(session, job, storage)
+                    events = _ended(session, job, storage)
                 except ValidationError:  # the API cannot show the record either, so no webhook can carry it
-                    event = None
-    webhooks.dispatch(settings, [event])
+                    events = [batches.job_ended(session, job)]
+    webhooks.dispatch(settings, events)
     return claimed
 
 
@@ -325,7 +326,8 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         )
     )
     library = _library(settings, key_id)
-    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    limit = {"speech": settings.max_speech_bytes, "video": settings.max_video_bytes}
+    target = spec.edit_target(speech, lambda ref, name, kind: _fetch(ref, work / name, settings, limit[kind]))
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
     choices, limits = run_options(spec, settings)
@@ -341,10 +343,11 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         duration_s=result.duration_s,
         width=result.width,
         height=result.height,
-        connector=result.connector,
+        connector=result.connector or None,
         segments=list(result.voice) if result.voice else None,
         quality=result.quality,
         quality_error=result.quality_problem,
+        speakers=result.speakers if choices.faces and any(face.speaker for face in choices.faces) else None,
     )
 
 

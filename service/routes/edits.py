@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,17 +39,20 @@ _BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "description": "The fields of EditCreate as form fields, plus file parts `video` "
-                    "(a video, or a photo to animate), `speech` (repeatable), and for a dub `speech_track` "
-                    "and `pose_video`.",
+                    "(a video, or a photo to animate), `speech` (repeatable), `expression_reference` (a photo or "
+                    "short clip of a face making the wanted expression), and for a dub `speech_track` and "
+                    "`pose_video`.",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
                         "speech_track": {"type": "string", "format": "binary"},
                         "pose_video": {"type": "string", "format": "binary"},
+                        "expression_reference": {"type": "string", "format": "binary"},
                         "lips": {"type": "string", "enum": ["video", "speech"]},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
                         "intensity": {"type": "number"},
                         "timeline": {"type": "string", "description": "An EditTimeline as JSON text."},
+                        "faces": {"type": "string", "description": "The `faces` list (FaceTarget items) as JSON text."},
                     },
                 }
             },
@@ -57,13 +61,21 @@ _BODY_DOC = {
 }
 
 
-_SINGLE_PARTS = ("video", "speech_track", "pose_video")
+_SINGLE_PARTS = ("video", "speech_track", "pose_video", "expression_reference")
+
+
+def _json_field(name: str, value: str) -> Any:
+    """A form field that carries JSON (`faces`)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise RequestError(ErrorCode.INVALID_REQUEST, f"{name} is not valid JSON: {exc}") from None
 
 
 async def _read_body(
     request: Request,
 ) -> tuple[schemas.EditCreate, dict[str, UploadFile], list[UploadFile]]:
-    """The body, the single file parts by name (`video`, `speech_track`, `pose_video`) and the `speech` parts."""
+    """The body, the single file parts by name (`_SINGLE_PARTS`) and the `speech` parts."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -82,13 +94,15 @@ async def _read_body(
                 else:
                     raise RequestError(
                         ErrorCode.INVALID_REQUEST,
-                        f"unexpected file part `{name}` (expected `video`, `speech_track`, `pose_video` once "
-                        "each and `speech`)",
+                        f"unexpected file part `{name}` (expected {', '.join(f'`{p}`' for p in _SINGLE_PARTS)} "
+                        "once each and `speech`)",
                     )
             elif name in _LIST_FIELDS:
                 fields.setdefault(name, []).append(value)
             elif name == "face_box":
                 fields[name] = [p.strip() for p in value.split(",")]
+            elif name == "faces":
+                fields[name] = _json_field(name, value)
             else:
                 fields[name] = value
         if len(speech) > MAX_SPEECH_CLIPS:
@@ -116,7 +130,8 @@ def _submit(
     idempotency_key: str | None,
 ) -> JobRow:
     """The parts saved to a scratch folder (size limits, empty parts refused), then `submissions.submit`."""
-    limits = {"video": settings.max_video_bytes, "pose_video": settings.max_video_bytes}
+    videos = ("video", "pose_video", "expression_reference")
+    limits = {name: settings.max_video_bytes for name in videos}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
         saved = {
@@ -133,6 +148,7 @@ def _submit(
             idempotency_key,
             speech_track_file=saved.get("speech_track"),
             pose_video_file=saved.get("pose_video"),
+            expression_reference_file=saved.get("expression_reference"),
         )
         return submissions.submit(session, settings, storage, key, submission)
 
