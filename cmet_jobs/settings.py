@@ -219,6 +219,14 @@ class JobsSettings(CoreSettings):
         default=600.0, gt=0, description="A job still being created after this long lost its API process: removed."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    job_lease_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="A running job's lease on its record, renewed every quarter of it: a worker killed or cut off "
+        "from the database loses its job this long after its last renewal, and another worker takes it over. "
+        "Shorter: a quicker take-over, more renewals written, and a worker stalled this long loses its job.",
+    )
     job_handback_s: float = Field(
         default=2.0,
         ge=0,
