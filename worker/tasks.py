@@ -17,6 +17,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
@@ -422,13 +423,32 @@ def _build_emotion(emotion_id: str) -> str:
         code, message = exc.code, str(exc)
     except ValueError as exc:
         code, message = ErrorCode.BAD_SPEECH, str(exc)
+    except StorageError:
+        # deleting the emotion removes its clips first: then the record is gone too (`_settle` says so);
+        # else the store lost them, and the emotion fails with a code instead of staying pending
+        code, message = ErrorCode.STORAGE, "the speech clips could not be read from storage; register them again"
+    return _settle(settings, storage, emotion_id, entry, code, message)
+
+
+def _settle(
+    settings: JobsSettings,
+    storage: Storage,
+    emotion_id: str,
+    entry: dict[str, Any] | None,
+    code: ErrorCode | None,
+    message: str | None,
+) -> str:
+    """The build's outcome on the record, only while it is still pending: a DELETE during the build leaves
+    nothing to update (one log line, no error), whatever moment it came at."""
+    state = EmotionState.READY if entry else EmotionState.FAILED
     with session_scope(settings.db_url) as session:
-        row = session.get(CustomEmotion, emotion_id)
-        if row is None:
-            return "deleted"
-        state = EmotionState.READY if entry else EmotionState.FAILED
-        row.state, row.entry, row.error_code, row.error_message = state, entry, code, message
+        pending = (CustomEmotion.id == emotion_id) & (CustomEmotion.state == EmotionState.PENDING)
+        values = {"state": state, "entry": entry, "error_code": code, "error_message": message}
+        updated = session.scalar(update(CustomEmotion).where(pending).values(**values).returning(CustomEmotion.id))
     storage.delete_prefix(f"emotions/{emotion_id}/")
+    if updated is None:
+        log.info("emotion %s was deleted during its build", emotion_id)
+        return "deleted"
     return state.value
 
 

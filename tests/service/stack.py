@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from cmet_jobs.settings import JobsSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_DB = int(os.environ.get("CMET_TEST_REDIS_DB", "11"))
 """The local Redis database the test stacks use; parallel runs on one machine each set their own."""
@@ -98,6 +100,11 @@ class Stack:
     webhook_worker: subprocess.Popen | None = None  # type: ignore[type-arg]
     extra: dict[str, str] = field(default_factory=dict)
     api: subprocess.Popen | None = None  # type: ignore[type-arg]
+
+    def settings(self) -> JobsSettings:
+        """The stack's settings, as its processes read them from the environment."""
+        found = {k.removeprefix("CMET_").lower(): v for k, v in self.env.items() if k.startswith("CMET_")}
+        return JobsSettings(**found)
 
     def objects(self, prefix: str = "") -> list[str]:
         """Keys in the stack's S3 bucket (moto) under `prefix`."""
