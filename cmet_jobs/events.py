@@ -10,8 +10,9 @@ The record is the truth (decision 0001): the worker already writes state, stage 
 there, and `cmet serve` has no Redis for a pub/sub channel, so one poll per process works the
 same on every deployment.
 
-A key may hold `event_streams_per_key` streams open in one process (`Notifier.watch` refuses
-more with 429 `stream_limit`), so one key's thousand streams cannot slow everyone's reads.
+A key may hold `event_streams_per_key` streams open across the API processes (`Notifier.watch` takes a
+slot of `cmet_jobs.slots`, and refuses more with 429 `stream_limit`), so one key's thousand streams
+cannot slow everyone's reads.
 
 Events, each with the job as JSON in `data` (`schemas.Job` for an edit, `schemas.Preview` for a preview):
 - `state`: the first event, then whenever the state changes;
@@ -31,7 +32,6 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,6 +45,7 @@ from cmet_jobs import batches, jobs, schemas
 from cmet_jobs.db.models import ApiKey, BatchRow, JobRow
 from cmet_jobs.db.session import new_session
 from cmet_jobs.errors import RequestError
+from cmet_jobs.slots import Slots
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 
@@ -83,11 +84,11 @@ class Watch:
     key_id: str
     job_id: str
     notifier: Notifier
+    slot: str | None
+    """The key's stream slot it holds; None for a batch's other watches (its stream counts once)."""
     seen: Seen | None = None
     news: Seen | Ending | None = None
     closed: bool = False
-    counted: bool = True
-    """Whether it counts against the key's open streams (a batch's stream counts once for all its jobs)."""
 
     def close(self) -> None:
         if not self.closed:
@@ -100,36 +101,35 @@ class Notifier:
     """Every followed job of this process, polled together; see the module's docstring."""
 
     db_url: str
-    per_key: int
+    slots: Slots
     watches: dict[str, set[Watch]] = field(default_factory=dict)
-    open_per_key: Counter[str] = field(default_factory=Counter)
     rounds: int = 0
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _last_poll: float = 0.0
 
     def watch(self, key_id: str, job_id: str) -> Watch:
-        """A new stream's watch, or 429 `stream_limit` when the key has its maximum open here."""
+        """A new stream's watch, or 429 `stream_limit` when the key has its maximum open in the API
+        processes."""
         return self.watch_all(key_id, [job_id])[0]
 
     def watch_all(self, key_id: str, job_ids: list[str]) -> list[Watch]:
-        """One stream's watches of several jobs (a batch's), counted as one stream."""
-        if self.open_per_key[key_id] >= self.per_key:
+        """One stream's watches of several jobs (a batch's), counted as one stream: the first holds its slot
+        (taken here in `cmet_jobs.slots`, given back by `forget`)."""
+        slot = self.slots.take(key_id)
+        if slot is None:
             raise RequestError(
                 ErrorCode.STREAM_LIMIT,
-                f"this key has {self.per_key} event streams open; close one or poll the job",
+                f"this key has {self.slots.limit} event streams open; close one or poll the job",
                 {"Retry-After": str(STREAM_RETRY_AFTER_S)},
             )
-        made = [Watch(key_id, job_id, self, counted=i == 0) for i, job_id in enumerate(job_ids)]
-        self.open_per_key[key_id] += 1
+        made = [Watch(key_id, job_id, self, slot if i == 0 else None) for i, job_id in enumerate(job_ids)]
         for watch in made:
             self.watches.setdefault(watch.job_id, set()).add(watch)
         return made
 
     def forget(self, watch: Watch) -> None:
-        if watch.counted:
-            self.open_per_key[watch.key_id] -= 1
-            if self.open_per_key[watch.key_id] <= 0:
-                del self.open_per_key[watch.key_id]
+        if watch.slot is not None:
+            self.slots.give(watch.slot)
         followers = self.watches.get(watch.job_id, set())
         followers.discard(watch)
         if not followers:

@@ -257,6 +257,11 @@ class UploadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["video", "speech"]
+    size: int = Field(
+        ge=1,
+        description="The file's size in bytes (at most the kind's limit): the upload URL is signed for exactly "
+        "this many, so a PUT of any other size is refused by the store.",
+    )
     filename: str = Field(default="", max_length=300)
     content_type: str = Field(default="", max_length=100)
 

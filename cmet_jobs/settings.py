@@ -153,15 +153,23 @@ class JobsSettings(CoreSettings):
         default=2,
         ge=1,
         le=64,
-        description="Submissions (edits, previews, emotions) of one key an API process works on at once; more "
-        "are refused (429 concurrent_submissions), so one key never holds every submission thread.",
+        description="Submissions (edits, previews, emotions) of one key the API processes work on at once, all "
+        "of them together (counted in Redis; in the process with the local broker); more are refused (429 "
+        "concurrent_submissions), so one key never holds every submission thread.",
     )
     event_streams_per_key: int = Field(
         default=20,
         ge=1,
         le=10_000,
-        description="Open event streams (/v1/edits/{id}/events) of one key per API process; more are refused "
-        "(429 stream_limit).",
+        description="Open event streams (/v1/edits/{id}/events) of one key across the API processes (counted "
+        "as the submissions are); more are refused (429 stream_limit).",
+    )
+    slot_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description="Lease of a submission's or stream's slot in Redis, renewed while it is held: the slots of a "
+        "killed API process free themselves within this time.",
     )
     webhook_key_concurrency: int = Field(
         default=2,
@@ -211,6 +219,14 @@ class JobsSettings(CoreSettings):
         default=600.0, gt=0, description="A job still being created after this long lost its API process: removed."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    job_lease_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="A running job's lease on its record, renewed every quarter of it: a worker killed or cut off "
+        "from the database loses its job this long after its last renewal, and another worker takes it over. "
+        "Shorter: a quicker take-over, more renewals written, and a worker stalled this long loses its job.",
+    )
     job_handback_s: float = Field(
         default=2.0,
         ge=0,

@@ -56,16 +56,21 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> None: ...
     def listing(self, prefix: str) -> list[tuple[str, int]]: ...
     def download_url(self, key: str, filename: str | None = None) -> str: ...
-    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]: ...
+    def upload_url(self, key: str, size: int) -> tuple[str, dict[str, str]]:
+        """A URL to PUT exactly `size` bytes to `key` (its signature covers the size), and headers to send."""
+        ...
+
     def check(self) -> None: ...
 
 
-def sign(secret: bytes, method: str, key: str, expires: int) -> str:
-    return hmac.new(secret, f"{method}\n{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+def sign(secret: bytes, method: str, key: str, expires: int, size: int | None = None) -> str:
+    """The local backend's URL signature; an upload's covers its size, as S3's covers `Content-Length`."""
+    sized = "" if size is None else f"\n{size}"
+    return hmac.new(secret, f"{method}\n{key}\n{expires}{sized}".encode(), hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, method: str, key: str, expires: int, signature: str) -> bool:
-    return expires >= time.time() and hmac.compare_digest(sign(secret, method, key, expires), signature)
+def verify(secret: bytes, method: str, key: str, expires: int, signature: str, size: int | None = None) -> bool:
+    return expires >= time.time() and hmac.compare_digest(sign(secret, method, key, expires, size), signature)
 
 
 class LocalStorage:
@@ -125,17 +130,19 @@ class LocalStorage:
         else:
             target.unlink(missing_ok=True)
 
-    def _url(self, method: str, key: str, extra: dict[str, str] | None = None) -> str:
+    def _url(self, method: str, key: str, size: int | None = None) -> str:
         expires = int(time.time()) + self.ttl_s
-        query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires), **(extra or {})}
+        query = {"expires": str(expires), "signature": sign(self.secret, method, key, expires, size)}
+        if size is not None:
+            query["size"] = str(size)
         base = self.public_url or _request_origin.get() or self.api_url
         return f"{base}/v1/files/{quote(key)}?{urlencode(query)}"
 
     def download_url(self, key: str, filename: str | None = None) -> str:  # noqa: ARG002 (Storage's signature)
         return self._url("GET", key)
 
-    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:  # noqa: ARG002 (Storage's signature; the size is checked on receipt)
-        return self._url("PUT", key), {}
+    def upload_url(self, key: str, size: int) -> tuple[str, dict[str, str]]:
+        return self._url("PUT", key, size), {}
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -226,12 +233,14 @@ class S3Storage:
             self._call("presign", self.signer.generate_presigned_url, "get_object", Params=params, ExpiresIn=self.ttl_s)
         )
 
-    def upload_url(self, key: str, max_bytes: int) -> tuple[str, dict[str, str]]:  # noqa: ARG002 (Storage's signature; the size is checked on receipt)
+    def upload_url(self, key: str, size: int) -> tuple[str, dict[str, str]]:
+        # `ContentLength` is signed (X-Amz-SignedHeaders=content-length;host): S3 refuses a PUT of another size
+        # with SignatureDoesNotMatch. HTTP clients send the header themselves; browsers may not set it.
         url = self._call(
             "presign",
             self.signer.generate_presigned_url,
             "put_object",
-            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            Params={"Bucket": self.bucket, "Key": self._key(key), "ContentLength": size},
             ExpiresIn=self.ttl_s,
         )
         return str(url), {}

@@ -1,5 +1,11 @@
 """Assets: files a client uploads once (a presigned PUT) and names in edits by id (`/v1/uploads`, without HTTP).
 
+The client says the file's size when it asks for the URL, and the URL is signed for exactly that size
+(S3: a signed `Content-Length`; the local backend: its own signature and a count on receipt), so an
+upload cannot go over its asset's limit where the store checks signatures. The size is still checked
+before every use and stray or oversized files are swept (`sweep_strays`): S3-compatible servers that
+do not check the signed length (moto, which the tests run) let a larger PUT through.
+
 An asset is read live only while a submission checks it: the job then copies it under its own
 prefix (`snapshot`) and runs on the copy, so a later PUT to the same URL, or deleting the asset,
 cannot change an edit already accepted. The copy is the one way that holds for both backends:
@@ -46,12 +52,16 @@ def new_upload(
     storage: Storage,
     key: ApiKey,
     kind: Literal["video", "speech"],
+    size: int,
     filename: str,
     content_type: str,
 ) -> NewUpload:
-    """An asset record and the URL to PUT its file to, limited to the size of its kind. A key holds at most
-    `max_assets_per_key` assets and creates at most `uploads_per_minute` a minute."""
-    max_bytes = settings.max_video_bytes if kind == "video" else settings.max_speech_bytes
+    """An asset record and the URL to PUT its file of `size` bytes to (at most its kind's limit). A key holds
+    at most `max_assets_per_key` assets and creates at most `uploads_per_minute` a minute."""
+    limit = settings.max_video_bytes if kind == "video" else settings.max_speech_bytes
+    if size > limit:
+        raise RequestError(ErrorCode.FILE_TOO_LARGE, f"a {kind} may have {limit} bytes; this one has {size}")
+    max_bytes = size
     quota.lock_key(session, key)
     held = session.scalar(select(func.count()).select_from(Asset).where(Asset.key_id == key.id)) or 0
     if held >= settings.max_assets_per_key:

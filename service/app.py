@@ -8,6 +8,7 @@ from cmet_core.logs import configure
 from cmet_jobs.db.session import migrate
 from cmet_jobs.events import Notifier
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
+from cmet_jobs.slots import slots_for
 from cmet_jobs.storage import S3Storage, storage_for
 from service import metrics, offload, page, problems, webhook_docs
 from service.body_limit import BodyLimit
@@ -44,7 +45,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     )
     app.state.settings = settings
     app.state.storage = storage
-    app.state.notifier = Notifier(settings.db_url, settings.event_streams_per_key)
+    app.state.notifier = Notifier(settings.db_url, slots_for(settings, "streams", settings.event_streams_per_key))
     offload.install(app, settings)
     problems.install(app)
     app.add_middleware(HeadAsGet)

@@ -25,6 +25,7 @@ from cmet_core.networks.connector import Connector, run_windows
 from cmet_core.networks.gfpgan import GFPGAN, face_to_tensor, restore_face
 from cmet_core.verify.fill import fill_module
 from cmet_core.verify.goldens import (
+    Goldens,
     Group,
     GroupResult,
     KitError,
@@ -32,6 +33,8 @@ from cmet_core.verify.goldens import (
     Tolerance,
     frames_tensor,
     guarded,
+    keys_read,
+    load_goldens,
     model_checks,
     read_kit_files,
     root_tolerances,
@@ -50,7 +53,7 @@ A2L_DIR = "audio2lip"
 A2L_FILES = ("audio2lip_manifest.json", "golden_audio2lip.npz", "tolerances_audio2lip.json")
 
 
-def _load_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Tolerance]]:
+def _load_kit(kit: Path) -> tuple[Manifest, Goldens, Goldens, dict[str, Tolerance]]:
     """The root's connector files, EDTalk's goldens (their source frame drives Audio2Lip's A mode) and tolerances."""
     missing = [f for f in KIT_FILES if not (kit / f).is_file()]
     if missing:
@@ -60,11 +63,12 @@ def _load_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, np.
     return cnm, gc, ge, root_tolerances(kit)
 
 
-def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
-    t = {k: torch.from_numpy(v) for k, v in g.items() if v.dtype.kind == "f"}
+def _connector_groups(con: Connector, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+    def t(key: str) -> torch.Tensor:
+        return torch.from_numpy(g[key])
 
     grp = Group("connector.single", tols["connector_single_batch"])
-    out = con.run(t["single_ref"], t["single_e2v"], t["single_ed_neu"])
+    out = con.run(t("single_ref"), t("single_e2v"), t("single_ed_neu"))
     for key, val in (
         ("single_out", out.delta),
         ("single_ref_emb", out.ref_emb),
@@ -77,31 +81,51 @@ def _connector_groups(con: Connector, g: dict[str, np.ndarray], tols: dict[str, 
     yield grp.result()
 
     grp = Group("connector.batch", tols["connector_single_batch"])
-    grp.compare("batch_out", con(t["batch_ref"], t["batch_e2v"], t["batch_ed_neu"]), g["batch_out"])
+    grp.compare("batch_out", con(t("batch_ref"), t("batch_e2v"), t("batch_ed_neu")), g["batch_out"])
     yield grp.result()
 
     grp = Group("connector.loop", tols["connector_loop_schedule"])
-    for prefix, e2v in (("loop", t["loop_e2v"]), ("loop_real", t["real_e2v"])):
-        pred, delta = run_windows(con, t["loop_ed_neu"][0], e2v)
+    for prefix, e2v in (("loop", t("loop_e2v")), ("loop_real", t("real_e2v"))):
+        pred, delta = run_windows(con, t("loop_ed_neu")[0], e2v)
         grp.compare(f"{prefix}_pred_exp", pred, g[f"{prefix}_pred_exp"])
         grp.compare(f"{prefix}_pred_dir", delta, g[f"{prefix}_pred_dir"])
     yield grp.result()
 
     grp = Group("connector.schedule", tols["connector_loop_schedule"])
-    pred, per_frame = official_schedule(con, t["sched_ed_neu"][0], t["sched_e2v"], int(g["sched_lip_len"]))
+    pred, per_frame = official_schedule(con, t("sched_ed_neu")[0], t("sched_e2v"), int(g["sched_lip_len"]))
     grp.compare("sched_pred_exp", pred, g["sched_pred_exp"])
     grp.compare("sched_exp_per_frame", per_frame, g["sched_exp_per_frame"])
     yield grp.result()
+    yield keys_read("connector.keys_read", g, CONNECTOR_UNREAD)
 
 
-def _load_a2l_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, Tolerance]]:
+CONNECTOR_UNREAD: dict[str, str] = {
+    "real_e2v_happy_files": "provenance: the MEAD .npy names `real_e2v` was averaged from (README), no value",
+    "real_e2v_neutral_files": "provenance: the MEAD .npy names `real_e2v` was averaged from (README), no value",
+}
+A2L_UNREAD: dict[str, str] = {
+    "wav_sha256": "provenance: the WAV file's digest; its samples (`wav_int16`) are what the groups read",
+    "av_exp_len": "the ping-pong's length inside `official_schedule`; `av_exp_per_frame` and its source rows "
+    "(`av_exp_source_row`), which are compared, fix it",
+}
+GFPGAN_UNREAD: dict[str, str] = {
+    "face_files": "provenance: the repository paths of the two faces, whose pixels are `input_u8_256`",
+    "face_files_sha256": "provenance: the JPEG files' digests; the decoded pixels are compared instead",
+    "filled_state_dict_sha256": "the manifest's digest again: `gfpgan.filled_digest` checks the manifest's",
+    "randomize_noise": "always False: our restorer's forward reads its stored noise maps, it has no switch",
+}
+"""Golden keys no group of the connector, Audio2Lip or GFPGAN reads, each with the reason (`keys_read`
+fails on any other)."""
+
+
+def _load_a2l_kit(kit: Path) -> tuple[Manifest, Goldens, dict[str, Tolerance]]:
     folder = kit / A2L_DIR
     missing = [f for f in A2L_FILES if not (folder / f).is_file()]
     if missing:
         raise KitError(f"{folder}: not an Audio2Lip kit, missing {', '.join(missing)}")
     try:
         manifest = json.loads((folder / A2L_FILES[0]).read_text())
-        golden = dict(np.load(folder / A2L_FILES[1]))
+        golden = load_goldens(folder / A2L_FILES[1])
         rec = json.loads((folder / A2L_FILES[2]).read_text())["recommended_tolerances"]
         tols = {
             "outputs": _tolerance(rec["audio2lip_outputs"]),
@@ -125,9 +149,12 @@ def _tolerance(spec: dict[str, Any]) -> Tolerance:
     return Tolerance(atol=float(spec.get("atol", 0.0)), rtol=float(spec.get("rtol", 0.0)))
 
 
-def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def _a2l_groups(net: Audio2Lip, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     exact = tols["exact"]
     grp = Group("audio2lip.mel", tols["orig_mel"])
+    # the rates our front end is built for: a kit made at others would need another mel and window count
+    grp.compare("wav_sample_rate", np.array(mel.SAMPLE_RATE), g["wav_sample_rate"], exact)
+    grp.compare("video_fps", np.array(mel.FPS, np.float32), g["video_fps"], exact)
     wav = (g["wav_int16"].astype(np.float32) / np.float32(32768.0)).astype(np.float32)
     grp.compare("wav_float", wav, g["wav_float"], exact)
     frames = mel.num_video_frames(wav.shape[0])
@@ -181,7 +208,7 @@ def _a2l_groups(net: Audio2Lip, g: dict[str, np.ndarray], tols: dict[str, Tolera
 
 
 def _a_mode_groups(
-    net: Audio2Lip, g: dict[str, np.ndarray], source_u8: np.ndarray, tols: dict[str, Tolerance]
+    net: Audio2Lip, g: Goldens, source_u8: np.ndarray, tols: dict[str, Tolerance]
 ) -> Iterator[GroupResult]:
     """A mode (`inference.py --opt A`): expression schedule from the pose video, then three renders.
 
@@ -236,16 +263,27 @@ def run_kit(kit: Path) -> Iterator[GroupResult]:
 
     for tools in _backbone_tools():
         yield from tools.conformance(Path(kit))
-    yield from model_checks(
-        "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
-    )
+    yield from _connector_checks(cnm, gc, tols)
     if a2l is not None:
         yield from _a2l_checks(a2l, Audio2Lip().eval(), ge["source_u8"])
     if (Path(kit) / GFPGAN_DIR).is_dir():
         yield from run_gfpgan_kit(Path(kit) / GFPGAN_DIR)
 
 
-_A2LKit = tuple[Manifest, dict[str, np.ndarray], dict[str, Tolerance]]
+@torch.no_grad()
+def run_connector_kit(kit: Path) -> Iterator[GroupResult]:
+    """The connector's groups alone (its files lie at the kit's root): digest, single, batch, loop, schedule."""
+    cnm, gc, _, tols = _load_kit(Path(kit))
+    yield from _connector_checks(cnm, gc, tols)
+
+
+def _connector_checks(cnm: Manifest, gc: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+    yield from model_checks(
+        "connector", Connector().eval(), cnm, lambda con: _connector_groups(con, gc, tols), exclude_pe=True
+    )
+
+
+_A2LKit = tuple[Manifest, Goldens, dict[str, Tolerance]]
 
 
 @torch.no_grad()
@@ -262,8 +300,9 @@ def run_audio2lip_kit(kit: Path, net: Audio2Lip | None = None, renders: bool = T
 def _a2l_checks(loaded: _A2LKit, net: Audio2Lip, source_u8: np.ndarray | None) -> Iterator[GroupResult]:
     manifest, golden, tols = loaded
     yield from model_checks("audio2lip", net, manifest, lambda m: _a2l_groups(m, golden, tols), exclude_pe=False)
-    if source_u8 is not None:
+    if source_u8 is not None:  # every group ran: the kit's keys can be accounted for
         yield from guarded("audio2lip.a_mode", lambda: _a_mode_groups(net, golden, source_u8, tols))
+        yield keys_read("audio2lip.keys_read", golden, A2L_UNREAD)
 
 
 def _backbone_tools() -> Iterator[BackboneTools]:
@@ -293,20 +332,20 @@ GFPGAN_DIR = "gfpgan"
 GFPGAN_FILES = ("gfpgan_manifest.json", "golden_gfpgan.npz", "tolerances_gfpgan.json")
 
 
-def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, dict[str, np.ndarray], dict[str, Any]]:
+def _load_gfpgan_kit(kit: Path) -> tuple[Manifest, Goldens, dict[str, Any]]:
     missing = [f for f in GFPGAN_FILES if not (kit / f).is_file()]
     if missing:
         raise KitError(f"{kit}: not a GFPGAN kit, missing {', '.join(missing)}")
     try:
         manifest = json.loads((kit / GFPGAN_FILES[0]).read_text())
-        golden = dict(np.load(kit / GFPGAN_FILES[1]))
+        golden = load_goldens(kit / GFPGAN_FILES[1])
         rec = json.loads((kit / GFPGAN_FILES[2]).read_text())["recommended_tolerances"]
     except (ValueError, KeyError, OSError) as exc:
         raise KitError(f"{kit}: unreadable GFPGAN kit file ({exc})") from exc
     return manifest, golden, rec
 
 
-def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -> Iterator[GroupResult]:
+def _gfpgan_groups(net: GFPGAN, g: Goldens, rec: dict[str, Any]) -> Iterator[GroupResult]:
     """One restore per stored face (batch 1, fixed noise), compared level by level."""
     import cv2  # deferred: cv2 (OpenCV), as in cmet_core.enhance
 
@@ -352,6 +391,7 @@ def _gfpgan_groups(net: GFPGAN, g: dict[str, np.ndarray], rec: dict[str, Any]) -
     yield u8_group(
         "gfpgan.restored_u8", np.stack(restored), g["restored_u8"], float(u8["max_abs"]), float(u8["max_frac_differ"])
     )
+    yield keys_read("gfpgan.keys_read", g, GFPGAN_UNREAD)
 
 
 @torch.no_grad()

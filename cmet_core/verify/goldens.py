@@ -48,10 +48,39 @@ ROOT_TOLERANCES = "tolerances.json"
 """The kit root's tolerances, by group name under `recommended_tolerances`."""
 
 
-def read_kit_files(kit: Path, manifest: str, golden: str) -> tuple[Manifest, dict[str, np.ndarray]]:
+class Goldens(dict[str, np.ndarray]):
+    """A kit's golden arrays, remembering which keys were read (`g[key]`): `keys_read` then names the keys
+    no group read, so a key the kit added, or one a group stopped reading, cannot go unchecked."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(arrays)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def load_goldens(path: Path) -> Goldens:
+    with np.load(path) as arrays:
+        return Goldens(dict(arrays))
+
+
+def keys_read(name: str, golden: Goldens, unread: dict[str, str]) -> GroupResult:
+    """Fails when a golden key that is not in `unread` (key: why no group reads it) was read by no group."""
+    missed = sorted(set(golden) - golden.read - set(unread))
+    if missed:
+        return GroupResult(name, False, float("inf"), f"{len(missed)} golden keys read by no group: {missed}")
+    stale = sorted(set(unread) - set(golden))
+    if stale:
+        return GroupResult(name, False, float("inf"), f"keys allowed unread but not in the kit: {stale[:8]}")
+    return GroupResult(name, True, 0.0, f"{len(golden.read & set(golden))} of {len(golden)} keys read")
+
+
+def read_kit_files(kit: Path, manifest: str, golden: str) -> tuple[Manifest, Goldens]:
     """A model's manifest (JSON) and golden arrays (npz) from the kit folder `kit`."""
     try:
-        return json.loads((kit / manifest).read_text()), dict(np.load(kit / golden))
+        return json.loads((kit / manifest).read_text()), load_goldens(kit / golden)
     except (ValueError, KeyError, OSError) as exc:
         raise KitError(f"{kit}: unreadable kit file ({exc})") from exc
 

@@ -26,8 +26,9 @@ WRITE_BYTES = 1 << 20  # an upload reaches the disk in pieces this big, each wri
 def create_upload(
     body: schemas.UploadCreate, key: KeyDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
 ) -> schemas.Upload:
-    """An asset id and a URL to PUT the file to; then pass the id as `video_asset` or in `speech_assets`."""
-    new = uploads.new_upload(session, settings, storage, key, body.kind, body.filename, body.content_type)
+    """An asset id and a URL to PUT the file to (exactly `size` bytes); then pass the id as `video_asset` or in
+    `speech_assets`."""
+    new = uploads.new_upload(session, settings, storage, key, body.kind, body.size, body.filename, body.content_type)
     return schemas.Upload(
         id=new.asset.id, upload_url=new.url, headers=new.headers, max_bytes=new.max_bytes, expires_in=settings.url_ttl_s
     )
@@ -81,18 +82,17 @@ def download(
     return FileResponse(path, media_type="video/mp4" if key.endswith(".mp4") else "application/octet-stream")
 
 
-def _receiving(session: Session, local: LocalStorage, key: str, expires: int, signature: str) -> tuple[int, BinaryIO]:
-    """The size limit of the asset a signed PUT is for, and its `.partial` file opened for writing."""
-    if not verify(local.secret, "PUT", key, expires, signature):
+def _receiving(session: Session, local: LocalStorage, key: str, expires: int, signature: str, size: int) -> BinaryIO:
+    """The `.partial` file of the asset a signed PUT of `size` bytes is for, opened for writing."""
+    if not verify(local.secret, "PUT", key, expires, signature, size):
         raise RequestError(ErrorCode.BAD_SIGNATURE, "the link is invalid or has expired")
     asset = session.get(Asset, key.rsplit("/", 1)[-1])
     if asset is None or asset.storage_key != key:
         raise RequestError(ErrorCode.NOT_FOUND, "no such upload")
-    max_bytes = asset.max_bytes
     session.close()  # the upload may take minutes: it holds no pooled connection meanwhile
     partial = _partial(local, key)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    return max_bytes, partial.open("wb")
+    return partial.open("wb")
 
 
 def _partial(local: LocalStorage, key: str) -> Path:
@@ -119,21 +119,25 @@ async def upload(
     session: SessionDep,
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
+    size: Annotated[int, Query(ge=1)],
 ) -> Response:
-    """The local backend's presigned PUT: streamed to a `.partial` file, renamed when complete. The
-    database and the disk are used on the submission threads, never on the event loop."""
+    """The local backend's presigned PUT of exactly `size` bytes (signed): streamed to a `.partial` file,
+    renamed when complete. The database and the disk are used on the submission threads, never on the
+    event loop."""
     local = _local(storage)
-    max_bytes, out = await offload.heavy(request, _receiving, session, local, key, expires, signature)
+    out = await offload.heavy(request, _receiving, session, local, key, expires, signature, size)
     written, pending = 0, bytearray()
     try:
         async for chunk in request.stream():
             written += len(chunk)
-            if written > max_bytes:
-                raise RequestError(ErrorCode.FILE_TOO_LARGE, f"the limit for this upload is {max_bytes} bytes")
+            if written > size:
+                raise RequestError(ErrorCode.FILE_TOO_LARGE, f"this upload was signed for {size} bytes")
             pending += chunk
             if len(pending) >= WRITE_BYTES:
                 data, pending = bytes(pending), bytearray()
                 await offload.heavy(request, out.write, data)
+        if written != size:
+            raise RequestError(ErrorCode.INVALID_REQUEST, f"this upload was signed for {size} bytes; {written} came")
         await offload.heavy(request, _received, out, bytes(pending), local, key)
     except BaseException:
         with anyio.CancelScope(shield=True):  # also when the client went away and the request is cancelled

@@ -92,7 +92,8 @@ export function putFile(url, file, headers, onProgress) {
 export async function upload(file, kind, onProgress = () => {}) {
   const made = await api("/v1/uploads", {
     method: "POST",
-    json: { kind, filename: file.name.slice(0, 300), content_type: (file.type || "").slice(0, 100) },
+    // the URL is signed for the file's exact size
+    json: { kind, size: file.size, filename: file.name.slice(0, 300), content_type: (file.type || "").slice(0, 100) },
   });
   await putFile(made.upload_url, file, made.headers, onProgress);
   return made.id;

@@ -9,8 +9,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cmet_cli.main import app
-from cmet_core.verify.conformance import KIT_FILES
-from cmet_core.verify.goldens import Group, Tolerance
+from cmet_core.verify.conformance import KIT_FILES, run_connector_kit
+from cmet_core.verify.goldens import Goldens, Group, Tolerance, keys_read
 
 
 def test_cli_matches_every_golden(conformance_kit: Path, tmp_path: Path) -> None:
@@ -59,3 +59,31 @@ def test_a_group_that_compares_nothing_fails() -> None:
     one = Group("kit.one", Tolerance(atol=1e-5))
     one.compare("x", np.zeros(3), np.zeros(3))
     assert one.result().passed
+
+
+def test_a_golden_key_no_group_reads_fails_its_kit(conformance_kit: Path, tmp_path: Path) -> None:
+    """Item 19: each kit ends with `<model>.keys_read`, which fails when a golden key is read by no group
+    and is not on the model's reasoned list of keys left unread. Here the connector's goldens gain a key
+    no group knows. (The other kits' `keys_read` groups run with their groups: `cmet conformance`,
+    test_audio2lip, test_gfpgan and test_pdfgc assert every group passes.)"""
+    for name in KIT_FILES:
+        if name != "golden_connector.npz":
+            (tmp_path / name).symlink_to(conformance_kit / name)
+    with np.load(conformance_kit / "golden_connector.npz") as golden:
+        arrays = dict(golden)
+    np.savez(tmp_path / "golden_connector.npz", **arrays, extra_unread=np.zeros(3, np.float32))
+
+    results = {r.name: r for r in run_connector_kit(tmp_path)}
+    added = results.pop("connector.keys_read")
+    assert not added.passed and "1 golden keys read by no group: ['extra_unread']" in added.detail, added.line()
+    assert all(r.passed for r in results.values()), [r.line() for r in results.values()]  # the rest as ever
+
+
+def test_a_reasoned_unread_key_must_still_be_in_the_kit() -> None:
+    """An allowed-unread key the kit dropped is named too: the list cannot go stale silently."""
+    golden = Goldens({"read": np.zeros(1), "metadata": np.zeros(1)})
+    golden["read"]
+    assert keys_read("kit.keys_read", golden, {"metadata": "why"}).passed
+    assert not keys_read("kit.keys_read", golden, {}).passed
+    stale = keys_read("kit.keys_read", golden, {"metadata": "why", "gone": "why"})
+    assert not stale.passed and "gone" in stale.detail

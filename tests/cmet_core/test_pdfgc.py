@@ -174,6 +174,7 @@ GROUPS = {
     "generator": ("pdfgc.generator_internals", "pdfgc.gen_img"),
     "edit": ("pdfgc.edit_code", "pdfgc.edit_img"),
     "pipeline": ("pdfgc.pipe_drive", "pdfgc.pipe_codes", "pdfgc.pipe_gen_u8"),
+    "keys read": ("pdfgc.keys_read",),
 }
 
 

@@ -15,6 +15,7 @@ from cmet_jobs.db.models import BatchRow, JobRow, WebhookDelivery, new_id
 from cmet_jobs.db.session import migrate, session_scope
 from cmet_jobs.errors import RequestError
 from cmet_jobs.settings import JobsSettings
+from cmet_jobs.slots import LocalSlots
 from cmet_jobs.states import BatchState, JobState
 from cmet_jobs.storage import LocalStorage
 from tests.records import make_job, new_key
@@ -81,7 +82,8 @@ def test_a_batch_stream_is_one_of_the_keys_streams_and_ends_with_the_batch(db: s
     batch_id, ids = _batch(db, key_id, JobState.RUNNING, edits=3)
     for job_id in ids:
         _end(db, job_id, JobState.SUCCEEDED)
-    notifier = events.Notifier(db, per_key=2)
+    slots = LocalSlots(2)
+    notifier = events.Notifier(db, slots)
     watches = notifier.watch_all(key_id, ids)
     single = notifier.watch(key_id, ids[0])  # three edits followed, one stream counted: room for one more
     with pytest.raises(RequestError) as refused:
@@ -99,4 +101,4 @@ def test_a_batch_stream_is_one_of_the_keys_streams_and_ends_with_the_batch(db: s
 
     seen = anyio.run(follow)
     assert seen == [("result", i) for i in ids] + [("batch", batch_id)]
-    assert notifier.open_per_key[key_id] == 0 and not notifier.watches, "the stream's end frees its place"
+    assert not slots.held and not notifier.watches, "the stream's end frees its place"

@@ -13,6 +13,7 @@ import pytest
 from cmet_jobs import events
 from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import migrate, session_scope
+from cmet_jobs.slots import LocalSlots
 from cmet_jobs.states import JobState
 from cmet_jobs.storage import LocalStorage
 from tests.records import make_job, new_key
@@ -43,7 +44,7 @@ def _follow(url: str, storage: LocalStorage, key_id: str, job_id: str, steps: li
     seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
 
     async def run() -> None:
-        notifier = events.Notifier(url, per_key=5)
+        notifier = events.Notifier(url, LocalSlots(5))
         async for chunk in events.stream(notifier, storage, notifier.watch(key_id, job_id)):
             seen.append(_parse(chunk))
             if len(seen) <= len(steps):
@@ -80,7 +81,7 @@ def test_a_job_deleted_or_of_another_key_ends_the_stream_with_an_error(db: str, 
 
     async def first_then_delete() -> list[tuple[str, dict]]:  # type: ignore[type-arg]
         seen = []
-        notifier = events.Notifier(db, per_key=5)
+        notifier = events.Notifier(db, LocalSlots(5))
         async for chunk in events.stream(notifier, storage, notifier.watch(key_id, job_id)):
             seen.append(_parse(chunk))
             if len(seen) == 1:
@@ -94,7 +95,7 @@ def test_a_job_deleted_or_of_another_key_ends_the_stream_with_an_error(db: str, 
     other = make_job(db, new_key(db), state=JobState.QUEUED)
 
     async def foreign() -> list[bytes]:
-        notifier = events.Notifier(db, per_key=5)
+        notifier = events.Notifier(db, LocalSlots(5))
         return [chunk async for chunk in events.stream(notifier, storage, notifier.watch(key_id, other))]
 
     assert [_parse(c)[0] for c in anyio.run(foreign)] == ["error"]
@@ -126,7 +127,8 @@ def test_open_streams_cost_one_query_per_poll_whatever_their_number(db: str, tmp
     firsts: list[str] = []
 
     async def run() -> int:
-        notifier = events.Notifier(db, per_key=streams)
+        slots = LocalSlots(streams)
+        notifier = events.Notifier(db, slots)
 
         async def follow() -> None:
             async for chunk in events.stream(notifier, storage, notifier.watch(key_id, job_id)):
@@ -140,7 +142,7 @@ def test_open_streams_cost_one_query_per_poll_whatever_their_number(db: str, tmp
             await anyio.sleep(quiet_s)
             during = count[0] - before
             group.cancel_scope.cancel()
-        assert not notifier.watches and not notifier.open_per_key  # every stream gave its watch back
+        assert not notifier.watches and not slots.held  # every stream gave its watch back
         return during
 
     during = anyio.run(run)
@@ -157,7 +159,7 @@ def test_a_key_holds_at_most_its_streams_and_a_revoked_key_loses_them(db: str, t
     storage = LocalStorage(tmp_path / "store", "http://cmet.test", b"secret", 60)
     key_id, other_key = new_key(db), new_key(db)
     job_id, other_job = make_job(db, key_id, state=JobState.QUEUED), make_job(db, other_key, state=JobState.QUEUED)
-    notifier = events.Notifier(db, per_key=2)
+    notifier = events.Notifier(db, LocalSlots(2))
     watches = [notifier.watch(key_id, job_id) for _ in range(2)]
     with pytest.raises(RequestError) as refused:
         notifier.watch(key_id, job_id)

@@ -45,7 +45,8 @@ def _asset(
     with session_scope(settings.db_url) as session:
         key = session.get(ApiKey, key_id)
         assert key is not None
-        asset = uploads.new_upload(session, settings, storage, key, "video", "talk.mp4", "video/mp4").asset
+        most = settings.max_video_bytes  # signed for the kind's limit: these tests PUT files of several sizes
+        asset = uploads.new_upload(session, settings, storage, key, "video", most, "talk.mp4", "video/mp4").asset
         asset.created_at = now() - timedelta(seconds=age_s)
         asset.last_used_at = None if used_s is None else now() - timedelta(seconds=used_s)
         if file is not None:
@@ -177,3 +178,28 @@ def test_signed_local_urls_name_the_origin_of_the_request(tmp_path: Path) -> Non
         assert unset.upload_url("assets/x", 10)[0].startswith("http://localhost:8123/v1/files/assets/x?")
         assert fixed.download_url("jobs/y").startswith("https://cmet.example.org/v1/files/jobs/y?")
     assert unset.download_url("jobs/y").startswith("http://127.0.0.1:8123/v1/files/jobs/y?")  # a webhook's
+
+
+def test_upload_urls_are_signed_for_the_files_size(settings: JobsSettings, tmp_path: Path) -> None:
+    """Item 10: an upload URL is signed for the size the client declared. S3's signs `Content-Length` (S3
+    refuses a PUT of any other length; moto, the tests' server, checks no signature, so this reads the
+    URL); the local backend's signature covers the size, so the URL cannot be edited to another."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from cmet_jobs.storage import S3Storage, verify
+
+    s3_settings = {
+        "storage": "s3",
+        "s3_endpoint_url": "http://127.0.0.1:9",
+        "s3_access_key_id": "a",
+        "s3_secret_access_key": "b",
+    }
+    s3 = S3Storage(settings.model_copy(update=s3_settings))
+    query = parse_qs(urlsplit(s3.upload_url("assets/k/ast_1", 1234)[0]).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-length;host"], query
+
+    local = LocalStorage(tmp_path / "store", "http://cmet.test", b"secret", 60)
+    signed = {k: v[0] for k, v in parse_qs(urlsplit(local.upload_url("assets/k/ast_1", 1234)[0]).query).items()}
+    assert signed["size"] == "1234"
+    args = (local.secret, "PUT", "assets/k/ast_1", int(signed["expires"]), signed["signature"])
+    assert verify(*args, 1234) and not verify(*args, 1235)

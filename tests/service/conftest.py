@@ -26,7 +26,8 @@ def new_key_and_webhook_secret(stack: Stack, name: str = "test", **limits: int) 
 
 def upload_asset(client: httpx.Client, path: Path, kind: str, content_type: str) -> str:
     """The id of an asset of `kind` holding `path`, uploaded as a client does (a record, then the PUT)."""
-    made = client.post("/v1/uploads", json={"kind": kind, "filename": path.name, "content_type": content_type})
+    body = {"kind": kind, "size": path.stat().st_size, "filename": path.name, "content_type": content_type}
+    made = client.post("/v1/uploads", json=body)
     assert made.status_code == 201, made.text
     upload = made.json()
     put = httpx.put(upload["upload_url"], content=path.read_bytes(), headers=upload["headers"], timeout=30)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from cmet_jobs.settings import JobsSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_DB = int(os.environ.get("CMET_TEST_REDIS_DB", "11"))
 """The local Redis database the test stacks use; parallel runs on one machine each set their own."""
@@ -79,12 +81,12 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 @contextmanager
-def moto_s3(log: Path) -> Iterator[str]:
+def moto_s3(log: Path, host: str = "127.0.0.1", wrap: list[str] | None = None) -> Iterator[str]:
+    """`wrap`: a command prefix it runs under (the multi-host test's `ip netns exec <infra host>`)."""
     port = free_port()
-    with process(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log
-    ) as proc:
-        url = f"http://127.0.0.1:{port}"
+    server = [str(Path(sys.executable).with_name("moto_server")), "-H", host, "-p", str(port)]
+    with process([*(wrap or []), *server], dict(os.environ), log) as proc:
+        url = f"http://{host}:{port}"
         wait_until(lambda: httpx.get(url + "/moto-api/").status_code < 500, 30, "moto S3 server", proc)
         yield url
 
@@ -98,6 +100,11 @@ class Stack:
     webhook_worker: subprocess.Popen | None = None  # type: ignore[type-arg]
     extra: dict[str, str] = field(default_factory=dict)
     api: subprocess.Popen | None = None  # type: ignore[type-arg]
+
+    def settings(self) -> JobsSettings:
+        """The stack's settings, as its processes read them from the environment."""
+        found = {k.removeprefix("CMET_").lower(): v for k, v in self.env.items() if k.startswith("CMET_")}
+        return JobsSettings(**found)
 
     def objects(self, prefix: str = "") -> list[str]:
         """Keys in the stack's S3 bucket (moto) under `prefix`."""

@@ -213,7 +213,7 @@ def _abandon(api: Api, method: str, path: str, content_type: str, headers: dict[
 
 def test_an_abandoned_upload_is_one_info_line_and_no_traceback(api: Api) -> None:
     offset = api.log.stat().st_size
-    upload = httpx.post(api.url + "/v1/uploads", headers=api.auth(), json={"kind": "video"}).json()
+    upload = httpx.post(api.url + "/v1/uploads", headers=api.auth(), json={"kind": "video", "size": 2 * MB}).json()
     signed = upload["upload_url"].removeprefix(api.url)
     _abandon(api, "POST", "/v1/edits", "multipart/form-data; boundary=x", api.auth())
     _abandon(api, "POST", "/v1/emotions", "multipart/form-data; boundary=x", api.auth())

@@ -27,7 +27,8 @@ def own(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def _upload(client: httpx.Client, content: bytes, filename: str = "talk.mp4") -> dict:  # type: ignore[type-arg]
-    made = client.post("/v1/uploads", json={"kind": "video", "filename": filename, "content_type": "video/mp4"})
+    body = {"kind": "video", "size": len(content), "filename": filename, "content_type": "video/mp4"}
+    made = client.post("/v1/uploads", json=body)
     assert made.status_code == 201, made.text
     put = httpx.put(made.json()["upload_url"], content=content, headers=made.json()["headers"], timeout=30)
     assert put.status_code == 200, put.text
@@ -39,7 +40,8 @@ def test_a_new_put_after_acceptance_does_not_change_the_edit(own: httpx.Client, 
     asset = _upload(own, clip)
     job = own.post("/v1/edits", json={"video_asset": asset["id"], "emotion": "happy"})
     assert job.status_code == 202, job.text
-    put = httpx.put(asset["upload_url"], content=PNG, headers=asset["headers"], timeout=30)  # at once, as the issue did
+    png = PNG.ljust(len(clip), b"\0")  # the URL is signed for the clip's size
+    put = httpx.put(asset["upload_url"], content=png, headers=asset["headers"], timeout=30)  # at once, as the issue did
     assert put.status_code == 200
     assert own.delete(f"/v1/uploads/{asset['id']}").status_code == 204  # and the asset gone before the job ran
     done = wait_final(own, job.json()["id"])
@@ -51,7 +53,7 @@ def test_a_new_put_after_acceptance_does_not_change_the_edit(own: httpx.Client, 
 def test_assets_are_listed_read_and_deleted(own: httpx.Client, stack: Stack, tmp_path: Path) -> None:
     clip = write_sample_clip(tmp_path / "talk.mp4", seconds=0.2).read_bytes()
     uploaded = [_upload(own, clip, f"{i}.mp4")["id"] for i in range(3)]
-    empty = own.post("/v1/uploads", json={"kind": "speech"}).json()["id"]
+    empty = own.post("/v1/uploads", json={"kind": "speech", "size": 100}).json()["id"]
     first = own.get("/v1/uploads", params={"limit": 2}).json()
     rest = own.get("/v1/uploads", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     listed = {a["id"]: a for a in first["data"] + rest["data"]}

@@ -134,7 +134,7 @@ def _stored(settings: JobsSettings) -> int:
 
 
 def _asset(c: Corpus, key: str | None = None, upload: bool = True, content: str = "video") -> str:
-    r = c.client.post("/v1/uploads", headers=c.auth(key), json={"kind": "video"})
+    r = c.client.post("/v1/uploads", headers=c.auth(key), json={"kind": "video", "size": len(c.files[content])})
     assert r.status_code == 201
     body = r.json()
     if upload:

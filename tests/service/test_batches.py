@@ -25,7 +25,8 @@ def _client(stack: Stack, name: str, **limits: int) -> tuple[httpx.Client, str]:
 
 
 def _asset(client: httpx.Client, clip: Path) -> str:
-    made = client.post("/v1/uploads", json={"kind": "video", "filename": clip.name, "content_type": "video/mp4"})
+    body = {"kind": "video", "size": clip.stat().st_size, "filename": clip.name, "content_type": "video/mp4"}
+    made = client.post("/v1/uploads", json=body)
     assert made.status_code == 201, made.text
     put = httpx.put(made.json()["upload_url"], content=clip.read_bytes(), headers=made.json()["headers"], timeout=30)
     assert put.status_code == 200, put.text

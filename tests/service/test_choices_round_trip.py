@@ -131,7 +131,7 @@ class Api:
     files: dict[str, bytes]
 
     def asset(self, kind: str, content: bytes) -> str:
-        made = self.client.post("/v1/uploads", json={"kind": kind, "filename": f"{kind}.bin"})
+        made = self.client.post("/v1/uploads", json={"kind": kind, "size": len(content), "filename": f"{kind}.bin"})
         assert made.status_code == 201, made.text
         upload = made.json()
         put = self.client.put(upload["upload_url"], content=content, headers=upload["headers"])

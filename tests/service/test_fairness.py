@@ -9,13 +9,16 @@ printed (`-s`).
 from __future__ import annotations
 
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -24,7 +27,6 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
-from cmet_jobs.settings import JobsSettings
 from tests.media_factory import make_audio
 from tests.service.servers import http_server
 from tests.service.stack import REDIS_URL, Stack, free_port, postgres_database, process, wait_until
@@ -37,12 +39,20 @@ STREAMS = 3
 PROBES = 3
 UPLOADS = 5
 ASSETS = 4
+LEASE_S = 2.0  # a killed API process's slots free within this
 
 
 @dataclass
 class Api:
     url: str
     env: dict[str, str]
+    second: str  # another API process on the same database and Redis
+    second_process: subprocess.Popen  # type: ignore[type-arg]
+
+    def ready(self) -> str:
+        """The second process's URL, once it answers."""
+        wait_until(lambda: httpx.get(self.second + "/healthz").status_code == 200, 60, "API 2", self.second_process)
+        return self.second
 
     def key(self, **limits: int) -> dict[str, str]:
         from cmet_jobs.db.session import session_scope
@@ -72,12 +82,24 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "CMET_PROBES_PER_MINUTE": str(PROBES),
             "CMET_UPLOADS_PER_MINUTE": str(UPLOADS),
             "CMET_MAX_ASSETS_PER_KEY": str(ASSETS),
+            "CMET_SLOT_LEASE_S": str(LEASE_S),
         }
-        args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
-        with process(args, env, tmp / "api.log") as proc:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", proc)
-            yield Api(url, env)
+        second = free_port()
+        with _api_process(env, port, tmp / "api.log") as (url, first):
+            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "API server", first)
+            # started once the first has migrated the database, and answering before any test measures time
+            with _api_process(env, second, tmp / "api2.log") as (second_url, proc):
+                api = Api(url, env, second_url, proc)
+                api.ready()
+                yield api
+
+
+@contextmanager
+def _api_process(env: dict[str, str], port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[type-arg]
+    """An API process (uvicorn) on `port` with `env`, starting."""
+    args = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--log-level", "warning"]
+    with process(args, env | {"CMET_PUBLIC_URL": f"http://127.0.0.1:{port}"}, log) as proc:
+        yield f"http://127.0.0.1:{port}", proc
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +146,7 @@ def test_a_dripping_url_holds_up_no_other_key(api: Api, clip: bytes, drip: str) 
             started = time.monotonic()
             r = client.post("/v1/edits", files={"video": ("c.mp4", clip)}, data={"emotion": "happy"})
             assert r.status_code == 202, r.text
-            made = client.post("/v1/uploads", json={"kind": "video", "filename": "c.mp4"}).json()
+            made = client.post("/v1/uploads", json={"kind": "video", "size": len(clip), "filename": "c.mp4"}).json()
             assert client.put(made["upload_url"], content=clip).status_code == 200
             return time.monotonic() - started
 
@@ -210,6 +232,41 @@ def test_event_streams_are_capped_per_key(api: Api, clip: bytes) -> None:
     assert beside < baseline + 0.05, (beside, baseline)
 
 
+def test_caps_count_across_api_processes(api: Api, clip: bytes, drip: str) -> None:
+    """The per-key caps on streams and submissions hold across API processes (slots in Redis): streams
+    or submissions held by a second process count in the first; once the second is killed (-9, nothing
+    given back), its slots free within their lease."""
+    key = api.key()
+    r = httpx.post(api.url + "/v1/edits", headers=key, files={"video": ("c.mp4", clip)}, data={"emotion": "sad"})
+    assert r.status_code == 202, r.text
+    events_path = f"/v1/edits/{r.json()['id']}/events"  # queued for good: no worker here
+
+    def stream_status(client: httpx.Client, url: str) -> int:
+        with client.stream("GET", url + events_path) as answer:
+            return answer.status_code
+
+    second = api.ready()
+    with ExitStack() as streams, httpx.Client(headers=key, timeout=10) as client:
+        for _ in range(STREAMS):  # open on the second process while the context stays open
+            assert streams.enter_context(client.stream("GET", second + events_path)).status_code == 200
+        assert stream_status(client, api.url) == 429
+
+        with ThreadPoolExecutor(2) as pool:
+            body = {"video_url": drip, "emotion": "happy"}
+            held = [pool.submit(client.post, second + "/v1/edits", json=body) for _ in range(2)]
+            time.sleep(0.5)  # both submissions are on the second process's threads now
+            refused = client.post(api.url + "/v1/edits", files={"video": ("c.mp4", clip)}, data={"emotion": "sad"})
+            assert [f.result().json()["code"] for f in held] == ["url_fetch_failed"] * 2
+        assert (refused.status_code, refused.json()["code"]) == (429, "concurrent_submissions"), refused.text
+
+        os.killpg(api.second_process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: stream_status(client, api.url) == 200, LEASE_S + 5, "the killed process's slots")
+        freed = time.monotonic() - killed
+    print(f"\na killed API process's stream slots freed after {freed:.2f} s (lease {LEASE_S:g} s)")
+    assert freed < LEASE_S + 1.0, freed
+
+
 def test_revoking_a_key_ends_its_open_streams(api: Api, clip: bytes) -> None:
     """Item 12: a revoked key's open event stream ends with an `unauthorized` error event within a poll or
     two, and sends nothing more (no freshly signed output URL)."""
@@ -243,7 +300,7 @@ def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, 
     with httpx.Client(base_url=api.url, headers=key, timeout=30) as client:
 
         def upload() -> httpx.Response:
-            return client.post("/v1/uploads", json={"kind": "video", "filename": "c.mp4"})
+            return client.post("/v1/uploads", json={"kind": "video", "size": len(clip), "filename": "c.mp4"})
 
         made = [upload() for _ in range(ASSETS)]
         assert [r.status_code for r in made] == [201] * ASSETS
@@ -276,11 +333,6 @@ def test_probes_emotions_and_assets_count_against_limits(api: Api, clip: bytes, 
 # --- on the shared stack's workers -------------------------------------------------------------------
 
 
-def _settings(stack: Stack) -> JobsSettings:
-    """The stack's settings, as its processes read them from the environment."""
-    return JobsSettings(**{k.removeprefix("CMET_").lower(): v for k, v in stack.env.items() if k.startswith("CMET_")})
-
-
 def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     """Item 6: twelve of one key's deliveries to a receiver that trickles its answer hold at most
     `webhook_key_concurrency` (2) of the webhook worker's 4 threads; another key's delivery arrives as
@@ -293,7 +345,7 @@ def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     from tests.records import make_job
     from tests.service.receiver import slow_receiver, webhook_receiver
 
-    settings, db = _settings(stack), stack.env["CMET_DATABASE_URL"]
+    settings, db = stack.settings(), stack.env["CMET_DATABASE_URL"]
     with session_scope(db) as session:
         hostile, other = create_key(session, "slow-hooks").record, create_key(session, "hooks").record
         keys = {"hostile": (hostile.id, hostile.webhook_secret), "other": (other.id, other.webhook_secret)}
@@ -339,6 +391,75 @@ def test_a_slow_receiver_delays_no_other_keys_webhooks(stack: Stack) -> None:
     finally:
         with session_scope(db) as session:  # the deliveries go with their job
             session.delete(session.get(JobRow, jobs["hostile"]))
+
+
+FLOOD_PROBES, FLOOD_BUILDS, FLOOD_ASSETS = 20, 4, 65  # over the stack's limits: 10 probes, 1 job, 60 records
+
+
+def test_floods_of_probes_emotions_and_assets_delay_no_other_key(stack: Stack, tmp_path: Path) -> None:
+    """Item 9: one key sends probes, custom emotion registrations and asset records as fast as it can; each
+    kind stops at its limit (429), and another key's probe waits behind no more than the limits let in:
+    `probes_per_minute` probes (each as long as the other key's probe alone) and one build (its
+    `max_concurrent_jobs`, 1; as long as a build alone). Without the limits it waited behind all the
+    probes sent."""
+    from tests.service.conftest import new_key
+
+    settings = stack.settings()
+    video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
+    speech = make_audio(tmp_path / "v.wav").read_bytes()
+
+    def client(name: str, **limits: int) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {new_key(stack, name, **limits)}"}
+        return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
+
+    def uploaded(c: httpx.Client) -> str:
+        made = c.post("/v1/uploads", json={"kind": "video", "size": len(video)}).json()
+        assert httpx.put(made["upload_url"], content=video).status_code == 200
+        return str(made["id"])
+
+    def until(check: Callable[[], bool], started: float) -> float:
+        while not check():
+            assert time.monotonic() < started + 120, "not done in 120 s"
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def probe(c: httpx.Client, asset: str) -> float:
+        started = time.monotonic()
+        assert c.post(f"/v1/uploads/{asset}/probe").status_code == 202
+        return until(lambda: c.get(f"/v1/uploads/{asset}/probe").json()["state"] != "pending", started)
+
+    def register(c: httpx.Client, name: str) -> httpx.Response:
+        return c.post("/v1/emotions", data={"name": name}, files={"speech": ("v.wav", speech)})
+
+    with client("probe") as other, client("flood", max_concurrent_jobs=1) as hostile:
+        mine = uploaded(other)
+        baseline = min(probe(other, mine) for _ in range(2))
+        started = time.monotonic()  # the first build also loads the speech model: it is not timed beside
+        emotion = register(other, "alone").json()["id"]
+        build = until(lambda: _emotion_state(other, emotion) != "pending", started)
+
+        target = uploaded(hostile)
+        flood_started = time.monotonic()
+        probes = [hostile.post(f"/v1/uploads/{target}/probe").status_code for _ in range(FLOOD_PROBES)]
+        builds = [register(hostile, f"flood{i}").status_code for i in range(FLOOD_BUILDS)]
+        record = {"kind": "video", "size": len(video)}
+        assets = [hostile.post("/v1/uploads", json=record).status_code for _ in range(FLOOD_ASSETS)]
+        flood_s = time.monotonic() - flood_started
+        beside = probe(other, mine)
+    allowed = settings.probes_per_minute * baseline + build
+    print(
+        f"\nanother key's probe: {beside:.2f} s beside one key's flood ({probes.count(202)} of {FLOOD_PROBES} probes, "
+        f"{builds.count(202)} of {FLOOD_BUILDS} emotion builds, {assets.count(201)} of {FLOOD_ASSETS} asset records in "
+        f"{flood_s:.1f} s), {baseline:.2f} s alone (a build alone: {build:.2f} s)"
+    )
+    assert probes.count(202) <= settings.probes_per_minute and probes[-1] == 429, probes
+    assert 1 <= builds.count(202) < len(builds) and builds[-1] == 429, builds
+    assert assets.count(201) == settings.uploads_per_minute - 1 and assets[-1] == 429, assets
+    assert beside < baseline + allowed + 2.0, (beside, baseline, allowed)
+
+
+def _emotion_state(client: httpx.Client, emotion_id: str) -> str:
+    return str(next(e for e in client.get("/v1/emotions").json()["data"] if e["id"] == emotion_id)["state"])
 
 
 def test_previews_cannot_starve_another_keys_edit(stack: Stack, tmp_path: Path) -> None:
@@ -419,7 +540,8 @@ def test_stray_asset_files_in_s3_are_swept(stack: Stack, tmp_path: Path) -> None
 
     video = write_sample_clip(tmp_path / "c.mp4", seconds=0.2).read_bytes()
     with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {new_key(stack, 's3')}"}) as client:
-        kept, deleted, large = (client.post("/v1/uploads", json={"kind": "video"}).json() for _ in range(3))
+        made = (client.post("/v1/uploads", json={"kind": "video", "size": len(video)}) for _ in range(3))
+        kept, deleted, large = (m.json() for m in made)
         for made in (kept, deleted, large):
             assert httpx.put(made["upload_url"], content=video).status_code == 200
         assert client.delete(f"/v1/uploads/{deleted['id']}").status_code == 204
@@ -428,7 +550,7 @@ def test_stray_asset_files_in_s3_are_swept(stack: Stack, tmp_path: Path) -> None
             session.execute(update(Asset).where(Asset.id == large["id"]).values(max_bytes=len(video) - 1))
         names = {made["id"] for made in (kept, deleted, large)}
         assert {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")} >= names
-        assert sweep_assets(_settings(stack)) >= 2  # what the workers' sweeper runs every minute
+        assert sweep_assets(stack.settings()) >= 2  # what the workers' sweeper runs every minute
         left = {key.rsplit("/", 1)[-1] for key in stack.objects("assets/")}
         assert kept["id"] in left and not {deleted["id"], large["id"]} & left, left
         assert client.get(f"/v1/uploads/{kept['id']}").json()["uploaded"] is True

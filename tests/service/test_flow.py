@@ -77,7 +77,8 @@ def test_whole_flow_upload_submit_webhook_download(stack: Stack, clip: Path, tmp
         httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client,
         webhook_receiver(webhook_secret) as hook,
     ):
-        r = client.post("/v1/uploads", json={"kind": "video", "filename": "talk.mp4", "content_type": "video/mp4"})
+        body = {"kind": "video", "size": clip.stat().st_size, "filename": "talk.mp4", "content_type": "video/mp4"}
+        r = client.post("/v1/uploads", json=body)
         assert r.status_code == 201, r.text
         upload = r.json()
         put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)

@@ -133,7 +133,8 @@ def test_preview_webhooks(stack: Stack, clip: Path) -> None:
         webhook_receiver(webhook_secret) as hook,
     ):
         good = _sheet(client, clip, webhook_url=hook.url).json()
-        upload = client.post("/v1/uploads", json={"kind": "video", "filename": "t.mp4"}).json()
+        body = {"kind": "video", "size": len(clip.read_bytes()), "filename": "t.mp4"}
+        upload = client.post("/v1/uploads", json=body).json()
         httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
         bad = client.post(
             "/v1/previews",

@@ -51,6 +51,6 @@ def test_a_probe_reports_the_code_an_edit_would_fail_with(client: httpx.Client, 
     text = _upload(client, b"just some notes, not a video\n" * 40, "notes.txt")
     r = client.post(f"/v1/uploads/{text['id']}/probe")
     assert r.status_code == 422 and r.json()["code"] == "not_media", r.text
-    empty = client.post("/v1/uploads", json={"kind": "video"}).json()
+    empty = client.post("/v1/uploads", json={"kind": "video", "size": 1000}).json()
     r = client.post(f"/v1/uploads/{empty['id']}/probe")
     assert r.status_code == 422 and r.json()["code"] == "asset_not_uploaded", r.text

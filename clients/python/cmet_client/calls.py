@@ -104,7 +104,12 @@ def classify(source: Source) -> tuple[str, str | Path]:
 def upload(path: Path, kind: str) -> Flow[models.Upload]:
     """A presigned upload: ask for an asset and its URL, then PUT the file there."""
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    body = models.UploadCreate(kind=kind, filename=path.name[:300], content_type=content_type)  # type: ignore[arg-type]
+    body = models.UploadCreate(
+        kind=kind,  # type: ignore[arg-type]
+        size=path.stat().st_size,  # the URL is signed for exactly this many bytes
+        filename=path.name[:300],
+        content_type=content_type,
+    )
     made = parsed(models.Upload, (yield Call("POST", "/v1/uploads", json=body.model_dump(mode="json"))))
     yield Call("PUT", made.upload_url, body_file=path, headers=made.headers, signed=True)
     return made

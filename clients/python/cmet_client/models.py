@@ -491,6 +491,14 @@ class UploadCreate(BaseModel):
         extra="forbid",
     )
     kind: Annotated[Literal["video", "speech"], Field(title="Kind")]
+    size: Annotated[
+        int,
+        Field(
+            description="The file's size in bytes (at most the kind's limit): the upload URL is signed for exactly this many, so a PUT of any other size is refused by the store.",
+            ge=1,
+            title="Size",
+        ),
+    ]
     filename: Annotated[str | None, Field(max_length=300, title="Filename")] = ""
     content_type: Annotated[str | None, Field(max_length=100, title="Content Type")] = ""
 

@@ -380,7 +380,7 @@ export class Uploads {
     const made = await this.client.json({
       method: 'POST',
       path: '/v1/uploads',
-      json: { kind, filename, content_type: contentType },
+      json: { kind, size: file.size, filename, content_type: contentType }, // the URL is signed for this size
     });
     await this.client.send({ method: 'PUT', path: made.upload_url, body: file, headers: made.headers, signed: true });
     return made;

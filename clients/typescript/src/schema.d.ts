@@ -344,7 +344,8 @@ export interface paths {
         put?: never;
         /**
          * Create Upload
-         * @description An asset id and a URL to PUT the file to; then pass the id as `video_asset` or in `speech_assets`.
+         * @description An asset id and a URL to PUT the file to (exactly `size` bytes); then pass the id as `video_asset` or in
+         *     `speech_assets`.
          */
         post: operations["create_upload_v1_uploads_post"];
         delete?: never;
@@ -1855,6 +1856,11 @@ export interface components {
              * @enum {string}
              */
             kind: "video" | "speech";
+            /**
+             * Size
+             * @description The file's size in bytes (at most the kind's limit): the upload URL is signed for exactly this many, so a PUT of any other size is refused by the store.
+             */
+            size: number;
             /**
              * Filename
              * @default

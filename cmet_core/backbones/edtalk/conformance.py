@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cmet_core.backbones.edtalk.network import Generator
 from cmet_core.verify.goldens import (
+    Goldens,
     Group,
     GroupResult,
     Manifest,
     Tolerance,
     frames_tensor,
+    keys_read,
     model_checks,
     read_kit_files,
     root_tolerances,
@@ -31,16 +32,14 @@ def kit_checks(kit: Path) -> Iterator[GroupResult]:
     yield from edtalk_checks(manifest, golden, root_tolerances(kit))
 
 
-def edtalk_checks(
-    manifest: Manifest, golden: dict[str, np.ndarray], tols: dict[str, Tolerance]
-) -> Iterator[GroupResult]:
+def edtalk_checks(manifest: Manifest, golden: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     """Fill the published-size generator by the rule, check its digest, then every golden group."""
     yield from model_checks(
         "edtalk", Generator().eval(), manifest, lambda gen: edtalk_groups(gen, golden, tols), exclude_pe=False
     )
 
 
-def edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
+def edtalk_groups(gen: Generator, g: Goldens, tols: dict[str, Tolerance]) -> Iterator[GroupResult]:
     frames = frames_tensor(g["frames_u8"])
     source = frames_tensor(g["source_u8"][None])
     exp_vec = torch.from_numpy(g["exp_vec"])
@@ -122,3 +121,10 @@ def edtalk_groups(gen: Generator, g: dict[str, np.ndarray], tols: dict[str, Tole
     grp = Group("edtalk.av_internals", tols["alpha_and_latents"])
     grp.compare("av_alpha_pose", av_pose, g["av_alpha_pose"])
     yield grp.result()
+    yield keys_read("edtalk.keys_read", g, UNREAD)
+
+
+UNREAD: dict[str, str] = {
+    "frames_fps": "the clip's frame rate: EDTalk's networks see single frames, no group depends on time",
+}
+"""Golden keys no EDTalk group reads, each with the reason (`keys_read` fails on any other)."""

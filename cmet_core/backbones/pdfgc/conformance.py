@@ -19,11 +19,13 @@ from cmet_core.backbones.pdfgc.codes import EMO_GAIN, drive_rows, render_u8, sty
 from cmet_core.backbones.pdfgc.network import PDFGC, images_tensor
 from cmet_core.verify.fill import state_digest
 from cmet_core.verify.goldens import (
+    Goldens,
     Group,
     GroupResult,
     KitError,
     Manifest,
     Tolerance,
+    keys_read,
     model_checks,
     read_kit_files,
     u8_group,
@@ -32,7 +34,6 @@ from cmet_core.verify.goldens import (
 KIT_DIR = "pdfgc"
 MANIFEST, GOLDEN, TOLERANCES = "pdfgc_manifest.json", "golden_pdfgc.npz", "tolerances_pdfgc.json"
 KIT_FILES = (MANIFEST, GOLDEN, TOLERANCES)
-Goldens = dict[str, np.ndarray]
 
 
 def kit_checks(kit: Path) -> Iterator[GroupResult]:
@@ -89,6 +90,29 @@ def pdfgc_groups(net: PDFGC, manifest: Manifest, g: Goldens, tols: dict[str, Tol
     yield from generator_groups(net, g, tols)
     yield from edit_groups(net, g, tols)
     yield from pipeline_groups(net, g, tols)
+    yield keys_read("pdfgc.keys_read", g, UNREAD)
+
+
+UNREAD: dict[str, str] = {
+    **{
+        name: "provenance: the source files' names or digests; the groups read the pixels and samples stored"
+        for name in (
+            "src_files",
+            "src_files_sha256",
+            "frames_files",
+            "frames_files_sha256",
+            "pipe_frame_files",
+            "pipe_frame_files_sha256",
+            "files_sha256",
+        )
+    },
+    "pipe_frame_loaded_u8_sha256": "digests for checking a loader that has the files; the kit's frames are read",
+    "pipe_audio_slice": "where `pipe_wav_int16` was cut from the source WAV; the samples themselves are read",
+    "filled_state_dict_sha256": "the manifest's digest again: `pdfgc.filled_digest` checks the manifest's",
+    "pipe_batches": "the original's batch sizes (8, 2): outputs do not depend on batching; the frames are compared",
+    "pipe_fps": "the frame rate behind `pipe_drive_index`, which `pdfgc.pipe_drive` compares",
+}
+"""Golden keys no PD-FGC group reads, each with the reason (`keys_read` fails on any other)."""
 
 
 def _network_digests(net: PDFGC, manifest: Manifest) -> GroupResult:
