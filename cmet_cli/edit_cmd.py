@@ -129,6 +129,9 @@ def edit(
         help="With --emotion from_audio: follow this speech track's voice (aligned to the video; the output's audio).",
     ),
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
+    eyes_from: Path = typer.Option(
+        None, "--eyes-from", help="With --gaze clip or --blink clip: a video whose eye motion the output takes (pdfgc)."
+    ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
     ),
@@ -170,6 +173,7 @@ def edit(
         body |= {"neutral": neutral} if neutral is not None else {}
         body |= edit_choices(flags, lips_from).model_dump(exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
+        files |= {"eye_video": eyes_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
             label = "timeline" if timeline is not None else (body["emotion"] or "speech").split("=")[0].split(",")[0]
@@ -246,6 +250,7 @@ def edit(
                 progress,
                 speech_track=lips_from or voice_from,
                 pose_video=pose_from,
+                eye_video=eyes_from,
                 limits=limits,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))

@@ -69,6 +69,7 @@ class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
     speech: tuple[InputRef, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS)
     speech_track: InputRef | None = Field(default=None, description="What the lips speak (`lips: speech`).")
     pose_video: InputRef | None = Field(default=None, description="A photo's head motion.")
+    eye_video: InputRef | None = Field(default=None, description="The eyes' driving clip (`gaze`/`blink` `clip`).")
     timeline: SpecTimeline | None = None
 
     @model_validator(mode="after")

@@ -51,10 +51,11 @@ class Submission:
     idempotency_key: str | None = None
     speech_track_file: Path | None = None
     pose_video_file: Path | None = None
+    eye_video_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        singles = (self.video_file, self.speech_track_file, self.pose_video_file)
+        singles = (self.video_file, self.speech_track_file, self.pose_video_file, self.eye_video_file)
         return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
 
 
@@ -117,7 +118,11 @@ def _check_dub(submission: Submission) -> bool | None:
     """The lip rules of `cmet_core.edit.lips`; whether the video is a photo (None: behind a URL or an
     asset, so only the worker knows; a pose video then counts as saying it is one)."""
     body = submission.body
-    parts = {"speech_track": submission.speech_track_file, "pose_video": submission.pose_video_file}
+    parts = {
+        "speech_track": submission.speech_track_file,
+        "pose_video": submission.pose_video_file,
+        "eye_video": submission.eye_video_file,
+    }
     given = {
         name: sum(ref is not None for ref in (part, getattr(body, f"{name}_url"), getattr(body, f"{name}_asset")))
         for name, part in parts.items()
@@ -135,6 +140,7 @@ def _check_dub(submission: Submission) -> bool | None:
             pose_video=bool(given["pose_video"]),
             follows_voice=body.emotion == FROM_AUDIO,
         )
+        EditChoices.of(body).check_eye_video(bool(given.pop("eye_video")))
     except InputError as exc:
         raise RequestError(exc.code, str(exc)) from None
     if body.preview_s is not None and (body.lips == "speech" or photo or any(given.values())):
@@ -152,7 +158,7 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
-    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
+    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url, body.eye_video_url] if u is not None]
     check_url_list(settings, inputs, body.webhook_url)
 
 
@@ -225,6 +231,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_speech_track(submission.speech_track_file, limits.max_duration_s)
     if submission.pose_video_file is not None:
         check_video(submission.pose_video_file, choices, limits, "pose_video")
+    if submission.eye_video_file is not None:
+        check_video(submission.eye_video_file, choices, limits, "eye_video")
     track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
     clip = video if body.lips == "video" and not track else None  # else the voice is the speech track's
     timelines.check_voice(body, clip)
@@ -239,6 +247,7 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         for name, asset_id, kind in (
             ("speech_track", body.speech_track_asset, "speech"),
             ("pose_video", body.pose_video_asset, "video"),
+            ("eye_video", body.eye_video_asset, "video"),
         )
     }
     if body.dry_run:
@@ -379,6 +388,7 @@ def _store_inputs(
         "speech": tuple(speech),
         "speech_track": single("speech_track", submission.speech_track_file, "speech"),
         "pose_video": single("pose_video", submission.pose_video_file, "video"),
+        "eye_video": single("eye_video", submission.eye_video_file, "video"),
         "timeline": timeline,
     }
     return EditSpec.model_validate({**carried(body, EditSpec), **stored})

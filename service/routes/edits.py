@@ -38,12 +38,13 @@ _BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "description": "The fields of EditCreate as form fields, plus file parts `video` "
-                    "(a video, or a photo to animate), `speech` (repeatable), and for a dub `speech_track` "
-                    "and `pose_video`.",
+                    "(a video, or a photo to animate), `speech` (repeatable), for a dub `speech_track` "
+                    "and `pose_video`, and for gaze or blink `clip` `eye_video`.",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
                         "speech_track": {"type": "string", "format": "binary"},
                         "pose_video": {"type": "string", "format": "binary"},
+                        "eye_video": {"type": "string", "format": "binary"},
                         "lips": {"type": "string", "enum": ["video", "speech"]},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
@@ -57,13 +58,13 @@ _BODY_DOC = {
 }
 
 
-_SINGLE_PARTS = ("video", "speech_track", "pose_video")
+_SINGLE_PARTS = ("video", "speech_track", "pose_video", "eye_video")
 
 
 async def _read_body(
     request: Request,
 ) -> tuple[schemas.EditCreate, dict[str, UploadFile], list[UploadFile]]:
-    """The body, the single file parts by name (`video`, `speech_track`, `pose_video`) and the `speech` parts."""
+    """The body, the single file parts by name (`_SINGLE_PARTS`) and the `speech` parts."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -82,8 +83,8 @@ async def _read_body(
                 else:
                     raise RequestError(
                         ErrorCode.INVALID_REQUEST,
-                        f"unexpected file part `{name}` (expected `video`, `speech_track`, `pose_video` once "
-                        "each and `speech`)",
+                        f"unexpected file part `{name}` (expected {', '.join(f'`{p}`' for p in _SINGLE_PARTS)} "
+                        "once each and `speech`)",
                     )
             elif name in _LIST_FIELDS:
                 fields.setdefault(name, []).append(value)
@@ -116,7 +117,7 @@ def _submit(
     idempotency_key: str | None,
 ) -> JobRow:
     """The parts saved to a scratch folder (size limits, empty parts refused), then `submissions.submit`."""
-    limits = {"video": settings.max_video_bytes, "pose_video": settings.max_video_bytes}
+    limits = {name: settings.max_video_bytes for name in ("video", "pose_video", "eye_video")}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
         saved = {
@@ -133,6 +134,7 @@ def _submit(
             idempotency_key,
             speech_track_file=saved.get("speech_track"),
             pose_video_file=saved.get("pose_video"),
+            eye_video_file=saved.get("eye_video"),
         )
         return submissions.submit(session, settings, storage, key, submission)
 

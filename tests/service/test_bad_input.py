@@ -731,6 +731,21 @@ CASES: list[tuple[str, Case, int, str]] = [
         422,
         "pose_video_needs_photo",
     ),
+    ("gaze clip without an eye video", lambda c: _dub(c, gaze="clip"), 422, "eye_video_missing"),
+    ("eye video without gaze or blink clip", lambda c: _dub(c, eye_video_part="video"), 422, "eye_video_unused"),
+    (
+        "eye video as URL and asset",
+        lambda c: c.post(
+            json={
+                "emotion": "happy",
+                "blink": "clip",
+                "eye_video_url": "https://example.com/eyes.mp4",
+                "eye_video_asset": "ast_" + "0" * 32,
+            }
+        ),
+        422,
+        "invalid_request",
+    ),
     (
         "speech track without an audio stream",
         lambda c: _dub(c, lips="speech", speech_track_part="silent"),

@@ -205,12 +205,13 @@ class AsyncEdits(_AsyncJobs[models.Job]):
         *,
         speech_track: Source | None = None,
         pose_video: Source | None = None,
+        eye_video: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
         wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
-        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
+        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video, "eye_video": eye_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
         return await self.client.run(
             calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)

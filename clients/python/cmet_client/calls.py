@@ -132,7 +132,7 @@ def form_fields(body: Mapping[str, Any]) -> dict[str, str | list[str]]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`) and its
+    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`, `eye_video`) and its
     speech clips; each becomes a `<name>_url`/`<name>_asset` field or a multipart part."""
 
     singles: Mapping[str, Source | None]
@@ -150,7 +150,8 @@ def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]
                 parts.append((name, value))
                 continue
             kind = "asset"
-            value = (yield from upload(value, "video" if name in ("video", "pose_video") else "speech")).id
+            kind_of = "video" if name in ("video", "pose_video", "eye_video") else "speech"
+            value = (yield from upload(value, kind_of)).id
         if many:
             body.setdefault(f"speech_{kind}s", []).append(value)
         else:
