@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import resource
@@ -59,7 +58,9 @@ def _child(src: str, dst: str, models: str, enhance: str) -> None:
     from cmet_core.settings import get_settings
 
     settings = get_settings()
-    if importlib.util.find_spec("cmet_core.threads") is not None:  # the new path's thread policy
+    # the tree's own file, not `find_spec`: an editable install's finder would answer for a module the old tree
+    # lacks with the installed checkout's
+    if (Path(meter.__file__).parent / "threads.py").exists():  # the new path's thread policy
         importlib.import_module("cmet_core.threads").apply_thread_policy(settings)
     elif settings.num_threads:  # the old path: torch only, as its benchmarks did
         torch.set_num_threads(settings.num_threads)

@@ -24,12 +24,24 @@ def worker(
     webhooks: bool = typer.Option(
         False, "--webhooks", help="Run a webhook delivery worker instead: the webhook queue only, no models, no device."
     ),
+    sweeper_only: bool = typer.Option(
+        False,
+        "--sweeper",
+        help="Run only the sweeper of the job records and assets (lost messages re-queued, half-created jobs and "
+        "expired assets removed): no queue, no models; for clusters whose edit workers scale to zero.",
+    ),
 ) -> None:
     """Start and supervise the workers; a crashed one is restarted, Ctrl-C stops them all."""
 
     settings = get_jobs_settings()
     broker = settings.broker_url.split("@")[-1]
     port = settings.worker_metrics_port
+    if sweeper_only:
+        from worker import sweeper  # deferred: the job domain (SQLAlchemy, Celery, boto3) only when it runs
+
+        say(f"sweeper of the job records and assets; queues {settings.queue}, {settings.preview_queue}; {broker}")
+        sweeper.run_alone()
+        return
     if webhooks:
         say(f"webhook deliveries; queue {settings.webhook_queue}; broker {broker}")
         args = webhook_command(settings.webhook_queue, concurrency or settings.webhook_concurrency)

@@ -7,6 +7,9 @@ no server; it can lose a message when a process dies, which the startup reconcil
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +58,11 @@ def time_limits(frames: int | None, pixels_per_frame: int | None) -> tuple[int, 
     return hard - 30, hard
 
 
+QUEUED_AT_HEADER = "cmet_queued_at"
+"""Message header: when the message was queued (Unix seconds), so the oldest waiting job's age can be read off
+the broker without the job records."""
+
+
 LOCAL_TRANSPORT = "cmet_jobs.local_queue:Transport"
 """The filesystem transport with whole, once-taken messages; kombu's own can hand a half-written file to a worker."""
 
@@ -100,7 +108,11 @@ def send(settings: JobsSettings, task: str, record_id: str, queue_name: str | No
     `queue_unavailable`."""
     try:
         _client(settings.broker_url, settings.data_dir).send_task(
-            task, args=[record_id], queue=queue_name or settings.queue, **options
+            task,
+            args=[record_id],
+            queue=queue_name or settings.queue,
+            headers={QUEUED_AT_HEADER: time.time()},
+            **options,
         )
     except OperationalError as exc:
         raise RequestError(
@@ -133,14 +145,50 @@ def ping_broker(settings: JobsSettings) -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """One queue's messages waiting for a worker (not counting ones a worker holds unacknowledged)."""
+
+    queue: str
+    messages: int
+    oldest_age_s: float | None
+    """Since the oldest waiting message was queued; None when none waits, the broker keeps no order to read
+    (the filesystem transport), or the message came from an API older than its header."""
+
+
+def waiting(settings: JobsSettings) -> list[Waiting]:
+    """The preview and edit queues, read off the broker: what autoscaling and the API's metrics watch."""
+    with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)  # a scrape or a sweep round waits no longer on a lost broker
+        channel = conn.default_channel
+        redis = getattr(channel, "client", None)  # kombu's Redis transport: the redis-py client of the channel
+        return [_waiting(conn, redis, name) for name in (settings.preview_queue, settings.queue)]
+
+
+def _waiting(conn: Any, redis: Any, name: str) -> Waiting:
+    if redis is None:
+        try:
+            count = int(conn.default_channel.queue_declare(queue=name, passive=True).message_count)
+        except conn.channel_errors:  # a queue never declared here: nothing waits
+            count = 0
+        return Waiting(name, count, None)
+    # kombu's Redis transport keeps a queue as a list, pushing on the left and taking from the right: the
+    # oldest message is the last one (the service sets no message priorities, which would add more lists)
+    count = int(redis.llen(name))
+    oldest = redis.lindex(name, -1) if count else None
+    return Waiting(name, count, _age(oldest))
+
+
+def _age(message: bytes | None) -> float | None:
+    if message is None:
+        return None
+    try:
+        queued_at = json.loads(message)["headers"][QUEUED_AT_HEADER]
+        return max(0.0, time.time() - float(queued_at))
+    except (ValueError, KeyError, TypeError):  # not a message this service wrote, or one without the header
+        return None
+
+
 def waiting_messages(settings: JobsSettings) -> int:
     """Messages waiting in the edit and preview queues (not counting ones a worker holds unacknowledged)."""
-    waiting = 0
-    with _client(settings.broker_url, settings.data_dir).connection_for_write() as conn:
-        for name in (settings.queue, settings.preview_queue):
-            try:
-                channel = conn.default_channel  # kombu's stubs type it as StdChannel, which lacks queue_declare
-                waiting += int(channel.queue_declare(queue=name, passive=True).message_count)  # type: ignore[attr-defined]
-            except conn.channel_errors:  # kombu's Redis transport forgets an empty queue: nothing waits
-                pass
-    return waiting
+    return sum(w.messages for w in waiting(settings))

@@ -114,6 +114,11 @@ class JobsSettings(CoreSettings):
         default=None,
         description="Bearer token Prometheus sends for the API's /metrics (all keys' job counts); unset: no /metrics.",
     )
+    ready_needs_workers: bool = Field(
+        default=True,
+        description="/readyz answers 503 while no edit worker was seen lately. False where the workers scale to "
+        "zero (the Helm chart): the API must stay in its Service to take the submissions that wake them.",
+    )
     docs: bool = Field(default=True, description="Serve the interactive API docs (/docs, /openapi.json).")
     asset_retention_s: int = Field(
         default=7 * 24 * 3600,

@@ -7,6 +7,7 @@ page sums every process's files.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -25,9 +26,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from cmet_jobs import queue
 from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
+from cmet_jobs.settings import JobsSettings
 from cmet_jobs.states import JobState
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("cmet_http_requests_total", "API requests.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -70,13 +75,41 @@ class JobStates:
         yield family
 
 
-def page(db_url: str) -> Response:
+class QueueDepth:
+    """`cmet_queue_waiting{queue}` and `cmet_queue_oldest_waiting_seconds{queue}`, read off the broker at scrape
+    time: what a cluster without KEDA scales the GPU workers on (an HPA on external metrics, an alert on the
+    age). A broker that cannot be read leaves both out of the page rather than failing the scrape."""
+
+    def __init__(self, settings: JobsSettings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            queues = queue.waiting(self.settings)
+        except Exception:  # the broker is away: the other metrics still matter, /readyz says what is wrong
+            log.warning("queue depth not read", exc_info=True)
+            return
+        depth = GaugeMetricFamily("cmet_queue_waiting", "Jobs waiting in each worker queue.", labels=["queue"])
+        age = GaugeMetricFamily(
+            "cmet_queue_oldest_waiting_seconds",
+            "Since the oldest job waiting in each worker queue was queued (0: none waits, or its age is unknown).",
+            labels=["queue"],
+        )
+        for q in queues:
+            depth.add_metric([q.queue], float(q.messages))
+            age.add_metric([q.queue], q.oldest_age_s or 0.0)
+        yield depth
+        yield age
+
+
+def page(settings: JobsSettings) -> Response:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Default())
-    registry.register(JobStates(db_url))
+    registry.register(JobStates(settings.db_url))
+    registry.register(QueueDepth(settings))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

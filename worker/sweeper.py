@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 
@@ -81,7 +82,7 @@ def sweep_assets(settings: JobsSettings) -> int:
     return swept + strays
 
 
-def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
+def _loop(stop: threading.Event, edits: bool, webhooks_too: bool, records: bool) -> None:
     settings = get_jobs_settings()
     name = f"{socket.gethostname()}:{os.getpid()}"
     rounds = RECONCILE_EVERY - 1  # beat on the first round: readiness waits for it
@@ -97,9 +98,10 @@ def _loop(stop: threading.Event, edits: bool, webhooks_too: bool) -> None:
             if edits and rounds % RECONCILE_EVERY == 0:
                 with session_scope(settings.db_url) as session:
                     jobs.worker_beat(session, name)  # readiness counts edit workers only
+            if records and rounds % RECONCILE_EVERY == 0:
                 reconcile(settings)
                 remove_abandoned_creations(settings)
-            if edits and rounds % SWEEP_ASSETS_EVERY == 0:
+            if records and rounds % SWEEP_ASSETS_EVERY == 0:
                 sweep_assets(settings)
         except Exception:  # a database or broker hiccup must not end the loop
             log.exception("sweep failed; retrying")
@@ -112,8 +114,20 @@ def _sweep_scratch(settings: JobsSettings) -> None:
         log.warning("sweeping the scratch folders failed", exc_info=True)
 
 
-def start(*, edits: bool = True, webhooks: bool = True) -> threading.Event:
-    """Sweep what this worker serves: edit jobs' records, webhook deliveries, or both."""
+def start(*, edits: bool = True, webhooks: bool = True, records: bool | None = None) -> threading.Event:
+    """Sweep what this worker serves: an edit worker its scratch folders (and it beats, for readiness) and the
+    job records, a webhook worker the due deliveries; `records` alone is the standalone sweeper
+    (`cmet worker --sweeper`), which keeps the records swept while the edit workers are scaled to zero."""
     stop = threading.Event()
-    threading.Thread(target=_loop, args=(stop, edits, webhooks), name="cmet-sweeper", daemon=True).start()
+    args = (stop, edits, webhooks, edits if records is None else records)
+    threading.Thread(target=_loop, args=args, name="cmet-sweeper", daemon=True).start()
     return stop
+
+
+def run_alone() -> None:
+    """The standalone sweeper: the job records and assets until SIGTERM or SIGINT; no queue is consumed, no
+    model loaded, no scratch kept."""
+    stop = start(edits=False, webhooks=False, records=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()

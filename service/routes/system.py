@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,14 +30,17 @@ def healthz() -> schemas.Health:
 
 @router.get("/readyz", response_model=schemas.Health, tags=["system"], responses={503: {"model": schemas.Health}})
 def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
-    """Database, broker and storage reachable and a worker seen recently (503 naming what is not)."""
+    """Database, broker and storage reachable and a worker seen recently, unless `ready_needs_workers` is off
+    (503 naming what is not)."""
     checks: dict[str, str] = {}
-    for name, probe in (
+    probes: list[tuple[str, Callable[[], None]]] = [
         ("database", lambda: _ping_db(settings.db_url)),
         ("broker", lambda: queue.ping_broker(settings)),
         ("storage", storage.check),
-        ("workers", lambda: _workers(settings.db_url)),
-    ):
+    ]
+    if settings.ready_needs_workers:
+        probes.append(("workers", lambda: _workers(settings.db_url)))
+    for name, probe in probes:
         try:
             probe()
             checks[name] = "ok"
@@ -110,4 +114,4 @@ def metrics_page(request: Request, settings: SettingsDep) -> Response:
             "send the metrics token as `Authorization: Bearer <token>`",
             {"WWW-Authenticate": "Bearer"},
         )
-    return metrics.page(settings.db_url)
+    return metrics.page(settings)

@@ -148,7 +148,10 @@ def _named_mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def _code_metrics() -> dict[str, tuple[str, set[str]]]:
     """Metrics the service and the worker define: name -> (type, label names)."""
-    pattern = re.compile(r"\b(Counter|Histogram|Gauge|Summary)\(\s*\"(\w+)\"\s*,\s*\"[^\"]*\"\s*(?:,\s*\[([^\]]*)\])?")
+    # GaugeMetricFamily: gauges a collector reads at scrape time (job states, queue depth)
+    pattern = re.compile(
+        r"\b(Counter|Histogram|Gauge|Summary|GaugeMetricFamily)\(\s*\"(\w+)\"\s*,\s*\"[^\"]*\"\s*(?:,\s*(?:labels=)?\[([^\]]*)\])?"
+    )
     found = {}
     for path in (ROOT / "service" / "metrics.py", ROOT / "worker" / "metrics.py"):
         for kind, name, labels in pattern.findall(path.read_text()):
