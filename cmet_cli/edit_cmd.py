@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 from cmet_cli import remote
 from cmet_cli.choice_flags import ChoiceFlags, choice_flags, validated
 from cmet_cli.console import EXIT_BAD_INPUT, fail, out, run, say, stage_bars
+from cmet_cli.face_flags import faces_of
 from cmet_cli.output_names import default_output, refuse_overwrite
 from cmet_cli.quality_cmd import show
 from cmet_cli.timeline_cmd import over_time, short_voice_warning, timeline_json, voice_table
@@ -77,13 +78,16 @@ def _facts(result: EditResult) -> str:
     return f"identity source: frame {result.source_frame}; {face}; networks {share:.0f}% of the time"
 
 
-SET_BY = {"lips": "lips_from"}
-"""The `EditChoices` fields that another flag sets, not one of their own: `--lips-from` dubs."""
+SET_BY = {"lips": "lips_from", "faces": "face"}
+"""The `EditChoices` fields that other flags set, not one of their own: `--lips-from` dubs, `--face` (or
+`--faces-plan PLAN`) gives several faces their own targets."""
 
 
-def edit_choices(flags: ChoiceFlags, lips_from: Path | None) -> EditChoices:
-    """The edit's choices: its generated flags, and the lips that `--lips-from` chooses."""
-    return flags.build(EditChoices, lips="speech" if lips_from is not None else "video")
+def edit_choices(
+    flags: ChoiceFlags, lips_from: Path | None, faces: list[dict[str, object]] | None = None
+) -> EditChoices:
+    """The edit's choices: its generated flags, the lips that `--lips-from` chooses and the faces `--face` gives."""
+    return flags.build(EditChoices, lips="speech" if lips_from is not None else "video", faces=faces or ())
 
 
 @choice_flags(EditChoices, set_by=SET_BY)
@@ -110,6 +114,12 @@ def edit(
         None, "--speech", help="Speech clips whose emotion to take (several after one flag)."
     ),
     neutral_speech: list[Path] = typer.Option(None, "--neutral-speech", help="Neutral clips of the same speaker."),
+    expression_from: Path = typer.Option(
+        None,
+        "--expression-from",
+        help="A photo or short clip of a face making the wanted expression: each frame moves toward it "
+        "(the backbone's own expression code; no connector needed).",
+    ),
     intensity: float = typer.Option(1.0, "--intensity", help="0 keeps the input's emotion, 1 as recorded, up to 2."),
     timeline: Path = typer.Option(
         None, "--timeline", help="A plan JSON: segments {start_s, end_s, target, intensity}, as the API takes."
@@ -131,6 +141,17 @@ def edit(
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
     eyes_from: Path = typer.Option(
         None, "--eyes-from", help="With --gaze clip or --blink clip: a video whose eye motion the output takes (pdfgc)."
+    ),
+    face: list[str] = typer.Option(
+        None,
+        "--face",
+        help="Several faces, each its own target: INDEX:TARGET[@INTENSITY], repeated (INDEX from the left, "
+        "speaker, or x0,y0,x1,y1), e.g. --face 0:happy --face 1:sad@0.5; instead of --emotion.",
+    ),
+    faces_plan: Path = typer.Option(
+        None,
+        "--faces-plan",
+        help="Several faces from a plan JSON: the API's faces list, [{select, emotion, intensity}].",
     ),
     max_duration: float = typer.Option(
         600.0, "--max-duration", help="Refuse longer inputs and speech tracks (seconds)."
@@ -163,6 +184,13 @@ def edit(
         raise fail("give --emotion or --blend, not both", EXIT_BAD_INPUT)
     if voice_from is not None and lips_from is not None:
         raise fail("give --lips-from (a dub follows its own voice) or --voice-from, not both", EXIT_BAD_INPUT)
+    faces = faces_of(face, faces_plan)
+    if faces and (emotion is not None or blend is not None or speech or timeline is not None or expression_from):
+        raise fail(
+            "with --face or --faces-plan each face has its own target: no --emotion, --blend, --speech, --timeline "
+            "or --expression-from",
+            EXIT_BAD_INPUT,
+        )
     api = server or get_settings().server
     if api:
         local = {"--models": models, "--library": library, "--device": device, "--connector": connector}
@@ -171,34 +199,38 @@ def edit(
         body = {"emotion": emotion if emotion is not None else blend, "intensity": intensity}
         body |= {"timeline": remote.timeline_body(timeline)} if timeline is not None else {}
         body |= {"neutral": neutral} if neutral is not None else {}
-        body |= edit_choices(flags, lips_from).model_dump(exclude_defaults=True)
+        body |= edit_choices(flags, lips_from, faces).model_dump(mode="json", exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
+        files |= {"expression_reference": expression_from}
         files |= {"eye_video": eyes_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
-            label = "timeline" if timeline is not None else (body["emotion"] or "speech").split("=")[0].split(",")[0]
+            named = body["emotion"] or ("like" if expression_from is not None else "speech")
+            label = "timeline" if timeline is not None else "faces" if faces else named.split("=")[0].split(",")[0]
             kind = ".preview" if body.get("preview_s") is not None else ""  # as default_output names it here
             output = output or Path(f"{video.stem}.{label}{kind}.mp4")
             refuse_overwrite(output, force)
             with remote.connected(api) as client:
                 remote.edit(client, video, output, files, {k: v for k, v in body.items() if v is not None})
         return
-    others = bool(blend is not None or speech or neutral_speech)
-    target = over_time(timeline, emotion, neutral, intensity, others, validated)
-    if target is None:
+    others = bool(blend is not None or speech or neutral_speech or expression_from is not None)
+    target = None if faces else over_time(timeline, emotion, neutral, intensity, others, validated)
+    if target is None and not faces:
         target = validated(
             EmotionTarget,
             emotion=emotion if emotion is not None else blend,
             speech=tuple(speech or ()),
             neutral_speech=tuple(neutral_speech or ()),
+            expression_reference=expression_from,
             intensity=intensity,
         )
-    options = edit_choices(flags, lips_from)
+    options = edit_choices(flags, lips_from, faces)
     settings = get_settings()
     limits = validated(
         Limits,
         max_duration_s=max_duration,
         max_timeline_segments=settings.max_timeline_segments,
+        max_faces=settings.max_faces,
         encoder=settings.video_encoder,
         preset=settings.x264_preset,
     )
@@ -210,7 +242,7 @@ def edit(
         if output is None:
             output = default_output(
                 input_path,
-                target,
+                target if target is not None else options.faces,
                 timeline=timeline,
                 lips_from=lips_from,
                 voice_from=voice_from,
@@ -261,6 +293,9 @@ def edit(
         if plan_out is not None and (plan := timeline_json(result)) is not None:
             plan_out.write_text(plan + "\n")
             typer.echo(f"wrote the found timeline to {plan_out} (edit it, then pass it back with --timeline)")
+    if result.speakers:
+        turns = ", ".join(f"face {t.face} {t.start_s:.2f}-{t.end_s:.2f} s" for t in result.speakers)
+        typer.echo(f"speaker: {turns}")
     typer.echo(_facts(result))
     typer.echo(
         f"wrote {result.output}: {result.frames} frames, {result.fps:g} fps, {result.duration_s:.2f} s, "

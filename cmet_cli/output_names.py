@@ -15,6 +15,7 @@ from cmet_core.errors import ErrorCode
 
 if TYPE_CHECKING:
     from cmet_core.emotion.speech_plan import EditTarget
+    from cmet_core.options import FaceTarget
 
 _UNSAFE = re.compile(r"[^\w.+@-]+")
 
@@ -28,22 +29,34 @@ def _intensity(value: float) -> str:
     return "" if value == 1.0 else f"-x{value:g}"
 
 
-def target_label(target: EditTarget, timeline: Path | None = None) -> str:
-    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `timeline-plan`, `from_audio`."""
+def _emotion_label(emotion: str, intensity: float) -> str:
+    parts = [part.strip().replace("=", "") for part in emotion.split(",")]
+    return _safe("-".join(parts)) + _intensity(intensity)
+
+
+def target_label(target: EditTarget | tuple[FaceTarget, ...], timeline: Path | None = None) -> str:
+    """`happy`, `happy-x1.2`, `happy0.6-surprised0.4`, `speech-angry_01+2`, `like-smile` (an expression
+    reference), `timeline-plan`, `from_audio`; several faces: `faces-0happy-1sad-x0.5`, `faces-speakerhappy`."""
+    if isinstance(target, tuple):
+        return "faces-" + "-".join(
+            _safe(face.label().replace("face ", "").replace(" ", "")) + _emotion_label(face.emotion, face.intensity)
+            for face in target
+        )
     if isinstance(target, ClipTimeline):
         return "timeline" + (f"-{_safe(timeline.stem)}" if timeline is not None else "")
     if isinstance(target, FollowVoice):
         return FROM_AUDIO + ("-self" if target.neutral == "self" else "") + _intensity(target.intensity)
     if target.emotion is not None:
-        parts = [part.strip().replace("=", "") for part in target.emotion.split(",")]
-        return _safe("-".join(parts)) + _intensity(target.intensity)
+        return _emotion_label(target.emotion, target.intensity)
+    if target.expression_reference is not None:
+        return f"like-{_safe(target.expression_reference.stem)}" + _intensity(target.intensity)
     first, more = target.speech[0], len(target.speech) - 1
     return f"speech-{_safe(first.stem)}" + (f"+{more}" if more else "") + _intensity(target.intensity)
 
 
 def default_output(
     input_path: Path,
-    target: EditTarget,
+    target: EditTarget | tuple[FaceTarget, ...],
     *,
     timeline: Path | None = None,
     lips_from: Path | None = None,

@@ -40,7 +40,10 @@ def over_time(
         raise fail("--neutral goes with --emotion from_audio", EXIT_BAD_INPUT)
     if timeline is not None:
         if emotion is not None or others:
-            raise fail("give --timeline or an emotion (--emotion, --blend, --speech), not both", EXIT_BAD_INPUT)
+            raise fail(
+                "give --timeline or an emotion (--emotion, --blend, --speech, --expression-from), not both",
+                EXIT_BAD_INPUT,
+            )
         if intensity != 1.0:
             raise fail("a timeline's segments carry their own intensity: no --intensity", EXIT_BAD_INPUT)
         try:
@@ -50,7 +53,10 @@ def over_time(
         return plan
     if voice:
         if others:
-            raise fail("--emotion from_audio follows the video's voice: no --blend or --speech", EXIT_BAD_INPUT)
+            raise fail(
+                "--emotion from_audio follows the video's voice: no --blend, --speech or --expression-from",
+                EXIT_BAD_INPUT,
+            )
         follow: FollowVoice = validated(FollowVoice, intensity=intensity, neutral=neutral or "library")
         return follow
     return None

@@ -34,6 +34,9 @@ class ErrorCode(StrEnum):
     NO_FACE = "no_face"
     BAD_FACE_SELECTION = "bad_face_selection"
     BAD_SOURCE_FRAME = "bad_source_frame"
+    FACE_SELECTED_TWICE = "face_selected_twice"
+    TOO_MANY_FACES = "too_many_faces"
+    SPEAKER_NEEDS_AUDIO = "speaker_needs_audio"
     # the face restorer
     RESTORER_UNAVAILABLE = "restorer_unavailable"
     EYE_CONTROL_UNSUPPORTED = "eye_control_unsupported"
@@ -77,10 +80,12 @@ class ErrorCode(StrEnum):
     ASSET_LIMIT = "asset_limit"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    BATCH_TOO_LARGE = "batch_too_large"
     # records
     EDIT_NOT_FOUND = "edit_not_found"
     EDIT_ACTIVE = "edit_active"
     PREVIEW_NOT_FOUND = "preview_not_found"
+    BATCH_NOT_FOUND = "batch_not_found"
     ASSET_NOT_FOUND = "asset_not_found"
     ASSET_NOT_UPLOADED = "asset_not_uploaded"
     EMOTION_NOT_FOUND = "emotion_not_found"
@@ -140,8 +145,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SPEECH_TOO_SHORT: (422, "the speech track is shorter than one output frame (40 ms)"),
     ErrorCode.BAD_PHOTO: (422, "the photo cannot be read or is over the pixel limit"),
     ErrorCode.NO_FACE: (422, "no face was found in enough frames"),
-    ErrorCode.BAD_FACE_SELECTION: (422, "face_index or face_box matches no face"),
+    ErrorCode.BAD_FACE_SELECTION: (422, "face_index, face_box or a `faces` entry's select matches no face"),
     ErrorCode.BAD_SOURCE_FRAME: (422, "source_frame is outside the clip or shows no face"),
+    ErrorCode.FACE_SELECTED_TWICE: (422, "two `faces` entries select the same face (or two select the speaker)"),
+    ErrorCode.TOO_MANY_FACES: (422, "`faces` has more entries than this deployment's limit (CMET_MAX_FACES)"),
+    ErrorCode.SPEAKER_NEEDS_AUDIO: (422, "select: speaker needs a clip with an audio track"),
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
     ErrorCode.EYE_CONTROL_UNSUPPORTED: (
         422,
@@ -166,7 +174,10 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "the body is not of a content type this endpoint takes"),
     ErrorCode.BODY_TOO_LARGE: (413, "the request body is over the limit"),
     ErrorCode.VIDEO_MISSING: (422, "no video was given"),
-    ErrorCode.EMOTION_MISSING: (422, "neither an emotion nor speech clips were given"),
+    ErrorCode.EMOTION_MISSING: (
+        422,
+        "no target was given (an emotion, speech clips, an expression reference or a timeline)",
+    ),
     ErrorCode.SPEECH_MISSING: (422, "a custom emotion needs at least one speech clip"),
     ErrorCode.SPEECH_TRACK_MISSING: (422, "lips: speech needs a speech track"),
     ErrorCode.SPEECH_TRACK_UNUSED: (422, "a speech track (or pose video) was given without lips: speech"),
@@ -187,9 +198,11 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.ASSET_LIMIT: (429, "the key holds its maximum of assets; delete one first"),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "the Idempotency-Key was used with another request body"),
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: (409, "the first request with this Idempotency-Key is still being created"),
+    ErrorCode.BATCH_TOO_LARGE: (422, "the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits"),
     ErrorCode.EDIT_NOT_FOUND: (404, "no such edit for this key"),
     ErrorCode.EDIT_ACTIVE: (409, "the edit is still queued or running"),
     ErrorCode.PREVIEW_NOT_FOUND: (404, "no such preview for this key"),
+    ErrorCode.BATCH_NOT_FOUND: (404, "no such batch for this key"),
     ErrorCode.ASSET_NOT_FOUND: (404, "no such asset for this key"),
     ErrorCode.ASSET_NOT_UPLOADED: (422, "the asset's file was not uploaded yet"),
     ErrorCode.EMOTION_NOT_FOUND: (404, "no such custom emotion for this key"),
@@ -209,9 +222,9 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.MODELS_UNAVAILABLE: (503, "the model set cannot be read"),
     ErrorCode.LIPS_UNAVAILABLE: (503, "the model set has no Audio2Lip, so this deployment cannot dub"),
     ErrorCode.CONNECTOR_MISSING: (
-        503,
-        "the model set has no C-MET connector for its backbone, so this deployment cannot edit: "
-        "`cmet-train` trains one (prep-visual, train, export) and `--connector` serves it",
+        422,
+        "the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one "
+        "(prep-visual, train, export) and `--connector` serves it; an expression reference needs none",
     ),
     ErrorCode.QUALITY_UNAVAILABLE: (
         503,

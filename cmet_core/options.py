@@ -1,6 +1,6 @@
 """How an edit runs, beyond what emotion it aims at: the user's choices and the operator's limits.
 
-A user's choices for one edit are one model, `EditChoices` (face, restorer, lips, clip window);
+A user's choices for one edit are one model, `EditChoices` (face or faces, restorer, lips, clip window);
 the CLI's flags, the API's request schema and the job's `EditSpec` are made from its fields, so a
 new option is one field here and reaches every door. The operator's `Limits` (input sizes,
 encoding) travel beside the choices, never inside them: a user cannot set them, and a deployment
@@ -16,12 +16,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from cmet_core import faces
-from cmet_core.emotion.targets import EmotionSpec, Intensity
+from cmet_core.emotion.targets import EmotionChoice, EmotionSpec, Intensity
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.enhance.options import EnhanceChoice
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.media.mel import FPS as LIP_FPS
+from cmet_core.media.photo import is_photo, photo_size
 from cmet_core.media.video import DEFAULT_PRESET, Encoding, VideoEncoder, VideoInfo, X264Preset, choose_encoding, probe
+from cmet_core.settings import DEFAULT_MAX_FACES, MAX_FACES
 
+MAX_REFERENCE_S = 30.0
+"""Longest expression reference clip: a reference shows one expression, so a few seconds say all it has to say."""
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 minutes at 60 fps
 DEFAULT_MAX_PIXELS_PER_SECOND = 1920 * 1080 * 60  # 1080p at 60 fps
@@ -133,6 +138,94 @@ class FaceChoice(EnhanceChoice, EyeChoice):
         return faces.FaceSelection(index=self.face_index, box=box)
 
 
+SPEAKER = "speaker"
+"""A `faces` entry's select that means whoever is speaking (found from the soundtrack and the mouths)."""
+
+FaceSelect = Annotated[
+    FaceIndex | FaceBox | Literal["speaker"],
+    Field(
+        description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) "
+        "overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's "
+        "speech (the other faces that no entry selects are the candidates).",
+        examples=[0, [10, 20, 200, 240], "speaker"],
+    ),
+]
+
+
+class FaceTarget(EmotionChoice):
+    """One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
+    `from_audio`) at its own intensity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    select: FaceSelect
+    emotion: EmotionSpec = Field(description="A library emotion, a blend, a custom emotion id or from_audio.")
+
+    @model_validator(mode="after")
+    def _box_ordered(self) -> FaceTarget:
+        if isinstance(self.select, tuple):
+            x0, y0, x1, y1 = self.select
+            if not (x1 > x0 and y1 > y0):
+                raise ValueError("a select box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
+        return self
+
+    @property
+    def speaker(self) -> bool:
+        return self.select == SPEAKER
+
+    def face_selection(self) -> faces.FaceSelection | None:
+        """The face this entry selects; None for the speaker (chosen over time, not by place)."""
+        if isinstance(self.select, str):
+            return None
+        if isinstance(self.select, tuple):
+            return faces.FaceSelection(box=faces.Box(*self.select))
+        return faces.FaceSelection(index=self.select)
+
+    def label(self) -> str:
+        """How messages and output names refer to this entry's face."""
+        if isinstance(self.select, tuple):
+            return "face box " + ",".join(f"{v:g}" for v in self.select)
+        return SPEAKER if isinstance(self.select, str) else f"face {self.select}"
+
+
+FaceTargets = Annotated[
+    tuple[FaceTarget, ...],
+    Field(
+        max_length=MAX_FACES,
+        description="Several faces in one edit, each with its own emotion and intensity (instead of the top-level "
+        "emotion and face_index or face_box); at most the deployment's CMET_MAX_FACES.",
+    ),
+]
+
+
+class FacesChoice(BaseModel):
+    """Several faces in one edit (`faces`); empty: the one face of `FaceChoice` with the edit's own target."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    faces: FaceTargets = ()
+
+    def check_faces(self, max_faces: int, has_audio: bool) -> None:
+        """What can be refused before any frame is decoded: too many entries, one face selected twice by the
+        same index or two speakers, a speaker without audio. A box selecting an already selected face is found
+        by the face pass."""
+        if len(self.faces) > max_faces:
+            raise InputError(
+                ErrorCode.TOO_MANY_FACES,
+                f"{len(self.faces)} faces asked for; this deployment edits at most {max_faces}",
+            )
+        seen: set[object] = set()
+        for entry in self.faces:
+            key = entry.select if not isinstance(entry.select, tuple) else None
+            if key is not None and key in seen:
+                raise InputError(ErrorCode.FACE_SELECTED_TWICE, f"two entries of faces select {entry.label()}")
+            seen.add(key)
+        if not has_audio and any(entry.speaker for entry in self.faces):
+            raise InputError(
+                ErrorCode.SPEAKER_NEEDS_AUDIO, "select: speaker needs a clip with audio; this one has none"
+            )
+
+
 MAX_PREVIEW_S = 30.0
 """Longest clip preview: a preview answers in seconds; longer windows are what a full edit is for."""
 
@@ -210,7 +303,7 @@ Quality = Annotated[
 ]
 
 
-class EditChoices(FaceChoice, LipChoice, ClipWindow):
+class EditChoices(FaceChoice, FacesChoice, LipChoice, ClipWindow):
     """Everything a user chooses about one edit besides its target (emotion, speech clips, timeline):
     which face and identity frame, the restorer, the lips, the clip window. A new edit option is a
     field here (or on the feature's own base, such as `EnhanceChoice`); everything else follows."""
@@ -218,6 +311,16 @@ class EditChoices(FaceChoice, LipChoice, ClipWindow):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     quality: Quality = True
+
+    @model_validator(mode="after")
+    def _faces_or_one_face(self) -> EditChoices:
+        if self.faces and (self.face_index is not None or self.face_box is not None):
+            raise ValueError("give faces (each with its select) or face_index / face_box, not both")
+        if self.faces and (self.enhance == "on" or self.upscale != 1):
+            raise ValueError("the face restorer (enhance on, upscale 2) is not offered with several faces yet")
+        if self.faces and self.lips == "speech":
+            raise ValueError("faces edits a video with its own lips: no dub (lips: speech)")
+        return self
 
     @classmethod
     def of(cls, source: BaseModel) -> EditChoices:
@@ -249,6 +352,9 @@ class Limits(BaseModel):
     chunk_frames: int = Field(default=16, ge=1, le=256, description="Frames decoded, encoded and rendered per step.")
     max_timeline_segments: int = Field(
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Timelines with more segments are refused."
+    )
+    max_faces: int = Field(
+        default=DEFAULT_MAX_FACES, ge=1, le=MAX_FACES, description="Edits with more `faces` entries are refused."
     )
 
     def encoding(self, cuda: bool) -> Encoding:
@@ -291,4 +397,14 @@ def probe_input(path: Path, choices: EditChoices, limits: Limits) -> VideoInfo:
             f"source frame {choices.source_frame} is outside the clip (frames 0-{info.frame_count - 1})",
         )
     choices.check_window(info)
+    choices.check_faces(limits.max_faces, info.has_audio)
     return info
+
+
+def probe_reference(path: Path, limits: Limits) -> VideoInfo | None:
+    """An expression reference under `limits`: a photo within the pixels of a 25 fps frame (None), or a clip's
+    probe of at most `MAX_REFERENCE_S`; the API checks an uploaded reference with it, the edit any reference."""
+    if is_photo(path):
+        photo_size(path, limits.max_pixels_per_second / LIP_FPS)
+        return None
+    return probe(path, min(limits.max_duration_s, MAX_REFERENCE_S), limits.max_frames, limits.max_pixels_per_second)

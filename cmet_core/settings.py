@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cmet_core.emotion.timeline import DEFAULT_MAX_SEGMENTS
 from cmet_core.media.video import DEFAULT_PRESET, VideoEncoder, X264Preset
 
+DEFAULT_MAX_FACES = 4
+MAX_FACES = 16
+"""Faces one edit changes: the deployment's default limit, and the most any deployment may allow (each face is
+about one more edit's network work)."""
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".cache" / "cmet"
@@ -82,6 +87,12 @@ class CoreSettings(BaseSettings):
     )
     max_timeline_segments: int = Field(
         default=DEFAULT_MAX_SEGMENTS, ge=1, description="Most segments an edit's timeline may have (CLI, API, worker)."
+    )
+    max_faces: int = Field(
+        default=DEFAULT_MAX_FACES,
+        ge=1,
+        le=MAX_FACES,
+        description="Most faces one edit may change (`faces`; CLI, API, worker).",
     )
     quality_fps: float = Field(
         default=5.0, gt=0, le=60, description="Frames a second of output the quality report reads (expression, mouth)."

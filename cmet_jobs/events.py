@@ -32,18 +32,20 @@ import json
 import time
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import anyio
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cmet_core.errors import ErrorCode
-from cmet_jobs import jobs, schemas
-from cmet_jobs.db.models import ApiKey, JobRow
+from cmet_jobs import batches, jobs, schemas
+from cmet_jobs.db.models import ApiKey, BatchRow, JobRow
 from cmet_jobs.db.session import new_session
 from cmet_jobs.errors import RequestError
+from cmet_jobs.states import JobState
 from cmet_jobs.storage import Storage
 
 POLL_S = 0.5
@@ -84,6 +86,8 @@ class Watch:
     seen: Seen | None = None
     news: Seen | Ending | None = None
     closed: bool = False
+    counted: bool = True
+    """Whether it counts against the key's open streams (a batch's stream counts once for all its jobs)."""
 
     def close(self) -> None:
         if not self.closed:
@@ -105,34 +109,48 @@ class Notifier:
 
     def watch(self, key_id: str, job_id: str) -> Watch:
         """A new stream's watch, or 429 `stream_limit` when the key has its maximum open here."""
+        return self.watch_all(key_id, [job_id])[0]
+
+    def watch_all(self, key_id: str, job_ids: list[str]) -> list[Watch]:
+        """One stream's watches of several jobs (a batch's), counted as one stream."""
         if self.open_per_key[key_id] >= self.per_key:
             raise RequestError(
                 ErrorCode.STREAM_LIMIT,
                 f"this key has {self.per_key} event streams open; close one or poll the job",
                 {"Retry-After": str(STREAM_RETRY_AFTER_S)},
             )
-        watch = Watch(key_id, job_id, self)
+        made = [Watch(key_id, job_id, self, counted=i == 0) for i, job_id in enumerate(job_ids)]
         self.open_per_key[key_id] += 1
-        self.watches.setdefault(job_id, set()).add(watch)
-        return watch
+        for watch in made:
+            self.watches.setdefault(watch.job_id, set()).add(watch)
+        return made
 
     def forget(self, watch: Watch) -> None:
-        self.open_per_key[watch.key_id] -= 1
-        if self.open_per_key[watch.key_id] <= 0:
-            del self.open_per_key[watch.key_id]
+        if watch.counted:
+            self.open_per_key[watch.key_id] -= 1
+            if self.open_per_key[watch.key_id] <= 0:
+                del self.open_per_key[watch.key_id]
         followers = self.watches.get(watch.job_id, set())
         followers.discard(watch)
         if not followers:
             self.watches.pop(watch.job_id, None)
 
     async def changed(self, watch: Watch, timeout: float) -> Seen | Ending | None:
-        """What changed for `watch` (None: nothing within `timeout`). The stream that finds no poll
-        under way runs the next one for every watch; the others wait for it."""
+        """What changed for `watch` (None: nothing within `timeout`)."""
+        found = await self.changed_any([watch], timeout)
+        return found[0][1] if found else None
+
+    async def changed_any(self, watches: Iterable[Watch], timeout: float) -> list[tuple[Watch, Seen | Ending]]:
+        """What changed for any of `watches` (empty: nothing within `timeout`). The stream that finds no
+        poll under way runs the next one for every watch; the others wait for it."""
+        followed = list(watches)
         with anyio.move_on_after(timeout):
-            while watch.news is None:
+            while all(watch.news is None for watch in followed):
                 await self._next_round()
-        news, watch.news = watch.news, None
-        return news
+        found = [(watch, watch.news) for watch in followed if watch.news is not None]
+        for watch, _ in found:
+            watch.news = None
+        return found
 
     async def _next_round(self) -> None:
         round_seen = self.rounds
@@ -175,17 +193,26 @@ def _news(row: tuple[str, Seen, bool] | None, watch: Watch) -> Seen | Ending | N
 
 def _read_job(db_url: str, storage: Storage, watch: Watch, show: Show) -> tuple[Shown, Seen] | Ending:
     """The job as the client sees it, and what that shows, read whole (an output URL is signed anew)."""
+    return _read_jobs(db_url, storage, [watch], show)[0]
+
+
+def _read_jobs(db_url: str, storage: Storage, watches: list[Watch], show: Show) -> list[tuple[Shown, Seen] | Ending]:
+    """`_read_job` of each watch, in one session."""
     session = new_session(db_url)
     try:
-        job = session.get(JobRow, watch.job_id)
-        if job is None or job.key_id != watch.key_id:
-            return Ending.GONE
-        key = session.get(ApiKey, job.key_id)
-        if key is None or key.revoked_at is not None:
-            return Ending.REVOKED
-        return show(job, storage), (job.state.value, job.stage, job.progress)
+        return [_shown(session, storage, watch, show) for watch in watches]
     finally:
         session.close()
+
+
+def _shown(session: Session, storage: Storage, watch: Watch, show: Show) -> tuple[Shown, Seen] | Ending:
+    job = session.get(JobRow, watch.job_id)
+    if job is None or job.key_id != watch.key_id:
+        return Ending.GONE
+    key = session.get(ApiKey, job.key_id)
+    if key is None or key.revoked_at is not None:
+        return Ending.REVOKED
+    return show(job, storage), (job.state.value, job.stage, job.progress)
 
 
 def _problem(ending: Ending, job_id: str, missing: ErrorCode) -> str:
@@ -222,10 +249,8 @@ async def _events(
             job, now = read
             if now != watch.seen:
                 count += 1
-                moved = watch.seen is None or watch.seen[0] != now[0]
-                kind = "result" if job.state.final else "state" if moved else "progress"
-                yield frame(kind, job.model_dump_json(), count)
-                watch.seen, quiet_since = now, time.monotonic()
+                yield _told(watch, job, now, count)
+                quiet_since = time.monotonic()
                 if job.state.final:
                     return
             news = await notifier.changed(watch, max(0.0, quiet_since + KEEPALIVE_S - time.monotonic()))
@@ -240,6 +265,77 @@ async def _events(
             )
     finally:
         watch.close()
+
+
+def _told(watch: Watch, job: Shown, now: Seen, event_id: int) -> bytes:
+    """The event that tells `now` to a client that was told `watch.seen` (`state`, `progress` or `result`),
+    which the watch then remembers as told."""
+    moved = watch.seen is None or watch.seen[0] != now[0]
+    kind = "result" if job.state.final else "state" if moved else "progress"
+    watch.seen = now
+    return frame(kind, job.model_dump_json(), event_id)
+
+
+def batch_stream(notifier: Notifier, storage: Storage, watches: list[Watch], batch_id: str) -> AsyncIterator[bytes]:
+    """The events of a batch's edits (`state`, `progress`, `result` as an edit's stream sends them, each
+    with its edit), then `batch` with the batch once every edit ended; `error` when the key is revoked.
+    One stream of the key's `event_streams_per_key`, however many edits it follows."""
+    body = _batch_events(notifier, storage, watches, batch_id)
+    weakref.finalize(body, _close_all, watches)
+    return body
+
+
+async def _batch_events(
+    notifier: Notifier, storage: Storage, watches: list[Watch], batch_id: str
+) -> AsyncIterator[bytes]:
+    count, quiet_since, following = 0, time.monotonic(), list(watches)
+    try:
+        reads = await anyio.to_thread.run_sync(_read_jobs, notifier.db_url, storage, following, jobs.to_schema)
+        while True:
+            for watch, read in zip(following, reads, strict=True):
+                if read is Ending.REVOKED:
+                    yield frame("error", _problem(read, batch_id, ErrorCode.BATCH_NOT_FOUND), count + 1)
+                    return
+                if isinstance(read, Ending):  # deleted: only an edit that ended can be
+                    watch.seen = ("deleted", None, 1.0)
+                    continue
+                job, now = read
+                if now != watch.seen:
+                    count += 1
+                    yield _told(watch, job, now, count)
+                    quiet_since = time.monotonic()
+            following = [w for w in watches if w.seen is None or w.seen[0] not in FINAL_STATES]
+            if not following:
+                batch = await anyio.to_thread.run_sync(_read_batch, notifier.db_url, watches[0].key_id, batch_id)
+                yield frame("batch", batch, count + 1)
+                return
+            changed = await notifier.changed_any(following, max(0.0, quiet_since + KEEPALIVE_S - time.monotonic()))
+            if not changed:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            following = [watch for watch, _ in changed]
+            reads = await anyio.to_thread.run_sync(_read_jobs, notifier.db_url, storage, following, jobs.to_schema)
+    finally:
+        _close_all(watches)
+
+
+def _close_all(watches: list[Watch]) -> None:
+    for watch in watches:
+        watch.close()
+
+
+FINAL_STATES = frozenset(state.value for state in JobState if state.final) | {"deleted"}
+
+
+def _read_batch(db_url: str, key_id: str, batch_id: str) -> str:
+    """The batch as JSON, as `GET /v1/batches/{id}` shows it."""
+    session = new_session(db_url)
+    try:
+        batch = session.get(BatchRow, batch_id)
+        assert batch is not None and batch.key_id == key_id, batch_id  # a batch outlives its edits' streams
+        return batches.to_schema(session, batch).model_dump_json()
+    finally:
+        session.close()
 
 
 def _final(db_url: str, storage: Storage, key_id: str, job_id: str, show: Show) -> Shown | None:

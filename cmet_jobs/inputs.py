@@ -16,7 +16,7 @@ from cmet_core.media.mel import FPS as LIP_FPS
 from cmet_core.media.photo import looks_like_photo, photo_size
 from cmet_core.media.speech_track import check_track
 from cmet_core.media.video import VideoInfo
-from cmet_core.options import EditChoices, Limits, probe_input
+from cmet_core.options import EditChoices, Limits, probe_input, probe_reference
 from cmet_jobs.errors import RequestError
 
 
@@ -39,6 +39,15 @@ def check_photo(path: Path, limits: Limits) -> None:
         photo_size(path, limits.max_pixels_per_second / LIP_FPS)
     except InputError as exc:
         raise _refused(exc, "video", path) from None
+
+
+def check_reference(path: Path, limits: Limits) -> None:
+    """An expression reference: a photo PIL reads, or a clip PyAV reads, within the limits (its face is looked
+    for by the worker, which fails the job with `no_face` when no frame shows one)."""
+    try:
+        probe_reference(path, limits)
+    except InputError as exc:
+        raise _refused(exc, "expression_reference", path) from None
 
 
 def check_speech_track(path: Path, max_seconds: float) -> None:

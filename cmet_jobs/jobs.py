@@ -106,6 +106,7 @@ def to_schema(job: JobRow, storage: Storage) -> schemas.Job:
         emotion=spec.emotion,
         intensity=spec.intensity,
         timeline=timelines.shown(spec.timeline),
+        faces=list(spec.faces) or None,
         result=_shown_result(result),
         output_url=storage.download_url(job.output_key, f"{job.id}.mp4") if succeeded and job.output_key else None,
         preview_s=spec.preview_s,
@@ -195,9 +196,6 @@ def lock(session: Session, job_id: str) -> JobRow | None:
     return session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
 
 
-LEASE_S = 10.0
-
-
 class JobBusy(Exception):
     """Another worker holds the job's lease (a duplicate message); try again after `retry_in` seconds."""
 
@@ -206,19 +204,40 @@ class JobBusy(Exception):
         self.retry_in = retry_in
 
 
-def renew_lease(session: Session, job_id: str) -> None:
-    job = lock(session, job_id)
-    if job is not None and job.state == JobState.RUNNING:
-        job.lease_until = now() + timedelta(seconds=LEASE_S)
+def holds(job: JobRow | None, attempt: int) -> bool:
+    """Whether the worker that started `attempt` still runs the job. Once its lease lapsed and another
+    worker took the job over (a new attempt), or the job was put back or ended, the old worker may
+    write nothing more to the record: a worker cut off from the database, not dead, comes back later."""
+    return job is not None and job.state == JobState.RUNNING and job.attempts == attempt
 
 
-def start(session: Session, job_id: str, max_attempts: int) -> JobRow | None:
-    """Claim a job for running; None when there is nothing to run (gone or already final).
+def keep(job: JobRow | None, attempt: int, lease_s: float) -> bool:
+    """On a locked row: extend the lease of the job's `attempt` by `lease_s`; False when that attempt lost the
+    job. A sweeper that found the lease lapsed (the database was away for longer, or the worker stalled) put
+    the job back to `queued` with its count kept; until another worker starts it, the run takes it back, and
+    the new message finds the lease fresh (`JobBusy`)."""
+    if job is None:
+        return False
+    put_back = job.state == JobState.QUEUED and job.attempts == attempt and job.lease_until is None
+    if not (holds(job, attempt) or put_back):
+        return False
+    job.state, job.lease_until = JobState.RUNNING, now() + timedelta(seconds=lease_s)
+    return True
+
+
+def renew_lease(session: Session, job_id: str, attempt: int, lease_s: float) -> bool:
+    """`keep` on the job's row."""
+    return keep(lock(session, job_id), attempt, lease_s)
+
+
+def start(session: Session, job_id: str, max_attempts: int, lease_s: float) -> JobRow | None:
+    """Claim a job for running, leased for `lease_s`; None when there is nothing to run (gone or already final).
 
     A running job whose lease is still fresh belongs to a live worker: JobBusy. One whose lease
-    lapsed lost its worker (killed, machine gone) and is taken over: the attempt is counted. A
-    job this call ends instead (cancel requested, attempts used up) is returned in its final
-    state, so the caller tells its subscriber like of any other end.
+    lapsed lost its worker (killed, machine gone) and is taken over: the attempt is counted, and its
+    number (`attempts`) is this run's claim that `holds` checks. A job this call ends instead
+    (cancel requested, attempts used up) is returned in its final state, so the caller tells its
+    subscriber like of any other end.
     """
     job = lock(session, job_id)
     if job is None or job.state == JobState.CREATING or job.state.final:
@@ -238,7 +257,7 @@ def start(session: Session, job_id: str, max_attempts: int) -> JobRow | None:
         )
         return job
     job.state, job.started_at, job.stage, job.progress = JobState.RUNNING, job.started_at or now(), Stage.STARTING, 0.0
-    job.lease_until = now() + timedelta(seconds=LEASE_S)
+    job.lease_until = now() + timedelta(seconds=lease_s)
     return job
 
 
@@ -262,12 +281,14 @@ def abandoned_creations(session: Session, older_than_s: float) -> list[str]:
     return list(session.scalars(select(JobRow.id).where(JobRow.state == JobState.CREATING, JobRow.created_at < cutoff)))
 
 
-def retry_later(session: Session, job_id: str) -> None:
+def retry_later(session: Session, job_id: str, attempt: int) -> bool:
     """Hand a running job back to the queue without counting the attempt (a transient storage fault, or
-    a worker that is stopping)."""
+    a worker that is stopping); False, and nothing changed, when `attempt` no longer holds the job."""
     job = lock(session, job_id)
-    if job is not None and job.state == JobState.RUNNING:
-        job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
+    if job is None or not holds(job, attempt):
+        return False
+    job.state, job.attempts, job.stage, job.lease_until = JobState.QUEUED, max(0, job.attempts - 1), None, None
+    return True
 
 
 def request_cancel(job: JobRow) -> None:

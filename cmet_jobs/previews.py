@@ -53,7 +53,7 @@ def submit(
 ) -> JobRow:
     """Queue a contact sheet, or return the job an identical earlier request with the same Idempotency-Key made."""
     digest = submissions.request_hash(submission)
-    earlier = submissions.replayed(session, key, submission.idempotency_key, digest)
+    earlier = submissions.replayed(session, key, submission.idempotency_key, digest, JobRow)
     if earlier is not None:
         return earlier
     body = submission.body
@@ -74,10 +74,14 @@ def submit(
         session,
         key,
         submissions.NewJob(
-            JobKind.SHEET, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)
+            JobKind.SHEET,
+            digest,
+            submission.idempotency_key,
+            body.webhook_url,
+            list(body.webhook_events),
+            lambda job_id: _spec(job_id, body, rows, submission, asset, storage),
+            lambda job_id: queue.submit(settings, job_id, video, JobKind.SHEET),
         ),
-        lambda job_id: _spec(job_id, body, rows, submission, asset, storage),
-        lambda job_id: queue.submit(settings, job_id, video, JobKind.SHEET),
         storage,
     )
 

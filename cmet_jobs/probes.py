@@ -100,6 +100,8 @@ def measure(path: Path, limits: Limits) -> schemas.Probe:
         message = str(exc).replace(str(path), "the uploaded file")
         return schemas.Probe(state="failed", error=schemas.JobError(code=exc.code, message=message))
     index, box = found
+    start = faces.faces_at_start(detections)
+    shown = [d.box for d in start[1]] if start is not None and start[0] == index else [box]
     return schemas.Probe(
         state="ready",
         duration_s=info.duration_s,
@@ -108,8 +110,13 @@ def measure(path: Path, limits: Limits) -> schemas.Probe:
         width=info.width,
         height=info.height,
         has_audio=info.has_audio,
-        face=schemas.ProbeFace(frame=index, box=[round(v, 1) for v in (box.x0, box.y0, box.x1, box.y1)]),
+        face=schemas.ProbeFace(frame=index, box=_rounded(box)),
+        faces=[_rounded(b) for b in shown],
     )
+
+
+def _rounded(box: faces.Box) -> list[float]:
+    return [round(v, 1) for v in (box.x0, box.y0, box.x1, box.y1)]
 
 
 def run(settings: JobsSettings, storage: Storage, asset_id: str, work: Path) -> str:

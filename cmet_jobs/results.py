@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from cmet_core.emotion.voice import VoiceSegment
+from cmet_core.faces.turns import SpeakerTurn
 from cmet_core.quality.report import QualityProblem, QualityReport
 
 
@@ -24,7 +25,9 @@ class EditResult(BaseModel):
     duration_s: float
     width: int
     height: int
-    connector: str | None = Field(default=None, description="name@version of the connector that made this edit.")
+    connector: str | None = Field(
+        default=None, description="name@version of the connector that made this edit; null for an expression reference."
+    )
     segments: list[VoiceSegment] | None = Field(
         default=None,
         description="For `from_audio`: the segments found in the voice and applied; without `cosine` they "
@@ -36,6 +39,11 @@ class EditResult(BaseModel):
     )
     quality_error: QualityProblem | None = Field(
         default=None, description="With `quality` on, why there is no report (`quality_unavailable`)."
+    )
+    speakers: list[SpeakerTurn] | None = Field(
+        default=None,
+        description="With a `faces` entry `select: speaker`: which face (its place from the left) spoke, and got "
+        "that entry's emotion, when.",
     )
 
 

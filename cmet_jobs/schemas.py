@@ -9,18 +9,20 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice
-from cmet_core.emotion.timeline import Timeline
+from cmet_core.emotion.timeline import ReferenceTarget, Timeline
 from cmet_core.emotion.voice import VoiceChoice
 from cmet_core.errors import ErrorCode
-from cmet_core.options import EditChoices, FaceChoice, SheetChoice
+from cmet_core.options import EditChoices, FaceChoice, FaceTarget, SheetChoice
 from cmet_jobs.results import EditResult
-from cmet_jobs.states import DeliveryState, EmotionState, JobState
+from cmet_jobs.states import BatchState, DeliveryState, EmotionState, JobState
 
 EditEventType = Literal["edit.running", "edit.progress", "edit.succeeded", "edit.failed", "edit.canceled"]
 PreviewEventType = Literal["preview.running", "preview.succeeded", "preview.failed", "preview.canceled"]
 WebhookEvent = Literal[EditEventType, PreviewEventType]
 ALL_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 """Previews (clip previews and contact sheets) send `preview.*`, every other job `edit.*`."""
+BatchEventType = Literal["batch.completed"]
+"""A batch sends one event of its own when its last edit ends; its edits send theirs as any edit does."""
 
 AssetId = Annotated[str, Field(pattern=r"^ast_[0-9a-f]{32}$", examples=["ast_0123456789abcdef0123456789abcdef"])]
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://example.com/talk.mp4"])]
@@ -54,10 +56,25 @@ class SegmentSpeech(BaseModel):
         return self
 
 
-class EditTimeline(Timeline[SegmentSpeech]):
+class SegmentReference(ReferenceTarget):
+    """A timeline segment's target taken from an expression reference (a photo or short clip of a face making
+    the wanted expression): an uploaded asset (kind `video`) or a URL."""
+
+    expression_reference_asset: AssetId | None = None
+    expression_reference_url: HttpsUrl | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> SegmentReference:
+        if (self.expression_reference_asset is None) == (self.expression_reference_url is None):
+            raise ValueError("give expression_reference_asset or expression_reference_url, once")
+        return self
+
+
+class EditTimeline(Timeline[SegmentSpeech | SegmentReference]):
     """Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
-    (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
-    face keeps its own expression; edges fade over `transition_s`."""
+    (name, blend or custom emotion id), `{speech_assets, speech_urls}` or an expression reference
+    (`{expression_reference_asset}` or `{expression_reference_url}`). Outside every segment the face keeps
+    its own expression; edges fade over `transition_s`."""
 
 
 class ShownSpeech(BaseModel):
@@ -66,7 +83,13 @@ class ShownSpeech(BaseModel):
     speech_clips: int
 
 
-class AppliedTimeline(Timeline[ShownSpeech]):
+class ShownReference(ReferenceTarget):
+    """A segment's expression reference as a job shows it."""
+
+    expression_reference: Literal[True] = True
+
+
+class AppliedTimeline(Timeline[ShownSpeech | ShownReference]):
     """The timeline a job applies, as submitted (custom emotion ids resolved to names)."""
 
 
@@ -84,7 +107,9 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     """A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
     `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
     blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
-    speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+    speech track), speech clips, an expression reference (part `expression_reference`,
+    `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
+    the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). With `gaze` or `blink` `clip`
     (PD-FGC sets), the eyes follow a driving clip (part `eye_video`, `eye_video_url` or `eye_video_asset`).
@@ -103,6 +128,8 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     speech_track_asset: AssetId | None = None
     pose_video_url: HttpsUrl | None = None
     pose_video_asset: AssetId | None = None
+    expression_reference_url: HttpsUrl | None = None
+    expression_reference_asset: AssetId | None = None
     eye_video_url: HttpsUrl | None = None
     eye_video_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
@@ -116,7 +143,7 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
-        for name in ("video", "speech_track", "pose_video", "eye_video"):
+        for name in ("video", "speech_track", "pose_video", "expression_reference", "eye_video"):
             if getattr(self, f"{name}_url") is not None and getattr(self, f"{name}_asset") is not None:
                 raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
         return self
@@ -188,6 +215,7 @@ class Job(JobRecord):
     emotion: str | None
     intensity: float
     timeline: AppliedTimeline | None = Field(default=None, description="The timeline this edit applies, if any.")
+    faces: list[FaceTarget] | None = Field(default=None, description="Several faces, each with its target, if any.")
     result: EditResultInfo | None
     output_url: str | None = Field(description="Presigned download of the result, signed anew on every read.")
     preview_s: float | None = Field(default=None, description="Set on a clip preview: the seconds it renders.")
@@ -358,6 +386,11 @@ class Probe(BaseModel):
     height: int | None = None
     has_audio: bool | None = None
     face: ProbeFace | None = None
+    faces: list[list[float]] | None = Field(
+        default=None,
+        description="Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` "
+        "index counts them.",
+    )
     error: JobError | None = None
 
 
@@ -398,3 +431,48 @@ class EditEstimate(BaseModel):
     height: int | None = None
     estimated_seconds: float | None = None
     measured_jobs: int = Field(description="How many recent edits the pixel rate was measured over.")
+
+
+class BatchCreate(BaseModel):
+    """Edits submitted together: each is an `EditCreate` with its own options, its inputs named by URL or
+    uploaded asset (a batch is JSON: no file parts). Accepted or refused as a whole: every edit passes
+    every check and the key's quotas have room for all of them (each counts as one submission and one
+    job), or nothing is stored. At most `CMET_MAX_BATCH_EDITS` edits (50)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    edits: list[EditCreate] = Field(min_length=1, description="Full edits; neither `dry_run` nor `preview_s`.")
+    webhook_url: HttpsUrl | None = Field(
+        default=None, description="Where `batch.completed` goes (each edit names its own `webhook_url`)."
+    )
+    webhook_events: list[BatchEventType] = Field(default_factory=lambda: list(get_args(BatchEventType)))
+
+
+class BatchCounts(BaseModel):
+    """How many of the batch's edits are in each state; `deleted` were deleted after they ended."""
+
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+    deleted: int
+
+
+class Batch(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    state: BatchState
+    total: int = Field(description="Edits in the batch.")
+    counts: BatchCounts
+    edit_ids: list[str] = Field(description="The edits' ids in the order they were submitted (`GET /v1/edits/{id}`).")
+    created_at: datetime
+    completed_at: datetime | None = Field(description="When its last edit ended.")
+
+
+class BatchEvent(BaseModel):
+    """The body of a batch's webhook."""
+
+    type: BatchEventType
+    timestamp: datetime = Field(description="When the batch's last edit ended.")
+    data: Batch = Field(description="The batch as `GET /v1/batches/{id}` shows it then.")

@@ -59,6 +59,13 @@ class JobsSettings(CoreSettings):
         description="`Prefer: wait=N` on a submission holds the answer until the job ends, at most this long "
         "(0: never wait); a job that ends in time is answered 200 with its result, else the usual 202.",
     )
+    max_batch_edits: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Edits one `POST /v1/batches` may hold; each counts against the key's quotas like a "
+        "submission of its own.",
+    )
     webhook_secret_grace_s: int = Field(
         default=86400,
         ge=0,
@@ -204,6 +211,14 @@ class JobsSettings(CoreSettings):
         default=600.0, gt=0, description="A job still being created after this long lost its API process: removed."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of one job before it fails for good.")
+    job_lease_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="A running job's lease on its record, renewed every quarter of it: a worker killed or cut off "
+        "from the database loses its job this long after its last renewal, and another worker takes it over. "
+        "Shorter: a quicker take-over, more renewals written, and a worker stalled this long loses its job.",
+    )
     job_handback_s: float = Field(
         default=2.0,
         ge=0,
@@ -259,6 +274,7 @@ class JobsSettings(CoreSettings):
             max_frames=self.max_video_frames,
             max_pixels_per_second=self.max_pixels_per_second,
             max_timeline_segments=self.max_timeline_segments,
+            max_faces=self.max_faces,
             encoder=self.video_encoder,
             preset=self.x264_preset,
         )

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cmet_core.emotion.targets import MAX_SPEECH_CLIPS, EmotionChoice, EmotionTarget
-from cmet_core.emotion.timeline import ClipTimeline, SpeechClips, Timeline
+from cmet_core.emotion.timeline import ClipTimeline, ReferenceFile, ReferenceTarget, SpeechClips, Timeline
 from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice, VoiceChoice
 from cmet_core.options import EditChoices, FaceChoice, Limits, SheetChoice
 from cmet_jobs.settings import JobsSettings
@@ -51,12 +51,20 @@ class StoredSpeech(BaseModel):
     speech: tuple[InputRef, ...] = Field(min_length=1, max_length=MAX_SPEECH_CLIPS)
 
 
-class SpecTimeline(Timeline[StoredSpeech]):
-    """A job's timeline: its segments' speech targets refer to the job's stored inputs."""
+class StoredReference(ReferenceTarget):
+    """A timeline segment's expression reference, stored with the job's inputs (or a URL)."""
+
+    expression_reference: InputRef
 
 
-Fetch = Callable[[InputRef, str], Path]
-"""fetch(ref, name): the input at `ref` as a local file called `name` in the job's folder."""
+class SpecTimeline(Timeline[StoredSpeech | StoredReference]):
+    """A job's timeline: its segments' speech and reference targets refer to the job's stored inputs."""
+
+
+InputKind = Literal["speech", "video"]
+Fetch = Callable[[InputRef, str, InputKind], Path]
+"""fetch(ref, name, kind): the input at `ref` as a local file called `name` in the job's folder, under the size
+limit of its kind (an expression reference is a `video`: a photo or a clip)."""
 
 
 class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
@@ -69,32 +77,48 @@ class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
     speech: tuple[InputRef, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS)
     speech_track: InputRef | None = Field(default=None, description="What the lips speak (`lips: speech`).")
     pose_video: InputRef | None = Field(default=None, description="A photo's head motion.")
+    expression_reference: InputRef | None = Field(
+        default=None, description="A photo or short clip whose face's expression is the target."
+    )
     eye_video: InputRef | None = Field(default=None, description="The eyes' driving clip (`gaze`/`blink` `clip`).")
     timeline: SpecTimeline | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> EditSpec:
-        if (self.emotion is not None) + bool(self.speech) + (self.timeline is not None) != 1:
-            raise ValueError("give exactly one of an emotion, speech clips and a timeline")
+        targets = (self.emotion is not None) + bool(self.speech) + (self.expression_reference is not None)
+        if targets + (self.timeline is not None) != (0 if self.faces else 1):
+            raise ValueError(
+                "give exactly one of an emotion, speech clips, an expression reference, a timeline and faces "
+                "(each with its own)"
+            )
         return self
 
-    def target(self, speech: Sequence[Path]) -> EmotionTarget:
-        """The target with the speech clips fetched to local paths (in the order of `speech`)."""
-        return EmotionTarget(emotion=self.emotion, intensity=self.intensity, speech=tuple(speech))
+    def target(self, speech: Sequence[Path], reference: Path | None = None) -> EmotionTarget:
+        """The target with the speech clips (in the order of `speech`) or the reference fetched to local paths."""
+        return EmotionTarget(
+            emotion=self.emotion, intensity=self.intensity, speech=tuple(speech), expression_reference=reference
+        )
 
-    def edit_target(self, speech: Sequence[Path], fetch: Fetch) -> EditTarget:
-        """What the pipeline edits toward: `target(speech)`, the voice for `from_audio`, or the
-        timeline with its segments' clips fetched."""
+    def edit_target(self, speech: Sequence[Path], fetch: Fetch) -> EditTarget | None:
+        """What the pipeline edits toward: `target(speech)` (an expression reference fetched), the voice for
+        `from_audio`, or the timeline with its segments' clips and references fetched; None with `faces` (each
+        carries its own)."""
+        if self.faces:
+            return None
         if self.emotion == FROM_AUDIO:
             return FollowVoice(intensity=self.intensity, neutral=self.neutral)
         if self.timeline is None:
-            return self.target(speech)
+            ref = self.expression_reference
+            return self.target(speech, fetch(ref, "expression_reference", "video") if ref is not None else None)
         fetched = 0
 
-        def local(clips: StoredSpeech) -> SpeechClips:
+        def local(stored: StoredSpeech | StoredReference) -> SpeechClips | ReferenceFile:
             nonlocal fetched
             fetched += 1
-            paths = [fetch(ref, f"segment{fetched}-speech{i}") for i, ref in enumerate(clips.speech)]
+            if isinstance(stored, StoredReference):
+                name = f"segment{fetched}-reference"
+                return ReferenceFile(expression_reference=fetch(stored.expression_reference, name, "video"))
+            paths = [fetch(ref, f"segment{fetched}-speech{i}", "speech") for i, ref in enumerate(stored.speech)]
             return SpeechClips(speech=tuple(paths))
 
         timeline = self.timeline.retarget(ClipTimeline, local)

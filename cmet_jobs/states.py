@@ -40,6 +40,14 @@ class JobKind(StrEnum):
         return "sht" if self is JobKind.SHEET else "edt"
 
 
+class BatchState(StrEnum):
+    """A batch is `running` while any of its edits is queued or running, then `completed` (whatever each
+    edit's own end: the counts say how many succeeded)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
 class EmotionState(StrEnum):
     """A custom emotion is `pending` until a worker embedded its clips, then `ready` or `failed`."""
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel
@@ -28,11 +28,32 @@ from cmet_core.edit.lips import check_inputs
 from cmet_core.emotion.voice import FROM_AUDIO
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.photo import is_photo
-from cmet_core.options import EditChoices
-from cmet_jobs import emotions, estimates, jobs, paging, queue, quota, schemas, timelines, uploads, webhooks
-from cmet_jobs.db.models import ApiKey, Asset, JobRow, new_id, now
+from cmet_core.media.video import VideoInfo
+from cmet_core.options import EditChoices, FaceTarget
+from cmet_jobs import (
+    batches,
+    connectors,
+    emotions,
+    estimates,
+    jobs,
+    paging,
+    queue,
+    quota,
+    schemas,
+    timelines,
+    uploads,
+    webhooks,
+)
+from cmet_jobs.db.models import ApiKey, Asset, BatchRow, JobRow, new_id, now
 from cmet_jobs.errors import RequestError
-from cmet_jobs.inputs import check_emotion, check_photo, check_speech, check_speech_track, check_video
+from cmet_jobs.inputs import (
+    check_emotion,
+    check_photo,
+    check_reference,
+    check_speech,
+    check_speech_track,
+    check_video,
+)
 from cmet_jobs.settings import JobsSettings
 from cmet_jobs.spec import EditSpec, InputRef
 from cmet_jobs.states import JobKind, JobState
@@ -51,12 +72,26 @@ class Submission:
     idempotency_key: str | None = None
     speech_track_file: Path | None = None
     pose_video_file: Path | None = None
+    expression_reference_file: Path | None = None
     eye_video_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        singles = (self.video_file, self.speech_track_file, self.pose_video_file, self.eye_video_file)
+        singles = (
+            self.video_file,
+            self.speech_track_file,
+            self.pose_video_file,
+            self.expression_reference_file,
+            self.eye_video_file,
+        )
         return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the target is an expression reference (a part, a URL or an asset)."""
+        body = self.body
+        given = (self.expression_reference_file, body.expression_reference_url, body.expression_reference_asset)
+        return any(ref is not None for ref in given)
 
 
 class Hashed(Protocol):
@@ -77,11 +112,14 @@ def request_hash(submission: Hashed) -> str:
     return digest.hexdigest()
 
 
-def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str) -> JobRow | None:
-    """The job a same-key, same-body request made within the window; an older one frees the key."""
+R = TypeVar("R", JobRow, BatchRow)
+
+
+def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest: str, record: type[R]) -> R | None:
+    """The job (or batch) a same-key, same-body request made within the window; an older one frees the key."""
     if idempotency_key is None:
         return None
-    existing = session.scalar(select(JobRow).where(JobRow.key_id == key.id, JobRow.idempotency_key == idempotency_key))
+    existing = session.scalar(select(record).where(record.key_id == key.id, record.idempotency_key == idempotency_key))
     if existing is None:
         return None
     if existing.created_at < now() - IDEMPOTENCY_WINDOW:
@@ -90,11 +128,19 @@ def replayed(session: Session, key: ApiKey, idempotency_key: str | None, digest:
         return None
     if existing.request_hash != digest:
         raise RequestError(ErrorCode.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with another request body")
-    if existing.state == JobState.CREATING:
+    if _creating(session, existing):
         raise RequestError(
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "the first request with this Idempotency-Key is still being created"
         )
     return existing
+
+
+def _creating(session: Session, record: JobRow | BatchRow) -> bool:
+    """Whether the API is still storing the job's inputs (a batch's: any of its jobs')."""
+    if isinstance(record, JobRow):
+        return record.state == JobState.CREATING
+    query = select(JobRow.id).where(JobRow.batch_id == record.id, JobRow.state == JobState.CREATING).limit(1)
+    return session.scalar(query) is not None
 
 
 def check_one_video(video_file: Path | None, video_url: str | None, video_asset: str | None) -> None:
@@ -108,10 +154,22 @@ def _check_sources(submission: Submission) -> None:
     body = submission.body
     check_one_video(submission.video_file, body.video_url, body.video_asset)
     has_speech = bool(submission.speech_files or body.speech_urls or body.speech_assets)
-    targets = (body.emotion is not None) + has_speech + (body.timeline is not None)
+    given = (submission.expression_reference_file, body.expression_reference_url, body.expression_reference_asset)
+    if sum(ref is not None for ref in given) > 1:
+        message = "give the expression_reference once: part `expression_reference`, its _url or its _asset"
+        raise RequestError(ErrorCode.INVALID_REQUEST, message)
+    targets = (body.emotion is not None) + has_speech + submission.has_reference + (body.timeline is not None)
+    if body.faces:
+        if targets:
+            raise RequestError(
+                ErrorCode.INVALID_REQUEST, "with `faces`, each face carries its emotion: no top-level target"
+            )
+        return
     if targets != 1:
         code = ErrorCode.EMOTION_MISSING if targets == 0 else ErrorCode.INVALID_REQUEST
-        raise RequestError(code, "give exactly one of `emotion`, speech clips and `timeline`")
+        raise RequestError(
+            code, "give exactly one of `emotion`, speech clips, an `expression_reference` and `timeline`"
+        )
 
 
 def _check_dub(submission: Submission) -> bool | None:
@@ -159,6 +217,8 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
     inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url, body.eye_video_url] if u is not None]
+    references = [body.expression_reference_url] if body.expression_reference_url else []
+    inputs += [(u, settings.max_video_bytes) for u in references + timelines.reference_urls(body.timeline)]
     check_url_list(settings, inputs, body.webhook_url)
 
 
@@ -205,18 +265,77 @@ def refused_url(settings: JobsSettings, url: str, code: ErrorCode, why: str) -> 
 def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiKey, submission: Submission) -> JobRow:
     """Queue an edit, or return the job an identical earlier request with the same Idempotency-Key made."""
     digest = request_hash(submission)
-    earlier = replayed(session, key, submission.idempotency_key, digest)
+    earlier = replayed(session, key, submission.idempotency_key, digest, JobRow)
     if earlier is not None:
         return earlier
+    ready = checked(session, settings, storage, key, submission)
+    if submission.body.dry_run:
+        raise Estimated(estimates.estimate(session, ready.video, submission.body.preview_s))
+    return create_job(session, key, ready.job(settings, storage, digest, submission.idempotency_key), storage)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An edit that passed every check: its body as it will run (emotion and timeline resolved), the
+    media measured and the assets it copies. `job` turns it into the record, inputs and queue message."""
+
+    body: schemas.EditCreate
+    submission: Submission
+    video: VideoInfo | None
+    video_asset: Asset | None
+    speech_assets: list[Asset]
+    dub_assets: dict[str, Asset | None]
+    segment_assets: dict[str, Asset]
+
+    def job(self, settings: JobsSettings, storage: Storage, digest: str | None, idempotency_key: str | None) -> NewJob:
+        body, video = self.body, self.video
+        kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
+        frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
+        return NewJob(
+            kind,
+            digest,
+            idempotency_key,
+            body.webhook_url,
+            list(body.webhook_events),
+            lambda job_id: _store_inputs(
+                job_id,
+                body,
+                self.submission,
+                self.video_asset,
+                self.speech_assets,
+                self.dub_assets,
+                storage,
+                self.segment_assets,
+            ),
+            lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
+        )
+
+
+def checked(
+    session: Session,
+    settings: JobsSettings,
+    storage: Storage,
+    key: ApiKey,
+    submission: Submission,
+    *,
+    quota_of: int = 1,
+) -> Checked:
+    """Every check of an edit, cheapest first: the sources, the quota (read only), the dub's inputs, the
+    emotion, the URLs, the media, the timeline, the quota taken for `quota_of` jobs (0: the caller, a
+    batch, takes it for all its edits), the assets."""
     _check_sources(submission)
     body = submission.body
+    connectors.check(settings, needs=not submission.has_reference and (body.timeline is None or body.timeline.speaks()))
     previews = settings.previews_per_key if body.preview_s is not None else None
-    quota.check(session, key, previews, take=False)
+    if quota_of:
+        quota.check(session, key, previews, take=False, count=quota_of)
     photo = _check_dub(submission)
     if body.emotion is not None and body.emotion != FROM_AUDIO:
         emotion = emotions.resolve_id(session, key.id, body.emotion)
         check_emotion(emotion, body.intensity, emotions.library_for_key(session, key.id))
         body = body.model_copy(update={"emotion": emotion})
+    if body.faces:
+        body = body.model_copy(update={"faces": _resolved_faces(session, key, body.faces)})
     check_urls(body, settings)
     choices, limits = EditChoices.of(body), settings.limits()
     video = None
@@ -231,6 +350,8 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
         check_speech_track(submission.speech_track_file, limits.max_duration_s)
     if submission.pose_video_file is not None:
         check_video(submission.pose_video_file, choices, limits, "pose_video")
+    if submission.expression_reference_file is not None:
+        check_reference(submission.expression_reference_file, limits)
     if submission.eye_video_file is not None:
         check_video(submission.eye_video_file, choices, limits, "eye_video")
     track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
@@ -238,32 +359,39 @@ def submit(session: Session, settings: JobsSettings, storage: Storage, key: ApiK
     timelines.check_voice(body, clip)
     if body.timeline is not None:
         body = body.model_copy(update={"timeline": timelines.resolved(session, key, body, settings, clip)})
-    quota.check(session, key, previews)
+    if quota_of:
+        quota.check(session, key, previews, count=quota_of)
     video_asset = uploads.usable(session, storage, key, body.video_asset, "video") if body.video_asset else None
-    speech_assets = [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets]
-    segment_assets = timelines.assets(session, storage, key, body.timeline)
-    dub_assets = {
-        name: uploads.usable(session, storage, key, asset_id, kind) if asset_id else None
-        for name, asset_id, kind in (
-            ("speech_track", body.speech_track_asset, "speech"),
-            ("pose_video", body.pose_video_asset, "video"),
-            ("eye_video", body.eye_video_asset, "video"),
-        )
-    }
-    if body.dry_run:
-        raise Estimated(estimates.estimate(session, video, body.preview_s))
-    kind = JobKind.CLIP if body.preview_s is not None else JobKind.EDIT
-    frames = math.ceil(body.preview_s * video.frame_rate) if video is not None and body.preview_s else None
-    return create_job(
-        session,
-        key,
-        NewJob(kind, digest, submission.idempotency_key, body.webhook_url, list(body.webhook_events)),
-        lambda job_id: _store_inputs(
-            job_id, body, submission, video_asset, speech_assets, dub_assets, storage, segment_assets
-        ),
-        lambda job_id: queue.submit(settings, job_id, video if body.lips == "video" else None, kind, frames),
-        storage,
+    return Checked(
+        body,
+        submission,
+        video,
+        video_asset,
+        [uploads.usable(session, storage, key, a, "speech") for a in body.speech_assets],
+        {
+            name: uploads.usable(session, storage, key, asset_id, kind) if asset_id else None
+            for name, asset_id, kind in (
+                ("speech_track", body.speech_track_asset, "speech"),
+                ("pose_video", body.pose_video_asset, "video"),
+                ("expression_reference", body.expression_reference_asset, "video"),
+                ("eye_video", body.eye_video_asset, "video"),
+            )
+        },
+        timelines.assets(session, storage, key, body.timeline),
     )
+
+
+def _resolved_faces(session: Session, key: ApiKey, faces: tuple[FaceTarget, ...]) -> tuple[FaceTarget, ...]:
+    """Each face's emotion checked as a top-level one is, a custom emotion's name resolved to its id."""
+    library = emotions.library_for_key(session, key.id)
+    resolved = []
+    for face in faces:
+        if face.emotion != FROM_AUDIO:
+            emotion = emotions.resolve_id(session, key.id, face.emotion)
+            check_emotion(emotion, face.intensity, library)
+            face = face.model_copy(update={"emotion": emotion})
+        resolved.append(face)
+    return tuple(resolved)
 
 
 class Estimated(Exception):
@@ -276,38 +404,52 @@ class Estimated(Exception):
 
 @dataclass(frozen=True)
 class NewJob:
-    """The record's fields a submission fixes before its inputs are stored."""
+    """A job to create: the record's fields a submission fixes before its inputs are stored, how its inputs
+    are stored (`store` returns its spec) and how it is queued (`send`)."""
 
     kind: JobKind
-    request_hash: str
+    request_hash: str | None
     idempotency_key: str | None
     webhook_url: str | None
     webhook_events: list[str]
+    store: Callable[[str], BaseModel]
+    send: Callable[[str], None]
 
 
-def create_job(
-    session: Session,
-    key: ApiKey,
-    new: NewJob,
-    store: Callable[[str], BaseModel],
-    send: Callable[[str], None],
-    storage: Storage,
-) -> JobRow:
-    """Insert the job (`creating`), store its inputs (`store` returns its spec), mark it queued and queue it
-    (`send`): any failure after the insert removes the row and the job's files. Checks and quota come first."""
-    job = JobRow(
-        id=new_id(new.kind.id_prefix),
-        key_id=key.id,
-        kind=new.kind,
-        state=JobState.CREATING,
-        spec={},
-        idempotency_key=new.idempotency_key,
-        request_hash=new.request_hash,
-        webhook_url=new.webhook_url,
-        webhook_events={"events": new.webhook_events},
-    )
-    session.add(job)
+def create_job(session: Session, key: ApiKey, new: NewJob, storage: Storage) -> JobRow:
+    """One job made as `create_jobs` makes several."""
+    return create_jobs(session, key, [new], storage)[0]
+
+
+def create_jobs(
+    session: Session, key: ApiKey, new: list[NewJob], storage: Storage, batch: BatchRow | None = None
+) -> list[JobRow]:
+    """Insert the jobs (`creating`, with their batch), store their inputs, mark them queued and queue
+    them: any failure after the insert removes the rows, their files and the batch, so a request is
+    accepted whole or not at all. Checks and quota come first; the quota's stamps commit with the rows."""
+    if batch is not None:
+        session.add(batch)
+    made = [
+        JobRow(
+            id=new_id(job.kind.id_prefix),
+            key_id=key.id,
+            kind=job.kind,
+            state=JobState.CREATING,
+            spec={},
+            idempotency_key=job.idempotency_key,
+            request_hash=job.request_hash,
+            webhook_url=job.webhook_url,
+            webhook_events={"events": job.webhook_events},
+            batch_id=batch.id if batch is not None else None,
+        )
+        for job in new
+    ]
+    if batch is not None:
+        batch.edit_ids = {"ids": [job.id for job in made]}
     try:
+        if batch is not None:
+            session.flush()  # the batch first: the jobs refer to it
+        session.add_all(made)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -315,17 +457,22 @@ def create_job(
             ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this Idempotency-Key is being created"
         ) from None
     try:
-        job.spec = store(job.id).model_dump(mode="json")
-        job.state = JobState.QUEUED
+        for job, how in zip(made, new, strict=True):
+            job.spec = how.store(job.id).model_dump(mode="json")
+            job.state = JobState.QUEUED
         session.commit()
-        send(job.id)
+        for job, how in zip(made, new, strict=True):
+            how.send(job.id)
     except Exception:
         session.rollback()
-        storage.delete_prefix(jobs.job_prefix(job.id))
-        session.delete(session.get(JobRow, job.id))
+        for job in made:
+            storage.delete_prefix(jobs.job_prefix(job.id))
+            session.delete(session.get(JobRow, job.id))
+        if batch is not None:
+            session.delete(session.get(BatchRow, batch.id))
         session.commit()
         raise
-    return job
+    return made
 
 
 def store_video(
@@ -378,16 +525,13 @@ def _store_inputs(
             return copy(asset, name, kind)
         return InputRef(url=url) if url is not None else None
 
-    timeline = (
-        timelines.stored(body.timeline, segment_assets, lambda a, name: copy(a, name, "speech"))
-        if body.timeline is not None
-        else None
-    )
+    timeline = timelines.stored(body.timeline, segment_assets, copy) if body.timeline is not None else None
     stored = {
         "video": video,
         "speech": tuple(speech),
         "speech_track": single("speech_track", submission.speech_track_file, "speech"),
         "pose_video": single("pose_video", submission.pose_video_file, "video"),
+        "expression_reference": single("expression_reference", submission.expression_reference_file, "video"),
         "eye_video": single("eye_video", submission.eye_video_file, "video"),
         "timeline": timeline,
     }
@@ -447,8 +591,9 @@ def cancel(
     jobs.request_cancel(job)
     canceled = job.state == JobState.CANCELED
     event = webhooks.emit(session, job, webhooks.event_name(job, "canceled"), storage) if canceled else None
+    ended = batches.job_ended(session, job) if canceled else None
     session.commit()
-    webhooks.dispatch(settings, [event])
+    webhooks.dispatch(settings, [event, ended])
     return job
 
 

@@ -1,9 +1,9 @@
-"""Timelines and `from_audio` at submission: their checks, their segments' clips stored, how a job shows them.
+"""Timelines and `from_audio` at submission: their checks, their segments' files stored, how a job shows them.
 
 A timeline is checked with `cmet_core`'s own rules (`Timeline.check`, with the clip's duration
 when the video was uploaded; the worker checks URL and asset videos the same way) and each
-segment's target like an edit's `emotion`, at the segment's peak intensity. Segment clips come
-as assets or URLs and are stored under the job's prefix like the edit's own `speech`.
+segment's target like an edit's `emotion`, at the segment's peak intensity. Segment clips and
+expression references come as assets or URLs and are stored under the job's prefix like the edit's own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cmet_jobs.db.models import ApiKey, Asset
 from cmet_jobs.errors import RequestError
 from cmet_jobs.inputs import check_emotion
 from cmet_jobs.settings import JobsSettings
-from cmet_jobs.spec import InputRef, SpecTimeline, StoredSpeech
+from cmet_jobs.spec import InputRef, SpecTimeline, StoredReference, StoredSpeech
 from cmet_jobs.storage import Storage
 
 
@@ -37,6 +37,17 @@ def speech_urls(timeline: schemas.EditTimeline | None) -> list[str]:
     if timeline is None:
         return []
     return [u for s in timeline.segments if isinstance(s.target, schemas.SegmentSpeech) for u in s.target.speech_urls]
+
+
+def reference_urls(timeline: schemas.EditTimeline | None) -> list[str]:
+    """Every URL of the timeline's expression references (checked under the video size limit)."""
+    targets = [s.target for s in timeline.segments] if timeline is not None else []
+    return [
+        t.expression_reference_url
+        for t in targets
+        if isinstance(t, schemas.SegmentReference)
+        if t.expression_reference_url
+    ]
 
 
 def resolved(
@@ -65,23 +76,29 @@ def resolved(
 
 
 def assets(session: Session, storage: Storage, key: ApiKey, timeline: schemas.EditTimeline | None) -> dict[str, Asset]:
-    """The segments' speech assets, each checked usable (owned, uploaded, in size, sniffed)."""
-    if timeline is None:
-        return {}
-    ids = [a for s in timeline.segments if isinstance(s.target, schemas.SegmentSpeech) for a in s.target.speech_assets]
-    return {a: uploads.usable(session, storage, key, a, "speech") for a in dict.fromkeys(ids)}
+    """The segments' speech assets and expression references (kind `video`), each checked usable (owned,
+    uploaded, in size, sniffed)."""
+    targets = [s.target for s in timeline.segments] if timeline is not None else []
+    ids = {a: "speech" for t in targets if isinstance(t, schemas.SegmentSpeech) for a in t.speech_assets}
+    refs = [t.expression_reference_asset for t in targets if isinstance(t, schemas.SegmentReference)]
+    ids |= {a: "video" for a in refs if a is not None}
+    return {a: uploads.usable(session, storage, key, a, kind) for a, kind in ids.items()}
 
 
 def stored(
-    timeline: schemas.EditTimeline, found: dict[str, Asset], copy: Callable[[Asset, str], InputRef]
+    timeline: schemas.EditTimeline, found: dict[str, Asset], copy: Callable[[Asset, str, str], InputRef]
 ) -> SpecTimeline:
-    """The job's timeline: each segment's assets copied (`copy(asset, name)`), its URLs kept."""
+    """The job's timeline: each segment's assets copied (`copy(asset, name, kind)`), its URLs kept."""
     count = 0
 
-    def store(target: schemas.SegmentSpeech) -> StoredSpeech:
+    def store(target: schemas.SegmentSpeech | schemas.SegmentReference) -> StoredSpeech | StoredReference:
         nonlocal count
         count += 1
-        refs = [copy(found[a], f"segment{count}-speech{i}") for i, a in enumerate(target.speech_assets)]
+        if isinstance(target, schemas.SegmentReference):
+            asset, url = target.expression_reference_asset, target.expression_reference_url
+            ref = copy(found[asset], f"segment{count}-reference", "video") if asset else InputRef(url=url)
+            return StoredReference(expression_reference=ref)
+        refs = [copy(found[a], f"segment{count}-speech{i}", "speech") for i, a in enumerate(target.speech_assets)]
         return StoredSpeech(speech=(*refs, *(InputRef(url=u) for u in target.speech_urls)))
 
     spec = timeline.retarget(SpecTimeline, store)
@@ -93,6 +110,12 @@ def shown(timeline: SpecTimeline | None) -> schemas.AppliedTimeline | None:
     """A job's timeline as its API record shows it (speech targets as their clip counts)."""
     if timeline is None:
         return None
-    applied = timeline.retarget(schemas.AppliedTimeline, lambda t: schemas.ShownSpeech(speech_clips=len(t.speech)))
+
+    def show(target: StoredSpeech | StoredReference) -> schemas.ShownSpeech | schemas.ShownReference:
+        if isinstance(target, StoredReference):
+            return schemas.ShownReference()
+        return schemas.ShownSpeech(speech_clips=len(target.speech))
+
+    applied = timeline.retarget(schemas.AppliedTimeline, show)
     assert isinstance(applied, schemas.AppliedTimeline)
     return applied

@@ -19,11 +19,12 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
+from pydantic import BaseModel
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from cmet_jobs import jobs
-from cmet_jobs.db.models import ApiKey, JobRow, WebhookDelivery, now
+from cmet_jobs.db.models import ApiKey, BatchRow, JobRow, WebhookDelivery, now
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError
 from cmet_jobs.keys import signing_secrets
@@ -56,17 +57,41 @@ def emit(session: Session, job: JobRow, event: str, storage: Storage) -> str | N
     wanted = (job.webhook_events or {}).get("events", [])
     if not job.webhook_url or event not in wanted:
         return None
-    msg_id = _msg_id(job, event)
+    data = jobs.payload(job, storage)
+    return _recorded(session, _msg_id(job, event), event, job.key_id, job.webhook_url, data, job_id=job.id)
+
+
+def emit_batch(session: Session, batch: BatchRow, event: str, data: BaseModel) -> str | None:
+    """Record a batch's `event` (its `data` as the API shows the batch) if the batch subscribed; once per batch."""
+    wanted = (batch.webhook_events or {}).get("events", [])
+    if not batch.webhook_url or event not in wanted:
+        return None
+    msg_id = f"msg_{batch.id.split('_', 1)[1]}_{event.split('.', 1)[1]}"
+    return _recorded(session, msg_id, event, batch.key_id, batch.webhook_url, data, batch_id=batch.id)
+
+
+def _recorded(
+    session: Session,
+    msg_id: str,
+    event: str,
+    key_id: str,
+    url: str,
+    data: BaseModel,
+    *,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+) -> str | None:
+    """A new delivery row (None when this message was recorded before)."""
     if session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.msg_id == msg_id)) is not None:
         return None
-    data = jobs.payload(job, storage).model_dump(mode="json")
     delivery = WebhookDelivery(
-        job_id=job.id,
-        key_id=job.key_id,
+        job_id=job_id,
+        batch_id=batch_id,
+        key_id=key_id,
         event=event,
         msg_id=msg_id,
-        url=job.webhook_url,
-        payload={"type": event, "timestamp": now().isoformat(), "data": data},
+        url=url,
+        payload={"type": event, "timestamp": now().isoformat(), "data": data.model_dump(mode="json")},
     )
     session.add(delivery)
     session.flush()
@@ -160,8 +185,10 @@ def deliver(settings: JobsSettings, delivery_id: str) -> str:
         delivery.attempts = {"items": items}
         if status is not None and 200 <= status < 300:
             delivery.state = DeliveryState.SUCCEEDED
-        elif status == 410:
+        elif status == 410 and delivery.job_id is not None:
             _disable(session, delivery.job_id)
+        elif status == 410:  # a batch's one event: nothing more will come
+            delivery.state, delivery.next_attempt_at = DeliveryState.DISABLED, None
         else:
             wait = retry_schedule(len(items), _rng)
             if wait is None:

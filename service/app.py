@@ -16,7 +16,7 @@ from service.head import HeadAsGet
 from service.inputs import sweep_scratch
 from service.openapi import customize
 from service.origin import RequestOrigin
-from service.routes import deliveries, edits, emotions, keys, previews, probes, system, uploads
+from service.routes import batches, deliveries, edits, emotions, keys, previews, probes, system, uploads
 
 API_VERSION = "1.0.0"
 
@@ -54,6 +54,7 @@ def create_app(settings: JobsSettings | None = None, *, migrate_db: bool = True)
     customize(app)
     app.include_router(edits.router)
     app.include_router(previews.router)
+    app.include_router(batches.router)
     app.include_router(deliveries.router)
     app.include_router(deliveries.preview_router)
     app.include_router(uploads.router)

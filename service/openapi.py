@@ -15,7 +15,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cmet_jobs.schemas import EditCreate, EditEstimate, PreviewCreate
+from cmet_jobs.schemas import BatchCreate, EditCreate, EditEstimate, PreviewCreate
 from cmet_jobs.settings import JobsSettings
 from service import webhook_docs
 from service.problems import Problem
@@ -54,7 +54,7 @@ def customize(app: FastAPI) -> None:
         )
         components = doc.setdefault("components", {})
         models = components.setdefault("schemas", {})
-        for model in (EditCreate, PreviewCreate, Problem, EditEstimate):
+        for model in (EditCreate, PreviewCreate, BatchCreate, Problem, EditEstimate):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             models.update(body.pop("$defs", {}))
             models[model.__name__] = body
@@ -76,7 +76,7 @@ def customize(app: FastAPI) -> None:
                         "description": "No model set or registry connector can be read",
                         "content": _PROBLEM,
                     }
-                if path in ("/v1/edits", "/v1/previews", "/v1/emotions") and "requestBody" in operation:
+                if path in ("/v1/edits", "/v1/previews", "/v1/batches", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}
         for event, operations in doc.get("webhooks", {}).items():

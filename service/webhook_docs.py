@@ -4,11 +4,12 @@ served here: `cmet_jobs.webhooks` sends them; these routes only document what a 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, get_args
 
 from fastapi import FastAPI, Header
 
-from cmet_jobs.schemas import ALL_EVENTS, EditEvent, PreviewEvent
+from cmet_jobs.schemas import ALL_EVENTS, BatchEvent, BatchEventType, EditEvent, PreviewEvent
 
 _HEADERS = (
     "Every delivery is a POST of compact JSON with the headers of Standard Webhooks "
@@ -73,12 +74,19 @@ def preview_event(
     """Sent to a preview's `webhook_url`."""
 
 
+def batch_event(
+    body: BatchEvent, webhook_id: WebhookId, webhook_timestamp: WebhookTimestamp, webhook_signature: WebhookSignature
+) -> None:
+    """Sent to a batch's `webhook_url` (`POST /v1/batches`) once its last edit ended."""
+
+
 _WHEN = {
     "running": "a worker started the job",
     "progress": "the job's progress passed another tenth (opt in: not in the default `webhook_events`)",
     "succeeded": "the job succeeded; the URLs in `data` are signed for `CMET_URL_TTL_S` from the delivery",
     "failed": "the job failed; `data.error.code` says why",
     "canceled": "the job was canceled",
+    "completed": "every edit of the batch ended; `data.counts` says how (each edit sends its own events too)",
 }
 
 _UNFINISHED = {"finished_at": None, "result": None, "output_url": None}
@@ -91,10 +99,24 @@ _STATES: dict[str, dict[str, Any]] = {
 }
 
 
+_BATCH = {
+    "id": "bat_0c1d2e3f405162738495a6b7c8d9e0f1",
+    "object": "batch",
+    "state": "completed",
+    "total": 2,
+    "counts": {"queued": 0, "running": 0, "succeeded": 1, "failed": 1, "canceled": 0, "deleted": 0},
+    "edit_ids": ["edt_5f0c1e2d3c4b4a59a8e7f6d5c4b3a291", "edt_6a1d2f3e4d5c4b6a9b8f7e6d5c4b3a20"],
+    "created_at": "2026-12-07T21:00:00Z",
+    "completed_at": "2026-12-07T21:00:09Z",
+}
+
+
 def example(event: str) -> dict[str, Any]:
     """A delivery's body for `event`. The OpenAPI document gets it after FastAPI wrote the rest (which
     would drop its nulls: an example must be a valid instance)."""
     family, what = event.split(".")
+    if family == "batch":
+        return {"type": event, "timestamp": "2026-12-07T21:00:09Z", "data": _BATCH}
     data = _EXAMPLES[family] | _STATES[what]
     if family == "preview" and what != "succeeded":
         data |= {"sheet_url": None}
@@ -103,11 +125,12 @@ def example(event: str) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     """One `webhooks:` entry per event type the server sends."""
-    for event in ALL_EVENTS:
+    receivers: dict[str, Callable[..., None]] = {"edit": edit_event, "preview": preview_event, "batch": batch_event}
+    for event in (*ALL_EVENTS, *get_args(BatchEventType)):
         family, what = event.split(".")
         app.webhooks.add_api_route(
             event,
-            edit_event if family == "edit" else preview_event,
+            receivers[family],
             methods=["POST"],
             summary=f"{event}: {_WHEN[what]}",
             description=_HEADERS,

@@ -50,6 +50,25 @@ def tiny_pdfgc_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bare_pdfgc_set(tiny_pdfgc_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny PD-FGC set without its connector, as `cmet models convert` makes one before any training: links
+    to the tiny set's files and a manifest without the connector."""
+    import json  # deferred: only the PD-FGC tests need it
+
+    from cmet_core.modelsets.manifests import SET_MANIFEST
+
+    bare = tmp_path_factory.mktemp("models") / "bare-pdfgc"
+    bare.mkdir()
+    for path in tiny_pdfgc_set.iterdir():
+        if path.name != SET_MANIFEST and not path.name.startswith("connector."):
+            (bare / path.name).symlink_to(path)
+    manifest = json.loads((tiny_pdfgc_set / SET_MANIFEST).read_text())
+    manifest["models"].pop("connector")
+    (bare / SET_MANIFEST).write_text(json.dumps(manifest))
+    return bare
+
+
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
     """The running service (PostgreSQL, Redis, moto S3, uvicorn, a Celery worker) shared by the run."""
     from tests.service.stack import moto_s3, postgres_database, running_stack

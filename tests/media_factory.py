@@ -7,7 +7,7 @@ from typing import cast
 
 import numpy as np
 
-from cmet_core.media.sample import write_clip
+from cmet_core.media.sample import TWO_TALKERS, write_clip, write_turns
 
 
 def _tone(t: np.ndarray) -> np.ndarray:
@@ -178,3 +178,10 @@ def make_size_change(path: Path, first: np.ndarray, then: tuple[int, int], frame
             packet.duration, packet.is_keyframe = 1, True
             out.mux(packet)
     return path
+
+
+def make_two_face_clip(test_data: Path, path: Path, turn_s: float = 2.0, turns: int = 2) -> Path:
+    """Two fixture talkers side by side, taking turns (`write_turns`): the left one speaks first."""
+    videos = test_data / "video"
+    talkers = [(videos / f"{name}_cropped.mp4", videos / f"{name}.wav") for name in TWO_TALKERS]
+    return write_turns(path, talkers, turn_s, turns)

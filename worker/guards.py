@@ -40,26 +40,39 @@ class JobCanceled(Exception):
     """Raised from the progress callback when the API asked to cancel; stops the edit between chunks."""
 
 
-class Heartbeat:
-    """Renews the job's lease while the edit runs, whatever the stage is doing."""
+class JobLost(Exception):
+    """This run's lease lapsed and another worker took the job over (this worker was cut off from the
+    database or stalled, not dead): it stops and writes nothing more; the job is the new run's."""
 
-    def __init__(self, settings: JobsSettings, job_id: str) -> None:
+
+class Heartbeat:
+    """Renews the lease of the job's `attempt` while the edit runs, whatever the stage is doing, and
+    notices when that attempt lost the job."""
+
+    def __init__(self, settings: JobsSettings, job_id: str, attempt: int) -> None:
         self._stop = threading.Event()
+        self.lost = threading.Event()
         # in the job's logging context (its lines carry the job id)
         self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._beat, settings, job_id), daemon=True
+            target=contextvars.copy_context().run, args=(self._beat, settings, job_id, attempt), daemon=True
         )
         self._thread.start()
 
-    def _beat(self, settings: JobsSettings, job_id: str) -> None:
-        while not self._stop.wait(jobs.LEASE_S / 4):
+    def _beat(self, settings: JobsSettings, job_id: str, attempt: int) -> None:
+        while not self._stop.wait(settings.job_lease_s / 4):
             try:
                 with session_scope(settings.db_url) as session:
-                    jobs.renew_lease(session, job_id)
+                    held = jobs.renew_lease(session, job_id, attempt, settings.job_lease_s)
             except Exception:  # a missed beat only shortens the lease
                 log.warning("lease renewal of %s failed", job_id, exc_info=True)
+                continue
+            if not held:
+                log.warning("job %s was taken over by another worker after its lease lapsed", job_id)
+                self.lost.set()
+                return
 
     def stop(self) -> None:
+        """Idempotent: the task stops it before recording the end, and again on every way out."""
         self._stop.set()
         self._thread.join(5)
 
@@ -97,11 +110,24 @@ class Progress:
     enforces the soft time limit: Celery's thread and solo pools (batching workers, `cmet serve`)
     never enforce time limits themselves, so the edit checks its own deadline at every chunk."""
 
-    def __init__(self, settings: JobsSettings, storage: Storage, job_id: str, limit_s: float) -> None:
+    def __init__(
+        self,
+        settings: JobsSettings,
+        storage: Storage,
+        job_id: str,
+        limit_s: float,
+        attempt: int,
+        lost: threading.Event | None = None,
+    ) -> None:
+        """`attempt`: the run's claim on the record (`jobs.start`); `lost`: set by its `Heartbeat` when another
+        worker took the job over."""
         self.settings, self.storage, self.job_id, self.last = settings, storage, job_id, 0.0
         self.limit_s, self.deadline = limit_s, time.monotonic() + limit_s
+        self.attempt, self.lost = attempt, lost or threading.Event()
 
     def __call__(self, stage: Stage, done: int, total: int) -> None:
+        if self.lost.is_set():
+            raise JobLost(f"taken over by another worker (stage {stage}, {done}/{total} frames)")
         if SHUTDOWN.hand_back_due(self.settings.job_handback_s):
             raise JobHandedBack(f"the worker is stopping (stage {stage}, {done}/{total} frames)")
         moment = time.monotonic()
@@ -124,6 +150,8 @@ class Progress:
         lo, hi = STAGE_SPAN[stage]
         with session_scope(self.settings.db_url) as session:
             job = jobs.lock(session, self.job_id)
+            if job is not None and not jobs.keep(job, self.attempt, self.settings.job_lease_s):
+                raise JobLost(f"taken over by another worker (stage {stage}, {done}/{total} frames)")
             if job is None or job.cancel_requested:
                 raise JobCanceled()
             before = int(job.progress * 10)
@@ -131,6 +159,21 @@ class Progress:
             return (
                 webhooks.emit(session, job, "edit.progress", self.storage) if int(job.progress * 10) > before else None
             )
+
+    def still_held(self) -> None:
+        """Raise JobLost unless this run still holds the job, read from the record now: checked before the
+        output is stored, so a run that lost the job does not overwrite the new run's output. A database
+        that cannot be read now says nothing: the end is recorded only by the run that holds the job."""
+        if self.lost.is_set():
+            raise JobLost("taken over by another worker before its output was stored")
+        try:
+            with session_scope(self.settings.db_url) as session:
+                held = jobs.keep(jobs.lock(session, self.job_id), self.attempt, self.settings.job_lease_s)
+        except DATABASE_ERRORS as exc:
+            log.warning("could not check the claim on %s before storing its output: %s", self.job_id, exc)
+            return
+        if not held:
+            raise JobLost("taken over by another worker before its output was stored")
 
 
 HARD_LIMIT_GRACE_S = 10.0

@@ -17,7 +17,7 @@ from cmet_jobs.storage import Storage
 from worker.editor import EDITOR
 
 if TYPE_CHECKING:
-    from cmet_core.stages import Progress
+    from worker.guards import Progress
 
 
 def render_sheet(
@@ -35,6 +35,7 @@ def render_sheet(
 
     choices, limits = run_options(spec, settings)
     sheet = contact_sheet(EDITOR.get(settings), video, spec, choices, library, progress, limits)
+    progress.still_held()  # a run that lost the job stores nothing over the new run's images
     cells = []
     for cell, path in zip(sheet.cells, sheet.save_cells(work / jobs.CELLS_FOLDER), strict=True):
         key = jobs.cell_key(job_id, path.name)

@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 
-from cmet_jobs import jobs, queue, uploads, webhooks
+from cmet_jobs import batches, jobs, queue, uploads, webhooks
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.settings import JobsSettings, get_jobs_settings
 from cmet_jobs.states import JobKind, JobState
@@ -53,7 +53,8 @@ def reconcile(settings: JobsSettings) -> list[str]:
 
 
 def remove_abandoned_creations(settings: JobsSettings) -> list[str]:
-    """Records and stored inputs of jobs whose API process died mid-submission (state `creating`)."""
+    """Records and stored inputs of jobs whose API process died mid-submission (state `creating`), and the
+    batch they were made for, which then has no job left."""
     storage = storage_for(settings)
     with session_scope(settings.db_url) as session:
         abandoned = jobs.abandoned_creations(session, settings.creating_timeout_s)
@@ -63,6 +64,7 @@ def remove_abandoned_creations(settings: JobsSettings) -> list[str]:
             job = jobs.lock(session, job_id)
             if job is not None and job.state == JobState.CREATING:
                 session.delete(job)
+                batches.drop_if_empty(session, job.batch_id)  # a batch is made whole or not at all
     if abandoned:
         log.warning("removed %d job(s) left half-created by a dead API process", len(abandoned))
     return abandoned

@@ -23,7 +23,7 @@ from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.logs import job_context
 from cmet_core.networks.errors import ModelLoadError
-from cmet_jobs import emotions, jobs, probes, queue, webhooks
+from cmet_jobs import batches, emotions, jobs, probes, queue, webhooks
 from cmet_jobs.db.models import CustomEmotion, JobRow
 from cmet_jobs.db.session import DATABASE_ERRORS, retrying, session_scope
 from cmet_jobs.errors import OUTAGE_RETRY_AFTER_S
@@ -36,7 +36,7 @@ from cmet_jobs.storage import Storage, StorageError, storage_for
 from worker import metrics, scratch
 from worker.celery_app import app
 from worker.editor import EDITOR
-from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobTimedOut, Progress
+from worker.guards import HardLimit, Heartbeat, JobCanceled, JobHandedBack, JobLost, JobTimedOut, Progress
 from worker.previews import render_sheet
 
 log = logging.getLogger(__name__)
@@ -68,26 +68,33 @@ def _finish(
     message: str | None = None,
     result: JobResult | None = None,
     output_key: str | None = None,
+    *,
+    attempt: int,
 ) -> None:
-    """Record the job's end, waiting for a database that is away; the webhook goes out after the commit."""
+    """Record the job's end, waiting for a database that is away; the webhook goes out after the commit.
+    Only while `attempt` holds the job: a run that lost it (taken over while this worker was cut off)
+    records nothing."""
 
-    def record() -> str | None:
+    def record() -> list[str | None]:
         with session_scope(settings.db_url) as session:
             job = jobs.lock(session, job_id)
-            if job is None or job.state.final:
-                return None
+            if job is None or not jobs.keep(job, attempt, settings.job_lease_s):
+                if job is not None and not job.state.final:
+                    log.warning("job %s is no longer this run's (attempt %d): its end is not recorded", job_id, attempt)
+                return []
             jobs.finish(job, state, code, message, result)
             if output_key is not None:
                 job.output_key = output_key
             return _ended(session, job, storage_for(settings))
 
-    webhooks.dispatch(settings, [retrying(record, f"recording the end of {job_id}")])
+    webhooks.dispatch(settings, retrying(record, f"recording the end of {job_id}"))
 
 
-def _ended(session: Session, job: JobRow, storage: Storage) -> str | None:
-    """Count a job that just reached its final state and record its webhook (dispatched after commit)."""
+def _ended(session: Session, job: JobRow, storage: Storage) -> list[str | None]:
+    """Count a job that just reached its final state and record its webhook, and its batch's if it was the
+    batch's last (both dispatched after commit)."""
     metrics.JOBS.labels(state=job.state).inc()
-    return webhooks.emit(session, job, webhooks.event_name(job, job.state), storage)
+    return [webhooks.emit(session, job, webhooks.event_name(job, job.state), storage), batches.job_ended(session, job)]
 
 
 @app.task(name=webhooks.DELIVER, acks_late=True)
@@ -104,7 +111,7 @@ def _limits(task: Task) -> tuple[float, float]:
     return float(soft or app.conf.task_soft_time_limit), float(hard or app.conf.task_time_limit)
 
 
-def _expire_stuck_job(settings: JobsSettings, job_id: str, limit_s: float) -> None:
+def _expire_stuck_job(settings: JobsSettings, job_id: str, attempt: int, limit_s: float) -> None:
     """Fail the job for good (its client learns why), then end the process: a thread cannot be
     stopped. Other jobs of this process come back through their lapsed leases; the supervisor or
     the container's restart policy starts the worker again."""
@@ -116,6 +123,7 @@ def _expire_stuck_job(settings: JobsSettings, job_id: str, limit_s: float) -> No
             JobState.FAILED,
             ErrorCode.TIMEOUT,
             f"the edit was stuck past its hard time limit of {limit_s:.0f} s",
+            attempt=attempt,
         )
     finally:
         log.critical("edit %s stuck past its hard time limit; restarting the worker process", job_id)
@@ -173,31 +181,33 @@ def ending_for(exc: BaseException, soft_s: float) -> Ending:
 class _Claimed:
     spec: EditSpec | SheetSpec
     key_id: str
+    attempt: int
+    """The run's claim on the record (`jobs.keep`)."""
 
 
 def _claim(settings: JobsSettings, storage: Storage, job_id: str) -> _Claimed | JobState | None:
     """Start the job on its record: what to run, or the state `start` ended it in, or None (nothing to run)."""
     with session_scope(settings.db_url) as session:
-        job = jobs.start(session, job_id, settings.job_max_attempts)
+        job = jobs.start(session, job_id, settings.job_max_attempts, settings.job_lease_s)
         if job is None:
             return None
         if job.state.final:  # ended by start: canceled meanwhile, or out of attempts
-            event = _ended(session, job, storage)
+            events = _ended(session, job, storage)
             claimed: _Claimed | JobState = job.state
         else:
             if job.attempts == 1 and job.started_at is not None:
                 metrics.QUEUE_WAIT.observe((job.started_at - job.created_at).total_seconds())
             try:
-                claimed = _Claimed(jobs.spec_of(job), job.key_id)
-                event = webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)
+                claimed = _Claimed(jobs.spec_of(job), job.key_id, job.attempts)
+                events = [webhooks.emit(session, job, webhooks.event_name(job, "running"), storage)]
             except ValidationError as exc:  # a record no worker can run: end it, never loop on it
                 jobs.finish(job, JobState.FAILED, ErrorCode.INTERNAL, f"the job's spec cannot be read: {exc}")
                 claimed = job.state
                 try:
-                    event = _ended(session, job, storage)
+                    events = _ended(session, job, storage)
                 except ValidationError:  # the API cannot show the record either, so no webhook can carry it
-                    event = None
-    webhooks.dispatch(settings, [event])
+                    events = [batches.job_ended(session, job)]
+    webhooks.dispatch(settings, events)
     return claimed
 
 
@@ -252,39 +262,68 @@ def _run_job(self: Task, job_id: str, storage_attempt: int) -> str:
     if not isinstance(claimed, _Claimed):
         return "skipped" if claimed is None else claimed.value
 
-    heartbeat = Heartbeat(settings, job_id)
+    attempt = claimed.attempt
+    heartbeat = Heartbeat(settings, job_id, attempt)
     soft, hard = _limits(self)
-    watchdog = HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, hard))
+    watchdog = HardLimit(hard, lambda: _expire_stuck_job(settings, job_id, attempt, hard))
     try:
         with scratch.job_folder(settings.scratch_root, job_id) as work:
-            progress = Progress(settings, storage, job_id, soft)
+            progress = Progress(settings, storage, job_id, soft, attempt, heartbeat.lost)
             result, key = _work(settings, storage, job_id, claimed, work, progress)
-        _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key)
+        heartbeat.stop()  # before the end is recorded: a beat after it would find the job no longer running
+        _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key=key, attempt=attempt)
         return JobState.SUCCEEDED.value
+    except JobLost as lost:
+        # the job is another worker's now: nothing of this run is recorded, stored or re-queued
+        log.warning("stopped: %s", lost)
+        return "lost"
     except JobHandedBack as stopping:
         # queued again on the record (the lease freed, the attempt not counted) and in the queue
-        with session_scope(settings.db_url) as session:
-            jobs.retry_later(session, job_id)
+        heartbeat.stop()
+        if not _handed_back(settings, job_id, attempt):
+            return "lost"
         log.info("handed back to the queue: %s", stopping)
         raise self.retry(countdown=1, max_retries=None) from None
     except Exception as exc:
+        heartbeat.stop()  # before the job is handed back or ended: a beat after it would take that for a take-over
         if isinstance(exc, StorageError) and storage_attempt < STORAGE_RETRIES:
             # counted apart from JobBusy's retries, which wait for a live lease
-            with session_scope(settings.db_url) as session:
-                jobs.retry_later(session, job_id)
+            if not _handed_back(settings, job_id, attempt):
+                return "lost"
             countdown = 2 ** (storage_attempt + 1)
             raise self.retry(
                 countdown=countdown, kwargs={"storage_attempt": storage_attempt + 1}, max_retries=None
             ) from exc
         ending = ending_for(exc, soft)
-        if ending.drop_output:
+        if ending.drop_output and _holds(settings, job_id, attempt):
             storage.delete_prefix(jobs.output_key(job_id))
         message = scratch.public_message(ending.message, settings.scratch_root) if ending.message else None
-        _finish(settings, job_id, ending.state, ending.code, message)
+        _finish(settings, job_id, ending.state, ending.code, message, attempt=attempt)
         return ending.state.value
     finally:
         watchdog.cancel()
         heartbeat.stop()
+
+
+def _holds(settings: JobsSettings, job_id: str, attempt: int) -> bool:
+    """Whether this run still holds the job (False where the database cannot say now): only then may it delete
+    the job's output, which a run that took the job over may have stored."""
+    try:
+        with session_scope(settings.db_url) as session:
+            return jobs.keep(jobs.lock(session, job_id), attempt, settings.job_lease_s)
+    except DATABASE_ERRORS:
+        return False
+
+
+def _handed_back(settings: JobsSettings, job_id: str, attempt: int) -> bool:
+    """Put the job back to `queued` (the attempt not counted); False when this run no longer holds it, or
+    the database cannot be reached (a worker cut off from it: its lease lapses and a sweeper re-queues it)."""
+    try:
+        with session_scope(settings.db_url) as session:
+            return jobs.retry_later(session, job_id, attempt)
+    except DATABASE_ERRORS as exc:
+        log.warning("job %s not handed back (%s); it comes back when its lease lapses", job_id, exc)
+        return False
 
 
 def _work(
@@ -297,6 +336,7 @@ def _work(
         return render_sheet(settings, storage, job_id, claimed.spec, video, library, work, progress)
     result = _edit(settings, claimed.spec, claimed.key_id, work, progress)
     key = jobs.output_key(job_id)
+    progress.still_held()
     storage.put_file(key, work / jobs.OUTPUT_NAME, "video/mp4")
     return result, key
 
@@ -325,7 +365,8 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         )
     )
     library = _library(settings, key_id)
-    target = spec.edit_target(speech, lambda ref, name: _fetch(ref, work / name, settings, settings.max_speech_bytes))
+    limit = {"speech": settings.max_speech_bytes, "video": settings.max_video_bytes}
+    target = spec.edit_target(speech, lambda ref, name, kind: _fetch(ref, work / name, settings, limit[kind]))
     editor = EDITOR.get(settings)
     output = work / jobs.OUTPUT_NAME
     choices, limits = run_options(spec, settings)
@@ -350,10 +391,11 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
         duration_s=result.duration_s,
         width=result.width,
         height=result.height,
-        connector=result.connector,
+        connector=result.connector or None,
         segments=list(result.voice) if result.voice else None,
         quality=result.quality,
         quality_error=result.quality_problem,
+        speakers=result.speakers if choices.faces and any(face.speaker for face in choices.faces) else None,
     )
 
 

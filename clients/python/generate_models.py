@@ -44,10 +44,16 @@ def render() -> str:
         )
         text = raw.read_text().replace(f"#   filename:  {raw.name}", "#   filename:  openapi.yaml")
     header = '"""The API\'s models, made from openapi.yaml by clients/python/generate_models.py: do not edit."""\n\n'
-    for step in (("check", "--select=I", "--fix", "--quiet"), ("format",)):
+    return ruffed(header + text, TARGET)
+
+
+def ruffed(text: str, target: Path, rules: str = "I") -> str:
+    """`text` as ruff leaves it for `target`: its import fixes (`rules`), then its format."""
+    tools = Path(sys.executable).parent
+    for step in (("check", f"--select={rules}", "--fix", "--quiet"), ("format",)):
         text = subprocess.run(
-            [str(tools / "ruff"), *step, "--stdin-filename", str(TARGET), "-"],
-            input=header + text if step[0] == "check" else text,
+            [str(tools / "ruff"), *step, "--stdin-filename", str(target), "-"],
+            input=text,
             check=True,
             capture_output=True,
             text=True,
@@ -56,8 +62,12 @@ def render() -> str:
     return text
 
 
-if __name__ == "__main__":
-    fresh = render()
+def write_or_check(fresh: str, target: Path) -> None:
+    """Write `target`; with `--check`, only exit 1 when it differs from `fresh`."""
     if "--check" in sys.argv[1:]:
-        sys.exit(0 if TARGET.exists() and TARGET.read_text() == fresh else 1)
-    TARGET.write_text(fresh)
+        sys.exit(0 if target.exists() and target.read_text() == fresh else 1)
+    target.write_text(fresh)
+
+
+if __name__ == "__main__":
+    write_or_check(render(), TARGET)

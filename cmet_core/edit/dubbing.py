@@ -42,7 +42,7 @@ from cmet_core.edit.passes import (
     read_input,
 )
 from cmet_core.emotion.library import EmotionLibrary
-from cmet_core.emotion.speech_plan import EditTarget
+from cmet_core.emotion.speech_plan import EditTarget, needs_connector
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media import mel
 from cmet_core.media.mel import FPS as LIP_FPS
@@ -158,7 +158,7 @@ class Dub:
 
     def run(self) -> EditResult:
         editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
-        connector = connector_of(editor)
+        connector = connector_of(editor) if needs_connector(self.target) else None
         max_pixels = limits.max_pixels_per_second / LIP_FPS
         image = read_photo(self.src, max_pixels) if self.photo else None
         if image is not None:
@@ -212,10 +212,12 @@ class Dub:
             if image is not None
             else FrameFeed(self.src, limits.chunk_frames).frames([f.background for f in frames])
         )
-        feed = (Frame(bg, found.boxes[f.background], f.background) for f, bg in zip(frames, backgrounds, strict=False))
+        feed = (
+            Frame(bg, (found.boxes[f.background],), f.background) for f, bg in zip(frames, backgrounds, strict=False)
+        )
         drive = Drive(found.source, found.motion, poses, exp, lips[torch.tensor([f.lip for f in frames])])
         out = video_out(self.dst, like, self.speech_track, limits.encoding(editor.backbone.device.type == "cuda"))
-        loop.run(drive, feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
+        loop.run([drive], feed, out, chunk=limits.chunk_frames, crop_input=crop_input)
         return EditResult(
             output=self.dst,
             frames=len(frames),
@@ -227,7 +229,7 @@ class Dub:
             face_crop_input=crop_input,
             stage_seconds=clock.seconds,
             network_seconds=clock.network,
-            connector=editor.connector_label,
+            connector=editor.connector_label if connector is not None else "",
         )
 
     def _frames_needed(self, info: VideoInfo) -> int:

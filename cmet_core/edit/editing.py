@@ -25,8 +25,9 @@ from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import VoiceSegment
 from cmet_core.enhance.restore import Restorer
 from cmet_core.errors import ErrorCode, InputError
+from cmet_core.faces.turns import SpeakerTurn
 from cmet_core.meter import NETWORKS, step
-from cmet_core.modelsets.sets import ModelSet
+from cmet_core.modelsets.sets import ModelSet, no_connector
 from cmet_core.networks.connector import Connector
 from cmet_core.networks.runtime import SpeechLips
 from cmet_core.options import EyeChoice, Limits
@@ -72,11 +73,7 @@ def connector_of(editor: Parts) -> Connector:
     """The editor's connector, or `connector_missing` naming the command that trains one (a set of a
     backbone nobody published a connector for)."""
     if editor.connector is None:
-        raise InputError(
-            ErrorCode.CONNECTOR_MISSING,
-            f"model set {editor.models.path} has no C-MET connector for its {editor.models.backbone} backbone: "
-            "train one with `cmet-train` (prep-visual, train, export) and serve it with `--connector`",
-        )
+        raise no_connector(editor.models.path.name, editor.models.backbone)
     return editor.connector
 
 
@@ -145,6 +142,10 @@ class EditResult:
     """The output measured against the input, with `quality` on."""
     quality_problem: QualityProblem | None = None
     """With `quality` on, why there is no report (the `quality` extra is not installed)."""
+    faces: list[int] = field(default_factory=list)
+    """With `faces`: each selecting entry's face, by its place from the left (a speaker's are in `speakers`)."""
+    speakers: list[SpeakerTurn] = field(default_factory=list)
+    """With a `select: "speaker"` entry: which face spoke when (and got that entry's edit)."""
 
     @property
     def total_seconds(self) -> float:

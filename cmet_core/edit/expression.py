@@ -91,3 +91,12 @@ def expression_track(
         presence = speech.presence(times - times[0])
         delta_frames = np.where(presence[:, None] > 0, delta_frames * presence[:, None], 0.0)
     return ed_neu + torch.from_numpy(delta_frames).to(ed_neu)
+
+
+def pulled(exp_in: torch.Tensor, exp: torch.Tensor, weights: np.ndarray, codes: np.ndarray) -> torch.Tensor:
+    """`exp` plus each frame's move from its own code (`exp_in`) toward each reference code by its weight:
+    row i gains sum_k weights[i, k] * (codes[k] - exp_in[i]). One reference at weight 1 puts every frame
+    on it; 0.5 halfway; above 1 past it, away from the frame's own expression (decision 0040)."""
+    w = torch.from_numpy(np.asarray(weights, dtype=np.float64)).to(exp_in)
+    c = torch.from_numpy(np.asarray(codes, dtype=np.float64)).to(exp_in)
+    return exp + w @ c - w.sum(dim=1, keepdim=True) * exp_in

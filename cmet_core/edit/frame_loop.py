@@ -43,12 +43,14 @@ from cmet_core.stages import Stage
 
 @dataclass(frozen=True)
 class Frame:
-    """One output frame's background and where its face goes."""
+    """One output frame's background and where its faces go."""
 
     image: Image
-    """The frame the face is pasted into: a decoded frame (RGB or the decoder's planes), the photo, a frame of
+    """The frame the faces are pasted into: a decoded frame (RGB or the decoder's planes), the photo, a frame of
     the pose feed. Paste-back may write into planes: each frame's are its own."""
-    box: faces.CropBox
+    boxes: tuple[faces.CropBox | None, ...]
+    """Where each face (one per `Drive` of the loop) goes; None: that face is left alone in this frame (it is
+    away, or not the speaker now), and nothing of it is rendered."""
     index: int
     """The input frame it is (what the stages prepared from: their `apply` gets it)."""
     pts: int | None = None
@@ -76,10 +78,10 @@ class Drive:
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    def _motion(self, backbone: Backbone, a: int, b: int) -> MotionRecord:
-        motion = self.motion.index(self.rows[a:b]).with_exp(self.exp[a:b])
+    def _motion(self, backbone: Backbone, rows: slice | torch.Tensor) -> MotionRecord:
+        motion = self.motion.index(self.rows[rows]).with_exp(self.exp[rows])
         if self.lips is not None:
-            motion = motion.with_part(backbone.widths.lip_part, self.lips[a:b])
+            motion = motion.with_part(backbone.widths.lip_part, self.lips[rows])
         return motion
 
     def over_clip(self, backbone: Backbone) -> Drive:
@@ -87,17 +89,19 @@ class Drive:
         whole clip, so the render's chunks join without a seam (a few floats per frame: decision 0016)."""
         if self.smoothed:
             return self
-        motion = backbone.smooth_clip(self._motion(backbone, 0, len(self)))
+        motion = backbone.smooth_clip(self._motion(backbone, slice(0, len(self))))
         return Drive(self.source, motion, torch.arange(len(self)), motion.exp, smoothed=True)
 
-    def render(self, backbone: Backbone, a: int, b: int) -> torch.Tensor:
-        """Output frames a..b-1, as the backbone's images."""
-        return backbone.render(self.source, self._motion(backbone, a, b))
+    def render(self, backbone: Backbone, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The output frames `rows` selects, as the backbone's images."""
+        return backbone.render(self.source, self._motion(backbone, rows))
 
 
-Chunk = tuple[list[Frame], np.ndarray | torch.Tensor]
-"""A chunk's frames and their rendered faces (uint8 on the host, or 0..255 floats on the GPU), on their way to
-paste-back."""
+Faces = np.ndarray | torch.Tensor
+"""A chunk's rendered faces of one drive (uint8 on the host, or 0..255 floats on the GPU)."""
+Chunk = tuple[list[Frame], list[Faces | None]]
+"""A chunk's frames and, per drive, the faces rendered for the frames that have its box (in order; None: no
+frame has), on their way to paste-back."""
 
 
 class FrameSink(Protocol):
@@ -194,46 +198,50 @@ class FrameLoop:
 
     def run(
         self,
-        drive: Drive,
+        drives: Sequence[Drive],
         frames: Iterable[Frame],
         out: AbstractContextManager[FrameSink],
         *,
         chunk: int,
         crop_input: bool,
     ) -> None:
-        """Every output frame of `drive`, each pasted into the next of `frames`, into `out`, `chunk` frames
-        at a time; timed as "render", less the stages' applies (each counted as its own stage).
+        """Every output frame of `drives` (one per face, each frame with one box per drive), each pasted into the
+        next of `frames`, into `out`, `chunk` frames at a time; timed as "render", less the stages' applies (each
+        counted as its own stage). Each chunk renders every face it shows, and every face is pasted into its
+        frame before the stages and the write: several faces cost their renders, not another decode or encode.
 
         Three threads overlap (`media/overlap.py`): decoding the next chunk, rendering this one (here), and
         pasting back, the stages and writing the one before; each queue holds one chunk."""
-        total = len(drive)
-        drive = drive.over_clip(self.backbone)
+        total = len(drives[0])
+        drives = [drive.over_clip(self.backbone) for drive in drives]
         if self.eyes_off:
-            drive = replace(drive, motion=self.backbone.switch_off(drive.motion, self.eyes_off))
+            drives = [replace(d, motion=self.backbone.switch_off(d.motion, self.eyes_off)) for d in drives]
         if self.eyes is not None:
             if len(self.eyes.motion) != total:
                 raise ValueError(f"driving eyes for {len(self.eyes.motion)} frames, the output has {total}")
-            motion = self.backbone.take_eyes(drive.motion, self.eyes.motion, self.eyes.parts)
-            drive = replace(drive, motion=motion)
+            eyes = self.eyes
+            drives = [replace(d, motion=self.backbone.take_eyes(d.motion, eyes.motion, eyes.parts)) for d in drives]
         mask = faces.paste_mask(self.face_size, crop_input, windowed=self.backbone.framing.window is not None)
         device = self.backbone.device
         on_device = device.type == "cuda"  # paste-back as tensor operations where the faces are rendered
         device_mask = torch.from_numpy(mask).to(device)
         applied: dict[Stage, float] = dict.fromkeys((stage.name for stage in self.stages), 0.0)
 
+        def paste(image: Image, face: np.ndarray | torch.Tensor, box: faces.CropBox) -> Image:
+            if isinstance(face, torch.Tensor):
+                return tensor_warp.paste_frame(image, face, box, device_mask)
+            return faces.paste_frame(image, face, box, mask)
+
         def finish(item: Chunk, sink: FrameSink) -> None:
             part, rendered = item
             with step("paste back"):
-                if isinstance(rendered, torch.Tensor):
-                    pasted = [
-                        tensor_warp.paste_frame(frame.image, face, frame.box, device_mask)
-                        for frame, face in zip(part, rendered, strict=True)
-                    ]
-                else:
-                    pasted = [
-                        faces.paste_frame(frame.image, face, frame.box, mask)
-                        for frame, face in zip(part, rendered, strict=True)
-                    ]
+                pasted: list[Image] = [frame.image for frame in part]
+                for k, drawn in enumerate(rendered):
+                    shown = [j for j, frame in enumerate(part) if frame.boxes[k] is not None]
+                    for j, face in zip(shown, drawn if drawn is not None else (), strict=True):
+                        box = part[j].boxes[k]
+                        assert box is not None
+                        pasted[j] = paste(pasted[j], face, box)
             indices = [frame.index for frame in part]
             if self.stages:
                 images: list[Image] = list(self._staged([as_rgb(image) for image in pasted], indices, applied))
@@ -245,9 +253,16 @@ class FrameLoop:
         done = 0
         with self.clock.stage(Stage.RENDER), out as sink, Drain[Chunk](lambda item: finish(item, sink), 1) as drain:
             for part in prefetched(chunks(iter(frames), chunk), 1):
+                rendered: list[Faces | None] = []
                 with self.clock.networks():
-                    batch = drive.render(self.backbone, done, done + len(part))
-                    rendered = device_images(batch) if on_device else to_images(batch)
+                    for k, drive in enumerate(drives):
+                        shown = [done + j for j, frame in enumerate(part) if frame.boxes[k] is not None]
+                        if not shown:
+                            rendered.append(None)
+                            continue
+                        rows = slice(done, done + len(part)) if len(shown) == len(part) else torch.tensor(shown)
+                        batch = drive.render(self.backbone, rows)
+                        rendered.append(device_images(batch) if on_device else to_images(batch))
                 drain.put((part, rendered))
                 done += len(part)
                 self.progress(Stage.RENDER, done, total)

@@ -11,7 +11,7 @@ its source frame's own motion).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +23,7 @@ from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.backbones.spec import Framing
 from cmet_core.edit.editing import Clock, Progress
-from cmet_core.edit.expression import expression_track
+from cmet_core.edit.expression import expression_track, pulled
 from cmet_core.emotion.speech_plan import SpeechPlan
 from cmet_core.errors import ErrorCode, InputError
 from cmet_core.media.audio import load_audio
@@ -105,33 +105,55 @@ def encode_pass(
     clock: Clock,
     limit: int | None = None,
 ) -> tuple[MotionRecord, np.ndarray, Source]:
-    """Pass 2: every frame's motion and time, and the identity frame's prepared source."""
-    parts: list[MotionRecord] = []
-    times: list[float] = []
-    source_crop: np.ndarray | None = None
+    """Pass 2: every frame's motion and time, and the identity frame's prepared source (`encode_faces` of one)."""
+    motions, times, sources = encode_faces(
+        backbone, src, [boxes], [source_index], face_size, chunk_frames, progress, clock, limit
+    )
+    return motions[0], times, sources[0]
 
-    def cropped(chunk: list[PlanesFrame]) -> tuple[list[PlanesFrame], list[np.ndarray]]:
-        if chunk[-1].index >= len(boxes):
+
+def encode_faces(
+    backbone: Backbone,
+    src: Path,
+    boxes: Sequence[list[faces.CropBox]],
+    source_indices: Sequence[int],
+    face_size: int,
+    chunk_frames: int,
+    progress: Progress,
+    clock: Clock,
+    limit: int | None = None,
+) -> tuple[list[MotionRecord], np.ndarray, list[Source]]:
+    """Pass 2 for one face or several (`boxes[k]`: face k's box in every frame): each frame decoded once, every
+    face cropped from it, all of a chunk's crops encoded in one forward; per face, every frame's motion and its
+    identity frame's prepared source, and the frames' times."""
+    frames = len(boxes[0])
+    parts: list[list[MotionRecord]] = [[] for _ in boxes]
+    times: list[float] = []
+    source_crops: list[np.ndarray | None] = [None] * len(boxes)
+
+    def cropped(chunk: list[PlanesFrame]) -> tuple[list[PlanesFrame], list[list[np.ndarray]]]:
+        if chunk[-1].index >= frames:
             raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave more frames than the first pass")
         with step("crop"):
-            return chunk, [faces.crop_frame(f.image, boxes[f.index], face_size) for f in chunk]
+            return chunk, [[faces.crop_frame(f.image, face[f.index], face_size) for f in chunk] for face in boxes]
 
     # decoding and cropping the next chunk in a thread of their own while the networks encode this one
     decoded = chunks(metered("decode encode", read_input_planes(src, limit)), chunk_frames)
     for chunk, crops in prefetched(map(cropped, decoded), 1):
-        if chunk[0].index <= source_index <= chunk[-1].index:
-            source_crop = crops[source_index - chunk[0].index]
+        for k, face_crops in enumerate(crops):
+            if chunk[0].index <= source_indices[k] <= chunk[-1].index:
+                source_crops[k] = face_crops[source_indices[k] - chunk[0].index]
         with clock.networks():
-            parts.append(motion_of(backbone, crops))
+            motion = motion_of(backbone, [crop for face_crops in crops for crop in face_crops])
+        for k, part in enumerate(motion.split([len(chunk)] * len(boxes))):
+            parts[k].append(part)
         times += [f.time_s for f in chunk]
-        progress(Stage.ENCODE, len(times), len(boxes))
-    if source_crop is None or len(times) != len(boxes):
-        raise InputError(
-            ErrorCode.DECODE_FAILED, f"{src}: decoding gave {len(times)} frames, the first pass {len(boxes)}"
-        )
+        progress(Stage.ENCODE, len(times), frames)
+    if any(crop is None for crop in source_crops) or len(times) != frames:
+        raise InputError(ErrorCode.DECODE_FAILED, f"{src}: decoding gave {len(times)} frames, the first pass {frames}")
     with clock.networks():
-        source = identity(backbone, source_crop)
-    return MotionRecord.cat(parts), np.asarray(times), source
+        sources = [identity(backbone, crop) for crop in source_crops if crop is not None]
+    return [MotionRecord.cat(p) for p in parts], np.asarray(times), sources
 
 
 @dataclass(frozen=True)
@@ -195,7 +217,7 @@ def audio_lips(lips: SpeechLips, src: Path, info: VideoInfo, times: np.ndarray, 
 
 
 def edited_expression(
-    connector: Connector,
+    connector: Connector | None,
     device: torch.device,
     plan: SpeechPlan,
     exp_in: torch.Tensor,
@@ -203,11 +225,18 @@ def edited_expression(
     progress: Progress,
     clock: Clock,
 ) -> torch.Tensor:
-    """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target's
-    semantic vector (one for the clip, or the timeline's at each window's time)."""
+    """Every output frame's expression coefficients (`exp_in`, at `times`) moved towards the target: by the
+    connector toward its semantic vector (one for the clip, or the timeline's at each window's time), and
+    directly toward an expression reference's code. `connector` may be None when nothing speaks (only
+    references: `speech_plan.needs_connector`)."""
     with clock.stage(Stage.EXPRESSION), clock.networks():
-        speech = plan.condition(device)
-        with torch.inference_mode():
-            exp = expression_track(connector, exp_in.to(device), times, speech).cpu()
+        exp = exp_in
+        if plan.speaks:
+            assert connector is not None, "a target the connector reads needs a connector (connector_of)"
+            with torch.inference_mode():
+                exp = expression_track(connector, exp_in.to(device), times, plan.condition(device)).cpu()
+        pulls = plan.pulls(np.asarray(times, dtype=np.float64) - float(times[0]))
+        if pulls is not None:
+            exp = pulled(exp_in.cpu(), exp, *pulls)
         progress(Stage.EXPRESSION, len(times), len(times))
     return exp

@@ -35,9 +35,11 @@ from cmet_core.edit.passes import (
     read_input,
     read_input_planes,
 )
+from cmet_core.edit.reference import reference_expression
+from cmet_core.edit.several import SeveralFaces
 from cmet_core.edit.window import clip_window
 from cmet_core.emotion.library import EmotionLibrary, load_builtin_library
-from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, plan_speech
+from cmet_core.emotion.speech_plan import EditTarget, SpeechPlan, needs_connector, plan_speech
 from cmet_core.emotion.targets import Embed, EmotionTarget, semantic_vector
 from cmet_core.emotion.timeline import ClipTimeline
 from cmet_core.emotion.voice import FROM_AUDIO, FollowVoice
@@ -216,7 +218,7 @@ class Editor:
         has_audio: bool = True,
     ) -> SpeechPlan:
         """What the connector reads for `target`: one vector, or a timeline (given, or found in the voice
-        of `audio`) over an output of `duration_s`."""
+        of `audio`) over an output of `duration_s`; and the codes of its expression references."""
         return plan_speech(
             target,
             library or self.library,
@@ -225,13 +227,14 @@ class Editor:
             duration_s,
             limits.max_timeline_segments,
             has_audio=has_audio,
+            express=lambda reference: reference_expression(self.backbone, reference, limits),
         )
 
     def edit(
         self,
         src: Path | str,
         dst: Path | str,
-        target: EditTarget,
+        target: EditTarget | None,
         options: EditChoices = EditChoices(),
         progress: Progress | None = None,
         library: EmotionLibrary | None = None,
@@ -245,11 +248,15 @@ class Editor:
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
         only that window of `src` is edited (a clip preview). `eye_video` is the driving clip whose gaze or
         blinks the output takes (`options.gaze` or `blink` `clip`). `limits` are the operator's, beside the
-        user's `options`."""
+        user's `options`. `target` is None exactly when `options.faces` gives each face its own."""
         src, dst, report = Path(src), Path(dst), progress or no_progress
         check_eyes(self.backbone, options)
         options.check_eye_video(eye_video is not None)
         eyes = Path(eye_video) if eye_video is not None else None
+        if options.faces or target is None:
+            if eyes is not None:
+                raise InputError(ErrorCode.INVALID_REQUEST, "eyes from a driving clip are offered for one face only")
+            return self._several(src, dst, target, options, limits, report, library, speech_track, pose_video)
         if options.lips == "video" and speech_track is not None and pose_video is None:
             done = self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track), eyes)
             return self._measured(done, src, target, options, report)
@@ -269,11 +276,37 @@ class Editor:
             done = self._measured(done, windowed.src, target, windowed.options, report)
         return replace(done, source_frame=done.source_frame + windowed.first)
 
+    def _several(
+        self,
+        src: Path,
+        dst: Path,
+        target: EditTarget | None,
+        options: EditChoices,
+        limits: Limits,
+        progress: Progress,
+        library: EmotionLibrary | None,
+        speech_track: Path | str | None,
+        pose_video: Path | str | None,
+    ) -> EditResult:
+        """Several faces, each with its own target (`options.faces`): a video with its own lips and audio,
+        whole or a clip preview's window."""
+        if target is not None or not options.faces:
+            raise InputError(ErrorCode.INVALID_REQUEST, "give each face its target in faces, or one target: not both")
+        if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
+            raise InputError(
+                ErrorCode.INVALID_REQUEST,
+                "faces edits a video with its own lips and audio: no dub, speech track or photo",
+            )
+        with clip_window(src, options, limits, dst.parent) as windowed:
+            done = SeveralFaces(self, windowed.src, dst, windowed.options, limits, progress, library).run()
+            done = self._measured(done, windowed.src, None, windowed.options, progress)
+        return replace(done, source_frame=done.source_frame + windowed.first)
+
     def _measured(
         self,
         done: EditResult,
         src: Path,
-        target: EditTarget,
+        target: EditTarget | None,
         options: EditChoices,
         progress: Progress,
         *,
@@ -373,7 +406,8 @@ class _Edit:
 
     def run(self) -> EditResult:
         editor, clock = self.editor, self.clock
-        connector, connector_label = connector_of(editor), editor.connector_label  # one connector per edit
+        connector = connector_of(editor) if needs_connector(self.target) else None  # one connector per edit
+        connector_label = editor.connector_label if connector is not None else ""
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION), clock.networks():
             plan = editor.plan(
@@ -400,11 +434,11 @@ class _Edit:
             read_input_planes(self.src) if loop.takes_planes else read_input(self.src)
         )
         decoded = metered("decode render", inputs)
-        frames = (Frame(f.image, found.boxes[f.index], f.index, f.pts) for f in decoded)
+        frames = (Frame(f.image, (found.boxes[f.index],), f.index, f.pts) for f in decoded)
         drive = Drive(found.source, found.motion, torch.arange(len(found.boxes)), exp, lip_track)
         audio = self.audio or (self.src if info.has_audio else None)
         out = video_out(self.dst, like, audio, self.limits.encoding(editor.backbone.device.type == "cuda"))
-        loop.run(drive, frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)
+        loop.run([drive], frames, out, chunk=self.limits.chunk_frames, crop_input=crop_input)
         total = sum(clock.seconds.values())
         facts = {"frames": len(found.boxes), "seconds": round(total, 3), "network_seconds": round(clock.network, 3)}
         log.info(

@@ -223,7 +223,7 @@ class Sheet:
             time_s = np.array([decoded[index].time_s])
             mouth = audio_lips(lips, self.src, info, time_s, self.limits).expand(n, -1)
         drive = Drive(source, motion, torch.zeros(n, dtype=torch.long), rows, mouth, smoothed=True)  # stills
-        loop.run(drive, itertools.repeat(Frame(frame, box, 0), n), cells.open(), chunk=n, crop_input=crop_input)
+        loop.run([drive], itertools.repeat(Frame(frame, (box,), 0), n), cells.open(), chunk=n, crop_input=crop_input)
         pasted = cells.images
         at = {key: pasted[own + k] for k, key in enumerate(edited)}
         grid = [

@@ -1,8 +1,10 @@
 """What emotion an edit aims at, and the speech semantic vector it becomes.
 
-A target is either a named emotion or blend from an emotion library, or the user's own speech
-clips (optionally with their own neutral clips). Both end as one 1024-d emotion2vec+ difference
-vector, which is all the connector reads.
+A target is a named emotion or blend from an emotion library, the user's own speech clips
+(optionally with their own neutral clips), or an expression reference (a photo or short clip of a
+face making the wanted expression). The first two end as one 1024-d emotion2vec+ difference
+vector, which is all the connector reads; a reference is read by the backbone's own expression
+encoder instead and needs no connector (`cmet_core/edit/reference.py`, decision 0040).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class EmotionChoice(BaseModel):
 
 
 class EmotionTarget(EmotionChoice):
-    """`emotion` ("sarcastic" or "happy=0.6,surprised=0.4") or `speech` clips, never both."""
+    """`emotion` ("sarcastic" or "happy=0.6,surprised=0.4"), `speech` clips or an `expression_reference`:
+    exactly one."""
 
     speech: tuple[Path, ...] = Field(
         default=(), max_length=MAX_SPEECH_CLIPS, description="Speech clips carrying the emotion."
@@ -54,22 +57,30 @@ class EmotionTarget(EmotionChoice):
         max_length=MAX_SPEECH_CLIPS,
         description="The same speaker speaking neutrally; default: the library's neutral mean.",
     )
+    expression_reference: Path | None = Field(
+        default=None, description="A photo or short clip of a face making the wanted expression."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EmotionTarget:
-        if (self.emotion is None) == (not self.speech):
-            raise ValueError("give exactly one of an emotion (name or blend) and speech clips")
+        if (self.emotion is not None) + bool(self.speech) + (self.expression_reference is not None) != 1:
+            raise ValueError("give exactly one of an emotion (name or blend), speech clips and an expression reference")
         if self.neutral_speech and not self.speech:
             raise ValueError("neutral speech only makes sense with speech clips")
         return self
 
     def describe(self) -> str:
         what = self.emotion if self.emotion is not None else f"speech ({len(self.speech)} clips)"
+        if self.expression_reference is not None:
+            what = f"the expression of {self.expression_reference.name}"
         return f"{what} at intensity {self.intensity:g}"
 
 
 def semantic_vector(target: EmotionTarget, library: EmotionLibrary, embed: Embed) -> np.ndarray:
-    """The float32 vector for `target`; `embed` is only called for speech targets (it loads emotion2vec)."""
+    """The float32 vector for `target`; `embed` is only called for speech targets (it loads emotion2vec).
+    An expression reference has none: the connector never reads it."""
+    if target.expression_reference is not None:
+        raise ValueError("an expression reference has no speech semantic vector")
     if target.emotion is not None:
         try:
             return resolve(target.emotion, library, target.intensity)

@@ -1,8 +1,9 @@
 """Emotion over time: a timeline of segments, each with its own target and intensity.
 
-One definition serves every layer: `Timeline[S]` is generic in how a segment names speech clips
-(`SpeechClips`, local paths, for the CLI and the pipeline; the API's assets and URLs; the job's
-stored inputs), while times, intensities, keyframes and their rules are the same everywhere.
+One definition serves every layer: `Timeline[S]` is generic in how a segment names its files (speech
+clips, `SpeechClips`, or an expression reference, `ReferenceFile`: local paths for the CLI and the
+pipeline; the API's assets and URLs; the job's stored inputs), while times, intensities, keyframes and
+their rules are the same everywhere.
 
 Times are seconds from the clip's first frame. Outside every segment an edit keeps the input's
 own expression exactly; at a segment's edges the speech vector and the edit's weight move over
@@ -54,8 +55,21 @@ class SpeechClips(BaseModel):
     neutral_speech: tuple[Path, ...] = Field(default=(), max_length=MAX_SPEECH_CLIPS)
 
 
-S = TypeVar("S", bound=BaseModel)
-T = TypeVar("T", bound=BaseModel)
+class ReferenceTarget(BaseModel):
+    """What every layer's expression-reference target is (a segment aiming at a reference face's
+    expression, in the backbone's own space: no connector), however it names the file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReferenceFile(ReferenceTarget):
+    """A segment's target taken from a reference photo or short clip on this machine (a path)."""
+
+    expression_reference: Path
+
+
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 class Segment(BaseModel, Generic[S]):
@@ -89,6 +103,11 @@ class Timeline(BaseModel, Generic[S]):
 
     segments: tuple[Segment[S], ...] = Field(min_length=1)
     transition_s: float = Field(default=DEFAULT_TRANSITION_S, ge=0.0, le=MAX_TRANSITION_S)
+
+    def speaks(self) -> bool:
+        """Whether a segment aims at an emotion the connector makes (a name, a blend, speech clips): every
+        target but an expression reference."""
+        return any(not isinstance(s.target, ReferenceTarget) for s in self.segments)
 
     def ordered(self) -> list[Segment[S]]:
         return sorted(self.segments, key=lambda s: (s.start_s, s.end_s))
@@ -153,8 +172,8 @@ class Timeline(BaseModel, Generic[S]):
         return into.model_validate({"segments": segments, "transition_s": self.transition_s})
 
 
-class ClipTimeline(Timeline[SpeechClips]):
-    """A timeline whose speech targets are local files: the CLI's `--timeline plan.json` and the pipeline's."""
+class ClipTimeline(Timeline[SpeechClips | ReferenceFile]):
+    """A timeline whose file targets are local files: the CLI's `--timeline plan.json` and the pipeline's."""
 
     @classmethod
     def load(cls, path: Path) -> ClipTimeline:
@@ -164,10 +183,12 @@ class ClipTimeline(Timeline[SpeechClips]):
         except OSError as exc:
             raise InputError(ErrorCode.NOT_FOUND, f"cannot read timeline {path}: {exc.strerror or exc}") from None
 
-        def rooted(clips: SpeechClips) -> SpeechClips:
+        def rooted(files: SpeechClips | ReferenceFile) -> SpeechClips | ReferenceFile:
+            if isinstance(files, ReferenceFile):
+                return ReferenceFile(expression_reference=path.parent / files.expression_reference)
             return SpeechClips(
-                speech=tuple(path.parent / p for p in clips.speech),
-                neutral_speech=tuple(path.parent / p for p in clips.neutral_speech),
+                speech=tuple(path.parent / p for p in files.speech),
+                neutral_speech=tuple(path.parent / p for p in files.neutral_speech),
             )
 
         retargeted = plan.retarget(ClipTimeline, rooted)
@@ -219,17 +240,36 @@ def _edges(segments: Sequence[tuple[float, float]], transition_s: float) -> list
     return out
 
 
+@dataclass(frozen=True)
+class Expression:
+    """A target in the backbone's own expression space (a reference face's mean code, the backbone's width):
+    frames move toward it directly, without the connector."""
+
+    code: np.ndarray
+
+
+Aim = np.ndarray | Expression
+"""A resolved segment's target: a unit speech vector the connector reads, or an expression to move toward."""
+
+
 class TimelineSchedule:
-    """A resolved timeline: each segment's unit vector and intensity curve, read at any times.
+    """A resolved timeline: each segment's aim (a unit speech vector or an `Expression`) and intensity curve,
+    read at any times.
 
     `vectors(t)` is what the connector's window at t reads; `presence(t)` is how much of the
-    connector's delta a frame at t keeps (0 outside every segment, 1 well inside one).
+    connector's delta a frame at t keeps (0 outside every speech segment, 1 well inside one);
+    `pulls(t)` how far a frame at t moves toward each expression segment's code.
     """
 
-    def __init__(self, segments: Sequence[tuple[Segment[Any], np.ndarray]], transition_s: float) -> None:
+    def __init__(self, segments: Sequence[tuple[Segment[Any], Aim]], transition_s: float) -> None:
         self.segments = sorted(segments, key=lambda s: s[0].start_s)
         self.transition_s = transition_s
         self.edges = _edges([(s.start_s, s.end_s) for s, _ in self.segments], transition_s)
+
+    @property
+    def speaks(self) -> bool:
+        """Whether any segment is the connector's (an empty schedule, `from_audio` without voice, counts)."""
+        return not self.segments or any(not isinstance(aim, Expression) for _, aim in self.segments)
 
     @property
     def settle_sigma_s(self) -> float:
@@ -248,18 +288,37 @@ class TimelineSchedule:
                 out = np.maximum(out, np.clip(1 - distance / margin, 0.0, 1.0))
         return out
 
-    def _weights(self, times_s: np.ndarray) -> list[np.ndarray]:
+    def _weights(self, times_s: np.ndarray, expression: bool) -> list[tuple[Segment[Any], Aim, np.ndarray]]:
+        """The segments of one kind (expression aims, or the connector's) with their weights at `times_s`; the
+        edges are computed over every segment, so a speech segment and a reference beside it cross-fade."""
         t = np.asarray(times_s, dtype=np.float64)
-        return [_rise(t, *e.rise) * (1.0 - _rise(t, *e.fall)) for e in self.edges]
+        return [
+            (seg, aim, _rise(t, *e.rise) * (1.0 - _rise(t, *e.fall)))
+            for (seg, aim), e in zip(self.segments, self.edges, strict=True)
+            if isinstance(aim, Expression) == expression
+        ]
 
     def presence(self, times_s: np.ndarray) -> np.ndarray:
-        total = np.sum(self._weights(times_s), axis=0) if self.segments else np.zeros(len(times_s))
+        weights = [w for _, _, w in self._weights(times_s, expression=False)]
+        total = np.sum(weights, axis=0) if weights else np.zeros(len(times_s))
         return np.clip(total, 0.0, 1.0)
 
     def vectors(self, times_s: np.ndarray) -> np.ndarray:
         t = np.asarray(times_s, dtype=np.float64)
-        dim = self.segments[0][1].shape[0] if self.segments else EMBEDDING_DIM
+        speech = [(seg, unit, w) for seg, unit, w in self._weights(t, expression=False) if isinstance(unit, np.ndarray)]
+        dim = speech[0][1].shape[0] if speech else EMBEDDING_DIM
         acc = np.zeros((len(t), dim), dtype=np.float64)
-        for (seg, unit), weight in zip(self.segments, self._weights(t), strict=True):
+        for seg, unit, weight in speech:
             acc += (weight * seg.intensity_at(t))[:, None] * unit.astype(np.float64)[None, :]
         return acc.astype(np.float32)
+
+    def pulls(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(len(times), K) weights and (K, width) codes of the K expression segments: a frame at t moves by
+        weight (the edge's fade times the segment's intensity) from its own code toward each; None without any."""
+        t = np.asarray(times_s, dtype=np.float64)
+        found = self._weights(t, expression=True)
+        if not found:
+            return None
+        weights = np.stack([w * seg.intensity_at(t) for seg, _, w in found], axis=1)
+        codes = np.stack([aim.code for _, aim, _ in found if isinstance(aim, Expression)])
+        return weights, codes

@@ -113,3 +113,103 @@ def select_source_frame(
         if match.frontal > best_frontal:
             best, best_frontal = i, match.frontal
     return best
+
+
+REACQUIRE_WIDTHS = 1.0
+"""A face lost for a while is found again by a free detection whose centre lies within this many of its last
+widths from where it was last seen (its box may no longer overlap)."""
+
+
+@dataclass(frozen=True)
+class ManyTracks:
+    """Several faces followed through a clip: per face, its box in every frame (None where it was not found),
+    and its place from the left in the frame they were chosen in (how results name it)."""
+
+    boxes: list[list[Box | None]]
+    labels: list[int]
+
+
+def faces_at_start(detections: Sequence[list[Detection]]) -> tuple[int, list[Detection]] | None:
+    """The first frame showing faces that are found again in the next frames, and those faces from the left:
+    where `faces[].select` counts its indices (the probe shows them)."""
+    for i, faces in enumerate(detections):
+        confirmed = [d for d in faces if _confirmed(detections, i, d.box)]
+        if confirmed:
+            return i, sorted(confirmed, key=lambda d: d.box.cx)
+    return None
+
+
+def track_many(
+    detections: Sequence[list[Detection]],
+    selections: Sequence[FaceSelection],
+    *,
+    candidates: bool = False,
+    max_candidates: int = 16,
+) -> ManyTracks:
+    """Each selected face, then (`candidates`) every other face of the first frame showing faces, followed
+    through the clip with identities kept apart: in each frame, each detection goes to at most one face, the
+    best overlaps first; a face lost for a while takes back a free detection near where it was last seen.
+
+    Raises `bad_face_selection` for a selection that matches no face and `face_selected_twice` where two
+    select the same one."""
+    first = faces_at_start(detections)
+    if first is None:
+        raise _bad_selection("no face is found in the clip")
+    start, ordered = first
+    chosen: list[int] = []
+    for selection in selections:
+        if selection.index is not None:
+            if selection.index >= len(ordered):
+                raise _bad_selection(
+                    f"face index {selection.index} asked for, but the first frame with faces shows {len(ordered)}"
+                )
+            k = selection.index
+        else:
+            assert selection.box is not None
+            wanted = selection.box
+            k = max(range(len(ordered)), key=lambda j: ordered[j].box.iou(wanted))
+            if ordered[k].box.iou(wanted) <= 0:
+                raise _bad_selection("no face of the first frame with faces overlaps the given face box")
+        if k in chosen:
+            raise InputError(ErrorCode.FACE_SELECTED_TWICE, f"two entries of faces select the face {k} from the left")
+        chosen.append(k)
+    if candidates:
+        others = [k for k in range(len(ordered)) if k not in chosen][:max_candidates]
+        if not others:
+            raise _bad_selection("select: speaker finds no face that another entry does not select")
+        chosen += others
+    firsts = [ordered[k].box for k in chosen]
+    boxes: list[list[Box | None]] = [[None] * len(detections) for _ in chosen]
+    for face, box in enumerate(firsts):
+        boxes[face][start] = box
+    for order in (range(start + 1, len(detections)), range(start - 1, -1, -1)):
+        last, seen = list(firsts), [start] * len(firsts)
+        for i in order:
+            for face, d in _assigned(detections[i], last, seen, i).items():
+                boxes[face][i] = last[face] = d.box
+                seen[face] = i
+    return ManyTracks(boxes, chosen)
+
+
+def _assigned(found: list[Detection], last: list[Box], seen: list[int], i: int) -> dict[int, Detection]:
+    """Each face's detection in this frame: the best overlaps first, then, for a face not found in the frame
+    before, the nearest free detection close to where it was last seen."""
+    pairs = sorted(((last[f].iou(d.box), f, j) for f in range(len(last)) for j, d in enumerate(found)), reverse=True)
+    taken: dict[int, Detection] = {}
+    used: set[int] = set()
+    for overlap, f, j in pairs:
+        if overlap >= MIN_IOU and f not in taken and j not in used:
+            taken[f] = found[j]
+            used.add(j)
+    lost = [f for f in range(len(last)) if f not in taken and abs(i - seen[f]) > 1]
+    near = sorted(
+        (((last[f].cx - d.box.cx) ** 2 + (last[f].cy - d.box.cy) ** 2) ** 0.5 / last[f].w, f, j)
+        for f in lost
+        for j, d in enumerate(found)
+        if j not in used
+    )
+    for distance, f, j in near:
+        if distance <= REACQUIRE_WIDTHS and f not in taken and j not in used:
+            taken[f] = found[j]
+            used.add(j)
+    return taken

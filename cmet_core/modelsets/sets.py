@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_spec
 from cmet_core.backbones.spec import Widths, misfits
+from cmet_core.errors import ErrorCode, InputError
 from cmet_core.modelsets.manifests import (
     SET_MANIFEST,
     Kind,
@@ -111,6 +112,17 @@ def select_set(root: Path | None = None, name: str | None = None) -> Path:
         if root / preferred in sets:
             return root / preferred
     raise ModelLoadError(f"{root} holds several model sets ({', '.join(p.name for p in sets)}); name one")
+
+
+def no_connector(name: str, backbone: str) -> InputError:
+    """The refusal of a target that needs the connector on set `name` that has none (the CLI's and the worker's
+    editor, and the API at submission)."""
+    return InputError(
+        ErrorCode.CONNECTOR_MISSING,
+        f"model set {name} has no C-MET connector for its {backbone} backbone: train one with `cmet-train` "
+        "(prep-visual, train, export) and serve it with `--connector`; an expression reference "
+        "(--expression-from, `expression_reference`) needs none",
+    )
 
 
 def read_set(set_dir: Path) -> SetManifest:

@@ -79,6 +79,25 @@ class Asset(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class BatchRow(Base):
+    """Edits submitted together (`POST /v1/batches`): their records point here (`JobRow.batch_id`); the
+    batch keeps their ids in order, its Idempotency-Key and body digest, and its `batch.completed` webhook."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("key_id", "idempotency_key", name="uq_batches_key_idempotency"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("bat"))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    edit_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=lambda: {"ids": []})
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    webhook_events: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Set, and `batch.completed` recorded, by the transaction that ended its last edit."""
+
+
 class JobRow(Base):
     """One job of any kind, as stored; the API shows it as `schemas.Job` or `schemas.Preview` (`jobs.to_schema`)."""
 
@@ -108,6 +127,9 @@ class JobRow(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
     webhook_events: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="SET NULL"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -147,12 +169,14 @@ class CustomEmotion(Base):
 
 
 class WebhookDelivery(Base):
-    """One webhook message and its attempts; `msg_id` is deterministic so a re-run job sends each event once."""
+    """One webhook message and its attempts; `msg_id` is deterministic so a re-run job sends each event once.
+    A job's events name the job, `batch.completed` its batch."""
 
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whd"))
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True, default=None)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True, default=None)
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     event: Mapped[str] = mapped_column(String(32))
     msg_id: Mapped[str] = mapped_column(String(120), unique=True)

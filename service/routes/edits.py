@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,18 +39,21 @@ _BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "description": "The fields of EditCreate as form fields, plus file parts `video` "
-                    "(a video, or a photo to animate), `speech` (repeatable), for a dub `speech_track` "
-                    "and `pose_video`, and for gaze or blink `clip` `eye_video`.",
+                    "(a video, or a photo to animate), `speech` (repeatable), `expression_reference` (a photo or "
+                    "short clip of a face making the wanted expression), for a dub `speech_track` and "
+                    "`pose_video`, and for gaze or blink `clip` `eye_video`.",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
                         "speech_track": {"type": "string", "format": "binary"},
                         "pose_video": {"type": "string", "format": "binary"},
+                        "expression_reference": {"type": "string", "format": "binary"},
                         "eye_video": {"type": "string", "format": "binary"},
                         "lips": {"type": "string", "enum": ["video", "speech"]},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
                         "intensity": {"type": "number"},
                         "timeline": {"type": "string", "description": "An EditTimeline as JSON text."},
+                        "faces": {"type": "string", "description": "The `faces` list (FaceTarget items) as JSON text."},
                     },
                 }
             },
@@ -58,7 +62,15 @@ _BODY_DOC = {
 }
 
 
-_SINGLE_PARTS = ("video", "speech_track", "pose_video", "eye_video")
+_SINGLE_PARTS = ("video", "speech_track", "pose_video", "expression_reference", "eye_video")
+
+
+def _json_field(name: str, value: str) -> Any:
+    """A form field that carries JSON (`faces`)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise RequestError(ErrorCode.INVALID_REQUEST, f"{name} is not valid JSON: {exc}") from None
 
 
 async def _read_body(
@@ -90,6 +102,8 @@ async def _read_body(
                 fields.setdefault(name, []).append(value)
             elif name == "face_box":
                 fields[name] = [p.strip() for p in value.split(",")]
+            elif name == "faces":
+                fields[name] = _json_field(name, value)
             else:
                 fields[name] = value
         if len(speech) > MAX_SPEECH_CLIPS:
@@ -117,7 +131,8 @@ def _submit(
     idempotency_key: str | None,
 ) -> JobRow:
     """The parts saved to a scratch folder (size limits, empty parts refused), then `submissions.submit`."""
-    limits = {name: settings.max_video_bytes for name in ("video", "pose_video", "eye_video")}
+    videos = ("video", "pose_video", "expression_reference", "eye_video")
+    limits = {name: settings.max_video_bytes for name in videos}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
         saved = {
@@ -134,6 +149,7 @@ def _submit(
             idempotency_key,
             speech_track_file=saved.get("speech_track"),
             pose_video_file=saved.get("pose_video"),
+            expression_reference_file=saved.get("expression_reference"),
             eye_video_file=saved.get("eye_video"),
         )
         return submissions.submit(session, settings, storage, key, submission)

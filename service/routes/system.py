@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from cmet_core.errors import ErrorCode
 from cmet_core.modelsets.registry import choose
-from cmet_core.modelsets.sets import model_manifest, read_set, select_set
+from cmet_core.modelsets.sets import model_manifest
 from cmet_core.networks.errors import ModelLoadError
-from cmet_jobs import jobs, queue, schemas
+from cmet_jobs import connectors, jobs, queue, schemas
 from cmet_jobs.db.session import session_scope
 from cmet_jobs.errors import RequestError
 from service import metrics
@@ -67,8 +67,7 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
     """The model set the workers serve, and which connector: the set's own or a registry version."""
 
     try:
-        path = select_set(settings.models_set or settings.resolved_models_dir)
-        manifest = read_set(path)
+        path, manifest = connectors.served(settings)
         choice = choose(settings.connector_version, backbone=manifest.backbone)
         own = "connector" in manifest.models
         connector = (

@@ -5,6 +5,7 @@
 import { api, apiKey } from "./api.js";
 import { $, enable, showError } from "./dom.js";
 import { EmotionStep } from "./emotion.js";
+import { FacesStep } from "./faces.js";
 import { JobList } from "./jobs.js";
 import { OptionsStep } from "./options.js";
 import { PreviewStep } from "./preview.js";
@@ -17,6 +18,7 @@ const inputs = new Map(); // job id -> this page's local copy of its input video
 
 const video = new VideoStep(update, () => timeline.clear()); // a failed upload leaves no old timeline
 const emotion = new EmotionStep(update);
+const faces = new FacesStep(video, () => emotion.usable(), update);
 const options = new OptionsStep();
 const timeline = new TimelineStep({
   duration: () => video.probe?.duration_s || (video.localUrl && $("input-video").duration) || null,
@@ -38,7 +40,9 @@ function jobAssets() {
 
 function update() {
   timeline.refresh();
-  enable($("submit"), video.missing() || emotion.missing());
+  if (!video.probe) faces.clear();
+  faces.draw();
+  enable($("submit"), video.missing() || (faces.count() ? "" : emotion.missing()));
   previews.update();
 }
 
@@ -47,7 +51,8 @@ async function submit() {
   button.disabled = true;
   showError($("submit-error"), null);
   try {
-    const body = { video_asset: video.asset, ...(await emotion.fields()), ...(await options.fields()) };
+    const target = faces.count() ? faces.fields() : await emotion.fields();
+    const body = { video_asset: video.asset, ...target, ...(await options.fields()) };
     const job = await api("/v1/edits", { method: "POST", json: body, headers: { "Idempotency-Key": crypto.randomUUID() } });
     sessionStorage.setItem(ASSETS, JSON.stringify({ ...jobAssets(), [job.id]: video.asset }));
     if (video.localUrl) inputs.set(job.id, video.localUrl);

@@ -43,8 +43,9 @@ export function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
 
-/** What an edit is driven by, in a word or two (its emotion, "timeline" or "speech"). */
+/** What an edit is driven by, in a word or two (its emotion, "timeline", the faces' emotions or "speech"). */
 export function target(job) {
   if (job.timeline) return `timeline of ${job.timeline.segments.length}`;
+  if (job.faces) return job.faces.map((f) => `${typeof f.select === "number" ? `face ${f.select + 1}` : f.select === "speaker" ? "speaker" : "face box"}: ${f.emotion}`).join(", ");
   return job.emotion || "speech";
 }

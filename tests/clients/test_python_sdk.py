@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,16 +136,58 @@ def test_a_retried_submission_keeps_its_idempotency_key(flaky_server: tuple[str,
     assert time.monotonic() - started < 5
 
 
-def test_the_models_are_generated_from_the_contract() -> None:
+def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """One of the client's build scripts (`clients/python/<name>.py`), loaded as a module; their folder is
+    on the path, as when they run, for the one to import the other."""
+    import importlib.util  # only the drift tests load scripts
+
+    monkeypatch.syspath_prepend(str(ROOT / "clients/python"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"clients/python/{name}.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_the_models_are_generated_from_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     """`clients/python/cmet_client/models.py` is what the generator makes of `openapi.yaml` today."""
     pytest.importorskip("datamodel_code_generator", reason="datamodel-code-generator (dev extra) makes the models")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("generate_models", ROOT / "clients/python/generate_models.py")
-    assert spec is not None and spec.loader is not None
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
+    generator = _script("generate_models", monkeypatch)
     assert generator.render() == generator.TARGET.read_text(), "run python clients/python/generate_models.py"
+
+
+def test_the_sync_client_is_made_from_the_async_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cmet_client/client.py` is what unasync makes of `aio.py` today: one source for both clients."""
+    pytest.importorskip("unasync", reason="unasync (dev extra) makes the sync client")
+    generator = _script("unasync_client", monkeypatch)
+    assert generator.render() == generator.TARGET.read_text(), "run python clients/python/unasync_client.py"
+    assert [n for n in dir(cmet_client.Client) if not n.startswith("_")] == [
+        n.replace("aclose", "close") for n in dir(cmet_client.AsyncClient) if not n.startswith("_")
+    ]
+
+
+def test_a_batch_in_the_sync_and_the_async_client(served: Served) -> None:
+    changes: list[tuple[str, str]] = []
+    with cmet_client.Client(served.url, served.key) as client:
+        asset = client.uploads.create(served.clip)
+        edits = [{"video": asset, "emotion": "happy"}, {"video": asset, "emotion": "sad", "intensity": 0.5}]
+        batch = client.batches.create(edits, idempotency_key="sdk-batch")
+        assert batch.id.startswith("bat_") and len(batch.edit_ids) == 2 and batch.total == 2
+        done = client.batches.wait(batch, progress=lambda j: changes.append((j.id, j.state)), timeout=120)
+        with pytest.raises(cmet_client.InvalidRequestError):
+            client.batches.create([{"video": asset, "emotoin": "happy"}])  # checked before sending
+        sad = client.edits.get(done.edit_ids[1])
+
+    async def again() -> tuple[models.Batch, models.Batch]:
+        async with cmet_client.AsyncClient(served.url, served.key) as client:
+            replay = await client.batches.create(edits, idempotency_key="sdk-batch")
+            return replay, await client.batches.wait(replay.id, timeout=30)
+
+    replay, waited = asyncio.run(again())
+    assert (done.state, done.counts.succeeded, done.completed_at is not None) == ("completed", 2, True)
+    assert {job_id for job_id, state in changes if state == "succeeded"} == set(batch.edit_ids)
+    assert (sad.emotion, sad.intensity) == ("sad", 0.5)
+    assert replay.id == batch.id and waited == done, "same key, same body: the same batch"
 
 
 def test_prefer_wait_answers_with_the_finished_job(served: Served) -> None:

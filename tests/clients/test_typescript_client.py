@@ -41,7 +41,7 @@ def test_node_round_trip_against_cmet_serve(served: Served) -> None:
     assert NODE is not None
     done = subprocess.run([NODE, "--test", "test/"], cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:] + served.log.read_text()[-2000:]
-    assert "# pass 2" in done.stdout and "# skipped 0" in done.stdout, done.stdout[-2000:]
+    assert "# pass 3" in done.stdout and "# skipped 0" in done.stdout, done.stdout[-2000:]
 
 
 @needs_node

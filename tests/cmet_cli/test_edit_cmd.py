@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from cmet_cli.edit_cmd import spread_values
+from cmet_cli.face_flags import faces_of
 from cmet_cli.main import app
 from cmet_cli.output_names import default_output
 from cmet_core.emotion.targets import EmotionTarget
@@ -204,3 +207,20 @@ def test_dub_a_video_and_animate_a_photo(
     bad_fill = ["--pose-fill", "spin", "--models", str(tiny_set)]
     code, output = _edit(str(talk), "--lips-from", str(line), "-e", "happy", *bad_fill)
     assert code == 2 and "pose_fill" in output, output
+
+
+def test_faces_from_face_flags_or_a_plan_file(tmp_path: Path) -> None:
+    assert faces_of(["0:happy", "speaker:from_audio", "1,2,30,40:happy=0.6,sad=0.4@0.5"], None) == [
+        {"select": 0, "emotion": "happy"},
+        {"select": "speaker", "emotion": "from_audio"},
+        {"select": [1.0, 2.0, 30.0, 40.0], "emotion": "happy=0.6,sad=0.4", "intensity": 0.5},
+    ]
+    plan = tmp_path / "faces.json"
+    plan.write_text(json.dumps([{"select": 1, "emotion": "sad"}]))
+    assert faces_of(None, plan) == [{"select": 1, "emotion": "sad"}]
+    for flags, path in ((["happy"], None), (["left:happy"], None), (["0:happy@x"], None), (["0:happy"], plan)):
+        with pytest.raises(typer.Exit) as caught:
+            faces_of(flags, path)
+        assert caught.value.exit_code == 2
+    code, out = _edit("in.mp4", "--face", "0:happy", "--emotion", "sad")
+    assert code == 2 and "each face has its own target" in out

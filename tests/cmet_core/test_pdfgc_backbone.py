@@ -4,7 +4,6 @@ dubs and follows a timeline through the same code as EDTalk (the CLI, and the wo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ from cmet_core.edit.preview import contact_sheet
 from cmet_core.faces import CropBox, paste_mask
 from cmet_core.media.sample import write_clip
 from cmet_core.media.video import probe, read_frames
-from cmet_core.modelsets.manifests import SET_MANIFEST
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.options import Limits, SheetChoice
 from cmet_jobs.settings import JobsSettings
@@ -153,17 +151,9 @@ def test_a_pdfgc_set_edits_and_dubs_through_the_cli(
 
 
 def test_a_set_without_a_connector_is_refused_naming_cmet_train(
-    tiny_pdfgc_set: Path, clip: Path, tmp_path: Path
+    bare_pdfgc_set: Path, clip: Path, tmp_path: Path
 ) -> None:
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    for path in tiny_pdfgc_set.iterdir():
-        if path.name != SET_MANIFEST and not path.name.startswith("connector."):
-            (bare / path.name).symlink_to(path)
-    manifest = json.loads((tiny_pdfgc_set / SET_MANIFEST).read_text())
-    manifest["models"].pop("connector")
-    (bare / SET_MANIFEST).write_text(json.dumps(manifest))
-    code, said = _edit(str(clip), "-e", "happy", "-o", str(tmp_path / "o.mp4"), "--models", str(bare))
+    code, said = _edit(str(clip), "-e", "happy", "-o", str(tmp_path / "o.mp4"), "--models", str(bare_pdfgc_set))
     assert code == 2 and "[connector_missing]" in said and "cmet-train" in said, said
     assert not (tmp_path / "o.mp4").exists()
 

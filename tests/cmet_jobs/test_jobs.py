@@ -50,7 +50,7 @@ def ago(seconds: float) -> datetime:
 def test_start_queued_job_runs_with_a_lease(db: str) -> None:
     job_id = make_job(db, state=JobState.QUEUED)
     with session_scope(db) as session:
-        assert jobs.start(session, job_id, max_attempts=3) is not None
+        assert jobs.start(session, job_id, max_attempts=3, lease_s=10) is not None
     job = load(db, job_id)
     assert (job.state, job.attempts, job.stage) == (JobState.RUNNING, 1, "starting")
     assert job.lease_until is not None and job.lease_until > now()
@@ -61,20 +61,20 @@ def test_start_queued_job_runs_with_a_lease(db: str) -> None:
 def test_start_ignores_creating_and_final_jobs(db: str, state: JobState) -> None:
     job_id = make_job(db, state=state)
     with session_scope(db) as session:
-        assert jobs.start(session, job_id, max_attempts=3) is None
+        assert jobs.start(session, job_id, max_attempts=3, lease_s=10) is None
     job = load(db, job_id)
     assert (job.state, job.attempts) == (state, 0)
 
 
 def test_start_of_a_missing_job_is_none(db: str) -> None:
     with session_scope(db) as session:
-        assert jobs.start(session, "edt_missing", max_attempts=3) is None
+        assert jobs.start(session, "edt_missing", max_attempts=3, lease_s=10) is None
 
 
 def test_start_running_job_with_fresh_lease_is_busy(db: str) -> None:
     job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=now() + timedelta(seconds=5))
     with pytest.raises(jobs.JobBusy) as busy, session_scope(db) as session:
-        jobs.start(session, job_id, max_attempts=3)
+        jobs.start(session, job_id, max_attempts=3, lease_s=10)
     assert 0 < busy.value.retry_in <= 6
     assert load(db, job_id).attempts == 1
 
@@ -83,7 +83,7 @@ def test_start_takes_over_a_lapsed_lease(db: str) -> None:
     started = ago(60)
     job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=ago(1), started_at=started)
     with session_scope(db) as session:
-        assert jobs.start(session, job_id, max_attempts=3) is not None
+        assert jobs.start(session, job_id, max_attempts=3, lease_s=10) is not None
     job = load(db, job_id)
     assert (job.state, job.attempts) == (JobState.RUNNING, 2)
     assert job.lease_until is not None and job.lease_until > now()
@@ -93,7 +93,7 @@ def test_start_takes_over_a_lapsed_lease(db: str) -> None:
 def test_start_past_max_attempts_fails_the_job(db: str) -> None:
     job_id = make_job(db, state=JobState.RUNNING, attempts=3, lease_until=ago(1))
     with session_scope(db) as session:
-        returned = jobs.start(session, job_id, max_attempts=3)
+        returned = jobs.start(session, job_id, max_attempts=3, lease_s=10)
         assert returned is not None and returned.state == JobState.FAILED
     job = load(db, job_id)
     assert job.state == JobState.FAILED and job.finished_at is not None
@@ -103,29 +103,61 @@ def test_start_past_max_attempts_fails_the_job(db: str) -> None:
 def test_start_with_cancel_requested_cancels(db: str) -> None:
     job_id = make_job(db, state=JobState.QUEUED, cancel_requested=True)
     with session_scope(db) as session:
-        returned = jobs.start(session, job_id, max_attempts=3)
+        returned = jobs.start(session, job_id, max_attempts=3, lease_s=10)
         assert returned is not None and returned.state == JobState.CANCELED
     job = load(db, job_id)
     assert (job.state, job.attempts) == (JobState.CANCELED, 0)
     assert job.finished_at is not None
 
 
-def test_renew_lease_extends_a_running_job(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs, "LEASE_S", 100.0)
-    job_id = make_job(db, state=JobState.RUNNING, lease_until=now() + timedelta(seconds=1))
+def test_renew_lease_extends_a_running_job(db: str) -> None:
+    job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=now() + timedelta(seconds=1))
     with session_scope(db) as session:
-        jobs.renew_lease(session, job_id)
+        assert jobs.renew_lease(session, job_id, attempt=1, lease_s=100)
     lease = load(db, job_id).lease_until
     assert lease is not None and lease > now() + timedelta(seconds=90)
 
 
 @pytest.mark.parametrize("state", [JobState.QUEUED, JobState.SUCCEEDED])
 def test_renew_lease_leaves_other_states_alone(db: str, state: JobState) -> None:
-    job_id = make_job(db, state=state)
+    job_id = make_job(db, state=state, attempts=0)  # queued: handed back by its run (the attempt taken back)
     with session_scope(db) as session:
-        jobs.renew_lease(session, job_id)
+        assert not jobs.renew_lease(session, job_id, attempt=1, lease_s=10)
     job = load(db, job_id)
     assert (job.state, job.lease_until) == (state, None)
+
+
+def test_a_run_takes_back_a_job_put_back_while_it_was_away(db: str) -> None:
+    """The database was away for longer than the lease and a sweeper put the job back; no other worker has
+    started it yet: the run that is still working on it keeps it, and the new message finds it leased."""
+    job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=ago(1))
+    with session_scope(db) as session:
+        jobs.requeued(session, [job_id])
+    with session_scope(db) as session:
+        assert jobs.renew_lease(session, job_id, attempt=1, lease_s=10)
+    job = load(db, job_id)
+    assert (job.state, job.attempts) == (JobState.RUNNING, 1) and jobs.holds(job, 1)
+    with pytest.raises(jobs.JobBusy), session_scope(db) as session:
+        jobs.start(session, job_id, max_attempts=3, lease_s=10)
+
+
+def test_a_run_that_lost_its_job_can_neither_renew_nor_hand_it_back(db: str) -> None:
+    """A worker cut off from the database past its lease (not dead) comes back to a job another worker
+    took over: its attempt no longer holds the job, so it cannot renew the new run's lease or put the job
+    back in the queue under it."""
+    job_id = make_job(db, state=JobState.RUNNING, attempts=1, lease_until=ago(1))
+    with session_scope(db) as session:  # the sweeper of another worker, then that worker
+        jobs.requeued(session, [job_id])
+    with session_scope(db) as session:
+        taken = jobs.start(session, job_id, max_attempts=3, lease_s=10)
+        assert taken is not None and taken.attempts == 2
+    lease = load(db, job_id).lease_until
+    with session_scope(db) as session:
+        assert not jobs.renew_lease(session, job_id, attempt=1, lease_s=100)
+        assert not jobs.retry_later(session, job_id, attempt=1)
+    job = load(db, job_id)
+    assert (job.state, job.attempts, job.lease_until) == (JobState.RUNNING, 2, lease)
+    assert jobs.holds(job, 2) and not jobs.holds(job, 1)
 
 
 def test_finish_failed_sets_error_and_clears_stage(db: str) -> None:
@@ -170,7 +202,7 @@ def test_request_cancel(state: JobState, after: JobState, flagged: bool) -> None
 def test_retry_later_requeues_without_counting_the_attempt(db: str) -> None:
     job_id = make_job(db, state=JobState.RUNNING, attempts=2, stage="fetching", lease_until=ago(-9))
     with session_scope(db) as session:
-        jobs.retry_later(session, job_id)
+        assert jobs.retry_later(session, job_id, attempt=2)
     job = load(db, job_id)
     assert (job.state, job.attempts, job.lease_until, job.stage) == (JobState.QUEUED, 1, None, None)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cmet_core.emotion.timeline import ClipTimeline, SpeechClips
+from cmet_core.emotion.timeline import ClipTimeline, ReferenceFile, SpeechClips
 from cmet_core.emotion.voice import FollowVoice
 from cmet_jobs import schemas, timelines
 from cmet_jobs.spec import EditSpec, InputRef, SpecTimeline
@@ -18,6 +18,7 @@ SPEC_TIMELINE = {
         {"start_s": 0, "end_s": 1, "target": "angry"},
         {"start_s": 1, "end_s": 2, "target": {"speech": [{"key": "jobs/x/input/a"}, {"url": "https://e.example/b"}]}},
         {"start_s": 2, "end_s": 3, "target": {"speech": [{"key": "jobs/x/input/c"}]}, "intensity": 0.5},
+        {"start_s": 3, "end_s": 4, "target": {"expression_reference": {"key": "jobs/x/input/r"}}},
     ],
 }
 
@@ -27,23 +28,30 @@ def _spec(**fields: object) -> EditSpec:
 
 
 def test_the_worker_fetches_each_segments_clips_under_its_own_name(tmp_path: Path) -> None:
-    fetched: list[tuple[InputRef, str]] = []
+    fetched: list[tuple[InputRef, str, str]] = []
 
-    def fetch(ref: InputRef, name: str) -> Path:
-        fetched.append((ref, name))
+    def fetch(ref: InputRef, name: str, kind: str) -> Path:
+        fetched.append((ref, name, kind))
         return tmp_path / name
 
     target = _spec(timeline=SPEC_TIMELINE).edit_target([], fetch)
     assert isinstance(target, ClipTimeline) and target.transition_s == 0.1
-    assert [name for _, name in fetched] == ["segment1-speech0", "segment1-speech1", "segment2-speech0"]
+    assert [(name, kind) for _, name, kind in fetched] == [
+        ("segment1-speech0", "speech"),
+        ("segment1-speech1", "speech"),
+        ("segment2-speech0", "speech"),
+        ("segment3-reference", "video"),  # a photo or clip: the video size limit
+    ]
     second = target.segments[1].target
     assert isinstance(second, SpeechClips)
     assert second.speech == (tmp_path / "segment1-speech0", tmp_path / "segment1-speech1")
     assert target.segments[0].target == "angry" and target.segments[2].intensity == 0.5
+    assert target.segments[3].target == ReferenceFile(expression_reference=tmp_path / "segment3-reference")
+    assert target.speaks() and not ClipTimeline(segments=(target.segments[3],)).speaks()
 
 
 def test_from_audio_becomes_following_the_voice() -> None:
-    target = _spec(emotion="from_audio", intensity=0.7, neutral="self").edit_target([], lambda _r, _n: Path())
+    target = _spec(emotion="from_audio", intensity=0.7, neutral="self").edit_target([], lambda _r, _n, _k: Path())
     assert target == FollowVoice(intensity=0.7, neutral="self")
 
 
@@ -61,6 +69,7 @@ def test_the_api_shows_speech_targets_as_clip_counts() -> None:
         "angry",
         schemas.ShownSpeech(speech_clips=2),
         schemas.ShownSpeech(speech_clips=1),
+        schemas.ShownReference(),
     ]
     assert timelines.shown(None) is None
 

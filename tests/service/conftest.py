@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,16 @@ def new_key_and_webhook_secret(stack: Stack, name: str = "test", **limits: int) 
     with session_scope(stack.extra["database_url"]) as session:
         made = create_key(session, name, **limits)
         return made.secret, made.record.webhook_secret
+
+
+def upload_asset(client: httpx.Client, path: Path, kind: str, content_type: str) -> str:
+    """The id of an asset of `kind` holding `path`, uploaded as a client does (a record, then the PUT)."""
+    made = client.post("/v1/uploads", json={"kind": kind, "filename": path.name, "content_type": content_type})
+    assert made.status_code == 201, made.text
+    upload = made.json()
+    put = httpx.put(upload["upload_url"], content=path.read_bytes(), headers=upload["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    return str(upload["id"])
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 and started (or killed) by the test; the machine's own servers are never touched. And a plain HTTP
 server for a test's own handler (a slow or dripping URL).
 
+Both listen on 127.0.0.1 unless given another `host`, and run under `wrap` when given one (a command
+prefix: the multi-host test starts them with `ip netns exec <its infra host>` on that host's address).
+
 PostgreSQL refuses to run as root, so its cluster belongs to the `postgres` user when the tests
 run as root (as CI does).
 """
@@ -17,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,19 +45,21 @@ class PrivateRedis:
     folder: Path
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    wrap: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        args = [*self.wrap, "redis-server", "--port", str(self.port), "--bind", self.host, "--dir", str(self.folder)]
         args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"]
         with (self.folder / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         import redis
 
-        wait_until(lambda: redis.Redis(port=self.port).ping(), 20, "private redis-server", self.proc)
+        wait_until(lambda: redis.Redis(self.host, self.port).ping(), 20, "private redis-server", self.proc)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -64,11 +69,11 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_redis(folder: Path) -> Iterator[PrivateRedis]:
+def private_redis(folder: Path, host: str = "127.0.0.1", wrap: list[str] | None = None) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     folder.mkdir(parents=True, exist_ok=True)
-    server = PrivateRedis(folder, free_port())
+    server = PrivateRedis(folder, free_port(), host=host, wrap=wrap or [])
     server.start()
     try:
         yield server
@@ -84,19 +89,21 @@ class PrivatePostgres:
     folder: Path
     port: int
     bin: Path
+    host: str = "127.0.0.1"
+    wrap: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        subprocess.run([*self.wrap, *command], check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={self.host} -c fsync=off"
         self._run(
             "pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "pg.log"), "-o", options, "-w", "start"
         )
@@ -106,7 +113,7 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
+def private_postgres(host: str = "127.0.0.1", wrap: list[str] | None = None) -> Iterator[PrivatePostgres]:
     """In a folder of its own under the system temp dir: pytest's are private to root, and the
     server runs as `postgres`."""
     pg_bin = _pg_bin()
@@ -115,8 +122,11 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     folder = Path(tempfile.mkdtemp(prefix="cmet-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    server = PrivatePostgres(folder, free_port(), pg_bin)
+    server = PrivatePostgres(folder, free_port(), pg_bin, host, wrap or [])
     server._run("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+    if host != "127.0.0.1":  # initdb lets in only the loopback; other hosts come from the server's own subnet
+        with (folder / "data" / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all samenet trust\n")
     server.start()
     try:
         yield server

@@ -79,12 +79,12 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 @contextmanager
-def moto_s3(log: Path) -> Iterator[str]:
+def moto_s3(log: Path, host: str = "127.0.0.1", wrap: list[str] | None = None) -> Iterator[str]:
+    """`wrap`: a command prefix it runs under (the multi-host test's `ip netns exec <infra host>`)."""
     port = free_port()
-    with process(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log
-    ) as proc:
-        url = f"http://127.0.0.1:{port}"
+    server = [str(Path(sys.executable).with_name("moto_server")), "-H", host, "-p", str(port)]
+    with process([*(wrap or []), *server], dict(os.environ), log) as proc:
+        url = f"http://{host}:{port}"
         wait_until(lambda: httpx.get(url + "/moto-api/").status_code < 500, 30, "moto S3 server", proc)
         yield url
 

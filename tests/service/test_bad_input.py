@@ -402,6 +402,54 @@ CASES: list[tuple[str, Case, int, str]] = [
         "invalid_request",
     ),
     (
+        "faces: more than the limit",
+        lambda c: c.post(
+            files={"video": c.files["video"]},
+            data={"faces": json.dumps([{"select": i, "emotion": "happy"} for i in range(5)])},
+        ),
+        422,
+        "too_many_faces",
+    ),
+    (
+        "faces: one face selected twice",
+        lambda c: c.post(
+            files={"video": c.files["video"]},
+            data={"faces": json.dumps([{"select": 0, "emotion": "happy"}, {"select": 0, "emotion": "sad"}])},
+        ),
+        422,
+        "face_selected_twice",
+    ),
+    (
+        "faces: the speaker on a clip without audio",
+        lambda c: c.post(
+            files={"video": c.files["silent"]}, data={"faces": json.dumps([{"select": "speaker", "emotion": "happy"}])}
+        ),
+        422,
+        "speaker_needs_audio",
+    ),
+    (
+        "faces and a top-level emotion",
+        lambda c: c.post(
+            json={"emotion": "happy", "video_asset": "ast_" + "0" * 32, "faces": [{"select": 0, "emotion": "sad"}]}
+        ),
+        422,
+        "invalid_request",
+    ),
+    (
+        "faces: an unknown emotion",
+        lambda c: c.post(
+            files={"video": c.files["video"]}, data={"faces": json.dumps([{"select": 1, "emotion": "furious"}])}
+        ),
+        422,
+        "unknown_emotion",
+    ),
+    (
+        "faces: not JSON",
+        lambda c: c.post(files={"video": c.files["video"]}, data={"faces": "[{select"}),
+        422,
+        "invalid_request",
+    ),
+    (
         "face index and box",
         lambda c: c.post(
             json={"emotion": "happy", "face_index": 0, "face_box": [0, 0, 9, 9], "video_asset": "ast_" + "0" * 32}

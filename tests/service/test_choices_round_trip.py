@@ -10,6 +10,7 @@ the stored spec goes through the worker's own `jobs.spec_of` and `run_options`.
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from cmet_cli import edit_cmd
 from cmet_cli.choice_flags import flag_name
 from cmet_cli.main import app as cli
 from cmet_core.edit.pipeline import Editor
-from cmet_core.options import EditChoices, FaceChoice
+from cmet_core.options import EditChoices, FaceChoice, FaceTarget
 from cmet_jobs import jobs
 from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
@@ -65,6 +66,8 @@ def candidates(annotation: Any) -> list[Any]:
         return list(NUMBERS)
     if annotation is str:
         return ["x"]
+    if annotation is FaceTarget:
+        return [FaceTarget(select=0, emotion="happy")]
     return []
 
 
@@ -162,12 +165,19 @@ def needed_inputs(choices: EditChoices) -> list[str]:
 
 
 def form_text(value: Any) -> str:
-    """A value as a multipart form field carries it (a box as `x0,y0,x1,y1`)."""
+    """A value as a multipart form field carries it (a box as `x0,y0,x1,y1`, faces as JSON)."""
+    if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
+        return json.dumps([v.model_dump(mode="json") for v in value])
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def target(sample: dict[str, Any]) -> dict[str, str]:
+    """The edit's top-level target: none where `faces` gives each face its own."""
+    return {} if sample.get("faces") else {"emotion": "happy"}
 
 
 def submit(api: Api, sample: dict[str, Any], form: str) -> str:
@@ -176,11 +186,12 @@ def submit(api: Api, sample: dict[str, Any], form: str) -> str:
         assets = {
             f"{name}_asset": api.asset("video" if name == "video" else "speech", api.files[name]) for name in inputs
         }
-        response = api.client.post("/v1/edits", json={**sample, **assets, "emotion": "happy"})
+        body = {name: value for name, value in EditChoices(**sample).model_dump(mode="json").items() if name in sample}
+        response = api.client.post("/v1/edits", json={**body, **assets, **target(sample)})
     else:
         fields = {name: form_text(value) for name, value in sample.items()}
         parts = {name: (name, api.files[name], "application/octet-stream") for name in inputs}
-        response = api.client.post("/v1/edits", data={**fields, "emotion": "happy"}, files=parts)
+        response = api.client.post("/v1/edits", data={**fields, **target(sample)}, files=parts)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
@@ -224,7 +235,10 @@ def test_a_contact_sheets_choices_survive_too(api: Api, sample: dict[str, Any], 
 
 # -- the CLI --------------------------------------------------------------------------------------
 
-DERIVED: dict[str, dict[Any, list[str]]] = {"lips": {"speech": ["--lips-from", "{speech_track}"]}}
+DERIVED: dict[str, dict[Any, list[str]]] = {
+    "lips": {"speech": ["--lips-from", "{speech_track}"]},
+    "faces": {(FaceTarget(select=0, emotion="happy"),): ["--face", "0:happy"]},
+}
 """How a field that another flag sets (`edit_cmd.SET_BY`) gets each non-default value on the command line."""
 
 
@@ -261,7 +275,8 @@ def test_choices_survive_the_cli(
     speech_track = tmp_path / "line.wav"
     soundfile.write(str(speech_track), np.zeros(1600), 16000)
     src = make_video(tmp_path / "crop.mp4", frames=25, size=(256, 256))
-    args = ["edit", str(src), "--emotion", "happy", "--models", str(tiny_set), *cli_args(sample, speech_track)]
+    emotion = [] if sample.get("faces") else ["--emotion", "happy"]
+    args = ["edit", str(src), *emotion, "--models", str(tiny_set), *cli_args(sample, speech_track)]
     result = CliRunner().invoke(cli, args)
     assert "stopped before the edit" in result.output, result.output
     assert seen == [EditChoices(**sample)]

@@ -40,16 +40,18 @@ print(heavy)
 def test_every_webhook_event_is_documented_with_its_headers_and_a_valid_example() -> None:
     import yaml
 
-    from cmet_jobs.schemas import ALL_EVENTS, EditEvent, PreviewEvent
+    from cmet_jobs.schemas import ALL_EVENTS, BatchEvent, EditEvent, PreviewEvent
 
     hooks = yaml.safe_load(ROOT_FILE.read_text())["webhooks"]
-    assert sorted(hooks) == sorted(ALL_EVENTS)
+    assert sorted(hooks) == sorted([*ALL_EVENTS, "batch.completed"])
     for event, operations in hooks.items():
         post = operations["post"]
         headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
         assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, event
         body = post["requestBody"]["content"]["application/json"]
-        model = EditEvent if event.startswith("edit.") else PreviewEvent
+        models: dict[str, type[EditEvent] | type[PreviewEvent] | type[BatchEvent]]
+        models = {"edit": EditEvent, "preview": PreviewEvent, "batch": BatchEvent}
+        model = models[event.split(".")[0]]
         assert body["schema"]["$ref"].endswith(model.__name__)
         assert model.model_validate(body["example"]).type == event
         assert "CMET_WEBHOOK_TIMEOUT_S" in post["description"] and "whsec_" in post["description"]

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cmet_core.media.sample import write_sample_clip
+from tests.service.conftest import upload_asset
 from tests.service.test_flow import wait_final
 
 
@@ -17,22 +18,17 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sample_clip(tmp_path_factory.mktemp("timeline") / "talk.mp4", seconds=1.2)
 
 
-def _speech_asset(client: httpx.Client, clip: Path) -> str:
-    r = client.post("/v1/uploads", json={"kind": "speech", "filename": clip.name, "content_type": "audio/wav"})
-    assert r.status_code == 201, r.text
-    upload = r.json()
-    put = httpx.put(upload["upload_url"], content=clip.read_bytes(), headers=upload["headers"], timeout=30)
-    assert put.status_code == 200, put.text
-    return str(upload["id"])
-
-
 def test_a_three_segment_timeline(client: httpx.Client, talk: Path, test_data: Path) -> None:
     surprised = sorted((test_data / "speech" / "MEAD" / "surprised").glob("*.wav"))[0]
     plan = {
         "transition_s": 0.2,
         "segments": [
             {"start_s": 0.0, "end_s": 0.4, "target": "angry", "intensity": 0.8},
-            {"start_s": 0.4, "end_s": 0.8, "target": {"speech_assets": [_speech_asset(client, surprised)]}},
+            {
+                "start_s": 0.4,
+                "end_s": 0.8,
+                "target": {"speech_assets": [upload_asset(client, surprised, "speech", "audio/wav")]},
+            },
             {
                 "start_s": 0.8,
                 "end_s": 1.2,

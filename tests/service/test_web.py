@@ -16,6 +16,7 @@ import pytest
 
 from cmet_core.media.sample import write_sample_clip
 from cmet_core.media.video import probe
+from tests.media_factory import make_two_face_clip
 from tests.needs import CHROMIUM
 from tests.service.conftest import new_key
 from tests.service.local_serve import create_key, running_serve, serve_env
@@ -499,3 +500,27 @@ def test_a_timeline_is_built_on_the_strip_and_the_voice_followed(
     expect(page.locator("#strip .seg")).to_have_count(count)
     expect(page.get_by_role("slider", name="Start of segment 1")).to_be_focused()
     page.locator("#emotion-panel").screenshot(path=served.shots / "18-found-as-timeline.png")
+
+
+def test_two_faces_get_their_own_emotions_by_clicking_them(
+    page: sync_api.Page, served: Served, test_data: Path, tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    clip = make_two_face_clip(test_data, tmp_path / "two.mp4", turn_s=0.8)
+    sign_in(page, served, served.keys["bob"])
+    page.set_input_files("#video-file", str(clip))
+    expect(page.locator("#video-info")).to_be_visible(timeout=90_000)
+    picks = page.locator(".face-pick")
+    expect(picks).to_have_count(2)
+    left, right = (picks.nth(i).bounding_box() for i in (0, 1))
+    assert left and right and left["x"] + left["width"] <= right["x"]  # in their places, from the left
+    page.get_by_role("button", name="Face 2 from the left").click()
+    page.get_by_label("Emotion of face 2").select_option("sad")
+    page.get_by_role("button", name="Face 1 from the left").click()
+    page.get_by_label("Emotion of face 1").select_option("happy")
+    page.get_by_label("Intensity of face 1").fill("0.5")
+    expect(page.locator("#submit")).to_be_enabled()  # no emotion of step 2 needed: each face has its own
+    page.screenshot(path=served.shots / "faces-chosen.png", full_page=True)
+    page.get_by_role("button", name="Edit the video").click()
+    expect(page.locator("#job-line")).to_contain_text("face 1: happy, face 2: sad", timeout=30_000)
+    expect(page.locator("#job-line")).to_have_attribute("data-state", "succeeded", timeout=240_000)

@@ -72,3 +72,31 @@ def test_a_subscribed_job_whose_spec_not_even_the_api_can_show_fails_once(tmp_pa
     with session_scope(settings.db_url) as session:
         sent = {d.job_id for d in session.scalars(select(WebhookDelivery))}
     assert sent == {newer}
+
+
+def test_a_run_that_lost_its_job_records_nothing_and_stops(tmp_path: Path) -> None:
+    """Attempt 1's worker was cut off from the database past its lease and attempt 2 took the job over on
+    another host. When the first comes back, its progress stops it, its output is not stored and its end
+    is not recorded: the job ends once, by the run that holds it."""
+    from cmet_jobs.results import EditResult
+    from worker.guards import JobLost, Progress
+    from worker.tasks import _finish
+
+    settings = JobsSettings(data_dir=tmp_path)
+    migrate(settings.db_url)
+    job_id = make_job(settings.db_url, state=JobState.RUNNING, attempts=2)
+    result = EditResult(frames=5, fps=25.0, duration_s=0.2, width=64, height=64)
+    stale = Progress(settings, storage_for(settings), job_id, limit_s=60, attempt=1)
+    with pytest.raises(JobLost):
+        stale("render", 1, 10)
+    with pytest.raises(JobLost):
+        stale.still_held()
+    _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key="stale", attempt=1)
+    with session_scope(settings.db_url) as session:
+        record = session.get(JobRow, job_id)
+        assert record is not None and (record.state, record.output_key) == (JobState.RUNNING, None)
+    Progress(settings, storage_for(settings), job_id, limit_s=60, attempt=2).still_held()
+    _finish(settings, job_id, JobState.SUCCEEDED, result=result, output_key="fresh", attempt=2)
+    with session_scope(settings.db_url) as session:
+        record = session.get(JobRow, job_id)
+        assert record is not None and (record.state, record.output_key) == (JobState.SUCCEEDED, "fresh")

@@ -13,7 +13,7 @@ from worker.guards import JobTimedOut, Progress
 
 def test_progress_stops_an_edit_past_its_deadline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = JobsSettings(data_dir=tmp_path)
-    progress = Progress(settings, storage=None, job_id="edt_x", limit_s=0.05)  # type: ignore[arg-type]
+    progress = Progress(settings, storage=None, job_id="edt_x", limit_s=0.05, attempt=1)  # type: ignore[arg-type]
     time.sleep(0.1)
     with pytest.raises(JobTimedOut, match="time limit of 0 s"):
         progress("render", 3, 10)
@@ -48,10 +48,10 @@ def test_a_stuck_worker_process_fails_its_job_and_exits(tmp_path) -> None:  # ty
 
     settings = JobsSettings(data_dir=tmp_path)
     migrate(settings.db_url)
-    job_id = make_job(settings.db_url, spec={}, state=JobState.RUNNING)
+    job_id = make_job(settings.db_url, spec={}, state=JobState.RUNNING, attempts=1)
     code = (
         "import worker.tasks as t; from cmet_jobs.settings import JobsSettings; "
-        f"t._expire_stuck_job(JobsSettings(), {job_id!r}, 300)"
+        f"t._expire_stuck_job(JobsSettings(), {job_id!r}, 1, 300)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

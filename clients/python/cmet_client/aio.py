@@ -1,37 +1,43 @@
-"""The asynchronous client: `AsyncClient` with the same resources and verbs as `Client`, awaited.
+"""The asynchronous client, `AsyncClient`, and the source of the synchronous one: `client.py` is made from
+this file by `clients/python/unasync_client.py` (unasync: `async`/`await` dropped, `AsyncClient` ->
+`Client`, `asyncio.sleep` -> `time.sleep`, ...), so both have the same resources, verbs and behaviour.
+Edit this file, then run the script; `test_the_sync_client_is_made_from_the_async_one` fails until then.
 
-It drives the same flows (`calls.py`) and the same `Watch`; only sending, streaming and sleeping differ.
+Every method runs a flow of `calls.py`; this module only sends its calls (with the key, retries and typed
+errors) and reads event streams and downloads, which a flow does not model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from cmet_client import calls, models
 from cmet_client.calls import Call, Flow, Inputs, Source
 from cmet_client.errors import ApiError
-from cmet_client.waiting import STREAM_READ_S, EventParser, Watch
+from cmet_client.waiting import STREAM_READ_S, BatchWatch, EventParser, Following, Watch
 
 T = TypeVar("T")
+F = TypeVar("F", bound=BaseModel)
 J = TypeVar("J", models.Job, models.Preview)
 CHUNK = 1 << 20
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    """A file as an async body; each read is one local chunk, short enough for the event loop."""
+    """A file as a streamed body, one local chunk at a time."""
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             yield chunk
 
 
 class AsyncClient:
-    """`Client`, awaited: `async with AsyncClient() as c: job = await c.edits.create(...)`."""
+    """A connection to one cmet server. `base_url` defaults to `CMET_SERVER`, `api_key` to `CMET_API_KEY`."""
 
     def __init__(
         self,
@@ -47,6 +53,7 @@ class AsyncClient:
         self.max_retries, self.upload_threshold = max_retries, upload_threshold
         self.edits = AsyncEdits(self)
         self.previews = AsyncPreviews(self)
+        self.batches = AsyncBatches(self)
         self.uploads = AsyncUploads(self)
         self.emotions = AsyncEmotions(self)
 
@@ -60,6 +67,7 @@ class AsyncClient:
         await self.http.aclose()
 
     async def send(self, call: Call) -> httpx.Response:
+        """One call, retried by `calls.retry_delay`; an error status raises ApiError."""
         headers = dict(call.headers) | ({} if call.signed else self.auth)
         attempt = 0
         while True:
@@ -83,8 +91,9 @@ class AsyncClient:
         timeout = httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
         if call.body_file is not None:
             headers["Content-Length"] = str(call.body_file.stat().st_size)
+            body = _chunks(call.body_file)
             return await self.http.request(
-                call.method, call.url, content=_chunks(call.body_file), headers=headers, params=params
+                call.method, call.url, content=body, headers=headers, params=params, timeout=timeout
             )
         if call.files:
             files = [(name, (path.name, path.read_bytes())) for name, path in call.files]  # at most the threshold
@@ -103,9 +112,12 @@ class AsyncClient:
         )
 
     async def rotate_webhook_secret(self) -> models.WebhookSecret:
+        """A new webhook secret for this key (shown once); the old one keeps signing beside it for the
+        server's grace period (`grace_s`), so a receiver can switch over without losing a delivery."""
         return await self.run(calls.rotate_secret())
 
     async def run(self, flow: Flow[T]) -> T:
+        """Drive a flow to its result."""
         try:
             call = next(flow)
             while True:
@@ -115,6 +127,7 @@ class AsyncClient:
             return result
 
     async def download(self, url: str, path: str | os.PathLike[str]) -> Path:
+        """A presigned URL to a file, written whole or not at all."""
         target = Path(path)
         partial = target.with_name(target.name + ".partial")
         async with self.http.stream("GET", url) as response:
@@ -127,8 +140,41 @@ class AsyncClient:
         partial.replace(target)
         return target
 
+    async def follow(self, path: str, watch: Following[F], poll_s: float) -> F:
+        """The resource at `path` once it ended: read from its event stream (`path/events`), else by
+        polling `path` every `poll_s` seconds when the stream cannot be had or ends early."""
+        final = await self._stream(f"{path}/events", watch)
+        while final is None:
+            current = await self.run(calls.fetch(watch.model, path))
+            if watch.seen(current):
+                final = current
+                break
+            left = watch.left()
+            await asyncio.sleep(poll_s if left is None else min(poll_s, left))
+        return watch.done(final)
+
+    async def _stream(self, path: str, watch: Following[F]) -> F | None:
+        """The final resource from the event stream, or None when the stream failed or ended early."""
+        parser = EventParser()
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_S)
+        try:
+            async with self.http.stream("GET", path, headers=self.auth, timeout=timeout) as response:
+                if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
+                    return None
+                async for line in response.aiter_lines():
+                    found = parser.line(line)
+                    final = watch.event(*found) if found is not None else None
+                    if final is not None:
+                        return final
+                    watch.left()
+        except httpx.TransportError:
+            return None
+        return None
+
 
 class _AsyncJobs(Generic[J]):
+    """What edits and previews share: read, list, follow, download, cancel, delete."""
+
     path: str
     model: type[J]
     listing: type[models.JobList] | type[models.PreviewList]
@@ -139,8 +185,9 @@ class _AsyncJobs(Generic[J]):
     async def get(self, job_id: str) -> J:
         return await self.client.run(calls.fetch(self.model, f"{self.path}/{job_id}"))
 
-    async def list(self, state: str | None = None, limit: int = 20) -> list[J]:
+    async def list(self, state: str | None = None, limit: int = 20, cursor: str | None = None) -> list[J]:
         params: dict[str, str | int] = {"limit": limit} | ({"state": state} if state else {})
+        params |= {"cursor": cursor} if cursor else {}
         page = await self.client.run(calls.fetch(self.listing, self.path, params))
         return list(page.data)  # type: ignore[arg-type]
 
@@ -159,41 +206,33 @@ class _AsyncJobs(Generic[J]):
         poll_s: float = 1.0,
         raise_on_failure: bool = True,
     ) -> J:
-        """As `Client`'s `wait`: the event stream, else polling; `progress` sees every change."""
+        """Follow the job to its end over the event stream, polling when the stream cannot be had;
+        `progress` sees every change. A failed or canceled job raises JobFailedError (with its code)
+        unless `raise_on_failure=False`."""
         job_id = job if isinstance(job, str) else job.id
         watch = Watch(self.model, progress, timeout, raise_on_failure)
-        final = await self._stream(job_id, watch)
-        while final is None:
-            current = await self.get(job_id)
-            if watch.seen(current):
-                final = current
-                break
-            left = watch.left()
-            await asyncio.sleep(poll_s if left is None else min(poll_s, left))
-        return watch.done(final)
-
-    async def _stream(self, job_id: str, watch: Watch[J]) -> J | None:
-        parser = EventParser()
-        timeout = httpx.Timeout(10.0, read=STREAM_READ_S)
-        try:
-            async with self.client.http.stream(
-                "GET", f"{self.path}/{job_id}/events", headers=self.client.auth, timeout=timeout
-            ) as response:
-                if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
-                    return None
-                async for line in response.aiter_lines():
-                    found = parser.line(line)
-                    final = watch.event(*found) if found is not None else None
-                    if final is not None:
-                        return final
-                    watch.left()
-        except httpx.TransportError:
-            return None
-        return None
+        return await self.client.follow(f"{self.path}/{job_id}", watch, poll_s)
 
     async def download(self, job: str | J, path: str | os.PathLike[str]) -> Path:
+        """The finished job's file (an edit's mp4, a sheet's PNG) to `path`."""
         current = await self.get(job) if isinstance(job, str) else job
         return await self.client.download(calls.download_url(current), path)
+
+    async def run(
+        self,
+        output: str | os.PathLike[str],
+        *,
+        progress: Callable[[J], object] | None = None,
+        timeout: float | None = None,
+        **create: Any,
+    ) -> J:
+        """Submit, follow and download in one call: `create`'s arguments, then the file at `output`."""
+        job = await self.wait(await self.create(**create), progress=progress, timeout=timeout)
+        await self.download(job, output)
+        return job
+
+    async def create(self, **kwargs: Any) -> J:
+        raise NotImplementedError
 
 
 class AsyncEdits(_AsyncJobs[models.Job]):
@@ -206,23 +245,27 @@ class AsyncEdits(_AsyncJobs[models.Job]):
         speech_track: Source | None = None,
         pose_video: Source | None = None,
         eye_video: Source | None = None,
+        expression_reference: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
         wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
-        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video, "eye_video": eye_video}
+        """Queue an edit. `video` (and `speech_track`, `pose_video`, `expression_reference`, `eye_video`, `speech`
+        clips) is a path, an `https://` URL or an uploaded asset; `options` are `EditCreate`'s fields (`emotion`,
+        `intensity`, `timeline`, `preview_s`, `webhook_url`, ...)."""
+        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
+        singles |= {"expression_reference": expression_reference, "eye_video": eye_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
-        return await self.client.run(
-            calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
-        )
+        flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
+        return await self.client.run(flow)
 
     async def estimate(self, video: Source | None = None, **options: Any) -> models.EditEstimate:
+        """`create`'s checks with `dry_run`: nothing is stored; the frames, size and estimated seconds."""
         inputs = Inputs({"video": video}, (), self.client.upload_threshold)
-        options = options | {"dry_run": True}
-        return await self.client.run(
-            calls.submit(self.path, models.EditCreate, models.EditEstimate, inputs, options, None)
-        )
+        dry = options | {"dry_run": True}
+        flow = calls.submit(self.path, models.EditCreate, models.EditEstimate, inputs, dry, None)
+        return await self.client.run(flow)
 
 
 class AsyncPreviews(_AsyncJobs[models.Preview]):
@@ -236,13 +279,52 @@ class AsyncPreviews(_AsyncJobs[models.Preview]):
         wait_s: float | None = None,
         **options: Any,
     ) -> models.Preview:
+        """Queue a contact sheet: `emotions` (rows) x `intensities` (columns) of one frame of `video`."""
         inputs = Inputs({"video": video}, (), self.client.upload_threshold)
-        return await self.client.run(
-            calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key, wait_s)
-        )
+        flow = calls.submit(self.path, models.PreviewCreate, models.Preview, inputs, options, idempotency_key, wait_s)
+        return await self.client.run(flow)
+
+
+class AsyncBatches:
+    """Several edits in one request, accepted or refused whole, followed together."""
+
+    path = "/v1/batches"
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def create(
+        self,
+        edits: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> models.Batch:
+        """Queue `edits`, each a mapping of `edits.create`'s arguments (`video` as a path, URL or asset,
+        `emotion`, `intensity`, ...); local files are uploaded first, once each. `options` are
+        `BatchCreate`'s other fields (`webhook_url` for `batch.completed`)."""
+        return await self.client.run(calls.batch(edits, options, idempotency_key))
+
+    async def get(self, batch_id: str) -> models.Batch:
+        return await self.client.run(calls.fetch(models.Batch, f"{self.path}/{batch_id}"))
+
+    async def wait(
+        self,
+        batch: str | models.Batch,
+        *,
+        progress: Callable[[models.Job], object] | None = None,
+        timeout: float | None = None,
+        poll_s: float = 1.0,
+    ) -> models.Batch:
+        """The batch once every edit ended (`counts` says how); `progress` sees each edit's changes as the
+        batch's event stream tells them. Each edit's own result is `edits.get(id)` of `edit_ids`."""
+        batch_id = batch if isinstance(batch, str) else batch.id
+        return await self.client.follow(f"{self.path}/{batch_id}", BatchWatch(progress, timeout), poll_s)
 
 
 class AsyncUploads:
+    """Assets: files uploaded once (through a presigned PUT) and named by id in later submissions."""
+
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
 
@@ -252,11 +334,16 @@ class AsyncUploads:
     async def get(self, asset_id: str) -> models.Asset:
         return await self.client.run(calls.fetch(models.Asset, f"/v1/uploads/{asset_id}"))
 
+    async def list(self, limit: int = 20) -> list[models.Asset]:
+        return list((await self.client.run(calls.fetch(models.AssetList, "/v1/uploads", {"limit": limit}))).data)
+
     async def delete(self, asset_id: str) -> None:
         await self.client.run(calls.delete(f"/v1/uploads/{asset_id}"))
 
 
 class AsyncEmotions:
+    """The built-in emotions and this key's own, made from speech clips."""
+
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
 

@@ -132,12 +132,19 @@ def form_fields(body: Mapping[str, Any]) -> dict[str, str | list[str]]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`, `eye_video`) and its
-    speech clips; each becomes a `<name>_url`/`<name>_asset` field or a multipart part."""
+    """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`,
+    `expression_reference`, `eye_video`) and its speech clips; each becomes a `<name>_url`/`<name>_asset` field or a
+    multipart part."""
 
     singles: Mapping[str, Source | None]
     speech: Sequence[Source] = ()
     threshold: int = UPLOAD_THRESHOLD
+    uploaded: dict[Path, str] = field(default_factory=dict)
+    """Asset ids of the files uploaded so far: a batch uploads a file its edits share once."""
+
+
+VIDEO_KINDS = ("video", "pose_video", "expression_reference", "eye_video")
+"""The inputs uploaded as assets of kind `video` (a photo or a clip); the others are `speech`."""
 
 
 def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]]:
@@ -149,9 +156,11 @@ def _placed(inputs: Inputs, body: dict[str, Any]) -> Flow[list[tuple[str, Path]]
             if value.stat().st_size <= inputs.threshold:
                 parts.append((name, value))
                 continue
-            kind = "asset"
-            kind_of = "video" if name in ("video", "pose_video", "eye_video") else "speech"
-            value = (yield from upload(value, kind_of)).id
+            kind, path = "asset", value.resolve()
+            if path not in inputs.uploaded:
+                made = yield from upload(path, "video" if name in VIDEO_KINDS else "speech")
+                inputs.uploaded[path] = made.id
+            value = inputs.uploaded[path]
         if many:
             body.setdefault(f"speech_{kind}s", []).append(value)
         else:
@@ -173,11 +182,8 @@ def submit(
     `wait_s`, `Prefer: wait=N` asks the server to answer with the finished job if it ends by then."""
     body = dict(options)
     parts = yield from _placed(inputs, body)
-    try:
-        checked = request.model_validate(body).model_dump(mode="json", exclude_unset=True)
-    except ValidationError as exc:
-        raise InvalidRequestError(str(exc)) from None
-    headers = {"Idempotency-Key": key or f"cmet-client-{uuid.uuid4()}"}
+    checked = _checked(request, body)
+    headers = _once_only(key)
     timeout = None
     if wait_s:
         headers["Prefer"] = f"wait={int(wait_s)}"
@@ -187,6 +193,39 @@ def submit(
     else:
         call = Call("POST", path, json=checked, headers=headers, timeout=timeout)
     return parsed(answer, (yield call))
+
+
+def _checked(request: type[BaseModel], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as the contract's request model reads it (only the fields given); a misspelt option or a
+    bad value raises InvalidRequestError before anything is sent."""
+    try:
+        return request.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def _once_only(key: str | None) -> dict[str, str]:
+    """The Idempotency-Key every retry of a submission repeats: the caller's, or a fresh one."""
+    return {"Idempotency-Key": key or f"cmet-client-{uuid.uuid4()}"}
+
+
+INPUTS = ("video", "speech_track", "pose_video", "expression_reference")
+"""An edit's file-like inputs, given as a path, an `https://` URL or an asset, as `edits.create` takes them."""
+
+
+def batch(edits: Sequence[Mapping[str, Any]], options: Mapping[str, Any], key: str | None) -> Flow[models.Batch]:
+    """A batch of edits, each given as `edits.create`'s arguments (`video`, `speech_track`, `pose_video`,
+    `speech`, and `EditCreate`'s fields). A batch is JSON: local files go through presigned uploads (once
+    each, however many edits name them), then the whole body is checked and sent under one Idempotency-Key."""
+    uploaded: dict[Path, str] = {}
+    bodies = []
+    for edit in edits:
+        body = {name: value for name, value in edit.items() if name not in (*INPUTS, "speech")}
+        inputs = Inputs({name: edit.get(name) for name in INPUTS}, edit.get("speech", ()), -1, uploaded)
+        yield from _placed(inputs, body)  # threshold -1: every file is uploaded, none is a part
+        bodies.append(body)
+    checked = _checked(models.BatchCreate, dict(options) | {"edits": bodies})
+    return parsed(models.Batch, (yield Call("POST", "/v1/batches", json=checked, headers=_once_only(key))))
 
 
 def fetch(model: type[M], path: str, params: Mapping[str, str | int] | None = None) -> Flow[M]:

@@ -1,26 +1,34 @@
-"""The synchronous client: `Client().edits.create(...)`, `.wait(...)`, `.download(...)`.
-
-Every method runs a flow of `calls.py`; this module only sends its calls (with the key, retries and
-typed errors) and reads event streams and downloads, which a flow does not model.
+"""The synchronous client: `Client().edits.create(...)`, `.wait(...)`, `.download(...)`; `batches`,
+`previews`, `uploads`, `emotions` likewise. Made from `aio.py` by `clients/python/unasync_client.py`: do not edit.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from cmet_client import calls, models
 from cmet_client.calls import Call, Flow, Inputs, Source
 from cmet_client.errors import ApiError
-from cmet_client.waiting import STREAM_READ_S, EventParser, Watch
+from cmet_client.waiting import STREAM_READ_S, BatchWatch, EventParser, Following, Watch
 
 T = TypeVar("T")
+F = TypeVar("F", bound=BaseModel)
 J = TypeVar("J", models.Job, models.Preview)
+CHUNK = 1 << 20
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """A file as a streamed body, one local chunk at a time."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
 
 
 class Client:
@@ -40,6 +48,7 @@ class Client:
         self.max_retries, self.upload_threshold = max_retries, upload_threshold
         self.edits = Edits(self)
         self.previews = Previews(self)
+        self.batches = Batches(self)
         self.uploads = Uploads(self)
         self.emotions = Emotions(self)
 
@@ -77,26 +86,21 @@ class Client:
         timeout = httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
         if call.body_file is not None:
             headers["Content-Length"] = str(call.body_file.stat().st_size)
-            with call.body_file.open("rb") as body:
-                return self.http.request(
-                    call.method, call.url, content=body, headers=headers, params=params, timeout=timeout
-                )
+            body = _chunks(call.body_file)
+            return self.http.request(
+                call.method, call.url, content=body, headers=headers, params=params, timeout=timeout
+            )
         if call.files:
-            handles = [(name, path.open("rb")) for name, path in call.files]
-            try:
-                files = [(name, (Path(handle.name).name, handle)) for name, handle in handles]
-                return self.http.request(
-                    call.method,
-                    call.url,
-                    data=dict(call.fields),
-                    files=files,
-                    headers=headers,
-                    params=params,
-                    timeout=timeout,
-                )
-            finally:
-                for _, handle in handles:
-                    handle.close()
+            files = [(name, (path.name, path.read_bytes())) for name, path in call.files]  # at most the threshold
+            return self.http.request(
+                call.method,
+                call.url,
+                data=dict(call.fields),
+                files=files,
+                headers=headers,
+                params=params,
+                timeout=timeout,
+            )
         data = dict(call.fields) or None
         return self.http.request(
             call.method, call.url, json=call.json, data=data, headers=headers, params=params, timeout=timeout
@@ -126,10 +130,41 @@ class Client:
                 response.read()
                 raise ApiError.of(response)
             with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
+                for chunk in response.iter_bytes(CHUNK):
                     out.write(chunk)
         partial.replace(target)
         return target
+
+    def follow(self, path: str, watch: Following[F], poll_s: float) -> F:
+        """The resource at `path` once it ended: read from its event stream (`path/events`), else by
+        polling `path` every `poll_s` seconds when the stream cannot be had or ends early."""
+        final = self._stream(f"{path}/events", watch)
+        while final is None:
+            current = self.run(calls.fetch(watch.model, path))
+            if watch.seen(current):
+                final = current
+                break
+            left = watch.left()
+            time.sleep(poll_s if left is None else min(poll_s, left))
+        return watch.done(final)
+
+    def _stream(self, path: str, watch: Following[F]) -> F | None:
+        """The final resource from the event stream, or None when the stream failed or ended early."""
+        parser = EventParser()
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_S)
+        try:
+            with self.http.stream("GET", path, headers=self.auth, timeout=timeout) as response:
+                if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
+                    return None
+                for line in response.iter_lines():
+                    found = parser.line(line)
+                    final = watch.event(*found) if found is not None else None
+                    if final is not None:
+                        return final
+                    watch.left()
+        except httpx.TransportError:
+            return None
+        return None
 
 
 class _Jobs(Generic[J]):
@@ -171,35 +206,7 @@ class _Jobs(Generic[J]):
         unless `raise_on_failure=False`."""
         job_id = job if isinstance(job, str) else job.id
         watch = Watch(self.model, progress, timeout, raise_on_failure)
-        final = self._stream(job_id, watch)
-        while final is None:
-            current = self.get(job_id)
-            if watch.seen(current):
-                final = current
-                break
-            left = watch.left()
-            time.sleep(poll_s if left is None else min(poll_s, left))
-        return watch.done(final)
-
-    def _stream(self, job_id: str, watch: Watch[J]) -> J | None:
-        """The final job from the event stream, or None when the stream failed or ended early."""
-        parser = EventParser()
-        timeout = httpx.Timeout(10.0, read=STREAM_READ_S)
-        try:
-            with self.client.http.stream(
-                "GET", f"{self.path}/{job_id}/events", headers=self.client.auth, timeout=timeout
-            ) as response:
-                if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
-                    return None
-                for line in response.iter_lines():
-                    found = parser.line(line)
-                    final = watch.event(*found) if found is not None else None
-                    if final is not None:
-                        return final
-                    watch.left()
-        except httpx.TransportError:
-            return None
-        return None
+        return self.client.follow(f"{self.path}/{job_id}", watch, poll_s)
 
     def download(self, job: str | J, path: str | os.PathLike[str]) -> Path:
         """The finished job's file (an edit's mp4, a sheet's PNG) to `path`."""
@@ -233,15 +240,17 @@ class Edits(_Jobs[models.Job]):
         speech_track: Source | None = None,
         pose_video: Source | None = None,
         eye_video: Source | None = None,
+        expression_reference: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
         wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
-        """Queue an edit. `video` (and `speech_track`, `pose_video`, `eye_video`, `speech` clips) is a path, an
-        `https://` URL or an uploaded asset; `options` are `EditCreate`'s fields (`emotion`,
+        """Queue an edit. `video` (and `speech_track`, `pose_video`, `expression_reference`, `eye_video`, `speech`
+        clips) is a path, an `https://` URL or an uploaded asset; `options` are `EditCreate`'s fields (`emotion`,
         `intensity`, `timeline`, `preview_s`, `webhook_url`, ...)."""
-        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video, "eye_video": eye_video}
+        singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
+        singles |= {"expression_reference": expression_reference, "eye_video": eye_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
         flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         return self.client.run(flow)
@@ -271,6 +280,43 @@ class Previews(_Jobs[models.Preview]):
         return self.client.run(flow)
 
 
+class Batches:
+    """Several edits in one request, accepted or refused whole, followed together."""
+
+    path = "/v1/batches"
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(
+        self,
+        edits: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> models.Batch:
+        """Queue `edits`, each a mapping of `edits.create`'s arguments (`video` as a path, URL or asset,
+        `emotion`, `intensity`, ...); local files are uploaded first, once each. `options` are
+        `BatchCreate`'s other fields (`webhook_url` for `batch.completed`)."""
+        return self.client.run(calls.batch(edits, options, idempotency_key))
+
+    def get(self, batch_id: str) -> models.Batch:
+        return self.client.run(calls.fetch(models.Batch, f"{self.path}/{batch_id}"))
+
+    def wait(
+        self,
+        batch: str | models.Batch,
+        *,
+        progress: Callable[[models.Job], object] | None = None,
+        timeout: float | None = None,
+        poll_s: float = 1.0,
+    ) -> models.Batch:
+        """The batch once every edit ended (`counts` says how); `progress` sees each edit's changes as the
+        batch's event stream tells them. Each edit's own result is `edits.get(id)` of `edit_ids`."""
+        batch_id = batch if isinstance(batch, str) else batch.id
+        return self.client.follow(f"{self.path}/{batch_id}", BatchWatch(progress, timeout), poll_s)
+
+
 class Uploads:
     """Assets: files uploaded once (through a presigned PUT) and named by id in later submissions."""
 
@@ -284,7 +330,7 @@ class Uploads:
         return self.client.run(calls.fetch(models.Asset, f"/v1/uploads/{asset_id}"))
 
     def list(self, limit: int = 20) -> list[models.Asset]:
-        return list(self.client.run(calls.fetch(models.AssetList, "/v1/uploads", {"limit": limit})).data)
+        return list((self.client.run(calls.fetch(models.AssetList, "/v1/uploads", {"limit": limit}))).data)
 
     def delete(self, asset_id: str) -> None:
         self.client.run(calls.delete(f"/v1/uploads/{asset_id}"))
@@ -297,7 +343,7 @@ class Emotions:
         self.client = client
 
     def list(self) -> list[models.Emotion]:
-        return list(self.client.run(calls.fetch(models.EmotionList, "/v1/emotions")).data)
+        return list((self.client.run(calls.fetch(models.EmotionList, "/v1/emotions"))).data)
 
     def create(self, name: str, speech: Sequence[str | os.PathLike[str]]) -> models.Emotion:
         return self.client.run(calls.new_emotion(name, speech))

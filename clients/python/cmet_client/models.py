@@ -47,6 +47,15 @@ class AssetList(BaseModel):
     next_cursor: Annotated[str | None, Field(title="Next Cursor")]
 
 
+class BatchCounts(BaseModel):
+    queued: Annotated[int, Field(title="Queued")]
+    running: Annotated[int, Field(title="Running")]
+    succeeded: Annotated[int, Field(title="Succeeded")]
+    failed: Annotated[int, Field(title="Failed")]
+    canceled: Annotated[int, Field(title="Canceled")]
+    deleted: Annotated[int, Field(title="Deleted")]
+
+
 class DeliveryAttempt(BaseModel):
     at: Annotated[AwareDatetime, Field(title="At")]
     status: Annotated[
@@ -92,6 +101,65 @@ class EmotionSegment(BaseModel):
     shift: Annotated[float | None, Field(description="target_out - target_in.", title="Shift")] = None
 
 
+class Select(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="Edit the i-th face from the left (in the first frame showing faces).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            ge=0,
+            le=64,
+            title="Select",
+        ),
+    ]
+
+
+class Select1(RootModel[tuple[float, float, float, float]]):
+    root: Annotated[
+        tuple[float, float, float, float],
+        Field(
+            description="Edit the face overlapping this box (x0, y0, x1, y1 in pixels of the upright frame).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            max_length=4,
+            min_length=4,
+            title="Select",
+        ),
+    ]
+
+
+class FaceTarget(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    emotion: Annotated[
+        str,
+        Field(
+            description="A library emotion, a blend, a custom emotion id or from_audio.",
+            examples=["sarcastic", "happy=0.6,surprised=0.4"],
+            max_length=500,
+            min_length=1,
+            title="Emotion",
+        ),
+    ]
+    intensity: Annotated[
+        float | None,
+        Field(
+            description="0 keeps the input's emotion, 1 as recorded.",
+            ge=0.0,
+            le=2.0,
+            title="Intensity",
+        ),
+    ] = 1.0
+    select: Annotated[
+        Select | Select1 | Literal["speaker"],
+        Field(
+            description="Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).",
+            examples=[0, [10, 20, 200, 240], "speaker"],
+            title="Select",
+        ),
+    ]
+
+
 class Health(BaseModel):
     status: Annotated[Literal["ok", "unavailable"], Field(title="Status")]
     checks: Annotated[dict[str, str] | None, Field(title="Checks")] = None
@@ -119,6 +187,9 @@ class JobError(BaseModel):
             "no_face",
             "bad_face_selection",
             "bad_source_frame",
+            "face_selected_twice",
+            "too_many_faces",
+            "speaker_needs_audio",
             "restorer_unavailable",
             "eye_control_unsupported",
             "bad_upscale",
@@ -157,9 +228,11 @@ class JobError(BaseModel):
             "asset_limit",
             "idempotency_key_reused",
             "idempotency_in_progress",
+            "batch_too_large",
             "edit_not_found",
             "edit_active",
             "preview_not_found",
+            "batch_not_found",
             "asset_not_found",
             "asset_not_uploaded",
             "emotion_not_found",
@@ -185,7 +258,7 @@ class JobError(BaseModel):
             "internal",
         ],
         Field(
-            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `eye_video_missing` | 422 | gaze or blink clip needs eye_video, the driving clip the eyes follow |\n| `eye_video_unused` | 422 | eye_video is only read with gaze or blink clip |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
+            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index, face_box or a `faces` entry's select matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `face_selected_twice` | 422 | two `faces` entries select the same face (or two select the speaker) |\n| `too_many_faces` | 422 | `faces` has more entries than this deployment's limit (CMET_MAX_FACES) |\n| `speaker_needs_audio` | 422 | select: speaker needs a clip with an audio track |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | no target was given (an emotion, speech clips, an expression reference or a timeline) |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `eye_video_missing` | 422 | gaze or blink clip needs eye_video, the driving clip the eyes follow |\n| `eye_video_unused` | 422 | eye_video is only read with gaze or blink clip |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `batch_too_large` | 422 | the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `batch_not_found` | 404 | no such batch for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 422 | the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it; an expression reference needs none |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
             title="ErrorCode",
         ),
     ]
@@ -268,6 +341,9 @@ class QualityProblem(BaseModel):
             "no_face",
             "bad_face_selection",
             "bad_source_frame",
+            "face_selected_twice",
+            "too_many_faces",
+            "speaker_needs_audio",
             "restorer_unavailable",
             "eye_control_unsupported",
             "bad_upscale",
@@ -306,9 +382,11 @@ class QualityProblem(BaseModel):
             "asset_limit",
             "idempotency_key_reused",
             "idempotency_in_progress",
+            "batch_too_large",
             "edit_not_found",
             "edit_active",
             "preview_not_found",
+            "batch_not_found",
             "asset_not_found",
             "asset_not_uploaded",
             "emotion_not_found",
@@ -334,7 +412,7 @@ class QualityProblem(BaseModel):
             "internal",
         ],
         Field(
-            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index or face_box matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | neither an emotion nor speech clips were given |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `eye_video_missing` | 422 | gaze or blink clip needs eye_video, the driving clip the eyes follow |\n| `eye_video_unused` | 422 | eye_video is only read with gaze or blink clip |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
+            description="Every machine-readable error code, its HTTP status and meaning:\n\n| code | HTTP status | meaning |\n|---|---|---|\n| `not_found` | 404 | no such file or path |\n| `not_media` | 422 | the file is not audio or video that PyAV can read |\n| `no_video_stream` | 422 | the file has no video stream |\n| `zero_frames` | 422 | the video stream has no frames |\n| `too_long` | 422 | the video is longer than the limit |\n| `too_many_frames` | 422 | the video has more frames than the limit |\n| `too_many_pixels` | 422 | the video has more width x height x frame rate than the limit |\n| `decode_failed` | 422 | the video or audio is corrupt or decodes inconsistently |\n| `no_audio` | 422 | a speech clip, or a video whose voice an edit follows, has no audio track |\n| `empty_audio` | 422 | the audio stream holds no samples |\n| `empty_file` | 422 | an uploaded part is empty |\n| `file_too_large` | 413 | an uploaded part or asset is over its size limit |\n| `silent_speech` | 422 | the speech track holds only silence |\n| `speech_too_long` | 422 | the speech track is longer than the limit |\n| `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |\n| `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |\n| `no_face` | 422 | no face was found in enough frames |\n| `bad_face_selection` | 422 | face_index, face_box or a `faces` entry's select matches no face |\n| `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |\n| `face_selected_twice` | 422 | two `faces` entries select the same face (or two select the speaker) |\n| `too_many_faces` | 422 | `faces` has more entries than this deployment's limit (CMET_MAX_FACES) |\n| `speaker_needs_audio` | 422 | select: speaker needs a clip with an audio track |\n| `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |\n| `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |\n| `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |\n| `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |\n| `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |\n| `unknown_emotion` | 422 | the emotion is not in the library |\n| `bad_emotion` | 422 | the emotion or blend is malformed |\n| `bad_speech` | 422 | speech clips cannot be embedded (too short, silent, unreadable) |\n| `bad_library` | 422 | the emotion library file is unreadable or invalid |\n| `timeline_bad_times` | 422 | a timeline time is negative, a segment does not end after it starts, or its keyframes leave it |\n| `timeline_overlap` | 422 | two timeline segments overlap |\n| `timeline_past_end` | 422 | a timeline segment ends past the clip's end |\n| `timeline_too_many_segments` | 422 | the timeline has more segments than the limit |\n| `invalid_request` | 422 | the request's fields fail validation |\n| `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |\n| `body_too_large` | 413 | the request body is over the limit |\n| `video_missing` | 422 | no video was given |\n| `emotion_missing` | 422 | no target was given (an emotion, speech clips, an expression reference or a timeline) |\n| `speech_missing` | 422 | a custom emotion needs at least one speech clip |\n| `speech_track_missing` | 422 | lips: speech needs a speech track |\n| `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |\n| `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |\n| `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |\n| `eye_video_missing` | 422 | gaze or blink clip needs eye_video, the driving clip the eyes follow |\n| `eye_video_unused` | 422 | eye_video is only read with gaze or blink clip |\n| `bad_cursor` | 422 | the list cursor is not one this API returned |\n| `output_exists` | 409 | the CLI's output file exists (--force replaces it) |\n| `method_not_allowed` | 405 | the path does not take this method (see Allow) |\n| `http_error` | 400 | another HTTP-level error |\n| `unauthorized` | 401 | the API key is missing, unknown or revoked |\n| `bad_signature` | 403 | a signed link is invalid or has expired |\n| `concurrent_limit` | 429 | the key has its maximum of jobs queued or running |\n| `rate_limit` | 429 | the key sent too many submissions, probes or uploads in the last minute |\n| `concurrent_submissions` | 429 | the key has its maximum of submissions being worked on at once |\n| `stream_limit` | 429 | the key has its maximum of event streams open |\n| `asset_limit` | 429 | the key holds its maximum of assets; delete one first |\n| `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |\n| `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |\n| `batch_too_large` | 422 | the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits |\n| `edit_not_found` | 404 | no such edit for this key |\n| `edit_active` | 409 | the edit is still queued or running |\n| `preview_not_found` | 404 | no such preview for this key |\n| `batch_not_found` | 404 | no such batch for this key |\n| `asset_not_found` | 404 | no such asset for this key |\n| `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |\n| `emotion_not_found` | 404 | no such custom emotion for this key |\n| `emotion_exists` | 409 | the key already has an emotion of this name |\n| `bad_emotion_name` | 422 | the emotion name is malformed or taken by a built-in one |\n| `delivery_not_found` | 404 | no such webhook delivery for this edit |\n| `url_scheme` | 422 | the URL's scheme is not allowed |\n| `url_host` | 422 | the URL has no valid host, or carries credentials |\n| `url_unresolvable` | 422 | the URL's host does not resolve |\n| `url_private_address` | 422 | the URL leads to a private, loopback or metadata address |\n| `url_too_many_redirects` | 422 | the URL redirects too often |\n| `url_fetch_failed` | 422 | fetching the URL failed or it answered an error |\n| `url_too_large` | 413 | the file at the URL is over the size limit |\n| `timeout` | 504 | the edit ran past its time limit |\n| `too_many_attempts` | 500 | the job was started too often without finishing |\n| `storage` | 503 | the object store failed after retries |\n| `models_unavailable` | 503 | the model set cannot be read |\n| `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |\n| `connector_missing` | 422 | the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it; an expression reference needs none |\n| `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |\n| `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |\n| `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |\n| `internal` | 500 | an unexpected fault of ours (logged) |",
             title="ErrorCode",
         ),
     ]
@@ -390,8 +468,21 @@ class ServedConnector(BaseModel):
     ] = None
 
 
+class ShownReference(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    expression_reference: Annotated[Literal[True], Field(title="Expression Reference")] = True
+
+
 class ShownSpeech(BaseModel):
     speech_clips: Annotated[int, Field(title="Speech Clips")]
+
+
+class SpeakerTurn(BaseModel):
+    start_s: Annotated[float, Field(ge=0.0, title="Start S")]
+    end_s: Annotated[float, Field(title="End S")]
+    face: Annotated[int, Field(ge=0, title="Face")]
 
 
 class Upload(BaseModel):
@@ -492,6 +583,39 @@ class WebhookSecret(BaseModel):
     ]
 
 
+class ExpressionReferenceAsset(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            examples=["ast_0123456789abcdef0123456789abcdef"],
+            pattern="^ast_[0-9a-f]{32}$",
+            title="Expression Reference Asset",
+        ),
+    ] = None
+
+
+class ExpressionReferenceUrl(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            examples=["https://example.com/talk.mp4"],
+            max_length=2048,
+            min_length=8,
+            title="Expression Reference Url",
+        ),
+    ] = None
+
+
+class SegmentReference(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    expression_reference_asset: Annotated[
+        ExpressionReferenceAsset | None, Field(title="Expression Reference Asset")
+    ] = None
+    expression_reference_url: Annotated[ExpressionReferenceUrl | None, Field(title="Expression Reference Url")] = None
+
+
 class SpeechAsset(RootModel[str]):
     root: Annotated[
         str,
@@ -517,7 +641,7 @@ class SegmentSpeech(BaseModel):
     speech_urls: Annotated[list[SpeechUrl] | None, Field(max_length=8, title="Speech Urls")] = None
 
 
-class SegmentSegmentSpeech(BaseModel):
+class SegmentUnionSegmentSpeechSegmentReference(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -526,7 +650,7 @@ class SegmentSegmentSpeech(BaseModel):
         Field(description="Seconds from the clip's first frame.", title="Start S"),
     ]
     end_s: Annotated[float, Field(description="Seconds from the clip's first frame.", title="End S")]
-    target: Annotated[Target | SegmentSpeech, Field(title="Target")]
+    target: Annotated[Target | SegmentSpeech | SegmentReference, Field(title="Target")]
     intensity: Annotated[
         float | None,
         Field(
@@ -825,6 +949,19 @@ class PreviewCreate(BaseModel):
     ] = None
 
 
+class WebhookUrl2(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="Where `batch.completed` goes (each edit names its own `webhook_url`).",
+            examples=["https://example.com/talk.mp4"],
+            max_length=2048,
+            min_length=8,
+            title="Webhook Url",
+        ),
+    ] = None
+
+
 class Problem(BaseModel):
     type: Annotated[str, Field(title="Type")]
     title: Annotated[str, Field(title="Title")]
@@ -855,6 +992,41 @@ class EditEstimate(BaseModel):
             title="Measured Jobs",
         ),
     ]
+
+
+class Batch(BaseModel):
+    id: Annotated[str, Field(title="Id")]
+    object: Annotated[Literal["batch"], Field(title="Object")] = "batch"
+    state: Annotated[
+        Literal["running", "completed"],
+        Field(
+            description="A batch is `running` while any of its edits is queued or running, then `completed` (whatever each\nedit's own end: the counts say how many succeeded).",
+            title="BatchState",
+        ),
+    ]
+    total: Annotated[int, Field(description="Edits in the batch.", title="Total")]
+    counts: BatchCounts
+    edit_ids: Annotated[
+        list[str],
+        Field(
+            description="The edits' ids in the order they were submitted (`GET /v1/edits/{id}`).",
+            title="Edit Ids",
+        ),
+    ]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    completed_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When its last edit ended.", title="Completed At"),
+    ]
+
+
+class BatchEvent(BaseModel):
+    type: Annotated[Literal["batch.completed"], Field(title="Type")]
+    timestamp: Annotated[
+        AwareDatetime,
+        Field(description="When the batch's last edit ended.", title="Timestamp"),
+    ]
+    data: Annotated[Batch, Field(description="The batch as `GET /v1/batches/{id}` shows it then.")]
 
 
 class Emotion(BaseModel):
@@ -1014,10 +1186,17 @@ class Probe(BaseModel):
     height: Annotated[int | None, Field(title="Height")] = None
     has_audio: Annotated[bool | None, Field(title="Has Audio")] = None
     face: ProbeFace | None = None
+    faces: Annotated[
+        list[list[float]] | None,
+        Field(
+            description="Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` index counts them.",
+            title="Faces",
+        ),
+    ] = None
     error: JobError | None = None
 
 
-class SegmentShownSpeech(BaseModel):
+class SegmentUnionShownSpeechShownReference(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -1026,7 +1205,7 @@ class SegmentShownSpeech(BaseModel):
         Field(description="Seconds from the clip's first frame.", title="Start S"),
     ]
     end_s: Annotated[float, Field(description="Seconds from the clip's first frame.", title="End S")]
-    target: Annotated[Target | ShownSpeech, Field(title="Target")]
+    target: Annotated[Target | ShownSpeech | ShownReference, Field(title="Target")]
     intensity: Annotated[
         float | None,
         Field(
@@ -1066,7 +1245,10 @@ class EditTimeline(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    segments: Annotated[list[SegmentSegmentSpeech], Field(min_length=1, title="Segments")]
+    segments: Annotated[
+        list[SegmentUnionSegmentSpeechSegmentReference],
+        Field(min_length=1, title="Segments"),
+    ]
     transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
 
 
@@ -1097,6 +1279,15 @@ class EditCreate(BaseModel):
             title="Pose Fill",
         ),
     ] = "bounce"
+    faces: Annotated[
+        list[FaceTarget] | None,
+        Field(
+            description="Several faces in one edit, each with its own emotion and intensity (instead of the top-level emotion and face_index or face_box); at most the deployment's CMET_MAX_FACES.",
+            max_length=16,
+            title="Faces",
+            validate_default=True,
+        ),
+    ] = []
     gaze: Annotated[
         Literal["keep", "off", "clip"] | None,
         Field(
@@ -1171,6 +1362,10 @@ class EditCreate(BaseModel):
     speech_track_asset: Annotated[SpeechTrackAsset | None, Field(title="Speech Track Asset")] = None
     pose_video_url: Annotated[PoseVideoUrl | None, Field(title="Pose Video Url")] = None
     pose_video_asset: Annotated[PoseVideoAsset | None, Field(title="Pose Video Asset")] = None
+    expression_reference_url: Annotated[ExpressionReferenceUrl | None, Field(title="Expression Reference Url")] = None
+    expression_reference_asset: Annotated[
+        ExpressionReferenceAsset | None, Field(title="Expression Reference Asset")
+    ] = None
     eye_video_url: Annotated[EyeVideoUrl | None, Field(title="Eye Video Url")] = None
     eye_video_asset: Annotated[EyeVideoAsset | None, Field(title="Eye Video Asset")] = None
     webhook_url: Annotated[WebhookUrl | None, Field(title="Webhook Url")] = None
@@ -1201,11 +1396,36 @@ class EditCreate(BaseModel):
     ] = False
 
 
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    edits: Annotated[
+        list[EditCreate],
+        Field(
+            description="Full edits; neither `dry_run` nor `preview_s`.",
+            min_length=1,
+            title="Edits",
+        ),
+    ]
+    webhook_url: Annotated[
+        WebhookUrl2 | None,
+        Field(
+            description="Where `batch.completed` goes (each edit names its own `webhook_url`).",
+            title="Webhook Url",
+        ),
+    ] = None
+    webhook_events: Annotated[list[Literal["batch.completed"]] | None, Field(title="Webhook Events")] = None
+
+
 class AppliedTimeline(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    segments: Annotated[list[SegmentShownSpeech], Field(min_length=1, title="Segments")]
+    segments: Annotated[
+        list[SegmentUnionShownSpeechShownReference],
+        Field(min_length=1, title="Segments"),
+    ]
     transition_s: Annotated[float | None, Field(ge=0.0, le=5.0, title="Transition S")] = 0.3
 
 
@@ -1235,7 +1455,7 @@ class EditResultInfo(BaseModel):
     connector: Annotated[
         str | None,
         Field(
-            description="name@version of the connector that made this edit.",
+            description="name@version of the connector that made this edit; null for an expression reference.",
             title="Connector",
         ),
     ] = None
@@ -1253,6 +1473,13 @@ class EditResultInfo(BaseModel):
     quality_error: Annotated[
         QualityProblem | None,
         Field(description="With `quality` on, why there is no report (`quality_unavailable`)."),
+    ] = None
+    speakers: Annotated[
+        list[SpeakerTurn] | None,
+        Field(
+            description="With a `faces` entry `select: speaker`: which face (its place from the left) spoke, and got that entry's emotion, when.",
+            title="Speakers",
+        ),
     ] = None
 
 
@@ -1285,6 +1512,10 @@ class Job(BaseModel):
     timeline: Annotated[
         AppliedTimeline | None,
         Field(description="The timeline this edit applies, if any."),
+    ] = None
+    faces: Annotated[
+        list[FaceTarget] | None,
+        Field(description="Several faces, each with its target, if any.", title="Faces"),
     ] = None
     result: EditResultInfo | None
     output_url: Annotated[

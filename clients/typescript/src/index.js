@@ -12,7 +12,8 @@
 /** @typedef {Schemas['Asset']} Asset */
 /** @typedef {Schemas['Emotion']} Emotion */
 /** @typedef {Schemas['WebhookSecret']} WebhookSecret */
-/** @typedef {Schemas['EditEvent'] | Schemas['PreviewEvent']} WebhookEvent */
+/** @typedef {Schemas['Batch']} Batch */
+/** @typedef {Schemas['EditEvent'] | Schemas['PreviewEvent'] | Schemas['BatchEvent']} WebhookEvent */
 
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
@@ -94,6 +95,7 @@ export class Client {
     this.edits = new Jobs(this, '/v1/edits');
     /** @type {Jobs<Preview, PreviewCreate>} */
     this.previews = new Jobs(this, '/v1/previews');
+    this.batches = new Batches(this);
     this.uploads = new Uploads(this);
     this.emotions = new Emotions(this);
   }
@@ -223,8 +225,13 @@ export class Jobs {
       last = mark;
       return FINAL.has(now.state);
     };
-    /** @type {J | undefined} */
-    let final = await this.#stream(id, seen, deadline);
+    /** @type {(event: string, data: string) => J | undefined} */
+    const onEvent = (event, data) => {
+      if (!['state', 'progress', 'result'].includes(event)) return undefined;
+      const now = /** @type {J} */ (JSON.parse(data));
+      return seen(now) ? now : undefined;
+    };
+    let final = await followEvents(this.client, `${this.path}/${id}/events`, onEvent, deadline);
     while (final === undefined) {
       const now = await this.get(id);
       if (seen(now)) final = now;
@@ -238,58 +245,6 @@ export class Jobs {
   }
 
   /**
-   * The final job from the event stream, or undefined when the stream failed or ended early.
-   * @param {string} id @param {(job: J) => boolean} seen @param {number} deadline
-   * @returns {Promise<J | undefined>}
-   */
-  async #stream(id, seen, deadline) {
-    let response;
-    try {
-      response = await fetch(`${this.client.baseUrl}${this.path}/${id}/events`, { headers: this.client.auth });
-    } catch {
-      return undefined;
-    }
-    if (!response.ok || !response.body || !response.headers.get('content-type')?.includes('text/event-stream')) {
-      await response.body?.cancel();
-      return undefined;
-    }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    let event = 'message';
-    /** @type {string[]} */
-    let data = [];
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return undefined;
-        buffer += value;
-        let newline;
-        while ((newline = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, newline).replace(/\r$/, '');
-          buffer = buffer.slice(newline + 1);
-          if (line === '') {
-            if (data.length && event === 'error') {
-              const problem = JSON.parse(data.join('\n'));
-              throw new ApiError(404, problem.code, problem.detail, problem);
-            }
-            if (data.length && ['state', 'progress', 'result'].includes(event)) {
-              /** @type {J} */
-              const job = JSON.parse(data.join('\n'));
-              if (seen(job)) return job;
-            }
-            event = 'message';
-            data = [];
-          } else if (line.startsWith('event:')) event = line.slice(6).trim();
-          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-        }
-        if (Date.now() > deadline) throw new CmetError(`${id} did not end in time`);
-      }
-    } finally {
-      await reader.cancel().catch(() => {});
-    }
-  }
-
-  /**
    * The finished job's file (an edit's mp4, a sheet's PNG) as bytes.
    * @param {J | string} job
    * @returns {Promise<Uint8Array>}
@@ -300,6 +255,111 @@ export class Jobs {
     if (!url) throw new CmetError(`${now.id} has nothing to download (state ${now.state})`);
     const response = await this.client.send({ method: 'GET', path: url, signed: true });
     return new Uint8Array(await response.arrayBuffer());
+  }
+}
+
+/**
+ * The final value `onEvent` finds in a server-sent event stream (`error` events throw their problem), or
+ * undefined when the stream cannot be had or ends early (the caller polls then).
+ * @template T
+ * @param {Client} client @param {string} path
+ * @param {(event: string, data: string) => T | undefined} onEvent
+ * @param {number} deadline
+ * @returns {Promise<T | undefined>}
+ */
+async function followEvents(client, path, onEvent, deadline) {
+  let response;
+  try {
+    response = await fetch(`${client.baseUrl}${path}`, { headers: client.auth });
+  } catch {
+    return undefined;
+  }
+  if (!response.ok || !response.body || !response.headers.get('content-type')?.includes('text/event-stream')) {
+    await response.body?.cancel();
+    return undefined;
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let event = 'message';
+  /** @type {string[]} */
+  let data = [];
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return undefined;
+      buffer += value;
+      let newline;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).replace(/\r$/, '');
+        buffer = buffer.slice(newline + 1);
+        if (line === '') {
+          if (data.length && event === 'error') {
+            const problem = JSON.parse(data.join('\n'));
+            throw new ApiError(404, problem.code, problem.detail, problem);
+          }
+          const final = data.length ? onEvent(event, data.join('\n')) : undefined;
+          if (final !== undefined) return final;
+          event = 'message';
+          data = [];
+        } else if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (Date.now() > deadline) throw new CmetError(`${path} did not end in time`);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/** Several edits in one request, accepted or refused whole, followed together. */
+export class Batches {
+  /** @param {Client} client */
+  constructor(client) {
+    this.client = client;
+  }
+
+  /**
+   * Queue `edits` (each an `EditCreate`: inputs by `video_url` or `video_asset`, each with its own options)
+   * as one batch; every retry repeats one Idempotency-Key, and the same key and body answer the same batch.
+   * @param {Partial<EditCreate>[]} edits
+   * @param {{webhookUrl?: string, idempotencyKey?: string}} [options]
+   * @returns {Promise<Batch>}
+   */
+  create(edits, { webhookUrl, idempotencyKey } = {}) {
+    const headers = { 'Idempotency-Key': idempotencyKey ?? `cmet-client-${crypto.randomUUID()}` };
+    const json = { edits, ...(webhookUrl ? { webhook_url: webhookUrl } : {}) };
+    return this.client.json({ method: 'POST', path: '/v1/batches', json, headers });
+  }
+
+  /** @param {string} id @returns {Promise<Batch>} */
+  get(id) {
+    return this.client.json({ method: 'GET', path: `/v1/batches/${id}` });
+  }
+
+  /**
+   * The batch once every edit ended (`counts` says how), from its event stream, polling when the stream
+   * cannot be had; `onProgress` sees each edit's changes as the stream tells them.
+   * @param {Batch | string} batch
+   * @param {{onProgress?: (job: Job) => void, timeoutMs?: number, pollMs?: number}} [options]
+   * @returns {Promise<Batch>}
+   */
+  async wait(batch, { onProgress, timeoutMs, pollMs = 1000 } = {}) {
+    const id = typeof batch === 'string' ? batch : batch.id;
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    /** @type {(event: string, data: string) => Batch | undefined} */
+    const onEvent = (event, data) => {
+      if (event === 'batch') return JSON.parse(data);
+      if (['state', 'progress', 'result'].includes(event)) onProgress?.(JSON.parse(data));
+      return undefined;
+    };
+    let final = await followEvents(this.client, `/v1/batches/${id}/events`, onEvent, deadline);
+    while (final === undefined) {
+      const now = await this.get(id);
+      if (now.state === 'completed') final = now;
+      else if (Date.now() > deadline) throw new CmetError(`${id} did not end within ${timeoutMs} ms`);
+      else await sleep(Math.min(pollMs, deadline - Date.now()));
+    }
+    return final;
   }
 }
 

@@ -186,6 +186,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Batch
+         * @description Queue up to `CMET_MAX_BATCH_EDITS` edits at once, each with its own options; 202 with the batch and
+         *     its edits' ids. Refused whole (nothing stored) when any edit is refused, naming it (`edits[i]: ...`),
+         *     or when the key's quotas have no room for all of them. Same `Idempotency-Key` and body -> the same batch.
+         */
+        post: operations["create_batch_v1_batches_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Batch
+         * @description The batch: its edits' ids and how many are in each state.
+         */
+        get: operations["get_batch_v1_batches__batch_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{batch_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Batch Events
+         * @description Follow every edit of a batch on one stream, which counts as one of the key's
+         *     `CMET_EVENT_STREAMS_PER_KEY`.
+         */
+        get: operations["batch_events_v1_batches__batch_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/edits/{job_id}/webhook-deliveries": {
         parameters: {
             query?: never;
@@ -650,6 +713,26 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "batch.completed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * batch.completed: every edit of the batch ended; `data.counts` says how (each edit sends its own events too)
+         * @description Every delivery is a POST of compact JSON with the headers of Standard Webhooks (https://www.standardwebhooks.com/): `webhook-id` (the same for every attempt and replay of this event), `webhook-timestamp` (seconds since the epoch) and `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` under the key's secret (the `whsec_...` printed by `cmet keys create`, rotated by `POST /v1/keys/self/webhook-secret`; during the grace period two space-separated signatures). Refuse a timestamp more than 5 minutes off. Answer 2xx within `CMET_WEBHOOK_TIMEOUT_S`; anything else is retried for about 28 hours (410 stops this job's deliveries). A job subscribes with `webhook_url` and `webhook_events` (default: all but `edit.progress`).
+         */
+        post: operations["batch_eventbatch_completed_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface components {
     schemas: {
@@ -659,7 +742,7 @@ export interface components {
          */
         AppliedTimeline: {
             /** Segments */
-            segments: components["schemas"]["Segment_ShownSpeech_"][];
+            segments: components["schemas"]["Segment_Union_ShownSpeech__ShownReference__"][];
             /**
              * Transition S
              * @default 0.3
@@ -726,6 +809,83 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Batch */
+        Batch: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default batch
+             * @constant
+             */
+            object: "batch";
+            state: components["schemas"]["BatchState"];
+            /**
+             * Total
+             * @description Edits in the batch.
+             */
+            total: number;
+            counts: components["schemas"]["BatchCounts"];
+            /**
+             * Edit Ids
+             * @description The edits' ids in the order they were submitted (`GET /v1/edits/{id}`).
+             */
+            edit_ids: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Completed At
+             * @description When its last edit ended.
+             */
+            completed_at: string | null;
+        };
+        /**
+         * BatchCounts
+         * @description How many of the batch's edits are in each state; `deleted` were deleted after they ended.
+         */
+        BatchCounts: {
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
+            /** Succeeded */
+            succeeded: number;
+            /** Failed */
+            failed: number;
+            /** Canceled */
+            canceled: number;
+            /** Deleted */
+            deleted: number;
+        };
+        /**
+         * BatchEvent
+         * @description The body of a batch's webhook.
+         */
+        BatchEvent: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "batch.completed";
+            /**
+             * Timestamp
+             * Format: date-time
+             * @description When the batch's last edit ended.
+             */
+            timestamp: string;
+            /** @description The batch as `GET /v1/batches/{id}` shows it then. */
+            data: components["schemas"]["Batch"];
+        };
+        /**
+         * BatchState
+         * @description A batch is `running` while any of its edits is queued or running, then `completed` (whatever each
+         *     edit's own end: the counts say how many succeeded).
+         * @enum {string}
+         */
+        BatchState: "running" | "completed";
         /** DeliveryAttempt */
         DeliveryAttempt: {
             /**
@@ -781,7 +941,7 @@ export interface components {
             height: number;
             /**
              * Connector
-             * @description name@version of the connector that made this edit.
+             * @description name@version of the connector that made this edit; null for an expression reference.
              */
             connector?: string | null;
             /**
@@ -793,6 +953,11 @@ export interface components {
             quality?: components["schemas"]["QualityReport"] | null;
             /** @description With `quality` on, why there is no report (`quality_unavailable`). */
             quality_error?: components["schemas"]["QualityProblem"] | null;
+            /**
+             * Speakers
+             * @description With a `faces` entry `select: speaker`: which face (its place from the left) spoke, and got that entry's emotion, when.
+             */
+            speakers?: components["schemas"]["SpeakerTurn"][] | null;
         };
         /** Emotion */
         Emotion: {
@@ -925,8 +1090,11 @@ export interface components {
          *     | `speech_too_short` | 422 | the speech track is shorter than one output frame (40 ms) |
          *     | `bad_photo` | 422 | the photo cannot be read or is over the pixel limit |
          *     | `no_face` | 422 | no face was found in enough frames |
-         *     | `bad_face_selection` | 422 | face_index or face_box matches no face |
+         *     | `bad_face_selection` | 422 | face_index, face_box or a `faces` entry's select matches no face |
          *     | `bad_source_frame` | 422 | source_frame is outside the clip or shows no face |
+         *     | `face_selected_twice` | 422 | two `faces` entries select the same face (or two select the speaker) |
+         *     | `too_many_faces` | 422 | `faces` has more entries than this deployment's limit (CMET_MAX_FACES) |
+         *     | `speaker_needs_audio` | 422 | select: speaker needs a clip with an audio track |
          *     | `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |
          *     | `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |
          *     | `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |
@@ -944,7 +1112,7 @@ export interface components {
          *     | `unsupported_media_type` | 415 | the body is not of a content type this endpoint takes |
          *     | `body_too_large` | 413 | the request body is over the limit |
          *     | `video_missing` | 422 | no video was given |
-         *     | `emotion_missing` | 422 | neither an emotion nor speech clips were given |
+         *     | `emotion_missing` | 422 | no target was given (an emotion, speech clips, an expression reference or a timeline) |
          *     | `speech_missing` | 422 | a custom emotion needs at least one speech clip |
          *     | `speech_track_missing` | 422 | lips: speech needs a speech track |
          *     | `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |
@@ -965,9 +1133,11 @@ export interface components {
          *     | `asset_limit` | 429 | the key holds its maximum of assets; delete one first |
          *     | `idempotency_key_reused` | 422 | the Idempotency-Key was used with another request body |
          *     | `idempotency_in_progress` | 409 | the first request with this Idempotency-Key is still being created |
+         *     | `batch_too_large` | 422 | the batch has more edits than CMET_MAX_BATCH_EDITS, or than the key's limits |
          *     | `edit_not_found` | 404 | no such edit for this key |
          *     | `edit_active` | 409 | the edit is still queued or running |
          *     | `preview_not_found` | 404 | no such preview for this key |
+         *     | `batch_not_found` | 404 | no such batch for this key |
          *     | `asset_not_found` | 404 | no such asset for this key |
          *     | `asset_not_uploaded` | 422 | the asset's file was not uploaded yet |
          *     | `emotion_not_found` | 404 | no such custom emotion for this key |
@@ -986,14 +1156,52 @@ export interface components {
          *     | `storage` | 503 | the object store failed after retries |
          *     | `models_unavailable` | 503 | the model set cannot be read |
          *     | `lips_unavailable` | 503 | the model set has no Audio2Lip, so this deployment cannot dub |
-         *     | `connector_missing` | 503 | the model set has no C-MET connector for its backbone, so this deployment cannot edit: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it |
+         *     | `connector_missing` | 422 | the target needs a C-MET connector and the model set has none for its backbone: `cmet-train` trains one (prep-visual, train, export) and `--connector` serves it; an expression reference needs none |
          *     | `quality_unavailable` | 503 | the quality models (the `quality` extra) are not installed: no quality report (the edit still runs) |
          *     | `database_unavailable` | 503 | the job database cannot be reached; retry after Retry-After seconds |
          *     | `queue_unavailable` | 503 | the job queue (broker) cannot be reached; retry after Retry-After seconds |
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "eye_video_missing" | "eye_video_unused" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "edit_not_found" | "edit_active" | "preview_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "eye_video_missing" | "eye_video_unused" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "batch_too_large" | "edit_not_found" | "edit_active" | "preview_not_found" | "batch_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        /**
+         * FaceTarget
+         * @description One face of a several-face edit and what it becomes: an emotion (library name, blend, custom emotion id or
+         *     `from_audio`) at its own intensity.
+         */
+        FaceTarget: {
+            /**
+             * Emotion
+             * @description A library emotion, a blend, a custom emotion id or from_audio.
+             * @example sarcastic
+             * @example happy=0.6,surprised=0.4
+             */
+            emotion: string;
+            /**
+             * Intensity
+             * @description 0 keeps the input's emotion, 1 as recorded.
+             * @default 1
+             */
+            intensity: number;
+            /**
+             * Select
+             * @description Which face: its index from the left (in the first frame showing faces), a box (x0, y0, x1, y1) overlapping it, or `speaker`: over each stretch of the clip, the face whose mouth follows the soundtrack's speech (the other faces that no entry selects are the candidates).
+             * @example 0
+             * @example [
+             *       10,
+             *       20,
+             *       200,
+             *       240
+             *     ]
+             * @example speaker
+             */
+            select: number | [
+                number,
+                number,
+                number,
+                number
+            ] | "speaker";
+        };
         /** FacesMeasure */
         FacesMeasure: {
             verdict: components["schemas"]["Verdict"];
@@ -1093,6 +1301,11 @@ export interface components {
             intensity: number;
             /** @description The timeline this edit applies, if any. */
             timeline?: components["schemas"]["AppliedTimeline"] | null;
+            /**
+             * Faces
+             * @description Several faces, each with its target, if any.
+             */
+            faces?: components["schemas"]["FaceTarget"][] | null;
             result: components["schemas"]["EditResultInfo"] | null;
             /**
              * Output Url
@@ -1358,6 +1571,11 @@ export interface components {
             /** Has Audio */
             has_audio?: boolean | null;
             face?: components["schemas"]["ProbeFace"] | null;
+            /**
+             * Faces
+             * @description Every face of `face.frame`, from the left, each x0, y0, x1, y1: a `faces` entry's `select` index counts them.
+             */
+            faces?: number[][] | null;
             error?: components["schemas"]["JobError"] | null;
         };
         /** ProbeFace */
@@ -1405,8 +1623,8 @@ export interface components {
              */
             seconds: number;
         };
-        /** Segment[ShownSpeech] */
-        Segment_ShownSpeech_: {
+        /** Segment[Union[ShownSpeech, ShownReference]] */
+        Segment_Union_ShownSpeech__ShownReference__: {
             /**
              * Start S
              * @description Seconds from the clip's first frame.
@@ -1418,7 +1636,7 @@ export interface components {
              */
             end_s: number;
             /** Target */
-            target: string | components["schemas"]["ShownSpeech"];
+            target: string | components["schemas"]["ShownSpeech"] | components["schemas"]["ShownReference"];
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
@@ -1473,12 +1691,37 @@ export interface components {
             };
         };
         /**
+         * ShownReference
+         * @description A segment's expression reference as a job shows it.
+         */
+        ShownReference: {
+            /**
+             * Expression Reference
+             * @default true
+             * @constant
+             */
+            expression_reference: true;
+        };
+        /**
          * ShownSpeech
          * @description A segment's speech target as a job shows it: how many clips it was taken from.
          */
         ShownSpeech: {
             /** Speech Clips */
             speech_clips: number;
+        };
+        /**
+         * SpeakerTurn
+         * @description From `start_s` to `end_s` (seconds of the output), `face` spoke: its place from the left in the first frame
+         *     showing faces, as `faces[].select` counts.
+         */
+        SpeakerTurn: {
+            /** Start S */
+            start_s: number;
+            /** End S */
+            end_s: number;
+            /** Face */
+            face: number;
         };
         /** SteadinessMeasure */
         SteadinessMeasure: {
@@ -1633,17 +1876,35 @@ export interface components {
         /**
          * EditTimeline
          * @description Segments `{start_s, end_s, target, intensity, keyframes}`: `target` is what `emotion` takes
-         *     (name, blend or custom emotion id) or `{speech_assets, speech_urls}`. Outside every segment the
-         *     face keeps its own expression; edges fade over `transition_s`.
+         *     (name, blend or custom emotion id), `{speech_assets, speech_urls}` or an expression reference
+         *     (`{expression_reference_asset}` or `{expression_reference_url}`). Outside every segment the face keeps
+         *     its own expression; edges fade over `transition_s`.
          */
         EditTimeline: {
             /** Segments */
-            segments: components["schemas"]["Segment_SegmentSpeech_"][];
+            segments: components["schemas"]["Segment_Union_SegmentSpeech__SegmentReference__"][];
             /**
              * Transition S
              * @default 0.3
              */
             transition_s: number;
+        };
+        /**
+         * SegmentReference
+         * @description A timeline segment's target taken from an expression reference (a photo or short clip of a face making
+         *     the wanted expression): an uploaded asset (kind `video`) or a URL.
+         */
+        SegmentReference: {
+            /**
+             * Expression Reference Asset
+             * @default null
+             */
+            expression_reference_asset: string | null;
+            /**
+             * Expression Reference Url
+             * @default null
+             */
+            expression_reference_url: string | null;
         };
         /**
          * SegmentSpeech
@@ -1655,8 +1916,8 @@ export interface components {
             /** Speech Urls */
             speech_urls?: string[];
         };
-        /** Segment[SegmentSpeech] */
-        Segment_SegmentSpeech_: {
+        /** Segment[Union[SegmentSpeech, SegmentReference]] */
+        Segment_Union_SegmentSpeech__SegmentReference__: {
             /**
              * Start S
              * @description Seconds from the clip's first frame.
@@ -1668,7 +1929,7 @@ export interface components {
              */
             end_s: number;
             /** Target */
-            target: string | components["schemas"]["SegmentSpeech"];
+            target: string | components["schemas"]["SegmentSpeech"] | components["schemas"]["SegmentReference"];
             /**
              * Intensity
              * @description 0 keeps the input's emotion, 1 as recorded.
@@ -1686,7 +1947,9 @@ export interface components {
          * @description A new edit. The video (or, to animate it, a photo) comes as a multipart part `video`, a
          *     `video_url` or a `video_asset`; the emotion as `emotion` (built-in name, custom emotion id,
          *     blend, or `from_audio`: the face follows the emotion of the voice, the video's own or a dub's
-         *     speech track), speech clips, or a `timeline`. To dub, `lips: "speech"` with a speech track
+         *     speech track), speech clips, an expression reference (part `expression_reference`,
+         *     `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
+         *     the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
          *     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
          *     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). With `gaze` or `blink` `clip`
          *     (PD-FGC sets), the eyes follow a driving clip (part `eye_video`, `eye_video_url` or `eye_video_asset`).
@@ -1721,6 +1984,12 @@ export interface components {
              * @enum {string}
              */
             pose_fill: "bounce" | "loop" | "hold";
+            /**
+             * Faces
+             * @description Several faces in one edit, each with its own emotion and intensity (instead of the top-level emotion and face_index or face_box); at most the deployment's CMET_MAX_FACES.
+             * @default []
+             */
+            faces: components["schemas"]["FaceTarget"][];
             /**
              * Gaze
              * @description keep: the input's gaze; off: the eyes do not move; clip: the gaze of `eye_video`, a driving clip (a backbone with a gaze code: pdfgc).
@@ -1832,6 +2101,16 @@ export interface components {
              * @default null
              */
             pose_video_asset: string | null;
+            /**
+             * Expression Reference Url
+             * @default null
+             */
+            expression_reference_url: string | null;
+            /**
+             * Expression Reference Asset
+             * @default null
+             */
+            expression_reference_asset: string | null;
             /**
              * Eye Video Url
              * @default null
@@ -1959,6 +2238,28 @@ export interface components {
             webhook_url: string | null;
             /** Webhook Events */
             webhook_events?: ("edit.running" | "edit.progress" | "edit.succeeded" | "edit.failed" | "edit.canceled" | "preview.running" | "preview.succeeded" | "preview.failed" | "preview.canceled")[];
+        };
+        /**
+         * BatchCreate
+         * @description Edits submitted together: each is an `EditCreate` with its own options, its inputs named by URL or
+         *     uploaded asset (a batch is JSON: no file parts). Accepted or refused as a whole: every edit passes
+         *     every check and the key's quotas have room for all of them (each counts as one submission and one
+         *     job), or nothing is stored. At most `CMET_MAX_BATCH_EDITS` edits (50).
+         */
+        BatchCreate: {
+            /**
+             * Edits
+             * @description Full edits; neither `dry_run` nor `preview_s`.
+             */
+            edits: components["schemas"]["EditCreate"][];
+            /**
+             * Webhook Url
+             * @description Where `batch.completed` goes (each edit names its own `webhook_url`).
+             * @default null
+             */
+            webhook_url: string | null;
+            /** Webhook Events */
+            webhook_events?: "batch.completed"[];
         };
         /** Problem */
         Problem: {
@@ -2121,6 +2422,8 @@ export interface operations {
                     /** Format: binary */
                     pose_video?: string;
                     /** Format: binary */
+                    expression_reference?: string;
+                    /** Format: binary */
                     eye_video?: string;
                     /** @enum {string} */
                     lips?: "video" | "speech";
@@ -2129,6 +2432,8 @@ export interface operations {
                     intensity?: number;
                     /** @description An EditTimeline as JSON text. */
                     timeline?: string;
+                    /** @description The `faces` list (FaceTarget items) as JSON text. */
+                    faces?: string;
                 };
             };
         };
@@ -2805,6 +3110,212 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Preview"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_batch_v1_batches_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A conflicting request (Idempotency-Key in use, or the name taken) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A file or the body is over its size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Neither JSON nor multipart */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_batch_v1_batches__batch_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another key's resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Quota exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    batch_events_v1_batches__batch_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events of every edit of the batch (`state`, `progress`, `result`, each with the edit as JSON, as an edit's own stream sends them), then `batch` with the batch once all ended (or `error` if the key was revoked). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
                 };
             };
             /** @description Missing, unknown or revoked API key */
@@ -4303,6 +4814,61 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["PreviewEvent"];
+            };
+        };
+        responses: {
+            /** @description Received: any 2xx ends the delivery. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    batch_eventbatch_completed_post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id, e.g. `msg_<job>_succeeded`. */
+                "webhook-id": string;
+                /** @description Seconds since the epoch when this attempt was signed. */
+                "webhook-timestamp": string;
+                /** @description `v1,<base64>`, several separated by spaces. */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "batch.completed",
+                 *       "timestamp": "2026-12-07T21:00:09Z",
+                 *       "data": {
+                 *         "id": "bat_0c1d2e3f405162738495a6b7c8d9e0f1",
+                 *         "object": "batch",
+                 *         "state": "completed",
+                 *         "total": 2,
+                 *         "counts": {
+                 *           "queued": 0,
+                 *           "running": 0,
+                 *           "succeeded": 1,
+                 *           "failed": 1,
+                 *           "canceled": 0,
+                 *           "deleted": 0
+                 *         },
+                 *         "edit_ids": [
+                 *           "edt_5f0c1e2d3c4b4a59a8e7f6d5c4b3a291",
+                 *           "edt_6a1d2f3e4d5c4b6a9b8f7e6d5c4b3a20"
+                 *         ],
+                 *         "created_at": "2026-12-07T21:00:00Z",
+                 *         "completed_at": "2026-12-07T21:00:09Z"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["BatchEvent"];
             };
         };
         responses: {

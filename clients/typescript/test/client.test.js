@@ -71,3 +71,20 @@ test('a multipart submission refused carries the problem code', { skip, timeout:
     return true;
   });
 });
+
+test('a batch is queued, followed to its end and answered again for the same key and body', { skip, timeout: 120_000 }, async () => {
+  const client = new Client();
+  const asset = await client.uploads.create(new Blob([readFileSync(CMET_TEST_CLIP)]), { filename: 'talk.mp4' });
+  const edits = [{ video_asset: asset.id, emotion: 'surprised', intensity: 0.8 }];
+  const batch = await client.batches.create(edits, { idempotencyKey: 'ts-batch' });
+  assert.match(batch.id, /^bat_[0-9a-f]{32}$/);
+  assert.equal(batch.edit_ids.length, 1);
+  const seen = [];
+  const done = await client.batches.wait(batch, { onProgress: (job) => seen.push(job.state), timeoutMs: 100_000 });
+  assert.equal(done.state, 'completed');
+  assert.equal(done.counts.succeeded, 1);
+  assert.equal(seen.at(-1), 'succeeded');
+  const again = await client.batches.create(edits, { idempotencyKey: 'ts-batch' });
+  assert.deepEqual(again, done);
+  await assert.rejects(client.batches.create([{ ...edits[0], emotion: 'sad' }], { idempotencyKey: 'ts-batch' }), /idempotency_key_reused/);
+});
