@@ -139,6 +139,9 @@ def edit(
         help="With --emotion from_audio: follow this speech track's voice (aligned to the video; the output's audio).",
     ),
     pose_from: Path = typer.Option(None, "--pose-from", help="With a photo: a video whose head motion it takes."),
+    eyes_from: Path = typer.Option(
+        None, "--eyes-from", help="With --gaze clip or --blink clip: a video whose eye motion the output takes (pdfgc)."
+    ),
     face: list[str] = typer.Option(
         None,
         "--face",
@@ -201,6 +204,7 @@ def edit(
         body |= edit_choices(flags, lips_from, faces).model_dump(mode="json", exclude_defaults=True)
         files = {"speech": list(speech or ()), "speech_track": lips_from or voice_from, "pose_video": pose_from}
         files |= {"expression_reference": expression_from}
+        files |= {"eye_video": eyes_from}
         with tempfile.TemporaryDirectory(prefix="cmet-sample-") as scratch:
             video = input_path or write_sample_clip(Path(scratch) / "sample.mp4")
             named = body["emotion"] or ("like" if expression_from is not None else "speech")
@@ -280,6 +284,7 @@ def edit(
                 progress,
                 speech_track=lips_from or voice_from,
                 pose_video=pose_from,
+                eye_video=eyes_from,
                 limits=limits,
             )
     out().print(_summary(result, tuple(dict.fromkeys((*STAGES, *result.stage_seconds)))))

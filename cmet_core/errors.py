@@ -64,6 +64,8 @@ class ErrorCode(StrEnum):
     SPEECH_TRACK_UNUSED = "speech_track_unused"
     PHOTO_NEEDS_SPEECH = "photo_needs_speech"
     POSE_VIDEO_NEEDS_PHOTO = "pose_video_needs_photo"
+    EYE_VIDEO_MISSING = "eye_video_missing"
+    EYE_VIDEO_UNUSED = "eye_video_unused"
     BAD_CURSOR = "bad_cursor"
     OUTPUT_EXISTS = "output_exists"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -151,7 +153,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RESTORER_UNAVAILABLE: (422, "enhance is on, but the model set has no face restorer (use auto or off)"),
     ErrorCode.EYE_CONTROL_UNSUPPORTED: (
         422,
-        "gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none",
+        "gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone "
+        "has none",
     ),
     ErrorCode.BAD_UPSCALE: (422, "upscale 2 needs a 256x256 face-crop input and enhance auto or on"),
     ErrorCode.BAD_PREVIEW_FRAME: (422, "the contact sheet's frame is outside the clip"),
@@ -180,6 +183,8 @@ _CATALOGUE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SPEECH_TRACK_UNUSED: (422, "a speech track (or pose video) was given without lips: speech"),
     ErrorCode.PHOTO_NEEDS_SPEECH: (422, "a photo input needs lips: speech and a speech track"),
     ErrorCode.POSE_VIDEO_NEEDS_PHOTO: (422, "pose_video is for a photo input; a video gives its own pose"),
+    ErrorCode.EYE_VIDEO_MISSING: (422, "gaze or blink clip needs eye_video, the driving clip the eyes follow"),
+    ErrorCode.EYE_VIDEO_UNUSED: (422, "eye_video is only read with gaze or blink clip"),
     ErrorCode.BAD_CURSOR: (422, "the list cursor is not one this API returned"),
     ErrorCode.OUTPUT_EXISTS: (409, "the CLI's output file exists (--force replaces it)"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "the path does not take this method (see Allow)"),

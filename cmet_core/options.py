@@ -64,26 +64,53 @@ FaceBox = Annotated[
 ]
 SourceFrame = Annotated[int, Field(ge=0, description="Frame whose face is the identity source.")]
 Gaze = Annotated[
-    Literal["keep", "off"],
-    Field(description="keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc)."),
+    Literal["keep", "off", "clip"],
+    Field(
+        description="keep: the input's gaze; off: the eyes do not move; clip: the gaze of `eye_video`, a driving "
+        "clip (a backbone with a gaze code: pdfgc)."
+    ),
 ]
 Blink = Annotated[
-    Literal["keep", "off"],
-    Field(description="keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc)."),
+    Literal["keep", "off", "clip"],
+    Field(
+        description="keep: the input's blinks; off: no blinking; clip: the blinks of `eye_video`, a driving clip "
+        "(a backbone with a blink code: pdfgc)."
+    ),
 ]
+EYE_PARTS = ("gaze", "blink")
 
 
 class EyeChoice(BaseModel):
-    """Eye motion a backbone with separate eye codes can switch off (PD-FGC's gaze and blink parts)."""
+    """Eye motion a backbone with separate eye codes can switch off or take from a driving clip (PD-FGC's gaze
+    and blink parts); the clip itself is an input beside the choices (`eye_video`), as a dub's speech track is."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gaze: Gaze = "keep"
     blink: Blink = "keep"
 
+    def _parts(self, value: str) -> frozenset[str]:
+        return frozenset(name for name in EYE_PARTS if getattr(self, name) == value)
+
     def eyes_off(self) -> frozenset[str]:
         """The eye motions switched off, by the names a backbone's `controls` use."""
-        return frozenset(name for name in ("gaze", "blink") if getattr(self, name) == "off")
+        return self._parts("off")
+
+    def eyes_from_clip(self) -> frozenset[str]:
+        """The eye motions taken from the driving clip."""
+        return self._parts("clip")
+
+    def eye_controls(self) -> frozenset[str]:
+        """Every eye motion not kept as the input's: what the backbone must have."""
+        return self.eyes_off() | self.eyes_from_clip()
+
+    def check_eye_video(self, given: bool) -> None:
+        """A driving clip is given exactly when gaze or blink is `clip` (one rule at submission and in the edit)."""
+        if self.eyes_from_clip() and not given:
+            names = " and ".join(sorted(self.eyes_from_clip()))
+            raise InputError(ErrorCode.EYE_VIDEO_MISSING, f"{names} clip needs eye_video, the clip the eyes follow")
+        if given and not self.eyes_from_clip():
+            raise InputError(ErrorCode.EYE_VIDEO_UNUSED, "eye_video is only read with gaze: clip or blink: clip")
 
 
 class FaceChoice(EnhanceChoice, EyeChoice):

@@ -111,7 +111,9 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
     the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
-    pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
+    pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). With `gaze` or `blink` `clip`
+    (PD-FGC sets), the eyes follow a driving clip (part `eye_video`, `eye_video_url` or `eye_video_asset`).
+    The options (emotion,
     intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
     With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
     the job is listed under /v1/previews."""
@@ -128,6 +130,8 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
     pose_video_asset: AssetId | None = None
     expression_reference_url: HttpsUrl | None = None
     expression_reference_asset: AssetId | None = None
+    eye_video_url: HttpsUrl | None = None
+    eye_video_asset: AssetId | None = None
     webhook_url: HttpsUrl | None = None
     webhook_events: list[WebhookEvent] = Field(default_factory=_default_events)
     timeline: Annotated[EditTimeline | None, BeforeValidator(_json_text)] = None
@@ -139,7 +143,7 @@ class EditCreate(EmotionChoice, VoiceChoice, EditChoices):
 
     @model_validator(mode="after")
     def _one_video_reference(self) -> EditCreate:
-        for name in ("video", "speech_track", "pose_video", "expression_reference"):
+        for name in ("video", "speech_track", "pose_video", "expression_reference", "eye_video"):
             if getattr(self, f"{name}_url") is not None and getattr(self, f"{name}_asset") is not None:
                 raise ValueError(f"give the {name} once: {name}_url or {name}_asset (or the multipart part `{name}`)")
         return self

@@ -80,6 +80,7 @@ class EditSpec(EmotionChoice, VoiceChoice, EditChoices):
     expression_reference: InputRef | None = Field(
         default=None, description="A photo or short clip whose face's expression is the target."
     )
+    eye_video: InputRef | None = Field(default=None, description="The eyes' driving clip (`gaze`/`blink` `clip`).")
     timeline: SpecTimeline | None = None
 
     @model_validator(mode="after")

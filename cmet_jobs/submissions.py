@@ -73,10 +73,17 @@ class Submission:
     speech_track_file: Path | None = None
     pose_video_file: Path | None = None
     expression_reference_file: Path | None = None
+    eye_video_file: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        singles = (self.video_file, self.speech_track_file, self.pose_video_file, self.expression_reference_file)
+        singles = (
+            self.video_file,
+            self.speech_track_file,
+            self.pose_video_file,
+            self.expression_reference_file,
+            self.eye_video_file,
+        )
         return [p for p in singles[:1] if p is not None] + list(self.speech_files) + [p for p in singles[1:] if p]
 
     @property
@@ -175,7 +182,11 @@ def _check_dub(submission: Submission) -> bool | None:
     """The lip rules of `cmet_core.edit.lips`; whether the video is a photo (None: behind a URL or an
     asset, so only the worker knows; a pose video then counts as saying it is one)."""
     body = submission.body
-    parts = {"speech_track": submission.speech_track_file, "pose_video": submission.pose_video_file}
+    parts = {
+        "speech_track": submission.speech_track_file,
+        "pose_video": submission.pose_video_file,
+        "eye_video": submission.eye_video_file,
+    }
     given = {
         name: sum(ref is not None for ref in (part, getattr(body, f"{name}_url"), getattr(body, f"{name}_asset")))
         for name, part in parts.items()
@@ -193,6 +204,7 @@ def _check_dub(submission: Submission) -> bool | None:
             pose_video=bool(given["pose_video"]),
             follows_voice=body.emotion == FROM_AUDIO,
         )
+        EditChoices.of(body).check_eye_video(bool(given.pop("eye_video")))
     except InputError as exc:
         raise RequestError(exc.code, str(exc)) from None
     if body.preview_s is not None and (body.lips == "speech" or photo or any(given.values())):
@@ -210,7 +222,7 @@ def check_urls(body: schemas.EditCreate, settings: JobsSettings) -> None:
     inputs = [(u, settings.max_video_bytes) for u in [body.video_url] if u is not None]
     inputs += [(u, settings.max_speech_bytes) for u in body.speech_urls + timelines.speech_urls(body.timeline)]
     inputs += [(u, settings.max_speech_bytes) for u in [body.speech_track_url] if u is not None]
-    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url] if u is not None]
+    inputs += [(u, settings.max_video_bytes) for u in [body.pose_video_url, body.eye_video_url] if u is not None]
     references = [body.expression_reference_url] if body.expression_reference_url else []
     inputs += [(u, settings.max_video_bytes) for u in references + timelines.reference_urls(body.timeline)]
     check_url_list(settings, inputs, body.webhook_url)
@@ -344,6 +356,8 @@ def checked(
         check_video(submission.pose_video_file, choices, limits, "pose_video")
     if submission.expression_reference_file is not None:
         check_reference(submission.expression_reference_file, limits)
+    if submission.eye_video_file is not None:
+        check_video(submission.eye_video_file, choices, limits, "eye_video")
     track = submission.speech_track_file or body.speech_track_url or body.speech_track_asset
     clip = video if body.lips == "video" and not track else None  # else the voice is the speech track's
     timelines.check_voice(body, clip)
@@ -366,6 +380,7 @@ def checked(
                 ("speech_track", body.speech_track_asset, "speech"),
                 ("pose_video", body.pose_video_asset, "video"),
                 ("expression_reference", body.expression_reference_asset, "video"),
+                ("eye_video", body.eye_video_asset, "video"),
             )
         },
         timelines.assets(session, storage, key, body.timeline),
@@ -529,6 +544,7 @@ def _store_inputs(
         "speech_track": single("speech_track", submission.speech_track_file, "speech"),
         "pose_video": single("pose_video", submission.pose_video_file, "video"),
         "expression_reference": single("expression_reference", submission.expression_reference_file, "video"),
+        "eye_video": single("eye_video", submission.eye_video_file, "video"),
         "timeline": timeline,
     }
     return EditSpec.model_validate({**carried(body, EditSpec), **stored})

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import typer
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 from cmet_core.modelsets.registry import LATEST, open_registry, resolve
 from cmet_core.networks.errors import ModelLoadError  # noqa: F401  (a ValueError; named for readers)
 from training.config import ConfigError, load_config
@@ -61,7 +62,7 @@ def train(
 
     _threads(threads)
     cfg = _run(load_config, config, overrides)
-    init_state, parent = _run(start_from, cfg.model.init)
+    init_state, parent = _run(start_from, cfg.model.init, None, cfg.backbone)
     trainer = _run(Trainer, cfg, _run(open_source, cfg), run, progress=True, init_state=init_state, parent=parent)
     if not resume and trainer.checkpoints():
         typer.echo(f"error: {run} already holds checkpoints; pass --resume or use a new folder", err=True)
@@ -97,15 +98,20 @@ def export(
     version: str = typer.Option(None, "--version", help="Version to publish (default: the newest bumped)."),
     bump: str = typer.Option("minor", "--bump", help="major, minor or patch, when no --version is given."),
 ) -> None:
-    """Publish a run's newest checkpoint as a registry version."""
-    from training.export import export_run  # deferred: torch
+    """Publish a run's newest checkpoint as a registry version of the run's backbone (its own version line)."""
+    # deferred: torch
+    from training.export import export_run
+    from training.trainer import read_run
 
     if bump not in ("major", "minor", "patch"):
         typer.echo("error: --bump takes major, minor or patch", err=True)
         raise typer.Exit(2)
-    reg = _run(open_registry, registry)
+    cfg, _, _ = _run(read_run, run)
+    reg = _run(open_registry, registry, None, cfg.backbone)
     manifest = _run(export_run, run, reg, version, bump)
-    typer.echo(f"published {manifest.name} {manifest.version} ({manifest.sha256[:12]}) to {reg.where}")
+    typer.echo(
+        f"published {manifest.name} {manifest.version} ({manifest.sha256[:12]}) for {reg.backbone} to {reg.where}"
+    )
 
 
 @app.command("import-official")
@@ -123,13 +129,19 @@ def import_official_cmd(
 
 
 @app.command("registry")
-def registry_list(registry: str = _REGISTRY) -> None:
-    """List the registry's connector versions (newest last) and what `latest` resolves to."""
+def registry_list(
+    registry: str = _REGISTRY,
+    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help="Whose connectors: edtalk or pdfgc."),
+) -> None:
+    """List a backbone's connector versions in the registry (newest last) and what `latest` resolves to."""
 
-    reg = _run(open_registry, registry)
+    if backbone not in backbone_names():
+        typer.echo(f"error: unknown backbone {backbone!r} (known: {', '.join(backbone_names())})", err=True)
+        raise typer.Exit(2)
+    reg = _run(open_registry, registry, None, backbone)
     versions = _run(reg.versions)
     if not versions:
-        typer.echo(f"{reg.where}: no connector versions yet")
+        typer.echo(f"{reg.where}: no {backbone} connector versions yet")
         return
     for v in versions:
         m = _run(reg.manifest, v)
@@ -205,7 +217,8 @@ _prep_command(
     "visual",
     "Frames",
     32,
-    "EDTalk expression weights of every clip's frames (NNN_ED_exp.npy); skips clips already done.",
+    "The set's backbone's expression code of every clip's frames (EDTalk NNN_ED_exp.npy, PD-FGC NNN_PD_FGC_emo.npy); "
+    "skips clips already done.",
 )
 _prep_command("speech", "Clips", 8, "emotion2vec+ utterance features of every clip's wav; skips clips already done.")
 

@@ -12,9 +12,11 @@ import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cmet_core.backbones.registry import DEFAULT_BACKBONE, backbone_names
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -107,7 +109,18 @@ class CheckpointConfig(_Section):
     keep: int = Field(default=3, ge=1, description="Most recent checkpoints kept on disk.")
 
 
+def _backbone(name: str) -> str:
+    if name not in backbone_names():
+        raise ValueError(f"unknown backbone {name!r} (registered: {', '.join(backbone_names())})")
+    return name
+
+
 class TrainConfig(_Section):
+    backbone: Annotated[str, AfterValidator(_backbone)] = Field(
+        default=DEFAULT_BACKBONE,
+        description="The backbone whose expression code the connector edits: its width (EDTalk 10, PD-FGC 30) and "
+        "the features training reads come from it.",
+    )
     name: str = Field(default="connector", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     seed: int = 0
     device: str = Field(default="auto", description="'auto', 'cpu' or a torch device such as 'cuda:0'.")

@@ -2,8 +2,9 @@
 
 Layouts (features sit beside the media, as the official code keeps them):
 
-* MEAD-style: ``ROOT/<speaker>/front/<emotion>/level_<k>/NNN.mp4`` and ``NNN.wav``, EDTalk
-  expression weights ``NNN_ED_exp.npy`` (frames x 10) beside the video, emotion2vec+ utterance
+* MEAD-style: ``ROOT/<speaker>/front/<emotion>/level_<k>/NNN.mp4`` and ``NNN.wav``, the backbone's
+  expression codes beside the video (EDTalk's weights ``NNN_ED_exp.npy``, frames x 10; PD-FGC's emotion
+  codes ``NNN_PD_FGC_emo.npy``, frames x 30: `BackboneSpec.exp_features`), emotion2vec+ utterance
   features ``emotion2vec+large_features/NNN.npy`` beside the wav.
 * CREMA-D: ``ROOT/VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv`` and
   ``ROOT/AudioWAV/<same>.wav``, features named the same way beside them.
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 E2V_DIR = "emotion2vec+large_features"
-EXP_SUFFIX = "_ED_exp.npy"
+EXP_TAG = "ED_exp"
+"""EDTalk's features' tag (`BackboneSpec.exp_features`), the default of clips found without naming a backbone."""
 VIDEO_SUFFIXES = (".mp4", ".flv", ".avi", ".mov", ".mkv")
 CREMA_EMOTIONS = {"ANG": "angry", "DIS": "disgusted", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 _CREMA_NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
@@ -45,11 +47,12 @@ class Clip:
     level: str
     video: Path | None
     wav: Path | None
+    exp_tag: str = EXP_TAG
 
     @property
     def exp_path(self) -> Path:
         assert self.video is not None
-        return self.video.with_name(self.video.stem + EXP_SUFFIX)
+        return self.video.with_name(f"{self.video.stem}_{self.exp_tag}.npy")
 
     @property
     def e2v_path(self) -> Path:
@@ -68,19 +71,20 @@ def _media(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def mead_clips(root: Path) -> list[Clip]:
-    """Every clip of a MEAD-style tree that has a video or a wav."""
+def mead_clips(root: Path, exp_tag: str = EXP_TAG) -> list[Clip]:
+    """Every clip of a MEAD-style tree that has a video or a wav (its expression features tagged `exp_tag`)."""
     clips = []
     for level_dir in sorted(Path(root).glob("*/front/*/level_*")):
         speaker, emotion, level = level_dir.parts[-4], level_dir.parts[-2], level_dir.name.removeprefix("level_")
         stems = {p.stem for p in level_dir.iterdir() if p.suffix in (*VIDEO_SUFFIXES, ".wav")}
         for stem in sorted(stems):
             wav = level_dir / f"{stem}.wav"
-            clips.append(Clip(speaker, stem, emotion, level, _media(level_dir, stem), wav if wav.is_file() else None))
+            video = _media(level_dir, stem)
+            clips.append(Clip(speaker, stem, emotion, level, video, wav if wav.is_file() else None, exp_tag))
     return clips
 
 
-def crema_d_clips(root: Path) -> list[Clip]:
+def crema_d_clips(root: Path, exp_tag: str = EXP_TAG) -> list[Clip]:
     """Every clip of a CREMA-D tree (VideoFlash/ and AudioWAV/) whose name parses."""
     root = Path(root)
     stems: set[str] = set()
@@ -101,16 +105,17 @@ def crema_d_clips(root: Path) -> list[Clip]:
                 m["level"],
                 _media(root / "VideoFlash", stem),
                 wav if wav.is_file() else None,
+                exp_tag,
             )
         )
     return clips
 
 
-def find_clips(layout: str, root: Path) -> list[Clip]:
+def find_clips(layout: str, root: Path, exp_tag: str = EXP_TAG) -> list[Clip]:
     if layout == "mead":
-        return mead_clips(root)
+        return mead_clips(root, exp_tag)
     if layout == "crema-d":
-        return crema_d_clips(root)
+        return crema_d_clips(root, exp_tag)
     raise ValueError(f"unknown layout {layout!r}")
 
 
@@ -141,10 +146,10 @@ class PairBatch:
     """B pairs of T-frame windows. `speech` is e2v(j) - e2v(i); `ref` is the reference the connector
     sees (the previous window's change i->j, or zeros at a clip's start and for part of the batch)."""
 
-    ref: torch.Tensor  # (B,T,10)
+    ref: torch.Tensor  # (B,T,exp): exp is the backbone's expression width
     speech: torch.Tensor  # (B,1,D)
-    exp_i: torch.Tensor  # (B,T,10)
-    exp_j: torch.Tensor  # (B,T,10)
+    exp_i: torch.Tensor  # (B,T,exp)
+    exp_j: torch.Tensor  # (B,T,exp)
     emotion_i: list[str]
     emotion_j: list[str]
 
@@ -191,12 +196,12 @@ def fingerprint(items: Iterable[str]) -> str:
 
 @dataclass
 class _Features:
-    exp: np.ndarray  # (frames,10)
+    exp: np.ndarray  # (frames,exp)
     e2v: np.ndarray  # (D,)
 
 
 class ClipPairs:
-    """Pairs of a real layout, with their features loaded once (they are small: 10 floats a frame)."""
+    """Pairs of a real layout, with their features loaded once (they are small: 10 or 30 floats a frame)."""
 
     def __init__(
         self,
@@ -207,7 +212,10 @@ class ClipPairs:
         held_out_speakers: Iterable[str] = (),
         emotions: Iterable[str] | None = None,
         teacher_forcing: float = 0.5,
+        width: int | None = None,
     ) -> None:
+        """`width`: the expression width the features must have (the backbone's); None: any."""
+        self.width = width
         allowed = set(emotions) if emotions is not None else None
         usable = [c for c in clips if c.has_features and (allowed is None or c.emotion in allowed)]
         self.clips = usable
@@ -232,12 +240,15 @@ class ClipPairs:
             for c, f in zip(usable, self.features, strict=True)
         )
 
-    @staticmethod
-    def _load(clip: Clip) -> _Features:
+    def _load(self, clip: Clip) -> _Features:
         exp = np.load(clip.exp_path).astype(np.float32)
         e2v = np.load(clip.e2v_path).astype(np.float32).reshape(-1)
         if exp.ndim != 2:
             raise ValueError(f"{clip.exp_path} holds an array of shape {exp.shape}, not frames x coefficients")
+        if self.width is not None and exp.shape[1] != self.width:
+            raise ValueError(
+                f"{clip.exp_path} holds {exp.shape[1]} coefficients a frame, the backbone's are {self.width}"
+            )
         return _Features(exp, e2v)
 
     def _batch(self, pairs: list[Pair], g: torch.Generator) -> PairBatch:

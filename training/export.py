@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE
 from cmet_core.modelsets.checkpoints import load_connector, write_model
 from cmet_core.modelsets.convert import convert_connector
 from cmet_core.modelsets.manifests import ModelManifest, Source, TrainingRecord, semver_key
@@ -20,11 +21,13 @@ from training.trainer import final_state, read_run
 Bump = Literal["major", "minor", "patch"]
 
 
-def start_from(selection: str | None, registry: Registry | None = None) -> tuple[dict[str, Any] | None, str | None]:
-    """The registry connector a run starts from and its version (the run's parent), if any."""
+def start_from(
+    selection: str | None, registry: Registry | None = None, backbone: str = DEFAULT_BACKBONE
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The `backbone`'s registry connector a run starts from and its version (the run's parent), if any."""
     if selection is None:
         return None, None
-    choice = choose(selection, registry)
+    choice = choose(selection, registry, backbone)
     assert choice is not None
     return load_connector(choice.registry.local_weights(choice.version)).state_dict(), choice.version
 
@@ -43,7 +46,13 @@ def next_version(registry: Registry, bump: Bump = "minor") -> str:
 
 
 def export_run(run_dir: Path, registry: Registry, version: str | None = None, bump: Bump = "minor") -> ModelManifest:
+    """Publish the run's newest checkpoint among the `registry`'s versions, which must be those of the run's backbone
+    (`open_registry(..., backbone=...)`): a connector edits one backbone's code."""
     cfg, data_fingerprint, parent = read_run(run_dir)
+    if registry.backbone != cfg.backbone:
+        raise ValueError(
+            f"run {run_dir} trained a connector for {cfg.backbone}; the registry was opened for {registry.backbone}"
+        )
     state = final_state(run_dir)
     connector = {k.removeprefix("connector."): v for k, v in state["model"].items() if k.startswith("connector.")}
     record = TrainingRecord(
@@ -60,7 +69,7 @@ def export_run(run_dir: Path, registry: Registry, version: str | None = None, bu
             kind="connector",
             name=cfg.name,
             version=version or next_version(registry, bump),
-            config=connector_config(cfg.model, cfg.data.window).to_dict(),
+            config=connector_config(cfg).to_dict(),
             source=Source(kind="trained", seed=cfg.seed),
             origin=f"run {run_dir}",
             training=record,

@@ -11,22 +11,34 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cmet_core.backbones.registry import backbone_spec
 from cmet_core.networks.connector import Connector, ConnectorConfig
-from training.config import LossConfig, ModelConfig
+from training.config import ConfigError, LossConfig, TrainConfig
 from training.data import PairBatch
 from training.losses import TokenContrast, directional, reconstruction
 
 
-def connector_config(cfg: ModelConfig, window: int) -> ConnectorConfig:
-    return ConnectorConfig(**{**cfg.connector, "window": window})
+def expression_width(backbone: str) -> int:
+    """The width of the expression code the backbone's published networks give (EDTalk 10, PD-FGC 30)."""
+    spec = backbone_spec(backbone)
+    return spec.widths(spec.require_tools().full).exp
+
+
+def connector_config(cfg: TrainConfig) -> ConnectorConfig:
+    """The connector of `cfg.model`, as wide as the backbone's expression code and as long as the data's window."""
+    width = expression_width(cfg.backbone)
+    given = cfg.model.connector.get("exp_dim", width)
+    if given != width:
+        raise ConfigError(f"model.connector.exp_dim {given} differs from the {cfg.backbone} expression width {width}")
+    return ConnectorConfig(**{**cfg.model.connector, "window": cfg.data.window, "exp_dim": width})
 
 
 class TrainModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, window: int) -> None:
+    def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
-        self.connector = Connector(connector_config(cfg, window))
-        con = self.connector.cfg
-        self.contrast = TokenContrast(con.hidden, con.exp_dim, cfg.contrast_dim, cfg.temperature)
+        self.connector = Connector(connector_config(cfg))
+        con, m = self.connector.cfg, cfg.model
+        self.contrast = TokenContrast(con.hidden, con.exp_dim, m.contrast_dim, m.temperature)
 
 
 @dataclass

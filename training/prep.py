@@ -1,5 +1,6 @@
-"""Feature preparation: the visual (EDTalk expression weights per frame) and speech (emotion2vec+
-utterance embedding) side of every clip, written beside the media as the official layout keeps them.
+"""Feature preparation: the visual (the set's backbone's expression code per frame: EDTalk's weights,
+PD-FGC's emotion code) and speech (emotion2vec+ utterance embedding) side of every clip, written beside
+the media as the official layout keeps them.
 
 Resumable: a clip whose feature file exists is skipped, and files are written to a temporary
 name and renamed, so a killed run never leaves half a file. A clip that fails (no face, unreadable
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cmet_core.backbones.registry import backbone_spec
 from cmet_core.edit.pipeline import Editor
 from cmet_core.errors import InputError
 from cmet_core.modelsets.manifests import verify_digest
@@ -63,14 +65,17 @@ def _device(device: str | None) -> str:
 
 
 def prep_visual(root: Path, layout: str, models: Path | None, batch: int = 32, device: str | None = None) -> PrepReport:
-    """EDTalk's expression weights of every frame of every clip's video (faces found and cropped as an edit does)."""
+    """The expression code of every frame of every clip's video through the set's backbone (faces found and
+    cropped as an edit does), in files tagged with the backbone's `exp_features`."""
 
     report = PrepReport()
-    todo = _todo(find_clips(layout, root), lambda c: c.video, lambda c: c.exp_path, report)
+    set_dir = select_set(models)
+    tag = backbone_spec(read_set(set_dir).backbone).exp_features
+    todo = _todo(find_clips(layout, root, tag), lambda c: c.video, lambda c: c.exp_path, report)
     if not todo:
         return report
 
-    editor = Editor.from_settings(get_settings(), models=models, device=device, batch=batch)
+    editor = Editor.from_settings(get_settings(), models=set_dir, device=device, batch=batch)
     limits = Limits(chunk_frames=min(batch, 256))
     for clip in tqdm(todo, desc="visual", unit="clip"):
         assert clip.video is not None

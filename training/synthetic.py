@@ -4,9 +4,10 @@ of emotions it never saw into the right facial change?
 Ground truth:
 * speech: each MEAD clip's emotion2vec+ embedding minus its speaker's neutral mean;
 * face: a fixed hidden nonlinear map H (a seeded random two-layer tanh network, its inputs scaled
-  so the tanh is well out of its linear range) turns a speech vector into a 10-d expression
-  change; each speaker adds a gain on that change and a neutral expression of their own, and every
-  pair rides on a neutral expression track (a smooth random walk).
+  so the tanh is well out of its linear range) turns a speech vector into an expression change as
+  wide as the backbone's code (EDTalk 10, PD-FGC 30); each speaker adds a gain on that change and a
+  neutral expression of their own, and every pair rides on a neutral expression track (a smooth
+  random walk).
 
 Training sees the 8 basic MEAD emotions only (neutral included), as single clips and as random
 weighted blends of three clips, whose truth is H of the blend: blends fill the space between the
@@ -51,20 +52,20 @@ def _load(root: Path, folder: str, emotion: str) -> list[tuple[str, str, np.ndar
 class HiddenMap:
     """The fixed nonlinear speech -> face map that defines the ground truth."""
 
-    def __init__(self, seed: int, units: int, dim: int, scale: float) -> None:
+    def __init__(self, seed: int, units: int, dim: int, scale: float, width: int = 10) -> None:
         g = np.random.default_rng(1000 + seed)
         self.w1 = torch.from_numpy(g.standard_normal((units, dim)) / math.sqrt(dim))
-        self.w2 = torch.from_numpy(g.standard_normal((10, units)) / math.sqrt(units))
+        self.w2 = torch.from_numpy(g.standard_normal((width, units)) / math.sqrt(units))
         self.scale = scale
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        """(N,dim) float64 -> (N,10) float32."""
+        """(N,dim) float64 -> (N,width) float32."""
         return (torch.tanh(v @ self.w1.T / self.scale) @ self.w2.T).float()
 
 
-def _tracks(g: torch.Generator, n: int, frames: int) -> torch.Tensor:
-    steps = 0.05 * torch.randn(n, frames, 10, generator=g)
-    return 0.3 * torch.randn(n, 1, 10, generator=g) + steps.cumsum(1)
+def _tracks(g: torch.Generator, n: int, frames: int, width: int) -> torch.Tensor:
+    steps = 0.05 * torch.randn(n, frames, width, generator=g)
+    return 0.3 * torch.randn(n, 1, width, generator=g) + steps.cumsum(1)
 
 
 @dataclass
@@ -75,7 +76,8 @@ class _Clips:
 
 
 class SyntheticPairs:
-    """Pairs neutral -> emotion with synthetic expressions; a PairSource for the trainer."""
+    """Pairs neutral -> emotion with synthetic expressions `width` wide (the backbone's expression width);
+    a PairSource for the trainer."""
 
     def __init__(
         self,
@@ -84,8 +86,10 @@ class SyntheticPairs:
         window: int,
         cfg: SyntheticDataConfig = SyntheticDataConfig(),
         teacher_forcing: float = 0.5,
+        width: int = 10,
     ) -> None:
         self.seed, self.window, self.cfg, self.teacher_forcing = seed, window, cfg, teacher_forcing
+        self.width = width
         g = np.random.default_rng(seed)
         rows = {e: _load(root, "MEAD", e) for e in BASIC}
         if not all(rows.values()):
@@ -104,16 +108,17 @@ class SyntheticPairs:
         self.neutral_mean = {s: np.mean(neutral[s], axis=0) for s in speakers}
         everyone = np.mean([v for vs in neutral.values() for v in vs], axis=0)
         self.gain = torch.from_numpy(1 + g.uniform(-cfg.gain_spread, cfg.gain_spread, len(speakers))).float()
-        self.offset = torch.from_numpy(g.normal(0, 0.3, (len(speakers), 10))).float()
+        self.offset = torch.from_numpy(g.normal(0, 0.3, (len(speakers), width))).float()
         self.train = self._clips(train, speakers)
         self.held = self._clips(held, speakers)
         self.unseen = {
             name: np.mean([v for _, _, v in _load(root, *name.split("/"))], axis=0) - everyone for name in UNSEEN
         }
-        self.truth = HiddenMap(seed, cfg.hidden_units, everyone.shape[0], 1.0)
+        self.truth = HiddenMap(seed, cfg.hidden_units, everyone.shape[0], 1.0, width)
         self.truth.scale = float((self.train.vectors @ self.truth.w1.T).std()) / cfg.nonlinearity
         self.fingerprint = fingerprint(
-            [f"synthetic|{seed}|{cfg.model_dump_json()}"] + sorted(f"{e}|{s}|{n}" for e, s, n, _ in train + held)
+            [f"synthetic|{seed}|{width}|{cfg.model_dump_json()}"]
+            + sorted(f"{e}|{s}|{n}" for e, s, n, _ in train + held)
         )
 
     def _clips(self, rows: list, speakers: list[str]) -> _Clips:
@@ -130,8 +135,8 @@ class SyntheticPairs:
         forcing: float,
     ) -> PairBatch:
         n, t = speech.shape[0], self.window
-        change = (gain[:, None] * self.truth(speech))[:, None].expand(n, t, 10)
-        exp_i = self.offset[speaker][:, None] + _tracks(g, n, t)
+        change = (gain[:, None] * self.truth(speech))[:, None].expand(n, t, self.width)
+        exp_i = self.offset[speaker][:, None] + _tracks(g, n, t, self.width)
         forced = (torch.rand(n, generator=g) < forcing).float()[:, None, None]
         return PairBatch(change * forced, speech.float()[:, None], exp_i, exp_i + change, ["neutral"] * n, emotions)
 

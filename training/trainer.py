@@ -97,7 +97,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.dtype = autocast_dtype(cfg.amp, self.device)
         torch.manual_seed(cfg.seed)
-        self.model = TrainModel(cfg.model, cfg.data.window).to(self.device)
+        self.model = TrainModel(cfg).to(self.device)
         if init_state is not None:
             self.model.connector.load_state_dict(init_state, strict=True)
         self.parent = parent

@@ -123,6 +123,9 @@ class BatchingBackbone:
     def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
         return self.backbone.switch_off(motion, off)
 
+    def take_eyes(self, motion: MotionRecord, driving: MotionRecord, parts: frozenset[str]) -> MotionRecord:
+        return self.backbone.take_eyes(motion, driving, parts)
+
     def encode(self, crops: torch.Tensor) -> MotionRecord:
         motion: MotionRecord = self._encoder.submit(crops.shape[0], crops)
         return motion

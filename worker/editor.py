@@ -58,7 +58,7 @@ def _load(settings: JobsSettings) -> Editor:
 
 def _follow_latest(editor: Editor) -> None:
     try:
-        choice = choose(LATEST)
+        choice = choose(LATEST, backbone=editor.models.backbone)
     except ModelLoadError:  # registry unreachable or emptied: keep serving what is loaded
         log.warning("cannot look up the latest connector; keeping %s", editor.connector_label, exc_info=True)
         return

@@ -41,6 +41,7 @@ _INPUT_NAMES = {
     "video": "the video",
     "speech_track": "the speech track",
     "pose_video": "the pose video",
+    "eye_video": "the eye video",
     "window.mov": "the preview window of the video",
 }
 _SPEECH_CLIP = re.compile(r"^speech(\d+)$")

@@ -357,11 +357,12 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     speech = [
         _fetch(ref, work / f"speech{i}", settings, settings.max_speech_bytes) for i, ref in enumerate(spec.speech)
     ]
-    track, pose = (
+    track, pose, eyes = (
         _fetch(ref, work / name, settings, limit) if ref is not None else None
         for ref, name, limit in (
             (spec.speech_track, "speech_track", settings.max_speech_bytes),
             (spec.pose_video, "pose_video", settings.max_video_bytes),
+            (spec.eye_video, "eye_video", settings.max_video_bytes),
         )
     )
     library = _library(settings, key_id)
@@ -371,7 +372,16 @@ def _edit(settings: JobsSettings, spec: EditSpec, key_id: str, work: Path, progr
     output = work / jobs.OUTPUT_NAME
     choices, limits = run_options(spec, settings)
     result = editor.edit(
-        video, output, target, choices, progress, library, speech_track=track, pose_video=pose, limits=limits
+        video,
+        output,
+        target,
+        choices,
+        progress,
+        library,
+        speech_track=track,
+        pose_video=pose,
+        eye_video=eyes,
+        limits=limits,
     )
     for stage, seconds in result.stage_seconds.items():
         metrics.STAGE.labels(stage=stage).observe(seconds)

@@ -129,6 +129,11 @@ class Backbone(Protocol):
         exist; an edit refuses others before it starts)."""
         ...
 
+    def take_eyes(self, motion: MotionRecord, driving: MotionRecord, parts: frozenset[str]) -> MotionRecord:
+        """The motion with the eye motions `parts` names taken from `driving` (a driving clip's motion, one row per
+        row of `motion`); `BackboneSpec.controls` says which exist."""
+        ...
+
     def stack_sources(self, sources: Sequence[Source], rows: Sequence[int]) -> Source:
         """One per-row source from several: `sources[i]` repeated `rows[i]` times (a batcher mixing jobs)."""
         ...

@@ -85,6 +85,9 @@ class BackboneSpec:
     no Audio2Lip (`make-tiny` and `make-filled` leave it out, and one that is there is not checked)."""
     controls: frozenset[str] = frozenset()
     """The eye motions an edit may switch off (`gaze`, `blink`: `Backbone.switch_off`); EDTalk has none."""
+    exp_features: str = "exp"
+    """The tag of its expression features beside a training clip (`NNN_<tag>.npy`, what `cmet-train prep-visual`
+    writes and training reads; C-MET's names: `ED_exp`, `PD_FGC_emo`), so one tree holds both backbones'."""
 
     def require_tools(self) -> BackboneTools:
         """The tools, or a `ModelLoadError` naming the backbone when it registers none."""

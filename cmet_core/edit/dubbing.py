@@ -28,10 +28,12 @@ import torch
 
 from cmet_core import faces
 from cmet_core.edit.editing import Clock, EditResult, Parts, Progress, connector_of
+from cmet_core.edit.eyes import eye_clip
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.lips import check_inputs, plan
 from cmet_core.edit.passes import (
     InputMotion,
+    driving_choices,
     edited_expression,
     framed,
     identity,
@@ -116,11 +118,6 @@ class FrameFeed:
         return got
 
 
-def _pose_options(options: EditChoices) -> EditChoices:
-    """A pose video's face is its most prominent one; the face choice names the photo's face."""
-    return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
-
-
 def _input_frames(src: Path, image: np.ndarray | None, limit: int | None) -> Iterable[np.ndarray]:
     """What the per-frame stages prepare from: the photo, or the frames of the video the dub reads."""
     return [image] if image is not None else (f.image for f in read_input(src, limit))
@@ -141,6 +138,7 @@ class Dub:
         library: EmotionLibrary | None,
         speech_track: Path | None,
         pose_video: Path | None,
+        eye_video: Path | None = None,
     ) -> None:
         self.editor, self.src, self.dst, self.target, self.options = editor, src, dst, target, options
         self.progress, self.library, self.limits = progress, library, limits
@@ -156,7 +154,7 @@ class Dub:
                 f"model set {editor.models.path} has no Audio2Lip; `cmet models pull` fetches it",
             )
         self.lips: SpeechLips = editor.lips
-        self.speech_track, self.pose_video = speech_track, pose_video
+        self.speech_track, self.pose_video, self.eye_video = speech_track, pose_video, eye_video
 
     def run(self) -> EditResult:
         editor, clock, options, limits = self.editor, self.clock, self.options, self.limits
@@ -191,7 +189,9 @@ class Dub:
         exp = edited_expression(
             connector, editor.backbone.device, speech_plan, found.motion.exp[poses], times, self.progress, clock
         )
-        loop = FrameLoop.of(editor, options, found.boxes[0].side, clock, self.progress)
+        clip = eye_clip(editor, self.eye_video, options, limits, self.progress, clock)
+        eyes = clip.at(times) if clip is not None else None
+        loop = FrameLoop.of(editor, options, found.boxes[0].side, clock, self.progress, eyes)
         loop.prepare(lambda: _input_frames(self.src, image, limit), found.boxes)
         height, width = image.shape[:2] if image is not None else (info.height, info.width)  # type: ignore[union-attr]
         width, height = loop.output_size(width, height)
@@ -248,7 +248,7 @@ class Dub:
             source = identity(backbone, crop)
             if self.pose_video is None:
                 return crop_input, InputMotion([box], 0, motion_of(backbone, [crop]), np.zeros(1), source)
-        options = _pose_options(self.options)
+        options = driving_choices(self.options)
         info = probe_input(self.pose_video, options, self.limits)
         pose = motion_passes(
             backbone,

@@ -80,13 +80,14 @@ def connector_of(editor: Parts) -> Connector:
 def check_eyes(backbone: Backbone, options: EyeChoice) -> None:
     """Refuse eye controls the backbone does not have (`eye_control_unsupported`, naming the backbones
     that have them), before anything is decoded."""
-    off = options.eyes_off()
-    missing = off - backbone_spec(backbone.name).controls if off else off
+    used = options.eye_controls()
+    missing = used - backbone_spec(backbone.name).controls
     if missing:
-        able = [name for name in backbone_names() if off <= backbone_spec(name).controls]
+        able = [name for name in backbone_names() if used <= backbone_spec(name).controls]
+        said = " and ".join(f"{name} {getattr(options, name)}" for name in sorted(missing))
         raise InputError(
             ErrorCode.EYE_CONTROL_UNSUPPORTED,
-            f"{' and '.join(f'{name} off' for name in sorted(missing))} needs a backbone with its own eye codes "
+            f"{said} needs a backbone with its own eye codes "
             f"({', '.join(able) or 'none registered'}); this model set's backbone is {backbone.name}",
         )
 

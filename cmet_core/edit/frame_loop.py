@@ -28,6 +28,7 @@ import torch
 from cmet_core import faces
 from cmet_core.backbones.base import Backbone, MotionRecord, Source
 from cmet_core.edit.editing import Clock, Parts, Progress
+from cmet_core.edit.eyes import DrivenEyes
 from cmet_core.edit.frame_stages import FrameStage, StageContext, chosen
 from cmet_core.edit.passes import chunks
 from cmet_core.faces import tensor_warp
@@ -152,19 +153,30 @@ class FrameLoop:
         clock: Clock,
         progress: Progress,
         eyes_off: frozenset[str] = frozenset(),
+        eyes: DrivenEyes | None = None,
     ) -> None:
         self.backbone, self.face_size, self.stages = backbone, face_size, list(stages)
         self.clock, self.progress = clock, progress
         self.eyes_off = eyes_off
         """The eye motions the render switches off (`EyeChoice`; checked against the backbone before)."""
+        self.eyes = eyes
+        """The eye motions the render takes from a driving clip, one row per output frame."""
 
     @classmethod
-    def of(cls, editor: Parts, options: EditChoices, face_side: float, clock: Clock, progress: Progress) -> FrameLoop:
+    def of(
+        cls,
+        editor: Parts,
+        options: EditChoices,
+        face_side: float,
+        clock: Clock,
+        progress: Progress,
+        eyes: DrivenEyes | None = None,
+    ) -> FrameLoop:
         """The loop of one edit with the editor's stages that apply to it (`face_side`: the first frame's
-        crop box side, in input pixels)."""
+        crop box side, in input pixels; `eyes`: a driving clip's eye motion at each output frame)."""
         context = StageContext(options, editor.restorer, face_side, editor.face_size)
         stages = chosen(editor.stages, context)
-        return cls(editor.backbone, editor.face_size, stages, clock, progress, options.eyes_off())
+        return cls(editor.backbone, editor.face_size, stages, clock, progress, options.eyes_off(), eyes)
 
     def prepare(
         self,
@@ -210,6 +222,11 @@ class FrameLoop:
         drives = [drive.over_clip(self.backbone) for drive in drives]
         if self.eyes_off:
             drives = [replace(d, motion=self.backbone.switch_off(d.motion, self.eyes_off)) for d in drives]
+        if self.eyes is not None:
+            if len(self.eyes.motion) != total:
+                raise ValueError(f"driving eyes for {len(self.eyes.motion)} frames, the output has {total}")
+            eyes = self.eyes
+            drives = [replace(d, motion=self.backbone.take_eyes(d.motion, eyes.motion, eyes.parts)) for d in drives]
         mask = faces.paste_mask(self.face_size, crop_input, windowed=self.backbone.framing.window is not None)
         device = self.backbone.device
         on_device = device.type == "cuda"  # paste-back as tensor operations where the faces are rendered

@@ -168,6 +168,12 @@ class InputMotion:
     source: Source
 
 
+def driving_choices(options: EditChoices) -> EditChoices:
+    """The choices a driving clip (a photo's pose video, an eye video) is read with: its face is its most
+    prominent one, since the face choice names the edited input's face."""
+    return options.model_copy(update={"face_index": None, "face_box": None, "source_frame": None})
+
+
 def motion_passes(
     backbone: Backbone,
     face_size: int,

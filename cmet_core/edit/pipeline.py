@@ -22,6 +22,7 @@ from cmet_core import faces
 from cmet_core.backbones.base import Backbone
 from cmet_core.edit.dubbing import Dub
 from cmet_core.edit.editing import Clock, EditResult, Progress, check_eyes, connector_of, no_progress
+from cmet_core.edit.eyes import eye_clip
 from cmet_core.edit.frame_loop import Drive, Frame, FrameLoop, video_out
 from cmet_core.edit.frame_stages import DEFAULT_STAGES, StageFactory
 from cmet_core.edit.lips import check_inputs
@@ -48,7 +49,7 @@ from cmet_core.media.photo import is_photo
 from cmet_core.media.video import DecodedFrame, PlanesFrame
 from cmet_core.meter import metered
 from cmet_core.modelsets.registry import ConnectorChoice, choose, open_registry
-from cmet_core.modelsets.sets import ModelSet, load_set, select_set
+from cmet_core.modelsets.sets import ModelSet, load_set, read_set, select_set
 from cmet_core.networks.runtime import LipForward, LipRunner, RuntimeOptions, SpeechLips, audio2lip_lips
 from cmet_core.networks.speech import SpeechEncoder
 from cmet_core.options import EditChoices, Limits, probe_input
@@ -172,8 +173,10 @@ class Editor:
         apply_thread_policy(settings)
         runtime = RuntimeOptions.from_settings(settings, device, batch)
         selection = connector if connector is not None else settings.connector_version
-        choice = choose(selection, open_registry(registry, settings)) if selection is not None else None
-        model_set = load_set(select_set(models), connector=choice)
+        set_dir = select_set(models)
+        kind = read_set(set_dir).backbone  # each backbone has its own registry versions
+        choice = choose(selection, open_registry(registry, settings, kind)) if selection is not None else None
+        model_set = load_set(set_dir, connector=choice)
         plain = model_set.build_backbone(runtime)
         backbone = plain if batching is None else batching.backbone(plain)
         embed: Embed = LazySpeechEncoder(model_set.emotion2vec_dir, plain.device)
@@ -238,18 +241,24 @@ class Editor:
         *,
         speech_track: Path | str | None = None,
         pose_video: Path | str | None = None,
+        eye_video: Path | str | None = None,
         limits: Limits = Limits(),
     ) -> EditResult:
         """`speech_track` with `options.lips == "speech"` dubs (`cmet_core.edit.dubbing`); a photo input is
         animated that way, its head moved by `pose_video` or held still. With `options.preview_s`,
-        only that window of `src` is edited (a clip preview). `limits` are the operator's, beside the
+        only that window of `src` is edited (a clip preview). `eye_video` is the driving clip whose gaze or
+        blinks the output takes (`options.gaze` or `blink` `clip`). `limits` are the operator's, beside the
         user's `options`. `target` is None exactly when `options.faces` gives each face its own."""
         src, dst, report = Path(src), Path(dst), progress or no_progress
         check_eyes(self.backbone, options)
+        options.check_eye_video(eye_video is not None)
+        eyes = Path(eye_video) if eye_video is not None else None
         if options.faces or target is None:
+            if eyes is not None:
+                raise InputError(ErrorCode.INVALID_REQUEST, "eyes from a driving clip are offered for one face only")
             return self._several(src, dst, target, options, limits, report, library, speech_track, pose_video)
         if options.lips == "video" and speech_track is not None and pose_video is None:
-            done = self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track))
+            done = self._follow_track(src, dst, target, options, limits, report, library, Path(speech_track), eyes)
             return self._measured(done, src, target, options, report)
         if options.lips == "speech" or speech_track is not None or pose_video is not None or is_photo(src):
             if options.preview_s is not None:
@@ -257,12 +266,13 @@ class Editor:
                     ErrorCode.BAD_PREVIEW_WINDOW, "clip previews of dubs are not offered: dub a shorter speech track"
                 )
             track, pose = (Path(p) if p is not None else None for p in (speech_track, pose_video))
-            done = Dub(self, src, dst, target, options, limits, report, library, track, pose).run()
+            done = Dub(self, src, dst, target, options, limits, report, library, track, pose, eyes).run()
             return self._measured(done, src, target, options, report, speech=track)
         with clip_window(src, options, limits, dst.parent) as windowed:
             if isinstance(target, ClipTimeline) and windowed.duration_s is not None:
                 target = target.windowed(windowed.start_s, windowed.duration_s)
-            done = _Edit(self, windowed.src, dst, target, windowed.options, limits, report, library).run()
+            edit = _Edit(self, windowed.src, dst, target, windowed.options, limits, report, library, eye_video=eyes)
+            done = edit.run()
             done = self._measured(done, windowed.src, target, windowed.options, report)
         return replace(done, source_frame=done.source_frame + windowed.first)
 
@@ -330,6 +340,7 @@ class Editor:
         progress: Progress,
         library: EmotionLibrary | None,
         track: Path,
+        eyes: Path | None,
     ) -> EditResult:
         """The video's own lips, its face following the voice of `track` (aligned to it, e.g. a dub that
         replaces its audio), which becomes the output's audio."""
@@ -341,7 +352,7 @@ class Editor:
         if options.preview_s is not None:
             raise InputError(ErrorCode.BAD_PREVIEW_WINDOW, "clip previews with a separate speech track are not offered")
         followed = voice.model_copy(update={"audio": track})
-        return _Edit(self, src, dst, followed, options, limits, progress, library, track).run()
+        return _Edit(self, src, dst, followed, options, limits, progress, library, track, eyes).run()
 
     def expression_weights(
         self,
@@ -383,11 +394,14 @@ class _Edit:
         progress: Progress,
         library: EmotionLibrary | None,
         audio: Path | None = None,
+        eye_video: Path | None = None,
     ) -> None:
         self.editor, self.src, self.dst, self.target, self.options = editor, src, dst, target, options
         self.progress, self.library, self.limits = progress, library, limits
         self.audio = audio
         """The output's audio instead of the input's own (a speech track the face follows); None: the input's."""
+        self.eye_video = eye_video
+        """The driving clip of the eyes (`gaze`/`blink` `clip`)."""
         self.clock = Clock()
 
     def run(self) -> EditResult:
@@ -410,7 +424,9 @@ class _Edit:
         if lips is not None:  # a backbone whose lips always come from speech: the video's own audio
             with clock.stage(Stage.ENCODE), clock.networks():
                 lip_track = audio_lips(lips, self.src, info, found.times, self.limits)
-        loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress)
+        clip = eye_clip(editor, self.eye_video, self.options, self.limits, self.progress, clock)
+        eyes = clip.at(found.times - found.times[0]) if clip is not None else None
+        loop = FrameLoop.of(editor, self.options, found.boxes[0].side, clock, self.progress, eyes)
         loop.prepare(lambda: (f.image for f in metered("decode landmarks", read_input(self.src))), found.boxes)
         width, height = loop.output_size(info.width, info.height)
         like = replace(info, width=width, height=height, has_audio=info.has_audio or self.audio is not None)

@@ -177,6 +177,7 @@ class Sheet:
         choice, editor, clock = self.choice, self.editor, self.clock
         connector_of(editor)  # a set without a connector is refused before any decoding
         check_eyes(editor.backbone, self.options)
+        self.options.check_eye_video(False)  # a sheet's cells are stills: no driving clip to follow
         info = probe_input(self.src, self.options, self.limits)
         with clock.stage(Stage.EXPRESSION):  # unknown emotions and bad blends are refused before any decoding
             vectors = {

@@ -4,6 +4,10 @@ Layout, the same in a directory and under an S3 prefix::
 
     REGISTRY/connector/<version>/connector.safetensors
     REGISTRY/connector/<version>/connector.json     our model manifest; `training` says how it was made
+    REGISTRY/connector-<backbone>/<version>/...     the same for another backbone than EDTalk (`pdfgc`)
+
+Each backbone has its own versions, since a connector edits one backbone's expression code (its width):
+`latest` on a PD-FGC deployment is the newest PD-FGC connector, never an EDTalk one.
 
 A version is published by writing its weights first and its manifest last, so a version without
 a manifest is an unfinished upload and is not listed. Versions never change once published:
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from cmet_core.backbones.registry import DEFAULT_BACKBONE
 from cmet_core.modelsets.manifests import (
     ModelManifest,
     is_semver,
@@ -39,8 +44,15 @@ MANIFEST = "connector.json"
 LATEST = "latest"
 
 
+def area(backbone: str) -> str:
+    """The folder of a backbone's versions: `connector` for EDTalk (registries written before there was a
+    choice), `connector-<name>` for the others."""
+    return KIND_DIR if backbone == DEFAULT_BACKBONE else f"{KIND_DIR}-{backbone}"
+
+
 class Registry(Protocol):
     where: str
+    backbone: str
 
     def versions(self) -> list[str]:
         """Published versions, lowest first."""
@@ -73,15 +85,15 @@ def _publishable(manifest_path: Path) -> tuple[ModelManifest, Path]:
 
 
 class DirectoryRegistry:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path, backbone: str = DEFAULT_BACKBONE) -> None:
+        self.root, self.backbone = Path(root), backbone
         self.where = str(self.root)
 
     def _dir(self, version: str) -> Path:
-        return self.root / KIND_DIR / _check_version(version)
+        return self.root / area(self.backbone) / _check_version(version)
 
     def versions(self) -> list[str]:
-        base = self.root / KIND_DIR
+        base = self.root / area(self.backbone)
         if not base.is_dir():
             return []
         found = [p.name for p in base.iterdir() if is_semver(p.name) and (p / MANIFEST).is_file()]
@@ -126,14 +138,14 @@ class DirectoryRegistry:
 class S3Registry:
     """A registry under `s3://bucket/prefix`; downloads are cached by digest and verified."""
 
-    def __init__(self, bucket: str, prefix: str, settings: CoreSettings) -> None:
-        self.bucket, self.prefix = bucket, prefix.strip("/")
+    def __init__(self, bucket: str, prefix: str, settings: CoreSettings, backbone: str = DEFAULT_BACKBONE) -> None:
+        self.bucket, self.prefix, self.backbone = bucket, prefix.strip("/"), backbone
         self.where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = s3_client(settings)
         self.cache = settings.data_dir / "cache" / "registry"
 
     def _key(self, version: str, name: str) -> str:
-        parts = [self.prefix, KIND_DIR, _check_version(version), name]
+        parts = [self.prefix, area(self.backbone), _check_version(version), name]
         return "/".join(p for p in parts if p)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
@@ -149,7 +161,7 @@ class S3Registry:
             raise ModelLoadError(f"registry {self.where}: {what} failed: {exc}") from None
 
     def versions(self) -> list[str]:
-        base = "/".join(p for p in (self.prefix, KIND_DIR) if p) + "/"
+        base = "/".join(p for p in (self.prefix, area(self.backbone)) if p) + "/"
         found: list[str] = []
         token: dict[str, str] = {}
         while True:
@@ -231,16 +243,19 @@ class S3Registry:
         return manifest
 
 
-def open_registry(location: str | Path | None = None, settings: CoreSettings | None = None) -> Registry:
-    """The registry at `location` (a directory or s3://bucket/prefix); default: the `registry` setting."""
+def open_registry(
+    location: str | Path | None = None, settings: CoreSettings | None = None, backbone: str = DEFAULT_BACKBONE
+) -> Registry:
+    """The `backbone`'s versions in the registry at `location` (a directory or s3://bucket/prefix); default: the
+    `registry` setting."""
     settings = settings or get_settings()
     where = str(location) if location is not None else settings.resolved_registry
     if where.startswith("s3://"):
         bucket, _, prefix = where.removeprefix("s3://").partition("/")
         if not bucket:
             raise ModelLoadError(f"registry {where!r} names no bucket")
-        return S3Registry(bucket, prefix, settings)
-    return DirectoryRegistry(Path(where))
+        return S3Registry(bucket, prefix, settings, backbone)
+    return DirectoryRegistry(Path(where), backbone)
 
 
 def resolve(registry: Registry, selection: str) -> str:
@@ -253,8 +268,8 @@ def resolve(registry: Registry, selection: str) -> str:
         return selection
     if not versions:
         raise ModelLoadError(
-            f"the registry {registry.where} holds no connector yet; publish one with `cmet-train "
-            "export` or `cmet-train import-official`"
+            f"the registry {registry.where} holds no {registry.backbone} connector yet; publish one with `cmet-train "
+            "export` (or, for EDTalk, `cmet-train import-official`)"
         )
     released = [v for v in versions if "-" not in v.partition("+")[0]]
     return (released or versions)[-1]
@@ -270,10 +285,13 @@ class ConnectorChoice:
     manifest: ModelManifest
 
 
-def choose(selection: str | None, registry: Registry | None = None) -> ConnectorChoice | None:
-    """Resolve the configured selection (None: the model set's own connector, no registry involved)."""
+def choose(
+    selection: str | None, registry: Registry | None = None, backbone: str = DEFAULT_BACKBONE
+) -> ConnectorChoice | None:
+    """Resolve the configured selection among the `backbone`'s versions (None: the model set's own connector, no
+    registry involved)."""
     if selection is None:
         return None
-    registry = registry or open_registry()
+    registry = registry or open_registry(backbone=backbone)
     version = resolve(registry, selection)
     return ConnectorChoice(selection, version, registry, registry.manifest(version))

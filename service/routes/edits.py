@@ -40,13 +40,14 @@ _BODY_DOC = {
                     "type": "object",
                     "description": "The fields of EditCreate as form fields, plus file parts `video` "
                     "(a video, or a photo to animate), `speech` (repeatable), `expression_reference` (a photo or "
-                    "short clip of a face making the wanted expression), and for a dub `speech_track` and "
-                    "`pose_video`.",
+                    "short clip of a face making the wanted expression), for a dub `speech_track` and "
+                    "`pose_video`, and for gaze or blink `clip` `eye_video`.",
                     "properties": {
                         "video": {"type": "string", "format": "binary"},
                         "speech_track": {"type": "string", "format": "binary"},
                         "pose_video": {"type": "string", "format": "binary"},
                         "expression_reference": {"type": "string", "format": "binary"},
+                        "eye_video": {"type": "string", "format": "binary"},
                         "lips": {"type": "string", "enum": ["video", "speech"]},
                         "speech": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "emotion": {"type": "string"},
@@ -61,7 +62,7 @@ _BODY_DOC = {
 }
 
 
-_SINGLE_PARTS = ("video", "speech_track", "pose_video", "expression_reference")
+_SINGLE_PARTS = ("video", "speech_track", "pose_video", "expression_reference", "eye_video")
 
 
 def _json_field(name: str, value: str) -> Any:
@@ -130,7 +131,7 @@ def _submit(
     idempotency_key: str | None,
 ) -> JobRow:
     """The parts saved to a scratch folder (size limits, empty parts refused), then `submissions.submit`."""
-    videos = ("video", "pose_video", "expression_reference")
+    videos = ("video", "pose_video", "expression_reference", "eye_video")
     limits = {name: settings.max_video_bytes for name in videos}
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("req")) as scratch:
         folder = Path(scratch)
@@ -149,6 +150,7 @@ def _submit(
             speech_track_file=saved.get("speech_track"),
             pose_video_file=saved.get("pose_video"),
             expression_reference_file=saved.get("expression_reference"),
+            eye_video_file=saved.get("eye_video"),
         )
         return submissions.submit(session, settings, storage, key, submission)
 

@@ -68,7 +68,7 @@ def models(_key: KeyDep, settings: SettingsDep) -> schemas.ModelSetInfo:
 
     try:
         path, manifest = connectors.served(settings)
-        choice = choose(settings.connector_version)
+        choice = choose(settings.connector_version, backbone=manifest.backbone)
         own = "connector" in manifest.models
         connector = (
             choice.manifest if choice is not None else model_manifest(path, manifest, "connector")[0] if own else None

@@ -66,6 +66,9 @@ class FakeBackbone:
     def switch_off(self, motion: MotionRecord, off: frozenset[str]) -> MotionRecord:
         return motion.with_part("eye", motion.parts["eye"] * 0) if off else motion
 
+    def take_eyes(self, motion: MotionRecord, driving: MotionRecord, parts: frozenset[str]) -> MotionRecord:
+        return motion.with_part("eye", driving.parts["eye"]) if parts else motion
+
     def stack_sources(self, sources: Sequence[dict[str, torch.Tensor]], rows: Sequence[int]) -> dict[str, torch.Tensor]:
         maps = [s["id_map"].expand(n, -1, -1, -1) for s, n in zip(sources, rows, strict=True)]
         return {"id_map": torch.cat(maps)}

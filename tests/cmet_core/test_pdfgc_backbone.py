@@ -17,10 +17,12 @@ from cmet_core.backbones.pdfgc.backbone import PDFGCBackbone
 from cmet_core.backbones.pdfgc.codes import smooth_mouth, smooth_pose
 from cmet_core.backbones.pdfgc.entry import FRAMING
 from cmet_core.backbones.pdfgc.network import PDFGC, TINY_PDFGC
+from cmet_core.edit.eyes import EyeClip
 from cmet_core.edit.frame_loop import Drive
 from cmet_core.edit.passes import audio_lips
 from cmet_core.edit.preview import contact_sheet
 from cmet_core.faces import CropBox, paste_mask
+from cmet_core.media.sample import write_clip
 from cmet_core.media.video import probe, read_frames
 from cmet_core.networks.runtime import RuntimeOptions
 from cmet_core.options import Limits, SheetChoice
@@ -121,10 +123,19 @@ def _edit(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_pdfgc_set_edits_and_dubs_through_the_cli(tiny_pdfgc_set: Path, clip: Path, tmp_path: Path) -> None:
-    out = tmp_path / "edited.mp4"
+@pytest.fixture(scope="module")
+def edited(tiny_pdfgc_set: Path, clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The clip edited to happy through the CLI, and what the CLI said."""
+    out = tmp_path_factory.mktemp("edited") / "edited.mp4"
     code, said = _edit(str(clip), "-e", "happy", "-o", str(out), "--models", str(tiny_pdfgc_set))
     assert code == 0, said
+    return out, said
+
+
+def test_a_pdfgc_set_edits_and_dubs_through_the_cli(
+    tiny_pdfgc_set: Path, clip: Path, edited: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, said = edited
     assert "4 frames" in said and probe(out).frame_count == 4
     before, after = ([f.image.astype(np.int16) for f in read_frames(p)] for p in (clip, out))
     # the window covers rows 0..219 of this 256 px crop: below it the input stays; the face inside is rendered
@@ -179,6 +190,47 @@ def test_eye_controls_on_an_edtalk_set_are_refused_naming_pdfgc(tiny_set: Path, 
         str(clip), "-e", "happy", "--blink", "off", "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_set)
     )
     assert code == 2 and "[eye_control_unsupported]" in said and "pdfgc" in said and "edtalk" in said, said
+    code, said = _edit(
+        str(clip), "-e", "happy", "--gaze", "clip", "--eyes-from", str(clip), "-o", str(tmp_path / "o.mp4"),
+        "--models", str(tiny_set),
+    )  # fmt: skip
+    assert code == 2 and "[eye_control_unsupported]" in said and "gaze clip" in said and "pdfgc" in said, said
+
+
+def test_a_driving_clip_gives_the_gaze_or_blink_parts_at_each_output_time(backbone: PDFGCBackbone) -> None:
+    eye = torch.arange(1.0, 7.0).expand(3, 6)
+    motion = MotionRecord(torch.zeros(3, 30), {"eye": eye, "pose": torch.zeros(3, 6)})
+    driving = MotionRecord(torch.zeros(3, 30), {"eye": -eye, "pose": torch.zeros(3, 6)})
+    assert backbone.take_eyes(motion, driving, frozenset({"gaze"})).parts["eye"][0].tolist() == [1, 2, -3, -4, 5, 6]
+    assert backbone.take_eyes(motion, driving, frozenset({"blink"})).parts["eye"][0].tolist() == [-1, -2, 3, 4, -5, -6]
+    rows = MotionRecord(torch.zeros(2, 30), {"eye": torch.tensor([[0.0] * 6, [1.0] * 6])})
+    clip = EyeClip(rows, np.array([0.0, 0.08]), 0.16, frozenset({"blink"}))  # 2 frames at 12.5 fps
+    at = clip.at(np.arange(6) / 25)  # the output's 25 fps: each clip frame twice, then around again
+    assert at.motion.parts["eye"][:, 0].tolist() == [0, 0, 1, 1, 0, 0] and at.parts == {"blink"}
+
+
+def test_gaze_and_blink_follow_a_driving_clip_through_the_cli(
+    tiny_pdfgc_set: Path, clip: Path, edited: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The driving clip shows the input's first two frames, then noise: the output's first two frames are the
+    plain edit's (give or take the driving clip's own encoding), the last two take the eyes of the noise."""
+    own = [f.image for f in read_frames(clip)]
+    noise = np.random.default_rng(0).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    driving = write_clip(tmp_path / "eyes.mp4", lambda i: own[i] if i < 2 else noise[i], 4, 25)
+    out = tmp_path / "eyes-out.mp4"
+    code, said = _edit(
+        str(clip), "-e", "happy", "--gaze", "clip", "--blink", "clip", "--eyes-from", str(driving), "-o", str(out),
+        "--models", str(tiny_pdfgc_set),
+    )  # fmt: skip
+    assert code == 0, said
+    plain, driven = ([f.image.astype(np.int16) for f in read_frames(p)] for p in (edited[0], out))
+    diffs = [float(np.abs(a - b).mean()) for a, b in zip(plain, driven, strict=True)]
+    # the tiny networks barely move the picture with the eye code: hundredths of a grey level, yet ten times more
+    assert max(diffs[:2]) < 0.01 and min(diffs[2:]) > 5 * max(diffs[:2]), diffs
+    code, said = _edit(
+        str(clip), "-e", "happy", "--blink", "clip", "-o", str(tmp_path / "o.mp4"), "--models", str(tiny_pdfgc_set)
+    )
+    assert code == 2 and "[eye_video_missing]" in said and not (tmp_path / "o.mp4").exists(), said
 
 
 def _no_fetch(_ref: InputRef, _name: str) -> Path:

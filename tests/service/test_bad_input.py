@@ -109,6 +109,12 @@ def _dub(c: Corpus, video: str = "video", **fields: str):  # type: ignore[no-unt
     return c.post(files=files, data=data)
 
 
+def _url_and_asset(c: Corpus, name: str, **fields: str):  # type: ignore[no-untyped-def]
+    """A JSON request giving the input `name` twice: as a URL and as an asset."""
+    twice = {f"{name}_url": "https://example.com/a.mp4", f"{name}_asset": "ast_" + "0" * 32}
+    return c.post(json={"emotion": "happy", **fields, **twice})
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header declares `width` x `height` (its one tiny data chunk does not fill it): what a
     client sends to make the server decode 900 million pixels."""
@@ -801,6 +807,9 @@ CASES: list[tuple[str, Case, int, str]] = [
         422,
         "pose_video_needs_photo",
     ),
+    ("gaze clip without an eye video", lambda c: _dub(c, gaze="clip"), 422, "eye_video_missing"),
+    ("eye video without gaze or blink clip", lambda c: _dub(c, eye_video_part="video"), 422, "eye_video_unused"),
+    ("eye video as URL and asset", lambda c: _url_and_asset(c, "eye_video", blink="clip"), 422, "invalid_request"),
     (
         "speech track without an audio stream",
         lambda c: _dub(c, lips="speech", speech_track_part="silent"),
@@ -815,14 +824,7 @@ CASES: list[tuple[str, Case, int, str]] = [
     ),
     (
         "speech track as URL and asset",
-        lambda c: c.post(
-            json={
-                "emotion": "happy",
-                "lips": "speech",
-                "speech_track_url": "https://example.com/a.wav",
-                "speech_track_asset": "ast_" + "0" * 32,
-            }
-        ),
+        lambda c: _url_and_asset(c, "speech_track", lips="speech"),
         422,
         "invalid_request",
     ),

@@ -50,7 +50,7 @@ def test_export_publishes_versions_with_their_training_record(trained_run: Path,
     assert resolve(registry, "0.2.0") == "0.2.0"
     with pytest.raises(ModelLoadError, match="not in the registry"):
         resolve(registry, "9.9.9")
-    with pytest.raises(ModelLoadError, match="holds no connector"):
+    with pytest.raises(ModelLoadError, match="holds no edtalk connector"):
         resolve(DirectoryRegistry(tmp_path / "empty"), LATEST)
 
 
@@ -279,5 +279,5 @@ def test_serve_refuses_a_connector_the_registry_lacks(tiny_set: Path, tmp_path: 
         env=env,
     )
     assert (
-        proc.returncode == 1 and "holds no connector yet" in proc.stderr
+        proc.returncode == 1 and "holds no edtalk connector yet" in proc.stderr
     )  # a model problem: exit 1, as with no model set and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """The synthetic benchmark on the real emotion2vec+ features, CI-sized: the paper's loss must
-predict the directions of the 6 extended emotions it never saw with mean cosine >= 0.9."""
+predict the directions of the 6 extended emotions it never saw with mean cosine >= 0.9 (EDTalk's
+10-wide space); in PD-FGC's 30-wide space a shorter run holds a documented lower bar."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def test_ci_benchmark_meets_the_goal(test_data: Path, tmp_path: Path) -> None:
     (row,) = rows
     assert row.unseen_cos >= GOAL, f"unseen-emotion cosine {row.unseen_cos:.3f} < {GOAL}"
     assert row.held_out_cos > 0.8
+
+
+PDFGC_CI_BAR = 0.75
+"""A lower bar than the goal: the 60-step PD-FGC run that fits CI's time reaches 0.784 (seed 0); by hand, 100 steps
+reach 0.905 and 400 steps 0.986 against the 0.9 goal (training/configs/synthetic-pdfgc-ci.toml)."""
+
+
+def test_ci_benchmark_in_the_pdfgc_space(test_data: Path, tmp_path: Path) -> None:
+    cfg = load_config("synthetic-pdfgc-ci", [f"data.synthetic.features={test_data / 'e2v'}"])
+    assert cfg.backbone == "pdfgc"
+    rows = run_benchmark(cfg, [0], ["recon+cnt+dir"], tmp_path)
+    print("\n" + "\n".join(summarise(rows)))
+    (row,) = rows
+    assert row.unseen_cos >= PDFGC_CI_BAR, f"unseen-emotion cosine {row.unseen_cos:.3f} < {PDFGC_CI_BAR}"
+    assert row.held_out_cos > 0.6

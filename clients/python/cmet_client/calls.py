@@ -138,7 +138,7 @@ def form_fields(body: Mapping[str, Any]) -> dict[str, str | list[str]]:
 @dataclass(frozen=True)
 class Inputs:
     """A submission's file-like inputs by field name (`video`, `speech_track`, `pose_video`,
-    `expression_reference`) and its speech clips; each becomes a `<name>_url`/`<name>_asset` field or a
+    `expression_reference`, `eye_video`) and its speech clips; each becomes a `<name>_url`/`<name>_asset` field or a
     multipart part."""
 
     singles: Mapping[str, Source | None]
@@ -148,7 +148,7 @@ class Inputs:
     """Asset ids of the files uploaded so far: a batch uploads a file its edits share once."""
 
 
-VIDEO_KINDS = ("video", "pose_video", "expression_reference")
+VIDEO_KINDS = ("video", "pose_video", "expression_reference", "eye_video")
 """The inputs uploaded as assets of kind `video` (a photo or a clip); the others are `speech`."""
 
 

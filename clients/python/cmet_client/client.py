@@ -239,17 +239,18 @@ class Edits(_Jobs[models.Job]):
         *,
         speech_track: Source | None = None,
         pose_video: Source | None = None,
+        eye_video: Source | None = None,
         expression_reference: Source | None = None,
         speech: Sequence[Source] = (),
         idempotency_key: str | None = None,
         wait_s: float | None = None,
         **options: Any,
     ) -> models.Job:
-        """Queue an edit. `video` (and `speech_track`, `pose_video`, `expression_reference`, `speech` clips) is a
-        path, an `https://` URL or an uploaded asset; `options` are `EditCreate`'s fields (`emotion`,
+        """Queue an edit. `video` (and `speech_track`, `pose_video`, `expression_reference`, `eye_video`, `speech`
+        clips) is a path, an `https://` URL or an uploaded asset; `options` are `EditCreate`'s fields (`emotion`,
         `intensity`, `timeline`, `preview_s`, `webhook_url`, ...)."""
         singles = {"video": video, "speech_track": speech_track, "pose_video": pose_video}
-        singles |= {"expression_reference": expression_reference}
+        singles |= {"expression_reference": expression_reference, "eye_video": eye_video}
         inputs = Inputs(singles, speech, self.client.upload_threshold)
         flow = calls.submit(self.path, models.EditCreate, models.Job, inputs, options, idempotency_key, wait_s)
         return self.client.run(flow)

@@ -1110,7 +1110,7 @@ export interface components {
          *     | `too_many_faces` | 422 | `faces` has more entries than this deployment's limit (CMET_MAX_FACES) |
          *     | `speaker_needs_audio` | 422 | select: speaker needs a clip with an audio track |
          *     | `restorer_unavailable` | 422 | enhance is on, but the model set has no face restorer (use auto or off) |
-         *     | `eye_control_unsupported` | 422 | gaze or blink off needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |
+         *     | `eye_control_unsupported` | 422 | gaze or blink off or from a clip needs a backbone with its own eye codes (pdfgc); the model set's backbone has none |
          *     | `bad_upscale` | 422 | upscale 2 needs a 256x256 face-crop input and enhance auto or on |
          *     | `bad_preview_frame` | 422 | the contact sheet's frame is outside the clip |
          *     | `bad_preview_window` | 422 | the preview window holds no frame of the clip, or not its source_frame |
@@ -1132,6 +1132,8 @@ export interface components {
          *     | `speech_track_unused` | 422 | a speech track (or pose video) was given without lips: speech |
          *     | `photo_needs_speech` | 422 | a photo input needs lips: speech and a speech track |
          *     | `pose_video_needs_photo` | 422 | pose_video is for a photo input; a video gives its own pose |
+         *     | `eye_video_missing` | 422 | gaze or blink clip needs eye_video, the driving clip the eyes follow |
+         *     | `eye_video_unused` | 422 | eye_video is only read with gaze or blink clip |
          *     | `bad_cursor` | 422 | the list cursor is not one this API returned |
          *     | `output_exists` | 409 | the CLI's output file exists (--force replaces it) |
          *     | `method_not_allowed` | 405 | the path does not take this method (see Allow) |
@@ -1175,7 +1177,7 @@ export interface components {
          *     | `internal` | 500 | an unexpected fault of ours (logged) |
          * @enum {string}
          */
-        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "batch_too_large" | "edit_not_found" | "edit_active" | "preview_not_found" | "batch_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
+        ErrorCode: "not_found" | "not_media" | "no_video_stream" | "zero_frames" | "too_long" | "too_many_frames" | "too_many_pixels" | "decode_failed" | "no_audio" | "empty_audio" | "empty_file" | "file_too_large" | "silent_speech" | "speech_too_long" | "speech_too_short" | "bad_photo" | "no_face" | "bad_face_selection" | "bad_source_frame" | "face_selected_twice" | "too_many_faces" | "speaker_needs_audio" | "restorer_unavailable" | "eye_control_unsupported" | "bad_upscale" | "bad_preview_frame" | "bad_preview_window" | "unknown_emotion" | "bad_emotion" | "bad_speech" | "bad_library" | "timeline_bad_times" | "timeline_overlap" | "timeline_past_end" | "timeline_too_many_segments" | "invalid_request" | "unsupported_media_type" | "body_too_large" | "video_missing" | "emotion_missing" | "speech_missing" | "speech_track_missing" | "speech_track_unused" | "photo_needs_speech" | "pose_video_needs_photo" | "eye_video_missing" | "eye_video_unused" | "bad_cursor" | "output_exists" | "method_not_allowed" | "http_error" | "unauthorized" | "bad_signature" | "concurrent_limit" | "rate_limit" | "concurrent_submissions" | "stream_limit" | "asset_limit" | "idempotency_key_reused" | "idempotency_in_progress" | "batch_too_large" | "edit_not_found" | "edit_active" | "preview_not_found" | "batch_not_found" | "asset_not_found" | "asset_not_uploaded" | "emotion_not_found" | "emotion_exists" | "bad_emotion_name" | "delivery_not_found" | "url_scheme" | "url_host" | "url_unresolvable" | "url_private_address" | "url_too_many_redirects" | "url_fetch_failed" | "url_too_large" | "timeout" | "too_many_attempts" | "storage" | "models_unavailable" | "lips_unavailable" | "connector_missing" | "quality_unavailable" | "database_unavailable" | "queue_unavailable" | "internal";
         /**
          * FaceTarget
          * @description One face of a several-face edit and what it becomes: any target a one-face edit takes, in the same fields
@@ -2040,7 +2042,9 @@ export interface components {
          *     `expression_reference_url` or `expression_reference_asset`: a photo or short clip of a face making
          *     the wanted expression, which needs no connector), or a `timeline`. To dub, `lips: "speech"` with a speech track
          *     (part `speech_track`, `speech_track_url` or `speech_track_asset`); a photo's head motion from a
-         *     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). The options (emotion,
+         *     pose video (part `pose_video`, `pose_video_url` or `pose_video_asset`). With `gaze` or `blink` `clip`
+         *     (PD-FGC sets), the eyes follow a driving clip (part `eye_video`, `eye_video_url` or `eye_video_asset`).
+         *     The options (emotion,
          *     intensity, face choice, source frame, lips, pose fill, enhance) are the same as `cmet edit`'s flags.
          *     With `preview_s` it is a clip preview: only that window is rendered, on the preview queue, and
          *     the job is listed under /v1/previews.
@@ -2079,18 +2083,18 @@ export interface components {
             faces: components["schemas"]["FaceTarget"][];
             /**
              * Gaze
-             * @description keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).
+             * @description keep: the input's gaze; off: the eyes do not move; clip: the gaze of `eye_video`, a driving clip (a backbone with a gaze code: pdfgc).
              * @default keep
              * @enum {string}
              */
-            gaze: "keep" | "off";
+            gaze: "keep" | "off" | "clip";
             /**
              * Blink
-             * @description keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).
+             * @description keep: the input's blinks; off: no blinking; clip: the blinks of `eye_video`, a driving clip (a backbone with a blink code: pdfgc).
              * @default keep
              * @enum {string}
              */
-            blink: "keep" | "off";
+            blink: "keep" | "off" | "clip";
             /**
              * Enhance
              * @description Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.
@@ -2199,6 +2203,16 @@ export interface components {
              */
             expression_reference_asset: string | null;
             /**
+             * Eye Video Url
+             * @default null
+             */
+            eye_video_url: string | null;
+            /**
+             * Eye Video Asset
+             * @default null
+             */
+            eye_video_asset: string | null;
+            /**
              * Webhook Url
              * @default null
              */
@@ -2223,18 +2237,18 @@ export interface components {
         PreviewCreate: {
             /**
              * Gaze
-             * @description keep: the input's gaze; off: the eyes do not move (a backbone with a gaze code: pdfgc).
+             * @description keep: the input's gaze; off: the eyes do not move; clip: the gaze of `eye_video`, a driving clip (a backbone with a gaze code: pdfgc).
              * @default keep
              * @enum {string}
              */
-            gaze: "keep" | "off";
+            gaze: "keep" | "off" | "clip";
             /**
              * Blink
-             * @description keep: the input's blinks; off: no blinking (a backbone with a blink code: pdfgc).
+             * @description keep: the input's blinks; off: no blinking; clip: the blinks of `eye_video`, a driving clip (a backbone with a blink code: pdfgc).
              * @default keep
              * @enum {string}
              */
-            blink: "keep" | "off";
+            blink: "keep" | "off" | "clip";
             /**
              * Enhance
              * @description Restore the edited face at the frame's resolution (GFPGAN v1.4). auto: on when the face spans more pixels than the generator renders and the model set has the restorer's weights.
@@ -2500,6 +2514,8 @@ export interface operations {
                     pose_video?: string;
                     /** Format: binary */
                     expression_reference?: string;
+                    /** Format: binary */
+                    eye_video?: string;
                     /** @enum {string} */
                     lips?: "video" | "speech";
                     speech?: string[];

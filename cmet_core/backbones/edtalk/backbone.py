@@ -107,6 +107,11 @@ class EDTalkBackbone:
             raise ValueError(f"EDTalk has no separate eye codes to switch off: {', '.join(sorted(off))}")
         return motion
 
+    def take_eyes(self, motion: MotionRecord, driving: MotionRecord, parts: frozenset[str]) -> MotionRecord:  # noqa: ARG002 (nothing to take)
+        if parts:
+            raise ValueError(f"EDTalk has no separate eye codes to take from a clip: {', '.join(sorted(parts))}")
+        return motion
+
     def stack_sources(self, sources: Sequence[SourceCache], rows: Sequence[int]) -> SourceCache:
         def per_row(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
             return torch.cat([t.expand(n, *t.shape[1:]) for t, n in zip(tensors, rows, strict=True)])

@@ -53,4 +53,4 @@ def _build(module: torch.nn.Module, runtime: RuntimeOptions) -> Backbone:
     return EDTalkBackbone(module, runtime)
 
 
-EDTALK = BackboneSpec(name=NAME, widths=edtalk_widths, load=_load, build=_build, tools=_tools)
+EDTALK = BackboneSpec(name=NAME, widths=edtalk_widths, load=_load, build=_build, tools=_tools, exp_features="ED_exp")

@@ -104,6 +104,15 @@ class PDFGCBackbone:
             eye[:, list(EYE_PARTS[name])] = 0.0
         return motion.with_part("eye", eye)
 
+    def take_eyes(self, motion: MotionRecord, driving: MotionRecord, parts: frozenset[str]) -> MotionRecord:
+        """The eye code's gaze or blink dimensions (`EYE_PARTS`) from the driving clip's, raw (the x1.2 follows in
+        `render`), as the Tester's eye stream gives them."""
+        eye = motion.parts["eye"].clone()
+        for name in parts:
+            dims = list(EYE_PARTS[name])
+            eye[:, dims] = driving.parts["eye"][:, dims].to(eye)
+        return motion.with_part("eye", eye)
+
     def render(self, source: PDFGCSource, motion: MotionRecord) -> torch.Tensor:
         """Images (N,3,224,224) float32 on the CPU in (-1,1), covering the crop's window.
 

@@ -71,4 +71,5 @@ PDFGC_SPEC = BackboneSpec(
     tools=_tools,
     own_lips=True,
     controls=frozenset({"gaze", "blink"}),
+    exp_features="PD_FGC_emo",
 )
