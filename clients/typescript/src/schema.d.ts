@@ -1182,7 +1182,8 @@ export interface components {
          * FaceTarget
          * @description One face of a several-face edit and what it becomes: any target a one-face edit takes, in the same fields
          *     (an emotion: library name, blend, custom emotion id or `from_audio`; speech clips; an expression reference)
-         *     at its own intensity, or a timeline of its own.
+         *     at its own intensity, or a timeline of its own. Its files are local paths (the CLI's plan): a request to the
+         *     service gives a face an emotion or a timeline of named emotions (files are refused, `invalid_request`).
          */
         FaceTarget: {
             /**
