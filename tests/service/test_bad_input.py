@@ -775,7 +775,9 @@ CASES: list[tuple[str, Case, int, str]] = [
     ),
     (
         "expired upload URL",
-        lambda c: c.client.put("/v1/files/assets/x/y", params={"expires": 1, "signature": "00"}, content=b"x"),
+        lambda c: c.client.put(
+            "/v1/files/assets/x/y", params={"expires": 1, "signature": "00", "size": 1}, content=b"x"
+        ),
         403,
         "bad_signature",
     ),
