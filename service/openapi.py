@@ -77,7 +77,10 @@ def customize(app: FastAPI) -> None:
                         "content": _PROBLEM,
                     }
                 if path == "/v1/uploads" and "requestBody" in operation:
-                    responses["413"] = {"description": "The declared `size` is over the kind's limit", "content": _PROBLEM}
+                    responses["413"] = {
+                        "description": "The declared `size` is over the kind's limit",
+                        "content": _PROBLEM,
+                    }
                 if path in ("/v1/edits", "/v1/previews", "/v1/batches", "/v1/emotions") and "requestBody" in operation:
                     for status, text in _SUBMIT_ERRORS.items():
                         responses[status] = {"description": text, "content": _PROBLEM}
