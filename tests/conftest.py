@@ -71,20 +71,10 @@ def bare_pdfgc_set(tiny_pdfgc_set: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterator[Stack]:
     """The running service (PostgreSQL, Redis, moto S3, uvicorn, a Celery worker) shared by the run."""
-    from tests.service.stack import moto_s3, postgres_database, running_stack
+    from tests.service.stack import service_stack
 
-    tmp = tmp_path_factory.mktemp("stack")
-    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
-        storage = {
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": s3,
-            "CMET_S3_BUCKET": "cmet-test",
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
-        }
-        with running_stack(tmp, tiny_set, db, storage) as running:
-            running.extra["database_url"] = db
-            yield running
+    with service_stack(tmp_path_factory.mktemp("stack"), tiny_set) as running:
+        yield running
 
 
 @functools.cache

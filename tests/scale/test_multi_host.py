@@ -36,7 +36,7 @@ from cmet_jobs.db.session import session_scope
 from cmet_jobs.keys import create_key
 from tests.scale.hosts import Host, network, why_not_permitted
 from tests.service.servers import private_postgres, private_redis
-from tests.service.stack import moto_s3, wait_until
+from tests.service.stack import moto_s3, moto_storage, wait_until
 from worker.devices import celery_worker, job_queues
 from worker.scratch import PREFIX
 
@@ -118,11 +118,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path) -> Iterato
         shared = {k: v for k, v in os.environ.items() if not k.startswith("CMET_")} | {
             "CMET_DATABASE_URL": database.url,
             "CMET_BROKER_URL": redis.url,
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": s3,
-            "CMET_S3_BUCKET": BUCKET,
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
+            **moto_storage(s3, BUCKET),
             "CMET_QUEUE": "cmet-scale",
             "CMET_PREVIEW_QUEUE": "cmet-scale-previews",
             "CMET_WEBHOOK_QUEUE": "cmet-scale-webhooks",

@@ -176,6 +176,26 @@ class Stack:
         self.webhook_worker = None
 
 
+def moto_storage(endpoint: str, bucket: str = "cmet-test") -> dict[str, str]:
+    """The settings that point a stack's processes at a moto S3 server."""
+    return {
+        "CMET_STORAGE": "s3",
+        "CMET_S3_ENDPOINT_URL": endpoint,
+        "CMET_S3_BUCKET": bucket,
+        "CMET_S3_ACCESS_KEY_ID": "test",
+        "CMET_S3_SECRET_ACCESS_KEY": "test",
+    }
+
+
+@contextmanager
+def service_stack(tmp: Path, models: Path, broker_url: str | None = None) -> Iterator[Stack]:
+    """A whole service on `models`: a database of its own, a moto S3 server, the API and the workers."""
+    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
+        with running_stack(tmp, models, db, moto_storage(s3), broker_url) as running:
+            running.extra["database_url"] = db
+            yield running
+
+
 @contextmanager
 def running_stack(
     tmp: Path, models: Path, database_url: str, storage_env: dict[str, str], broker_url: str | None = None

@@ -22,7 +22,7 @@ from cmet_jobs.db.models import JobRow
 from cmet_jobs.db.session import session_scope
 from tests.service.conftest import new_key
 from tests.service.servers import private_postgres, private_redis
-from tests.service.stack import Stack, moto_s3, postgres_database, running_stack, wait_until
+from tests.service.stack import Stack, moto_s3, moto_storage, postgres_database, running_stack, wait_until
 from tests.service.test_flow import wait_final
 
 pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis, without the `stack` fixture
@@ -31,14 +31,7 @@ pytestmark = pytest.mark.stack  # the machine's PostgreSQL and Redis, without th
 @contextmanager
 def stack_on(tmp: Path, tiny_set: Path, database_url: str, broker_url: str | None = None) -> Iterator[Stack]:
     with moto_s3(tmp / "moto.log") as s3:
-        storage = {
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": s3,
-            "CMET_S3_BUCKET": "cmet-faults",
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
-            "CMET_CREATING_TIMEOUT_S": "3",
-        }
+        storage = moto_storage(s3, "cmet-faults") | {"CMET_CREATING_TIMEOUT_S": "3"}
         with running_stack(tmp, tiny_set, database_url, storage, broker_url) as stack:
             stack.extra["database_url"] = database_url
             yield stack

@@ -12,7 +12,7 @@ import pytest
 
 from cmet_core.media.sample import write_sample_clip
 from tests.service.conftest import new_key
-from tests.service.stack import REDIS_URL, Stack, moto_s3, postgres_database, running_stack
+from tests.service.stack import REDIS_URL, Stack, service_stack
 from tests.service.test_flow import wait_final
 
 pytestmark = pytest.mark.stack
@@ -20,19 +20,9 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def pdfgc_client(tmp_path_factory: pytest.TempPathFactory, tiny_pdfgc_set: Path) -> Iterator[httpx.Client]:
-    tmp = tmp_path_factory.mktemp("pdfgc-stack")
-    with postgres_database() as db, moto_s3(tmp / "moto.log") as s3:
-        storage = {
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": s3,
-            "CMET_S3_BUCKET": "cmet-test",
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
-        }
-        # the shared stack's Redis, named so it is not emptied: its own queue names keep the two apart
-        with running_stack(tmp, tiny_pdfgc_set, db, storage, broker_url=REDIS_URL) as stack:
-            stack.extra["database_url"] = db
-            yield _client(stack)
+    # the shared stack's Redis, named so it is not emptied: its own queue names keep the two apart
+    with service_stack(tmp_path_factory.mktemp("pdfgc-stack"), tiny_pdfgc_set, REDIS_URL) as stack:
+        yield _client(stack)
 
 
 def _client(stack: Stack) -> httpx.Client:

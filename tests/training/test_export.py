@@ -196,16 +196,11 @@ def test_the_service_serves_and_shows_the_registry_connector(trained_run: Path, 
     """The whole path: versions in an S3 registry, a worker on `latest`, jobs that name their connector,
     and `GET /v1/models` saying which version serves, before and after a new one is published."""
     from tests.service.conftest import new_key
-    from tests.service.stack import moto_s3, postgres_database, running_stack
+    from tests.service.stack import moto_s3, moto_storage, postgres_database, running_stack
     from tests.service.test_flow import wait_final
 
     with postgres_database() as db, moto_s3(tmp_path / "moto.log") as endpoint:
-        storage = {
-            "CMET_STORAGE": "s3",
-            "CMET_S3_ENDPOINT_URL": endpoint,
-            "CMET_S3_BUCKET": "cmet-reg",
-            "CMET_S3_ACCESS_KEY_ID": "test",
-            "CMET_S3_SECRET_ACCESS_KEY": "test",
+        storage = moto_storage(endpoint, "cmet-reg") | {
             "CMET_REGISTRY": "s3://cmet-reg/registry",
             "CMET_CONNECTOR_VERSION": LATEST,
         }
