@@ -74,6 +74,7 @@ def test_messages_are_delivered_in_arrival_order_whatever_the_stamps_length(tmp_
         queue = conn.SimpleQueue("jobs")
         folder = tmp_path / "broker" / "queue"
         queue.put({"i": "later"})
+        time.sleep(0.01)  # a later millisecond stamp, so the two names sort by when they were sent
         queue.put({"i": "earlier"})
         later, earlier = sorted(folder.glob("*.jobs.msg"))
         later.rename(folder / "1000_b.jobs.msg")  # as text, "1000_" sorts before "999_"
